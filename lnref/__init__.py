@@ -1,0 +1,19 @@
+"""lnref: reference implementation of feature learning under label noise in two-layer ReLU^q CNNs.
+
+See SPEC.md (the mathematics) and the README.  Public API::
+
+    cfg = lnref.Config(n=200, d=2000, m=20, tau=0.2)
+    data = lnref.make_data(cfg); W0 = lnref.init_weights(cfg)
+    res = lnref.train(cfg, data, W0)      # res.W, res.gamma, res.rho, res.history
+"""
+__version__ = "0.1.0"
+
+from .config import Config, ConfigError
+from .data import Dataset, TestSet, init_weights, make_data, make_test
+from .decomposition import decompose, reconstruct
+from .model import forward, gd_step, gradient, loss
+from .training import DivergedError, Result, train
+
+__all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "forward",
+           "loss", "gradient", "gd_step", "train", "Result", "DivergedError", "decompose", "reconstruct",
+           "__version__"]

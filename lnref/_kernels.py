@@ -1,0 +1,208 @@
+"""Numba kernels of the weight-space reference engine (SPEC.md sections 2-4).
+
+Rules (DESIGN.md "Numerics"): kernels take preallocated outputs, draw no random numbers and read no module
+globals; ``prange`` runs only over independent outputs (filters, samples) and every reported sum is a serial
+loop in index order, so results are bit-identical for any thread count and with ``NUMBA_DISABLE_JIT=1``.
+No fastmath, ``error_model="numpy"``, the exponent q is a float64 (``pow``).
+
+Layouts: filters are flattened to ``F = 2m`` rows, row ``f = j_index * m + r`` (j_index 0 is j = +1).
+``X`` is (n, d) row-major, ``XT`` is its transpose (d, n) row-major.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_opts = dict(cache=False, error_model="numpy", fastmath=False)
+# Filters handled together by the inner-product kernel: each W row is read once per block of X^T rows,
+# and the X^T row is reused across the block (register/L1 blocking).  Not a numerical choice: every
+# output is still a serial sum over k in index order.
+FILTER_BLOCK = 4
+
+
+@njit(inline="always", **_opts)
+def act(z, q):
+    """sigma(z) = max(0, z)**q (SPEC.md section 2)."""
+    if z > 0.0:
+        return z ** q
+    return 0.0
+
+
+@njit(inline="always", **_opts)
+def dact(z, q):
+    """sigma'(z) = q max(0, z)**(q - 1), and 0 for z <= 0 (SPEC.md section 2)."""
+    if z > 0.0:
+        return q * z ** (q - 1.0)
+    return 0.0
+
+
+@njit(inline="always", **_opts)
+def logistic_loss(z):
+    """l(z) = log(1 + exp(-z)) without overflow for any finite z (SPEC.md section 3)."""
+    if z > 0.0:
+        return math.log1p(math.exp(-z))
+    return -z + math.log1p(math.exp(z))
+
+
+@njit(inline="always", **_opts)
+def logistic_dloss(z):
+    """l'(z) = -1/(1 + exp(z)) = -sigmoid(-z), in (-1, 0), without overflow (SPEC.md section 3)."""
+    if z >= 0.0:
+        e = math.exp(-z)
+        return -e / (1.0 + e)
+    return -1.0 / (1.0 + math.exp(z))
+
+
+@njit(parallel=True, **_opts)
+def project_out(G, u):
+    """G[r] <- G[r] - <G[r], u> u for every row (u a unit vector); exact when u = e_1."""
+    rows, d = G.shape
+    for r in prange(rows):
+        c = 0.0
+        for k in range(d):
+            c += G[r, k] * u[k]
+        for k in range(d):
+            G[r, k] = G[r, k] - c * u[k]
+
+
+@njit(parallel=True, **_opts)
+def inner_products(W, mu, XT, A, B):
+    """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu>, each a serial sum over k = 0..d-1.
+
+    W (F, d), mu (d,), XT (d, n) -> A (F, n), B (F,).
+    """
+    F, d = W.shape
+    n = XT.shape[1]
+    nblocks = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
+    for blk in prange(nblocks):
+        f0 = blk * FILTER_BLOCK
+        f1 = min(f0 + FILTER_BLOCK, F)
+        for f in range(f0, f1):
+            for i in range(n):
+                A[f, i] = 0.0
+            s = 0.0
+            for k in range(d):
+                s += W[f, k] * mu[k]
+            B[f] = s
+        for k in range(d):
+            for f in range(f0, f1):
+                w = W[f, k]
+                for i in range(n):
+                    A[f, i] += w * XT[k, i]
+
+
+@njit(parallel=True, **_opts)
+def forward(A, B, y, q, m, out):
+    """f_i = F_{+1} - F_{-1}, F_j = (1/m) sum_r [sigma(<w_jr, y_i mu>) + sigma(<w_jr, xi_i>)] (SPEC.md section 2).
+
+    A (2m, n) noise inner products, B (2m,) <w, mu>, y (n,) true labels (the signal patch is y_i mu) -> out (n,).
+    """
+    n = A.shape[1]
+    for i in prange(n):
+        fp = 0.0
+        fm = 0.0
+        for r in range(m):
+            fp += act(y[i] * B[r], q) + act(A[r, i], q)
+        for r in range(m):
+            fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
+        out[i] = fp / m - fm / m
+
+
+@njit(parallel=True, **_opts)
+def losses(f, mult, loss_out, dloss_out):
+    """loss_out[i] = l(mult_i f_i), dloss_out[i] = l'(mult_i f_i)."""
+    for i in prange(f.shape[0]):
+        z = mult[i] * f[i]
+        loss_out[i] = logistic_loss(z)
+        dloss_out[i] = logistic_dloss(z)
+
+
+@njit(parallel=True, **_opts)
+def gradient(A, B, lpm, y, mu, X, q, m, G, S, C):
+    """Gradient of L at W from the inner products (SPEC.md section 3).
+
+    lpm[i] = l'_i * mult_i with mult_i = y_obs_i (plain GD) or eps_i y_obs_i (label-noise GD).
+    Outputs, for each filter f = (j, r) with sign s_j:
+      S[f]    = sum_i lpm_i y_i sigma'(y_i <w_f, mu>)               (signal coefficient, serial over i)
+      C[f, i] = lpm_i sigma'(<w_f, xi_i>)                            (noise coefficient)
+      G[f]    = (s_j/(n m)) * (S[f] mu + sum_i C[f, i] xi_i)          (sum over i in index order)
+    Terms with C[f, i] = 0 are skipped (adding 0 changes nothing), which makes inactive ReLU units free.
+    """
+    F, d = G.shape
+    n = X.shape[0]
+    for f in prange(F):
+        sj = 1.0 if f < m else -1.0
+        s = 0.0
+        for i in range(n):
+            s += lpm[i] * y[i] * dact(y[i] * B[f], q)
+        S[f] = s
+        for k in range(d):
+            G[f, k] = 0.0
+        for i in range(n):
+            c = lpm[i] * dact(A[f, i], q)
+            C[f, i] = c
+            if c != 0.0:
+                for k in range(d):
+                    G[f, k] += c * X[i, k]
+        scale = sj / (n * m)
+        for k in range(d):
+            G[f, k] = scale * (s * mu[k] + G[f, k])
+
+
+@njit(parallel=True, **_opts)
+def descend(W, G, eta):
+    """W <- W - eta G (SPEC.md section 3), elementwise, only if every new entry is finite.
+
+    Returns the number of entries that would be non-finite (0 means the step was taken; otherwise W is
+    left unchanged).  The count is an integer reduction, exact for any thread count.
+    """
+    F, d = W.shape
+    bad = 0
+    for f in prange(F):
+        cnt = 0
+        for k in range(d):
+            v = W[f, k] - eta * G[f, k]
+            if not math.isfinite(v):
+                cnt += 1
+        bad += cnt
+    if bad == 0:
+        for f in prange(F):
+            for k in range(d):
+                W[f, k] = W[f, k] - eta * G[f, k]
+    return bad
+
+
+@njit(parallel=True, **_opts)
+def update_coefficients(gamma, rho, S, C, mu_sq, xi_sq, eta, m):
+    """The recursions of SPEC.md section 4 from one step's S and C (see :func:`gradient`).
+
+    gamma[f] -= (eta ||mu||^2/(n m)) S[f];  rho[f, i] -= (eta ||xi_i||^2/(n m)) s_j C[f, i].
+    """
+    F, n = rho.shape
+    for f in prange(F):
+        sj = 1.0 if f < m else -1.0
+        gamma[f] = gamma[f] - (eta * mu_sq / (n * m)) * S[f]
+        for i in range(n):
+            rho[f, i] = rho[f, i] - (eta * xi_sq[i] / (n * m)) * (sj * C[f, i])
+
+
+@njit(parallel=True, **_opts)
+def row_sq_norms(X, out):
+    """out[i] = ||X[i]||^2, serial over k."""
+    n, d = X.shape
+    for i in prange(n):
+        s = 0.0
+        for k in range(d):
+            s += X[i, k] * X[i, k]
+        out[i] = s
+
+
+@njit(parallel=True, **_opts)
+def transpose(X, XT):
+    """XT[k, i] = X[i, k] (blocked copy)."""
+    n, d = X.shape
+    for k in prange(d):
+        for i in range(n):
+            XT[k, i] = X[i, k]

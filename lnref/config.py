@@ -1,0 +1,266 @@
+"""Run configuration: one frozen dataclass, validated on construction.
+
+Every field maps to a symbol of SPEC.md (sections 1-3).  Invalid values raise
+:class:`ConfigError` naming the field, the value and what is allowed, before any
+work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["Config", "ConfigError"]
+
+NOISE_MODELS = ("orthogonal", "isotropic")
+FLIP_MODELS = ("independent", "exact")
+ALGORITHMS = ("gd", "label_noise_gd")
+TEST_DISTRIBUTIONS = ("iid", "spurious")
+ENGINES = ("weights", "coefficients")
+SAMPLINGS = ("explicit", "gram")
+
+
+class ConfigError(ValueError):
+    """A configuration or input array is invalid; the message says what is allowed."""
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(f"{name}={value!r} is not allowed: {name} must be an integer >= {minimum}")
+    value = int(value)
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is not allowed: {name} must be an integer >= {minimum}")
+    return value
+
+
+def _check_float(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
+                 high: float | None = None, high_open: bool = False, allowed: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a real number {allowed}".rstrip())
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None and (value < low or (low_open and value == low)):
+        bad = True
+    if high is not None and (value > high or (high_open and value == high)):
+        bad = True
+    if bad:
+        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a finite number {allowed}".rstrip())
+    return value
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(map(repr, choices))}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a run (SPEC.md sections 1-3).
+
+    Parameters
+    ----------
+    n, d, m : int
+        Training samples, dimension, filters per class (2m filters in all).
+    q : float
+        Activation exponent, sigma(z) = max(0, z)**q, q >= 1 (q = 1 is the ReLU).
+    sigma0 : float
+        Standard deviation of every entry of the initial weights W0.
+    sigma_p : float
+        Noise scale: xi ~ N(0, sigma_p^2 Sigma).
+    mu_norm : float
+        ||mu||; mu = mu_norm * e_1 unless the caller passes its own mu.
+    eta : float
+        Gradient-descent step size.
+    tau_plus, tau_minus : float
+        Class-conditional flip rates P(y_obs=-1 | y=+1) and P(y_obs=+1 | y=-1), each in [0, 1/2).
+    tau : float, optional
+        Shorthand that sets both flip rates.
+    noise : {'orthogonal', 'isotropic'}
+        Sigma = I - mu mu^T/||mu||^2 or Sigma = I.
+    flips : {'independent', 'exact'}
+        Each sample flips on its own coin, or exactly round(tau * n_class) per class.
+    algorithm : {'gd', 'label_noise_gd'}
+        Plain full-batch GD, or label-noise GD with flip probability ``p`` drawn afresh each step.
+    p : float
+        Label-noise GD flip probability, in [0, 1/2).  Ignored by plain GD.
+    steps : int
+        Number of GD steps.
+    seed : int
+        Root seed of the data contract (see :mod:`lnref.data`).
+    log_every : int
+        Log every ``log_every`` steps (0: only the log-spaced steps and the ends).
+    log_points : int
+        Additional log-spaced steps between 1 and ``steps`` (for long runs).
+    n_test : int
+        Test samples (0 disables the test metrics).
+    test : {'iid', 'spurious'}
+        Test distribution (SPEC.md section 1).
+    sigma_zeta : float
+        Scale of the fresh part of a spurious test sample's noise.
+    test_flipped_labels : bool
+        Score the iid test set against labels flipped with the training rates (Kou's convention).
+    engine : {'weights', 'coefficients'}
+        Exact GD on W (the ground truth) or in span coordinates (cost independent of d).
+    sampling : {'explicit', 'gram'}
+        Draw d-dimensional data, or only its Gram statistics (coefficient engine only).
+    """
+
+    n: int = 200
+    d: int = 2000
+    m: int = 20
+    q: float = 1.0
+    sigma0: float = 0.01
+    sigma_p: float = 0.5
+    mu_norm: float = 4.0
+    eta: float = 0.5
+    tau_plus: float | None = None
+    tau_minus: float | None = None
+    tau: float | None = None
+    noise: str = "orthogonal"
+    flips: str = "independent"
+    algorithm: str = "gd"
+    p: float = 0.1
+    steps: int = 200
+    seed: int = 0
+    log_every: int = 1
+    log_points: int = 0
+    n_test: int = 1000
+    test: str = "iid"
+    sigma_zeta: float = 0.1
+    test_flipped_labels: bool = False
+    engine: str = "weights"
+    sampling: str = "explicit"
+
+    # default flip rate when neither tau nor tau_plus/tau_minus is given
+    DEFAULT_TAU = 0.2
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "n", _check_int("n", self.n, 1))
+        s(self, "d", _check_int("d", self.d, 1))
+        s(self, "m", _check_int("m", self.m, 1))
+        s(self, "q", _check_float("q", self.q, low=1.0, allowed="with q >= 1"))
+        for name in ("sigma0", "sigma_p", "eta"):
+            s(self, name, _check_float(name, getattr(self, name), low=0.0, low_open=True, allowed="> 0"))
+        s(self, "mu_norm", _check_float("mu_norm", self.mu_norm, low=0.0, allowed=">= 0"))
+        s(self, "sigma_zeta", _check_float("sigma_zeta", self.sigma_zeta, low=0.0, allowed=">= 0"))
+        rate = dict(low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)")
+        tau = None if self.tau is None else _check_float("tau", self.tau, **rate)
+        tp = None if self.tau_plus is None else _check_float("tau_plus", self.tau_plus, **rate)
+        tm = None if self.tau_minus is None else _check_float("tau_minus", self.tau_minus, **rate)
+        if tau is not None:
+            for name, v in (("tau_plus", tp), ("tau_minus", tm)):
+                if v is not None and v != tau:
+                    raise ConfigError(f"tau={tau} conflicts with {name}={v}: give tau alone (both rates) "
+                                      "or tau_plus and tau_minus")
+            tp = tm = tau
+        else:
+            tp = self.DEFAULT_TAU if tp is None else tp
+            tm = self.DEFAULT_TAU if tm is None else tm
+        s(self, "tau_plus", tp)
+        s(self, "tau_minus", tm)
+        s(self, "tau", tp if tp == tm else None)
+        s(self, "p", _check_float("p", self.p, **rate))
+        s(self, "noise", _check_choice("noise", self.noise, NOISE_MODELS))
+        s(self, "flips", _check_choice("flips", self.flips, FLIP_MODELS))
+        s(self, "algorithm", _check_choice("algorithm", self.algorithm, ALGORITHMS))
+        s(self, "test", _check_choice("test", self.test, TEST_DISTRIBUTIONS))
+        s(self, "engine", _check_choice("engine", self.engine, ENGINES))
+        s(self, "sampling", _check_choice("sampling", self.sampling, SAMPLINGS))
+        s(self, "steps", _check_int("steps", self.steps, 0))
+        s(self, "seed", _check_int("seed", self.seed, 0))
+        s(self, "log_every", _check_int("log_every", self.log_every, 0))
+        s(self, "log_points", _check_int("log_points", self.log_points, 0))
+        s(self, "n_test", _check_int("n_test", self.n_test, 0))
+        if not isinstance(self.test_flipped_labels, (bool, np.bool_)):
+            raise ConfigError(f"test_flipped_labels={self.test_flipped_labels!r} is not allowed: use true or false")
+        s(self, "test_flipped_labels", bool(self.test_flipped_labels))
+        if self.sampling == "gram" and self.engine != "coefficients":
+            raise ConfigError("sampling='gram' is not allowed with engine='weights': Gram sampling draws no "
+                              "d-dimensional vectors, so it needs engine='coefficients'")
+        if self.mu_norm == 0.0 and self.noise == "orthogonal":
+            raise ConfigError("mu_norm=0 is not allowed with noise='orthogonal' (the projection I - mu mu^T/||mu||^2 "
+                              "needs mu != 0): use mu_norm > 0 or noise='isotropic'")
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def snr(self) -> float:
+        """SNR = ||mu|| / (sigma_p sqrt(d)) (SPEC.md section 1)."""
+        return self.mu_norm / (self.sigma_p * math.sqrt(self.d))
+
+    @property
+    def has_label_noise(self) -> bool:
+        return self.tau_plus > 0.0 or self.tau_minus > 0.0
+
+    def log_steps(self) -> np.ndarray:
+        """Sorted unique steps at which metrics are logged (always 0 and ``steps``).
+
+        Returns
+        -------
+        ndarray of int64
+        """
+        pts = {0, self.steps}
+        if self.log_every > 0:
+            pts.update(range(0, self.steps + 1, self.log_every))
+        if self.log_points > 0 and self.steps > 1:
+            pts.update(np.unique(np.round(np.geomspace(1, self.steps, self.log_points)).astype(np.int64)).tolist())
+        return np.array(sorted(pts), dtype=np.int64)
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some fields changed (``tau`` is re-resolved)."""
+        data = self.to_dict()
+        if any(k in changes for k in ("tau_plus", "tau_minus")) and "tau" not in changes:
+            data["tau"] = None
+        if "tau" in changes:
+            data["tau_plus"] = data["tau_minus"] = None
+        data.update(changes)
+        return Config.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Build from a mapping (JSON/TOML), refusing unknown keys."""
+        known = set(cls.field_names())
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; allowed fields: {', '.join(sorted(known))}")
+        data = dict(data)
+        if data.get("tau") is not None and data.get("tau_plus") == data.get("tau_minus") == data.get("tau"):
+            data.pop("tau_plus", None)
+            data.pop("tau_minus", None)
+        return cls(**data)
+
+
+def _field_types() -> dict[str, type]:
+    """Python type used to parse each field from text (CLI, sweeps)."""
+    out: dict[str, type] = {}
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        v = getattr(defaults, f.name)
+        if f.name in ("tau", "tau_plus", "tau_minus"):
+            out[f.name] = float
+        elif isinstance(v, bool):
+            out[f.name] = bool
+        elif isinstance(v, int):
+            out[f.name] = int
+        elif isinstance(v, float):
+            out[f.name] = float
+        else:
+            out[f.name] = str
+    return out
+
+
+FIELD_TYPES = _field_types()

@@ -1,0 +1,260 @@
+"""The seed -> data contract (SPEC.md section 1; DESIGN.md "The seed -> data contract").
+
+One integer seed gives independent streams
+``np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))``:
+
+====  ==============  ===========================================================================
+k     stream          draws, in this order
+====  ==============  ===========================================================================
+0     data            ``b = integers(0, 2, n)``, y = 2b - 1; ``g = standard_normal((n, d))``,
+                      xi = sigma_p * g (isotropic) or sigma_p * (g - (g.u) u^T), u = mu/||mu||
+                      (orthogonal; the projection is a fixed-order loop, exact for mu = c e_1)
+1     init            ``standard_normal((2, m, d)) * sigma0``; index 0 holds j = +1
+2     label flips     independent: ``u = random(n)``, flip i iff u_i < tau_{y_i};
+                      exact: for class +1 then -1, ``choice(idx, k, replace=False)`` over the class's
+                      indices in increasing order, k = floor(tau * n_class + 1/2)
+3     test set        iid: ``b = integers(0, 2, n_test)``, ``g = standard_normal((n_test, d))`` as above;
+                      spurious: ``k = integers(0, n, n_test)``, ``g = standard_normal((n_test, d))``,
+                      xi_test = xi[k] + sigma_zeta * (projected g), y_test = y[k];
+                      then, if test_flipped_labels, ``u = random(n_test)`` flips as in stream 2
+4     label-noise GD  at each step t, ``u = random(n)``, eps_i = -1 iff u_i < p
+====  ==============  ===========================================================================
+
+Other frameworks do not reproduce NumPy's streams: they load lnref's export.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import Config, ConfigError
+from . import _kernels as K
+
+__all__ = ["Dataset", "TestSet", "make_data", "init_weights", "stream", "STREAMS"]
+
+STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5}
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """The named random stream of the data contract for ``seed``."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(STREAMS[name],))))
+
+
+def _as_array(name: str, a, ndim: int) -> np.ndarray:
+    try:
+        a = np.ascontiguousarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a real float64-convertible array: {exc}") from None
+    if a.ndim != ndim:
+        raise ConfigError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise ConfigError(f"{name} contains {bad} NaN or infinite value(s); every entry must be finite")
+    return a
+
+
+def _as_labels(name: str, a, n: int) -> np.ndarray:
+    a = _as_array(name, a, 1)
+    if a.shape != (n,):
+        raise ConfigError(f"{name} must have shape ({n},) to match xi, got {a.shape}")
+    if not np.all((a == 1.0) | (a == -1.0)):
+        bad = np.unique(a[(a != 1.0) & (a != -1.0)])[:5]
+        raise ConfigError(f"{name} must contain only +1 and -1, found {bad.tolist()}")
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class TestSet:
+    """Test samples: x = [y mu, xi]; accuracy is scored against ``y_score``.
+
+    Attributes
+    ----------
+    xi : ndarray (n_test, d) float64
+    y : ndarray (n_test,) float64, the true labels (the signal patch is y mu)
+    y_score : ndarray (n_test,) float64, the labels predictions are scored against
+    name : str
+    """
+
+    xi: np.ndarray
+    y: np.ndarray
+    y_score: np.ndarray
+    name: str = "iid"
+
+    def __post_init__(self) -> None:
+        xi = _as_array("xi_test", self.xi, 2)
+        object.__setattr__(self, "xi", xi)
+        object.__setattr__(self, "y", _as_labels("y_test", self.y, xi.shape[0]))
+        object.__setattr__(self, "y_score", _as_labels("y_test_score", self.y_score, xi.shape[0]))
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Training data (SPEC.md section 1), all float64.
+
+    Attributes
+    ----------
+    mu : ndarray (d,)
+    xi : ndarray (n, d)            noise patches
+    y : ndarray (n,)               true labels, +-1
+    y_obs : ndarray (n,)           observed labels, +-1
+    test : TestSet or None
+    """
+
+    mu: np.ndarray
+    xi: np.ndarray
+    y: np.ndarray
+    y_obs: np.ndarray
+    test: TestSet | None = None
+
+    def __post_init__(self) -> None:
+        mu = _as_array("mu", self.mu, 1)
+        xi = _as_array("xi", self.xi, 2)
+        if xi.shape[1] != mu.shape[0]:
+            raise ConfigError(f"xi has d={xi.shape[1]} columns but mu has length {mu.shape[0]}; they must agree")
+        if xi.shape[0] < 1:
+            raise ConfigError("xi must hold at least one sample (n >= 1)")
+        object.__setattr__(self, "mu", mu)
+        object.__setattr__(self, "xi", xi)
+        object.__setattr__(self, "y", _as_labels("y", self.y, xi.shape[0]))
+        object.__setattr__(self, "y_obs", _as_labels("y_obs", self.y_obs, xi.shape[0]))
+        if self.test is not None and self.test.xi.shape[1] != mu.shape[0]:
+            raise ConfigError(f"test xi has d={self.test.xi.shape[1]} but mu has length {mu.shape[0]}")
+
+    @property
+    def n(self) -> int:
+        return self.xi.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.xi.shape[1]
+
+    @property
+    def clean(self) -> np.ndarray:
+        """Boolean mask of S_c = {i : y_obs_i = y_i}."""
+        return self.y_obs == self.y
+
+    @property
+    def noisy(self) -> np.ndarray:
+        """Boolean mask of S_f = {i : y_obs_i != y_i}."""
+        return self.y_obs != self.y
+
+    def check_for(self, cfg: Config) -> None:
+        """Refuse a dataset whose shape disagrees with ``cfg``."""
+        if (self.n, self.d) != (cfg.n, cfg.d):
+            raise ConfigError(f"dataset has (n, d) = ({self.n}, {self.d}) but the config says ({cfg.n}, {cfg.d})")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"mu": self.mu, "xi": self.xi, "y": self.y, "y_obs": self.y_obs}
+        if self.test is not None:
+            out.update(xi_test=self.test.xi, y_test=self.test.y, y_test_score=self.test.y_score)
+        return out
+
+    def save(self, path) -> None:
+        """Write a self-describing .npz (plain float64 arrays, SHA-256 of each)."""
+        from .io import save_npz
+        save_npz(path, self.arrays(), meta={"kind": "lnref.Dataset"})
+
+    @classmethod
+    def load(cls, path) -> "Dataset":
+        from .io import load_npz
+        arrays, _ = load_npz(path)
+        test = None
+        if "xi_test" in arrays:
+            test = TestSet(arrays["xi_test"], arrays["y_test"], arrays["y_test_score"])
+        return cls(arrays["mu"], arrays["xi"], arrays["y"], arrays["y_obs"], test)
+
+
+def default_mu(cfg: Config) -> np.ndarray:
+    mu = np.zeros(cfg.d)
+    mu[0] = cfg.mu_norm
+    return mu
+
+
+def _noise(rng: np.random.Generator, rows: int, d: int, scale: float, mu: np.ndarray, noise: str) -> np.ndarray:
+    g = rng.standard_normal((rows, d))
+    if noise == "orthogonal":
+        u = mu / math.sqrt(float(np.sum(mu * mu)))
+        K.project_out(g, np.ascontiguousarray(u))
+    g *= scale
+    return g
+
+
+def _flip(rng: np.random.Generator, y: np.ndarray, tau_plus: float, tau_minus: float, flips: str) -> np.ndarray:
+    n = y.shape[0]
+    flip = np.zeros(n, dtype=bool)
+    if flips == "independent":
+        u = rng.random(n)
+        flip = np.where(y > 0, u < tau_plus, u < tau_minus)
+    else:
+        for cls, tau in ((1.0, tau_plus), (-1.0, tau_minus)):
+            idx = np.flatnonzero(y == cls)
+            k = int(math.floor(tau * idx.size + 0.5))
+            if k:
+                flip[rng.choice(idx, size=k, replace=False)] = True
+    return np.where(flip, -y, y)
+
+
+def make_test(cfg: Config, data: Dataset, kind: str | None = None, n_test: int | None = None,
+              flipped_labels: bool | None = None) -> TestSet:
+    """Draw a test set from stream 3 (see the module docstring)."""
+    kind = cfg.test if kind is None else kind
+    n_test = cfg.n_test if n_test is None else n_test
+    flipped = cfg.test_flipped_labels if flipped_labels is None else flipped_labels
+    rng = stream(cfg.seed, "test")
+    if kind == "iid":
+        y = 2.0 * rng.integers(0, 2, n_test).astype(np.float64) - 1.0
+        xi = _noise(rng, n_test, data.d, cfg.sigma_p, data.mu, cfg.noise)
+    elif kind == "spurious":
+        k = rng.integers(0, data.n, n_test)
+        xi = data.xi[k] + _noise(rng, n_test, data.d, cfg.sigma_zeta, data.mu, cfg.noise)
+        y = data.y[k].copy()
+    else:
+        raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
+    y_score = _flip(rng, y, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y
+    return TestSet(xi, y, y_score, name=kind)
+
+
+def make_data(cfg: Config, mu: np.ndarray | None = None) -> Dataset:
+    """Draw the training data (and the test set when ``cfg.n_test > 0``) from ``cfg.seed``.
+
+    Parameters
+    ----------
+    cfg : Config
+    mu : ndarray (d,), optional
+        The signal vector; default ``cfg.mu_norm * e_1``.
+
+    Returns
+    -------
+    Dataset
+    """
+    if cfg.sampling == "gram":
+        raise ConfigError("make_data draws explicit d-dimensional data; with sampling='gram' use "
+                          "lnref.gram.sample_gram(cfg)")
+    if mu is None:
+        mu = default_mu(cfg)
+    else:
+        mu = _as_array("mu", mu, 1)
+        if mu.shape != (cfg.d,):
+            raise ConfigError(f"mu must have shape ({cfg.d},), got {mu.shape}")
+    if cfg.noise == "orthogonal" and not np.any(mu):
+        raise ConfigError("mu must be non-zero with noise='orthogonal'")
+    rng = stream(cfg.seed, "data")
+    y = 2.0 * rng.integers(0, 2, cfg.n).astype(np.float64) - 1.0
+    xi = _noise(rng, cfg.n, cfg.d, cfg.sigma_p, mu, cfg.noise)
+    y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
+    data = Dataset(mu, xi, y, y_obs)
+    if cfg.n_test > 0:
+        data = Dataset(mu, xi, y, y_obs, make_test(cfg, data))
+    return data
+
+
+def init_weights(cfg: Config) -> np.ndarray:
+    """W0 with i.i.d. N(0, sigma0^2) entries, shape (2, m, d); index 0 holds j = +1 (SPEC.md section 2)."""
+    return stream(cfg.seed, "init").standard_normal((2, cfg.m, cfg.d)) * cfg.sigma0
+
+
+def label_noise_signs(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
+    """One step's eps (stream 4): eps_i = -1 with probability p (SPEC.md section 3)."""
+    return np.where(rng.random(n) < p, -1.0, 1.0)

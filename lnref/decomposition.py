@@ -1,0 +1,71 @@
+"""Signal-noise decomposition of weights that came from anywhere (SPEC.md section 4, identity 5.1)."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from .config import ConfigError
+from .data import Dataset
+from .model import check_weights
+
+__all__ = ["decompose", "reconstruct"]
+
+
+def _basis(data: Dataset) -> np.ndarray:
+    """Columns mu/||mu||^2, xi_1/||xi_1||^2, ..., xi_n/||xi_n||^2, shape (d, n + 1)."""
+    mu_sq = float(data.mu @ data.mu)
+    xi_sq = np.einsum("ij,ij->i", data.xi, data.xi)
+    if mu_sq == 0.0 or np.any(xi_sq == 0.0):
+        raise ConfigError("decompose needs mu != 0 and every xi_i != 0")
+    return np.column_stack([data.mu / mu_sq, (data.xi / xi_sq[:, None]).T])
+
+
+def decompose(W, W0, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients (gamma, rho) with W - W0 = s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2.
+
+    Parameters
+    ----------
+    W, W0 : array (2, m, d)
+    data : Dataset (needs d >= n + 1 for uniqueness)
+
+    Returns
+    -------
+    gamma : ndarray (2, m)
+    rho : ndarray (2, m, n)
+
+    Notes
+    -----
+    SPEC.md section 4.  Solved by least squares (SciPy, LAPACK gelsd) on the basis matrix, which is better
+    conditioned than the normal equations on its Gram matrix and has the same solution.  The part of W - W0
+    outside span{mu, xi_i} is discarded; :func:`reconstruct` shows how much there was.
+    """
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"data must be an lnref.Dataset, got {type(data).__name__}")
+    W = check_weights(W, d=data.d)
+    W0 = check_weights(W0, d=data.d, m=W.shape[1], name="W0")
+    if data.d < data.n + 1:
+        raise ConfigError(f"decompose needs d >= n + 1 for unique coefficients, got d={data.d}, n={data.n}")
+    m = W.shape[1]
+    basis = _basis(data)
+    delta = (W - W0).reshape(2 * m, data.d).T  # (d, 2m)
+    coef, _, rank, _ = scipy.linalg.lstsq(basis, delta, lapack_driver="gelsd")
+    if rank < data.n + 1:
+        raise ConfigError(f"mu, xi_1..xi_n are linearly dependent (rank {rank} < n + 1 = {data.n + 1}); "
+                          "the coefficients are not unique")
+    coef = coef.T.reshape(2, m, data.n + 1)
+    s = np.array([1.0, -1.0])[:, None]
+    return s * coef[:, :, 0], np.ascontiguousarray(coef[:, :, 1:])
+
+
+def reconstruct(W0, gamma, rho, data: Dataset) -> np.ndarray:
+    """W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, shape (2, m, d) (SPEC.md section 4)."""
+    W0 = check_weights(W0, d=data.d, name="W0")
+    m = W0.shape[1]
+    gamma = np.asarray(gamma, dtype=np.float64)
+    rho = np.asarray(rho, dtype=np.float64)
+    if gamma.shape != (2, m) or rho.shape != (2, m, data.n):
+        raise ConfigError(f"gamma must be (2, {m}) and rho (2, {m}, {data.n}); got {gamma.shape}, {rho.shape}")
+    basis = _basis(data)
+    s = np.array([1.0, -1.0])[:, None]
+    coef = np.concatenate([(s * gamma)[:, :, None], rho], axis=2).reshape(2 * m, data.n + 1)
+    return W0 + (coef @ basis.T).reshape(2, m, data.d)

@@ -1,0 +1,102 @@
+"""Losses, accuracies on clean/noisy subsets and coefficient summaries at one logged step.
+
+The names below are the columns of ``Result.history`` and of ``metrics.csv``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _kernels as K
+
+__all__ = ["HISTORY_COLUMNS", "sample_losses", "step_metrics", "describe"]
+
+HISTORY_COLUMNS: dict[str, str] = {
+    "step": "GD step t",
+    "loss": "training loss (1/n) sum_i l(y_obs_i f_i)",
+    "loss_clean": "mean training loss over clean samples S_c (NaN if S_c is empty)",
+    "loss_noisy": "mean training loss over mislabelled samples S_f (NaN if S_f is empty)",
+    "train_acc": "fraction of samples with y_obs_i f_i > 0 (fitted w.r.t. the observed label)",
+    "train_acc_clean": "fraction of clean samples with y_obs_i f_i > 0",
+    "train_acc_noisy": "fraction of mislabelled samples with y_obs_i f_i > 0 (fitted to the wrong label)",
+    "true_acc_noisy": "fraction of mislabelled samples predicted as their TRUE label (y_i f_i > 0)",
+    "test_acc": "test accuracy: fraction of test samples with y_score f > 0 (NaN if n_test = 0)",
+    "gamma_max": "max_{j,r} gamma_{j,r}",
+    "gamma_mean": "mean_{j,r} gamma_{j,r}",
+    "gamma_min": "min_{j,r} gamma_{j,r}",
+    "rho_bar_max_clean": "max over clean i and all j,r of rho_bar_{j,r,i} = max(rho, 0)",
+    "rho_bar_max_noisy": "max over mislabelled i and all j,r of rho_bar_{j,r,i}",
+    "rho_max_mean_clean": "mean over clean i of max_{j,r} rho_{j,r,i}",
+    "rho_max_mean_noisy": "mean over mislabelled i of max_{j,r} rho_{j,r,i}",
+    "rho_under_min": "min over all i, j, r of rho_under_{j,r,i} = min(rho, 0)",
+}
+
+
+def sample_losses(margin: np.ndarray) -> np.ndarray:
+    """l(margin_i) per sample (SPEC.md section 3), computed by the same kernel as training."""
+    margin = np.ascontiguousarray(margin, dtype=np.float64)
+    loss = np.empty_like(margin)
+    dloss = np.empty_like(margin)
+    K.losses(margin, np.ones_like(margin), loss, dloss)
+    return loss
+
+
+def _mean(a: np.ndarray) -> float:
+    return float(np.mean(a)) if a.size else math.nan
+
+
+def _max(a: np.ndarray) -> float:
+    return float(np.max(a)) if a.size else math.nan
+
+
+def step_metrics(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, gamma: np.ndarray, rho: np.ndarray,
+                 test_correct: float = math.nan) -> dict[str, float]:
+    """All history columns except ``step`` and the test columns, at one step.
+
+    Parameters
+    ----------
+    f : (n,) outputs on the training samples
+    y, y_obs : (n,) true and observed labels
+    gamma : (2, m); rho : (2, m, n)
+    test_correct : test accuracy already computed by the caller
+    """
+    margin = y_obs * f
+    loss = sample_losses(margin)
+    clean = y_obs == y
+    noisy = ~clean
+    fitted = margin > 0
+    rho_max = rho.max(axis=(0, 1))  # (n,) max_{j,r} rho_{j,r,i}
+    rho_bar = np.maximum(rho_max, 0.0)
+    return {
+        "loss": _mean(loss),
+        "loss_clean": _mean(loss[clean]),
+        "loss_noisy": _mean(loss[noisy]),
+        "train_acc": _mean(fitted),
+        "train_acc_clean": _mean(fitted[clean]),
+        "train_acc_noisy": _mean(fitted[noisy]),
+        "true_acc_noisy": _mean((y * f)[noisy] > 0),
+        "test_acc": float(test_correct),
+        "gamma_max": float(gamma.max()),
+        "gamma_mean": float(gamma.mean()),
+        "gamma_min": float(gamma.min()),
+        "rho_bar_max_clean": _max(rho_bar[clean]),
+        "rho_bar_max_noisy": _max(rho_bar[noisy]),
+        "rho_max_mean_clean": _mean(rho_max[clean]),
+        "rho_max_mean_noisy": _mean(rho_max[noisy]),
+        "rho_under_min": float(min(rho.min(), 0.0)),
+    }
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction with labels * outputs > 0 (a zero output counts as an error)."""
+    return _mean(labels * outputs > 0)
+
+
+def describe(name: str) -> str:
+    """What a history column means."""
+    if name in HISTORY_COLUMNS:
+        return HISTORY_COLUMNS[name]
+    if name.startswith("test_acc_"):
+        return f"accuracy on the extra test set {name[len('test_acc_'):]!r}"
+    raise KeyError(name)

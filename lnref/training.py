@@ -1,0 +1,217 @@
+"""`lnref.train`: run (label-noise) GD with an engine and log the history (SPEC.md sections 3-4)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+import numba
+import numpy as np
+
+from .config import Config, ConfigError
+from .data import Dataset, TestSet, init_weights, label_noise_signs, make_data, stream
+from .metrics import HISTORY_COLUMNS, accuracy, step_metrics
+from .model import check_weights
+
+__all__ = ["Result", "DivergedError", "train", "num_threads"]
+
+
+class DivergedError(FloatingPointError):
+    """GD produced a non-finite loss, output or weight.  ``.result`` holds everything computed until then."""
+
+    def __init__(self, message: str, result: "Result"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class Result:
+    """What :func:`lnref.train` returns.
+
+    Attributes
+    ----------
+    config : Config
+    W : ndarray (2, m, d) or None    final weights (None when the engine has no explicit weights)
+    W0 : ndarray (2, m, d) or None   initial weights
+    gamma : ndarray (2, m)           final signal coefficients (SPEC.md section 4)
+    rho : ndarray (2, m, n)          final noise coefficients
+    history : dict[str, ndarray]     one 1-D array per metric, aligned with ``history["step"]``
+                                     (column meanings: :data:`lnref.metrics.HISTORY_COLUMNS`)
+    trace : dict[str, ndarray]       per logged step: ``gamma`` (L, 2, m), ``rho`` (L, 2, m, n) (unless
+                                     ``keep_rho=False``), ``margin`` (L, n) = y_obs * f
+    data : Dataset or None
+    steps_done : int                 GD steps actually taken
+    diverged : bool
+    timings : dict[str, float]       seconds: ``setup``, ``train`` (all steps), ``logging``
+    threads : int                    numba threads used
+    """
+
+    config: Config
+    W: np.ndarray | None
+    W0: np.ndarray | None
+    gamma: np.ndarray
+    rho: np.ndarray
+    history: dict[str, np.ndarray]
+    trace: dict[str, np.ndarray]
+    data: Any
+    steps_done: int
+    diverged: bool = False
+    message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    threads: int = 1
+
+    @property
+    def clean(self) -> np.ndarray:
+        return self.data.clean
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[int]:
+    """Run numba kernels with ``threads`` threads (None: all), restoring the previous setting."""
+    old = numba.get_num_threads()
+    if threads is None:
+        threads = numba.config.NUMBA_NUM_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not (
+            1 <= threads <= numba.config.NUMBA_NUM_THREADS):
+        raise ConfigError(f"threads={threads!r} is not allowed: use an integer from 1 to "
+                          f"{numba.config.NUMBA_NUM_THREADS} (numba's NUMBA_NUM_THREADS)")
+    numba.set_num_threads(int(threads))
+    try:
+        yield int(threads)
+    finally:
+        numba.set_num_threads(old)
+
+
+def _make_engine(cfg: Config, data, W0):
+    if cfg.engine == "weights":
+        from .engines.weights import WeightEngine
+        return WeightEngine(cfg.q, cfg.eta, data, W0)
+    from .engines.coefficients import CoefficientEngine
+    return CoefficientEngine(cfg, data, W0)
+
+
+def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None, *,
+          threads: int | None = None, extra_tests: Mapping[str, TestSet] | None = None,
+          keep_rho: bool = True, progress: Callable[[int, int], None] | None = None) -> Result:
+    """Run full-batch (label-noise) GD from ``cfg`` and return the final state and the logged history.
+
+    Parameters
+    ----------
+    cfg : Config
+    data : Dataset, optional
+        Training (and test) data; default ``make_data(cfg)``.
+    W0 : ndarray (2, m, d), optional
+        Initial weights; default ``init_weights(cfg)``.
+    threads : int, optional
+        numba threads (default all); results are bit-identical for any value.
+    extra_tests : mapping name -> TestSet, optional
+        More test sets; their accuracies are logged as ``test_acc_<name>``.
+    keep_rho : bool
+        Keep rho at every logged step in ``trace["rho"]`` (memory L * 2m * n floats).
+    progress : callable(step, steps), optional
+        Called at every logged step.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    DivergedError
+        When an output, the loss or a weight would become non-finite; ``err.result`` holds the run so far
+        (the weights of the last finite step).
+
+    Notes
+    -----
+    GD: SPEC.md section 3; the coefficient recursions run alongside: SPEC.md section 4.  Label-noise GD draws
+    eps from stream 4 of the data contract (:mod:`lnref.data`), once per step, before the step.
+    """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
+    t_start = time.perf_counter()
+    if cfg.engine == "coefficients":
+        from .engines.coefficients import prepare  # validates, and draws Gram statistics if asked
+        data, W0 = prepare(cfg, data, W0)
+    else:
+        data = make_data(cfg) if data is None else data
+        if not isinstance(data, Dataset):
+            raise ConfigError(f"data must be an lnref.Dataset, got {type(data).__name__}")
+        data.check_for(cfg)
+        W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0")
+    extra_tests = dict(extra_tests or {})
+    for name, t in extra_tests.items():
+        if not isinstance(t, TestSet):
+            raise ConfigError(f"extra_tests[{name!r}] must be an lnref.TestSet, got {type(t).__name__}")
+    tests = ([("test_acc", data.test)] if getattr(data, "test", None) is not None else []) + \
+            [(f"test_acc_{k}", t) for k, t in extra_tests.items()]
+
+    with num_threads(threads) as nthreads:
+        engine = _make_engine(cfg, data, W0)
+        log_steps = cfg.log_steps()
+        L = log_steps.size
+        cols = ["step"] + [c for c in HISTORY_COLUMNS if c != "step"] + [name for name, _ in tests
+                                                                         if name != "test_acc"]
+        hist = {c: np.full(L, math.nan) for c in cols}
+        n, m = cfg.n, cfg.m
+        trace = {"gamma": np.full((L, 2, m), math.nan), "margin": np.full((L, n), math.nan)}
+        if keep_rho:
+            trace["rho"] = np.full((L, 2, m, n), math.nan)
+        y, y_obs = data.y, data.y_obs
+        lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
+        t_setup = time.perf_counter() - t_start
+        t_log = 0.0
+        t0 = time.perf_counter()
+        li = 0
+        message = ""
+        diverged = False
+        t = 0
+        while True:
+            f = engine.forward()
+            if not np.all(np.isfinite(f)):
+                diverged = True
+                message = (f"GD diverged at step {t}: the network outputs became non-finite (NaN or inf); "
+                           f"try a smaller eta (now {cfg.eta}) or sigma0 (now {cfg.sigma0})")
+                break
+            if li < L and log_steps[li] == t:
+                tl = time.perf_counter()
+                row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
+                for name, test in tests:
+                    row[name] = accuracy(engine.test_outputs(test), test.y_score)
+                hist["step"][li] = t
+                for k, v in row.items():
+                    hist[k][li] = v
+                trace["gamma"][li] = engine.gamma
+                trace["margin"][li] = y_obs * f
+                if keep_rho:
+                    trace["rho"][li] = engine.rho
+                li += 1
+                t_log += time.perf_counter() - tl
+                if progress is not None:
+                    progress(t, cfg.steps)
+                if not math.isfinite(row["loss"]):
+                    diverged = True
+                    message = f"GD diverged at step {t}: the training loss is not finite"
+                    break
+            if t == cfg.steps:
+                break
+            mult = y_obs if lnoise is None else label_noise_signs(lnoise, n, cfg.p) * y_obs
+            if not engine.step(mult):
+                diverged = True
+                message = (f"GD diverged at step {t}: the step would make the weights or coefficients "
+                           f"non-finite; stopped with the state of step {t} (try a smaller eta, now {cfg.eta})")
+                break
+            t += 1
+        t_train = time.perf_counter() - t0 - t_log
+    history = {k: v[:li].copy() for k, v in hist.items()}
+    history["step"] = history["step"].astype(np.int64)
+    trace = {k: v[:li].copy() for k, v in trace.items()}
+    W = engine.weights() if getattr(engine, "has_weights", True) else None
+    result = Result(config=cfg, W=None if W is None else W.copy(), W0=W0, gamma=engine.gamma.copy(),
+                    rho=engine.rho.copy(), history=history, trace=trace, data=data, steps_done=t,
+                    diverged=diverged, message=message,
+                    timings={"setup": t_setup, "train": t_train, "logging": t_log}, threads=nthreads)
+    if diverged:
+        raise DivergedError(message, result)
+    return result
