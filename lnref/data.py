@@ -255,6 +255,10 @@ def init_weights(cfg: Config) -> np.ndarray:
     return stream(cfg.seed, "init").standard_normal((2, cfg.m, cfg.d)) * cfg.sigma0
 
 
-def label_noise_signs(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
-    """One step's eps (stream 4): eps_i = -1 with probability p (SPEC.md section 3)."""
-    return np.where(rng.random(n) < p, -1.0, 1.0)
+def label_noise_signs(rng: np.random.Generator, shape, p: float) -> np.ndarray:
+    """eps for label-noise GD (stream 4): eps = -1 where ``random(shape) < p`` (SPEC.md section 3).
+
+    ``shape`` is (n,) for one step or (k, n) for k consecutive steps (row s is step s; the same numbers as
+    k calls with shape (n,)).
+    """
+    return np.where(rng.random(shape) < p, -1.0, 1.0)

@@ -17,6 +17,9 @@ from .model import check_weights
 
 __all__ = ["Result", "DivergedError", "train", "num_threads"]
 
+# GD steps per engine.advance call (bounds the memory of the label-noise eps draws)
+_CHUNK = 1024
+
 
 class DivergedError(FloatingPointError):
     """GD produced a non-finite loss, output or weight.  ``.result`` holds everything computed until then."""
@@ -167,42 +170,41 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
         message = ""
         diverged = False
         t = 0
-        while True:
-            f = engine.forward()
-            if not np.all(np.isfinite(f)):
-                diverged = True
-                message = (f"GD diverged at step {t}: the network outputs became non-finite (NaN or inf); "
-                           f"try a smaller eta (now {cfg.eta}) or sigma0 (now {cfg.sigma0})")
-                break
-            if li < L and log_steps[li] == t:
-                tl = time.perf_counter()
-                row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
-                for name, test in tests:
-                    row[name] = accuracy(engine.test_outputs(test), test.y_score)
-                hist["step"][li] = t
-                for k, v in row.items():
-                    hist[k][li] = v
-                trace["gamma"][li] = engine.gamma
-                trace["margin"][li] = y_obs * f
-                if keep_rho:
-                    trace["rho"][li] = engine.rho
-                li += 1
-                t_log += time.perf_counter() - tl
-                if progress is not None:
-                    progress(t, cfg.steps)
-                if not math.isfinite(row["loss"]):
+        for target in log_steps:
+            # advance to the next logged step in chunks (bounded memory for the eps draws)
+            while t < target and not diverged:
+                k = int(min(target - t, _CHUNK))
+                mults = None if lnoise is None else label_noise_signs(lnoise, (k, n), cfg.p) * y_obs
+                done = engine.advance(k, mults)
+                t += done
+                if done < k:
                     diverged = True
-                    message = f"GD diverged at step {t}: the training loss is not finite"
-                    break
-            if t == cfg.steps:
-                break
-            mult = y_obs if lnoise is None else label_noise_signs(lnoise, n, cfg.p) * y_obs
-            if not engine.step(mult):
+                    message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
+                               f"(NaN or inf); stopped with the last finite state, of step {t} "
+                               f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
+            tl = time.perf_counter()
+            f = engine.forward()
+            row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
+            for name, test in tests:
+                row[name] = engine.test_accuracy(test)
+            if not (np.all(np.isfinite(f)) and math.isfinite(row["loss"])):
                 diverged = True
-                message = (f"GD diverged at step {t}: the step would make the weights or coefficients "
-                           f"non-finite; stopped with the state of step {t} (try a smaller eta, now {cfg.eta})")
+                message = message or f"GD diverged at step {t}: the outputs or the training loss are not finite"
+                t_log += time.perf_counter() - tl
                 break
-            t += 1
+            hist["step"][li] = t
+            for key, v in row.items():
+                hist[key][li] = v
+            trace["gamma"][li] = engine.gamma
+            trace["margin"][li] = y_obs * f
+            if keep_rho:
+                trace["rho"][li] = engine.rho
+            li += 1
+            t_log += time.perf_counter() - tl
+            if progress is not None:
+                progress(t, cfg.steps)
+            if diverged:
+                break
         t_train = time.perf_counter() - t0 - t_log
     history = {k: v[:li].copy() for k, v in hist.items()}
     history["step"] = history["step"].astype(np.int64)

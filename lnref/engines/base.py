@@ -21,14 +21,17 @@ class Engine(Protocol):
     def forward(self) -> np.ndarray:
         """f(W(t), x_i) for the training samples, shape (n,); caches what :meth:`step` needs."""
 
-    def test_outputs(self, test) -> np.ndarray:
-        """f(W(t), x) for the samples of a test set, shape (n_test,)."""
+    has_weights: bool  # whether weights() can return W
 
-    def step(self, mult: np.ndarray) -> bool:
-        """One GD step on (1/n) sum_i l(mult_i f_i) using the outputs of the last :meth:`forward`.
+    def test_accuracy(self, test) -> float:
+        """Test accuracy of the current state: fraction of test samples with y_score * f > 0."""
 
-        ``mult`` is y_obs (plain GD) or eps * y_obs (label-noise GD).  Returns False, and changes nothing,
-        when the step would make the state non-finite.
+    def advance(self, k: int, mults: np.ndarray | None) -> int:
+        """Take up to k GD steps on (1/n) sum_i l(mult_i f_i) from the current state.
+
+        ``mults`` (k, n): row s is y_obs (plain GD) or eps(s) * y_obs (label-noise GD); None means y_obs at every
+        step.  Stops early, keeping the last finite state, when the outputs or the next state would be
+        non-finite; returns the number of steps taken.
         """
 
     def weights(self) -> np.ndarray:

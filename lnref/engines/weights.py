@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _kernels as K
 from ..data import Dataset, TestSet
+from ..metrics import accuracy
 
 
 class WeightEngine:
@@ -55,6 +56,26 @@ class WeightEngine:
         K.inner_products(self.W, self.mu, self.XT, self.A, self.B)
         K.forward(self.A, self.B, self.y, self.q, self.m, self.f)
         return self.f
+
+    has_weights = True
+
+    def test_accuracy(self, test: TestSet) -> float:
+        return accuracy(self.test_outputs(test), test.y_score)
+
+    def advance(self, k: int, mults: np.ndarray | None) -> int:
+        """Take up to k GD steps (row s of ``mults`` multiplies the labels at step s; None: y_obs).
+
+        Stops early, keeping the last finite state, when the outputs or the next weights would be non-finite;
+        returns the number of steps taken.
+        """
+        y_obs = self.data.y_obs
+        for s in range(k):
+            f = self.forward()
+            if not np.all(np.isfinite(f)):
+                return s
+            if not self.step(y_obs if mults is None else mults[s]):
+                return s
+        return k
 
     def test_outputs(self, test: TestSet) -> np.ndarray:
         key = id(test)
