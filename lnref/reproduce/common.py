@@ -1,6 +1,7 @@
 """Shared machinery of the reproductions: registry, run context, report.md, figures."""
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 import time
@@ -54,7 +55,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {}
 def register(name: str, title: str, description: str = ""):
     """Decorator: register ``func(ctx) -> list[Check]`` as ``lnref reproduce NAME``."""
     def deco(func):
-        REPRODUCTIONS[name] = Reproduction(name, title, func, description or (func.__doc__ or "").strip())
+        REPRODUCTIONS[name] = Reproduction(name, title, func, description or inspect.cleandoc(func.__doc__ or ""))
         return func
     return deco
 

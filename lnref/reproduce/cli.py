@@ -1,0 +1,73 @@
+"""``lnref reproduce [NAME] [--out DIR] [--seeds K] [--quick] [--force] [--threads N] [--list]``.
+
+Runs one registered reproduction (:mod:`lnref.reproduce`) into ``--out`` (default ``runs/NAME``) and writes
+report.md and summary.json there.  Exit 0 when it ran (whether or not every prediction holds; the count is
+printed), 2 on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..config import ConfigError
+
+__all__ = ["register"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: use an integer >= 1")
+    return v
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from ..io import prepare_out_dir
+    from ..training import num_threads
+    from . import DEFAULT, Context, load_all, run_reproduction
+
+    reps = load_all()
+    if args.list:
+        width = max(len(k) for k in reps) if reps else 0
+        for name, rep in reps.items():
+            mark = " (default)" if name == DEFAULT else ""
+            print(f"{name:<{width}}  {rep.title}{mark}")
+        return 0
+    name = args.name or DEFAULT
+    if name not in reps:
+        raise ConfigError(f"reproduction {name!r} does not exist; choose one of {', '.join(reps)} "
+                          "(lnref reproduce --list)")
+    if args.threads is not None:
+        with num_threads(args.threads):  # validates the thread count before any work
+            pass
+    out = prepare_out_dir(args.out if args.out is not None else Path("runs") / name, args.force)
+    ctx = Context(out=out, seeds=args.seeds, quick=args.quick, threads=args.threads,
+                  log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    checks = run_reproduction(name, ctx)
+    wall = time.perf_counter() - t0
+    held = sum(c.holds for c in checks)
+    print(f"lnref reproduce {name}: {held} of {len(checks)} predictions hold; {wall:.1f}s; report: "
+          f"{out / 'report.md'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("reproduce", help="run a paper reproduction (figure, data, report.md)",
+                              description="Run a paper reproduction of SPEC.md section 6 and write its data, "
+                                          "figure, summary.json and report.md into --out.")
+    p.add_argument("name", nargs="?", default=None, metavar="NAME",
+                   help="reproduction to run (default han2025; see --list)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/NAME; must be empty "
+                                                          "unless --force)")
+    p.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds 0..K-1 (default 1)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes / fewer steps (a smoke run)")
+    p.add_argument("--force", action="store_true", help="overwrite the files of a non-empty --out")
+    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    p.add_argument("--list", action="store_true", help="list the reproductions and exit")
+    p.set_defaults(func=_cmd)
