@@ -1,0 +1,218 @@
+"""Numba kernels of the coefficient-space engine (SPEC.md section 4, "Inner products in coefficients").
+
+Same rules as :mod:`lnref._kernels` (DESIGN.md "Numerics"): preallocated outputs, no random numbers, no module
+globals, no fastmath, ``error_model="numpy"``, q passed as float64; ``prange`` only over independent outputs
+(filters or samples), every reported sum a serial loop in index order, so results are bit-identical for any
+thread count and with ``NUMBA_DISABLE_JIT=1``.  No BLAS.
+
+Every kernel with a ``prange`` is compiled twice from the same source: ``name`` (``parallel=True``) and
+``name_serial`` (plain loops).  The two give identical bits (the ``prange`` bodies are independent); the serial
+one avoids the threading layer's start-up cost on the tiny problems of parameter sweeps.  Compilation is lazy,
+so a process only pays for the variant it uses.
+
+Layouts: filters are flattened to ``F = 2m`` rows, row ``f = j_index * m + r`` (j_index 0 is j = +1).
+Gram statistics (see :class:`lnref.engines.coefficients.GramStats`), with ``xi_sq[i] = ||xi_i||^2``:
+
+* ``Gn[i, k] = <xi_i, xi_k> / ||xi_i||^2``      (n, n)   the Gram matrix with row i scaled
+* ``cA[k] = <xi_k, mu> / ||mu||^2``              (n,)     (0 when mu = 0)
+* ``cB[i] = <xi_i, mu> / ||xi_i||^2``            (n,)
+* ``P0[f, k] = <w_f(0), xi_k>``, ``b0[f] = <w_f(0), mu>``
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._kernels import act, dact, logistic_dloss
+
+_opts = dict(cache=False, error_model="numpy", fastmath=False)
+
+
+def _both(fn):
+    """(parallel, serial) compilations of one kernel source."""
+    return njit(parallel=True, **_opts)(fn), njit(**_opts)(fn)
+
+
+@njit(inline="always", **_opts)
+def _filter_inner(f, sj, gamma, rho, P0, b0, Gn, cA, cB, A, B):
+    """A[f, k] = <w_f, xi_k>, B[f] = <w_f, mu> from the coefficients (SPEC.md section 4).
+
+    A[f, k] = P0[f, k] + s_j gamma_f c_k/||mu||^2 + sum_i rho_{f,i} G_ik/||xi_i||^2  (i in index order)
+    B[f]    = b0[f]    + s_j gamma_f             + sum_i rho_{f,i} c_i/||xi_i||^2
+    The sum over i runs as axpy updates of the row A[f, :], so each output is a serial sum in index order
+    while the loop over k vectorises.  Terms with rho_{f,i} = 0 are skipped (adding 0 changes nothing).
+    """
+    n = rho.shape[1]
+    g = sj * gamma[f]
+    bsum = b0[f] + g
+    for k in range(n):
+        A[f, k] = P0[f, k] + g * cA[k]
+    for i in range(n):
+        r = rho[f, i]
+        if r != 0.0:
+            bsum += r * cB[i]
+            for k in range(n):
+                A[f, k] += r * Gn[i, k]
+    B[f] = bsum
+
+
+@njit(inline="always", **_opts)
+def _sample_output(i, A, B, y, q, m):
+    """f_i = F_{+1} - F_{-1} (SPEC.md section 2), summed in the order of :func:`lnref._kernels.forward`."""
+    fp = 0.0
+    fm = 0.0
+    for r in range(m):
+        fp += act(y[i] * B[r], q) + act(A[r, i], q)
+    for r in range(m):
+        fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
+    return fp / m - fm / m
+
+
+def _outputs(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, out):
+    """Inner products A (F, n), B (F,) and outputs out (n,) of the current coefficients (SPEC.md 2 and 4)."""
+    F = rho.shape[0]
+    n = out.shape[0]
+    for f in prange(F):
+        sj = 1.0 if f < m else -1.0
+        _filter_inner(f, sj, gamma, rho, P0, b0, Gn, cA, cB, A, B)
+    for i in prange(n):
+        out[i] = _sample_output(i, A, B, y, q, m)
+
+
+outputs, outputs_serial = _both(_outputs)
+
+
+def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
+             gamma, rho, gamma_new, rho_new, A, B, f, lpm, bad):
+    """Take up to k GD steps in coefficient space; return the number taken (SPEC.md sections 3-4).
+
+    mults (k, n) or (1, n): row s multiplies the labels at step s (y_obs, or eps(s) y_obs for label-noise GD);
+    a single row is used at every step.  Per step: A, B from the coefficients; f; l'_i = l'(mult_i f_i);
+    lpm_i = l'_i mult_i; then, exactly as :func:`lnref._kernels.update_coefficients`,
+      gamma_f <- gamma_f - (eta ||mu||^2/(n m)) sum_i lpm_i y_i sigma'(y_i <w_f, mu>)
+      rho_fi  <- rho_fi  - (eta ||xi_i||^2/(n m)) s_j lpm_i sigma'(<w_f, xi_i>).
+    Stops before a step whose outputs are non-finite, or whose new coefficients would be non-finite, leaving
+    gamma and rho at the last finite state.  gamma_new, rho_new, A, B, f, lpm, bad (F,) are work arrays.
+    """
+    F, n = rho.shape
+    for s in range(k):
+        row = s if mults.shape[0] > 1 else 0
+        for fi in prange(F):
+            sj = 1.0 if fi < m else -1.0
+            _filter_inner(fi, sj, gamma, rho, P0, b0, Gn, cA, cB, A, B)
+        for i in prange(n):
+            out = _sample_output(i, A, B, y, q, m)
+            f[i] = out
+            mult = mults[row, i]
+            lpm[i] = logistic_dloss(mult * out) * mult
+        finite = True
+        for i in range(n):
+            if not math.isfinite(f[i]):
+                finite = False
+        if not finite:
+            return s
+        for fi in prange(F):
+            sj = 1.0 if fi < m else -1.0
+            sig = 0.0
+            for i in range(n):
+                sig += lpm[i] * y[i] * dact(y[i] * B[fi], q)
+            gnew = gamma[fi] - (eta * mu_sq / (n * m)) * sig
+            gamma_new[fi] = gnew
+            cnt = 0 if math.isfinite(gnew) else 1
+            for i in range(n):
+                c = lpm[i] * dact(A[fi, i], q)
+                v = rho[fi, i] - (eta * xi_sq[i] / (n * m)) * (sj * c)
+                rho_new[fi, i] = v
+                if not math.isfinite(v):
+                    cnt += 1
+            bad[fi] = cnt
+        nbad = 0
+        for fi in range(F):
+            nbad += bad[fi]
+        if nbad != 0:
+            return s
+        for fi in prange(F):
+            gamma[fi] = gamma_new[fi]
+            for i in range(n):
+                rho[fi, i] = rho_new[fi, i]
+    return k
+
+
+advance, advance_serial = _both(_advance)
+
+
+def _test_inner(gamma, rho, Pt, Gtn, ct_mu, m, At):
+    """At[f, t] = <w_f, xi_t> for test noise patches from their Gram statistics (SPEC.md section 4).
+
+    Pt (F, T) = <w_f(0), xi_t>, Gtn (n, T) = <xi_i, xi_t>/||xi_i||^2, ct_mu (T,) = <mu, xi_t>/||mu||^2:
+    At[f, t] = Pt[f, t] + s_j gamma_f ct_mu[t] + sum_i rho_{f,i} Gtn[i, t], i in index order.
+    """
+    F, n = rho.shape
+    T = Pt.shape[1]
+    for f in prange(F):
+        g = (1.0 if f < m else -1.0) * gamma[f]
+        for t in range(T):
+            At[f, t] = Pt[f, t] + g * ct_mu[t]
+        for i in range(n):
+            r = rho[f, i]
+            if r != 0.0:
+                for t in range(T):
+                    At[f, t] += r * Gtn[i, t]
+
+
+test_inner, test_inner_serial = _both(_test_inner)
+
+
+def _test_outputs(At, B, y_test, q, m, out):
+    """out[t] = f on test sample t = [y_t mu, xi_t] from At (F, T) and B (F,) (SPEC.md section 2)."""
+    T = out.shape[0]
+    for t in prange(T):
+        out[t] = _sample_output(t, At, B, y_test, q, m)
+
+
+test_outputs, test_outputs_serial = _both(_test_outputs)
+
+
+def _reconstruct(W0, gamma, rho, mu, X, mu_sq, xi_sq, m, W):
+    """W[f] = W0[f] + s_j gamma_f mu/||mu||^2 + sum_i rho_{f,i} xi_i/||xi_i||^2 (SPEC.md section 4).
+
+    W0, W (F, d); mu (d,); X (n, d).  The sum over i is serial in index order; mu = 0 contributes nothing.
+    """
+    F, d = W.shape
+    n = X.shape[0]
+    for f in prange(F):
+        sj = 1.0 if f < m else -1.0
+        g = sj * gamma[f] / mu_sq if mu_sq > 0.0 else 0.0
+        for k in range(d):
+            W[f, k] = W0[f, k] + g * mu[k]
+        for i in range(n):
+            r = rho[f, i] / xi_sq[i]
+            if r != 0.0:
+                for k in range(d):
+                    W[f, k] += r * X[i, k]
+
+
+reconstruct, reconstruct_serial = _both(_reconstruct)
+
+
+def _cross(Y, ZT, out):
+    """out[a, t] = <Y[a], Z[t]> = sum_c Y[a, c] ZT[c, t] (Y (k, r), ZT (r, T)), serial over c in index order.
+
+    Written as axpy updates of the row out[a, :] (vectorised over t); zero entries of Y (the upper triangle of a
+    Bartlett factor) are skipped.  With ZT = Y^T the result is exactly symmetric (same products, same order).
+    """
+    k, r = Y.shape
+    T = ZT.shape[1]
+    for a in prange(k):
+        for t in range(T):
+            out[a, t] = 0.0
+        for c in range(r):
+            v = Y[a, c]
+            if v != 0.0:
+                for t in range(T):
+                    out[a, t] += v * ZT[c, t]
+
+
+cross, cross_serial = _both(_cross)

@@ -1,0 +1,255 @@
+"""The coefficient-space engine: exact GD in span coordinates, cost per step O(m n^2) whatever d is.
+
+Every filter stays in w_f(0) + span{mu, xi_1..xi_n} (SPEC.md section 4), so the state is gamma (2m,) and
+rho (2m, n), and every inner product GD needs is a linear function of them with Gram statistics as coefficients
+("Inner products in coefficients").  With explicit data the statistics are computed once from the vectors;
+with ``sampling='gram'`` they are drawn from their exact law by :func:`lnref.gram.sample_gram`.
+
+Agreement with the weight engine: the same recursions with inner products computed in another order, so the two
+trajectories agree to rounding (tests/test_coefficients.py checks rtol 1e-10 over 1000 steps); they are not
+bit-identical.  Divergence is detected on the outputs and on the coefficients (the weight engine checks W).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _kernels as K
+from .. import _kernels_coef as KC
+from ..config import Config, ConfigError
+from ..data import Dataset, TestSet, init_weights, make_data
+from ..gram import GramData, GramStats, GramTestSet, _kernel, sample_gram
+from ..metrics import accuracy
+from ..model import check_weights
+
+__all__ = ["CoefficientEngine", "prepare", "stats_from_data", "test_stats_from_data"]
+
+
+def prepare(cfg: Config, data=None, W0=None):
+    """Validate (and draw, when not given) the data and W0 of a coefficient-space run.
+
+    Parameters
+    ----------
+    cfg : Config with engine='coefficients'
+    data : Dataset (sampling='explicit'), GramData (sampling='gram'), or None to draw it from cfg
+    W0 : ndarray (2, m, d) (explicit only) or None
+
+    Returns
+    -------
+    (data, W0) : (Dataset, ndarray) for sampling='explicit'; (GramData, None) for sampling='gram'
+    """
+    if cfg.sampling == "explicit":
+        data = make_data(cfg) if data is None else data
+        if not isinstance(data, Dataset):
+            raise ConfigError(f"data must be an lnref.Dataset with sampling='explicit', got {type(data).__name__}")
+        data.check_for(cfg)
+        W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0")
+        return data, W0
+    if W0 is not None:
+        raise ConfigError("W0 is not allowed with sampling='gram': the initial filters are drawn with the Gram "
+                          "statistics; use sampling='explicit' to pass W0")
+    if data is None:
+        return sample_gram(cfg), None
+    if not isinstance(data, GramData):
+        raise ConfigError(f"data={type(data).__name__} is not allowed with sampling='gram': pass None or an "
+                          "lnref.gram.GramData from sample_gram (or use sampling='explicit' with a Dataset)")
+    if (data.n, data.m) != (cfg.n, cfg.m):
+        raise ConfigError(f"GramData has (n, m) = ({data.n}, {data.m}) but the config says ({cfg.n}, {cfg.m})")
+    return data, None
+
+
+def stats_from_data(data: Dataset, W0: np.ndarray) -> GramStats:
+    """Gram statistics of explicit data with the weight engine's deterministic kernels (serial sums, no BLAS).
+
+    Notes
+    -----
+    SPEC.md section 4.  P0 and b0 come from :func:`lnref._kernels.inner_products`, the kernel the weight engine
+    runs, so the inner products at step 0 are bit-identical to the weight engine's.  Cost O((n + m) n d), once.
+    """
+    n, d = data.xi.shape
+    F = 2 * W0.shape[1]
+    XT = np.empty((d, n))
+    K.transpose(data.xi, XT)
+    P0 = np.empty((F, n))
+    b0 = np.empty(F)
+    K.inner_products(np.ascontiguousarray(W0.reshape(F, d)), data.mu, XT, P0, b0)
+    G = np.empty((n, n))
+    c = np.empty(n)
+    K.inner_products(data.xi, data.mu, XT, G, c)
+    xi_sq = np.empty(n)
+    K.row_sq_norms(data.xi, xi_sq)
+    mu_sq = np.empty(1)
+    K.row_sq_norms(data.mu.reshape(1, -1), mu_sq)
+    return GramStats(mu_sq=float(mu_sq[0]), xi_sq=xi_sq, G=G, c=c, P0=P0, b0=b0)
+
+
+def test_stats_from_data(test: TestSet, data: Dataset, W0: np.ndarray) -> GramTestSet:
+    """Inner products of an explicit test set with mu, the xi_i and the w_f(0) (deterministic kernels)."""
+    n, d = data.xi.shape
+    T = test.xi.shape[0]
+    F = 2 * W0.shape[1]
+    XtT = np.empty((d, T))
+    K.transpose(test.xi, XtT)
+    Pt = np.empty((F, T))
+    K.inner_products(np.ascontiguousarray(W0.reshape(F, d)), data.mu, XtT, Pt, np.empty(F))
+    Gt = np.empty((n, T))
+    K.inner_products(data.xi, data.mu, XtT, Gt, np.empty(n))
+    ct = np.empty(1)
+    Ct = np.empty((1, T))
+    K.inner_products(data.mu.reshape(1, -1), data.mu, XtT, Ct, ct)
+    return GramTestSet(Pt=Pt, Gt=Gt, ct=Ct[0].copy(), y=test.y, y_score=test.y_score, name=test.name)
+
+
+class CoefficientEngine:
+    """Exact full-batch (label-noise) GD in coefficient space (SPEC.md section 4); the Engine protocol.
+
+    Parameters
+    ----------
+    cfg : Config (q, eta, m)
+    data : Dataset (then W0 is required) or GramData (then W0 must be None)
+    W0 : ndarray (2, m, d) or None
+
+    Attributes
+    ----------
+    gamma : ndarray (2, m), rho : ndarray (2, m, n)   views of the state
+    stats : GramStats
+    has_weights : bool   True when explicit data exists (then :meth:`weights` reconstructs W)
+    """
+
+    name = "coefficients"
+
+    def __init__(self, cfg: Config, data, W0=None):
+        self.q = float(cfg.q)
+        self.eta = float(cfg.eta)
+        self.m = int(cfg.m)
+        self.data = data
+        if isinstance(data, GramData):
+            if W0 is not None:
+                raise ConfigError("W0 is not allowed with Gram data: the initial filters are part of the Gram "
+                                  "statistics")
+            self.stats = data.stats
+            self.W0 = None
+        elif isinstance(data, Dataset):
+            if W0 is None:
+                raise ConfigError("W0 is required with explicit data (lnref.init_weights(cfg) gives the default)")
+            self.W0 = check_weights(W0, d=data.d, m=self.m, name="W0")
+            self.stats = stats_from_data(data, self.W0)
+        else:
+            raise ConfigError(f"data must be an lnref.Dataset or lnref.gram.GramData, got {type(data).__name__}")
+        st = self.stats
+        n = st.n
+        if st.P0.shape != (2 * self.m, n):
+            raise ConfigError(f"the data has {st.P0.shape[0] // 2} filters per class but the config says m={self.m}")
+        if np.any(st.xi_sq <= 0.0):
+            raise ConfigError("every noise patch must be non-zero (||xi_i||^2 > 0); with noise='orthogonal' that "
+                              "needs d >= 2")
+        F = 2 * self.m
+        self.y = np.ascontiguousarray(data.y, dtype=np.float64)
+        self._y_obs_row = np.ascontiguousarray(data.y_obs, dtype=np.float64).reshape(1, n)
+        self.mu_sq = float(st.mu_sq)
+        self.xi_sq = np.ascontiguousarray(st.xi_sq, dtype=np.float64)
+        # precomputed scalings of SPEC.md section 4's inner products (see lnref._kernels_coef)
+        self.Gn = np.ascontiguousarray(st.G / self.xi_sq[:, None])
+        self.cA = st.c / self.mu_sq if self.mu_sq > 0.0 else np.zeros(n)
+        self.cB = np.ascontiguousarray(st.c / self.xi_sq)
+        self.P0 = np.ascontiguousarray(st.P0, dtype=np.float64)
+        self.b0 = np.ascontiguousarray(st.b0, dtype=np.float64)
+        self._gamma = np.zeros(F)
+        self._rho = np.zeros((F, n))
+        self._gamma_new = np.empty(F)
+        self._rho_new = np.empty((F, n))
+        self.A = np.empty((F, n))
+        self.B = np.empty(F)
+        self.f = np.empty(n)
+        self._lpm = np.empty(n)
+        self._bad = np.zeros(F, dtype=np.int64)
+        self._fresh = False  # A, B, f belong to the current state
+        self._work = F * n * n
+        self._test_cache: dict[int, tuple] = {}
+        if isinstance(data, Dataset) and data.test is not None:
+            self._prepared_test(data.test)
+
+    has_weights = property(lambda self: self.W0 is not None)
+
+    @property
+    def gamma(self) -> np.ndarray:
+        return self._gamma.reshape(2, self.m)
+
+    @property
+    def rho(self) -> np.ndarray:
+        return self._rho.reshape(2, self.m, -1)
+
+    def forward(self) -> np.ndarray:
+        """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2 and 4)."""
+        _kernel((KC.outputs, KC.outputs_serial), self._work)(
+            self._gamma, self._rho, self.P0, self.b0, self.Gn, self.cA, self.cB, self.y, self.q, self.m,
+            self.A, self.B, self.f)
+        self._fresh = True
+        return self.f
+
+    def advance(self, k: int, mults: np.ndarray | None) -> int:
+        """Take up to k GD steps in one kernel call; see :meth:`lnref.engines.base.Engine.advance`."""
+        k = int(k)
+        if mults is None:
+            mults = self._y_obs_row
+        elif mults.dtype != np.float64 or not mults.flags.c_contiguous or mults.ndim != 2:
+            mults = np.ascontiguousarray(mults, dtype=np.float64).reshape(-1, self.y.shape[0])
+        if mults.shape[0] not in (1, k):
+            raise ConfigError(f"mults must have 1 or k={k} rows, got shape {mults.shape}")
+        self._fresh = False
+        return _kernel((KC.advance, KC.advance_serial), self._work)(
+            k, mults, self.q, self.m, self.eta, self.mu_sq, self.xi_sq, self.P0, self.b0, self.Gn, self.cA,
+            self.cB, self.y, self._gamma, self._rho, self._gamma_new, self._rho_new, self.A, self.B, self.f,
+            self._lpm, self._bad)
+
+    def _prepared_test(self, test):
+        key = id(test)
+        hit = self._test_cache.get(key)
+        if hit is not None and hit[0] is test:
+            return hit
+        if isinstance(test, GramTestSet):
+            gts = test
+        elif isinstance(test, TestSet):
+            if not isinstance(self.data, Dataset):
+                raise ConfigError("an explicit TestSet needs explicit data; with sampling='gram' use the "
+                                  "virtual test set (lnref.gram.virtual_test)")
+            gts = test_stats_from_data(test, self.data, self.W0)
+        else:
+            raise ConfigError(f"test must be an lnref.TestSet or lnref.gram.GramTestSet, got {type(test).__name__}")
+        if gts.Gt.shape[0] != self.y.shape[0] or gts.Pt.shape[0] != 2 * self.m:
+            raise ConfigError("the test set's Gram statistics do not match this run's n and m")
+        ct_mu = gts.ct / self.mu_sq if self.mu_sq > 0.0 else np.zeros_like(gts.ct)
+        entry = (test, np.ascontiguousarray(gts.Pt), np.ascontiguousarray(gts.Gt / self.xi_sq[:, None]),
+                 np.ascontiguousarray(ct_mu), np.ascontiguousarray(gts.y), gts.y_score,
+                 np.empty(gts.Pt.shape), np.empty(gts.Pt.shape[1]))
+        if len(self._test_cache) > 4:
+            self._test_cache.clear()
+        self._test_cache[key] = entry
+        return entry
+
+    def test_outputs(self, test) -> np.ndarray:
+        """f on every test sample, shape (n_test,) (SPEC.md sections 2 and 4)."""
+        _, Pt, Gtn, ct_mu, y_t, _, At, out = self._prepared_test(test)
+        if not self._fresh:
+            self.forward()  # B of the current state
+        work = self._work // max(1, self.y.shape[0]) * Pt.shape[1]
+        _kernel((KC.test_inner, KC.test_inner_serial), work)(self._gamma, self._rho, Pt, Gtn, ct_mu, self.m, At)
+        _kernel((KC.test_outputs, KC.test_outputs_serial), work)(At, self.B, y_t, self.q, self.m, out)
+        return out
+
+    def test_accuracy(self, test) -> float:
+        """Fraction of test samples with y_score * f > 0."""
+        out = self.test_outputs(test)
+        return accuracy(out, self._prepared_test(test)[5])
+
+    def weights(self) -> np.ndarray:
+        """W(t) = W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, shape (2, m, d) (SPEC.md section 4)."""
+        if self.W0 is None:
+            raise ConfigError("weights() needs explicit data: with sampling='gram' there are no d-dimensional "
+                              "weights (has_weights is False)")
+        F = 2 * self.m
+        d = self.W0.shape[2]
+        W = np.empty((F, d))
+        _kernel((KC.reconstruct, KC.reconstruct_serial), F * self.y.shape[0] * d)(
+            self.W0.reshape(F, d), self._gamma, self._rho, self.data.mu, self.data.xi, self.mu_sq, self.xi_sq,
+            self.m, W)
+        return W.reshape(2, self.m, d)

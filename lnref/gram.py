@@ -1,0 +1,329 @@
+"""Gram sampling: the inner products of a run drawn from their exact joint law, without d-dimensional vectors.
+
+The coefficient engine (SPEC.md section 4) needs only inner products among mu, the noise patches xi_i and the
+initial filters w_f(0).  Their joint law is Wishart-type (SPEC.md section 4, last paragraph), so it can be drawn
+directly in memory O((n + m)^2) and time independent of d; d = 10^9 is fine.
+
+Construction (mu = ||mu|| e_1).  Split every vector into its e_1 coordinate and the other d - 1 coordinates.
+The e_1 coordinates are independent scalars: w_f(0)_1 ~ N(0, sigma0^2); xi_i,1 ~ N(0, sigma_p^2) for the
+isotropic noise model and 0 for the orthogonal one.  The remaining parts, g_a in R^(d-1) for the
+k = n + 2m vectors (the xi_i first, then the filters in the flattened order f = j_index * m + r), are
+independent N(0, s_a^2 I_(d-1)) with s_a = sigma_p or sigma0.  Write g_a = s_a Q t_a with an orthonormal
+Q (d-1, r) and coordinates t_a in R^r, r = min(k, d - 1):
+
+* k <= d - 1: the Bartlett decomposition.  The Gram matrix of k standard normal vectors in R^(d-1) is
+  Wishart(d - 1, I_k) = T T^T with T lower triangular, T_aa = sqrt(chi^2_{d-1-a}) (a = 0..k-1) and
+  T_ab ~ N(0, 1) for b < a, all independent; Q is Haar-distributed and independent of T.  Rows of T are the
+  coordinates t_a.
+* k > d - 1 (tiny d): the vectors themselves, t_a = a standard normal row of length d - 1 (Q = I).
+
+Every inner product is then an r-dimensional dot product plus the e_1 term, e.g.
+<xi_i, xi_k> = sigma_p^2 <t_i, t_k> + xi_i,1 xi_k,1, and <w_f(0), mu> = ||mu|| w_f(0)_1.
+
+A fresh noise vector xi ~ N(0, sigma_p^2 Sigma), independent of the training vectors, has Q^T-coordinates
+sigma_p z with z ~ N(0, I_r) (its component outside the span of Q is orthogonal to every training vector and
+never enters f), plus the e_1 coordinate sigma_p a, a ~ N(0, 1), in the isotropic model.  So a test set drawn
+this way is a fixed *virtual* test set with exactly the law of an explicit one given the training data
+(:class:`GramTestSet`): the engine evaluates it with the same formulas as an explicit test set.
+
+Random streams (:mod:`lnref.data`), draw order:
+
+====================  ======================================================================================
+stream                draws, in this order
+====================  ======================================================================================
+``data`` (k=0)        ``integers(0, 2, n)``, y = 2b - 1 (the first draw of :func:`lnref.make_data`, so y agrees
+                      with explicit sampling for the same seed)
+``flips`` (k=2)       as :func:`lnref.make_data` (so y_obs agrees too)
+``gram`` (k=5)        ``w1 = standard_normal(2m)`` (w_f(0)_1 = sigma0 w1_f); isotropic only:
+                      ``x1 = standard_normal(n)`` (xi_i,1 = sigma_p x1_i); then, if k <= d - 1,
+                      ``chisquare(d - 1 - arange(k))`` (the diagonal of T, squared) and
+                      ``standard_normal(k (k - 1) / 2)`` (T below the diagonal, row by row); otherwise
+                      ``standard_normal((k, d - 1))``
+``test`` (k=3)        iid: ``integers(0, 2, n_test)`` (y), ``standard_normal((n_test, r))`` (z), isotropic only
+                      ``standard_normal(n_test)`` (a); spurious: ``integers(0, n, n_test)`` (the index k_t),
+                      then z and a as for iid, scaled by sigma_zeta; then, if test_flipped_labels,
+                      ``random(n_test)`` flips as in :func:`lnref.make_test`
+====================  ======================================================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from . import _kernels_coef as KC
+from .config import Config, ConfigError
+from .data import Dataset, _flip, stream
+
+__all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "coordinates"]
+
+# problems smaller than this (multiply-adds) run the serial kernel variant (same bits, no threading start-up)
+PARALLEL_WORK = 100_000
+
+
+def _kernel(pair, work: float):
+    par, ser = pair
+    return par if work >= PARALLEL_WORK and numba.get_num_threads() > 1 else ser
+
+
+def _cross(Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """(k, T) matrix of <Y[a], Z[t]> with a deterministic serial-sum kernel (no BLAS)."""
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    ZT = np.ascontiguousarray(np.asarray(Z, dtype=np.float64).T)
+    out = np.empty((Y.shape[0], ZT.shape[1]))
+    _kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class GramStats:
+    """The inner products that define a coefficient-space run (SPEC.md section 4), all float64.
+
+    Attributes
+    ----------
+    mu_sq : float               ||mu||^2
+    xi_sq : ndarray (n,)        ||xi_i||^2 (= G[i, i])
+    G : ndarray (n, n)          <xi_i, xi_k>
+    c : ndarray (n,)            <xi_i, mu>
+    P0 : ndarray (2m, n)        <w_f(0), xi_i>, filters flattened as f = j_index * m + r
+    b0 : ndarray (2m,)          <w_f(0), mu>
+    W0W0 : ndarray (2m, 2m) or None   <w_f(0), w_g(0)>
+    """
+
+    mu_sq: float
+    xi_sq: np.ndarray
+    G: np.ndarray
+    c: np.ndarray
+    P0: np.ndarray
+    b0: np.ndarray
+    W0W0: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.G.shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.P0.shape[0] // 2
+
+
+@dataclass(frozen=True, eq=False)
+class GramTestSet:
+    """A test set known through its inner products with the training vectors (SPEC.md sections 1 and 4).
+
+    Test sample t is x = [y_t mu, xi_t]; accuracy is scored against ``y_score``.
+
+    Attributes
+    ----------
+    Pt : ndarray (2m, T)   <w_f(0), xi_t>
+    Gt : ndarray (n, T)    <xi_i, xi_t>
+    ct : ndarray (T,)      <mu, xi_t>
+    y : ndarray (T,)       true labels (the signal patch is y_t mu)
+    y_score : ndarray (T,) labels predictions are scored against
+    name : str
+    """
+
+    Pt: np.ndarray
+    Gt: np.ndarray
+    ct: np.ndarray
+    y: np.ndarray
+    y_score: np.ndarray
+    name: str = "iid"
+
+    @property
+    def n_test(self) -> int:
+        return self.y.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class GramData:
+    """Training data known only through Gram statistics (from :func:`sample_gram`).
+
+    Attributes
+    ----------
+    stats : GramStats
+    y, y_obs : ndarray (n,)     true and observed labels, as :func:`lnref.make_data` draws them
+    test : GramTestSet or None  the virtual test set (None when n_test = 0)
+    coords : ndarray (n + 2m, r)   coordinates t_a of the e_1-orthogonal parts, scaled (rows: xi_i, then w_f(0))
+    e1 : ndarray (n + 2m,)        e_1 coordinates of the same vectors
+    d : int
+    mu_norm : float
+    """
+
+    stats: GramStats
+    y: np.ndarray
+    y_obs: np.ndarray
+    test: GramTestSet | None
+    coords: np.ndarray
+    e1: np.ndarray
+    d: int
+    mu_norm: float
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.stats.m
+
+    @property
+    def clean(self) -> np.ndarray:
+        """Boolean mask of S_c = {i : y_obs_i = y_i}."""
+        return self.y_obs == self.y
+
+    @property
+    def noisy(self) -> np.ndarray:
+        """Boolean mask of S_f = {i : y_obs_i != y_i}."""
+        return self.y_obs != self.y
+
+
+def _bartlett(rng: np.random.Generator, k: int, dof: int) -> np.ndarray:
+    """Coordinates (k, min(k, dof)) of k standard normal vectors in R^dof (see the module docstring)."""
+    if k > dof:
+        return rng.standard_normal((k, dof))
+    T = np.zeros((k, k))
+    diag = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))
+    T[np.arange(k), np.arange(k)] = diag
+    rows, cols = np.tril_indices(k, -1)  # row by row: (1,0), (2,0), (2,1), ...
+    T[rows, cols] = rng.standard_normal(rows.size)
+    return T
+
+
+def stats_from_coordinates(coords: np.ndarray, e1: np.ndarray, n: int, mu_norm: float) -> GramStats:
+    """GramStats from the coordinates of [xi_1..xi_n, w_1(0)..w_2m(0)] (rows) and their e_1 components.
+
+    Notes
+    -----
+    <a, b> = <t_a, t_b> + a_1 b_1, <a, mu> = ||mu|| a_1 (mu = ||mu|| e_1), SPEC.md section 4.
+    """
+    full = _cross(coords, coords)
+    full += np.multiply.outer(e1, e1)
+    G = np.ascontiguousarray(full[:n, :n])
+    return GramStats(mu_sq=float(mu_norm) * float(mu_norm), xi_sq=np.ascontiguousarray(np.diagonal(G)).copy(),
+                     G=G, c=mu_norm * e1[:n], P0=np.ascontiguousarray(full[n:, :n]), b0=mu_norm * e1[n:],
+                     W0W0=np.ascontiguousarray(full[n:, n:]))
+
+
+def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramStats, y: np.ndarray,
+                 rng: np.random.Generator | None = None, kind: str | None = None, n_test: int | None = None,
+                 flipped_labels: bool | None = None) -> GramTestSet:
+    """Draw a test set through its inner products with the training vectors (exact law; module docstring).
+
+    Parameters
+    ----------
+    cfg : Config (sigma_p, sigma_zeta, noise, flip rates, defaults for kind / n_test / flipped_labels)
+    coords : ndarray (n + 2m, r), e1 : ndarray (n + 2m,)
+        Coordinates of the training vectors (:func:`sample_gram` or :func:`coordinates`).
+    stats : GramStats of the same vectors; y : ndarray (n,) true training labels
+    rng : Generator, default stream 'test' of ``cfg.seed``
+
+    Returns
+    -------
+    GramTestSet
+
+    Notes
+    -----
+    SPEC.md section 1 (test distributions): iid xi_t ~ N(0, sigma_p^2 Sigma); spurious xi_t = xi_k + zeta,
+    zeta ~ N(0, sigma_zeta^2 Sigma), label y_k.
+    """
+    kind = cfg.test if kind is None else kind
+    n_test = cfg.n_test if n_test is None else int(n_test)
+    flipped = cfg.test_flipped_labels if flipped_labels is None else bool(flipped_labels)
+    rng = stream(cfg.seed, "test") if rng is None else rng
+    n = stats.n
+    r = coords.shape[1]
+    if kind == "iid":
+        y_t = 2.0 * rng.integers(0, 2, n_test).astype(np.float64) - 1.0
+        scale = cfg.sigma_p
+    elif kind == "spurious":
+        idx = rng.integers(0, n, n_test)
+        y_t = np.ascontiguousarray(y[idx], dtype=np.float64)
+        scale = cfg.sigma_zeta
+    else:
+        raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
+    z = rng.standard_normal((n_test, r))
+    a = rng.standard_normal(n_test) if cfg.noise == "isotropic" else np.zeros(n_test)
+    fresh = _cross(coords, z)
+    fresh *= scale
+    fresh += np.multiply.outer(e1, scale * a)
+    ct = cfg.mu_norm * (scale * a)
+    if kind == "spurious":
+        fresh[:n] += stats.G[:, idx]
+        fresh[n:] += stats.P0[:, idx]
+        ct = ct + stats.c[idx]
+    y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
+    return GramTestSet(Pt=np.ascontiguousarray(fresh[n:]), Gt=np.ascontiguousarray(fresh[:n]),
+                       ct=np.ascontiguousarray(ct), y=y_t, y_score=np.ascontiguousarray(y_score), name=kind)
+
+
+def sample_gram(cfg: Config) -> GramData:
+    """Draw the Gram statistics of a run from their exact joint law (no d-dimensional vector).
+
+    Parameters
+    ----------
+    cfg : Config
+        Uses n, d, m, sigma0, sigma_p, mu_norm, noise, flip rates and model, seed, and the test fields.
+
+    Returns
+    -------
+    GramData
+        Memory O((n + m)^2 + n_test (n + m)).
+
+    Notes
+    -----
+    SPEC.md section 1 (data), section 2 (initialisation) and section 4 (the Wishart-type law, Bartlett
+    decomposition).  Draw order: see the module docstring.  The labels y and y_obs equal those of
+    :func:`lnref.make_data` for the same seed; the vectors are a different (equally distributed) draw.
+    """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
+    n, m, d = cfg.n, cfg.m, cfg.d
+    if cfg.noise == "orthogonal" and d < 2:
+        raise ConfigError(f"d={d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
+                          "coordinates orthogonal to mu, so d must be >= 2")
+    y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
+    y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
+    rng = stream(cfg.seed, "gram")
+    F = 2 * m
+    k = n + F
+    e1 = np.empty(k)
+    e1[n:] = cfg.sigma0 * rng.standard_normal(F)
+    e1[:n] = cfg.sigma_p * rng.standard_normal(n) if cfg.noise == "isotropic" else 0.0
+    coords = _bartlett(rng, k, d - 1)
+    coords[:n] *= cfg.sigma_p
+    coords[n:] *= cfg.sigma0
+    stats = stats_from_coordinates(coords, e1, n, cfg.mu_norm)
+    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 else None
+    return GramData(stats=stats, y=y, y_obs=np.ascontiguousarray(y_obs, dtype=np.float64), test=test,
+                    coords=coords, e1=e1, d=d, mu_norm=cfg.mu_norm)
+
+
+def coordinates(data: Dataset, W0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of explicit training vectors in the form :func:`sample_gram` produces.
+
+    Parameters
+    ----------
+    data : Dataset with mu = ||mu|| e_1 (the default signal)
+    W0 : ndarray (2, m, d)
+
+    Returns
+    -------
+    coords : ndarray (n + 2m, r), r = min(n + 2m, d - 1)
+        Rows xi_i then w_f(0) (their last d - 1 coordinates) expressed in an orthonormal basis (LAPACK QR).
+    e1 : ndarray (n + 2m,), their first coordinates.
+
+    Notes
+    -----
+    For :func:`virtual_test` with explicit data (tests compare it with an explicit test set); setup only.
+    """
+    mu = data.mu
+    if mu[1:].any():
+        raise ConfigError("coordinates needs mu = ||mu|| e_1 (the default signal vector)")
+    V = np.concatenate([data.xi, np.asarray(W0, dtype=np.float64).reshape(-1, data.d)])
+    rest = V[:, 1:]
+    if rest.shape[0] <= rest.shape[1]:
+        _, R = np.linalg.qr(rest.T)
+        rest = R.T
+    return np.ascontiguousarray(rest), np.ascontiguousarray(V[:, 0])
