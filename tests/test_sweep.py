@@ -1,0 +1,208 @@
+"""lnref.sweep: identical results on any executor, resume after an interruption, refusal of bad grids."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import json
+import math
+import multiprocessing
+
+import numpy as np
+import pytest
+
+import lnref
+from lnref.cli import main
+from lnref.sweep import (SerialExecutor, cell_seed, parse_grid_item, process_executor, sweep, validate_grid)
+
+# tiny runs: compile cost dominates, so every executor runs the same 8 jobs
+BASE = lnref.Config(n=8, d=30, m=2, steps=12, n_test=40, eta=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.15, seed=7)
+GRID = {"mu_norm": [0.5, 3.0], "d": [20, 40]}
+REPS = 2
+
+
+class CountingExecutor(SerialExecutor):
+    """In-process executor that counts the tasks it was given (to prove nothing ran)."""
+
+    def __init__(self):
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def _values(res):
+    """Everything a row holds, in a form where NaN == NaN."""
+    return [[("nan" if isinstance(v, float) and math.isnan(v) else v) for v in r.values()] for r in res.rows]
+
+
+@pytest.fixture(scope="module")
+def serial_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "sweep"
+    return sweep(BASE, GRID, replicates=REPS, executor=SerialExecutor(), out=out, batch_size=3, plot=False)
+
+
+def test_rows_cover_the_grid_once_with_derived_seeds(serial_result):
+    res = serial_result
+    keys = [(r["cell"], r["replicate"]) for r in res.rows]
+    assert keys == [(c, r) for c in range(4) for r in range(REPS)]
+    cells = [(0.5, 20), (0.5, 40), (3.0, 20), (3.0, 40)]  # row-major: last field fastest
+    for row in res.rows:
+        assert (row["mu_norm"], row["d"]) == cells[row["cell"]]
+        assert row["seed"] == cell_seed(BASE.seed, row["cell"], row["replicate"])
+    seeds = [r["seed"] for r in res.rows]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_a_row_equals_lnref_train_with_its_seed(serial_result):
+    row = serial_result.rows[5]
+    cfg = BASE.replace(mu_norm=row["mu_norm"], d=row["d"], seed=row["seed"])
+    h = lnref.train(cfg, threads=1).history
+    assert row["test_acc"] == h["test_acc"][-1]
+    assert row["loss"] == h["loss"][-1]
+    assert row["gamma_max"] == h["gamma_max"][-1]
+    assert row["test_error"] == 1.0 - h["test_acc"][-1]
+    assert row["steps_done"] == BASE.steps and row["diverged"] is False
+
+
+def test_files_round_trip_and_aggregate(serial_result):
+    out = serial_result.out
+    with open(out / "sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 * REPS
+    for parsed, row in zip(rows, serial_result.rows):
+        assert float(parsed["loss"]) == row["loss"] and int(parsed["seed"]) == row["seed"]
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["root_seed"] == BASE.seed and meta["grid"] == GRID and meta["replicates"] == REPS
+    with open(out / "sweep_mean.csv") as fh:
+        agg = list(csv.DictReader(fh))
+    assert len(agg) == 4
+    loss = serial_result.values("loss")  # (2, 2, REPS)
+    assert loss.shape == (2, 2, REPS)
+    for a in agg:
+        c = int(a["cell"])
+        vals = loss.reshape(4, REPS)[c]
+        assert float(a["loss_mean"]) == pytest.approx(vals.mean(), rel=1e-12)
+        assert float(a["loss_sem"]) == pytest.approx(vals.std(ddof=1) / math.sqrt(REPS), rel=1e-12)
+
+
+def test_batch_size_does_not_change_results(serial_result):
+    res = sweep(BASE, GRID, replicates=REPS, executor=SerialExecutor(), batch_size=1)
+    assert _values(res) == _values(serial_result)
+
+
+def test_process_pool_spawn_gives_identical_results(serial_result):
+    with process_executor(2) as ex:
+        assert ex._mp_context.get_start_method() == "spawn"
+        res = sweep(BASE, GRID, replicates=REPS, executor=ex, batch_size=2)
+    assert _values(res) == _values(serial_result)
+
+
+def test_dask_local_cluster_gives_identical_results(serial_result):
+    distributed = pytest.importorskip("distributed", reason="Dask is an optional extra: pip install 'lnref[dask]'")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        res = sweep(BASE, GRID, replicates=REPS, executor=client.get_executor(), batch_size=2)
+    assert _values(res) == _values(serial_result)
+
+
+def test_resume_after_interruption_completes_without_duplicates(serial_result, tmp_path):
+    """Simulate a killed sweep: the CSV holds 3 finished rows out of order plus half a line."""
+    src = serial_result.out
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text((src / "sweep.json").read_text())
+    lines = (src / "sweep.csv").read_text().splitlines(keepends=True)
+    partial = [lines[0], lines[5], lines[1], lines[3], lines[6][: len(lines[6]) // 2]]
+    (out / "sweep.csv").write_text("".join(partial))
+    ex = CountingExecutor()
+    res = sweep(BASE, GRID, replicates=REPS, executor=ex, out=out, resume=True, batch_size=1, plot=False)
+    assert res.skipped == 3
+    assert ex.submitted == 4 * REPS - 3
+    assert _values(res) == _values(serial_result)
+    assert (out / "sweep.csv").read_text() == (src / "sweep.csv").read_text()
+    # resuming a finished sweep runs nothing
+    ex2 = CountingExecutor()
+    res2 = sweep(BASE, GRID, replicates=REPS, executor=ex2, out=out, resume=True, plot=False)
+    assert ex2.submitted == 0 and _values(res2) == _values(serial_result)
+
+
+def test_resume_refuses_a_different_sweep(serial_result, tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text((serial_result.out / "sweep.json").read_text())
+    ex = CountingExecutor()
+    with pytest.raises(lnref.io.OutputError, match="grid differs"):
+        sweep(BASE, {"mu_norm": [0.5, 3.0], "d": [20, 50]}, replicates=REPS, executor=ex, out=out, resume=True)
+    assert ex.submitted == 0
+
+
+@pytest.mark.parametrize("grid, match", [
+    ({"nope": [1, 2]}, "'nope' is not a Config field"),
+    ({"mu_norm": []}, "mu_norm: the list of values is empty"),
+    ({"seed": [1, 2]}, "grid over 'seed' is not allowed"),
+    ({"mu_norm": [1.0, 2.0], "d": [20, 0]}, r"grid cell 1 \(mu_norm=1.0, d=0\) is invalid: d=0"),
+    ({"tau": [0.1, 0.7]}, r"grid cell 1 \(tau=0.7\) is invalid: tau=0.7 is not allowed"),
+    ({"n": [5, 5]}, "values are repeated"),
+    ({"n": "5"}, "give a list"),
+    ({}, "non-empty"),
+])
+def test_bad_grids_are_refused_before_anything_runs(grid, match, tmp_path):
+    ex = CountingExecutor()
+    with pytest.raises(lnref.ConfigError, match=match):
+        sweep(BASE, grid, executor=ex, out=tmp_path / "never")
+    assert ex.submitted == 0
+    assert not (tmp_path / "never").exists()
+
+
+def test_other_bad_arguments(tmp_path):
+    ex = CountingExecutor()
+    for kwargs, match in [(dict(replicates=0), "replicates=0"), (dict(metrics=("bogus",)), "bogus"),
+                          (dict(batch_size=0), "batch_size=0"), (dict(resume=True), "needs out")]:
+        with pytest.raises(lnref.ConfigError, match=match):
+            sweep(BASE, GRID, executor=ex, **kwargs)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(lnref.io.OutputError, match="not empty"):
+        sweep(BASE, GRID, executor=ex, out=tmp_path / "full")
+    assert ex.submitted == 0
+
+
+def test_parse_grid_items():
+    name, vals = parse_grid_item("mu_norm=0:9.9:0.1")
+    assert name == "mu_norm" and len(vals) == 100 and vals[0] == 0.0 and vals[-1] == 9.9
+    assert vals[3] == 0.3 and vals[70] == 7.0  # as typed, not 3 * 0.1
+    name, vals = parse_grid_item("d=100:1090:10")
+    assert vals == list(range(100, 1091, 10)) and all(type(v) is int for v in vals)
+    assert parse_grid_item("n=100,200") == ("n", [100, 200])
+    assert parse_grid_item("algorithm=gd,label_noise_gd") == ("algorithm", ["gd", "label_noise_gd"])
+    for bad, match in [("n", "expected FIELD"), ("n=1:2", "START:STOP:STEP"), ("n=5:1:1", "START <= STOP"),
+                       ("n=1.5,2", "not a valid int"), ("zz=1,2", "not a Config field")]:
+        with pytest.raises(lnref.ConfigError, match=match):
+            parse_grid_item(bad)
+
+
+def test_cli_sweep_with_toml_grid_and_resume(serial_result, tmp_path, capsys):
+    toml = tmp_path / "grid.toml"
+    toml.write_text('[grid]\nmu_norm = [0.5, 3.0]\nd = "20:40:20"\n')
+    out = tmp_path / "cli"
+    flags = ["--n", "8", "--d", "30", "--m", "2", "--steps", "12", "--n-test", "40", "--eta", "1.0",
+             "--sigma-p", "1.0", "--mu-norm", "2.0", "--tau", "0.15", "--seed", "7"]
+    argv = ["sweep", *flags, "--grid", str(toml), "--replicates", str(REPS), "--out", str(out),
+            "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    assert (out / "sweep.csv").read_text() == (serial_result.out / "sweep.csv").read_text()
+    assert main(argv) == 2  # non-empty folder without --resume/--force
+    assert "not empty" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0
+    assert main(["sweep", *flags, "--grid", "seed=1,2", "--out", str(tmp_path / "x"), "--workers", "1"]) == 2
+    assert "grid over 'seed' is not allowed" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_serial_executor_passes_exceptions():
+    fut = SerialExecutor().submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        fut.result()
+    assert isinstance(fut, cf.Future)
+    assert multiprocessing.get_context("spawn").get_start_method() == "spawn"
