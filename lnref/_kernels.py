@@ -16,9 +16,9 @@ import numpy as np
 from numba import njit, prange
 
 _opts = dict(cache=False, error_model="numpy", fastmath=False)
-# Filters handled together by the inner-product kernel: each W row is read once per block of X^T rows,
-# and the X^T row is reused across the block (register/L1 blocking).  Not a numerical choice: every
-# output is still a serial sum over k in index order.
+# Filters handled together by the inner-product kernel (the X^T row is loaded once per block; the block size
+# is written out in the kernel's unrolled body).  Not a numerical choice: every output is still a serial sum
+# over k in index order.
 FILTER_BLOCK = 4
 
 
@@ -69,28 +69,59 @@ def project_out(G, u):
 
 @njit(parallel=True, **_opts)
 def inner_products(W, mu, XT, A, B):
-    """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu>, each a serial sum over k = 0..d-1.
+    """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu>, each a serial sum over k = 0..d-1 in index order.
 
     W (F, d), mu (d,), XT (d, n) -> A (F, n), B (F,).
+
+    Filters are processed FILTER_BLOCK at a time: for each k the row XT[k] is loaded once and used for the
+    block's accumulators, and the loop over samples i vectorises (each lane is one sample's own serial sum,
+    so the result equals ``s = 0; for k: s += W[f, k] * X[i, k]`` bit for bit).
     """
     F, d = W.shape
     n = XT.shape[1]
-    nblocks = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
-    for blk in prange(nblocks):
-        f0 = blk * FILTER_BLOCK
-        f1 = min(f0 + FILTER_BLOCK, F)
-        for f in range(f0, f1):
+    nfull = F // FILTER_BLOCK
+    for t in prange(nfull + (F - nfull * FILTER_BLOCK)):
+        if t < nfull:
+            f0 = t * FILTER_BLOCK
+            a0 = A[f0]
+            a1 = A[f0 + 1]
+            a2 = A[f0 + 2]
+            a3 = A[f0 + 3]
             for i in range(n):
-                A[f, i] = 0.0
+                a0[i] = 0.0
+                a1[i] = 0.0
+                a2[i] = 0.0
+                a3[i] = 0.0
+            for k in range(d):
+                w0 = W[f0, k]
+                w1 = W[f0 + 1, k]
+                w2 = W[f0 + 2, k]
+                w3 = W[f0 + 3, k]
+                xr = XT[k]
+                for i in range(n):
+                    x = xr[i]
+                    a0[i] += w0 * x
+                    a1[i] += w1 * x
+                    a2[i] += w2 * x
+                    a3[i] += w3 * x
+            fs = f0
+            fe = f0 + FILTER_BLOCK
+        else:  # the F mod FILTER_BLOCK filters left over, one at a time
+            fs = nfull * FILTER_BLOCK + (t - nfull)
+            fe = fs + 1
+            a = A[fs]
+            for i in range(n):
+                a[i] = 0.0
+            for k in range(d):
+                w = W[fs, k]
+                xr = XT[k]
+                for i in range(n):
+                    a[i] += w * xr[i]
+        for f in range(fs, fe):
             s = 0.0
             for k in range(d):
                 s += W[f, k] * mu[k]
             B[f] = s
-        for k in range(d):
-            for f in range(f0, f1):
-                w = W[f, k]
-                for i in range(n):
-                    A[f, i] += w * XT[k, i]
 
 
 @njit(parallel=True, **_opts)
@@ -206,3 +237,30 @@ def transpose(X, XT):
     for k in prange(d):
         for i in range(n):
             XT[k, i] = X[i, k]
+
+
+@njit(**_opts)
+def advance(W, gamma, rho, X, XT, mu, y, mults, q, m, eta, mu_sq, xi_sq, A, B, f, loss, dloss, lpm, G, S, C, k):
+    """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3-4).
+
+    Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
+    y_obs for plain GD, eps * y_obs for label-noise GD.  Each step: inner products, outputs, l', gradient,
+    W <- W - eta G, then the coefficient recursions.  Stops before a step whose outputs or new weights would
+    be non-finite, leaving the last finite state; returns the number of steps taken.
+    """
+    n = X.shape[0]
+    for s in range(k):
+        row = s if mults.shape[0] > 1 else 0
+        inner_products(W, mu, XT, A, B)
+        forward(A, B, y, q, m, f)
+        for i in range(n):
+            if not math.isfinite(f[i]):
+                return s
+        losses(f, mults[row], loss, dloss)
+        for i in range(n):
+            lpm[i] = dloss[i] * mults[row, i]
+        gradient(A, B, lpm, y, mu, X, q, m, G, S, C)
+        if descend(W, G, eta) != 0:
+            return s
+        update_coefficients(gamma, rho, S, C, mu_sq, xi_sq, eta, m)
+    return k

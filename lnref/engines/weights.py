@@ -39,6 +39,7 @@ class WeightEngine:
         self.C = np.empty((F, n))
         self._loss = np.empty(n)
         self._dloss = np.empty(n)
+        self._lpm = np.empty(n)
         self._test_cache: dict[int, np.ndarray] = {}
 
     @property
@@ -63,19 +64,16 @@ class WeightEngine:
         return accuracy(self.test_outputs(test), test.y_score)
 
     def advance(self, k: int, mults: np.ndarray | None) -> int:
-        """Take up to k GD steps (row s of ``mults`` multiplies the labels at step s; None: y_obs).
+        """Take up to k GD steps in one kernel call (row s of ``mults`` multiplies the labels at step s;
+        None: y_obs at every step).
 
         Stops early, keeping the last finite state, when the outputs or the next weights would be non-finite;
         returns the number of steps taken.
         """
-        y_obs = self.data.y_obs
-        for s in range(k):
-            f = self.forward()
-            if not np.all(np.isfinite(f)):
-                return s
-            if not self.step(y_obs if mults is None else mults[s]):
-                return s
-        return k
+        mults = self.data.y_obs.reshape(1, -1) if mults is None else np.ascontiguousarray(mults, dtype=np.float64)
+        return int(K.advance(self.W, self._gamma, self._rho, self.X, self.XT, self.mu, self.y, mults, self.q,
+                             self.m, self.eta, self.mu_sq, self.xi_sq, self.A, self.B, self.f, self._loss,
+                             self._dloss, self._lpm, self.G, self.S, self.C, int(k)))
 
     def test_outputs(self, test: TestSet) -> np.ndarray:
         key = id(test)
@@ -90,15 +88,6 @@ class WeightEngine:
         out = np.empty(XT.shape[1])
         K.forward(A, B, test.y, self.q, self.m, out)
         return out
-
-    def step(self, mult: np.ndarray) -> bool:
-        K.losses(self.f, mult, self._loss, self._dloss)
-        lpm = self._dloss * mult
-        K.gradient(self.A, self.B, lpm, self.y, self.mu, self.X, self.q, self.m, self.G, self.S, self.C)
-        if K.descend(self.W, self.G, self.eta) != 0:
-            return False
-        K.update_coefficients(self._gamma, self._rho, self.S, self.C, self.mu_sq, self.xi_sq, self.eta, self.m)
-        return True
 
 
 def _sq(v: np.ndarray) -> float:
