@@ -17,7 +17,7 @@ from .config import FIELD_TYPES, Config, ConfigError
 __all__ = ["main", "add_config_arguments", "config_from_args"]
 
 # Modules that add subcommands: each defines ``register(subparsers)`` and sets ``func(args) -> int``.
-COMMAND_MODULES: list[str] = ["lnref.sweep", "lnref.reproduce.cli"]
+COMMAND_MODULES: list[str] = ["lnref.sweep", "lnref.reproduce.cli", "lnref.oracle_cli"]
 
 
 def _parse_bool(text: str) -> bool:
