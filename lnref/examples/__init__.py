@@ -1,0 +1,1 @@
+"""Examples of other implementations checked against lnref (``python -m lnref.examples.torch_model``)."""
