@@ -68,17 +68,18 @@ def huang_grid(quick: bool) -> dict[str, list]:
 
 
 def cao_base(**changes: Any) -> Config:
-    """Cao et al. 2022's setting with q = 3 (no label noise): d = 1000, m = 10, sigma_p = 1, sigma0 = 0.05."""
-    base = dict(n=40, d=1000, m=10, q=3.0, eta=1.0, sigma0=0.05, sigma_p=1.0, tau=0.0, steps=300, n_test=1000,
+    """Cao et al. 2022's setting with q = 3 (no label noise): d = 1000, m = 10, sigma_p = 1, sigma0 = 0.01,
+    eta = 0.05 (eta = 1 or sigma0 = 0.05 diverge: the ReLU^3 increments of rho scale like eta ||xi||^2 z^2/(nm))."""
+    base = dict(n=40, d=1000, m=10, q=3.0, eta=0.05, sigma0=0.01, sigma_p=1.0, tau=0.0, steps=300, n_test=1000,
                 mu_norm=2.0, **_FAST)
     base.update(changes)
     return Config(**base)
 
 
 def cao_grid(quick: bool) -> dict[str, list]:
-    """SNR from 0.02 to 0.3 (log-spaced, as mu_norm) x n from 10 to 160: n SNR^3 spans both sides of 1."""
+    """SNR from 0.03 to 0.8 (log-spaced, as mu_norm) x n from 10 to 160: n SNR^3 spans both sides of 1."""
     d, sp = cao_base().d, cao_base().sigma_p
-    snrs = np.geomspace(0.02, 0.3, 5 if quick else 15)
+    snrs = np.geomspace(0.03, 0.8, 6 if quick else 15)
     ns = [10, 40, 160] if quick else [10, 15, 20, 30, 40, 60, 80, 120, 160]
     return {"mu_norm": [float(f"{s * sp * math.sqrt(d):.6g}") for s in snrs], "n": ns}
 
