@@ -1,0 +1,237 @@
+"""Config validation, Dataset validation and the seed -> data contract (SPEC.md section 1, DESIGN.md)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import lnref
+from lnref import Config, ConfigError, Dataset
+from lnref.io import OutputError, load_npz
+from lnref.data import stream
+
+# ------------------------------------------------------------------ Config validation
+BAD_FIELDS = [
+    ("n", 0), ("n", -3), ("d", 0), ("m", 0), ("n", 2.5), ("m", "3"), ("n", True),
+    ("steps", -1), ("seed", -1), ("log_every", -2), ("n_test", -1), ("log_points", -1),
+    ("q", 0.5), ("q", 0.0), ("q", math.nan), ("q", math.inf),
+    ("sigma0", 0.0), ("sigma0", -0.1), ("sigma_p", 0.0), ("sigma_p", -1.0), ("eta", 0.0), ("eta", -0.5),
+    ("eta", math.nan), ("eta", math.inf), ("sigma0", math.inf), ("sigma_p", math.nan),
+    ("mu_norm", -1.0), ("mu_norm", math.nan), ("sigma_zeta", -0.1),
+    ("tau", 0.5), ("tau", -0.1), ("tau", 0.7), ("tau", math.nan), ("tau_plus", 0.5), ("tau_minus", -0.01),
+    ("tau_plus", math.inf), ("p", 0.5), ("p", -0.2), ("p", math.nan),
+    ("noise", "gaussian"), ("flips", "some"), ("algorithm", "sgd"), ("test", "ood"), ("engine", "gpu"),
+    ("sampling", "lazy"), ("test_flipped_labels", "yes"),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_FIELDS, ids=[f"{n}={v!r}" for n, v in BAD_FIELDS])
+def test_invalid_field_is_refused_naming_field_and_value(name, value):
+    with pytest.raises(ConfigError) as err:
+        Config(**{name: value})
+    msg = str(err.value)
+    assert f"{name}={value!r}" in msg or f"{name}={value}" in msg, msg
+    assert "allowed" in msg or "must" in msg or "choose" in msg
+
+
+def test_valid_boundaries_are_accepted():
+    cfg = Config(n=1, d=1, m=1, q=1.0, tau=0.0, p=0.0, steps=0, seed=0, log_every=0, n_test=0,
+                 noise="isotropic", mu_norm=0.0)
+    assert (cfg.tau_plus, cfg.tau_minus) == (0.0, 0.0)
+    assert Config(tau=0.4999).tau == 0.4999
+
+
+def test_tau_conflicting_with_tau_plus_is_refused():
+    with pytest.raises(ConfigError, match=r"tau=0\.2 conflicts with tau_plus=0\.3"):
+        Config(tau=0.2, tau_plus=0.3)
+    with pytest.raises(ConfigError, match="tau_minus"):
+        Config(tau=0.2, tau_minus=0.1)
+    # agreeing values are fine, and tau_plus/tau_minus alone set the class rates
+    assert Config(tau=0.2, tau_plus=0.2).tau_minus == 0.2
+    cfg = Config(tau_plus=0.1, tau_minus=0.3)
+    assert (cfg.tau_plus, cfg.tau_minus, cfg.tau) == (0.1, 0.3, None)
+
+
+def test_orthogonal_noise_needs_a_signal_and_gram_needs_coefficients():
+    with pytest.raises(ConfigError, match="mu_norm"):
+        Config(mu_norm=0.0, noise="orthogonal")
+    with pytest.raises(ConfigError, match="sampling"):
+        Config(sampling="gram", engine="weights")
+
+
+def test_from_dict_refuses_unknown_fields_and_round_trips():
+    with pytest.raises(ConfigError, match="unknown config field.*lr"):
+        Config.from_dict({"lr": 0.1})
+    cfg = Config(n=7, tau_plus=0.1, tau_minus=0.25, q=2.5, noise="isotropic")
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    assert cfg.replace(tau=0.3).tau_minus == 0.3
+    assert cfg.replace(n=9).n == 9
+
+
+# ------------------------------------------------------------------ Dataset validation
+def good_arrays(n=4, d=6):
+    rng = np.random.default_rng(0)
+    return dict(mu=np.eye(d)[0], xi=rng.standard_normal((n, d)), y=np.array([1.0, -1.0, 1.0, -1.0])[:n],
+                y_obs=np.array([1.0, 1.0, 1.0, -1.0])[:n])
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("xi", np.zeros(6), "xi must be 2-dimensional"),
+    ("mu", np.zeros((6, 1)), "mu must be 1-dimensional"),
+    ("mu", np.ones(5), "xi has d=6 columns but mu has length 5"),
+    ("y", np.ones(3), r"y must have shape \(4,\)"),
+    ("y_obs", np.ones(5), r"y_obs must have shape \(4,\)"),
+    ("y", np.array([1.0, 0.0, 1.0, -1.0]), r"y must contain only \+1 and -1, found \[0\.0\]"),
+    ("y_obs", np.array([1.0, 2.0, 1.0, -1.0]), r"y_obs must contain only \+1 and -1, found \[2\.0\]"),
+    ("xi", np.full((4, 6), np.nan), "xi contains 24 NaN or infinite"),
+    ("mu", np.r_[np.inf, np.zeros(5)], "mu contains 1 NaN or infinite"),
+    ("y", np.array([1.0, np.nan, 1.0, -1.0]), "y contains 1 NaN"),
+    ("xi", np.zeros((0, 6)), "at least one sample"),
+    ("xi", [["a"] * 6] * 4, "xi must be a real float64-convertible array"),
+])
+def test_dataset_refuses_bad_arrays(field, value, match):
+    arrays = good_arrays()
+    arrays[field] = value
+    with pytest.raises(ConfigError, match=match):
+        Dataset(**arrays)
+
+
+def test_dataset_refuses_a_config_of_another_shape():
+    data = Dataset(**good_arrays())
+    with pytest.raises(ConfigError, match=r"\(n, d\) = \(4, 6\) but the config says \(5, 6\)"):
+        lnref.train(Config(n=5, d=6, m=1, steps=1, n_test=0), data)
+
+
+def test_decompose_refuses_d_below_n_plus_1():
+    cfg = Config(n=6, d=6, m=1, n_test=0)
+    data = lnref.make_data(cfg)
+    W0 = lnref.init_weights(cfg)
+    with pytest.raises(ConfigError, match="d >= n \\+ 1.*d=6, n=6"):
+        lnref.decompose(W0, W0, data)
+    # d = n + 1 is accepted and exact
+    cfg = Config(n=6, d=7, m=1, n_test=0, noise="isotropic")
+    data = lnref.make_data(cfg)
+    gamma, rho = lnref.decompose(lnref.init_weights(cfg), lnref.init_weights(cfg), data)
+    assert np.all(gamma == 0.0) and np.all(rho == 0.0)
+
+
+# ------------------------------------------------------------------ the seed -> data contract
+def all_arrays(cfg):
+    data = lnref.make_data(cfg)
+    out = data.arrays()
+    out["W0"] = lnref.init_weights(cfg)
+    return out
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(noise="isotropic", flips="exact", test="spurious",
+                                               test_flipped_labels=True)])
+def test_same_seed_gives_identical_arrays(kw):
+    cfg = Config(n=12, d=15, m=2, n_test=9, seed=123, **kw)
+    a, b = all_arrays(cfg), all_arrays(cfg)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+    c = all_arrays(cfg.replace(seed=124))
+    assert not np.array_equal(a["xi"], c["xi"]) and not np.array_equal(a["W0"], c["W0"])
+
+
+def test_streams_are_independent():
+    cfg = Config(n=40, d=15, m=2, n_test=10, seed=9, tau=0.1)
+    base = all_arrays(cfg)
+    # changing the flip rate touches only y_obs (and the test labels' scoring when asked)
+    other = all_arrays(cfg.replace(tau=0.4, flips="exact"))
+    for k in ("mu", "xi", "y", "W0", "xi_test", "y_test"):
+        assert base[k].tobytes() == other[k].tobytes(), k
+    assert not np.array_equal(base["y_obs"], other["y_obs"])
+    # changing m or the label-noise GD settings changes no data; changing n_test changes no training data
+    for change in (dict(m=5), dict(algorithm="label_noise_gd", p=0.3), dict(eta=0.1, q=2.0), dict(n_test=3)):
+        other = all_arrays(cfg.replace(**change))
+        for k in ("xi", "y", "y_obs"):
+            assert base[k].tobytes() == other[k].tobytes(), (change, k)
+    # init weights depend on the seed and m only through their own stream
+    assert all_arrays(cfg.replace(d=15, n=3))["W0"].tobytes() == base["W0"].tobytes()
+    # the named streams are different generators
+    draws = {name: stream(9, name).random(4) for name in ("data", "init", "flips", "test", "label_noise")}
+    vals = [v.tobytes() for v in draws.values()]
+    assert len(set(vals)) == len(vals)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_orthogonal_noise_is_orthogonal_to_mu(seed):
+    cfg = Config(n=10, d=30, m=1, n_test=5, seed=seed, noise="orthogonal", test="iid")
+    data = lnref.make_data(cfg)
+    assert np.all(data.xi @ data.mu == 0.0)          # exact for mu = mu_norm e_1
+    assert np.all(data.test.xi @ data.mu == 0.0)
+    assert np.any(data.xi[:, 1:] != 0.0)
+    # a user-given mu: orthogonal to rounding
+    mu = np.random.default_rng(seed).standard_normal(cfg.d)
+    data = lnref.make_data(cfg, mu=mu)
+    scale = np.linalg.norm(mu) * np.max(np.linalg.norm(data.xi, axis=1))
+    assert np.max(np.abs(data.xi @ mu)) <= 1e-13 * scale
+    # isotropic noise is not orthogonal
+    iso = lnref.make_data(cfg.replace(noise="isotropic"))
+    assert np.all(iso.xi @ iso.mu != 0.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("tau_plus,tau_minus", [(0.1, 0.1), (0.25, 0.0), (0.45, 0.3), (0.0, 0.0)])
+def test_exact_flips_flip_exactly_the_rounded_count_per_class(seed, tau_plus, tau_minus):
+    cfg = Config(n=37, d=2, m=1, n_test=0, seed=seed, flips="exact", tau_plus=tau_plus, tau_minus=tau_minus,
+                 noise="isotropic")
+    data = lnref.make_data(cfg)
+    for cls, tau in ((1.0, tau_plus), (-1.0, tau_minus)):
+        members = data.y == cls
+        flipped = int(np.sum(data.y_obs[members] != cls))
+        assert flipped == math.floor(tau * members.sum() + 0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_independent_flip_rates_within_binomial_margin(seed):
+    # each class's flip count is Binomial(n_class, tau); allow 5 standard deviations (two-sided p ~ 6e-7)
+    cfg = Config(n=20000, d=1, m=1, n_test=0, seed=seed, flips="independent", tau_plus=0.3, tau_minus=0.1,
+                 noise="isotropic")
+    data = lnref.make_data(cfg)
+    for cls, tau in ((1.0, 0.3), (-1.0, 0.1)):
+        members = data.y == cls
+        k = members.sum()
+        rate = np.mean(data.y_obs[members] != cls)
+        assert abs(rate - tau) <= 5 * math.sqrt(tau * (1 - tau) / k), (cls, rate)
+    # true labels are fair coins
+    assert abs(np.mean(data.y == 1.0) - 0.5) <= 5 * math.sqrt(0.25 / cfg.n)
+
+
+def test_init_weights_have_the_configured_scale():
+    cfg = Config(n=2, d=500, m=10, sigma0=0.3, seed=5)
+    W0 = lnref.init_weights(cfg)
+    assert W0.shape == (2, 10, 500)
+    # sample std of 10000 normals: relative standard error ~ 1/sqrt(2 * 10000) = 0.7%; allow 5 of them
+    assert abs(W0.std() / 0.3 - 1) < 5 * math.sqrt(1 / (2 * W0.size))
+
+
+# ------------------------------------------------------------------ export / import
+def test_dataset_save_load_round_trips_and_detects_corruption(tmp_path):
+    cfg = Config(n=6, d=9, m=1, n_test=4, seed=3, tau=0.3)
+    data = lnref.make_data(cfg)
+    path = tmp_path / "data.npz"
+    data.save(path)
+    back = Dataset.load(path)
+    for k, v in data.arrays().items():
+        assert back.arrays()[k].tobytes() == v.tobytes(), k
+    arrays, meta = load_npz(path)
+    assert meta["kind"] == "lnref.Dataset" and set(meta["arrays"]) == set(data.arrays())
+    # flip one entry of xi but keep the metadata: the SHA-256 check refuses the file
+    with np.load(path) as z:
+        raw = {k: z[k] for k in z.files}
+    raw["xi"] = raw["xi"].copy()
+    raw["xi"][2, 3] += 1e-12
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **raw)
+    with pytest.raises(OutputError, match="'xi' does not match its SHA-256"):
+        Dataset.load(bad)
+    # a missing array is detected too
+    raw["xi"] = data.xi
+    del raw["y_obs"]
+    np.savez(bad, **raw)
+    with pytest.raises(OutputError, match="'y_obs'.*missing"):
+        Dataset.load(bad)
