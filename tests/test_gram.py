@@ -1,0 +1,158 @@
+"""Gram sampling (lnref.gram) against explicit sampling: labels exactly, everything else in distribution.
+
+Statistical checks state their margin: a sample mean must lie within Z standard errors of the exact value (or of
+the other sampler's mean, with the two standard errors combined).  Seeds are fixed, so the tests are
+deterministic; Z is chosen so that a correct sampler would fail with probability < 1e-5 per check.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import lnref
+from lnref.engines.coefficients import CoefficientEngine, stats_from_data
+from lnref.gram import coordinates, sample_gram, virtual_test
+
+Z = 5.0  # standard errors allowed for a single statistical comparison
+
+
+def within(sample, expected, what, z=Z):
+    sample = np.asarray(sample, dtype=np.float64)
+    se = sample.std(ddof=1) / math.sqrt(sample.size)
+    assert abs(sample.mean() - expected) <= z * se, (what, sample.mean(), expected, se)
+
+
+def same_mean(a, b, what, z=Z):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    assert abs(a.mean() - b.mean()) <= z * se + 1e-300, (what, a.mean(), b.mean(), se)
+
+
+@pytest.mark.parametrize("noise", ["orthogonal", "isotropic"])
+@pytest.mark.parametrize("tau", [0.0, 0.3])
+def test_labels_equal_explicit_sampling(noise, tau):
+    for seed in range(5):
+        cfg = lnref.Config(n=25, d=30, m=2, noise=noise, tau=tau, flips="exact" if seed % 2 else "independent",
+                           n_test=0, seed=seed, engine="coefficients")
+        g = sample_gram(cfg.replace(sampling="gram"))
+        e = lnref.make_data(cfg)
+        np.testing.assert_array_equal(g.y, e.y)
+        np.testing.assert_array_equal(g.y_obs, e.y_obs)
+        np.testing.assert_array_equal(g.noisy, e.noisy)
+
+
+def test_same_seed_same_draw_and_shapes():
+    cfg = lnref.Config(n=7, d=10**9, m=3, n_test=11, engine="coefficients", sampling="gram", seed=3)
+    a, b, c = sample_gram(cfg), sample_gram(cfg), sample_gram(cfg.replace(seed=4))
+    for name in ("G", "c", "P0", "b0", "W0W0", "xi_sq"):
+        np.testing.assert_array_equal(getattr(a.stats, name), getattr(b.stats, name))
+    assert not np.array_equal(a.stats.G, c.stats.G)
+    np.testing.assert_array_equal(a.test.Pt, b.test.Pt)
+    assert a.coords.shape == (7 + 6, 7 + 6) and a.test.Pt.shape == (6, 11) and a.test.Gt.shape == (7, 11)
+    # d = 10^9: ||xi_i||^2 / (sigma_p^2 (d - 1)) ~ chi^2_{d-1}/(d-1), sd sqrt(2/(d-1)) = 4.5e-5
+    ratio = a.stats.xi_sq / (cfg.sigma_p ** 2 * (cfg.d - 1))
+    assert np.all(np.abs(ratio - 1.0) < 6 * math.sqrt(2.0 / (cfg.d - 1)))
+    np.testing.assert_array_equal(a.stats.G, a.stats.G.T)
+
+
+# d = 12: Bartlett branch (k = n + 2m = 5 <= d - 1); d = 4: direct branch (k > d - 1 = 3)
+@pytest.mark.parametrize("d", [12, 4])
+@pytest.mark.parametrize("noise", ["orthogonal", "isotropic"])
+def test_gram_moments_match_the_exact_law(d, noise):
+    sp, s0, mu = 0.7, 0.3, 2.0
+    N = 3000
+    dd = d - 1 if noise == "orthogonal" else d  # dimension the noise lives in
+    base = lnref.Config(n=3, d=d, m=1, sigma_p=sp, sigma0=s0, mu_norm=mu, noise=noise, n_test=0,
+                        engine="coefficients", sampling="gram")
+    draws = [sample_gram(base.replace(seed=s)).stats for s in range(N)]
+    G = np.array([st.G for st in draws])
+    P0 = np.array([st.P0 for st in draws])
+    b0 = np.array([st.b0 for st in draws])
+    c = np.array([st.c for st in draws])
+    WW = np.array([st.W0W0 for st in draws])
+    # <xi, xi>: mean sp^2 dd, variance 2 sp^4 dd
+    within(G[:, 0, 0], sp ** 2 * dd, "E G00")
+    within((G[:, 1, 1] - sp ** 2 * dd) ** 2, 2 * sp ** 4 * dd, "Var G11")
+    # <xi_1, xi_2>: mean 0, variance sp^4 dd; third mixed moment E[G01 G12 G20] = sp^6 dd
+    within(G[:, 0, 1], 0.0, "E G01")
+    within(G[:, 0, 1] ** 2, sp ** 4 * dd, "Var G01")
+    within(G[:, 0, 1] * G[:, 1, 2] * G[:, 2, 0], sp ** 6 * dd, "E G01 G12 G20")
+    # <w0, xi>: variance s0^2 sp^2 dd; <w0, mu>: variance s0^2 mu^2; <w0, w0>: mean s0^2 d
+    within(P0[:, 1, 2] ** 2, s0 ** 2 * sp ** 2 * dd, "Var P0")
+    within(P0[:, 0, 0] * P0[:, 1, 0] * G[:, 0, 0], 0.0, "E P0 P0' G")  # independent filters
+    within(b0[:, 0] ** 2, s0 ** 2 * mu ** 2, "Var b0")
+    within(WW[:, 0, 0], s0 ** 2 * d, "E |w0|^2")
+    within(WW[:, 0, 1] ** 2, s0 ** 4 * d, "Var <w0, w0'>")
+    if noise == "isotropic":
+        within(c[:, 0] ** 2, sp ** 2 * mu ** 2, "Var c")
+        # <w0, xi> and <w0, mu><xi, mu> share the e_1 coordinate: E[P0 b0 c] = s0^2 sp^2 mu^2
+        within(P0[:, 0, 1] * b0[:, 0] * c[:, 1], s0 ** 2 * sp ** 2 * mu ** 2, "E P0 b0 c")
+    else:
+        assert np.all(c == 0.0)
+
+
+@pytest.mark.parametrize("noise", ["orthogonal", "isotropic"])
+def test_gram_matches_explicit_sampling_beyond_moments(noise):
+    # log det of the (n + 2m)-square Gram matrix of [xi; w0] (a non-polynomial statistic of the joint law)
+    N = 600
+    base = lnref.Config(n=3, d=8, m=1, sigma_p=0.7, sigma0=0.3, mu_norm=2.0, noise=noise, n_test=0,
+                        engine="coefficients")
+
+    def logdet(st):
+        top = np.hstack([st.G, st.P0.T])
+        bottom = np.hstack([st.P0, st.W0W0])
+        return np.linalg.slogdet(np.vstack([top, bottom]))[1]
+
+    g = [logdet(sample_gram(base.replace(sampling="gram", seed=s)).stats) for s in range(N)]
+    e = []
+    for s in range(N):
+        cfg = base.replace(seed=s)
+        xi, W0 = lnref.make_data(cfg).xi, lnref.init_weights(cfg).reshape(2, -1)
+        e.append(np.linalg.slogdet(np.vstack([xi, W0]) @ np.vstack([xi, W0]).T)[1])
+    same_mean(g, e, "E log det")
+    # and the spread
+    same_mean((np.array(g) - np.mean(g)) ** 2, (np.array(e) - np.mean(e)) ** 2, "Var log det")
+
+
+def test_mean_training_curves_match_explicit_sampling():
+    seeds = range(40)
+    base = lnref.Config(n=12, d=80, m=3, sigma_p=0.5, mu_norm=1.5, eta=1.0, tau=0.2, steps=60, log_every=15,
+                        n_test=100, engine="coefficients")
+    curves = {"gram": [], "explicit": []}
+    for sampling in curves:
+        for s in seeds:
+            h = lnref.train(base.replace(sampling=sampling, seed=s), threads=1).history
+            curves[sampling].append(np.stack([h["loss"], h["train_acc_clean"], h["gamma_max"], h["test_acc"]]))
+    g, e = np.array(curves["gram"]), np.array(curves["explicit"])
+    assert g.shape == e.shape == (40, 4, 5)
+    assert np.mean(g[:, 0, -1]) < 0.9 * math.log(2)  # the runs learn something
+    for k, name in enumerate(["loss", "train_acc_clean", "gamma_max", "test_acc"]):
+        for t in range(1, g.shape[2]):
+            same_mean(g[:, k, t], e[:, k, t], f"{name} at log point {t}")
+
+
+@pytest.mark.parametrize("kind,noise,flipped", [("iid", "orthogonal", False), ("iid", "isotropic", True),
+                                                ("spurious", "isotropic", False)])
+def test_virtual_test_set_matches_explicit_test_set(kind, noise, flipped):
+    # Train on explicit data, then score the same state on a large explicit test set and on a virtual one
+    # drawn through Gram coordinates of the same vectors; accuracies and mean outputs agree within MC error.
+    T = 20000
+    cfg = lnref.Config(n=10, d=60, m=3, sigma_p=0.5, mu_norm=1.2, eta=1.0, tau=0.1, steps=10, n_test=0,
+                       noise=noise, test=kind, sigma_zeta=0.3, test_flipped_labels=flipped,
+                       engine="coefficients", seed=6)
+    data, W0 = lnref.make_data(cfg), lnref.init_weights(cfg)
+    eng = CoefficientEngine(cfg, data, W0)
+    assert eng.advance(cfg.steps, None) == cfg.steps
+    explicit = lnref.make_test(cfg, data, n_test=T)
+    coords, e1 = coordinates(data, W0)
+    virtual = virtual_test(cfg, coords, e1, eng.stats, data.y, rng=np.random.default_rng(123), n_test=T)
+    acc_e, acc_v = eng.test_accuracy(explicit), eng.test_accuracy(virtual)
+    assert 0.55 < acc_e < 0.98  # informative regime
+    p = 0.5 * (acc_e + acc_v)
+    assert abs(acc_e - acc_v) <= Z * math.sqrt(p * (1 - p) * 2 / T), (acc_e, acc_v)
+    fe = eng.test_outputs(explicit).copy()
+    fv = eng.test_outputs(virtual).copy()
+    same_mean(fe * explicit.y, fv * virtual.y, "mean y f")
+    same_mean(fe ** 2, fv ** 2, "mean f^2")
