@@ -1,0 +1,155 @@
+"""`lnref run`: the run folder (config.json, meta.json, metrics.csv, arrays.npz), --force, TOML, exit codes."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lnref
+from lnref.cli import main
+from lnref.runs import load_run
+
+SMALL = ["--n", "6", "--d", "10", "--m", "2", "--steps", "5", "--n-test", "4", "--seed", "3", "--tau", "0.2",
+         "--q", "2"]
+SMALL_CFG = dict(n=6, d=10, m=2, steps=5, n_test=4, seed=3, tau=0.2, q=2.0)
+FILES = ("config.json", "meta.json", "metrics.csv", "arrays.npz")
+
+
+def run_cli(out, *extra, capsys=None):
+    code = main(["run", "--out", str(out), "--quiet", "--threads", "1", *extra])
+    return code
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+    return {c: np.array([float(r[k]) for r in body]) for k, c in enumerate(header)}
+
+
+def test_run_writes_the_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(out, *SMALL) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    cfg = lnref.Config(**SMALL_CFG)
+    # config.json round-trips into the same Config
+    assert lnref.Config.from_dict(json.loads((out / "config.json").read_text())) == cfg
+    # metrics.csv equals the history of the same run (floats written with repr precision)
+    res = lnref.train(cfg, threads=1)
+    table = read_csv(out / "metrics.csv")
+    assert list(table) == list(res.history)
+    for k, v in res.history.items():
+        np.testing.assert_array_equal(table[k], v.astype(np.float64), err_msg=k)
+    # arrays.npz: final state, trace and labels, SHA-256 verified by load_run
+    cfg2, arrays = load_run(out)
+    assert cfg2 == cfg
+    for k, v in (("W", res.W), ("W0", res.W0), ("gamma", res.gamma), ("rho", res.rho), ("y", res.data.y),
+                 ("y_obs", res.data.y_obs), ("trace_gamma", res.trace["gamma"]), ("trace_rho", res.trace["rho"]),
+                 ("trace_margin", res.trace["margin"]), ("step", res.history["step"])):
+        assert arrays[k].tobytes() == v.tobytes(), k
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["diverged"] is False and meta["steps_done"] == 5 and meta["seed"] == 3 and meta["threads"] == 1
+    assert meta["versions"]["lnref"] == lnref.__version__
+
+
+def test_non_empty_folder_is_refused_without_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(out, *SMALL) == 0
+    before = {f: (out / f).read_bytes() for f in FILES}
+    capsys.readouterr()
+    # a different run into the same folder: refused, nothing overwritten
+    assert run_cli(out, *SMALL, "--q", "3") == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--force" in err
+    assert {f: (out / f).read_bytes() for f in FILES} == before
+    # a folder with any unrelated file is non-empty too
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert run_cli(other, *SMALL) == 2
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    # --force overwrites
+    assert run_cli(out, *SMALL, "--q", "3", "--force") == 0
+    assert json.loads((out / "config.json").read_text())["q"] == 3.0
+
+
+@pytest.mark.parametrize("table", [False, True])
+def test_toml_config_file_and_flags_override_it(tmp_path, table):
+    toml = tmp_path / "cfg.toml"
+    body = 'n = 6\nd = 10\nm = 2\nsteps = 3\nn_test = 0\nq = 2.0\nnoise = "isotropic"\ntau_plus = 0.1\n' \
+           'tau_minus = 0.3\n'
+    toml.write_text(("[config]\n" if table else "") + body)
+    out = tmp_path / "run"
+    assert run_cli(out, "--config", str(toml), "--q", "3", "--steps", "4") == 0
+    cfg = lnref.Config.from_dict(json.loads((out / "config.json").read_text()))
+    assert cfg == lnref.Config(n=6, d=10, m=2, steps=4, n_test=0, q=3.0, noise="isotropic", tau_plus=0.1,
+                               tau_minus=0.3)
+
+
+@pytest.mark.parametrize("args,field,value", [
+    (["--tau", "0.7"], "tau", "0.7"),
+    (["--q", "0.5"], "q", "0.5"),
+    (["--eta", "-1"], "eta", "-1"),
+    (["--noise", "pink"], "noise", "pink"),
+    (["--sigma0", "nan"], "sigma0", "nan"),
+    (["--n", "0"], "n", "0"),
+])
+def test_bad_input_exits_2_naming_the_field(tmp_path, capsys, args, field, value):
+    out = tmp_path / "run"
+    assert run_cli(out, *SMALL, *args) == 2
+    err = capsys.readouterr().err
+    assert f"{field}=" in err and value in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_toml_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("n = 6\nlearning_rate = 0.1\n")
+    assert run_cli(tmp_path / "a", "--config", str(bad)) == 2
+    assert "learning_rate" in capsys.readouterr().err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("n = = 6\n")
+    assert run_cli(tmp_path / "b", "--config", str(broken)) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert run_cli(tmp_path / "c", "--config", str(tmp_path / "missing.toml")) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unparsable_flag_is_an_argparse_error_with_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(tmp_path / "run", "--n", "six")
+    assert exc.value.code == 2
+    assert "--n" in capsys.readouterr().err
+
+
+def test_diverging_run_exits_1_and_still_writes_its_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = run_cli(out, "--n", "6", "--d", "10", "--m", "2", "--steps", "30", "--n-test", "0", "--q", "3",
+                   "--sigma0", "1", "--eta", "1e100")
+    assert code == 1
+    assert "diverged" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["diverged"] is True and meta["steps_done"] < 30 and "diverged" in meta["message"]
+    cfg, arrays = load_run(out)
+    assert np.all(np.isfinite(arrays["W"]))
+    table = read_csv(out / "metrics.csv")
+    # every logged row is finite; the last one is at most the last step taken (W(steps_done) is finite, but
+    # its outputs may not be, and then that step has no row)
+    assert table["step"][-1] <= meta["steps_done"] and all(math.isfinite(v) for v in table["loss"])
+    np.testing.assert_array_equal(arrays["step"], table["step"])
+
+
+def test_python_m_lnref_help():
+    proc = subprocess.run([sys.executable, "-m", "lnref", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "run" in proc.stdout and "usage" in proc.stdout.lower()
+    proc = subprocess.run([sys.executable, "-m", "lnref", "run", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "--force" in proc.stdout and "--tau-plus" in proc.stdout
