@@ -39,6 +39,13 @@ def per_run_breakdown(base, runs: int = 50) -> None:
     wall = (time.perf_counter() - t0) / runs
     print(f"one lnref.train (n=20, m=10, 100 steps, n_test=1000, coefficients/gram): {wall * 1e3:.2f} ms; "
           + ", ".join(f"{k} {v / runs * 1e3:.2f} ms ({v / runs / wall:.0%})" for k, v in tim.items()))
+    for n_test in (0, 100):
+        c0 = [c.replace(n_test=n_test) for c in cfgs]
+        t0 = time.perf_counter()
+        for c in c0:
+            lnref.train(c, threads=1, keep_rho=False)
+        w = (time.perf_counter() - t0) / runs
+        print(f"  same with n_test={n_test}: {w * 1e3:.2f} ms ({w / wall:.0%} of n_test=1000)")
     pr = cProfile.Profile()
     pr.enable()
     for c in cfgs:
@@ -72,16 +79,21 @@ def main(argv=None) -> int:
     results = {}
     with process_executor(args.workers) as ex:
         # warm the workers (numba compile per process) outside the timing
-        sweep(base, {"mu_norm": [1.0, 2.0]}, replicates=args.workers, executor=ex, batch_size=1)
+        # (compile in every worker: many 1-run tasks, so each worker takes some)
+        sweep(base, {"mu_norm": [1.0, 2.0]}, replicates=4 * args.workers, executor=ex, batch_size=1)
         t0 = time.perf_counter()
         res = sweep(base, grid, replicates=args.replicates, executor=ex)
         results["process pool"] = (time.perf_counter() - t0, res)
     if args.dask_local:
+        import dask
         from distributed import Client, LocalCluster
+        # the workers' statistical profiler samples every thread's stack every 10 ms: costly for Python-heavy tasks
+        dask.config.set({"distributed.worker.profile.enabled": False})
         with LocalCluster(n_workers=args.dask_local, threads_per_worker=1, dashboard_address=None) as cl, \
                 Client(cl) as client:
             ex = client.get_executor()
-            sweep(base, {"mu_norm": [1.0, 2.0]}, replicates=args.dask_local, executor=ex, batch_size=1)
+            from lnref._sweep_worker import run_batch
+            client.run(run_batch, base.to_dict(), ["mu_norm"], [(0, 0, (1.0,), 1)], ["test_acc"])  # compile on all
             t0 = time.perf_counter()
             res = sweep(base, grid, replicates=args.replicates, executor=ex)
             results["dask local"] = (time.perf_counter() - t0, res)
