@@ -70,7 +70,7 @@ def test_first_step_outputs_bit_identical_to_weight_engine():
 
 
 def _gram_run(threads, **kw):
-    cfg = lnref.Config(n=100, d=10**6, m=5, steps=40, log_every=10, n_test=200, engine="coefficients",
+    cfg = lnref.Config(n=240, d=10**6, m=10, steps=30, log_every=10, n_test=300, engine="coefficients",
                        sampling="gram", tau=0.2, seed=4, **kw)
     assert 2 * cfg.m * cfg.n ** 2 >= lnref.gram.PARALLEL_WORK  # the parallel kernels are the ones tested
     return lnref.train(cfg, threads=threads)
