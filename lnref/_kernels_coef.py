@@ -89,19 +89,25 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
     """Take up to k GD steps in coefficient space; return the number taken (SPEC.md sections 3-4).
 
     mults (k, n) or (1, n): row s multiplies the labels at step s (y_obs, or eps(s) y_obs for label-noise GD);
-    a single row is used at every step.  Per step: A, B from the coefficients; f; l'_i = l'(mult_i f_i);
-    lpm_i = l'_i mult_i; then, exactly as :func:`lnref._kernels.update_coefficients`,
+    a single row is used at every step.  Per step: f from A, B; l'_i = l'(mult_i f_i); lpm_i = l'_i mult_i;
+    then, exactly as :func:`lnref._kernels.update_coefficients`,
       gamma_f <- gamma_f - (eta ||mu||^2/(n m)) sum_i lpm_i y_i sigma'(y_i <w_f, mu>)
       rho_fi  <- rho_fi  - (eta ||xi_i||^2/(n m)) s_j lpm_i sigma'(<w_f, xi_i>).
     Stops before a step whose outputs are non-finite, or whose new coefficients would be non-finite, leaving
     gamma and rho at the last finite state.  gamma_new, rho_new, A, B, f, lpm, bad (F,) are work arrays.
+
+    Two parallel regions per step: over samples (outputs, l') and over filters (the update of filter f, then
+    the inner products A[f, :], B[f] of its new coefficients, which only that filter's next update reads).
+    The accepted new coefficients are copied into gamma, rho at the start of the next filter region (or on
+    exit), so a rejected step leaves the state untouched.
     """
     F, n = rho.shape
+    for fi in prange(F):
+        _filter_inner(fi, 1.0 if fi < m else -1.0, gamma, rho, P0, b0, Gn, cA, cB, A, B)
+    pending = False  # gamma_new, rho_new hold the accepted state, not yet copied
+    done = k
     for s in range(k):
         row = s if mults.shape[0] > 1 else 0
-        for fi in prange(F):
-            sj = 1.0 if fi < m else -1.0
-            _filter_inner(fi, sj, gamma, rho, P0, b0, Gn, cA, cB, A, B)
         for i in prange(n):
             out = _sample_output(i, A, B, y, q, m)
             f[i] = out
@@ -112,9 +118,14 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
             if not math.isfinite(f[i]):
                 finite = False
         if not finite:
-            return s
+            done = s
+            break
         for fi in prange(F):
             sj = 1.0 if fi < m else -1.0
+            if pending:
+                gamma[fi] = gamma_new[fi]
+                for i in range(n):
+                    rho[fi, i] = rho_new[fi, i]
             sig = 0.0
             for i in range(n):
                 sig += lpm[i] * y[i] * dact(y[i] * B[fi], q)
@@ -128,16 +139,22 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
                 if not math.isfinite(v):
                     cnt += 1
             bad[fi] = cnt
+            if cnt == 0:
+                _filter_inner(fi, sj, gamma_new, rho_new, P0, b0, Gn, cA, cB, A, B)
+        pending = True
         nbad = 0
         for fi in range(F):
             nbad += bad[fi]
         if nbad != 0:
-            return s
+            pending = False
+            done = s
+            break
+    if pending:
         for fi in prange(F):
             gamma[fi] = gamma_new[fi]
             for i in range(n):
                 rho[fi, i] = rho_new[fi, i]
-    return k
+    return done
 
 
 advance, advance_serial = _both(_advance)
