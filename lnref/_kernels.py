@@ -11,11 +11,15 @@ Layouts: filters are flattened to ``F = 2m`` rows, row ``f = j_index * m + r`` (
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from numba import njit, prange
 
-_opts = dict(cache=False, error_model="numpy", fastmath=False)
+# Disk caching of compiled kernels is opt-in (DESIGN.md): LNREF_CACHE=1 stores them next to the package (or in
+# NUMBA_CACHE_DIR), so later processes skip the first-call compile.
+CACHE = os.environ.get("LNREF_CACHE", "").strip().lower() in ("1", "true", "yes", "on")
+_opts = dict(cache=CACHE, error_model="numpy", fastmath=False)
 # Filters handled together by the inner-product kernel (the X^T row is loaded once per block; the block size
 # is written out in the kernel's unrolled body).  Not a numerical choice: every output is still a serial sum
 # over k in index order.

@@ -143,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OutputError) as exc:
         print(f"lnref {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # lnref.DivergedError and friends
+        print(f"lnref {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"lnref {args.command}: interrupted", file=sys.stderr)
         return 130

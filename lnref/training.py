@@ -189,9 +189,10 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
                 row[name] = engine.test_accuracy(test)
             if not (np.all(np.isfinite(f)) and math.isfinite(row["loss"])):
                 diverged = True
-                message = message or f"GD diverged at step {t}: the outputs or the training loss are not finite"
-                t_log += time.perf_counter() - tl
-                break
+                message = message or (f"GD diverged at step {t}: the weights are finite but the outputs or the "
+                                      f"training loss are not (try a smaller eta, now {cfg.eta})")
+            # the row of the step the run stopped at is kept even when it holds NaN/inf, so the history always
+            # ends at steps_done, the step of the returned weights
             hist["step"][li] = t
             for key, v in row.items():
                 hist[key][li] = v
