@@ -25,9 +25,37 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import act, dact, logistic_dloss
+from ._kernels import logistic_dloss
 
 _opts = dict(cache=False, error_model="numpy", fastmath=False)
+
+
+@njit(inline="always", **_opts)
+def act(z, q):
+    """sigma(z) = max(0, z)**q (SPEC.md section 2); the same bits as :func:`lnref._kernels.act`.
+
+    q = 1 returns z itself: pow(z, 1.0) is exact, so this only skips the pow call (the ReLU's main cost).
+    """
+    if z > 0.0:
+        if q == 1.0:
+            return z
+        return z ** q
+    return 0.0
+
+
+@njit(inline="always", **_opts)
+def dact(z, q):
+    """sigma'(z) = q max(0, z)**(q - 1), 0 for z <= 0; the same bits as :func:`lnref._kernels.dact`.
+
+    q = 1: q * pow(z, 0.0) = 1.0 exactly; q = 2: 2 * pow(z, 1.0) = 2 z exactly.
+    """
+    if z > 0.0:
+        if q == 1.0:
+            return 1.0
+        if q == 2.0:
+            return 2.0 * z
+        return q * z ** (q - 1.0)
+    return 0.0
 
 
 def _both(fn):

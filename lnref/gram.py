@@ -47,6 +47,7 @@ stream                draws, in this order
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -180,6 +181,11 @@ class GramData:
         return self.y_obs != self.y
 
 
+@functools.lru_cache(maxsize=16)
+def _tril(k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.tril_indices(k, -1)
+
+
 def _bartlett(rng: np.random.Generator, k: int, dof: int) -> np.ndarray:
     """Coordinates (k, min(k, dof)) of k standard normal vectors in R^dof (see the module docstring)."""
     if k > dof:
@@ -187,7 +193,7 @@ def _bartlett(rng: np.random.Generator, k: int, dof: int) -> np.ndarray:
     T = np.zeros((k, k))
     diag = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))
     T[np.arange(k), np.arange(k)] = diag
-    rows, cols = np.tril_indices(k, -1)  # row by row: (1,0), (2,0), (2,1), ...
+    rows, cols = _tril(k)  # row by row: (1,0), (2,0), (2,1), ...
     T[rows, cols] = rng.standard_normal(rows.size)
     return T
 
@@ -245,11 +251,14 @@ def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramSta
     else:
         raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
     z = rng.standard_normal((n_test, r))
-    a = rng.standard_normal(n_test) if cfg.noise == "isotropic" else np.zeros(n_test)
     fresh = _cross(coords, z)
     fresh *= scale
-    fresh += np.multiply.outer(e1, scale * a)
-    ct = cfg.mu_norm * (scale * a)
+    if cfg.noise == "isotropic":
+        a = scale * rng.standard_normal(n_test)
+        fresh += np.multiply.outer(e1, a)
+        ct = cfg.mu_norm * a
+    else:
+        ct = np.zeros(n_test)
     if kind == "spurious":
         fresh[:n] += stats.G[:, idx]
         fresh[n:] += stats.P0[:, idx]

@@ -136,7 +136,8 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
     t_start = time.perf_counter()
     if cfg.engine == "coefficients":
         from .engines.coefficients import prepare  # validates, and draws Gram statistics if asked
-        data, W0 = prepare(cfg, data, W0)
+        with num_threads(threads):  # Gram sampling runs kernels too
+            data, W0 = prepare(cfg, data, W0)
     else:
         data = make_data(cfg) if data is None else data
         if not isinstance(data, Dataset):
