@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import logistic_dloss
+from ._kernels import CACHE, logistic_dloss
 
 _opts = dict(cache=False, error_model="numpy", fastmath=False)
 # Filters whose inner products are computed together (cache blocking; not a numerical choice).
@@ -61,8 +61,12 @@ def dact(z, q):
 
 
 def _both(fn):
-    """(parallel, serial) compilations of one kernel source."""
-    return njit(parallel=True, **_opts)(fn), njit(**_opts)(fn)
+    """(parallel, serial) compilations of one kernel source.
+
+    With LNREF_CACHE=1 (:data:`lnref._kernels.CACHE`) only the serial variant, the one one-thread sweep workers
+    run, is cached on disk: both variants share a source location, which is numba's cache key.
+    """
+    return njit(parallel=True, **_opts)(fn), njit(**{**_opts, "cache": CACHE})(fn)
 
 
 @njit(inline="always", **_opts)
