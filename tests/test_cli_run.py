@@ -140,9 +140,10 @@ def test_diverging_run_exits_1_and_still_writes_its_files(tmp_path, capsys):
     cfg, arrays = load_run(out)
     assert np.all(np.isfinite(arrays["W"]))
     table = read_csv(out / "metrics.csv")
-    # every logged row is finite; the last one is at most the last step taken (W(steps_done) is finite, but
-    # its outputs may not be, and then that step has no row)
-    assert table["step"][-1] <= meta["steps_done"] and all(math.isfinite(v) for v in table["loss"])
+    # the history ends at the step of the saved (finite) weights; every row before it is finite, the last
+    # one may hold the non-finite outputs that stopped the run
+    assert table["step"][-1] == meta["steps_done"]
+    assert all(math.isfinite(v) for v in table["loss"][:-1])
     np.testing.assert_array_equal(arrays["step"], table["step"])
 
 
