@@ -1,6 +1,7 @@
-"""The ``lnref`` command: ``lnref run`` here; other subcommands register from their own modules.
+"""lnref: exact GD dynamics of two-layer ReLU^q CNNs under label noise (a reference implementation).
 
 Exit status: 0 success, 1 the run failed (diverged, or a comparison did not match), 2 unusable input.
+``lnref run`` is defined here; the other subcommands register from their own modules (COMMAND_MODULES).
 """
 from __future__ import annotations
 
