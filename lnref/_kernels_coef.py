@@ -60,6 +60,18 @@ def dact(z, q):
     return 0.0
 
 
+@njit(inline="always", **_opts)
+def relu(z):
+    """max(0, z) as a select: :func:`act` with q = 1, bit for bit (z <= 0, -0.0 and NaN give 0.0)."""
+    return z if z > 0.0 else 0.0
+
+
+@njit(inline="always", **_opts)
+def relu_step(z):
+    """1.0 if z > 0 else 0.0: :func:`dact` with q = 1 as a select."""
+    return 1.0 if z > 0.0 else 0.0
+
+
 def _both(fn):
     """(parallel, serial) compilations of one kernel source.
 
@@ -107,10 +119,16 @@ def _sample_output(i, A, B, y, q, m):
     """f_i = F_{+1} - F_{-1} (SPEC.md section 2), summed in the order of :func:`lnref._kernels.forward`."""
     fp = 0.0
     fm = 0.0
-    for r in range(m):
-        fp += act(y[i] * B[r], q) + act(A[r, i], q)
-    for r in range(m):
-        fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
+    if q == 1.0:  # the ReLU with the test hoisted out of the loops: same bits, no per-term branch on q
+        for r in range(m):
+            fp += relu(y[i] * B[r]) + relu(A[r, i])
+        for r in range(m):
+            fm += relu(y[i] * B[m + r]) + relu(A[m + r, i])
+    else:
+        for r in range(m):
+            fp += act(y[i] * B[r], q) + act(A[r, i], q)
+        for r in range(m):
+            fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
     return fp / m - fm / m
 
 
@@ -147,6 +165,7 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
     """
     F, n = rho.shape
     nblocks = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
+    relu_net = q == 1.0
     for blk in prange(nblocks):
         _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B)
     pending = False  # gamma_new, rho_new hold the accepted state, not yet copied
@@ -175,13 +194,18 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
                     for i in range(n):
                         rho[fi, i] = rho_new[fi, i]
                 sig = 0.0
-                for i in range(n):
-                    sig += lpm[i] * y[i] * dact(y[i] * B[fi], q)
+                if relu_net:
+                    for i in range(n):
+                        sig += lpm[i] * y[i] * relu_step(y[i] * B[fi])
+                else:
+                    for i in range(n):
+                        sig += lpm[i] * y[i] * dact(y[i] * B[fi], q)
                 gnew = gamma[fi] - (eta * mu_sq / (n * m)) * sig
                 gamma_new[fi] = gnew
                 cnt = 0 if math.isfinite(gnew) else 1
                 for i in range(n):
-                    c = lpm[i] * dact(A[fi, i], q)
+                    # relu_step(z) == dact(z, 1.0) exactly, so both branches give the same bits for q = 1
+                    c = lpm[i] * (relu_step(A[fi, i]) if relu_net else dact(A[fi, i], q))
                     v = rho[fi, i] - (eta * xi_sq[i] / (n * m)) * (sj * c)
                     rho_new[fi, i] = v
                     if not math.isfinite(v):
