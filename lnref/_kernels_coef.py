@@ -166,6 +166,11 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
     F, n = rho.shape
     nblocks = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
     relu_net = q == 1.0
+    # per-sample step sizes eta ||xi_i||^2 / (n m) (the same expression, evaluated once per call) and l'_i mult_i y_i
+    rate = np.empty(n)
+    for i in range(n):
+        rate[i] = eta * xi_sq[i] / (n * m)
+    lpy = np.empty(n)
     for blk in prange(nblocks):
         _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B)
     pending = False  # gamma_new, rho_new hold the accepted state, not yet copied
@@ -176,7 +181,9 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
             out = _sample_output(i, A, B, y, q, m)
             f[i] = out
             mult = mults[row, i]
-            lpm[i] = logistic_dloss(mult * out) * mult
+            lp = logistic_dloss(mult * out) * mult
+            lpm[i] = lp
+            lpy[i] = lp * y[i]
         finite = True
         for i in range(n):
             if not math.isfinite(f[i]):
@@ -194,22 +201,26 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
                     for i in range(n):
                         rho[fi, i] = rho_new[fi, i]
                 sig = 0.0
+                cnt = 0
+                bf = B[fi]
+                # relu_step(z) == dact(z, 1.0) exactly, so the q = 1 loops give the same bits as the general ones
                 if relu_net:
                     for i in range(n):
-                        sig += lpm[i] * y[i] * relu_step(y[i] * B[fi])
+                        sig += lpy[i] * relu_step(y[i] * bf)
+                    for i in range(n):
+                        v = rho[fi, i] - rate[i] * (sj * (lpm[i] * relu_step(A[fi, i])))
+                        rho_new[fi, i] = v
+                        cnt += 0 if math.isfinite(v) else 1
                 else:
                     for i in range(n):
-                        sig += lpm[i] * y[i] * dact(y[i] * B[fi], q)
+                        sig += lpy[i] * dact(y[i] * bf, q)
+                    for i in range(n):
+                        v = rho[fi, i] - rate[i] * (sj * (lpm[i] * dact(A[fi, i], q)))
+                        rho_new[fi, i] = v
+                        cnt += 0 if math.isfinite(v) else 1
                 gnew = gamma[fi] - (eta * mu_sq / (n * m)) * sig
                 gamma_new[fi] = gnew
-                cnt = 0 if math.isfinite(gnew) else 1
-                for i in range(n):
-                    # relu_step(z) == dact(z, 1.0) exactly, so both branches give the same bits for q = 1
-                    c = lpm[i] * (relu_step(A[fi, i]) if relu_net else dact(A[fi, i], q))
-                    v = rho[fi, i] - (eta * xi_sq[i] / (n * m)) * (sj * c)
-                    rho_new[fi, i] = v
-                    if not math.isfinite(v):
-                        cnt += 1
+                cnt += 0 if math.isfinite(gnew) else 1
                 bad[fi] = cnt
             # next step's inner products of this block (garbage if a value is non-finite; the step is then
             # rejected below and A, B are recomputed by the caller)

@@ -6,9 +6,10 @@ function by reference.  Nothing here draws random numbers: every run's seed come
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
-__all__ = ["METRICS", "init_worker", "run_batch", "final_metrics"]
+__all__ = ["METRICS", "init_worker", "run_batch", "final_metrics", "final_run", "FinalRun"]
 
 # Final metrics a sweep can report (name -> meaning); `history` columns of lnref.train plus derived ones.
 METRICS: dict[str, str] = {
@@ -76,24 +77,102 @@ def run_batch(base: dict[str, Any], fields: Sequence[str], jobs: Sequence[tuple]
         ``cell``, ``replicate``, ``seed``, the grid values, then the metrics.
     """
     from .config import Config
-    from .training import DivergedError, train
+    from .training import DivergedError, num_threads, train
 
     import numba
     if threads is not None:
         threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
     base_cfg = Config.from_dict(base)
     rows = []
-    for cell, replicate, values, seed in jobs:
-        changes = dict(zip(fields, values))
-        changes["seed"] = int(seed)
-        cfg = base_cfg.replace(**changes)
-        try:
-            result = train(cfg, threads=threads, keep_rho=False)
-        except DivergedError as err:
-            result = err.result
-        row = {"cell": int(cell), "replicate": int(replicate), "seed": int(seed)}
-        row.update(changes)
-        row["seed"] = int(seed)
-        row.update(final_metrics(result, metrics))
-        rows.append(row)
+    with num_threads(threads):
+        for cell, replicate, values, seed in jobs:
+            changes = dict(zip(fields, values))
+            changes["seed"] = int(seed)
+            cfg = base_cfg.replace(**changes)
+            if cfg.engine == "coefficients":
+                result = final_run(cfg)
+            else:
+                try:
+                    result = train(cfg, threads=threads, keep_rho=False)
+                except DivergedError as err:
+                    result = err.result
+            row = {"cell": int(cell), "replicate": int(replicate), "seed": int(seed)}
+            row.update(changes)
+            row["seed"] = int(seed)
+            row.update(final_metrics(result, metrics))
+            rows.append(row)
     return rows
+
+
+@dataclass
+class FinalRun:
+    """What :func:`final_run` returns: the attributes of :class:`lnref.Result` that :func:`final_metrics` reads.
+
+    ``history`` holds one row, the last one :func:`lnref.train` would log (the same values, bit for bit).
+    """
+
+    history: dict[str, list]
+    steps_done: int
+    diverged: bool
+
+
+def final_run(cfg) -> FinalRun:
+    """The final logged row of ``lnref.train(cfg)`` for a coefficient-engine config, with less work per run.
+
+    Same data (seed contract), same kernels, same GD steps in the same chunks, same divergence rule; only the
+    rows :func:`lnref.train` logs before the last one are not computed (their outputs are still checked for
+    finiteness, as train's divergence test does), nor the trace, nor the step-0 test accuracy.  Runs under the
+    caller's numba thread count.  tests/test_sweep.py checks the rows against :func:`lnref.train` bit for bit.
+
+    Parameters
+    ----------
+    cfg : Config with engine='coefficients'
+
+    Returns
+    -------
+    FinalRun
+
+    Notes
+    -----
+    SPEC.md sections 3-4 (GD in coefficient space); the loop mirrors :func:`lnref.training.train`.
+    """
+    import numpy as np
+
+    from .data import label_noise_signs, stream
+    from .engines.coefficients import CoefficientEngine, prepare
+    from .metrics import sample_losses, step_metrics
+    from .training import _CHUNK
+
+    data, W0 = prepare(cfg)
+    engine = CoefficientEngine(cfg, data, W0)
+    n = cfg.n
+    y, y_obs = data.y, data.y_obs
+    lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
+    log_steps = cfg.log_steps()
+    last = log_steps.size - 1
+    t = 0
+    diverged = False
+    for li, target in enumerate(log_steps):
+        while t < target and not diverged:
+            k = int(min(target - t, _CHUNK))
+            mults = None if lnoise is None else label_noise_signs(lnoise, (k, n), cfg.p) * y_obs
+            done = engine.advance(k, mults)
+            t += done
+            if done < k:
+                diverged = True
+        if li == last or diverged:
+            break
+        # train logs a row here and stops when its outputs or loss are not finite
+        f = engine.forward()
+        if not (np.all(np.isfinite(f)) and math.isfinite(float(np.mean(sample_losses(y_obs * f))))):
+            diverged = True
+            break
+    f = engine.forward()
+    row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
+    if getattr(data, "test", None) is not None:
+        row["test_acc"] = engine.test_accuracy(data.test)
+    if not (np.all(np.isfinite(f)) and math.isfinite(row["loss"])):
+        diverged = True
+    history = {key: [v] for key, v in row.items()}
+    history["step"] = [t]
+    return FinalRun(history=history, steps_done=t, diverged=diverged)
