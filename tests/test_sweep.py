@@ -206,3 +206,44 @@ def test_serial_executor_passes_exceptions():
         fut.result()
     assert isinstance(fut, cf.Future)
     assert multiprocessing.get_context("spawn").get_start_method() == "spawn"
+
+
+# coefficient-engine configs for the worker's final_run path: Gram and explicit sampling, label-noise GD with
+# intermediate logged steps, q = 2, flipped test labels, and a run that diverges mid-way
+_COEF = lnref.Config(n=10, d=50, m=3, steps=30, n_test=60, eta=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.2, seed=11,
+                     engine="coefficients", sampling="gram", log_every=0, log_points=0)
+_COEF_CASES = [
+    _COEF,
+    _COEF.replace(sampling="explicit", test_flipped_labels=True),
+    _COEF.replace(algorithm="label_noise_gd", p=0.2, log_every=7, noise="orthogonal", flips="exact"),
+    _COEF.replace(q=2.0, log_points=4, test="spurious"),
+    _COEF.replace(q=3.0, eta=50.0, sigma0=1.0, mu_norm=5.0, steps=60),  # diverges
+]
+
+
+def test_worker_fast_path_rows_equal_lnref_train_bit_for_bit():
+    from lnref._sweep_worker import METRICS, final_metrics, run_batch
+    metrics = list(METRICS)
+    jobs = []
+    expected = []
+    for case_index, cfg in enumerate(_COEF_CASES):
+        for seed in (3, 4):
+            jobs.append((case_index, seed, (), seed))
+            try:
+                res = lnref.train(cfg.replace(seed=seed), threads=1, keep_rho=False)
+            except lnref.DivergedError as err:
+                res = err.result
+            expected.append(final_metrics(res, metrics))
+    rows = []
+    for (case_index, _, _, seed), exp in zip(jobs, expected):
+        got = run_batch(_COEF_CASES[case_index].to_dict(), [], [(case_index, 0, (), seed)], metrics)[0]
+        rows.append(got)
+        for name in metrics:
+            a, b = got[name], exp[name]
+            assert type(a) is type(b), name
+            if isinstance(a, float) and math.isnan(b):
+                assert math.isnan(a), name
+            else:
+                assert a == b, (case_index, seed, name, a, b)
+    assert any(r["diverged"] for r in rows) and not all(r["diverged"] for r in rows)
+    assert any(0 < r["steps_done"] < _COEF_CASES[-1].steps for r in rows)  # a mid-run divergence is covered
