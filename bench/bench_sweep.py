@@ -1,5 +1,8 @@
 """Benchmark: Kou et al. 2023's phase diagram (99 x 100 cells x 10 replicates, 100 GD steps each) as a sweep.
 
+The sweep worker runs coefficient-engine configs through ``lnref._sweep_worker.final_run`` (only the final row
+of ``lnref.train``'s history, bit for bit); the breakdown times both and profiles final_run.
+
     python bench/bench_sweep.py                 # a 1/100 subset (10 x 10 cells x 10 reps), extrapolated
     python bench/bench_sweep.py --full          # the whole grid (target: <= 60 s wall on 2 cores)
     python bench/bench_sweep.py --dask-local 2  # also through a local Dask cluster (scheduling overhead)
@@ -46,11 +49,20 @@ def per_run_breakdown(base, runs: int = 50) -> None:
             lnref.train(c, threads=1, keep_rho=False)
         w = (time.perf_counter() - t0) / runs
         print(f"  same with n_test={n_test}: {w * 1e3:.2f} ms ({w / wall:.0%} of n_test=1000)")
-    pr = cProfile.Profile()
-    pr.enable()
-    for c in cfgs:
-        lnref.train(c, threads=1, keep_rho=False)
-    pr.disable()
+    from lnref._sweep_worker import final_run
+    with lnref.training.num_threads(1):
+        final_run(cfgs[0])
+        t0 = time.perf_counter()
+        for c in cfgs:
+            final_run(c)
+        w = (time.perf_counter() - t0) / runs
+        print(f"  the sweep worker's final_run (final row only, same bits): {w * 1e3:.2f} ms "
+              f"({w / wall:.0%} of lnref.train)")
+        pr = cProfile.Profile()
+        pr.enable()
+        for c in cfgs:
+            final_run(c)
+        pr.disable()
     buf = io.StringIO()
     pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(8)
     print("\n".join(buf.getvalue().splitlines()[:22]))
