@@ -20,9 +20,9 @@ from numba import njit, prange
 # NUMBA_CACHE_DIR), so later processes skip the first-call compile.
 CACHE = os.environ.get("LNREF_CACHE", "").strip().lower() in ("1", "true", "yes", "on")
 _opts = dict(cache=CACHE, error_model="numpy", fastmath=False)
-# Filters handled together by the inner-product kernel (the X^T row is loaded once per block; the block size
-# is written out in the kernel's unrolled body).  Not a numerical choice: every output is still a serial sum
-# over k in index order.
+# Filters handled together by the inner-product kernel (each X^T row is loaded once per block; the block size is
+# written out in the kernel's unrolled body).  Not a numerical choice: the summation order of every output is
+# the same whatever the block (see inner_products).
 FILTER_BLOCK = 4
 
 
@@ -71,57 +71,89 @@ def project_out(G, u):
             G[r, k] = G[r, k] - c * u[k]
 
 
+@njit(inline="always", **_opts)
+def _dot4_tail(A, W, XT, f, d4, d):
+    """A[f] += W[f, k] X^T[k] for the k = d4..d-1 left over by the groups of four, one k at a time."""
+    a = A[f]
+    w = W[f]
+    n = XT.shape[1]
+    for k in range(d4, d):
+        xk = XT[k]
+        b = w[k]
+        for i in range(n):
+            a[i] += b * xk[i]
+
+
 @njit(parallel=True, **_opts)
 def inner_products(W, mu, XT, A, B):
-    """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu>, each a serial sum over k = 0..d-1 in index order.
+    """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu>.
 
     W (F, d), mu (d,), XT (d, n) -> A (F, n), B (F,).
 
-    Filters are processed FILTER_BLOCK at a time: for each k the row XT[k] is loaded once and used for the
-    block's accumulators, and the loop over samples i vectorises (each lane is one sample's own serial sum,
-    so the result equals ``s = 0; for k: s += W[f, k] * X[i, k]`` bit for bit).
+    Summation order (fixed, the same for every thread count, block and with NUMBA_DISABLE_JIT=1): the terms
+    W[f, k] X[i, k] are taken in groups of four consecutive k, each group summed as
+    ``(t0 + t1) + (t2 + t3)`` and added to the running sum in increasing k; the d mod 4 last terms are then added
+    one at a time.  B is a plain serial sum over k.  Register/L1 blocking: FILTER_BLOCK filters share every load
+    of four rows of X^T, and the loop over samples i vectorises (each lane is one sample's own sum), so a
+    running-sum load and store is paid once per four multiply-adds.
     """
     F, d = W.shape
     n = XT.shape[1]
+    d4 = d - d % 4
     nfull = F // FILTER_BLOCK
     for t in prange(nfull + (F - nfull * FILTER_BLOCK)):
         if t < nfull:
             f0 = t * FILTER_BLOCK
+            fs = f0
+            fe = f0 + FILTER_BLOCK
             a0 = A[f0]
             a1 = A[f0 + 1]
             a2 = A[f0 + 2]
             a3 = A[f0 + 3]
+            w0 = W[f0]
+            w1 = W[f0 + 1]
+            w2 = W[f0 + 2]
+            w3 = W[f0 + 3]
             for i in range(n):
                 a0[i] = 0.0
                 a1[i] = 0.0
                 a2[i] = 0.0
                 a3[i] = 0.0
-            for k in range(d):
-                w0 = W[f0, k]
-                w1 = W[f0 + 1, k]
-                w2 = W[f0 + 2, k]
-                w3 = W[f0 + 3, k]
-                xr = XT[k]
+            for k in range(0, d4, 4):
+                xp = XT[k]
+                xq = XT[k + 1]
+                xr = XT[k + 2]
+                xs = XT[k + 3]
+                b0, c0, e0, g0 = w0[k], w0[k + 1], w0[k + 2], w0[k + 3]
+                b1, c1, e1, g1 = w1[k], w1[k + 1], w1[k + 2], w1[k + 3]
+                b2, c2, e2, g2 = w2[k], w2[k + 1], w2[k + 2], w2[k + 3]
+                b3, c3, e3, g3 = w3[k], w3[k + 1], w3[k + 2], w3[k + 3]
                 for i in range(n):
-                    x = xr[i]
-                    a0[i] += w0 * x
-                    a1[i] += w1 * x
-                    a2[i] += w2 * x
-                    a3[i] += w3 * x
-            fs = f0
-            fe = f0 + FILTER_BLOCK
-        else:  # the F mod FILTER_BLOCK filters left over, one at a time
+                    p = xp[i]
+                    q = xq[i]
+                    r = xr[i]
+                    s = xs[i]
+                    a0[i] += (b0 * p + c0 * q) + (e0 * r + g0 * s)
+                    a1[i] += (b1 * p + c1 * q) + (e1 * r + g1 * s)
+                    a2[i] += (b2 * p + c2 * q) + (e2 * r + g2 * s)
+                    a3[i] += (b3 * p + c3 * q) + (e3 * r + g3 * s)
+        else:  # the F mod FILTER_BLOCK filters left over, one at a time, same summation order
             fs = nfull * FILTER_BLOCK + (t - nfull)
             fe = fs + 1
             a = A[fs]
+            w = W[fs]
             for i in range(n):
                 a[i] = 0.0
-            for k in range(d):
-                w = W[fs, k]
-                xr = XT[k]
+            for k in range(0, d4, 4):
+                xp = XT[k]
+                xq = XT[k + 1]
+                xr = XT[k + 2]
+                xs = XT[k + 3]
+                b, c, e, g = w[k], w[k + 1], w[k + 2], w[k + 3]
                 for i in range(n):
-                    a[i] += w * xr[i]
+                    a[i] += (b * xp[i] + c * xq[i]) + (e * xr[i] + g * xs[i])
         for f in range(fs, fe):
+            _dot4_tail(A, W, XT, f, d4, d)
             s = 0.0
             for k in range(d):
                 s += W[f, k] * mu[k]
@@ -160,10 +192,14 @@ def gradient(A, B, lpm, y, mu, X, q, m, G, S, C):
 
     lpm[i] = l'_i * mult_i with mult_i = y_obs_i (plain GD) or eps_i y_obs_i (label-noise GD).
     Outputs, for each filter f = (j, r) with sign s_j:
-      S[f]    = sum_i lpm_i y_i sigma'(y_i <w_f, mu>)               (signal coefficient, serial over i)
+      S[f]    = sum_i lpm_i y_i sigma'(y_i <w_f, mu>)               (serial over i)
       C[f, i] = lpm_i sigma'(<w_f, xi_i>)                            (noise coefficient)
-      G[f]    = (s_j/(n m)) * (S[f] mu + sum_i C[f, i] xi_i)          (sum over i in index order)
-    Terms with C[f, i] = 0 are skipped (adding 0 changes nothing), which makes inactive ReLU units free.
+      G[f]    = (s_j/(n m)) * (S[f] mu + sum_i C[f, i] xi_i)
+
+    Summation order of sum_i C[f, i] xi_i (fixed; the same for every thread count and with NUMBA_DISABLE_JIT=1):
+    the samples with C[f, i] != 0 (the others add nothing), in increasing i, are taken in groups of four, each
+    group summed as ``(t0 + t1) + (t2 + t3)`` and added to the running sum; the last (count mod 4) one at a
+    time.  Inactive ReLU units cost nothing, and a running-sum load and store is paid once per four terms.
     """
     F, d = G.shape
     n = X.shape[0]
@@ -173,17 +209,41 @@ def gradient(A, B, lpm, y, mu, X, q, m, G, S, C):
         for i in range(n):
             s += lpm[i] * y[i] * dact(y[i] * B[f], q)
         S[f] = s
+        g = G[f]
         for k in range(d):
-            G[f, k] = 0.0
+            g[k] = 0.0
+        active = np.empty(n, dtype=np.int64)
+        na = 0
         for i in range(n):
             c = lpm[i] * dact(A[f, i], q)
             C[f, i] = c
             if c != 0.0:
-                for k in range(d):
-                    G[f, k] += c * X[i, k]
+                active[na] = i
+                na += 1
+        na4 = na - na % 4
+        for j in range(0, na4, 4):
+            i0 = active[j]
+            i1 = active[j + 1]
+            i2 = active[j + 2]
+            i3 = active[j + 3]
+            c0 = C[f, i0]
+            c1 = C[f, i1]
+            c2 = C[f, i2]
+            c3 = C[f, i3]
+            x0 = X[i0]
+            x1 = X[i1]
+            x2 = X[i2]
+            x3 = X[i3]
+            for k in range(d):
+                g[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
+        for j in range(na4, na):
+            c = C[f, active[j]]
+            x = X[active[j]]
+            for k in range(d):
+                g[k] += c * x[k]
         scale = sj / (n * m)
         for k in range(d):
-            G[f, k] = scale * (s * mu[k] + G[f, k])
+            g[k] = scale * (s * mu[k] + g[k])
 
 
 @njit(parallel=True, **_opts)
