@@ -14,6 +14,7 @@ import math
 import os
 
 import numpy as np
+import numba
 from numba import njit, prange
 
 # Disk caching of compiled kernels is opt-in (DESIGN.md): LNREF_CACHE=1 stores them next to the package (or in
@@ -84,75 +85,97 @@ def _dot4_tail(A, W, XT, f, d4, d):
             a[i] += b * xk[i]
 
 
+@njit(inline="always", **_opts)
+def _block4_rows(A, W, XT, f0, k0, k1):
+    """Add the terms k0 <= k < k1 (k0, k1 multiples of 4) to the running sums A[f0..f0+3] (see inner_products)."""
+    n = XT.shape[1]
+    a0 = A[f0]
+    a1 = A[f0 + 1]
+    a2 = A[f0 + 2]
+    a3 = A[f0 + 3]
+    w0 = W[f0]
+    w1 = W[f0 + 1]
+    w2 = W[f0 + 2]
+    w3 = W[f0 + 3]
+    for k in range(k0, k1, 4):
+        xp = XT[k]
+        xq = XT[k + 1]
+        xr = XT[k + 2]
+        xs = XT[k + 3]
+        b0, c0, e0, g0 = w0[k], w0[k + 1], w0[k + 2], w0[k + 3]
+        b1, c1, e1, g1 = w1[k], w1[k + 1], w1[k + 2], w1[k + 3]
+        b2, c2, e2, g2 = w2[k], w2[k + 1], w2[k + 2], w2[k + 3]
+        b3, c3, e3, g3 = w3[k], w3[k + 1], w3[k + 2], w3[k + 3]
+        for i in range(n):
+            p = xp[i]
+            q = xq[i]
+            r = xr[i]
+            s = xs[i]
+            a0[i] += (b0 * p + c0 * q) + (e0 * r + g0 * s)
+            a1[i] += (b1 * p + c1 * q) + (e1 * r + g1 * s)
+            a2[i] += (b2 * p + c2 * q) + (e2 * r + g2 * s)
+            a3[i] += (b3 * p + c3 * q) + (e3 * r + g3 * s)
+
+
+@njit(inline="always", **_opts)
+def _single_row(A, W, XT, f, k0, k1):
+    """The same as _block4_rows for one filter (the F mod 4 left over), same summation order."""
+    n = XT.shape[1]
+    a = A[f]
+    w = W[f]
+    for k in range(k0, k1, 4):
+        xp = XT[k]
+        xq = XT[k + 1]
+        xr = XT[k + 2]
+        xs = XT[k + 3]
+        b, c, e, g = w[k], w[k + 1], w[k + 2], w[k + 3]
+        for i in range(n):
+            a[i] += (b * xp[i] + c * xq[i]) + (e * xr[i] + g * xs[i])
+
+
+# Rows of X^T per cache tile of inner_products (a multiple of 4): all filters of a thread sweep one tile while it
+# sits in L2, so X^T is read from memory once per thread and step.  Not a numerical choice.
+K_TILE = 256
+
+
 @njit(parallel=True, **_opts)
 def inner_products(W, mu, XT, A, B):
     """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu>.
 
     W (F, d), mu (d,), XT (d, n) -> A (F, n), B (F,).
 
-    Summation order (fixed, the same for every thread count, block and with NUMBA_DISABLE_JIT=1): the terms
-    W[f, k] X[i, k] are taken in groups of four consecutive k, each group summed as
-    ``(t0 + t1) + (t2 + t3)`` and added to the running sum in increasing k; the d mod 4 last terms are then added
-    one at a time.  B is a plain serial sum over k.  Register/L1 blocking: FILTER_BLOCK filters share every load
-    of four rows of X^T, and the loop over samples i vectorises (each lane is one sample's own sum), so a
-    running-sum load and store is paid once per four multiply-adds.
+    Summation order (fixed, the same for every thread count, tiling and with NUMBA_DISABLE_JIT=1): the terms
+    W[f, k] X[i, k] are taken in groups of four consecutive k, each group summed as ``(t0 + t1) + (t2 + t3)`` and
+    added to the running sum in increasing k; the d mod 4 last terms are then added one at a time.  B is a plain
+    serial sum over k.
+
+    Blocking (speed only): FILTER_BLOCK filters share every load of four rows of X^T and the loop over samples i
+    vectorises (each lane is one sample's own sum), so a running-sum load and store is paid once per four
+    multiply-adds; each thread takes a contiguous range of filter blocks and sweeps them over tiles of K_TILE
+    rows of X^T, so X^T is streamed from memory once per thread.
     """
     F, d = W.shape
     n = XT.shape[1]
     d4 = d - d % 4
     nfull = F // FILTER_BLOCK
-    for t in prange(nfull + (F - nfull * FILTER_BLOCK)):
-        if t < nfull:
-            f0 = t * FILTER_BLOCK
-            fs = f0
-            fe = f0 + FILTER_BLOCK
-            a0 = A[f0]
-            a1 = A[f0 + 1]
-            a2 = A[f0 + 2]
-            a3 = A[f0 + 3]
-            w0 = W[f0]
-            w1 = W[f0 + 1]
-            w2 = W[f0 + 2]
-            w3 = W[f0 + 3]
+    units = nfull + (F - nfull * FILTER_BLOCK)  # blocks of four, then single left-over filters
+    groups = min(units, numba.get_num_threads())
+    for g in prange(groups):
+        u0 = (units * g) // groups
+        u1 = (units * (g + 1)) // groups
+        f_first = u0 * FILTER_BLOCK if u0 < nfull else nfull * FILTER_BLOCK + (u0 - nfull)
+        f_last = u1 * FILTER_BLOCK if u1 <= nfull else nfull * FILTER_BLOCK + (u1 - nfull)
+        for f in range(f_first, f_last):
             for i in range(n):
-                a0[i] = 0.0
-                a1[i] = 0.0
-                a2[i] = 0.0
-                a3[i] = 0.0
-            for k in range(0, d4, 4):
-                xp = XT[k]
-                xq = XT[k + 1]
-                xr = XT[k + 2]
-                xs = XT[k + 3]
-                b0, c0, e0, g0 = w0[k], w0[k + 1], w0[k + 2], w0[k + 3]
-                b1, c1, e1, g1 = w1[k], w1[k + 1], w1[k + 2], w1[k + 3]
-                b2, c2, e2, g2 = w2[k], w2[k + 1], w2[k + 2], w2[k + 3]
-                b3, c3, e3, g3 = w3[k], w3[k + 1], w3[k + 2], w3[k + 3]
-                for i in range(n):
-                    p = xp[i]
-                    q = xq[i]
-                    r = xr[i]
-                    s = xs[i]
-                    a0[i] += (b0 * p + c0 * q) + (e0 * r + g0 * s)
-                    a1[i] += (b1 * p + c1 * q) + (e1 * r + g1 * s)
-                    a2[i] += (b2 * p + c2 * q) + (e2 * r + g2 * s)
-                    a3[i] += (b3 * p + c3 * q) + (e3 * r + g3 * s)
-        else:  # the F mod FILTER_BLOCK filters left over, one at a time, same summation order
-            fs = nfull * FILTER_BLOCK + (t - nfull)
-            fe = fs + 1
-            a = A[fs]
-            w = W[fs]
-            for i in range(n):
-                a[i] = 0.0
-            for k in range(0, d4, 4):
-                xp = XT[k]
-                xq = XT[k + 1]
-                xr = XT[k + 2]
-                xs = XT[k + 3]
-                b, c, e, g = w[k], w[k + 1], w[k + 2], w[k + 3]
-                for i in range(n):
-                    a[i] += (b * xp[i] + c * xq[i]) + (e * xr[i] + g * xs[i])
-        for f in range(fs, fe):
+                A[f, i] = 0.0
+        for k0 in range(0, d4, K_TILE):
+            k1 = min(k0 + K_TILE, d4)
+            for u in range(u0, u1):
+                if u < nfull:
+                    _block4_rows(A, W, XT, u * FILTER_BLOCK, k0, k1)
+                else:
+                    _single_row(A, W, XT, nfull * FILTER_BLOCK + (u - nfull), k0, k1)
+        for f in range(f_first, f_last):
             _dot4_tail(A, W, XT, f, d4, d)
             s = 0.0
             for k in range(d):
