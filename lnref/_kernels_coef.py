@@ -317,3 +317,75 @@ def _cross(Y, ZT, out):
 
 
 cross, cross_serial = _both(_cross)
+
+
+# test points evaluated together by virtual_test_correct (cache blocking; not a numerical choice)
+TEST_BLOCK = 16
+
+
+@njit(**{**_opts, "cache": CACHE})
+def virtual_test_correct(coords, Z, scale, e1, a_t, isotropic, idx, G, P0, xi_sq, ct_mu, gamma, rho, B, y_t,
+                         y_score, q, m):
+    """Number of virtual test samples with y_score * f > 0, fused: the same bits as lnref.gram.virtual_test
+    followed by CoefficientEngine.test_accuracy, without their (k, T) and (F, T) intermediate arrays.
+
+    coords (k, r), Z (T, r): the test coordinates as drawn (row t = z_t); per test sample t and training vector a:
+      fresh[a, t] = scale * sum_c coords[a, c] Z[t, c]       (serial in c, zero coords skipped, as :func:`cross`)
+                    [+ e1[a] a_t[t] if isotropic] [+ G[a, idx[t]] or P0[a - n, idx[t]] if idx is not empty]
+      Gtn[i, t] = fresh[i, t] / xi_sq[i] (i < n), Pt[f, t] = fresh[n + f, t],
+      At[f, t] = Pt[f, t] + s_j gamma_f ct_mu[t] + sum_i rho_{f,i} Gtn[i, t]   (as :func:`test_inner`),
+    then f_t from At and B as :func:`test_outputs`.  Every value is computed with the same operations in the
+    same order as those functions, so the count equals theirs bit for bit.  Serial (one call per run in sweeps).
+    SPEC.md sections 1, 2 and 4.
+    """
+    k, r = coords.shape
+    F, n = rho.shape
+    T = Z.shape[0]
+    spurious = idx.shape[0] > 0
+    ZT = np.empty((r, TEST_BLOCK))
+    fresh = np.empty((k, TEST_BLOCK))
+    At = np.empty((F, TEST_BLOCK))
+    count = 0
+    for t0 in range(0, T, TEST_BLOCK):
+        nb = min(TEST_BLOCK, T - t0)
+        for c in range(r):
+            for tb in range(nb):
+                ZT[c, tb] = Z[t0 + tb, c]
+        for a in range(k):
+            for tb in range(nb):
+                fresh[a, tb] = 0.0
+            for c in range(r):
+                v = coords[a, c]
+                if v != 0.0:
+                    for tb in range(nb):
+                        fresh[a, tb] += v * ZT[c, tb]
+            for tb in range(nb):
+                fresh[a, tb] *= scale
+            if isotropic:
+                for tb in range(nb):
+                    fresh[a, tb] += e1[a] * a_t[t0 + tb]
+            if spurious:
+                if a < n:
+                    for tb in range(nb):
+                        fresh[a, tb] += G[a, idx[t0 + tb]]
+                else:
+                    for tb in range(nb):
+                        fresh[a, tb] += P0[a - n, idx[t0 + tb]]
+            if a < n:
+                for tb in range(nb):
+                    fresh[a, tb] = fresh[a, tb] / xi_sq[a]
+        for f in range(F):
+            g = (1.0 if f < m else -1.0) * gamma[f]
+            for tb in range(nb):
+                At[f, tb] = fresh[n + f, tb] + g * ct_mu[t0 + tb]
+            for i in range(n):
+                rv = rho[f, i]
+                if rv != 0.0:
+                    for tb in range(nb):
+                        At[f, tb] += rv * fresh[i, tb]
+        yb = y_t[t0:t0 + nb]
+        for tb in range(nb):
+            out = _sample_output(tb, At, B, yb, q, m)
+            if y_score[t0 + tb] * out > 0:
+                count += 1
+    return count

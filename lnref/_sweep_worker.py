@@ -90,7 +90,7 @@ def run_batch(base: dict[str, Any], fields: Sequence[str], jobs: Sequence[tuple]
             changes["seed"] = int(seed)
             cfg = base_cfg.replace(**changes)
             if cfg.engine == "coefficients":
-                result = final_run(cfg)
+                result = final_run(cfg, metrics)
             else:
                 try:
                     result = train(cfg, threads=threads, keep_rho=False)
@@ -116,17 +116,62 @@ class FinalRun:
     diverged: bool
 
 
-def final_run(cfg) -> FinalRun:
+def _lean_metrics(f, y, y_obs, gamma, rho, names) -> dict[str, float]:
+    """The requested columns of :func:`lnref.metrics.step_metrics` (always ``loss``), the same values bit for bit.
+
+    Accuracies are counts over sizes (np.mean of a boolean array is exactly that); the rest are the same NumPy
+    expressions.  Unknown names fall back to step_metrics.
+    """
+    import numpy as np
+
+    from .metrics import sample_losses, step_metrics
+
+    if not set(names) <= _LEAN:
+        return step_metrics(f, y, y_obs, gamma, rho)
+    margin = y_obs * f
+    out = {"loss": float(np.mean(sample_losses(margin)))}
+    clean = y_obs == y
+    n_clean = int(np.count_nonzero(clean))
+    n_noisy = y.shape[0] - n_clean
+    fitted = margin > 0
+    if "train_acc" in names:
+        out["train_acc"] = int(np.count_nonzero(fitted)) / y.shape[0]
+    if "train_acc_clean" in names:
+        out["train_acc_clean"] = int(np.count_nonzero(fitted & clean)) / n_clean if n_clean else math.nan
+    noisy = ~clean
+    if "train_acc_noisy" in names:
+        out["train_acc_noisy"] = int(np.count_nonzero(fitted & noisy)) / n_noisy if n_noisy else math.nan
+    if "true_acc_noisy" in names:
+        out["true_acc_noisy"] = int(np.count_nonzero((y * f > 0) & noisy)) / n_noisy if n_noisy else math.nan
+    if "gamma_max" in names:
+        out["gamma_max"] = float(gamma.max())
+    if "rho_bar_max_clean" in names or "rho_bar_max_noisy" in names:
+        rho_bar = np.maximum(rho.max(axis=(0, 1)), 0.0)
+        out["rho_bar_max_clean"] = float(np.max(rho_bar[clean])) if n_clean else math.nan
+        out["rho_bar_max_noisy"] = float(np.max(rho_bar[noisy])) if n_noisy else math.nan
+    return out
+
+
+# history columns _lean_metrics computes itself (plus the ones final_run fills in)
+_LEAN = {"loss", "train_acc", "train_acc_clean", "train_acc_noisy", "true_acc_noisy", "gamma_max",
+         "rho_bar_max_clean", "rho_bar_max_noisy", "test_acc", "test_error", "steps_done", "diverged"}
+
+
+def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     """The final logged row of ``lnref.train(cfg)`` for a coefficient-engine config, with less work per run.
 
     Same data (seed contract), same kernels, same GD steps in the same chunks, same divergence rule; only the
     rows :func:`lnref.train` logs before the last one are not computed (their outputs are still checked for
-    finiteness, as train's divergence test does), nor the trace, nor the step-0 test accuracy.  Runs under the
-    caller's numba thread count.  tests/test_sweep.py checks the rows against :func:`lnref.train` bit for bit.
+    finiteness, as train's divergence test does), nor the trace, nor the step-0 test accuracy.  With
+    ``sampling='gram'`` the virtual test set is not built: its accuracy comes from one fused kernel
+    (:func:`lnref.gram.virtual_test_accuracy`, same draws, same bits).  Runs under the caller's numba thread
+    count.  tests/test_sweep.py checks the rows against :func:`lnref.train` bit for bit.
 
     Parameters
     ----------
     cfg : Config with engine='coefficients'
+    metrics : sequence of str or None
+        Names of :data:`METRICS` the caller reads (None: every history column); the row may hold more.
 
     Returns
     -------
@@ -140,10 +185,15 @@ def final_run(cfg) -> FinalRun:
 
     from .data import label_noise_signs, stream
     from .engines.coefficients import CoefficientEngine, prepare
+    from .gram import sample_gram, virtual_test_accuracy
     from .metrics import sample_losses, step_metrics
     from .training import _CHUNK
 
-    data, W0 = prepare(cfg)
+    gram = cfg.sampling == "gram"
+    if gram:
+        data, W0 = sample_gram(cfg, draw_test=False), None
+    else:
+        data, W0 = prepare(cfg)
     engine = CoefficientEngine(cfg, data, W0)
     n = cfg.n
     y, y_obs = data.y, data.y_obs
@@ -168,8 +218,20 @@ def final_run(cfg) -> FinalRun:
             diverged = True
             break
     f = engine.forward()
-    row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
-    if getattr(data, "test", None) is not None:
+    if metrics is None:
+        row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
+        want_test = True
+    else:
+        row = _lean_metrics(f, y, y_obs, engine.gamma, engine.rho, tuple(metrics))
+        row["test_acc"] = math.nan
+        want_test = "test_acc" in metrics or "test_error" in metrics
+    if not want_test:
+        pass
+    elif gram:
+        if cfg.n_test > 0:
+            row["test_acc"] = virtual_test_accuracy(cfg, data, engine._gamma, engine._rho, engine.B, engine.xi_sq,
+                                                    engine.mu_sq, engine.q)
+    elif getattr(data, "test", None) is not None:
         row["test_acc"] = engine.test_accuracy(data.test)
     if not (np.all(np.isfinite(f)) and math.isfinite(row["loss"])):
         diverged = True

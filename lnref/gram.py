@@ -48,6 +48,7 @@ stream                draws, in this order
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numba
@@ -57,7 +58,8 @@ from . import _kernels_coef as KC
 from .config import Config, ConfigError
 from .data import Dataset, _flip, stream
 
-__all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "coordinates"]
+__all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
+           "coordinates"]
 
 # problems smaller than this (multiply-adds per kernel call, ~1 ms serial) run the serial kernel variant
 # (same bits, no threading start-up cost)
@@ -240,21 +242,10 @@ def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramSta
     flipped = cfg.test_flipped_labels if flipped_labels is None else bool(flipped_labels)
     rng = stream(cfg.seed, "test") if rng is None else rng
     n = stats.n
-    r = coords.shape[1]
-    if kind == "iid":
-        y_t = 2.0 * rng.integers(0, 2, n_test).astype(np.float64) - 1.0
-        scale = cfg.sigma_p
-    elif kind == "spurious":
-        idx = rng.integers(0, n, n_test)
-        y_t = np.ascontiguousarray(y[idx], dtype=np.float64)
-        scale = cfg.sigma_zeta
-    else:
-        raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
-    z = rng.standard_normal((n_test, r))
+    y_t, idx, scale, z, a, y_score = _test_draws(cfg, rng, kind, n_test, flipped, coords.shape[1], y)
     fresh = _cross(coords, z)
     fresh *= scale
     if cfg.noise == "isotropic":
-        a = scale * rng.standard_normal(n_test)
         fresh += np.multiply.outer(e1, a)
         ct = cfg.mu_norm * a
     else:
@@ -263,18 +254,91 @@ def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramSta
         fresh[:n] += stats.G[:, idx]
         fresh[n:] += stats.P0[:, idx]
         ct = ct + stats.c[idx]
-    y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
     return GramTestSet(Pt=np.ascontiguousarray(fresh[n:]), Gt=np.ascontiguousarray(fresh[:n]),
                        ct=np.ascontiguousarray(ct), y=y_t, y_score=np.ascontiguousarray(y_score), name=kind)
 
 
-def sample_gram(cfg: Config) -> GramData:
+def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, flipped: bool, r: int,
+                y: np.ndarray):
+    """The draws of a virtual test set, in the order of the module docstring.
+
+    Returns y_t (T,), idx (T,) int64 (spurious; empty for iid), scale, z (T, r), a (T,) (isotropic, already
+    scaled; None otherwise), y_score (T,).
+    """
+    n = y.shape[0]
+    if kind == "iid":
+        y_t = 2.0 * rng.integers(0, 2, n_test).astype(np.float64) - 1.0
+        idx = np.empty(0, dtype=np.int64)
+        scale = cfg.sigma_p
+    elif kind == "spurious":
+        idx = rng.integers(0, n, n_test)
+        y_t = np.ascontiguousarray(y[idx], dtype=np.float64)
+        scale = cfg.sigma_zeta
+    else:
+        raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
+    z = rng.standard_normal((n_test, r))
+    a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" else None
+    y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
+    return y_t, idx, float(scale), z, a, y_score
+
+
+def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho: np.ndarray, B: np.ndarray,
+                          xi_sq: np.ndarray, mu_sq: float, q: float) -> float:
+    """Accuracy on the virtual test set of ``cfg`` (stream 'test') of the state (gamma, rho), without building it.
+
+    The same draws and the same floating-point operations as ``CoefficientEngine.test_accuracy(
+    virtual_test(cfg, data.coords, data.e1, data.stats, data.y))``, so the same value bit for bit, with less
+    memory traffic (one fused kernel, :func:`lnref._kernels_coef.virtual_test_correct`).  For sweeps.
+
+    Parameters
+    ----------
+    cfg : Config (test fields, sigma_p / sigma_zeta, noise, mu_norm, seed)
+    data : GramData from :func:`sample_gram` (``sample_gram(cfg, draw_test=False)`` is enough)
+    gamma : ndarray (2m,), rho : ndarray (2m, n)   the state (flattened filters)
+    B : ndarray (2m,)   <w_f, mu> of that state (CoefficientEngine.B after forward())
+    xi_sq : ndarray (n,), mu_sq : float, q : float   as the engine holds them
+
+    Returns
+    -------
+    float   (NaN if n_test = 0)
+
+    Notes
+    -----
+    SPEC.md sections 1, 2 and 4 (test distributions, network output, inner products in coefficients).
+    """
+    n_test = cfg.n_test
+    if n_test == 0:
+        return math.nan
+    kind = cfg.test
+    rng = stream(cfg.seed, "test")
+    y_t, idx, scale, z, a, y_score = _test_draws(cfg, rng, kind, n_test, cfg.test_flipped_labels,
+                                                 data.coords.shape[1], data.y)
+    isotropic = cfg.noise == "isotropic"
+    if isotropic:
+        ct = cfg.mu_norm * a
+    else:
+        ct = np.zeros(n_test)
+        a = ct
+    stats = data.stats
+    if kind == "spurious":
+        ct = ct + stats.c[idx]
+    ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
+    count = KC.virtual_test_correct(data.coords, z, scale, data.e1, a, isotropic, idx, stats.G, stats.P0, xi_sq,
+                                    np.ascontiguousarray(ct_mu), gamma, rho, B, y_t, np.ascontiguousarray(y_score),
+                                    float(q), int(stats.m))
+    return count / n_test
+
+
+def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
     """Draw the Gram statistics of a run from their exact joint law (no d-dimensional vector).
 
     Parameters
     ----------
     cfg : Config
         Uses n, d, m, sigma0, sigma_p, mu_norm, noise, flip rates and model, seed, and the test fields.
+    draw_test : bool
+        False leaves ``test`` None (the virtual test set is then drawn later from its own stream, e.g. by
+        :func:`virtual_test_accuracy`; the training statistics are the same either way).
 
     Returns
     -------
@@ -305,7 +369,7 @@ def sample_gram(cfg: Config) -> GramData:
     coords[:n] *= cfg.sigma_p
     coords[n:] *= cfg.sigma0
     stats = stats_from_coordinates(coords, e1, n, cfg.mu_norm)
-    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 else None
+    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 and draw_test else None
     return GramData(stats=stats, y=y, y_obs=np.ascontiguousarray(y_obs, dtype=np.float64), test=test,
                     coords=coords, e1=e1, d=d, mu_norm=cfg.mu_norm)
 

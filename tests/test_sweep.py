@@ -218,6 +218,9 @@ _COEF_CASES = [
     _COEF.replace(algorithm="label_noise_gd", p=0.2, log_every=7, noise="orthogonal", flips="exact"),
     _COEF.replace(q=2.0, log_points=4, test="spurious"),
     _COEF.replace(q=3.0, eta=50.0, sigma0=1.0, mu_norm=5.0, steps=60),  # diverges
+    # Kou-like: orthogonal noise, exact flips, flipped test labels (the fused virtual-test kernel's main use)
+    _COEF.replace(noise="orthogonal", flips="exact", test_flipped_labels=True, n_test=37),
+    _COEF.replace(d=6, test="spurious", test_flipped_labels=True),  # n + 2m > d - 1: dense coordinates
 ]
 
 
@@ -246,4 +249,11 @@ def test_worker_fast_path_rows_equal_lnref_train_bit_for_bit():
             else:
                 assert a == b, (case_index, seed, name, a, b)
     assert any(r["diverged"] for r in rows) and not all(r["diverged"] for r in rows)
-    assert any(0 < r["steps_done"] < _COEF_CASES[-1].steps for r in rows)  # a mid-run divergence is covered
+    assert any(0 < r["steps_done"] < _COEF_CASES[4].steps for r in rows)  # a mid-run divergence is covered
+    # a subset of the metrics (the worker then skips the others, and the test set when it is not asked for)
+    for subset in (["test_error"], ["loss", "gamma_max", "steps_done"], ["rho_bar_max_noisy", "train_acc_clean"]):
+        for (case_index, _, _, seed), exp in zip(jobs, expected):
+            got = run_batch(_COEF_CASES[case_index].to_dict(), [], [(case_index, 0, (), seed)], subset)[0]
+            assert set(METRICS) & set(got) == set(subset)
+            for name in subset:
+                assert got[name] == exp[name] or (math.isnan(got[name]) and math.isnan(exp[name])), name
