@@ -320,12 +320,12 @@ cross, cross_serial = _both(_cross)
 
 
 # test points evaluated together by virtual_test_correct (cache blocking; not a numerical choice)
-TEST_BLOCK = 16
+TEST_BLOCK = 128
 
 
 @njit(**{**_opts, "cache": CACHE})
 def virtual_test_correct(coords, Z, scale, e1, a_t, isotropic, idx, G, P0, xi_sq, ct_mu, gamma, rho, B, y_t,
-                         y_score, q, m):
+                         y_score, q, m, block=TEST_BLOCK):
     """Number of virtual test samples with y_score * f > 0, fused: the same bits as lnref.gram.virtual_test
     followed by CoefficientEngine.test_accuracy, without their (k, T) and (F, T) intermediate arrays.
 
@@ -342,12 +342,12 @@ def virtual_test_correct(coords, Z, scale, e1, a_t, isotropic, idx, G, P0, xi_sq
     F, n = rho.shape
     T = Z.shape[0]
     spurious = idx.shape[0] > 0
-    ZT = np.empty((r, TEST_BLOCK))
-    fresh = np.empty((k, TEST_BLOCK))
-    At = np.empty((F, TEST_BLOCK))
+    ZT = np.empty((r, block))
+    fresh = np.empty((k, block))
+    At = np.empty((F, block))
     count = 0
-    for t0 in range(0, T, TEST_BLOCK):
-        nb = min(TEST_BLOCK, T - t0)
+    for t0 in range(0, T, block):
+        nb = min(block, T - t0)
         for c in range(r):
             for tb in range(nb):
                 ZT[c, tb] = Z[t0 + tb, c]
