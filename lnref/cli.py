@@ -90,22 +90,47 @@ class Progress:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .io import prepare_out_dir
-    from .runs import write_run
+    import json
+
+    from .io import OutputError, prepare_out_dir, write_json
+    from .runs import CHECKPOINT, load_checkpoint, save_checkpoint, write_run
     from .training import DivergedError, train
 
-    cfg = config_from_args(args)
-    out = prepare_out_dir(args.out, args.force)
+    if args.resume:
+        given = [name for name in FIELD_TYPES if getattr(args, name, None) is not None]
+        if given or args.config is not None:
+            raise ConfigError(f"--resume takes the config from {args.out}/config.json; do not pass config flags "
+                              f"(got {', '.join('--' + g for g in given) or '--config'})")
+        ckpt = args.out / CHECKPOINT
+        if not ckpt.exists():
+            raise OutputError(f"nothing to resume: {ckpt} does not exist (the run finished, or was started "
+                              "without --checkpoint-every)")
+        cfg = Config.from_dict(json.loads((args.out / "config.json").read_text()))
+        state = load_checkpoint(ckpt)
+        out = args.out
+    else:
+        cfg = config_from_args(args)
+        out = prepare_out_dir(args.out, args.force)
+        state = None
+        write_json(out / "config.json", cfg.to_dict())  # first, so an interrupted run can be resumed
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every={args.checkpoint_every} is not allowed: use 0 (off) or a step count")
     prog = None if args.quiet else Progress(f"lnref run ({cfg.engine}, {cfg.algorithm})")
     t0 = time.perf_counter()
     try:
-        result = train(cfg, threads=args.threads, progress=None if prog is None else (lambda t, T: prog(t, T)))
+        result = train(cfg, threads=args.threads, progress=None if prog is None else (lambda t, T: prog(t, T)),
+                       checkpoint_every=args.checkpoint_every, resume=state,
+                       on_checkpoint=lambda st: save_checkpoint(out / CHECKPOINT, st))
         status = 0
     except DivergedError as err:
         result = err.result
         status = 1
     wall = time.perf_counter() - t0
-    write_run(out, result, {"wall_seconds": wall, "command": "lnref run"})
+    extra = {"wall_seconds": wall, "command": "lnref run"}
+    if state is not None:
+        extra["resumed_from_step"] = int(state["step"])
+    write_run(out, result, extra)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # the finished run's files supersede it
     h = result.history
     if status:
         print(f"error: {result.message}. Everything up to then is saved in {out}", file=sys.stderr)
@@ -129,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="overwrite the files of a non-empty --out")
     run.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                     help="save checkpoint.npz into --out at the first logged step at least STEPS after the last "
+                          "one (0: never), so an interrupted run can be continued with --resume")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --out from its checkpoint.npz (config from config.json)")
     run.set_defaults(func=_cmd_run)
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)

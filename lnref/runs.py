@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .io import load_npz, save_npz, versions, write_json, write_text
+from .io import OutputError, load_npz, save_npz, versions, write_json, write_text
 from .training import Result
 
-__all__ = ["write_run", "load_run", "metrics_csv"]
+__all__ = ["write_run", "load_run", "metrics_csv", "save_checkpoint", "load_checkpoint", "CHECKPOINT"]
 
 
 def metrics_csv(history: dict[str, np.ndarray]) -> str:
@@ -75,3 +75,32 @@ def load_run(folder: str | os.PathLike) -> tuple[Config, dict[str, np.ndarray]]:
     cfg = Config.from_dict(json.loads((folder / "config.json").read_text()))
     arrays, _ = load_npz(folder / "arrays.npz")
     return cfg, arrays
+
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write a ``train(on_checkpoint=...)`` state atomically as a self-describing .npz (SHA-256 per array)."""
+    arrays = {"gamma": state["gamma"], "rho": state["rho"]}
+    if "W" in state:
+        arrays["W"] = state["W"]
+    arrays.update({f"history_{k}": v for k, v in state["history"].items()})
+    arrays.update({f"trace_{k}": v for k, v in state["trace"].items()})
+    meta = {"kind": "lnref.checkpoint", "step": state["step"], "rows": state["rows"], "config": state["config"],
+            "engine": state["engine"], "label_noise_state": state["label_noise_state"]}
+    save_npz(path, arrays, meta=meta)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (checking every SHA-256) as a ``train(resume=...)`` state."""
+    arrays, meta = load_npz(path)
+    if meta.get("kind") != "lnref.checkpoint":
+        raise OutputError(f"{path} is not an lnref checkpoint")
+    state = {k: meta[k] for k in ("step", "rows", "config", "engine", "label_noise_state")}
+    state.update(gamma=arrays["gamma"], rho=arrays["rho"])
+    if "W" in arrays:
+        state["W"] = arrays["W"]
+    state["history"] = {k[len("history_"):]: v for k, v in arrays.items() if k.startswith("history_")}
+    state["trace"] = {k[len("trace_"):]: v for k, v in arrays.items() if k.startswith("trace_")}
+    return state

@@ -97,7 +97,9 @@ def _make_engine(cfg: Config, data, W0):
 
 def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None, *,
           threads: int | None = None, extra_tests: Mapping[str, TestSet] | None = None,
-          keep_rho: bool = True, progress: Callable[[int, int], None] | None = None) -> Result:
+          keep_rho: bool = True, progress: Callable[[int, int], None] | None = None,
+          checkpoint_every: int = 0, on_checkpoint: Callable[[dict], None] | None = None,
+          resume: Mapping[str, Any] | None = None) -> Result:
     """Run full-batch (label-noise) GD from ``cfg`` and return the final state and the logged history.
 
     Parameters
@@ -115,6 +117,16 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
         Keep rho at every logged step in ``trace["rho"]`` (memory L * 2m * n floats).
     progress : callable(step, steps), optional
         Called at every logged step.
+    checkpoint_every : int
+        With ``on_checkpoint``: at the first logged step at least this many steps after the previous checkpoint
+        (and never at the last step), call ``on_checkpoint(state)`` with everything needed to continue.
+    on_checkpoint : callable(state), optional
+        Receives the state (a dict: ``step``, ``rows``, the engine's ``gamma``, ``rho`` and ``W`` for the weight
+        engine, the history and trace rows so far, the label-noise generator's state); it must copy what it keeps.
+        :func:`lnref.runs.save_checkpoint` writes it to disk.
+    resume : mapping, optional
+        A state from ``on_checkpoint`` (or :func:`lnref.runs.load_checkpoint`): continue from there.  The result
+        is bit-identical to the uninterrupted run (same cfg, data and W0 required).
 
     Returns
     -------
@@ -164,14 +176,19 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
             trace["rho"] = np.full((L, 2, m, n), math.nan)
         y, y_obs = data.y, data.y_obs
         lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
+        li = 0
+        t = 0
+        if resume is not None:
+            t, li = _restore(resume, cfg, engine, hist, trace, lnoise)
+        last_checkpoint = t
         t_setup = time.perf_counter() - t_start
         t_log = 0.0
         t0 = time.perf_counter()
-        li = 0
         message = ""
         diverged = False
-        t = 0
         for target in log_steps:
+            if target < t or (target == t and li > 0 and hist["step"][li - 1] == t):
+                continue  # rows restored from a checkpoint
             # advance to the next logged step in chunks (bounded memory for the eps draws)
             while t < target and not diverged:
                 k = int(min(target - t, _CHUNK))
@@ -207,6 +224,10 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
                 progress(t, cfg.steps)
             if diverged:
                 break
+            if (on_checkpoint is not None and checkpoint_every > 0 and t - last_checkpoint >= checkpoint_every
+                    and t < cfg.steps):
+                on_checkpoint(_state(t, li, cfg, engine, hist, trace, lnoise))
+                last_checkpoint = t
         t_train = time.perf_counter() - t0 - t_log
     history = {k: v[:li].copy() for k, v in hist.items()}
     history["step"] = history["step"].astype(np.int64)
@@ -219,3 +240,37 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
     if diverged:
         raise DivergedError(message, result)
     return result
+
+
+def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise) -> dict:
+    """Everything needed to continue a run from step t (see ``train(on_checkpoint=...)``)."""
+    state = {"step": t, "rows": li, "config": cfg.to_dict(), "engine": cfg.engine,
+             "gamma": engine.gamma, "rho": engine.rho,
+             "history": {k: v[:li] for k, v in hist.items()}, "trace": {k: v[:li] for k, v in trace.items()},
+             "label_noise_state": None if lnoise is None else lnoise.bit_generator.state}
+    if cfg.engine == "weights":
+        state["W"] = engine.weights()
+    return state
+
+
+def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: dict, lnoise) -> tuple[int, int]:
+    """Load a checkpoint state into a freshly built engine and the history buffers; returns (step, rows)."""
+    if Config.from_dict(state["config"]) != cfg:
+        raise ConfigError("the checkpoint was made with a different config; resume with the config it holds")
+    t, li = int(state["step"]), int(state["rows"])
+    if not 0 <= t <= cfg.steps or li > len(hist["step"]):
+        raise ConfigError(f"checkpoint step {t} / rows {li} do not fit a run of {cfg.steps} steps")
+    engine.gamma[...] = state["gamma"]
+    engine.rho[...] = state["rho"]
+    if cfg.engine == "weights":
+        engine.weights()[...] = state["W"]
+    for k in hist:
+        if k not in state["history"]:
+            raise ConfigError(f"the checkpoint has no history column {k!r}; it was made with other test sets")
+        hist[k][:li] = state["history"][k]
+    for k in trace:
+        if k in state["trace"]:
+            trace[k][:li] = state["trace"][k]
+    if lnoise is not None:
+        lnoise.bit_generator.state = state["label_noise_state"]
+    return t, li
