@@ -156,3 +156,36 @@ def test_virtual_test_set_matches_explicit_test_set(kind, noise, flipped):
     fv = eng.test_outputs(virtual).copy()
     same_mean(fe * explicit.y, fv * virtual.y, "mean y f")
     same_mean(fe ** 2, fv ** 2, "mean f^2")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
+    """lnref._normals runs NumPy's ziggurat over blocks of raw words: same words used, same accept/reject
+    decisions, values equal up to table rounding, and the stream continues where NumPy's would."""
+    from lnref._normals import TAIL_R, standard_normal
+    ref_rng, rng = lnref.data.stream(seed, "test"), lnref.data.stream(seed, "test")
+    ref = ref_rng.standard_normal((1000, 1000))
+    got = standard_normal(rng, (1000, 1000))
+    assert got.shape == ref.shape and got.dtype == np.float64
+    assert np.all(np.sign(got) == np.sign(ref))
+    # table rounding only: 1e-12 relative (a different word, layer or tail draw would give O(1) differences)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0.0)
+    assert np.count_nonzero(np.abs(ref) > TAIL_R) > 100  # the tail path ran
+    assert rng.random(5).tolist() == ref_rng.random(5).tolist()  # same number of words used
+    # a small block, and the kernel's "out of words" answer (the caller then draws more words)
+    small_ref = lnref.data.stream(seed, "gram").standard_normal(3)
+    np.testing.assert_allclose(standard_normal(lnref.data.stream(seed, "gram"), 3), small_ref, rtol=1e-12)
+    from lnref._normals import _F, _K, _W, ziggurat_fill
+    words = lnref.data.stream(seed, "gram").bit_generator.random_raw(10)
+    assert ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty(100)) == -1
+    assert 3 <= ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty(3)) <= 10
+
+
+def test_fast_normals_have_the_standard_normal_law():
+    from lnref._normals import standard_normal
+    x = standard_normal(lnref.data.stream(3, "test"), 400_000)
+    within(x, 0.0, "mean")
+    within(x * x, 1.0, "variance")
+    within(x ** 4, 3.0, "fourth moment")
+    within((x > 2.5).astype(float), 0.006209665325776132, "upper tail P(X > 2.5)")
+    within((x < -3.7).astype(float), 1.0779973347738824e-4, "lower tail P(X < -3.7)")
