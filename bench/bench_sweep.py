@@ -6,6 +6,7 @@ of ``lnref.train``'s history, bit for bit); the breakdown times both and profile
     python bench/bench_sweep.py                 # a 1/100 subset (10 x 10 cells x 10 reps), extrapolated
     python bench/bench_sweep.py --full          # the whole grid (target: <= 60 s wall on 2 cores)
     python bench/bench_sweep.py --dask-local 2  # also through a local Dask cluster (scheduling overhead)
+    python bench/bench_sweep.py --compare-with d471ce1 --no-breakdown   # + CPU per run vs an older lnref
 
 Prints wall times, runs per second, the ratio of each executor to the process pool measured in the same run,
 and where one lnref.train call spends its time (Result.timings + a profile of the setup).
@@ -68,6 +69,49 @@ def per_run_breakdown(base, runs: int = 50) -> None:
     print("\n".join(buf.getvalue().splitlines()[:22]))
 
 
+_WORKER_TIMING = r"""
+import sys, time
+import lnref
+from lnref.reproduce.heatmaps import kou_base
+from lnref._sweep_worker import run_batch
+from lnref.sweep import DEFAULT_METRICS
+runs = int(sys.argv[1])
+base = kou_base(seed=2023).to_dict()
+jobs = [(i, 0, (round(0.1 + 0.1 * (i % 99), 1), 100 + 10 * ((7 * i) % 100)), 1000 + i) for i in range(runs)]
+run_batch(base, ["mu_norm", "d"], jobs[:3], list(DEFAULT_METRICS))  # compile
+t0 = time.process_time()
+rows = run_batch(base, ["mu_norm", "d"], jobs, list(DEFAULT_METRICS))
+print((time.process_time() - t0) / runs, sum(r["test_acc"] for r in rows) / runs)
+"""
+
+
+def compare_worker(rev: str, runs: int = 1000, rounds: int = 2) -> None:
+    """CPU time per run of the sweep worker (run_batch on Kou's configs, one process, one thread) of the checkout
+    and of git revision ``rev``, alternated in fresh processes; prints the ratio (same machine, same run)."""
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lnref"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        times = {"checkout": [], rev: []}
+        accs = {}
+        for _ in range(rounds):
+            for name, path in ((rev, tmp), ("checkout", str(repo))):
+                env = {**os.environ, "PYTHONPATH": path}
+                out = subprocess.run([sys.executable, "-c", _WORKER_TIMING, str(runs)], env=env, check=True,
+                                     capture_output=True, text=True, cwd=tmp).stdout.split()
+                times[name].append(float(out[0]))
+                accs[name] = float(out[1])
+    new, old = min(times["checkout"]), min(times[rev])
+    print(f"worker CPU per run ({runs} Kou runs, best of {rounds}): {rev} {old * 1e3:.3f} ms, checkout "
+          f"{new * 1e3:.3f} ms, ratio {new / old:.2f}; mean test_acc {accs[rev]:.6f} vs {accs['checkout']:.6f}; "
+          f"full diagram at 2 busy cores ~ {99000 * new / 2:.1f} s CPU-bound")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true")
@@ -76,7 +120,10 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dask-local", type=int, default=None)
     ap.add_argument("--no-breakdown", action="store_true")
+    ap.add_argument("--compare-with", default=None, help="git revision whose worker to time against (CPU/run)")
     args = ap.parse_args(argv)
+    if args.compare_with:
+        compare_worker(args.compare_with)
     base = kou_base(seed=2023)
     grid = kou_grid(quick=False)
     if not args.full:
