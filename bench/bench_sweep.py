@@ -81,7 +81,7 @@ jobs = [(i, 0, (round(0.1 + 0.1 * (i % 99), 1), 100 + 10 * ((7 * i) % 100)), 100
 run_batch(base, ["mu_norm", "d"], jobs[:3], list(DEFAULT_METRICS))  # compile
 t0 = time.process_time()
 rows = run_batch(base, ["mu_norm", "d"], jobs, list(DEFAULT_METRICS))
-print((time.process_time() - t0) / runs, sum(r["test_acc"] for r in rows) / runs)
+print((time.process_time() - t0) / runs, sum(r["test_acc"] for r in rows) / runs, lnref.__file__)
 """
 
 
@@ -96,16 +96,19 @@ def compare_worker(rev: str, runs: int = 1000, rounds: int = 2) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lnref"], check=True,
                                  capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        old_tree = Path(tmp) / "old"  # the processes run in tmp, which holds no lnref (sys.path[0] is the cwd)
+        old_tree.mkdir()
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
         times = {"checkout": [], rev: []}
         accs = {}
         for _ in range(rounds):
-            for name, path in ((rev, tmp), ("checkout", str(repo))):
+            for name, path in ((rev, str(old_tree)), ("checkout", str(repo))):
                 env = {**os.environ, "PYTHONPATH": path}
                 out = subprocess.run([sys.executable, "-c", _WORKER_TIMING, str(runs)], env=env, check=True,
                                      capture_output=True, text=True, cwd=tmp).stdout.split()
                 times[name].append(float(out[0]))
                 accs[name] = float(out[1])
+                assert out[2].startswith(path), (name, out[2])
     new, old = min(times["checkout"]), min(times[rev])
     print(f"worker CPU per run ({runs} Kou runs, best of {rounds}): {rev} {old * 1e3:.3f} ms, checkout "
           f"{new * 1e3:.3f} ms, ratio {new / old:.2f}; mean test_acc {accs[rev]:.6f} vs {accs['checkout']:.6f}; "
