@@ -17,4 +17,4 @@ from .sweep import SweepResult, sweep  # the function; the module stays importab
 
 __all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "forward",
            "loss", "gradient", "gd_step", "train", "Result", "DivergedError", "decompose", "reconstruct",
-           "__version__"]
+           "sweep", "SweepResult", "__version__"]
