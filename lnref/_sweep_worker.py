@@ -183,11 +183,11 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     """
     import numpy as np
 
-    from .data import label_noise_signs, stream
+    from .data import stream
     from .engines.coefficients import CoefficientEngine, prepare
     from .gram import sample_gram, virtual_test_accuracy
     from .metrics import sample_losses, step_metrics
-    from .training import _CHUNK
+    from .training import advance_to
 
     gram = cfg.sampling == "gram"
     if gram:
@@ -203,13 +203,7 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     t = 0
     diverged = False
     for li, target in enumerate(log_steps):
-        while t < target and not diverged:
-            k = int(min(target - t, _CHUNK))
-            mults = None if lnoise is None else label_noise_signs(lnoise, (k, n), cfg.p) * y_obs
-            done = engine.advance(k, mults)
-            t += done
-            if done < k:
-                diverged = True
+        t, diverged = advance_to(engine, t, int(target), lnoise, cfg.p, y_obs)
         if li == last or diverged:
             break
         # train logs a row here and stops when its outputs or loss are not finite

@@ -89,8 +89,25 @@ class TestSet:
         object.__setattr__(self, "y_score", _as_labels("y_test_score", self.y_score, xi.shape[0]))
 
 
+class LabelMasks:
+    """The clean/mislabelled masks of anything with true labels ``y`` and observed labels ``y_obs``."""
+
+    y: np.ndarray
+    y_obs: np.ndarray
+
+    @property
+    def clean(self) -> np.ndarray:
+        """Boolean mask of S_c = {i : y_obs_i = y_i}."""
+        return self.y_obs == self.y
+
+    @property
+    def noisy(self) -> np.ndarray:
+        """Boolean mask of S_f = {i : y_obs_i != y_i}."""
+        return self.y_obs != self.y
+
+
 @dataclass(frozen=True, eq=False)
-class Dataset:
+class Dataset(LabelMasks):
     """Training data (SPEC.md section 1), all float64.
 
     Attributes
@@ -129,16 +146,6 @@ class Dataset:
     @property
     def d(self) -> int:
         return self.xi.shape[1]
-
-    @property
-    def clean(self) -> np.ndarray:
-        """Boolean mask of S_c = {i : y_obs_i = y_i}."""
-        return self.y_obs == self.y
-
-    @property
-    def noisy(self) -> np.ndarray:
-        """Boolean mask of S_f = {i : y_obs_i != y_i}."""
-        return self.y_obs != self.y
 
     def check_for(self, cfg: Config) -> None:
         """Refuse a dataset whose shape disagrees with ``cfg``."""

@@ -63,7 +63,7 @@ import numpy as np
 from . import _kernels_coef as KC
 from . import _normals
 from .config import Config, ConfigError
-from .data import Dataset, _flip, stream
+from .data import Dataset, LabelMasks, _flip, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
            "coordinates"]
@@ -148,7 +148,7 @@ class GramTestSet:
 
 
 @dataclass(frozen=True, eq=False)
-class GramData:
+class GramData(LabelMasks):
     """Training data known only through Gram statistics (from :func:`sample_gram`).
 
     Attributes
@@ -179,15 +179,6 @@ class GramData:
     def m(self) -> int:
         return self.stats.m
 
-    @property
-    def clean(self) -> np.ndarray:
-        """Boolean mask of S_c = {i : y_obs_i = y_i}."""
-        return self.y_obs == self.y
-
-    @property
-    def noisy(self) -> np.ndarray:
-        """Boolean mask of S_f = {i : y_obs_i != y_i}."""
-        return self.y_obs != self.y
 
 
 @functools.lru_cache(maxsize=16)

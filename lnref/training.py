@@ -95,6 +95,24 @@ def _make_engine(cfg: Config, data, W0):
     return CoefficientEngine(cfg, data, W0)
 
 
+def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, p: float,
+               y_obs: np.ndarray) -> tuple[int, bool]:
+    """Advance ``engine`` from step t to ``target`` in chunks of at most _CHUNK steps; return (step, diverged).
+
+    Label-noise GD (``lnoise`` not None) draws eps for each chunk as one (k, n) block of stream 4, the same
+    numbers as one draw per step.  Shared by :func:`train` and the sweep worker, so both take identical steps.
+    """
+    n = y_obs.shape[0]
+    while t < target:
+        k = int(min(target - t, _CHUNK))
+        mults = None if lnoise is None else label_noise_signs(lnoise, (k, n), p) * y_obs
+        done = engine.advance(k, mults)
+        t += done
+        if done < k:
+            return t, True
+    return t, False
+
+
 def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None, *,
           threads: int | None = None, extra_tests: Mapping[str, TestSet] | None = None,
           keep_rho: bool = True, progress: Callable[[int, int], None] | None = None,
@@ -190,13 +208,9 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
             if target < t or (target == t and li > 0 and hist["step"][li - 1] == t):
                 continue  # rows restored from a checkpoint
             # advance to the next logged step in chunks (bounded memory for the eps draws)
-            while t < target and not diverged:
-                k = int(min(target - t, _CHUNK))
-                mults = None if lnoise is None else label_noise_signs(lnoise, (k, n), cfg.p) * y_obs
-                done = engine.advance(k, mults)
-                t += done
-                if done < k:
-                    diverged = True
+            if t < target and not diverged:
+                t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs)
+                if diverged:
                     message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
                                f"(NaN or inf); stopped with the last finite state, of step {t} "
                                f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
