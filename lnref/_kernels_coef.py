@@ -82,16 +82,54 @@ def _both(fn):
 
 
 @njit(inline="always", **_opts)
-def _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B):
+def _gather_nonzero(row, idx):
+    """Write the indices of the non-zero entries of ``row`` into ``idx`` (in index order); return their count."""
+    cnt = 0
+    for i in range(row.shape[0]):
+        if row[i] != 0.0:
+            idx[cnt] = i
+            cnt += 1
+    return cnt
+
+
+@njit(inline="always", **_opts)
+def _chain_rows(out, t, coef, rows, idx, cnt, nj, off):
+    """out[t, j] += coef[t, i] * rows[i, off + j] for the cnt indices i = idx[:cnt] in order, for 0 <= j < nj.
+
+    Each output is updated by the serial sum in index order (exactly the loop ``for i: out += c_i rows[i]``):
+    four consecutive terms are added in one pass as (((out + c0 r0) + c1 r1) + c2 r2) + c3 r3, which is the same
+    sequence of roundings with a quarter of the loads and stores of ``out`` (speed only, the same bits).
+    """
+    o = out[t]  # 1-d views: the loops over j then vectorise (the 2-d form defeats LLVM's overlap checks)
+    c4 = cnt - cnt % 4
+    for p in range(0, c4, 4):
+        v0 = coef[t, idx[p]]
+        v1 = coef[t, idx[p + 1]]
+        v2 = coef[t, idx[p + 2]]
+        v3 = coef[t, idx[p + 3]]
+        r0 = rows[idx[p]]
+        r1 = rows[idx[p + 1]]
+        r2 = rows[idx[p + 2]]
+        r3 = rows[idx[p + 3]]
+        for j in range(nj):
+            o[j] = (((o[j] + v0 * r0[off + j]) + v1 * r1[off + j]) + v2 * r2[off + j]) + v3 * r3[off + j]
+    for p in range(c4, cnt):
+        v = coef[t, idx[p]]
+        r0 = rows[idx[p]]
+        for j in range(nj):
+            o[j] += v * r0[off + j]
+
+
+@njit(inline="always", **_opts)
+def _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz):
     """A[f, k] = <w_f, xi_k>, B[f] = <w_f, mu> from the coefficients, for the filters of block ``blk``.
 
     SPEC.md section 4, for f0 <= f < f1 = min(f0 + FILTER_BLOCK, F):
       A[f, k] = P0[f, k] + s_j gamma_f c_k/||mu||^2 + sum_i rho_{f,i} G_ik/||xi_i||^2  (i in index order)
       B[f]    = b0[f]    + s_j gamma_f             + sum_i rho_{f,i} c_i/||xi_i||^2
-    The sum over i runs as axpy updates of the rows A[f, :] (the loop over k vectorises; each output is a serial
-    sum in index order).  Row Gn[i, :] is read once per block and reused by the block's filters (it and their
-    rows of A stay in L1), which cuts the memory traffic of the O(F n^2) sum by the block size.  Terms with
-    rho_{f,i} = 0 are skipped (adding 0 changes nothing).
+    Terms with rho_{f,i} = 0 are skipped (adding 0 changes nothing); the sum over i runs as axpy updates of the
+    row A[f, :] (the loop over k vectorises), four terms per pass (:func:`_chain_rows`).  nz (F, n) int64 is
+    work space (row f: the indices i with rho_{f,i} != 0).
     """
     F, n = rho.shape
     f0 = blk * FILTER_BLOCK
@@ -101,17 +139,12 @@ def _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B):
         bsum = b0[f] + g
         for k in range(n):
             A[f, k] = P0[f, k] + g * cA[k]
-        for i in range(n):
-            r = rho[f, i]
-            if r != 0.0:
-                bsum += r * cB[i]
+        cnt = _gather_nonzero(rho[f], nz[f])
+        for p in range(cnt):
+            i = nz[f, p]
+            bsum += rho[f, i] * cB[i]
         B[f] = bsum
-    for i in range(n):
-        for f in range(f0, f1):
-            r = rho[f, i]
-            if r != 0.0:
-                for k in range(n):
-                    A[f, k] += r * Gn[i, k]
+        _chain_rows(A, f, rho, Gn, nz[f], cnt, n, 0)
 
 
 @njit(inline="always", **_opts)
@@ -132,12 +165,14 @@ def _sample_output(i, A, B, y, q, m):
     return fp / m - fm / m
 
 
-def _outputs(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, out):
-    """Inner products A (F, n), B (F,) and outputs out (n,) of the current coefficients (SPEC.md 2 and 4)."""
+def _outputs(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, out, nz):
+    """Inner products A (F, n), B (F,) and outputs out (n,) of the current coefficients (SPEC.md 2 and 4).
+
+    nz (F, n) int64: work space of :func:`_block_inner`."""
     F = rho.shape[0]
     n = out.shape[0]
     for blk in prange((F + FILTER_BLOCK - 1) // FILTER_BLOCK):
-        _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B)
+        _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz)
     for i in prange(n):
         out[i] = _sample_output(i, A, B, y, q, m)
 
@@ -146,7 +181,7 @@ outputs, outputs_serial = _both(_outputs)
 
 
 def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
-             gamma, rho, gamma_new, rho_new, A, B, f, lpm, bad):
+             gamma, rho, gamma_new, rho_new, A, B, f, lpm, bad, nz):
     """Take up to k GD steps in coefficient space; return the number taken (SPEC.md sections 3-4).
 
     mults (k, n) or (1, n): row s multiplies the labels at step s (y_obs, or eps(s) y_obs for label-noise GD);
@@ -155,7 +190,8 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
       gamma_f <- gamma_f - (eta ||mu||^2/(n m)) sum_i lpm_i y_i sigma'(y_i <w_f, mu>)
       rho_fi  <- rho_fi  - (eta ||xi_i||^2/(n m)) s_j lpm_i sigma'(<w_f, xi_i>).
     Stops before a step whose outputs are non-finite, or whose new coefficients would be non-finite, leaving
-    gamma and rho at the last finite state.  gamma_new, rho_new, A, B, f, lpm, bad (F,) are work arrays.
+    gamma and rho at the last finite state.  gamma_new, rho_new, A, B, f, lpm, bad (F,), nz (F, n) int64 are work
+    arrays.
 
     Two parallel regions per step: over samples (outputs, l') and over blocks of filters (the update of the
     block's filters, then the inner products A[f, :], B[f] of their new coefficients, which only those
@@ -172,7 +208,7 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
         rate[i] = eta * xi_sq[i] / (n * m)
     lpy = np.empty(n)
     for blk in prange(nblocks):
-        _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B)
+        _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz)
     pending = False  # gamma_new, rho_new hold the accepted state, not yet copied
     done = k
     for s in range(k):
@@ -224,7 +260,7 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
                 bad[fi] = cnt
             # next step's inner products of this block (garbage if a value is non-finite; the step is then
             # rejected below and A, B are recomputed by the caller)
-            _block_inner(blk, m, gamma_new, rho_new, P0, b0, Gn, cA, cB, A, B)
+            _block_inner(blk, m, gamma_new, rho_new, P0, b0, Gn, cA, cB, A, B, nz)
         pending = True
         nbad = 0
         for fi in range(F):
@@ -256,11 +292,8 @@ def _test_inner(gamma, rho, Pt, Gtn, ct_mu, m, At):
         g = (1.0 if f < m else -1.0) * gamma[f]
         for t in range(T):
             At[f, t] = Pt[f, t] + g * ct_mu[t]
-        for i in range(n):
-            r = rho[f, i]
-            if r != 0.0:
-                for t in range(T):
-                    At[f, t] += r * Gtn[i, t]
+        nz = np.empty(n, dtype=np.int64)
+        _chain_rows(At, f, rho, Gtn, nz, _gather_nonzero(rho[f], nz), T, 0)
 
 
 test_inner, test_inner_serial = _both(_test_inner)
@@ -301,19 +334,16 @@ reconstruct, reconstruct_serial = _both(_reconstruct)
 def _cross(Y, ZT, out):
     """out[a, t] = <Y[a], Z[t]> = sum_c Y[a, c] ZT[c, t] (Y (k, r), ZT (r, T)), serial over c in index order.
 
-    Written as axpy updates of the row out[a, :] (vectorised over t); zero entries of Y (the upper triangle of a
-    Bartlett factor) are skipped.  With ZT = Y^T the result is exactly symmetric (same products, same order).
+    Written as axpy updates of the row out[a, :] (vectorised over t, four terms per pass, :func:`_chain_rows`);
+    zero entries of Y (the upper triangle of a Bartlett factor) are skipped.  With ZT = Y^T the result is exactly symmetric (same products, same order).
     """
     k, r = Y.shape
     T = ZT.shape[1]
     for a in prange(k):
         for t in range(T):
             out[a, t] = 0.0
-        for c in range(r):
-            v = Y[a, c]
-            if v != 0.0:
-                for t in range(T):
-                    out[a, t] += v * ZT[c, t]
+        nz = np.empty(r, dtype=np.int64)
+        _chain_rows(out, a, Y, ZT, nz, _gather_nonzero(Y[a], nz), T, 0)
 
 
 cross, cross_serial = _both(_cross)
@@ -324,41 +354,47 @@ TEST_BLOCK = 128
 
 
 @njit(**{**_opts, "cache": CACHE})
-def virtual_test_correct(coords, Z, scale, e1, a_t, isotropic, idx, G, P0, xi_sq, ct_mu, gamma, rho, B, y_t,
+def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_sq, ct_mu, gamma, rho, B, y_t,
                          y_score, q, m, block=TEST_BLOCK):
     """Number of virtual test samples with y_score * f > 0, fused: the same bits as lnref.gram.virtual_test
     followed by CoefficientEngine.test_accuracy, without their (k, T) and (F, T) intermediate arrays.
 
-    coords (k, r), Z (T, r): the test coordinates as drawn (row t = z_t); per test sample t and training vector a:
-      fresh[a, t] = scale * sum_c coords[a, c] Z[t, c]       (serial in c, zero coords skipped, as :func:`cross`)
+    coords (k, r), ZT (r, T): the test coordinates as drawn, transposed (column t = z_t; lnref._normals draws
+    them in this layout); per test sample t and training vector a:
+      fresh[a, t] = scale * sum_c coords[a, c] ZT[c, t]       (serial in c, zero coords skipped, as :func:`cross`)
                     [+ e1[a] a_t[t] if isotropic] [+ G[a, idx[t]] or P0[a - n, idx[t]] if idx is not empty]
       Gtn[i, t] = fresh[i, t] / xi_sq[i] (i < n), Pt[f, t] = fresh[n + f, t],
       At[f, t] = Pt[f, t] + s_j gamma_f ct_mu[t] + sum_i rho_{f,i} Gtn[i, t]   (as :func:`test_inner`),
     then f_t from At and B as :func:`test_outputs`.  Every value is computed with the same operations in the
-    same order as those functions, so the count equals theirs bit for bit.  Serial (one call per run in sweeps).
+    same order as those functions, so the count equals theirs bit for bit (the serial sums run four terms per
+    pass, :func:`_chain_rows`, which is the same sequence of roundings).  Serial (one call per run in sweeps).
     SPEC.md sections 1, 2 and 4.
     """
     k, r = coords.shape
     F, n = rho.shape
-    T = Z.shape[0]
+    T = ZT.shape[1]
     spurious = idx.shape[0] > 0
-    ZT = np.empty((r, block))
     fresh = np.empty((k, block))
     At = np.empty((F, block))
+    Zb = np.empty((r, block))  # the block's columns of ZT (reading ZT in place is 2x slower: cache conflicts)
+    nzc = np.empty((k, r), dtype=np.int64)  # non-zero coordinates of each training vector, in index order
+    cntc = np.empty(k, dtype=np.int64)
+    for a in range(k):
+        cntc[a] = _gather_nonzero(coords[a], nzc[a])
+    nzi = np.empty((F, n), dtype=np.int64)  # non-zero rho of each filter, in index order
+    cnti = np.empty(F, dtype=np.int64)
+    for f in range(F):
+        cnti[f] = _gather_nonzero(rho[f], nzi[f])
     count = 0
     for t0 in range(0, T, block):
         nb = min(block, T - t0)
         for c in range(r):
             for tb in range(nb):
-                ZT[c, tb] = Z[t0 + tb, c]
+                Zb[c, tb] = ZT[c, t0 + tb]
         for a in range(k):
             for tb in range(nb):
                 fresh[a, tb] = 0.0
-            for c in range(r):
-                v = coords[a, c]
-                if v != 0.0:
-                    for tb in range(nb):
-                        fresh[a, tb] += v * ZT[c, tb]
+            _chain_rows(fresh, a, coords, Zb, nzc[a], cntc[a], nb, 0)
             for tb in range(nb):
                 fresh[a, tb] *= scale
             if isotropic:
@@ -378,11 +414,7 @@ def virtual_test_correct(coords, Z, scale, e1, a_t, isotropic, idx, G, P0, xi_sq
             g = (1.0 if f < m else -1.0) * gamma[f]
             for tb in range(nb):
                 At[f, tb] = fresh[n + f, tb] + g * ct_mu[t0 + tb]
-            for i in range(n):
-                rv = rho[f, i]
-                if rv != 0.0:
-                    for tb in range(nb):
-                        At[f, tb] += rv * fresh[i, tb]
+            _chain_rows(At, f, rho, fresh, nzi[f], cnti[f], nb, 0)
         yb = y_t[t0:t0 + nb]
         for tb in range(nb):
             out = _sample_output(tb, At, B, yb, q, m)

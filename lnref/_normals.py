@@ -61,68 +61,83 @@ _K, _W, _F = tables()
 
 @njit(error_model="numpy", fastmath=False, cache=False)
 def ziggurat_fill(words, k, w, f, r, out):
-    """Fill out (any shape, C order) with standard normals made from ``words`` (uint64) in order.
+    """Fill out (P, Q) column by column with standard normals made from ``words`` (uint64) in order.
 
-    Returns the number of words used, or -1 if they ran out (the caller then supplies more).
+    Draw j goes to out[j % P, j // P], so out (N, 1) receives draws 0..N-1 in order, and out (r, T) receives
+    the draws of a C-order (T, r) array transposed.  Returns the number of words used, or -1 if they ran out
+    (the caller then supplies more).
     """
-    flat = out.reshape(-1)
+    P, Q = out.shape
+    flat = out.reshape(-1)  # out[row, col] is flat[pos], pos = row * Q + col
     n_words = words.shape[0]
     inv_r = 1.0 / r
     to_unit = 1.0 / 9007199254740992.0  # 2^-53
     p = 0
-    for j in range(flat.shape[0]):
-        while True:
-            if p >= n_words:
-                return -1
-            u = words[p]
-            p += 1
-            idx = np.int64(u & np.uint64(0xFF))
-            u = u >> np.uint64(8)
-            negative = (u & np.uint64(1)) != np.uint64(0)
-            rabs = (u >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
-            x = np.float64(np.int64(rabs)) * w[idx]  # rabs < 2^52: exact via the signed conversion
-            if negative:
-                x = -x
-            if rabs < k[idx]:
-                flat[j] = x
-                break
-            if idx == 0:  # tail beyond r
-                while True:
-                    if p + 2 > n_words:
-                        return -1
-                    xx = -inv_r * np.log1p(-(np.float64(words[p] >> np.uint64(11)) * to_unit))
-                    yy = -np.log1p(-(np.float64(words[p + 1] >> np.uint64(11)) * to_unit))
-                    p += 2
-                    if yy + yy > xx * xx:
-                        break
-                flat[j] = -(r + xx) if ((rabs >> np.uint64(8)) & np.uint64(1)) != np.uint64(0) else r + xx
-                break
-            if p >= n_words:
-                return -1
-            uni = np.float64(words[p] >> np.uint64(11)) * to_unit
-            p += 1
-            if (f[idx - 1] - f[idx]) * uni + f[idx] < np.exp(-0.5 * x * x):
-                flat[j] = x
-                break
+    for col in range(Q):
+        for row in range(P):
+            pos = row * Q + col
+            while True:
+                if p >= n_words:
+                    return -1
+                u = words[p]
+                p += 1
+                idx = np.int64(u & np.uint64(0xFF))
+                u = u >> np.uint64(8)
+                negative = (u & np.uint64(1)) != np.uint64(0)
+                rabs = (u >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
+                x = np.float64(np.int64(rabs)) * w[idx]  # rabs < 2^52: exact via the signed conversion
+                if negative:
+                    x = -x
+                if rabs < k[idx]:
+                    flat[pos] = x
+                    break
+                if idx == 0:  # tail beyond r
+                    while True:
+                        if p + 2 > n_words:
+                            return -1
+                        xx = -inv_r * np.log1p(-(np.float64(words[p] >> np.uint64(11)) * to_unit))
+                        yy = -np.log1p(-(np.float64(words[p + 1] >> np.uint64(11)) * to_unit))
+                        p += 2
+                        if yy + yy > xx * xx:
+                            break
+                    flat[pos] = -(r + xx) if ((rabs >> np.uint64(8)) & np.uint64(1)) != np.uint64(0) else r + xx
+                    break
+                if p >= n_words:
+                    return -1
+                uni = np.float64(words[p] >> np.uint64(11)) * to_unit
+                p += 1
+                if (f[idx - 1] - f[idx]) * uni + f[idx] < np.exp(-0.5 * x * x):
+                    flat[pos] = x
+                    break
     return p
 
 
-def standard_normal(rng: np.random.Generator, shape) -> np.ndarray:
+def standard_normal(rng: np.random.Generator, shape, transposed: bool = False) -> np.ndarray:
     """Standard normals of the given shape from ``rng`` (a PCG64 Generator), leaving it after the words used.
 
     Parameters
     ----------
     rng : numpy.random.Generator on a PCG64 bit generator (lnref.data.stream)
     shape : int or tuple
+    transposed : bool
+        Return the transpose, C-contiguous, of the (2-d) C-order array of draws (the same numbers, in the layout
+        a kernel reading one coordinate of many samples at a time wants).
 
     Returns
     -------
-    ndarray of float64, C order
+    ndarray of float64, C order: ``shape``, or ``shape[::-1]`` if transposed
     """
     bitgen = rng.bit_generator
     if not isinstance(bitgen, np.random.PCG64):
         raise TypeError(f"lnref._normals needs a PCG64 stream, got {type(bitgen).__name__}")
-    out = np.empty(shape)
+    if transposed:
+        if len(shape) != 2:
+            raise ValueError(f"transposed draws need a 2-d shape, got {shape!r}")
+        out = np.empty((shape[1], shape[0]))
+        fill = out
+    else:
+        out = np.empty(shape)
+        fill = out.reshape(-1, 1)
     need = out.size
     if need == 0:
         return out
@@ -130,7 +145,7 @@ def standard_normal(rng: np.random.Generator, shape) -> np.ndarray:
     # extra words (sd ~40): a 5% + 64 margin practically never runs out (running out costs a second pass)
     words = bitgen.random_raw(need + need // 20 + 64)
     while True:
-        used = ziggurat_fill(words, _K, _W, _F, TAIL_R, out)
+        used = ziggurat_fill(words, _K, _W, _F, TAIL_R, fill)
         if used >= 0:
             break
         words = np.concatenate([words, bitgen.random_raw(need // 20 + 64)])

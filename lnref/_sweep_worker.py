@@ -84,11 +84,14 @@ def run_batch(base: dict[str, Any], fields: Sequence[str], jobs: Sequence[tuple]
         threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
     base_cfg = Config.from_dict(base)
     rows = []
+    cell_cfgs: dict[tuple, Any] = {}  # the batch's cells, each validated once (replicates differ in the seed only)
     with num_threads(threads):
         for cell, replicate, values, seed in jobs:
             changes = dict(zip(fields, values))
-            changes["seed"] = int(seed)
-            cfg = base_cfg.replace(**changes)
+            key = tuple(values)
+            if key not in cell_cfgs:
+                cell_cfgs[key] = base_cfg.replace(**changes)
+            cfg = cell_cfgs[key].with_seed(int(seed))
             if cfg.engine == "coefficients":
                 result = final_run(cfg, metrics)
             else:

@@ -6,6 +6,7 @@ work starts.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -222,6 +223,16 @@ class Config:
             data["tau_plus"] = data["tau_minus"] = None
         data.update(changes)
         return Config.from_dict(data)
+
+    def with_seed(self, seed: int) -> "Config":
+        """A copy with another root seed (the other fields are already valid, so only the seed is checked).
+
+        The same config as ``replace(seed=seed)``, without re-validating every field: for loops over seeds
+        (sweeps run one per (cell, replicate)).
+        """
+        out = copy.copy(self)
+        object.__setattr__(out, "seed", _check_int("seed", seed, 0))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

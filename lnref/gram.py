@@ -80,8 +80,13 @@ def _kernel(pair, work: float):
 
 def _cross(Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """(k, T) matrix of <Y[a], Z[t]> with a deterministic serial-sum kernel (no BLAS)."""
+    return _cross_t(Y, np.asarray(Z, dtype=np.float64).T)
+
+
+def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
+    """:func:`_cross` of Y and Z = ZT.T, given ZT (r, T)."""
     Y = np.ascontiguousarray(Y, dtype=np.float64)
-    ZT = np.ascontiguousarray(np.asarray(Z, dtype=np.float64).T)
+    ZT = np.ascontiguousarray(ZT, dtype=np.float64)
     out = np.empty((Y.shape[0], ZT.shape[1]))
     _kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
     return out
@@ -240,8 +245,8 @@ def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramSta
     flipped = cfg.test_flipped_labels if flipped_labels is None else bool(flipped_labels)
     rng = stream(cfg.seed, "test") if rng is None else rng
     n = stats.n
-    y_t, idx, scale, z, a, y_score = _test_draws(cfg, rng, kind, n_test, flipped, coords.shape[1], y)
-    fresh = _cross(coords, z)
+    y_t, idx, scale, zT, a, y_score = _test_draws(cfg, rng, kind, n_test, flipped, coords.shape[1], y)
+    fresh = _cross_t(coords, zT)
     fresh *= scale
     if cfg.noise == "isotropic":
         fresh += np.multiply.outer(e1, a)
@@ -260,7 +265,8 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
                 y: np.ndarray):
     """The draws of a virtual test set, in the order of the module docstring.
 
-    Returns y_t (T,), idx (T,) int64 (spurious; empty for iid), scale, z (T, r), a (T,) (isotropic, already
+    Returns y_t (T,), idx (T,) int64 (spurious; empty for iid), scale, zT (r, T) (the drawn z (T, r)
+    transposed), a (T,) (isotropic, already
     scaled; None otherwise), y_score (T,).
     """
     n = y.shape[0]
@@ -274,10 +280,10 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
         scale = cfg.sigma_zeta
     else:
         raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
-    z = _normals.standard_normal(rng, (n_test, r))
+    zT = _normals.standard_normal(rng, (n_test, r), transposed=True)
     a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" else None
     y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
-    return y_t, idx, float(scale), z, a, y_score
+    return y_t, idx, float(scale), zT, a, y_score
 
 
 def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho: np.ndarray, B: np.ndarray,
@@ -309,7 +315,7 @@ def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho:
         return math.nan
     kind = cfg.test
     rng = stream(cfg.seed, "test")
-    y_t, idx, scale, z, a, y_score = _test_draws(cfg, rng, kind, n_test, cfg.test_flipped_labels,
+    y_t, idx, scale, zT, a, y_score = _test_draws(cfg, rng, kind, n_test, cfg.test_flipped_labels,
                                                  data.coords.shape[1], data.y)
     isotropic = cfg.noise == "isotropic"
     if isotropic:
@@ -321,7 +327,7 @@ def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho:
     if kind == "spurious":
         ct = ct + stats.c[idx]
     ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
-    count = KC.virtual_test_correct(data.coords, z, scale, data.e1, a, isotropic, idx, stats.G, stats.P0, xi_sq,
+    count = KC.virtual_test_correct(data.coords, zT, scale, data.e1, a, isotropic, idx, stats.G, stats.P0, xi_sq,
                                     np.ascontiguousarray(ct_mu), gamma, rho, B, y_t, np.ascontiguousarray(y_score),
                                     float(q), int(stats.m))
     return count / n_test

@@ -95,7 +95,7 @@ def test_parallel_and_serial_kernels_bit_identical():
     outs = []
     for kern in (KC.outputs, KC.outputs_serial):
         A, B, f = np.empty((F, n)), np.empty(F), np.empty(n)
-        kern(gamma, rho, P0, b0, Gn, cA, cB, y, 1.5, m, A, B, f)
+        kern(gamma, rho, P0, b0, Gn, cA, cB, y, 1.5, m, A, B, f, np.empty((F, n), dtype=np.int64))
         outs.append((A, B, f))
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
@@ -106,11 +106,41 @@ def test_parallel_and_serial_kernels_bit_identical():
         g, r = gamma.copy(), rho.copy()
         done = kern(5, mults, 2.0, m, 0.1, 3.0, xi_sq, P0, b0, Gn, cA,
                     cB, y, g, r, np.empty(F), np.empty((F, n)), np.empty((F, n)), np.empty(F), np.empty(n),
-                    np.empty(n), np.zeros(F, dtype=np.int64))
+                    np.empty(n), np.zeros(F, dtype=np.int64), np.empty((F, n), dtype=np.int64))
         res.append((done, g, r))
     assert res[0][0] == res[1][0] == 5
     np.testing.assert_array_equal(res[0][1], res[1][1])
     np.testing.assert_array_equal(res[0][2], res[1][2])
+
+
+def test_inner_product_sums_are_serial_sums_in_index_order():
+    """The kernels add four terms per pass ((((a + t0) + t1) + t2) + t3); that must be the plain serial sum
+    a += t_i over the non-zero terms in index order, bit for bit (SPEC.md section 4's inner products)."""
+    rng = np.random.default_rng(1)
+    F, n, m = 6, 23, 3  # n not a multiple of 4: groups of four plus a remainder
+    gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.6)
+    P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
+    Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))
+    A, B, f = np.empty((F, n)), np.empty(F), np.empty(n)
+    KC.outputs_serial(gamma, rho, P0, b0, Gn, cA, cB, y, 1.0, m, A, B, f, np.empty((F, n), dtype=np.int64))
+    for fi in range(F):
+        g = (1.0 if fi < m else -1.0) * float(gamma[fi])
+        for k in range(n):
+            acc = float(P0[fi, k]) + g * float(cA[k])
+            for i in range(n):
+                if rho[fi, i] != 0.0:
+                    acc = acc + float(rho[fi, i]) * float(Gn[i, k])
+            assert A[fi, k] == acc, (fi, k)
+    Y = rng.normal(size=(5, 9)) * (rng.random((5, 9)) < 0.7)
+    Z = rng.normal(size=(11, 9))
+    out = lnref.gram._cross(Y, Z)
+    for a in range(5):
+        for t in range(11):
+            acc = 0.0
+            for c in range(9):
+                if Y[a, c] != 0.0:
+                    acc = acc + float(Y[a, c]) * float(Z[t, c])
+            assert out[a, t] == acc, (a, t)
 
 
 _NOJIT_SCRIPT = """

@@ -172,13 +172,19 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0.0)
     assert np.count_nonzero(np.abs(ref) > TAIL_R) > 100  # the tail path ran
     assert rng.random(5).tolist() == ref_rng.random(5).tolist()  # same number of words used
+    # the transposed layout holds the same draws (bit for bit) and uses the same words
+    rng_t, rng_c = lnref.data.stream(seed, "test"), lnref.data.stream(seed, "test")
+    got_t = standard_normal(rng_t, (300, 7), transposed=True)
+    assert got_t.shape == (7, 300) and got_t.flags.c_contiguous
+    assert np.array_equal(got_t, standard_normal(rng_c, (300, 7)).T)
+    assert rng_t.random(3).tolist() == rng_c.random(3).tolist()
     # a small block, and the kernel's "out of words" answer (the caller then draws more words)
     small_ref = lnref.data.stream(seed, "gram").standard_normal(3)
     np.testing.assert_allclose(standard_normal(lnref.data.stream(seed, "gram"), 3), small_ref, rtol=1e-12)
     from lnref._normals import _F, _K, _W, ziggurat_fill
     words = lnref.data.stream(seed, "gram").bit_generator.random_raw(10)
-    assert ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty(100)) == -1
-    assert 3 <= ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty(3)) <= 10
+    assert ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty((100, 1))) == -1
+    assert 3 <= ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty((3, 1))) <= 10
 
 
 def test_fast_normals_have_the_standard_normal_law():

@@ -162,6 +162,7 @@ class CoefficientEngine:
         self.f = np.empty(n)
         self._lpm = np.empty(n)
         self._bad = np.zeros(F, dtype=np.int64)
+        self._nz = np.empty((F, n), dtype=np.int64)
         self._fresh = False  # A, B, f belong to the current state
         self._work = F * n * n
         self._test_cache: dict[int, tuple] = {}
@@ -182,7 +183,7 @@ class CoefficientEngine:
         """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2 and 4)."""
         _kernel((KC.outputs, KC.outputs_serial), self._work)(
             self._gamma, self._rho, self.P0, self.b0, self.Gn, self.cA, self.cB, self.y, self.q, self.m,
-            self.A, self.B, self.f)
+            self.A, self.B, self.f, self._nz)
         self._fresh = True
         return self.f
 
@@ -199,7 +200,7 @@ class CoefficientEngine:
         return _kernel((KC.advance, KC.advance_serial), self._work)(
             k, mults, self.q, self.m, self.eta, self.mu_sq, self.xi_sq, self.P0, self.b0, self.Gn, self.cA,
             self.cB, self.y, self._gamma, self._rho, self._gamma_new, self._rho_new, self.A, self.B, self.f,
-            self._lpm, self._bad)
+            self._lpm, self._bad, self._nz)
 
     def _prepared_test(self, test):
         key = id(test)
