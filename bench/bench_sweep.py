@@ -1,4 +1,4 @@
-"""Benchmark: Kou et al. 2023's phase diagram (99 x 100 cells x 10 replicates, 100 GD steps each) as a sweep.
+"""Benchmark: Kou et al. 2023's phase diagram (100 x 100 cells x 10 replicates, 100 GD steps each) as a sweep.
 
 The sweep worker runs coefficient-engine configs through ``lnref._sweep_worker.final_run`` (only the final row
 of ``lnref.train``'s history, bit for bit); the breakdown times both and profiles final_run.
@@ -112,7 +112,7 @@ def compare_worker(rev: str, runs: int = 1000, rounds: int = 2) -> None:
     new, old = min(times["checkout"]), min(times[rev])
     print(f"worker CPU per run ({runs} Kou runs, best of {rounds}): {rev} {old * 1e3:.3f} ms, checkout "
           f"{new * 1e3:.3f} ms, ratio {new / old:.2f}; mean test_acc {accs[rev]:.6f} vs {accs['checkout']:.6f}; "
-          f"full diagram at 2 busy cores ~ {99000 * new / 2:.1f} s CPU-bound")
+          f"full diagram at 2 busy cores ~ {100_000 * new / 2:.1f} s CPU-bound")
 
 
 def main(argv=None) -> int:
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     if not args.full:
         grid = subset(grid, args.every)
     runs = args.replicates * int(np.prod([len(v) for v in grid.values()]))
-    full_runs = 99 * 100 * 10
+    full_runs = 100 * 100 * 10
     print(f"grid {' x '.join(str(len(v)) for v in grid.values())} x {args.replicates} replicates = {runs} runs "
           f"(full diagram: {full_runs})")
     if not args.no_breakdown:

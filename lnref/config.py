@@ -84,7 +84,9 @@ class Config:
     tau : float, optional
         Shorthand that sets both flip rates.
     noise : {'orthogonal', 'isotropic'}
-        Sigma = I - mu mu^T/||mu||^2 or Sigma = I.
+        Sigma = I - u u^T with u = mu/||mu|| the signal direction, or Sigma = I.  mu_norm = 0 keeps u = e_1 (the
+        direction of mu = mu_norm e_1), so the noise law does not jump at mu_norm = 0 (Kou et al.'s phase diagram
+        starts there).
     flips : {'independent', 'exact'}
         Each sample flips on its own coin, or exactly round(tau * n_class) per class.
     algorithm : {'gd', 'label_noise_gd'}
@@ -183,12 +185,13 @@ class Config:
         if not isinstance(self.test_flipped_labels, (bool, np.bool_)):
             raise ConfigError(f"test_flipped_labels={self.test_flipped_labels!r} is not allowed: use true or false")
         s(self, "test_flipped_labels", bool(self.test_flipped_labels))
+        if self.noise == "orthogonal" and self.d < 2:
+            raise ConfigError(f"d={self.d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
+                              "coordinates orthogonal to mu, so every noise patch would be 0; use d >= 2 or "
+                              "noise='isotropic'")
         if self.sampling == "gram" and self.engine != "coefficients":
             raise ConfigError("sampling='gram' is not allowed with engine='weights': Gram sampling draws no "
                               "d-dimensional vectors, so it needs engine='coefficients'")
-        if self.mu_norm == 0.0 and self.noise == "orthogonal":
-            raise ConfigError("mu_norm=0 is not allowed with noise='orthogonal' (the projection I - mu mu^T/||mu||^2 "
-                              "needs mu != 0): use mu_norm > 0 or noise='isotropic'")
 
     # ------------------------------------------------------------------ helpers
     @property

@@ -7,8 +7,8 @@ One integer seed gives independent streams
 k     stream          draws, in this order
 ====  ==============  ===========================================================================
 0     data            ``b = integers(0, 2, n)``, y = 2b - 1; ``g = standard_normal((n, d))``,
-                      xi = sigma_p * g (isotropic) or sigma_p * (g - (g.u) u^T), u = mu/||mu||
-                      (orthogonal; the projection is a fixed-order loop, exact for mu = c e_1)
+                      xi = sigma_p * g (isotropic) or sigma_p * (g - (g.u) u^T), u = mu/||mu||, or e_1 if
+                      mu = 0 (orthogonal; the projection is a fixed-order loop, exact for mu = c e_1)
 1     init            ``standard_normal((2, m, d)) * sigma0``; index 0 holds j = +1
 2     label flips     independent: ``u = random(n)``, flip i iff u_i < tau_{y_i};
                       exact: for class +1 then -1, ``choice(idx, k, replace=False)`` over the class's
@@ -179,11 +179,20 @@ def default_mu(cfg: Config) -> np.ndarray:
     return mu
 
 
+def signal_direction(mu: np.ndarray) -> np.ndarray:
+    """u = mu/||mu||, the direction orthogonal noise avoids; e_1 for mu = 0 (the direction of mu_norm e_1)."""
+    norm_sq = float(np.sum(mu * mu))
+    if norm_sq == 0.0:
+        u = np.zeros(mu.shape[0])
+        u[0] = 1.0
+        return u
+    return np.ascontiguousarray(mu / math.sqrt(norm_sq))
+
+
 def _noise(rng: np.random.Generator, rows: int, d: int, scale: float, mu: np.ndarray, noise: str) -> np.ndarray:
     g = rng.standard_normal((rows, d))
     if noise == "orthogonal":
-        u = mu / math.sqrt(float(np.sum(mu * mu)))
-        K.project_out(g, np.ascontiguousarray(u))
+        K.project_out(g, signal_direction(mu))
     g *= scale
     return g
 
@@ -245,8 +254,6 @@ def make_data(cfg: Config, mu: np.ndarray | None = None) -> Dataset:
         mu = _as_array("mu", mu, 1)
         if mu.shape != (cfg.d,):
             raise ConfigError(f"mu must have shape ({cfg.d},), got {mu.shape}")
-    if cfg.noise == "orthogonal" and not np.any(mu):
-        raise ConfigError("mu must be non-zero with noise='orthogonal'")
     rng = stream(cfg.seed, "data")
     y = 2.0 * rng.integers(0, 2, cfg.n).astype(np.float64) - 1.0
     xi = _noise(rng, cfg.n, cfg.d, cfg.sigma_p, mu, cfg.noise)

@@ -358,9 +358,6 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
     n, m, d = cfg.n, cfg.m, cfg.d
-    if cfg.noise == "orthogonal" and d < 2:
-        raise ConfigError(f"d={d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
-                          "coordinates orthogonal to mu, so d must be >= 2")
     y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
     y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
     rng = stream(cfg.seed, "gram")

@@ -37,6 +37,7 @@ CASES = [
     dict(q=3.0, noise="orthogonal", tau=0.2, algorithm="gd", eta=0.05, sigma0=0.1),
     dict(q=3.0, noise="isotropic", tau=0.2, algorithm="label_noise_gd", eta=0.05, sigma0=0.1),
     dict(q=1.0, noise="isotropic", mu_norm=0.0, tau=0.2, algorithm="gd"),
+    dict(q=1.0, noise="orthogonal", mu_norm=0.0, tau=0.2, algorithm="gd"),
 ]
 
 
@@ -221,7 +222,7 @@ def test_bad_inputs_are_refused():
         lnref.train(gcfg, data=sample_gram(gcfg.replace(n=7)))
     with pytest.raises(ConfigError, match="Dataset"):
         lnref.train(ecfg, data=sample_gram(gcfg))
-    with pytest.raises(ConfigError, match="d must be >= 2"):
+    with pytest.raises(ConfigError, match="d=1 is not allowed with noise='orthogonal'"):
         sample_gram(gcfg.replace(d=1))
     with pytest.raises(ConfigError, match="weights"):
         CoefficientEngine(gcfg, sample_gram(gcfg)).weights()

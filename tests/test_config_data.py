@@ -53,9 +53,10 @@ def test_tau_conflicting_with_tau_plus_is_refused():
     assert (cfg.tau_plus, cfg.tau_minus, cfg.tau) == (0.1, 0.3, None)
 
 
-def test_orthogonal_noise_needs_a_signal_and_gram_needs_coefficients():
-    with pytest.raises(ConfigError, match="mu_norm"):
-        Config(mu_norm=0.0, noise="orthogonal")
+def test_gram_needs_coefficients_and_orthogonal_noise_needs_two_dimensions():
+    with pytest.raises(ConfigError, match="d=1 is not allowed with noise='orthogonal'"):
+        Config(d=1, noise="orthogonal")
+    assert Config(d=1, noise="isotropic").d == 1
     with pytest.raises(ConfigError, match="sampling"):
         Config(sampling="gram", engine="weights")
 
@@ -172,6 +173,11 @@ def test_orthogonal_noise_is_orthogonal_to_mu(seed):
     # isotropic noise is not orthogonal
     iso = lnref.make_data(cfg.replace(noise="isotropic"))
     assert np.all(iso.xi @ iso.mu != 0.0)
+    # mu = 0: the noise stays orthogonal to e_1, the signal direction, and is otherwise the draw of mu_norm > 0
+    zero = lnref.make_data(cfg.replace(mu_norm=0.0))
+    some = lnref.make_data(cfg)
+    assert not np.any(zero.mu) and np.all(zero.xi[:, 0] == 0.0) and np.all(zero.test.xi[:, 0] == 0.0)
+    np.testing.assert_array_equal(zero.xi, some.xi)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -20,7 +20,7 @@ def test_registered():
 
 def test_kou_grid_is_the_papers():
     g = kou_grid(quick=False)
-    assert len(g["mu_norm"]) == 99 and g["mu_norm"][0] == 0.1 and g["mu_norm"][-1] == 9.9
+    assert len(g["mu_norm"]) == 100 and g["mu_norm"][0] == 0.0 and g["mu_norm"][-1] == 9.9
     assert g["d"] == list(range(100, 1091, 10))
     base = kou_base()
     # their eta 0.1 with f_theirs(W) = f(c W), c = m/2: eta * c^2 here

@@ -43,10 +43,11 @@ def kou_base(**changes: Any) -> Config:
 
 
 def kou_grid(quick: bool) -> dict[str, list]:
-    """||mu|| 0.1..9.9 step 0.1 (0 is excluded: orthogonal noise needs mu != 0) x d 100..1090 step 10."""
+    """||mu|| 0..9.9 step 0.1 x d 100..1090 step 10: 100 x 100 cells, as in their experiment (at ||mu|| = 0 the
+    noise stays orthogonal to e_1, see Config.noise)."""
     if quick:
         return {"mu_norm": [round(0.5 + k, 1) for k in range(10)], "d": [100, 300, 500, 700, 900, 1090]}
-    return {"mu_norm": [round(0.1 * k, 1) for k in range(1, 100)], "d": list(range(100, 1091, 10))}
+    return {"mu_norm": [round(0.1 * k, 1) for k in range(100)], "d": list(range(100, 1091, 10))}
 
 
 def huang_base(**changes: Any) -> Config:
