@@ -139,32 +139,34 @@ def main(argv=None) -> int:
         per_run_breakdown(base)
 
     results = {}
+    parent_cpu = {}  # CPU time of this process (the sweep's loop; for Dask also the scheduler and client)
     with process_executor(args.workers) as ex:
         # warm the workers (numba compile per process) outside the timing
         # (compile in every worker: many 1-run tasks, so each worker takes some)
         sweep(base, {"mu_norm": [1.0, 2.0]}, replicates=4 * args.workers, executor=ex, batch_size=1)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = sweep(base, grid, replicates=args.replicates, executor=ex)
         results["process pool"] = (time.perf_counter() - t0, res)
+        parent_cpu["process pool"] = time.process_time() - c0
     if args.dask_local:
-        import dask
-        from distributed import Client, LocalCluster
-        # the workers' statistical profiler samples every thread's stack every 10 ms: costly for Python-heavy tasks
-        dask.config.set({"distributed.worker.profile.enabled": False})
-        with LocalCluster(n_workers=args.dask_local, threads_per_worker=1, dashboard_address=None) as cl, \
-                Client(cl) as client:
-            ex = client.get_executor()
-            from lnref._sweep_worker import run_batch
-            client.run(run_batch, base.to_dict(), ["mu_norm"], [(0, 0, (1.0,), 1)], ["test_acc"])  # compile on all
-            t0 = time.perf_counter()
+        # the executor `lnref sweep --dask-local N` uses (a LocalCluster with lnref.sweep.LOCAL_DASK_SETTINGS)
+        from lnref._sweep_worker import run_batch
+        from lnref.sweep import _dask_executor
+        ex, close = _dask_executor(None, args.dask_local)
+        try:
+            ex._client.run(run_batch, base.to_dict(), ["mu_norm"], [(0, 0, (1.0,), 1)], ["test_acc"])  # compile
+            t0, c0 = time.perf_counter(), time.process_time()
             res = sweep(base, grid, replicates=args.replicates, executor=ex)
             results["dask local"] = (time.perf_counter() - t0, res)
+            parent_cpu["dask local"] = time.process_time() - c0
+        finally:
+            close()
     ref_wall, ref = results["process pool"]
     for name, (wall, res) in results.items():
         same = [r["test_acc"] for r in res.rows] == [r["test_acc"] for r in ref.rows]
         print(f"{name:13s}: {wall:7.2f} s for {runs} runs = {runs / wall:7.1f} runs/s; ratio to process pool "
               f"{wall / ref_wall:.2f}; extrapolated full diagram {wall * full_runs / runs:7.1f} s; "
-              f"identical rows: {same}")
+              f"identical rows: {same}; CPU of this process {parent_cpu[name]:.2f} s")
     return 0
 
 

@@ -574,6 +574,15 @@ def _save_heatmap(result: SweepResult, metric: str, path: Path, **kwargs) -> Non
 
 
 # ----------------------------------------------------------------------------------------------- CLI
+# Dask settings for the workers of --dask-local (see _dask_executor); for a cluster of your own, give its workers
+# the same settings (README, "Sweeps").
+LOCAL_DASK_SETTINGS = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+                       "distributed.admin.system-monitor.interval": "5s",
+                       "distributed.worker.memory.monitor-interval": "1s",
+                       "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 * 2 ** 20,
+                       "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 16 * 2 ** 20}
+
+
 def _dask_executor(address: str | None, local_workers: int | None):
     """(executor, closer) for a Dask scheduler ADDRESS or a LocalCluster of ``local_workers`` 1-thread workers."""
     try:
@@ -581,8 +590,15 @@ def _dask_executor(address: str | None, local_workers: int | None):
     except ImportError:
         raise ConfigError("--dask/--dask-local need Dask: pip install 'lnref[dask]'") from None
     if local_workers is not None:
-        cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        import dask
+        # Dask's defaults cost a sweep's many ~1 ms runs dearly (bench/bench_sweep.py --dask-local 2): the
+        # statistical profiler samples the task thread's stack every 10 ms (1.15x slower runs), and the nanny's
+        # MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's adaptive mmap threshold, so every array over 128 KiB is
+        # mmap-ed and its pages faulted in afresh: ~165 page faults per Kou run.  These settings keep such
+        # arrays on the heap (~0.4 faults per run), and tick the event loop and the monitors less often.
+        with dask.config.set(LOCAL_DASK_SETTINGS):
+            cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         client = Client(cluster)
     else:
         cluster = None
