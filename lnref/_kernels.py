@@ -200,10 +200,12 @@ def forward(A, B, y, q, m, out):
         out[i] = fp / m - fm / m
 
 
-@njit(parallel=True, **_opts)
+@njit(**_opts)
 def losses(f, mult, loss_out, dloss_out):
-    """loss_out[i] = l(mult_i f_i), dloss_out[i] = l'(mult_i f_i)."""
-    for i in prange(f.shape[0]):
+    """loss_out[i] = l(mult_i f_i), dloss_out[i] = l'(mult_i f_i).
+
+    Serial: O(n) work never repays a parallel region's start-up, and a serial kernel compiles faster."""
+    for i in range(f.shape[0]):
         z = mult[i] * f[i]
         loss_out[i] = logistic_loss(z)
         dloss_out[i] = logistic_dloss(z)
