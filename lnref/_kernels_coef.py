@@ -421,3 +421,51 @@ def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_s
             if y_score[t0 + tb] * out > 0:
                 count += 1
     return count
+
+
+@njit(**{**_opts, "cache": CACHE})
+def gram_prepare(coords, e1, mu_norm, ZT, full, G, xi_sq, P0, b0, c, Gn, cA, cB):
+    """The coefficient engine's inputs from Gram-sampled coordinates, in one call (the sweep worker's fast path).
+
+    The same operations as :func:`lnref.gram.stats_from_coordinates` followed by ``CoefficientEngine``'s
+    precomputation, so the same bits: full = cross(coords, coords) + outer(e1, e1) (ZT (r, k) = coords.T and
+    full (k, k) are work space), G = full[:n, :n], xi_sq = diag(G), P0 = full[n:, :n], c = ||mu|| e1[:n],
+    b0 = ||mu|| e1[n:], Gn = G / xi_sq[:, None], cA = c / ||mu||^2 (0 if mu = 0), cB = c / xi_sq.  Returns False,
+    before the last three, when a noise patch has ||xi_i||^2 <= 0 (CoefficientEngine refuses that data).
+    SPEC.md section 4.
+    """
+    k, r = coords.shape
+    n = G.shape[0]
+    F = k - n
+    for a in range(k):
+        for j in range(r):
+            ZT[j, a] = coords[a, j]
+    nzc = np.empty(r, dtype=np.int64)
+    for a in range(k):  # :func:`cross`, serially
+        for b in range(k):
+            full[a, b] = 0.0
+        _chain_rows(full, a, coords, ZT, nzc, _gather_nonzero(coords[a], nzc), k, 0)
+    for a in range(k):
+        for b in range(k):
+            full[a, b] = full[a, b] + e1[a] * e1[b]
+    ok = True
+    for i in range(n):
+        for j in range(n):
+            G[i, j] = full[i, j]
+        xi_sq[i] = full[i, i]
+        c[i] = mu_norm * e1[i]
+        if not xi_sq[i] > 0.0:
+            ok = False
+    for fi in range(F):
+        for j in range(n):
+            P0[fi, j] = full[n + fi, j]
+        b0[fi] = mu_norm * e1[n + fi]
+    if not ok:
+        return False
+    mu_sq = mu_norm * mu_norm
+    for i in range(n):
+        for j in range(n):
+            Gn[i, j] = G[i, j] / xi_sq[i]
+        cA[i] = c[i] / mu_sq if mu_sq > 0.0 else 0.0
+        cB[i] = c[i] / xi_sq[i]
+    return True

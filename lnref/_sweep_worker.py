@@ -155,6 +155,58 @@ def _lean_metrics(f, y, y_obs, gamma, rho, names) -> dict[str, float]:
     return out
 
 
+def _fused(cfg, metrics) -> bool:
+    """Whether :func:`final_run` takes :func:`_gram_final_run` (one kernel call per run)."""
+    return (cfg.sampling == "gram" and cfg.algorithm == "gd" and metrics is not None and set(metrics) <= _LEAN
+            and cfg.steps > 0 and cfg.log_steps().tolist() == [0, cfg.steps])
+
+
+def _gram_final_run(cfg, metrics: tuple) -> FinalRun | None:
+    """:func:`final_run` for Gram sampling, plain GD and rows logged at steps 0 and ``steps`` only, without the
+    GramData and CoefficientEngine objects: the same draws (:func:`lnref.gram.gram_draws`,
+    :func:`lnref.gram.virtual_test_inputs`), the engine's inputs from one kernel
+    (:func:`lnref._kernels_coef.gram_prepare`), then the engine's own kernels.  None when the general path must
+    decide (a zero noise patch, or non-finite outputs or loss at step 0, where train stops before a step)."""
+    import numpy as np
+
+    from . import _kernels_coef as KC
+    from .gram import gram_draws, virtual_test_inputs
+    from .metrics import sample_losses
+
+    y, y_obs, coords, e1 = gram_draws(cfg)
+    n, m = cfg.n, cfg.m
+    F, k, r = 2 * m, coords.shape[0], coords.shape[1]
+    mu_norm, q = float(cfg.mu_norm), float(cfg.q)
+    G, Gn, P0, A = np.empty((n, n)), np.empty((n, n)), np.empty((F, n)), np.empty((F, n))
+    xi_sq, c, cA, cB, b0, B = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(F), np.empty(F)
+    if not KC.gram_prepare(coords, e1, mu_norm, np.empty((r, k)), np.empty((k, k)), G, xi_sq, P0, b0, c, Gn, cA,
+                           cB):
+        return None
+    gamma, rho, nz = np.zeros(F), np.zeros((F, n)), np.empty((F, n), dtype=np.int64)
+    f0, f = np.empty(n), np.empty(n)
+    KC.outputs_serial(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, f0, nz)
+    if not (np.all(np.isfinite(f0)) and math.isfinite(float(np.mean(sample_losses(y_obs * f0))))):
+        return None
+    mu_sq = mu_norm * mu_norm
+    done = KC.advance_serial(int(cfg.steps), y_obs.reshape(1, n), q, m, float(cfg.eta), mu_sq, xi_sq, P0, b0, Gn,
+                             cA, cB, y, gamma, rho, np.empty(F), np.empty((F, n)), A, B, np.empty(n), np.empty(n),
+                             np.zeros(F, dtype=np.int64), nz)
+    KC.outputs_serial(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, f, nz)
+    row = _lean_metrics(f, y, y_obs, gamma.reshape(2, m), rho.reshape(2, m, n), metrics)
+    row["test_acc"] = math.nan
+    if ("test_acc" in metrics or "test_error" in metrics) and cfg.n_test > 0:
+        t = virtual_test_inputs(cfg, coords, y, c, mu_sq)
+        count = KC.virtual_test_correct(coords, t.zT, t.scale, e1, t.a, t.isotropic, t.idx, G, P0, xi_sq, t.ct_mu,
+                                        gamma, rho, B, t.y_t, t.y_score, q, m)
+        row["test_acc"] = count / cfg.n_test
+    diverged = done < cfg.steps
+    if not (np.all(np.isfinite(f)) and math.isfinite(row["loss"])):
+        diverged = True
+    history = {key: [v] for key, v in row.items()}
+    history["step"] = [done]
+    return FinalRun(history=history, steps_done=done, diverged=diverged)
+
+
 # history columns _lean_metrics computes itself (plus the ones final_run fills in)
 _LEAN = {"loss", "train_acc", "train_acc_clean", "train_acc_noisy", "true_acc_noisy", "gamma_max",
          "rho_bar_max_clean", "rho_bar_max_noisy", "test_acc", "test_error", "steps_done", "diverged"}
@@ -193,6 +245,10 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     from .training import advance_to
 
     gram = cfg.sampling == "gram"
+    if _fused(cfg, metrics):
+        fast = _gram_final_run(cfg, tuple(metrics))
+        if fast is not None:
+            return fast
     if gram:
         data, W0 = sample_gram(cfg, draw_test=False), None
     else:

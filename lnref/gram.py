@@ -313,24 +313,48 @@ def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho:
     n_test = cfg.n_test
     if n_test == 0:
         return math.nan
+    stats = data.stats
+    t = virtual_test_inputs(cfg, data.coords, data.y, stats.c, mu_sq)
+    count = KC.virtual_test_correct(data.coords, t.zT, t.scale, data.e1, t.a, t.isotropic, t.idx, stats.G,
+                                    stats.P0, xi_sq, t.ct_mu, gamma, rho, B, t.y_t, t.y_score, float(q), int(stats.m))
+    return count / n_test
+
+
+@dataclass(frozen=True, eq=False)
+class VirtualTestInputs:
+    """The draws of a virtual test set (stream 'test') as :func:`lnref._kernels_coef.virtual_test_correct` takes
+    them: zT (r, T), scale, a (T,) (isotropic e_1 parts; zeros otherwise), isotropic, idx (T,) int64 (spurious;
+    empty for iid), ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros if mu = 0), y_t (T,), y_score (T,)."""
+
+    zT: np.ndarray
+    scale: float
+    a: np.ndarray
+    isotropic: bool
+    idx: np.ndarray
+    ct_mu: np.ndarray
+    y_t: np.ndarray
+    y_score: np.ndarray
+
+
+def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.ndarray,
+                        mu_sq: float) -> VirtualTestInputs:
+    """Draw the virtual test set of ``cfg`` (stream 'test', n_test > 0) for training vectors with coordinates
+    ``coords``, labels y and <xi_i, mu> = c (n,), ||mu||^2 = mu_sq (the same draws as :func:`virtual_test`)."""
+    n_test = cfg.n_test
     kind = cfg.test
-    rng = stream(cfg.seed, "test")
-    y_t, idx, scale, zT, a, y_score = _test_draws(cfg, rng, kind, n_test, cfg.test_flipped_labels,
-                                                 data.coords.shape[1], data.y)
+    y_t, idx, scale, zT, a, y_score = _test_draws(cfg, stream(cfg.seed, "test"), kind, n_test,
+                                                 cfg.test_flipped_labels, coords.shape[1], y)
     isotropic = cfg.noise == "isotropic"
     if isotropic:
         ct = cfg.mu_norm * a
     else:
         ct = np.zeros(n_test)
         a = ct
-    stats = data.stats
     if kind == "spurious":
-        ct = ct + stats.c[idx]
+        ct = ct + c[idx]
     ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
-    count = KC.virtual_test_correct(data.coords, zT, scale, data.e1, a, isotropic, idx, stats.G, stats.P0, xi_sq,
-                                    np.ascontiguousarray(ct_mu), gamma, rho, B, y_t, np.ascontiguousarray(y_score),
-                                    float(q), int(stats.m))
-    return count / n_test
+    return VirtualTestInputs(zT=zT, scale=scale, a=a, isotropic=isotropic, idx=idx,
+                             ct_mu=np.ascontiguousarray(ct_mu), y_t=y_t, y_score=np.ascontiguousarray(y_score))
 
 
 def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
@@ -357,6 +381,15 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
     """
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
+    y, y_obs, coords, e1 = gram_draws(cfg)
+    stats = stats_from_coordinates(coords, e1, cfg.n, cfg.mu_norm)
+    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 and draw_test else None
+    return GramData(stats=stats, y=y, y_obs=y_obs, test=test, coords=coords, e1=e1, d=cfg.d, mu_norm=cfg.mu_norm)
+
+
+def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The random draws of :func:`sample_gram` (streams data, flips, gram; module docstring): y (n,), y_obs (n,),
+    coords (n + 2m, r) (rows scaled by sigma_p or sigma0) and e1 (n + 2m,), all float64, C order."""
     n, m, d = cfg.n, cfg.m, cfg.d
     y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
     y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
@@ -369,10 +402,7 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
     coords = _bartlett(rng, k, d - 1)
     coords[:n] *= cfg.sigma_p
     coords[n:] *= cfg.sigma0
-    stats = stats_from_coordinates(coords, e1, n, cfg.mu_norm)
-    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 and draw_test else None
-    return GramData(stats=stats, y=y, y_obs=np.ascontiguousarray(y_obs, dtype=np.float64), test=test,
-                    coords=coords, e1=e1, d=d, mu_norm=cfg.mu_norm)
+    return y, np.ascontiguousarray(y_obs, dtype=np.float64), coords, e1
 
 
 def coordinates(data: Dataset, W0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -265,7 +265,11 @@ _COEF_CASES = [
     # Kou-like: orthogonal noise, exact flips, flipped test labels (the fused virtual-test kernel's main use)
     _COEF.replace(noise="orthogonal", flips="exact", test_flipped_labels=True, n_test=37),
     _COEF.replace(d=6, test="spurious", test_flipped_labels=True),  # n + 2m > d - 1: dense coordinates
+    _COEF.replace(noise="isotropic", test="spurious", q=2.0),  # e_1 parts of the test noise
+    _COEF.replace(mu_norm=0.0, noise="orthogonal", flips="exact"),  # no signal: cA = 0, ct_mu = 0
 ]
+# the cases the worker runs through one fused kernel call (Gram sampling, plain GD, rows at 0 and steps only)
+_FUSED_CASES = [0, 4, 5, 6, 7, 8]
 
 
 def test_worker_fast_path_rows_equal_lnref_train_bit_for_bit():
@@ -293,6 +297,11 @@ def test_worker_fast_path_rows_equal_lnref_train_bit_for_bit():
             else:
                 assert a == b, (case_index, seed, name, a, b)
     assert any(r["diverged"] for r in rows) and not all(r["diverged"] for r in rows)
+    from lnref._sweep_worker import _fused, _gram_final_run
+    for i, cfg in enumerate(_COEF_CASES):  # both worker paths are covered
+        assert _fused(cfg, metrics) == (i in _FUSED_CASES), i
+        if i in _FUSED_CASES:
+            assert _gram_final_run(cfg, tuple(metrics)) is not None, i
     assert any(0 < r["steps_done"] < _COEF_CASES[4].steps for r in rows)  # a mid-run divergence is covered
     # a subset of the metrics (the worker then skips the others, and the test set when it is not asked for)
     for subset in (["test_error"], ["loss", "gamma_max", "steps_done"], ["rho_bar_max_noisy", "train_acc_clean"]):
