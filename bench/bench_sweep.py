@@ -24,11 +24,23 @@ import numpy as np
 
 import lnref
 from lnref.reproduce.heatmaps import kou_base, kou_grid
-from lnref.sweep import SerialExecutor, process_executor, sweep
+from lnref.sweep import DEFAULT_METRICS, process_executor, sweep
 
 
 def subset(grid: dict, every: int) -> dict:
     return {k: v[::every] for k, v in grid.items()}
+
+
+def worker_run_time(base, runs: int = 400) -> float:
+    """Seconds per run of the sweep worker on one thread in this process (Kou configs, the sweep's metrics):
+    the machine's current speed, against which a sweep's wall time is judged (2 workers: runs * t / 2)."""
+    from lnref._sweep_worker import run_batch
+    from lnref.sweep import DEFAULT_METRICS
+    jobs = [(i, 0, (round(0.1 * (i % 100), 1), 100 + 10 * ((7 * i) % 100)), 5000 + i) for i in range(runs)]
+    run_batch(base.to_dict(), ["mu_norm", "d"], jobs[:3], list(DEFAULT_METRICS))  # compile
+    t0 = time.perf_counter()
+    run_batch(base.to_dict(), ["mu_norm", "d"], jobs, list(DEFAULT_METRICS))
+    return (time.perf_counter() - t0) / runs
 
 
 def per_run_breakdown(base, runs: int = 50) -> None:
@@ -52,17 +64,17 @@ def per_run_breakdown(base, runs: int = 50) -> None:
         print(f"  same with n_test={n_test}: {w * 1e3:.2f} ms ({w / wall:.0%} of n_test=1000)")
     from lnref._sweep_worker import final_run
     with lnref.training.num_threads(1):
-        final_run(cfgs[0])
+        final_run(cfgs[0], DEFAULT_METRICS)
         t0 = time.perf_counter()
         for c in cfgs:
-            final_run(c)
+            final_run(c, DEFAULT_METRICS)
         w = (time.perf_counter() - t0) / runs
         print(f"  the sweep worker's final_run (final row only, same bits): {w * 1e3:.2f} ms "
               f"({w / wall:.0%} of lnref.train)")
         pr = cProfile.Profile()
         pr.enable()
         for c in cfgs:
-            final_run(c)
+            final_run(c, DEFAULT_METRICS)
         pr.disable()
     buf = io.StringIO()
     pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(8)
@@ -138,6 +150,9 @@ def main(argv=None) -> int:
     if not args.no_breakdown:
         per_run_breakdown(base)
 
+    t_run = worker_run_time(base)
+    print(f"one run of the sweep worker in this process (one thread): {t_run * 1e3:.3f} ms, so {runs} runs on "
+          f"{args.workers} workers take at least {runs * t_run / args.workers:.1f} s at this machine's current speed")
     results = {}
     parent_cpu = {}  # CPU time of this process (the sweep's loop; for Dask also the scheduler and client)
     with process_executor(args.workers) as ex:
@@ -166,7 +181,8 @@ def main(argv=None) -> int:
         same = [r["test_acc"] for r in res.rows] == [r["test_acc"] for r in ref.rows]
         print(f"{name:13s}: {wall:7.2f} s for {runs} runs = {runs / wall:7.1f} runs/s; ratio to process pool "
               f"{wall / ref_wall:.2f}; extrapolated full diagram {wall * full_runs / runs:7.1f} s; "
-              f"identical rows: {same}; CPU of this process {parent_cpu[name]:.2f} s")
+              f"identical rows: {same}; CPU of this process {parent_cpu[name]:.2f} s; wall / (runs x one run / "
+              f"workers) = {wall / (runs * t_run / args.workers):.2f}")
     return 0
 
 

@@ -254,7 +254,6 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     else:
         data, W0 = prepare(cfg)
     engine = CoefficientEngine(cfg, data, W0)
-    n = cfg.n
     y, y_obs = data.y, data.y_obs
     lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
     log_steps = cfg.log_steps()

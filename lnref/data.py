@@ -25,7 +25,7 @@ Other frameworks do not reproduce NumPy's streams: they load lnref's export.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import Config, ConfigError
 from .data import Dataset, TestSet, init_weights, label_noise_signs, make_data, stream
-from .metrics import HISTORY_COLUMNS, accuracy, step_metrics
+from .metrics import HISTORY_COLUMNS, step_metrics
 from .model import check_weights
 
 __all__ = ["Result", "DivergedError", "train", "num_threads"]

@@ -89,7 +89,7 @@ def test_thread_counts_bit_identical(algorithm):
 
 def test_parallel_and_serial_kernels_bit_identical():
     rng = np.random.default_rng(0)
-    F, n, T, m = 6, 40, 30, 3
+    F, n, m = 6, 40, 3
     gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.7)
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lnref
-from lnref.engines.coefficients import CoefficientEngine, stats_from_data
+from lnref.engines.coefficients import CoefficientEngine
 from lnref.gram import coordinates, sample_gram, virtual_test
 
 Z = 5.0  # standard errors allowed for a single statistical comparison

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import inspect
-import json
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..io import versions, write_json, write_text
 
