@@ -148,21 +148,46 @@ def _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz):
 
 
 @njit(inline="always", **_opts)
-def _sample_output(i, A, B, y, q, m):
-    """f_i = F_{+1} - F_{-1} (SPEC.md section 2), summed in the order of :func:`lnref._kernels.forward`."""
-    fp = 0.0
-    fm = 0.0
-    if q == 1.0:  # the ReLU with the test hoisted out of the loops: same bits, no per-term branch on q
+def _outputs_range(A, B, y, q, m, i0, i1, acc, out):
+    """out[i] = f_i = F_{+1} - F_{-1} (SPEC.md section 2) for i0 <= i < i1 from A (F, n) and B (F,).
+
+    Each sample's two sums run over r in the order of :func:`lnref._kernels.forward`; the loops go filter by
+    filter across the samples, so the loops over i vectorise (the same bits as one sample at a time).  q = 1
+    takes the ReLU with the test hoisted out of the loops (same bits, no per-term branch on q).  acc (2, >= i1)
+    is work space."""
+    fp = acc[0]
+    fm = acc[1]
+    for i in range(i0, i1):
+        fp[i] = 0.0
+        fm[i] = 0.0
+    if q == 1.0:
         for r in range(m):
-            fp += relu(y[i] * B[r]) + relu(A[r, i])
+            bp = B[r]
+            Ar = A[r]
+            for i in range(i0, i1):
+                fp[i] += relu(y[i] * bp) + relu(Ar[i])
         for r in range(m):
-            fm += relu(y[i] * B[m + r]) + relu(A[m + r, i])
+            bm = B[m + r]
+            Ar = A[m + r]
+            for i in range(i0, i1):
+                fm[i] += relu(y[i] * bm) + relu(Ar[i])
     else:
         for r in range(m):
-            fp += act(y[i] * B[r], q) + act(A[r, i], q)
+            bp = B[r]
+            Ar = A[r]
+            for i in range(i0, i1):
+                fp[i] += act(y[i] * bp, q) + act(Ar[i], q)
         for r in range(m):
-            fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
-    return fp / m - fm / m
+            bm = B[m + r]
+            Ar = A[m + r]
+            for i in range(i0, i1):
+                fm[i] += act(y[i] * bm, q) + act(Ar[i], q)
+    for i in range(i0, i1):
+        out[i] = fp[i] / m - fm[i] / m
+
+
+# samples whose outputs are computed together (vectorisation and parallel grain; not a numerical choice)
+SAMPLE_BLOCK = 64
 
 
 def _outputs(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, out, nz):
@@ -173,8 +198,9 @@ def _outputs(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, out, nz):
     n = out.shape[0]
     for blk in prange((F + FILTER_BLOCK - 1) // FILTER_BLOCK):
         _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz)
-    for i in prange(n):
-        out[i] = _sample_output(i, A, B, y, q, m)
+    acc = np.empty((2, n))
+    for sb in prange((n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK):
+        _outputs_range(A, B, y, q, m, sb * SAMPLE_BLOCK, min(n, (sb + 1) * SAMPLE_BLOCK), acc, out)
 
 
 outputs, outputs_serial = _both(_outputs)
@@ -211,15 +237,19 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
         _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz)
     pending = False  # gamma_new, rho_new hold the accepted state, not yet copied
     done = k
+    acc = np.empty((2, n))
+    nsb = (n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK
     for s in range(k):
         row = s if mults.shape[0] > 1 else 0
-        for i in prange(n):
-            out = _sample_output(i, A, B, y, q, m)
-            f[i] = out
-            mult = mults[row, i]
-            lp = logistic_dloss(mult * out) * mult
-            lpm[i] = lp
-            lpy[i] = lp * y[i]
+        for sb in prange(nsb):
+            i0 = sb * SAMPLE_BLOCK
+            i1 = min(n, i0 + SAMPLE_BLOCK)
+            _outputs_range(A, B, y, q, m, i0, i1, acc, f)
+            for i in range(i0, i1):
+                mult = mults[row, i]
+                lp = logistic_dloss(mult * f[i]) * mult
+                lpm[i] = lp
+                lpy[i] = lp * y[i]
         finite = True
         for i in range(n):
             if not math.isfinite(f[i]):
@@ -302,8 +332,9 @@ test_inner, test_inner_serial = _both(_test_inner)
 def _test_outputs(At, B, y_test, q, m, out):
     """out[t] = f on test sample t = [y_t mu, xi_t] from At (F, T) and B (F,) (SPEC.md section 2)."""
     T = out.shape[0]
-    for t in prange(T):
-        out[t] = _sample_output(t, At, B, y_test, q, m)
+    acc = np.empty((2, T))
+    for sb in prange((T + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK):
+        _outputs_range(At, B, y_test, q, m, sb * SAMPLE_BLOCK, min(T, (sb + 1) * SAMPLE_BLOCK), acc, out)
 
 
 test_outputs, test_outputs_serial = _both(_test_outputs)
@@ -385,6 +416,8 @@ def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_s
     cnti = np.empty(F, dtype=np.int64)
     for f in range(F):
         cnti[f] = _gather_nonzero(rho[f], nzi[f])
+    acc = np.empty((2, block))
+    outb = np.empty(block)
     count = 0
     for t0 in range(0, T, block):
         nb = min(block, T - t0)
@@ -415,10 +448,9 @@ def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_s
             for tb in range(nb):
                 At[f, tb] = fresh[n + f, tb] + g * ct_mu[t0 + tb]
             _chain_rows(At, f, rho, fresh, nzi[f], cnti[f], nb, 0)
-        yb = y_t[t0:t0 + nb]
+        _outputs_range(At, B, y_t[t0:t0 + nb], q, m, 0, nb, acc, outb)
         for tb in range(nb):
-            out = _sample_output(tb, At, B, yb, q, m)
-            if y_score[t0 + tb] * out > 0:
+            if y_score[t0 + tb] * outb[tb] > 0:
                 count += 1
     return count
 
