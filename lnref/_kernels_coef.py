@@ -233,34 +233,38 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
     for i in range(n):
         rate[i] = eta * xi_sq[i] / (n * m)
     lpy = np.empty(n)
-    for blk in prange(nblocks):
-        _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz)
     pending = False  # gamma_new, rho_new hold the accepted state, not yet copied
     done = k
     acc = np.empty((2, n))
     nsb = (n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK
-    for s in range(k):
-        row = s if mults.shape[0] > 1 else 0
-        for sb in prange(nsb):
-            i0 = sb * SAMPLE_BLOCK
-            i1 = min(n, i0 + SAMPLE_BLOCK)
-            _outputs_range(A, B, y, q, m, i0, i1, acc, f)
-            for i in range(i0, i1):
-                mult = mults[row, i]
-                lp = logistic_dloss(mult * f[i]) * mult
-                lpm[i] = lp
-                lpy[i] = lp * y[i]
-        finite = True
-        for i in range(n):
-            if not math.isfinite(f[i]):
-                finite = False
-        if not finite:
-            done = s
-            break
+    # s = -1 only computes the inner products of the entry state (one _block_inner site keeps compiling short)
+    for s in range(-1, k):
+        if s >= 0:
+            row = s if mults.shape[0] > 1 else 0
+            for sb in prange(nsb):
+                i0 = sb * SAMPLE_BLOCK
+                i1 = min(n, i0 + SAMPLE_BLOCK)
+                _outputs_range(A, B, y, q, m, i0, i1, acc, f)
+                for i in range(i0, i1):
+                    mult = mults[row, i]
+                    lp = logistic_dloss(mult * f[i]) * mult
+                    lpm[i] = lp
+                    lpy[i] = lp * y[i]
+            finite = True
+            for i in range(n):
+                if not math.isfinite(f[i]):
+                    finite = False
+            if not finite:
+                done = s
+                break
+        g_src = gamma_new if s >= 0 else gamma
+        r_src = rho_new if s >= 0 else rho
         for blk in prange(nblocks):
             f0 = blk * FILTER_BLOCK
             f1 = min(f0 + FILTER_BLOCK, F)
             for fi in range(f0, f1):
+                if s < 0:
+                    break
                 sj = 1.0 if fi < m else -1.0
                 if pending:
                     gamma[fi] = gamma_new[fi]
@@ -288,9 +292,12 @@ def _advance(k, mults, q, m, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y,
                 gamma_new[fi] = gnew
                 cnt += 0 if math.isfinite(gnew) else 1
                 bad[fi] = cnt
-            # next step's inner products of this block (garbage if a value is non-finite; the step is then
-            # rejected below and A, B are recomputed by the caller)
-            _block_inner(blk, m, gamma_new, rho_new, P0, b0, Gn, cA, cB, A, B, nz)
+            # the inner products of this block's filters in the new state, which only their next updates read
+            # (garbage if a value is non-finite; the step is then rejected below and A, B are recomputed by the
+            # caller); for s = -1, of the entry state
+            _block_inner(blk, m, g_src, r_src, P0, b0, Gn, cA, cB, A, B, nz)
+        if s < 0:
+            continue
         pending = True
         nbad = 0
         for fi in range(F):
