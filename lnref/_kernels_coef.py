@@ -462,49 +462,46 @@ def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_s
     return count
 
 
-@njit(**{**_opts, "cache": CACHE})
-def gram_prepare(coords, e1, mu_norm, ZT, full, G, xi_sq, P0, b0, c, Gn, cA, cB):
-    """The coefficient engine's inputs from Gram-sampled coordinates, in one call (the sweep worker's fast path).
+def _gram_stats(coords, e1, mu_norm, ZT, full, G, xi_sq, P0, b0, c):
+    """Gram statistics from Gram-sampled coordinates (:func:`lnref.gram.stats_from_coordinates`).
 
-    The same operations as :func:`lnref.gram.stats_from_coordinates` followed by ``CoefficientEngine``'s
-    precomputation, so the same bits: full = cross(coords, coords) + outer(e1, e1) (ZT (r, k) = coords.T and
-    full (k, k) are work space), G = full[:n, :n], xi_sq = diag(G), P0 = full[n:, :n], c = ||mu|| e1[:n],
-    b0 = ||mu|| e1[n:], Gn = G / xi_sq[:, None], cA = c / ||mu||^2 (0 if mu = 0), cB = c / xi_sq.  Returns False,
-    before the last three, when a noise patch has ||xi_i||^2 <= 0 (CoefficientEngine refuses that data).
-    SPEC.md section 4.
+    full (k, k) = cross(coords, coords) + outer(e1, e1) (ZT (r, k) = coords.T is work space), G = full[:n, :n],
+    xi_sq = diag(G), P0 = full[n:, :n], c = ||mu|| e1[:n], b0 = ||mu|| e1[n:]; each entry of full a serial sum
+    in index order, as :func:`cross`.  SPEC.md section 4.
     """
     k, r = coords.shape
     n = G.shape[0]
-    F = k - n
-    for a in range(k):
-        for j in range(r):
+    for j in prange(r):
+        for a in range(k):
             ZT[j, a] = coords[a, j]
-    nzc = np.empty(r, dtype=np.int64)
-    for a in range(k):  # :func:`cross`, serially
+    for a in prange(k):
         for b in range(k):
             full[a, b] = 0.0
+        nzc = np.empty(r, dtype=np.int64)
         _chain_rows(full, a, coords, ZT, nzc, _gather_nonzero(coords[a], nzc), k, 0)
-    for a in range(k):
         for b in range(k):
             full[a, b] = full[a, b] + e1[a] * e1[b]
-    ok = True
     for i in range(n):
         for j in range(n):
             G[i, j] = full[i, j]
         xi_sq[i] = full[i, i]
         c[i] = mu_norm * e1[i]
-        if not xi_sq[i] > 0.0:
-            ok = False
-    for fi in range(F):
+    for fi in range(k - n):
         for j in range(n):
             P0[fi, j] = full[n + fi, j]
         b0[fi] = mu_norm * e1[n + fi]
-    if not ok:
-        return False
-    mu_sq = mu_norm * mu_norm
+
+
+gram_stats, gram_stats_serial = _both(_gram_stats)
+
+
+@njit(**{**_opts, "cache": CACHE})
+def engine_scalings(G, xi_sq, c, mu_sq, Gn, cA, cB):
+    """The coefficient engine's precomputed scalings (module docstring): Gn = G / xi_sq[:, None],
+    cA = c / ||mu||^2 (0 when mu = 0), cB = c / xi_sq.  SPEC.md section 4."""
+    n = G.shape[0]
     for i in range(n):
         for j in range(n):
             Gn[i, j] = G[i, j] / xi_sq[i]
         cA[i] = c[i] / mu_sq if mu_sq > 0.0 else 0.0
         cB[i] = c[i] / xi_sq[i]
-    return True

@@ -164,9 +164,10 @@ def _fused(cfg, metrics) -> bool:
 def _gram_final_run(cfg, metrics: tuple) -> FinalRun | None:
     """:func:`final_run` for Gram sampling, plain GD and rows logged at steps 0 and ``steps`` only, without the
     GramData and CoefficientEngine objects: the same draws (:func:`lnref.gram.gram_draws`,
-    :func:`lnref.gram.virtual_test_inputs`), the engine's inputs from one kernel
-    (:func:`lnref._kernels_coef.gram_prepare`), then the engine's own kernels.  None when the general path must
-    decide (a zero noise patch, or non-finite outputs or loss at step 0, where train stops before a step)."""
+    :func:`lnref.gram.virtual_test_inputs`), the kernels of :func:`lnref.gram.stats_from_coordinates` and of
+    CoefficientEngine (:func:`lnref._kernels_coef.gram_stats`, :func:`~lnref._kernels_coef.engine_scalings`),
+    then the engine's own kernels.  None when the general path must decide (a zero noise patch, or non-finite
+    outputs or loss at step 0, where train stops before a step)."""
     import numpy as np
 
     from . import _kernels_coef as KC
@@ -177,17 +178,19 @@ def _gram_final_run(cfg, metrics: tuple) -> FinalRun | None:
     n, m = cfg.n, cfg.m
     F, k, r = 2 * m, coords.shape[0], coords.shape[1]
     mu_norm, q = float(cfg.mu_norm), float(cfg.q)
+    mu_sq = mu_norm * mu_norm
+    # lnref.gram.stats_from_coordinates and CoefficientEngine's precomputation, with their kernels
     G, Gn, P0, A = np.empty((n, n)), np.empty((n, n)), np.empty((F, n)), np.empty((F, n))
     xi_sq, c, cA, cB, b0, B = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(F), np.empty(F)
-    if not KC.gram_prepare(coords, e1, mu_norm, np.empty((r, k)), np.empty((k, k)), G, xi_sq, P0, b0, c, Gn, cA,
-                           cB):
+    KC.gram_stats_serial(coords, e1, mu_norm, np.empty((r, k)), np.empty((k, k)), G, xi_sq, P0, b0, c)
+    if not np.all(xi_sq > 0.0):
         return None
+    KC.engine_scalings(G, xi_sq, c, mu_sq, Gn, cA, cB)
     gamma, rho, nz = np.zeros(F), np.zeros((F, n)), np.empty((F, n), dtype=np.int64)
     f0, f = np.empty(n), np.empty(n)
     KC.outputs_serial(gamma, rho, P0, b0, Gn, cA, cB, y, q, m, A, B, f0, nz)
     if not (np.all(np.isfinite(f0)) and math.isfinite(float(np.mean(sample_losses(y_obs * f0))))):
         return None
-    mu_sq = mu_norm * mu_norm
     done = KC.advance_serial(int(cfg.steps), y_obs.reshape(1, n), q, m, float(cfg.eta), mu_sq, xi_sq, P0, b0, Gn,
                              cA, cB, y, gamma, rho, np.empty(F), np.empty((F, n)), A, B, np.empty(n), np.empty(n),
                              np.zeros(F, dtype=np.int64), nz)

@@ -78,13 +78,9 @@ def _kernel(pair, work: float):
     return par if work >= PARALLEL_WORK and numba.get_num_threads() > 1 else ser
 
 
-def _cross(Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """(k, T) matrix of <Y[a], Z[t]> with a deterministic serial-sum kernel (no BLAS)."""
-    return _cross_t(Y, np.asarray(Z, dtype=np.float64).T)
-
-
 def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
-    """:func:`_cross` of Y and Z = ZT.T, given ZT (r, T)."""
+    """(k, T) matrix of <Y[a], Z[t]> for Z = ZT.T, given ZT (r, T), with a deterministic serial-sum kernel
+    (no BLAS)."""
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     ZT = np.ascontiguousarray(ZT, dtype=np.float64)
     out = np.empty((Y.shape[0], ZT.shape[1]))
@@ -210,11 +206,14 @@ def stats_from_coordinates(coords: np.ndarray, e1: np.ndarray, n: int, mu_norm: 
     -----
     <a, b> = <t_a, t_b> + a_1 b_1, <a, mu> = ||mu|| a_1 (mu = ||mu|| e_1), SPEC.md section 4.
     """
-    full = _cross(coords, coords)
-    full += np.multiply.outer(e1, e1)
-    G = np.ascontiguousarray(full[:n, :n])
-    return GramStats(mu_sq=float(mu_norm) * float(mu_norm), xi_sq=np.ascontiguousarray(np.diagonal(G)).copy(),
-                     G=G, c=mu_norm * e1[:n], P0=np.ascontiguousarray(full[n:, :n]), b0=mu_norm * e1[n:],
+    coords = np.ascontiguousarray(coords, dtype=np.float64)
+    e1 = np.ascontiguousarray(e1, dtype=np.float64)
+    k, r = coords.shape
+    full, G, xi_sq, P0, b0, c = np.empty((k, k)), np.empty((n, n)), np.empty(n), np.empty((k - n, n)), \
+        np.empty(k - n), np.empty(n)
+    _kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(coords, e1, float(mu_norm), np.empty((r, k)), full,
+                                                           G, xi_sq, P0, b0, c)
+    return GramStats(mu_sq=float(mu_norm) * float(mu_norm), xi_sq=xi_sq, G=G, c=c, P0=P0, b0=b0,
                      W0W0=np.ascontiguousarray(full[n:, n:]))
 
 

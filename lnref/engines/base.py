@@ -6,6 +6,23 @@ from typing import Protocol
 import numpy as np
 
 
+class CoefficientViews:
+    """``gamma`` (2, m) and ``rho`` (2, m, n) as views of an engine's flat state ``_gamma`` (2m,), ``_rho`` (2m, n)
+    (filters flattened as f = j_index * m + r); shared by both engines."""
+
+    m: int
+    _gamma: np.ndarray
+    _rho: np.ndarray
+
+    @property
+    def gamma(self) -> np.ndarray:
+        return self._gamma.reshape(2, self.m)
+
+    @property
+    def rho(self) -> np.ndarray:
+        return self._rho.reshape(2, self.m, -1)
+
+
 class Engine(Protocol):
     """One full-batch GD trajectory.
 

@@ -20,6 +20,7 @@ from ..data import Dataset, TestSet, init_weights, make_data
 from ..gram import GramData, GramStats, GramTestSet, _kernel, sample_gram
 from ..metrics import accuracy
 from ..model import check_weights
+from .base import CoefficientViews
 
 __all__ = ["CoefficientEngine", "prepare", "stats_from_data", "test_stats_from_data"]
 
@@ -99,7 +100,7 @@ def test_stats_from_data(test: TestSet, data: Dataset, W0: np.ndarray) -> GramTe
     return GramTestSet(Pt=Pt, Gt=Gt, ct=Ct[0].copy(), y=test.y, y_score=test.y_score, name=test.name)
 
 
-class CoefficientEngine:
+class CoefficientEngine(CoefficientViews):
     """Exact full-batch (label-noise) GD in coefficient space (SPEC.md section 4); the Engine protocol.
 
     Parameters
@@ -148,9 +149,9 @@ class CoefficientEngine:
         self.mu_sq = float(st.mu_sq)
         self.xi_sq = np.ascontiguousarray(st.xi_sq, dtype=np.float64)
         # precomputed scalings of SPEC.md section 4's inner products (see lnref._kernels_coef)
-        self.Gn = np.ascontiguousarray(st.G / self.xi_sq[:, None])
-        self.cA = st.c / self.mu_sq if self.mu_sq > 0.0 else np.zeros(n)
-        self.cB = np.ascontiguousarray(st.c / self.xi_sq)
+        self.Gn, self.cA, self.cB = np.empty((n, n)), np.empty(n), np.empty(n)
+        KC.engine_scalings(np.ascontiguousarray(st.G, dtype=np.float64), self.xi_sq,
+                           np.ascontiguousarray(st.c, dtype=np.float64), self.mu_sq, self.Gn, self.cA, self.cB)
         self.P0 = np.ascontiguousarray(st.P0, dtype=np.float64)
         self.b0 = np.ascontiguousarray(st.b0, dtype=np.float64)
         self._gamma = np.zeros(F)
@@ -170,14 +171,6 @@ class CoefficientEngine:
             self._prepared_test(data.test)
 
     has_weights = property(lambda self: self.W0 is not None)
-
-    @property
-    def gamma(self) -> np.ndarray:
-        return self._gamma.reshape(2, self.m)
-
-    @property
-    def rho(self) -> np.ndarray:
-        return self._rho.reshape(2, self.m, -1)
 
     def forward(self) -> np.ndarray:
         """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2 and 4)."""

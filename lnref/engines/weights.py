@@ -6,9 +6,10 @@ import numpy as np
 from .. import _kernels as K
 from ..data import Dataset, TestSet
 from ..metrics import accuracy
+from .base import CoefficientViews
 
 
-class WeightEngine:
+class WeightEngine(CoefficientViews):
     """Exact full-batch GD on W (2, m, d), with the coefficient recursions of SPEC.md section 4 alongside."""
 
     name = "weights"
@@ -41,14 +42,6 @@ class WeightEngine:
         self._dloss = np.empty(n)
         self._lpm = np.empty(n)
         self._test_cache: dict[int, np.ndarray] = {}
-
-    @property
-    def gamma(self) -> np.ndarray:
-        return self._gamma.reshape(2, self.m)
-
-    @property
-    def rho(self) -> np.ndarray:
-        return self._rho.reshape(2, self.m, -1)
 
     def weights(self) -> np.ndarray:
         return self.W.reshape(2, self.m, -1)
