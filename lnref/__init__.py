@@ -9,12 +9,12 @@ See SPEC.md (the mathematics) and the README.  Public API::
 __version__ = "0.1.0"
 
 from .config import Config, ConfigError
-from .data import Dataset, TestSet, init_weights, make_data, make_test
+from .data import Dataset, TestSet, init_bias, init_weights, make_data, make_test
 from .decomposition import decompose, reconstruct
 from .model import forward, gd_step, gradient, loss
 from .training import DivergedError, Result, train
 from .sweep import SweepResult, sweep  # the function; the module stays importable as lnref.sweep via sys.modules
 
-__all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "forward",
+__all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "init_bias", "forward",
            "loss", "gradient", "gd_step", "train", "Result", "DivergedError", "decompose", "reconstruct",
            "sweep", "SweepResult", "__version__"]

@@ -22,6 +22,8 @@ ALGORITHMS = ("gd", "label_noise_gd")
 TEST_DISTRIBUTIONS = ("iid", "spurious")
 ENGINES = ("weights", "coefficients")
 SAMPLINGS = ("explicit", "gram")
+INITS = ("gaussian", "torch")
+PATCH_REDUCTIONS = ("sum", "mean")
 
 
 class ConfigError(ValueError):
@@ -113,6 +115,18 @@ class Config:
         Exact GD on W (the ground truth) or in span coordinates (cost independent of d).
     sampling : {'explicit', 'gram'}
         Draw d-dimensional data, or only its Gram statistics (coefficient engine only).
+    bias : bool
+        A trainable bias b_{j,r} per filter, added to every patch's pre-activation: sigma(<w_{j,r}, x_p> + b_{j,r})
+        (SPEC.md section 7).  Default False (the paper's network).
+    init : {'gaussian', 'torch'}
+        Initial weights (and biases): every entry N(0, sigma0^2) (the paper), or PyTorch's default for a
+        Conv1d/Linear layer with fan_in = d, uniform on +-1/sqrt(d) (sigma0 is then unused).  Gaussian biases
+        start at 0.
+    patch_reduce : {'sum', 'mean'}
+        How the two patches are combined: summed (the paper) or averaged (code that averages the patches).
+    output_scale : float, optional
+        Second-layer weight: f = output_scale * c_p * sum_r sum_p [sigma(.)_{+1,r} - sigma(.)_{-1,r}], with c_p = 1
+        for 'sum' and 1/2 for 'mean'.  None (default) means 1/m, the paper's; 1 for code that sums the filters.
     """
 
     n: int = 200
@@ -140,6 +154,10 @@ class Config:
     test_flipped_labels: bool = False
     engine: str = "weights"
     sampling: str = "explicit"
+    bias: bool = False
+    init: str = "gaussian"
+    patch_reduce: str = "sum"
+    output_scale: float | None = None
 
     # default flip rate when neither tau nor tau_plus/tau_minus is given
     DEFAULT_TAU = 0.2
@@ -185,6 +203,14 @@ class Config:
         if not isinstance(self.test_flipped_labels, (bool, np.bool_)):
             raise ConfigError(f"test_flipped_labels={self.test_flipped_labels!r} is not allowed: use true or false")
         s(self, "test_flipped_labels", bool(self.test_flipped_labels))
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ConfigError(f"bias={self.bias!r} is not allowed: use true or false")
+        s(self, "bias", bool(self.bias))
+        s(self, "init", _check_choice("init", self.init, INITS))
+        s(self, "patch_reduce", _check_choice("patch_reduce", self.patch_reduce, PATCH_REDUCTIONS))
+        if self.output_scale is not None:
+            s(self, "output_scale", _check_float("output_scale", self.output_scale, low=0.0, low_open=True,
+                                                 allowed="> 0 (or None for 1/m)"))
         if self.noise == "orthogonal" and self.d < 2:
             raise ConfigError(f"d={self.d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
                               "coordinates orthogonal to mu, so every noise patch would be 0; use d >= 2 or "
@@ -198,6 +224,23 @@ class Config:
     def snr(self) -> float:
         """SNR = ||mu|| / (sigma_p sqrt(d)) (SPEC.md section 1)."""
         return self.mu_norm / (self.sigma_p * math.sqrt(self.d))
+
+    @property
+    def output_divisor(self) -> float:
+        """1 / (output_scale * c_p): what the summed activations are divided by to give f (SPEC.md section 7).
+
+        The paper's network (output_scale None = 1/m, patch sum) gives exactly float(m), so its outputs and
+        gradients are computed with the same roundings as a division by m.
+        """
+        cp_div = 2.0 if self.patch_reduce == "mean" else 1.0
+        if self.output_scale is None:
+            return float(self.m) * cp_div
+        return cp_div / self.output_scale
+
+    @property
+    def paper_network(self) -> bool:
+        """True for the paper's conventions (no bias, 1/m, patch sum); the initialisation law does not matter."""
+        return not self.bias and self.output_scale is None and self.patch_reduce == "sum"
 
     @property
     def has_label_noise(self) -> bool:
@@ -264,7 +307,7 @@ def _field_types() -> dict[str, type]:
     defaults = Config()
     for f in dataclasses.fields(Config):
         v = getattr(defaults, f.name)
-        if f.name in ("tau", "tau_plus", "tau_minus"):
+        if f.name in ("tau", "tau_plus", "tau_minus", "output_scale"):
             out[f.name] = float
         elif isinstance(v, bool):
             out[f.name] = bool

@@ -9,7 +9,9 @@ k     stream          draws, in this order
 0     data            ``b = integers(0, 2, n)``, y = 2b - 1; ``g = standard_normal((n, d))``,
                       xi = sigma_p * g (isotropic) or sigma_p * (g - (g.u) u^T), u = mu/||mu||, or e_1 if
                       mu = 0 (orthogonal; the projection is a fixed-order loop, exact for mu = c e_1)
-1     init            ``standard_normal((2, m, d)) * sigma0``; index 0 holds j = +1
+1     init            init='gaussian': ``standard_normal((2, m, d)) * sigma0``; index 0 holds j = +1; biases 0.
+                      init='torch': ``uniform(-a, a, (2, m, d))`` with a = 1/sqrt(d) (PyTorch's default
+                      Conv1d/Linear law, fan_in = d)
 2     label flips     independent: ``u = random(n)``, flip i iff u_i < tau_{y_i};
                       exact: for class +1 then -1, ``choice(idx, k, replace=False)`` over the class's
                       indices in increasing order, k = floor(tau * n_class + 1/2)
@@ -18,6 +20,7 @@ k     stream          draws, in this order
                       xi_test = xi[k] + sigma_zeta * (projected g), y_test = y[k];
                       then, if test_flipped_labels, ``u = random(n_test)`` flips as in stream 2
 4     label-noise GD  at each step t, ``u = random(n)``, eps_i = -1 iff u_i < p
+6     bias            (bias=True, init='torch' only) ``uniform(-a, a, (2, m))``, a = 1/sqrt(d); other cases: 0
 ====  ==============  ===========================================================================
 
 Other frameworks do not reproduce NumPy's streams: they load lnref's export.
@@ -32,9 +35,9 @@ import numpy as np
 from .config import Config, ConfigError
 from . import _kernels as K
 
-__all__ = ["Dataset", "TestSet", "make_data", "init_weights", "stream", "STREAMS"]
+__all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "STREAMS"]
 
-STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5}
+STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5, "bias": 6}
 
 
 def stream(seed: int, name: str) -> np.random.Generator:
@@ -265,8 +268,28 @@ def make_data(cfg: Config, mu: np.ndarray | None = None) -> Dataset:
 
 
 def init_weights(cfg: Config) -> np.ndarray:
-    """W0 with i.i.d. N(0, sigma0^2) entries, shape (2, m, d); index 0 holds j = +1 (SPEC.md section 2)."""
-    return stream(cfg.seed, "init").standard_normal((2, cfg.m, cfg.d)) * cfg.sigma0
+    """W0, shape (2, m, d); index 0 holds j = +1 (SPEC.md sections 2 and 7).
+
+    ``init='gaussian'``: i.i.d. N(0, sigma0^2) entries; ``init='torch'``: i.i.d. uniform on +-1/sqrt(d), PyTorch's
+    default for a Conv1d/Linear layer with fan_in = d.  Stream 1 of the data contract.
+    """
+    rng = stream(cfg.seed, "init")
+    if cfg.init == "torch":
+        a = 1.0 / math.sqrt(cfg.d)
+        return rng.uniform(-a, a, (2, cfg.m, cfg.d))
+    return rng.standard_normal((2, cfg.m, cfg.d)) * cfg.sigma0
+
+
+def init_bias(cfg: Config) -> np.ndarray:
+    """b0, shape (2, m); index 0 holds j = +1 (SPEC.md section 7).
+
+    Zeros unless ``bias=True`` and ``init='torch'``: then i.i.d. uniform on +-1/sqrt(d) (PyTorch's default bias law
+    for fan_in = d), drawn from its own stream 6, so turning the bias on changes neither the data nor W0.
+    """
+    if cfg.bias and cfg.init == "torch":
+        a = 1.0 / math.sqrt(cfg.d)
+        return stream(cfg.seed, "bias").uniform(-a, a, (2, cfg.m))
+    return np.zeros((2, cfg.m))
 
 
 def label_noise_signs(rng: np.random.Generator, shape, p: float) -> np.ndarray:

@@ -164,6 +164,8 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
     t_start = time.perf_counter()
+    if not cfg.paper_network:
+        raise ConfigError("bias, patch_reduce='mean' and output_scale are not implemented by the engines yet")
     if cfg.engine == "coefficients":
         from .engines.coefficients import prepare  # validates, and draws Gram statistics if asked
         with num_threads(threads):  # Gram sampling runs kernels too
