@@ -273,6 +273,8 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
 
         t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row)
         t_train = time.perf_counter() - t0 - timer["log"]
+    from ._equations import mark_warm
+    mark_warm(cfg.engine)  # this process compiled (or loaded) the engine's kernels: later processes load them
     history = {k: v[:li].copy() for k, v in hist.items()}
     history["step"] = history["step"].astype(np.int64)
     trace = {k: v[:li].copy() for k, v in trace.items()}
