@@ -6,7 +6,7 @@ See SPEC.md (the mathematics) and the README.  Public API::
     data = lnref.make_data(cfg); W0 = lnref.init_weights(cfg)
     res = lnref.train(cfg, data, W0)      # res.W, res.gamma, res.rho, res.history
 """
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version source: setup.cfg reads it (version = attr: lnref.__version__)
 
 from .config import Config, ConfigError
 from .data import Dataset, TestSet, init_bias, init_weights, make_data, make_test
