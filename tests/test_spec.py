@@ -36,11 +36,6 @@ SCANNED = [ROOT / "README.md"] + [p for top in ("lnref", "tests", "bench") for p
                                   if p.suffix in (".py", ".md", ".txt", ".toml", ".cfg")]
 NOT_SCANNED = {ROOT / "lnref" / "SPEC.md", Path(__file__).resolve()}
 
-# Names SPEC.md uses for code that lands with the lead's merge of issues 10 and 11 (the one-kernel-per-equation
-# module, the re-export of spec_path).  Until then the name check reports them as an expected failure; once they
-# import, they are checked like every other name.  Empty this tuple after the merge.
-PENDING_MERGE = ("lnref._equations.", "lnref.spec_path")
-
 
 # ------------------------------------------------------------------------------------------------ parsing
 def headings(text: str) -> dict[int, str]:
@@ -233,17 +228,10 @@ def _lnref_names() -> list[str]:
 
 
 def test_every_lnref_name_in_spec_imports():
-    names = [n for n in _lnref_names() if not n.startswith(PENDING_MERGE)]
+    names = list(_lnref_names())
     assert len(names) >= 10
     missing = [n for n in names if not _resolve(n)]
     assert not missing, f"SPEC.md names code that does not exist: {missing}"
-
-
-def test_names_pending_the_merge_import():
-    pending = [n for n in _lnref_names() if n.startswith(PENDING_MERGE)]
-    missing = [n for n in pending if not _resolve(n)]
-    if missing:
-        pytest.xfail(f"not merged yet (issues 10, 11): {missing}; once they exist, empty PENDING_MERGE")
 
 
 def test_resolver_can_fail():
