@@ -13,7 +13,7 @@ from .data import Dataset, TestSet, init_weights, make_data, make_test
 from .decomposition import decompose, reconstruct
 from .model import forward, gd_step, gradient, loss
 from .training import DivergedError, Result, train
-from .sweep import SweepResult, sweep  # the function; the module stays importable as lnref.sweep via sys.modules
+from .sweeps import SweepResult, sweep  # the function; the package is lnref.sweeps
 
 __all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "forward",
            "loss", "gradient", "gd_step", "train", "Result", "DivergedError", "decompose", "reconstruct",

@@ -11,7 +11,7 @@ import pytest
 
 import lnref
 from lnref.cli import main
-from lnref.sweep import SerialExecutor, cell_seed, parse_grid_item, process_executor, sweep
+from lnref.sweeps import SerialExecutor, cell_seed, parse_grid_item, process_executor, sweep
 
 # tiny runs: compile cost dominates, so every executor runs the same 8 jobs
 BASE = lnref.Config(n=8, d=30, m=2, steps=12, n_test=40, eta=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.15, seed=7)
