@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,19 +24,23 @@ __all__ = ["main", "add_config_arguments", "config_from_args", "read_toml", "Pro
 # Modules that add subcommands: each defines ``register(subparsers)`` and sets ``func(args) -> int``.
 COMMAND_MODULES: list[str] = ["lnref.sweeps.cli", "lnref.reproduce.cli", "lnref.oracle_cli"]
 
-# The Python API's words -> the command line's (errors raised by the API are reworded by main()).
-_API_TO_CLI = (("resume=True", "--resume"), ("force=True", "--force"), ("replicates=", "--replicates "),
-               ("batch_size=", "--batch-size "), ("checkpoint_every=", "--checkpoint-every "),
-               ("threads=", "--threads "), ("out=", "--out "))
+# The Python API's keyword arguments -> the command line's flags (errors raised by the API are reworded by main()).
+_API_TO_CLI = {"resume": "--resume", "force": "--force", "replicates": "--replicates", "batch_size": "--batch-size",
+               "checkpoint_every": "--checkpoint-every", "threads": "--threads", "out": "--out",
+               "workers": "--workers"}
+_API_WORD = re.compile(r"(?<![\w.\-'\[])(" + "|".join(_API_TO_CLI) + r")=(True\b)?(\S?)")
 
 
 def to_cli_words(message: str) -> str:
-    """An API error message with the API's keyword arguments replaced by the command line's flags."""
-    for api, cli in _API_TO_CLI:
-        message = message.replace(f"({api}", f"({cli}").replace(f" {api}", f" {cli}").replace(f"`{api}", f"`{cli}")
-        if message.startswith(api):
-            message = cli + message[len(api):]
-    return message
+    """An API error message with the API's keyword arguments (``resume=True``, ``replicates=5``) replaced by the
+    command line's flags (``--resume``, ``--replicates 5``)."""
+    def sub(m: re.Match) -> str:
+        flag = _API_TO_CLI[m.group(1)]
+        if m.group(2):  # resume=True -> --resume
+            return flag + m.group(3)
+        nxt = m.group(3)
+        return flag + (f" {nxt}" if nxt and nxt not in " ,;:)" else nxt)
+    return _API_WORD.sub(sub, message)
 
 
 def check_threads(threads: int | None) -> None:

@@ -20,21 +20,34 @@ __all__ = ["add_config_arguments", "config_from_args", "read_toml", "Progress", 
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with "did you mean" for mistyped flags (``--stpes`` -> ``--steps``)."""
+    """argparse with "did you mean" for mistyped flags (``--stpes`` -> ``--steps``), judged against the options
+    of the subcommand given."""
 
-    def error(self, message: str):  # noqa: D401 - argparse's hook
-        if "unrecognized arguments:" in message:
-            words = message.split("unrecognized arguments:", 1)[1].split()
-            options = _all_option_strings(self)
-            hints = []
-            for w in words:
-                if w.startswith("-"):
-                    best = suggest(w.split("=", 1)[0], options)
-                    if best:
-                        hints.append(f"{w.split('=', 1)[0]} -> did you mean {best[0]}?")
-            if hints:
-                message = f"{message} ({'; '.join(hints)})"
-        super().error(message)
+    def parse_args(self, args=None, namespace=None):  # noqa: D102 - argparse's API
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            command = getattr(ns, "command", None)
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                    parser = action.choices[command]
+            parser.error(_unrecognized(extras, parser))
+        return ns
+
+
+def _unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    options = _all_option_strings(parser)
+    hints = []
+    for w in extras:
+        if w.startswith("--"):
+            flag = w.split("=", 1)[0]
+            best = [b for b in suggest(flag, options) if b != flag]
+            if best:
+                hints.append(f"{flag}: did you mean {best[0]}?")
+            elif flag in options:
+                hints.append(f"{flag} was given where it does not belong")
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    return f"{message} ({'; '.join(hints)})" if hints else message
 
 
 def _all_option_strings(parser: argparse.ArgumentParser) -> list[str]:

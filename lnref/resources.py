@@ -132,17 +132,23 @@ def available_memory() -> int | None:
         return None
 
 
+def _num(v: int) -> str:
+    return str(v) if v < 10**12 else f"{float(v):.3g}"
+
+
 def _knobs(cfg: Config, est: MemoryEstimate) -> str:
     big = est.largest()
+    if cfg.n > 10**8 or cfg.n_test > 10**9 or cfg.m > 10**8:
+        return f"use a smaller --n (now {_num(cfg.n)}), --n-test (now {_num(cfg.n_test)}) or --m (now {_num(cfg.m)})"
     if big == "history and trace":
         return ("log fewer steps (--log-every 0 --log-points 100, or a larger --log-every; now log_every="
                 f"{cfg.log_every}, log_points={cfg.log_points})")
     if big.startswith("data") or big.startswith("weights"):
         return ("use --engine coefficients --sampling gram (no d-dimensional arrays; cost independent of d), "
-                f"or a smaller --d (now {cfg.d}) / --n-test (now {cfg.n_test})")
+                f"or a smaller --d (now {_num(cfg.d)}) / --n-test (now {_num(cfg.n_test)})")
     if big.startswith("Gram") or big.startswith("coefficients"):
-        return f"use a smaller --n (now {cfg.n}), --n-test (now {cfg.n_test}) or --m (now {cfg.m})"
-    return f"make the run smaller (--n {cfg.n}, --d {cfg.d}, --m {cfg.m})"
+        return f"use a smaller --n (now {_num(cfg.n)}), --n-test (now {_num(cfg.n_test)}) or --m (now {_num(cfg.m)})"
+    return f"make the run smaller (--n {_num(cfg.n)}, --d {_num(cfg.d)}, --m {_num(cfg.m)})"
 
 
 def check_run_memory(cfg: Config, keep_rho: bool = True, available: int | None = None) -> MemoryEstimate:

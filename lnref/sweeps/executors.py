@@ -52,11 +52,34 @@ def _watch_parent(parent: int) -> None:
             os._exit(3)  # the sweep process is gone: do not finish its queue
 
 
-def watched_init_worker(threads: int = 1, parent: int | None = None) -> None:
+def _set_parent_death_signal() -> None:
+    """Linux: have the kernel send SIGKILL to this process when its parent dies (even inside a long kernel)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def watched_init_worker(threads: int = 1, parent: int | None = None, death_signal: bool = False) -> None:
     """Pool initializer: :func:`lnref._sweep_worker.init_worker`, plus a daemon thread that ends this worker
-    when its parent process ``parent`` dies."""
+    when its parent process ``parent`` dies (checked every WATCH_SECONDS, between kernel calls) and, with
+    ``death_signal`` on Linux, the kernel's parent-death signal (which also stops a worker inside a kernel).
+
+    ``death_signal`` is only safe when the pool's processes are started by the main thread of the parent (Linux
+    sends the signal when the *thread* that started the process ends).
+    """
     init_worker(threads)
     if parent is not None:
+        if death_signal:
+            _set_parent_death_signal()
+        if os.getppid() != parent:
+            os._exit(3)
         threading.Thread(target=_watch_parent, args=(int(parent),), name="lnref-parent-watch", daemon=True).start()
 
 
@@ -85,7 +108,8 @@ def process_executor(workers: int | None = None) -> cf.Executor:
               file=sys.stderr, flush=True)
         return SerialExecutor()
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=watched_init_worker, initargs=(1, os.getpid()))
+                                  initializer=watched_init_worker,
+                                  initargs=(1, os.getpid(), threading.current_thread() is threading.main_thread()))
 
 
 def dask_executor(address: str | None, local_workers: int | None):
