@@ -252,7 +252,8 @@ def sha256(a: np.ndarray) -> str:
 
 
 def save_npz(path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> None:
-    """Save arrays plus a ``__meta__`` JSON string (schema, versions, dtype/shape/SHA-256 per array), atomically."""
+    """Save arrays plus a ``__meta__`` JSON string (schema, versions, dtype/shape/SHA-256 per array) and the
+    SHA-256 of that string (``__meta_sha256__``), atomically."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype == object:
@@ -260,8 +261,10 @@ def save_npz(path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | N
     info = {"schema": NPZ_SCHEMA, "versions": versions(), **(meta or {}),
             "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": sha256(v)}
                        for k, v in arrays.items()}}
+    text = json.dumps(info, default=_json_default)
     buf = _io.BytesIO()
-    np.savez(buf, __meta__=np.array(json.dumps(info, default=_json_default)), **arrays)
+    np.savez(buf, __meta__=np.array(text), __meta_sha256__=np.array(hashlib.sha256(text.encode()).hexdigest()),
+             **arrays)
     with atomic_write(path, "wb") as fh:
         fh.write(buf.getvalue())
 
@@ -281,8 +284,12 @@ def load_npz(path, verify: bool = True, what: str = ".npz file") -> tuple[dict[s
     raw = read_bytes_checked(path, what)
     try:
         with np.load(_io.BytesIO(raw), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files if k != "__meta__"}
-            meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
+            arrays = {k: z[k] for k in z.files if k not in ("__meta__", "__meta_sha256__")}
+            text = str(z["__meta__"]) if "__meta__" in z.files else "{}"
+            meta_sha = str(z["__meta_sha256__"]) if "__meta_sha256__" in z.files else None
+        if meta_sha is not None and hashlib.sha256(text.encode()).hexdigest() != meta_sha:
+            raise DamagedFileError(f"{path}: its metadata does not match its SHA-256 (file corrupted or edited)")
+        meta = json.loads(text)
     except InputError:
         raise
     except LOAD_ERRORS as exc:
@@ -293,6 +300,11 @@ def load_npz(path, verify: bool = True, what: str = ".npz file") -> tuple[dict[s
     if not isinstance(meta, dict) or not isinstance(meta.get("arrays", {}), dict):
         raise InputError(f"{what} {path}: its metadata is not a JSON object with an 'arrays' table")
     if verify:
+        if "arrays" in meta:
+            unlisted = sorted(set(arrays) - set(meta["arrays"]))
+            if unlisted:
+                raise DamagedFileError(f"{path}: array(s) {', '.join(map(repr, unlisted))} are not listed (with their "
+                                       "SHA-256) in the metadata: the file was edited after it was written")
         for k, info in meta.get("arrays", {}).items():
             if k not in arrays:
                 raise DamagedFileError(f"{path}: array {k!r} listed in the metadata is missing")
