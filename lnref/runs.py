@@ -387,18 +387,24 @@ class RunFolder:
         """Put the finished run in place (an atomic swap for ``force``) and return ``out``."""
         assert self.path is not None
         if self.path != self.out:
+            new = self.path
+            if _renameat2_exchange(new, self.out):  # one atomic step: `out` is the old run, then the new one
+                self.path = self.out
+                shutil.rmtree(new, ignore_errors=True)  # (now the old run)
+                return self.out
             old = self.out.absolute().parent / f".{self.out.name}.lnref-old-{os.getpid()}-{time.time_ns()}"
             try:
-                if _renameat2_exchange(self.path, self.out):
-                    os.replace(self.path, old)  # self.path now names the old run
-                else:
-                    os.replace(self.out, old)
-                    os.replace(self.path, self.out)
+                os.replace(self.out, old)
             except OSError as exc:
-                raise OutputError(f"cannot move the new run into {self.out}: {describe_os_error(exc)}; it is "
-                                  f"complete in {self.path}") from None
-            shutil.rmtree(old, ignore_errors=True)
+                raise OutputError(f"cannot move the old run out of {self.out}: {describe_os_error(exc)}") from None
+            try:
+                os.replace(new, self.out)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.replace(old, self.out)
+                raise OutputError(f"cannot move the new run into {self.out}: {describe_os_error(exc)}") from None
             self.path = self.out
+            shutil.rmtree(old, ignore_errors=True)
         return self.out
 
     def abort(self, keep_checkpoint: bool = False) -> str:
