@@ -28,7 +28,8 @@ import numpy as np
 from .config import ConfigError
 
 __all__ = ["atomic_write", "write_text", "write_json", "save_npz", "load_npz", "versions", "prepare_out_dir",
-           "OutputError", "InputError", "DamagedFileError", "read_bytes_checked", "read_json", "read_toml", "decode_text",
+           "OutputError", "InputError", "DamagedFileError", "read_bytes_checked", "read_json", "read_toml",
+           "decode_text",
            "LOAD_ERRORS", "describe_os_error", "file_mode", "dir_mode"]
 
 NPZ_SCHEMA = 1

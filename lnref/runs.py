@@ -227,7 +227,8 @@ def check_train_options(resume: Any = None, checkpoint_every: Any = 0, on_checkp
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ConfigError(f"resume[{key!r}]={_short(v)} is not allowed: a step count, an integer >= 0")
         if not isinstance(resume["config"], Mapping):
-            raise ConfigError(f"resume['config'] must be a dict of Config fields, got {type(resume['config']).__name__}")
+            raise ConfigError("resume['config'] must be a dict of Config fields, got "
+                              f"{type(resume['config']).__name__}")
         for key in ("gamma", "rho"):
             if not isinstance(resume[key], np.ndarray) or resume[key].dtype != np.float64:
                 raise ConfigError(f"resume[{key!r}] must be a float64 array, got {_short(resume[key])}")

@@ -40,8 +40,8 @@ _names = st.sampled_from(sorted(FIELD_TYPES) + ["stpes", "learning_rate", "confi
 _scalars = st.one_of(st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
                      st.booleans(), st.text(string.ascii_letters + "_ ", max_size=12),
                      st.sampled_from(["gd", "label_noise_gd", "weights", "coefficients", "gram", "iid", "exact"]))
-_field_values = st.one_of(_scalars, st.lists(_scalars, max_size=3), st.dictionaries(st.sampled_from(["a", "n"]), _scalars,
-                                                                              max_size=2))
+_field_values = st.one_of(_scalars, st.lists(_scalars, max_size=3),
+                          st.dictionaries(st.sampled_from(["a", "n"]), _scalars, max_size=2))
 
 
 def _toml_value(v) -> str:
