@@ -168,10 +168,10 @@ def check_sweep_memory(cells: list[Config], replicates: int, workers: int, colum
     limit = available_memory() if available is None else available
     if limit is not None and est.total > limit:
         if est.largest() == "rows and jobs":
-            knob = "fewer replicates (--replicates) or a coarser grid"
+            knob = "fewer replicates= or a coarser grid"
         else:
-            knob = ("fewer workers (--workers), --engine coefficients --sampling gram, or smaller cells in the "
-                    "grid")
+            knob = ("fewer workers, the coefficient engine with Gram sampling (engine='coefficients', "
+                    "sampling='gram'), or smaller cells in the grid")
         raise ResourceError(f"this sweep needs about {format_bytes(est.total)} of memory ({est.describe()}) and "
                             f"{format_bytes(limit)} is available; use {knob}")
     return est
