@@ -293,11 +293,12 @@ def load_npz(path, verify: bool = True, what: str = ".npz file") -> tuple[dict[s
         meta = json.loads(text)
     except InputError:
         raise
-    except LOAD_ERRORS as exc:
-        raise InputError(f"{what} {path} is not a readable lnref .npz file ({_short(exc)}); it is damaged or "
-                         "not written by lnref") from None
     except RecursionError:
         raise InputError(f"{what} {path} has metadata nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - the bytes are in memory: whatever parsing them raises is damage
+        # (LOAD_ERRORS, and e.g. tokenize.TokenError / SyntaxError from a damaged .npy header)
+        raise InputError(f"{what} {path} is not a readable lnref .npz file ({_short(exc)}); it is damaged or "
+                         "not written by lnref") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("arrays", {}), dict):
         raise InputError(f"{what} {path}: its metadata is not a JSON object with an 'arrays' table")
     if verify:

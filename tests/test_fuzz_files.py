@@ -277,3 +277,12 @@ def test_cli_reports_damaged_inputs_with_exit_2(originals, tmp_path, capsys):
     _one_clean_line(err, "sweep")
     assert "sweep.csv" in err
     assert _files(sweep_dir) == before
+
+
+def test_damaged_npy_header_is_an_input_error(originals, tmp_path):
+    """Found by the fuzzer: zeroed bytes in an array's .npy header made NumPy raise tokenize.TokenError."""
+    raw = bytearray((originals["root"] / "data.npz").read_bytes())
+    raw[71:73] = b"\x00\x00"
+    (tmp_path / "data.npz").write_bytes(bytes(raw))
+    with pytest.raises(lnref.ConfigError, match="data.npz"):
+        lnref.Dataset.load(tmp_path / "data.npz")
