@@ -138,7 +138,7 @@ def read_tidy(path: Path, columns: list[str], sid: str) -> TidyRead:
         header = None
     if header != expected:
         raise InputError(f"{path}: its columns {header} differ from this sweep's {expected}; resume only with "
-                         "the same grid and metrics, or start afresh with --force (force=True)")
+                         "the same grid and metrics, or start afresh with force=True")
     for line in lines[1:]:
         body, _, check = line.rpartition(",")
         if f"{zlib.crc32(body.encode()):08x}" != check:
@@ -171,4 +171,4 @@ def check_meta(old: Mapping[str, Any], now: Mapping[str, Any], path: Path) -> No
     for key in ("base_config", "grid", "replicates", "metrics"):
         if old.get(key) != now[key]:
             raise OutputError(f"{path}: its {key} differs from this sweep's; resume only the same sweep, or start "
-                              "afresh in another folder (or overwrite with force)")
+                              "afresh in another folder (or overwrite with force=True)")
