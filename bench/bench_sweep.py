@@ -86,7 +86,10 @@ import sys, time
 import lnref
 from lnref.reproduce.heatmaps import kou_base
 from lnref._sweep_worker import run_batch
-from lnref.sweeps import DEFAULT_METRICS
+try:
+    from lnref.sweeps import DEFAULT_METRICS
+except ImportError:  # a revision before the lnref.sweeps package
+    from lnref.sweep import DEFAULT_METRICS
 runs = int(sys.argv[1])
 base = kou_base(seed=2023).to_dict()
 jobs = [(i, 0, (round(0.1 + 0.1 * (i % 99), 1), 100 + 10 * ((7 * i) % 100)), 1000 + i) for i in range(runs)]
