@@ -10,7 +10,7 @@ import pytest
 from lnref.reproduce import Context, load_all, run_reproduction
 from lnref.reproduce.heatmaps import (cao_base, fit_boundary_constant, huang_base, kou_base, kou_grid,
                                       switch_points)
-from lnref.sweep import SerialExecutor, sweep
+from lnref.sweeps import SerialExecutor, sweep
 
 
 def test_registered():

@@ -117,13 +117,13 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _executor(ctx: Context, runs: int):
-    from ..sweep import SerialExecutor, process_executor
+    from ..sweeps import SerialExecutor, process_executor
     # a process pool pays a numba compile per worker: only worth it for many runs
     return SerialExecutor() if ctx.quick or runs < 200 else process_executor()
 
 
 def _run_sweep(ctx: Context, prefix: str, base: Config, grid: dict, replicates: int):
-    from ..sweep import sweep
+    from ..sweeps import sweep
     runs = replicates * int(np.prod([len(v) for v in grid.values()]))
     ctx.log(f"{prefix}: {runs} runs ({' x '.join(f'{len(v)} {k}' for k, v in grid.items())} x {replicates} "
             f"replicates)")
@@ -149,7 +149,7 @@ def _figure(ctx: Context, name: str, panels: list[tuple[str, Any, np.ndarray, Ca
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from ..sweep import _edges
+    from ..sweeps.results import cell_edges as _edges
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
     for ax, (title, (xs, ys), z, boundary, blabel) in zip(axes[0], panels):
         xs, ys = np.asarray(xs, float), np.asarray(ys, float)
