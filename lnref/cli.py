@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._suggest import did_you_mean, suggest
-from .cliargs import ArgumentParser, Progress, add_config_arguments, config_from_args, read_toml
+from .cliargs import ArgumentParser, Progress, add_config_arguments, compile_notice, config_from_args, read_toml
 from .config import FIELD_TYPES, ConfigError
 
 __all__ = ["main", "add_config_arguments", "config_from_args", "read_toml", "Progress", "suggest",
@@ -81,6 +81,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # 2. the run: written into the folder, marked complete last (meta.json)
     out = folder.start()
+    if not args.quiet:
+        compile_notice(cfg.engine)
     prog = None if args.quiet else Progress(f"lnref run ({cfg.engine}, {cfg.algorithm})")
     t0 = time.perf_counter()
     try:
@@ -128,6 +130,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from ._equations import CACHE, cache_dir, clear_cache
+    if args.action == "clear":
+        removed = clear_cache()
+        print(f"removed {len(removed)} folder(s) of compiled kernels under {cache_dir().parent}"
+              if removed else f"no compiled kernels under {cache_dir().parent}")
+    else:
+        print(f"{cache_dir()}{'' if CACHE else '  (caching is off: LNREF_CACHE=0)'}")
+    return 0
+
+
 def _plot_history(result, out: Path) -> None:
     """``history.png`` in the run folder when matplotlib and ``lnref.plotting.plot_history`` are available."""
     try:
@@ -164,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out from its checkpoint.npz (config from config.json)")
     run.set_defaults(func=_cmd_run)
+    cache = sub.add_parser("cache", help="where lnref keeps its compiled kernels; clear them",
+                           description="numba kernels are compiled once per install and kept in a per-user folder "
+                                       "($XDG_CACHE_HOME/lnref or ~/.cache/lnref; LNREF_CACHE_DIR moves it, "
+                                       "LNREF_CACHE=0 turns caching off). Deleting it is always safe.")
+    cache.add_argument("action", choices=("dir", "clear"), help="dir: print the folder; clear: delete it")
+    cache.set_defaults(func=_cmd_cache)
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)
     return parser

@@ -137,19 +137,48 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 class Progress:
-    """Progress lines on stderr, at most one per ``every`` seconds (and the last)."""
+    """Progress lines on stderr for long runs: at most one per ``every`` seconds, none in the first ``after``
+    seconds, and none for a run that finishes within them.
 
-    def __init__(self, label: str, every: float = 1.0, stream=None):
-        self.label, self.every, self.stream = label, every, stream or sys.stderr
+    The rate behind "left ~" is measured from the first call (the first logged step, after the kernels are
+    compiled or loaded), so the estimate excludes compile time, and it is shown only once a step beyond that first
+    one has been timed.
+    """
+
+    def __init__(self, label: str, every: float = 1.0, stream=None, after: float = 2.0):
+        self.label, self.every, self.after, self.stream = label, every, after, stream or sys.stderr
         self.t0 = time.perf_counter()
         self.last = -1e9
+        self.first: tuple[int, float] | None = None  # (step, time) of the first call
+        self.shown = False
 
     def __call__(self, done: int, total: int, extra: str = "") -> None:
         now = time.perf_counter()
-        if done < total and now - self.last < self.every:
-            return
-        self.last = now
+        if self.first is None:
+            self.first = (done, now)
         el = now - self.t0
-        eta = el / done * (total - done) if done else float("nan")
-        print(f"{self.label}: {done}/{total}  elapsed {el:.1f}s  left ~{eta:.1f}s {extra}", file=self.stream,
+        if el < self.after or (done < total and now - self.last < self.every):
+            return
+        if done >= total and not self.shown:
+            return  # nothing was shown while it ran: the summary line says the rest
+        d0, t_first = self.first
+        if done > d0 and done < total:
+            left = f"left ~{(now - t_first) / (done - d0) * (total - done):.0f}s"
+        elif done >= total:
+            left = "done"
+        else:
+            left = "left: measuring"
+        self.last = now
+        self.shown = True
+        print(f"{self.label}: {done}/{total}  elapsed {el:.1f}s  {left} {extra}".rstrip(), file=self.stream,
               flush=True)
+
+
+def compile_notice(engine: str, stream=None) -> None:
+    """One line on stderr when the kernels of ``engine`` are not in the disk cache yet (they compile now)."""
+    from ._equations import CACHE, cache_dir, kernels_warm
+    if kernels_warm(engine):
+        return
+    where = f"; cached in {cache_dir().parent}" if CACHE else " (LNREF_CACHE=0: in every process)"
+    print(f"lnref: compiling the {engine} engine's numba kernels, once per install: about 20-60 s{where}",
+          file=stream or sys.stderr, flush=True)

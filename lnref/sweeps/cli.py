@@ -55,6 +55,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     else:
         executor = process_executor()
         close = executor.shutdown
+    if not args.quiet:
+        from ..cliargs import compile_notice
+        compile_notice(base.engine)
     try:
         res = sweep(base, grid, replicates=args.replicates, executor=executor, out=args.out, resume=args.resume,
                     batch_size=args.batch_size, progress=None if args.quiet else True, force=args.force)
