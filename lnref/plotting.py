@@ -263,13 +263,14 @@ def huang_figure(histories: Mapping[str, Mapping[str, np.ndarray]], ratio_key: s
         if "label_noise_loss" in h and "label-noise" in label:
             axes[1].plot(t, h["label_noise_loss"], color=color, ls="--", label=f"{label}: flipped labels (mean)")
         axes[2].plot(t, h["test_acc"], color=color, label=label)
-    for (label, v), ls in zip((loss_levels or {}).items(), (":", "-.", "--")):
-        axes[1].axhline(v, color="0.35", ls=ls, lw=1, label=f"{label} = {v:.3f}")
+    for (label, v), (ls, col) in zip((loss_levels or {}).items(),
+                                     ((":", "tab:purple"), (":", "0.3"), ("-.", "0.3"), ("--", "0.5"))):
+        axes[1].axhline(v, color=col, ls=ls, lw=1.2, label=f"{label} = {v:.3g}")
     axes[0].set_title("noise memorisation / signal learning", fontsize=_FONT + 2)
     axes[0].set_ylabel(r"$\mathrm{max}_{i,j,r}\,\bar\rho_{j,r,i}\;/\;\mathrm{max}_{j,r}\,\gamma_{j,r}$")
     axes[0].set_yscale("log")
     axes[1].set_title("training loss", fontsize=_FONT + 2)
-    axes[1].set_ylabel(r"$\frac{1}{n}\sum_i \ell(\cdot)$ (log scale)")
+    axes[1].set_ylabel("mean logistic loss over the n samples (log scale)")
     axes[1].set_yscale("log")
     axes[2].set_title("test accuracy (iid)", fontsize=_FONT + 2)
     axes[2].set_ylabel("test accuracy")
@@ -383,7 +384,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         ax.plot(t, _positive(h["loss_clean"]), color="tab:blue", label="clean samples")
         ax.plot(t, _positive(h["loss_noisy"]), color="tab:red", label="mislabelled samples")
     ax.set_yscale("log")
-    ax.set_ylabel(r"training loss $\frac{1}{n}\sum_i \ell(\tilde y_i f_i)$ (log scale)")
+    ax.set_ylabel("mean logistic loss (log scale)")
     ax.set_title("training loss (observed labels)", fontsize=_FONT + 2, pad=16)
     ax = axes[1]
     _accuracies(ax, h)
