@@ -148,30 +148,26 @@ def _write_histories(ctx: Context, runs: dict, prefix: str) -> None:
 SOURCE = "Han et al. 2025 (ICML), Section 4 and Figure 1; SPEC.md section 6"
 
 
-@register("han2025", "Han et al. 2025: two stages of GD under label noise (Figure 1)", default_seeds=5,
-          quick_seeds=3)
-def run_han2025(ctx: Context) -> list[Check]:
-    """Han et al. (2025), Figure 1: with label noise (tau > 0) GD first fits the clean samples while every
-    mislabelled sample is still predicted as its true label (Stage I, up to T1), then memorises the noise of
-    the mislabelled samples until they are fitted too (Stage II, up to T2); without label noise (tau = 0) there
-    is one stage.  The config (Han's regime n SNR^2 = Theta(1), lnref.reproduce.han2025) is printed below as
-    it was run; the figure shows seed 0."""
-    base, runs = _runs(ctx, (TAU, 0.0), spurious=False)
-    _write_histories(ctx, runs, "metrics")
-    seeds = range(ctx.seeds)
-    noisy = [runs[(TAU, s)] for s in seeds]
-    clean_runs = [runs[(0.0, s)] for s in seeds]
-    t_th = theory_t1(base)
-    summary = {"config": base.to_dict(), "engine": base.engine, "theory_t1": t_th,
-               "stages": {f"tau{tau:g}_seed{s}": st.summary() for (tau, s), (_, st) in runs.items()}}
-    write_json(ctx.path("stages.json"), summary)
-    ctx.notes.append(f"Authors' code: {AUTHORS_CODE['han2025']}")
+def han_checks(base: Config, noisy: list, clean_runs: list) -> list[Check]:
+    """The report rows of ``han2025`` from logged histories, one entry per seed.
 
+    Parameters
+    ----------
+    base : Config          the config (n, m, eta, sigma_p, d, steps give the theory scale and the last step)
+    noisy : list of (history, Stages)        the runs with label noise (tau > 0), one per seed
+    clean_runs : list of (history, Stages)   the runs without label noise (tau = 0), one per seed
+
+    Returns
+    -------
+    list of Check, judged seed by seed (:func:`lnref.reproduce.common.seed_check`).  Pure: tests feed it
+    synthetic histories that violate a criterion.
+    """
+    t_th = theory_t1(base)
     checks: list[Check] = []
     t1s = [st.t1 for _, st in noisy]
     starts = [st.stage2_start for _, st in noisy]
     t2s = [st.t2 for _, st in noisy]
-    steps_logged = noisy[0][0].history["step"]
+    steps_logged = noisy[0][0]["step"]
     t_near = int(steps_logged[int(np.argmin(np.abs(steps_logged - t_th)))])
     in_stage1 = [t1 is not None and t1 <= t_near and (s2 is None or t_near < s2) for t1, s2 in zip(t1s, starts)]
     checks.append(seed_check(
@@ -193,9 +189,9 @@ def run_han2025(ctx: Context) -> list[Check]:
         "first mislabelled fit", tolerance="none (all of them)",
         per_seed=[t is not None and a is not None and t >= a for t, a in zip(t2s, starts)],
         measured=f"T2 = {fmt_mean_se(t2s)}; final fraction of mislabelled fitted "
-        f"{fmt_mean_se([float(r.history['train_acc_noisy'][-1]) for r, _ in noisy])}"))
-    g_t1 = [_at(r.history, "gamma_max", st.t1) for r, st in noisy]
-    r_t1 = [_at(r.history, "rho_bar_max_noisy", st.t1) for r, st in noisy]
+        f"{fmt_mean_se([float(h['train_acc_noisy'][-1]) for h, _ in noisy])}"))
+    g_t1 = [_at(h, "gamma_max", st.t1) for h, st in noisy]
+    r_t1 = [_at(h, "rho_bar_max_noisy", st.t1) for h, st in noisy]
     ratio = [g / r if r > 0 else (math.inf if g > 0 else math.nan) for g, r in zip(g_t1, r_t1)]
     checks.append(seed_check(
         "Han 2025, at T1 the signal exceeds every mislabelled sample's memorised noise",
@@ -203,23 +199,23 @@ def run_han2025(ctx: Context) -> list[Check]:
         tolerance=f"a margin of {100 * (SIGNAL_GAP - 1):.0f}%", per_seed=[x >= SIGNAL_GAP for x in ratio],
         measured=f"max gamma {fmt_mean_se(g_t1)}; max rho_bar (mislabelled) {fmt_mean_se(r_t1)}; "
         f"ratio {fmt_mean_se(ratio)}"))
-    test_t1 = [1 - _at(r.history, "test_acc", st.t1) for r, st in noisy]
+    test_t1 = [1 - _at(h, "test_acc", st.t1) for h, st in noisy]
     checks.append(seed_check(
         "Han 2025, the test error at T1 is small", source=SOURCE,
         criterion=f"iid test error at T1 < tau/2 = {TAU / 2:g}", tolerance=f"tau/2 = {TAU / 2:g}",
         per_seed=[e < TAU / 2 for e in test_t1], measured=f"iid test error at T1 {fmt_mean_se(test_t1)}"))
     stay, falls, keep, loss_ratio, g_ratio = [], [], [], [], []
-    for r, st in noisy:
+    for h, st in noisy:
         if st.t1 is None:
             stay.append(False), falls.append(False), keep.append(False)
             loss_ratio.append(math.nan), g_ratio.append(math.nan)
             continue
-        after = r.history["step"] >= st.t1
+        after = h["step"] >= st.t1
         stay.append(bool(np.all(st.clean_fitted[after] == st.n_clean)))
-        loss = r.history["loss"][after]
+        loss = h["loss"][after]
         loss_ratio.append(float(loss[-1] / loss[0]))
         falls.append(bool(np.all(np.diff(loss) < 0)) and loss[-1] <= LOSS_DROP * loss[0])
-        g = r.history["gamma_max"][after]
+        g = h["gamma_max"][after]
         g_ratio.append(float(g.min() / g[0]))
         keep.append(bool(np.all(g >= GAMMA_KEEP * g[0])))
     checks.append(seed_check(
@@ -231,15 +227,15 @@ def run_han2025(ctx: Context) -> list[Check]:
         criterion=f"loss strictly decreasing over the logged steps >= T1 and final loss <= {LOSS_DROP:g} x loss "
         "at T1", tolerance=f"factor {LOSS_DROP:g}", per_seed=falls,
         measured=f"final / T1 loss {fmt_mean_se(loss_ratio)}; final loss "
-        f"{fmt_mean_se([float(r.history['loss'][-1]) for r, _ in noisy])}"))
+        f"{fmt_mean_se([float(h['loss'][-1]) for h, _ in noisy])}"))
     checks.append(seed_check(
         "Han 2025, Stage II: the signal may shrink but is not lost", source=SOURCE,
         criterion=f"max_{{j,r}} gamma at every logged step >= T1 is >= {GAMMA_KEEP:g} x its value at T1",
         tolerance=f"factor {GAMMA_KEEP:g}", per_seed=keep,
         measured=f"min over steps >= T1 of max gamma, over its value at T1: {fmt_mean_se(g_ratio)}"))
     ones = [st.t1 is not None and st.n_noisy == 0 and st.stage2_start is None for _, st in clean_runs]
-    mono = [bool(np.all(np.diff(r.history["gamma_min"]) >= 0)) for r, _ in clean_runs]
-    acc0 = [float(r.history["test_acc"][-1]) for r, _ in clean_runs]
+    mono = [bool(np.all(np.diff(h["gamma_min"]) >= 0)) for h, _ in clean_runs]
+    acc0 = [float(h["test_acc"][-1]) for h, _ in clean_runs]
     checks.append(seed_check(
         "Han 2025, without label noise (tau = 0): one stage; every sample gets fitted, the signal never "
         "decreases and the network generalises", source=SOURCE + "; identity 4 of SPEC.md section 5",
@@ -248,6 +244,30 @@ def run_han2025(ctx: Context) -> list[Check]:
         per_seed=[a and b and c >= CLEAN_ACC for a, b, c in zip(ones, mono, acc0)],
         measured=f"all fitted at step {fmt_mean_se([st.t1 for _, st in clean_runs])}; min gamma non-decreasing "
         f"in {sum(mono)} of {len(mono)} seeds; final iid test accuracy {fmt_mean_se(acc0)}"))
+
+    return checks
+
+
+@register("han2025", "Han et al. 2025: two stages of GD under label noise (Figure 1)", default_seeds=5,
+          quick_seeds=3)
+def run_han2025(ctx: Context) -> list[Check]:
+    """Han et al. (2025), Figure 1: with label noise (tau > 0) GD first fits the clean samples while every
+    mislabelled sample is still predicted as its true label (Stage I, up to T1), then memorises the noise of
+    the mislabelled samples until they are fitted too (Stage II, up to T2); without label noise (tau = 0) there
+    is one stage.  The config (Han's regime n SNR^2 = Theta(1), lnref.reproduce.han2025) is printed below as
+    it was run; the figure shows seed 0."""
+    base, runs = _runs(ctx, (TAU, 0.0), spurious=False)
+    _write_histories(ctx, runs, "metrics")
+    seeds = range(ctx.seeds)
+    noisy = [runs[(TAU, s)] for s in seeds]
+    clean_runs = [runs[(0.0, s)] for s in seeds]
+    t_th = theory_t1(base)
+    summary = {"config": base.to_dict(), "engine": base.engine, "theory_t1": t_th,
+               "stages": {f"tau{tau:g}_seed{s}": st.summary() for (tau, s), (_, st) in runs.items()}}
+    write_json(ctx.path("stages.json"), summary)
+    ctx.notes.append(f"Authors' code: {AUTHORS_CODE['han2025']}")
+
+    checks = han_checks(base, [(r.history, st) for r, st in noisy], [(r.history, st) for r, st in clean_runs])
 
     if have_matplotlib():
         from ..plotting import han_figure

@@ -101,49 +101,27 @@ def stationary_losses(p: float) -> tuple[float, float, float]:
     return m, math.log1p(math.exp(-m)), -(1 - p) * math.log(1 - p) - p * math.log(p)
 
 
-@register("huang2025", "Huang et al. 2025: label-noise GD vs plain GD (squared ReLU, low SNR)", default_seeds=5,
-          quick_seeds=3)
-def run_huang2025(ctx: Context) -> list[Check]:
-    """Huang et al. (2025), Section 5 and Figure 2: with the squared ReLU and SNR = O(n^{-1/2}), plain GD
-    memorises the noise and its test error stays high (Theorem 3.2), while label-noise GD (flip probability p
-    drawn afresh at every step, Algorithm 1) keeps noise memorisation bounded, keeps a training loss of constant
-    order and its test accuracy climbs (Theorem 3.3).  Same data and initial weights for both algorithms in each
-    seed; the config is printed below as run; the figure shows seed 0."""
-    engine = choose_engine()
-    base = default_config(ctx.quick, engine=engine)
-    ctx.log(f"huang2025: engine={engine}, n={base.n}, d={base.d}, m={base.m}, steps={base.steps}, "
-            f"n SNR^2={base.n * base.snr ** 2:.3g}, seeds={ctx.seeds}")
-    runs: dict[tuple[str, int], dict] = {}
-    for seed in range(ctx.seeds):
-        cfg0 = base.replace(seed=seed)
-        data, W0 = make_data(cfg0), init_weights(cfg0)
-        for alg in ("gd", "label_noise_gd"):
-            cfg = cfg0.replace(algorithm=alg)
-            res = train(cfg, data, W0, threads=ctx.threads, keep_rho=False)
-            ctx.ran(res.config)
-            h = dict(res.history)
-            h["memorisation_ratio"] = memorisation_ratio(h)
-            h["label_noise_loss"] = label_noise_loss(res.trace["margin"], base.p)
-            h["rho_bar_max"] = np.fmax(h["rho_bar_max_clean"], h["rho_bar_max_noisy"])
-            runs[(alg, seed)] = h
-            write_text(ctx.path(f"metrics_{alg}_seed{seed}.csv"), metrics_csv(h))
-            ctx.log(f"  seed {seed} {alg}: final test acc {h['test_acc'][-1]:.3f}, ratio "
-                    f"{h['memorisation_ratio'][-1]:.3g} ({res.timings['train']:.1f}s)")
+def _last(hs, key):
+    return [float(h[key][-1]) for h in hs]
 
-    seeds = range(ctx.seeds)
-    gd = [runs[("gd", s)] for s in seeds]
-    ln = [runs[("label_noise_gd", s)] for s in seeds]
 
-    def last(hs, key):
-        return [float(h[key][-1]) for h in hs]
+def huang_checks(base: Config, gd: list, ln: list) -> list[Check]:
+    """The report rows of ``huang2025`` from logged histories, one per seed.
+
+    Parameters
+    ----------
+    base : Config    the config run (steps, p)
+    gd, ln : lists of history dicts (plain GD, label-noise GD), one per seed, each with the columns of
+        ``Result.history`` plus ``memorisation_ratio``, ``rho_bar_max`` and ``label_noise_loss`` (L,)
+
+    Returns
+    -------
+    list of Check judged seed by seed.  Pure: tests feed it synthetic histories that violate a criterion.
+    """
+    last = _last
 
     def second_half_mean(hs, key):
         return [float(np.mean(h[key][h["step"] >= base.steps / 2])) for h in hs]
-
-    summary = {"config": base.to_dict(), "engine": engine, "final": {
-        alg: {k: last(hs, k) for k in ("test_acc", "loss", "label_noise_loss", "memorisation_ratio", "rho_bar_max",
-                                       "gamma_max")} for alg, hs in (("gd", gd), ("label_noise_gd", ln))}}
-    write_json(ctx.path("summary_huang2025.json"), summary)
 
     checks = []
     r_gd, r_ln = last(gd, "memorisation_ratio"), last(ln, "memorisation_ratio")
@@ -197,6 +175,53 @@ def run_huang2025(ctx: Context) -> list[Check]:
         per_seed=[abs(v - PAPER_LOSS) <= PAPER_TOL for v in exp],
         measured=f"flipped-label loss {fmt_mean_se(exp)}; observed-label loss {fmt_mean_se(obs)}; stationary "
         f"point of LN-GD: {l_exp:.3f} and {l_obs:.3f} (see Notes)"))
+
+    return checks
+
+
+@register("huang2025", "Huang et al. 2025: label-noise GD vs plain GD (squared ReLU, low SNR)", default_seeds=5,
+          quick_seeds=3)
+def run_huang2025(ctx: Context) -> list[Check]:
+    """Huang et al. (2025), Section 5 and Figure 2: with the squared ReLU and SNR = O(n^{-1/2}), plain GD
+    memorises the noise and its test error stays high (Theorem 3.2), while label-noise GD (flip probability p
+    drawn afresh at every step, Algorithm 1) keeps noise memorisation bounded, keeps a training loss of constant
+    order and its test accuracy climbs (Theorem 3.3).  Same data and initial weights for both algorithms in each
+    seed; the config is printed below as run; the figure shows seed 0."""
+    engine = choose_engine()
+    base = default_config(ctx.quick, engine=engine)
+    ctx.log(f"huang2025: engine={engine}, n={base.n}, d={base.d}, m={base.m}, steps={base.steps}, "
+            f"n SNR^2={base.n * base.snr ** 2:.3g}, seeds={ctx.seeds}")
+    runs: dict[tuple[str, int], dict] = {}
+    for seed in range(ctx.seeds):
+        cfg0 = base.replace(seed=seed)
+        data, W0 = make_data(cfg0), init_weights(cfg0)
+        for alg in ("gd", "label_noise_gd"):
+            cfg = cfg0.replace(algorithm=alg)
+            res = train(cfg, data, W0, threads=ctx.threads, keep_rho=False)
+            ctx.ran(res.config)
+            h = dict(res.history)
+            h["memorisation_ratio"] = memorisation_ratio(h)
+            h["label_noise_loss"] = label_noise_loss(res.trace["margin"], base.p)
+            h["rho_bar_max"] = np.fmax(h["rho_bar_max_clean"], h["rho_bar_max_noisy"])
+            runs[(alg, seed)] = h
+            write_text(ctx.path(f"metrics_{alg}_seed{seed}.csv"), metrics_csv(h))
+            ctx.log(f"  seed {seed} {alg}: final test acc {h['test_acc'][-1]:.3f}, ratio "
+                    f"{h['memorisation_ratio'][-1]:.3g} ({res.timings['train']:.1f}s)")
+
+    seeds = range(ctx.seeds)
+    gd = [runs[("gd", s)] for s in seeds]
+    ln = [runs[("label_noise_gd", s)] for s in seeds]
+
+    summary = {"config": base.to_dict(), "engine": engine, "final": {
+        alg: {k: _last(hs, k) for k in ("test_acc", "loss", "label_noise_loss", "memorisation_ratio", "rho_bar_max",
+                                       "gamma_max")} for alg, hs in (("gd", gd), ("label_noise_gd", ln))}}
+    write_json(ctx.path("summary_huang2025.json"), summary)
+
+    checks = huang_checks(base, gd, ln)
+    fin = _last(ln, "test_acc")
+    obs = [float(np.mean(h["loss"][h["step"] >= base.steps / 2])) for h in ln]
+    exp = [float(np.mean(h["label_noise_loss"][h["step"] >= base.steps / 2])) for h in ln]
+    m_star, l_obs, l_exp = stationary_losses(base.p)
 
     ctx.notes.append(
         f"Authors' code: {AUTHORS_CODE['huang2025']}  lnref's reading: the network of their Section 2 "
