@@ -254,7 +254,7 @@ def run_huang2025(ctx: Context) -> list[Check]:
         from ..plotting import huang_figure
         fig = huang_figure({"plain GD": runs[("gd", 0)],
                             f"label-noise GD ($p$ = {base.p:g})": runs[("label_noise_gd", 0)]},
-                           loss_levels={"Huang et al. (Section 5): 'oscillates around 0.5'": PAPER_LOSS,
+                           loss_levels={"Huang et al., Section 5: LN-GD's loss 'oscillates around'": PAPER_LOSS,
                                         "flipped-label loss at LN-GD's stationary point, $H(p)$": l_exp,
                                         "observed-label loss there, $\\ell(m^*)$": l_obs})
         save_figure(fig, ctx, "huang2025.png")
