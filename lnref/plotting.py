@@ -362,7 +362,8 @@ def plot_history(result: Any, path: str | Path | None = None):
     Returns
     -------
     matplotlib.figure.Figure
-        Left: training loss overall and over clean / mislabelled samples (log scale).  Middle: training accuracy
+        Left: training loss on the observed labels, overall and over clean / mislabelled samples, and for
+        label-noise GD the flipped-label loss averaged over the flips (log scale).  Middle: training accuracy
         w.r.t. the observed labels (all, clean, mislabelled) and test accuracy.  Right: max_{j,r} gamma against
         max_{i,j,r} rho_bar over clean and over mislabelled samples (log scale).  With mislabelled samples and
         a detectable Stage I, the stages are shaded and named in every panel.
@@ -383,9 +384,16 @@ def plot_history(result: Any, path: str | Path | None = None):
     if _has(h, "loss_clean") and _has(h, "loss_noisy"):
         ax.plot(t, _positive(h["loss_clean"]), color="tab:blue", label="clean samples")
         ax.plot(t, _positive(h["loss_noisy"]), color="tab:red", label="mislabelled samples")
+    if cfg is not None and cfg.algorithm == "label_noise_gd" and "margin" in getattr(result, "trace", {}):
+        from .metrics import sample_losses
+        mg = np.ascontiguousarray(result.trace["margin"], dtype=np.float64)
+        flipped = ((1 - cfg.p) * sample_losses(mg.ravel()) + cfg.p * sample_losses(-mg.ravel())).reshape(
+            mg.shape).mean(axis=1)
+        ax.plot(t, flipped, color="tab:purple", ls="--",
+                label=rf"flipped labels, mean over the flips ($p$ = {cfg.p:g})")
     ax.set_yscale("log")
     ax.set_ylabel("mean logistic loss (log scale)")
-    ax.set_title("training loss (observed labels)", fontsize=_FONT + 2, pad=16)
+    ax.set_title("training loss", fontsize=_FONT + 2, pad=16)
     ax = axes[1]
     _accuracies(ax, h)
     ax.set_title("accuracy", fontsize=_FONT + 2, pad=16)

@@ -38,10 +38,14 @@ def test_plot_history_writes_a_png_with_labelled_panels_and_named_stages(noisy_r
 
 
 def test_plot_history_without_label_noise_has_no_stages(tmp_path):
-    res = lnref.train(lnref.Config(n=20, d=100, m=3, steps=20, tau=0.0, n_test=0), threads=1)
+    res = lnref.train(lnref.Config(n=20, d=100, m=3, steps=20, tau=0.0, n_test=0, algorithm="label_noise_gd"),
+                      threads=1)
     fig = plot_history(res)
     assert not [t for ax in fig.axes for t in ax.texts]
     assert not [ln for ax in fig.axes for ln in ax.get_lines() if "T1" in str(ln.get_label())]
+    # label-noise GD: the flipped-label loss (mean over the flips) is drawn next to the observed-label loss
+    flipped = [ln for ln in fig.axes[0].get_lines() if str(ln.get_label()).startswith("flipped labels")]
+    assert len(flipped) == 1 and flipped[0].get_ydata()[-1] > res.history["loss"][-1]    # fitted: l(-m) > l(m)
     plt.close(fig)
 
 

@@ -246,7 +246,7 @@ def run_huang2025(ctx: Context) -> list[Check]:
             "**Test accuracy at full size.**  Label-noise GD's test accuracy is still climbing at the last step "
             f"({fmt_mean_se(fin)} here): its signal grows at the rate eta ||mu||^2/m per step (Huang's Lemma 4.5 "
             f"has exp(eta ||mu||^2 (t - T1)/(16 m))), = {base.eta * base.mu_norm ** 2 / base.m:.3g} here; the "
-            "quick config (m = 10) doubles it and reaches about 0.99 within 600 steps.  Huang et al. state that "
+            "quick config (m = 10) doubles it and reaches 0.96 +- 0.03 (3 seeds) by step 600.  Huang et al. state that "
             "the test accuracy 'steadily improves', not its final value; their Theorem 3.3 bound "
             f"2 exp(-C d/n^2) is not informative at d/n^2 = {base.d / base.n ** 2:.3g}.")
 
