@@ -11,7 +11,6 @@ as that reproduction's output, so running the same reproduction again replaces i
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from .common import (AUTHORS_CODE, Check, Context, REPRODUCTIONS, fmt_mean_se, register, run_reproduction,
                      seed_check)
@@ -26,6 +25,5 @@ _MODULES = ("han2025", "huang2025", "heatmaps")
 
 def load_all() -> dict:
     for mod in _MODULES:
-        if importlib.util.find_spec(f"{__name__}.{mod}") is not None:
-            importlib.import_module(f"{__name__}.{mod}")
+        importlib.import_module(f"{__name__}.{mod}")
     return REPRODUCTIONS

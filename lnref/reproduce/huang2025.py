@@ -37,7 +37,7 @@ from ..metrics import sample_losses
 from ..runs import metrics_csv
 from ..training import train
 from .common import AUTHORS_CODE, Check, Context, fmt_mean_se, have_matplotlib, register, save_figure, seed_check
-from .han2025 import choose_engine
+from .han2025 import ENGINE
 
 __all__ = ["default_config", "memorisation_ratio", "label_noise_loss", "stationary_losses"]
 
@@ -187,7 +187,7 @@ def run_huang2025(ctx: Context) -> list[Check]:
     drawn afresh at every step, Algorithm 1) keeps noise memorisation bounded, keeps a training loss of constant
     order and its test accuracy climbs (Theorem 3.3).  Same data and initial weights for both algorithms in each
     seed; the config is printed below as run; the figure shows seed 0."""
-    engine = choose_engine()
+    engine = ENGINE
     base = default_config(ctx.quick, engine=engine)
     ctx.log(f"huang2025: engine={engine}, n={base.n}, d={base.d}, m={base.m}, steps={base.steps}, "
             f"n SNR^2={base.n * base.snr ** 2:.3g}, seeds={ctx.seeds}")
