@@ -414,10 +414,12 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     """All arrays of a .npz (no pickles), or FixtureError naming the file and the problem."""
     path = check_regular_file(path, what)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as fh:
+            z = np.load(fh, allow_pickle=False)
             if not hasattr(z, "files"):
                 raise ValueError("it holds a single array, not a .npz archive")
-            return {k: z[k] for k in z.files}
+            with z:
+                return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeError, zipfile.LargeZipFile,
             RuntimeError) as exc:
         raise FixtureError(f"{what} {path} is damaged or not a .npz of plain arrays ({type(exc).__name__}: "
