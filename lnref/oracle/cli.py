@@ -94,7 +94,8 @@ def export_fixture(cfg, checkpoints, out: Path, force: bool, tier: str = "both",
                 f"{fx.spread[k, 1]:.1e} relative, lnref's NumPy replay by {fx.spread[k, 0]:.1e}), so two correct "
                 f"implementations can disagree there by more than the tier allows. Use --steps {max(last, 1)} "
                 f"or less (it judges up to step {last}), or a smaller --eta (now {cfg.eta:g})"
-                + ("" if tier != "both" else ", or --tier float64 if only float64 implementations are checked"))
+                + (", or --tier float64 if only float64 implementations are checked"
+                   if tier == "both" and tol.name == "float32" else ""))
     save_fixture(fx, out, force=force)
     return fx
 
