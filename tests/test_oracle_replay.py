@@ -77,3 +77,30 @@ def test_float32_replay_and_divergence_are_quiet():
         warnings.simplefilter("error")
         run = simulate(big, [1, 5, 12], Variant(grad_scale=-1.0))
     assert np.all(np.isnan(run[12]))
+
+
+def test_replay_covers_the_conv1d_conventions():
+    """A Conv1d-style model (bias initialised at b0, mean over patches, output scale 1) written in plain NumPy
+    follows the replay's base variant; the paper's convention is the default base."""
+    fx = make_fixture(CFG, [0, 6], measure=False)
+    d = fx.data
+    rng = np.random.default_rng(0)
+    b0 = rng.normal(0, 0.01, (2, 3))
+    base = Variant(bias=True, patch_reduce="mean", output_scale=1.0)
+    P = Problem(d.mu, d.xi, d.y, d.y_obs, fx.W0, 1.0, 0.1, None, b0, base)
+    assert Problem.of(fx).base == EXACT
+    W, b = fx.W0.copy(), b0.copy()
+    s = np.array([1.0, -1.0])
+    for _ in range(6):
+        z1 = np.einsum("jrd,d->jr", W, d.mu)[:, :, None] * d.y + b[:, :, None]
+        z2 = np.einsum("jrd,nd->jrn", W, d.xi) + b[:, :, None]
+        f = np.einsum("j,jrn->n", s, (np.maximum(z1, 0) + np.maximum(z2, 0)) / 2)
+        g = -d.y_obs / (1 + np.exp(d.y_obs * f)) / d.n                      # dL/df_i
+        c = s[:, None, None] * g / 2
+        a1, a2 = c * (z1 > 0), c * (z2 > 0)
+        gW = np.einsum("jrn,n->jr", a1, d.y)[:, :, None] * d.mu + np.einsum("jrn,nd->jrd", a2, d.xi)
+        gb = a1.sum(-1) + a2.sum(-1)
+        W, b = W - 0.1 * gW, b - 0.1 * gb
+    run = simulate(P, [6], base)[6]
+    assert np.max(np.abs(run - W)) <= 1e-14 * np.max(np.abs(W))
+    assert np.max(np.abs(simulate(P, [6], EXACT)[6] - W)) > 1e-6 * np.max(np.abs(W))

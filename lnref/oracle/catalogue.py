@@ -73,14 +73,18 @@ class Mistake:
 
 
 def _v(**kw) -> Callable[[object], Variant]:
-    return lambda fx: Variant(**kw)
+    """The variant with switches ``kw`` on top of the fixture's conventions (its problem's base variant)."""
+    def make(fx) -> Variant:
+        from .replay import Problem
+        return replace(Problem.of(fx).base, **kw)
+    return make
 
 
 CATALOGUE: list[Mistake] = [
     Mistake("missing_1_over_m",
             "the factor 1/m of the gradient is missing: their gradient is m = {m} times lnref's (SPEC.md section 3: "
             "grad = (1/(n m)) sum_i ...; section 2: F_j = (1/m) sum_r ...)",
-            lambda fx: Variant(grad_scale=float(fx.m)), needs=("m>1",)),
+            lambda fx: replace(_v()(fx), grad_scale=float(fx.m)), needs=("m>1",)),
     Mistake("model_missing_1_over_m",
             "the second layer is +-1 instead of +-1/m (F_j summed over the m filters instead of averaged; SPEC.md "
             "section 2: F_j = (1/m) sum_r ...), so outputs and gradients are about m = {m} times too large",
@@ -194,7 +198,16 @@ def applicable(fx, scope: str) -> list[Mistake]:
     q = float(fx.config.q)
     conds = {"q1": q == 1.0, "q>1": q > 1.0, "int_q": q.is_integer(), "eps": fx.eps is not None,
              "noisy": bool(np.any(fx.data.y != fx.data.y_obs)), "m>1": fx.m > 1, "n>1": fx.n > 1}
-    return [e for e in CATALOGUE if scope in e.scopes and all(conds[c] for c in e.needs)]
+    from .replay import Problem
+    base = Problem.of(fx).base
+    out = []
+    for e in CATALOGUE:
+        if scope not in e.scopes or not all(conds[c] for c in e.needs):
+            continue
+        if e.variant is not None and e.fit is None and e.transform is None and e.variant(fx) == base:
+            continue                                  # the fixture's own convention is not a mistake
+        out.append(e)
+    return out
 
 
 def mistake_text(e: Mistake, fx, value: float | None = None) -> str:

@@ -22,7 +22,7 @@ from ..config import Config, ConfigError
 from ..model import gd_step, loss as model_loss
 from .catalogue import Mistake, applicable, with_value
 from .fixtures import Fixture, load_fixture, make_fixture
-from .replay import EXACT, Problem, gradient as replay_gradient, simulate
+from .replay import Problem, gradient as replay_gradient, simulate
 from .report import (CheckpointError, Judge, Report, coefficients, decomposable, describe_matches, findings,
                      maxabs, not_in_catalogue, rel)
 from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
@@ -226,7 +226,7 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
 
     def predict32(k: int):
         t = int(fx.steps[k])
-        return replay_gradient(fx.W[k].astype(np.float32), P, P.labels(t), EXACT)[0].astype(np.float64)
+        return replay_gradient(fx.W[k].astype(np.float32), P, P.labels(t), P.base)[0].astype(np.float64)
 
     rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32)
     if not rep.passed and "relu_derivative_one_at_zero" not in rep.mistakes and fx.config.q == 1.0 \
@@ -273,7 +273,7 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
 
     def predict32(k: int):
         t = int(fx.steps[k])
-        return simulate(P, [t + 1], EXACT, dtype=np.float32, W0=fx.W[k], t0=t)[t + 1].astype(np.float64) - fx.W[k]
+        return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t)[t + 1].astype(np.float64) - fx.W[k]
 
     return _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32)
 
@@ -471,7 +471,7 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
         elif e.transform == "shift1":
             out = [fx.W[j] - fx.config.eta * fx.grad[j] for j in idx]
         elif e.transform == "reshape_import":
-            run = simulate(P, steps, EXACT, W0=_reshape_import(fx.W0))
+            run = simulate(P, steps, P.base, W0=_reshape_import(fx.W0))
             out = [run[s] for s in steps]
         else:
             v = e.variant(fx) if value is None else with_value(e, fx, value)
@@ -497,7 +497,7 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
                                  "it): start from the fixture's W0 (array 'W0')")
         return
     if work <= REPLAY_BUDGET:
-        run32 = simulate(P, steps, EXACT, dtype=np.float32)
+        run32 = simulate(P, steps, P.base, dtype=np.float32)
         hint = _float32_hint(Ws, [fx.W[j] for j in idx], [run32[s].astype(np.float64) for s in steps], scales,
                              steps, all(dt == "float32" for dt in dtypes))
         if hint:

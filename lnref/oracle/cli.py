@@ -63,7 +63,7 @@ def _last_judgeable(fx, tiers) -> int:
     grid = np.unique(np.concatenate([np.arange(0, min(T, 400) + 1),
                                      np.round(np.geomspace(1, max(T, 1), 200)).astype(int)]))
     P = Problem.of(fx)
-    ref = simulate(P, grid)
+    ref = simulate(P, grid, P.base)
     sp = measure_spread(P, grid, np.stack([ref[int(t)] for t in grid]))
     last = 0
     for k, t in enumerate(grid):

@@ -244,7 +244,9 @@ def measure_spread(problem: Problem, steps: Sequence[int], reference: np.ndarray
     steps = [int(t) for t in steps]
     rng = np.random.default_rng(12345)
     W0p = problem.W0 * (1.0 + PERTURBATION * rng.choice([-1.0, 1.0], problem.W0.shape))
-    runs = (simulate(problem, steps), simulate(problem, steps, W0=W0p), simulate(problem, steps, dtype=np.float32))
+    v = problem.base
+    runs = (simulate(problem, steps, v), simulate(problem, steps, v, W0=W0p),
+            simulate(problem, steps, v, dtype=np.float32))
     out = np.empty((len(steps), 3))
     for k, t in enumerate(steps):
         scale = float(np.max(np.abs(reference[k]))) or 1.0

@@ -49,7 +49,10 @@ class Variant:
     Model: ``output_scale`` (None: the paper's 1/m; 1.0: second layer +-1), ``patch_reduce`` ('sum' or 'mean'
     over the two patches), ``orientation`` (+1: f = F_{+1} - F_{-1}; -1: flipped), ``signal_label`` ('true' or
     'observed' label in the signal patch), ``noise_times_y`` (the noise patch is y_i xi_i), ``bias`` (a trained
-    bias per filter, initialised at ``b0``), ``dsigma_at_zero``, ``dsigma_clamp``.
+    bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one), ``dsigma_at_zero``,
+    ``dsigma_clamp``.  With ``output_scale``, ``patch_reduce`` and ``bias`` the replay also covers the common
+    conventions (a Conv1d-style model: f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1
+    or 1/2), so a problem can carry them as its ``base`` variant.
     Loss: ``loss`` ('logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01': log(1 + e^{-t f}) with t in {0, 1};
     'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or 'sum' over samples).
     Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient).
@@ -102,12 +105,22 @@ class Problem:
     q: float
     eta: float
     eps: np.ndarray | None = None
+    b0: np.ndarray | None = None
+    base: Variant = EXACT
 
     @classmethod
     def of(cls, fx) -> "Problem":
-        """The problem of a :class:`lnref.oracle.fixtures.Fixture`."""
-        d = fx.data
-        return cls(d.mu, d.xi, d.y, d.y_obs, fx.W0, float(fx.config.q), float(fx.config.eta), fx.eps)
+        """The problem of a :class:`lnref.oracle.fixtures.Fixture`, with the conventions its config carries.
+
+        The conventions (``bias``, ``patch_reduce``, ``output_scale`` Config fields and a ``b0`` fixture array)
+        are read when present; a config without them is the paper's convention (SPEC.md section 2).
+        """
+        d, cfg = fx.data, fx.config
+        base = Variant(output_scale=getattr(cfg, "output_scale", None),
+                       patch_reduce=getattr(cfg, "patch_reduce", "sum"), bias=bool(getattr(cfg, "bias", False)))
+        b0 = getattr(fx, "b0", None)
+        return cls(d.mu, d.xi, d.y, d.y_obs, fx.W0, float(cfg.q), float(cfg.eta), fx.eps,
+                   None if b0 is None else np.asarray(b0, dtype=np.float64), base)
 
     @property
     def m(self) -> int:
@@ -247,7 +260,12 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
         return out
     dt = np.dtype(dtype).type
     W = np.array(P.W0 if W0 is None else W0, dtype=dt)
-    b = np.full((2, P.m), v.b0, dtype=dt) if v.bias else None
+    if not v.bias:
+        b = None
+    elif P.b0 is not None and v.b0 == 0.0:
+        b = np.array(P.b0, dtype=dt).reshape(2, P.m)
+    else:
+        b = np.full((2, P.m), v.b0, dtype=dt)
     buf = bufb = None
     with np.errstate(all="ignore"):
         for t in range(int(t0), want[-1] + 1):
