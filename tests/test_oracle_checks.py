@@ -105,38 +105,24 @@ def test_a_diverged_trajectory_is_a_mismatch_without_warnings(fx, tmp_path, caps
     assert not big.passed
 
 
-def test_cli_export_and_compare(tmp_path, capsys):
-    out = tmp_path / "fx.npz"
-    args = ["export", "--n", "8", "--d", "20", "--m", "2", "--steps", "4", "--checkpoints", "0,1,3",
-            "--n-test", "0", "--tau", "0.25", "--flips", "exact", "--out", str(out)]
-    assert main(args) == 0
-    assert "measured spread" in capsys.readouterr().out
-    assert main(args) == 2
-    assert "exists" in capsys.readouterr().err
-    assert main(args + ["--force"]) == 0
-    fx = load_fixture(out)
-    assert fx.steps.tolist() == [0, 1, 3, 4]
-    W, L = train(fx)
-    steps = [0, 1, 2, 3, 4]
-    np.savez(tmp_path / "good.npz", step=np.array(sorted(W)), W=np.stack([W[t] for t in sorted(W)]),
-             loss=np.array([L[t] for t in sorted(W)]))
-    capsys.readouterr()
-    assert main(["compare", str(out), str(tmp_path / "good.npz")]) == 0
-    assert "MATCH" in capsys.readouterr().out
-    bad, _ = train(fx, "missing_1_over_m")
-    np.savez(tmp_path / "bad.npz", step=np.array(sorted(bad)), W=np.stack([bad[t] for t in sorted(bad)]))
-    assert main(["compare", str(out), str(tmp_path / "bad.npz")]) == 1
-    assert "1/m" in capsys.readouterr().out
-    np.savez(tmp_path / "zero.npz", step=np.array([0]), W=fx.W[:1])
-    assert main(["compare", str(out), str(tmp_path / "zero.npz")]) == 2
-    assert "no GD step beyond 0" in capsys.readouterr().err
-    np.savez(tmp_path / "nostep.npz", W=fx.W)
-    assert main(["compare", str(out), str(tmp_path / "nostep.npz")]) == 2
-    assert "lacks the array(s) 'step'" in capsys.readouterr().err
-    for dtype in (np.float16, np.complex64):
-        np.savez(tmp_path / "dt.npz", step=fx.steps, W=fx.W.astype(dtype))
-        assert main(["compare", str(out), str(tmp_path / "dt.npz")]) == 2
-        assert "float64 or float32" in capsys.readouterr().err
-    assert main(["export", "--steps", "3", "--checkpoints", "0,5", "--out", str(tmp_path / "x.npz")]) == 2
-    assert "every checkpoint must be in [0, steps=3]" in capsys.readouterr().err
-    del steps
+def test_step_decay_is_not_named_but_consecutive_checkpoints_give_the_step_size():
+    """A step-decay schedule is outside the catalogue: no cause, but between consecutive checkpoints 5 and 6 the
+    report states the step size actually taken (checked by the residual of the update)."""
+    fx = make_fixture(CFG, [0, 1, 5, 6, 10], exercise=True)
+    d, m = fx.data, fx.m
+    W = fx.W0.copy()
+    out = {}
+    grad = gradient_fn()
+    for t in range(11):
+        if t in (0, 1, 5, 6, 10):
+            out[t] = W.copy()
+        if t == 10:
+            break
+        lr = fx.config.eta * (0.5 if t >= 5 else 1.0)
+        W = W - lr * grad(W, d.mu, d.xi, d.y, d.y_obs, 1.0)
+    rep = compare_trajectory(out, fx)
+    assert rep.first_failure == 6 and rep.mistakes == []
+    text = rep.text()
+    assert "not in lnref's catalogue" in text
+    assert "a step size of 0.25 where lnref uses eta = 0.5" in text
+    del m

@@ -67,9 +67,12 @@ class Report:
 
     def text(self) -> str:
         tol = self.tolerance
-        head = (f"lnref {self.kind} check, tier {tol.name!r} (bound max(rtol {tol.rtol:g} * (1 + t), "
-                f"{tol.safety:g} x measured spread), atol {tol.atol:g}, on "
-                f"{tol.on if self.kind == 'trajectory' else 'arrays'}): ")
+        if self.kind == "trajectory":
+            how = f"bound max(rtol {tol.rtol:g} * (1 + t), {tol.safety:g} x measured spread), atol {tol.atol:g}, " \
+                  f"on {tol.on}"
+        else:
+            how = f"bound rtol {tol.rtol:g}, atol {tol.atol:g}, on the arrays"
+        head = f"lnref {self.kind} check, tier {tol.name!r} ({how}): "
         head += "MATCH" if self.passed else f"MISMATCH (first at step {self.first_failure})"
         lines = [head, f"  {'step':>6} {'max abs err':>12} {'max rel err':>12} {'bound':>10} "
                        f"{'loss rel':>10} {'gamma rel':>10} {'rho rel':>10}  ok"]
