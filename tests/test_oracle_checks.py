@@ -10,7 +10,7 @@ import pytest
 import lnref
 from lnref.cli import main
 from lnref.testing import (assert_gradient_matches, assert_step_matches, assert_trajectory_matches, check_gradient,
-                           compare_trajectory, load_fixture, make_fixture, save_fixture)
+                           compare_trajectory, make_fixture, save_fixture)
 
 from oracle_impl import gradient_fn, step_fn, train
 
