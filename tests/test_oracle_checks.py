@@ -126,3 +126,20 @@ def test_step_decay_is_not_named_but_consecutive_checkpoints_give_the_step_size(
     assert "not in lnref's catalogue" in text
     assert "a step size of 0.25 where lnref uses eta = 0.5" in text
     del m
+
+
+def test_float32_tier_still_names_a_real_mistake(fx):
+    W, _ = train(fx, "missing_1_over_m", dtype=np.float32)
+    rep = compare_trajectory(W, fx, tier="float32")
+    assert not rep.passed and rep.mistakes == ["missing_1_over_m"]
+
+
+def test_compare_refuses_a_fixture_that_cannot_judge_at_the_tier(fx):
+    import dataclasses
+    spread = fx.spread.copy()
+    spread[-1, 2] = 1e-1                       # a float32 replay 10% away at step 10: float32 cannot be judged
+    wild = dataclasses.replace(fx, spread=spread)
+    W, _ = train(fx)
+    assert compare_trajectory(W, wild).passed  # float64 is still judged
+    with pytest.raises(lnref.ConfigError, match=r"cannot judge at tier 'float32' at step\(s\) \[10\]"):
+        compare_trajectory(W, wild, tier="float32")
