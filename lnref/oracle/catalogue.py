@@ -194,7 +194,8 @@ CATALOGUE: list[Mistake] = [
     # ---- fitted entries (named only when the replay with the fitted value reproduces the numbers)
     Mistake("weight_decay",
             "weight decay lambda = {value:.6g} is applied (W <- W - eta (grad + lambda W), biases likewise): SPEC.md "
-            "section 3 has no regulariser (PyTorch: SGD(..., weight_decay=0))", _v(), scopes=STEP_TRAJ, fit="weight_decay",
+            "section 3 has no regulariser (PyTorch: SGD(..., weight_decay=0))", _v(), scopes=STEP_TRAJ,
+            fit="weight_decay",
             start=0.0, probe=1e-4, low=1e-12, high=10.0, grid=(1e-5, 1e-3, 1e-1)),
     Mistake("momentum",
             "momentum beta = {value:.6g} is used (PyTorch's SGD buffer v <- beta v + grad): SPEC.md section 3 is "

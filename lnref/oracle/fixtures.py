@@ -1,8 +1,9 @@
 """Fixtures: self-describing .npz files of an lnref trajectory that other implementations check themselves against.
 
 A fixture holds the training data, the initial weights (and biases), the config and, at a few checkpoint steps,
-the weights (and biases), the coefficients, the loss and the gradient, all computed by the weight engine (the ground truth; bit-identical
-to :func:`lnref.train`).  The file format (``lnref export`` writes it, :func:`load_fixture` reads it):
+the weights (and biases), the coefficients, the loss and the gradient, all computed by the weight engine (the
+ground truth; bit-identical to :func:`lnref.train`).  The file format (``lnref export`` writes it,
+:func:`load_fixture` reads it):
 
 ================  ==============  ================================================================================
 array             shape, dtype    meaning
