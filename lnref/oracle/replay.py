@@ -52,7 +52,8 @@ class Variant:
     bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one; ``bias_trained=False``:
     the bias is used but never updated), ``dsigma_at_zero``, ``dsigma_clamp``.  With ``output_scale``,
     ``patch_reduce`` and ``bias`` the replay also covers the common conventions (a Conv1d-style model:
-    f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1 or 1/2), so a problem can carry them as its ``base`` variant.
+    f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1 or 1/2), so a problem can
+    carry them as its ``base`` variant.
     Loss: ``loss`` ('logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01': log(1 + e^{-t f}) with t in {0, 1};
     'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or 'sum' over samples).
     Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient).
