@@ -14,7 +14,14 @@ import argparse
 import sys
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - exercised without torch installed
+    if __name__ == "__main__":
+        print("this example needs PyTorch: pip install torch", file=sys.stderr)
+        sys.exit(2)
+    raise
 
 from lnref.testing import check_gradient, compare_trajectory, load_fixture
 
