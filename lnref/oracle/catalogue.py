@@ -127,8 +127,8 @@ CATALOGUE: list[Mistake] = [
     # ---- departures from the fixture's own conventions (SPEC.md section 7; a Conv1d-style model)
     Mistake("sum_over_patches",
             "the mean over the two patches is missing: the fixture's network averages them (config "
-            "patch_reduce='mean', SPEC.md section 7: c_p = 1/2), theirs sums them, so outputs and gradients are "
-            "twice lnref's (in PyTorch: .mean(dim=2), not .sum(dim=2), over the Conv1d's two output positions)",
+            "patch_reduce='mean', SPEC.md section 7: c_p = 1/2), theirs sums them, so their outputs are twice "
+            "lnref's (in PyTorch: .mean(dim=2), not .sum(dim=2), over the Conv1d's two output positions)",
             _v(patch_reduce="sum"), needs=("mean",)),
     Mistake("output_scale_1_over_m",
             "the filters are averaged (second layer +-1/m) where the fixture's network sums them with output_scale "

@@ -502,6 +502,7 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     sg, sr = sg or max(sg, sr) or 1.0, sr or max(sg, sr) or 1.0
     rep = Report("trajectory", tol)
     scales = []
+    whats: list[list[str]] = []       # what failed at each checkpoint
     for k, t in enumerate(steps):
         i = idx[k]
         W_ref, W = fx.W[i], Ws[k]
@@ -523,18 +524,26 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
             g, rh, _ = coefficients(W - fx.W0, fx)
             row.gamma_rel_err = maxabs(g - fx.gamma[i]) / sg
             row.rho_rel_err = maxabs(rh - fx.rho[i]) / sr
+        failed = []
         if not finite:
             row.ok = False
+            failed.append("W" if not np.all(np.isfinite(W)) else "b")
         elif tol.on == "weights" or not dec:
             row.ok = r <= bnd[k] or diff <= tol.atol
+            failed += [] if row.ok else ["W"]
         else:
             row.ok = max(row.gamma_rel_err, row.rho_rel_err) <= bnd[k]
+            failed += [] if row.ok else ["coefficients gamma, rho"]
         if b is not None:
             bdiff = maxabs(b - fx.b[i]) if np.all(np.isfinite(b)) else math.inf
             row.b_rel_err = bdiff / bsc
-            row.ok = row.ok and (row.b_rel_err <= bnd[k] or bdiff <= tol.atol)
+            b_ok = row.b_rel_err <= bnd[k] or bdiff <= tol.atol
+            row.ok = row.ok and b_ok
+            failed += [] if b_ok or "b" in failed else ["b"]
         if their_loss is not None or (tol.on == "summaries" and finite):
             row.ok = row.ok and lrel <= bnd[k]
+            failed += [] if lrel <= bnd[k] else ["loss"]
+        whats.append(failed)
         rep.rows.append(row)
         if not row.ok and rep.first_failure is None:
             rep.first_failure = t
@@ -550,7 +559,7 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
                          "trajectory amplifies rounding there), wider than the tier's rtol (1 + t)")
     if rep.first_failure is None:
         return rep
-    _diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc)
+    _diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)
     return rep
 
 
@@ -571,16 +580,20 @@ def _bias_findings(rep: Report, fx: Fixture, t: int, i: int, b: np.ndarray, bsc:
 
 
 def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scales, bnd, sg, sr,
-                         tol: Tolerance, Bs=None, bsc: float = 1.0) -> None:
+                         tol: Tolerance, Bs=None, bsc: float = 1.0, whats=None) -> None:
     k = [r.ok for r in rep.rows].index(False)
     t, i = steps[k], idx[k]
     W = Ws[k]
     ok_before = [s for s, r in zip(steps, rep.rows) if r.ok and s < t]
-    where = f"their W first differs at step {t}" + (f" (it agrees at step(s) {ok_before})" if ok_before else "")
-    if Bs is not None:
-        where = where.replace("their W first differs", "their W or b first differs")
+    failed = (whats[k] if whats else None) or ["W"]
+    verb = "differs" if len(failed) == 1 and failed[0] in ("W", "b", "loss") else "differ"
+    where = f"their {' and '.join(failed)} first {verb} at step {t}" + (
+        f" ({'it agrees' if len(failed) == 1 else 'they agree'} at step(s) {ok_before})" if ok_before else "")
+    if failed == ["loss"]:
+        where += "; their W" + (" and b" if Bs is not None else "") + " agree there, so their loss is computed " \
+                 "differently from lnref's (SPEC.md section 3; with the fixture's conventions, section 7)"
     rep.findings.append(where)
-    b_differs = Bs is not None and _bias_findings(rep, fx, t, i, Bs[k], bsc, float(bnd[k]))
+    b_differs = Bs is not None and "b" in failed and _bias_findings(rep, fx, t, i, Bs[k], bsc, float(bnd[k]))
     if t == 0 and b_differs and np.array_equal(W, fx.W0):
         rep.diagnosis.append("their b(0) differs from the fixture's b0 (their W(0) is the fixture's W0): start "
                              "from the fixture's biases (array 'b0'; PyTorch: conv.bias = b0.reshape(2m))")
