@@ -298,14 +298,17 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
                         None if not fx.has_bias else list(fx.grad_b), bzeros)
     if not rep.passed and "relu_derivative_one_at_zero" not in rep.mistakes and fx.config.q == 1.0 \
             and not _has_zero_inner_product(fx):
-        rep.notes.append("no inner product <w_jr, x> is exactly 0 at these checkpoints, so sigma'(0) was not "
-                         "exercised (fixtures from `lnref export` exercise it)")
+        rep.notes.append("no pre-activation <w_jr, x> (+ b_jr) is exactly 0 at these checkpoints, so sigma'(0) was "
+                         "not exercised (fixtures from `lnref export` exercise it)")
     return rep
 
 
 def _has_zero_inner_product(fx: Fixture) -> bool:
-    return bool(np.any(np.einsum("kjrd,id->kjri", fx.W, fx.data.xi) == 0.0)
-                or np.any(np.einsum("kjrd,d->kjr", fx.W, fx.data.mu) == 0.0))
+    """Is some pre-activation <w_jr, x> (+ b_jr with biases) exactly 0 at a checkpoint?"""
+    b = fx.b if fx.has_bias else np.zeros((fx.steps.size, 2, fx.m))
+    noise = np.einsum("kjrd,id->kjri", fx.W, fx.data.xi) + b[..., None]
+    signal = np.einsum("kjrd,d->kjr", fx.W, fx.data.mu)[..., None] * fx.data.y + b[..., None]
+    return bool(np.any(noise == 0.0) or np.any(signal == 0.0))
 
 
 def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
