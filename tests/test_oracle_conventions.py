@@ -216,7 +216,19 @@ def test_catalogue_diagnoses_on_top_of_the_conventions(bug, fx):
     assert rep.mistakes == [bug], rep.text()
     if value is not None:
         assert rep.fitted[bug] == pytest.approx(value, rel=1e-6)
-    assert "not in lnref's catalogue" not in "\n".join(rep.diagnosis)
+    text = "\n".join(rep.diagnosis)
+    assert "not in lnref's catalogue" not in text
+    if bug != "bias_missing":                  # the replay has biases: it must reproduce theirs as well
+        assert f"the replay of {bug} also reproduces their biases b" in text, text
+
+
+def test_a_cause_that_explains_w_but_not_b_says_so(fx):
+    """Weight decay on W and b (PyTorch's SGD) is named; the named cause's replay is also checked on b."""
+    Ws, bs = run(fx, "weight_decay", 3e-3)
+    bad = {t: b * (1 + 1e-6) if t == 20 else b for t, b in bs.items()}
+    rep = compare_trajectory(Ws, fx, biases=bad)
+    assert rep.mistakes == ["weight_decay"]
+    assert "the replay of weight_decay does NOT reproduce their biases b" in "\n".join(rep.diagnosis)
 
 
 def test_every_convention_entry_is_injected(fx):

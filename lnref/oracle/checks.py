@@ -620,25 +620,31 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
     entries = applicable(fx, "trajectory")
     work = last * fx.m * fx.n * fx.d * (len(entries) + 30)
     cache: dict = {}
+    bias_pred: dict = {}              # the replay's biases at the compared steps (None: the replay has none)
 
     def predict(e: Mistake, value: float | None):
         key = (e.key, value)
         if key in cache:
             return cache[key]
+        bp = None
         if e.transform == "j_reversed":
             out = [fx.W[j][::-1].copy() for j in idx]
+            bp = None if Bs is None else [fx.b[j][::-1].copy() for j in idx]
         elif e.transform == "reshape_export":
             out = [_reshape_export(fx.W[j]) for j in idx]
         elif e.transform == "shift1":
             out = [fx.W[j] - fx.config.eta * fx.grad[j] for j in idx]
+            bp = None if Bs is None else [fx.b[j] - fx.config.eta * fx.grad_b[j] for j in idx]
         elif e.transform == "reshape_import":
             run = simulate(P, steps, P.base, W0=_reshape_import(fx.W0))
             out = [run[s] for s in steps]
         else:
             v = e.variant(fx) if value is None else with_value(e, fx, value)
-            run = simulate(P, steps, v)
-            out = [run[s] for s in steps]
+            run = simulate(P, steps, v, with_bias=True)
+            out = [run[s][0] for s in steps]
+            bp = None if Bs is None or not v.bias else [run[s][1] for s in steps]
         cache[key] = out
+        bias_pred[key] = bp
         return out
 
     if work > REPLAY_BUDGET:
@@ -648,6 +654,8 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
     matches = Judge(fx, Ws, [fx.W[j] for j in idx], scales, list(bnd), predict).judge(entries)
     if matches:
         describe_matches(rep, fx, matches, "their W", steps)
+        if Bs is not None:
+            _check_bias_replays(rep, matches, bias_pred, Bs, bsc, bnd, steps)
         return
     if t == 0 and np.all(np.isfinite(W)):
         if np.array_equal(W, fx.W0):
@@ -669,6 +677,27 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
             return
     _step_size_note(rep, fx, steps, Ws)
     not_in_catalogue(rep, len(entries))
+
+
+def _check_bias_replays(rep: Report, matches, bias_pred: dict, Bs, bsc: float, bnd, steps) -> None:
+    """The causes were named on W; say for each whether its replay also reproduces their biases."""
+    for e, value, _ in matches:
+        bp = bias_pred.get((e.key, value))
+        if bp is None:
+            continue
+        worst, ok = 0.0, True
+        for s, b, p, bd in zip(steps, Bs, bp, bnd):
+            if not (np.all(np.isfinite(b)) and np.all(np.isfinite(p))):
+                ok = ok and not np.all(np.isfinite(b)) and not np.all(np.isfinite(p))
+                continue
+            r = maxabs(b - p) / bsc
+            worst, ok = max(worst, r), ok and r <= bd
+        if ok:
+            rep.diagnosis.append(f"the replay of {e.key} also reproduces their biases b (to {worst:.1e}, relative)")
+        else:
+            rep.diagnosis.append(f"the replay of {e.key} does NOT reproduce their biases b (they differ from it by "
+                                 f"up to {worst:.1e}, relative; bound {float(min(bnd)):.1e}): their biases have a "
+                                 "further difference not explained by this cause")
 
 
 def _step_size_note(rep: Report, fx: Fixture, steps, Ws) -> None:
