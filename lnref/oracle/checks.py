@@ -195,8 +195,9 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
     t, a, ref = int(fx.steps[k]), subs[k], refs[k]
     if not (rel(maxabs(a - ref), scales[k]) > tol.at(0)) and np.all(np.isfinite(a)):
         rep.findings.append(f"their {kind} of W agrees with lnref's at step {t}; only the bias part differs")
-        rep.diagnosis.append("only the biases differ, which no catalogue entry reproduces on its own: check dL/db "
-                             "(SPEC.md section 7: dL/db_jr = (s_j kappa / n) sum_i l'_i y_i [sigma'(.) + sigma'(.)])")
+        rep.diagnosis.append("only the bias part differs; the catalogue's replays are judged on W, so no cause is "
+                             "named: check dL/db (SPEC.md section 7: dL/db_jr = (s_j kappa / n) sum_i l'_i y_obs_i "
+                             "[sigma'(<w_jr, y_i mu> + b_jr) + sigma'(<w_jr, xi_i> + b_jr)])")
         return rep
     if not np.all(np.isfinite(a)):
         rep.findings.append(f"their {kind} contains NaN or infinite values at step {t}; lnref's is finite")
