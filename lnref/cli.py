@@ -22,7 +22,7 @@ __all__ = ["main", "add_config_arguments", "config_from_args", "read_toml", "Pro
            "did_you_mean", "build_parser", "check_threads", "to_cli_words"]
 
 # Modules that add subcommands: each defines ``register(subparsers)`` and sets ``func(args) -> int``.
-COMMAND_MODULES: list[str] = ["lnref.sweeps.cli", "lnref.reproduce.cli", "lnref.oracle_cli"]
+COMMAND_MODULES: list[str] = ["lnref.sweeps.cli", "lnref.reproduce.cli", "lnref.oracle.cli"]
 
 # The Python API's keyword arguments -> the command line's flags (errors raised by the API are reworded by main()).
 _API_TO_CLI = {"resume": "--resume", "force": "--force", "replicates": "--replicates", "batch_size": "--batch-size",

@@ -2,7 +2,7 @@
 reading ``--config FILE.toml``, progress lines, and an argument parser that suggests the flag a user meant.
 
 A leaf of the CLI: :mod:`lnref.cli` and the subcommand modules (``lnref.sweeps.cli``, ``lnref.reproduce.cli``,
-``lnref.oracle_cli``) import it; it imports none of them, so there is no import cycle.
+``lnref.oracle.cli``) import it; it imports none of them, so there is no import cycle.
 """
 from __future__ import annotations
 
