@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numba
 import numpy as np
 
+from . import _threads
 from .config import Config, ConfigError
 from .data import Dataset, TestSet, init_weights, label_noise_signs, make_data, stream
 from .metrics import HISTORY_COLUMNS, step_metrics
@@ -71,16 +72,14 @@ class Result:
 
 
 @contextlib.contextmanager
-def num_threads(threads: int | None) -> Iterator[int]:
-    """Run numba kernels with ``threads`` threads (None: all), restoring the previous setting."""
+def num_threads(threads: int | None, work: float | None = None, regions: float = 1.0) -> Iterator[int]:
+    """Run numba kernels with ``threads`` threads, restoring the previous setting.
+
+    None: :func:`lnref._threads.default_threads` for ``work`` multiply-adds per step in ``regions`` parallel
+    regions (one thread for small problems, else all; ``LNREF_THREADS`` overrides)."""
     old = numba.get_num_threads()
-    if threads is None:
-        threads = numba.config.NUMBA_NUM_THREADS
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not (
-            1 <= threads <= numba.config.NUMBA_NUM_THREADS):
-        raise ConfigError(f"threads={threads!r} is not allowed: use an integer from 1 to "
-                          f"{numba.config.NUMBA_NUM_THREADS} (numba's NUMBA_NUM_THREADS)")
-    numba.set_num_threads(int(threads))
+    threads = _threads.resolve(threads, work, regions)
+    numba.set_num_threads(threads)
     try:
         yield int(threads)
     finally:
@@ -168,7 +167,7 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
         raise ConfigError("bias, patch_reduce='mean' and output_scale are not implemented by the engines yet")
     if cfg.engine == "coefficients":
         from .engines.coefficients import prepare  # validates, and draws Gram statistics if asked
-        with num_threads(threads):  # Gram sampling runs kernels too
+        with num_threads(threads, *_threads.step_work(cfg)):  # Gram sampling runs kernels too
             data, W0 = prepare(cfg, data, W0)
     else:
         data = make_data(cfg) if data is None else data
@@ -183,7 +182,7 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
     tests = ([("test_acc", data.test)] if getattr(data, "test", None) is not None else []) + \
             [(f"test_acc_{k}", t) for k, t in extra_tests.items()]
 
-    with num_threads(threads) as nthreads:
+    with num_threads(threads, *_threads.step_work(cfg)) as nthreads:
         engine = _make_engine(cfg, data, W0)
         log_steps = cfg.log_steps()
         L = log_steps.size
