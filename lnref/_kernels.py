@@ -154,33 +154,55 @@ def inner_products(W, mu, XT, A, B):
     multiply-adds; each thread takes a contiguous range of filter blocks and sweeps them over tiles of K_TILE
     rows of X^T, so X^T is streamed from memory once per thread.
     """
-    F, d = W.shape
-    n = XT.shape[1]
-    d4 = d - d % 4
-    nfull = F // FILTER_BLOCK
-    units = nfull + (F - nfull * FILTER_BLOCK)  # blocks of four, then single left-over filters
+    F = W.shape[0]
+    units = _units(F)
     groups = min(units, numba.get_num_threads())
     for g in prange(groups):
         u0 = (units * g) // groups
         u1 = (units * (g + 1)) // groups
-        f_first = u0 * FILTER_BLOCK if u0 < nfull else nfull * FILTER_BLOCK + (u0 - nfull)
-        f_last = u1 * FILTER_BLOCK if u1 <= nfull else nfull * FILTER_BLOCK + (u1 - nfull)
-        for f in range(f_first, f_last):
-            for i in range(n):
-                A[f, i] = 0.0
-        for k0 in range(0, d4, K_TILE):
-            k1 = min(k0 + K_TILE, d4)
-            for u in range(u0, u1):
-                if u < nfull:
-                    _block4_rows(A, W, XT, u * FILTER_BLOCK, k0, k1)
-                else:
-                    _single_row(A, W, XT, nfull * FILTER_BLOCK + (u - nfull), k0, k1)
-        for f in range(f_first, f_last):
-            _dot4_tail(A, W, XT, f, d4, d)
-            s = 0.0
-            for k in range(d):
-                s += W[f, k] * mu[k]
-            B[f] = s
+        _inner_group(W, mu, XT, A, B, u0, u1)
+
+
+@njit(inline="always", **_opts)
+def _units(F):
+    """Work units of :func:`inner_products`: F // FILTER_BLOCK blocks of four filters, then the left-over ones."""
+    nfull = F // FILTER_BLOCK
+    return nfull + (F - nfull * FILTER_BLOCK)
+
+
+@njit(inline="always", **_opts)
+def _unit_rows(F, u0, u1):
+    """The filter rows [f_first, f_last) of the units u0 <= u < u1 (see :func:`_units`)."""
+    nfull = F // FILTER_BLOCK
+    f_first = u0 * FILTER_BLOCK if u0 < nfull else nfull * FILTER_BLOCK + (u0 - nfull)
+    f_last = u1 * FILTER_BLOCK if u1 <= nfull else nfull * FILTER_BLOCK + (u1 - nfull)
+    return f_first, f_last
+
+
+@njit(**_opts)  # a called function, not inlined: the parallel kernels using it compile faster
+def _inner_group(W, mu, XT, A, B, u0, u1):
+    """The body of :func:`inner_products` for the units u0 <= u < u1: A[f], B[f] of their filter rows."""
+    F, d = W.shape
+    n = XT.shape[1]
+    d4 = d - d % 4
+    nfull = F // FILTER_BLOCK
+    f_first, f_last = _unit_rows(F, u0, u1)
+    for f in range(f_first, f_last):
+        for i in range(n):
+            A[f, i] = 0.0
+    for k0 in range(0, d4, K_TILE):
+        k1 = min(k0 + K_TILE, d4)
+        for u in range(u0, u1):
+            if u < nfull:
+                _block4_rows(A, W, XT, u * FILTER_BLOCK, k0, k1)
+            else:
+                _single_row(A, W, XT, nfull * FILTER_BLOCK + (u - nfull), k0, k1)
+    for f in range(f_first, f_last):
+        _dot4_tail(A, W, XT, f, d4, d)
+        s = 0.0
+        for k in range(d):
+            s += W[f, k] * mu[k]
+        B[f] = s
 
 
 @njit(parallel=True, **_opts)
@@ -191,13 +213,19 @@ def forward(A, B, y, q, m, out):
     """
     n = A.shape[1]
     for i in prange(n):
-        fp = 0.0
-        fm = 0.0
-        for r in range(m):
-            fp += act(y[i] * B[r], q) + act(A[r, i], q)
-        for r in range(m):
-            fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
-        out[i] = fp / m - fm / m
+        _forward_sample(A, B, y, q, m, out, i)
+
+
+@njit(**_opts)  # a called function, not inlined: the parallel kernels using it compile faster
+def _forward_sample(A, B, y, q, m, out, i):
+    """The body of :func:`forward` for sample i."""
+    fp = 0.0
+    fm = 0.0
+    for r in range(m):
+        fp += act(y[i] * B[r], q) + act(A[r, i], q)
+    for r in range(m):
+        fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
+    out[i] = fp / m - fm / m
 
 
 @njit(**_opts)
@@ -226,49 +254,56 @@ def gradient(A, B, lpm, y, mu, X, q, m, G, S, C):
     group summed as ``(t0 + t1) + (t2 + t3)`` and added to the running sum; the last (count mod 4) one at a
     time.  Inactive ReLU units cost nothing, and a running-sum load and store is paid once per four terms.
     """
-    F, d = G.shape
-    n = X.shape[0]
+    F = G.shape[0]
     for f in prange(F):
-        sj = 1.0 if f < m else -1.0
-        s = 0.0
-        for i in range(n):
-            s += lpm[i] * y[i] * dact(y[i] * B[f], q)
-        S[f] = s
-        g = G[f]
+        _gradient_row(A, B, lpm, y, mu, X, q, m, G, S, C, f)
+
+
+@njit(**_opts)  # a called function, not inlined: the parallel kernels using it compile faster
+def _gradient_row(A, B, lpm, y, mu, X, q, m, G, S, C, f):
+    """The body of :func:`gradient` for filter f: S[f], C[f], G[f]."""
+    d = G.shape[1]
+    n = X.shape[0]
+    sj = 1.0 if f < m else -1.0
+    s = 0.0
+    for i in range(n):
+        s += lpm[i] * y[i] * dact(y[i] * B[f], q)
+    S[f] = s
+    g = G[f]
+    for k in range(d):
+        g[k] = 0.0
+    active = np.empty(n, dtype=np.int64)
+    na = 0
+    for i in range(n):
+        c = lpm[i] * dact(A[f, i], q)
+        C[f, i] = c
+        if c != 0.0:
+            active[na] = i
+            na += 1
+    na4 = na - na % 4
+    for j in range(0, na4, 4):
+        i0 = active[j]
+        i1 = active[j + 1]
+        i2 = active[j + 2]
+        i3 = active[j + 3]
+        c0 = C[f, i0]
+        c1 = C[f, i1]
+        c2 = C[f, i2]
+        c3 = C[f, i3]
+        x0 = X[i0]
+        x1 = X[i1]
+        x2 = X[i2]
+        x3 = X[i3]
         for k in range(d):
-            g[k] = 0.0
-        active = np.empty(n, dtype=np.int64)
-        na = 0
-        for i in range(n):
-            c = lpm[i] * dact(A[f, i], q)
-            C[f, i] = c
-            if c != 0.0:
-                active[na] = i
-                na += 1
-        na4 = na - na % 4
-        for j in range(0, na4, 4):
-            i0 = active[j]
-            i1 = active[j + 1]
-            i2 = active[j + 2]
-            i3 = active[j + 3]
-            c0 = C[f, i0]
-            c1 = C[f, i1]
-            c2 = C[f, i2]
-            c3 = C[f, i3]
-            x0 = X[i0]
-            x1 = X[i1]
-            x2 = X[i2]
-            x3 = X[i3]
-            for k in range(d):
-                g[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
-        for j in range(na4, na):
-            c = C[f, active[j]]
-            x = X[active[j]]
-            for k in range(d):
-                g[k] += c * x[k]
-        scale = sj / (n * m)
+            g[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
+    for j in range(na4, na):
+        c = C[f, active[j]]
+        x = X[active[j]]
         for k in range(d):
-            g[k] = scale * (s * mu[k] + g[k])
+            g[k] += c * x[k]
+    scale = sj / (n * m)
+    for k in range(d):
+        g[k] = scale * (s * mu[k] + g[k])
 
 
 @njit(parallel=True, **_opts)
@@ -328,7 +363,7 @@ def transpose(X, XT):
             XT[k, i] = X[i, k]
 
 
-@njit(**_opts)
+@njit(parallel=True, **_opts)
 def advance(W, gamma, rho, X, XT, mu, y, mults, q, m, eta, mu_sq, xi_sq, A, B, f, loss, dloss, lpm, G, S, C, k):
     """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3-4).
 
@@ -336,20 +371,82 @@ def advance(W, gamma, rho, X, XT, mu, y, mults, q, m, eta, mu_sq, xi_sq, A, B, f
     y_obs for plain GD, eps * y_obs for label-noise GD.  Each step: inner products, outputs, l', gradient,
     W <- W - eta G, then the coefficient recursions.  Stops before a step whose outputs or new weights would
     be non-finite, leaving the last finite state; returns the number of steps taken.
+
+    The same arithmetic as :func:`inner_products`, :func:`forward`, :func:`losses`, :func:`gradient`,
+    :func:`descend` and :func:`update_coefficients` in turn (same bits), in two parallel regions per step
+    (issue 13: every region ends in a barrier, and a barrier costs a time slice when a thread is descheduled):
+
+    1. over samples: the outputs f (:func:`forward`);
+    2. over groups of filters (the partition of :func:`inner_products`): for each filter of the group, commit the
+       previous step's accepted candidate (W[f] <- G[f]; gamma[f], rho[f] from that step's S[f], C[f]), then
+       this step's gradient (S[f], C[f], G[f]) and the candidate W[f] - eta G[f], kept in G[f]; then the inner
+       products A, B of the group's candidate rows, which only those filters' next gradients read.
+    The candidate is accepted when no entry of any filter is non-finite (an exact integer count over the
+    filters after the region), and committed at the start of the next filter region or on exit, so a rejected
+    step leaves W, gamma, rho untouched.  A and B are then those of the rejected candidate (the engine
+    recomputes them in ``forward``).
     """
+    F, d = W.shape
     n = X.shape[0]
+    units = _units(F)
+    groups = min(units, numba.get_num_threads())
+    bad = np.zeros(F, dtype=np.int64)
+    gscale = eta * mu_sq / (n * m)
+    pending = False  # G, S, C hold an accepted step not yet written into W, gamma, rho
+    done = k
+    inner_products(W, mu, XT, A, B)  # of the entry state (once per call; an already compiled kernel)
     for s in range(k):
         row = s if mults.shape[0] > 1 else 0
-        inner_products(W, mu, XT, A, B)
-        forward(A, B, y, q, m, f)
+        for i in prange(n):
+            _forward_sample(A, B, y, q, m, f, i)
+        finite = True
         for i in range(n):
             if not math.isfinite(f[i]):
-                return s
+                finite = False
+        if not finite:
+            done = s
+            break
         losses(f, mults[row], loss, dloss)
         for i in range(n):
             lpm[i] = dloss[i] * mults[row, i]
-        gradient(A, B, lpm, y, mu, X, q, m, G, S, C)
-        if descend(W, G, eta) != 0:
-            return s
-        update_coefficients(gamma, rho, S, C, mu_sq, xi_sq, eta, m)
-    return k
+        for g in prange(groups):
+            u0 = (units * g) // groups
+            u1 = (units * (g + 1)) // groups
+            f_first, f_last = _unit_rows(F, u0, u1)
+            for fi in range(f_first, f_last):
+                if pending:
+                    _commit_row(W, gamma, rho, G, S, C, gscale, eta, xi_sq, m, fi)
+                _gradient_row(A, B, lpm, y, mu, X, q, m, G, S, C, fi)
+                cnt = 0
+                for kk in range(d):
+                    v = W[fi, kk] - eta * G[fi, kk]
+                    G[fi, kk] = v
+                    if not math.isfinite(v):
+                        cnt += 1
+                bad[fi] = cnt
+            _inner_group(G, mu, XT, A, B, u0, u1)
+        nbad = 0
+        for fi in range(F):
+            nbad += bad[fi]
+        if nbad != 0:
+            pending = False
+            done = s
+            break
+        pending = True
+    if pending:  # once per call: serial (one parallel region less to compile)
+        for fi in range(F):
+            _commit_row(W, gamma, rho, G, S, C, gscale, eta, xi_sq, m, fi)
+    return done
+
+
+@njit(**_opts)  # a called function, not inlined: the parallel kernels using it compile faster
+def _commit_row(W, gamma, rho, Wnew, S, C, gscale, eta, xi_sq, m, f):
+    """Accept one filter's step: W[f] <- Wnew[f], and the recursions of :func:`update_coefficients` for row f."""
+    F, d = W.shape
+    n = rho.shape[1]
+    for kk in range(d):
+        W[f, kk] = Wnew[f, kk]
+    sj = 1.0 if f < m else -1.0
+    gamma[f] = gamma[f] - gscale * S[f]
+    for i in range(n):
+        rho[f, i] = rho[f, i] - (eta * xi_sq[i] / (n * m)) * (sj * C[f, i])
