@@ -8,6 +8,7 @@ Two decisions, both speed only (every kernel gives the same bits for any thread 
    barrier.  With another process busy on a 2-core machine, one of the two threads is often descheduled; the
    other then spins at the barrier, taking the CPU time the descheduled thread needs to finish, and every region
    costs a time slice instead of its work: 10x slower than one thread (bench/bench_weights.py, loaded case).
+   (The weight engine's ``advance`` now runs two regions per step, lnref/_kernels.py.)
    A passive wait (``OMP_WAIT_POLICY=passive``: sleep at once, wake on a futex) gives the core back, so the
    late thread runs at once.  libgomp reads its environment once, when it is loaded, so :func:`apply_wait_policy`
    sets ``OMP_WAIT_POLICY=PASSIVE`` only around loading numba's threading layer (when lnref is imported), then
@@ -95,10 +96,10 @@ def default_threads(work: float | None = None, regions: float = 1.0) -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
-# Parallel regions per GD step of each engine's ``advance`` kernel (lnref/_kernels.py ``advance``: inner_products,
-# forward, gradient, descend (2), update_coefficients; lnref/_kernels_coef.py ``_advance``: samples, filters).
-# Update when the kernels change.
-REGIONS_PER_STEP = {"weights": 6, "coefficients": 2}
+# Parallel regions per GD step of each engine's ``advance`` kernel (lnref/_kernels.py ``advance``: samples, then
+# filters; it was six before issue 13; lnref/_kernels_coef.py ``_advance``: samples, filters).  Update when the
+# kernels change.
+REGIONS_PER_STEP = {"weights": 2, "coefficients": 2}
 
 
 def step_work(cfg) -> tuple[float, float]:
