@@ -31,9 +31,12 @@ import numba
 __all__ = ["REGION_WORK", "ENV_THREADS", "apply_wait_policy", "wait_policy", "default_threads", "step_work",
            "resolve"]
 
-# Multiply-adds a parallel region must carry before a second thread pays (speed only, never numerical).  A
-# passive wake-up costs ~20-100 microseconds on the 2-core VM this was measured on; ~1 ns per multiply-add.
-REGION_WORK = 500_000
+# Multiply-adds a parallel region must carry before a second thread pays (speed only, never numerical).  A region
+# of w multiply-adds takes ~0.085 ns * w on one thread of the 2-core VM this was measured on (both engines), and
+# waking the other thread and meeting it at the barrier costs ~20-100 us with the passive wait; two threads gain
+# 20 % only when w is above ~2e6 (bench/bench_weights.py; measured 2 threads / 1 thread = 0.83-0.92 at 4e5-2e6
+# multiply-adds per region).
+REGION_WORK = 2_000_000
 ENV_THREADS = "LNREF_THREADS"
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 _policy = "not applied yet"

@@ -58,8 +58,8 @@ def test_train_default_threads_follow_the_work(monkeypatch):
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
     tiny = lnref.Config(n=4, d=8, m=1, steps=1, log_every=0, n_test=0)
     assert lnref.train(tiny).threads == 1
-    # 2m n d = 2 * 4 * 50 * 2500 = 1e6 multiply-adds per step in 2 regions: exactly REGION_WORK per region
-    big = tiny.replace(n=50, d=2500, m=2)
+    # 2 (2m) n d = 2 * 4 * 100 * 5000 = 4e6 multiply-adds per step in 2 regions: 2e6 = REGION_WORK per region
+    big = tiny.replace(n=100, d=5000, m=2)
     assert _threads.step_work(big)[0] / _threads.step_work(big)[1] >= _threads.REGION_WORK
     assert lnref.train(big).threads == ALL
 
