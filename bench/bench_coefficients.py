@@ -52,12 +52,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads-table", action="store_true",
                     help="only the thread-policy table (default / 1 / all threads, quiet and loaded)")
     ap.add_argument("--before", action="store_true", help="with --threads-table: also the pre-issue-13 policy")
+    ap.add_argument("--before-rev", default=None, metavar="REV",
+                    help="with --threads-table: also the lnref of git revision REV")
     ap.add_argument("--sizes", type=parse_size, nargs="+", default=[(200, 2000, 20)], metavar="n,d,m",
                     help="sizes of --threads-table (default 200,2000,20)")
     args = ap.parse_args(argv)
     if args.threads_table:
         thread_table(argparse.Namespace(steps=args.steps, repeats=args.repeats, q=1.0, sizes=args.sizes,
-                                        before=args.before, engine="coefficients"))
+                                        before=args.before, before_rev=args.before_rev,
+                                        engine="coefficients"))
         return 0
 
     import numba

@@ -2,9 +2,10 @@
 
 Usage::
 
-    /work/venv/bin/python bench/bench_weights.py [--steps N] [--repeats R] [--sizes n,d,m ...] [--q Q]
+    python bench/bench_weights.py [--steps N] [--repeats R] [--sizes n,d,m ...] [--q Q]
+        [--no-numpy] [--no-threads] [--before] [--before-rev REV] [--engine weights|coefficients]
 
-Everything runs in ONE process: first a tiny ``lnref.train`` call compiles the kernels (its time is reported as
+The NumPy comparison runs in ONE process: first a tiny ``lnref.train`` call compiles the kernels (its time is reported as
 the first-call compile cost), then for each size the NumPy baseline and ``lnref.train`` (all threads, then one
 thread) each run ``--steps`` GD steps ``--repeats`` times on the same data and W0; the minimum time is reported.
 lnref's time is ``Result.timings['train']`` (all GD steps; logging only at step 0 and the end, n_test=0).
@@ -18,8 +19,9 @@ machine as it is ("quiet") and with one busy background process that the script 
 (``python -c "while True: pass"``, killed at the end) - "loaded".  Each (policy, load) case runs in a FRESH
 process (the OpenMP wait policy is fixed when the threading layer loads), which times default / 1 / all
 alternately, ``--repeats`` rounds, and reports the minimum time of each; the ratio default / max(1, all) is
-printed for every case.  ``--before`` adds the pre-issue-13 policy in its own processes: libgomp's spinning wait
-(``GOMP_SPINCOUNT=300000``, its default) and ``LNREF_THREADS=all`` (the old default).  The load average
+printed for every case.  ``--before`` adds the pre-issue-13 policy in its own processes ("spin+all"):
+libgomp's spinning wait (``GOMP_SPINCOUNT=300000``, its default) and ``LNREF_THREADS=all`` (the old default);
+``--before-rev REV`` adds the lnref of git revision REV (kernels and defaults of that revision).  The load average
 (``/proc/loadavg``) is printed with every case: other work on the machine is part of "quiet".
 """
 from __future__ import annotations
@@ -107,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-threads", action="store_true", help="skip the thread-policy table")
     ap.add_argument("--before", action="store_true",
                     help="also time the pre-issue-13 policy (spinning OpenMP wait, default = all threads)")
+    ap.add_argument("--before-rev", default=None, metavar="REV",
+                    help="also time lnref of git revision REV (e.g. one before issue 13), its own defaults")
     ap.add_argument("--engine", choices=("weights", "coefficients"), default="weights",
                     help="engine of the thread-policy table (default weights)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -182,7 +186,11 @@ def child_threads(args) -> int:
     """In a fresh process: steps/s with threads=None, 1 and all for each size, alternating, min over repeats."""
     import numba
     import lnref
-    from lnref import _threads
+    try:
+        from lnref import _threads
+        policy = _threads.wait_policy()
+    except ImportError:  # a revision before issue 13 (--before-rev)
+        policy = "no lnref policy: OpenMP default (spinning)"
     tiny = lnref.Config(n=4, d=8, m=1, q=args.q, steps=2, log_every=0, n_test=0, engine=args.engine)
     for t in (None, 1, numba.config.NUMBA_NUM_THREADS):
         lnref.train(tiny, threads=t)  # compile (or load from the cache) every variant before timing
@@ -202,7 +210,7 @@ def child_threads(args) -> int:
                 used[key] = res.threads
         rows.append({"size": [n, d, m], "load": loadavg(), "default_threads": used["default"],
                      **{k: args.steps / v for k, v in best.items()}})
-    print(json.dumps({"policy": _threads.wait_policy(), "layer": numba.threading_layer(), "rows": rows}))
+    print(json.dumps({"policy": policy, "layer": numba.threading_layer(), "rows": rows}))
     return 0
 
 
@@ -218,10 +226,28 @@ def thread_table(args) -> None:
     """Print steps/s for default / 1 / all threads, quiet and under one busy process (module docstring)."""
     policies = [("now", {})]
     if args.before:
-        policies.append(("before", {"GOMP_SPINCOUNT": "300000", "LNREF_THREADS": "all"}))
+        policies.append(("spin+all", {"GOMP_SPINCOUNT": "300000", "LNREF_THREADS": "all"}))
+    if getattr(args, "before_rev", None):
+        import tempfile
+        root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        tmp = tempfile.mkdtemp(prefix="bench_weights_rev_")
+        archive = subprocess.run(["git", "archive", args.before_rev, "lnref"], cwd=root, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        policies.append((f"rev {args.before_rev[:8]}", {"PYTHONPATH": tmp}))
+    try:
+        _thread_rows(args, policies)
+    finally:
+        if getattr(args, "before_rev", None):
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _thread_rows(args, policies) -> None:
     print(f"\nthread policy, {args.engine} engine: steps/s, each case in a fresh process, min of {args.repeats} "
           f"alternating repeats of {args.steps} steps; ratio = default / max(one, all)")
-    header = (f"{'case':<15} {'n':>5} {'d':>6} {'m':>3} | {'default':>8} {'(thr)':>5} {'one':>8} {'all':>8} | "
+    header = (f"{'case':<18} {'n':>5} {'d':>6} {'m':>3} | {'default':>8} {'(thr)':>5} {'one':>8} {'all':>8} | "
               f"{'ratio':>5} | load (1/5/15 min)")
     print(header)
     print("-" * len(header))
@@ -236,7 +262,7 @@ def thread_table(args) -> None:
                 for r in res["rows"]:
                     n, d, m = r["size"]
                     ratio = r["default"] / max(r["one"], r["all"])
-                    print(f"{load + ' ' + label:<15} {n:>5} {d:>6} {m:>3} | {r['default']:>8.1f} "
+                    print(f"{load + ' ' + label:<18} {n:>5} {d:>6} {m:>3} | {r['default']:>8.1f} "
                           f"{r['default_threads']:>5} {r['one']:>8.1f} {r['all']:>8.1f} | {ratio:>5.2f} | "
                           f"{r['load']}   [{res['policy']}; {res['layer']}]")
         finally:
