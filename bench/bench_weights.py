@@ -18,7 +18,8 @@ size, steps/s of ``lnref.train`` with the default threads (``threads=None``), on
 machine as it is ("quiet") and with one busy background process that the script starts itself
 (``python -c "while True: pass"``, killed at the end) - "loaded".  Each (policy, load) case runs in a FRESH
 process (the OpenMP wait policy is fixed when the threading layer loads), which times default / 1 / all
-alternately, ``--repeats`` rounds, and reports the minimum time of each; the ratio default / max(1, all) is
+alternately (each after an untimed 1-step call with the same threads), ``--repeats`` rounds, and reports the
+minimum time of each; the ratio default / max(1, all) is
 printed for every case.  ``--before`` adds the pre-issue-13 policy in its own processes ("spin+all"):
 libgomp's spinning wait (``GOMP_SPINCOUNT=300000``, its default) and ``LNREF_THREADS=all`` (the old default);
 ``--before-rev REV`` adds the lnref of git revision REV (kernels and defaults of that revision).  The load average
@@ -203,8 +204,12 @@ def child_threads(args) -> int:
         choices = {"default": None, "one": 1, "all": numba.config.NUMBA_NUM_THREADS}
         best = {k: np.inf for k in choices}
         used = {}
+        warm = cfg.replace(steps=1)
         for _ in range(args.repeats):
             for key, t in choices.items():
+                # an untimed 1-step call first: the OpenMP team resizes at the first region after a change of
+                # thread count, a one-off cost that is not what the comparison is about
+                lnref.train(warm, data, W0, threads=t, keep_rho=False)
                 res = lnref.train(cfg, data, W0, threads=t, keep_rho=False)
                 best[key] = min(best[key], res.timings["train"])
                 used[key] = res.threads
