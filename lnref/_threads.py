@@ -34,8 +34,8 @@ __all__ = ["REGION_WORK", "ENV_THREADS", "apply_wait_policy", "wait_policy", "de
 # Multiply-adds a parallel region must carry before a second thread pays (speed only, never numerical).  A region
 # of w multiply-adds takes ~0.085 ns * w on one thread of the 2-core VM this was measured on (both engines), and
 # waking the other thread and meeting it at the barrier costs ~20-100 us with the passive wait; two threads gain
-# 20 % only when w is above ~2e6 (bench/bench_weights.py; measured 2 threads / 1 thread = 0.83-0.92 at 4e5-2e6
-# multiply-adds per region).
+# 20 % only when w is above ~2e6 (measured with the fused weight kernel at load ~8: 2 threads / 1 thread = 0.83, 0.84,
+# 0.91, 0.92 at 4e5, 8e5, 2e6, 4e6 multiply-adds per region; 0.93-1.09 at 1.6e7 and 4e7, bench/bench_weights.py).
 REGION_WORK = 2_000_000
 ENV_THREADS = "LNREF_THREADS"
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
