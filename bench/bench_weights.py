@@ -6,9 +6,9 @@ Usage::
         [--no-numpy] [--no-threads] [--before] [--before-rev REV] [--engine weights|coefficients]
 
 The NumPy comparison runs in ONE process: first a tiny ``lnref.train`` call compiles the kernels (its time is
-reported as the first-call compile cost), then for each size the NumPy baseline and ``lnref.train`` (all
-threads, then one thread) each run ``--steps`` GD steps ``--repeats`` times on the same data and W0; the
-minimum time is reported.  lnref's time is ``Result.timings['train']`` (all GD steps; logging only at step 0 and the end, n_test=0).
+reported as the first-call compile cost), then for each size the NumPy baseline and ``lnref.train`` (all threads,
+then one thread) each run ``--steps`` GD steps ``--repeats`` times on the same data and W0; the minimum time is
+reported. lnref's time is ``Result.timings['train']`` (all GD steps; logging only at step 0 and the end, n_test=0).
 
 Before timing, the script checks that the NumPy baseline's final W agrees with lnref's
 (``assert_allclose(rtol=1e-10, atol=1e-10 * max|W|)``), so both sides compute the same GD trajectory.
