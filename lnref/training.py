@@ -127,7 +127,8 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
     W0 : ndarray (2, m, d), optional
         Initial weights; default ``init_weights(cfg)``.
     threads : int, optional
-        numba threads (default all); results are bit-identical for any value.
+        numba threads (default: one for small problems, else all; see lnref._threads.default_threads and
+        LNREF_THREADS); results are bit-identical for any value.
     extra_tests : mapping name -> TestSet, optional
         More test sets; their accuracies are logged as ``test_acc_<name>``.
     keep_rho : bool
