@@ -16,6 +16,10 @@ Everything runs in ONE process, so every ratio compares numbers measured in the 
 4. Profile of one step (n=200, m=20): the inner-product/forward phase alone (``forward()``) vs a whole step.
 5. The sweep-sized run (n=20, m=10, 100 steps, n_test=1000, log_every=0, threads=1): wall time of
    ``lnref.train`` and where it goes.
+
+``--threads-table`` prints only the thread-policy table of ``bench_weights.py`` for the coefficient engine
+(default threads / one / all, quiet and under one busy process it starts itself, each case in a fresh process;
+``--before`` adds the pre-issue-13 policy), at (n, d, m) = (200, 2000, 20) unless ``--sizes`` is given.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_weights import numpy_gd  # noqa: E402
+from bench_weights import numpy_gd, parse_size, thread_table  # noqa: E402
 
 
 def best_of(fn, repeats):
@@ -45,7 +49,19 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20, help="GD steps per timed run (default 20)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported (default 3)")
     ap.add_argument("--quick", action="store_true", help="skip d = 1e6 and the d = 1e9 run")
+    ap.add_argument("--threads-table", action="store_true",
+                    help="only the thread-policy table (default / 1 / all threads, quiet and loaded)")
+    ap.add_argument("--before", action="store_true", help="with --threads-table: also the pre-issue-13 policy")
+    ap.add_argument("--before-rev", default=None, metavar="REV",
+                    help="with --threads-table: also the lnref of git revision REV")
+    ap.add_argument("--sizes", type=parse_size, nargs="+", default=[(200, 2000, 20)], metavar="n,d,m",
+                    help="sizes of --threads-table (default 200,2000,20)")
     args = ap.parse_args(argv)
+    if args.threads_table:
+        thread_table(argparse.Namespace(steps=args.steps, repeats=args.repeats, q=1.0, sizes=args.sizes,
+                                        before=args.before, before_rev=args.before_rev,
+                                        engine="coefficients"))
+        return 0
 
     import numba
     import lnref

@@ -131,33 +131,52 @@ def _inner_products(W, mu, XT, A, B, groups):
     multiply-adds; each thread takes a contiguous range of filter blocks and sweeps them over tiles of K_TILE
     rows of X^T, so X^T is streamed from memory once per thread.
     """
+    units = _units(W.shape[0])
+    groups = max(1, min(units, groups))
+    for g in prange(groups):
+        _inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
+
+
+@njit(inline="always")
+def _units(F):
+    """Work units of the inner products: F // FILTER_BLOCK blocks of four filters, then the left-over ones."""
+    nfull = F // FILTER_BLOCK
+    return nfull + (F - nfull * FILTER_BLOCK)
+
+
+@njit(inline="always")
+def _unit_rows(F, u0, u1):
+    """The filter rows [f_first, f_last) of the units u0 <= u < u1 (see :func:`_units`)."""
+    nfull = F // FILTER_BLOCK
+    f_first = u0 * FILTER_BLOCK if u0 < nfull else nfull * FILTER_BLOCK + (u0 - nfull)
+    f_last = u1 * FILTER_BLOCK if u1 <= nfull else nfull * FILTER_BLOCK + (u1 - nfull)
+    return f_first, f_last
+
+
+@njit
+def _inner_group(W, mu, XT, A, B, u0, u1):
+    """The inner products of :func:`_inner_products` for the filters of units u0 <= u < u1 (one work group)."""
     F, d = W.shape
     n = XT.shape[1]
     d4 = d - d % 4
     nfull = F // FILTER_BLOCK
-    units = nfull + (F - nfull * FILTER_BLOCK)  # blocks of four, then single left-over filters
-    groups = max(1, min(units, groups))
-    for g in prange(groups):
-        u0 = (units * g) // groups
-        u1 = (units * (g + 1)) // groups
-        f_first = u0 * FILTER_BLOCK if u0 < nfull else nfull * FILTER_BLOCK + (u0 - nfull)
-        f_last = u1 * FILTER_BLOCK if u1 <= nfull else nfull * FILTER_BLOCK + (u1 - nfull)
-        for f in range(f_first, f_last):
-            for i in range(n):
-                A[f, i] = 0.0
-        for k0 in range(0, d4, K_TILE):
-            k1 = min(k0 + K_TILE, d4)
-            for u in range(u0, u1):
-                if u < nfull:
-                    _block4_rows(A, W, XT, u * FILTER_BLOCK, k0, k1)
-                else:
-                    _single_row(A, W, XT, nfull * FILTER_BLOCK + (u - nfull), k0, k1)
-        for f in range(f_first, f_last):
-            _dot4_tail(A, W, XT, f, d4, d)
-            s = 0.0
-            for k in range(d):
-                s += W[f, k] * mu[k]
-            B[f] = s
+    f_first, f_last = _unit_rows(F, u0, u1)
+    for f in range(f_first, f_last):
+        for i in range(n):
+            A[f, i] = 0.0
+    for k0 in range(0, d4, K_TILE):
+        k1 = min(k0 + K_TILE, d4)
+        for u in range(u0, u1):
+            if u < nfull:
+                _block4_rows(A, W, XT, u * FILTER_BLOCK, k0, k1)
+            else:
+                _single_row(A, W, XT, nfull * FILTER_BLOCK + (u - nfull), k0, k1)
+    for f in range(f_first, f_last):
+        _dot4_tail(A, W, XT, f, d4, d)
+        s = 0.0
+        for k in range(d):
+            s += W[f, k] * mu[k]
+        B[f] = s
 
 
 
@@ -208,77 +227,71 @@ def gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho
     group summed as ``(t0 + t1) + (t2 + t3)`` and added to the running sum; the last (count mod 4) one at a
     time.  Inactive ReLU units cost nothing, and a running-sum load and store is paid once per four terms.
     """
-    F, d = G.shape
+    F = G.shape[0]
     n = X.shape[0]
+    lpy, rate, gscale, bscale = _step_scalings(lpm, y, xi_sq, eta, mu_sq, div)
+    for f in prange(F):
+        _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho, gamma_new,
+                      rho_new, bias_new, G, S, Sb, C, bad, with_bias)
+
+
+@njit
+def _step_scalings(lpm, y, xi_sq, eta, mu_sq, div):
+    """lpy_i = lpm_i y_i, rate_i = eta ||xi_i||^2/(n div), gscale = eta ||mu||^2/(n div), bscale = eta/(n div):
+    the step's scalings of :func:`lnref._equations.filter_update` (the same expressions as the coefficient
+    engine's)."""
+    n = lpm.shape[0]
     lpy = np.empty(n)
     rate = np.empty(n)
     for i in range(n):
         lpy[i] = lpm[i] * y[i]
         rate[i] = eta * xi_sq[i] / (n * div)
-    gscale = eta * mu_sq / (n * div)
-    bscale = eta / (n * div)
-    for f in prange(F):
-        sj = 1.0 if f < m else -1.0
-        bad[f] = filter_update(f, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new,
-                               rho_new, bias_new, S, Sb, C[f], with_bias)
-        s = S[f]
-        g = G[f]
-        for k in range(d):
-            g[k] = 0.0
-        active = np.empty(n, dtype=np.int64)
-        na = 0
-        for i in range(n):
-            if C[f, i] != 0.0:
-                active[na] = i
-                na += 1
-        na4 = na - na % 4
-        for j in range(0, na4, 4):
-            i0 = active[j]
-            i1 = active[j + 1]
-            i2 = active[j + 2]
-            i3 = active[j + 3]
-            c0 = C[f, i0]
-            c1 = C[f, i1]
-            c2 = C[f, i2]
-            c3 = C[f, i3]
-            x0 = X[i0]
-            x1 = X[i1]
-            x2 = X[i2]
-            x3 = X[i3]
-            for k in range(d):
-                g[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
-        for j in range(na4, na):
-            c = C[f, active[j]]
-            x = X[active[j]]
-            for k in range(d):
-                g[k] += c * x[k]
-        scale = sj / (n * div)
-        for k in range(d):
-            g[k] = scale * (s * mu[k] + g[k])
+    return lpy, rate, eta * mu_sq / (n * div), eta / (n * div)
 
 
-@njit(parallel=True)
-def descend(W, G, eta, bad):
-    """W <- W - eta G (SPEC.md section 3), elementwise, only if every new entry is finite and ``bad`` (the
-    non-finite counts of the new coefficients, per filter) is all 0.
-
-    Returns the number of non-finite values (0 means the step was taken; otherwise W is left unchanged).  The
-    count is an integer reduction, exact for any thread count.
-    """
-    F, d = W.shape
-    nbad = 0
-    for f in prange(F):
-        cnt = bad[f]
+@njit
+def _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho, gamma_new,
+                  rho_new, bias_new, G, S, Sb, C, bad, with_bias):
+    """The body of :func:`gradient` for filter f: S[f], C[f], Sb[f], the new coefficients and G[f]."""
+    d = G.shape[1]
+    n = X.shape[0]
+    sj = 1.0 if f < m else -1.0
+    bad[f] = filter_update(f, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new,
+                           rho_new, bias_new, S, Sb, C[f], with_bias)
+    s = S[f]
+    g = G[f]
+    for k in range(d):
+        g[k] = 0.0
+    active = np.empty(n, dtype=np.int64)
+    na = 0
+    for i in range(n):
+        if C[f, i] != 0.0:
+            active[na] = i
+            na += 1
+    na4 = na - na % 4
+    for j in range(0, na4, 4):
+        i0 = active[j]
+        i1 = active[j + 1]
+        i2 = active[j + 2]
+        i3 = active[j + 3]
+        c0 = C[f, i0]
+        c1 = C[f, i1]
+        c2 = C[f, i2]
+        c3 = C[f, i3]
+        x0 = X[i0]
+        x1 = X[i1]
+        x2 = X[i2]
+        x3 = X[i3]
         for k in range(d):
-            v = W[f, k] - eta * G[f, k]
-            if not math.isfinite(v):
-                cnt += 1
-        nbad += cnt
-    if nbad == 0:
-        for f in prange(F):
-            for k in range(d):
-                W[f, k] = W[f, k] - eta * G[f, k]
-    return nbad
+            g[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
+    for j in range(na4, na):
+        c = C[f, active[j]]
+        x = X[active[j]]
+        for k in range(d):
+            g[k] += c * x[k]
+    scale = sj / (n * div)
+    for k in range(d):
+        g[k] = scale * (s * mu[k] + g[k])
 
 
 @njit(parallel=True)
@@ -301,37 +314,91 @@ def transpose(X, XT):
             XT[k, i] = X[i, k]
 
 
-@njit
+@njit(inline="always")
+def _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_bias):
+    """Accept the pending step for filter fi: W[fi] <- the candidate in G[fi], and its coefficients and bias."""
+    for k in range(W.shape[1]):
+        W[fi, k] = G[fi, k]
+    gamma[fi] = gamma_new[fi]
+    for i in range(rho.shape[1]):
+        rho[fi, i] = rho_new[fi, i]
+    if with_bias:
+        bias[fi] = bias_new[fi]
+
+
+@njit(parallel=True)
 def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_sq, A, B, f, loss, dloss, lpm,
             G, S, Sb, C, gamma_new, rho_new, bias_new, bad, groups, with_bias, k):
     """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3, 4 and 7).
 
     Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
-    y_obs for plain GD, eps * y_obs for label-noise GD.  Each step: inner products, outputs, l', the gradient with
-    the new coefficients, W <- W - eta G, then the accepted coefficients and biases.  Stops before a step whose
-    outputs or new weights, coefficients or biases would be non-finite, leaving the last finite state; returns the
-    number of steps taken.
+    y_obs for plain GD, eps * y_obs for label-noise GD.  Stops before a step whose outputs or new weights,
+    coefficients or biases would be non-finite, leaving the last finite state; returns the number of steps taken.
+
+    Two parallel regions per step (each region ends in a barrier, which a thread descheduled by another program
+    holds up; fewer regions keep the default threads fast on a busy machine):
+      (a) over blocks of samples: the outputs f (:func:`lnref._equations.outputs_range`); then, serially, the
+          finiteness check, l' and lpm;
+      (b) over the work groups of the inner products: for each filter of the group, accept the pending step
+          (W, gamma, rho, b), then its gradient and new coefficients (:func:`_gradient_row`), the candidate
+          W - eta G (kept in G; descend's expression) and its non-finite count; then the inner products of the
+          group's candidate rows, which only those filters' next updates read.
+    A step whose candidate has a non-finite value is not accepted.  The same operations in the same order as one
+    call each of inner_products, forward, losses, gradient and descend per step: the same bits.
     """
     n = X.shape[0]
-    F = W.shape[0]
+    F, d = W.shape
+    units = _units(F)
+    groups = max(1, min(units, groups))
+    nsb = (n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK
+    acc = np.empty((2, n))
+    for g in prange(groups):  # the entry state's inner products
+        _inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
+    pending = False
+    done = k
     for s in range(k):
         row = s if mults.shape[0] > 1 else 0
-        _inner_products(W, mu, XT, A, B, groups)
-        forward(A, B, bias, y, q, m, div, f)
+        b_src = bias_new if (pending and with_bias) else bias
+        for sb in prange(nsb):
+            outputs_range(A, B, b_src, y, q, m, div, sb * SAMPLE_BLOCK, min(n, (sb + 1) * SAMPLE_BLOCK), acc, f)
+        finite = True
         for i in range(n):
             if not math.isfinite(f[i]):
-                return s
+                finite = False
+        if not finite:
+            done = s
+            break
         losses(f, mults[row], loss, dloss)
         for i in range(n):
             lpm[i] = dloss[i] * mults[row, i]
-        gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho, gamma_new, rho_new,
-                 bias_new, G, S, Sb, C, bad, with_bias)
-        if descend(W, G, eta, bad) != 0:
-            return s
+        lpy, rate, gscale, bscale = _step_scalings(lpm, y, xi_sq, eta, mu_sq, div)
+        for g in prange(groups):
+            u0 = (units * g) // groups
+            u1 = (units * (g + 1)) // groups
+            f_first, f_last = _unit_rows(F, u0, u1)
+            for fi in range(f_first, f_last):
+                if pending:
+                    _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_bias)
+                _gradient_row(fi, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho,
+                              gamma_new, rho_new, bias_new, G, S, Sb, C, bad, with_bias)
+                cnt = bad[fi]
+                for kk in range(d):
+                    v = W[fi, kk] - eta * G[fi, kk]
+                    G[fi, kk] = v
+                    if not math.isfinite(v):
+                        cnt += 1
+                bad[fi] = cnt
+            _inner_group(G, mu, XT, A, B, u0, u1)
+        nbad = 0
         for fi in range(F):
-            gamma[fi] = gamma_new[fi]
-            for i in range(n):
-                rho[fi, i] = rho_new[fi, i]
-            if with_bias:
-                bias[fi] = bias_new[fi]
-    return k
+            nbad += bad[fi]
+        if nbad != 0:
+            # the rows committed in this region were the previous step's: W, gamma, rho, b hold step s
+            pending = False
+            done = s
+            break
+        pending = True
+    if pending:
+        for fi in range(F):
+            _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_bias)
+    return done

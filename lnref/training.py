@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numba
 import numpy as np
 
+from . import _threads
 from .config import Config, ConfigError
 from .data import TestSet, label_noise_signs, stream
 from .metrics import HISTORY_COLUMNS, sample_losses, step_metrics
@@ -83,16 +84,14 @@ class Result:
 
 
 @contextlib.contextmanager
-def num_threads(threads: int | None) -> Iterator[int]:
-    """Run numba kernels with ``threads`` threads (None: all), restoring the previous setting."""
+def num_threads(threads: int | None, work: float | None = None, regions: float = 1.0) -> Iterator[int]:
+    """Run numba kernels with ``threads`` threads, restoring the previous setting.
+
+    None: :func:`lnref._threads.default_threads` for ``work`` multiply-adds per step in ``regions`` parallel
+    regions (one thread for small problems, else all; ``LNREF_THREADS`` overrides)."""
     old = numba.get_num_threads()
-    if threads is None:
-        threads = numba.config.NUMBA_NUM_THREADS
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not (
-            1 <= threads <= numba.config.NUMBA_NUM_THREADS):
-        raise ConfigError(f"threads={threads!r} is not allowed: use an integer from 1 to "
-                          f"{numba.config.NUMBA_NUM_THREADS} (numba's NUMBA_NUM_THREADS)")
-    numba.set_num_threads(int(threads))
+    threads = _threads.resolve(threads, work, regions)
+    numba.set_num_threads(threads)
     try:
         yield int(threads)
     finally:
@@ -172,7 +171,8 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     b0 : ndarray (2, m), optional
         Initial biases (``cfg.bias`` only); default ``init_bias(cfg)``.
     threads : int, optional
-        numba threads (default all); results are bit-identical for any value.
+        numba threads (default: one for small problems, else all; see lnref._threads.default_threads and
+        LNREF_THREADS); results are bit-identical for any value.
     extra_tests : mapping name -> TestSet, optional
         More test sets; their accuracies are logged as ``test_acc_<name>``.
     keep_rho : bool
@@ -216,7 +216,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     check_train_options(resume=resume, checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
                         progress=progress, keep_rho=keep_rho, extra_tests=extra_tests)
     t_start = time.perf_counter()
-    with num_threads(threads) as nthreads:  # Gram sampling runs kernels too
+    with num_threads(threads, *_threads.step_work(cfg)) as nthreads:  # Gram sampling runs kernels too
         engine = from_config(cfg, data, W0, b0)
     data = engine.data
     W0 = getattr(engine, "W0", None) if cfg.engine == "coefficients" else engine.weights().copy()
@@ -225,7 +225,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     tests = ([("test_acc", data.test)] if getattr(data, "test", None) is not None else []) + \
             [(f"test_acc_{k}", t) for k, t in extra_tests.items()]
 
-    with num_threads(threads) as nthreads:
+    with num_threads(threads, *_threads.step_work(cfg)) as nthreads:
         log_steps = cfg.log_steps()
         L = log_steps.size
         cols = ["step"] + [c for c in HISTORY_COLUMNS if c != "step"] + [name for name, _ in tests

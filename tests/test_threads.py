@@ -1,0 +1,91 @@
+"""The thread policy (lnref/_threads.py, issue 13): default thread count, its override, the OpenMP wait policy.
+
+Speed itself is measured in bench/bench_weights.py (never asserted here); these tests check the decisions.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import pytest
+
+import lnref
+from lnref import _threads
+from lnref.config import ConfigError
+
+ALL = numba.config.NUMBA_NUM_THREADS
+
+
+def test_default_threads_one_below_the_region_work_and_all_above(monkeypatch):
+    monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    w = _threads.REGION_WORK
+    assert _threads.default_threads(w * 2 - 1, regions=2) == 1
+    assert _threads.default_threads(w * 2, regions=2) == ALL
+    assert _threads.default_threads(None) == ALL
+
+
+def test_step_work_counts_the_engine_work_per_region():
+    small = lnref.Config(n=20, d=1000, m=10)
+    work, regions = _threads.step_work(small)
+    assert (work, regions) == (2.0 * 20 * 20 * 1000, _threads.REGIONS_PER_STEP["weights"])
+    work, regions = _threads.step_work(small.replace(engine="coefficients"))
+    assert (work, regions) == (20.0 * 20 * 20, _threads.REGIONS_PER_STEP["coefficients"])
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("all", ALL), (" AUTO ", None), ("", None)])
+def test_env_override_of_the_default(monkeypatch, value, expected):
+    monkeypatch.setenv(_threads.ENV_THREADS, value)
+    got = _threads.resolve(None, work=1.0)  # tiny work: auto gives 1
+    assert got == (1 if expected is None else expected)
+    assert _threads.resolve(1, work=1e12) == 1  # an explicit argument wins over everything
+
+
+@pytest.mark.parametrize("value", ["0", str(ALL + 1), "two", "1.5"])
+def test_bad_env_value_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv(_threads.ENV_THREADS, value)
+    with pytest.raises(ConfigError, match=f"{_threads.ENV_THREADS}=.*not allowed.*integer from 1 to {ALL}"):
+        _threads.resolve(None, work=1.0)
+
+
+@pytest.mark.parametrize("bad", [0, ALL + 1, 1.0, True, "2"])
+def test_bad_threads_argument_is_a_clear_error(bad):
+    with pytest.raises(ConfigError, match="threads=.*not allowed"):
+        lnref.train(lnref.Config(n=4, d=8, m=1, steps=1, n_test=0), threads=bad)
+
+
+def test_train_default_threads_follow_the_work(monkeypatch):
+    monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    tiny = lnref.Config(n=4, d=8, m=1, steps=1, log_every=0, n_test=0)
+    assert lnref.train(tiny).threads == 1
+    # 2 (2m) n d = 2 * 4 * 100 * 5000 = 4e6 multiply-adds per step in 2 regions: 2e6 = REGION_WORK per region
+    big = tiny.replace(n=100, d=5000, m=2)
+    assert _threads.step_work(big)[0] / _threads.step_work(big)[1] >= _threads.REGION_WORK
+    assert lnref.train(big).threads == ALL
+
+
+_PROBE = """
+import json, os, lnref, numba
+from lnref import _threads
+print(json.dumps({"policy": _threads.wait_policy(), "env": os.environ.get("OMP_WAIT_POLICY"),
+                  "layer_loaded": bool(numba.np.ufunc.parallel._is_initialized)}))
+"""
+
+
+def _probe(**env):
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    out = subprocess.run([sys.executable, "-c", _PROBE], env={**base, **env}, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_wait_policy_is_passive_by_default_and_leaves_the_environment_alone():
+    got = _probe()
+    assert got == {"policy": "passive (set by lnref)", "env": None, "layer_loaded": True}
+
+
+def test_wait_policy_set_by_the_user_is_kept():
+    got = _probe(OMP_WAIT_POLICY="active")
+    assert got["policy"] == "set by the user: OMP_WAIT_POLICY=active"
+    assert got["env"] == "active"
