@@ -341,10 +341,10 @@ def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_
           finiteness check, l' and lpm;
       (b) over the work groups of the inner products: for each filter of the group, accept the pending step
           (W, gamma, rho, b), then its gradient and new coefficients (:func:`_gradient_row`), the candidate
-          W - eta G (kept in G; descend's expression) and its non-finite count; then the inner products of the
+          W - eta G (kept in G) and its non-finite count; then the inner products of the
           group's candidate rows, which only those filters' next updates read.
     A step whose candidate has a non-finite value is not accepted.  The same operations in the same order as one
-    call each of inner_products, forward, losses, gradient and descend per step: the same bits.
+    call each of inner_products, forward, losses and gradient per step, then W - eta G: the same bits.
     """
     n = X.shape[0]
     F, d = W.shape
