@@ -12,8 +12,10 @@ published test-error table (``Source file/data_test100.csv`` in that repository)
 ``--published PATH`` points at a downloaded copy (it is not shipped with lnref).  Cao et al. 2022 (arXiv
 2202.06526): no public code was found (searched GitHub for the title, the arXiv id and the authors' group
 uclaml; Papers with Code lists no implementation), so lnref takes the paper's reading (SPEC.md sections 1-3, 6):
-its network, N(0, sigma0^2) initialisation, orthogonal noise, no label noise.  Huang et al. 2025: lnref's reading
-of the paper (SPEC.md section 6; see :mod:`lnref.reproduce.huang2025`).
+its network, N(0, sigma0^2) initialisation, orthogonal noise, no label noise.  Huang et al. 2025 ("How does
+label noise gradient descent improve generalization in the low SNR regime?", arXiv 2510.17526): no public code was
+found either (searched for the title and the arXiv id), so lnref's reading of the paper (SPEC.md section 6; see
+:mod:`lnref.reproduce.huang2025`).
 """
 from __future__ import annotations
 
@@ -422,7 +424,7 @@ def huang_heatmap(ctx: Context) -> list[Check]:
     """Huang et al. 2025's heatmap (SPEC.md section 6): SNR 0.03..0.10 x n 100..700, 1000 steps, eta = 1.0,
     squared ReLU, plain GD against label-noise GD (p = 0.1), clean labels (tau = 0, so the Bayes error is 0).
     Boundary drawn: n SNR^2 = C with C = 1 (stated, not fitted).  lnref's reading of the paper (no public code
-    was checked here)."""
+    was found: module docstring)."""
     base = huang_base(seed=2025, **({"steps": 300} if ctx.quick else {}))
     grid = huang_grid(ctx.quick)
     reps = max(ctx.seeds, 2) if ctx.quick else max(ctx.seeds, 3)
