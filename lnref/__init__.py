@@ -6,15 +6,16 @@ See SPEC.md (the mathematics) and the README.  Public API::
     data = lnref.make_data(cfg); W0 = lnref.init_weights(cfg)
     res = lnref.train(cfg, data, W0)      # res.W, res.gamma, res.rho, res.history
 """
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version source: setup.cfg reads it (version = attr: lnref.__version__)
 
 from .config import Config, ConfigError
 from .data import Dataset, TestSet, init_bias, init_weights, make_data, make_test
 from .decomposition import decompose, reconstruct
-from .model import forward, gd_step, gradient, loss
+from .model import forward, gd_step, gradient, gradients, loss
+from ._spec import spec_path
 from .training import DivergedError, Result, train
 from .sweep import SweepResult, sweep  # the function; the module stays importable as lnref.sweep via sys.modules
 
 __all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "init_bias", "forward",
-           "loss", "gradient", "gd_step", "train", "Result", "DivergedError", "decompose", "reconstruct",
+           "loss", "gradient", "gradients", "gd_step", "spec_path", "train", "Result", "DivergedError", "decompose", "reconstruct",
            "sweep", "SweepResult", "__version__"]

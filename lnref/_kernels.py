@@ -1,4 +1,8 @@
-"""Numba kernels of the weight-space reference engine (SPEC.md sections 2-4).
+"""Numba kernels of the weight-space reference engine (SPEC.md sections 2-4 and 7).
+
+Every equation is computed by the one function of :mod:`lnref._equations` that implements it (sigma, sigma',
+the loss, the outputs, one filter's GD step); this module holds what only the weight engine does: inner products
+of explicit weights with explicit vectors, the gradient as a d-dimensional vector, and the step on W.
 
 Rules (DESIGN.md "Numerics"): kernels take preallocated outputs, draw no random numbers and read no module
 globals; ``prange`` runs only over independent outputs (filters, samples) and every reported sum is a serial
@@ -6,61 +10,33 @@ loop in index order, so results are bit-identical for any thread count and with 
 No fastmath, ``error_model="numpy"``, the exponent q is a float64 (``pow``).
 
 Layouts: filters are flattened to ``F = 2m`` rows, row ``f = j_index * m + r`` (j_index 0 is j = +1).
-``X`` is (n, d) row-major, ``XT`` is its transpose (d, n) row-major.
+``X`` is (n, d) row-major, ``XT`` is its transpose (d, n) row-major.  ``bias`` (F,) holds the filters' biases
+(zeros for the paper's network, which changes no bit: see :mod:`lnref._equations`); ``div`` is
+1/(output_scale c_p), float(m) for the paper.
 """
 from __future__ import annotations
 
 import math
-import os
 
-import numpy as np
 import numba
-from numba import njit, prange
+import numpy as np
+from numba import prange
 
-# Disk caching of compiled kernels is opt-in (DESIGN.md): LNREF_CACHE=1 stores them next to the package (or in
-# NUMBA_CACHE_DIR), so later processes skip the first-call compile.
-CACHE = os.environ.get("LNREF_CACHE", "").strip().lower() in ("1", "true", "yes", "on")
-_opts = dict(cache=CACHE, error_model="numpy", fastmath=False)
+from ._equations import CACHE, filter_update, kernel, logistic_dloss, logistic_loss, outputs_range
+
+__all__ = ["CACHE", "inner_products", "forward", "losses", "gradient", "advance", "project_out", "row_sq_norms",
+           "transpose", "FILTER_BLOCK", "SAMPLE_BLOCK"]
+
+njit = kernel
 # Filters handled together by the inner-product kernel (each X^T row is loaded once per block; the block size is
 # written out in the kernel's unrolled body).  Not a numerical choice: the summation order of every output is
 # the same whatever the block (see inner_products).
 FILTER_BLOCK = 4
+# samples whose outputs are computed together (vectorisation and parallel grain; not a numerical choice)
+SAMPLE_BLOCK = 64
 
 
-@njit(inline="always", **_opts)
-def act(z, q):
-    """sigma(z) = max(0, z)**q (SPEC.md section 2)."""
-    if z > 0.0:
-        return z ** q
-    return 0.0
-
-
-@njit(inline="always", **_opts)
-def dact(z, q):
-    """sigma'(z) = q max(0, z)**(q - 1), and 0 for z <= 0 (SPEC.md section 2)."""
-    if z > 0.0:
-        return q * z ** (q - 1.0)
-    return 0.0
-
-
-@njit(inline="always", **_opts)
-def logistic_loss(z):
-    """l(z) = log(1 + exp(-z)) without overflow for any finite z (SPEC.md section 3)."""
-    if z > 0.0:
-        return math.log1p(math.exp(-z))
-    return -z + math.log1p(math.exp(z))
-
-
-@njit(inline="always", **_opts)
-def logistic_dloss(z):
-    """l'(z) = -1/(1 + exp(z)) = -sigmoid(-z), in (-1, 0), without overflow (SPEC.md section 3)."""
-    if z >= 0.0:
-        e = math.exp(-z)
-        return -e / (1.0 + e)
-    return -1.0 / (1.0 + math.exp(z))
-
-
-@njit(parallel=True, **_opts)
+@njit(parallel=True)
 def project_out(G, u):
     """G[r] <- G[r] - <G[r], u> u for every row (u a unit vector); exact when u = e_1."""
     rows, d = G.shape
@@ -72,7 +48,7 @@ def project_out(G, u):
             G[r, k] = G[r, k] - c * u[k]
 
 
-@njit(inline="always", **_opts)
+@njit(inline="always")
 def _dot4_tail(A, W, XT, f, d4, d):
     """A[f] += W[f, k] X^T[k] for the k = d4..d-1 left over by the groups of four, one k at a time."""
     a = A[f]
@@ -85,7 +61,7 @@ def _dot4_tail(A, W, XT, f, d4, d):
             a[i] += b * xk[i]
 
 
-@njit(inline="always", **_opts)
+@njit(inline="always")
 def _block4_rows(A, W, XT, f0, k0, k1):
     """Add the terms k0 <= k < k1 (k0, k1 multiples of 4) to the running sums A[f0..f0+3] (see inner_products)."""
     n = XT.shape[1]
@@ -117,7 +93,7 @@ def _block4_rows(A, W, XT, f0, k0, k1):
             a3[i] += (b3 * p + c3 * q) + (e3 * r + g3 * s)
 
 
-@njit(inline="always", **_opts)
+@njit(inline="always")
 def _single_row(A, W, XT, f, k0, k1):
     """The same as _block4_rows for one filter (the F mod 4 left over), same summation order."""
     n = XT.shape[1]
@@ -138,9 +114,10 @@ def _single_row(A, W, XT, f, k0, k1):
 K_TILE = 256
 
 
-@njit(parallel=True, **_opts)
-def inner_products(W, mu, XT, A, B):
-    """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu>.
+@njit(parallel=True)
+def _inner_products(W, mu, XT, A, B, groups):
+    """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu> (the kernel of :func:`inner_products`; ``groups`` is the
+    number of parallel work groups, a speed choice only).
 
     W (F, d), mu (d,), XT (d, n) -> A (F, n), B (F,).
 
@@ -159,7 +136,7 @@ def inner_products(W, mu, XT, A, B):
     d4 = d - d % 4
     nfull = F // FILTER_BLOCK
     units = nfull + (F - nfull * FILTER_BLOCK)  # blocks of four, then single left-over filters
-    groups = min(units, numba.get_num_threads())
+    groups = max(1, min(units, groups))
     for g in prange(groups):
         u0 = (units * g) // groups
         u1 = (units * (g + 1)) // groups
@@ -183,26 +160,30 @@ def inner_products(W, mu, XT, A, B):
             B[f] = s
 
 
-@njit(parallel=True, **_opts)
-def forward(A, B, y, q, m, out):
-    """f_i = F_{+1} - F_{-1}, F_j = (1/m) sum_r [sigma(<w_jr, y_i mu>) + sigma(<w_jr, xi_i>)] (SPEC.md section 2).
-
-    A (2m, n) noise inner products, B (2m,) <w, mu>, y (n,) true labels (the signal patch is y_i mu) -> out (n,).
-    """
-    n = A.shape[1]
-    for i in prange(n):
-        fp = 0.0
-        fm = 0.0
-        for r in range(m):
-            fp += act(y[i] * B[r], q) + act(A[r, i], q)
-        for r in range(m):
-            fm += act(y[i] * B[m + r], q) + act(A[m + r, i], q)
-        out[i] = fp / m - fm / m
 
 
-@njit(**_opts)
+def inner_products(W, mu, XT, A, B):
+    """A[f, i] = <W[f], X[i]> (F, n) and B[f] = <W[f], mu> (F,) from W (F, d), mu (d,), XT (d, n).
+
+    One work group per numba thread (passed to the kernel, which then reads no dynamic global and can be
+    cached on disk).  The summation order is fixed (see :func:`_inner_products`)."""
+    _inner_products(W, mu, XT, A, B, numba.get_num_threads())
+
+
+@njit(parallel=True)
+def forward(A, B, bias, y, q, m, div, out):
+    """out[i] = f_i (SPEC.md sections 2 and 7) from A (2m, n) = <w_f, xi_i>, B (2m,) = <w_f, mu>, bias (2m,),
+    y (n,) true labels (the signal patch is y_i mu): :func:`lnref._equations.outputs_range` over blocks of
+    samples."""
+    n = out.shape[0]
+    acc = np.empty((2, n))
+    for sb in prange((n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK):
+        outputs_range(A, B, bias, y, q, m, div, sb * SAMPLE_BLOCK, min(n, (sb + 1) * SAMPLE_BLOCK), acc, out)
+
+
+@njit
 def losses(f, mult, loss_out, dloss_out):
-    """loss_out[i] = l(mult_i f_i), dloss_out[i] = l'(mult_i f_i).
+    """loss_out[i] = l(mult_i f_i), dloss_out[i] = l'(mult_i f_i) (SPEC.md section 3).
 
     Serial: O(n) work never repays a parallel region's start-up, and a serial kernel compiles faster."""
     for i in range(f.shape[0]):
@@ -211,15 +192,16 @@ def losses(f, mult, loss_out, dloss_out):
         dloss_out[i] = logistic_dloss(z)
 
 
-@njit(parallel=True, **_opts)
-def gradient(A, B, lpm, y, mu, X, q, m, G, S, C):
-    """Gradient of L at W from the inner products (SPEC.md section 3).
+@njit(parallel=True)
+def gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho, gamma_new, rho_new, bias_new,
+             G, S, Sb, C, bad, with_bias):
+    """The gradient of L at W (SPEC.md sections 3 and 7) and the coefficients after a step of size eta.
 
-    lpm[i] = l'_i * mult_i with mult_i = y_obs_i (plain GD) or eps_i y_obs_i (label-noise GD).
-    Outputs, for each filter f = (j, r) with sign s_j:
-      S[f]    = sum_i lpm_i y_i sigma'(y_i <w_f, mu>)               (serial over i)
-      C[f, i] = lpm_i sigma'(<w_f, xi_i>)                            (noise coefficient)
-      G[f]    = (s_j/(n m)) * (S[f] mu + sum_i C[f, i] xi_i)
+    lpm[i] = l'_i * mult_i with mult_i = y_obs_i (plain GD) or eps_i y_obs_i (label-noise GD).  For each filter f,
+    :func:`lnref._equations.filter_update` gives S[f], C[f, :], Sb[f] and the new gamma, rho and bias (into
+    gamma_new, rho_new, bias_new; bad[f] counts their non-finite values), then
+      G[f] = (s_j/(n div)) * (S[f] mu + sum_i C[f, i] xi_i)
+    and the bias gradient is (s_j/(n div)) Sb[f].
 
     Summation order of sum_i C[f, i] xi_i (fixed; the same for every thread count and with NUMBA_DISABLE_JIT=1):
     the samples with C[f, i] != 0 (the others add nothing), in increasing i, are taken in groups of four, each
@@ -228,21 +210,25 @@ def gradient(A, B, lpm, y, mu, X, q, m, G, S, C):
     """
     F, d = G.shape
     n = X.shape[0]
+    lpy = np.empty(n)
+    rate = np.empty(n)
+    for i in range(n):
+        lpy[i] = lpm[i] * y[i]
+        rate[i] = eta * xi_sq[i] / (n * div)
+    gscale = eta * mu_sq / (n * div)
+    bscale = eta / (n * div)
     for f in prange(F):
         sj = 1.0 if f < m else -1.0
-        s = 0.0
-        for i in range(n):
-            s += lpm[i] * y[i] * dact(y[i] * B[f], q)
-        S[f] = s
+        bad[f] = filter_update(f, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new,
+                               rho_new, bias_new, S, Sb, C[f], with_bias)
+        s = S[f]
         g = G[f]
         for k in range(d):
             g[k] = 0.0
         active = np.empty(n, dtype=np.int64)
         na = 0
         for i in range(n):
-            c = lpm[i] * dact(A[f, i], q)
-            C[f, i] = c
-            if c != 0.0:
+            if C[f, i] != 0.0:
                 active[na] = i
                 na += 1
         na4 = na - na % 4
@@ -266,49 +252,36 @@ def gradient(A, B, lpm, y, mu, X, q, m, G, S, C):
             x = X[active[j]]
             for k in range(d):
                 g[k] += c * x[k]
-        scale = sj / (n * m)
+        scale = sj / (n * div)
         for k in range(d):
             g[k] = scale * (s * mu[k] + g[k])
 
 
-@njit(parallel=True, **_opts)
-def descend(W, G, eta):
-    """W <- W - eta G (SPEC.md section 3), elementwise, only if every new entry is finite.
+@njit(parallel=True)
+def descend(W, G, eta, bad):
+    """W <- W - eta G (SPEC.md section 3), elementwise, only if every new entry is finite and ``bad`` (the
+    non-finite counts of the new coefficients, per filter) is all 0.
 
-    Returns the number of entries that would be non-finite (0 means the step was taken; otherwise W is
-    left unchanged).  The count is an integer reduction, exact for any thread count.
+    Returns the number of non-finite values (0 means the step was taken; otherwise W is left unchanged).  The
+    count is an integer reduction, exact for any thread count.
     """
     F, d = W.shape
-    bad = 0
+    nbad = 0
     for f in prange(F):
-        cnt = 0
+        cnt = bad[f]
         for k in range(d):
             v = W[f, k] - eta * G[f, k]
             if not math.isfinite(v):
                 cnt += 1
-        bad += cnt
-    if bad == 0:
+        nbad += cnt
+    if nbad == 0:
         for f in prange(F):
             for k in range(d):
                 W[f, k] = W[f, k] - eta * G[f, k]
-    return bad
+    return nbad
 
 
-@njit(parallel=True, **_opts)
-def update_coefficients(gamma, rho, S, C, mu_sq, xi_sq, eta, m):
-    """The recursions of SPEC.md section 4 from one step's S and C (see :func:`gradient`).
-
-    gamma[f] -= (eta ||mu||^2/(n m)) S[f];  rho[f, i] -= (eta ||xi_i||^2/(n m)) s_j C[f, i].
-    """
-    F, n = rho.shape
-    for f in prange(F):
-        sj = 1.0 if f < m else -1.0
-        gamma[f] = gamma[f] - (eta * mu_sq / (n * m)) * S[f]
-        for i in range(n):
-            rho[f, i] = rho[f, i] - (eta * xi_sq[i] / (n * m)) * (sj * C[f, i])
-
-
-@njit(parallel=True, **_opts)
+@njit(parallel=True)
 def row_sq_norms(X, out):
     """out[i] = ||X[i]||^2, serial over k."""
     n, d = X.shape
@@ -319,7 +292,7 @@ def row_sq_norms(X, out):
         out[i] = s
 
 
-@njit(parallel=True, **_opts)
+@njit(parallel=True)
 def transpose(X, XT):
     """XT[k, i] = X[i, k] (blocked copy)."""
     n, d = X.shape
@@ -328,28 +301,37 @@ def transpose(X, XT):
             XT[k, i] = X[i, k]
 
 
-@njit(**_opts)
-def advance(W, gamma, rho, X, XT, mu, y, mults, q, m, eta, mu_sq, xi_sq, A, B, f, loss, dloss, lpm, G, S, C, k):
-    """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3-4).
+@njit
+def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_sq, A, B, f, loss, dloss, lpm,
+            G, S, Sb, C, gamma_new, rho_new, bias_new, bad, groups, with_bias, k):
+    """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3, 4 and 7).
 
     Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
-    y_obs for plain GD, eps * y_obs for label-noise GD.  Each step: inner products, outputs, l', gradient,
-    W <- W - eta G, then the coefficient recursions.  Stops before a step whose outputs or new weights would
-    be non-finite, leaving the last finite state; returns the number of steps taken.
+    y_obs for plain GD, eps * y_obs for label-noise GD.  Each step: inner products, outputs, l', the gradient with
+    the new coefficients, W <- W - eta G, then the accepted coefficients and biases.  Stops before a step whose
+    outputs or new weights, coefficients or biases would be non-finite, leaving the last finite state; returns the
+    number of steps taken.
     """
     n = X.shape[0]
+    F = W.shape[0]
     for s in range(k):
         row = s if mults.shape[0] > 1 else 0
-        inner_products(W, mu, XT, A, B)
-        forward(A, B, y, q, m, f)
+        _inner_products(W, mu, XT, A, B, groups)
+        forward(A, B, bias, y, q, m, div, f)
         for i in range(n):
             if not math.isfinite(f[i]):
                 return s
         losses(f, mults[row], loss, dloss)
         for i in range(n):
             lpm[i] = dloss[i] * mults[row, i]
-        gradient(A, B, lpm, y, mu, X, q, m, G, S, C)
-        if descend(W, G, eta) != 0:
+        gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho, gamma_new, rho_new,
+                 bias_new, G, S, Sb, C, bad, with_bias)
+        if descend(W, G, eta, bad) != 0:
             return s
-        update_coefficients(gamma, rho, S, C, mu_sq, xi_sq, eta, m)
+        for fi in range(F):
+            gamma[fi] = gamma_new[fi]
+            for i in range(n):
+                rho[fi, i] = rho_new[fi, i]
+            if with_bias:
+                bias[fi] = bias_new[fi]
     return k

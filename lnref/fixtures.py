@@ -223,7 +223,7 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
     GD and label-noise GD of SPEC.md section 3, coefficients of section 4 (the recursions, as in ``lnref.train``).
     The label-noise signs come from stream 4 of the data contract, so the trajectory equals ``lnref.train(cfg)``.
     """
-    from .engines.weights import WeightEngine
+    from .engines import from_config
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
@@ -234,15 +234,14 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
     ck = parse_checkpoints(checkpoints, T)
     if data is None:
         data = make_data(cfg.replace(n_test=0))
-    if not isinstance(data, Dataset):
-        raise ConfigError(f"data must be an lnref.Dataset, got {type(data).__name__}")
-    data.check_for(cfg)
-    data = Dataset(data.mu, data.xi, data.y, data.y_obs)
-    W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0").copy()
+    if isinstance(data, Dataset):
+        data = Dataset(data.mu, data.xi, data.y, data.y_obs)
+    engine = from_config(cfg, data, W0)  # validates data and W0
+    data = engine.data
+    W0 = engine.weights().copy()
     eps = None
     if cfg.algorithm == "label_noise_gd":
         eps = label_noise_signs(stream(cfg.seed, "label_noise"), (T + 1, cfg.n), cfg.p)
-    engine = WeightEngine(cfg.q, cfg.eta, data, W0)
     K = ck.size
     Ws = np.empty((K, 2, cfg.m, cfg.d))
     grads = np.empty_like(Ws)

@@ -315,7 +315,7 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
 
 
 def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho: np.ndarray, B: np.ndarray,
-                          xi_sq: np.ndarray, mu_sq: float, q: float) -> float:
+                          bias: np.ndarray, xi_sq: np.ndarray, mu_sq: float, q: float, div: float) -> float:
     """Accuracy on the virtual test set of ``cfg`` (stream 'test') of the state (gamma, rho), without building it.
 
     The same draws and the same floating-point operations as ``CoefficientEngine.test_accuracy(
@@ -328,7 +328,8 @@ def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho:
     data : GramData from :func:`sample_gram` (``sample_gram(cfg, draw_test=False)`` is enough)
     gamma : ndarray (2m,), rho : ndarray (2m, n)   the state (flattened filters)
     B : ndarray (2m,)   <w_f, mu> of that state (CoefficientEngine.B after forward())
-    xi_sq : ndarray (n,), mu_sq : float, q : float   as the engine holds them
+    bias : ndarray (2m,)   the biases of that state (zeros without ``cfg.bias``)
+    xi_sq : ndarray (n,), mu_sq : float, q : float, div : float   as the engine holds them
 
     Returns
     -------
@@ -344,7 +345,8 @@ def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho:
     stats = data.stats
     t = virtual_test_inputs(cfg, data.coords, data.y, stats.c, mu_sq)
     count = KC.virtual_test_correct(data.coords, t.zT, t.scale, data.e1, t.a, t.isotropic, t.idx, stats.G,
-                                    stats.P0, xi_sq, t.ct_mu, gamma, rho, B, t.y_t, t.y_score, float(q), int(stats.m))
+                                    stats.P0, xi_sq, t.ct_mu, gamma, rho, B, bias, t.y_t, t.y_score, float(q),
+                                    int(stats.m), float(div))
     return count / n_test
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["HISTORY_COLUMNS", "sample_losses", "step_metrics", "describe"]
+__all__ = ["HISTORY_COLUMNS", "sample_losses", "step_metrics", "accuracy"]
 
 HISTORY_COLUMNS: dict[str, str] = {
     "step": "GD step t",
@@ -51,52 +51,70 @@ def _max(a: np.ndarray) -> float:
 
 
 def step_metrics(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, gamma: np.ndarray, rho: np.ndarray,
-                 test_correct: float = math.nan) -> dict[str, float]:
-    """All history columns except ``step`` and the test columns, at one step.
+                 names=None) -> dict[str, float]:
+    """The history columns except ``step`` and the test columns, at one step.
 
     Parameters
     ----------
     f : (n,) outputs on the training samples
     y, y_obs : (n,) true and observed labels
     gamma : (2, m); rho : (2, m, n)
-    test_correct : test accuracy already computed by the caller
+    names : collection of str, optional
+        Compute only these columns (and ``loss``, always); None computes every one.  The values do not depend
+        on which others are computed (accuracies are exact counts over sizes).
+
+    Returns
+    -------
+    dict column -> float (NaN for a mean or max over an empty subset)
     """
+    want = (lambda c: True) if names is None else (lambda c: c in names)
     margin = y_obs * f
     loss = sample_losses(margin)
     clean = y_obs == y
     noisy = ~clean
     fitted = margin > 0
-    rho_max = rho.max(axis=(0, 1))  # (n,) max_{j,r} rho_{j,r,i}
-    rho_bar = np.maximum(rho_max, 0.0)
-    return {
-        "loss": _mean(loss),
-        "loss_clean": _mean(loss[clean]),
-        "loss_noisy": _mean(loss[noisy]),
-        "train_acc": _mean(fitted),
-        "train_acc_clean": _mean(fitted[clean]),
-        "train_acc_noisy": _mean(fitted[noisy]),
-        "true_acc_noisy": _mean((y * f)[noisy] > 0),
-        "test_acc": float(test_correct),
-        "gamma_max": float(gamma.max()),
-        "gamma_mean": float(gamma.mean()),
-        "gamma_min": float(gamma.min()),
-        "rho_bar_max_clean": _max(rho_bar[clean]),
-        "rho_bar_max_noisy": _max(rho_bar[noisy]),
-        "rho_max_mean_clean": _mean(rho_max[clean]),
-        "rho_max_mean_noisy": _mean(rho_max[noisy]),
-        "rho_under_min": float(min(rho.min(), 0.0)),
-    }
+    out = {"loss": _mean(loss)}
+    if want("loss_clean"):
+        out["loss_clean"] = _mean(loss[clean])
+    if want("loss_noisy"):
+        out["loss_noisy"] = _mean(loss[noisy])
+    for name, hit, subset in (("train_acc", fitted, None), ("train_acc_clean", fitted, clean),
+                              ("train_acc_noisy", fitted, noisy), ("true_acc_noisy", y * f > 0, noisy)):
+        if want(name):
+            out[name] = _fraction(hit, subset)
+    if want("gamma_max"):
+        out["gamma_max"] = float(gamma.max())
+    if want("gamma_mean"):
+        out["gamma_mean"] = float(gamma.mean())
+    if want("gamma_min"):
+        out["gamma_min"] = float(gamma.min())
+    rho_cols = ("rho_bar_max_clean", "rho_bar_max_noisy", "rho_max_mean_clean", "rho_max_mean_noisy")
+    if any(want(c) for c in rho_cols):
+        rho_max = rho.max(axis=(0, 1))  # (n,) max_{j,r} rho_{j,r,i}
+        rho_bar = np.maximum(rho_max, 0.0)
+        for name, v in (("rho_bar_max_clean", lambda: _max(rho_bar[clean])),
+                        ("rho_bar_max_noisy", lambda: _max(rho_bar[noisy])),
+                        ("rho_max_mean_clean", lambda: _mean(rho_max[clean])),
+                        ("rho_max_mean_noisy", lambda: _mean(rho_max[noisy]))):
+            if want(name):
+                out[name] = v()
+    if want("rho_under_min"):
+        out["rho_under_min"] = float(min(rho.min(), 0.0))
+    if names is None:
+        out["test_acc"] = math.nan
+        out = {c: out[c] for c in HISTORY_COLUMNS if c in out}
+    return out
+
+
+def _fraction(hit: np.ndarray, subset: np.ndarray | None) -> float:
+    """Fraction of ``subset`` (all if None) where ``hit`` holds, as an exact count over a size (NaN if empty);
+    the same value as np.mean of the boolean array."""
+    if subset is None:
+        return int(np.count_nonzero(hit)) / hit.shape[0] if hit.shape[0] else math.nan
+    size = int(np.count_nonzero(subset))
+    return int(np.count_nonzero(hit & subset)) / size if size else math.nan
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     """Fraction with labels * outputs > 0 (a zero output counts as an error)."""
     return _mean(labels * outputs > 0)
-
-
-def describe(name: str) -> str:
-    """What a history column means."""
-    if name in HISTORY_COLUMNS:
-        return HISTORY_COLUMNS[name]
-    if name.startswith("test_acc_"):
-        return f"accuracy on the extra test set {name[len('test_acc_'):]!r}"
-    raise KeyError(name)

@@ -12,7 +12,7 @@ from . import _kernels as K
 from .config import ConfigError, _check_float
 from .data import Dataset
 
-__all__ = ["forward", "loss", "gradient", "gd_step", "check_weights"]
+__all__ = ["forward", "loss", "gradient", "gradients", "gd_step", "check_weights"]
 
 
 def check_weights(W, d: int | None = None, m: int | None = None, name: str = "W") -> np.ndarray:
@@ -57,7 +57,24 @@ def _mult(data: Dataset, eps) -> np.ndarray:
     return eps * data.y_obs
 
 
-def forward(W, data: Dataset, q: float = 1.0) -> np.ndarray:
+def _conventions(W: np.ndarray, b, output_scale, patch_reduce) -> tuple[np.ndarray, float, bool]:
+    """(bias (2m,), divisor, with_bias) of a network; the same rules as Config (SPEC.md section 7)."""
+    m = W.shape[1]
+    if patch_reduce not in ("sum", "mean"):
+        raise ConfigError(f"patch_reduce={patch_reduce!r} is not allowed: choose 'sum' or 'mean'")
+    cp_div = 2.0 if patch_reduce == "mean" else 1.0
+    if output_scale is None:
+        div = float(m) * cp_div
+    else:
+        div = cp_div / _check_float("output_scale", output_scale, low=0.0, low_open=True, allowed="> 0")
+    if b is None:
+        return np.zeros(2 * m), div, False
+    from .engines.base import check_bias
+    return check_bias(b, m, "b").reshape(2 * m), div, True
+
+
+def forward(W, data: Dataset, q: float = 1.0, *, b=None, output_scale: float | None = None,
+            patch_reduce: str = "sum") -> np.ndarray:
     """f(W, x_i) for every training sample.
 
     Parameters
@@ -65,6 +82,12 @@ def forward(W, data: Dataset, q: float = 1.0) -> np.ndarray:
     W : array (2, m, d) float64, index 0 holds j = +1
     data : Dataset
     q : float, activation exponent (>= 1)
+    b : array (2, m), optional
+        Biases added to every pre-activation (SPEC.md section 7); None for the paper's network (no bias).
+    output_scale : float, optional
+        Second-layer weight; None means 1/m (the paper).
+    patch_reduce : {'sum', 'mean'}
+        Sum (the paper) or average the two patches.
 
     Returns
     -------
@@ -72,20 +95,25 @@ def forward(W, data: Dataset, q: float = 1.0) -> np.ndarray:
 
     Notes
     -----
-    SPEC.md section 2: f = F_{+1} - F_{-1}, F_j = (1/m) sum_r [sigma(<w_jr, y_i mu>) + sigma(<w_jr, xi_i>)].
+    SPEC.md sections 2 and 7: f = F_{+1} - F_{-1},
+    F_j = output_scale c_p sum_r [sigma(<w_jr, y_i mu> + b_jr) + sigma(<w_jr, xi_i> + b_jr)], c_p = 1 or 1/2.
     """
     data = _check_data(data)
     W = check_weights(W, d=data.d)
     q = _check_float("q", q, low=1.0, allowed="with q >= 1")
+    bias, div, _ = _conventions(W, b, output_scale, patch_reduce)
     A, B = _inner(W, data)
     out = np.empty(data.n)
-    K.forward(A, B, data.y, q, W.shape[1], out)
+    K.forward(A, B, bias, data.y, q, W.shape[1], div, out)
     return out
 
 
-def loss(W, data: Dataset, q: float = 1.0, eps=None) -> float:
-    """L(W) = (1/n) sum_i l(y_obs_i f(W, x_i)) (SPEC.md section 3); with ``eps`` the label-noise GD loss."""
-    f = forward(W, data, q)
+def loss(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: float | None = None,
+         patch_reduce: str = "sum") -> float:
+    """L(W) = (1/n) sum_i l(y_obs_i f(W, x_i)) (SPEC.md section 3); with ``eps`` the label-noise GD loss.
+
+    ``b``, ``output_scale``, ``patch_reduce``: the network's conventions, as :func:`forward`."""
+    f = forward(W, data, q, b=b, output_scale=output_scale, patch_reduce=patch_reduce)
     mult = _mult(data, eps)
     lo = np.empty(data.n)
     dl = np.empty(data.n)
@@ -93,38 +121,57 @@ def loss(W, data: Dataset, q: float = 1.0, eps=None) -> float:
     return float(np.mean(lo))
 
 
-def gradient(W, data: Dataset, q: float = 1.0, eps=None) -> np.ndarray:
+def gradient(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: float | None = None,
+             patch_reduce: str = "sum") -> np.ndarray:
     """grad_W L, shape (2, m, d) (SPEC.md section 3); with ``eps`` (n,) of +-1 the label-noise GD gradient.
+
+    ``b``, ``output_scale``, ``patch_reduce``: the network's conventions, as :func:`forward` (the bias gradient
+    is :func:`gradients`' second output).
 
     Notes
     -----
-    grad_{w_jr} L = (1/(n m)) sum_i l'_i s_j y_obs_i [sigma'(<w_jr, y_i mu>) y_i mu + sigma'(<w_jr, xi_i>) xi_i].
+    grad_{w_jr} L = (s_j/(n div)) sum_i l'_i y_obs_i [sigma'(<w_jr, y_i mu> + b_jr) y_i mu + sigma'(<w_jr, xi_i> +
+    b_jr) xi_i], div = 1/(output_scale c_p) (m for the paper).
     """
-    return _gradient_parts(W, data, q, eps)[0]
+    return gradients(W, data, q, eps, b=b, output_scale=output_scale, patch_reduce=patch_reduce)[0]
 
 
-def _gradient_parts(W, data: Dataset, q: float, eps):
+def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: float | None = None,
+              patch_reduce: str = "sum") -> tuple[np.ndarray, np.ndarray | None]:
+    """(grad_W L (2, m, d), grad_b L (2, m) or None without biases) (SPEC.md sections 3 and 7).
+
+    dL/db_jr = (s_j/(n div)) sum_i l'_i y_obs_i [sigma'(<w_jr, y_i mu> + b_jr) + sigma'(<w_jr, xi_i> + b_jr)].
+    """
     data = _check_data(data)
     W = check_weights(W, d=data.d)
     q = _check_float("q", q, low=1.0, allowed="with q >= 1")
+    bias, div, with_bias = _conventions(W, b, output_scale, patch_reduce)
     m, d = W.shape[1], W.shape[2]
-    F = 2 * m
+    F, n = 2 * m, data.n
     A, B = _inner(W, data)
-    f = np.empty(data.n)
-    K.forward(A, B, data.y, q, m, f)
+    f = np.empty(n)
+    K.forward(A, B, bias, data.y, q, m, div, f)
     mult = _mult(data, eps)
-    lo = np.empty(data.n)
-    dl = np.empty(data.n)
+    lo = np.empty(n)
+    dl = np.empty(n)
     K.losses(f, mult, lo, dl)
-    G = np.empty((F, d))
-    S = np.empty(F)
-    C = np.empty((F, data.n))
-    K.gradient(A, B, dl * mult, data.y, data.mu, data.xi, q, m, G, S, C)
-    return G.reshape(2, m, d), S, C
+    G, S, Sb, C = np.empty((F, d)), np.empty(F), np.empty(F), np.empty((F, n))
+    xi_sq = np.empty(n)
+    K.row_sq_norms(data.xi, xi_sq)
+    # eta = 0: the coefficient recursions the kernel also evaluates are not needed here
+    K.gradient(A, B, bias, dl * mult, data.y, data.mu, data.xi, q, m, div, 0.0, 0.0, xi_sq, np.zeros(F),
+               np.zeros((F, n)), np.empty(F), np.empty((F, n)), np.empty(F), G, S, Sb, C,
+               np.zeros(F, dtype=np.int64), with_bias)
+    gb = None
+    if with_bias:
+        sj = np.where(np.arange(F) < m, 1.0, -1.0)
+        gb = (sj / (n * div) * Sb).reshape(2, m)
+    return G.reshape(2, m, d), gb
 
 
 def gd_step(W, data: Dataset, eta: float, q: float = 1.0, eps=None) -> np.ndarray:
-    """W - eta * grad L(W): one (label-noise) GD step, bit-identical to a step of :func:`lnref.train`."""
+    """W - eta * grad L(W): one (label-noise) GD step of the paper's network, bit-identical to a step of
+    :func:`lnref.train`."""
     eta = _check_float("eta", eta, low=0.0, low_open=True, allowed="> 0")
     G = gradient(W, data, q, eps)
     W = check_weights(W)

@@ -11,11 +11,10 @@ import numba
 import numpy as np
 
 from .config import Config, ConfigError
-from .data import Dataset, TestSet, init_weights, label_noise_signs, make_data, stream
-from .metrics import HISTORY_COLUMNS, step_metrics
-from .model import check_weights
+from .data import TestSet, label_noise_signs, stream
+from .metrics import HISTORY_COLUMNS, sample_losses, step_metrics
 
-__all__ = ["Result", "DivergedError", "train", "num_threads"]
+__all__ = ["Result", "DivergedError", "train", "num_threads", "run_loop", "advance_to"]
 
 # GD steps per engine.advance call (bounds the memory of the label-noise eps draws)
 _CHUNK = 1024
@@ -38,6 +37,8 @@ class Result:
     config : Config
     W : ndarray (2, m, d) or None    final weights (None when the engine has no explicit weights)
     W0 : ndarray (2, m, d) or None   initial weights
+    b : ndarray (2, m) or None       final biases (None unless ``config.bias``; SPEC.md section 7)
+    b0 : ndarray (2, m) or None      initial biases (None unless ``config.bias``)
     gamma : ndarray (2, m)           final signal coefficients (SPEC.md section 4)
     rho : ndarray (2, m, n)          final noise coefficients
     history : dict[str, ndarray]     one 1-D array per metric, aligned with ``history["step"]``
@@ -64,10 +65,21 @@ class Result:
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     threads: int = 1
+    b: np.ndarray | None = None
+    b0: np.ndarray | None = None
 
     @property
     def clean(self) -> np.ndarray:
         return self.data.clean
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        h = self.history
+        last = {k: float(h[k][-1]) for k in ("loss", "train_acc", "test_acc") if k in h and len(h[k])}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
+        state = f"diverged at step {self.steps_done}" if self.diverged else f"{self.steps_done} steps"
+        return (f"<lnref.Result {state} of {cfg.algorithm} (engine={cfg.engine!r}, n={cfg.n}, d={cfg.d}, m={cfg.m}, "
+                f"q={cfg.q:g}); {len(h.get('step', ()))} logged rows; final {shown}>")
 
 
 @contextlib.contextmanager
@@ -85,14 +97,6 @@ def num_threads(threads: int | None) -> Iterator[int]:
         yield int(threads)
     finally:
         numba.set_num_threads(old)
-
-
-def _make_engine(cfg: Config, data, W0):
-    if cfg.engine == "weights":
-        from .engines.weights import WeightEngine
-        return WeightEngine(cfg.q, cfg.eta, data, W0)
-    from .engines.coefficients import CoefficientEngine
-    return CoefficientEngine(cfg, data, W0)
 
 
 def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, p: float,
@@ -113,7 +117,45 @@ def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, 
     return t, False
 
 
-def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None, *,
+def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: np.random.Generator | None,
+             log_row: Callable[[int, np.ndarray, bool], None]) -> tuple[int, bool, str]:
+    """lnref's one training loop: advance ``engine`` to every step of ``log_steps`` (those >= t) and log there.
+
+    At each logged step the outputs f of the current state are computed; a non-finite output or training loss
+    stops the run (divergence), as does a step whose next state would be non-finite (the engine then keeps the
+    last finite state).  ``log_row(t, f, final)`` is called at every logged step with ``final`` True at the last
+    one (the end of the schedule or the step the run stopped at); it reads the engine's state and records what
+    the caller wants (every column for :func:`train`, the last row only for sweeps).  Shared by :func:`train`,
+    the sweep worker and the oracle's fixtures, so all take identical steps and stop at the same step.
+
+    Returns
+    -------
+    (t, diverged, message) : the step reached, whether the run diverged and a message saying how
+    """
+    message = ""
+    diverged = False
+    steps = [int(s) for s in log_steps if s >= t]
+    for li, target in enumerate(steps):
+        if t < target:
+            t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs)
+            if diverged:
+                message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
+                           f"(NaN or inf); stopped with the last finite state, of step {t} "
+                           f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
+        f = engine.forward()
+        if not diverged and not (np.all(np.isfinite(f)) and math.isfinite(float(np.mean(sample_losses(y_obs * f))))):
+            diverged = True
+            message = (f"GD diverged at step {t}: the weights are finite but the outputs or the training loss are "
+                       f"not (try a smaller eta, now {cfg.eta})")
+        # the row of the step the run stopped at is logged even when it holds NaN/inf, so a history always ends
+        # at steps_done, the step of the final state
+        log_row(t, f, diverged or li == len(steps) - 1)
+        if diverged:
+            break
+    return t, diverged, message
+
+
+def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarray | None = None,
           threads: int | None = None, extra_tests: Mapping[str, TestSet] | None = None,
           keep_rho: bool = True, progress: Callable[[int, int], None] | None = None,
           checkpoint_every: int = 0, on_checkpoint: Callable[[dict], None] | None = None,
@@ -123,10 +165,12 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
     Parameters
     ----------
     cfg : Config
-    data : Dataset, optional
-        Training (and test) data; default ``make_data(cfg)``.
+    data : Dataset (or GramData with ``sampling='gram'``), optional
+        Training (and test) data; default drawn from ``cfg.seed`` (``make_data(cfg)`` or ``sample_gram(cfg)``).
     W0 : ndarray (2, m, d), optional
         Initial weights; default ``init_weights(cfg)``.
+    b0 : ndarray (2, m), optional
+        Initial biases (``cfg.bias`` only); default ``init_bias(cfg)``.
     threads : int, optional
         numba threads (default all); results are bit-identical for any value.
     extra_tests : mapping name -> TestSet, optional
@@ -139,9 +183,9 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
         With ``on_checkpoint``: at the first logged step at least this many steps after the previous checkpoint
         (and never at the last step), call ``on_checkpoint(state)`` with everything needed to continue.
     on_checkpoint : callable(state), optional
-        Receives the state (a dict: ``step``, ``rows``, the engine's ``gamma``, ``rho`` and ``W`` for the weight
-        engine, the history and trace rows so far, the label-noise generator's state); it must copy what it keeps.
-        :func:`lnref.runs.save_checkpoint` writes it to disk.
+        Receives the state (a dict: ``step``, ``rows``, the engine's ``gamma``, ``rho``, ``bias`` and ``W`` for the
+        weight engine, the history and trace rows so far, the label-noise generator's state); it must copy what it
+        keeps.  :func:`lnref.runs.save_checkpoint` writes it to disk.
     resume : mapping, optional
         A state from ``on_checkpoint`` (or :func:`lnref.runs.load_checkpoint`): continue from there.  The result
         is bit-identical to the uninterrupted run (same cfg, data and W0 required).
@@ -152,39 +196,34 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
 
     Raises
     ------
+    ConfigError
+        For invalid inputs, before any work (:func:`lnref.engines.base.prepare_inputs` checks data, W0, b0).
     DivergedError
         When an output, the loss or a weight would become non-finite; ``err.result`` holds the run so far
-        (the weights of the last finite step).
+        (the state of the last finite step).
 
     Notes
     -----
-    GD: SPEC.md section 3; the coefficient recursions run alongside: SPEC.md section 4.  Label-noise GD draws
-    eps from stream 4 of the data contract (:mod:`lnref.data`), once per step, before the step.
+    GD: SPEC.md section 3; the coefficient recursions run alongside: SPEC.md section 4; conventions (bias, output
+    scale, patch reduction): SPEC.md section 7.  Label-noise GD draws eps from stream 4 of the data contract
+    (:mod:`lnref.data`), once per step, before the step.  The loop is :func:`run_loop`.
     """
+    from .engines import from_config
+
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
+    _check_options(threads, extra_tests, keep_rho, progress, checkpoint_every, on_checkpoint, resume)
     t_start = time.perf_counter()
-    if not cfg.paper_network:
-        raise ConfigError("bias, patch_reduce='mean' and output_scale are not implemented by the engines yet")
-    if cfg.engine == "coefficients":
-        from .engines.coefficients import prepare  # validates, and draws Gram statistics if asked
-        with num_threads(threads):  # Gram sampling runs kernels too
-            data, W0 = prepare(cfg, data, W0)
-    else:
-        data = make_data(cfg) if data is None else data
-        if not isinstance(data, Dataset):
-            raise ConfigError(f"data must be an lnref.Dataset, got {type(data).__name__}")
-        data.check_for(cfg)
-        W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0")
+    with num_threads(threads) as nthreads:  # Gram sampling runs kernels too
+        engine = from_config(cfg, data, W0, b0)
+    data = engine.data
+    W0 = getattr(engine, "W0", None) if cfg.engine == "coefficients" else engine.weights().copy()
+    b0 = engine.bias.copy() if cfg.bias else None
     extra_tests = dict(extra_tests or {})
-    for name, t in extra_tests.items():
-        if not isinstance(t, TestSet):
-            raise ConfigError(f"extra_tests[{name!r}] must be an lnref.TestSet, got {type(t).__name__}")
     tests = ([("test_acc", data.test)] if getattr(data, "test", None) is not None else []) + \
             [(f"test_acc_{k}", t) for k, t in extra_tests.items()]
 
     with num_threads(threads) as nthreads:
-        engine = _make_engine(cfg, data, W0)
         log_steps = cfg.log_steps()
         L = log_steps.size
         cols = ["step"] + [c for c in HISTORY_COLUMNS if c != "step"] + [name for name, _ in tests
@@ -192,6 +231,8 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
         hist = {c: np.full(L, math.nan) for c in cols}
         n, m = cfg.n, cfg.m
         trace = {"gamma": np.full((L, 2, m), math.nan), "margin": np.full((L, n), math.nan)}
+        if cfg.bias:
+            trace["bias"] = np.full((L, 2, m), math.nan)
         if keep_rho:
             trace["rho"] = np.full((L, 2, m, n), math.nan)
         y, y_obs = data.y, data.y_obs
@@ -200,68 +241,85 @@ def train(cfg: Config, data: Dataset | None = None, W0: np.ndarray | None = None
         t = 0
         if resume is not None:
             t, li = _restore(resume, cfg, engine, hist, trace, lnoise)
-        last_checkpoint = t
+            if li > 0 and hist["step"][li - 1] == t:
+                log_steps = log_steps[log_steps > t]  # the row of step t was restored
         t_setup = time.perf_counter() - t_start
-        t_log = 0.0
+        timer = {"log": 0.0, "checkpoint": t}
         t0 = time.perf_counter()
-        message = ""
-        diverged = False
-        for target in log_steps:
-            if target < t or (target == t and li > 0 and hist["step"][li - 1] == t):
-                continue  # rows restored from a checkpoint
-            # advance to the next logged step in chunks (bounded memory for the eps draws)
-            if t < target and not diverged:
-                t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs)
-                if diverged:
-                    message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
-                               f"(NaN or inf); stopped with the last finite state, of step {t} "
-                               f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
+
+        def log_row(step: int, f: np.ndarray, final: bool) -> None:
+            nonlocal li
             tl = time.perf_counter()
-            f = engine.forward()
             row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
             for name, test in tests:
                 row[name] = engine.test_accuracy(test)
-            if not (np.all(np.isfinite(f)) and math.isfinite(row["loss"])):
-                diverged = True
-                message = message or (f"GD diverged at step {t}: the weights are finite but the outputs or the "
-                                      f"training loss are not (try a smaller eta, now {cfg.eta})")
-            # the row of the step the run stopped at is kept even when it holds NaN/inf, so the history always
-            # ends at steps_done, the step of the returned weights
-            hist["step"][li] = t
+            hist["step"][li] = step
             for key, v in row.items():
                 hist[key][li] = v
             trace["gamma"][li] = engine.gamma
             trace["margin"][li] = y_obs * f
+            if cfg.bias:
+                trace["bias"][li] = engine.bias
             if keep_rho:
                 trace["rho"][li] = engine.rho
             li += 1
-            t_log += time.perf_counter() - tl
+            timer["log"] += time.perf_counter() - tl
             if progress is not None:
-                progress(t, cfg.steps)
-            if diverged:
-                break
-            if (on_checkpoint is not None and checkpoint_every > 0 and t - last_checkpoint >= checkpoint_every
-                    and t < cfg.steps):
-                on_checkpoint(_state(t, li, cfg, engine, hist, trace, lnoise))
-                last_checkpoint = t
-        t_train = time.perf_counter() - t0 - t_log
+                progress(step, cfg.steps)
+            if (not final and on_checkpoint is not None and checkpoint_every > 0
+                    and step - timer["checkpoint"] >= checkpoint_every and step < cfg.steps):
+                on_checkpoint(_state(step, li, cfg, engine, hist, trace, lnoise))
+                timer["checkpoint"] = step
+
+        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row)
+        t_train = time.perf_counter() - t0 - timer["log"]
+    from ._equations import mark_warm
+    mark_warm(cfg.engine)  # this process compiled (or loaded) the engine's kernels: later processes load them
     history = {k: v[:li].copy() for k, v in hist.items()}
     history["step"] = history["step"].astype(np.int64)
     trace = {k: v[:li].copy() for k, v in trace.items()}
-    W = engine.weights() if getattr(engine, "has_weights", True) else None
+    W = engine.weights() if engine.has_weights else None
     result = Result(config=cfg, W=None if W is None else W.copy(), W0=W0, gamma=engine.gamma.copy(),
                     rho=engine.rho.copy(), history=history, trace=trace, data=data, steps_done=t,
                     diverged=diverged, message=message,
-                    timings={"setup": t_setup, "train": t_train, "logging": t_log}, threads=nthreads)
+                    timings={"setup": t_setup, "train": t_train, "logging": timer["log"]}, threads=nthreads,
+                    b=engine.bias.copy() if cfg.bias else None, b0=b0)
     if diverged:
         raise DivergedError(message, result)
     return result
 
 
+def _check_options(threads, extra_tests, keep_rho, progress, checkpoint_every, on_checkpoint, resume) -> None:
+    """Refuse invalid keyword arguments of :func:`train` before any work, with what is allowed."""
+    if extra_tests is not None:
+        if not isinstance(extra_tests, Mapping):
+            raise ConfigError(f"extra_tests must be a mapping name -> lnref.TestSet, got {type(extra_tests).__name__}")
+        for name, t in extra_tests.items():
+            if not isinstance(t, TestSet):
+                raise ConfigError(f"extra_tests[{name!r}] must be an lnref.TestSet, got {type(t).__name__}")
+    if not isinstance(keep_rho, (bool, np.bool_)):
+        raise ConfigError(f"keep_rho={keep_rho!r} is not allowed: use True or False")
+    if progress is not None and not callable(progress):
+        raise ConfigError(f"progress={progress!r} is not allowed: pass a callable progress(step, steps) or None")
+    if on_checkpoint is not None and not callable(on_checkpoint):
+        raise ConfigError(f"on_checkpoint={on_checkpoint!r} is not allowed: pass a callable on_checkpoint(state) "
+                          "or None")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
+            or checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every={checkpoint_every!r} is not allowed: use an integer >= 0 (0: never)")
+    if resume is not None:
+        missing = [k for k in ("step", "rows", "config", "gamma", "rho", "history", "trace") if k not in resume] \
+            if isinstance(resume, Mapping) else None
+        if missing is None or missing:
+            raise ConfigError("resume must be a checkpoint state from train(on_checkpoint=...) or "
+                              "lnref.runs.load_checkpoint(path)"
+                              + (f"; it lacks {', '.join(missing)}" if missing else f", got {type(resume).__name__}"))
+
+
 def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise) -> dict:
     """Everything needed to continue a run from step t (see ``train(on_checkpoint=...)``)."""
     state = {"step": t, "rows": li, "config": cfg.to_dict(), "engine": cfg.engine,
-             "gamma": engine.gamma, "rho": engine.rho,
+             "gamma": engine.gamma, "rho": engine.rho, "bias": engine.bias,
              "history": {k: v[:li] for k, v in hist.items()}, "trace": {k: v[:li] for k, v in trace.items()},
              "label_noise_state": None if lnoise is None else lnoise.bit_generator.state}
     if cfg.engine == "weights":
@@ -276,10 +334,8 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
     t, li = int(state["step"]), int(state["rows"])
     if not 0 <= t <= cfg.steps or li > len(hist["step"]):
         raise ConfigError(f"checkpoint step {t} / rows {li} do not fit a run of {cfg.steps} steps")
-    engine.gamma[...] = state["gamma"]
-    engine.rho[...] = state["rho"]
-    if cfg.engine == "weights":
-        engine.weights()[...] = state["W"]
+    engine.load_state(state["gamma"], state["rho"], state.get("bias", engine.bias.copy()),
+                      state.get("W") if cfg.engine == "weights" else None)
     for k in hist:
         if k not in state["history"]:
             raise ConfigError(f"the checkpoint has no history column {k!r}; it was made with other test sets")

@@ -12,7 +12,7 @@ import pytest
 import lnref
 from lnref import _kernels_coef as KC
 from lnref.config import ConfigError
-from lnref.engines.coefficients import CoefficientEngine, prepare
+from lnref.engines import from_config
 from lnref.gram import sample_gram
 
 # Agreement tolerance between the engines: rtol 1e-10, plus an absolute floor of 1e-10 times the array's largest
@@ -67,7 +67,7 @@ def test_first_step_outputs_bit_identical_to_weight_engine():
     cfg = lnref.Config(**{**SMALL, "steps": 0})
     data = lnref.make_data(cfg)
     W0 = lnref.init_weights(cfg)
-    np.testing.assert_array_equal(CoefficientEngine(cfg, data, W0).forward(), lnref.forward(W0, data, cfg.q))
+    np.testing.assert_array_equal(from_config(cfg, data, W0).forward(), lnref.forward(W0, data, cfg.q))
 
 
 def _gram_run(threads, **kw):
@@ -93,10 +93,11 @@ def test_parallel_and_serial_kernels_bit_identical():
     gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.7)
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))
+    bias = rng.normal(size=F) * 0.1
     outs = []
     for kern in (KC.outputs, KC.outputs_serial):
         A, B, f = np.empty((F, n)), np.empty(F), np.empty(n)
-        kern(gamma, rho, P0, b0, Gn, cA, cB, y, 1.5, m, A, B, f, np.empty((F, n), dtype=np.int64))
+        kern(gamma, rho, bias, P0, b0, Gn, cA, cB, y, 1.5, m, float(m), A, B, f, np.empty((F, n), dtype=np.int64))
         outs.append((A, B, f))
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
@@ -104,14 +105,16 @@ def test_parallel_and_serial_kernels_bit_identical():
     xi_sq = rng.random(n) + 1.0
     res = []
     for kern in (KC.advance, KC.advance_serial):
-        g, r = gamma.copy(), rho.copy()
-        done = kern(5, mults, 2.0, m, 0.1, 3.0, xi_sq, P0, b0, Gn, cA,
-                    cB, y, g, r, np.empty(F), np.empty((F, n)), np.empty((F, n)), np.empty(F), np.empty(n),
-                    np.empty(n), np.zeros(F, dtype=np.int64), np.empty((F, n), dtype=np.int64))
-        res.append((done, g, r))
+        g, r, b = gamma.copy(), rho.copy(), bias.copy()
+        done = kern(5, mults, 2.0, m, 1.7, 0.1, 3.0, xi_sq, P0, b0, Gn, cA, cB, y, g, r, b, np.empty(F),
+                    np.empty((F, n)), np.empty(F), np.empty((F, n)), np.empty(F), np.empty(n), np.empty(n),
+                    np.empty(F), np.empty(F), np.empty((F, n)), np.zeros(F, dtype=np.int64),
+                    np.empty((F, n), dtype=np.int64), True)
+        res.append((done, g, r, b))
     assert res[0][0] == res[1][0] == 5
-    np.testing.assert_array_equal(res[0][1], res[1][1])
-    np.testing.assert_array_equal(res[0][2], res[1][2])
+    for a, b in zip(res[0][1:], res[1][1:]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(res[0][3], bias)  # the biases were trained
 
 
 def test_inner_product_sums_are_serial_sums_in_index_order():
@@ -123,7 +126,8 @@ def test_inner_product_sums_are_serial_sums_in_index_order():
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))
     A, B, f = np.empty((F, n)), np.empty(F), np.empty(n)
-    KC.outputs_serial(gamma, rho, P0, b0, Gn, cA, cB, y, 1.0, m, A, B, f, np.empty((F, n), dtype=np.int64))
+    KC.outputs_serial(gamma, rho, np.zeros(F), P0, b0, Gn, cA, cB, y, 1.0, m, float(m), A, B, f,
+                      np.empty((F, n), dtype=np.int64))
     for fi in range(F):
         g = (1.0 if fi < m else -1.0) * float(gamma[fi])
         for k in range(n):
@@ -171,8 +175,8 @@ def test_jit_equals_pure_python():
 
 def test_advance_in_chunks_equals_one_call():
     cfg = lnref.Config(n=10, d=10**4, m=3, steps=0, n_test=0, engine="coefficients", sampling="gram", seed=2)
-    data, _ = prepare(cfg)
-    e1, e2 = CoefficientEngine(cfg, data), CoefficientEngine(cfg, data)
+    e1 = from_config(cfg)
+    e2 = from_config(cfg, e1.data)
     assert e1.advance(50, None) == 50
     for _ in range(5):
         assert e2.advance(10, None) == 10
@@ -189,8 +193,8 @@ def test_divergence_keeps_last_finite_state():
     assert 0 < res.steps_done < cfg.steps
     assert np.all(np.isfinite(res.gamma)) and np.all(np.isfinite(res.rho))
     # the kept state is exactly the state after steps_done steps, and advance reports the same count
-    data, W0 = prepare(cfg)
-    e1, e2 = CoefficientEngine(cfg, data, W0), CoefficientEngine(cfg, data, W0)
+    e1 = from_config(cfg)
+    e2 = from_config(cfg, e1.data, e1.W0)
     assert e1.advance(cfg.steps, None) == res.steps_done
     assert e2.advance(res.steps_done, None) == res.steps_done
     for e in (e1, e2):
@@ -225,6 +229,6 @@ def test_bad_inputs_are_refused():
     with pytest.raises(ConfigError, match="d=1 is not allowed with noise='orthogonal'"):
         sample_gram(gcfg.replace(d=1))
     with pytest.raises(ConfigError, match="weights"):
-        CoefficientEngine(gcfg, sample_gram(gcfg)).weights()
+        from_config(gcfg, sample_gram(gcfg)).weights()
     r = lnref.train(gcfg)
     assert r.W is None and r.W0 is None and r.steps_done == 3

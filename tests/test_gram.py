@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lnref
-from lnref.engines.coefficients import CoefficientEngine
+from lnref.engines import from_config
 from lnref.gram import coordinates, sample_gram, virtual_test
 
 Z = 5.0  # standard errors allowed for a single statistical comparison
@@ -143,7 +143,7 @@ def test_virtual_test_set_matches_explicit_test_set(kind, noise, flipped):
                        noise=noise, test=kind, sigma_zeta=0.3, test_flipped_labels=flipped,
                        engine="coefficients", seed=6)
     data, W0 = lnref.make_data(cfg), lnref.init_weights(cfg)
-    eng = CoefficientEngine(cfg, data, W0)
+    eng = from_config(cfg, data, W0)
     assert eng.advance(cfg.steps, None) == cfg.steps
     explicit = lnref.make_test(cfg, data, n_test=T)
     coords, e1 = coordinates(data, W0)

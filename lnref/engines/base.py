@@ -1,18 +1,113 @@
-"""The interface every GD engine implements; :func:`lnref.train` drives it."""
+"""What every GD engine shares: the inputs a run needs (validated in one place), the state views, the test cache.
+
+:func:`lnref.engines.from_config` is the one way to build an engine: :func:`lnref.train`, the sweep worker and
+the oracle's fixtures all go through it, so every input is checked by :func:`prepare_inputs` and nowhere else.
+"""
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
+from ..config import Config, ConfigError
+
+
+@dataclass(frozen=True, eq=False)
+class RunInputs:
+    """The validated inputs of one run: what :func:`prepare_inputs` returns.
+
+    Attributes
+    ----------
+    data : Dataset (explicit sampling) or GramData (``sampling='gram'``)
+    W0 : ndarray (2, m, d) float64, or None with Gram sampling
+    b0 : ndarray (2, m) float64, the initial biases (zeros without ``bias``)
+    """
+
+    data: Any
+    W0: np.ndarray | None
+    b0: np.ndarray
+
+
+def check_bias(b0, m: int, name: str = "b0") -> np.ndarray:
+    """Coerce initial biases to a C-contiguous float64 (2, m) array; refuse other shapes and non-finite values."""
+    try:
+        b0 = np.ascontiguousarray(b0, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a real float64-convertible array of shape (2, m): {exc}") from None
+    if b0.shape != (2, m):
+        raise ConfigError(f"{name} must have shape (2, m) = (2, {m}) (index 0 holds j=+1), got {b0.shape}")
+    if not np.all(np.isfinite(b0)):
+        raise ConfigError(f"{name} contains NaN or infinite values; every entry must be finite")
+    return b0
+
+
+def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
+    """Validate, or draw from ``cfg`` where not given, the data, initial weights and biases of a run.
+
+    Parameters
+    ----------
+    cfg : Config
+    data : Dataset (sampling='explicit'), GramData (sampling='gram'), or None to draw it (seed contract)
+    W0 : array (2, m, d) (explicit sampling only) or None for :func:`lnref.init_weights`
+    b0 : array (2, m) or None for :func:`lnref.init_bias`; only with ``cfg.bias`` (a network without biases
+        refuses non-zero ones)
+
+    Returns
+    -------
+    RunInputs
+
+    Raises
+    ------
+    ConfigError
+        Naming the input, what was wrong and what is allowed, before any GD work.
+    """
+    from ..data import Dataset, init_bias, init_weights, make_data
+    from ..model import check_weights
+
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
+    if cfg.sampling == "explicit":
+        data = make_data(cfg) if data is None else data
+        if not isinstance(data, Dataset):
+            raise ConfigError(f"data must be an lnref.Dataset with sampling='explicit', got {type(data).__name__}")
+        data.check_for(cfg)
+        W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0")
+    else:
+        from ..gram import GramData, sample_gram
+        if W0 is not None:
+            raise ConfigError("W0 is not allowed with sampling='gram': the initial filters are drawn with the Gram "
+                              "statistics; use sampling='explicit' to pass W0")
+        if cfg.init != "gaussian" and not getattr(sample_gram, "supports_torch_init", False):
+            raise ConfigError("init='torch' is not available with sampling='gram' (the Wishart law of the Gram "
+                              "statistics needs Gaussian initial weights); use sampling='explicit'")
+        if data is None:
+            data = sample_gram(cfg)
+        elif not isinstance(data, GramData):
+            raise ConfigError(f"data={type(data).__name__} is not allowed with sampling='gram': pass None or an "
+                              "lnref.gram.GramData from sample_gram (or use sampling='explicit' with a Dataset)")
+        if (data.n, data.m) != (cfg.n, cfg.m):
+            raise ConfigError(f"GramData has (n, m) = ({data.n}, {data.m}) but the config says ({cfg.n}, {cfg.m})")
+        if b0 is None and getattr(data, "bias0", None) is not None:
+            b0 = data.bias0
+    if b0 is None:
+        b0 = init_bias(cfg)
+    else:
+        b0 = check_bias(b0, cfg.m)
+        if not cfg.bias and np.any(b0 != 0.0):
+            raise ConfigError("b0 has non-zero biases but the config has bias=False; set bias=True to train "
+                              "biases, or leave b0 out")
+    return RunInputs(data=data, W0=W0, b0=b0)
+
 
 class CoefficientViews:
-    """``gamma`` (2, m) and ``rho`` (2, m, n) as views of an engine's flat state ``_gamma`` (2m,), ``_rho`` (2m, n)
-    (filters flattened as f = j_index * m + r); shared by both engines."""
+    """``gamma`` (2, m), ``rho`` (2, m, n) and ``bias`` (2, m) as views of an engine's flat state ``_gamma`` (2m,),
+    ``_rho`` (2m, n), ``_bias`` (2m,) (filters flattened as f = j_index * m + r); shared by both engines."""
 
     m: int
     _gamma: np.ndarray
     _rho: np.ndarray
+    _bias: np.ndarray
 
     @property
     def gamma(self) -> np.ndarray:
@@ -22,6 +117,32 @@ class CoefficientViews:
     def rho(self) -> np.ndarray:
         return self._rho.reshape(2, self.m, -1)
 
+    @property
+    def bias(self) -> np.ndarray:
+        return self._bias.reshape(2, self.m)
+
+
+class TestCache:
+    """Per-engine cache of prepared test sets, keyed on the test-set object itself.
+
+    An entry holds the object, so its ``id`` cannot be reused by another object while the entry lives (a cache
+    keyed on ``id`` alone returns stale entries once the object is freed).  At most ``size`` entries.
+    """
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._entries: dict[int, tuple[Any, Any]] = {}
+
+    def get(self, obj, prepare):
+        hit = self._entries.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        value = prepare(obj)
+        if len(self._entries) >= self.size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[id(obj)] = (obj, value)
+        return value
+
 
 class Engine(Protocol):
     """One full-batch GD trajectory.
@@ -30,15 +151,17 @@ class Engine(Protocol):
     ----------
     gamma : ndarray (2, m) float64, the signal coefficients gamma_{j,r}(t) (SPEC.md section 4)
     rho : ndarray (2, m, n) float64, the noise coefficients rho_{j,r,i}(t)
+    bias : ndarray (2, m) float64, the biases b_{j,r}(t) (zeros without ``bias``; SPEC.md section 7)
+    has_weights : bool, whether :meth:`weights` can return W
     """
 
     gamma: np.ndarray
     rho: np.ndarray
+    bias: np.ndarray
+    has_weights: bool
 
     def forward(self) -> np.ndarray:
-        """f(W(t), x_i) for the training samples, shape (n,); caches what :meth:`step` needs."""
-
-    has_weights: bool  # whether weights() can return W
+        """f(W(t), x_i) for the training samples, shape (n,)."""
 
     def test_accuracy(self, test) -> float:
         """Test accuracy of the current state: fraction of test samples with y_score * f > 0."""
@@ -53,3 +176,6 @@ class Engine(Protocol):
 
     def weights(self) -> np.ndarray:
         """W(t), shape (2, m, d)."""
+
+    def load_state(self, gamma, rho, bias, W=None) -> None:
+        """Set the state (to resume a run)."""

@@ -11,51 +11,20 @@ bit-identical.  Divergence is detected on the outputs and on the coefficients (t
 """
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import _kernels as K
 from .. import _kernels_coef as KC
 from ..config import Config, ConfigError
-from ..data import Dataset, TestSet, init_weights, make_data
-from ..gram import GramData, GramStats, GramTestSet, _kernel, sample_gram
+from ..data import Dataset, TestSet
+from ..gram import GramData, GramStats, GramTestSet, _kernel, virtual_test_accuracy
 from ..metrics import accuracy
-from ..model import check_weights
-from .base import CoefficientViews
+from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
-__all__ = ["CoefficientEngine", "prepare", "stats_from_data", "test_stats_from_data"]
-
-
-def prepare(cfg: Config, data=None, W0=None):
-    """Validate (and draw, when not given) the data and W0 of a coefficient-space run.
-
-    Parameters
-    ----------
-    cfg : Config with engine='coefficients'
-    data : Dataset (sampling='explicit'), GramData (sampling='gram'), or None to draw it from cfg
-    W0 : ndarray (2, m, d) (explicit only) or None
-
-    Returns
-    -------
-    (data, W0) : (Dataset, ndarray) for sampling='explicit'; (GramData, None) for sampling='gram'
-    """
-    if cfg.sampling == "explicit":
-        data = make_data(cfg) if data is None else data
-        if not isinstance(data, Dataset):
-            raise ConfigError(f"data must be an lnref.Dataset with sampling='explicit', got {type(data).__name__}")
-        data.check_for(cfg)
-        W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0")
-        return data, W0
-    if W0 is not None:
-        raise ConfigError("W0 is not allowed with sampling='gram': the initial filters are drawn with the Gram "
-                          "statistics; use sampling='explicit' to pass W0")
-    if data is None:
-        return sample_gram(cfg), None
-    if not isinstance(data, GramData):
-        raise ConfigError(f"data={type(data).__name__} is not allowed with sampling='gram': pass None or an "
-                          "lnref.gram.GramData from sample_gram (or use sampling='explicit' with a Dataset)")
-    if (data.n, data.m) != (cfg.n, cfg.m):
-        raise ConfigError(f"GramData has (n, m) = ({data.n}, {data.m}) but the config says ({cfg.n}, {cfg.m})")
-    return data, None
+__all__ = ["CoefficientEngine", "stats_from_data", "test_stats_from_data", "PreparedTest"]
 
 
 def stats_from_data(data: Dataset, W0: np.ndarray) -> GramStats:
@@ -100,42 +69,52 @@ def test_stats_from_data(test: TestSet, data: Dataset, W0: np.ndarray) -> GramTe
     return GramTestSet(Pt=Pt, Gt=Gt, ct=Ct[0].copy(), y=test.y, y_score=test.y_score, name=test.name)
 
 
-class CoefficientEngine(CoefficientViews):
-    """Exact full-batch (label-noise) GD in coefficient space (SPEC.md section 4); the Engine protocol.
+class PreparedTest(NamedTuple):
+    """A test set in the form the coefficient kernels read (SPEC.md section 4), with its work arrays.
 
-    Parameters
-    ----------
-    cfg : Config (q, eta, m)
-    data : Dataset (then W0 is required) or GramData (then W0 must be None)
-    W0 : ndarray (2, m, d) or None
+    Pt (F, T) = <w_f(0), xi_t>; Gtn (n, T) = <xi_i, xi_t>/||xi_i||^2; ct_mu (T,) = <mu, xi_t>/||mu||^2 (0 when
+    mu = 0); y (T,) the test labels (signal patch y_t mu); y_score (T,) the labels accuracy is scored against;
+    At (F, T) and out (T,) work arrays."""
+
+    Pt: np.ndarray
+    Gtn: np.ndarray
+    ct_mu: np.ndarray
+    y: np.ndarray
+    y_score: np.ndarray
+    At: np.ndarray
+    out: np.ndarray
+
+
+class CoefficientEngine(CoefficientViews):
+    """Exact full-batch (label-noise) GD in coefficient space (SPEC.md sections 4 and 7); the Engine protocol.
+
+    Build it with :meth:`from_config` (validates and draws the inputs); the constructor takes validated inputs
+    (:class:`lnref.engines.base.RunInputs`): explicit data with W0, or Gram statistics (``sampling='gram'``).
 
     Attributes
     ----------
-    gamma : ndarray (2, m), rho : ndarray (2, m, n)   views of the state
+    gamma : ndarray (2, m), rho : ndarray (2, m, n), bias : ndarray (2, m)   views of the state
     stats : GramStats
     has_weights : bool   True when explicit data exists (then :meth:`weights` reconstructs W)
     """
 
     name = "coefficients"
 
-    def __init__(self, cfg: Config, data, W0=None):
+    def __init__(self, cfg: Config, inputs: RunInputs):
+        data, W0 = inputs.data, inputs.W0
+        self.cfg = cfg
         self.q = float(cfg.q)
         self.eta = float(cfg.eta)
         self.m = int(cfg.m)
+        self.div = float(cfg.output_divisor)
+        self.with_bias = bool(cfg.bias)
         self.data = data
         if isinstance(data, GramData):
-            if W0 is not None:
-                raise ConfigError("W0 is not allowed with Gram data: the initial filters are part of the Gram "
-                                  "statistics")
             self.stats = data.stats
             self.W0 = None
-        elif isinstance(data, Dataset):
-            if W0 is None:
-                raise ConfigError("W0 is required with explicit data (lnref.init_weights(cfg) gives the default)")
-            self.W0 = check_weights(W0, d=data.d, m=self.m, name="W0")
-            self.stats = stats_from_data(data, self.W0)
         else:
-            raise ConfigError(f"data must be an lnref.Dataset or lnref.gram.GramData, got {type(data).__name__}")
+            self.W0 = W0
+            self.stats = stats_from_data(data, W0)
         st = self.stats
         n = st.n
         if st.P0.shape != (2 * self.m, n):
@@ -156,27 +135,39 @@ class CoefficientEngine(CoefficientViews):
         self.b0 = np.ascontiguousarray(st.b0, dtype=np.float64)
         self._gamma = np.zeros(F)
         self._rho = np.zeros((F, n))
-        self._gamma_new = np.empty(F)
-        self._rho_new = np.empty((F, n))
+        self._bias = np.array(inputs.b0, dtype=np.float64).reshape(F)
         self.A = np.empty((F, n))
         self.B = np.empty(F)
         self.f = np.empty(n)
-        self._lpm = np.empty(n)
-        self._bad = np.zeros(F, dtype=np.int64)
+        self._w = (np.empty(F), np.empty((F, n)), np.empty(F), np.empty(n), np.empty(F), np.empty(F),
+                   np.empty((F, n)), np.zeros(F, dtype=np.int64))  # gamma_new, rho_new, bias_new, lpm, S, Sb, C, bad
         self._nz = np.empty((F, n), dtype=np.int64)
         self._fresh = False  # A, B, f belong to the current state
         self._work = F * n * n
-        self._test_cache: dict[int, tuple] = {}
+        self._tests = TestCache()
         if isinstance(data, Dataset) and data.test is not None:
-            self._prepared_test(data.test)
+            self._tests.get(data.test, self._prepare_test)
+
+    @classmethod
+    def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> "CoefficientEngine":
+        """Validate (or draw) the inputs of ``cfg`` and build the engine (:func:`lnref.engines.from_config`).
+
+        With ``sampling='gram'`` and no data this draws the Gram statistics (:func:`lnref.gram.sample_gram`)."""
+        return cls(cfg, prepare_inputs(cfg, data, W0, b0))
 
     has_weights = property(lambda self: self.W0 is not None)
 
+    def load_state(self, gamma, rho, bias, W=None) -> None:
+        self.gamma[...] = gamma
+        self.rho[...] = rho
+        self.bias[...] = bias
+        self._fresh = False
+
     def forward(self) -> np.ndarray:
-        """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2 and 4)."""
+        """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2, 4 and 7)."""
         _kernel((KC.outputs, KC.outputs_serial), self._work)(
-            self._gamma, self._rho, self.P0, self.b0, self.Gn, self.cA, self.cB, self.y, self.q, self.m,
-            self.A, self.B, self.f, self._nz)
+            self._gamma, self._rho, self._bias, self.P0, self.b0, self.Gn, self.cA, self.cB, self.y, self.q,
+            self.m, self.div, self.A, self.B, self.f, self._nz)
         self._fresh = True
         return self.f
 
@@ -190,16 +181,13 @@ class CoefficientEngine(CoefficientViews):
         if mults.shape[0] not in (1, k):
             raise ConfigError(f"mults must have 1 or k={k} rows, got shape {mults.shape}")
         self._fresh = False
+        gamma_new, rho_new, bias_new, lpm, S, Sb, C, bad = self._w
         return _kernel((KC.advance, KC.advance_serial), self._work)(
-            k, mults, self.q, self.m, self.eta, self.mu_sq, self.xi_sq, self.P0, self.b0, self.Gn, self.cA,
-            self.cB, self.y, self._gamma, self._rho, self._gamma_new, self._rho_new, self.A, self.B, self.f,
-            self._lpm, self._bad, self._nz)
+            k, mults, self.q, self.m, self.div, self.eta, self.mu_sq, self.xi_sq, self.P0, self.b0, self.Gn,
+            self.cA, self.cB, self.y, self._gamma, self._rho, self._bias, gamma_new, rho_new, bias_new, self.A,
+            self.B, self.f, lpm, S, Sb, C, bad, self._nz, self.with_bias)
 
-    def _prepared_test(self, test):
-        key = id(test)
-        hit = self._test_cache.get(key)
-        if hit is not None and hit[0] is test:
-            return hit
+    def _prepare_test(self, test) -> PreparedTest:
         if isinstance(test, GramTestSet):
             gts = test
         elif isinstance(test, TestSet):
@@ -212,28 +200,39 @@ class CoefficientEngine(CoefficientViews):
         if gts.Gt.shape[0] != self.y.shape[0] or gts.Pt.shape[0] != 2 * self.m:
             raise ConfigError("the test set's Gram statistics do not match this run's n and m")
         ct_mu = gts.ct / self.mu_sq if self.mu_sq > 0.0 else np.zeros_like(gts.ct)
-        entry = (test, np.ascontiguousarray(gts.Pt), np.ascontiguousarray(gts.Gt / self.xi_sq[:, None]),
-                 np.ascontiguousarray(ct_mu), np.ascontiguousarray(gts.y), gts.y_score,
-                 np.empty(gts.Pt.shape), np.empty(gts.Pt.shape[1]))
-        if len(self._test_cache) > 4:
-            self._test_cache.clear()
-        self._test_cache[key] = entry
-        return entry
+        return PreparedTest(Pt=np.ascontiguousarray(gts.Pt), Gtn=np.ascontiguousarray(gts.Gt / self.xi_sq[:, None]),
+                            ct_mu=np.ascontiguousarray(ct_mu), y=np.ascontiguousarray(gts.y), y_score=gts.y_score,
+                            At=np.empty(gts.Pt.shape), out=np.empty(gts.Pt.shape[1]))
 
     def test_outputs(self, test) -> np.ndarray:
         """f on every test sample, shape (n_test,) (SPEC.md sections 2 and 4)."""
-        _, Pt, Gtn, ct_mu, y_t, _, At, out = self._prepared_test(test)
+        t = self._tests.get(test, self._prepare_test)
         if not self._fresh:
             self.forward()  # B of the current state
-        work = self._work // max(1, self.y.shape[0]) * Pt.shape[1]
-        _kernel((KC.test_inner, KC.test_inner_serial), work)(self._gamma, self._rho, Pt, Gtn, ct_mu, self.m, At)
-        _kernel((KC.test_outputs, KC.test_outputs_serial), work)(At, self.B, y_t, self.q, self.m, out)
-        return out
+        work = self._work // max(1, self.y.shape[0]) * t.Pt.shape[1]
+        _kernel((KC.test_inner, KC.test_inner_serial), work)(self._gamma, self._rho, t.Pt, t.Gtn, t.ct_mu, self.m,
+                                                             t.At)
+        _kernel((KC.test_outputs, KC.test_outputs_serial), work)(t.At, self.B, self._bias, t.y, self.q, self.m,
+                                                                 self.div, t.out)
+        return t.out
 
     def test_accuracy(self, test) -> float:
         """Fraction of test samples with y_score * f > 0."""
         out = self.test_outputs(test)
-        return accuracy(out, self._prepared_test(test)[5])
+        return accuracy(out, self._tests.get(test, self._prepare_test).y_score)
+
+    def virtual_test_accuracy(self) -> float:
+        """Accuracy on the virtual test set of the config (Gram sampling), drawn and evaluated in one fused kernel
+        without building it (:func:`lnref.gram.virtual_test_accuracy`): the value ``test_accuracy`` gives on
+        ``lnref.gram.virtual_test(...)``, bit for bit.  NaN if n_test = 0."""
+        if not isinstance(self.data, GramData):
+            raise ConfigError("virtual_test_accuracy needs Gram-sampled data (sampling='gram')")
+        if self.cfg.n_test == 0:
+            return math.nan
+        if not self._fresh:
+            self.forward()
+        return virtual_test_accuracy(self.cfg, self.data, self._gamma, self._rho, self.B, self._bias, self.xi_sq,
+                                     self.mu_sq, self.q, self.div)
 
     def weights(self) -> np.ndarray:
         """W(t) = W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, shape (2, m, d) (SPEC.md section 4)."""

@@ -1,22 +1,31 @@
-"""The weight-space engine: explicit W, the ground truth (SPEC.md sections 2-4)."""
+"""The weight-space engine: explicit W, the ground truth (SPEC.md sections 2-4 and 7)."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .. import _kernels as K
-from ..data import Dataset, TestSet
+from ..config import Config
 from ..metrics import accuracy
-from .base import CoefficientViews
+from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
 
 class WeightEngine(CoefficientViews):
-    """Exact full-batch GD on W (2, m, d), with the coefficient recursions of SPEC.md section 4 alongside."""
+    """Exact full-batch GD on W (2, m, d) (and the biases), with the coefficient recursions of SPEC.md section 4
+    alongside.
+
+    Build it with :meth:`from_config` (validates and draws the inputs); the constructor takes validated inputs.
+    """
 
     name = "weights"
+    has_weights = True
 
-    def __init__(self, q: float, eta: float, data: Dataset, W0: np.ndarray):
-        self.q = float(q)
-        self.eta = float(eta)
+    def __init__(self, cfg: Config, inputs: RunInputs):
+        data, W0 = inputs.data, inputs.W0
+        self.q = float(cfg.q)
+        self.eta = float(cfg.eta)
+        self.div = float(cfg.output_divisor)
+        self.with_bias = bool(cfg.bias)
         self.data = data
         two, self.m, d = W0.shape
         n = data.n
@@ -26,64 +35,71 @@ class WeightEngine(CoefficientViews):
         self.XT = np.empty((d, n))
         K.transpose(self.X, self.XT)
         self.mu = data.mu
-        self.mu_sq = _sq(self.mu)
+        sq = np.empty(1)
+        K.row_sq_norms(self.mu.reshape(1, -1), sq)
+        self.mu_sq = float(sq[0])
         self.xi_sq = np.empty(n)
         K.row_sq_norms(self.X, self.xi_sq)
         self.y = data.y
+        self._y_obs_row = np.ascontiguousarray(data.y_obs, dtype=np.float64).reshape(1, n)
         self._gamma = np.zeros(F)
         self._rho = np.zeros((F, n))
-        self.A = np.empty((F, n))
-        self.B = np.empty(F)
-        self.f = np.empty(n)
-        self.G = np.empty((F, d))
-        self.S = np.empty(F)
-        self.C = np.empty((F, n))
-        self._loss = np.empty(n)
-        self._dloss = np.empty(n)
-        self._lpm = np.empty(n)
-        self._test_cache: dict[int, np.ndarray] = {}
+        self._bias = np.array(inputs.b0, dtype=np.float64).reshape(F)
+        self._work = dict(A=np.empty((F, n)), B=np.empty(F), f=np.empty(n), loss=np.empty(n), dloss=np.empty(n),
+                          lpm=np.empty(n), G=np.empty((F, d)), S=np.empty(F), Sb=np.empty(F), C=np.empty((F, n)),
+                          gamma_new=np.empty(F), rho_new=np.empty((F, n)), bias_new=np.empty(F),
+                          bad=np.zeros(F, dtype=np.int64))
+        self._tests = TestCache()
+
+    @classmethod
+    def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> "WeightEngine":
+        """Validate (or draw) the inputs of ``cfg`` and build the engine (:func:`lnref.engines.from_config`)."""
+        return cls(cfg, prepare_inputs(cfg, data, W0, b0))
 
     def weights(self) -> np.ndarray:
         return self.W.reshape(2, self.m, -1)
 
+    def load_state(self, gamma, rho, bias, W=None) -> None:
+        self.gamma[...] = gamma
+        self.rho[...] = rho
+        self.bias[...] = bias
+        self.weights()[...] = W
+
+    def _outputs(self, XT: np.ndarray, y: np.ndarray, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> np.ndarray:
+        K.inner_products(self.W, self.mu, XT, A, B)
+        K.forward(A, B, self._bias, y, self.q, self.m, self.div, out)
+        return out
+
     def forward(self) -> np.ndarray:
-        K.inner_products(self.W, self.mu, self.XT, self.A, self.B)
-        K.forward(self.A, self.B, self.y, self.q, self.m, self.f)
-        return self.f
-
-    has_weights = True
-
-    def test_accuracy(self, test: TestSet) -> float:
-        return accuracy(self.test_outputs(test), test.y_score)
+        """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2 and 7)."""
+        w = self._work
+        return self._outputs(self.XT, self.y, w["A"], w["B"], w["f"])
 
     def advance(self, k: int, mults: np.ndarray | None) -> int:
         """Take up to k GD steps in one kernel call (row s of ``mults`` multiplies the labels at step s;
         None: y_obs at every step).
 
-        Stops early, keeping the last finite state, when the outputs or the next weights would be non-finite;
-        returns the number of steps taken.
+        Stops early, keeping the last finite state, when the outputs or the next weights, coefficients or biases
+        would be non-finite; returns the number of steps taken.
         """
-        mults = self.data.y_obs.reshape(1, -1) if mults is None else np.ascontiguousarray(mults, dtype=np.float64)
-        return int(K.advance(self.W, self._gamma, self._rho, self.X, self.XT, self.mu, self.y, mults, self.q,
-                             self.m, self.eta, self.mu_sq, self.xi_sq, self.A, self.B, self.f, self._loss,
-                             self._dloss, self._lpm, self.G, self.S, self.C, int(k)))
+        mults = self._y_obs_row if mults is None else np.ascontiguousarray(mults, dtype=np.float64)
+        w = self._work
+        return int(K.advance(self.W, self._gamma, self._rho, self._bias, self.X, self.XT, self.mu, self.y, mults,
+                             self.q, self.m, self.div, self.eta, self.mu_sq, self.xi_sq, w["A"], w["B"], w["f"],
+                             w["loss"], w["dloss"], w["lpm"], w["G"], w["S"], w["Sb"], w["C"], w["gamma_new"],
+                             w["rho_new"], w["bias_new"], w["bad"], numba.get_num_threads(), self.with_bias,
+                             int(k)))
 
-    def test_outputs(self, test: TestSet) -> np.ndarray:
-        key = id(test)
-        XT = self._test_cache.get(key)
-        if XT is None:
-            XT = np.empty((test.xi.shape[1], test.xi.shape[0]))
-            K.transpose(test.xi, XT)
-            self._test_cache = {key: XT} if len(self._test_cache) > 4 else {**self._test_cache, key: XT}
-        A = np.empty((self.W.shape[0], XT.shape[1]))
-        B = np.empty(self.W.shape[0])
-        K.inner_products(self.W, self.mu, XT, A, B)
-        out = np.empty(XT.shape[1])
-        K.forward(A, B, test.y, self.q, self.m, out)
-        return out
+    def _prepare_test(self, test) -> np.ndarray:
+        XT = np.empty((test.xi.shape[1], test.xi.shape[0]))
+        K.transpose(test.xi, XT)
+        return XT
 
+    def test_outputs(self, test) -> np.ndarray:
+        """f on every sample of an explicit test set, shape (n_test,)."""
+        XT = self._tests.get(test, self._prepare_test)
+        F, T = self.W.shape[0], XT.shape[1]
+        return self._outputs(XT, test.y, np.empty((F, T)), np.empty(F), np.empty(T))
 
-def _sq(v: np.ndarray) -> float:
-    out = np.empty(1)
-    K.row_sq_norms(v.reshape(1, -1), out)
-    return float(out[0])
+    def test_accuracy(self, test) -> float:
+        return accuracy(self.test_outputs(test), test.y_score)

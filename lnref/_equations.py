@@ -1,0 +1,379 @@
+"""One numba function per equation of SPEC.md: every engine, test set and sweep path computes through these.
+
+=========================  =====================================================================  ===========
+function                   equation                                                               SPEC.md
+=========================  =====================================================================  ===========
+:func:`act`                sigma(z) = max(0, z)^q                                                 section 2
+:func:`dact`               sigma'(z) = q max(0, z)^(q-1), 0 for z <= 0                             section 2
+:func:`logistic_loss`      l(z) = log(1 + exp(-z))                                                section 3
+:func:`logistic_dloss`     l'(z) = -1/(1 + exp(z))                                                section 3
+:func:`outputs_range`      f = (1/div) sum_r sum_p [sigma(<w_{+1,r}, x_p> + b) - sigma(<w_{-1,r},   sections 2, 7
+                           x_p> + b)], div = 1/(output_scale c_p) (= m for the paper)
+:func:`filter_update`      one filter's gradient terms S_f, C_{f,i}, its bias term, and the       sections 3, 4, 7
+                           exact recursions gamma, rho, b <- ... of one GD step
+:func:`coefficient_inner`  <w_f, z_t> = <w_f(0), z_t> + s_j gamma_f <mu, z_t>/||mu||^2             section 4
+                           + sum_i rho_{f,i} <xi_i, z_t>/||xi_i||^2 for a row of vectors z_t
+                           (training noise patches, an explicit or a virtual test set)
+:func:`coefficient_signal` <w_f, mu> = <w_f(0), mu> + s_j gamma_f + sum_i rho_{f,i} <xi_i, mu>/       section 4
+                           ||xi_i||^2
+=========================  =====================================================================  ===========
+
+Specialisations live inside the functions: q = 1 (the ReLU) and q = 2 are branches of :func:`act` and
+:func:`dact` that give the same bits as the general ``pow`` (pow(z, 1.0) = z and 2 pow(z, 1.0) = 2z exactly);
+callers that loop over many terms call them with a literal ``1.0`` under an ``if q == 1.0`` so that numba
+folds the branch out of the loop (same bits, no per-term test).
+
+Numerics (DESIGN.md "Numerics"): no fastmath, ``error_model="numpy"``, every sum a serial loop in index order,
+so any caller that parallelises over filters or samples gets the same bits for every thread count and with
+``NUMBA_DISABLE_JIT=1``.  Adding a zero bias changes no bit: x + 0.0 == x, except -0.0 + 0.0 = +0.0, which
+sigma and sigma' map to 0 either way.
+
+Compiled kernels are cached on disk (:func:`kernel`): by default in a per-user folder,
+``$XDG_CACHE_HOME/lnref`` or ``~/.cache/lnref``, one sub-folder per lnref, numba and Python version and per
+content of the kernel source files (numba checks only a function's own file, not inlined callees in others);
+``LNREF_CACHE_DIR`` moves it, ``LNREF_CACHE=0`` turns caching off; deleting the folder is always safe
+(``lnref cache clear`` does it).  numba keys each entry by the source file's path and modification time, so
+editing lnref or installing another version never loads a stale kernel, and processes starting at once write
+entries atomically.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import numba
+from numba import njit
+
+from . import __version__
+
+__all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update",
+           "coefficient_inner", "coefficient_signal", "gather_nonzero", "chain_rows", "kernel", "both",
+           "CACHE", "cache_dir", "kernels_warm", "mark_warm", "clear_cache"]
+
+
+def _cache_enabled() -> bool:
+    return os.environ.get("LNREF_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+_KERNEL_SOURCES = ("_equations.py", "_kernels.py", "_kernels_coef.py", "_normals.py")
+
+
+def _sources_digest() -> str:
+    """SHA-256 (16 hex digits) of the kernel source files: numba checks only a cached function's own file, not
+    the inlined functions it calls from other files, so any change to any of them must select a new folder."""
+    import hashlib
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in _KERNEL_SOURCES:
+        try:
+            h.update(name.encode() + b"\0" + (here / name).read_bytes())
+        except OSError:
+            h.update(name.encode() + b"\0missing")
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """The folder that holds lnref's compiled kernels (see the module docstring)."""
+    root = os.environ.get("LNREF_CACHE_DIR")
+    if not root:
+        root = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                            "lnref")
+    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    return Path(root) / f"lnref-{__version__}-numba-{numba.__version__}-{py}-{_DIGEST}"
+
+
+_DIGEST = _sources_digest()
+
+
+CACHE = _cache_enabled()
+_OPTS = dict(error_model="numpy", fastmath=False)
+
+
+def kernel(fn=None, **options):
+    """``numba.njit`` with lnref's options (no fastmath, numpy error model) and its on-disk cache.
+
+    The cache folder is set for lnref's kernels only (numba reads ``config.CACHE_DIR`` when a dispatcher is
+    created), so the user's own numba functions keep numba's defaults.
+    """
+    def deco(f):
+        opts = {**_OPTS, **options}
+        if opts.get("inline") == "always" or not CACHE:
+            opts.setdefault("cache", False)
+            return njit(**opts)(f)
+        opts.setdefault("cache", True)
+        old = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = str(cache_dir())
+        try:
+            return njit(**opts)(f)
+        finally:
+            numba.config.CACHE_DIR = old
+    return deco if fn is None else deco(fn)
+
+
+def both(fn):
+    """(parallel, serial) compilations of one kernel source, both cacheable.
+
+    The serial one avoids the threading layer's start-up on small problems; the two give identical bits (the
+    ``prange`` bodies are independent).  numba keys its cache by the function's qualified name, so the serial
+    variant is compiled from a copy of the function under the name ``<name>_serial``.
+    """
+    import types
+    serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
+                                   fn.__closure__)
+    serial_fn.__qualname__ = fn.__qualname__ + "_serial"
+    serial_fn.__module__ = fn.__module__
+    serial_fn.__doc__ = fn.__doc__
+    return kernel(parallel=True)(fn), kernel(serial_fn)
+
+
+inline = kernel(inline="always")
+
+
+# ----------------------------------------------------------------------------------- activation and loss
+@inline
+def act(z, q):
+    """sigma(z) = max(0, z)**q (SPEC.md section 2); q = 1 returns z (pow(z, 1.0) is exact: same bits)."""
+    if z > 0.0:
+        if q == 1.0:
+            return z
+        return z ** q
+    return 0.0
+
+
+@inline
+def dact(z, q):
+    """sigma'(z) = q max(0, z)**(q - 1) for z > 0 and 0 for z <= 0 (SPEC.md section 2).
+
+    q = 1: 1.0 (= 1 * pow(z, 0.0)); q = 2: 2z (= 2 * pow(z, 1.0)); the same bits as the general formula.
+    """
+    if z > 0.0:
+        if q == 1.0:
+            return 1.0
+        if q == 2.0:
+            return 2.0 * z
+        return q * z ** (q - 1.0)
+    return 0.0
+
+
+@inline
+def logistic_loss(z):
+    """l(z) = log(1 + exp(-z)) without overflow for any finite z (SPEC.md section 3)."""
+    if z > 0.0:
+        return math.log1p(math.exp(-z))
+    return -z + math.log1p(math.exp(z))
+
+
+@inline
+def logistic_dloss(z):
+    """l'(z) = -1/(1 + exp(z)) = -sigmoid(-z), in (-1, 0), without overflow (SPEC.md section 3)."""
+    if z >= 0.0:
+        e = math.exp(-z)
+        return -e / (1.0 + e)
+    return -1.0 / (1.0 + math.exp(z))
+
+
+# ----------------------------------------------------------------------------------- summation helpers
+@inline
+def gather_nonzero(row, idx):
+    """Write the indices of the non-zero entries of ``row`` into ``idx`` (in index order); return their count."""
+    cnt = 0
+    for i in range(row.shape[0]):
+        if row[i] != 0.0:
+            idx[cnt] = i
+            cnt += 1
+    return cnt
+
+
+@inline
+def chain_rows(o, coef, rows, idx, cnt, nj):
+    """o[j] += coef[i] * rows[i, j] for the cnt indices i = idx[:cnt] in order, for 0 <= j < nj.
+
+    Each output is the serial sum in index order (exactly ``for i: o += c_i rows[i]``): four consecutive terms
+    are added in one pass as (((o + c0 r0) + c1 r1) + c2 r2) + c3 r3, the same sequence of roundings with a
+    quarter of the loads and stores of ``o``.  o and coef are 1-d (the loops over j then vectorise).
+    """
+    c4 = cnt - cnt % 4
+    for p in range(0, c4, 4):
+        v0 = coef[idx[p]]
+        v1 = coef[idx[p + 1]]
+        v2 = coef[idx[p + 2]]
+        v3 = coef[idx[p + 3]]
+        r0 = rows[idx[p]]
+        r1 = rows[idx[p + 1]]
+        r2 = rows[idx[p + 2]]
+        r3 = rows[idx[p + 3]]
+        for j in range(nj):
+            o[j] = (((o[j] + v0 * r0[j]) + v1 * r1[j]) + v2 * r2[j]) + v3 * r3[j]
+    for p in range(c4, cnt):
+        v = coef[idx[p]]
+        r0 = rows[idx[p]]
+        for j in range(nj):
+            o[j] += v * r0[j]
+
+
+# ----------------------------------------------------------------------------------- the network output
+@inline
+def _outputs_loop(A, B, bias, y, q, m, div, i0, i1, fp, fm, out):
+    for i in range(i0, i1):
+        fp[i] = 0.0
+        fm[i] = 0.0
+    for r in range(m):
+        bp = B[r]
+        c = bias[r]
+        Ar = A[r]
+        for i in range(i0, i1):
+            fp[i] += act(y[i] * bp + c, q) + act(Ar[i] + c, q)
+    for r in range(m):
+        bm = B[m + r]
+        c = bias[m + r]
+        Ar = A[m + r]
+        for i in range(i0, i1):
+            fm[i] += act(y[i] * bm + c, q) + act(Ar[i] + c, q)
+    for i in range(i0, i1):
+        out[i] = fp[i] / div - fm[i] / div
+
+
+@inline
+def outputs_range(A, B, bias, y, q, m, div, i0, i1, acc, out):
+    """out[i] = f_i for i0 <= i < i1 (SPEC.md sections 2 and 7).
+
+    f_i = F_{+1} - F_{-1},  F_j = (1/div) sum_r [sigma(y_i <w_{j,r}, mu> + b_{j,r}) + sigma(<w_{j,r}, xi_i> + b_{j,r})]
+    from A (2m, >= i1) = <w_f, xi_i>, B (2m,) = <w_f, mu>, the biases (2m,) (zeros for the paper's network) and
+    div = 1/(output_scale c_p) (float(m) for the paper).  Each sample's two sums run over r in order, filter by
+    filter across the samples (the loops over i vectorise; the same bits as one sample at a time).  acc (2, >= i1)
+    is work space.
+    """
+    if q == 1.0:
+        _outputs_loop(A, B, bias, y, 1.0, m, div, i0, i1, acc[0], acc[1], out)
+    else:
+        _outputs_loop(A, B, bias, y, q, m, div, i0, i1, acc[0], acc[1], out)
+
+
+# ----------------------------------------------------------------------------------- one filter's GD step
+@inline
+def _filter_loop(fi, A, B, bias, y, lpm, lpy, q, C_row, with_bias):
+    bf = B[fi]
+    c = bias[fi]
+    sig = 0.0
+    sb = 0.0
+    for i in range(lpm.shape[0]):
+        sig += lpy[i] * dact(y[i] * bf + c, q)
+    for i in range(lpm.shape[0]):
+        C_row[i] = lpm[i] * dact(A[fi, i] + c, q)
+    if with_bias:
+        for i in range(lpm.shape[0]):
+            sb += lpm[i] * dact(y[i] * bf + c, q) + C_row[i]
+    return sig, sb
+
+
+@inline
+def filter_update(fi, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new, rho_new,
+                  bias_new, S, Sb, C_row, with_bias):
+    """One filter's gradient terms and its exact GD recursions (SPEC.md sections 3, 4 and 7).
+
+    With lpm_i = l'_i mult_i (mult = y_obs, or eps y_obs for label-noise GD), lpy_i = lpm_i y_i, s_j = +1 for the
+    first m filters and -1 for the others, and the pre-activations including the bias b_f:
+      S[f]     = sum_i lpy_i sigma'(y_i <w_f, mu> + b_f)                   (signal term, serial over i)
+      C_row[i] = C_{f,i} = lpm_i sigma'(<w_f, xi_i> + b_f)                 (noise terms)
+      Sb[f]    = sum_i lpm_i [sigma'(y_i <w_f, mu> + b_f) + sigma'(<w_f, xi_i> + b_f)]   (bias term, if with_bias)
+    the gradient is grad_{w_f} L = (s_j/(n div)) (S_f mu + sum_i C_{f,i} xi_i), dL/db_f = (s_j/(n div)) Sb_f, and
+      gamma_new[f]   = gamma[f] - gscale S_f                  gscale = eta ||mu||^2/(n div)
+      rho_new[f, i]  = rho[f, i] - rate_i (s_j C_{f,i})        rate_i = eta ||xi_i||^2/(n div)
+      bias_new[f]    = bias[f] - bscale (s_j Sb_f)             bscale = eta/(n div)   (if with_bias)
+    Returns the number of non-finite new values (0: the step may be taken).
+    """
+    sj = 1.0 if fi < m else -1.0
+    if q == 1.0:
+        sig, sb = _filter_loop(fi, A, B, bias, y, lpm, lpy, 1.0, C_row, with_bias)
+    else:
+        sig, sb = _filter_loop(fi, A, B, bias, y, lpm, lpy, q, C_row, with_bias)
+    S[fi] = sig
+    Sb[fi] = sb
+    cnt = 0
+    for i in range(lpm.shape[0]):
+        v = rho[fi, i] - rate[i] * (sj * C_row[i])
+        rho_new[fi, i] = v
+        cnt += 0 if math.isfinite(v) else 1
+    g = gamma[fi] - gscale * sig
+    gamma_new[fi] = g
+    cnt += 0 if math.isfinite(g) else 1
+    if with_bias:
+        b = bias[fi] - bscale * (sj * sb)
+        bias_new[fi] = b
+        cnt += 0 if math.isfinite(b) else 1
+    return cnt
+
+
+# ----------------------------------------------------------------------------------- inner products in coefficients
+@inline
+def coefficient_inner(out_row, P_row, g, c_vec, rho_row, R, idx, cnt):
+    """out_row[t] = <w_f, z_t> = P_row[t] + g c_vec[t] + sum_i rho_row[i] R[i, t] (SPEC.md section 4).
+
+    For a filter f with g = s_j gamma_f and a set of vectors z_t: P_row = <w_f(0), z_t>, c_vec = <mu, z_t>/||mu||^2,
+    R[i, t] = <xi_i, z_t>/||xi_i||^2.  The training noise patches (z_t = xi_t, R = Gn), an explicit test set and a
+    virtual one all go through here.  The sum over i runs over the indices idx[:cnt] of the non-zero rho_row
+    entries (the others add nothing) in index order, four terms per pass (:func:`chain_rows`).
+    """
+    T = out_row.shape[0]
+    for t in range(T):
+        out_row[t] = P_row[t] + g * c_vec[t]
+    chain_rows(out_row, rho_row, R, idx, cnt, T)
+
+
+@inline
+def coefficient_signal(b0f, g, rho_row, cB, idx, cnt):
+    """<w_f, mu> = <w_f(0), mu> + s_j gamma_f + sum_i rho_{f,i} <xi_i, mu>/||xi_i||^2 (SPEC.md section 4), the sum
+    over the non-zero rho_{f,i} (indices idx[:cnt]) in index order."""
+    s = b0f + g
+    for p in range(cnt):
+        i = idx[p]
+        s += rho_row[i] * cB[i]
+    return s
+
+
+# ----------------------------------------------------------------------------------- the compile notice
+def _stamp() -> str:
+    """The modification times of the kernel sources: numba's own key for a cached function's file."""
+    here = Path(__file__).resolve().parent
+    parts = []
+    for name in _KERNEL_SOURCES:
+        try:
+            parts.append(str((here / name).stat().st_mtime_ns))
+        except OSError:
+            parts.append("0")
+    return "-".join(parts)
+
+
+def kernels_warm(kind: str) -> bool:
+    """Whether the compiled kernels of ``kind`` ('weights' or 'coefficients') are in the disk cache for this
+    source tree (recorded by :func:`mark_warm` after a process compiled them)."""
+    return CACHE and (cache_dir() / f"warm-{kind}-{_stamp()}").exists()
+
+
+def mark_warm(kind: str) -> None:
+    """Record that the kernels of ``kind`` are compiled into the disk cache (best effort; never raises)."""
+    if not CACHE:
+        return
+    try:
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"warm-{kind}-{_stamp()}").touch()
+    except OSError:
+        pass
+
+
+def clear_cache() -> list[Path]:
+    """Delete lnref's compiled kernels: every ``lnref-*`` folder (all versions) in the cache root; returns them.
+
+    Only those folders are removed, so a root shared through ``LNREF_CACHE_DIR`` keeps everything else."""
+    import shutil
+    root = cache_dir().parent
+    removed = []
+    if root.is_dir():
+        for sub in sorted(root.glob("lnref-*")):
+            if sub.is_dir() and not sub.is_symlink():
+                shutil.rmtree(sub)
+                removed.append(sub)
+    return removed

@@ -1,0 +1,98 @@
+"""The sweep worker (lnref/_sweep_worker.py): its rows are the last row of lnref.train, bit for bit."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import lnref
+from lnref._sweep_worker import METRICS, final_run, run_batch
+
+# configs for the worker: Gram and explicit sampling, both engines, label-noise GD with intermediate logged steps,
+# q = 2 and 3, flipped and spurious test labels, a run that diverges mid-way, the conventions of SPEC.md section 7
+_COEF = lnref.Config(n=10, d=50, m=3, steps=30, n_test=60, eta=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.2, seed=11,
+                     engine="coefficients", sampling="gram", log_every=0, log_points=0)
+CASES = [
+    _COEF,
+    _COEF.replace(sampling="explicit", test_flipped_labels=True),
+    _COEF.replace(algorithm="label_noise_gd", p=0.2, log_every=7, noise="orthogonal", flips="exact"),
+    _COEF.replace(q=2.0, log_points=4, test="spurious"),
+    _COEF.replace(q=3.0, eta=50.0, sigma0=1.0, mu_norm=5.0, steps=60),  # diverges
+    # Kou-like: orthogonal noise, exact flips, flipped test labels (the fused virtual-test kernel's main use)
+    _COEF.replace(noise="orthogonal", flips="exact", test_flipped_labels=True, n_test=37),
+    _COEF.replace(d=6, test="spurious", test_flipped_labels=True),  # n + 2m > d - 1: dense coordinates
+    _COEF.replace(noise="isotropic", test="spurious", q=2.0),  # e_1 parts of the test noise
+    _COEF.replace(mu_norm=0.0, noise="orthogonal", flips="exact"),  # no signal: cA = 0, ct_mu = 0
+    _COEF.replace(engine="weights", sampling="explicit", log_every=5),
+    _COEF.replace(sampling="explicit", bias=True, init="torch", output_scale=1.0, patch_reduce="mean", eta=0.1,
+                  noise="isotropic", test_flipped_labels=True),
+]
+
+
+def expected_row(cfg: lnref.Config, metrics) -> dict:
+    """What a sweep row must hold: the last history row of lnref.train (and steps_done, diverged, test_error)."""
+    try:
+        res = lnref.train(cfg, threads=1, keep_rho=False)
+    except lnref.DivergedError as err:
+        res = err.result
+    h = res.history
+    out = {}
+    for name in metrics:
+        if name == "steps_done":
+            out[name] = int(res.steps_done)
+        elif name == "diverged":
+            out[name] = bool(res.diverged)
+        elif name == "test_error":
+            out[name] = 1.0 - float(h["test_acc"][-1])
+        else:
+            out[name] = float(h[name][-1])
+    return out
+
+
+def same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def test_worker_rows_equal_lnref_train_bit_for_bit():
+    metrics = list(METRICS)
+    rows = []
+    for case_index, cfg in enumerate(CASES):
+        for seed in (3, 4):
+            exp = expected_row(cfg.replace(seed=seed), metrics)
+            got = run_batch(cfg.to_dict(), [], [(case_index, 0, (), seed)], metrics)[0]
+            rows.append(got)
+            for name in metrics:
+                assert type(got[name]) is type(exp[name]), name
+                assert same(got[name], exp[name]), (case_index, seed, name, got[name], exp[name])
+    assert any(r["diverged"] for r in rows) and not all(r["diverged"] for r in rows)
+    assert any(0 < r["steps_done"] < CASES[4].steps for r in rows)  # a mid-run divergence is covered
+    # a subset of the metrics (the worker then skips the others, and the test set when it is not asked for)
+    for subset in (["test_error"], ["loss", "gamma_max", "steps_done"], ["rho_bar_max_noisy", "train_acc_clean"]):
+        for case_index in (0, 1, 2):
+            cfg = CASES[case_index]
+            exp = expected_row(cfg, subset)
+            got = run_batch(cfg.to_dict(), [], [(case_index, 0, (), cfg.seed)], subset)[0]
+            assert set(METRICS) & set(got) == set(subset)
+            for name in subset:
+                assert same(got[name], exp[name]), name
+
+
+def test_final_run_without_metrics_holds_every_history_column():
+    cfg = CASES[1]
+    run = final_run(cfg)
+    res = lnref.train(cfg, keep_rho=False)
+    for col, values in res.history.items():
+        if col != "step":
+            assert same(run.row[col], float(values[-1])), col
+    assert run.steps_done == cfg.steps and not run.diverged
+
+
+@pytest.mark.parametrize("grid_field,values", [("mu_norm", (0.5, 3.0)), ("n", (6, 9))])
+def test_batch_rows_follow_the_grid_values(grid_field, values):
+    jobs = [(c, r, (v,), 100 + 10 * c + r) for c, v in enumerate(values) for r in range(2)]
+    rows = run_batch(CASES[0].to_dict(), [grid_field], jobs, ["loss", "steps_done"])
+    assert [(r["cell"], r["replicate"], r[grid_field], r["seed"]) for r in rows] == \
+        [(c, r, v, s) for c, r, (v,), s in jobs]
+    losses = np.array([r["loss"] for r in rows])
+    assert np.all(np.isfinite(losses)) and len(set(losses.tolist())) == len(rows)  # distinct seeds and cells
