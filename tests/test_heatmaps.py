@@ -104,15 +104,22 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     ctx.published = _published_file(tmp_path / "published.csv", table)
     checks = run_reproduction("kou2023-heatmap", ctx)
     assert len(checks) == 5, checks
-    assert all(c.holds for c in checks[:3]), checks[:3]  # benign corner, harmful corner, slope vs 1/4
+    assert checks[0].holds and checks[1].holds, checks[:2]  # benign corner, harmful corner
+    # the boundary's slope (theory 1/4) from 6 values of d and 10 replicates: SE about 0.03, so only its sign and
+    # size are asserted here; the full run's report holds it to 0.05
+    boundary = json.loads((tmp_path / "kou2023_boundary.json").read_text())
+    assert 0.1 < boundary["slope_log_mu_vs_log_d"] < 0.45, boundary["slope_log_mu_vs_log_d"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["reproduction"] == "kou2023-heatmap" and len(summary["checks"]) == 5
     report = (tmp_path / "report.md").read_text()
     assert "published" in report and "mean |lnref - published|" in report
-    boundary = json.loads((tmp_path / "kou2023_boundary.json").read_text())
     assert boundary["comparison"]["cells"] == 60 and boundary["C"] > 0
-    # the published side's slope is the same fit on the synthetic table: about 1/4
-    assert abs(boundary["published_slope"] - 0.25) <= 0.03
+    # the published side's boundary is the same fit, on the published cells of lnref's grid
+    g = kou_grid(quick=True)
+    sub = published_on_grid(table, g["mu_norm"], g["d"])
+    star, slope = boundary_slope(np.array(g["mu_norm"]), np.array(g["d"], float), sub, 0.3)
+    assert boundary["published_slope"] == pytest.approx(slope, rel=1e-12)
+    np.testing.assert_allclose(boundary["published_mu_switch"], star, rtol=1e-12)
     rows = (tmp_path / "kou2023_vs_published.csv").read_text().splitlines()
     assert rows[0] == "mu_norm,d,published,lnref,lnref_sem,difference" and len(rows) == 61
     assert "syntheticrelu.py" in (tmp_path / "kou2023_conventions.md").read_text()

@@ -87,9 +87,9 @@ def kou_base(**changes: Any) -> Config:
 
 def kou_grid(quick: bool) -> dict[str, list]:
     """||mu|| 0..9.9 step 0.1 x d 100..1090 step 10: 100 x 100 cells, as in their script (lines 251-258); quick: a
-    10 x 6 subset of the same cells."""
+    10 x 6 subset of the same cells (||mu|| step 0.5 up to 4, where the boundary is, then 9.9)."""
     if quick:
-        return {"mu_norm": [round(0.5 + k, 1) for k in range(10)], "d": [100, 300, 500, 700, 900, 1090]}
+        return {"mu_norm": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 9.9], "d": [100, 300, 500, 700, 900, 1090]}
     return {"mu_norm": list(KOU_PUBLISHED_MU), "d": list(KOU_PUBLISHED_D)}
 
 
