@@ -354,14 +354,14 @@ def kou_heatmap(ctx: Context) -> list[Check]:
     b_mean, b_se = _mean_se(vals[-1:, :1])
     h_mean, h_se = _mean_se(vals[:1, -1:])
     checks = [
-        Check(f"Kou 2023: benign corner (||mu||={mus[-1]:g}, d={int(ds[0])}): test error within 0.03 of the flip "
-              f"rate tau = {tau:g} (criterion |err - tau| <= 0.03)", f"{_pm(b_mean, b_se)} (SE over {reps} "
+        Check(f"Kou 2023: benign corner (‖mu‖={mus[-1]:g}, d={int(ds[0])}): test error within 0.03 of the flip "
+              f"rate tau = {tau:g} (criterion: abs(err - tau) <= 0.03)", f"{_pm(b_mean, b_se)} (SE over {reps} "
               "replicates)", abs(b_mean - tau) <= 0.03),
-        Check(f"Kou 2023: harmful corner (||mu||={mus[0]:g}, d={int(ds[-1])}): test error >= tau + 0.1 = "
+        Check(f"Kou 2023: harmful corner (‖mu‖={mus[0]:g}, d={int(ds[-1])}): test error >= tau + 0.1 = "
               f"{tau + 0.1:.1f}", f"{_pm(h_mean, h_se)} (SE over {reps} replicates)", h_mean >= tau + 0.1),
-        Check(f"Kou 2023: the boundary (first ||mu|| with error <= {level:.2f}) follows n ||mu||^4 ~ sigma_p^4 d: "
-              "log-log slope of ||mu||* against d within 0.05 of the theory's 1/4",
-              f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); ||mu||* = {mu_star[0]:.2f} at "
+        Check(f"Kou 2023: the boundary (first ‖mu‖ with error <= {level:.2f}) follows n ‖mu‖^4 ~ sigma_p^4 d: "
+              "log-log slope of ‖mu‖* against d within 0.05 of the theory's 1/4",
+              f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); ‖mu‖* = {mu_star[0]:.2f} at "
               f"d={int(ds[0])}, {mu_star[-1]:.2f} at d={int(ds[-1])}; fitted C = {C:.3g}",
               math.isfinite(slope) and abs(slope - 0.25) <= 0.05),
     ]
@@ -394,7 +394,7 @@ def kou_heatmap(ctx: Context) -> list[Check]:
                    "vmin": -0.2, "vmax": 0.2, "cbar": "difference of test errors",
                    "lines": [(pub_star, ds, "k--", "published boundary"), (mu_star, ds, "m:", "lnref boundary")]}]
         checks += [
-            Check("Kou 2023 vs their published table: mean |lnref - published| over the cells <= 0.02 (their own "
+            Check("Kou 2023 vs their published table: mean over the cells of abs(lnref - published) <= 0.02 (their own "
                   "run-to-run noise)",
                   f"mean {cmp['mean_abs_diff']:.4f} (two independent {reps}-replicate tables of the same law: "
                   f"{floor:.4f}); max {cmp['max_abs_diff']:.3f}; correlation {cmp['correlation']:.4f}; mean "
