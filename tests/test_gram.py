@@ -201,8 +201,9 @@ def test_fast_normals_have_the_standard_normal_law():
 # ---------------------------------------------------------------------------------------------- init='torch'
 # Uniform W0 has no Wishart law: sample_gram draws W0 explicitly (lnref.init_weights, stream 'init') and only the
 # noise through its Gram law.  d = 9 > 2m + 1 (a Bartlett complement of dimension d - 1 - 2m = 4 >= n);
-# d = 5: complement 0 (d - 1 = 2m, the noise lives entirely on W0's span); d = 7: complement 2 < n (direct draw).
-@pytest.mark.parametrize("d", [9, 5, 7])
+# d = 5: complement 0 (d - 1 = 2m, the noise lives entirely on W0's span); d = 7: complement 2 < n (direct draw);
+# d = 4: d - 1 < 2m (W0's rows span all of e_1's complement: the QR branch instead of the Cholesky one).
+@pytest.mark.parametrize("d", [9, 5, 7, 4])
 @pytest.mark.parametrize("noise", ["orthogonal", "isotropic"])
 def test_torch_init_gram_moments_match_explicit_sampling(d, noise):
     N = 1500
