@@ -24,7 +24,7 @@ import numpy as np
 
 import lnref
 from lnref.reproduce.heatmaps import kou_base, kou_grid
-from lnref.sweep import DEFAULT_METRICS, process_executor, sweep
+from lnref.sweeps import DEFAULT_METRICS, process_executor, sweep
 
 
 def subset(grid: dict, every: int) -> dict:
@@ -35,7 +35,7 @@ def worker_run_time(base, runs: int = 400) -> float:
     """Seconds per run of the sweep worker on one thread in this process (Kou configs, the sweep's metrics):
     the machine's current speed, against which a sweep's wall time is judged (2 workers: runs * t / 2)."""
     from lnref._sweep_worker import run_batch
-    from lnref.sweep import DEFAULT_METRICS
+    from lnref.sweeps import DEFAULT_METRICS
     jobs = [(i, 0, (round(0.1 * (i % 100), 1), 100 + 10 * ((7 * i) % 100)), 5000 + i) for i in range(runs)]
     run_batch(base.to_dict(), ["mu_norm", "d"], jobs[:3], list(DEFAULT_METRICS))  # compile
     t0 = time.perf_counter()
@@ -86,7 +86,10 @@ import sys, time
 import lnref
 from lnref.reproduce.heatmaps import kou_base
 from lnref._sweep_worker import run_batch
-from lnref.sweep import DEFAULT_METRICS
+try:
+    from lnref.sweeps import DEFAULT_METRICS
+except ImportError:  # a revision before the lnref.sweeps package
+    from lnref.sweep import DEFAULT_METRICS
 runs = int(sys.argv[1])
 base = kou_base(seed=2023).to_dict()
 jobs = [(i, 0, (round(0.1 + 0.1 * (i % 99), 1), 100 + 10 * ((7 * i) % 100)), 1000 + i) for i in range(runs)]
@@ -164,9 +167,9 @@ def main(argv=None) -> int:
         results["process pool"] = (time.perf_counter() - t0, res)
         parent_cpu["process pool"] = time.process_time() - c0
     if args.dask_local:
-        # the executor `lnref sweep --dask-local N` uses (a LocalCluster with lnref.sweep.LOCAL_DASK_SETTINGS)
+        # the executor `lnref sweep --dask-local N` uses (a LocalCluster with lnref.sweeps.LOCAL_DASK_SETTINGS)
         from lnref._sweep_worker import run_batch
-        from lnref.sweep import _dask_executor
+        from lnref.sweeps import dask_executor as _dask_executor
         ex, close = _dask_executor(None, args.dask_local)
         try:
             ex._client.run(run_batch, base.to_dict(), ["mu_norm"], [(0, 0, (1.0,), 1)], ["test_acc"])  # compile

@@ -14,7 +14,7 @@ from .decomposition import decompose, reconstruct
 from .model import forward, gd_step, gradient, gradients, loss
 from ._spec import spec_path
 from .training import DivergedError, Result, train
-from .sweep import SweepResult, sweep  # the function; the module stays importable as lnref.sweep via sys.modules
+from .sweeps import SweepResult, sweep  # the function; the package is lnref.sweeps
 
 __all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "init_bias", "forward",
            "loss", "gradient", "gradients", "gd_step", "spec_path", "train", "Result", "DivergedError", "decompose", "reconstruct",

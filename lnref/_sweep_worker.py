@@ -83,6 +83,8 @@ def run_batch(base: dict[str, Any], fields: Sequence[str], jobs: Sequence[tuple]
             for name in metrics:
                 row[name] = run.row[name]
             rows.append(row)
+    from ._equations import mark_warm
+    mark_warm(base_cfg.engine)  # this worker compiled (or loaded) the engine's kernels
     return rows
 
 

@@ -1,157 +1,174 @@
 """lnref: exact GD dynamics of two-layer ReLU^q CNNs under label noise (a reference implementation).
 
-Exit status: 0 success, 1 the run failed (diverged, or a comparison did not match), 2 unusable input.
-``lnref run`` is defined here; the other subcommands register from their own modules (COMMAND_MODULES).
+Exit status: 0 success, 1 the run failed (diverged, or a comparison did not match), 2 unusable input (a one-line
+message says what is wrong; no traceback).  ``lnref run`` is defined here; the other subcommands register from
+their own modules (COMMAND_MODULES), which share :mod:`lnref.cliargs` with this one.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import time
-import tomllib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from .config import FIELD_TYPES, Config, ConfigError
+from ._suggest import did_you_mean, suggest
+from .cliargs import ArgumentParser, Progress, add_config_arguments, compile_notice, config_from_args, read_toml
+from .config import FIELD_TYPES, ConfigError
 
-__all__ = ["main", "add_config_arguments", "config_from_args"]
+__all__ = ["main", "add_config_arguments", "config_from_args", "read_toml", "Progress", "suggest",
+           "did_you_mean", "build_parser", "check_threads", "to_cli_words"]
 
 # Modules that add subcommands: each defines ``register(subparsers)`` and sets ``func(args) -> int``.
-COMMAND_MODULES: list[str] = ["lnref.sweep", "lnref.reproduce.cli", "lnref.oracle_cli"]
+COMMAND_MODULES: list[str] = ["lnref.sweeps.cli", "lnref.reproduce.cli", "lnref.oracle.cli"]
+
+# The Python API's keyword arguments -> the command line's flags (errors raised by the API are reworded by main()).
+_API_TO_CLI = {"resume": "--resume", "force": "--force", "replicates": "--replicates", "batch_size": "--batch-size",
+               "checkpoint_every": "--checkpoint-every", "threads": "--threads", "out": "--out",
+               "workers": "--workers"}
+_API_WORD = re.compile(r"(?<![\w.\-'\[])(" + "|".join(_API_TO_CLI) + r")=(True\b)?(\S?)")
 
 
-def _parse_bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+def to_cli_words(message: str) -> str:
+    """An API error message with the API's keyword arguments (``resume=True``, ``replicates=5``) replaced by the
+    command line's flags (``--resume``, ``--replicates 5``)."""
+    def sub(m: re.Match) -> str:
+        flag = _API_TO_CLI[m.group(1)]
+        if m.group(2):  # resume=True -> --resume
+            return flag + m.group(3)
+        nxt = m.group(3)
+        return flag + (f" {nxt}" if nxt and nxt not in " ,;:)" else nxt)
+    return _API_WORD.sub(sub, message)
 
 
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
-    """One option per Config field (``--tau-plus`` and ``--tau_plus`` both work), plus ``--config FILE``."""
-    p.add_argument("--config", type=Path, metavar="FILE.toml",
-                   help="TOML file with Config fields (top level or in a [config] table); flags override it")
-    g = p.add_argument_group("config fields (see lnref.Config)")
-    defaults = Config()
-    for name, typ in FIELD_TYPES.items():
-        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
-        conv = _parse_bool if typ is bool else typ
-        g.add_argument(*flags, dest=name, type=conv, default=None, metavar=typ.__name__.upper(),
-                       help=f"default {getattr(defaults, name)!r}")
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return doc
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    values: dict[str, Any] = {}
-    if getattr(args, "config", None) is not None:
-        doc = read_toml(args.config)
-        values.update(doc.get("config", doc))
-    for name in FIELD_TYPES:
-        v = getattr(args, name, None)
-        if v is not None:
-            values[name] = v
-    if "tau" in values and any(k in values for k in ("tau_plus", "tau_minus")):
-        if all(values.get(k, values["tau"]) == values["tau"] for k in ("tau_plus", "tau_minus")):
-            values.pop("tau_plus", None)
-            values.pop("tau_minus", None)
-    return Config.from_dict(values)
-
-
-class Progress:
-    """Progress lines on stderr, at most one per ``every`` seconds (and the last)."""
-
-    def __init__(self, label: str, every: float = 1.0, stream=None):
-        self.label, self.every, self.stream = label, every, stream or sys.stderr
-        self.t0 = time.perf_counter()
-        self.last = -1e9
-
-    def __call__(self, done: int, total: int, extra: str = "") -> None:
-        now = time.perf_counter()
-        if done < total and now - self.last < self.every:
-            return
-        self.last = now
-        el = now - self.t0
-        eta = el / done * (total - done) if done else float("nan")
-        print(f"{self.label}: {done}/{total}  elapsed {el:.1f}s  left ~{eta:.1f}s {extra}", file=self.stream,
-              flush=True)
+def check_threads(threads: int | None) -> None:
+    """Refuse a ``--threads`` value numba cannot use (before anything is written)."""
+    if threads is None:
+        return
+    import numba
+    top = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= threads <= top:
+        raise ConfigError(f"--threads {threads} is not allowed: use an integer from 1 to {top} (numba's "
+                          "NUMBA_NUM_THREADS)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import json
+    from .io import OutputError, describe_os_error, write_json
+    from .resources import check_run_memory
+    from .runs import CHECKPOINT, RunFolder, config_from_json, load_checkpoint, write_run
 
-    from .io import OutputError, prepare_out_dir, write_json
-    from .runs import CHECKPOINT, load_checkpoint, save_checkpoint, write_run
-    from .training import DivergedError, train
-
+    # 1. everything is checked before the output folder is touched
     if args.resume:
         given = [name for name in FIELD_TYPES if getattr(args, name, None) is not None]
         if given or args.config is not None:
             raise ConfigError(f"--resume takes the config from {args.out}/config.json; do not pass config flags "
-                              f"(got {', '.join('--' + g for g in given) or '--config'})")
-        ckpt = args.out / CHECKPOINT
-        if not ckpt.exists():
-            raise OutputError(f"nothing to resume: {ckpt} does not exist (the run finished, or was started "
-                              "without --checkpoint-every)")
-        cfg = Config.from_dict(json.loads((args.out / "config.json").read_text()))
-        state = load_checkpoint(ckpt)
-        out = args.out
+                              f"(got {', '.join('--' + g.replace('_', '-') for g in given) or '--config'})")
+        if args.force:
+            raise ConfigError("--resume continues the run in --out and --force replaces it: give one of them")
     else:
         cfg = config_from_args(args)
-        out = prepare_out_dir(args.out, args.force)
-        state = None
-        write_json(out / "config.json", cfg.to_dict())  # first, so an interrupted run can be resumed
+    check_threads(args.threads)
     if args.checkpoint_every < 0:
-        raise ConfigError(f"--checkpoint-every={args.checkpoint_every} is not allowed: use 0 (off) or a step count")
+        raise ConfigError(f"--checkpoint-every {args.checkpoint_every} is not allowed: use 0 (off) or a step count")
+    folder = RunFolder(args.out, force=args.force, resume=args.resume)
+    state = None
+    if args.resume:
+        cfg = config_from_json(args.out / "config.json")
+        state = load_checkpoint(args.out / CHECKPOINT)
+    check_run_memory(cfg, keep_rho=True)
+
+    # 2. the run: written into the folder, marked complete last (meta.json)
+    out = folder.start()
+    if not args.quiet:
+        compile_notice(cfg.engine)
     prog = None if args.quiet else Progress(f"lnref run ({cfg.engine}, {cfg.algorithm})")
     t0 = time.perf_counter()
     try:
-        result = train(cfg, threads=args.threads, progress=None if prog is None else (lambda t, T: prog(t, T)),
-                       checkpoint_every=args.checkpoint_every, resume=state,
-                       on_checkpoint=lambda st: save_checkpoint(out / CHECKPOINT, st))
-        status = 0
-    except DivergedError as err:
-        result = err.result
-        status = 1
-    wall = time.perf_counter() - t0
-    extra = {"wall_seconds": wall, "command": "lnref run"}
-    if state is not None:
-        extra["resumed_from_step"] = int(state["step"])
-    write_run(out, result, extra)
-    (out / CHECKPOINT).unlink(missing_ok=True)  # the finished run's files supersede it
+        if state is None:
+            write_json(out / "config.json", cfg.to_dict())  # first, so an interrupted run can be resumed
+        from . import runs
+        from .training import DivergedError, train
+        try:
+            result = train(cfg, threads=args.threads,
+                           progress=None if prog is None else (lambda t, T: prog(t, T)),
+                           checkpoint_every=args.checkpoint_every, resume=state,
+                           on_checkpoint=lambda st: runs.save_checkpoint(out / CHECKPOINT, st))
+            status = 0
+        except DivergedError as err:
+            result = err.result
+            status = 1
+        wall = time.perf_counter() - t0
+        extra = {"wall_seconds": wall, "command": "lnref run"}
+        if state is not None:
+            extra["resumed_from_step"] = int(state["step"])
+        write_run(out, result, extra)
+        (out / CHECKPOINT).unlink(missing_ok=True)  # the finished run's files supersede it
+        final = folder.commit()
+    except KeyboardInterrupt:
+        print(f"lnref run: interrupted; {folder.abort(keep_checkpoint=True)}", file=sys.stderr)
+        raise
+    except MemoryError:
+        where = folder.abort(keep_checkpoint=True)
+        raise ConfigError(f"out of memory during the run ({where}); make it smaller: fewer logged steps "
+                          "(--log-every 0 --log-points 50), or --engine coefficients --sampling gram for large d")
+    except OSError as exc:
+        where = folder.abort(keep_checkpoint=True)
+        raise OutputError(f"could not write the run into {args.out}: {describe_os_error(exc)} ({where})") from None
+    except BaseException:
+        folder.abort(keep_checkpoint=True)
+        raise
+    _plot_history(result, final)
     h = result.history
     if status:
-        print(f"error: {result.message}. Everything up to then is saved in {out}", file=sys.stderr)
+        print(f"error: {result.message}. Everything up to then is saved in {final}", file=sys.stderr)
     else:
-        print(f"wrote {out}: {cfg.steps} steps in {wall:.2f}s; final loss {h['loss'][-1]:.4g}, "
+        print(f"wrote {final}: {cfg.steps} steps in {wall:.2f}s; final loss {h['loss'][-1]:.4g}, "
               f"train acc {h['train_acc'][-1]:.3f} (clean {h['train_acc_clean'][-1]:.3f}, "
               f"noisy {h['train_acc_noisy'][-1]:.3f}), test acc {h['test_acc'][-1]:.3f}")
     return status
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from ._equations import CACHE, cache_dir, clear_cache
+    if args.action == "clear":
+        removed = clear_cache()
+        print(f"removed {len(removed)} folder(s) of compiled kernels under {cache_dir().parent}"
+              if removed else f"no compiled kernels under {cache_dir().parent}")
+    else:
+        print(f"{cache_dir()}{'' if CACHE else '  (caching is off: LNREF_CACHE=0)'}")
+    return 0
+
+
+def _plot_history(result, out: Path) -> None:
+    """``history.png`` in the run folder when matplotlib and ``lnref.plotting.plot_history`` are available."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    from . import plotting
+    plot = getattr(plotting, "plot_history", None)
+    if plot is None:
+        return
+    try:
+        plot(result, out / "history.png")
+    except Exception as exc:  # noqa: BLE001 - a figure must not turn a finished run into a failure
+        print(f"lnref run: note: history.png was not written ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    parser = argparse.ArgumentParser(prog="lnref", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="lnref", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lnref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="train one config and write a run folder",
-                         description="Train one config by exact GD and write config.json, meta.json, "
-                                     "metrics.csv and arrays.npz into --out.")
+                         description="Train one config by exact GD and write config.json, metrics.csv, arrays.npz "
+                                     "and, last, meta.json (the mark of a complete run) into --out.")
     add_config_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="output folder (must be empty unless --force)")
-    run.add_argument("--force", action="store_true", help="overwrite the files of a non-empty --out")
+    run.add_argument("--force", action="store_true",
+                     help="replace a non-empty --out: the new run is built beside it and swapped in when complete")
     run.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
@@ -160,23 +177,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out from its checkpoint.npz (config from config.json)")
     run.set_defaults(func=_cmd_run)
+    cache = sub.add_parser("cache", help="where lnref keeps its compiled kernels; clear them",
+                           description="numba kernels are compiled once per install and kept in a per-user folder "
+                                       "($XDG_CACHE_HOME/lnref or ~/.cache/lnref; LNREF_CACHE_DIR moves it, "
+                                       "LNREF_CACHE=0 turns caching off). Deleting it is always safe.")
+    cache.add_argument("action", choices=("dir", "clear"), help="dir: print the folder; clear: delete it")
+    cache.set_defaults(func=_cmd_cache)
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .io import OutputError
+    """Run the ``lnref`` command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    from .io import OutputError, describe_os_error
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"lnref {args.command}: error:"
     try:
         return int(args.func(args))
     except (ConfigError, OutputError) as exc:
-        print(f"lnref {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix} {to_cli_words(str(exc))}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # lnref.DivergedError and friends
-        print(f"lnref {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix} {exc}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print(f"{prefix} out of memory; make the problem smaller (see `lnref {args.command} --help`)",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"{prefix} cannot use{name}: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lnref {args.command}: interrupted", file=sys.stderr)
         return 130

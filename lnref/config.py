@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "FIELD_DOCS", "config_values_from_toml", "config_from_mapping"]
 
 NOISE_MODELS = ("orthogonal", "isotropic")
 FLIP_MODELS = ("independent", "exact")
@@ -290,10 +290,12 @@ class Config:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Config":
         """Build from a mapping (JSON/TOML), refusing unknown keys."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a config must be a mapping of field -> value, got {type(data).__name__}")
         known = set(cls.field_names())
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
-            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; allowed fields: {', '.join(sorted(known))}")
+            raise ConfigError(unknown_fields_message(unknown, cls.field_names()))
         data = dict(data)
         if data.get("tau") is not None and data.get("tau_plus") == data.get("tau_minus") == data.get("tau"):
             data.pop("tau_plus", None)
@@ -321,3 +323,97 @@ def _field_types() -> dict[str, type]:
 
 
 FIELD_TYPES = _field_types()
+
+
+# ---------------------------------------------------------------------------------- field docs and loading
+def _field_docs() -> dict[str, str]:
+    """Each field's meaning and allowed values, read from the Parameters section of Config's docstring."""
+    doc = Config.__doc__ or ""
+    lines = doc.split("Parameters\n    ----------\n", 1)[-1].splitlines()
+    out: dict[str, str] = {}
+    names: list[str] = []
+    kind = ""
+    text: list[str] = []
+
+    def flush() -> None:
+        if names:
+            body = " ".join(" ".join(text).split())
+            allowed = kind if kind.startswith("{") else ""
+            entry = body + (f" Allowed: {allowed}." if allowed else "")
+            parts = [x.strip() for x in body.split(". ", 1)[0].rstrip(".").split(", ")]
+            if len(names) > 1 and len(parts) == len(names):  # "n, d, m : int / Samples, dimension, filters."
+                for nm, part in zip(names, parts):
+                    out[nm] = f"{part[0].upper()}{part[1:]}." + (f" Allowed: {allowed}." if allowed else "")
+                return
+            for nm in names:
+                out[nm] = entry.strip()
+
+    for line in lines:
+        if line.startswith("    ") and not line.startswith("     ") and " : " in line:
+            flush()
+            head, _, kind = line.strip().partition(" : ")
+            names = [h.strip() for h in head.split(",")]
+            kind = kind.strip()
+            text = []
+        elif line.startswith("        "):
+            text.append(line.strip())
+        elif line.strip() and not line.startswith(" "):
+            break
+    flush()
+    return {f.name: out.get(f.name, "") for f in dataclasses.fields(Config)}
+
+
+FIELD_DOCS: dict[str, str] = _field_docs()
+"""Field name -> its meaning and allowed values (one source: Config's docstring; used by the CLI's --help)."""
+
+
+def unknown_fields_message(unknown: list[str], known: list[str] | tuple[str, ...]) -> str:
+    """'unknown config field(s) ...' with a 'did you mean' for each and the allowed fields."""
+    from ._suggest import suggest
+    parts = []
+    for name in unknown:
+        best = suggest(name, known)
+        parts.append(f"{name!r} (did you mean {best[0]!r}?)" if best else repr(name))
+    return f"unknown config field(s) {', '.join(parts)}; allowed fields: {', '.join(sorted(known))}"
+
+
+def config_values_from_toml(doc: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The Config values of a parsed TOML document: its top-level fields, or its ``[config]`` table.
+
+    A document may also hold a ``[grid]`` table (sweeps).  Mixing top-level fields and a ``[config]`` table is
+    refused (which would win is not obvious), and so is a ``config`` key that is not a table.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``source`` and what is wrong.
+    """
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{source}: expected a TOML table of Config fields")
+    top = {k: v for k, v in doc.items() if k not in ("config", "grid")}
+    if "config" in doc:
+        table = doc["config"]
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: 'config' must be a table ([config] followed by FIELD = VALUE lines), "
+                              f"not {type(table).__name__} {table!r:.40}")
+        if top:
+            raise ConfigError(f"{source}: fields {', '.join(sorted(map(str, top)))} are at the top level and others "
+                              "in a [config] table; put every field in one place (all at the top, or all under "
+                              "[config] -- TOML puts every line after [config] into that table)")
+        values = dict(table)
+    else:
+        values = top
+    return values
+
+
+def config_from_mapping(values: Mapping[str, Any], source: str = "") -> Config:
+    """:meth:`Config.from_dict` whose errors name ``source`` (a file) and never leak a TypeError."""
+    prefix = f"{source}: " if source else ""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix}expected a mapping of Config fields, got {type(values).__name__}")
+    try:
+        return Config.from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc}") from None
+    except (TypeError, OverflowError) as exc:
+        raise ConfigError(f"{prefix}invalid config values: {exc}") from None

@@ -168,12 +168,33 @@ class Dataset(LabelMasks):
 
     @classmethod
     def load(cls, path) -> "Dataset":
-        from .io import load_npz
-        arrays, _ = load_npz(path)
+        """Read a dataset written by :meth:`save` (every SHA-256 checked).
+
+        Raises
+        ------
+        lnref.io.InputError
+            The file is missing, not a regular file (a FIFO is refused without blocking), damaged, not a
+            dataset, or holds arrays that are not real float64 (complex or float16 arrays are refused).
+        """
+        from .io import InputError, load_npz
+        arrays, meta = load_npz(path, what="dataset")
+        if meta.get("kind") not in (None, "lnref.Dataset"):
+            raise InputError(f"dataset {path} is not an lnref dataset (kind={meta.get('kind')!r})")
+        required = ("mu", "xi", "y", "y_obs") + (("y_test", "y_test_score") if "xi_test" in arrays else ())
+        missing = [k for k in required if k not in arrays]
+        if missing:
+            raise InputError(f"dataset {path} lacks the array(s) {', '.join(missing)}")
+        for k, a in arrays.items():
+            if a.dtype != np.float64:
+                raise InputError(f"dataset {path}: array {k!r} has dtype {a.dtype}; a dataset holds real float64 "
+                                 "arrays only")
         test = None
-        if "xi_test" in arrays:
-            test = TestSet(arrays["xi_test"], arrays["y_test"], arrays["y_test_score"])
-        return cls(arrays["mu"], arrays["xi"], arrays["y"], arrays["y_obs"], test)
+        try:
+            if "xi_test" in arrays:
+                test = TestSet(arrays["xi_test"], arrays["y_test"], arrays["y_test_score"])
+            return cls(arrays["mu"], arrays["xi"], arrays["y"], arrays["y_obs"], test)
+        except ConfigError as exc:
+            raise InputError(f"dataset {path} is not valid: {exc}") from None
 
 
 def default_mu(cfg: Config) -> np.ndarray:

@@ -1,20 +1,68 @@
-"""Figures of the reproductions (matplotlib, optional: ``pip install 'lnref[plot]'``).
+"""Figures (matplotlib, optional: ``pip install 'lnref[plot]'``).
 
-Every function takes logged histories (``Result.history``, columns in :data:`lnref.metrics.HISTORY_COLUMNS`) and
-returns a matplotlib Figure; saving is the caller's job (:func:`lnref.reproduce.common.save_figure`).  The time
-axis is symlog (linear below step 1), so step 0 and the log-spaced steps both show.
+Every function takes logged histories (``Result.history``; column meanings in
+:data:`lnref.metrics.HISTORY_COLUMNS`) or arrays and returns a matplotlib Figure; :func:`plot_history` also saves
+when given a path, the others leave saving to the caller (:func:`lnref.reproduce.common.save_figure`).  Time axes
+are symlog (linear below step 1, logarithmic above) starting at step 0, so step 0 and log-spaced steps both show.
+
+Functions
+---------
+plot_history(result, path=None)
+    One run at a glance (``lnref run`` draws it): training loss overall / clean / mislabelled, accuracies (training
+    w.r.t. the observed labels, test), signal max gamma against the memorised noise max rho_bar on clean and on
+    mislabelled samples (log scale); the two stages shaded and named when the run has mislabelled samples.
+han_figure(panels)
+    Han et al. (2025) Figure 1: one column per run; coefficients on a log scale (so Stage I, where they are small,
+    is visible), accuracies below; stages shaded and named, boundaries as vertical lines; shared y scales.
+selection_figure(history, selection, stages, test_columns, title="")
+    Small-loss selection (precision, recall, mislabelled rejected) and test accuracies over training.
+huang_figure(histories, ratio_key="memorisation_ratio", loss_levels=None)
+    Plain GD against label-noise GD (Huang et al. 2025 Figure 2): memorisation/signal ratio, training losses
+    (observed labels; flipped labels for label-noise GD) with reference levels, test accuracy.
+heatmap(values, x, y, xlabel=..., ylabel=..., title=..., cbar_label=..., nan_label=...)
+    A grid of one metric with mathematical axis labels (:func:`math_label`), a colour bar label, and NaN cells
+    hatched grey with a legend entry explaining them (e.g. "no mislabelled sample (tau = 0)").  For the
+    reproductions' and sweeps' heatmaps.
+math_label(name)
+    Mathtext label of a Config field or metric name ("mu_norm" -> r"$\\|\\mu\\|$", "label_noise_gd" ->
+    "label-noise GD", ...); unknown names are returned unchanged.
+shade_stages(ax, stages, t_end), mark_stages(ax, stages)
+    Stage I / Stage II shading with their names, and the boundary lines T1, first mislabelled fit, T2.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["han_figure", "selection_figure", "huang_figure", "mark_stages"]
+__all__ = ["plot_history", "han_figure", "selection_figure", "huang_figure", "heatmap", "math_label",
+           "mark_stages", "shade_stages", "MATH_LABELS"]
 
-_STAGE_STYLE = {"t1": ("T1 (end of Stage I)", "tab:green", "--"),
-                "stage2_start": ("first mislabelled fit", "tab:orange", ":"),
-                "t2": ("T2 (all mislabelled fitted)", "tab:red", "--")}
+#: mathtext labels of Config fields, metrics and algorithm names (the words match Config's field names: ``p`` is
+#: label-noise GD's flip probability, ``tau`` the training-label flip rate)
+MATH_LABELS: dict[str, str] = {
+    "mu_norm": r"$\|\mu\|$", "d": r"$d$", "n": r"$n$", "m": r"$m$", "q": r"$q$", "eta": r"$\eta$",
+    "sigma0": r"$\sigma_0$", "sigma_p": r"$\sigma_p$", "tau": r"label-flip rate $\tau$",
+    "tau_plus": r"$\tau_+$", "tau_minus": r"$\tau_-$", "p": r"label-noise GD flip rate $p$", "snr": "SNR",
+    "SNR": "SNR", "n_snr2": r"$n\,\mathrm{SNR}^2$", "n_snr3": r"$n\,\mathrm{SNR}^3$", "steps": "GD steps",
+    "test_error": "test error", "test_acc": "test accuracy", "train_acc": "training accuracy",
+    "train_acc_noisy": "fraction of mislabelled samples fitted", "train_acc_clean": "fraction of clean samples fitted",
+    "loss": "training loss", "gd": "plain GD", "label_noise_gd": "label-noise GD",
+    "gamma_max": r"$\mathrm{max}_{j,r}\,\gamma_{j,r}$",
+    "rho_bar_max_clean": r"$\mathrm{max}_{i\in S_c,\,j,r}\,\bar\rho_{j,r,i}$",
+    "rho_bar_max_noisy": r"$\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$",
+}
+
+_LINES = {"t1": ("T1 (end of Stage I)", "tab:green", "--"),
+          "stage2_start": ("first mislabelled sample fitted", "tab:orange", ":"),
+          "t2": ("T2 (all mislabelled fitted)", "tab:red", "--")}
+_FONT = 9
+
+
+def math_label(name: str) -> str:
+    """The mathtext label of a Config field / metric / algorithm name (:data:`MATH_LABELS`), else ``name``."""
+    return MATH_LABELS.get(name, name)
 
 
 def _plt():
@@ -24,9 +72,10 @@ def _plt():
     return plt
 
 
-def _time_axis(ax) -> None:
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("GD step t")
+def _time_axis(ax, t_end: float | None = None) -> None:
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_xlim(0, t_end)          # no negative margin: no "-10^0" tick
+    ax.set_xlabel(r"GD step $t$")
     ax.grid(True, alpha=0.3)
 
 
@@ -34,10 +83,70 @@ def mark_stages(ax, stages: Any, label: bool = True) -> None:
     """Vertical lines at the detected t1, stage2_start and t2 of a :class:`lnref.stages.Stages` (None: skipped)."""
     if stages is None:
         return
-    for key, (text, color, style) in _STAGE_STYLE.items():
+    for key, (text, color, style) in _LINES.items():
         v = getattr(stages, key)
         if v is not None:
-            ax.axvline(v, color=color, ls=style, lw=1.2, label=f"{text} = {v}" if label else None)
+            ax.axvline(v, color=color, ls=style, lw=1.2, label=f"{text}: $t$ = {v}" if label else None)
+
+
+def shade_stages(ax, stages: Any, t_end: float) -> None:
+    """Shade Stage I ([0, T1]) and Stage II ([T1, T2], or to t_end) and write their names at the top."""
+    if stages is None or stages.t1 is None:
+        return
+    import matplotlib.transforms as mtransforms
+    trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+    t1 = stages.t1
+    t2 = stages.t2 if stages.t2 is not None else t_end
+    spans = [("Stage I", 0.0, t1, "tab:green")]
+    if stages.stage2_start is not None:
+        spans.append(("Stage II", t1, t2, "tab:orange"))
+    for name, a, b, color in spans:
+        ax.axvspan(a, b, color=color, alpha=0.10, lw=0)
+        # the middle of the span on the symlog axis
+        mid = float(np.sqrt(max(a, 0.5) * b)) if b > 1 else 0.5 * (a + b)
+        ax.text(mid, 1.005, name, transform=trans, ha="center", va="bottom", fontsize=_FONT, color=color,
+                fontweight="bold", clip_on=False)
+
+
+def _positive(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return np.where(v > 0, v, np.nan)
+
+
+def _has(h: Mapping[str, np.ndarray], key: str) -> bool:
+    return key in h and np.any(np.isfinite(np.asarray(h[key], dtype=np.float64)))
+
+
+def _coefficients(ax, h: Mapping[str, np.ndarray]) -> None:
+    t = h["step"]
+    ax.plot(t, _positive(h["gamma_max"]), color="k", lw=2, label=r"signal $\mathrm{max}_{j,r}\,\gamma_{j,r}$")
+    if _has(h, "rho_bar_max_clean"):
+        ax.plot(t, _positive(h["rho_bar_max_clean"]), color="tab:blue", ls="--",
+                label=r"clean: $\mathrm{max}_{i\in S_c,\,j,r}\,\bar\rho_{j,r,i}$")
+    if _has(h, "rho_max_mean_clean"):
+        ax.plot(t, _positive(h["rho_max_mean_clean"]), color="tab:blue",
+                label=r"clean: $\mathrm{mean}_{i\in S_c}\,\mathrm{max}_{j,r}\,\rho_{j,r,i}$")
+    if _has(h, "rho_bar_max_noisy"):
+        ax.plot(t, _positive(h["rho_bar_max_noisy"]), color="tab:red", ls="--",
+                label=r"mislabelled: $\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$")
+    if _has(h, "rho_max_mean_noisy"):
+        ax.plot(t, _positive(h["rho_max_mean_noisy"]), color="tab:red",
+                label=r"mislabelled: $\mathrm{mean}_{i\in S_f}\,\mathrm{max}_{j,r}\,\rho_{j,r,i}$")
+    ax.set_yscale("log")
+    ax.set_ylabel("coefficient (log scale)")
+
+
+def _accuracies(ax, h: Mapping[str, np.ndarray]) -> None:
+    t = h["step"]
+    ax.plot(t, h["train_acc"], color="k", lw=2, label="training, all samples")
+    if _has(h, "train_acc_clean"):
+        ax.plot(t, h["train_acc_clean"], color="tab:blue", label="training, clean samples")
+    if _has(h, "train_acc_noisy"):
+        ax.plot(t, h["train_acc_noisy"], color="tab:red", label="training, mislabelled (fitted to the flipped label)")
+    if _has(h, "test_acc"):
+        ax.plot(t, h["test_acc"], color="tab:gray", ls="-.", label="test (iid, true labels)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("accuracy (training: w.r.t. observed labels)")
 
 
 def han_figure(panels: Sequence[Mapping[str, Any]]):
@@ -46,45 +155,39 @@ def han_figure(panels: Sequence[Mapping[str, Any]]):
     Parameters
     ----------
     panels : sequence of mappings with ``title`` (str), ``history`` (dict of (L,) arrays), ``stages``
-        (Stages or None).
+        (Stages, or None for a run without stages, e.g. tau = 0: no shading, no stage lines).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Top row: signal learning max_{j,r} gamma and noise memorisation max_{j,r} rho_{j,r,i} (mean and max over
-        clean and over mislabelled samples).  Bottom row: training accuracy w.r.t. the observed labels, overall,
-        clean and mislabelled.  Stage boundaries as vertical lines.
+        Top row: signal learning max_{j,r} gamma and noise memorisation (max_{i} max_{j,r} rho_bar and
+        mean_i max_{j,r} rho over clean and over mislabelled samples) on a log scale shared by the columns, so
+        that Stage I, where all of them are small, is visible.  Bottom row: training accuracy w.r.t. the observed
+        labels (overall, clean, mislabelled) and iid test accuracy, same 0-1 scale.  Stage I and Stage II shaded
+        and named, their boundaries as vertical lines (legend in the bottom panel).
     """
     plt = _plt()
     cols = len(panels)
-    fig, axes = plt.subplots(2, cols, figsize=(5.5 * cols, 7.5), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(2, cols, figsize=(6.6 * cols, 9.6), squeeze=False, sharex="col", sharey="row")
     for c, panel in enumerate(panels):
         h, st = panel["history"], panel.get("stages")
-        t = h["step"]
+        t_end = float(h["step"][-1])
         ax = axes[0, c]
-        ax.plot(t, h["gamma_max"], color="k", lw=2, label=r"signal $\max_{j,r}\gamma_{j,r}$")
-        ax.plot(t, h["rho_max_mean_clean"], color="tab:blue", label=r"clean: mean$_i\max_{j,r}\rho_{j,r,i}$")
-        ax.plot(t, h["rho_bar_max_clean"], color="tab:blue", ls="--", label=r"clean: max$_i\max_{j,r}\rho_{j,r,i}$")
-        if np.any(np.isfinite(h["rho_max_mean_noisy"])):
-            ax.plot(t, h["rho_max_mean_noisy"], color="tab:red", label=r"mislabelled: mean$_i\max_{j,r}\rho$")
-            ax.plot(t, h["rho_bar_max_noisy"], color="tab:red", ls="--", label=r"mislabelled: max$_i\max_{j,r}\rho$")
+        _coefficients(ax, h)
+        shade_stages(ax, st, t_end)
         mark_stages(ax, st, label=False)
-        ax.set_title(panel["title"])
-        ax.set_ylabel("coefficient")
-        _time_axis(ax)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(panel["title"], fontsize=_FONT + 2, pad=16)
+        _time_axis(ax, t_end)
+        ax.set_xlabel("")
+        ax.legend(fontsize=_FONT, loc="lower right", framealpha=0.9)
+        ax.tick_params(labelleft=True)
         ax = axes[1, c]
-        ax.plot(t, h["train_acc"], color="k", lw=2, label="all samples")
-        ax.plot(t, h["train_acc_clean"], color="tab:blue", label="clean")
-        if np.any(np.isfinite(h["train_acc_noisy"])):
-            ax.plot(t, h["train_acc_noisy"], color="tab:red", label="mislabelled (fitted to the wrong label)")
-        if "test_acc" in h and np.any(np.isfinite(h["test_acc"])):
-            ax.plot(t, h["test_acc"], color="tab:gray", ls="-.", label="test (iid)")
+        _accuracies(ax, h)
+        shade_stages(ax, st, t_end)
         mark_stages(ax, st, label=True)
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_ylabel("accuracy w.r.t. observed labels")
-        _time_axis(ax)
-        ax.legend(fontsize=7, loc="center right")
+        _time_axis(ax, t_end)
+        ax.legend(fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+        ax.tick_params(labelleft=True)
     fig.tight_layout()
     return fig
 
@@ -103,56 +206,211 @@ def selection_figure(history: Mapping[str, np.ndarray], selection: Any, stages: 
     Returns
     -------
     matplotlib.figure.Figure
-        Left: precision and recall of "loss < threshold" as a detector of clean samples; right: test accuracies.
+        Left: precision and recall of "loss < threshold" as a detector of clean samples, and the fraction of
+        mislabelled samples rejected; right: test accuracies.  Both on the same 0-1 scale, stages shaded.
     """
     plt = _plt()
-    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     t = selection.steps
+    t_end = float(t[-1])
     a0.plot(t, selection.precision, color="tab:blue", label="precision (clean among selected)")
     a0.plot(t, selection.recall, color="tab:green", label="recall (selected among clean)")
     a0.plot(t, selection.noisy_rejected, color="tab:red", ls=":", label="mislabelled rejected")
-    a0.set_title(f"small-loss selection, loss < {selection.threshold:.4g}")
+    a0.set_title(rf"small-loss selection, $\ell < {selection.threshold:.4g}$ ($\log 2$)", fontsize=_FONT + 2,
+                 pad=16)
+    shade_stages(a0, stages, t_end)
     mark_stages(a0, stages, label=True)
     a0.set_ylim(-0.03, 1.03)
-    _time_axis(a0)
-    a0.legend(fontsize=7, loc="lower left")
+    a0.set_ylabel("fraction")
+    _time_axis(a0, t_end)
+    a0.legend(fontsize=_FONT, loc="lower left", framealpha=0.9)
     for (label, col), color in zip(test_columns.items(), ("tab:gray", "tab:purple", "tab:brown", "tab:olive")):
         a1.plot(history["step"], history[col], color=color, label=f"test accuracy ({label})")
+    shade_stages(a1, stages, t_end)
     mark_stages(a1, stages, label=False)
-    a1.set_title(title or "test accuracy")
-    a1.set_ylim(-0.03, 1.03)
-    _time_axis(a1)
-    a1.legend(fontsize=7, loc="lower left")
+    a1.set_title(title or "test accuracy", fontsize=_FONT + 2, pad=16)
+    a1.set_ylabel("test accuracy")
+    a1.tick_params(labelleft=True)
+    _time_axis(a1, t_end)
+    a1.legend(fontsize=_FONT, loc="lower left", framealpha=0.9)
     fig.tight_layout()
     return fig
 
 
-def huang_figure(histories: Mapping[str, Mapping[str, np.ndarray]], ratio_key: str = "memorisation_ratio"):
-    """Plain GD against label-noise GD (Huang et al. 2025): memorisation/signal ratio, training loss, test accuracy.
+def huang_figure(histories: Mapping[str, Mapping[str, np.ndarray]], ratio_key: str = "memorisation_ratio",
+                 loss_levels: Mapping[str, float] | None = None):
+    """Plain GD against label-noise GD (Huang et al. 2025, Figure 2 style).
 
     Parameters
     ----------
-    histories : mapping label -> history; each history also holds ``ratio_key`` (L,)
+    histories : mapping label -> history; each history also holds ``ratio_key`` (L,) and, for label-noise GD,
+        ``label_noise_loss`` (L,), the flipped-label loss averaged over the flips (drawn dashed)
+    loss_levels : mapping label -> value, horizontal reference lines in the loss panel
 
     Returns
     -------
     matplotlib.figure.Figure
+        Left: max_{i,j,r} rho_bar / max_{j,r} gamma (log scale); middle: training loss on the observed labels
+        (solid) and on the flipped labels (dashed; log scale); right: iid test accuracy.
     """
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for (label, h), color in zip(histories.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    colors = ("tab:blue", "tab:red", "tab:green", "tab:purple")
+    for (label, h), color in zip(histories.items(), colors):
         t = h["step"]
         axes[0].plot(t, h[ratio_key], color=color, label=label)
-        axes[1].plot(t, h["loss"], color=color, label=label)
+        axes[1].plot(t, _positive(h["loss"]), color=color, label=f"{label}: observed labels")
+        if "label_noise_loss" in h and "label-noise" in label:
+            axes[1].plot(t, h["label_noise_loss"], color=color, ls="--", label=f"{label}: flipped labels (mean)")
         axes[2].plot(t, h["test_acc"], color=color, label=label)
-    axes[0].set_title(r"noise memorisation / signal: $\max_{i,j,r}\bar\rho_{j,r,i} / \max_{j,r}\gamma_{j,r}$")
+    for (label, v), (ls, col) in zip((loss_levels or {}).items(),
+                                     ((":", "tab:purple"), (":", "0.3"), ("-.", "0.3"), ("--", "0.5"))):
+        axes[1].axhline(v, color=col, ls=ls, lw=1.2, label=f"{label} = {v:.3g}")
+    axes[0].set_title("noise memorisation / signal learning", fontsize=_FONT + 2)
+    axes[0].set_ylabel(r"$\mathrm{max}_{i,j,r}\,\bar\rho_{j,r,i}\;/\;\mathrm{max}_{j,r}\,\gamma_{j,r}$")
     axes[0].set_yscale("log")
-    axes[1].set_title("training loss (observed labels)")
-    axes[2].set_title("test accuracy (iid)")
+    axes[1].set_title("training loss", fontsize=_FONT + 2)
+    axes[1].set_ylabel("mean logistic loss over the n samples (log scale)")
+    axes[1].set_yscale("log")
+    axes[2].set_title("test accuracy (iid)", fontsize=_FONT + 2)
+    axes[2].set_ylabel("test accuracy")
     axes[2].set_ylim(0.4, 1.02)
     for ax in axes:
-        ax.set_xlabel("GD step t")
+        ax.set_xlabel(r"GD step $t$")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=_FONT - 1 if ax is axes[1] else _FONT, framealpha=0.9)
     fig.tight_layout()
+    return fig
+
+
+def _edges(c: np.ndarray, scale: str) -> np.ndarray:
+    c = np.asarray(c, dtype=np.float64)
+    if c.size == 1:
+        return np.array([c[0] * 0.9, c[0] * 1.1]) if scale == "log" else np.array([c[0] - 0.5, c[0] + 0.5])
+    v = np.log(c) if scale == "log" else c
+    mid = 0.5 * (v[1:] + v[:-1])
+    e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+    return np.exp(e) if scale == "log" else e
+
+
+def heatmap(values: Any, x: Any, y: Any, *, xlabel: str, ylabel: str, title: str = "", cbar_label: str = "",
+            nan_label: str = "no value", ax=None, cmap: str = "viridis", vmin: float | None = None,
+            vmax: float | None = None, xscale: str = "linear", yscale: str = "linear"):
+    """A heatmap of one metric over a two-parameter grid, with NaN cells explained.
+
+    Parameters
+    ----------
+    values : array (len(y), len(x))   the metric; NaN where it has no value
+    x, y : 1-D arrays                 the grid's centres (columns, rows)
+    xlabel, ylabel : str              axis labels; pass Config field names through :func:`math_label`
+                                      (e.g. ``math_label("mu_norm")`` -> r"$\\|\\mu\\|$")
+    title, cbar_label : str           the title and the colour bar's label (say what the colour is)
+    nan_label : str                   the legend entry for NaN cells, e.g. "no mislabelled sample (tau = 0)";
+                                      drawn only when some cell is NaN
+    ax : matplotlib Axes or None      draw into this axes (else a new figure)
+    xscale, yscale : "linear" | "log"
+
+    Returns
+    -------
+    (fig, ax) : the figure and the axes (add the theory's boundary with ``ax.plot``)
+
+    NaN cells are drawn hatched grey (not the colour map's white), with a legend entry below the axes.
+    """
+    import matplotlib.patches as mpatches
+    plt = _plt()
+    vals = np.asarray(values, dtype=np.float64)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if vals.shape != (y.size, x.size):
+        raise ValueError(f"values has shape {vals.shape}; expected (len(y), len(x)) = ({y.size}, {x.size})")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    else:
+        fig = ax.figure
+    xe, ye = _edges(x, xscale), _edges(y, yscale)
+    nan = ~np.isfinite(vals)
+    if nan.any():
+        ax.add_patch(mpatches.Rectangle((xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], facecolor="0.85",
+                                        edgecolor="0.5", hatch="///", lw=0, zorder=0))
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals), cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
+                         zorder=1)
+    ax.set_xscale(xscale)
+    ax.set_yscale(yscale)
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+    ax.set_xlabel(xlabel, fontsize=_FONT + 2)
+    ax.set_ylabel(ylabel, fontsize=_FONT + 2)
+    if title:
+        ax.set_title(title, fontsize=_FONT + 2)
+    cb = fig.colorbar(mesh, ax=ax)
+    if cbar_label:
+        cb.set_label(cbar_label, fontsize=_FONT + 1)
+    if nan.any():
+        patch = mpatches.Patch(facecolor="0.85", edgecolor="0.5", hatch="///", label=nan_label)
+        ax.legend(handles=[patch], fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  frameon=False)
+    return fig, ax
+
+
+def plot_history(result: Any, path: str | Path | None = None):
+    """One run's history: loss, accuracies, signal against memorised noise; saved as PNG when ``path`` is given.
+
+    Parameters
+    ----------
+    result : :class:`lnref.Result` (or a history dict, then without stage detection)
+    path : file to write (PNG), or None; when given the figure is saved and closed (still returned)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: training loss on the observed labels, overall and over clean / mislabelled samples, and for
+        label-noise GD the flipped-label loss averaged over the flips (log scale).  Middle: training accuracy
+        w.r.t. the observed labels (all, clean, mislabelled) and test accuracy.  Right: max_{j,r} gamma against
+        max_{i,j,r} rho_bar over clean and over mislabelled samples (log scale).  With mislabelled samples and
+        a detectable Stage I, the stages are shaded and named in every panel.
+    """
+    plt = _plt()
+    h = result.history if hasattr(result, "history") else result
+    cfg = getattr(result, "config", None)
+    stages = None
+    if hasattr(result, "trace") and "margin" in getattr(result, "trace", {}) and result.data is not None \
+            and not bool(np.all(result.data.clean)):
+        from .stages import detect_stages
+        stages = detect_stages(result)
+    t = np.asarray(h["step"])
+    t_end = float(t[-1]) if t.size else 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    ax = axes[0]
+    ax.plot(t, _positive(h["loss"]), color="k", lw=2, label="all samples")
+    if _has(h, "loss_clean") and _has(h, "loss_noisy"):
+        ax.plot(t, _positive(h["loss_clean"]), color="tab:blue", label="clean samples")
+        ax.plot(t, _positive(h["loss_noisy"]), color="tab:red", label="mislabelled samples")
+    if cfg is not None and cfg.algorithm == "label_noise_gd" and "margin" in getattr(result, "trace", {}):
+        from .metrics import sample_losses
+        mg = np.ascontiguousarray(result.trace["margin"], dtype=np.float64)
+        flipped = ((1 - cfg.p) * sample_losses(mg.ravel()) + cfg.p * sample_losses(-mg.ravel())).reshape(
+            mg.shape).mean(axis=1)
+        ax.plot(t, flipped, color="tab:purple", ls="--",
+                label=rf"flipped labels, mean over the flips ($p$ = {cfg.p:g})")
+    ax.set_yscale("log")
+    ax.set_ylabel("mean logistic loss (log scale)")
+    ax.set_title("training loss", fontsize=_FONT + 2, pad=16)
+    ax = axes[1]
+    _accuracies(ax, h)
+    ax.set_title("accuracy", fontsize=_FONT + 2, pad=16)
+    ax = axes[2]
+    _coefficients(ax, h)
+    ax.set_title("signal learning and noise memorisation", fontsize=_FONT + 2, pad=16)
+    for i, ax in enumerate(axes):
+        shade_stages(ax, stages, t_end)
+        mark_stages(ax, stages, label=(i == 1))
+        _time_axis(ax, t_end)
+        ax.legend(fontsize=_FONT, framealpha=0.9, loc="best")
+    if cfg is not None:
+        fig.suptitle(f"lnref run: n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, tau={cfg.tau_plus:g}/"
+                     f"{cfg.tau_minus:g}, algorithm={cfg.algorithm}, eta={cfg.eta:g}, seed={cfg.seed}",
+                     fontsize=_FONT + 1)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)          # saved: free it (the returned figure can still be saved again)
     return fig

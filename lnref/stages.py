@@ -30,7 +30,7 @@ from .config import ConfigError
 from .metrics import sample_losses
 
 __all__ = ["Stages", "EarlyStopping", "Selection", "fitted", "detect_stages", "stages_of", "early_stopping",
-           "small_loss_selection", "selection_of", "first_fit_steps", "LOG2"]
+           "small_loss_selection", "first_fit_steps", "LOG2"]
 
 LOG2 = math.log(2.0)
 
@@ -363,8 +363,3 @@ def small_loss_selection(source: Any, clean: Any = None, steps: Any = None, *,
     return Selection(steps=steps, threshold=float(threshold), selected=selected, true_positives=tp,
                      precision=np.asarray(precision, dtype=np.float64), recall=np.asarray(recall, np.float64),
                      noisy_rejected=np.asarray(noisy_rej, dtype=np.float64))
-
-
-def selection_of(result: Any, threshold: float = LOG2) -> Selection:
-    """:func:`small_loss_selection` of a :class:`lnref.Result`."""
-    return small_loss_selection(result, threshold=threshold)

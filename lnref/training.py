@@ -209,10 +209,12 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     (:mod:`lnref.data`), once per step, before the step.  The loop is :func:`run_loop`.
     """
     from .engines import from_config
+    from .runs import check_train_options
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
-    _check_options(threads, extra_tests, keep_rho, progress, checkpoint_every, on_checkpoint, resume)
+    check_train_options(resume=resume, checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
+                        progress=progress, keep_rho=keep_rho, extra_tests=extra_tests)
     t_start = time.perf_counter()
     with num_threads(threads) as nthreads:  # Gram sampling runs kernels too
         engine = from_config(cfg, data, W0, b0)
@@ -287,33 +289,6 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     if diverged:
         raise DivergedError(message, result)
     return result
-
-
-def _check_options(threads, extra_tests, keep_rho, progress, checkpoint_every, on_checkpoint, resume) -> None:
-    """Refuse invalid keyword arguments of :func:`train` before any work, with what is allowed."""
-    if extra_tests is not None:
-        if not isinstance(extra_tests, Mapping):
-            raise ConfigError(f"extra_tests must be a mapping name -> lnref.TestSet, got {type(extra_tests).__name__}")
-        for name, t in extra_tests.items():
-            if not isinstance(t, TestSet):
-                raise ConfigError(f"extra_tests[{name!r}] must be an lnref.TestSet, got {type(t).__name__}")
-    if not isinstance(keep_rho, (bool, np.bool_)):
-        raise ConfigError(f"keep_rho={keep_rho!r} is not allowed: use True or False")
-    if progress is not None and not callable(progress):
-        raise ConfigError(f"progress={progress!r} is not allowed: pass a callable progress(step, steps) or None")
-    if on_checkpoint is not None and not callable(on_checkpoint):
-        raise ConfigError(f"on_checkpoint={on_checkpoint!r} is not allowed: pass a callable on_checkpoint(state) "
-                          "or None")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
-            or checkpoint_every < 0:
-        raise ConfigError(f"checkpoint_every={checkpoint_every!r} is not allowed: use an integer >= 0 (0: never)")
-    if resume is not None:
-        missing = [k for k in ("step", "rows", "config", "gamma", "rho", "history", "trace") if k not in resume] \
-            if isinstance(resume, Mapping) else None
-        if missing is None or missing:
-            raise ConfigError("resume must be a checkpoint state from train(on_checkpoint=...) or "
-                              "lnref.runs.load_checkpoint(path)"
-                              + (f"; it lacks {', '.join(missing)}" if missing else f", got {type(resume).__name__}"))
 
 
 def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise) -> dict:

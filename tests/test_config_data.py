@@ -241,3 +241,46 @@ def test_dataset_save_load_round_trips_and_detects_corruption(tmp_path):
     np.savez(bad, **raw)
     with pytest.raises(OutputError, match="'y_obs'.*missing"):
         Dataset.load(bad)
+
+
+def test_dataset_load_refuses_unusable_files(tmp_path):
+    """Every problem of a dataset file is an lnref InputError naming the file (issue 14)."""
+    import json
+    import os
+
+    from lnref.io import InputError, save_npz
+    cfg = Config(n=6, d=9, m=1, n_test=0, seed=3)
+    data = lnref.make_data(cfg)
+    good = tmp_path / "data.npz"
+    data.save(good)
+    raw = good.read_bytes()
+    cases = {"truncated.npz": raw[: len(raw) // 2], "empty.npz": b"", "text.npz": b"hello, world\n",
+             "notzip.npz": b"PK\x03\x04" + bytes(100)}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(InputError, match=name):
+            Dataset.load(tmp_path / name)
+    # complex and float16 arrays are refused, not silently cast
+    arrays = data.arrays()
+    for dtype in (np.complex128, np.float16):
+        bad = dict(arrays, xi=arrays["xi"].astype(dtype))
+        save_npz(tmp_path / "typed.npz", bad, meta={"kind": "lnref.Dataset"})
+        with pytest.raises(InputError, match=f"'xi' has dtype {np.dtype(dtype)}"):
+            Dataset.load(tmp_path / "typed.npz")
+    save_npz(tmp_path / "other.npz", arrays, meta={"kind": "lnref.checkpoint"})
+    with pytest.raises(InputError, match="not an lnref dataset"):
+        Dataset.load(tmp_path / "other.npz")
+    save_npz(tmp_path / "partial.npz", {"mu": arrays["mu"]}, meta={"kind": "lnref.Dataset"})
+    with pytest.raises(InputError, match="lacks the array"):
+        Dataset.load(tmp_path / "partial.npz")
+    with pytest.raises(InputError, match="does not exist"):
+        Dataset.load(tmp_path / "missing.npz")
+    with pytest.raises(InputError, match="is a folder"):
+        Dataset.load(tmp_path)
+    os.mkfifo(tmp_path / "fifo.npz")
+    with pytest.raises(InputError, match="FIFO"):
+        Dataset.load(tmp_path / "fifo.npz")
+    # a pickle inside is refused (never loaded)
+    np.savez(tmp_path / "pickle.npz", __meta__=np.array(json.dumps({})), xi=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="pickle.npz"):
+        Dataset.load(tmp_path / "pickle.npz")

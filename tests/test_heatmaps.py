@@ -13,7 +13,7 @@ from lnref.reproduce.common import have_matplotlib
 from lnref.reproduce.heatmaps import (KOU_PUBLISHED_D, KOU_PUBLISHED_MU, boundary_slope, cao_base, compare_tables,
                                       fit_boundary_constant, huang_base, kou_base, kou_grid, load_published,
                                       published_on_grid, switch_points)
-from lnref.sweep import SerialExecutor, sweep
+from lnref.sweeps import SerialExecutor, sweep
 
 
 def test_registered():
@@ -100,7 +100,7 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     mu = np.array(KOU_PUBLISHED_MU)[:, None]
     d = np.array(KOU_PUBLISHED_D, dtype=float)[None, :]
     table = np.where(20 * mu ** 4 >= 0.5 * d, 0.1, 0.5)
-    ctx = Context(out=tmp_path, quick=True, seeds=1, log=lambda s: None)
+    ctx = Context(out=tmp_path, quick=True, log=lambda s: None)  # the default: 10 replicates, as theirs
     ctx.published = _published_file(tmp_path / "published.csv", table)
     checks = run_reproduction("kou2023-heatmap", ctx)
     assert len(checks) == 5, checks
@@ -114,7 +114,11 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "abs(lnref - published)" in report
     rows = [line for line in report.splitlines() if line.startswith("| Kou 2023")]
-    assert len(rows) == 5 and all(line.count("|") == 4 for line in rows), rows  # no stray | in a cell
+    assert len(rows) == 5, rows
+    assert all(line.replace("\\|", "").count("|") == 6 for line in rows), rows  # 5 cells, no stray |
+    assert summary["seeds"] == 10 and all(c["criterion"] and c["tolerance"] and c["source"]
+                                          for c in summary["checks"])
+    assert "syntheticrelu.py" in report  # the conventions with their lines are in the report's notes
     assert boundary["comparison"]["cells"] == 60 and boundary["C"] > 0
     # the published side's boundary is the same fit, on the published cells of lnref's grid
     g = kou_grid(quick=True)

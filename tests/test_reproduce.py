@@ -1,13 +1,22 @@
-"""`lnref reproduce`: command-line behaviour, a smoke run of han2025 --quick, and Huang's claim at small sizes."""
+"""`lnref reproduce`: command-line behaviour, reports generated from the run (config as run, criteria that can
+fail, seeds with standard errors), re-running into the same folder, and Huang's claim at small sizes."""
 import json
+import math
+import re
 
 import numpy as np
 import pytest
 
 import lnref
 from lnref.cli import main
+from lnref.io import OutputError
 from lnref.reproduce import DEFAULT, load_all
-from lnref.reproduce.huang2025 import label_noise_loss, memorisation_ratio
+from lnref.reproduce.common import (MARKER, Check, fmt_mean_se, mean_se, prepare_reproduction_dir, seed_check)
+from lnref.reproduce.han2025 import default_config as han_config
+from lnref.reproduce.han2025 import han_checks
+from lnref.reproduce.huang2025 import (default_config as huang_config, huang_checks, label_noise_loss,
+                                       memorisation_ratio, stationary_losses)
+from lnref.stages import detect_stages
 
 
 def test_registry_lists_the_reproductions(capsys):
@@ -17,6 +26,7 @@ def test_registry_lists_the_reproductions(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
     assert "han2025" in out and "(default)" in out and "huang2025" in out
+    assert "default 5 seeds" in out            # several seeds by default for the han/huang reproductions
 
 
 def test_unknown_name_is_bad_input(tmp_path, capsys):
@@ -30,6 +40,7 @@ def test_non_empty_out_is_refused_without_force(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("x")
     assert main(["reproduce", "han2025", "--quick", "--out", str(tmp_path)]) == 2
     assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "x" and not (tmp_path / MARKER).exists()
 
 
 @pytest.mark.parametrize("argv", [["--seeds", "0"], ["--threads", "0"]])
@@ -42,27 +53,195 @@ def test_bad_numbers_are_bad_input(tmp_path, argv):
     assert code == 2
 
 
-def test_han2025_quick_smoke(tmp_path, capsys):
+def test_help_says_a_reproduction_replaces_its_own_output(capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "replaces its earlier output" in text and "reproduction.json" in text and "--force" in text
+
+
+# ------------------------------------------------------------------------------------ output folder (no training)
+def test_own_output_is_replaced_foreign_content_refused(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / MARKER).write_text(json.dumps({"reproduction": "han2025", "files": ["a.csv", "fig.png"]}))
+    (out / "a.csv").write_text("old")
+    (out / "fig.png").write_text("old")
+    assert prepare_reproduction_dir(out, "han2025") == out
+    assert not (out / "a.csv").exists() and not (out / "fig.png").exists()    # the old run's files are gone
+    # another reproduction's folder, or a folder with files the run did not write: refused, nothing deleted
+    (out / "a.csv").write_text("old")
+    with pytest.raises(OutputError, match="another reproduction"):
+        prepare_reproduction_dir(out, "huang2025")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        prepare_reproduction_dir(out, "han2025")
+    assert (out / "notes.txt").read_text() == "mine" and (out / "a.csv").exists()
+    assert prepare_reproduction_dir(out, "han2025", force=True) == out        # --force keeps what is there
+    assert (out / "notes.txt").exists()
+
+
+# ------------------------------------------------------------------------------------ report rows
+def test_check_keeps_the_short_constructor_and_normalises_holds():
+    c = Check("claim", "1.0", np.bool_(True))
+    assert c.holds is True and c.prediction == "claim" and c.criterion == "" and c.n_seeds is None
+    assert Check("x", "y", "n/a").holds == "n/a"
+    with pytest.raises(ValueError, match="n/a"):
+        Check("x", "y", "maybe")
+
+
+def test_mean_se_and_its_format():
+    m, se, k = mean_se([1.0, 2.0, 3.0, None, float("nan")])
+    assert (m, k) == (2.0, 3) and se == pytest.approx(1.0 / math.sqrt(3), rel=1e-15)
+    assert fmt_mean_se([0.5]) == "0.5 (1 seed)"
+    assert fmt_mean_se([1.0, 3.0]) == "2 +- 1 (2 seeds)"
+    assert fmt_mean_se([7, None]) == "7 (1 of 2 seeds; 1 none)"
+    c = seed_check("p", source="s", criterion="c", tolerance="t", per_seed=[True, False, True], measured="m")
+    assert c.holds is False and (c.seeds_held, c.n_seeds) == (2, 3)
+    assert seed_check("p", source="s", criterion="c", tolerance="t", per_seed=[True, False, True], measured="m",
+                      rule="majority").holds is True
+
+
+def _synthetic_han():
+    """A trace that satisfies every han2025 criterion: n = 10 (8 clean, 2 mislabelled), T1 = 2, first
+    mislabelled fit at 32, all fitted at 64; Han's scale n m/(eta sigma_p^2 d) = 10 * 4 / (0.5 * 1 * 8) = 10."""
+    base = lnref.Config(n=10, d=8, m=4, sigma_p=1.0, eta=0.5, tau=0.2, flips="exact", steps=64)
+    steps = np.array([0, 1, 2, 4, 8, 16, 32, 64])
+    clean = np.array([True] * 8 + [False] * 2)
+    margin = np.empty((steps.size, 10))
+    margin[:, :8] = np.array([-1, -0.1, 1, 2, 3, 4, 5, 6])[:, None]      # clean: fitted from step 2
+    margin[:, 8:] = np.array([0.2, -0.5, -1, -1, -0.5, -0.1, 0.3, 1])[:, None]   # noisy: one fitted at 0 (random
+    margin[6, 8] = -0.1                                                  # init), one at 32, both at 64
+    st = detect_stages(margin, clean, steps)
+    assert (st.t1, st.stage2_start, st.t2) == (2, 32, 64)
+    h = {"step": steps, "gamma_max": np.array([0, .1, .4, .8, 1., 1.1, 1.2, 1.3]),
+         "rho_bar_max_noisy": np.array([0, .05, .1, .2, .4, .8, 1.6, 3.2]),
+         "test_acc": np.array([.5, .9, 1, 1, 1, .95, .9, .85]),
+         "loss": np.array([.69, .6, .5, .4, .3, .2, .1, .05]),
+         "train_acc_noisy": np.array([0, 0, 0, 0, 0, 0, .5, 1.]),
+         "gamma_min": np.array([0, .05, .1, .2, .3, .4, .5, .6])}
+    clean_margin = np.tile(np.array([-1, 1, 2, 3, 4, 5, 6, 7.])[:, None], (1, 10))
+    st0 = detect_stages(clean_margin, np.ones(10, bool), steps)
+    h0 = dict(h, test_acc=np.full(8, 0.99))
+    return base, h, st, h0, st0
+
+
+def test_han_rows_hold_on_a_good_trace_and_fail_on_a_violating_one():
+    base, h, st, h0, st0 = _synthetic_han()
+    good = han_checks(base, [(h, st)] * 2, [(h0, st0)] * 2)
+    assert all(c.holds is True for c in good), [c.claim for c in good if not c.holds]
+    assert all(c.criterion and c.tolerance and c.source and c.n_seeds == 2 for c in good)
+    # Stage II: the signal collapses to 0.2 of its value at T1 in the second seed -> only that row fails
+    bad_h = dict(h, gamma_max=h["gamma_max"] * np.array([1, 1, 1, 1, 1, 1, 1, 0.05]))
+    bad = han_checks(base, [(h, st), (bad_h, st)], [(h0, st0)] * 2)
+    failed = [c for c in bad if not c.holds]
+    assert len(failed) == 1 and "not lost" in failed[0].claim and failed[0].seeds_held == 1
+    # the loss rising after T1 and gamma decreasing without label noise each fail their own row
+    up = dict(h, loss=h["loss"] * np.array([1, 1, 1, 1, 1, 1, 1, 3.0]))
+    down = dict(h0, gamma_min=h0["gamma_min"][::-1].copy())
+    bad = han_checks(base, [(up, st)], [(down, st0)])
+    assert sorted(c.claim.split(":")[0] for c in bad if not c.holds) == [
+        "Han 2025, Stage II", "Han 2025, without label noise (tau = 0)"]
+
+
+def test_huang_rows_fail_when_label_noise_gd_does_not_climb():
+    base = lnref.Config(n=10, d=100, m=2, q=2.0, steps=400, p=0.1, tau=0.0)
+    steps = np.arange(0, 401, 100)
+    gd = {"step": steps, "memorisation_ratio": np.full(5, 20.0), "rho_bar_max": np.full(5, 8.0),
+          "test_acc": np.full(5, 0.55), "loss": np.array([.69, .1, .01, .005, .001]),
+          "label_noise_loss": np.full(5, .7)}
+    ln = {"step": steps, "memorisation_ratio": np.full(5, 4.0), "rho_bar_max": np.full(5, 4.0),
+          "test_acc": np.array([.5, .6, .7, .8, .95]), "loss": np.full(5, 0.12),
+          "label_noise_loss": np.full(5, 0.35)}
+    assert all(c.holds is True for c in huang_checks(base, [gd], [ln]))
+    flat = dict(ln, test_acc=np.full(5, 0.6))
+    failed = [c.claim for c in huang_checks(base, [gd], [flat]) if not c.holds]
+    assert failed == ["Huang 2025: label-noise GD's test accuracy climbs and beats plain GD's"]
+    far = dict(ln, label_noise_loss=np.full(5, 0.2))      # outside 0.5 +- 0.25: the comparison row fails
+    assert [c.holds for c in huang_checks(base, [gd], [far])][-1] is False
+
+
+def test_stationary_point_of_label_noise_gd():
+    m, l_obs, l_exp = stationary_losses(0.1)
+    assert m == pytest.approx(math.log(9.0), rel=1e-15)
+    # the expected flipped-label loss is minimal there, and equals the binary entropy
+    grid = np.linspace(m - 0.5, m + 0.5, 101)
+    vals = label_noise_loss(grid[:, None], 0.1)
+    assert np.argmin(vals) == 50 and vals[50] == pytest.approx(l_exp, rel=1e-12)
+    assert l_obs == pytest.approx(-math.log(0.9), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------ runs (quick, tiny)
+def _report_config(report: str) -> dict:
+    table = report.split("## Config as run", 1)[1].split("## Predictions", 1)[0]
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\| `(\w+)` \| (.*) \|$", table, re.M)}
+
+
+def _rows(report: str) -> list[list[str]]:
+    table = report.split("## Predictions", 1)[1].split("predictions hold", 1)[0]
+    lines = [ln for ln in table.splitlines() if ln.startswith("| ") and not ln.startswith("| prediction")
+             and not ln.startswith("| ---")]
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines]
+
+
+def test_han2025_quick_report_is_the_run_and_reruns_into_its_own_folder(tmp_path, capsys):
     out = tmp_path / "han"
-    assert main(["reproduce", "han2025", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    assert main(["reproduce", "han2025", "--quick", "--seeds", "2", "--out", str(out), "--threads", "1"]) == 0
     stdout = capsys.readouterr().out
-    assert "predictions hold" in stdout
-    for name in ("report.md", "summary.json", "stages.json", "metrics_tau0.2_seed0.csv", "metrics_tau0_seed0.csv",
-                 "han2025_figure1.png"):
+    assert "predictions hold" in stdout and "over 2 seeds" in stdout
+    for name in ("report.md", "summary.json", "stages.json", "metrics_tau0.2_seed1.csv", "metrics_tau0_seed0.csv",
+                 "han2025_figure1.png", MARKER):
         assert (out / name).is_file(), name
-    summary = json.loads((out / "summary.json").read_text())
-    checks = summary["checks"]
-    assert len(checks) >= 5
-    assert all(isinstance(c["holds"], bool) and c["measured"] and c["claim"] for c in checks)
     report = (out / "report.md").read_text()
-    held = sum(c["holds"] for c in checks)
-    assert f"{held} of {len(checks)} predictions hold" in report
-    # the CSV holds one row per logged step with the history columns
+    # the config printed is the config run: --quick sizes (issue 15: it used to print n=200, d=2000, m=20)
+    cfg = _report_config(report)
+    quick = han_config(quick=True)
+    for key in ("n", "d", "m", "steps", "sigma0", "sigma_p", "mu_norm", "eta", "n_test", "log_points"):
+        assert cfg[key] == str(getattr(quick, key)), key
+    assert (cfg["n"], cfg["d"], cfg["m"], cfg["steps"]) == ("100", "1000", "10", "150")
+    assert cfg["seed"] == "varies: 0, 1" and cfg["tau"] == "varies: 0.2, 0.0"
     header, *rows = (out / "metrics_tau0.2_seed0.csv").read_text().strip().splitlines()
     assert header.startswith("step,") and "train_acc_noisy" in header
-    assert len(rows) == len(lnref.Config(steps=150, log_every=0, log_points=50).log_steps())
+    assert len(rows) == len(quick.log_steps()) and rows[-1].startswith(f"{quick.steps},")
+    # every row states source, criterion and tolerance, and counts seeds
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["n"] == 100 and summary["seeds"] == 2
+    checks = summary["checks"]
+    assert len(checks) >= 8
+    for c in checks:
+        assert c["criterion"] and c["tolerance"] and "SPEC.md section" in c["source"], c
+        assert isinstance(c["holds"], bool) and c["n_seeds"] == 2 and 0 <= c["seeds_held"] <= 2
+    table = _rows(report)
+    assert len(table) == len(checks)
+    for row, c in zip(table, checks):
+        assert "(tolerance: " in row[2] and row[3] == c["measured"] and "of 2 seeds" in row[4]
+    held = sum(c["holds"] for c in checks)
+    assert f"{held} of {len(checks)} predictions hold" in report
     stages = json.loads((out / "stages.json").read_text())["stages"]
     assert stages["tau0_seed0"]["stage2_start"] is None
+    # the README's main-job command run twice: the same reproduction replaces its own output, stale files go
+    assert main(["reproduce", "han2025", "--quick", "--seeds", "1", "--out", str(out), "--threads", "1"]) == 0
+    assert not (out / "metrics_tau0.2_seed1.csv").exists() and (out / "metrics_tau0.2_seed0.csv").is_file()
+    assert "--seeds 1 --quick" in (out / "report.md").read_text()
+    # ... but not into a folder holding something else
+    (out / "mine.txt").write_text("x")
+    assert main(["reproduce", "han2025", "--quick", "--out", str(out)]) == 2
+    assert "mine.txt" in capsys.readouterr().err
+    assert main(["reproduce", "huang2025", "--quick", "--out", str(out)]) == 2
+
+
+def test_huang2025_quick_report_states_the_steps_run(tmp_path):
+    out = tmp_path / "huang"
+    assert main(["reproduce", "huang2025", "--quick", "--seeds", "1", "--out", str(out), "--threads", "1"]) == 0
+    report = (out / "report.md").read_text()
+    cfg = _report_config(report)
+    quick = huang_config(quick=True)
+    assert cfg["steps"] == str(quick.steps) == "600"          # it used to say 2000 steps and run 600
+    assert (cfg["n"], cfg["d"], cfg["m"], cfg["q"]) == ("100", "1000", "10", "2.0")
+    assert cfg["algorithm"] == "varies: gd, label_noise_gd"
+    rows = _rows(report)
+    assert rows and all("(tolerance: " in r[2] and r[1] != "-" for r in rows)
+    assert "0.5" in report and "H(p)" in report and "supplementary material" in report
 
 
 def test_memorisation_ratio_and_label_noise_loss_by_hand():

@@ -11,7 +11,7 @@ import pytest
 
 import lnref
 from lnref.cli import main
-from lnref.sweep import SerialExecutor, cell_seed, parse_grid_item, process_executor, sweep
+from lnref.sweeps import SerialExecutor, cell_seed, parse_grid_item, process_executor, sweep
 
 # tiny runs: compile cost dominates, so every executor runs the same 8 jobs
 BASE = lnref.Config(n=8, d=30, m=2, steps=12, n_test=40, eta=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.15, seed=7)
@@ -251,3 +251,128 @@ def test_serial_executor_passes_exceptions():
     assert multiprocessing.get_context("spawn").get_start_method() == "spawn"
 
 
+# --------------------------------------------------------------------------------- issue 14
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_huge_sweeps_are_refused_at_once(tmp_path, capsys):
+    """Regression (issue 14): `--replicates 1000000000` started with no limit and no output."""
+    import time
+    ex = CountingExecutor()
+    t0 = time.perf_counter()
+    with pytest.raises(lnref.ConfigError, match=r"2000000000 runs; at most 10000000"):
+        sweep(BASE, {"mu_norm": [1.0, 2.0]}, replicates=10**9, executor=ex, out=tmp_path / "api")
+    with pytest.raises(lnref.ConfigError, match="at most 10000000 runs"):
+        sweep(BASE, {"mu_norm": list(range(1, 5001)), "d": list(range(20, 5020))}, executor=ex)
+    out = tmp_path / "cli"
+    assert main(["sweep", "--n", "8", "--d", "16", "--m", "2", "--steps", "5", "--grid", "mu_norm=1,2",
+                 "--replicates", "1000000000", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--replicates" in err and "replicates=" not in err, err
+    assert time.perf_counter() - t0 < 30 and ex.submitted == 0
+    assert not out.exists() and not (tmp_path / "api").exists()
+
+
+def test_resume_refuses_rows_of_another_config_without_sweep_json(serial_result, tmp_path, capsys):
+    """Regression (issue 14): after sweep.json was deleted, --resume with another eta kept the old rows."""
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.csv").write_bytes((serial_result.out / "sweep.csv").read_bytes())
+    before = _files(out)
+    ex = CountingExecutor()
+    with pytest.raises(lnref.io.OutputError, match="rows of another sweep"):
+        sweep(BASE.replace(eta=0.5), GRID, replicates=REPS, executor=ex, out=out, resume=True)
+    assert ex.submitted == 0 and _files(out) == before
+    flags = ["--n", "8", "--d", "30", "--m", "2", "--steps", "12", "--n-test", "40", "--eta", "0.5",
+             "--sigma-p", "1.0", "--mu-norm", "2.0", "--tau", "0.15", "--seed", "7", "--grid", "mu_norm=0.5,3.0",
+             "--grid", "d=20,40", "--replicates", str(REPS), "--workers", "1", "--quiet"]
+    assert main(["sweep", *flags, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "another sweep" in err and "--force" in err and "force=True" not in err, err
+    assert _files(out) == before
+    # the same sweep resumes from its rows alone (nothing left to run)
+    res = sweep(BASE, GRID, replicates=REPS, executor=ex, out=out, resume=True, plot=False)
+    assert ex.submitted == 0 and _values(res) == _values(serial_result)
+
+
+def test_a_garbled_row_is_run_again_alone(serial_result, tmp_path):
+    """Regression (issue 14): one garbled row made resume drop every row after it."""
+    src = serial_result.out
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_bytes((src / "sweep.json").read_bytes())
+    lines = (src / "sweep.csv").read_text().splitlines(keepends=True)
+    row = lines[3]
+    k = row.index(",", row.index("0.")) - 2  # a digit inside a float value: still parses, fails the check
+    lines[3] = row[:k] + ("1" if row[k] != "1" else "2") + row[k + 1:]
+    (out / "sweep.csv").write_text("".join(lines))
+    ex = CountingExecutor()
+    res = sweep(BASE, GRID, replicates=REPS, executor=ex, out=out, resume=True, batch_size=1, plot=False)
+    assert ex.submitted == 1 and res.rerun == 1 and res.skipped == 4 * REPS - 1
+    assert _values(res) == _values(serial_result)
+    assert (out / "sweep.csv").read_text() == (src / "sweep.csv").read_text()
+
+
+def test_damaged_sweep_json_is_refused_cleanly(serial_result, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.csv").write_bytes((serial_result.out / "sweep.csv").read_bytes())
+    (out / "sweep.json").write_text('{"kind": "lnref.sweep", "grid": ')
+    before = _files(out)
+    with pytest.raises(lnref.ConfigError, match="sweep.json is not valid JSON"):
+        sweep(BASE, GRID, replicates=REPS, executor=CountingExecutor(), out=out, resume=True)
+    assert _files(out) == before
+
+
+def test_sweep_from_a_script_on_stdin_runs(tmp_path):
+    """Regression (issue 14): `python - <<EOF` with lnref.sweep died with BrokenProcessPool."""
+    import os
+    import subprocess
+    import sys
+    script = ("import lnref\n"
+              "res = lnref.sweep(lnref.Config(n=8, d=16, m=2, steps=5, n_test=4), {'mu_norm': [1.0, 2.0]})\n"
+              "print('rows', len(res.rows))\n")
+    proc = subprocess.run([sys.executable, "-W", "ignore::Warning", "-"], input=script, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr
+    assert "rows 2" in proc.stdout
+    assert "standard input" in proc.stderr  # the one-line notice
+
+
+def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path):
+    """Regression (issue 14): pool workers survived a SIGKILL of `lnref sweep` for minutes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    proc = subprocess.Popen([sys.executable, "-m", "lnref", "sweep", "--n", "8", "--d", "30", "--m", "2",
+                             "--steps", "100000000", "--log-every", "0", "--n-test", "4", "--grid", "mu_norm=1,2,3,4",
+                             "--workers", "2", "--quiet", "--out", str(tmp_path / "s")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    children_file = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if not children_file.exists():
+        proc.kill()
+        pytest.skip("needs Linux's /proc/PID/task/PID/children")
+    try:
+        kids: list[int] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(kids) < 3:  # two workers and the resource tracker
+            time.sleep(0.2)
+            kids = [int(k) for k in children_file.read_text().split()]
+        assert len(kids) >= 2, kids
+        time.sleep(2.0)  # the workers are importing lnref / compiling / running
+    finally:
+        proc.send_signal(signal.SIGKILL)  # only the parent
+        proc.wait()
+    deadline = time.monotonic() + 20
+    alive = kids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [k for k in kids if Path(f"/proc/{k}").exists() and
+                 "zombie" not in Path(f"/proc/{k}/status").read_text(errors="replace").lower()]
+    for k in alive:
+        os.kill(k, signal.SIGKILL)
+    assert not alive, f"worker processes {alive} outlived the sweep"

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import lnref  # noqa: E402
-from lnref.fixtures import make_fixture, save_fixture  # noqa: E402
+from lnref.testing import make_fixture, save_fixture  # noqa: E402
 from lnref.testing import assert_gradient_matches, assert_trajectory_matches, compare_trajectory  # noqa: E402
 from lnref.examples import torch_model  # noqa: E402
 
@@ -17,7 +17,7 @@ CFG = lnref.Config(n=10, d=30, m=3, tau=0.2, flips="exact", sigma_p=1.0, mu_norm
 
 @pytest.fixture(scope="module")
 def fx():
-    return make_fixture(CFG, [0, 1, 5, 20])
+    return make_fixture(CFG, [0, 1, 5, 20], exercise=True)
 
 
 def test_torch_float64_gradient_and_trajectory_match(fx):

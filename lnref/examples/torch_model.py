@@ -110,10 +110,10 @@ def main(argv=None) -> int:
         fx = load_fixture(args.fixture)
     else:
         import lnref
-        from lnref.fixtures import make_fixture
+        from lnref.testing import make_fixture
         cfg = lnref.Config(n=20, d=60, m=4, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=50,
                            n_test=0, seed=0)
-        fx = make_fixture(cfg, [0, 1, 10, 50])
+        fx = make_fixture(cfg, [0, 1, 10, 50], exercise=True)
     dtype = getattr(torch, args.dtype)
     tier = args.dtype
     grad_rep = check_gradient(lambda *a: gradient(*a, dtype=dtype), fx, tier=tier)

@@ -1,17 +1,22 @@
 """Paper reproductions: ``lnref reproduce NAME`` (SPEC.md section 6).
 
-Each reproduction is a function ``run(ctx: Context) -> list[Check]`` registered with :func:`register`; it writes
-CSV + JSON data and a PNG figure (when matplotlib is installed) into ``ctx.out``; the command then writes
-``report.md`` from the returned checks (every number computed, never typed in).
+Each reproduction is a function ``run(ctx: Context) -> list[Check]`` registered with :func:`register` (with its
+default number of seeds); it records the configs it trains (``ctx.ran``), writes CSV + JSON data and PNG figures
+(when matplotlib is installed) into ``ctx.out``; the command then writes ``report.md`` from the returned checks
+(every number computed, never typed in): the config as run, and per prediction its source (paper and SPEC.md
+section), a criterion with its tolerance, the measured mean +- standard error over the seeds, and the verdict with
+the count of seeds in which it held (:mod:`lnref.reproduce.common`).  The folder's ``reproduction.json`` marks it
+as that reproduction's output, so running the same reproduction again replaces it.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
-from .common import Check, Context, REPRODUCTIONS, register, run_reproduction
+from .common import (AUTHORS_CODE, Check, Context, REPRODUCTIONS, fmt_mean_se, register, run_reproduction,
+                     seed_check)
 
-__all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "load_all", "DEFAULT"]
+__all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "load_all", "DEFAULT",
+           "seed_check", "fmt_mean_se", "AUTHORS_CODE"]
 
 DEFAULT = "han2025"
 # modules that register reproductions, in the order `lnref reproduce --list` shows them
@@ -20,6 +25,5 @@ _MODULES = ("han2025", "huang2025", "heatmaps")
 
 def load_all() -> dict:
     for mod in _MODULES:
-        if importlib.util.find_spec(f"{__name__}.{mod}") is not None:
-            importlib.import_module(f"{__name__}.{mod}")
+        importlib.import_module(f"{__name__}.{mod}")
     return REPRODUCTIONS

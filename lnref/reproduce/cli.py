@@ -1,7 +1,9 @@
 """``lnref reproduce [NAME] [--out DIR] [--seeds K] [--quick] [--force] [--threads N] [--published PATH] [--list]``.
 
 Runs one registered reproduction (:mod:`lnref.reproduce`) into ``--out`` (default ``runs/NAME``) and writes
-report.md and summary.json there.  Exit 0 when it ran (whether or not every prediction holds; the count is
+report.md, summary.json and the marker reproduction.json there.  Running the same reproduction again into the same
+folder replaces its earlier output (:func:`lnref.reproduce.common.prepare_reproduction_dir`); a folder with other
+content is refused unless ``--force``.  Exit 0 when it ran (whether or not every prediction holds; the count is
 printed), 2 on bad input.
 """
 from __future__ import annotations
@@ -30,16 +32,17 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from ..io import prepare_out_dir
     from ..training import num_threads
     from . import DEFAULT, Context, load_all, run_reproduction
+    from .common import count_held, prepare_reproduction_dir
 
     reps = load_all()
     if args.list:
         width = max(len(k) for k in reps) if reps else 0
         for name, rep in reps.items():
             mark = " (default)" if name == DEFAULT else ""
-            print(f"{name:<{width}}  {rep.title}{mark}")
+            seeds = f"{rep.default_seeds} seed{'s' if rep.default_seeds != 1 else ''}"
+            print(f"{name:<{width}}  {rep.title}{mark} [default {seeds}]")
         return 0
     name = args.name or DEFAULT
     if name not in reps:
@@ -51,30 +54,41 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.threads is not None:
         with num_threads(args.threads):  # validates the thread count before any work
             pass
-    out = prepare_out_dir(args.out if args.out is not None else Path("runs") / name, args.force)
+    out = prepare_reproduction_dir(args.out if args.out is not None else Path("runs") / name, name, args.force)
     ctx = Context(out=out, seeds=args.seeds, quick=args.quick, threads=args.threads,
                   log=lambda msg: print(msg, file=sys.stderr, flush=True))
     ctx.published = args.published  # read by the reproductions in _TAKES_PUBLISHED (getattr, default None)
     t0 = time.perf_counter()
     checks = run_reproduction(name, ctx)
     wall = time.perf_counter() - t0
-    held = sum(c.holds for c in checks)
-    print(f"lnref reproduce {name}: {held} of {len(checks)} predictions hold; {wall:.1f}s; report: "
-          f"{out / 'report.md'}")
+    held, tested, na = count_held(checks)
+    extra = f" ({na} comparison rows n/a)" if na else ""
+    print(f"lnref reproduce {name}: {held} of {tested} predictions hold{extra} over {ctx.seeds} seed"
+          f"{'s' if ctx.seeds != 1 else ''}; {wall:.1f}s; report: {out / 'report.md'}")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="run a paper reproduction (figure, data, report.md)",
                               description="Run a paper reproduction of SPEC.md section 6 and write its data, "
-                                          "figure, summary.json and report.md into --out.")
+                                          "figures, summary.json and report.md into --out (default runs/NAME). "
+                                          "Re-running a reproduction into its own folder replaces its earlier "
+                                          "output; any other non-empty folder needs --force.")
     p.add_argument("name", nargs="?", default=None, metavar="NAME",
                    help="reproduction to run (default han2025; see --list)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/NAME; must be empty "
-                                                          "unless --force)")
-    p.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds 0..K-1 (default 1)")
-    p.add_argument("--quick", action="store_true", help="smaller sizes / fewer steps (a smoke run)")
-    p.add_argument("--force", action="store_true", help="overwrite the files of a non-empty --out")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default runs/NAME). Running the same reproduction again into its own "
+                        "folder replaces its earlier output (recognised by the marker file reproduction.json); a "
+                        "folder with any other content is refused unless --force")
+    p.add_argument("--seeds", type=_positive_int, default=None,
+                   help="number of seeds 0..K-1, an integer >= 1 (default: the reproduction's own, shown by "
+                        "--list: 5 for han2025, han2025-selection and huang2025, 3 of them with --quick); "
+                        "report.md gives mean +- standard error over the seeds")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller sizes / fewer steps (a smoke run); report.md prints the config actually run")
+    p.add_argument("--force", action="store_true",
+                   help="use a non-empty --out that is not this reproduction's own earlier output, overwriting "
+                        "its files of the same names")
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     p.add_argument("--published", type=Path, default=None, metavar="PATH",
                    help="kou2023-heatmap: the authors' published table (data_test100.csv of "

@@ -1,60 +1,254 @@
-"""Shared machinery of the reproductions: registry, run context, report.md, figures."""
+"""Shared machinery of the reproductions: registry, run context, report rows, report.md, output folders.
+
+A reproduction is a function ``run(ctx: Context) -> list[Check]`` registered with :func:`register`.  It trains
+(recording every config it actually ran with :meth:`Context.ran`), writes its data and figures through
+:meth:`Context.path`, and returns one :class:`Check` per prediction.  :func:`run_reproduction` then writes
+
+- ``report.md``: the title, what the reproduction does, the command, the config **as run** (taken from the
+  ``Result.config`` of the runs, so ``--quick`` shows the quick sizes), one table row per prediction
+  (prediction | source | criterion and tolerance | measured | holds), notes, the files written;
+- ``summary.json``: the same in machine-readable form;
+- ``reproduction.json``: the marker that makes the folder this reproduction's own (see
+  :func:`prepare_reproduction_dir`).
+
+Report rows over several seeds (:func:`seed_check`): each seed is judged on its own against the row's criterion;
+the row holds when the criterion holds in every seed (rule ``"all"``, the default) or in a majority of them (rule
+``"majority"``); the measured column gives mean +- standard error over the K seeds and the holds column the count
+of seeds in which the criterion held.
+"""
 from __future__ import annotations
 
 import inspect
+import json
+import math
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Sequence
 
-from ..io import versions, write_json, write_text
+import numpy as np
+
+from ..io import OutputError, versions, write_json, write_text
 
 __all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "have_matplotlib",
-           "save_figure"]
+           "save_figure", "mean_se", "fmt_mean_se", "seed_check", "prepare_reproduction_dir", "MARKER",
+           "AUTHORS_CODE"]
+
+MARKER = "reproduction.json"
+
+#: What is known of each paper's own code (issue 11): where it is public, the reproduction follows it and cites it;
+#: where it is not, the reproduction says which reading of the paper it takes.  Searched (2026-11-29) in the public
+#: GitHub index for repositories named like "benign", "label_noise", "labelnoise", "label-noise", "uclaml",
+#: "zzp1012" and by the papers' titles and set-ups.
+AUTHORS_CODE: dict[str, str] = {
+    "han2025": "zzp1012/label-noise-theory (ICML 2025 code release of Han et al.): CIFAR-10 experiments only "
+               "(scripts/train_binary.py, src/model/cifar_vgg.py); no script for the synthetic Figure 1, so "
+               "lnref follows the paper's text and SPEC.md section 6.",
+    "huang2025": "no public repository found; the paper (arXiv 2510.17526, NeurIPS 2025 checklist item 5) says "
+                 "its code is in the supplementary material only.  lnref follows the paper's Section 5 text "
+                 "(n=200, n_test=2000, d=2000, m=20, eta=0.5, p=0.1, mu=[2,0,...,0], sigma_p^2=0.25, 2000 steps, "
+                 "Algorithm 1's per-step flips) and SPEC.md section 6; sigma0 is not stated there.",
+    "cao2022": "no public repository found for Cao, Chen, Belkin and Gu (2022, arXiv 2202.06526) (the uclaml "
+               "organisation publishes Kou et al.'s uclaml/Benign_ReLU_CNN, not Cao's code); lnref follows "
+               "the paper's text and SPEC.md section 6.",
+    "kou2023": "uclaml/Benign_ReLU_CNN (see issue 11 and lnref.reproduce.heatmaps).",
+}
 
 
+# ------------------------------------------------------------------------------------------------ report rows
 @dataclass
 class Check:
-    """One prediction of SPEC.md section 6 that a run speaks to, with the measured number and the verdict."""
+    """One prediction a run speaks to: the criterion, the measured number(s) and the verdict.
 
-    claim: str       # the prediction in words, naming the paper (e.g. "Han 2025, Stage I: ...")
-    measured: str    # the measured number(s), formatted by the code that computed them
-    holds: bool
+    The short constructor ``Check(claim, measured, holds)`` keeps working (used by
+    :mod:`lnref.reproduce.heatmaps`); new rows should pass the keywords too, e.g.::
+
+        Check("Han 2025, Stage I: T1 exists", "T1 = 7.4 +- 0.5 (5 seeds)", True,
+              source="Han et al. 2025, Theorem 4.1; SPEC.md section 6",
+              criterion="T1 within a factor 4 of n m/(eta sigma_p^2 d) = 16", tolerance="factor 4",
+              seeds_held=5, n_seeds=5)
+
+    or build it with :func:`seed_check`, which judges each seed and counts.
+
+    Attributes
+    ----------
+    claim : str
+        The prediction in words, naming the paper (also available as :attr:`prediction`).
+    measured : str
+        The measured number(s), formatted by the code that computed them (mean +- SE over K seeds).
+    holds : bool or "n/a"
+        The verdict; NumPy bools are turned into bool; "n/a" for a row that is a comparison, not a test.
+    source : str
+        Paper (theorem / section / figure) and the SPEC.md section, e.g. "Han et al. 2025; SPEC.md section 6".
+    criterion : str
+        The quantitative criterion, stated so that it could fail.
+    tolerance : str
+        The tolerance inside the criterion (e.g. "factor 4", "+-0.25", "none (exact)").
+    seeds_held, n_seeds : int or None
+        In how many of the n_seeds seeds the criterion held (None: the row is not per seed).
+    rule : str
+        How the seeds are combined: "all" (every seed must hold), "majority", or "" (not per seed).
+    """
+
+    claim: str
+    measured: str
+    holds: Any
+    source: str = ""
+    criterion: str = ""
+    tolerance: str = ""
+    seeds_held: int | None = None
+    n_seeds: int | None = None
+    rule: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.holds, str):
+            if self.holds != "n/a":
+                raise ValueError(f"Check.holds={self.holds!r} is not allowed: use True, False or 'n/a'")
+        else:
+            self.holds = bool(self.holds)
+
+    @property
+    def prediction(self) -> str:
+        return self.claim
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"prediction": self.claim, "claim": self.claim, "source": self.source, "criterion": self.criterion,
+                "tolerance": self.tolerance, "measured": self.measured, "holds": self.holds,
+                "seeds_held": self.seeds_held, "n_seeds": self.n_seeds, "rule": self.rule}
 
 
+def _finite(values: Iterable[Any]) -> np.ndarray:
+    vals = [float(v) for v in values if v is not None]
+    arr = np.asarray(vals, dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def mean_se(values: Iterable[Any]) -> tuple[float, float, int]:
+    """(mean, standard error, count) of the finite values (None and NaN skipped); SE is NaN for fewer than 2.
+
+    The standard error is the sample standard deviation (ddof=1) over sqrt(count).
+    """
+    arr = _finite(values)
+    k = int(arr.size)
+    if k == 0:
+        return math.nan, math.nan, 0
+    mean = float(arr.mean())
+    se = float(arr.std(ddof=1) / math.sqrt(k)) if k > 1 else math.nan
+    return mean, se, k
+
+
+def _g(v: float) -> str:
+    return "nan" if not math.isfinite(v) else f"{v:.3g}"
+
+
+def fmt_mean_se(values: Sequence[Any], unit: str = "") -> str:
+    """"0.79 +- 0.061 (3 seeds)"; "0.67 (1 seed)"; missing values counted: "7 +- 1 (4 of 5 seeds; 1 none)"."""
+    values = list(values)
+    mean, se, k = mean_se(values)
+    total = len(values)
+    if k == 0:
+        return f"none in {total} seed{'s' if total != 1 else ''}"
+    body = _g(mean) + unit if k == 1 else f"{_g(mean)}{unit} +- {_g(se)}"
+    count = f"{k} seed{'s' if k != 1 else ''}" if k == total else f"{k} of {total} seeds; {total - k} none"
+    return f"{body} ({count})"
+
+
+def seed_check(claim: str, *, source: str, criterion: str, tolerance: str, per_seed: Sequence[Any],
+               measured: str, rule: str = "all") -> Check:
+    """A :class:`Check` judged seed by seed: ``per_seed`` holds one bool per seed (the criterion in that seed).
+
+    ``rule="all"``: the row holds when every seed holds; ``"majority"``: when more than half do.
+    """
+    ok = [bool(v) for v in per_seed]
+    k, total = sum(ok), len(ok)
+    if rule == "all":
+        holds = total > 0 and k == total
+    elif rule == "majority":
+        holds = k > total / 2
+    else:
+        raise ValueError(f"rule={rule!r} is not allowed: use 'all' or 'majority'")
+    return Check(claim, measured, holds, source=source, criterion=criterion, tolerance=tolerance,
+                 seeds_held=k, n_seeds=total, rule=rule)
+
+
+# ------------------------------------------------------------------------------------------------ context
 @dataclass
 class Context:
-    """What a reproduction gets: where to write, how many seeds, quick mode, threads, and a progress printer."""
+    """What a reproduction gets: where to write, how many seeds, quick mode, threads, and a progress printer.
+
+    ``seeds=None`` means the reproduction's default (see :func:`register`); :func:`run_reproduction` resolves it.
+    A reproduction records every config it trains with :meth:`ran` (report.md prints them) and may append
+    markdown paragraphs to ``notes`` (printed under the table).
+    """
 
     out: Path
-    seeds: int = 1
+    seeds: int | None = None
     quick: bool = False
     threads: int | None = None
     log: Callable[[str], None] = print
     files: list[str] = field(default_factory=list)
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    name: str = ""
 
     def path(self, name: str) -> Path:
-        """A file in the output folder, remembered for report.md's file list."""
-        self.files.append(name)
+        """A file in the output folder, remembered for report.md's file list and the folder's marker."""
+        if name not in self.files:
+            self.files.append(name)
+        if self.name:
+            _write_marker(self.out, self.name, self.files, finished=False)
         return self.out / name
 
+    def ran(self, config: Any) -> None:
+        """Record a config that was actually trained (a :class:`lnref.Config` or its ``to_dict()``)."""
+        d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        self.configs.append(d)
 
+
+def config_table(configs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(fields equal in every run, fields that vary -> their distinct values in order of first use)."""
+    if not configs:
+        return {}, {}
+    same: dict[str, Any] = {}
+    varies: dict[str, list[Any]] = {}
+    for key in configs[0]:
+        vals: list[Any] = []
+        for c in configs:
+            v = c.get(key)
+            if v not in vals:
+                vals.append(v)
+        if len(vals) == 1:
+            same[key] = vals[0]
+        else:
+            varies[key] = vals
+    return same, varies
+
+
+# ------------------------------------------------------------------------------------------------ registry
 @dataclass
 class Reproduction:
     name: str
     title: str
     func: Callable[[Context], list[Check]]
     description: str = ""
+    default_seeds: int = 1
+    quick_seeds: int = 1
 
 
 REPRODUCTIONS: dict[str, Reproduction] = {}
 
 
-def register(name: str, title: str, description: str = ""):
-    """Decorator: register ``func(ctx) -> list[Check]`` as ``lnref reproduce NAME``."""
+def register(name: str, title: str, description: str = "", *, default_seeds: int = 1, quick_seeds: int = 1):
+    """Decorator: register ``func(ctx) -> list[Check]`` as ``lnref reproduce NAME``.
+
+    ``default_seeds`` / ``quick_seeds``: the number of seeds when ``--seeds`` is not given (without / with
+    ``--quick``).  The description (default: the function's docstring) must not state sizes: report.md prints
+    the config as run.
+    """
     def deco(func):
-        REPRODUCTIONS[name] = Reproduction(name, title, func, description or inspect.cleandoc(func.__doc__ or ""))
+        REPRODUCTIONS[name] = Reproduction(name, title, func, description or inspect.cleandoc(func.__doc__ or ""),
+                                           default_seeds, quick_seeds)
         return func
     return deco
 
@@ -79,15 +273,112 @@ def save_figure(fig, ctx: Context, name: str) -> None:
         fh.write(buf.getvalue())
 
 
+# ------------------------------------------------------------------------------------------------ output folder
+def _write_marker(out: Path, name: str, files: Sequence[str], finished: bool) -> None:
+    write_json(out / MARKER, {"reproduction": name, "finished": finished,
+                              "files": sorted(set(files) | {"report.md", "summary.json"})})
+
+
+def _read_marker(out: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("reproduction"), str) else None
+
+
+def prepare_reproduction_dir(out: str | Path, name: str, force: bool = False) -> Path:
+    """Create the output folder of ``lnref reproduce NAME``, replacing NAME's own earlier output.
+
+    - missing or empty folder: created / used;
+    - a folder holding an earlier output of the same reproduction (its ``reproduction.json`` names NAME and every
+      other entry is a file that run wrote): those files are deleted, so the new run replaces the old one
+      (re-running the README's main-job command works);
+    - anything else (other files, another reproduction's output): refused with :class:`lnref.io.OutputError`
+      unless ``force``, which keeps the folder and overwrites the files of the same names.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        marker = _read_marker(out)
+        if marker is not None and marker["reproduction"] == name:
+            own = set(marker.get("files", [])) | {MARKER}
+            foreign = sorted(p.name for p in out.iterdir() if p.name not in own or not p.is_file())
+            if foreign and not force:
+                raise OutputError(
+                    f"{out} holds an earlier output of {name} and also {', '.join(foreign[:5])}"
+                    f"{' ...' if len(foreign) > 5 else ''}, which that run did not write; move them away or pass "
+                    "--force to keep them and overwrite the rest")
+            for f in own:
+                p = out / f
+                if p.is_file() and (p.name != MARKER):
+                    p.unlink()
+        elif not force:
+            what = (f"the output of another reproduction ({marker['reproduction']})" if marker is not None
+                    else "files that lnref reproduce did not write")
+            raise OutputError(f"{out} is not empty ({what}); choose another folder, or pass --force to overwrite "
+                              "its files of the same names")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report.md
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _holds_cell(c: Check) -> str:
+    if c.holds == "n/a":
+        word = "n/a"
+    else:
+        word = "yes" if c.holds else "**no**"
+    if c.n_seeds is not None:
+        word += f" ({c.seeds_held} of {c.n_seeds} seeds)"
+    return word
+
+
+def count_held(checks: Sequence[Check]) -> tuple[int, int, int]:
+    """(held, tested, n/a) over the rows."""
+    tested = [c for c in checks if c.holds != "n/a"]
+    return sum(bool(c.holds) for c in tested), len(tested), len(checks) - len(tested)
+
+
 def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -> str:
+    seeds_flag = f" --seeds {ctx.seeds}"
     lines = [f"# {rep.title}", "", rep.description, "",
-             f"Command: `lnref reproduce {rep.name} --seeds {ctx.seeds}{' --quick' if ctx.quick else ''}`  ",
-             f"Wall time: {wall:.1f} s on {platform.node()} ({time.strftime('%Y-%m-%d')})", "",
-             "| prediction (SPEC.md section 6) | measured | holds |", "| --- | --- | --- |"]
+             f"Command: `lnref reproduce {rep.name}{seeds_flag}{' --quick' if ctx.quick else ''}`  ",
+             f"Wall time: {wall:.1f} s on {platform.node()} ({time.strftime('%Y-%m-%d')}); "
+             f"{len(ctx.configs)} training runs", ""]
+    same, varies = config_table(ctx.configs)
+    if same or varies:
+        lines += ["## Config as run", "",
+                  "Every field of `lnref.Config` (names as in `lnref run --help`), read from the runs' "
+                  "`Result.config`:", "", "| field | value |", "| --- | --- |"]
+        lines += [f"| `{k}` | {_cell(v)} |" for k, v in same.items()]
+        lines += [f"| `{k}` | varies: {_cell(', '.join(str(x) for x in v))} |" for k, v in varies.items()]
+        lines.append("")
+    lines += ["## Predictions", "",
+              f"Each row is judged seed by seed against its criterion; unless the row says otherwise it holds when "
+              f"the criterion holds in every one of the {ctx.seeds} seed{'s' if ctx.seeds != 1 else ''} "
+              "(the last column counts them).  Measured values are mean +- standard error over the seeds.", "",
+              "| prediction | source | criterion (tolerance) | measured | holds |", "| --- | --- | --- | --- | --- |"]
     for c in checks:
-        lines.append(f"| {c.claim} | {c.measured} | {'yes' if c.holds else '**no**'} |")
-    held = sum(c.holds for c in checks)
-    lines += ["", f"{held} of {len(checks)} predictions hold in this run.", "", "Files:", ""]
+        crit = c.criterion or "(not stated)"
+        if c.tolerance:
+            crit += f" (tolerance: {c.tolerance})"
+        if c.rule == "majority":
+            crit += "; judged: majority of seeds"
+        lines.append(f"| {_cell(c.claim)} | {_cell(c.source or '-')} | {_cell(crit)} | {_cell(c.measured)} | "
+                     f"{_holds_cell(c)} |")
+    held, tested, na = count_held(checks)
+    lines += ["", f"{held} of {tested} predictions hold in this run" + (f" ({na} comparison rows n/a)." if na
+                                                                          else ".")]
+    if ctx.notes:
+        lines += ["", "## Notes", ""]
+        for note in ctx.notes:
+            lines += [note, ""]
+    lines += ["", "## Files", ""]
     lines += [f"- `{f}`" for f in ctx.files]
     if not have_matplotlib():
         lines += ["", "No figure: matplotlib is not installed (pip install 'lnref[plot]')."]
@@ -95,13 +386,23 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
 
 
 def run_reproduction(name: str, ctx: Context) -> list[Check]:
-    """Run one registered reproduction and write report.md and summary.json into ctx.out."""
+    """Run one registered reproduction and write report.md, summary.json and the folder's marker into ctx.out.
+
+    ``ctx.seeds=None`` is replaced by the reproduction's default (``quick_seeds`` with ``ctx.quick``).
+    """
     rep = REPRODUCTIONS[name]
+    if ctx.seeds is None:
+        ctx.seeds = rep.quick_seeds if ctx.quick else rep.default_seeds
+    ctx.name = name
+    _write_marker(ctx.out, name, ctx.files, finished=False)
     t0 = time.perf_counter()
     checks = rep.func(ctx)
     wall = time.perf_counter() - t0
+    same, varies = config_table(ctx.configs)
     write_json(ctx.out / "summary.json", {
         "reproduction": name, "seeds": ctx.seeds, "quick": ctx.quick, "wall_seconds": wall,
-        "versions": versions(), "checks": [c.__dict__ for c in checks]})
+        "versions": versions(), "config": same, "config_varies": varies,
+        "checks": [c.as_dict() for c in checks]})
     write_text(ctx.out / "report.md", _report(rep, ctx, checks, wall))
+    _write_marker(ctx.out, name, ctx.files, finished=True)
     return checks

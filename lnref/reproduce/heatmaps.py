@@ -14,8 +14,9 @@ published test-error table (``Source file/data_test100.csv`` in that repository)
 uclaml; Papers with Code lists no implementation), so lnref takes the paper's reading (SPEC.md sections 1-3, 6):
 its network, N(0, sigma0^2) initialisation, orthogonal noise, no label noise.  Huang et al. 2025 ("How does
 label noise gradient descent improve generalization in the low SNR regime?", arXiv 2510.17526): no public code was
-found either (searched for the title and the arXiv id), so lnref's reading of the paper (SPEC.md section 6; see
-:mod:`lnref.reproduce.huang2025`).
+found either (searched for the title and the arXiv id; the paper puts its code in the supplementary material
+only), so lnref's reading of the paper (SPEC.md section 6; see :mod:`lnref.reproduce.huang2025`).
+:data:`lnref.reproduce.common.AUTHORS_CODE` records the searches.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..io import write_json, write_text
-from .common import Check, Context, have_matplotlib, register, save_figure
+from .common import AUTHORS_CODE, Check, Context, have_matplotlib, register, save_figure
 
 __all__ = ["kou_base", "huang_base", "cao_base", "kou_grid", "huang_grid", "cao_grid", "switch_points",
            "fit_boundary_constant", "boundary_slope", "load_published", "published_on_grid", "compare_tables",
@@ -195,16 +196,19 @@ def _pm(mean: float, se: float, digits: int = 3) -> str:
 
 
 def _executor(ctx: Context, runs: int):
-    from ..sweep import SerialExecutor, process_executor
+    from ..sweeps import SerialExecutor, process_executor
     # a process pool pays a numba compile per worker: only worth it for many runs
     return SerialExecutor() if ctx.quick or runs < 200 else process_executor()
 
 
 def _run_sweep(ctx: Context, prefix: str, base: Config, grid: dict, replicates: int):
-    from ..sweep import sweep
+    from ..sweeps import sweep
     runs = replicates * int(np.prod([len(v) for v in grid.values()]))
     ctx.log(f"{prefix}: {runs} runs ({' x '.join(f'{len(v)} {k}' for k, v in grid.items())} x {replicates} "
             f"replicates)")
+    import itertools
+    for values in itertools.product(*grid.values()):  # the config of every cell (replicates vary the seed only)
+        ctx.ran(base.replace(**dict(zip(grid, values))))
     ex = _executor(ctx, runs)
     try:
         res = sweep(base, grid, replicates=replicates, executor=ex, progress=True)
@@ -228,7 +232,7 @@ def _figure(ctx: Context, name: str, panels: list[dict], xlabel: str, ylabel: st
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from ..sweep import _edges
+    from ..sweeps.results import cell_edges as _edges
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         xs, ys = np.asarray(panel["xs"], float), np.asarray(panel["ys"], float)
@@ -322,7 +326,8 @@ def _published_arg(ctx: Context) -> np.ndarray | None:
 
 
 # ----------------------------------------------------------------------------------------------- Kou
-@register("kou2023-heatmap", "Kou et al. 2023: benign vs harmful overfitting of a ReLU CNN (||mu|| x d)")
+@register("kou2023-heatmap", "Kou et al. 2023: benign vs harmful overfitting of a ReLU CNN (||mu|| x d)",
+          default_seeds=10, quick_seeds=10)
 def kou_heatmap(ctx: Context) -> list[Check]:
     """Kou et al. 2023's phase diagram (SPEC.md section 6) run with the authors' own conventions, read from their
     heatmap script (uclaml/Benign_ReLU_CNN, syntheticrelu.py): PyTorch's default Conv1d initialisation with biases
@@ -336,7 +341,7 @@ def kou_heatmap(ctx: Context) -> list[Check]:
     published = _published_arg(ctx)  # validated before any work
     base = kou_base(seed=2023)
     grid = kou_grid(ctx.quick)
-    reps = max(ctx.seeds, 10)
+    reps = int(ctx.seeds)  # replicates per cell (their script: 10, line 259)
     res = _run_sweep(ctx, "kou2023_heatmap", base, grid, reps)
     vals = res.values("test_error")  # (mu, d, reps)
     err = vals.mean(axis=-1)
@@ -353,19 +358,23 @@ def kou_heatmap(ctx: Context) -> list[Check]:
     panel_ours = {"title": f"lnref, authors' conventions ({reps} reps)", "xs": mus, "ys": ds, "z": err,
                   "lines": [(mu_star, ds, "r.", f"error = {level:.2f}"),
                             (lx, ly, "r--", f"fit: slope {slope:.3f}")]}
+    src = "Kou et al. 2023 (arXiv 2303.04145), benign/harmful overfitting theorems; SPEC.md section 6"
+    pub_src = f"{KOU_SOURCE}, Source file/data_test100.csv (--published)"
     b_mean, b_se = _mean_se(vals[-1:, :1])
     h_mean, h_se = _mean_se(vals[:1, -1:])
     checks = [
-        Check(f"Kou 2023: benign corner (‖mu‖={mus[-1]:g}, d={int(ds[0])}): test error within 0.03 of the flip "
-              f"rate tau = {tau:g} (criterion: abs(err - tau) <= 0.03)", f"{_pm(b_mean, b_se)} (SE over {reps} "
-              "replicates)", abs(b_mean - tau) <= 0.03),
-        Check(f"Kou 2023: harmful corner (‖mu‖={mus[0]:g}, d={int(ds[-1])}): test error >= tau + 0.1 = "
-              f"{tau + 0.1:.1f}", f"{_pm(h_mean, h_se)} (SE over {reps} replicates)", h_mean >= tau + 0.1),
-        Check(f"Kou 2023: the boundary (first ‖mu‖ with error <= {level:.2f}) follows n ‖mu‖^4 ~ sigma_p^4 d: "
-              "log-log slope of ‖mu‖* against d within 0.05 of the theory's 1/4",
-              f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); ‖mu‖* = {mu_star[0]:.2f} at "
-              f"d={int(ds[0])}, {mu_star[-1]:.2f} at d={int(ds[-1])}; fitted C = {C:.3g}",
-              math.isfinite(slope) and abs(slope - 0.25) <= 0.05),
+        Check(f"Kou 2023: benign overfitting in the corner ‖mu‖={mus[-1]:g}, d={int(ds[0])}: test error at the "
+              "flip rate (Bayes error)", f"{_pm(b_mean, b_se)} (SE over {reps} replicates)",
+              abs(b_mean - tau) <= 0.03, source=src, criterion=f"abs(error - tau) <= 0.03, tau = {tau:g}",
+              tolerance="0.03"),
+        Check(f"Kou 2023: harmful overfitting in the corner ‖mu‖={mus[0]:g}, d={int(ds[-1])}",
+              f"{_pm(h_mean, h_se)} (SE over {reps} replicates)", h_mean >= tau + 0.1, source=src,
+              criterion=f"error >= tau + 0.1 = {tau + 0.1:.1f}", tolerance="none (the theorem's bound)"),
+        Check(f"Kou 2023: the boundary (first ‖mu‖ with error <= {level:.2f} at each d) follows n ‖mu‖^4 ~ "
+              "sigma_p^4 d", f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); ‖mu‖* = "
+              f"{mu_star[0]:.2f} at d={int(ds[0])}, {mu_star[-1]:.2f} at d={int(ds[-1])}; fitted C = {C:.3g}",
+              math.isfinite(slope) and abs(slope - 0.25) <= 0.05, source=src,
+              criterion="log-log slope of ‖mu‖* against d within 0.05 of 1/4", tolerance="0.05"),
     ]
     panels = [panel_ours]
     if published is not None:
@@ -396,32 +405,38 @@ def kou_heatmap(ctx: Context) -> list[Check]:
                    "vmin": -0.2, "vmax": 0.2, "cbar": "difference of test errors",
                    "lines": [(pub_star, ds, "k--", "published boundary"), (mu_star, ds, "m:", "lnref boundary")]}]
         checks += [
-            Check("Kou 2023 vs their published table: mean over the cells of abs(lnref - published) <= 0.02 (their own "
-                  "run-to-run noise)",
+            Check("Kou 2023: lnref's table is within the authors' run-to-run noise of their published table",
                   f"mean {cmp['mean_abs_diff']:.4f} (two independent {reps}-replicate tables of the same law: "
                   f"{floor:.4f}); max {cmp['max_abs_diff']:.3f}; correlation {cmp['correlation']:.4f}; mean "
                   f"signed difference {cmp['mean_diff']:+.4f}; {cmp['cells']} cells",
-                  cmp["mean_abs_diff"] <= 0.02),
-            Check(f"Kou 2023 vs their published table: the boundary slopes (same fit on both tables) differ by "
-                  "<= 0.04", f"lnref {_pm(slope, slope_se)}, published {pub_slope:.3f}, difference "
+                  cmp["mean_abs_diff"] <= 0.02, source=pub_src,
+                  criterion="mean over the cells of abs(lnref - published) <= 0.02", tolerance="0.02"),
+            Check("Kou 2023: lnref's boundary has the published table's slope (same fit on both tables)",
+                  f"lnref {_pm(slope, slope_se)}, published {pub_slope:.3f}, difference "
                   f"{slope - pub_slope:+.3f}",
-                  math.isfinite(slope) and math.isfinite(pub_slope) and abs(slope - pub_slope) <= 0.04),
+                  math.isfinite(slope) and math.isfinite(pub_slope) and abs(slope - pub_slope) <= 0.04,
+                  source=pub_src, criterion="abs(slope_lnref - slope_published) <= 0.04", tolerance="0.04"),
         ]
     write_json(ctx.path("kou2023_boundary.json"), boundary)
     _figure(ctx, "kou2023_heatmap.png", panels, "||mu||", "d")
     write_text(ctx.path("kou2023_conventions.md"), _conventions_md())
+    ctx.notes.append(_conventions_md().strip())
+    ctx.notes.append("Rows are judged on the mean over the replicates (standard errors over the replicates; the "
+                     "boundary slope's by the jackknife), not seed by seed.  Replicates use derived seeds "
+                     "(lnref.sweeps.cell_seed).  Without --published the two comparison rows are absent.")
     return checks
 
 
 def _conventions_md() -> str:
-    lines = [f"# Kou et al. 2023: the conventions of their heatmap script ({KOU_SOURCE})", "",
+    lines = [f"**Kou et al. 2023: the conventions of their heatmap script ({KOU_SOURCE})**", "",
              "| their code | lnref | syntheticrelu.py lines |", "| --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in KOU_CONVENTIONS]
     return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------- Huang
-@register("huang2025-heatmap", "Huang et al. 2025: plain GD vs label-noise GD over SNR x n (squared ReLU)")
+@register("huang2025-heatmap", "Huang et al. 2025: plain GD vs label-noise GD over SNR x n (squared ReLU)",
+          default_seeds=3, quick_seeds=2)
 def huang_heatmap(ctx: Context) -> list[Check]:
     """Huang et al. 2025's heatmap (SPEC.md section 6): SNR 0.03..0.10 x n 100..700, 1000 steps, eta = 1.0,
     squared ReLU, plain GD against label-noise GD (p = 0.1), clean labels (tau = 0, so the Bayes error is 0).
@@ -429,7 +444,7 @@ def huang_heatmap(ctx: Context) -> list[Check]:
     was found: module docstring)."""
     base = huang_base(seed=2025, **({"steps": 300} if ctx.quick else {}))
     grid = huang_grid(ctx.quick)
-    reps = max(ctx.seeds, 2) if ctx.quick else max(ctx.seeds, 3)
+    reps = int(ctx.seeds)
     res = _run_sweep(ctx, "huang2025_heatmap", base, grid, reps)
     vals = res.values("test_error")  # (alg, mu, n, reps)
     err = vals.mean(axis=-1)
@@ -450,30 +465,36 @@ def huang_heatmap(ctx: Context) -> list[Check]:
     gain_mean, gain_se = _mean_se(gd - lngd)
     harmful = err[0] >= 0.2
     hg_mean, hg_se = _mean_se((gd - lngd), harmful) if harmful.any() else (math.nan, math.nan)
+    src = "Huang et al. 2025 (arXiv 2510.17526), Theorems 3.2-3.3 and the SNR x n heatmap; SPEC.md section 6"
+    ctx.notes.append(f"Authors' code: {AUTHORS_CODE['huang2025']}  Rows are judged on the mean over the "
+                     "replicates (standard errors over the replicates).")
     return [
         Check(f"Huang 2025: plain GD overfits harmfully at the smallest n SNR^2 ({nsnr2[lo]:.2g}: SNR "
-              f"{snr[lo[0]]:.3g}, n {int(ns[lo[1]])}): test error >= tau + 0.1 = {tau + 0.1:.1f}",
-              f"{_pm(h_mean, h_se)} (SE over {reps} replicates)", h_mean >= tau + 0.1),
+              f"{snr[lo[0]]:.3g}, n {int(ns[lo[1]])})", f"{_pm(h_mean, h_se)} (SE over {reps} replicates)",
+              h_mean >= tau + 0.1, source=src, criterion=f"plain GD's error >= tau + 0.1 = {tau + 0.1:.1f}",
+              tolerance="none"),
         Check(f"Huang 2025: plain GD is benign at the largest n SNR^2 ({nsnr2[hi]:.2g}: SNR {snr[hi[0]]:.3g}, n "
-              f"{int(ns[hi[1]])}): test error within 0.03 of tau = {tau:g}", f"{_pm(b_mean, b_se)}",
-              abs(b_mean - tau) <= 0.03),
-        Check("Huang 2025: label-noise GD lowers the test error over the grid: mean(GD - LN-GD) >= 0.05",
-              f"{_pm(gain_mean, gain_se)} (SE over replicates)", gain_mean >= 0.05),
-        Check("Huang 2025: where plain GD is harmful (mean error >= 0.2), label-noise GD lowers the error by "
-              ">= 0.1 on average", f"{_pm(hg_mean, hg_se)} over {int(harmful.sum())} cells",
-              bool(harmful.any()) and hg_mean >= 0.1),
+              f"{int(ns[hi[1]])})", f"{_pm(b_mean, b_se)}", abs(b_mean - tau) <= 0.03, source=src,
+              criterion=f"abs(plain GD's error - tau) <= 0.03, tau = {tau:g}", tolerance="0.03"),
+        Check("Huang 2025: label-noise GD lowers the test error over the grid",
+              f"{_pm(gain_mean, gain_se)} (SE over replicates)", gain_mean >= 0.05, source=src,
+              criterion="mean over the cells of (GD error - LN-GD error) >= 0.05", tolerance="0.05"),
+        Check("Huang 2025: where plain GD overfits harmfully (mean error >= 0.2), label-noise GD does better",
+              f"{_pm(hg_mean, hg_se)} over {int(harmful.sum())} cells", bool(harmful.any()) and hg_mean >= 0.1,
+              source=src, criterion="mean over those cells of (GD error - LN-GD error) >= 0.1", tolerance="0.1"),
     ]
 
 
 # ----------------------------------------------------------------------------------------------- Cao
-@register("cao2022-heatmap", "Cao et al. 2022: benign vs harmful overfitting with ReLU^3 (SNR x n)")
+@register("cao2022-heatmap", "Cao et al. 2022: benign vs harmful overfitting with ReLU^3 (SNR x n)",
+          default_seeds=5, quick_seeds=2)
 def cao_heatmap(ctx: Context) -> list[Check]:
     """Cao et al. 2022 (q = 3, no label noise): test error over SNR x n on both sides of n SNR^q = Theta(1).
     Boundary: the first SNR with test error <= 0.25 at each n; the theory (n SNR^3 = C) gives a log-log slope of
     -1/3.  No public code of the authors was found (module docstring): the paper's conventions."""
     base = cao_base(seed=2022)
     grid = cao_grid(ctx.quick)
-    reps = max(ctx.seeds, 2) if ctx.quick else max(ctx.seeds, 5)
+    reps = int(ctx.seeds)
     res = _run_sweep(ctx, "cao2022_heatmap", base, grid, reps)
     vals = res.values("test_error")  # (mu, n, reps)
     err = vals.mean(axis=-1)
@@ -496,13 +517,19 @@ def cao_heatmap(ctx: Context) -> list[Check]:
     big, small = nsnr >= 10 * max(C, 1e-12), nsnr <= 0.1 * max(C, 1e-12)
     e_big, se_big = _mean_se(vals, big) if big.any() else (math.nan, math.nan)
     e_small, se_small = _mean_se(vals, small) if small.any() else (math.nan, math.nan)
+    src = "Cao et al. 2022 (arXiv 2202.06526), benign/harmful overfitting theorems; SPEC.md section 6"
+    ctx.notes.append(f"Authors' code: {AUTHORS_CODE['cao2022']}  Rows are judged on the mean over the replicates "
+                     "(standard errors over the replicates; the slope's by the jackknife).")
     return [
-        Check(f"Cao 2022: benign where n SNR^3 >= 10 C: test error within 0.03 of tau = {tau:g}",
+        Check("Cao 2022: benign overfitting where n SNR^3 >= 10 C",
               f"{_pm(e_big, se_big)} over {int(big.sum())} cells (SE over {reps} replicates)",
-              bool(big.any()) and abs(e_big - tau) <= 0.03),
-        Check(f"Cao 2022: harmful where n SNR^3 <= C / 10: test error >= tau + 0.1 = {tau + 0.1:.1f}",
-              f"{_pm(e_small, se_small)} over {int(small.sum())} cells", bool(small.any()) and e_small >= tau + 0.1),
-        Check("Cao 2022: the switch SNR (first SNR with error <= 0.25) scales as n^(-1/3): log-log slope within "
-              "0.1 of -1/3", f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); C = {C:.3g}",
-              math.isfinite(slope) and abs(slope + 1.0 / 3.0) <= 0.1),
+              bool(big.any()) and abs(e_big - tau) <= 0.03, source=src,
+              criterion=f"abs(mean error - tau) <= 0.03, tau = {tau:g}", tolerance="0.03"),
+        Check("Cao 2022: harmful overfitting where n SNR^3 <= C / 10",
+              f"{_pm(e_small, se_small)} over {int(small.sum())} cells", bool(small.any()) and e_small >= tau + 0.1,
+              source=src, criterion=f"mean error >= tau + 0.1 = {tau + 0.1:.1f}", tolerance="none"),
+        Check("Cao 2022: the switch SNR (first SNR with error <= 0.25) scales as n^(-1/3)",
+              f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); C = {C:.3g}",
+              math.isfinite(slope) and abs(slope + 1.0 / 3.0) <= 0.1, source=src,
+              criterion="log-log slope of SNR* against n within 0.1 of -1/3", tolerance="0.1"),
     ]

@@ -1,0 +1,220 @@
+"""The catalogue of known mistakes: each a replayable variant of the ONE reference in :mod:`lnref.oracle.replay`.
+
+An entry is named in a report only when replaying it reproduces the submitted numbers within the tier's bound
+(:mod:`lnref.oracle.report`).  Three kinds of entries:
+
+* a fixed :class:`~lnref.oracle.replay.Variant` of the dynamics (missing 1/m, sigma'(0) = 1, ...);
+* a variant with one fitted parameter (weight decay lambda, momentum beta, an exponential learning-rate schedule
+  eta gamma^t, a constant step-size factor c): the parameter is estimated from the submission (Gauss-Newton on the
+  replay) and the entry is named only if the replay with the fitted value reproduces every compared checkpoint;
+* a transformation of lnref's own trajectory (the export reversed the j axis or used a reshape instead of a
+  transpose, a checkpoint holding the weights after t + 1 steps, a W0 imported with a reshape).
+
+Learning-rate schedules: the exponential family eta gamma^t (PyTorch's ExponentialLR, gamma fitted) and
+eta / sqrt(1 + t) are replayed from W0, so any checkpoints work.  Other schedules (step decay, cosine, warm-up) are
+not in the catalogue; with consecutive checkpoints t, t + 1 the report states the step size actually taken.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from .replay import Variant
+
+__all__ = ["Mistake", "CATALOGUE", "MISTAKES", "applicable", "mistake_text"]
+
+ALL = frozenset({"gradient", "step", "trajectory"})
+STEP_TRAJ = frozenset({"step", "trajectory"})
+TRAJ = frozenset({"trajectory"})
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One catalogue entry.
+
+    Attributes
+    ----------
+    key : str
+    text : str
+        What is wrong and what to do; ``{m}``, ``{n}``, ``{n_noisy}``, ``{value}`` are filled in.
+    variant : callable (fixture -> Variant) or None
+        The dynamics of the mistake (None for a pure transformation).
+    transform : str or None
+        'j_reversed', 'reshape_export', 'shift1' (checkpoint = W(t + 1)), 'reshape_import' (W0 reshaped).
+    scopes : frozenset of {'gradient', 'step', 'trajectory'}
+        The checks the entry applies to.
+    needs : tuple of str
+        Conditions on the fixture: 'q1', 'q>1', 'int_q', 'eps', 'noisy', 'm>1', 'n>1'.
+    fit : str or None
+        The Variant field fitted to the submission (None: nothing fitted).
+    start, probe : float
+        The field's value of the exact dynamics, and the first trial value of the fit.
+    grid : tuple of float
+        Further trial values; the fit starts from the two best of start, probe and grid.
+    low, high : float
+        The range a fitted value must lie in to be named.
+    """
+
+    key: str
+    text: str
+    variant: Callable[[object], Variant] | None = None
+    transform: str | None = None
+    scopes: frozenset = ALL
+    needs: tuple = ()
+    fit: str | None = None
+    start: float = 0.0
+    probe: float = 0.0
+    low: float = -np.inf
+    high: float = np.inf
+    generic: bool = field(default=False)
+    grid: tuple = ()
+
+
+def _v(**kw) -> Callable[[object], Variant]:
+    """The variant with switches ``kw`` on top of the fixture's conventions (its problem's base variant)."""
+    def make(fx) -> Variant:
+        from .replay import Problem
+        return replace(Problem.of(fx).base, **kw)
+    return make
+
+
+CATALOGUE: list[Mistake] = [
+    Mistake("missing_1_over_m",
+            "the factor 1/m of the gradient is missing: their gradient is m = {m} times lnref's (SPEC.md section 3: "
+            "grad = (1/(n m)) sum_i ...; section 2: F_j = (1/m) sum_r ...)",
+            lambda fx: replace(_v()(fx), grad_scale=float(fx.m)), needs=("m>1",)),
+    Mistake("model_missing_1_over_m",
+            "the second layer is +-1 instead of +-1/m (F_j summed over the m filters instead of averaged; SPEC.md "
+            "section 2: F_j = (1/m) sum_r ...), so outputs and gradients are about m = {m} times too large",
+            _v(output_scale=1.0), needs=("m>1",)),
+    Mistake("missing_1_over_n",
+            "the loss is summed over the samples instead of averaged: their gradient is n = {n} times lnref's "
+            "(SPEC.md section 3: L = (1/n) sum_i ...)", _v(loss_reduce="sum"), needs=("n>1",)),
+    Mistake("relu_derivative_one_at_zero",
+            "sigma'(0) = 1 is used for the ReLU: where an inner product <w_jr, x> is exactly 0 the unit must get no "
+            "gradient (SPEC.md section 2: sigma'(z) = 0 for z <= 0; PyTorch's convention); use (z > 0), not "
+            "(z >= 0)", _v(dsigma_at_zero=1.0), needs=("q1",)),
+    Mistake("signal_patch_observed_label",
+            "the signal patch is built from the OBSERVED label (y_obs_i mu) instead of the true label (y_i mu): "
+            "x1 = y_i mu is part of the input (SPEC.md section 1); only the loss uses y_obs; this changes the "
+            "signal term (gamma) of the {n_noisy} mislabelled samples, the only ones with y_obs_i != y_i",
+            _v(signal_label="observed"), needs=("noisy",)),
+    Mistake("j_swapped",
+            "the gradients of the j = +1 and j = -1 filters are swapped: index 0 of W (and of the gradient) must "
+            "hold j = +1 (output sign +1), index 1 j = -1 (SPEC.md section 2)", _v(grad_j_swapped=True)),
+    Mistake("sign_flipped", "the gradient has the wrong sign (gradient ascent): W(t+1) = W(t) - eta grad L",
+            _v(grad_scale=-1.0)),
+    Mistake("label_noise_ignored",
+            "the label-noise signs eps are ignored: label-noise GD uses eps[t] * y_obs as the labels of step t "
+            "(fixture array 'eps')", _v(eps_mode="ignored"), needs=("eps",)),
+    Mistake("orientation_flipped",
+            "the network's orientation is flipped, f = F_{{-1}} - F_{{+1}}: f = F_{{+1}} - F_{{-1}} with index 0 of W "
+            "holding j = +1 (SPEC.md section 2)", _v(orientation=-1)),
+    Mistake("mean_over_patches",
+            "the network averages over the two patches instead of summing them: F_j = (1/m) sum_r [sigma(<w, x1>) "
+            "+ sigma(<w, x2>)] (SPEC.md section 2), so outputs and gradients are half of lnref's",
+            _v(patch_reduce="mean")),
+    Mistake("bias",
+            "the network has a trained bias per filter (initialised at 0): SPEC.md section 2 has no biases "
+            "(PyTorch's Conv1d/Linear add one unless bias=False)", _v(bias=True), scopes=TRAJ),
+    Mistake("logistic_wrong_argument",
+            "the logistic derivative has the wrong argument, -sigmoid(z) instead of l'(z) = -sigmoid(-z) = "
+            "-1/(1 + e^z) (SPEC.md section 3); both are -1/2 at z = 0, so it shows as margins grow",
+            _v(loss="wrong_arg")),
+    Mistake("dsigma_no_clamp",
+            "sigma'(z) = q z^(q-1) is used for every z, without the clamp at 0: sigma'(z) = 0 for z <= 0 (SPEC.md "
+            "section 2), so negative inner products get a gradient", _v(dsigma_clamp=False), needs=("q>1", "int_q")),
+    Mistake("noise_patch_times_label",
+            "the noise patch is multiplied by the label (y_i xi_i): only the signal patch carries the label, "
+            "x2 = xi_i (SPEC.md section 1)", _v(noise_times_y=True)),
+    Mistake("labels_01_in_logistic",
+            "labels in {{0, 1}} are used in log(1 + e^(-y f)): the logistic loss needs y in {{-1, +1}} (SPEC.md "
+            "section 3); with y = 0 the class -1 samples get no gradient", _v(loss="labels01")),
+    Mistake("bce_with_pm1_targets",
+            "BCE-with-logits is given +-1 targets: binary_cross_entropy_with_logits(f, t) equals the logistic loss "
+            "only with t = (y + 1)/2 in {{0, 1}} (SPEC.md section 3)", _v(loss="bce_pm1")),
+    Mistake("sequential_j_update",
+            "the j = +1 filters are updated before the j = -1 gradient is computed: every gradient of a GD step is "
+            "taken at W(t) (SPEC.md section 3); compute the whole gradient, then update",
+            _v(sequential_j=True), scopes=STEP_TRAJ),
+    Mistake("eps_frozen",
+            "the same label-noise signs are used at every step (eps[0]): label-noise GD draws fresh signs each "
+            "step, eps[t] at step t (fixture array 'eps', row t)", _v(eps_mode="frozen"), scopes=TRAJ,
+            needs=("eps",)),
+    Mistake("eps_shifted",
+            "the label-noise signs of step t + 1 are used at step t: step t uses eps[t] (fixture array 'eps', row t)",
+            _v(eps_mode="shifted"), scopes=TRAJ, needs=("eps",)),
+    Mistake("eps_accumulated",
+            "the label-noise flips are accumulated in place (labels multiplied by eps[t] and kept): each step "
+            "uses eps[t] * y_obs with the ORIGINAL observed labels", _v(eps_mode="accumulated"), scopes=TRAJ,
+            needs=("eps",)),
+    Mistake("lr_invsqrt",
+            "the step size follows a schedule eta / sqrt(1 + t): SPEC.md section 3 uses a constant eta (remove the "
+            "scheduler)", _v(schedule="invsqrt"), scopes=TRAJ),
+    Mistake("checkpoint_after_next_step",
+            "each checkpoint holds the weights after t + 1 steps: record W(t) before taking step t (W(0) is the "
+            "fixture's W0)", transform="shift1", scopes=TRAJ),
+    Mistake("export_j_reversed",
+            "the export reverses the j axis: index 0 of the exported W must hold j = +1 (SPEC.md section 2); their "
+            "weights are lnref's with the two classes' filters swapped", transform="j_reversed", scopes=TRAJ),
+    Mistake("export_reshape",
+            "the export reshapes an (m, 2, d) array to (2, m, d) instead of transposing it (W.transpose(1, 0, 2)), "
+            "which mixes the filters of the two classes", transform="reshape_export", scopes=ALL - {"step"},
+            needs=("m>1",)),
+    Mistake("import_reshape",
+            "the fixture's W0 (2, m, d) was read into an (m, 2, d) array with a reshape instead of a transpose, so "
+            "training started from W0 with the filters of the two classes mixed", transform="reshape_import",
+            scopes=TRAJ, needs=("m>1",)),
+    # ---- fitted entries (named only when the replay with the fitted value reproduces the numbers)
+    Mistake("weight_decay",
+            "weight decay lambda = {value:.6g} is applied (W <- W - eta (grad + lambda W)): SPEC.md section 3 has "
+            "no regulariser (PyTorch: SGD(..., weight_decay=0))", _v(), scopes=STEP_TRAJ, fit="weight_decay",
+            start=0.0, probe=1e-4, low=1e-12, high=10.0, grid=(1e-5, 1e-3, 1e-1)),
+    Mistake("momentum",
+            "momentum beta = {value:.6g} is used (PyTorch's SGD buffer v <- beta v + grad): SPEC.md section 3 is "
+            "plain GD (momentum=0)", _v(), scopes=TRAJ, fit="momentum", start=0.0, probe=0.1, low=1e-9, high=1.0,
+            grid=(0.3, 0.6, 0.8, 0.9, 0.95, 0.99)),
+    Mistake("lr_exponential",
+            "the step size decays exponentially, eta gamma^t with gamma = {value:.6g} (a learning-rate scheduler "
+            "such as ExponentialLR): SPEC.md section 3 uses a constant eta", _v(schedule="exp"), scopes=TRAJ,
+            fit="gamma", start=1.0, probe=0.999, low=0.0, high=1.0 - 1e-12, grid=(0.9, 0.99)),
+    Mistake("eta_scaled",
+            "their step size is {value:.6g} times lnref's eta (a constant factor: check eta and every constant "
+            "factor of the gradient)", _v(), scopes=STEP_TRAJ, fit="eta_scale", start=1.0, probe=1.01,
+            generic=True, grid=(0.5, 2.0, 10.0)),
+    Mistake("gradient_scaled",
+            "their gradient is exactly {value:.6g} times lnref's (a constant factor: check 1/n, 1/m, 2, eta)",
+            _v(), scopes=frozenset({"gradient"}), fit="grad_scale", start=1.0, probe=1.01, generic=True),
+]
+
+MISTAKES: dict[str, str] = {e.key: e.text for e in CATALOGUE}
+BY_KEY: dict[str, Mistake] = {e.key: e for e in CATALOGUE}
+
+
+def applicable(fx, scope: str) -> list[Mistake]:
+    """The entries that apply to ``fx`` in a check of kind ``scope``."""
+    q = float(fx.config.q)
+    conds = {"q1": q == 1.0, "q>1": q > 1.0, "int_q": q.is_integer(), "eps": fx.eps is not None,
+             "noisy": bool(np.any(fx.data.y != fx.data.y_obs)), "m>1": fx.m > 1, "n>1": fx.n > 1}
+    from .replay import Problem
+    base = Problem.of(fx).base
+    out = []
+    for e in CATALOGUE:
+        if scope not in e.scopes or not all(conds[c] for c in e.needs):
+            continue
+        if e.variant is not None and e.fit is None and e.transform is None and e.variant(fx) == base:
+            continue                                  # the fixture's own convention is not a mistake
+        out.append(e)
+    return out
+
+
+def mistake_text(e: Mistake, fx, value: float | None = None) -> str:
+    return e.text.format(m=fx.m, n=fx.n, n_noisy=int(np.count_nonzero(fx.data.noisy)),
+                         value=np.nan if value is None else value)
+
+
+def with_value(e: Mistake, fx, value: float) -> Variant:
+    """The entry's variant with its fitted field set to ``value``."""
+    return replace(e.variant(fx), **{e.fit: float(value)})

@@ -1,0 +1,500 @@
+"""Fixtures: self-describing .npz files of an lnref trajectory that other implementations check themselves against.
+
+A fixture holds the training data, the initial weights, the config and, at a few checkpoint steps, the weights,
+the coefficients, the loss and the gradient, all computed by the weight engine (the ground truth; bit-identical
+to :func:`lnref.train`).  The file format (``lnref export`` writes it, :func:`load_fixture` reads it):
+
+================  ==============  ================================================================================
+array             shape, dtype    meaning
+================  ==============  ================================================================================
+``mu``            (d,) f8         signal vector
+``xi``            (n, d) f8       noise patches
+``y``             (n,) f8         true labels (+-1); the signal patch of sample i is y_i * mu
+``y_obs``         (n,) f8         observed labels (+-1), the labels the loss uses
+``W0``            (2, m, d) f8    initial weights; index 0 holds j = +1
+``steps``         (K,) i8         checkpoint steps, increasing, the first may be 0
+``W``             (K, 2, m, d)    W(t) at each checkpoint
+``gamma``         (K, 2, m)       signal coefficients gamma_{j,r}(t) (SPEC.md section 4)
+``rho``           (K, 2, m, n)    noise coefficients rho_{j,r,i}(t)
+``loss``          (K,) f8         L(W(t)) = (1/n) sum_i l(y_obs_i f(W(t), x_i)) (observed labels, no eps)
+``grad``          (K, 2, m, d)    gradient of the objective of step t -> t+1 at W(t): grad L for plain GD, the
+                                  label-noise loss with eps[t] for label-noise GD
+``spread``        (K, 3) f8       the trajectory's measured sensitivity: relative distance max|W' - W| / max|W| at
+                                  each checkpoint of lnref's NumPy replay (float64), of a rerun from W0 perturbed
+                                  by 4 ulps, and of a float32 replay (:mod:`lnref.oracle.tolerances`)
+``eps``           (T + 1, n) f8   label-noise GD only: eps[t] (+-1) multiplies y_obs at step t -> t+1; row T is
+                                  the draw the next step would use (it defines ``grad`` at t = T)
+================  ==============  ================================================================================
+
+The ``__meta__`` entry is JSON: ``kind`` = "lnref.fixture", ``fixture_schema``, the resolved ``config``, ``seed``,
+``total_steps`` T, ``w0_edit`` (how W0 differs from ``init_weights(config)``, if it does), the package
+``versions``, the dtype, shape and SHA-256 of every array (every array must be listed), and ``meta_sha256``, the
+SHA-256 of the metadata itself (canonical JSON without that key), so an edited config or hash list is detected.
+No pickles: ``np.load(path, allow_pickle=False)`` reads everything.  Only regular files are opened.
+
+By default the export zeroes the signal coordinate of the last filter of each class in W0 (mu is along e_1): its
+inner products with every signal patch are then exactly 0 and stay 0 under the exact dynamics, so an
+implementation with sigma'(0) != 0 shows (SPEC.md section 2).
+
+To replay label-noise GD elsewhere, use ``eps[t] * y_obs`` in place of ``y_obs`` at step t (the label-noise loss
+l(eps_i y_obs_i f_i) is the plain loss with those labels).
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import os
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..config import Config, ConfigError
+from ..data import Dataset, init_weights, label_noise_signs, make_data, stream
+from ..io import OutputError, atomic_write, versions
+from ..model import check_weights, gradient, loss
+from .replay import Problem, simulate
+from .tolerances import PERTURBATION
+
+__all__ = ["Fixture", "FixtureError", "make_fixture", "save_fixture", "load_fixture", "FIXTURE_KIND",
+           "FIXTURE_SCHEMA", "parse_checkpoints", "measure_spread", "check_regular_file", "check_out_path"]
+
+FIXTURE_KIND = "lnref.fixture"
+FIXTURE_SCHEMA = 2
+
+
+class FixtureError(ConfigError):
+    """A fixture (or a submission file) cannot be used: missing, not a regular file, damaged, edited, invalid."""
+
+
+@dataclass(frozen=True, eq=False)
+class Fixture:
+    """An lnref trajectory at a few checkpoints (see the module docstring for every array).
+
+    Attributes
+    ----------
+    config : Config                  the run (engine 'weights', explicit sampling)
+    data : Dataset                   mu (d,), xi (n, d), y (n,), y_obs (n,), no test set
+    W0 : ndarray (2, m, d) float64
+    steps : ndarray (K,) int64       checkpoint steps, strictly increasing
+    W : ndarray (K, 2, m, d)         weights at the checkpoints
+    gamma : ndarray (K, 2, m)        signal coefficients at the checkpoints
+    rho : ndarray (K, 2, m, n)       noise coefficients at the checkpoints
+    loss : ndarray (K,)              training loss at the checkpoints (observed labels)
+    grad : ndarray (K, 2, m, d)      gradient of the step objective at the checkpoints
+    eps : ndarray (T + 1, n) or None label-noise GD signs (None for plain GD)
+    spread : ndarray (K, 3) or None  measured sensitivity (see the module docstring); None: not measured
+    meta : dict                      the JSON metadata (versions, schema, ...)
+    """
+
+    config: Config
+    data: Dataset
+    W0: np.ndarray
+    steps: np.ndarray
+    W: np.ndarray
+    gamma: np.ndarray
+    rho: np.ndarray
+    loss: np.ndarray
+    grad: np.ndarray
+    eps: np.ndarray | None = None
+    spread: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def total_steps(self) -> int:
+        """T, the last checkpoint step."""
+        return int(self.steps[-1])
+
+    @property
+    def n(self) -> int:
+        return self.data.n
+
+    @property
+    def m(self) -> int:
+        return self.W0.shape[1]
+
+    @property
+    def d(self) -> int:
+        return self.data.d
+
+    def mult(self, t: int) -> np.ndarray:
+        """Labels of step t -> t+1: ``y_obs`` (plain GD) or ``eps[t] * y_obs`` (label-noise GD), shape (n,)."""
+        if self.eps is None:
+            return self.data.y_obs
+        return self.eps[t] * self.data.y_obs
+
+    def eps_at(self, t: int) -> np.ndarray | None:
+        return None if self.eps is None else self.eps[t]
+
+    def index(self, step: int) -> int:
+        """Position of checkpoint ``step`` in :attr:`steps`."""
+        hits = np.flatnonzero(self.steps == step)
+        if hits.size == 0:
+            raise ConfigError(f"step {step} is not a checkpoint of this fixture; its checkpoints are "
+                              f"{self.steps.tolist()}")
+        return int(hits[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"mu": self.data.mu, "xi": self.data.xi, "y": self.data.y, "y_obs": self.data.y_obs,
+               "W0": self.W0, "steps": self.steps, "W": self.W, "gamma": self.gamma, "rho": self.rho,
+               "loss": self.loss, "grad": self.grad}
+        if self.spread is not None:
+            out["spread"] = self.spread
+        if self.eps is not None:
+            out["eps"] = self.eps
+        return out
+
+
+def _f64(name: str, a: Any, shape: tuple[int, ...]) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype != np.float64:
+        raise ConfigError(f"fixture array {name!r} must be float64, got {a.dtype}")
+    if a.shape != shape:
+        raise ConfigError(f"fixture array {name!r} must have shape {shape}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ConfigError(f"fixture array {name!r} contains NaN or infinite values")
+    return np.ascontiguousarray(a)
+
+
+def _validate(fx: Fixture) -> None:
+    if not isinstance(fx.config, Config):
+        raise ConfigError(f"fixture config must be an lnref.Config, got {type(fx.config).__name__}")
+    if not isinstance(fx.data, Dataset):
+        raise ConfigError(f"fixture data must be an lnref.Dataset, got {type(fx.data).__name__}")
+    cfg, n, d = fx.config, fx.data.n, fx.data.d
+    fx.data.check_for(cfg)
+    m = cfg.m
+    steps = np.asarray(fx.steps)
+    if steps.ndim != 1 or steps.size == 0 or steps.dtype.kind not in "iu":
+        raise ConfigError(f"fixture array 'steps' must be a non-empty 1-D integer array, got {steps.dtype} "
+                          f"shape {steps.shape}")
+    if steps[0] < 0 or np.any(np.diff(steps) <= 0):
+        raise ConfigError(f"fixture steps must be >= 0 and strictly increasing, got {steps.tolist()}")
+    K = steps.size
+    s = object.__setattr__
+    s(fx, "steps", steps.astype(np.int64))
+    s(fx, "W0", _f64("W0", fx.W0, (2, m, d)))
+    s(fx, "W", _f64("W", fx.W, (K, 2, m, d)))
+    s(fx, "gamma", _f64("gamma", fx.gamma, (K, 2, m)))
+    s(fx, "rho", _f64("rho", fx.rho, (K, 2, m, n)))
+    s(fx, "loss", _f64("loss", fx.loss, (K,)))
+    s(fx, "grad", _f64("grad", fx.grad, (K, 2, m, d)))
+    T = int(steps[-1])
+    if cfg.algorithm == "label_noise_gd":
+        if fx.eps is None:
+            raise ConfigError("a label-noise GD fixture needs the array 'eps' of shape (T + 1, n)")
+        eps = _f64("eps", fx.eps, (T + 1, n))
+        if not np.all((eps == 1.0) | (eps == -1.0)):
+            raise ConfigError("fixture array 'eps' must contain only +1 and -1")
+        s(fx, "eps", eps)
+    elif fx.eps is not None:
+        raise ConfigError("fixture has an 'eps' array but its config says algorithm='gd'")
+    if fx.spread is not None:
+        sp = _f64("spread", fx.spread, (K, 3))
+        if np.any(sp < 0):
+            raise ConfigError("fixture array 'spread' must be >= 0")
+        s(fx, "spread", sp)
+
+
+def parse_checkpoints(text: str | Iterable[int], steps: int) -> np.ndarray:
+    """Checkpoint steps from "0,1,10,100" (or a sequence); ``steps`` (T) is always included.
+
+    Raises ConfigError for non-integers, negatives or values above T.
+    """
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        try:
+            vals = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"checkpoints={text!r} is not allowed: give comma-separated integers such as "
+                              "0,1,10,100") from None
+    else:
+        vals = [int(v) for v in text]
+    bad = [v for v in vals if v < 0 or v > steps]
+    if bad:
+        raise ConfigError(f"checkpoints {bad} are not allowed: every checkpoint must be in [0, steps={steps}]")
+    return np.array(sorted(set(vals) | {steps}), dtype=np.int64)
+
+
+def exercise_w0(W0: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """W0 with the signal coordinate of the last filter of each class zeroed (when mu lies along one axis).
+
+    Every inner product of those filters with a signal patch y_i mu is then exactly 0, so sigma'(0) is exercised
+    (SPEC.md section 2).  Returns (W0, description of the edit or None when mu is not axis-aligned).
+    """
+    nz = np.flatnonzero(mu)
+    if nz.size != 1:
+        return W0, None
+    W0 = W0.copy()
+    W0[:, -1, nz[0]] = 0.0
+    return W0, (f"W0[:, {W0.shape[1] - 1}, {int(nz[0])}] = 0: the last filter of each class is orthogonal to mu, "
+                "so its signal inner products are exactly 0 (sigma'(0) is exercised)")
+
+
+def measure_spread(problem: Problem, steps: Sequence[int], reference: np.ndarray) -> np.ndarray:
+    """Relative distances (K, 3) to ``reference`` (K, 2, m, d) at ``steps``: NumPy float64 replay, rerun from W0
+    perturbed by 4 ulps (relative), float32 replay (see :mod:`lnref.oracle.tolerances`)."""
+    steps = [int(t) for t in steps]
+    rng = np.random.default_rng(12345)
+    W0p = problem.W0 * (1.0 + PERTURBATION * rng.choice([-1.0, 1.0], problem.W0.shape))
+    v = problem.base
+    runs = (simulate(problem, steps, v), simulate(problem, steps, v, W0=W0p),
+            simulate(problem, steps, v, dtype=np.float32))
+    out = np.empty((len(steps), 3))
+    for k, t in enumerate(steps):
+        scale = float(np.max(np.abs(reference[k]))) or 1.0
+        for c, run in enumerate(runs):
+            diff = np.abs(run[t].astype(np.float64) - reference[k])
+            out[k, c] = float(np.max(diff)) / scale if np.all(np.isfinite(diff)) else np.inf
+    return np.minimum(out, 1e300)
+
+
+def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *, data: Dataset | None = None,
+                 W0: np.ndarray | None = None, exercise: bool = False, measure: bool = True) -> Fixture:
+    """Run GD with the weight engine for ``cfg.steps`` steps and record the checkpoints.
+
+    Parameters
+    ----------
+    cfg : Config
+        The run; the fixture always uses the weight engine with explicit data.
+    checkpoints : sequence of int or "0,1,10", optional
+        Steps to record (``cfg.steps`` is always added); default 0, 1 and ``cfg.steps``.
+    data : Dataset, optional
+        Training data (default ``make_data(cfg)``, without its test set).
+    W0 : array (2, m, d), optional
+        Initial weights (default ``init_weights(cfg)``).
+    exercise : bool
+        Zero the signal coordinate of the last filter of each class in W0 (:func:`exercise_w0`; ``lnref export``
+        does), so sigma'(0) is exercised.
+    measure : bool
+        Measure the trajectory's sensitivity (:func:`measure_spread`) and store it as ``spread``.
+
+    Returns
+    -------
+    Fixture
+
+    Raises
+    ------
+    FloatingPointError
+        When GD diverges before the last checkpoint.
+
+    Notes
+    -----
+    GD and label-noise GD of SPEC.md section 3, coefficients of section 4 (the recursions, as in ``lnref.train``).
+    The label-noise signs come from stream 4 of the data contract, so the trajectory equals ``lnref.train(cfg)``
+    (with the same W0).
+    """
+    from ..engines import from_config
+    from ..training import run_loop
+
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
+    if not cfg.paper_network:
+        raise ConfigError("lnref export writes fixtures of the papers' network (no bias, output_scale 1/m, patch "
+                          "sum); the conventions bias / output_scale / patch_reduce are not carried by fixtures yet: "
+                          "check such code with lnref.train and lnref.gradients directly (SPEC.md section 7)")
+    cfg = cfg.replace(engine="weights", sampling="explicit")
+    T = cfg.steps
+    if checkpoints is None:
+        checkpoints = [c for c in (0, 1) if c <= T]
+    ck = parse_checkpoints(checkpoints, T)
+    if data is None:
+        data = make_data(cfg.replace(n_test=0))
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"data must be an lnref.Dataset, got {type(data).__name__}")
+    data.check_for(cfg)
+    data = Dataset(data.mu, data.xi, data.y, data.y_obs)
+    W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0").copy()
+    edit = None
+    if exercise:
+        W0, edit = exercise_w0(W0, data.mu)
+    eps = None
+    lnoise = None
+    if cfg.algorithm == "label_noise_gd":
+        eps = label_noise_signs(stream(cfg.seed, "label_noise"), (T + 1, cfg.n), cfg.p)
+        lnoise = stream(cfg.seed, "label_noise")  # the loop draws the same signs, chunk by chunk
+    engine = from_config(cfg, data, W0)
+    K = ck.size
+    Ws = np.empty((K, 2, cfg.m, cfg.d))
+    grads = np.empty_like(Ws)
+    gammas = np.empty((K, 2, cfg.m))
+    rhos = np.empty((K, 2, cfg.m, cfg.n))
+    losses = np.empty(K)
+    logged: list[int] = []
+
+    def log_row(t: int, f: np.ndarray, final: bool) -> None:
+        k = len(logged)
+        if k >= K or t != int(ck[k]):
+            return  # the step a diverged run stopped at (reported below)
+        W = engine.weights().copy()
+        Ws[k] = W
+        gammas[k] = engine.gamma
+        rhos[k] = engine.rho
+        losses[k] = loss(W, data, cfg.q)
+        grads[k] = gradient(W, data, cfg.q, None if eps is None else eps[t])
+        logged.append(t)
+
+    # the training loop of lnref.train (SPEC.md section 3), logging at the checkpoints
+    t, diverged, _ = run_loop(engine, cfg, ck, 0, data.y_obs, lnoise, log_row)
+    if len(logged) < K:
+        nxt = int(ck[len(logged)])
+        raise FloatingPointError(f"GD diverged at step {t} before checkpoint {nxt}: the weights or outputs became "
+                                 f"non-finite (try a smaller eta, now {cfg.eta})")
+    meta = {"kind": FIXTURE_KIND, "fixture_schema": FIXTURE_SCHEMA, "config": cfg.to_dict(), "seed": cfg.seed,
+            "total_steps": T, "producer": "lnref weight engine", "w0_edit": edit}
+    spread = None
+    if measure:
+        spread = measure_spread(Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps), ck, Ws)
+    return Fixture(cfg, data, W0, ck, Ws, gammas, rhos, losses, grads, eps, spread, meta)
+
+
+# ----------------------------------------------------------------------------------------------------- files
+def _sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _meta_sha(meta: dict) -> str:
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_out_path(path: str | os.PathLike, force: bool) -> Path:
+    """Refuse an output file path that cannot be written, before any work: a folder, an existing file without
+    ``force``, a missing or non-folder parent."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name such as {path / 'fixture.npz'}")
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise OutputError(f"{path} exists; choose another file or pass --force (force=True) to overwrite it")
+        if not path.is_file():
+            raise OutputError(f"{path} exists and is not a regular file; choose another file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is not a folder")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: the folder {parent} is not writable")
+    return path
+
+
+def save_fixture(fixture: Fixture, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write ``fixture`` to ``path`` (.npz) atomically; refuse an existing file unless ``force``."""
+    path = check_out_path(path, force)
+    arrays = {k: np.ascontiguousarray(v) for k, v in fixture.arrays().items()}
+    meta = {"kind": FIXTURE_KIND, "fixture_schema": FIXTURE_SCHEMA, "config": fixture.config.to_dict(),
+            "seed": fixture.config.seed, "total_steps": fixture.total_steps,
+            "producer": fixture.meta.get("producer", "lnref weight engine"),
+            "w0_edit": fixture.meta.get("w0_edit"), "versions": versions(),
+            "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": _sha(v)}
+                       for k, v in arrays.items()}}
+    meta["meta_sha256"] = _meta_sha(meta)
+    buf = _io.BytesIO()
+    np.savez(buf, __meta__=np.array(json.dumps(meta)), **arrays)
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())
+    return path
+
+
+_REQUIRED = ("mu", "xi", "y", "y_obs", "W0", "steps", "W", "gamma", "rho", "loss", "grad", "spread")
+_OPTIONAL = ("eps",)
+
+
+def check_regular_file(path: str | os.PathLike, what: str) -> Path:
+    """Refuse a path that does not exist or is not a regular file (a FIFO, a device, a folder) before opening."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FixtureError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise FixtureError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
+            "not a regular file"
+        raise FixtureError(f"{what} {path} is {kind}; give a .npz file")
+    return path
+
+
+def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    """All arrays of a .npz (no pickles), or FixtureError naming the file and the problem."""
+    path = check_regular_file(path, what)
+    try:
+        with open(path, "rb") as fh:
+            z = np.load(fh, allow_pickle=False)
+            if not hasattr(z, "files"):
+                raise ValueError("it holds a single array, not a .npz archive")
+            with z:
+                return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeError, zipfile.LargeZipFile,
+            RuntimeError) as exc:
+        raise FixtureError(f"{what} {path} is damaged or not a .npz of plain arrays ({type(exc).__name__}: "
+                           f"{exc})") from None
+
+
+def load_fixture(path: str | os.PathLike) -> Fixture:
+    """Read and validate a fixture written by ``lnref export`` / :func:`save_fixture`.
+
+    Checked before anything is used: a regular file, a readable .npz without pickles, the metadata's own
+    SHA-256, every array listed in the metadata with a matching SHA-256 (and no unlisted array), float64 arrays
+    (complex, float16, ... refused), then shapes, labels and the config.
+
+    Raises
+    ------
+    FixtureError (an lnref.ConfigError)
+        The file is not a usable fixture (the message names the file and says what is wrong).
+    """
+    path = Path(path)
+    arrays = read_npz(path, "fixture file")
+    if "__meta__" not in arrays:
+        raise FixtureError(f"{path} is not an lnref fixture (no metadata); write one with `lnref export`")
+    try:
+        raw = arrays.pop("__meta__")
+        if raw.dtype.kind != "U" or raw.shape != ():
+            raise ValueError("not a JSON string")
+        meta = json.loads(str(raw))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, TypeError) as exc:
+        raise FixtureError(f"{path}: the fixture metadata is damaged ({exc})") from None
+    if meta.get("kind") != FIXTURE_KIND:
+        raise FixtureError(f"{path} is not an lnref fixture (metadata kind={meta.get('kind')!r}, expected "
+                           f"{FIXTURE_KIND!r}); write one with `lnref export`")
+    if meta.get("fixture_schema") != FIXTURE_SCHEMA:
+        raise FixtureError(f"{path} has fixture_schema={meta.get('fixture_schema')!r}; this lnref reads schema "
+                           f"{FIXTURE_SCHEMA}: export the fixture again with this lnref")
+    if meta.get("meta_sha256") != _meta_sha(meta):
+        raise FixtureError(f"{path}: the fixture metadata does not match its SHA-256 (config or hash list edited, "
+                           "or the file is damaged); export the fixture again")
+    listed = meta.get("arrays")
+    if not isinstance(listed, dict):
+        raise FixtureError(f"{path}: the fixture metadata lists no arrays")
+    unlisted = sorted(set(arrays) - set(listed))
+    if unlisted:
+        raise FixtureError(f"{path}: array(s) {', '.join(map(repr, unlisted))} are not listed in the metadata's "
+                           "hash list (file edited)")
+    for k, info in listed.items():
+        if k not in arrays:
+            raise FixtureError(f"{path}: array {k!r} listed in the metadata is missing")
+        a = arrays[k]
+        want = "int64" if k == "steps" else "float64"
+        if a.dtype != np.dtype(want):
+            raise FixtureError(f"{path}: fixture array {k!r} must be {want}, got {a.dtype}")
+        if not isinstance(info, dict) or _sha(a) != info.get("sha256"):
+            raise FixtureError(f"{path}: array {k!r} does not match its SHA-256 (file corrupted or edited)")
+    missing = [k for k in _REQUIRED if k not in arrays]
+    if missing:
+        raise FixtureError(f"{path} lacks the fixture array(s) {', '.join(missing)}")
+    try:
+        cfg = Config.from_dict(meta["config"])
+        data = Dataset(arrays["mu"], arrays["xi"], arrays["y"], arrays["y_obs"])
+        return Fixture(cfg, data, arrays["W0"], arrays["steps"], arrays["W"], arrays["gamma"], arrays["rho"],
+                       arrays["loss"], arrays["grad"], arrays.get("eps"), arrays["spread"], meta)
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise FixtureError(f"{path}: invalid fixture: {exc}") from None

@@ -1,0 +1,301 @@
+"""ONE NumPy reference of the dynamics, with switches for the mistakes people make (SPEC.md sections 2-3).
+
+:func:`simulate` runs (label-noise) GD from a fixture's W0; :func:`gradient` is the gradient it uses.  With
+``Variant()`` (every switch off) they are the exact dynamics of SPEC.md; every entry of the oracle's catalogue of
+known mistakes (:mod:`lnref.oracle.catalogue`) is a :class:`Variant` of these functions, never a separate copy of
+the equations.  The activation and its derivative are defined once here (:func:`sigma`, :func:`dsigma`).
+
+This is the oracle's *replay* code: plain NumPy (BLAS matmuls, other summation order than lnref's kernels), so
+its distance to lnref's trajectory is also a realistic measure of how far an independent correct implementation
+lands.  It runs in float64 or float32 and never warns (overflow in a mistaken variant is expected and gives
+non-finite weights, which the callers handle).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["Variant", "Problem", "sigma", "dsigma", "outputs", "gradient", "simulate", "EXACT"]
+
+
+def sigma(z: np.ndarray, q: float) -> np.ndarray:
+    """sigma(z) = max(0, z)^q (SPEC.md section 2)."""
+    return np.maximum(z, 0) ** q if q != 1.0 else np.maximum(z, 0)
+
+
+def dsigma(z: np.ndarray, q: float, at_zero: float = 0.0, clamp: bool = True) -> np.ndarray:
+    """sigma'(z) = q max(0, z)^(q-1) for z > 0 and 0 for z <= 0 (SPEC.md section 2).
+
+    ``at_zero`` is the value used where z == 0 exactly (q = 1 only; the mistake sigma'(0) = 1); ``clamp=False``
+    is the mistake q z^(q-1) for every z (no clamp at 0, q > 1).
+    """
+    one = z.dtype.type(1)
+    if not clamp and q != 1.0:
+        return q * z ** (q - one)
+    if q == 1.0:
+        out = (z > 0).astype(z.dtype)
+        if at_zero:
+            out[z == 0] = at_zero
+        return out
+    return np.where(z > 0, q * np.maximum(z, 0) ** (q - one), z.dtype.type(0))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Switches of the dynamics; the defaults are the exact GD of SPEC.md sections 2-3.
+
+    Model: ``output_scale`` (None: the paper's 1/m; 1.0: second layer +-1), ``patch_reduce`` ('sum' or 'mean'
+    over the two patches), ``orientation`` (+1: f = F_{+1} - F_{-1}; -1: flipped), ``signal_label`` ('true' or
+    'observed' label in the signal patch), ``noise_times_y`` (the noise patch is y_i xi_i), ``bias`` (a trained
+    bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one), ``dsigma_at_zero``,
+    ``dsigma_clamp``.  With ``output_scale``, ``patch_reduce`` and ``bias`` the replay also covers the common
+    conventions (a Conv1d-style model: f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1
+    or 1/2), so a problem can carry them as its ``base`` variant.
+    Loss: ``loss`` ('logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01': log(1 + e^{-t f}) with t in {0, 1};
+    'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or 'sum' over samples).
+    Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient).
+    Optimiser: ``eta_scale``, ``weight_decay``, ``momentum`` (heavy ball, PyTorch's SGD), ``schedule``
+    ('constant'; 'exp': eta gamma^t; 'invsqrt': eta / sqrt(1 + t)), ``gamma``, ``sequential_j`` (j = +1 updated
+    before the j = -1 gradient is computed).
+    Label-noise signs: ``eps_mode`` ('exact': eps[t] at step t; 'ignored'; 'frozen': eps[0] every step;
+    'shifted': eps[t + 1] at step t; 'accumulated': eps[0] ... eps[t] multiplied in place).
+    """
+
+    output_scale: float | None = None
+    patch_reduce: str = "sum"
+    orientation: int = 1
+    signal_label: str = "true"
+    noise_times_y: bool = False
+    bias: bool = False
+    b0: float = 0.0
+    dsigma_at_zero: float = 0.0
+    dsigma_clamp: bool = True
+    loss: str = "logistic"
+    loss_reduce: str = "mean"
+    grad_scale: float = 1.0
+    grad_j_swapped: bool = False
+    eta_scale: float = 1.0
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    schedule: str = "constant"
+    gamma: float = 1.0
+    sequential_j: bool = False
+    eps_mode: str = "exact"
+
+    def changes(self) -> dict:
+        """The switches that differ from the exact dynamics."""
+        base = Variant()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
+
+
+EXACT = Variant()
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """The inputs of a replay: data, W0, q, eta and the label-noise signs (None for plain GD)."""
+
+    mu: np.ndarray
+    xi: np.ndarray
+    y: np.ndarray
+    y_obs: np.ndarray
+    W0: np.ndarray
+    q: float
+    eta: float
+    eps: np.ndarray | None = None
+    b0: np.ndarray | None = None
+    base: Variant = EXACT
+
+    @classmethod
+    def of(cls, fx) -> "Problem":
+        """The problem of a :class:`lnref.oracle.fixtures.Fixture`, with the conventions its config carries.
+
+        The conventions (``bias``, ``patch_reduce``, ``output_scale`` Config fields and a ``b0`` fixture array)
+        are read when present; a config without them is the paper's convention (SPEC.md section 2).
+        """
+        d, cfg = fx.data, fx.config
+        base = Variant(output_scale=getattr(cfg, "output_scale", None),
+                       patch_reduce=getattr(cfg, "patch_reduce", "sum"), bias=bool(getattr(cfg, "bias", False)))
+        b0 = getattr(fx, "b0", None)
+        return cls(d.mu, d.xi, d.y, d.y_obs, fx.W0, float(cfg.q), float(cfg.eta), fx.eps,
+                   None if b0 is None else np.asarray(b0, dtype=np.float64), base)
+
+    @property
+    def m(self) -> int:
+        return self.W0.shape[1]
+
+    @property
+    def n(self) -> int:
+        return self.xi.shape[0]
+
+    def labels(self, t: int, v: Variant = EXACT) -> np.ndarray:
+        """The labels of the loss at step t -> t + 1 under ``v.eps_mode`` (y_obs for plain GD)."""
+        if self.eps is None or v.eps_mode == "ignored":
+            return self.y_obs
+        if v.eps_mode == "exact":
+            e = self.eps[t]
+        elif v.eps_mode == "frozen":
+            e = self.eps[0]
+        elif v.eps_mode == "shifted":
+            e = self.eps[min(t + 1, self.eps.shape[0] - 1)]
+        elif v.eps_mode == "accumulated":
+            e = np.prod(self.eps[: t + 1], axis=0)
+        else:
+            raise ValueError(f"eps_mode={v.eps_mode!r}")
+        return e * self.y_obs
+
+
+def _parts(W, b, P: Problem, v: Variant, dt):
+    """Inner products and the per-patch vectors: (Zs, Zn, ys, yn), Z* of shape (2, m, n)."""
+    m, d = W.shape[1], W.shape[2]
+    ys = (P.y_obs if v.signal_label == "observed" else P.y).astype(dt)
+    yn = P.y.astype(dt) if v.noise_times_y else np.ones(P.n, dt)
+    Wf = W.reshape(2 * m, d)
+    Zs = ((Wf @ P.mu.astype(dt))[:, None] * ys[None, :]).reshape(2, m, P.n)
+    Zn = ((Wf @ P.xi.astype(dt).T) * yn[None, :]).reshape(2, m, P.n)
+    if b is not None:
+        Zs = Zs + b[:, :, None]
+        Zn = Zn + b[:, :, None]
+    return Zs, Zn, ys, yn
+
+
+def _scale(P: Problem, v: Variant, dt) -> float:
+    os_ = 1.0 / P.m if v.output_scale is None else v.output_scale
+    return dt(os_ * (0.5 if v.patch_reduce == "mean" else 1.0))
+
+
+def outputs(W: np.ndarray, P: Problem, v: Variant = EXACT, b: np.ndarray | None = None) -> np.ndarray:
+    """f(W, x_i) for every training sample under ``v`` (SPEC.md section 2), shape (n,)."""
+    dt = W.dtype.type
+    Zs, Zn, _, _ = _parts(W, b, P, v, dt)
+    F = (sigma(Zs, P.q) + sigma(Zn, P.q)).sum(axis=1) * _scale(P, v, dt)
+    return dt(v.orientation) * (F[0] - F[1])
+
+
+def _dloss(f: np.ndarray, lab: np.ndarray, v: Variant) -> np.ndarray:
+    """d l_i / d f_i of every sample (before the 1/n), under ``v.loss``."""
+    def sigmoid(z):
+        return 0.5 * (1.0 + np.tanh(0.5 * z))
+    if v.loss == "logistic":
+        return -lab * sigmoid(-lab * f)
+    if v.loss == "wrong_arg":
+        return -lab * sigmoid(lab * f)
+    if v.loss == "labels01":
+        t = (lab + 1) * f.dtype.type(0.5)
+        return -t * sigmoid(-t * f)
+    if v.loss == "bce_pm1":
+        return sigmoid(f) - lab
+    raise ValueError(f"loss={v.loss!r}")
+
+
+def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
+             b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The gradient of the loss with ``labels`` at W (and at the bias b) under ``v``: ((2, m, d), (2, m) or None).
+
+    Exact (``v = Variant()``): SPEC.md section 3, grad_{w_jr} L = (1/(n m)) sum_i l'_i s_j y_obs_i [...].
+    """
+    dt = W.dtype.type
+    lab = labels.astype(dt)
+    Zs, Zn, ys, yn = _parts(W, b, P, v, dt)
+    c = _scale(P, v, dt)
+    F = (sigma(Zs, P.q) + sigma(Zn, P.q)).sum(axis=1) * c
+    f = dt(v.orientation) * (F[0] - F[1])
+    g = _dloss(f, lab, v)
+    if v.loss_reduce == "mean":
+        g = g / dt(P.n)
+    Ds = dsigma(Zs, P.q, v.dsigma_at_zero, v.dsigma_clamp)
+    Dn = dsigma(Zn, P.q, v.dsigma_at_zero, v.dsigma_clamp)
+    s = np.array([1.0, -1.0], dtype=dt)[:, None, None] * (dt(v.orientation) * c)
+    m, d = W.shape[1], W.shape[2]
+    sig = ((Ds * (g * ys)).sum(axis=2))[:, :, None] * P.mu.astype(dt)
+    noi = ((Dn * (g * yn)).reshape(2 * m, P.n) @ P.xi.astype(dt)).reshape(2, m, d)
+    G = s * (sig + noi)
+    Gb = None
+    if b is not None:
+        Gb = s[:, :, 0] * (Ds * g).sum(axis=2) + s[:, :, 0] * (Dn * g).sum(axis=2)
+    if v.grad_scale != 1.0:
+        G = G * dt(v.grad_scale)
+        Gb = None if Gb is None else Gb * dt(v.grad_scale)
+    if v.grad_j_swapped:
+        G = G[::-1].copy()
+        Gb = None if Gb is None else Gb[::-1].copy()
+    return G, Gb
+
+
+def step_size(P: Problem, v: Variant, t: int) -> float:
+    """eta_t of step t -> t + 1 under ``v`` (constant, exponential or inverse-square-root schedule)."""
+    eta = P.eta * v.eta_scale
+    if v.schedule == "exp":
+        return eta * v.gamma ** t
+    if v.schedule == "invsqrt":
+        return eta / np.sqrt(1.0 + t)
+    return eta
+
+
+def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.float64,
+             W0: np.ndarray | None = None, t0: int = 0) -> dict[int, np.ndarray]:
+    """W(t) at every step in ``steps`` of GD from W0 under ``v`` (SPEC.md section 3 when ``v`` is exact).
+
+    Once the weights become non-finite every later requested step holds NaN.  No warnings are raised.
+
+    Parameters
+    ----------
+    P : Problem
+    steps : iterable of int >= 0
+    v : Variant
+    dtype : numpy float type of the arithmetic and the storage (float64 or float32)
+    W0 : array (2, m, d), optional, default ``P.W0``
+    t0 : int
+        The step W0 is at (its labels and step size are those of step t0); ``steps`` are absolute, >= t0.
+
+    Returns
+    -------
+    dict step -> ndarray (2, m, d) of ``dtype``
+    """
+    want = sorted({int(s) for s in steps})
+    out: dict[int, np.ndarray] = {}
+    if not want:
+        return out
+    dt = np.dtype(dtype).type
+    W = np.array(P.W0 if W0 is None else W0, dtype=dt)
+    if not v.bias:
+        b = None
+    elif P.b0 is not None and v.b0 == 0.0:
+        b = np.array(P.b0, dtype=dt).reshape(2, P.m)
+    else:
+        b = np.full((2, P.m), v.b0, dtype=dt)
+    buf = bufb = None
+    with np.errstate(all="ignore"):
+        for t in range(int(t0), want[-1] + 1):
+            if t in want:
+                out[t] = W.copy()
+            if t == want[-1]:
+                break
+            eta = dt(step_size(P, v, t))
+            lab = P.labels(t, v)
+            G, Gb = gradient(W, P, lab, v, b)
+            if v.sequential_j:
+                W1 = W.copy()
+                W1[0] = W[0] - eta * G[0]
+                G2, Gb2 = gradient(W1, P, lab, v, b)
+                G = np.stack([G[0], G2[1]])
+                if Gb is not None:
+                    Gb = np.stack([Gb[0], Gb2[1]])
+            if v.weight_decay:
+                G = G + dt(v.weight_decay) * W
+            if v.momentum:
+                buf = G if buf is None else dt(v.momentum) * buf + G
+                G = buf
+                if Gb is not None:
+                    bufb = Gb if bufb is None else dt(v.momentum) * bufb + Gb
+                    Gb = bufb
+            W = W - eta * G
+            if b is not None:
+                b = b - eta * Gb
+            if not (np.all(np.isfinite(W)) and (b is None or np.all(np.isfinite(b)))):
+                for s in want:
+                    out.setdefault(s, np.full_like(W, np.nan))
+                break
+    return out

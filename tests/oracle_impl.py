@@ -1,0 +1,179 @@
+"""An independent NumPy implementation of the two-layer CNN training of SPEC.md sections 2-3, with switchable bugs.
+
+Written from the SPEC, not from lnref's replay: a forward pass, a hand-written backward pass and a training loop
+the way a researcher would write them.  Each bug in BUGS injects one realistic mistake in its natural place.
+Used by the oracle's tests (tests/test_oracle_*.py); never imported by lnref.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BUGS = ("missing_1_over_m", "model_missing_1_over_m", "missing_1_over_n", "relu_derivative_one_at_zero",
+        "signal_patch_observed_label", "j_swapped", "sign_flipped", "label_noise_ignored", "orientation_flipped",
+        "mean_over_patches", "bias", "logistic_wrong_argument", "dsigma_no_clamp", "noise_patch_times_label",
+        "labels_01_in_logistic", "bce_with_pm1_targets", "sequential_j_update", "eps_frozen", "eps_shifted",
+        "eps_accumulated", "lr_invsqrt", "checkpoint_after_next_step", "export_j_reversed", "export_reshape",
+        "import_reshape", "weight_decay", "momentum", "lr_exponential", "eta_scaled")
+
+
+class Net:
+    """Filters stored as (m, 2, d) internally ('filter-major'), the way a Conv1d weight is often laid out."""
+
+    def __init__(self, W0, q, bug=None, dtype=np.float64):
+        W0 = np.asarray(W0, dtype)
+        m = W0.shape[1]
+        if bug == "import_reshape":
+            self.V = W0.reshape(m, 2, W0.shape[2]).copy()
+        else:
+            self.V = np.ascontiguousarray(W0.transpose(1, 0, 2))
+        self.b = np.zeros((m, 2), dtype)
+        self.q, self.bug, self.dt = q, bug, dtype
+
+    def export(self):
+        if self.bug == "export_reshape":
+            return self.V.reshape(2, self.V.shape[0], self.V.shape[2]).copy()
+        W = self.V.transpose(1, 0, 2).copy()
+        return W[::-1].copy() if self.bug == "export_j_reversed" else W
+
+    def act(self, z):
+        return np.where(z > 0, z, 0) ** self.q
+
+    def dact(self, z):
+        q = self.q
+        if self.bug == "relu_derivative_one_at_zero":
+            return (z >= 0).astype(self.dt)
+        if self.bug == "dsigma_no_clamp":
+            return q * z ** (q - 1)
+        return np.where(z > 0, q * np.where(z > 0, z, 0) ** (q - 1), 0)
+
+    def grads(self, mu, xi, y, labels, y_obs):
+        """(loss, dV, db) of the mean logistic loss with ``labels``."""
+        bug, dt = self.bug, self.dt
+        m, n = self.V.shape[0], xi.shape[0]
+        ysig = y_obs if bug == "signal_patch_observed_label" else y
+        x1 = ysig[:, None] * mu[None, :]                        # (n, d)
+        x2 = y[:, None] * xi if bug == "noise_patch_times_label" else xi
+        z1 = np.einsum("rjd,nd->nrj", self.V, x1)
+        z2 = np.einsum("rjd,nd->nrj", self.V, x2)
+        if bug == "bias":
+            z1, z2 = z1 + self.b, z2 + self.b
+        second = np.array([1.0, -1.0], dt) * (1 if bug == "model_missing_1_over_m" else dt(1) / m)
+        if bug == "orientation_flipped":
+            second = -second
+        h = self.act(z1) + self.act(z2)
+        if bug == "mean_over_patches":
+            h = h / 2
+        f = np.einsum("nrj,j->n", h, second)
+        if bug == "labels_01_in_logistic":
+            t = (labels + 1) / 2
+            dl = -t / (1 + np.exp(t * f))
+        elif bug == "bce_with_pm1_targets":
+            dl = 1 / (1 + np.exp(-f)) - labels
+        elif bug == "logistic_wrong_argument":
+            dl = -labels / (1 + np.exp(-labels * f))
+        else:
+            dl = -labels / (1 + np.exp(labels * f))
+        loss = np.mean(np.logaddexp(0, -labels * f))
+        if bug != "missing_1_over_n":
+            dl = dl / n
+        dh = dl[:, None, None] * second[None, None, :]          # (n, m, 2)
+        if bug == "mean_over_patches":
+            dh = dh / 2
+        d1, d2 = dh * self.dact(z1), dh * self.dact(z2)
+        dV = np.einsum("nrj,nd->rjd", d1, x1) + np.einsum("nrj,nd->rjd", d2, x2)
+        db = (d1 + d2).sum(axis=0)
+        if bug == "missing_1_over_m":
+            dV = dV * m
+        if bug == "j_swapped":
+            dV = dV[:, ::-1].copy()
+        if bug == "sign_flipped":
+            dV = -dV
+        return loss, dV, db
+
+
+def train(fx, bug=None, dtype=np.float64, value=None):
+    """GD from the fixture's W0; returns (dict step -> exported W, dict step -> loss) at the fixture's steps."""
+    dt = dtype
+    d = fx.data
+    mu, xi, y, y_obs = (np.asarray(a, dt) for a in (d.mu, d.xi, d.y, d.y_obs))
+    net = Net(fx.W0, fx.config.q, bug, dt)
+    eta = dt(fx.config.eta)
+    keep = {int(s) for s in fx.steps}
+    Ws, losses = {}, {}
+    buf = None
+    labels_acc = y_obs.copy()
+    T = fx.total_steps
+    shift = bug == "checkpoint_after_next_step"
+    last = T + 1 if shift else T
+    with np.errstate(all="ignore"):
+        for t in range(last + 1):
+            if t in keep and not shift:
+                Ws[t] = net.export()
+                losses[t] = float(net.grads(mu, xi, y, y_obs, y_obs)[0])   # the loss on the observed labels
+            if shift and t - 1 in keep:
+                Ws[t - 1] = net.export()          # recorded after the step: holds W(t) under the label t - 1
+            if t == last:
+                break
+            if fx.eps is None or bug == "label_noise_ignored":
+                lab = y_obs
+            elif bug == "eps_frozen":
+                lab = fx.eps[0].astype(dt) * y_obs
+            elif bug == "eps_shifted":
+                lab = fx.eps[min(t + 1, T)].astype(dt) * y_obs
+            elif bug == "eps_accumulated":
+                labels_acc *= fx.eps[t].astype(dt)
+                lab = labels_acc
+            else:
+                lab = fx.eps[t].astype(dt) * y_obs
+            loss, dV, db = net.grads(mu, xi, y, lab, y_obs)
+            lr = eta
+            if bug == "lr_invsqrt":
+                lr = eta / np.sqrt(dt(1 + t))
+            elif bug == "lr_exponential":
+                lr = eta * dt(value or 0.99) ** t
+            elif bug == "eta_scaled":
+                lr = eta * dt(value or 1.5)
+            if bug == "sequential_j_update":
+                net.V[:, 0] -= lr * dV[:, 0]
+                _, dV2, _ = net.grads(mu, xi, y, lab, y_obs)
+                net.V[:, 1] -= lr * dV2[:, 1]
+                continue
+            if bug == "weight_decay":
+                dV = dV + dt(value or 1e-3) * net.V
+            if bug == "momentum":
+                buf = dV if buf is None else dt(value or 0.9) * buf + dV
+                dV = buf
+            net.V = net.V - lr * dV
+            if bug == "bias":
+                net.b = net.b - lr * db
+    return Ws, losses
+
+
+def gradient_fn(bug=None):
+    """grad_fn(W, mu, xi, y, y_obs, q) in lnref's calling convention, with ``bug``."""
+    def grad(W, mu, xi, y, y_obs, q):
+        net = Net(W, q, bug)
+        _, dV, _ = net.grads(mu, xi, y, y_obs, y_obs)
+        if bug == "export_reshape":
+            return dV.reshape(2, dV.shape[0], dV.shape[2]).copy()
+        return np.ascontiguousarray(dV.transpose(1, 0, 2))
+    return grad
+
+
+def step_fn(bug=None, value=None):
+    """step_fn(W, mu, xi, y, y_obs, q, eta) -> W', with ``bug``."""
+    def step(W, mu, xi, y, y_obs, q, eta):
+        net = Net(W, q, bug)
+        _, dV, _ = net.grads(mu, xi, y, y_obs, y_obs)
+        if bug == "sequential_j_update":
+            net.V[:, 0] -= eta * dV[:, 0]
+            _, dV2, _ = net.grads(mu, xi, y, y_obs, y_obs)
+            net.V[:, 1] -= eta * dV2[:, 1]
+            return net.export()
+        if bug == "weight_decay":
+            dV = dV + (value or 1e-3) * net.V
+        if bug == "eta_scaled":
+            eta = eta * (value or 1.5)
+        net.V = net.V - eta * dV
+        return net.export()
+    return step
