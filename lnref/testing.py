@@ -7,6 +7,13 @@ Three checks, from the most local to the most global, each returning a :class:`R
 * :func:`check_step` calls ``step_fn(W, mu, xi, y, y_obs, q, eta) -> W'`` (one GD step) likewise;
 * :func:`compare_trajectory` compares the weights another implementation reached at the checkpoint steps.
 
+Networks in the common conventions (SPEC.md section 7: a bias per filter, PyTorch's initialisation, the mean over
+patches, an output scale - a Conv1d-style model) are checked as they are written, on a fixture exported with those
+conventions (``lnref export --bias true --init torch --patch-reduce mean --output-scale 1``): the functions get
+the biases as ``b=`` and return pairs, ``grad_fn(..., q, b=b) -> (grad_W, grad_b)`` and ``step_fn(..., eta, b=b)
+-> (W', b')``, and :func:`compare_trajectory` takes ``biases={t: b_t}``.  The biases are judged at the same bound
+as W (relative to the largest |b| of the fixture).  Worked example: ``python -m lnref.examples.conv1d_model``.
+
 Tolerance tiers (:data:`TIERS`): ``'float64'`` compares W with normwise relative error ``max|dW| / max|W|`` at most
 ``1e-10 (1 + t)``; ``'float32'`` compares the loss and the coefficients gamma, rho at ``1e-5 (1 + t)``.  At each
 checkpoint the bound is at least ``safety`` x the spread the fixture measured on its own trajectory (lnref's NumPy

@@ -53,6 +53,12 @@ def test_torch_label_noise_gd_replays_eps():
 def test_torch_example_command(fx, tmp_path, capsys):
     path = save_fixture(fx, tmp_path / "fx.npz")
     assert torch_model.main(["--fixture", str(path)]) == 0
-    assert "matches lnref within tier 'float64'" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "matches lnref within tier 'float64'" in out
+    # every printed cell means something: the gradient table has no loss column (issue 15: 'nan' in "loss rel")
+    assert "nan" not in out and out.count("loss rel") == 1
     assert torch_model.main(["--fixture", str(path), "--dtype", "float32"]) == 0
     assert "matches lnref within tier 'float32'" in capsys.readouterr().out
+    conv = make_fixture(CFG.replace(bias=True, patch_reduce="mean", output_scale=1.0, steps=2), [0, 1])
+    assert torch_model.main(["--fixture", str(save_fixture(conv, tmp_path / "conv.npz"))]) == 2
+    assert "lnref.examples.conv1d_model" in capsys.readouterr().err

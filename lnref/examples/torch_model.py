@@ -14,7 +14,14 @@ import argparse
 import sys
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - exercised without torch installed
+    if __name__ == "__main__":
+        print("this example needs PyTorch: pip install torch", file=sys.stderr)
+        sys.exit(2)
+    raise
 
 from lnref.testing import check_gradient, compare_trajectory, load_fixture
 
@@ -114,6 +121,12 @@ def main(argv=None) -> int:
         cfg = lnref.Config(n=20, d=60, m=4, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=50,
                            n_test=0, seed=0)
         fx = make_fixture(cfg, [0, 1, 10, 50], exercise=True)
+    if not fx.config.paper_network:
+        print("this example implements the papers' network (no bias, patch sum, output scale 1/m); the fixture has "
+              f"bias={fx.config.bias}, patch_reduce={fx.config.patch_reduce!r}, output_scale="
+              f"{fx.config.output_scale!r}. For a Conv1d-style model with those conventions see "
+              "python -m lnref.examples.conv1d_model (SPEC.md section 7)", file=sys.stderr)
+        return 2
     dtype = getattr(torch, args.dtype)
     tier = args.dtype
     grad_rep = check_gradient(lambda *a: gradient(*a, dtype=dtype), fx, tier=tier)

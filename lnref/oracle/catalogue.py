@@ -23,7 +23,10 @@ import numpy as np
 
 from .replay import Variant
 
-__all__ = ["Mistake", "CATALOGUE", "MISTAKES", "applicable", "mistake_text"]
+__all__ = ["Mistake", "CATALOGUE", "MISTAKES", "applicable", "mistake_text", "CONVENTION_NEEDS"]
+
+#: the ``needs`` conditions that only a fixture with the conventions of SPEC.md section 7 meets
+CONVENTION_NEEDS = frozenset({"bias", "mean", "scaled"})
 
 ALL = frozenset({"gradient", "step", "trajectory"})
 STEP_TRAJ = frozenset({"step", "trajectory"})
@@ -46,7 +49,9 @@ class Mistake:
     scopes : frozenset of {'gradient', 'step', 'trajectory'}
         The checks the entry applies to.
     needs : tuple of str
-        Conditions on the fixture: 'q1', 'q>1', 'int_q', 'eps', 'noisy', 'm>1', 'n>1'.
+        Conditions on the fixture: 'q1', 'q>1', 'int_q', 'eps', 'noisy', 'm>1', 'n>1', and the conventions of
+        SPEC.md section 7: 'bias' (the network has biases), 'mean' (patch_reduce='mean'), 'scaled' (an explicit
+        output_scale).
     fit : str or None
         The Variant field fitted to the submission (None: nothing fitted).
     start, probe : float
@@ -119,6 +124,25 @@ CATALOGUE: list[Mistake] = [
     Mistake("bias",
             "the network has a trained bias per filter (initialised at 0): SPEC.md section 2 has no biases "
             "(PyTorch's Conv1d/Linear add one unless bias=False)", _v(bias=True), scopes=TRAJ),
+    # ---- departures from the fixture's own conventions (SPEC.md section 7; a Conv1d-style model)
+    Mistake("sum_over_patches",
+            "the mean over the two patches is missing: the fixture's network averages them (config "
+            "patch_reduce='mean', SPEC.md section 7: c_p = 1/2), theirs sums them, so their outputs are twice "
+            "lnref's (in PyTorch: .mean(dim=2), not .sum(dim=2), over the Conv1d's two output positions)",
+            _v(patch_reduce="sum"), needs=("mean",)),
+    Mistake("output_scale_1_over_m",
+            "the filters are averaged (second layer +-1/m) where the fixture's network sums them with output_scale "
+            "= {output_scale:g} (config output_scale, SPEC.md section 7)", _v(output_scale=None),
+            needs=("scaled", "m>1")),
+    Mistake("bias_missing",
+            "their network has no bias (or ignores it) where the fixture's network has a trained bias per filter "
+            "(config bias=True, fixture array 'b0'; SPEC.md section 7): add the bias to every patch's "
+            "pre-activation, <w_jr, x_p> + b_jr (PyTorch: Conv1d(..., bias=True), the default)",
+            _v(bias=False), needs=("bias",)),
+    Mistake("bias_not_trained",
+            "their biases are used but never updated (kept at b0): GD updates b <- b - eta dL/db too (SPEC.md "
+            "section 7); give the optimiser every parameter (model.parameters())", _v(bias_trained=False),
+            scopes=TRAJ, needs=("bias",)),
     Mistake("logistic_wrong_argument",
             "the logistic derivative has the wrong argument, -sigmoid(z) instead of l'(z) = -sigmoid(-z) = "
             "-1/(1 + e^z) (SPEC.md section 3); both are -1/2 at z = 0, so it shows as margins grow",
@@ -169,8 +193,9 @@ CATALOGUE: list[Mistake] = [
             scopes=TRAJ, needs=("m>1",)),
     # ---- fitted entries (named only when the replay with the fitted value reproduces the numbers)
     Mistake("weight_decay",
-            "weight decay lambda = {value:.6g} is applied (W <- W - eta (grad + lambda W)): SPEC.md section 3 has "
-            "no regulariser (PyTorch: SGD(..., weight_decay=0))", _v(), scopes=STEP_TRAJ, fit="weight_decay",
+            "weight decay lambda = {value:.6g} is applied (W <- W - eta (grad + lambda W), biases likewise): SPEC.md "
+            "section 3 has no regulariser (PyTorch: SGD(..., weight_decay=0))", _v(), scopes=STEP_TRAJ,
+            fit="weight_decay",
             start=0.0, probe=1e-4, low=1e-12, high=10.0, grid=(1e-5, 1e-3, 1e-1)),
     Mistake("momentum",
             "momentum beta = {value:.6g} is used (PyTorch's SGD buffer v <- beta v + grad): SPEC.md section 3 is "
@@ -196,8 +221,11 @@ BY_KEY: dict[str, Mistake] = {e.key: e for e in CATALOGUE}
 def applicable(fx, scope: str) -> list[Mistake]:
     """The entries that apply to ``fx`` in a check of kind ``scope``."""
     q = float(fx.config.q)
+    cfg = fx.config
     conds = {"q1": q == 1.0, "q>1": q > 1.0, "int_q": q.is_integer(), "eps": fx.eps is not None,
-             "noisy": bool(np.any(fx.data.y != fx.data.y_obs)), "m>1": fx.m > 1, "n>1": fx.n > 1}
+             "noisy": bool(np.any(fx.data.y != fx.data.y_obs)), "m>1": fx.m > 1, "n>1": fx.n > 1,
+             "bias": bool(getattr(cfg, "bias", False)), "mean": getattr(cfg, "patch_reduce", "sum") == "mean",
+             "scaled": getattr(cfg, "output_scale", None) is not None}
     from .replay import Problem
     base = Problem.of(fx).base
     out = []
@@ -211,8 +239,9 @@ def applicable(fx, scope: str) -> list[Mistake]:
 
 
 def mistake_text(e: Mistake, fx, value: float | None = None) -> str:
+    os_ = getattr(fx.config, "output_scale", None)
     return e.text.format(m=fx.m, n=fx.n, n_noisy=int(np.count_nonzero(fx.data.noisy)),
-                         value=np.nan if value is None else value)
+                         value=np.nan if value is None else value, output_scale=np.nan if os_ is None else os_)
 
 
 def with_value(e: Mistake, fx, value: float) -> Variant:

@@ -8,6 +8,13 @@ Calling convention of ``grad_fn`` and ``step_fn``: every argument is a C-contigu
 ``eta`` Python floats): ``W`` (2, m, d) with index 0 holding j = +1, ``mu`` (d,), ``xi`` (n, d), ``y`` (n,) the
 TRUE labels (the signal patch of sample i is ``y[i] * mu``), ``y_obs`` (n,) the labels the loss uses (for
 label-noise GD already ``eps[t] * y_obs``).  Return anything ``np.asarray`` accepts (a CPU tensor is fine).
+
+Networks with biases (a fixture whose config has ``bias=True``, SPEC.md section 7): the functions also get the
+biases as a keyword, ``b`` (2, m) laid out like W (``b[j, r]`` is the bias of filter w_jr), and return a pair:
+``grad_fn(..., q, b=b) -> (grad_W, grad_b)`` and ``step_fn(..., eta, b=b) -> (W', b')``; their trajectory is
+given with ``compare_trajectory(Ws, fixture, biases=bs)``.  The bias part is checked at the same bound as W.  The
+other conventions (``patch_reduce``, ``output_scale``) are fixed by the fixture's config: the implementation
+builds them into its network.
 """
 from __future__ import annotations
 
@@ -19,9 +26,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..config import Config, ConfigError
-from ..model import gd_step, loss as model_loss
+from ..model import gradients as model_gradients, loss as model_loss
 from .catalogue import Mistake, applicable, with_value
-from .fixtures import Fixture, load_fixture, make_fixture
+from .fixtures import Fixture, bias_scale, load_fixture, make_fixture
 from .replay import Problem, gradient as replay_gradient, simulate
 from .report import (CheckpointError, Judge, Report, coefficients, decomposable, describe_matches, findings,
                      maxabs, not_in_catalogue, rel)
@@ -95,17 +102,43 @@ def _float32_hint(subs, refs, ref32s, scales, steps, stored32: bool) -> str | No
 
 
 # --------------------------------------------------------------------------------------------- gradient / step
+def _b_for(fx: Fixture, v, k: int) -> np.ndarray | None:
+    """The biases a replay under ``v`` uses at checkpoint index k: the fixture's b(t) (zeros for a fixture without
+    biases), or None when ``v`` has no bias."""
+    if not v.bias:
+        return None
+    return fx.b[k] if fx.has_bias else np.zeros((2, fx.m))
+
+
+def _split_pair(kind: str, t: int, out: Any, fx: Fixture) -> tuple[Any, Any]:
+    """(W part, b part) of a function's output: a pair (W-like, b-like) for a fixture with biases."""
+    if not fx.has_bias:
+        if isinstance(out, tuple):
+            raise ConfigError(f"their {kind} function returned a tuple of {len(out)} at step {t}; this fixture's "
+                              "network has no bias (config bias=False): return one array of shape (2, m, d)")
+        return out, None
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ConfigError(f"this fixture's network has biases (config bias=True): their {kind} function must return "
+                          f"a pair ({'grad_W, grad_b' if kind == 'gradient' else 'W_next, b_next'}) of shapes "
+                          f"(2, m, d) and (2, m); at step {t} it returned {type(out).__name__}")
+    return out[0], out[1]
+
+
 def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence[np.ndarray],
                   bases: Sequence[np.ndarray], tol: Tolerance,
                   predict: Callable[[Mistake, float | None, int], np.ndarray | None],
-                  predict32: Callable[[int], np.ndarray]) -> Report:
-    """Shared body of check_gradient / check_step: ``outputs[k] - bases[k]`` vs ``refs[k]``."""
+                  predict32: Callable[[int], np.ndarray], b_refs: Sequence[np.ndarray] | None = None,
+                  b_bases: Sequence[np.ndarray] | None = None) -> Report:
+    """Shared body of check_gradient / check_step: ``outputs[k] - bases[k]`` vs ``refs[k]`` (and, for a network
+    with biases, the b part of each output minus ``b_bases[k]`` vs ``b_refs[k]``, at the same bound)."""
     rep = Report(kind, tol)
     shape = (2, fx.m, fx.d)
     subs, scales, bnds, origs = [], [], [], []
+    b_bad: list[str] = []
     for k, t in enumerate(fx.steps):
         t = int(t)
-        orig = to_numpy(f"the {kind} at step {t}", outputs[k])
+        out, out_b = _split_pair(kind, t, outputs[k], fx)
+        orig = to_numpy(f"the {kind} at step {t}", out)
         if orig.shape == (fx.m, 2, fx.d) and fx.m != 2:
             rep.rows.append(CheckpointError(t, math.inf, math.inf, tol.at(0), False))
             rep.first_failure = t
@@ -132,14 +165,40 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
             sg, sr = sg or max(sg, sr), sr or max(sg, sr)
             row.gamma_rel_err = rel(maxabs(g_t - g_r), sg)
             row.rho_rel_err = rel(maxabs(r_t - r_r), sr)
+        if out_b is not None:
+            ob = to_numpy(f"the bias part of their {kind} at step {t}", out_b)
+            if ob.shape != (2, fx.m):
+                raise ConfigError(f"the bias part of their {kind} at step {t} has shape {ob.shape}; expected (2, m) = "
+                                  f"{(2, fx.m)} (b[j, r], index 0 holds j = +1)")
+            ab = np.asarray(ob, dtype=np.float64) - b_bases[k]
+            bref = b_refs[k]
+            bscale = maxabs(bref) + (tol.unit_roundoff * maxabs(b_bases[k]) if kind == "step" else 0.0)
+            bdiff = maxabs(ab - bref) if np.all(np.isfinite(ab)) else math.inf
+            row.b_rel_err = rel(bdiff, bscale)
+            b_ok = row.b_rel_err <= tol.at(0) or bdiff <= tol.atol
+            if not b_ok:
+                row.ok = ok = False
+                if not b_bad:
+                    where = np.argwhere(np.abs(ab - bref) > max(tol.at(0) * bscale, tol.atol)) \
+                        if np.all(np.isfinite(ab)) else np.argwhere(~np.isfinite(ab))
+                    shown = ", ".join(f"(j={'+1' if j == 0 else '-1'}, r={r})" for j, r in where[:6])
+                    b_bad.append(f"the bias part of their {kind} differs from lnref's at step {t} for {len(where)} "
+                                 f"of {2 * fx.m} filters: {shown}; max relative difference {row.b_rel_err:.3g}")
         rep.rows.append(row)
         subs.append(a), scales.append(scale), bnds.append(tol.at(0)), origs.append(orig)
         if not ok and rep.first_failure is None:
             rep.first_failure = t
     if rep.first_failure is None:
         return rep
+    rep.findings += b_bad
     k = [r.ok for r in rep.rows].index(False)
     t, a, ref = int(fx.steps[k]), subs[k], refs[k]
+    if not (rel(maxabs(a - ref), scales[k]) > tol.at(0)) and np.all(np.isfinite(a)):
+        rep.findings.append(f"their {kind} of W agrees with lnref's at step {t}; only the bias part differs")
+        rep.diagnosis.append("only the bias part differs; the catalogue's replays are judged on W, so no cause is "
+                             "named: check dL/db (SPEC.md section 7: dL/db_jr = (s_j kappa / n) sum_i l'_i y_obs_i "
+                             "[sigma'(<w_jr, y_i mu> + b_jr) + sigma'(<w_jr, xi_i> + b_jr)])")
+        return rep
     if not np.all(np.isfinite(a)):
         rep.findings.append(f"their {kind} contains NaN or infinite values at step {t}; lnref's is finite")
     elif decomposable(fx):
@@ -191,6 +250,10 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
     grad_fn : callable
         ``grad_fn(W, mu, xi, y, y_obs, q) -> array (2, m, d)``; W (2, m, d), mu (d,), xi (n, d), y (n,) the true
         labels, y_obs (n,) the labels of the loss (``eps[t] * y_obs`` for label-noise GD), all float64; q float.
+        For a fixture of a network with biases (config ``bias=True``): ``grad_fn(W, mu, xi, y, y_obs, q, b=b) ->
+        (grad_W (2, m, d), grad_b (2, m))`` with b (2, m) the biases at that checkpoint; grad_b is compared with
+        the fixture's ``grad_b`` at the same bound as grad_W.  The network's ``patch_reduce`` and ``output_scale``
+        are the fixture config's (SPEC.md section 7).
     fixture_or_config : Fixture, path of a fixture .npz, or Config
         A Config makes a fixture on the fly (checkpoints 0, 1 and ``steps``).
     tier, rtol, atol
@@ -210,9 +273,11 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
     P = Problem.of(fx)
     outs = []
     for k, t in enumerate(fx.steps):
+        kw = {"b": fx.b[k].copy()} if fx.has_bias else {}
         outs.append(grad_fn(fx.W[k].copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(),
-                            float(fx.config.q)))
+                            float(fx.config.q), **kw))
     zeros = [np.zeros_like(fx.W0)] * len(outs)
+    bzeros = [np.zeros((2, fx.m))] * len(outs)
 
     def predict(e: Mistake, value: float | None, k: int):
         t = int(fx.steps[k])
@@ -222,23 +287,29 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         with np.errstate(all="ignore"):
-            return replay_gradient(fx.W[k], P, P.labels(t, v), v)[0]
+            return replay_gradient(fx.W[k], P, P.labels(t, v), v, _b_for(fx, v, k))[0]
 
     def predict32(k: int):
         t = int(fx.steps[k])
-        return replay_gradient(fx.W[k].astype(np.float32), P, P.labels(t), P.base)[0].astype(np.float64)
+        b = _b_for(fx, P.base, k)
+        return replay_gradient(fx.W[k].astype(np.float32), P, P.labels(t), P.base,
+                               None if b is None else b.astype(np.float32))[0].astype(np.float64)
 
-    rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32)
+    rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32,
+                        None if not fx.has_bias else list(fx.grad_b), bzeros)
     if not rep.passed and "relu_derivative_one_at_zero" not in rep.mistakes and fx.config.q == 1.0 \
             and not _has_zero_inner_product(fx):
-        rep.notes.append("no inner product <w_jr, x> is exactly 0 at these checkpoints, so sigma'(0) was not "
-                         "exercised (fixtures from `lnref export` exercise it)")
+        rep.notes.append("no pre-activation <w_jr, x> (+ b_jr) is exactly 0 at these checkpoints, so sigma'(0) was "
+                         "not exercised (fixtures from `lnref export` exercise it)")
     return rep
 
 
 def _has_zero_inner_product(fx: Fixture) -> bool:
-    return bool(np.any(np.einsum("kjrd,id->kjri", fx.W, fx.data.xi) == 0.0)
-                or np.any(np.einsum("kjrd,d->kjr", fx.W, fx.data.mu) == 0.0))
+    """Is some pre-activation <w_jr, x> (+ b_jr with biases) exactly 0 at a checkpoint?"""
+    b = fx.b if fx.has_bias else np.zeros((fx.steps.size, 2, fx.m))
+    noise = np.einsum("kjrd,id->kjri", fx.W, fx.data.xi) + b[..., None]
+    signal = np.einsum("kjrd,d->kjr", fx.W, fx.data.mu)[..., None] * fx.data.y + b[..., None]
+    return bool(np.any(noise == 0.0) or np.any(signal == 0.0))
 
 
 def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
@@ -246,7 +317,8 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
     """Compare one GD step ``step_fn(W, mu, xi, y, y_obs, q, eta) -> W'`` with lnref's at every checkpoint.
 
     The comparison is on the update W' - W (relative to lnref's update, plus the rounding of storing W' in the
-    tier's precision), so a mistake much smaller than |W| is still caught.
+    tier's precision), so a mistake much smaller than |W| is still caught.  For a fixture of a network with biases
+    the call is ``step_fn(W, mu, xi, y, y_obs, q, eta, b=b) -> (W', b')`` and b' - b is checked the same way.
 
     Notes
     -----
@@ -256,26 +328,33 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
     tol = resolve_tolerance(tier, rtol, atol)
     d, q, eta = fx.data, float(fx.config.q), float(fx.config.eta)
     P = Problem.of(fx)
-    outs, refs, bases = [], [], []
+    outs, refs, bases, brefs, bbases = [], [], [], [], []
     for k, t in enumerate(fx.steps):
         W = fx.W[k]
-        outs.append(step_fn(W.copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(), q, eta))
-        refs.append(gd_step(W, d, eta, q, fx.eps_at(int(t))) - W)
+        kw = {"b": fx.b[k].copy()} if fx.has_bias else {}
+        outs.append(step_fn(W.copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(), q, eta, **kw))
+        G, Gb = model_gradients(W, d, q, fx.eps_at(int(t)), **fx.conventions(k))
+        refs.append((W - eta * G) - W)
         bases.append(W)
+        if fx.has_bias:
+            brefs.append((fx.b[k] - eta * Gb) - fx.b[k])
+            bbases.append(fx.b[k])
 
     def predict(e: Mistake, value: float | None, k: int):
         t = int(fx.steps[k])
         if e.transform is not None:
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
-        # one step from W(t) with the labels of step t (only constant-eta entries have the step scope)
-        return simulate(P, [t + 1], v, W0=fx.W[k], t0=t)[t + 1] - fx.W[k]
+        # one step from W(t) (and b(t)) with the labels of step t (only constant-eta entries have the step scope)
+        return simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=_b_for(fx, v, k))[t + 1] - fx.W[k]
 
     def predict32(k: int):
         t = int(fx.steps[k])
-        return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t)[t + 1].astype(np.float64) - fx.W[k]
+        return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t,
+                        b0=_b_for(fx, P.base, k))[t + 1].astype(np.float64) - fx.W[k]
 
-    return _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32)
+    return _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
+                         brefs if fx.has_bias else None, bbases if fx.has_bias else None)
 
 
 # --------------------------------------------------------------------------------------------- trajectories
@@ -314,9 +393,35 @@ def _their_checkpoints(theirs: Any, fx: Fixture) -> tuple[list[int], list[np.nda
     return steps, Ws, dtypes, extra
 
 
+def _their_biases(biases: Any, fx: Fixture, steps: list[int], given_steps: list[int] | None) -> list[np.ndarray]:
+    """Their b (2, m) at the compared ``steps`` as float64, from a mapping or an array aligned like their W."""
+    shape = (2, fx.m)
+    if isinstance(biases, Mapping):
+        bmap = {int(k): v for k, v in biases.items()}
+        missing = [s for s in steps if s not in bmap]
+        if missing:
+            raise ConfigError(f"their biases are missing step(s) {missing} (they are given for their W)")
+    else:
+        arr = to_numpy("their biases", biases)
+        order = given_steps if given_steps is not None else [int(t) for t in fx.steps]
+        if arr.ndim != 3 or arr.shape != (len(order),) + shape:
+            raise ConfigError(f"their biases have shape {arr.shape}; expected ({len(order)}, 2, m) = "
+                              f"{(len(order),) + shape}, one b[j, r] per step of their W (index 0 holds j = +1)")
+        bmap = dict(zip(order, arr))
+    out = []
+    for s in steps:
+        b = to_numpy(f"their biases at step {s}", bmap[s])
+        if b.shape != shape:
+            raise ConfigError(f"their biases at step {s} have shape {b.shape}; expected (2, m) = {shape} (b[j, r], "
+                              "index 0 holds j = +1)")
+        out.append(np.asarray(b, dtype=np.float64))
+    return out
+
+
 def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fixture | str | os.PathLike, *,
                        tier: str | Tolerance = "float64", rtol: float | None = None, atol: float | None = None,
-                       loss: Mapping[int, float] | Sequence[float] | None = None) -> Report:
+                       loss: Mapping[int, float] | Sequence[float] | None = None,
+                       biases: Mapping[int, Any] | Any | None = None) -> Report:
     """Compare another implementation's weights at the fixture's checkpoints with lnref's.
 
     Parameters
@@ -332,7 +437,12 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
         (:mod:`lnref.oracle.tolerances`).
     loss : dict step -> float or sequence aligned with their steps, optional
         Their training loss, compared with the fixture's (relative, same bound); by default lnref evaluates the
-        loss of their W.
+        loss of their W (and b).
+    biases : dict step -> array (2, m), or array (K, 2, m) aligned like ``their_checkpoints``
+        Their biases b(t) (``b[j, r]``, index 0 holds j = +1), required exactly when the fixture's network has
+        biases (config ``bias=True``, SPEC.md section 7).  b is compared at both tiers at the same bound as W,
+        relative to the largest |b| the fixture reaches: ``max|b - b_lnref| / max_t max|b_lnref(t)|`` (column
+        "b rel"); a checkpoint passes only when W (or the float32 summaries) and b both pass.
 
     Returns
     -------
@@ -342,7 +452,7 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     ------
     ConfigError
         Wrong shapes or dtypes (complex, float16, integers), no step beyond 0 to compare, a fixture that cannot
-        judge at this tier.
+        judge at this tier, biases missing for a fixture with biases (or given for one without).
 
     Notes
     -----
@@ -352,7 +462,15 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     fx = fixture if isinstance(fixture, Fixture) else load_fixture(fixture)
     tol = resolve_tolerance(tier, rtol, atol)
     given_steps = sorted(int(s) for s in their_checkpoints) if isinstance(their_checkpoints, Mapping) else None
+    if fx.has_bias and biases is None:
+        raise ConfigError("this fixture's network has biases (config bias=True, SPEC.md section 7): pass their "
+                          "biases too, biases={step: b (2, m)} (array 'b' (K, 2, m) in their .npz for lnref compare)")
+    if not fx.has_bias and biases is not None:
+        raise ConfigError("their biases were given but this fixture's network has no bias (config bias=False); "
+                          "export a fixture with --bias true to check a network with biases")
     steps, Ws, dtypes, extra = _their_checkpoints(their_checkpoints, fx)
+    Bs = _their_biases(biases, fx, steps, given_steps) if fx.has_bias else None
+    bsc = bias_scale(fx.b, fx.b0) if fx.has_bias else 1.0
     idx = [fx.index(t) for t in steps]
     spread = None if fx.spread is None else fx.spread[idx]
     can = judgeable(tol, np.array(steps), spread)
@@ -388,31 +506,48 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     sg, sr = sg or max(sg, sr) or 1.0, sr or max(sg, sr) or 1.0
     rep = Report("trajectory", tol)
     scales = []
+    whats: list[list[str]] = []       # what failed at each checkpoint
     for k, t in enumerate(steps):
         i = idx[k]
         W_ref, W = fx.W[i], Ws[k]
-        finite = bool(np.all(np.isfinite(W)))
+        b = None if Bs is None else Bs[k]
+        finite = bool(np.all(np.isfinite(W))) and (b is None or bool(np.all(np.isfinite(b))))
         diff = maxabs(W - W_ref) if finite else math.inf
         r = rel(diff, maxabs(W_ref))
         scales.append(maxabs(W_ref))
         if their_loss is not None:
             lo = their_loss[k]
         else:
-            lo = model_loss(W, fx.data, fx.config.q) if finite else math.nan
+            conv = fx.conventions(i)
+            if b is not None:
+                conv["b"] = b
+            lo = model_loss(W, fx.data, fx.config.q, **conv) if finite else math.nan
         lrel = rel(abs(lo - fx.loss[i]), abs(fx.loss[i])) if math.isfinite(lo) else math.inf
         row = CheckpointError(t, diff, r, float(bnd[k]), False, loss_rel_err=lrel)
         if dec and finite:
             g, rh, _ = coefficients(W - fx.W0, fx)
             row.gamma_rel_err = maxabs(g - fx.gamma[i]) / sg
             row.rho_rel_err = maxabs(rh - fx.rho[i]) / sr
+        failed = []
         if not finite:
             row.ok = False
+            failed.append("W" if not np.all(np.isfinite(W)) else "b")
         elif tol.on == "weights" or not dec:
             row.ok = r <= bnd[k] or diff <= tol.atol
+            failed += [] if row.ok else ["W"]
         else:
             row.ok = max(row.gamma_rel_err, row.rho_rel_err) <= bnd[k]
+            failed += [] if row.ok else ["coefficients gamma, rho"]
+        if b is not None:
+            bdiff = maxabs(b - fx.b[i]) if np.all(np.isfinite(b)) else math.inf
+            row.b_rel_err = bdiff / bsc
+            b_ok = row.b_rel_err <= bnd[k] or bdiff <= tol.atol
+            row.ok = row.ok and b_ok
+            failed += [] if b_ok or "b" in failed else ["b"]
         if their_loss is not None or (tol.on == "summaries" and finite):
             row.ok = row.ok and lrel <= bnd[k]
+            failed += [] if lrel <= bnd[k] else ["loss"]
+        whats.append(failed)
         rep.rows.append(row)
         if not row.ok and rep.first_failure is None:
             rep.first_failure = t
@@ -428,18 +563,45 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
                          "trajectory amplifies rounding there), wider than the tier's rtol (1 + t)")
     if rep.first_failure is None:
         return rep
-    _diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol)
+    _diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)
     return rep
 
 
+def _bias_findings(rep: Report, fx: Fixture, t: int, i: int, b: np.ndarray, bsc: float, bound: float) -> bool:
+    """A finding on their biases at checkpoint t (index i); True when they differ beyond ``bound``."""
+    if not np.all(np.isfinite(b)):
+        rep.findings.append(f"their biases b are NaN or infinite at step {t}")
+        return True
+    e = np.abs(b - fx.b[i]) / bsc
+    bad = np.argwhere(e > bound)
+    if not bad.size:
+        rep.findings.append(f"their biases b agree at step {t} (max relative difference {float(e.max()):.2g})")
+        return False
+    shown = ", ".join(f"(j={'+1' if j == 0 else '-1'}, r={r})" for j, r in bad[:6])
+    rep.findings.append(f"their biases b differ at step {t} at {len(bad)} of {2 * fx.m} filters: {shown}"
+                        f"{'' if len(bad) <= 6 else ' ...'}; max relative difference {float(e.max()):.3g}")
+    return True
+
+
 def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scales, bnd, sg, sr,
-                         tol: Tolerance) -> None:
+                         tol: Tolerance, Bs=None, bsc: float = 1.0, whats=None) -> None:
     k = [r.ok for r in rep.rows].index(False)
     t, i = steps[k], idx[k]
     W = Ws[k]
     ok_before = [s for s, r in zip(steps, rep.rows) if r.ok and s < t]
-    where = f"their W first differs at step {t}" + (f" (it agrees at step(s) {ok_before})" if ok_before else "")
+    failed = (whats[k] if whats else None) or ["W"]
+    verb = "differs" if len(failed) == 1 and failed[0] in ("W", "b", "loss") else "differ"
+    where = f"their {' and '.join(failed)} first {verb} at step {t}" + (
+        f" ({'it agrees' if len(failed) == 1 else 'they agree'} at step(s) {ok_before})" if ok_before else "")
+    if failed == ["loss"]:
+        where += "; their W" + (" and b" if Bs is not None else "") + " agree there, so their loss is computed " \
+                 "differently from lnref's (SPEC.md section 3; with the fixture's conventions, section 7)"
     rep.findings.append(where)
+    b_differs = Bs is not None and "b" in failed and _bias_findings(rep, fx, t, i, Bs[k], bsc, float(bnd[k]))
+    if t == 0 and b_differs and np.array_equal(W, fx.W0):
+        rep.diagnosis.append("their b(0) differs from the fixture's b0 (their W(0) is the fixture's W0): start "
+                             "from the fixture's biases (array 'b0'; PyTorch: conv.bias = b0.reshape(2m))")
+        return
     bad_nf = [s for s, w in zip(steps, Ws) if not np.all(np.isfinite(w))]
     if bad_nf:
         rep.findings.append(f"their W is NaN or infinite at step(s) {bad_nf}: their trajectory diverged where "
@@ -459,25 +621,31 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
     entries = applicable(fx, "trajectory")
     work = last * fx.m * fx.n * fx.d * (len(entries) + 30)
     cache: dict = {}
+    bias_pred: dict = {}              # the replay's biases at the compared steps (None: the replay has none)
 
     def predict(e: Mistake, value: float | None):
         key = (e.key, value)
         if key in cache:
             return cache[key]
+        bp = None
         if e.transform == "j_reversed":
             out = [fx.W[j][::-1].copy() for j in idx]
+            bp = None if Bs is None else [fx.b[j][::-1].copy() for j in idx]
         elif e.transform == "reshape_export":
             out = [_reshape_export(fx.W[j]) for j in idx]
         elif e.transform == "shift1":
             out = [fx.W[j] - fx.config.eta * fx.grad[j] for j in idx]
+            bp = None if Bs is None else [fx.b[j] - fx.config.eta * fx.grad_b[j] for j in idx]
         elif e.transform == "reshape_import":
             run = simulate(P, steps, P.base, W0=_reshape_import(fx.W0))
             out = [run[s] for s in steps]
         else:
             v = e.variant(fx) if value is None else with_value(e, fx, value)
-            run = simulate(P, steps, v)
-            out = [run[s] for s in steps]
+            run = simulate(P, steps, v, with_bias=True)
+            out = [run[s][0] for s in steps]
+            bp = None if Bs is None or not v.bias else [run[s][1] for s in steps]
         cache[key] = out
+        bias_pred[key] = bp
         return out
 
     if work > REPLAY_BUDGET:
@@ -487,9 +655,14 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
     matches = Judge(fx, Ws, [fx.W[j] for j in idx], scales, list(bnd), predict).judge(entries)
     if matches:
         describe_matches(rep, fx, matches, "their W", steps)
+        if Bs is not None:
+            _check_bias_replays(rep, matches, bias_pred, Bs, bsc, bnd, steps)
         return
     if t == 0 and np.all(np.isfinite(W)):
-        if np.array_equal(W, fx.W0.astype(np.float32).astype(np.float64)):
+        if np.array_equal(W, fx.W0):
+            rep.diagnosis.append("their W(0) is the fixture's W0 but their other values at step 0 differ (see 'What "
+                                 "differs')")
+        elif np.array_equal(W, fx.W0.astype(np.float32).astype(np.float64)):
             rep.diagnosis.append("their W(0) is the fixture's W0 rounded to float32 (exactly): the implementation "
                                  "stores the weights in float32; compare with tier 'float32', or use float64")
         else:
@@ -507,14 +680,37 @@ def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scale
     not_in_catalogue(rep, len(entries))
 
 
+def _check_bias_replays(rep: Report, matches, bias_pred: dict, Bs, bsc: float, bnd, steps) -> None:
+    """The causes were named on W; say for each whether its replay also reproduces their biases."""
+    for e, value, _ in matches:
+        bp = bias_pred.get((e.key, value))
+        if bp is None:
+            continue
+        worst, ok = 0.0, True
+        for s, b, p, bd in zip(steps, Bs, bp, bnd):
+            if not (np.all(np.isfinite(b)) and np.all(np.isfinite(p))):
+                ok = ok and not np.all(np.isfinite(b)) and not np.all(np.isfinite(p))
+                continue
+            r = maxabs(b - p) / bsc
+            worst, ok = max(worst, r), ok and r <= bd
+        if ok:
+            rep.diagnosis.append(f"the replay of {e.key} also reproduces their biases b (to {worst:.1e}, relative)")
+        else:
+            rep.diagnosis.append(f"the replay of {e.key} does NOT reproduce their biases b (they differ from it by "
+                                 f"up to {worst:.1e}, relative; bound {float(min(bnd)):.1e}): their biases have a "
+                                 "further difference not explained by this cause")
+
+
 def _step_size_note(rep: Report, fx: Fixture, steps, Ws) -> None:
     """With consecutive checkpoints t, t + 1: the step size their update corresponds to (checked by residual)."""
     from ..model import gradient as lnref_gradient
+    if fx.has_bias:
+        return      # their update of W depends on their b too; no exact step size to state
     for a, b in zip(range(len(steps)), range(1, len(steps))):
         if steps[b] != steps[a] + 1 or not (np.all(np.isfinite(Ws[a])) and np.all(np.isfinite(Ws[b]))):
             continue
         t = steps[a]
-        G = lnref_gradient(Ws[a], fx.data, fx.config.q, fx.eps_at(t))
+        G = lnref_gradient(Ws[a], fx.data, fx.config.q, fx.eps_at(t), **fx.conventions())
         dW = Ws[b] - Ws[a]
         gg = float(np.sum(G * G))
         if gg == 0:

@@ -4,7 +4,12 @@
 
 * ``step`` (K,) integers: steps; those that are checkpoints of the fixture are compared, others are ignored;
 * ``W`` (K, 2, m, d) float64 or float32: their weights at those steps (index 0 of axis 1 holds j = +1);
+* ``b`` (K, 2, m) float64 or float32: their biases at those steps, required when the fixture's network has biases
+  (exported with ``--bias true``), refused otherwise; compared at the same bound as W (SPEC.md section 7);
 * ``loss`` (K,) optional: their training loss at those steps, compared with the fixture's.
+
+A fixture exported with the conventions of a Conv1d-style model (``--bias true --init torch --patch-reduce mean
+--output-scale 1``) checks such a model as it is written; see ``python -m lnref.examples.conv1d_model``.
 
 Exit status: 0 they match within the tier, 1 they do not (also when their trajectory diverged where lnref's did
 not), 2 unusable input (the message says what is wrong: a damaged file, no GD step beyond 0 to compare, complex
@@ -24,12 +29,15 @@ __all__ = ["register", "read_theirs", "export_fixture"]
 
 
 def register(sub) -> None:
-    from ..cli import add_config_arguments
+    from ..cliargs import add_config_arguments
     ex = sub.add_parser("export", help="write a fixture (.npz) that other implementations check themselves against",
                         description="Run GD with the weight engine and write the data, W0, the config and, at each "
                                     "checkpoint, W, gamma, rho, the loss and the gradient (and eps for label-noise "
-                                    "GD) to one self-describing .npz (see lnref.oracle.fixtures). The trajectory's "
-                                    "sensitivity is measured, and a fixture that cannot judge at --tier is refused.")
+                                    "GD; b0, b and grad_b with --bias true) to one self-describing .npz (see "
+                                    "lnref.oracle.fixtures). The network's conventions (--bias, --init, "
+                                    "--patch-reduce, --output-scale; SPEC.md section 7) are part of the fixture. "
+                                    "The trajectory's sensitivity is measured, and a fixture that cannot judge at "
+                                    "--tier is refused.")
     add_config_arguments(ex)
     ex.add_argument("--checkpoints", default="0,1", metavar="0,1,10,100",
                     help="comma-separated checkpoint steps (the last step, --steps, is always included)")
@@ -46,7 +54,8 @@ def register(sub) -> None:
                         description=__doc__.split("\n\n", 1)[1],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     cp.add_argument("fixture", type=Path, help="fixture written by `lnref export`")
-    cp.add_argument("theirs", type=Path, help="their .npz with arrays 'step' (K,), 'W' (K, 2, m, d), optional 'loss'")
+    cp.add_argument("theirs", type=Path, help="their .npz with arrays 'step' (K,), 'W' (K, 2, m, d), 'b' (K, 2, m) "
+                                              "for a fixture with biases, optional 'loss' (K,)")
     cp.add_argument("--tier", default="float64", choices=("float64", "float32"),
                     help="tolerance tier (default float64)")
     cp.add_argument("--rtol", type=float, default=None, help="override the tier's per-step relative tolerance")
@@ -63,8 +72,9 @@ def _last_judgeable(fx, tiers) -> int:
     grid = np.unique(np.concatenate([np.arange(0, min(T, 400) + 1),
                                      np.round(np.geomspace(1, max(T, 1), 200)).astype(int)]))
     P = Problem.of(fx)
-    ref = simulate(P, grid, P.base)
-    sp = measure_spread(P, grid, np.stack([ref[int(t)] for t in grid]))
+    ref = simulate(P, grid, P.base, with_bias=True)
+    refb = np.stack([ref[int(t)][1] for t in grid]) if fx.has_bias else None
+    sp = measure_spread(P, grid, np.stack([ref[int(t)][0] for t in grid]), refb)
     last = 0
     for k, t in enumerate(grid):
         if all(judgeable(tol, np.array([t]), sp[k:k + 1])[0] for tol in tiers):
@@ -109,7 +119,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     fx = export_fixture(cfg, checkpoints, args.out, args.force, args.tier, not args.no_exercise)
     from .tolerances import TIERS, bounds
     b64 = bounds(TIERS["float64"], fx.steps, fx.spread)
-    print(f"wrote {args.out}: n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, {cfg.algorithm}, seed {cfg.seed}, "
+    conv = "" if cfg.paper_network else (f", conventions bias={cfg.bias}, init={cfg.init}, patch_reduce="
+                                         f"{cfg.patch_reduce}, output_scale="
+                                         f"{'1/m' if cfg.output_scale is None else format(cfg.output_scale, 'g')}")
+    print(f"wrote {args.out}: n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, {cfg.algorithm}, seed {cfg.seed}{conv}, "
           f"checkpoints {fx.steps.tolist()}, final loss {fx.loss[-1]:.6g}; measured spread up to "
           f"{float(np.max(fx.spread[:, :2])):.1e} (float64), {float(np.max(fx.spread[:, 2])):.1e} (float32 replay); "
           f"float64 bound at the last checkpoint {b64[-1]:.1e}")
@@ -118,8 +131,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_theirs(path: Path) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
-    """Read ``theirs.npz``: (dict step -> W, loss or None); FixtureError naming the file and what is wrong."""
+def read_theirs(path: Path, with_b: bool = False):
+    """Read ``theirs.npz``: (dict step -> W, loss or None), and dict step -> b (or None) as a third item with
+    ``with_b``; FixtureError naming the file and what is wrong."""
     from .fixtures import FixtureError, read_npz
     arrays = read_npz(path, "their file")
     missing = [k for k in ("step", "W") if k not in arrays]
@@ -144,18 +158,36 @@ def read_theirs(path: Path) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
         if loss.shape != step.shape or loss.dtype not in (np.float64, np.float32):
             raise FixtureError(f"{path}: 'loss' must be a float64 or float32 array of shape {step.shape}, got "
                                f"{loss.dtype} {loss.shape}")
-    return {int(s): W[k] for k, s in enumerate(step)}, loss
+    Ws = {int(s): W[k] for k, s in enumerate(step)}
+    if not with_b:
+        return Ws, loss
+    b = None
+    if "b" in arrays:
+        b = arrays["b"]
+        if b.dtype not in (np.float64, np.float32):
+            raise FixtureError(f"{path}: 'b' must be float64 or float32, got dtype {b.dtype}")
+        if b.ndim != 3 or b.shape[0] != step.shape[0] or b.shape[1] != 2:
+            raise FixtureError(f"{path}: 'b' must have shape (K, 2, m) with K = len(step) = {step.shape[0]}, got "
+                               f"{b.shape}")
+        b = {int(s): b[k] for k, s in enumerate(step)}
+    return Ws, loss, b
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .checks import compare_trajectory
-    from .fixtures import load_fixture
+    from .fixtures import FixtureError, load_fixture
     from .tolerances import resolve_tolerance
 
     tol = resolve_tolerance(args.tier, args.rtol, args.atol)
     fx = load_fixture(args.fixture)
-    theirs, loss = read_theirs(args.theirs)
+    theirs, loss, biases = read_theirs(args.theirs, with_b=True)
+    if fx.has_bias and biases is None:
+        raise FixtureError(f"{args.theirs} lacks the array 'b' (K, 2, m): the fixture's network has biases "
+                           "(exported with --bias true), so their biases at the same steps are compared too")
+    if not fx.has_bias and biases is not None:
+        raise FixtureError(f"{args.theirs} has an array 'b' but the fixture's network has no bias; export a "
+                           "fixture with --bias true to check a network with biases")
     loss_map = None if loss is None else {s: float(v) for s, v in zip(theirs, loss)}
-    rep = compare_trajectory(theirs, fx, tier=tol, loss=loss_map)
+    rep = compare_trajectory(theirs, fx, tier=tol, loss=loss_map, biases=biases)
     print(rep.text())
     return 0 if rep.passed else 1

@@ -1,8 +1,9 @@
 """Fixtures: self-describing .npz files of an lnref trajectory that other implementations check themselves against.
 
-A fixture holds the training data, the initial weights, the config and, at a few checkpoint steps, the weights,
-the coefficients, the loss and the gradient, all computed by the weight engine (the ground truth; bit-identical
-to :func:`lnref.train`).  The file format (``lnref export`` writes it, :func:`load_fixture` reads it):
+A fixture holds the training data, the initial weights (and biases), the config and, at a few checkpoint steps,
+the weights (and biases), the coefficients, the loss and the gradient, all computed by the weight engine (the
+ground truth; bit-identical to :func:`lnref.train`).  The file format (``lnref export`` writes it,
+:func:`load_fixture` reads it):
 
 ================  ==============  ================================================================================
 array             shape, dtype    meaning
@@ -24,7 +25,16 @@ array             shape, dtype    meaning
                                   by 4 ulps, and of a float32 replay (:mod:`lnref.oracle.tolerances`)
 ``eps``           (T + 1, n) f8   label-noise GD only: eps[t] (+-1) multiplies y_obs at step t -> t+1; row T is
                                   the draw the next step would use (it defines ``grad`` at t = T)
+``b0``            (2, m) f8       bias=True only: initial biases b_{j,r}(0), laid out like W0 (SPEC.md section 7)
+``b``             (K, 2, m) f8    bias=True only: the biases at each checkpoint
+``grad_b``        (K, 2, m) f8    bias=True only: dL/db at each checkpoint (same objective as ``grad``)
 ================  ==============  ================================================================================
+
+The network is the config's (SPEC.md section 7): ``bias``, ``patch_reduce`` and ``output_scale`` are config fields
+(the papers' network: no bias, patch sum, output scale 1/m), and ``loss``, ``grad`` and ``grad_b`` are those of
+that network (lnref.loss / lnref.gradients with b=, output_scale=, patch_reduce=).  A Conv1d-style model with
+bias, PyTorch's initialisation, the mean over patches and summed filters is the config ``bias=True, init='torch',
+patch_reduce='mean', output_scale=1``; ``init`` only decides how W0 and b0 were drawn.
 
 The ``__meta__`` entry is JSON: ``kind`` = "lnref.fixture", ``fixture_schema``, the resolved ``config``, ``seed``,
 ``total_steps`` T, ``w0_edit`` (how W0 differs from ``init_weights(config)``, if it does), the package
@@ -34,7 +44,8 @@ No pickles: ``np.load(path, allow_pickle=False)`` reads everything.  Only regula
 
 By default the export zeroes the signal coordinate of the last filter of each class in W0 (mu is along e_1): its
 inner products with every signal patch are then exactly 0 and stay 0 under the exact dynamics, so an
-implementation with sigma'(0) != 0 shows (SPEC.md section 2).
+implementation with sigma'(0) != 0 shows (SPEC.md section 2).  With biases the export also zeroes those filters'
+b0, so their signal pre-activations are exactly 0 at step 0 (later the bias moves them off 0).
 
 To replay label-noise GD elsewhere, use ``eps[t] * y_obs`` in place of ``y_obs`` at step t (the label-noise loss
 l(eps_i y_obs_i f_i) is the plain loss with those labels).
@@ -54,17 +65,21 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..config import Config, ConfigError
-from ..data import Dataset, init_weights, label_noise_signs, make_data, stream
+from ..data import Dataset, init_bias, init_weights, label_noise_signs, make_data, stream
 from ..io import OutputError, atomic_write, versions
-from ..model import check_weights, gradient, loss
+from ..model import check_weights, gradients, loss
 from .replay import Problem, simulate
 from .tolerances import PERTURBATION
 
 __all__ = ["Fixture", "FixtureError", "make_fixture", "save_fixture", "load_fixture", "FIXTURE_KIND",
-           "FIXTURE_SCHEMA", "parse_checkpoints", "measure_spread", "check_regular_file", "check_out_path"]
+           "FIXTURE_SCHEMA", "READABLE_SCHEMAS", "parse_checkpoints", "measure_spread", "check_regular_file",
+           "check_out_path", "bias_scale"]
 
 FIXTURE_KIND = "lnref.fixture"
-FIXTURE_SCHEMA = 2
+FIXTURE_SCHEMA = 3
+#: schemas this lnref reads: 3 (the conventions of SPEC.md section 7, arrays b0/b/grad_b with bias=True) and 2 (the
+#: papers' network only; the same arrays otherwise)
+READABLE_SCHEMAS = (2, 3)
 
 
 class FixtureError(ConfigError):
@@ -89,6 +104,9 @@ class Fixture:
     eps : ndarray (T + 1, n) or None label-noise GD signs (None for plain GD)
     spread : ndarray (K, 3) or None  measured sensitivity (see the module docstring); None: not measured
     meta : dict                      the JSON metadata (versions, schema, ...)
+    b0 : ndarray (2, m) or None      initial biases (``config.bias`` only; None without biases)
+    b : ndarray (K, 2, m) or None    biases at the checkpoints
+    grad_b : ndarray (K, 2, m) or None  dL/db of the step objective at the checkpoints
     """
 
     config: Config
@@ -103,6 +121,9 @@ class Fixture:
     eps: np.ndarray | None = None
     spread: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    b0: np.ndarray | None = None
+    b: np.ndarray | None = None
+    grad_b: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -133,6 +154,20 @@ class Fixture:
     def eps_at(self, t: int) -> np.ndarray | None:
         return None if self.eps is None else self.eps[t]
 
+    @property
+    def has_bias(self) -> bool:
+        """True when the network has trained biases (``config.bias``; arrays b0, b, grad_b)."""
+        return self.b0 is not None
+
+    def conventions(self, k: int | None = None) -> dict:
+        """Keyword arguments of :func:`lnref.loss` / :func:`lnref.gradients` for this fixture's network (SPEC.md
+        section 7): ``output_scale``, ``patch_reduce`` and, with biases, ``b`` at checkpoint index ``k`` (b0 when
+        ``k`` is None)."""
+        kw = {"output_scale": self.config.output_scale, "patch_reduce": self.config.patch_reduce}
+        if self.has_bias:
+            kw["b"] = self.b0 if k is None else self.b[k]
+        return kw
+
     def index(self, step: int) -> int:
         """Position of checkpoint ``step`` in :attr:`steps`."""
         hits = np.flatnonzero(self.steps == step)
@@ -149,6 +184,8 @@ class Fixture:
             out["spread"] = self.spread
         if self.eps is not None:
             out["eps"] = self.eps
+        if self.b0 is not None:
+            out["b0"], out["b"], out["grad_b"] = self.b0, self.b, self.grad_b
         return out
 
 
@@ -196,6 +233,17 @@ def _validate(fx: Fixture) -> None:
         s(fx, "eps", eps)
     elif fx.eps is not None:
         raise ConfigError("fixture has an 'eps' array but its config says algorithm='gd'")
+    given = [k for k in ("b0", "b", "grad_b") if getattr(fx, k) is not None]
+    if cfg.bias:
+        if len(given) != 3:
+            missing = [k for k in ("b0", "b", "grad_b") if k not in given]
+            raise ConfigError(f"a fixture of a network with biases (config bias=True) needs the arrays b0 (2, m), "
+                              f"b (K, 2, m) and grad_b (K, 2, m); missing: {', '.join(missing)}")
+        s(fx, "b0", _f64("b0", fx.b0, (2, m)))
+        s(fx, "b", _f64("b", fx.b, (K, 2, m)))
+        s(fx, "grad_b", _f64("grad_b", fx.grad_b, (K, 2, m)))
+    elif given:
+        raise ConfigError(f"fixture has the bias array(s) {', '.join(given)} but its config says bias=False")
     if fx.spread is not None:
         sp = _f64("spread", fx.spread, (K, 3))
         if np.any(sp < 0):
@@ -227,7 +275,8 @@ def exercise_w0(W0: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, str | None]
     """W0 with the signal coordinate of the last filter of each class zeroed (when mu lies along one axis).
 
     Every inner product of those filters with a signal patch y_i mu is then exactly 0, so sigma'(0) is exercised
-    (SPEC.md section 2).  Returns (W0, description of the edit or None when mu is not axis-aligned).
+    (SPEC.md section 2).  Returns (W0, description of the edit or None when mu is not axis-aligned).  With biases
+    the caller also zeroes those filters' b0 (:func:`make_fixture`).
     """
     nz = np.flatnonzero(mu)
     if nz.size != 1:
@@ -238,26 +287,48 @@ def exercise_w0(W0: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, str | None]
                 "so its signal inner products are exactly 0 (sigma'(0) is exercised)")
 
 
-def measure_spread(problem: Problem, steps: Sequence[int], reference: np.ndarray) -> np.ndarray:
+def measure_spread(problem: Problem, steps: Sequence[int], reference: np.ndarray,
+                   reference_b: np.ndarray | None = None) -> np.ndarray:
     """Relative distances (K, 3) to ``reference`` (K, 2, m, d) at ``steps``: NumPy float64 replay, rerun from W0
-    perturbed by 4 ulps (relative), float32 replay (see :mod:`lnref.oracle.tolerances`)."""
+    perturbed by 4 ulps (relative), float32 replay (see :mod:`lnref.oracle.tolerances`).
+
+    With biases (``reference_b`` (K, 2, m)) each entry is the larger of the W distance and the b distance
+    (max|db| / the largest |b| over the checkpoints, the scale the comparisons use), so the bounds cover both.
+    """
     steps = [int(t) for t in steps]
     rng = np.random.default_rng(12345)
     W0p = problem.W0 * (1.0 + PERTURBATION * rng.choice([-1.0, 1.0], problem.W0.shape))
     v = problem.base
-    runs = (simulate(problem, steps, v), simulate(problem, steps, v, W0=W0p),
-            simulate(problem, steps, v, dtype=np.float32))
+    runs = (simulate(problem, steps, v, with_bias=True), simulate(problem, steps, v, W0=W0p, with_bias=True),
+            simulate(problem, steps, v, dtype=np.float32, with_bias=True))
+    bscale = bias_scale(reference_b) if reference_b is not None else 1.0
     out = np.empty((len(steps), 3))
+
+    def dist(a, ref, scale):
+        diff = np.abs(a.astype(np.float64) - ref)
+        return float(np.max(diff)) / scale if np.all(np.isfinite(diff)) else np.inf
+
     for k, t in enumerate(steps):
         scale = float(np.max(np.abs(reference[k]))) or 1.0
         for c, run in enumerate(runs):
-            diff = np.abs(run[t].astype(np.float64) - reference[k])
-            out[k, c] = float(np.max(diff)) / scale if np.all(np.isfinite(diff)) else np.inf
+            W, b = run[t]
+            out[k, c] = dist(W, reference[k], scale)
+            if reference_b is not None and b is not None:
+                out[k, c] = max(out[k, c], dist(b, reference_b[k], bscale))
     return np.minimum(out, 1e300)
 
 
+def bias_scale(b: np.ndarray, b0: np.ndarray | None = None) -> float:
+    """The scale biases are compared at: the largest |b| over the checkpoints (and b0), or 1 when all are 0."""
+    s = float(np.max(np.abs(b))) if np.size(b) else 0.0
+    if b0 is not None:
+        s = max(s, float(np.max(np.abs(b0))))
+    return s or 1.0
+
+
 def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *, data: Dataset | None = None,
-                 W0: np.ndarray | None = None, exercise: bool = False, measure: bool = True) -> Fixture:
+                 W0: np.ndarray | None = None, b0: np.ndarray | None = None, exercise: bool = False,
+                 measure: bool = True) -> Fixture:
     """Run GD with the weight engine for ``cfg.steps`` steps and record the checkpoints.
 
     Parameters
@@ -270,9 +341,11 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
         Training data (default ``make_data(cfg)``, without its test set).
     W0 : array (2, m, d), optional
         Initial weights (default ``init_weights(cfg)``).
+    b0 : array (2, m), optional
+        Initial biases (default ``init_bias(cfg)``); only with ``cfg.bias`` (SPEC.md section 7).
     exercise : bool
         Zero the signal coordinate of the last filter of each class in W0 (:func:`exercise_w0`; ``lnref export``
-        does), so sigma'(0) is exercised.
+        does), so sigma'(0) is exercised; with biases those filters' b0 are zeroed too.
     measure : bool
         Measure the trajectory's sensitivity (:func:`measure_spread`) and store it as ``spread``.
 
@@ -287,19 +360,16 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
 
     Notes
     -----
-    GD and label-noise GD of SPEC.md section 3, coefficients of section 4 (the recursions, as in ``lnref.train``).
-    The label-noise signs come from stream 4 of the data contract, so the trajectory equals ``lnref.train(cfg)``
-    (with the same W0).
+    GD and label-noise GD of SPEC.md section 3, coefficients of section 4 (the recursions, as in ``lnref.train``),
+    for the network of the config's conventions (SPEC.md section 7: bias, patch_reduce, output_scale).  The
+    label-noise signs come from stream 4 of the data contract, so the trajectory equals ``lnref.train(cfg)`` (with
+    the same W0 and b0).
     """
     from ..engines import from_config
     from ..training import run_loop
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
-    if not cfg.paper_network:
-        raise ConfigError("lnref export writes fixtures of the papers' network (no bias, output_scale 1/m, patch "
-                          "sum); the conventions bias / output_scale / patch_reduce are not carried by fixtures yet: "
-                          "check such code with lnref.train and lnref.gradients directly (SPEC.md section 7)")
     cfg = cfg.replace(engine="weights", sampling="explicit")
     T = cfg.steps
     if checkpoints is None:
@@ -312,18 +382,30 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
     data.check_for(cfg)
     data = Dataset(data.mu, data.xi, data.y, data.y_obs)
     W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0").copy()
+    if b0 is not None and not cfg.bias:
+        raise ConfigError("b0 was given but the config has bias=False: set bias=True to train biases, or leave b0 "
+                          "out")
+    if cfg.bias:
+        from ..engines.base import check_bias
+        b0 = check_bias(init_bias(cfg) if b0 is None else b0, cfg.m).copy()
     edit = None
     if exercise:
         W0, edit = exercise_w0(W0, data.mu)
+        if edit is not None and b0 is not None:
+            b0[:, -1] = 0.0
+            edit += f'; b0[:, {cfg.m - 1}] = 0, so those signal pre-activations are exactly 0 at step 0'
     eps = None
     lnoise = None
     if cfg.algorithm == "label_noise_gd":
         eps = label_noise_signs(stream(cfg.seed, "label_noise"), (T + 1, cfg.n), cfg.p)
         lnoise = stream(cfg.seed, "label_noise")  # the loop draws the same signs, chunk by chunk
-    engine = from_config(cfg, data, W0)
+    engine = from_config(cfg, data, W0, b0)
     K = ck.size
     Ws = np.empty((K, 2, cfg.m, cfg.d))
     grads = np.empty_like(Ws)
+    bs = np.empty((K, 2, cfg.m)) if cfg.bias else None
+    gbs = np.empty((K, 2, cfg.m)) if cfg.bias else None
+    conv = {"output_scale": cfg.output_scale, "patch_reduce": cfg.patch_reduce}
     gammas = np.empty((K, 2, cfg.m))
     rhos = np.empty((K, 2, cfg.m, cfg.n))
     losses = np.empty(K)
@@ -334,11 +416,14 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
         if k >= K or t != int(ck[k]):
             return  # the step a diverged run stopped at (reported below)
         W = engine.weights().copy()
+        b = engine.bias.copy() if cfg.bias else None
         Ws[k] = W
         gammas[k] = engine.gamma
         rhos[k] = engine.rho
-        losses[k] = loss(W, data, cfg.q)
-        grads[k] = gradient(W, data, cfg.q, None if eps is None else eps[t])
+        losses[k] = loss(W, data, cfg.q, b=b, **conv)
+        grads[k], gb = gradients(W, data, cfg.q, None if eps is None else eps[t], b=b, **conv)
+        if cfg.bias:
+            bs[k], gbs[k] = b, gb
         logged.append(t)
 
     # the training loop of lnref.train (SPEC.md section 3), logging at the checkpoints
@@ -351,8 +436,11 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
             "total_steps": T, "producer": "lnref weight engine", "w0_edit": edit}
     spread = None
     if measure:
-        spread = measure_spread(Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps), ck, Ws)
-    return Fixture(cfg, data, W0, ck, Ws, gammas, rhos, losses, grads, eps, spread, meta)
+        from .replay import Variant
+        base = Variant(output_scale=cfg.output_scale, patch_reduce=cfg.patch_reduce, bias=cfg.bias)
+        P = Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps, b0, base)
+        spread = measure_spread(P, ck, Ws, bs)
+    return Fixture(cfg, data, W0, ck, Ws, gammas, rhos, losses, grads, eps, spread, meta, b0, bs, gbs)
 
 
 # ----------------------------------------------------------------------------------------------------- files
@@ -403,7 +491,7 @@ def save_fixture(fixture: Fixture, path: str | os.PathLike, force: bool = False)
 
 
 _REQUIRED = ("mu", "xi", "y", "y_obs", "W0", "steps", "W", "gamma", "rho", "loss", "grad", "spread")
-_OPTIONAL = ("eps",)
+_OPTIONAL = ("eps", "b0", "b", "grad_b")
 
 
 def check_regular_file(path: str | os.PathLike, what: str) -> Path:
@@ -466,9 +554,9 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
     if meta.get("kind") != FIXTURE_KIND:
         raise FixtureError(f"{path} is not an lnref fixture (metadata kind={meta.get('kind')!r}, expected "
                            f"{FIXTURE_KIND!r}); write one with `lnref export`")
-    if meta.get("fixture_schema") != FIXTURE_SCHEMA:
-        raise FixtureError(f"{path} has fixture_schema={meta.get('fixture_schema')!r}; this lnref reads schema "
-                           f"{FIXTURE_SCHEMA}: export the fixture again with this lnref")
+    if meta.get("fixture_schema") not in READABLE_SCHEMAS:
+        raise FixtureError(f"{path} has fixture_schema={meta.get('fixture_schema')!r}; this lnref reads schemas "
+                           f"{', '.join(map(str, READABLE_SCHEMAS))}: export the fixture again with this lnref")
     if meta.get("meta_sha256") != _meta_sha(meta):
         raise FixtureError(f"{path}: the fixture metadata does not match its SHA-256 (config or hash list edited, "
                            "or the file is damaged); export the fixture again")
@@ -494,7 +582,10 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
     try:
         cfg = Config.from_dict(meta["config"])
         data = Dataset(arrays["mu"], arrays["xi"], arrays["y"], arrays["y_obs"])
+        if meta["fixture_schema"] < 3 and not cfg.paper_network:
+            raise ConfigError("a schema-2 fixture can only hold the papers' network; export it again")
         return Fixture(cfg, data, arrays["W0"], arrays["steps"], arrays["W"], arrays["gamma"], arrays["rho"],
-                       arrays["loss"], arrays["grad"], arrays.get("eps"), arrays["spread"], meta)
+                       arrays["loss"], arrays["grad"], arrays.get("eps"), arrays["spread"], meta,
+                       arrays.get("b0"), arrays.get("b"), arrays.get("grad_b"))
     except (ConfigError, KeyError, TypeError) as exc:
         raise FixtureError(f"{path}: invalid fixture: {exc}") from None

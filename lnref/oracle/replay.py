@@ -49,14 +49,16 @@ class Variant:
     Model: ``output_scale`` (None: the paper's 1/m; 1.0: second layer +-1), ``patch_reduce`` ('sum' or 'mean'
     over the two patches), ``orientation`` (+1: f = F_{+1} - F_{-1}; -1: flipped), ``signal_label`` ('true' or
     'observed' label in the signal patch), ``noise_times_y`` (the noise patch is y_i xi_i), ``bias`` (a trained
-    bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one), ``dsigma_at_zero``,
-    ``dsigma_clamp``.  With ``output_scale``, ``patch_reduce`` and ``bias`` the replay also covers the common
-    conventions (a Conv1d-style model: f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1
-    or 1/2), so a problem can carry them as its ``base`` variant.
+    bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one; ``bias_trained=False``:
+    the bias is used but never updated), ``dsigma_at_zero``, ``dsigma_clamp``.  With ``output_scale``,
+    ``patch_reduce`` and ``bias`` the replay also covers the common conventions (a Conv1d-style model:
+    f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1 or 1/2), so a problem can
+    carry them as its ``base`` variant.
     Loss: ``loss`` ('logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01': log(1 + e^{-t f}) with t in {0, 1};
     'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or 'sum' over samples).
     Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient).
-    Optimiser: ``eta_scale``, ``weight_decay``, ``momentum`` (heavy ball, PyTorch's SGD), ``schedule``
+    Optimiser (applied to W and, as PyTorch's SGD does, to the biases): ``eta_scale``, ``weight_decay``,
+    ``momentum`` (heavy ball, PyTorch's SGD), ``schedule``
     ('constant'; 'exp': eta gamma^t; 'invsqrt': eta / sqrt(1 + t)), ``gamma``, ``sequential_j`` (j = +1 updated
     before the j = -1 gradient is computed).
     Label-noise signs: ``eps_mode`` ('exact': eps[t] at step t; 'ignored'; 'frozen': eps[0] every step;
@@ -70,6 +72,7 @@ class Variant:
     noise_times_y: bool = False
     bias: bool = False
     b0: float = 0.0
+    bias_trained: bool = True
     dsigma_at_zero: float = 0.0
     dsigma_clamp: bool = True
     loss: str = "logistic"
@@ -235,7 +238,8 @@ def step_size(P: Problem, v: Variant, t: int) -> float:
 
 
 def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.float64,
-             W0: np.ndarray | None = None, t0: int = 0) -> dict[int, np.ndarray]:
+             W0: np.ndarray | None = None, t0: int = 0, b0: np.ndarray | None = None,
+             with_bias: bool = False) -> dict[int, np.ndarray] | dict[int, tuple[np.ndarray, np.ndarray | None]]:
     """W(t) at every step in ``steps`` of GD from W0 under ``v`` (SPEC.md section 3 when ``v`` is exact).
 
     Once the weights become non-finite every later requested step holds NaN.  No warnings are raised.
@@ -249,10 +253,14 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
     W0 : array (2, m, d), optional, default ``P.W0``
     t0 : int
         The step W0 is at (its labels and step size are those of step t0); ``steps`` are absolute, >= t0.
+    b0 : array (2, m), optional
+        The biases at step t0 (default ``P.b0``, or ``v.b0`` everywhere); used only when ``v.bias``.
+    with_bias : bool
+        Return (W, b) pairs (b None without biases) instead of W alone.
 
     Returns
     -------
-    dict step -> ndarray (2, m, d) of ``dtype``
+    dict step -> ndarray (2, m, d) of ``dtype`` (or step -> (W, b) with ``with_bias``)
     """
     want = sorted({int(s) for s in steps})
     out: dict[int, np.ndarray] = {}
@@ -262,6 +270,8 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
     W = np.array(P.W0 if W0 is None else W0, dtype=dt)
     if not v.bias:
         b = None
+    elif b0 is not None:
+        b = np.array(b0, dtype=dt).reshape(2, P.m)
     elif P.b0 is not None and v.b0 == 0.0:
         b = np.array(P.b0, dtype=dt).reshape(2, P.m)
     else:
@@ -270,7 +280,7 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
     with np.errstate(all="ignore"):
         for t in range(int(t0), want[-1] + 1):
             if t in want:
-                out[t] = W.copy()
+                out[t] = (W.copy(), None if b is None else b.copy()) if with_bias else W.copy()
             if t == want[-1]:
                 break
             eta = dt(step_size(P, v, t))
@@ -285,6 +295,8 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
                     Gb = np.stack([Gb[0], Gb2[1]])
             if v.weight_decay:
                 G = G + dt(v.weight_decay) * W
+                if Gb is not None:
+                    Gb = Gb + dt(v.weight_decay) * b
             if v.momentum:
                 buf = G if buf is None else dt(v.momentum) * buf + G
                 G = buf
@@ -292,10 +304,11 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
                     bufb = Gb if bufb is None else dt(v.momentum) * bufb + Gb
                     Gb = bufb
             W = W - eta * G
-            if b is not None:
+            if b is not None and v.bias_trained:
                 b = b - eta * Gb
             if not (np.all(np.isfinite(W)) and (b is None or np.all(np.isfinite(b)))):
+                nan = np.full_like(W, np.nan)
                 for s in want:
-                    out.setdefault(s, np.full_like(W, np.nan))
+                    out.setdefault(s, (nan, None if b is None else np.full_like(b, np.nan)) if with_bias else nan)
                 break
     return out

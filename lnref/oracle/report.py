@@ -33,6 +33,7 @@ class CheckpointError:
     loss_rel_err: float = math.nan
     gamma_rel_err: float = math.nan
     rho_rel_err: float = math.nan
+    b_rel_err: float = math.nan
 
 
 @dataclass
@@ -74,12 +75,28 @@ class Report:
             how = f"bound rtol {tol.rtol:g}, atol {tol.atol:g}, on the arrays"
         head = f"lnref {self.kind} check, tier {tol.name!r} ({how}): "
         head += "MATCH" if self.passed else f"MISMATCH (first at step {self.first_failure})"
-        lines = [head, f"  {'step':>6} {'max abs err':>12} {'max rel err':>12} {'bound':>10} "
-                       f"{'loss rel':>10} {'gamma rel':>10} {'rho rel':>10}  ok"]
+        # columns that apply: the loss only in trajectories, b only for networks with biases
+        cols = [("loss rel", "loss_rel_err")] if self.kind == "trajectory" else []
+        cols += [("gamma rel", "gamma_rel_err"), ("rho rel", "rho_rel_err")]
+        with_b = any(not math.isnan(r.b_rel_err) for r in self.rows)
+        if with_b:
+            cols.append(("b rel", "b_rel_err"))
+        lines = [head]
+        if with_b:
+            if self.kind == "trajectory":
+                lines.append("  biases: b is checked at the same bound as W (b rel = max |their b - lnref's b| / the "
+                             "largest |b| of the fixture's checkpoints; SPEC.md section 7)")
+            else:
+                lines.append(f"  biases: the bias part of their {self.kind} is checked at the same bound as W's "
+                             "(b rel = max |theirs - lnref's| / max |lnref's|; SPEC.md section 7)")
+        lines.append(f"  {'step':>6} {'max abs err':>12} {'max rel err':>12} {'bound':>10} "
+                     + " ".join(f"{c:>10}" for c, _ in cols) + "  ok")
+
+        def cell(v: float) -> str:
+            return f"{'-':>10}" if math.isnan(v) else f"{v:>10.2e}"
         for r in self.rows:
             lines.append(f"  {r.step:>6} {r.abs_err:>12.3e} {r.rel_err:>12.3e} {r.tol:>10.1e} "
-                         f"{r.loss_rel_err:>10.2e} {r.gamma_rel_err:>10.2e} {r.rho_rel_err:>10.2e}  "
-                         f"{'yes' if r.ok else 'NO'}")
+                         + " ".join(cell(getattr(r, a)) for _, a in cols) + f"  {'yes' if r.ok else 'NO'}")
         if self.findings:
             lines.append("What differs:")
             lines += [f"  - {f}" for f in self.findings]

@@ -3,8 +3,8 @@
 Each reproduction is a function ``run(ctx: Context) -> list[Check]`` registered with :func:`register` (with its
 default number of seeds); it records the configs it trains (``ctx.ran``), writes CSV + JSON data and PNG figures
 (when matplotlib is installed) into ``ctx.out``; the command then writes ``report.md`` from the returned checks
-(every number computed, never typed in): the config as run, and per prediction its source (paper and SPEC.md
-section), a criterion with its tolerance, the measured mean +- standard error over the seeds, and the verdict with
+(every number computed, never typed in): the config as run, and per prediction its source (the paper and the
+section of the spec), a criterion with its tolerance, the measured mean +- standard error over the seeds, and the verdict with
 the count of seeds in which it held (:mod:`lnref.reproduce.common`).  The folder's ``reproduction.json`` marks it
 as that reproduction's output, so running the same reproduction again replaces it.
 """

@@ -80,7 +80,7 @@ class Check:
     holds : bool or "n/a"
         The verdict; NumPy bools are turned into bool; "n/a" for a row that is a comparison, not a test.
     source : str
-        Paper (theorem / section / figure) and the SPEC.md section, e.g. "Han et al. 2025; SPEC.md section 6".
+        Paper (theorem / section / figure) and the section of the spec, e.g. "Han et al. 2025; SPEC.md section 6".
     criterion : str
         The quantitative criterion, stated so that it could fail.
     tolerance : str
