@@ -2,7 +2,8 @@
 
 The coefficient engine (SPEC.md section 4) needs only inner products among mu, the noise patches xi_i and the
 initial filters w_f(0).  Their joint law is Wishart-type (SPEC.md section 4, last paragraph), so it can be drawn
-directly in memory O((n + m)^2) and time independent of d; d = 10^9 is fine.
+directly in memory O((n + m)^2) and time independent of d; d = 10^9 is fine (init='gaussian'; the uniform
+init='torch' draws W0 explicitly, see below).
 
 Construction (mu = ||mu|| e_1).  Split every vector into its e_1 coordinate and the other d - 1 coordinates.
 The e_1 coordinates are independent scalars: w_f(0)_1 ~ N(0, sigma0^2); xi_i,1 ~ N(0, sigma_p^2) for the
@@ -20,6 +21,22 @@ Q (d-1, r) and coordinates t_a in R^r, r = min(k, d - 1):
 Every inner product is then an r-dimensional dot product plus the e_1 term, e.g.
 <xi_i, xi_k> = sigma_p^2 <t_i, t_k> + xi_i,1 xi_k,1, and <w_f(0), mu> = ||mu|| w_f(0)_1.
 
+``init='torch'`` (PyTorch's default uniform law, SPEC.md section 7).  The Wishart shortcut above needs Gaussian
+w_f(0), so with a uniform initialisation W0 is drawn *explicitly*: W0 = :func:`lnref.init_weights` (stream
+``init``, the same (2m, d) array the explicit path uses for the same seed; memory O(m d)).  Its e_1 column is
+the filters' e_1 coordinates; the other d - 1 columns are put in an orthonormal basis Q_1 of their span
+(Gram-Schmidt: the lower Cholesky factor of their 2m x 2m Gram matrix when d - 1 >= 2m, else LAPACK QR of
+W0[:, 1:]^T; exact up to rounding; s = min(2m, d - 1) columns): the filters' coordinates are that factor (R^T).
+Given W0, the noise parts g_i in R^(d-1) are still N(0, sigma_p^2 I) and independent of W0, so their
+coordinates on Q_1 are i.i.d. N(0, sigma_p^2) (drawn explicitly, an (n, s) block), and their parts in the
+(d - 1 - s)-dimensional complement of span(Q_1) are independent of those with the Gram matrix
+sigma_p^2 Wishart(d - 1 - s, I_n), drawn with the Bartlett decomposition above (or directly when
+n > d - 1 - s).  Coordinates: xi_i -> [sigma_p z_i, sigma_p t_i], w_f(0) -> [R^T_f, 0] (r = s + min(n, d-1-s)
+columns).  Every inner product, hence every GramStats entry, then has exactly the law of explicit sampling
+(make_data + init_weights); the filters (and <w_f(0), w_g(0)>, <w_f(0), mu>) are even the same numbers as
+the explicit path's for the same seed.  The initial biases (``bias=True``) are :func:`lnref.init_bias`
+(stream ``bias``), also the explicit path's numbers, and are carried as ``GramData.bias0``.
+
 A fresh noise vector xi ~ N(0, sigma_p^2 Sigma), independent of the training vectors, has Q^T-coordinates
 sigma_p z with z ~ N(0, I_r) (its component outside the span of Q is orthogonal to every training vector and
 never enters f), plus the e_1 coordinate sigma_p a, a ~ N(0, 1), in the isotropic model.  So a test set drawn
@@ -34,11 +51,16 @@ stream                draws, in this order
 ``data`` (k=0)        ``integers(0, 2, n)``, y = 2b - 1 (the first draw of :func:`lnref.make_data`, so y agrees
                       with explicit sampling for the same seed)
 ``flips`` (k=2)       as :func:`lnref.make_data` (so y_obs agrees too)
-``gram`` (k=5)        ``w1 = standard_normal(2m)`` (w_f(0)_1 = sigma0 w1_f); isotropic only:
+``gram`` (k=5)        init='gaussian': ``w1 = standard_normal(2m)`` (w_f(0)_1 = sigma0 w1_f); isotropic only:
                       ``x1 = standard_normal(n)`` (xi_i,1 = sigma_p x1_i); then, if k <= d - 1,
                       ``chisquare(d - 1 - arange(k))`` (the diagonal of T, squared) and
                       ``standard_normal(k (k - 1) / 2)`` (T below the diagonal, row by row); otherwise
-                      ``standard_normal((k, d - 1))``
+                      ``standard_normal((k, d - 1))``.
+                      init='torch': isotropic only ``x1 = standard_normal(n)``; then
+                      ``standard_normal((n, s))`` (the noise on Q_1), then the Bartlett draws above for the n
+                      noise vectors in dimension d - 1 - s (k -> n) (none when d - 1 - s = 0)
+``init`` (k=1)        init='torch' only: W0 exactly as :func:`lnref.init_weights` draws it
+``bias`` (k=6)        :func:`lnref.init_bias` (GramData.bias0; zeros unless bias=True and init='torch')
 ``test`` (k=3)        iid: ``integers(0, 2, n_test)`` (y), z (n_test, r) row by row from
                       :func:`lnref._normals.standard_normal` (*), isotropic only ``standard_normal(n_test)`` (a);
                       spurious: ``integers(0, n, n_test)`` (the index k_t), then z and a as for iid, scaled by
@@ -63,14 +85,17 @@ import numpy as np
 from . import _kernels_coef as KC
 from . import _normals
 from .config import Config, ConfigError
-from .data import Dataset, LabelMasks, _flip, stream
+from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
-           "coordinates"]
+           "coordinates", "TORCH_MAX_ENTRIES"]
 
 # problems smaller than this (multiply-adds per kernel call, ~1 ms serial) run the serial kernel variant
 # (same bits, no threading start-up cost)
 PARALLEL_WORK = 1_000_000
+
+#: init='torch' draws W0 (2m x d float64) explicitly; more entries than this (2 GiB) are refused
+TORCH_MAX_ENTRIES = 2**28
 
 
 def _kernel(pair, work: float):
@@ -161,6 +186,10 @@ class GramData(LabelMasks):
     e1 : ndarray (n + 2m,)        e_1 coordinates of the same vectors
     d : int
     mu_norm : float
+    bias0 : ndarray (2, m) or None
+        Initial biases b_{j,r}(0) (index 0 holds j = +1), :func:`lnref.init_bias` of the config (the same numbers as
+        the explicit path; zeros when bias=False).  :func:`sample_gram` always sets it; None (hand-built
+        GramData) means zeros.
     """
 
     stats: GramStats
@@ -171,6 +200,7 @@ class GramData(LabelMasks):
     e1: np.ndarray
     d: int
     mu_norm: float
+    bias0: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -364,7 +394,7 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
     Parameters
     ----------
     cfg : Config
-        Uses n, d, m, sigma0, sigma_p, mu_norm, noise, flip rates and model, seed, and the test fields.
+        Uses n, d, m, init, sigma0, sigma_p, mu_norm, noise, flip rates and model, bias, seed, and the test fields.
     draw_test : bool
         False leaves ``test`` None (the virtual test set is then drawn later from its own stream, e.g. by
         :func:`virtual_test_accuracy`; the training statistics are the same either way).
@@ -374,18 +404,32 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
     GramData
         Memory O((n + m)^2 + n_test (n + m)).
 
+    Raises
+    ------
+    ConfigError
+        ``init='torch'`` with 2 m d above :data:`TORCH_MAX_ENTRIES` (W0 is drawn explicitly, see below).
+
     Notes
     -----
-    SPEC.md section 1 (data), section 2 (initialisation) and section 4 (the Wishart-type law, Bartlett
-    decomposition).  Draw order: see the module docstring.  The labels y and y_obs equal those of
-    :func:`lnref.make_data` for the same seed; the vectors are a different (equally distributed) draw.
+    SPEC.md section 1 (data), section 2 (initialisation), section 4 (the Wishart-type law, Bartlett
+    decomposition) and section 7 (init='torch', bias).  Draw order: see the module docstring.  The labels y and
+    y_obs equal those of :func:`lnref.make_data` for the same seed; the noise vectors are a different (equally
+    distributed) draw.  With ``init='gaussian'`` the filters are drawn through their Gram law too (memory and
+    time independent of d); with ``init='torch'`` W0 is drawn explicitly by :func:`lnref.init_weights` (the
+    explicit path's W0 for the same seed, memory O(m d)) and only the noise goes through the Gram law.  The
+    initial biases are :func:`lnref.init_bias` (``bias0``).
     """
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
     y, y_obs, coords, e1 = gram_draws(cfg)
     stats = stats_from_coordinates(coords, e1, cfg.n, cfg.mu_norm)
     test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 and draw_test else None
-    return GramData(stats=stats, y=y, y_obs=y_obs, test=test, coords=coords, e1=e1, d=cfg.d, mu_norm=cfg.mu_norm)
+    return GramData(stats=stats, y=y, y_obs=y_obs, test=test, coords=coords, e1=e1, d=cfg.d, mu_norm=cfg.mu_norm,
+                    bias0=np.ascontiguousarray(init_bias(cfg), dtype=np.float64))
+
+
+# the engines' input check (lnref.engines.base) accepts init='torch' with sampling='gram' when this is set
+sample_gram.supports_torch_init = True  # type: ignore[attr-defined]
 
 
 def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -395,6 +439,9 @@ def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
     y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
     rng = stream(cfg.seed, "gram")
+    if cfg.init == "torch":
+        coords, e1 = _torch_draws(cfg, rng)
+        return y, np.ascontiguousarray(y_obs, dtype=np.float64), coords, e1
     F = 2 * m
     k = n + F
     e1 = np.empty(k)
@@ -404,6 +451,42 @@ def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     coords[:n] *= cfg.sigma_p
     coords[n:] *= cfg.sigma0
     return y, np.ascontiguousarray(y_obs, dtype=np.float64), coords, e1
+
+
+def _torch_draws(cfg: Config, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """coords and e1 for init='torch' (module docstring): W0 explicit from stream 'init', the noise on the basis
+    of W0's e_1-orthogonal span explicitly and in its complement through the Bartlett decomposition."""
+    n, m, d = cfg.n, cfg.m, cfg.d
+    F = 2 * m
+    if F * d > TORCH_MAX_ENTRIES:
+        raise ConfigError(f"init='torch' with sampling='gram' draws W0 explicitly (uniform weights have no Wishart "
+                          f"law): 2 m d = {F * d} entries is over the limit of {TORCH_MAX_ENTRIES} "
+                          f"({TORCH_MAX_ENTRIES * 8 // 2**30} GiB); use a smaller d or m, or init='gaussian'")
+    W = init_weights(cfg).reshape(F, d)
+    e1 = np.empty(n + F)
+    e1[n:] = W[:, 0]
+    e1[:n] = cfg.sigma_p * rng.standard_normal(n) if cfg.noise == "isotropic" else 0.0
+    s = min(F, d - 1)
+    wcoords = np.zeros((F, 0))
+    if s == F:
+        # Gram-Schmidt coordinates: the lower Cholesky factor L of W'W'^T (W' = W[:, 1:]) is W' in the orthonormal
+        # basis Q_1 = W'^T L^-T (the transposed R of a QR of W'^T); 2m x 2m work (LAPACK's QR of the (d-1, 2m)
+        # matrix costs ~70 ms instead of ~0.05 ms when OpenBLAS threads compete on a loaded machine)
+        try:
+            wcoords = np.linalg.cholesky(W[:, 1:] @ W[:, 1:].T)
+        except np.linalg.LinAlgError:  # numerically rank-deficient: fall back to the QR
+            wcoords = np.zeros((F, 0))
+    if wcoords.shape[1] != s and s > 0:
+        wcoords = np.linalg.qr(W[:, 1:].T, mode="r").T  # (F, s): W[:, 1:] = (Q_1 R)^T
+    on_span = rng.standard_normal((n, s))
+    rest = _bartlett(rng, n, d - 1 - s) if d - 1 - s > 0 else np.zeros((n, 0))
+    r2 = rest.shape[1]
+    coords = np.zeros((n + F, s + r2))
+    coords[:n, :s] = on_span
+    coords[:n, s:] = rest
+    coords[:n] *= cfg.sigma_p
+    coords[n:, :s] = wcoords
+    return np.ascontiguousarray(coords), e1
 
 
 def coordinates(data: Dataset, W0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import pytest
 import lnref
 from lnref.engines import from_config
 from lnref.gram import coordinates, sample_gram, virtual_test
+from lnref.training import num_threads
 
 Z = 5.0  # standard errors allowed for a single statistical comparison
 
@@ -195,3 +196,114 @@ def test_fast_normals_have_the_standard_normal_law():
     within(x ** 4, 3.0, "fourth moment")
     within((x > 2.5).astype(float), 0.006209665325776132, "upper tail P(X > 2.5)")
     within((x < -3.7).astype(float), 1.0779973347738824e-4, "lower tail P(X < -3.7)")
+
+
+# ---------------------------------------------------------------------------------------------- init='torch'
+# Uniform W0 has no Wishart law: sample_gram draws W0 explicitly (lnref.init_weights, stream 'init') and only the
+# noise through its Gram law.  d = 9 > 2m + 1 (a Bartlett complement of dimension d - 1 - 2m = 4 >= n);
+# d = 5: complement 0 (d - 1 = 2m, the noise lives entirely on W0's span); d = 7: complement 2 < n (direct draw);
+# d = 4: d - 1 < 2m (W0's rows span all of e_1's complement: the QR branch instead of the Cholesky one).
+@pytest.mark.parametrize("d", [9, 5, 7, 4])
+@pytest.mark.parametrize("noise", ["orthogonal", "isotropic"])
+def test_torch_init_gram_moments_match_explicit_sampling(d, noise):
+    N = 1500
+    base = lnref.Config(n=3, d=d, m=2, sigma_p=0.7, mu_norm=2.0, noise=noise, n_test=0, init="torch",
+                        engine="coefficients")
+    g = [sample_gram(base.replace(sampling="gram", seed=s)).stats for s in range(N)]
+    e = []
+    with num_threads(1):  # make_data's projection kernel is parallel: thread start-up would dominate at d = 9
+        for s in range(N):
+            cfg = base.replace(seed=s)
+            data, W0 = lnref.make_data(cfg), lnref.init_weights(cfg).reshape(4, d)
+            e.append((data.xi @ data.xi.T, W0 @ data.xi.T, W0 @ data.mu, data.xi @ data.mu))
+    G, P0, b0, c = (np.array([st.G for st in g]), np.array([st.P0 for st in g]), np.array([st.b0 for st in g]),
+                    np.array([st.c for st in g]))
+    Ge, P0e, b0e, ce = (np.array([x[k] for x in e]) for k in range(4))
+    a2 = 1.0 / (3.0 * d)  # variance of one uniform(+-1/sqrt(d)) entry
+    dd = d - 1 if noise == "orthogonal" else d
+    # ||xi_i||^2 and <xi_i, xi_k>: first and second moments
+    same_mean(G[:, 0, 0], Ge[:, 0, 0], "E ||xi||^2")
+    within(G[:, 0, 0], 0.49 * dd, "E ||xi||^2 exact")
+    same_mean((G[:, 1, 1] - 0.49 * dd) ** 2, (Ge[:, 1, 1] - 0.49 * dd) ** 2, "Var ||xi||^2")
+    same_mean(G[:, 0, 1] ** 2, Ge[:, 0, 1] ** 2, "E <xi, xi'>^2")
+    # <w_f(0), xi_i>: second and fourth moments (the fourth sees the uniform law's kurtosis) and a mixed moment
+    same_mean(P0[:, 1, 2] ** 2, P0e[:, 1, 2] ** 2, "E <w, xi>^2")
+    within(P0[:, 1, 2] ** 2, 0.49 * a2 * dd, "E <w, xi>^2 exact")
+    same_mean(P0[:, 3, 0] ** 4, P0e[:, 3, 0] ** 4, "E <w, xi>^4")
+    same_mean(P0[:, 0, 0] * P0[:, 0, 1] * G[:, 0, 1], P0e[:, 0, 0] * P0e[:, 0, 1] * Ge[:, 0, 1],
+              "E <w, xi1><w, xi2><xi1, xi2>")
+    # <w_f(0), mu>: the filters are the explicit path's own numbers
+    np.testing.assert_array_equal(b0, b0e)
+    if noise == "isotropic":
+        same_mean(P0[:, 2, 1] * b0[:, 2] * c[:, 1], P0e[:, 2, 1] * b0e[:, 2] * ce[:, 1], "E <w, xi><w, mu><xi, mu>")
+    else:
+        assert np.all(c == 0.0)
+
+
+def test_torch_init_filters_and_biases_are_the_explicit_ones():
+    cfg = lnref.Config(n=4, d=40, m=3, init="torch", bias=True, n_test=5, engine="coefficients", sampling="gram",
+                       seed=11)
+    g = sample_gram(cfg)
+    W0 = lnref.init_weights(cfg).reshape(6, 40)
+    np.testing.assert_allclose(g.stats.W0W0, W0 @ W0.T, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(g.stats.b0, cfg.mu_norm * W0[:, 0])
+    np.testing.assert_array_equal(g.bias0, lnref.init_bias(cfg))
+    assert np.all(np.abs(g.bias0) <= 1 / math.sqrt(40)) and np.any(g.bias0 != 0.0)
+    np.testing.assert_array_equal(sample_gram(cfg.replace(bias=False)).bias0, np.zeros((2, 3)))
+    # the Gaussian path's biases are zeros too, and its draws did not change (test_same_seed... checks the bits)
+    np.testing.assert_array_equal(sample_gram(cfg.replace(init="gaussian")).bias0, np.zeros((2, 3)))
+
+
+def test_torch_init_refuses_what_it_cannot_draw():
+    cfg = lnref.Config(n=4, d=10**9, m=3, init="torch", n_test=0, engine="coefficients", sampling="gram")
+    with pytest.raises(lnref.ConfigError, match="draws W0 explicitly"):
+        sample_gram(cfg)
+
+
+@pytest.mark.parametrize("noise,flipped", [("isotropic", True), ("orthogonal", False)])
+def test_torch_init_virtual_test_set_matches_explicit_test_set(noise, flipped):
+    # Gram-sample a torch-initialised run, embed its coordinates isometrically into R^d (x_a = [e1_a, coords_a, 0]),
+    # train on that explicit copy, then score the trained state on an explicit test set (make_test: fresh noise in
+    # all d coordinates) and on the virtual test set of the Gram coordinates: same accuracy within MC error.
+    T = 20000
+    cfg = lnref.Config(n=10, d=40, m=3, sigma_p=0.5, mu_norm=1.2, eta=1.0, tau=0.1, steps=10, n_test=0,
+                       noise=noise, test_flipped_labels=flipped, init="torch", engine="coefficients", seed=6)
+    g = sample_gram(cfg.replace(sampling="gram"))
+    n, F, r = cfg.n, 2 * cfg.m, g.coords.shape[1]
+    assert r <= cfg.d - 1
+    V = np.zeros((n + F, cfg.d))
+    V[:, 0], V[:, 1:1 + r] = g.e1, g.coords
+    mu = np.zeros(cfg.d)
+    mu[0] = cfg.mu_norm
+    data = lnref.Dataset(mu, V[:n], g.y, g.y_obs)
+    W0 = V[n:].reshape(2, cfg.m, cfg.d)
+    eng = from_config(cfg, data, W0)
+    np.testing.assert_allclose(eng.stats.G, g.stats.G, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(eng.stats.P0, g.stats.P0, rtol=1e-12, atol=1e-12)
+    assert eng.advance(cfg.steps, None) == cfg.steps
+    explicit = lnref.make_test(cfg, data, n_test=T)
+    virtual = virtual_test(cfg, g.coords, g.e1, g.stats, g.y, rng=np.random.default_rng(5), n_test=T)
+    acc_e, acc_v = eng.test_accuracy(explicit), eng.test_accuracy(virtual)
+    assert 0.55 < acc_e < 0.98, acc_e  # informative regime
+    p = 0.5 * (acc_e + acc_v)
+    assert abs(acc_e - acc_v) <= Z * math.sqrt(p * (1 - p) * 2 / T), (acc_e, acc_v)
+    same_mean(eng.test_outputs(explicit).copy() * explicit.y, eng.test_outputs(virtual).copy() * virtual.y,
+              "mean y f")
+
+
+def test_torch_init_with_bias_trained_runs_match_explicit_sampling():
+    # Kou et al.'s conventions (uniform init with biases, mean over patches, filters summed): the final loss, test
+    # accuracy and biases of Gram-sampled runs have the law of explicitly sampled ones (40 seeds each).
+    base = lnref.Config(n=12, d=60, m=4, q=1.0, eta=0.1, init="torch", bias=True, patch_reduce="mean",
+                        output_scale=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.1, noise="isotropic", steps=40,
+                        log_every=0, n_test=200, test_flipped_labels=True, engine="coefficients")
+    out = {"gram": [], "explicit": []}
+    for sampling in out:
+        for s in range(40):
+            r = lnref.train(base.replace(sampling=sampling, seed=s), threads=1)
+            h = r.history
+            out[sampling].append([h["loss"][-1], h["test_acc"][-1], float(np.mean(r.b)), float(np.std(r.b))])
+    g, e = np.array(out["gram"]), np.array(out["explicit"])
+    assert np.mean(e[:, 1]) > 0.6  # the runs learn the signal
+    for k, name in enumerate(["loss", "test_acc", "mean bias", "sd of biases"]):
+        same_mean(g[:, k], e[:, k], name)

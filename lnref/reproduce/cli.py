@@ -1,4 +1,4 @@
-"""``lnref reproduce [NAME] [--out DIR] [--seeds K] [--quick] [--force] [--threads N] [--list]``.
+"""``lnref reproduce [NAME] [--out DIR] [--seeds K] [--quick] [--force] [--threads N] [--published PATH] [--list]``.
 
 Runs one registered reproduction (:mod:`lnref.reproduce`) into ``--out`` (default ``runs/NAME``) and writes
 report.md, summary.json and the marker reproduction.json there.  Running the same reproduction again into the same
@@ -16,6 +16,9 @@ from pathlib import Path
 from ..config import ConfigError
 
 __all__ = ["register"]
+
+# reproductions that accept --published PATH (a downloaded copy of the authors' published results)
+_TAKES_PUBLISHED = ("kou2023-heatmap",)
 
 
 def _positive_int(text: str) -> int:
@@ -45,12 +48,16 @@ def _cmd(args: argparse.Namespace) -> int:
     if name not in reps:
         raise ConfigError(f"reproduction {name!r} does not exist; choose one of {', '.join(reps)} "
                           "(lnref reproduce --list)")
+    if args.published is not None and name not in _TAKES_PUBLISHED:
+        raise ConfigError(f"--published is not allowed with {name}: only {', '.join(_TAKES_PUBLISHED)} compares "
+                          "with a published table")
     if args.threads is not None:
         with num_threads(args.threads):  # validates the thread count before any work
             pass
     out = prepare_reproduction_dir(args.out if args.out is not None else Path("runs") / name, name, args.force)
     ctx = Context(out=out, seeds=args.seeds, quick=args.quick, threads=args.threads,
                   log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    ctx.published = args.published  # read by the reproductions in _TAKES_PUBLISHED (getattr, default None)
     t0 = time.perf_counter()
     checks = run_reproduction(name, ctx)
     wall = time.perf_counter() - t0
@@ -83,5 +90,8 @@ def register(subparsers) -> None:
                    help="use a non-empty --out that is not this reproduction's own earlier output, overwriting "
                         "its files of the same names")
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    p.add_argument("--published", type=Path, default=None, metavar="PATH",
+                   help="kou2023-heatmap: the authors' published table (data_test100.csv of "
+                        "github.com/uclaml/Benign_ReLU_CNN, not shipped with lnref) to compare with cell by cell")
     p.add_argument("--list", action="store_true", help="list the reproductions and exit")
     p.set_defaults(func=_cmd)

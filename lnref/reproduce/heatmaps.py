@@ -1,53 +1,97 @@
 """Phase diagrams (SPEC.md section 6): Kou et al. 2023, Cao et al. 2022, Huang et al. 2025, as sweeps.
 
 Every reproduction runs :func:`lnref.sweep` over a two-field grid (Huang: per algorithm), writes the tidy and
-aggregated CSVs, draws the mean test error as a heatmap with the theory's boundary on top, and returns checks
-computed from the data.  The runs use ``engine='coefficients', sampling='gram'`` (exact GD in span coordinates,
-cost independent of d).  ``ctx.quick`` runs a coarse grid.
+aggregated CSVs, draws the mean test error as a heatmap with the boundary on top, and returns checks computed from
+the data: each has a numeric criterion with a stated tolerance and the measured value with its standard error over
+the replicates.  The runs use ``engine='coefficients', sampling='gram'`` (exact GD in span coordinates, cost
+independent of d).  ``ctx.quick`` runs a coarse grid.
+
+Sources.  Kou et al. 2023 follows the authors' own heatmap script, uclaml/Benign_ReLU_CNN (commit 20ca259),
+``syntheticrelu.py``: every convention with its line is in :data:`KOU_CONVENTIONS` and in the report; their
+published test-error table (``Source file/data_test100.csv`` in that repository) is compared cell by cell when
+``--published PATH`` points at a downloaded copy (it is not shipped with lnref).  Cao et al. 2022 (arXiv
+2202.06526): no public code was found (searched GitHub for the title, the arXiv id and the authors' group
+uclaml; Papers with Code lists no implementation), so lnref takes the paper's reading (SPEC.md sections 1-3, 6):
+its network, N(0, sigma0^2) initialisation, orthogonal noise, no label noise.  Huang et al. 2025 ("How does
+label noise gradient descent improve generalization in the low SNR regime?", arXiv 2510.17526): no public code was
+found either (searched for the title and the arXiv id; the paper puts its code in the supplementary material
+only), so lnref's reading of the paper (SPEC.md section 6; see :mod:`lnref.reproduce.huang2025`).
+:data:`lnref.reproduce.common.AUTHORS_CODE` records the searches.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..io import write_json, write_text
-from .common import Check as _Check, Context, have_matplotlib, register, save_figure
+from .common import AUTHORS_CODE, Check, Context, have_matplotlib, register, save_figure
 
 __all__ = ["kou_base", "huang_base", "cao_base", "kou_grid", "huang_grid", "cao_grid", "switch_points",
-           "fit_boundary_constant"]
-
-def Check(claim: str, measured: str, holds: Any) -> _Check:
-    """A :class:`lnref.reproduce.common.Check` with ``holds`` as a plain bool (NumPy bools are not JSON)."""
-    return _Check(claim, measured, bool(holds))
-
+           "fit_boundary_constant", "boundary_slope", "load_published", "published_on_grid", "compare_tables",
+           "KOU_SOURCE", "KOU_CONVENTIONS", "KOU_PUBLISHED_MU", "KOU_PUBLISHED_D"]
 
 _FAST = dict(engine="coefficients", sampling="gram", log_every=0, log_points=0)
 
 
 # ----------------------------------------------------------------------------------------------- settings
-def kou_base(**changes: Any) -> Config:
-    """Kou et al. 2023's phase-diagram run in lnref's normalisation (SPEC.md section 6).
+KOU_SOURCE = "uclaml/Benign_ReLU_CNN (commit 20ca259), syntheticrelu.py"
 
-    Their network sums the filters without 1/m and averages the two patches: f_theirs(W) = f(c W), c = m/2 = 5
-    for the ReLU.  Their step 0.1 is eta = 0.1 c^2 = 2.5 here; their initial scale (taken as 0.01) is
-    sigma0 = 0.01 c = 0.05 here.  Test labels are flipped with the training rate (Bayes error 0.1); flips are
-    'exact' as in their code; the noise is orthogonal to mu.
+#: (what their heatmap script does, how lnref's config says it, lines of syntheticrelu.py)
+KOU_CONVENTIONS: tuple[tuple[str, str, str], ...] = (
+    ("network: Conv1d(1, 2m, kernel = stride = d) over the two patches, ReLU, mean over the patches, each class "
+     "output the sum of its m filters (no 1/m)", "patch_reduce='mean', output_scale=1", "13-25, 288"),
+    ("initialisation: PyTorch's default Conv1d law, uniform on +-1/sqrt(fan_in), fan_in = d, with a trainable bias "
+     "(Conv1d's default bias=True); their initialize_weights (N(0, 0.01^2)) is never applied in the heatmap loop",
+     "init='torch', bias=True", "16, 27-29, 288-291"),
+    ("noise: isotropic N(0, sigma_p^2 I_d), Noiselevel = 1 (the line that zeroes the signal coordinate is "
+     "commented out)", "noise='isotropic', sigma_p=1", "243, 270-272"),
+    ("signal patch bmu y e_1 with bmu = 0.1 s, s = 0..99; the two patches in random order (irrelevant under the "
+     "mean over patches)", "mu_norm = 0.0..9.9", "252, 263-276"),
+    ("labels: y uniform on +-1; every label, training and test, flipped independently with probability 0.1",
+     "tau=0.1, flips='independent', test_flipped_labels=True", "39, 268, 277"),
+    ("loss: CrossEntropyLoss over the two class outputs (the logistic loss of their difference), mean over the "
+     "samples", "lnref's logistic loss", "24, 289"),
+    ("optimiser: full-batch SGD, lr 0.1, no momentum, no weight decay, 100 epochs", "eta=0.1, steps=100",
+     "88-96, 235, 290-291"),
+    ("sizes: DATA_NUM n = 20, TEST_DATA_NUM = 1000, out_channel m = 10 per class, PATCH_LEN d = 100 + 10 t, "
+     "t = 0..99", "n=20, n_test=1000, m=10, d = 100..1090", "236-237, 258, 288"),
+    ("test error: 1 - accuracy of the argmax of the two outputs against the (flipped) test labels, mean of 10 "
+     "repetitions per cell", "test_error, 10 replicates", "152-162, 259, 293, 299"),
+    ("precision: float32 (.float() data, default float32 parameters)", "not followed: lnref runs in float64 "
+     "(rounding far below the Monte Carlo noise)", "284-285"),
+    ("published table: np.savetxt of Data_test[t][s], rows d, columns ||mu||", "load_published transposes it",
+     "299, 338"),
+)
+
+KOU_PUBLISHED_MU = tuple(round(0.1 * s, 1) for s in range(100))  # syntheticrelu.py line 252
+KOU_PUBLISHED_D = tuple(100 + 10 * t for t in range(100))          # syntheticrelu.py line 258
+
+
+def kou_base(**changes: Any) -> Config:
+    """Kou et al. 2023's heatmap run with the authors' own conventions (:data:`KOU_CONVENTIONS`, from
+    ``syntheticrelu.py`` of uclaml/Benign_ReLU_CNN).
+
+    Their network is lnref's with ``patch_reduce='mean'`` and ``output_scale=1`` (SPEC.md section 7), so their
+    step 0.1 is eta = 0.1 here (no rescaling); PyTorch's default initialisation with biases is ``init='torch',
+    bias=True`` (sigma0 is unused).  Test labels are flipped with the training rate (Bayes error 0.1).
     """
-    base = dict(n=20, m=10, q=1.0, eta=2.5, sigma0=0.05, sigma_p=1.0, tau=0.1, flips="exact", steps=100,
-                n_test=1000, test_flipped_labels=True, noise="orthogonal", d=100, mu_norm=1.0, **_FAST)
+    base = dict(n=20, m=10, q=1.0, eta=0.1, init="torch", bias=True, patch_reduce="mean", output_scale=1.0,
+                sigma_p=1.0, tau=0.1, flips="independent", noise="isotropic", steps=100, n_test=1000,
+                test_flipped_labels=True, d=100, mu_norm=1.0, **_FAST)
     base.update(changes)
     return Config(**base)
 
 
 def kou_grid(quick: bool) -> dict[str, list]:
-    """||mu|| 0..9.9 step 0.1 x d 100..1090 step 10: 100 x 100 cells, as in their experiment (at ||mu|| = 0 the
-    noise stays orthogonal to e_1, see Config.noise)."""
+    """||mu|| 0..9.9 step 0.1 x d 100..1090 step 10: 100 x 100 cells, as in their script (lines 251-258); quick: a
+    10 x 6 subset of the same cells (||mu|| step 0.5 up to 4, where the boundary is, then 9.9)."""
     if quick:
-        return {"mu_norm": [round(0.5 + k, 1) for k in range(10)], "d": [100, 300, 500, 700, 900, 1090]}
-    return {"mu_norm": [round(0.1 * k, 1) for k in range(100)], "d": list(range(100, 1091, 10))}
+        return {"mu_norm": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 9.9], "d": [100, 300, 500, 700, 900, 1090]}
+    return {"mu_norm": list(KOU_PUBLISHED_MU), "d": list(KOU_PUBLISHED_D)}
 
 
 def huang_base(**changes: Any) -> Config:
@@ -70,7 +114,8 @@ def huang_grid(quick: bool) -> dict[str, list]:
 
 def cao_base(**changes: Any) -> Config:
     """Cao et al. 2022's setting with q = 3 (no label noise): d = 1000, m = 10, sigma_p = 1, sigma0 = 0.01,
-    eta = 0.05 (eta = 1 or sigma0 = 0.05 diverge: the ReLU^3 increments of rho scale like eta ||xi||^2 z^2/(nm))."""
+    eta = 0.05 (eta = 1 or sigma0 = 0.05 diverge: the ReLU^3 increments of rho scale like eta ||xi||^2 z^2/(nm)).
+    No public code of theirs was found (module docstring): the paper's conventions."""
     base = dict(n=40, d=1000, m=10, q=3.0, eta=0.05, sigma0=0.01, sigma_p=1.0, tau=0.0, steps=300, n_test=1000,
                 mu_norm=2.0, **_FAST)
     base.update(changes)
@@ -116,6 +161,40 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
 
+def boundary_slope(x: np.ndarray, y: np.ndarray, err: np.ndarray, level: float) -> tuple[np.ndarray, float]:
+    """The boundary of an error table ``err`` (len(x), len(y)): the switch points x*(y) (first x with error <=
+    ``level``, :func:`switch_points`) and the least-squares slope of log x* against log y (points with a
+    positive, finite x*).  The same fit for lnref's table and a published one."""
+    star = switch_points(np.asarray(x, float), np.asarray(err, float), level)
+    return star, _slope(np.asarray(y, float), star)
+
+
+def _jackknife_se(stat, values: np.ndarray) -> float:
+    """Jackknife standard error over the replicates (last axis of ``values``) of ``stat(mean over replicates)``."""
+    k = values.shape[-1]
+    if k < 2:
+        return math.nan
+    loo = np.array([stat(np.delete(values, i, axis=-1).mean(axis=-1)) for i in range(k)])
+    loo = loo[np.isfinite(loo)]
+    if loo.size < 2:
+        return math.nan
+    return float(math.sqrt((k - 1) / k * np.sum((loo - loo.mean()) ** 2)))
+
+
+def _mean_se(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """Mean over the cells in ``mask`` (all cells if None) of ``values`` (cells..., replicates), and its standard
+    error over the replicates (std(ddof=1)/sqrt(k) of the per-replicate means; NaN for k < 2)."""
+    per_rep = values[mask] if mask is not None else values.reshape(-1, values.shape[-1])
+    per_rep = per_rep.reshape(-1, values.shape[-1]).mean(axis=0)
+    k = per_rep.size
+    se = float(per_rep.std(ddof=1) / math.sqrt(k)) if k > 1 else math.nan
+    return float(per_rep.mean()), se
+
+
+def _pm(mean: float, se: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f}" + ("" if not math.isfinite(se) else f" +- {se:.{digits}f}")
+
+
 def _executor(ctx: Context, runs: int):
     from ..sweeps import SerialExecutor, process_executor
     # a process pool pays a numba compile per worker: only worth it for many runs
@@ -127,6 +206,9 @@ def _run_sweep(ctx: Context, prefix: str, base: Config, grid: dict, replicates: 
     runs = replicates * int(np.prod([len(v) for v in grid.values()]))
     ctx.log(f"{prefix}: {runs} runs ({' x '.join(f'{len(v)} {k}' for k, v in grid.items())} x {replicates} "
             f"replicates)")
+    import itertools
+    for values in itertools.product(*grid.values()):  # the config of every cell (replicates vary the seed only)
+        ctx.ran(base.replace(**dict(zip(grid, values))))
     ex = _executor(ctx, runs)
     try:
         res = sweep(base, grid, replicates=replicates, executor=ex, progress=True)
@@ -141,9 +223,10 @@ def _run_sweep(ctx: Context, prefix: str, base: Config, grid: dict, replicates: 
     return res
 
 
-def _figure(ctx: Context, name: str, panels: list[tuple[str, Any, np.ndarray, Callable | None, str]],
-            xlabel: str, ylabel: str, xlog: bool = False, ylog: bool = False) -> None:
-    """panels: (title, (xs, ys), z of shape (len(xs), len(ys)), boundary y(x) or None, boundary label)."""
+def _figure(ctx: Context, name: str, panels: list[dict], xlabel: str, ylabel: str, xlog: bool = False,
+            ylog: bool = False) -> None:
+    """One heatmap per panel.  A panel: ``title``, ``xs``, ``ys``, ``z`` (len(xs), len(ys)); optional ``lines``
+    [(x, y, matplotlib format, label)], ``cmap``, ``vmin``, ``vmax``, ``cbar``."""
     if not have_matplotlib():
         return
     import matplotlib
@@ -151,19 +234,21 @@ def _figure(ctx: Context, name: str, panels: list[tuple[str, Any, np.ndarray, Ca
     import matplotlib.pyplot as plt
     from ..sweeps.results import cell_edges as _edges
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
-    for ax, (title, (xs, ys), z, boundary, blabel) in zip(axes[0], panels):
-        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    for ax, panel in zip(axes[0], panels):
+        xs, ys = np.asarray(panel["xs"], float), np.asarray(panel["ys"], float)
         ex = np.exp(_edges(np.log(xs))) if xlog else _edges(xs)
         ey = np.exp(_edges(np.log(ys))) if ylog else _edges(ys)
-        im = ax.pcolormesh(ex, ey, z.T, shading="flat", cmap="viridis", vmin=0.0, vmax=0.6)
-        fig.colorbar(im, ax=ax, label="test error (mean over replicates)")
-        if boundary is not None:
-            xx = np.geomspace(ex[0], ex[-1], 400) if xlog else np.linspace(ex[0], ex[-1], 400)
-            yy = boundary(xx)
-            ok = np.isfinite(yy) & (yy >= ey[0]) & (yy <= ey[-1])
-            ax.plot(xx[ok], yy[ok], "r--", lw=2, label=blabel)
+        im = ax.pcolormesh(ex, ey, np.asarray(panel["z"]).T, shading="flat", cmap=panel.get("cmap", "viridis"),
+                           vmin=panel.get("vmin", 0.0), vmax=panel.get("vmax", 0.6))
+        fig.colorbar(im, ax=ax, label=panel.get("cbar", "test error (mean over replicates)"))
+        lines = panel.get("lines", [])
+        for lx, ly, fmt, label in lines:
+            lx, ly = np.asarray(lx, float), np.asarray(ly, float)
+            ok = np.isfinite(lx) & np.isfinite(ly) & (ly >= ey[0]) & (ly <= ey[-1]) & (lx >= ex[0]) & (lx <= ex[-1])
+            ax.plot(lx[ok], ly[ok], fmt, lw=2, ms=3, label=label)
+        if lines:
             ax.legend(loc="lower right", fontsize=8)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(ex[0], ex[-1]), ylim=(ey[0], ey[-1]))
+        ax.set(title=panel["title"], xlabel=xlabel, ylabel=ylabel, xlim=(ex[0], ex[-1]), ylim=(ey[0], ey[-1]))
         if xlog:
             ax.set_xscale("log")
         if ylog:
@@ -171,105 +256,280 @@ def _figure(ctx: Context, name: str, panels: list[tuple[str, Any, np.ndarray, Ca
     save_figure(fig, ctx, name)
 
 
+def _power_line(x: np.ndarray, y: np.ndarray, star: np.ndarray, slope: float) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted boundary x* = A y^slope as (x, y) points for drawing (A: least squares in log space)."""
+    ok = np.isfinite(star) & (star > 0)
+    if not math.isfinite(slope) or ok.sum() < 2:
+        return np.empty(0), np.empty(0)
+    logA = float(np.mean(np.log(star[ok]) - slope * np.log(y[ok])))
+    yy = np.linspace(float(y[0]), float(y[-1]), 200)
+    return np.exp(logA) * yy ** slope, yy
+
+
+# ----------------------------------------------------------------------------------------------- published
+def load_published(path: str | Path) -> np.ndarray:
+    """Kou et al.'s published test-error table (``Source file/data_test100.csv`` of uclaml/Benign_ReLU_CNN, written
+    by ``np.savetxt(Data_test)`` in syntheticrelu.py line 338), as an array (||mu||, d) of shape (100, 100) on
+    :data:`KOU_PUBLISHED_MU` x :data:`KOU_PUBLISHED_D` (the file's rows are d, its columns ||mu||: line 299).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not a whitespace-separated 100 x 100 table of numbers in [0, 1].
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--published {path}: no such file (download 'Source file/data_test100.csv' of "
+                          "github.com/uclaml/Benign_ReLU_CNN)")
+    try:
+        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise ConfigError(f"--published {path} is not a whitespace-separated table of numbers: {exc}") from None
+    if table.shape != (100, 100):
+        raise ConfigError(f"--published {path} has shape {table.shape}; Kou et al.'s data_test100.csv is a "
+                          "100 x 100 table (rows d = 100..1090, columns ||mu|| = 0..9.9)")
+    if not np.all(np.isfinite(table)) or table.min() < 0.0 or table.max() > 1.0:
+        raise ConfigError(f"--published {path} has entries outside [0, 1]; it must hold test errors")
+    return np.ascontiguousarray(table.T)
+
+
+def published_on_grid(published: np.ndarray, mus, ds) -> np.ndarray:
+    """The cells of the published table (:func:`load_published`) at lnref's grid values (len(mus), len(ds)).
+
+    Raises
+    ------
+    ConfigError   a grid value is not one of the published grid's
+    """
+    def index(values, axis_values, what):
+        out = []
+        for v in values:
+            hits = [i for i, a in enumerate(axis_values) if abs(float(v) - a) <= 1e-9 * max(1.0, abs(a))]
+            if not hits:
+                raise ConfigError(f"{what}={v} is not on the published grid ({axis_values[0]}..{axis_values[-1]})")
+            out.append(hits[0])
+        return np.array(out)
+    return published[np.ix_(index(mus, KOU_PUBLISHED_MU, "mu_norm"), index(ds, KOU_PUBLISHED_D, "d"))]
+
+
+def compare_tables(published: np.ndarray, ours: np.ndarray) -> dict[str, float]:
+    """mean and max |ours - published| and the Pearson correlation over the cells."""
+    diff = ours - published
+    a, b = published.ravel(), ours.ravel()
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else math.nan
+    return {"mean_abs_diff": float(np.mean(np.abs(diff))), "max_abs_diff": float(np.max(np.abs(diff))),
+            "correlation": corr, "mean_diff": float(np.mean(diff))}
+
+
+def _published_arg(ctx: Context) -> np.ndarray | None:
+    path = getattr(ctx, "published", None)
+    return None if path is None else load_published(path)
+
+
 # ----------------------------------------------------------------------------------------------- Kou
-@register("kou2023-heatmap", "Kou et al. 2023: benign vs harmful overfitting of a ReLU CNN (||mu|| x d)")
-def kou_heatmap(ctx: Context) -> list[_Check]:
-    """Kou et al. 2023's phase diagram (SPEC.md section 6) with eta = 2.5 and sigma0 = 0.05 in lnref's
-    normalisation (their eta = 0.1, initial scale 0.01 with the filters summed and the patches averaged).
-    Boundary: n ||mu||^4 = C sigma_p^4 d with C fitted to the measured 0.3-error switch points."""
+@register("kou2023-heatmap", "Kou et al. 2023: benign vs harmful overfitting of a ReLU CNN (||mu|| x d)",
+          default_seeds=10, quick_seeds=10)
+def kou_heatmap(ctx: Context) -> list[Check]:
+    """Kou et al. 2023's phase diagram (SPEC.md section 6) run with the authors' own conventions, read from their
+    heatmap script (uclaml/Benign_ReLU_CNN, syntheticrelu.py): PyTorch's default Conv1d initialisation with biases
+    (uniform +-1/sqrt(d)), isotropic noise, independent label flips (tau = 0.1, test labels too), the mean over the
+    two patches and the sum over the filters, eta = 0.1, 100 steps, n = 20, m = 10, 10 replicates per cell.
+    Boundary: the first ||mu|| with test error <= (0.5 + tau)/2 = 0.3 at each d; the theory (n ||mu||^4 = C
+    sigma_p^4 d) gives a log-log slope of 1/4.  With ``--published PATH`` (their data_test100.csv) the report
+    and the figure compare lnref's table with theirs cell by cell (on the full grid, 2026-11: mean abs difference
+    0.016, but the published transition band lies 0.02-0.035 above both lnref and an independent PyTorch re-run
+    of the script, so the two boundary slopes differ: README, Reproductions)."""
+    published = _published_arg(ctx)  # validated before any work
     base = kou_base(seed=2023)
     grid = kou_grid(ctx.quick)
-    reps = max(ctx.seeds, 2) if ctx.quick else max(ctx.seeds, 10)
+    reps = int(ctx.seeds)  # replicates per cell (their script: 10, line 259)
     res = _run_sweep(ctx, "kou2023_heatmap", base, grid, reps)
-    err = res.mean("test_error")  # (mu, d)
-    mus, ds = np.array(grid["mu_norm"]), np.array(grid["d"], dtype=float)
-    flip = base.tau_plus
-    level = (0.5 + flip) / 2
-    mu_star = switch_points(mus, err, level)  # per d
+    vals = res.values("test_error")  # (mu, d, reps)
+    err = vals.mean(axis=-1)
+    mus, ds = np.array(grid["mu_norm"], dtype=float), np.array(grid["d"], dtype=float)
+    tau = base.tau_plus
+    level = (0.5 + tau) / 2
+    mu_star, slope = boundary_slope(mus, ds, err, level)
+    slope_se = _jackknife_se(lambda e: boundary_slope(mus, ds, e, level)[1], vals)
     C = fit_boundary_constant(base.n * mu_star ** 4 / (base.sigma_p ** 4 * ds))
-    slope = _slope(ds, mu_star)
-    write_json(ctx.path("kou2023_boundary.json"), {"d": ds, "mu_switch": mu_star, "level": level, "C": C,
-                                                   "slope_log_mu_vs_log_d": slope})
-    _figure(ctx, "kou2023_heatmap.png",
-            [(f"Kou 2023 (n={base.n}, eta={base.eta} lnref = 0.1 theirs, {reps} reps)", (mus, ds), err,
-              lambda x: base.n * x ** 4 / (C * base.sigma_p ** 4), f"n ||mu||^4 = {C:.3g} sigma_p^4 d (fitted)")],
-            "||mu||", "d")
-    benign = err[-1, 0]
-    harmful = err[0, -1]
+    boundary = {"d": ds, "mu_switch": mu_star, "level": level, "C": C, "slope_log_mu_vs_log_d": slope,
+                "slope_se_jackknife": slope_se, "conventions": [list(c) for c in KOU_CONVENTIONS],
+                "source": KOU_SOURCE}
+    lx, ly = _power_line(mus, ds, mu_star, slope)
+    panel_ours = {"title": f"lnref, authors' conventions ({reps} reps)", "xs": mus, "ys": ds, "z": err,
+                  "lines": [(mu_star, ds, "r.", f"error = {level:.2f}"),
+                            (lx, ly, "r--", f"fit: slope {slope:.3f}")]}
+    src = "Kou et al. 2023 (arXiv 2303.04145), benign/harmful overfitting theorems; SPEC.md section 6"
+    pub_src = f"{KOU_SOURCE}, Source file/data_test100.csv (--published)"
+    b_mean, b_se = _mean_se(vals[-1:, :1])
+    h_mean, h_se = _mean_se(vals[:1, -1:])
     checks = [
-        Check(f"Kou 2023: benign corner (||mu||={mus[-1]}, d={int(ds[0])}) has test error near the flip rate "
-              f"{flip} (within 0.05)", f"{benign:.3f}", abs(benign - flip) <= 0.05),
-        Check(f"Kou 2023: harmful corner (||mu||={mus[0]}, d={int(ds[-1])}) has test error >= p + 0.1 = "
-              f"{flip + 0.1:.1f}", f"{harmful:.3f}", harmful >= flip + 0.1),
-        Check(f"Kou 2023: the boundary (first ||mu|| with error <= {level:.2f}) moves right as d grows "
-              "(slope of log ||mu||* vs log d > 0; theory 1/4)",
-              f"||mu||* = {mu_star[0]:.2f} at d={int(ds[0])}, {mu_star[-1]:.2f} at d={int(ds[-1])}; "
-              f"slope {slope:.3f}; fitted C = {C:.3g}", bool(slope > 0) and mu_star[-1] > mu_star[0]),
+        Check(f"Kou 2023: benign overfitting in the corner ‖mu‖={mus[-1]:g}, d={int(ds[0])}: test error at the "
+              "flip rate (Bayes error)", f"{_pm(b_mean, b_se)} (SE over {reps} replicates)",
+              abs(b_mean - tau) <= 0.03, source=src, criterion=f"abs(error - tau) <= 0.03, tau = {tau:g}",
+              tolerance="0.03"),
+        Check(f"Kou 2023: harmful overfitting in the corner ‖mu‖={mus[0]:g}, d={int(ds[-1])}",
+              f"{_pm(h_mean, h_se)} (SE over {reps} replicates)", h_mean >= tau + 0.1, source=src,
+              criterion=f"error >= tau + 0.1 = {tau + 0.1:.1f}", tolerance="none (the theorem's bound)"),
+        Check(f"Kou 2023: the boundary (first ‖mu‖ with error <= {level:.2f} at each d) follows n ‖mu‖^4 ~ "
+              "sigma_p^4 d", f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); ‖mu‖* = "
+              f"{mu_star[0]:.2f} at d={int(ds[0])}, {mu_star[-1]:.2f} at d={int(ds[-1])}; fitted C = {C:.3g}",
+              math.isfinite(slope) and abs(slope - 0.25) <= 0.05, source=src,
+              criterion="log-log slope of ‖mu‖* against d within 0.05 of 1/4", tolerance="0.05"),
     ]
+    panels = [panel_ours]
+    if published is not None:
+        pub = published_on_grid(published, mus, ds)
+        cmp = compare_tables(pub, err)
+        pub_star, pub_slope = boundary_slope(mus, ds, pub, level)
+        # the mean |difference| two independent tables of `reps` replicates would show if lnref's law were theirs:
+        # per cell the difference has SD sqrt(2) * SE (SE = lnref's standard error of the cell mean), and
+        # E|N(0, s^2)| = s sqrt(2/pi)
+        floor = float(np.nanmean(np.sqrt(2.0) * res.sem("test_error") * math.sqrt(2.0 / math.pi)))
+        cmp.update({"published_slope": pub_slope, "lnref_slope": slope, "lnref_slope_se": slope_se,
+                    "expected_mean_abs_diff_same_law": floor, "cells": int(pub.size)})
+        boundary.update({"published_mu_switch": pub_star, "published_slope": pub_slope, "comparison": cmp})
+        rows = ["mu_norm,d,published,lnref,lnref_sem,difference"]
+        sem = res.sem("test_error")
+        for i, mu in enumerate(mus):
+            for j, d in enumerate(ds):
+                rows.append(f"{mu:g},{int(d)},{pub[i, j]:.6g},{err[i, j]:.6g},{sem[i, j]:.6g},"
+                            f"{err[i, j] - pub[i, j]:.6g}")
+        write_text(ctx.path("kou2023_vs_published.csv"), "\n".join(rows) + "\n")
+        px, py = _power_line(mus, ds, pub_star, pub_slope)
+        panels = [{"title": "published (Kou et al., data_test100.csv)", "xs": mus, "ys": ds, "z": pub,
+                   "lines": [(pub_star, ds, "w.", f"error = {level:.2f}"), (px, py, "w--",
+                                                                             f"fit: slope {pub_slope:.3f}")]},
+                  panel_ours,
+                  {"title": f"lnref - published (mean |diff| {cmp['mean_abs_diff']:.3f}, corr "
+                            f"{cmp['correlation']:.3f})", "xs": mus, "ys": ds, "z": err - pub, "cmap": "RdBu_r",
+                   "vmin": -0.2, "vmax": 0.2, "cbar": "difference of test errors",
+                   "lines": [(pub_star, ds, "k--", "published boundary"), (mu_star, ds, "m:", "lnref boundary")]}]
+        checks += [
+            Check("Kou 2023: lnref's table is within the authors' run-to-run noise of their published table",
+                  f"mean {cmp['mean_abs_diff']:.4f} (two independent {reps}-replicate tables of the same law: "
+                  f"{floor:.4f}); max {cmp['max_abs_diff']:.3f}; correlation {cmp['correlation']:.4f}; mean "
+                  f"signed difference {cmp['mean_diff']:+.4f}; {cmp['cells']} cells",
+                  cmp["mean_abs_diff"] <= 0.02, source=pub_src,
+                  criterion="mean over the cells of abs(lnref - published) <= 0.02", tolerance="0.02"),
+            Check("Kou 2023: lnref's boundary has the published table's slope (same fit on both tables)",
+                  f"lnref {_pm(slope, slope_se)}, published {pub_slope:.3f}, difference "
+                  f"{slope - pub_slope:+.3f}",
+                  math.isfinite(slope) and math.isfinite(pub_slope) and abs(slope - pub_slope) <= 0.04,
+                  source=pub_src, criterion="abs(slope_lnref - slope_published) <= 0.04", tolerance="0.04"),
+        ]
+    write_json(ctx.path("kou2023_boundary.json"), boundary)
+    _figure(ctx, "kou2023_heatmap.png", panels, "||mu||", "d")
+    write_text(ctx.path("kou2023_conventions.md"), _conventions_md())
+    ctx.notes.append(_conventions_md().strip())
+    ctx.notes.append("Rows are judged on the mean over the replicates (standard errors over the replicates; the "
+                     "boundary slope's by the jackknife), not seed by seed.  Replicates use derived seeds "
+                     "(lnref.sweeps.cell_seed).  Without --published the two comparison rows are absent.")
     return checks
+
+
+def _conventions_md() -> str:
+    lines = [f"**Kou et al. 2023: the conventions of their heatmap script ({KOU_SOURCE})**", "",
+             "| their code | lnref | syntheticrelu.py lines |", "| --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in KOU_CONVENTIONS]
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------- Huang
-@register("huang2025-heatmap", "Huang et al. 2025: plain GD vs label-noise GD over SNR x n (squared ReLU)")
-def huang_heatmap(ctx: Context) -> list[_Check]:
+@register("huang2025-heatmap", "Huang et al. 2025: plain GD vs label-noise GD over SNR x n (squared ReLU)",
+          default_seeds=3, quick_seeds=2)
+def huang_heatmap(ctx: Context) -> list[Check]:
     """Huang et al. 2025's heatmap (SPEC.md section 6): SNR 0.03..0.10 x n 100..700, 1000 steps, eta = 1.0,
-    squared ReLU, plain GD against label-noise GD (p = 0.1).  Boundary drawn: n SNR^2 = C with C = 1
-    (stated, not fitted)."""
+    squared ReLU, plain GD against label-noise GD (p = 0.1), clean labels (tau = 0, so the Bayes error is 0).
+    Boundary drawn: n SNR^2 = C with C = 1 (stated, not fitted).  lnref's reading of the paper (no public code
+    was found: module docstring)."""
     base = huang_base(seed=2025, **({"steps": 300} if ctx.quick else {}))
     grid = huang_grid(ctx.quick)
-    reps = max(ctx.seeds, 1) if ctx.quick else max(ctx.seeds, 3)
+    reps = int(ctx.seeds)
     res = _run_sweep(ctx, "huang2025_heatmap", base, grid, reps)
-    err = res.mean("test_error")  # (alg, mu, n)
+    vals = res.values("test_error")  # (alg, mu, n, reps)
+    err = vals.mean(axis=-1)
     snr = np.array(grid["mu_norm"]) / (base.sigma_p * math.sqrt(base.d))
     ns = np.array(grid["n"], dtype=float)
     C = 1.0
-    panels = [(f"Huang 2025: {alg} ({base.steps} steps)", (snr, ns), err[a], lambda x: C / x ** 2,
-               f"n SNR^2 = {C:g}") for a, alg in enumerate(grid["algorithm"])]
+    xx = np.linspace(snr[0], snr[-1], 200)
+    panels = [{"title": f"Huang 2025: {alg} ({base.steps} steps, {reps} reps)", "xs": snr, "ys": ns, "z": err[a],
+               "lines": [(xx, C / xx ** 2, "r--", f"n SNR^2 = {C:g}")]} for a, alg in enumerate(grid["algorithm"])]
     _figure(ctx, "huang2025_heatmap.png", panels, "SNR", "n")
+    tau = base.tau_plus
+    gd, lngd = vals[0], vals[1]
     nsnr2 = ns[None, :] * snr[:, None] ** 2
-    gd, lngd = err[0], err[1]
-    low = nsnr2 <= np.median(nsnr2)
-    gain = float(np.mean(gd - lngd))
-    checks = [
-        Check("Huang 2025: label-noise GD has lower test error than plain GD on average over the grid",
-              f"mean(GD - LN-GD) = {gain:+.3f}", gain > 0),
-        Check("Huang 2025: plain GD's test error is higher at small n SNR^2 (lower half) than at large",
-              f"{gd[low].mean():.3f} vs {gd[~low].mean():.3f}", gd[low].mean() > gd[~low].mean()),
-        Check("Huang 2025: where plain GD is harmful (error >= 0.2), label-noise GD does better in most cells",
-              f"{int(np.sum((gd >= 0.2) & (lngd < gd)))} of {int(np.sum(gd >= 0.2))} cells",
-              bool(np.sum(gd >= 0.2)) and np.sum((gd >= 0.2) & (lngd < gd)) * 2 > np.sum(gd >= 0.2)),
+    lo = np.unravel_index(np.argmin(nsnr2), nsnr2.shape)
+    hi = np.unravel_index(np.argmax(nsnr2), nsnr2.shape)
+    h_mean, h_se = _mean_se(gd[lo][None])
+    b_mean, b_se = _mean_se(gd[hi][None])
+    gain_mean, gain_se = _mean_se(gd - lngd)
+    harmful = err[0] >= 0.2
+    hg_mean, hg_se = _mean_se((gd - lngd), harmful) if harmful.any() else (math.nan, math.nan)
+    src = "Huang et al. 2025 (arXiv 2510.17526), Theorems 3.2-3.3 and the SNR x n heatmap; SPEC.md section 6"
+    ctx.notes.append(f"Authors' code: {AUTHORS_CODE['huang2025']}  Rows are judged on the mean over the "
+                     "replicates (standard errors over the replicates).")
+    return [
+        Check(f"Huang 2025: plain GD overfits harmfully at the smallest n SNR^2 ({nsnr2[lo]:.2g}: SNR "
+              f"{snr[lo[0]]:.3g}, n {int(ns[lo[1]])})", f"{_pm(h_mean, h_se)} (SE over {reps} replicates)",
+              h_mean >= tau + 0.1, source=src, criterion=f"plain GD's error >= tau + 0.1 = {tau + 0.1:.1f}",
+              tolerance="none"),
+        Check(f"Huang 2025: plain GD is benign at the largest n SNR^2 ({nsnr2[hi]:.2g}: SNR {snr[hi[0]]:.3g}, n "
+              f"{int(ns[hi[1]])})", f"{_pm(b_mean, b_se)}", abs(b_mean - tau) <= 0.03, source=src,
+              criterion=f"abs(plain GD's error - tau) <= 0.03, tau = {tau:g}", tolerance="0.03"),
+        Check("Huang 2025: label-noise GD lowers the test error over the grid",
+              f"{_pm(gain_mean, gain_se)} (SE over replicates)", gain_mean >= 0.05, source=src,
+              criterion="mean over the cells of (GD error - LN-GD error) >= 0.05", tolerance="0.05"),
+        Check("Huang 2025: where plain GD overfits harmfully (mean error >= 0.2), label-noise GD does better",
+              f"{_pm(hg_mean, hg_se)} over {int(harmful.sum())} cells", bool(harmful.any()) and hg_mean >= 0.1,
+              source=src, criterion="mean over those cells of (GD error - LN-GD error) >= 0.1", tolerance="0.1"),
     ]
-    return checks
 
 
 # ----------------------------------------------------------------------------------------------- Cao
-@register("cao2022-heatmap", "Cao et al. 2022: benign vs harmful overfitting with ReLU^3 (SNR x n)")
-def cao_heatmap(ctx: Context) -> list[_Check]:
+@register("cao2022-heatmap", "Cao et al. 2022: benign vs harmful overfitting with ReLU^3 (SNR x n)",
+          default_seeds=5, quick_seeds=2)
+def cao_heatmap(ctx: Context) -> list[Check]:
     """Cao et al. 2022 (q = 3, no label noise): test error over SNR x n on both sides of n SNR^q = Theta(1).
-    Boundary: n SNR^3 = C with C fitted to the 0.25-error switch points."""
+    Boundary: the first SNR with test error <= 0.25 at each n; the theory (n SNR^3 = C) gives a log-log slope of
+    -1/3.  No public code of the authors was found (module docstring): the paper's conventions."""
     base = cao_base(seed=2022)
     grid = cao_grid(ctx.quick)
-    reps = max(ctx.seeds, 2) if ctx.quick else max(ctx.seeds, 5)
+    reps = int(ctx.seeds)
     res = _run_sweep(ctx, "cao2022_heatmap", base, grid, reps)
-    err = res.mean("test_error")  # (mu, n)
+    vals = res.values("test_error")  # (mu, n, reps)
+    err = vals.mean(axis=-1)
     snr = np.array(grid["mu_norm"]) / (base.sigma_p * math.sqrt(base.d))
     ns = np.array(grid["n"], dtype=float)
     level = 0.25
-    snr_star = switch_points(snr, err, level)
+    snr_star, slope = boundary_slope(snr, ns, err, level)
+    slope_se = _jackknife_se(lambda e: boundary_slope(snr, ns, e, level)[1], vals)
     C = fit_boundary_constant(ns * snr_star ** base.q)
-    write_json(ctx.path("cao2022_boundary.json"), {"n": ns, "snr_switch": snr_star, "level": level, "C": C})
+    write_json(ctx.path("cao2022_boundary.json"), {"n": ns, "snr_switch": snr_star, "level": level, "C": C,
+                                                   "slope_log_snr_vs_log_n": slope, "slope_se_jackknife": slope_se})
+    xx = np.geomspace(snr[0], snr[-1], 200)
     _figure(ctx, "cao2022_heatmap.png",
-            [(f"Cao 2022 (q={base.q:g}, d={base.d}, {reps} reps)", (snr, ns), err,
-              lambda x: C / x ** base.q, f"n SNR^3 = {C:.3g} (fitted)")], "SNR", "n", xlog=True, ylog=True)
+            [{"title": f"Cao 2022 (q={base.q:g}, d={base.d}, {reps} reps)", "xs": snr, "ys": ns, "z": err,
+              "lines": [(snr_star, ns, "r.", f"error = {level}"),
+                        (xx, C / xx ** base.q, "r--", f"n SNR^3 = {C:.3g} (fitted)")]}],
+            "SNR", "n", xlog=True, ylog=True)
+    tau = base.tau_plus
     nsnr = ns[None, :] * snr[:, None] ** base.q
     big, small = nsnr >= 10 * max(C, 1e-12), nsnr <= 0.1 * max(C, 1e-12)
-    e_big = float(err[big].mean()) if big.any() else math.nan
-    e_small = float(err[small].mean()) if small.any() else math.nan
+    e_big, se_big = _mean_se(vals, big) if big.any() else (math.nan, math.nan)
+    e_small, se_small = _mean_se(vals, small) if small.any() else (math.nan, math.nan)
+    src = "Cao et al. 2022 (arXiv 2202.06526), benign/harmful overfitting theorems; SPEC.md section 6"
+    ctx.notes.append(f"Authors' code: {AUTHORS_CODE['cao2022']}  Rows are judged on the mean over the replicates "
+                     "(standard errors over the replicates; the slope's by the jackknife).")
     return [
-        Check("Cao 2022: benign where n SNR^3 >= 10 C (test error <= 0.1)", f"{e_big:.3f} over {int(big.sum())} "
-              "cells", bool(big.any()) and e_big <= 0.1),
-        Check("Cao 2022: harmful where n SNR^3 <= C / 10 (test error >= 0.3)", f"{e_small:.3f} over "
-              f"{int(small.sum())} cells", bool(small.any()) and e_small >= 0.3),
-        Check("Cao 2022: the switch SNR falls as n grows (slope of log SNR* vs log n < 0; theory -1/3)",
-              f"slope {_slope(ns, snr_star):.3f}; C = {C:.3g}", _slope(ns, snr_star) < 0),
+        Check("Cao 2022: benign overfitting where n SNR^3 >= 10 C",
+              f"{_pm(e_big, se_big)} over {int(big.sum())} cells (SE over {reps} replicates)",
+              bool(big.any()) and abs(e_big - tau) <= 0.03, source=src,
+              criterion=f"abs(mean error - tau) <= 0.03, tau = {tau:g}", tolerance="0.03"),
+        Check("Cao 2022: harmful overfitting where n SNR^3 <= C / 10",
+              f"{_pm(e_small, se_small)} over {int(small.sum())} cells", bool(small.any()) and e_small >= tau + 0.1,
+              source=src, criterion=f"mean error >= tau + 0.1 = {tau + 0.1:.1f}", tolerance="none"),
+        Check("Cao 2022: the switch SNR (first SNR with error <= 0.25) scales as n^(-1/3)",
+              f"slope {_pm(slope, slope_se)} (jackknife SE over replicates); C = {C:.3g}",
+              math.isfinite(slope) and abs(slope + 1.0 / 3.0) <= 0.1, source=src,
+              criterion="log-log slope of SNR* against n within 0.1 of -1/3", tolerance="0.1"),
     ]
