@@ -22,7 +22,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._equations import CACHE, filter_update, kernel, logistic_dloss, logistic_loss, outputs_range
+from ._equations import CACHE, both, filter_update, kernel, logistic_dloss, logistic_loss, outputs_range
 
 __all__ = ["CACHE", "inner_products", "forward", "losses", "gradient", "advance", "project_out", "row_sq_norms",
            "transpose", "FILTER_BLOCK", "SAMPLE_BLOCK"]
@@ -36,8 +36,7 @@ FILTER_BLOCK = 4
 SAMPLE_BLOCK = 64
 
 
-@njit(parallel=True)
-def project_out(G, u):
+def _project_out(G, u):
     """G[r] <- G[r] - <G[r], u> u for every row (u a unit vector); exact when u = e_1."""
     rows, d = G.shape
     for r in prange(rows):
@@ -46,6 +45,11 @@ def project_out(G, u):
             c += G[r, k] * u[k]
         for k in range(d):
             G[r, k] = G[r, k] - c * u[k]
+
+
+# the serial variant for small arrays (a parallel region costs more than it saves there, most of all on a busy
+# machine); the same bits
+project_out, project_out_serial = both(_project_out)
 
 
 @njit(inline="always")

@@ -216,7 +216,7 @@ def signal_direction(mu: np.ndarray) -> np.ndarray:
 def _noise(rng: np.random.Generator, rows: int, d: int, scale: float, mu: np.ndarray, noise: str) -> np.ndarray:
     g = rng.standard_normal((rows, d))
     if noise == "orthogonal":
-        K.project_out(g, signal_direction(mu))
+        (K.project_out if g.size >= 1_000_000 else K.project_out_serial)(g, signal_direction(mu))
     g *= scale
     return g
 
