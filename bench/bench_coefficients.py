@@ -64,8 +64,9 @@ def main(argv=None) -> int:
         return 0
 
     import numba
+
     import lnref
-    from lnref.engines.coefficients import CoefficientEngine, prepare
+    from lnref.engines import from_config
     from lnref.gram import sample_gram
     from lnref.training import num_threads
 
@@ -89,9 +90,10 @@ def main(argv=None) -> int:
           f"{'coef st/s':>10} {'thr=1':>5} {'ratio':>7} | {'Gram setup s':>12}")
     for n, d, m in [(200, 2000, 20), (200, 20000, 20)]:
         cfg = lnref.Config(n=n, d=d, m=m, steps=args.steps, log_every=0, n_test=0, engine="coefficients", seed=1)
-        data, W0 = prepare(cfg)
+        first = from_config(cfg)
+        data, W0 = first.data, first.W0
         W_np = numpy_gd(W0, data.mu, data.xi, data.y, data.y_obs, cfg.q, cfg.eta, args.steps)
-        eng = CoefficientEngine(cfg, data, W0)
+        eng = from_config(cfg, data, W0)
         assert eng.advance(args.steps, None) == args.steps
         W_c = eng.weights()
         scale = float(np.max(np.abs(W_c)))
@@ -101,8 +103,8 @@ def main(argv=None) -> int:
         res = {}
         for thr in (all_threads, 1):
             with num_threads(thr):
-                t_setup, _ = best_of(lambda: CoefficientEngine(cfg, data, W0), 1)
-                engs = [CoefficientEngine(cfg, data, W0) for _ in range(args.repeats)]
+                t_setup, _ = best_of(lambda: from_config(cfg, data, W0), 1)
+                engs = [from_config(cfg, data, W0) for _ in range(args.repeats)]
                 it = iter(engs)
                 t_adv, _ = best_of(lambda: next(it).advance(args.steps, None), args.repeats)
                 res[thr] = (t_adv, t_setup)
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
         cfg = lnref.Config(n=200, d=d, m=20, steps=args.steps, log_every=0, n_test=0, engine="coefficients",
                            sampling="gram", seed=1)
         t_sample, data = best_of(lambda: sample_gram(cfg), 1)
-        engs = [CoefficientEngine(cfg, data) for _ in range(args.repeats)]
+        engs = [from_config(cfg, data) for _ in range(args.repeats)]
         it = iter(engs)
         t_adv, _ = best_of(lambda: next(it).advance(args.steps, None), args.repeats)
         per = t_adv / args.steps
@@ -140,11 +142,11 @@ def main(argv=None) -> int:
     data = sample_gram(cfg)
     for thr in (all_threads, 1):
         with num_threads(thr):
-            eng = CoefficientEngine(cfg, data)
+            eng = from_config(cfg, data)
             eng.advance(5, None)
             reps = 20
             t_fwd, _ = best_of(lambda: [eng.forward() for _ in range(reps)], args.repeats)
-            eng2 = CoefficientEngine(cfg, data)
+            eng2 = from_config(cfg, data)
             t_adv, _ = best_of(lambda: eng2.advance(reps, None), args.repeats)
             print(f"  threads={thr}: whole step {t_adv / reps * 1e3:.3f} ms; inner products + outputs "
                   f"(forward) {t_fwd / reps * 1e3:.3f} ms = {t_fwd / t_adv:.0%} of a step; the rest (l', gamma/rho "
@@ -161,8 +163,8 @@ def main(argv=None) -> int:
     with num_threads(1):
         t_sample, data = best_of(lambda: [sample_gram(c) for c in cfgs], R)
         data = data[0]
-        t_init, _ = best_of(lambda: [CoefficientEngine(cfg, data) for _ in range(reps)], R)
-        engs = [CoefficientEngine(cfg, data) for _ in range(reps)]
+        t_init, _ = best_of(lambda: [from_config(cfg, data) for _ in range(reps)], R)
+        engs = [from_config(cfg, data) for _ in range(reps)]
         t_adv, _ = best_of(lambda: [e.advance(100, None) for e in engs], R)
         t_test, _ = best_of(lambda: [e.test_accuracy(data.test) for e in engs], R)
         t_fwd, _ = best_of(lambda: [e.forward() for e in engs], R)

@@ -129,6 +129,7 @@ def numpy_table(args) -> None:
     """NumPy/BLAS baseline against lnref with all threads and one thread (module docstring)."""
     t0 = time.perf_counter()
     import numba
+
     import lnref
     t_import = time.perf_counter() - t0
     all_threads = numba.config.NUMBA_NUM_THREADS
@@ -186,6 +187,7 @@ def loadavg() -> str:
 def child_threads(args) -> int:
     """In a fresh process: steps/s with threads=None, 1 and all for each size, alternating, min over repeats."""
     import numba
+
     import lnref
     try:
         from lnref import _threads

@@ -13,9 +13,9 @@ NumPy, PyTorch float64 and PyTorch float32 (float32 tier) implementations pass e
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
-import tempfile
 
 import numpy as np
 

@@ -8,14 +8,14 @@ See SPEC.md (the mathematics) and the README.  Public API::
 """
 __version__ = "0.1.0"  # the one version source: setup.cfg reads it (version = attr: lnref.__version__)
 
+from ._spec import spec_path
 from .config import Config, ConfigError
 from .data import Dataset, TestSet, init_bias, init_weights, make_data, make_test
 from .decomposition import decompose, reconstruct
 from .model import forward, gd_step, gradient, gradients, loss
-from ._spec import spec_path
-from .training import DivergedError, Result, train
 from .sweeps import SweepResult, sweep  # the function; the package is lnref.sweeps
+from .training import DivergedError, Result, train
 
-__all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "init_bias", "forward",
-           "loss", "gradient", "gradients", "gd_step", "spec_path", "train", "Result", "DivergedError", "decompose", "reconstruct",
-           "sweep", "SweepResult", "__version__"]
+__all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "init_bias",
+           "forward", "loss", "gradient", "gradients", "gd_step", "spec_path", "train", "Result", "DivergedError",
+           "decompose", "reconstruct", "sweep", "SweepResult", "__version__"]

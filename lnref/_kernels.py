@@ -232,7 +232,6 @@ def gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho
     time.  Inactive ReLU units cost nothing, and a running-sum load and store is paid once per four terms.
     """
     F = G.shape[0]
-    n = X.shape[0]
     lpy, rate, gscale, bscale = _step_scalings(lpm, y, xi_sq, eta, mu_sq, div)
     for f in prange(F):
         _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho, gamma_new,

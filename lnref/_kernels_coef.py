@@ -6,7 +6,8 @@ filter's GD step (:func:`~lnref._equations.filter_update`) and the inner product
 the kernels here only arrange them into loops over filters, samples and steps.
 
 Same rules as :mod:`lnref._kernels` (DESIGN.md "Numerics"): preallocated outputs, no random numbers, no module
-globals (block sizes are constants frozen at compile time), no fastmath, ``error_model="numpy"``, q passed as float64; ``prange`` only over independent outputs
+globals (block sizes are constants frozen at compile time), no fastmath, ``error_model="numpy"``, q passed as
+float64; ``prange`` only over independent outputs
 (filters or samples), every reported sum a serial loop in index order, so results are bit-identical for any
 thread count and with ``NUMBA_DISABLE_JIT=1``.  No BLAS.
 
@@ -33,8 +34,18 @@ import math
 import numpy as np
 from numba import prange
 
-from ._equations import (both, chain_rows, coefficient_inner, coefficient_signal, filter_update, gather_nonzero,
-                         inline, kernel, logistic_dloss, outputs_range)
+from ._equations import (
+    both,
+    chain_rows,
+    coefficient_inner,
+    coefficient_signal,
+    filter_update,
+    gather_nonzero,
+    inline,
+    kernel,
+    logistic_dloss,
+    outputs_range,
+)
 
 # Filters whose inner products are computed together (cache blocking; not a numerical choice).
 FILTER_BLOCK = 4

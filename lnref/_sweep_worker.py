@@ -6,8 +6,9 @@ function by reference.  Nothing here draws random numbers: every run's seed come
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["METRICS", "init_worker", "run_batch", "final_run", "FinalRun"]
 

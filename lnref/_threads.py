@@ -120,6 +120,7 @@ def step_work(cfg) -> tuple[float, float]:
 def resolve(threads, work: float | None = None, regions: float = 1.0) -> int:
     """``threads`` checked (an integer from 1 to NUMBA_NUM_THREADS), or :func:`default_threads` when None."""
     import numpy as np
+
     from .config import ConfigError
     if threads is None:
         try:

@@ -11,8 +11,8 @@ import importlib
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ._suggest import did_you_mean, suggest
 from .cliargs import ArgumentParser, Progress, add_config_arguments, compile_notice, config_from_args, read_toml
@@ -112,7 +112,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except MemoryError:
         where = folder.abort(keep_checkpoint=True)
         raise ConfigError(f"out of memory during the run ({where}); make it smaller: fewer logged steps "
-                          "(--log-every 0 --log-points 50), or --engine coefficients --sampling gram for large d")
+                          "(--log-every 0 --log-points 50), or --engine coefficients --sampling gram for large d"
+                          ) from None
     except OSError as exc:
         where = folder.abort(keep_checkpoint=True)
         raise OutputError(f"could not write the run into {args.out}: {describe_os_error(exc)} ({where})") from None

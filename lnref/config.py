@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -260,7 +261,7 @@ class Config:
             pts.update(np.unique(np.round(np.geomspace(1, self.steps, self.log_points)).astype(np.int64)).tolist())
         return np.array(sorted(pts), dtype=np.int64)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (``tau`` is re-resolved)."""
         data = self.to_dict()
         if any(k in changes for k in ("tau_plus", "tau_minus")) and "tau" not in changes:
@@ -270,7 +271,7 @@ class Config:
         data.update(changes)
         return Config.from_dict(data)
 
-    def with_seed(self, seed: int) -> "Config":
+    def with_seed(self, seed: int) -> Config:
         """A copy with another root seed (the other fields are already valid, so only the seed is checked).
 
         The same config as ``replace(seed=seed)``, without re-validating every field: for loops over seeds
@@ -288,7 +289,7 @@ class Config:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
         """Build from a mapping (JSON/TOML), refusing unknown keys."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a config must be a mapping of field -> value, got {type(data).__name__}")

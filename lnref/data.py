@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Config, ConfigError
 from . import _kernels as K
+from .config import Config, ConfigError
 
 __all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "STREAMS"]
 
@@ -167,7 +167,7 @@ class Dataset(LabelMasks):
         save_npz(path, self.arrays(), meta={"kind": "lnref.Dataset"})
 
     @classmethod
-    def load(cls, path) -> "Dataset":
+    def load(cls, path) -> Dataset:
         """Read a dataset written by :meth:`save` (every SHA-256 checked).
 
         Raises

@@ -315,7 +315,7 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
     return y_t, idx, float(scale), zT, a, y_score
 
 
-def virtual_test_accuracy(cfg: Config, data: "GramData", gamma: np.ndarray, rho: np.ndarray, B: np.ndarray,
+def virtual_test_accuracy(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray, B: np.ndarray,
                           bias: np.ndarray, xi_sq: np.ndarray, mu_sq: float, q: float, div: float) -> float:
     """Accuracy on the virtual test set of ``cfg`` (stream 'test') of the state (gamma, rho), without building it.
 

@@ -20,8 +20,9 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -243,6 +244,7 @@ def _json_default(o: Any) -> Any:
 def versions() -> dict[str, str]:
     import numba
     import scipy
+
     from . import __version__
     return {"lnref": __version__, "python": sys.version.split()[0], "numpy": np.__version__,
             "numba": numba.__version__, "scipy": scipy.__version__, "platform": platform.platform()}

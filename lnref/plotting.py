@@ -31,8 +31,9 @@ shade_stages(ax, stages, t_end), mark_stages(ax, stages)
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

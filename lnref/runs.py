@@ -26,8 +26,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import Config, ConfigError
-from .io import (InputError, OutputError, describe_os_error, dir_mode, load_npz, read_json, save_npz, versions,
-                 write_json, write_text)
+from .io import (
+    InputError,
+    OutputError,
+    describe_os_error,
+    dir_mode,
+    load_npz,
+    read_json,
+    save_npz,
+    versions,
+    write_json,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from .training import Result

@@ -27,8 +27,14 @@ only when replaying a known mistake (:data:`MISTAKES`, each a variant of ONE Num
 Otherwise it says that the cause is not in the catalogue.  The implementation lives in :mod:`lnref.oracle`.
 """
 from .oracle.catalogue import CATALOGUE, MISTAKES, Mistake
-from .oracle.checks import (assert_gradient_matches, assert_step_matches, assert_trajectory_matches, check_gradient,
-                            check_step, compare_trajectory)
+from .oracle.checks import (
+                            assert_gradient_matches,
+                            assert_step_matches,
+                            assert_trajectory_matches,
+                            check_gradient,
+                            check_step,
+                            compare_trajectory,
+)
 from .oracle.fixtures import Fixture, FixtureError, load_fixture, make_fixture, save_fixture
 from .oracle.replay import Problem, Variant, simulate
 from .oracle.report import CheckpointError, Report

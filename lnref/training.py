@@ -4,8 +4,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numba
 import numpy as np
@@ -24,7 +25,7 @@ _CHUNK = 1024
 class DivergedError(FloatingPointError):
     """GD produced a non-finite loss, output or weight.  ``.result`` holds everything computed until then."""
 
-    def __init__(self, message: str, result: "Result"):
+    def __init__(self, message: str, result: Result):
         super().__init__(message)
         self.result = result
 

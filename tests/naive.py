@@ -126,7 +126,8 @@ def coefficient_step(gamma, rho, W, mu, xi, y, y_obs, q, eta, eps=None):
             gamma[j, r] -= eta * mu_sq / (n * m) * s
             for i in range(n):
                 xi_sq = float(np.dot(xi[i], xi[i]))
-                rho[j, r, i] -= eta * xi_sq / (n * m) * lp[i] * SIGNS[j] * mult[i] * dact(float(np.dot(W[j, r], xi[i])), q)
+                rho[j, r, i] -= (eta * xi_sq / (n * m) * lp[i] * SIGNS[j] * mult[i]
+                                 * dact(float(np.dot(W[j, r], xi[i])), q))
     return gamma, rho
 
 

@@ -8,8 +8,8 @@ import pytest
 
 import lnref
 from lnref import Config, ConfigError, Dataset
-from lnref.io import OutputError, load_npz
 from lnref.data import stream
+from lnref.io import OutputError, load_npz
 
 # ------------------------------------------------------------------ Config validation
 BAD_FIELDS = [

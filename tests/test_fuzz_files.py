@@ -26,7 +26,8 @@ from lnref.sweeps import SerialExecutor, sweep
 
 TINY = ["--n", "8", "--d", "16", "--m", "2", "--steps", "5", "--n-test", "4"]
 TINY_CFG = lnref.Config(n=8, d=16, m=2, steps=5, n_test=4, seed=1)
-FUZZ = settings(max_examples=int(__import__("os").environ.get("LNREF_FUZZ_EXAMPLES", 25)), deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=int(__import__("os").environ.get("LNREF_FUZZ_EXAMPLES", 25)), deadline=None,
+                suppress_health_check=list(HealthCheck))
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -10,9 +10,20 @@ import pytest
 from lnref.config import ConfigError
 from lnref.reproduce import Context, load_all, run_reproduction
 from lnref.reproduce.common import have_matplotlib
-from lnref.reproduce.heatmaps import (KOU_PUBLISHED_D, KOU_PUBLISHED_MU, boundary_slope, cao_base, compare_tables,
-                                      fit_boundary_constant, huang_base, kou_base, kou_grid, load_published,
-                                      published_on_grid, switch_points)
+from lnref.reproduce.heatmaps import (
+    KOU_PUBLISHED_D,
+    KOU_PUBLISHED_MU,
+    boundary_slope,
+    cao_base,
+    compare_tables,
+    fit_boundary_constant,
+    huang_base,
+    kou_base,
+    kou_grid,
+    load_published,
+    published_on_grid,
+    switch_points,
+)
 from lnref.sweeps import SerialExecutor, sweep
 
 

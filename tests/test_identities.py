@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.special
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import lnref
+import naive
 from lnref import _kernels as K
 from lnref.data import label_noise_signs, stream
 from lnref.metrics import sample_losses
-
-import naive
 
 QS = [1.0, 1.5, 2.0, 2.5, 3.0]
 

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import lnref
-from lnref.data import label_noise_signs, stream
-
 import naive
+from lnref.data import label_noise_signs, stream
 
 RTOL = 1e-12
 

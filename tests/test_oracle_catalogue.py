@@ -3,13 +3,11 @@ exported fixture, the diagnosis names it - and no other entry (none of these pai
 fixtures used here)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import lnref
 from lnref.oracle.catalogue import CATALOGUE, CONVENTION_NEEDS, applicable
 from lnref.testing import check_gradient, check_step, compare_trajectory, make_fixture
-
 from oracle_impl import BUGS, gradient_fn, step_fn, train
 
 BASE = lnref.Config(n=12, d=40, m=3, tau=0.25, flips="exact", steps=20, sigma_p=1.0, mu_norm=3.0, eta=0.5,

@@ -9,9 +9,15 @@ import pytest
 
 import lnref
 from lnref.cli import main
-from lnref.testing import (assert_gradient_matches, assert_step_matches, assert_trajectory_matches, check_gradient,
-                           compare_trajectory, make_fixture, save_fixture)
-
+from lnref.testing import (
+    assert_gradient_matches,
+    assert_step_matches,
+    assert_trajectory_matches,
+    check_gradient,
+    compare_trajectory,
+    make_fixture,
+    save_fixture,
+)
 from oracle_impl import gradient_fn, step_fn, train
 
 CFG = lnref.Config(n=12, d=40, m=3, tau=0.25, flips="exact", steps=10, sigma_p=1.0, mu_norm=3.0, eta=0.5,

@@ -5,7 +5,6 @@ import numpy as np
 
 from lnref.cli import main
 from lnref.testing import load_fixture
-
 from oracle_impl import train
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import pytest
 import lnref
 from lnref.cli import main
 from lnref.io import OutputError
-from lnref.oracle import cli as ocli
 from lnref.oracle.fixtures import FixtureError, load_fixture, make_fixture, save_fixture
 
 CFG = lnref.Config(n=12, d=40, m=3, tau=0.25, flips="exact", steps=10, sigma_p=1.0, mu_norm=3.0, eta=0.5,

@@ -11,11 +11,11 @@ import lnref
 from lnref.cli import main
 from lnref.io import OutputError
 from lnref.reproduce import DEFAULT, load_all
-from lnref.reproduce.common import (MARKER, Check, fmt_mean_se, mean_se, prepare_reproduction_dir, seed_check)
+from lnref.reproduce.common import MARKER, Check, fmt_mean_se, mean_se, prepare_reproduction_dir, seed_check
 from lnref.reproduce.han2025 import default_config as han_config
 from lnref.reproduce.han2025 import han_checks
-from lnref.reproduce.huang2025 import (default_config as huang_config, huang_checks, label_noise_loss,
-                                       memorisation_ratio, stationary_losses)
+from lnref.reproduce.huang2025 import default_config as huang_config
+from lnref.reproduce.huang2025 import huang_checks, label_noise_loss, memorisation_ratio, stationary_losses
 from lnref.stages import detect_stages
 
 

@@ -6,8 +6,14 @@ import tracemalloc
 import pytest
 
 import lnref
-from lnref.resources import (MAX_SWEEP_RUNS, ResourceError, available_memory, check_run_memory, count_log_steps,
-                             estimate_run_memory)
+from lnref.resources import (
+    MAX_SWEEP_RUNS,
+    ResourceError,
+    available_memory,
+    check_run_memory,
+    count_log_steps,
+    estimate_run_memory,
+)
 
 CASES = [lnref.Config(n=40, d=6000, m=4, steps=10, n_test=100, log_every=1),  # data dominates
          lnref.Config(n=40, d=6000, m=4, steps=10, n_test=100, engine="coefficients"),

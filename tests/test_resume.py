@@ -125,6 +125,7 @@ def test_check_train_options_accepts_real_states():
 
 def test_loaders_refuse_fifos_without_blocking(tmp_path):
     import os
+
     from lnref.io import InputError
     fifo = tmp_path / "checkpoint.npz"
     os.mkfifo(fifo)

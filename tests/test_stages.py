@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lnref
-from lnref.stages import (LOG2, detect_stages, early_stopping, first_fit_steps, small_loss_selection,
-                          stages_of)
+from lnref.stages import LOG2, detect_stages, early_stopping, first_fit_steps, small_loss_selection, stages_of
 
 # ------------------------------------------------------------------------------------------- hand-built traces
 # 3 clean samples (0, 1, 2) and 2 mislabelled (3, 4); rows are logged steps 0, 1, 2, 5, 10, 20

@@ -29,8 +29,8 @@ def torch_run(X, labels, m, d, eta, steps, seed):
         opt.step()
         Ws.append(conv.weight.detach().clone())
         bs.append(conv.bias.detach().clone())
-    to_lnref_W = lambda w: w.numpy().reshape(2, m, d)  # channel j_index * m + r
-    return [to_lnref_W(w) for w in Ws], [b.numpy().reshape(2, m) for b in bs]
+    # channel j_index * m + r of the convolution is filter r of class j in lnref's layout
+    return [w.numpy().reshape(2, m, d) for w in Ws], [b.numpy().reshape(2, m) for b in bs]
 
 
 def test_conv1d_model_matches_lnref_with_its_conventions():
@@ -46,7 +46,9 @@ def test_conv1d_model_matches_lnref_with_its_conventions():
     # step by running 1..steps steps
     res = lnref.train(cfg, data, Ws[0], b0=bs[0])
     assert np.max(np.abs(Ws[-1] - Ws[0])) > 1e-2  # the run moves
-    rel = lambda a, b: np.linalg.norm(a - b) / np.linalg.norm(b)
+    def rel(a, b):
+        return np.linalg.norm(a - b) / np.linalg.norm(b)
+
     assert rel(res.W, Ws[-1]) <= 1e-10, rel(res.W, Ws[-1])
     assert rel(res.b, bs[-1]) <= 1e-10, rel(res.b, bs[-1])
     for t in (1, 10, 50):

@@ -7,9 +7,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import lnref  # noqa: E402
-from lnref.testing import make_fixture, save_fixture  # noqa: E402
-from lnref.testing import assert_gradient_matches, assert_trajectory_matches, compare_trajectory  # noqa: E402
 from lnref.examples import torch_model  # noqa: E402
+from lnref.testing import (  # noqa: E402  # noqa: E402
+    assert_gradient_matches,
+    assert_trajectory_matches,
+    compare_trajectory,
+    make_fixture,
+    save_fixture,
+)
 
 CFG = lnref.Config(n=10, d=30, m=3, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=20,
                    n_test=0, seed=5)

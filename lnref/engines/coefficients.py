@@ -149,7 +149,7 @@ class CoefficientEngine(CoefficientViews):
             self._tests.get(data.test, self._prepare_test)
 
     @classmethod
-    def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> "CoefficientEngine":
+    def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> CoefficientEngine:
         """Validate (or draw) the inputs of ``cfg`` and build the engine (:func:`lnref.engines.from_config`).
 
         With ``sampling='gram'`` and no data this draws the Gram statistics (:func:`lnref.gram.sample_gram`)."""

@@ -52,7 +52,7 @@ class WeightEngine(CoefficientViews):
         self._tests = TestCache()
 
     @classmethod
-    def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> "WeightEngine":
+    def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> WeightEngine:
         """Validate (or draw) the inputs of ``cfg`` and build the engine (:func:`lnref.engines.from_config`)."""
         return cls(cfg, prepare_inputs(cfg, data, W0, b0))
 

@@ -62,7 +62,7 @@ class Conv1dCNN(torch.nn.Module):
         h = h.mean(dim=2) if self.reduce == "mean" else h.sum(dim=2)
         return torch.stack([h[:, : self.m].sum(dim=1), h[:, self.m:].sum(dim=1)], dim=1)
 
-    def load(self, W: np.ndarray, b: np.ndarray) -> "Conv1dCNN":
+    def load(self, W: np.ndarray, b: np.ndarray) -> Conv1dCNN:
         """Set the filters from lnref's W (2, m, d) and b (2, m) (channel j_index * m + r)."""
         m, d = W.shape[1], W.shape[2]
         with torch.no_grad():

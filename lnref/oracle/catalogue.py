@@ -16,8 +16,8 @@ not in the catalogue; with consecutive checkpoints t, t + 1 the report states th
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 

@@ -20,18 +20,31 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..config import Config, ConfigError
-from ..model import gradients as model_gradients, loss as model_loss
+from ..model import gradients as model_gradients
+from ..model import loss as model_loss
 from .catalogue import Mistake, applicable, with_value
 from .fixtures import Fixture, bias_scale, load_fixture, make_fixture
-from .replay import Problem, gradient as replay_gradient, simulate
-from .report import (CheckpointError, Judge, Report, coefficients, decomposable, describe_matches, findings,
-                     maxabs, not_in_catalogue, rel)
+from .replay import Problem, simulate
+from .replay import gradient as replay_gradient
+from .report import (
+    CheckpointError,
+    Judge,
+    Report,
+    coefficients,
+    decomposable,
+    describe_matches,
+    findings,
+    maxabs,
+    not_in_catalogue,
+    rel,
+)
 from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
 
 __all__ = ["check_gradient", "check_step", "compare_trajectory", "assert_gradient_matches", "assert_step_matches",
@@ -687,7 +700,7 @@ def _check_bias_replays(rep: Report, matches, bias_pred: dict, Bs, bsc: float, b
         if bp is None:
             continue
         worst, ok = 0.0, True
-        for s, b, p, bd in zip(steps, Bs, bp, bnd):
+        for _, b, p, bd in zip(steps, Bs, bp, bnd):
             if not (np.all(np.isfinite(b)) and np.all(np.isfinite(p))):
                 ok = ok and not np.all(np.isfinite(b)) and not np.all(np.isfinite(p))
                 continue

@@ -18,7 +18,6 @@ or float16 arrays, a fixture that cannot judge at the tier).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np

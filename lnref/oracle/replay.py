@@ -12,8 +12,8 @@ non-finite weights, which the callers handle).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Iterable
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class Problem:
     base: Variant = EXACT
 
     @classmethod
-    def of(cls, fx) -> "Problem":
+    def of(cls, fx) -> Problem:
         """The problem of a :class:`lnref.oracle.fixtures.Fixture`, with the conventions its config carries.
 
         The conventions (``bias``, ``patch_reduce``, ``output_scale`` Config fields and a ``b0`` fixture array)

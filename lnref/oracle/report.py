@@ -10,8 +10,8 @@ report says what differs and that the cause is not in the catalogue.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
 
 import numpy as np
 

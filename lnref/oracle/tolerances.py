@@ -10,7 +10,8 @@ bound would exceed ``cap * rtol * (1 + t)`` cannot judge at that tier, and ``lnr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace as dc_replace
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 
 import numpy as np
 

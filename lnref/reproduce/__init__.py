@@ -4,16 +4,15 @@ Each reproduction is a function ``run(ctx: Context) -> list[Check]`` registered 
 default number of seeds); it records the configs it trains (``ctx.ran``), writes CSV + JSON data and PNG figures
 (when matplotlib is installed) into ``ctx.out``; the command then writes ``report.md`` from the returned checks
 (every number computed, never typed in): the config as run, and per prediction its source (the paper and the
-section of the spec), a criterion with its tolerance, the measured mean +- standard error over the seeds, and the verdict with
-the count of seeds in which it held (:mod:`lnref.reproduce.common`).  The folder's ``reproduction.json`` marks it
-as that reproduction's output, so running the same reproduction again replaces it.
+section of the spec), a criterion with its tolerance, the measured mean +- standard error over the seeds, and the
+verdict with the count of seeds in which it held (:mod:`lnref.reproduce.common`).  The folder's
+``reproduction.json`` marks it as that reproduction's output, so running the same reproduction again replaces it.
 """
 from __future__ import annotations
 
 import importlib
 
-from .common import (AUTHORS_CODE, Check, Context, REPRODUCTIONS, fmt_mean_se, register, run_reproduction,
-                     seed_check)
+from .common import AUTHORS_CODE, REPRODUCTIONS, Check, Context, fmt_mean_se, register, run_reproduction, seed_check
 
 __all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "load_all", "DEFAULT",
            "seed_check", "fmt_mean_se", "AUTHORS_CODE"]

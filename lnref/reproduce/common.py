@@ -23,9 +23,10 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -264,6 +265,7 @@ def have_matplotlib() -> bool:
 def save_figure(fig, ctx: Context, name: str) -> None:
     """Save a matplotlib figure atomically as PNG into ctx.out."""
     import io as _io
+
     import matplotlib.pyplot as plt
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")

@@ -16,7 +16,8 @@ factors).  With seed 0 the run fits every clean sample while no mislabelled one 
 mislabelled sample is fitted at t = 23 and all of them by t = 140 (T2): the stages are separated by a factor of
 ~3 on the log time axis; over seeds 0-4, T1 = 4.2 +- 0.9, first mislabelled fit 26 +- 2, T2 = 134 +- 8
 (runs/han2025/report.md has the numbers of the last run).  Smaller ||mu|| (3) shortens the gap between T1 and the
-first mislabelled fit; larger sigma0 blurs Stage I (random features fit some mislabelled samples at initialisation for longer).
+first mislabelled fit; larger sigma0 blurs Stage I (random features fit some mislabelled samples at initialisation
+for longer).
 ``--quick`` halves n, d and m (same n/d, so the same n SNR^2) and runs 150 steps; report.md prints the config
 as run (from the runs' ``Result.config``).
 

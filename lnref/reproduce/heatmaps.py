@@ -232,6 +232,7 @@ def _figure(ctx: Context, name: str, panels: list[dict], xlabel: str, ylabel: st
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     from ..sweeps.results import cell_edges as _edges
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
     for ax, panel in zip(axes[0], panels):

@@ -23,8 +23,9 @@ import concurrent.futures as cf
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,18 @@ from ..config import Config, ConfigError
 from ..io import OutputError, describe_os_error, versions, write_json, write_text
 from ..resources import MAX_SWEEP_RUNS, check_sweep_memory, check_sweep_size
 from .executors import process_executor
-from .files import (META_NAME, MEAN_NAME, TIDY_NAME, check_meta, header_line, plain, read_meta, read_tidy,
-                    row_line, sweep_meta)
+from .files import (
+    MEAN_NAME,
+    META_NAME,
+    TIDY_NAME,
+    check_meta,
+    header_line,
+    plain,
+    read_meta,
+    read_tidy,
+    row_line,
+    sweep_meta,
+)
 from .grid import cell_seed, validate_grid
 from .results import SweepResult, have_matplotlib, save_heatmap
 
