@@ -49,7 +49,8 @@ from numba import njit
 from . import __version__
 
 __all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update",
-           "coefficient_inner", "coefficient_signal", "gather_nonzero", "chain_rows", "kernel", "both",
+           "coefficient_inner", "coefficient_signal", "count_nonfinite", "gather_nonzero", "chain_rows", "kernel",
+           "both",
            "CACHE", "cache_dir", "kernels_warm", "mark_warm", "clear_cache"]
 
 
@@ -304,6 +305,16 @@ def filter_update(fi, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma
         bias_new[fi] = b
         cnt += 0 if math.isfinite(b) else 1
     return cnt
+
+
+@inline
+def count_nonfinite(bad):
+    """The sum of the per-filter counts of non-finite new values (``filter_update``'s returns): 0 means the GD step
+    is taken, anything else that it is rejected and the run stops at the previous state (SPEC.md section 3)."""
+    nbad = 0
+    for fi in range(bad.shape[0]):
+        nbad += bad[fi]
+    return nbad
 
 
 # ----------------------------------------------------------------------------------- inner products in coefficients

@@ -22,7 +22,16 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._equations import CACHE, both, filter_update, kernel, logistic_dloss, logistic_loss, outputs_range
+from ._equations import (
+    CACHE,
+    both,
+    count_nonfinite,
+    filter_update,
+    kernel,
+    logistic_dloss,
+    logistic_loss,
+    outputs_range,
+)
 
 __all__ = ["CACHE", "inner_products", "forward", "losses", "gradient", "advance", "project_out", "row_sq_norms",
            "transpose", "FILTER_BLOCK", "SAMPLE_BLOCK"]
@@ -392,10 +401,7 @@ def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_
                         cnt += 1
                 bad[fi] = cnt
             _inner_group(G, mu, XT, A, B, u0, u1)
-        nbad = 0
-        for fi in range(F):
-            nbad += bad[fi]
-        if nbad != 0:
+        if count_nonfinite(bad) != 0:
             # the rows committed in this region were the previous step's: W, gamma, rho, b hold step s
             pending = False
             done = s

@@ -39,6 +39,7 @@ from ._equations import (
     chain_rows,
     coefficient_inner,
     coefficient_signal,
+    count_nonfinite,
     filter_update,
     gather_nonzero,
     inline,
@@ -160,10 +161,7 @@ def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamm
         if s < 0:
             continue
         pending = True
-        nbad = 0
-        for fi in range(F):
-            nbad += bad[fi]
-        if nbad != 0:
+        if count_nonfinite(bad) != 0:
             pending = False
             done = s
             break

@@ -23,7 +23,8 @@ except ImportError:  # pragma: no cover - exercised without torch installed
         sys.exit(2)
     raise
 
-from lnref.testing import check_gradient, compare_trajectory, load_fixture
+from lnref.examples._common import paper_fixture
+from lnref.testing import check_gradient, compare_trajectory
 
 
 class ReLUq(torch.autograd.Function):
@@ -113,19 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--fixture", help="fixture .npz from `lnref export` (default: make a small one)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = p.parse_args(argv)
-    if args.fixture:
-        fx = load_fixture(args.fixture)
-    else:
-        import lnref
-        from lnref.testing import make_fixture
-        cfg = lnref.Config(n=20, d=60, m=4, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=50,
-                           n_test=0, seed=0)
-        fx = make_fixture(cfg, [0, 1, 10, 50], exercise=True)
-    if not fx.config.paper_network:
-        print("this example implements the papers' network (no bias, patch sum, output scale 1/m); the fixture has "
-              f"bias={fx.config.bias}, patch_reduce={fx.config.patch_reduce!r}, output_scale="
-              f"{fx.config.output_scale!r}. For a Conv1d-style model with those conventions see "
-              "python -m lnref.examples.conv1d_model (SPEC.md section 7)", file=sys.stderr)
+    fx = paper_fixture(args.fixture)
+    if fx is None:
         return 2
     dtype = getattr(torch, args.dtype)
     tier = args.dtype
