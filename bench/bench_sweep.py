@@ -91,7 +91,11 @@ try:
 except ImportError:  # a revision before the lnref.sweeps package
     from lnref.sweep import DEFAULT_METRICS
 runs = int(sys.argv[1])
-base = kou_base(seed=2023).to_dict()
+if len(sys.argv) > 2:  # a config given as JSON: the same runs in both trees
+    import json
+    base = lnref.Config(**json.loads(sys.argv[2])).to_dict()
+else:
+    base = kou_base(seed=2023).to_dict()
 jobs = [(i, 0, (round(0.1 + 0.1 * (i % 99), 1), 100 + 10 * ((7 * i) % 100)), 1000 + i) for i in range(runs)]
 run_batch(base, ["mu_norm", "d"], jobs[:3], list(DEFAULT_METRICS))  # compile
 t0 = time.process_time()
@@ -100,9 +104,18 @@ print((time.process_time() - t0) / runs, sum(r["test_acc"] for r in rows) / runs
 """
 
 
-def compare_worker(rev: str, runs: int = 1000, rounds: int = 2) -> None:
+# Kou's heatmap config in the papers' normalisation (lnref's reading before the authors' conventions existed): a
+# config both old and new revisions can run, so --compare-with times the same runs in both trees
+PAPER_KOU = dict(n=20, d=100, m=10, q=1.0, sigma0=0.05, sigma_p=1.0, mu_norm=1.0, eta=2.5, tau=0.1,
+                 noise="orthogonal", flips="exact", steps=100, log_every=0, log_points=0, n_test=1000,
+                 test_flipped_labels=True, engine="coefficients", sampling="gram", seed=2023)
+
+
+def compare_worker(rev: str, runs: int = 1000, rounds: int = 2, same_config: bool = False) -> None:
     """CPU time per run of the sweep worker (run_batch on Kou's configs, one process, one thread) of the checkout
-    and of git revision ``rev``, alternated in fresh processes; prints the ratio (same machine, same run)."""
+    and of git revision ``rev``, alternated in fresh processes; prints the ratio (same machine, same run).
+
+    ``same_config``: both trees run :data:`PAPER_KOU` (otherwise each runs its own ``kou_base``)."""
     import os
     import subprocess
     import tempfile
@@ -119,7 +132,11 @@ def compare_worker(rev: str, runs: int = 1000, rounds: int = 2) -> None:
         for _ in range(rounds):
             for name, path in ((rev, str(old_tree)), ("checkout", str(repo))):
                 env = {**os.environ, "PYTHONPATH": path}
-                out = subprocess.run([sys.executable, "-c", _WORKER_TIMING, str(runs)], env=env, check=True,
+                cmd = [sys.executable, "-c", _WORKER_TIMING, str(runs)]
+                if same_config:
+                    import json
+                    cmd.append(json.dumps(PAPER_KOU))
+                out = subprocess.run(cmd, env=env, check=True,
                                      capture_output=True, text=True, cwd=tmp).stdout.split()
                 times[name].append(float(out[0]))
                 accs[name] = float(out[1])
@@ -139,9 +156,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dask-local", type=int, default=None)
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--compare-with", default=None, help="git revision whose worker to time against (CPU/run)")
+    ap.add_argument("--same-config", action="store_true",
+                    help="with --compare-with: both trees run Kou's config in the papers' normalisation (PAPER_KOU)")
     args = ap.parse_args(argv)
     if args.compare_with:
-        compare_worker(args.compare_with)
+        compare_worker(args.compare_with, same_config=args.same_config)
     base = kou_base(seed=2023)
     grid = kou_grid(quick=False)
     if not args.full:
