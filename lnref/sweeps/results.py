@@ -16,7 +16,7 @@ from ..io import atomic_write
 from .files import csv_line as _csv_line
 from .files import header_line, row_line
 
-__all__ = ["SweepResult", "save_heatmap", "have_matplotlib", "cell_edges"]
+__all__ = ["SweepResult", "save_heatmap", "have_matplotlib", "cell_edges", "NAN_REASONS"]
 
 
 @dataclass
@@ -120,45 +120,47 @@ class SweepResult:
 
     def heatmap(self, metric: str = "test_error", ax=None, boundary: Callable[[np.ndarray], np.ndarray] | None = None,
                 boundary_label: str = ""):
-        """Plot the mean of ``metric`` over a two-field grid: first field on the x axis, second on y.
-
-        ``boundary(x) -> y`` draws a curve (e.g. a theory boundary) on top.  Returns the matplotlib Axes.
+        """Plot the mean of ``metric`` over a two-field grid: first field on the x axis, second on y
+        (:func:`lnref.plotting.heatmap`: mathematical axis labels, a colour bar saying what the colour is, NaN cells
+        hatched and explained).  ``boundary(x) -> y`` draws a curve (e.g. a theory boundary) on top.  Returns the
+        matplotlib Axes.
         """
         if len(self.fields) != 2:
             raise ConfigError(f"a heatmap needs a grid over exactly two fields, this one has {self.fields}")
-        import matplotlib
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4.8))
+        from .._sweep_worker import METRICS
+        from ..plotting import heatmap, math_label
         xs = np.asarray(self.grid[self.fields[0]], dtype=float)
         ys = np.asarray(self.grid[self.fields[1]], dtype=float)
-        z = self.mean(metric).T  # rows: second field
-        im = ax.pcolormesh(cell_edges(xs), cell_edges(ys), z, shading="flat", cmap="viridis")
-        ax.figure.colorbar(im, ax=ax, label=f"{metric} (mean of {self.replicates})")
+        _, ax = heatmap(self.mean(metric).T, xs, ys, xlabel=math_label(self.fields[0]),
+                        ylabel=math_label(self.fields[1]), title=METRICS.get(metric, metric),
+                        cbar_label=f"{metric}, mean of {self.replicates} replicate(s)",
+                        nan_label=NAN_REASONS.get(metric, "no value in any replicate"), ax=ax)
         if boundary is not None:
             xx = np.linspace(xs.min(), xs.max(), 400)
             yy = boundary(xx)
             ok = (yy >= ys.min()) & (yy <= ys.max())
-            ax.plot(xx[ok], yy[ok], "r--", lw=2, label=boundary_label or "boundary")
+            ax.plot(xx[ok], yy[ok], "r--", lw=2, label=boundary_label or "boundary", zorder=3)
             ax.legend(loc="upper right", fontsize=8)
-        ax.set_xlabel(self.fields[0])
-        ax.set_ylabel(self.fields[1])
-        ax.set_xlim(cell_edges(xs)[0], cell_edges(xs)[-1])
-        ax.set_ylim(cell_edges(ys)[0], cell_edges(ys)[-1])
         return ax
 
 
+#: why a sweep metric can be NaN in a cell (the legend entry of its hatched cells)
+NAN_REASONS = {
+    "train_acc_noisy": "no mislabelled sample (tau = 0)",
+    "true_acc_noisy": "no mislabelled sample (tau = 0)",
+    "rho_bar_max_noisy": "no mislabelled sample (tau = 0)",
+    "train_acc_clean": "no clean sample",
+    "rho_bar_max_clean": "no clean sample",
+    "test_acc": "no test set (n_test = 0)",
+    "test_error": "no test set (n_test = 0)",
+}
+
+
 def cell_edges(v: np.ndarray) -> np.ndarray:
-    """Edges of the cells centred on the sorted values ``v`` (for pcolormesh)."""
-    if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
-    mid = (v[1:] + v[:-1]) / 2
-    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
-
-
-
-_edges = cell_edges  # the name lnref.reproduce.heatmaps used
+    """Edges of the cells centred on the sorted values ``v`` (for pcolormesh; :func:`lnref.plotting` draws with
+    the same edges)."""
+    from ..plotting import _edges
+    return _edges(v, "linear")
 
 
 def have_matplotlib() -> bool:
