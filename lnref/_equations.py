@@ -9,7 +9,7 @@ function                   equation                                             
 :func:`logistic_dloss`     l'(z) = -1/(1 + exp(z))                                                section 3
 :func:`outputs_range`      f = (1/div) sum_r sum_p [sigma(<w_{+1,r}, x_p> + b) - sigma(<w_{-1,r},   sections 2, 7
                            x_p> + b)], div = 1/(output_scale c_p) (= m for the paper)
-:func:`filter_update`      one filter's gradient terms S_f, C_{f,i}, its bias term, and the       sections 3, 4, 7
+:func:`filter_update`      each filter's gradient terms S_f, C_{f,i}, its bias term, and the      sections 3, 4, 7
                            exact recursions gamma, rho, b <- ... of one GD step
 :func:`coefficient_inner`  <w_f, z_t> = <w_f(0), z_t> + s_j gamma_f <mu, z_t>/||mu||^2             section 4
                            + sum_i rho_{f,i} <xi_i, z_t>/||xi_i||^2 for a row of vectors z_t
@@ -254,57 +254,61 @@ def outputs_range(A, B, bias, y, q, m, div, i0, i1, acc, out):
 
 # ----------------------------------------------------------------------------------- one filter's GD step
 @inline
-def _filter_loop(fi, A, B, bias, y, lpm, lpy, q, C_row, with_bias):
-    bf = B[fi]
-    c = bias[fi]
-    sig = 0.0
-    sb = 0.0
-    for i in range(lpm.shape[0]):
-        sig += lpy[i] * dact(y[i] * bf + c, q)
-    for i in range(lpm.shape[0]):
-        C_row[i] = lpm[i] * dact(A[fi, i] + c, q)
-    if with_bias:
-        for i in range(lpm.shape[0]):
-            sb += lpm[i] * dact(y[i] * bf + c, q) + C_row[i]
-    return sig, sb
-
-
-@inline
-def filter_update(fi, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new, rho_new,
-                  bias_new, S, Sb, C_row, with_bias):
-    """One filter's gradient terms and its exact GD recursions (SPEC.md sections 3, 4 and 7).
+def filter_update(f0, f1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new, rho_new,
+                  bias_new, S, Sb, C, bad, with_bias):
+    """The gradient terms and the exact GD recursions of the filters f0 <= f < f1 (SPEC.md sections 3, 4, 7).
 
     With lpm_i = l'_i mult_i (mult = y_obs, or eps y_obs for label-noise GD), lpy_i = lpm_i y_i, s_j = +1 for the
     first m filters and -1 for the others, and the pre-activations including the bias b_f:
       S[f]     = sum_i lpy_i sigma'(y_i <w_f, mu> + b_f)                   (signal term, serial over i)
-      C_row[i] = C_{f,i} = lpm_i sigma'(<w_f, xi_i> + b_f)                 (noise terms)
+      C[f, i]  = C_{f,i} = lpm_i sigma'(<w_f, xi_i> + b_f)                 (noise terms)
       Sb[f]    = sum_i lpm_i [sigma'(y_i <w_f, mu> + b_f) + sigma'(<w_f, xi_i> + b_f)]   (bias term, if with_bias)
     the gradient is grad_{w_f} L = (s_j/(n div)) (S_f mu + sum_i C_{f,i} xi_i), dL/db_f = (s_j/(n div)) Sb_f, and
       gamma_new[f]   = gamma[f] - gscale S_f                  gscale = eta ||mu||^2/(n div)
       rho_new[f, i]  = rho[f, i] - rate_i (s_j C_{f,i})        rate_i = eta ||xi_i||^2/(n div)
       bias_new[f]    = bias[f] - bscale (s_j Sb_f)             bscale = eta/(n div)   (if with_bias)
-    Returns the number of non-finite new values (0: the step may be taken).
+    bad[f] is the number of non-finite new values of filter f (0: its step may be taken).  One inline site per
+    block of filters: an inlined call increments and decrements the reference count of each of its ~20 array
+    arguments, which per filter and step made the coefficient engine's step 1.4x slower (measured).
     """
-    sj = 1.0 if fi < m else -1.0
-    if q == 1.0:
-        sig, sb = _filter_loop(fi, A, B, bias, y, lpm, lpy, 1.0, C_row, with_bias)
-    else:
-        sig, sb = _filter_loop(fi, A, B, bias, y, lpm, lpy, q, C_row, with_bias)
-    S[fi] = sig
-    Sb[fi] = sb
-    cnt = 0
-    for i in range(lpm.shape[0]):
-        v = rho[fi, i] - rate[i] * (sj * C_row[i])
-        rho_new[fi, i] = v
-        cnt += 0 if math.isfinite(v) else 1
-    g = gamma[fi] - gscale * sig
-    gamma_new[fi] = g
-    cnt += 0 if math.isfinite(g) else 1
-    if with_bias:
-        b = bias[fi] - bscale * (sj * sb)
-        bias_new[fi] = b
-        cnt += 0 if math.isfinite(b) else 1
-    return cnt
+    n = lpm.shape[0]
+    for fi in range(f0, f1):
+        sj = 1.0 if fi < m else -1.0
+        bf = B[fi]
+        c = bias[fi]
+        sig = 0.0
+        cnt = 0
+        if q == 1.0:  # the ReLU: sigma' with a literal q, compiled to a select that vectorises (same bits)
+            for i in range(n):
+                sig += lpy[i] * dact(y[i] * bf + c, 1.0)
+            for i in range(n):
+                ci = lpm[i] * dact(A[fi, i] + c, 1.0)
+                C[fi, i] = ci
+                v = rho[fi, i] - rate[i] * (sj * ci)
+                rho_new[fi, i] = v
+                cnt += 0 if math.isfinite(v) else 1
+        else:
+            for i in range(n):
+                sig += lpy[i] * dact(y[i] * bf + c, q)
+            for i in range(n):
+                ci = lpm[i] * dact(A[fi, i] + c, q)
+                C[fi, i] = ci
+                v = rho[fi, i] - rate[i] * (sj * ci)
+                rho_new[fi, i] = v
+                cnt += 0 if math.isfinite(v) else 1
+        S[fi] = sig
+        g = gamma[fi] - gscale * sig
+        gamma_new[fi] = g
+        cnt += 0 if math.isfinite(g) else 1
+        if with_bias:
+            sb = 0.0
+            for i in range(n):
+                sb += lpm[i] * dact(y[i] * bf + c, q) + C[fi, i]
+            Sb[fi] = sb
+            b = bias[fi] - bscale * (sj * sb)
+            bias_new[fi] = b
+            cnt += 0 if math.isfinite(b) else 1
+        bad[fi] = cnt
 
 
 @inline

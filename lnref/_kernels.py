@@ -268,8 +268,8 @@ def _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bs
     d = G.shape[1]
     n = X.shape[0]
     sj = 1.0 if f < m else -1.0
-    bad[f] = filter_update(f, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new,
-                           rho_new, bias_new, S, Sb, C[f], with_bias)
+    filter_update(f, f + 1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new, rho_new,
+                  bias_new, S, Sb, C, bad, with_bias)
     s = S[f]
     g = G[f]
     for k in range(d):

@@ -143,17 +143,16 @@ def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamm
         for blk in prange(nblocks):
             f0 = blk * FILTER_BLOCK
             f1 = min(f0 + FILTER_BLOCK, F)
-            for fi in range(f0, f1):
-                if s < 0:
-                    break
+            if s >= 0:
                 if pending:
-                    gamma[fi] = gamma_new[fi]
-                    for i in range(n):
-                        rho[fi, i] = rho_new[fi, i]
-                    if with_bias:
-                        bias[fi] = bias_new[fi]
-                bad[fi] = filter_update(fi, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho,
-                                        gamma_new, rho_new, bias_new, S, Sb, C[fi], with_bias)
+                    for fi in range(f0, f1):
+                        gamma[fi] = gamma_new[fi]
+                        for i in range(n):
+                            rho[fi, i] = rho_new[fi, i]
+                        if with_bias:
+                            bias[fi] = bias_new[fi]
+                filter_update(f0, f1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new,
+                              rho_new, bias_new, S, Sb, C, bad, with_bias)
             # the inner products of this block's filters in the new state, which only their next updates read
             # (garbage if a value is non-finite; the step is then rejected below and A, B are recomputed by the
             # caller); for s = -1, of the entry state
