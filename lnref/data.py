@@ -68,7 +68,26 @@ def _as_labels(name: str, a, n: int) -> np.ndarray:
     return a
 
 
-@dataclass(frozen=True, eq=False)
+def short_repr(obj) -> str:
+    """``<lnref.Name field=..., ...>`` of a dataclass holding arrays: arrays by dtype and shape, other dataclasses by
+    their class name, scalars by value (a notebook shows what the object holds, not kilobytes of numbers)."""
+    import dataclasses
+    parts = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray):
+            text = f"{v.dtype}{tuple(v.shape)}"
+        elif dataclasses.is_dataclass(v):
+            text = f"<{type(v).__name__}>"
+        else:
+            text = repr(v)
+        parts.append(f"{f.name}={text}")
+    if hasattr(obj, "y") and hasattr(obj, "y_obs"):
+        parts.append(f"mislabelled={int(np.count_nonzero(obj.y != obj.y_obs))}")
+    return f"<lnref.{type(obj).__name__} " + ", ".join(parts) + ">"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class TestSet:
     """Test samples: x = [y mu, xi]; accuracy is scored against ``y_score``.
 
@@ -79,6 +98,8 @@ class TestSet:
     y_score : ndarray (n_test,) float64, the labels predictions are scored against
     name : str
     """
+
+    __repr__ = short_repr
 
     xi: np.ndarray
     y: np.ndarray
@@ -95,6 +116,8 @@ class TestSet:
 class LabelMasks:
     """The clean/mislabelled masks of anything with true labels ``y`` and observed labels ``y_obs``."""
 
+    __repr__ = short_repr
+
     y: np.ndarray
     y_obs: np.ndarray
 
@@ -109,7 +132,7 @@ class LabelMasks:
         return self.y_obs != self.y
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Dataset(LabelMasks):
     """Training data (SPEC.md section 1), all float64.
 

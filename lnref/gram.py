@@ -85,7 +85,7 @@ import numpy as np
 from . import _kernels_coef as KC
 from . import _normals
 from .config import Config, ConfigError
-from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, stream
+from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, short_repr, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
            "coordinates", "TORCH_MAX_ENTRIES"]
@@ -113,7 +113,7 @@ def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class GramStats:
     """The inner products that define a coefficient-space run (SPEC.md section 4), all float64.
 
@@ -127,6 +127,8 @@ class GramStats:
     b0 : ndarray (2m,)          <w_f(0), mu>
     W0W0 : ndarray (2m, 2m) or None   <w_f(0), w_g(0)>
     """
+
+    __repr__ = short_repr
 
     mu_sq: float
     xi_sq: np.ndarray
@@ -145,7 +147,7 @@ class GramStats:
         return self.P0.shape[0] // 2
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class GramTestSet:
     """A test set known through its inner products with the training vectors (SPEC.md sections 1 and 4).
 
@@ -161,6 +163,8 @@ class GramTestSet:
     name : str
     """
 
+    __repr__ = short_repr
+
     Pt: np.ndarray
     Gt: np.ndarray
     ct: np.ndarray
@@ -173,7 +177,7 @@ class GramTestSet:
         return self.y.shape[0]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class GramData(LabelMasks):
     """Training data known only through Gram statistics (from :func:`sample_gram`).
 
@@ -191,6 +195,8 @@ class GramData(LabelMasks):
         the explicit path; zeros when bias=False).  :func:`sample_gram` always sets it; None (hand-built
         GramData) means zeros.
     """
+
+    __repr__ = short_repr
 
     stats: GramStats
     y: np.ndarray

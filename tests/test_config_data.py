@@ -284,3 +284,18 @@ def test_dataset_load_refuses_unusable_files(tmp_path):
     np.savez(tmp_path / "pickle.npz", __meta__=np.array(json.dumps({})), xi=np.array([{"a": 1}], dtype=object))
     with pytest.raises(InputError, match="pickle.npz"):
         Dataset.load(tmp_path / "pickle.npz")
+
+
+def test_reprs_are_short_and_say_what_the_object_holds():
+    # issue 15: repr(Result) was 55 KB and repr(Dataset) 13 KB for a 20-sample run
+    cfg = lnref.Config(n=20, d=50, m=4, steps=3, tau=0.2, flips="exact")
+    data = lnref.make_data(cfg)
+    text = repr(data)
+    assert len(text) < 300 and "xi=float64(20, 50)" in text and "mislabelled=4" in text, text
+    assert len(repr(data.test)) < 200 and "xi=float64(1000, 50)" in repr(data.test)
+    res = lnref.train(cfg, data)
+    text = repr(res)
+    assert len(text) < 300 and "3 steps" in text and "n=20" in text and "loss=" in text, text
+    from lnref.gram import sample_gram
+    gram = sample_gram(cfg.replace(engine="coefficients", sampling="gram"))
+    assert len(repr(gram)) < 400 and "coords=float64(" in repr(gram)
