@@ -44,14 +44,14 @@ import sys
 from pathlib import Path
 
 import numba
+import numpy as np
 from numba import njit
 
 from . import __version__
 
-__all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update",
+__all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update", "step_scalings",
            "coefficient_inner", "coefficient_signal", "count_nonfinite", "gather_nonzero", "chain_rows", "kernel",
-           "both",
-           "CACHE", "cache_dir", "kernels_warm", "mark_warm", "clear_cache"]
+           "both", "CACHE", "cache_dir", "kernels_warm", "mark_warm", "clear_cache"]
 
 
 def _cache_enabled() -> bool:
@@ -309,6 +309,17 @@ def filter_update(f0, f1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, g
             bias_new[fi] = b
             cnt += 0 if math.isfinite(b) else 1
         bad[fi] = cnt
+
+
+@inline
+def step_scalings(xi_sq, eta, mu_sq, div):
+    """The step sizes of :func:`filter_update`: rate_i = eta ||xi_i||^2/(n div) (n,), gscale = eta ||mu||^2/(n div),
+    bscale = eta/(n div) (SPEC.md sections 4 and 7); both engines evaluate them once per call."""
+    n = xi_sq.shape[0]
+    rate = np.empty(n)
+    for i in range(n):
+        rate[i] = eta * xi_sq[i] / (n * div)
+    return rate, eta * mu_sq / (n * div), eta / (n * div)
 
 
 @inline

@@ -31,6 +31,7 @@ from ._equations import (
     logistic_dloss,
     logistic_loss,
     outputs_range,
+    step_scalings,
 )
 
 __all__ = ["CACHE", "inner_products", "forward", "losses", "gradient", "advance", "project_out", "row_sq_norms",
@@ -241,24 +242,11 @@ def gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho
     time.  Inactive ReLU units cost nothing, and a running-sum load and store is paid once per four terms.
     """
     F = G.shape[0]
-    lpy, rate, gscale, bscale = _step_scalings(lpm, y, xi_sq, eta, mu_sq, div)
+    rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)
+    lpy = lpm * y
     for f in prange(F):
         _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho, gamma_new,
                       rho_new, bias_new, G, S, Sb, C, bad, with_bias)
-
-
-@njit
-def _step_scalings(lpm, y, xi_sq, eta, mu_sq, div):
-    """lpy_i = lpm_i y_i, rate_i = eta ||xi_i||^2/(n div), gscale = eta ||mu||^2/(n div), bscale = eta/(n div):
-    the step's scalings of :func:`lnref._equations.filter_update` (the same expressions as the coefficient
-    engine's)."""
-    n = lpm.shape[0]
-    lpy = np.empty(n)
-    rate = np.empty(n)
-    for i in range(n):
-        lpy[i] = lpm[i] * y[i]
-        rate[i] = eta * xi_sq[i] / (n * div)
-    return lpy, rate, eta * mu_sq / (n * div), eta / (n * div)
 
 
 @njit
@@ -366,6 +354,8 @@ def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_
     acc = np.empty((2, n))
     for g in prange(groups):  # the entry state's inner products
         _inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
+    rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)  # once per call
+    lpy = np.empty(n)
     pending = False
     done = k
     for s in range(k):
@@ -383,7 +373,8 @@ def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_
         losses(f, mults[row], loss, dloss)
         for i in range(n):
             lpm[i] = dloss[i] * mults[row, i]
-        lpy, rate, gscale, bscale = _step_scalings(lpm, y, xi_sq, eta, mu_sq, div)
+        for i in range(n):
+            lpy[i] = lpm[i] * y[i]
         for g in prange(groups):
             u0 = (units * g) // groups
             u1 = (units * (g + 1)) // groups

@@ -46,6 +46,7 @@ from ._equations import (
     kernel,
     logistic_dloss,
     outputs_range,
+    step_scalings,
 )
 
 # Filters whose inner products are computed together (cache blocking; not a numerical choice).
@@ -105,14 +106,8 @@ def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamm
     """
     F, n = rho.shape
     nblocks = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
-    # per-sample step sizes eta ||xi_i||^2 / (n div) and the gradient scalings (the same expressions as the weight
-    # engine's, evaluated once per call), and l'_i mult_i y_i
-    rate = np.empty(n)
-    for i in range(n):
-        rate[i] = eta * xi_sq[i] / (n * div)
-    gscale = eta * mu_sq / (n * div)
-    bscale = eta / (n * div)
-    lpy = np.empty(n)
+    rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)  # once per call, as the weight engine
+    lpy = np.empty(n)  # l'_i mult_i y_i
     pending = False  # gamma_new, rho_new, bias_new hold the accepted state, not yet copied
     done = k
     acc = np.empty((2, n))

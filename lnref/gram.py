@@ -434,9 +434,6 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
                     bias0=np.ascontiguousarray(init_bias(cfg), dtype=np.float64))
 
 
-# the engines' input check (lnref.engines.base) accepts init='torch' with sampling='gram' when this is set
-sample_gram.supports_torch_init = True  # type: ignore[attr-defined]
-
 
 def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The random draws of :func:`sample_gram` (streams data, flips, gram; module docstring): y (n,), y_obs (n,),

@@ -78,9 +78,6 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
         if W0 is not None:
             raise ConfigError("W0 is not allowed with sampling='gram': the initial filters are drawn with the Gram "
                               "statistics; use sampling='explicit' to pass W0")
-        if cfg.init != "gaussian" and not getattr(sample_gram, "supports_torch_init", False):
-            raise ConfigError("init='torch' is not available with sampling='gram' (the Wishart law of the Gram "
-                              "statistics needs Gaussian initial weights); use sampling='explicit'")
         if data is None:
             data = sample_gram(cfg)
         elif not isinstance(data, GramData):
