@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._suggest import did_you_mean, suggest
-from .cliargs import ArgumentParser, Progress, add_config_arguments, compile_notice, config_from_args, read_toml
+from .cliargs import (
+    THREADS_HELP,
+    ArgumentParser,
+    Progress,
+    add_config_arguments,
+    compile_notice,
+    config_from_args,
+    read_toml,
+)
 from .config import FIELD_TYPES, ConfigError
 
 __all__ = ["main", "add_config_arguments", "config_from_args", "read_toml", "Progress", "suggest",
@@ -170,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="output folder (must be empty unless --force)")
     run.add_argument("--force", action="store_true",
                      help="replace a non-empty --out: the new run is built beside it and swapped in when complete")
-    run.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    run.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                      help="save checkpoint.npz into --out at the first logged step at least STEPS after the last "

@@ -16,7 +16,11 @@ from ._suggest import did_you_mean, suggest
 from .config import FIELD_DOCS, FIELD_TYPES, Config, config_from_mapping, config_values_from_toml
 
 __all__ = ["add_config_arguments", "config_from_args", "read_toml", "Progress", "ArgumentParser", "suggest",
-           "did_you_mean", "config_flag_names"]
+           "did_you_mean", "config_flag_names", "THREADS_HELP"]
+
+#: --threads of `lnref run` and `lnref reproduce` (lnref._threads.default_threads is the default's rule)
+THREADS_HELP = ("numba threads (default: one for small problems, else all cores; LNREF_THREADS overrides it; "
+                "results are the same bits for any value)")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -37,6 +37,22 @@ def test_plot_history_writes_a_png_with_labelled_panels_and_named_stages(noisy_r
     plt.close(fig)
 
 
+def test_plot_history_saved_figure_uses_no_mathtext_and_no_pyplot(noisy_run, tmp_path):
+    """The figure of every `lnref run` is drawn without matplotlib's mathtext (its parser costs ~0.3 s to set up) and
+    outside pyplot (nothing left open): plain labels, plain log tick labels, no minor tick labels."""
+    before = plt.get_fignums()
+    fig = plot_history(noisy_run, tmp_path / "history.png")
+    assert plt.get_fignums() == before
+    texts = [fig._suptitle.get_text()] if fig._suptitle else []
+    for ax in fig.axes:
+        texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        texts += [t.get_text() for t in ax.get_legend().get_texts()] + [t.get_text() for t in ax.texts]
+        texts += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        assert not [t for t in ax.get_xticklabels(minor=True) + ax.get_yticklabels(minor=True) if t.get_text()]
+    assert [t for t in texts if t] and not [t for t in texts if "$" in t]
+    assert "signal max γ" in texts and "GD step t" in texts
+
+
 def test_plot_history_without_label_noise_has_no_stages(tmp_path):
     res = lnref.train(lnref.Config(n=20, d=100, m=3, steps=20, tau=0.0, n_test=0, algorithm="label_noise_gd"),
                       threads=1)

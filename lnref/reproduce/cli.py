@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..cliargs import THREADS_HELP
 from ..config import ConfigError
 
 __all__ = ["register"]
@@ -89,7 +90,7 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true",
                    help="use a non-empty --out that is not this reproduction's own earlier output, overwriting "
                         "its files of the same names")
-    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--published", type=Path, default=None, metavar="PATH",
                    help="kou2023-heatmap: the authors' published table (data_test100.csv of "
                         "github.com/uclaml/Benign_ReLU_CNN, not shipped with lnref) to compare with cell by cell")

@@ -1,0 +1,66 @@
+"""Start-up cost of a fresh process: a tiny `lnref run` against `python -c "import numpy, numba, scipy"`.
+
+    python bench/bench_startup.py            # 5 interleaved pairs (after one warm-up run that fills the cache)
+    python bench/bench_startup.py --pairs 9
+
+Each pair runs, in fresh processes and in this order: the import baseline, the tiny run through the CLI (n = 20,
+d = 50, m = 4, 10 steps, writing config.json, metrics.csv, arrays.npz, meta.json and, when matplotlib is installed,
+history.png) and the same run through the API (``lnref.train``, no files).  Ratios are per pair (the baseline and
+the run measured back to back), then the median and range over the pairs; the machine's load is printed before
+and after.  Whatever the CLI run writes to stderr is reported (the target is nothing).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TINY = ["--n", "20", "--d", "50", "--m", "4", "--steps", "10"]
+API = ("import lnref; lnref.train(lnref.Config(n=20, d=50, m=4, steps=10))")
+
+
+def _timed(cmd: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return wall, proc.stderr
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=int, default=5)
+    args = ap.parse_args(argv)
+    py = sys.executable
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / "warm")])  # fills the kernel cache
+        base, cli, api, stderr = [], [], [], []
+        for i in range(args.pairs):
+            base.append(_timed([py, "-c", "import numpy, numba, scipy"])[0])
+            wall, err = _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / f"r{i}")])
+            cli.append(wall)
+            stderr.append(err)
+            api.append(_timed([py, "-c", API])[0])
+        png = (Path(tmp) / "r0" / "history.png").exists()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"import numpy, numba, scipy: median {statistics.median(base):.2f} s "
+          f"(range {min(base):.2f}-{max(base):.2f})")
+    for name, times in ((f"tiny `lnref run`{' (with history.png)' if png else ' (no matplotlib: no figure)'}", cli),
+                        ("the same run through lnref.train", api)):
+        ratios = [t / b for t, b in zip(times, base)]
+        print(f"{name}: median {statistics.median(times):.2f} s, ratio to the imports in the same pair: median "
+              f"{statistics.median(ratios):.1f}x (range {min(ratios):.1f}-{max(ratios):.1f}x)")
+    noisy = [e for e in stderr if e.strip()]
+    print(f"stderr of the CLI runs: {'empty' if not noisy else repr(noisy[0][:300])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
