@@ -58,7 +58,7 @@ def _cache_enabled() -> bool:
     return os.environ.get("LNREF_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-_KERNEL_SOURCES = ("_equations.py", "_kernels.py", "_kernels_coef.py", "_normals.py")
+_KERNEL_SOURCES = ("_equations.py", "_kernels.py", "_kernels_coef.py", "_normals.py", "_seeding.py")
 
 
 def _sources_digest() -> str:

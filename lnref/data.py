@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels as K
+from ._seeding import pcg64_stream
 from .config import Config, ConfigError
 
 __all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "STREAMS"]
@@ -42,7 +43,7 @@ STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram"
 
 def stream(seed: int, name: str) -> np.random.Generator:
     """The named random stream of the data contract for ``seed``."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(STREAMS[name],))))
+    return pcg64_stream(int(seed), STREAMS[name])  # that generator, built without SeedSequence's overhead
 
 
 def _as_array(name: str, a, ndim: int) -> np.ndarray:

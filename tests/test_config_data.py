@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lnref
 from lnref import Config, ConfigError, Dataset
@@ -299,3 +301,40 @@ def test_reprs_are_short_and_say_what_the_object_holds():
     from lnref.gram import sample_gram
     gram = sample_gram(cfg.replace(engine="coefficients", sampling="gram"))
     assert len(repr(gram)) < 400 and "coords=float64(" in repr(gram)
+
+
+# ----------------------------------------------------------------------------------- fast stream construction
+@settings(max_examples=300, deadline=None)
+@given(seed=st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**130)),
+       key=st.lists(st.integers(0, 2**40), min_size=0, max_size=3).map(tuple),
+       n_words=st.integers(1, 9), wide=st.booleans())
+def test_generate_state_equals_numpy_seed_sequence(seed, key, n_words, wide):
+    from lnref._seeding import generate_state
+    dtype = np.uint64 if wide else np.uint32
+    ours = generate_state(seed, key, n_words, dtype)
+    ref = np.random.SeedSequence(seed, spawn_key=key).generate_state(n_words, dtype)
+    assert ours.dtype == ref.dtype and np.array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2023, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1, 2**64 + 5])
+def test_streams_are_numpys_generators_state_draws_pickle_and_spawn(seed):
+    import pickle
+
+    from lnref.data import STREAMS
+    for name, k in STREAMS.items():
+        ours = stream(seed, name)
+        ref = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))
+        assert ours.bit_generator.state == ref.bit_generator.state
+        assert np.array_equal(ours.standard_normal(5), ref.standard_normal(5))
+        again = pickle.loads(pickle.dumps(ours))
+        assert np.array_equal(again.random(3), ref.random(3))
+        assert [c.random() for c in ours.spawn(2)] == [c.random() for c in ref.spawn(2)]
+        assert [c.random() for c in ours.spawn(1)] == [c.random() for c in ref.spawn(1)]   # spawning continues
+
+
+def test_stream_rejects_a_negative_seed_like_numpy():
+    from lnref._seeding import generate_state
+    with pytest.raises(ValueError, match="non-negative"):
+        generate_state(-1, (0,), 4, np.uint64)
+    with pytest.raises(ValueError):
+        np.random.SeedSequence(-1, spawn_key=(0,))

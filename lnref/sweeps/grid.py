@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._seeding import generate_state
 from .._suggest import did_you_mean
 from ..config import FIELD_TYPES, Config, ConfigError
 
@@ -22,7 +23,8 @@ REFUSED_FIELDS = {"seed": "the seed is derived per cell and replicate from the b
 
 def cell_seed(root: int, cell: int, replicate: int) -> int:
     """The 63-bit seed of (cell, replicate) derived from the root seed (independent of scheduling)."""
-    state = np.random.SeedSequence(int(root), spawn_key=(int(cell), int(replicate))).generate_state(1, np.uint64)
+    # SeedSequence(root, spawn_key=(cell, replicate)).generate_state(1, uint64), the same words, ~4x faster
+    state = generate_state(int(root), (int(cell), int(replicate)), 1, np.uint64)
     return int(state[0] >> np.uint64(1))
 
 
