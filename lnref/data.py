@@ -321,8 +321,17 @@ def init_weights(cfg: Config) -> np.ndarray:
     rng = stream(cfg.seed, "init")
     if cfg.init == "torch":
         a = 1.0 / math.sqrt(cfg.d)
-        return rng.uniform(-a, a, (2, cfg.m, cfg.d))
+        return uniform(rng, -a, a, (2, cfg.m, cfg.d))
     return rng.standard_normal((2, cfg.m, cfg.d)) * cfg.sigma0
+
+
+def uniform(rng: np.random.Generator, low: float, high: float, shape) -> np.ndarray:
+    """``rng.uniform(low, high, shape)`` for scalar bounds: the same numbers (NumPy computes low + (high - low) u
+    from the same doubles u as ``rng.random``), 2-6x faster on large blocks (tests/test_config_data.py)."""
+    u = rng.random(shape)
+    u *= high - low
+    u += low
+    return u
 
 
 def init_bias(cfg: Config) -> np.ndarray:
@@ -333,7 +342,7 @@ def init_bias(cfg: Config) -> np.ndarray:
     """
     if cfg.bias and cfg.init == "torch":
         a = 1.0 / math.sqrt(cfg.d)
-        return stream(cfg.seed, "bias").uniform(-a, a, (2, cfg.m))
+        return uniform(stream(cfg.seed, "bias"), -a, a, (2, cfg.m))
     return np.zeros((2, cfg.m))
 
 

@@ -338,3 +338,13 @@ def test_stream_rejects_a_negative_seed_like_numpy():
         generate_state(-1, (0,), 4, np.uint64)
     with pytest.raises(ValueError):
         np.random.SeedSequence(-1, spawn_key=(0,))
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**63), low=st.floats(-1e3, 1e3), width=st.floats(1e-6, 1e3),
+       shape=st.sampled_from([(1,), (7,), (2, 3, 5), (2, 10, 600)]))
+def test_uniform_equals_numpys_uniform(seed, low, width, shape):
+    from lnref.data import uniform
+    ours = uniform(np.random.default_rng(seed), low, low + width, shape)
+    ref = np.random.default_rng(seed).uniform(low, low + width, shape)
+    assert ours.shape == ref.shape and np.array_equal(ours, ref)
