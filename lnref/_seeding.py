@@ -51,52 +51,50 @@ def entropy_words(seed: int, spawn_key: tuple[int, ...]) -> np.ndarray:
     return np.array(run + spawn, dtype=np.uint32)
 
 
+_MASK = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(16)
+
+
+@kernel(inline="always")
+def _hashmix(value, h):
+    """SeedSequence's hashmix: (hashed value, next hash constant), modulo 2^32 (scalars, uint64 holding 32 bits)."""
+    value ^= h
+    h = (h * np.uint64(0x931E8875)) & _MASK
+    value = (value * h) & _MASK
+    return value ^ (value >> _SHIFT), h
+
+
+@kernel(inline="always")
+def _mix(x, y):
+    """SeedSequence's mix of two 32-bit words."""
+    r = ((np.uint64(0xCA01F9DD) * x) - (np.uint64(0x4973F715) * y)) & _MASK
+    return r ^ (r >> _SHIFT)
+
+
 @kernel
 def _state_words(entropy, n_words32):
     """SeedSequence's pool from ``entropy`` (uint32) and its first ``n_words32`` output words (module docstring)."""
-    mask = np.uint64(0xFFFFFFFF)
-    shift = np.uint64(16)
-    mult_a = np.uint64(0x931E8875)
-    mix_l = np.uint64(0xCA01F9DD)
-    mix_r = np.uint64(0x4973F715)
     h = np.uint64(0x43B0D7E5)  # INIT_A
     pool = np.zeros(4, dtype=np.uint64)
     n = entropy.shape[0]
     for i in range(4):
-        v = np.uint64(entropy[i]) if i < n else np.uint64(0)
-        v ^= h
-        h = (h * mult_a) & mask
-        v = (v * h) & mask
-        v ^= v >> shift
-        pool[i] = v
+        pool[i], h = _hashmix(np.uint64(entropy[i]) if i < n else np.uint64(0), h)
     for i_src in range(4):
         for i_dst in range(4):
             if i_src != i_dst:
-                v = pool[i_src] ^ h
-                h = (h * mult_a) & mask
-                v = (v * h) & mask
-                v ^= v >> shift
-                r = ((mix_l * pool[i_dst]) - (mix_r * v)) & mask
-                r ^= r >> shift
-                pool[i_dst] = r
+                v, h = _hashmix(pool[i_src], h)
+                pool[i_dst] = _mix(pool[i_dst], v)
     for i_src in range(4, n):
         for i_dst in range(4):
-            v = np.uint64(entropy[i_src]) ^ h
-            h = (h * mult_a) & mask
-            v = (v * h) & mask
-            v ^= v >> shift
-            r = ((mix_l * pool[i_dst]) - (mix_r * v)) & mask
-            r ^= r >> shift
-            pool[i_dst] = r
+            v, h = _hashmix(np.uint64(entropy[i_src]), h)
+            pool[i_dst] = _mix(pool[i_dst], v)
     out = np.empty(n_words32, dtype=np.uint32)
     hb = np.uint64(0x8B51F9DD)  # INIT_B
-    mult_b = np.uint64(0x58F38DED)
     for i in range(n_words32):
         v = pool[i % 4] ^ hb
-        hb = (hb * mult_b) & mask
-        v = (v * hb) & mask
-        v ^= v >> shift
-        out[i] = np.uint32(v)
+        hb = (hb * np.uint64(0x58F38DED)) & _MASK
+        v = (v * hb) & _MASK
+        out[i] = np.uint32(v ^ (v >> _SHIFT))
     return out
 
 
