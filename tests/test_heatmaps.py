@@ -107,25 +107,26 @@ def test_switch_points_and_boundary_fit_recover_a_known_boundary():
 
 def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     # a synthetic "published" table with a sharp boundary n ||mu||^4 = 0.5 d: the comparison rows are computed
-    # from it (their verdicts are not asserted: the table is made up), the figure has three panels
+    # from it (their verdicts are not asserted: the table is made up), the figure has four panels; the grid is run
+    # again with the sum over the patches (KOU_PUBLISHED_VARIANT) and compared with the table too
     mu = np.array(KOU_PUBLISHED_MU)[:, None]
     d = np.array(KOU_PUBLISHED_D, dtype=float)[None, :]
     table = np.where(20 * mu ** 4 >= 0.5 * d, 0.1, 0.5)
     ctx = Context(out=tmp_path, quick=True, log=lambda s: None)  # the default: 10 replicates, as theirs
     ctx.published = _published_file(tmp_path / "published.csv", table)
     checks = run_reproduction("kou2023-heatmap", ctx)
-    assert len(checks) == 5, checks
+    assert len(checks) == 7, checks
     assert checks[0].holds and checks[1].holds, checks[:2]  # benign corner, harmful corner
     # the boundary's slope (theory 1/4) from 6 values of d and 10 replicates: SE about 0.03, so only its sign and
     # size are asserted here; the full run's report holds it to 0.05
     boundary = json.loads((tmp_path / "kou2023_boundary.json").read_text())
     assert 0.1 < boundary["slope_log_mu_vs_log_d"] < 0.45, boundary["slope_log_mu_vs_log_d"]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["reproduction"] == "kou2023-heatmap" and len(summary["checks"]) == 5
+    assert summary["reproduction"] == "kou2023-heatmap" and len(summary["checks"]) == 7
     report = (tmp_path / "report.md").read_text()
     assert "abs(lnref - published)" in report
     rows = [line for line in report.splitlines() if line.startswith("| Kou 2023")]
-    assert len(rows) == 5, rows
+    assert len(rows) == 7, rows
     assert all(line.replace("\\|", "").count("|") == 6 for line in rows), rows  # 5 cells, no stray |
     assert summary["seeds"] == 10 and all(c["criterion"] and c["tolerance"] and c["source"]
                                           for c in summary["checks"])
@@ -140,6 +141,19 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     rows = (tmp_path / "kou2023_vs_published.csv").read_text().splitlines()
     assert rows[0] == "mu_norm,d,published,lnref,lnref_sem,difference" and len(rows) == 61
     assert "syntheticrelu.py" in (tmp_path / "kou2023_conventions.md").read_text()
+    # the variant: the same grid, seeds and replicates with patch_reduce='sum' only, its own comparison
+    main_run = json.loads((tmp_path / "kou2023_heatmap.json").read_text())
+    variant_run = json.loads((tmp_path / "kou2023_heatmap_patch_sum.json").read_text())
+    assert variant_run["base_config"] == {**main_run["base_config"], "patch_reduce": "sum"}
+    assert main_run["base_config"]["patch_reduce"] == "mean" and variant_run["grid"] == main_run["grid"]
+    variant = boundary["published_variant"]
+    assert variant["comparison"]["cells"] == 60 and variant["comparison"]["published_slope"] == \
+        boundary["published_slope"]
+    rows = (tmp_path / "kou2023_patch_sum_vs_published.csv").read_text().splitlines()
+    assert rows[0].startswith("mu_norm,d,published,lnref_patch_sum") and len(rows) == 61
+    main_err = np.array([float(r.split(",")[3]) for r in
+                         (tmp_path / "kou2023_vs_published.csv").read_text().splitlines()[1:]])
+    assert not np.array_equal(main_err, np.array([float(r.split(",")[3]) for r in rows[1:]]))  # other runs
     if have_matplotlib():
         assert (tmp_path / "kou2023_heatmap.png").stat().st_size > 1000
 
