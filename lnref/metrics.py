@@ -67,52 +67,54 @@ def step_metrics(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, gamma: np.ndar
     -------
     dict column -> float (NaN for a mean or max over an empty subset)
     """
-    want = (lambda c: True) if names is None else (lambda c: c in names)
+    every = names is None
     margin = y_obs * f
     loss = sample_losses(margin)
     clean = y_obs == y
+    n = y.shape[0]
+    n_clean = int(np.count_nonzero(clean))
+    n_noisy = n - n_clean
     noisy = ~clean
     fitted = margin > 0
     out = {"loss": _mean(loss)}
-    if want("loss_clean"):
+    if every or "loss_clean" in names:
         out["loss_clean"] = _mean(loss[clean])
-    if want("loss_noisy"):
+    if every or "loss_noisy" in names:
         out["loss_noisy"] = _mean(loss[noisy])
-    for name, hit, subset in (("train_acc", fitted, None), ("train_acc_clean", fitted, clean),
-                              ("train_acc_noisy", fitted, noisy), ("true_acc_noisy", y * f > 0, noisy)):
-        if want(name):
-            out[name] = _fraction(hit, subset)
-    if want("gamma_max"):
+    # accuracies: exact counts over sizes (the value np.mean of the boolean array gives)
+    if every or "train_acc" in names:
+        out["train_acc"] = int(np.count_nonzero(fitted)) / n if n else math.nan
+    if every or "train_acc_clean" in names:
+        out["train_acc_clean"] = int(np.count_nonzero(fitted & clean)) / n_clean if n_clean else math.nan
+    if every or "train_acc_noisy" in names:
+        out["train_acc_noisy"] = int(np.count_nonzero(fitted & noisy)) / n_noisy if n_noisy else math.nan
+    if every or "true_acc_noisy" in names:
+        out["true_acc_noisy"] = int(np.count_nonzero((y * f > 0) & noisy)) / n_noisy if n_noisy else math.nan
+    if every or "gamma_max" in names:
         out["gamma_max"] = float(gamma.max())
-    if want("gamma_mean"):
+    if every or "gamma_mean" in names:
         out["gamma_mean"] = float(gamma.mean())
-    if want("gamma_min"):
+    if every or "gamma_min" in names:
         out["gamma_min"] = float(gamma.min())
     rho_cols = ("rho_bar_max_clean", "rho_bar_max_noisy", "rho_max_mean_clean", "rho_max_mean_noisy")
-    if any(want(c) for c in rho_cols):
+    if every or any(c in names for c in rho_cols):
         rho_max = rho.max(axis=(0, 1))  # (n,) max_{j,r} rho_{j,r,i}
-        rho_bar = np.maximum(rho_max, 0.0)
-        for name, v in (("rho_bar_max_clean", lambda: _max(rho_bar[clean])),
-                        ("rho_bar_max_noisy", lambda: _max(rho_bar[noisy])),
-                        ("rho_max_mean_clean", lambda: _mean(rho_max[clean])),
-                        ("rho_max_mean_noisy", lambda: _mean(rho_max[noisy]))):
-            if want(name):
-                out[name] = v()
-    if want("rho_under_min"):
+        if every or "rho_bar_max_clean" in names or "rho_bar_max_noisy" in names:
+            rho_bar = np.maximum(rho_max, 0.0)
+            if every or "rho_bar_max_clean" in names:
+                out["rho_bar_max_clean"] = _max(rho_bar[clean])
+            if every or "rho_bar_max_noisy" in names:
+                out["rho_bar_max_noisy"] = _max(rho_bar[noisy])
+        if every or "rho_max_mean_clean" in names:
+            out["rho_max_mean_clean"] = _mean(rho_max[clean])
+        if every or "rho_max_mean_noisy" in names:
+            out["rho_max_mean_noisy"] = _mean(rho_max[noisy])
+    if every or "rho_under_min" in names:
         out["rho_under_min"] = float(min(rho.min(), 0.0))
-    if names is None:
+    if every:
         out["test_acc"] = math.nan
         out = {c: out[c] for c in HISTORY_COLUMNS if c in out}
     return out
-
-
-def _fraction(hit: np.ndarray, subset: np.ndarray | None) -> float:
-    """Fraction of ``subset`` (all if None) where ``hit`` holds, as an exact count over a size (NaN if empty);
-    the same value as np.mean of the boolean array."""
-    if subset is None:
-        return int(np.count_nonzero(hit)) / hit.shape[0] if hit.shape[0] else math.nan
-    size = int(np.count_nonzero(subset))
-    return int(np.count_nonzero(hit & subset)) / size if size else math.nan
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
