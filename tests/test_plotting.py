@@ -39,7 +39,7 @@ def test_plot_history_writes_a_png_with_labelled_panels_and_named_stages(noisy_r
 
 def test_plot_history_saved_figure_uses_no_mathtext_and_no_pyplot(noisy_run, tmp_path):
     """The figure of every `lnref run` is drawn without matplotlib's mathtext (its parser costs ~0.3 s to set up) and
-    outside pyplot (nothing left open): plain labels, plain log tick labels, no minor tick labels."""
+    outside pyplot (nothing left open): plain labels, plain log tick labels, no minor ticks."""
     before = plt.get_fignums()
     fig = plot_history(noisy_run, tmp_path / "history.png")
     assert plt.get_fignums() == before
@@ -49,6 +49,8 @@ def test_plot_history_saved_figure_uses_no_mathtext_and_no_pyplot(noisy_run, tmp
         texts += [t.get_text() for t in ax.get_legend().get_texts()] + [t.get_text() for t in ax.texts]
         texts += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
         assert not [t for t in ax.get_xticklabels(minor=True) + ax.get_yticklabels(minor=True) if t.get_text()]
+        if ax.get_yscale() == "log":
+            assert len(ax.yaxis.get_minorticklocs()) == 0
     assert [t for t in texts if t] and not [t for t in texts if "$" in t]
     assert "signal max γ" in texts and "GD step t" in texts
 
