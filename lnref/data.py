@@ -42,7 +42,10 @@ STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram"
 
 
 def stream(seed: int, name: str) -> np.random.Generator:
-    """The named random stream of the data contract for ``seed``."""
+    """The named random stream of the data contract for ``seed``: the generator
+    ``Generator(PCG64(SeedSequence(seed, spawn_key=(k,))))``, built by :func:`lnref._seeding.pcg64_stream` (same
+    state and draws; its ``bit_generator.seed_seq`` is a :class:`lnref._seeding.StreamSeed`, which gives
+    SeedSequence's words and spawns real SeedSequences)."""
     return pcg64_stream(int(seed), STREAMS[name])  # that generator, built without SeedSequence's overhead
 
 
