@@ -328,6 +328,31 @@ def compare_tables(published: np.ndarray, ours: np.ndarray) -> dict[str, float]:
             "correlation": corr, "mean_diff": float(np.mean(diff))}
 
 
+def _against_published(ctx: Context, res, pub: np.ndarray, mus: np.ndarray, ds: np.ndarray, level: float,
+                       csv_name: str, column: str) -> dict[str, Any]:
+    """Compare a sweep's mean test-error table with the published one (on the same cells): :func:`compare_tables`,
+    both boundary slopes (lnref's with its jackknife SE), the mean |difference| two independent tables of lnref's
+    law would show, and a per-cell CSV ``csv_name`` (published, lnref's ``column`` with its SEM, difference)."""
+    vals = res.values("test_error")
+    err = vals.mean(axis=-1)
+    sem = res.sem("test_error")
+    cmp = compare_tables(pub, err)
+    star, slope = boundary_slope(mus, ds, err, level)
+    _, pub_slope = boundary_slope(mus, ds, pub, level)
+    # per cell the difference of two independent tables of one law has SD sqrt(2) * SE (SE = lnref's standard
+    # error of the cell mean), and E|N(0, s^2)| = s sqrt(2/pi)
+    floor = float(np.nanmean(np.sqrt(2.0) * sem * math.sqrt(2.0 / math.pi)))
+    cmp.update({"published_slope": pub_slope, "lnref_slope": slope,
+                "lnref_slope_se": _jackknife_se(lambda e: boundary_slope(mus, ds, e, level)[1], vals),
+                "expected_mean_abs_diff_same_law": floor, "cells": int(pub.size), "mu_switch": star, "err": err})
+    rows = [f"mu_norm,d,published,{column},{column}_sem,difference"]
+    for i, mu in enumerate(mus):
+        for j, d in enumerate(ds):
+            rows.append(f"{mu:g},{int(d)},{pub[i, j]:.6g},{err[i, j]:.6g},{sem[i, j]:.6g},{err[i, j] - pub[i, j]:.6g}")
+    write_text(ctx.path(csv_name), "\n".join(rows) + "\n")
+    return cmp
+
+
 def _published_arg(ctx: Context) -> np.ndarray | None:
     path = getattr(ctx, "published", None)
     return None if path is None else load_published(path)
@@ -388,22 +413,11 @@ def kou_heatmap(ctx: Context) -> list[Check]:
     panels = [panel_ours]
     if published is not None:
         pub = published_on_grid(published, mus, ds)
-        cmp = compare_tables(pub, err)
         pub_star, pub_slope = boundary_slope(mus, ds, pub, level)
-        # the mean |difference| two independent tables of `reps` replicates would show if lnref's law were theirs:
-        # per cell the difference has SD sqrt(2) * SE (SE = lnref's standard error of the cell mean), and
-        # E|N(0, s^2)| = s sqrt(2/pi)
-        floor = float(np.nanmean(np.sqrt(2.0) * res.sem("test_error") * math.sqrt(2.0 / math.pi)))
-        cmp.update({"published_slope": pub_slope, "lnref_slope": slope, "lnref_slope_se": slope_se,
-                    "expected_mean_abs_diff_same_law": floor, "cells": int(pub.size)})
+        cmp = _against_published(ctx, res, pub, mus, ds, level, "kou2023_vs_published.csv", "lnref")
+        floor = cmp["expected_mean_abs_diff_same_law"]
+        cmp.pop("err"), cmp.pop("mu_switch")
         boundary.update({"published_mu_switch": pub_star, "published_slope": pub_slope, "comparison": cmp})
-        rows = ["mu_norm,d,published,lnref,lnref_sem,difference"]
-        sem = res.sem("test_error")
-        for i, mu in enumerate(mus):
-            for j, d in enumerate(ds):
-                rows.append(f"{mu:g},{int(d)},{pub[i, j]:.6g},{err[i, j]:.6g},{sem[i, j]:.6g},"
-                            f"{err[i, j] - pub[i, j]:.6g}")
-        write_text(ctx.path("kou2023_vs_published.csv"), "\n".join(rows) + "\n")
         px, py = _power_line(mus, ds, pub_star, pub_slope)
         panels = [{"title": "published (Kou et al., data_test100.csv)", "xs": mus, "ys": ds, "z": pub,
                    "lines": [(pub_star, ds, "w.", f"error = {level:.2f}"), (px, py, "w--",
@@ -415,15 +429,12 @@ def kou_heatmap(ctx: Context) -> list[Check]:
                    "lines": [(pub_star, ds, "k--", "published boundary"), (mu_star, ds, "m:", "lnref boundary")]}]
         # the published table's reading: the same runs with the sum over the patches (KOU_PUBLISHED_VARIANT)
         var = _run_sweep(ctx, "kou2023_heatmap_patch_sum", base.replace(**KOU_PUBLISHED_VARIANT), grid, reps)
-        vvals = var.values("test_error")
-        verr = vvals.mean(axis=-1)
-        vcmp = compare_tables(pub, verr)
-        v_star, v_slope = boundary_slope(mus, ds, verr, level)
-        v_slope_se = _jackknife_se(lambda e: boundary_slope(mus, ds, e, level)[1], vvals)
-        vfloor = float(np.nanmean(np.sqrt(2.0) * var.sem("test_error") * math.sqrt(2.0 / math.pi)))
-        vcmp.update({"published_slope": pub_slope, "lnref_slope": v_slope, "lnref_slope_se": v_slope_se,
-                     "expected_mean_abs_diff_same_law": vfloor, "cells": int(pub.size),
-                     "variant": KOU_PUBLISHED_VARIANT_TEXT})
+        vcmp = _against_published(ctx, var, pub, mus, ds, level, "kou2023_patch_sum_vs_published.csv",
+                                  "lnref_patch_sum")
+        verr, v_star = vcmp.pop("err"), vcmp.pop("mu_switch")
+        v_slope, v_slope_se, vfloor = vcmp["lnref_slope"], vcmp["lnref_slope_se"], \
+            vcmp["expected_mean_abs_diff_same_law"]
+        vcmp["variant"] = KOU_PUBLISHED_VARIANT_TEXT
         boundary["published_variant"] = {"mu_switch": v_star, "slope": v_slope, "slope_se_jackknife": v_slope_se,
                                          "comparison": vcmp}
         vx, vy = _power_line(mus, ds, v_star, v_slope)
@@ -432,13 +443,6 @@ def kou_heatmap(ctx: Context) -> list[Check]:
                        "cbar": "difference of test errors",
                        "lines": [(pub_star, ds, "k--", "published boundary"),
                                  (vx, vy, "m:", f"lnref (sum) fit: slope {v_slope:.3f}")]})
-        rows = ["mu_norm,d,published,lnref_patch_sum,lnref_patch_sum_sem,difference"]
-        vsem = var.sem("test_error")
-        for i, mu in enumerate(mus):
-            for j, d in enumerate(ds):
-                rows.append(f"{mu:g},{int(d)},{pub[i, j]:.6g},{verr[i, j]:.6g},{vsem[i, j]:.6g},"
-                            f"{verr[i, j] - pub[i, j]:.6g}")
-        write_text(ctx.path("kou2023_patch_sum_vs_published.csv"), "\n".join(rows) + "\n")
         checks += [
             Check("Kou 2023: lnref's table is within the authors' run-to-run noise of their published table",
                   f"mean {cmp['mean_abs_diff']:.4f} (two independent {reps}-replicate tables of the same law: "
