@@ -4,7 +4,7 @@ The sweep worker runs coefficient-engine configs through ``lnref._sweep_worker.f
 of ``lnref.train``'s history, bit for bit); the breakdown times both and profiles final_run.
 
     python bench/bench_sweep.py                 # a 1/100 subset (10 x 10 cells x 10 reps), extrapolated
-    python bench/bench_sweep.py --full          # the whole grid (target: <= 60 s wall on 2 cores)
+    python bench/bench_sweep.py --full          # the whole grid (issue 13: <= 45 s wall on 2 cores; 69 s, 2026-11-30)
     python bench/bench_sweep.py --dask-local 2  # also through a local Dask cluster (scheduling overhead)
     python bench/bench_sweep.py --compare-with d471ce1 --no-breakdown   # + CPU per run vs an older lnref
 
