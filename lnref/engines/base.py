@@ -11,6 +11,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import Config, ConfigError
+from ..data import Dataset, init_bias, init_weights, make_data
+from ..gram import GramData, sample_gram
+from ..model import check_weights
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +40,7 @@ def check_bias(b0, m: int, name: str = "b0") -> np.ndarray:
         raise ConfigError(f"{name} must be a real float64-convertible array of shape (2, m): {exc}") from None
     if b0.shape != (2, m):
         raise ConfigError(f"{name} must have shape (2, m) = (2, {m}) (index 0 holds j=+1), got {b0.shape}")
-    if not np.all(np.isfinite(b0)):
+    if not np.isfinite(b0).all():
         raise ConfigError(f"{name} contains NaN or infinite values; every entry must be finite")
     return b0
 
@@ -62,9 +65,6 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
     ConfigError
         Naming the input, what was wrong and what is allowed, before any GD work.
     """
-    from ..data import Dataset, init_bias, init_weights, make_data
-    from ..model import check_weights
-
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
     if cfg.sampling == "explicit":
@@ -74,7 +74,6 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
         data.check_for(cfg)
         W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0")
     else:
-        from ..gram import GramData, sample_gram
         if W0 is not None:
             raise ConfigError("W0 is not allowed with sampling='gram': the initial filters are drawn with the Gram "
                               "statistics; use sampling='explicit' to pass W0")
@@ -91,7 +90,7 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
         b0 = init_bias(cfg)
     else:
         b0 = check_bias(b0, cfg.m)
-        if not cfg.bias and np.any(b0 != 0.0):
+        if not cfg.bias and (b0 != 0.0).any():
             raise ConfigError("b0 has non-zero biases but the config has bias=False; set bias=True to train "
                               "biases, or leave b0 out")
     return RunInputs(data=data, W0=W0, b0=b0)

@@ -119,7 +119,7 @@ class CoefficientEngine(CoefficientViews):
         n = st.n
         if st.P0.shape != (2 * self.m, n):
             raise ConfigError(f"the data has {st.P0.shape[0] // 2} filters per class but the config says m={self.m}")
-        if np.any(st.xi_sq <= 0.0):
+        if (st.xi_sq <= 0.0).any():
             raise ConfigError("every noise patch must be non-zero (||xi_i||^2 > 0); with noise='orthogonal' that "
                               "needs d >= 2")
         F = 2 * self.m
