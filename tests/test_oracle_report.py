@@ -44,3 +44,18 @@ def test_report_text_and_verdict():
     rep = Report("trajectory", TIERS["float64"])
     assert not rep.passed                                  # nothing compared is not a pass
     assert "MISMATCH" in rep.text()
+
+
+def test_examples_print_verdict_exit_codes(capsys):
+    """The examples' shared reporting: both reports printed, one verdict line, exit 0 only when both pass."""
+    from types import SimpleNamespace
+
+    from lnref.examples._common import print_verdict
+    ok = SimpleNamespace(passed=True, text=lambda: "gradient report")
+    bad = SimpleNamespace(passed=False, text=lambda: "trajectory report")
+    assert print_verdict(ok, ok, "Model X", "float64") == 0
+    out = capsys.readouterr().out
+    assert "gradient report" in out and "verdict: Model X matches lnref within tier 'float64'" in out
+    assert print_verdict(ok, bad, "Model X", "float32") == 1
+    out = capsys.readouterr().out
+    assert "trajectory report" in out and "verdict: Model X does NOT match lnref within tier 'float32'" in out

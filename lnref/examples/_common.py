@@ -1,4 +1,5 @@
-"""What the paper-network examples (torch_model, jax_model) share: their fixture and its conventions check."""
+"""What the examples share: the paper-network fixture and its conventions check (torch_model, jax_model), and the
+printed reports and verdict (all three)."""
 from __future__ import annotations
 
 import sys
@@ -24,3 +25,13 @@ def paper_fixture(path: str | None):
               "python -m lnref.examples.conv1d_model (SPEC.md section 7)", file=sys.stderr)
         return None
     return fx
+
+
+def print_verdict(grad_rep, traj_rep, model: str, tier: str) -> int:
+    """Print the gradient and trajectory reports and one verdict line; the exit code (0 match, 1 mismatch)."""
+    print(grad_rep.text())
+    print()
+    print(traj_rep.text())
+    ok = grad_rep.passed and traj_rep.passed
+    print(f"\nverdict: {model} {'matches' if ok else 'does NOT match'} lnref within tier {tier!r}")
+    return 0 if ok else 1

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - exercised without torch installed
         sys.exit(2)
     raise
 
+from lnref.examples._common import print_verdict
 from lnref.testing import check_gradient, compare_trajectory, load_fixture
 
 #: the Config fields a fixture must have for this model (SPEC.md section 7)
@@ -167,13 +168,7 @@ def main(argv=None) -> int:
         print(problem, file=sys.stderr)
         return 2
     grad_rep, traj_rep = run(fx, args.dtype)
-    print(grad_rep.text())
-    print()
-    print(traj_rep.text())
-    ok = grad_rep.passed and traj_rep.passed
-    print(f"\nverdict: the Conv1d model (PyTorch {args.dtype}) {'matches' if ok else 'does NOT match'} lnref within "
-          f"tier {args.dtype!r}")
-    return 0 if ok else 1
+    return print_verdict(grad_rep, traj_rep, f"the Conv1d model (PyTorch {args.dtype})", args.dtype)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ jax.config.update("jax_enable_x64", True)  # float64 arrays; without it JAX sile
 
 import jax.numpy as jnp  # noqa: E402
 
-from lnref.examples._common import paper_fixture  # noqa: E402
+from lnref.examples._common import paper_fixture, print_verdict  # noqa: E402
 from lnref.testing import check_gradient, compare_trajectory  # noqa: E402
 
 
@@ -101,12 +101,7 @@ def main(argv=None) -> int:
     grad_rep = check_gradient(gradient, fx)
     Ws, losses = train(fx)
     traj_rep = compare_trajectory(Ws, fx, loss=losses)
-    print(grad_rep.text())
-    print()
-    print(traj_rep.text())
-    ok = grad_rep.passed and traj_rep.passed
-    print(f"\nverdict: JAX (float64) {'matches' if ok else 'does NOT match'} lnref within tier 'float64'")
-    return 0 if ok else 1
+    return print_verdict(grad_rep, traj_rep, "JAX (float64)", "float64")
 
 
 if __name__ == "__main__":

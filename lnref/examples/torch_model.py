@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - exercised without torch installed
         sys.exit(2)
     raise
 
-from lnref.examples._common import paper_fixture
+from lnref.examples._common import paper_fixture, print_verdict
 from lnref.testing import check_gradient, compare_trajectory
 
 
@@ -122,12 +122,7 @@ def main(argv=None) -> int:
     grad_rep = check_gradient(lambda *a: gradient(*a, dtype=dtype), fx, tier=tier)
     Ws, losses = train(fx, dtype)
     traj_rep = compare_trajectory(Ws, fx, tier=tier, loss=losses)
-    print(grad_rep.text())
-    print()
-    print(traj_rep.text())
-    ok = grad_rep.passed and traj_rep.passed
-    print(f"\nverdict: PyTorch ({args.dtype}) {'matches' if ok else 'does NOT match'} lnref within tier {tier!r}")
-    return 0 if ok else 1
+    return print_verdict(grad_rep, traj_rep, f"PyTorch ({args.dtype})", tier)
 
 
 if __name__ == "__main__":
