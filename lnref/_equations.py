@@ -310,45 +310,47 @@ def filter_update(f0, f1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, g
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
-        for i in range(n):
+        t0 = 0.0
+        t1 = 0.0
+        t2 = 0.0
+        t3 = 0.0
+        for i in range(n):  # sigma'(y_i <w_f, mu> + b_f) once for both sums (with_bias is loop-invariant)
             yi = y[i]
+            d0 = dact(yi * b0 + c0, q)
+            d1 = dact(yi * b1 + c1, q)
+            d2 = dact(yi * b2 + c2, q)
+            d3 = dact(yi * b3 + c3, q)
             li = lpy[i]
-            s0 += li * dact(yi * b0 + c0, q)
-            s1 += li * dact(yi * b1 + c1, q)
-            s2 += li * dact(yi * b2 + c2, q)
-            s3 += li * dact(yi * b3 + c3, q)
+            s0 += li * d0
+            s1 += li * d1
+            s2 += li * d2
+            s3 += li * d3
+            if with_bias:
+                li = lpm[i]
+                t0 += li * d0 + C[fb, i]
+                t1 += li * d1 + C[fb + 1, i]
+                t2 += li * d2 + C[fb + 2, i]
+                t3 += li * d3 + C[fb + 3, i]
         S[fb] = s0
         S[fb + 1] = s1
         S[fb + 2] = s2
         S[fb + 3] = s3
-        if with_bias:
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for i in range(n):
-                yi = y[i]
-                li = lpm[i]
-                s0 += li * dact(yi * b0 + c0, q) + C[fb, i]
-                s1 += li * dact(yi * b1 + c1, q) + C[fb + 1, i]
-                s2 += li * dact(yi * b2 + c2, q) + C[fb + 2, i]
-                s3 += li * dact(yi * b3 + c3, q) + C[fb + 3, i]
-            Sb[fb] = s0
-            Sb[fb + 1] = s1
-            Sb[fb + 2] = s2
-            Sb[fb + 3] = s3
+        Sb[fb] = t0  # zeros without a bias (work space then)
+        Sb[fb + 1] = t1
+        Sb[fb + 2] = t2
+        Sb[fb + 3] = t3
     for fi in range(f4, f1):
         bf = B[fi]
         c = bias[fi]
         sig = 0.0
+        sb = 0.0
         for i in range(n):
-            sig += lpy[i] * dact(y[i] * bf + c, q)
+            di = dact(y[i] * bf + c, q)
+            sig += lpy[i] * di
+            if with_bias:
+                sb += lpm[i] * di + C[fi, i]
         S[fi] = sig
-        if with_bias:
-            sb = 0.0
-            for i in range(n):
-                sb += lpm[i] * dact(y[i] * bf + c, q) + C[fi, i]
-            Sb[fi] = sb
+        Sb[fi] = sb
     for fi in range(f0, f1):
         sj = 1.0 if fi < m else -1.0
         g = gamma[fi] - gscale * S[fi]
