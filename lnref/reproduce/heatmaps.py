@@ -241,7 +241,7 @@ def _figure(ctx: Context, name: str, panels: list[dict], xlabel: str, ylabel: st
     import matplotlib.pyplot as plt
 
     from ..sweeps.results import cell_edges as _edges
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False, layout="constrained")
     for ax, panel in zip(axes[0], panels):
         xs, ys = np.asarray(panel["xs"], float), np.asarray(panel["ys"], float)
         ex = np.exp(_edges(np.log(xs))) if xlog else _edges(xs)
