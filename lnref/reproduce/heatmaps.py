@@ -329,10 +329,11 @@ def compare_tables(published: np.ndarray, ours: np.ndarray) -> dict[str, float]:
 
 
 def _against_published(ctx: Context, res, pub: np.ndarray, mus: np.ndarray, ds: np.ndarray, level: float,
-                       csv_name: str, column: str) -> dict[str, Any]:
+                       csv_name: str, column: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Compare a sweep's mean test-error table with the published one (on the same cells): :func:`compare_tables`,
     both boundary slopes (lnref's with its jackknife SE), the mean |difference| two independent tables of lnref's
-    law would show, and a per-cell CSV ``csv_name`` (published, lnref's ``column`` with its SEM, difference)."""
+    law would show, and a per-cell CSV ``csv_name`` (published, lnref's ``column`` with its SEM, difference).
+    Returns (that comparison, lnref's mean table, lnref's boundary ||mu||*(d))."""
     vals = res.values("test_error")
     err = vals.mean(axis=-1)
     sem = res.sem("test_error")
@@ -344,13 +345,13 @@ def _against_published(ctx: Context, res, pub: np.ndarray, mus: np.ndarray, ds: 
     floor = float(np.nanmean(np.sqrt(2.0) * sem * math.sqrt(2.0 / math.pi)))
     cmp.update({"published_slope": pub_slope, "lnref_slope": slope,
                 "lnref_slope_se": _jackknife_se(lambda e: boundary_slope(mus, ds, e, level)[1], vals),
-                "expected_mean_abs_diff_same_law": floor, "cells": int(pub.size), "mu_switch": star, "err": err})
+                "expected_mean_abs_diff_same_law": floor, "cells": int(pub.size)})
     rows = [f"mu_norm,d,published,{column},{column}_sem,difference"]
     for i, mu in enumerate(mus):
         for j, d in enumerate(ds):
             rows.append(f"{mu:g},{int(d)},{pub[i, j]:.6g},{err[i, j]:.6g},{sem[i, j]:.6g},{err[i, j] - pub[i, j]:.6g}")
     write_text(ctx.path(csv_name), "\n".join(rows) + "\n")
-    return cmp
+    return cmp, err, star
 
 
 def _published_arg(ctx: Context) -> np.ndarray | None:
@@ -414,9 +415,8 @@ def kou_heatmap(ctx: Context) -> list[Check]:
     if published is not None:
         pub = published_on_grid(published, mus, ds)
         pub_star, pub_slope = boundary_slope(mus, ds, pub, level)
-        cmp = _against_published(ctx, res, pub, mus, ds, level, "kou2023_vs_published.csv", "lnref")
+        cmp = _against_published(ctx, res, pub, mus, ds, level, "kou2023_vs_published.csv", "lnref")[0]
         floor = cmp["expected_mean_abs_diff_same_law"]
-        cmp.pop("err"), cmp.pop("mu_switch")
         boundary.update({"published_mu_switch": pub_star, "published_slope": pub_slope, "comparison": cmp})
         px, py = _power_line(mus, ds, pub_star, pub_slope)
         panels = [{"title": "published (Kou et al., data_test100.csv)", "xs": mus, "ys": ds, "z": pub,
@@ -429,9 +429,8 @@ def kou_heatmap(ctx: Context) -> list[Check]:
                    "lines": [(pub_star, ds, "k--", "published boundary"), (mu_star, ds, "m:", "lnref boundary")]}]
         # the published table's reading: the same runs with the sum over the patches (KOU_PUBLISHED_VARIANT)
         var = _run_sweep(ctx, "kou2023_heatmap_patch_sum", base.replace(**KOU_PUBLISHED_VARIANT), grid, reps)
-        vcmp = _against_published(ctx, var, pub, mus, ds, level, "kou2023_patch_sum_vs_published.csv",
-                                  "lnref_patch_sum")
-        verr, v_star = vcmp.pop("err"), vcmp.pop("mu_switch")
+        vcmp, verr, v_star = _against_published(ctx, var, pub, mus, ds, level, "kou2023_patch_sum_vs_published.csv",
+                                                "lnref_patch_sum")
         v_slope, v_slope_se, vfloor = vcmp["lnref_slope"], vcmp["lnref_slope_se"], \
             vcmp["expected_mean_abs_diff_same_law"]
         vcmp["variant"] = KOU_PUBLISHED_VARIANT_TEXT
