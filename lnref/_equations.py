@@ -16,6 +16,10 @@ function                   equation                                             
                            (training noise patches, an explicit or a virtual test set)
 :func:`coefficient_signal` <w_f, mu> = <w_f(0), mu> + s_j gamma_f + sum_i rho_{f,i} <xi_i, mu>/       section 4
                            ||xi_i||^2
+:func:`weight_row`         w_f = w_f(0) + s_j gamma_f mu/||mu||^2 + sum_i rho_{f,i} xi_i/||xi_i||^2    section 4
+                           (explicit vectors, or their coordinates in Gram sampling)
+:func:`psd_cholesky`       L lower triangular with L L^T = K for a positive semi-definite K (the      section 4
+                           covariance of a fresh virtual test sample's inner products)
 =========================  =====================================================================  ===========
 
 Specialisations live inside the functions: q = 1 (the ReLU) and q = 2 are branches of :func:`act` and
@@ -50,8 +54,9 @@ from numba import njit
 from . import __version__
 
 __all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update", "step_scalings",
-           "coefficient_inner", "coefficient_signal", "count_nonfinite", "gather_nonzero", "chain_rows", "kernel",
-           "both", "CACHE", "cache_dir", "kernels_warm", "mark_warm", "clear_cache"]
+           "coefficient_inner", "coefficient_signal", "weight_row", "psd_cholesky", "count_nonfinite",
+           "gather_nonzero", "chain_rows", "kernel", "both", "CACHE", "cache_dir", "kernels_warm", "mark_warm",
+           "clear_cache"]
 
 
 def _cache_enabled() -> bool:
@@ -455,3 +460,49 @@ def clear_cache() -> list[Path]:
                 shutil.rmtree(sub)
                 removed.append(sub)
     return removed
+
+
+@inline
+def weight_row(out, w0, g, mu, rho_row, xi_sq, X):
+    """out = w_f = w_f(0) + g mu + sum_i (rho_{f,i}/||xi_i||^2) X[i] (SPEC.md section 4), g = s_j gamma_f/||mu||^2
+    (0 when mu = 0).
+
+    X (n, D) holds the noise vectors xi_i, or their coordinates (Gram sampling), and w0, mu, out (D,) the same for
+    w_f(0) and mu.  Each entry: w0 + g mu first, then the terms of the non-zero rho_{f,i} in index order.
+    """
+    D = out.shape[0]
+    for k in range(D):
+        out[k] = w0[k] + g * mu[k]
+    for i in range(X.shape[0]):
+        r = rho_row[i] / xi_sq[i]
+        if r != 0.0:
+            for k in range(D):
+                out[k] += r * X[i, k]
+
+
+@inline
+def psd_cholesky(K, L, tol):
+    """Fill L (F, F) with the lower-triangular Cholesky factor of the symmetric positive semi-definite K (F, F),
+    L L^T = K (SPEC.md section 4, "Virtual test sets"); every sum serial in index order.
+
+    A column whose remaining pivot K_jj - sum_k L_jk^2 is at most ``tol`` (the caller passes 1e-12 max_j K_jj) is
+    a direction of (numerically) zero variance, K being singular: it is set to zero instead of dividing by a
+    rounding residue, so L L^T = K up to that tolerance.
+    """
+    F = K.shape[0]
+    for j in range(F):
+        for i in range(F):
+            L[j, i] = 0.0
+    for j in range(F):
+        d = K[j, j]
+        for k in range(j):
+            d -= L[j, k] * L[j, k]
+        if d <= tol:
+            continue
+        ljj = math.sqrt(d)
+        L[j, j] = ljj
+        for i in range(j + 1, F):
+            v = K[i, j]
+            for k in range(j):
+                v -= L[i, k] * L[j, k]
+            L[i, j] = v / ljj

@@ -46,7 +46,9 @@ from ._equations import (
     kernel,
     logistic_dloss,
     outputs_range,
+    psd_cholesky,
     step_scalings,
+    weight_row,
 )
 
 # Filters whose inner products are computed together (cache blocking; not a numerical choice).
@@ -200,20 +202,13 @@ test_outputs, test_outputs_serial = both(_test_outputs)
 def _reconstruct(W0, gamma, rho, mu, X, mu_sq, xi_sq, m, W):
     """W[f] = W0[f] + s_j gamma_f mu/||mu||^2 + sum_i rho_{f,i} xi_i/||xi_i||^2 (SPEC.md section 4).
 
-    W0, W (F, d); mu (d,); X (n, d).  The sum over i is serial in index order; mu = 0 contributes nothing.
+    W0, W (F, d); mu (d,); X (n, d).  :func:`~lnref._equations.weight_row` per filter (the sum over i serial in
+    index order; mu = 0 contributes nothing).
     """
-    F, d = W.shape
-    n = X.shape[0]
+    F = W.shape[0]
     for f in prange(F):
         sj = 1.0 if f < m else -1.0
-        g = sj * gamma[f] / mu_sq if mu_sq > 0.0 else 0.0
-        for k in range(d):
-            W[f, k] = W0[f, k] + g * mu[k]
-        for i in range(n):
-            r = rho[f, i] / xi_sq[i]
-            if r != 0.0:
-                for k in range(d):
-                    W[f, k] += r * X[i, k]
+        weight_row(W[f], W0[f], sj * gamma[f] / mu_sq if mu_sq > 0.0 else 0.0, mu, rho[f], xi_sq, X)
 
 
 reconstruct, reconstruct_serial = both(_reconstruct)
@@ -307,6 +302,94 @@ def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_s
             g = (1.0 if f < m else -1.0) * gamma[f]
             coefficient_inner(At[f, :nb], fresh[n + f, :nb], g, ct_mu[t0:t0 + nb], rho[f], fresh, nzi[f],
                               cnti[f])
+        outputs_range(At, B, bias, y_t[t0:t0 + nb], q, m, div, 0, nb, acc, outb)
+        for tb in range(nb):
+            if y_score[t0 + tb] * outb[tb] > 0:
+                count += 1
+    return count
+
+
+# pivots at most this fraction of the largest variance are zero-variance directions (lnref._equations.psd_cholesky)
+PSD_TOL = 1e-12
+
+
+@kernel
+def fresh_test_factor(coords, e1, mu_norm, isotropic, gamma, rho, xi_sq, m, L):
+    """L (F, F), lower triangular with L L^T = K, K[f, g] = <w_f, Sigma w_g> for the current state: the covariance
+    of <w_f, xi> for xi ~ N(0, Sigma) (virtual_test='fresh'; SPEC.md section 4, "Virtual test sets").
+
+    coords (k, r), e1 (k,): the training vectors' coordinates as :func:`lnref.gram.sample_gram` draws them (rows
+    xi_i, then w_f(0)).  V[f] = the coordinates of w_f, [e_1-orthogonal part | e_1 part]
+    (:func:`~lnref._equations.weight_row` on [coords | e1], with mu = ||mu|| e_1); K[f, g] = <V[f], V[g]> over the
+    e_1-orthogonal coordinates, plus the e_1 part if isotropic (Sigma = I; else Sigma = I - e_1 e_1^T), serial in
+    the coordinate index; L = :func:`~lnref._equations.psd_cholesky` (K) with tolerance PSD_TOL max_f K[f, f].
+    """
+    k, r = coords.shape
+    F, n = rho.shape
+    R = r + 1
+    C1 = np.empty((k, R))  # [coords | e1]
+    for a in range(k):
+        for c in range(r):
+            C1[a, c] = coords[a, c]
+        C1[a, r] = e1[a]
+    mu = np.zeros(R)
+    mu[r] = mu_norm
+    mu_sq = mu_norm * mu_norm
+    V = np.empty((F, R))
+    for f in range(F):
+        sj = 1.0 if f < m else -1.0
+        weight_row(V[f], C1[n + f], sj * gamma[f] / mu_sq if mu_sq > 0.0 else 0.0, mu, rho[f], xi_sq, C1[:n])
+    used = R if isotropic else r
+    K = np.empty((F, F))
+    kmax = 0.0
+    for f in range(F):
+        for g in range(f + 1):
+            v = 0.0
+            for c in range(used):
+                v += V[f, c] * V[g, c]
+            K[f, g] = v
+            K[g, f] = v
+        kmax = max(kmax, K[f, f])
+    psd_cholesky(K, L, PSD_TOL * kmax)
+
+
+@kernel
+def fresh_test_correct(L, UT, scale, idx, A, B, bias, y_t, y_score, q, m, div, block=TEST_BLOCK):
+    """Number of samples with y_score * f > 0 in a fresh virtual test set (virtual_test='fresh'; SPEC.md section 4,
+    "Virtual test sets"): with L from :func:`fresh_test_factor` and UT (F, T) the fresh standard normals u_t
+    (column t per test sample),
+      At[f, t] = sum_{g <= f} (scale L[f, g]) u_t[g]  (serial in g, :func:`~lnref._equations.chain_rows`)
+                 [+ A[f, idx[t]] for spurious test samples, xi_t = xi_k + zeta],
+    then f_t from At, B and the biases (:func:`~lnref._equations.outputs_range`).  Serial; A (F, n) and B (F,) are
+    the current state's (CoefficientEngine after forward()).
+    """
+    F = L.shape[0]
+    T = UT.shape[1]
+    spurious = idx.shape[0] > 0
+    Ls = np.empty((F, F))
+    nzl = np.empty((F, F), dtype=np.int64)  # the non-zero entries of each row of scale * L, in index order
+    cntl = np.empty(F, dtype=np.int64)
+    for f in range(F):
+        for g in range(F):
+            Ls[f, g] = scale * L[f, g]
+        cntl[f] = gather_nonzero(Ls[f], nzl[f])
+    At = np.empty((F, block))
+    Ub = np.empty((F, block))  # the block's columns of UT, contiguous
+    acc = np.empty((2, block))
+    outb = np.empty(block)
+    count = 0
+    for t0 in range(0, T, block):
+        nb = min(block, T - t0)
+        for g in range(F):
+            for tb in range(nb):
+                Ub[g, tb] = UT[g, t0 + tb]
+        for f in range(F):
+            for tb in range(nb):
+                At[f, tb] = 0.0
+            chain_rows(At[f], Ls[f], Ub, nzl[f], cntl[f], nb)
+            if spurious:
+                for tb in range(nb):
+                    At[f, tb] += A[f, idx[t0 + tb]]
         outputs_range(At, B, bias, y_t[t0:t0 + nb], q, m, div, 0, nb, acc, outb)
         for tb in range(nb):
             if y_score[t0 + tb] * outb[tb] > 0:

@@ -2,8 +2,8 @@
 
 Used for the virtual test set of :mod:`lnref.gram` (40 000 normals per run of Kou's phase diagram, the largest
 per-run cost of a sweep).  The method is NumPy's ziggurat for ``Generator.standard_normal`` (Marsaglia & Tsang
-2000 with 256 layers, the variant of NumPy's ``random_standard_normal``), run in one numba loop over 64-bit words
-drawn in a block with ``bit_generator.random_raw``, instead of one C call per word:
+2000 with 256 layers, the variant of NumPy's ``random_standard_normal``), run in one numba loop that also runs
+the stream's PCG64 generator, instead of one C call per word:
 
 * word u: layer ``idx = u & 0xff``; then ``u >>= 8``, sign bit ``u & 1``, ``rabs = (u >> 1) & (2^52 - 1)``,
   ``x = +-rabs * w[idx]``; accept when ``rabs < k[idx]``;
@@ -11,24 +11,27 @@ drawn in a block with ``bit_generator.random_raw``, instead of one C call per wo
   ``(word >> 11) * 2^-53`` per attempt; idx > 0: one uniform U, accept when
   ``(f[idx-1] - f[idx]) U + f[idx] < exp(-x^2/2)``; a rejected word is followed by a fresh word.
 
+The words are PCG64's (NumPy's ``pcg64_next64``: the 128-bit LCG step state * MULT + inc, as one LLVM i128
+multiply, then the XSL-RR output), produced in the loop from the generator's state, which is read before and
+written back after: the same words ``bit_generator.random_raw`` gives, exactly as many as were used, so the
+stream continues exactly after the last word used (tests/test_gram.py checks the words against ``random_raw``).
 The layer tables are computed here (:func:`tables`) from the standard recursion for the layer edges; they agree
 with NumPy's to a few ulps, so the draws agree with NumPy's to a few ulps and consume the same words
-(tests/test_gram.py checks both on 10^6 draws).  Unused words of the block are given back with
-``PCG64.advance(2^128 - unused)`` (the period is 2^128), so the stream continues exactly after the last word used.
-
-The kernel draws no random numbers: it transforms the words it is given, deterministically.
+(tests/test_gram.py checks both on 10^6 draws).
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
-__all__ = ["tables", "standard_normal"]
+__all__ = ["tables", "standard_normal", "pcg64_words", "set_pcg64_words"]
 
 LAYERS = 256
 TAIL_R = 3.6541528853610087963519472518       # right edge of the base layer (the tail starts there)
 LAYER_AREA = 0.0049286732339746519            # area of each layer under exp(-x^2/2)
-_WORD_PERIOD = 1 << 128                        # PCG64's period, for rewinding with advance()
 
 
 def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,17 +62,59 @@ def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _K, _W, _F = tables()
 
 
+# PCG64 (NumPy's default bit generator): a 128-bit LCG, state <- state * MULT + inc (mod 2^128), and the XSL-RR
+# output of the new state, rotr64(hi ^ lo, hi >> 58) (numpy/random/src/pcg64/pcg64.h, pcg64_next64)
+_PCG64_MULT = 0x2360ED051FC65DA44385DF649FCCF645
+_MASK64 = (1 << 64) - 1
+
+
+@intrinsic
+def _lcg128_step(typingctx, s_hi, s_lo, i_hi, i_lo):
+    """(hi, lo) of state * MULT + inc mod 2^128, the state and increment given as 64-bit halves (LLVM i128)."""
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i128 = ir.IntType(128)
+        i64 = ir.IntType(64)
+        sixty_four = ir.Constant(i128, 64)
+
+        def join(hi, lo):
+            return builder.or_(builder.shl(builder.zext(hi, i128), sixty_four), builder.zext(lo, i128))
+
+        new = builder.add(builder.mul(join(args[0], args[1]), ir.Constant(i128, _PCG64_MULT)), join(args[2], args[3]))
+        hi = builder.trunc(builder.lshr(new, sixty_four), i64)
+        return context.make_tuple(builder, signature.return_type, [hi, builder.trunc(new, i64)])
+
+    return sig, codegen
+
+
+if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 (tests run the kernels as Python): the same step on Python ints
+    def _lcg128_step(s_hi, s_lo, i_hi, i_lo):  # noqa: F811 - replaces the intrinsic, which needs the compiler
+        v = (((int(s_hi) << 64) | int(s_lo)) * _PCG64_MULT + ((int(i_hi) << 64) | int(i_lo))) & ((1 << 128) - 1)
+        return np.uint64(v >> 64), np.uint64(v & _MASK64)
+
+
+@njit(error_model="numpy", fastmath=False, cache=False, inline="always")
+def _next_word(st):
+    """The next 64-bit output of the PCG64 state st = (state_hi, state_lo, inc_hi, inc_lo) (uint64), advancing it."""
+    hi, lo = _lcg128_step(st[0], st[1], st[2], st[3])
+    st[0] = hi
+    st[1] = lo
+    x = hi ^ lo
+    rot = hi >> np.uint64(58)
+    return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
+
+
 @njit(error_model="numpy", fastmath=False, cache=False)
-def ziggurat_fill(words, k, w, f, r, out):
-    """Fill out (P, Q) column by column with standard normals made from ``words`` (uint64) in order.
+def ziggurat_fill(st, k, w, f, r, out):
+    """Fill out (P, Q) column by column with standard normals made from the words of the PCG64 state ``st``
+    (uint64 (4,): state_hi, state_lo, inc_hi, inc_lo), advancing it by the words used.
 
     Draw j goes to out[j % P, j // P], so out (N, 1) receives draws 0..N-1 in order, and out (r, T) receives
-    the draws of a C-order (T, r) array transposed.  Returns the number of words used, or -1 if they ran out
-    (the caller then supplies more).
+    the draws of a C-order (T, r) array transposed.  Returns the number of words used.
     """
     P, Q = out.shape
     flat = out.reshape(-1)  # out[row, col] is flat[pos], pos = row * Q + col
-    n_words = words.shape[0]
     inv_r = 1.0 / r
     to_unit = 1.0 / 9007199254740992.0  # 2^-53
     p = 0
@@ -77,9 +122,7 @@ def ziggurat_fill(words, k, w, f, r, out):
         for row in range(P):
             pos = row * Q + col
             while True:
-                if p >= n_words:
-                    return -1
-                u = words[p]
+                u = _next_word(st)
                 p += 1
                 idx = np.int64(u & np.uint64(0xFF))
                 u = u >> np.uint64(8)
@@ -93,23 +136,33 @@ def ziggurat_fill(words, k, w, f, r, out):
                     break
                 if idx == 0:  # tail beyond r
                     while True:
-                        if p + 2 > n_words:
-                            return -1
-                        xx = -inv_r * np.log1p(-(np.float64(words[p] >> np.uint64(11)) * to_unit))
-                        yy = -np.log1p(-(np.float64(words[p + 1] >> np.uint64(11)) * to_unit))
+                        xx = -inv_r * np.log1p(-(np.float64(_next_word(st) >> np.uint64(11)) * to_unit))
+                        yy = -np.log1p(-(np.float64(_next_word(st) >> np.uint64(11)) * to_unit))
                         p += 2
                         if yy + yy > xx * xx:
                             break
                     flat[pos] = -(r + xx) if ((rabs >> np.uint64(8)) & np.uint64(1)) != np.uint64(0) else r + xx
                     break
-                if p >= n_words:
-                    return -1
-                uni = np.float64(words[p] >> np.uint64(11)) * to_unit
+                uni = np.float64(_next_word(st) >> np.uint64(11)) * to_unit
                 p += 1
                 if (f[idx - 1] - f[idx]) * uni + f[idx] < np.exp(-0.5 * x * x):
                     flat[pos] = x
                     break
     return p
+
+
+def pcg64_words(bitgen: np.random.PCG64) -> tuple[dict, np.ndarray]:
+    """(NumPy's state dict, its 128-bit state and increment as uint64 (4,): state_hi, state_lo, inc_hi, inc_lo)."""
+    state = bitgen.state
+    s, inc = state["state"]["state"], state["state"]["inc"]
+    return state, np.array((s >> 64, s & _MASK64, inc >> 64, inc & _MASK64), dtype=np.uint64)
+
+
+def set_pcg64_words(bitgen: np.random.PCG64, state: dict, st: np.ndarray) -> None:
+    """Put the advanced 128-bit state ``st`` back into ``bitgen`` (the increment and the buffered 32-bit word of
+    ``state`` are unchanged: 64-bit draws leave them alone)."""
+    state["state"]["state"] = (int(st[0]) << 64) | int(st[1])
+    bitgen.state = state
 
 
 def standard_normal(rng: np.random.Generator, shape, transposed: bool = False) -> np.ndarray:
@@ -141,15 +194,7 @@ def standard_normal(rng: np.random.Generator, shape, transposed: bool = False) -
     need = out.size
     if need == 0:
         return out
-    # a draw takes 1.022 words on average (measured: 2 044 375 words for 2e6 draws), so 40 000 draws take ~880
-    # extra words (sd ~40): a 5% + 64 margin practically never runs out (running out costs a second pass)
-    words = bitgen.random_raw(need + need // 20 + 64)
-    while True:
-        used = ziggurat_fill(words, _K, _W, _F, TAIL_R, fill)
-        if used >= 0:
-            break
-        words = np.concatenate([words, bitgen.random_raw(need // 20 + 64)])
-    unused = words.shape[0] - used
-    if unused:
-        bitgen.advance(_WORD_PERIOD - unused)
+    state, st = pcg64_words(bitgen)
+    ziggurat_fill(st, _K, _W, _F, TAIL_R, fill)
+    set_pcg64_words(bitgen, state, st)
     return out

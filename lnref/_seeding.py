@@ -143,6 +143,7 @@ class StreamSeed(ISpawnableSeedSequence):
         return f"StreamSeed(entropy={self.entropy}, spawn_key={self.spawn_key})"
 
 
-def pcg64_stream(seed: int, key: int) -> np.random.Generator:
-    """``Generator(PCG64(SeedSequence(seed, spawn_key=(key,))))``, the same generator, built faster."""
-    return np.random.Generator(np.random.PCG64(StreamSeed(seed, (key,))))
+def pcg64_stream(seed: int, key: int | tuple[int, ...]) -> np.random.Generator:
+    """``Generator(PCG64(SeedSequence(seed, spawn_key=key)))`` (an int key k means (k,)), the same generator, built
+    faster."""
+    return np.random.Generator(np.random.PCG64(StreamSeed(seed, (key,) if isinstance(key, int) else key)))

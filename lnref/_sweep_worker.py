@@ -145,7 +145,7 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
         row["test_acc"] = math.nan
         if names is None or "test_acc" in names or "test_error" in names:
             if cfg.sampling == "gram":
-                row["test_acc"] = engine.virtual_test_accuracy()
+                row["test_acc"] = engine.virtual_test_accuracy(t)
             elif getattr(data, "test", None) is not None:
                 row["test_acc"] = engine.test_accuracy(data.test)
 

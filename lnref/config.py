@@ -23,6 +23,7 @@ ALGORITHMS = ("gd", "label_noise_gd")
 TEST_DISTRIBUTIONS = ("iid", "spurious")
 ENGINES = ("weights", "coefficients")
 SAMPLINGS = ("explicit", "gram")
+VIRTUAL_TESTS = ("fixed", "fresh")
 INITS = ("gaussian", "torch")
 PATCH_REDUCTIONS = ("sum", "mean")
 
@@ -128,6 +129,13 @@ class Config:
     output_scale : float, optional
         Second-layer weight: f = output_scale * c_p * sum_r sum_p [sigma(.)_{+1,r} - sigma(.)_{-1,r}], with c_p = 1
         for 'sum' and 1/2 for 'mean'.  None (default) means 1/m, the paper's; 1 for code that sums the filters.
+    virtual_test : {'fixed', 'fresh'}
+        With ``sampling='gram'``, the test set the accuracy is measured on (SPEC.md section 4, "Virtual test
+        sets").  'fixed' (default): one virtual test set, drawn once, evaluated at every logged step.  'fresh': at
+        each logged step t a new test set of n_test samples, drawn from the exact law of its inner products with
+        the weights of step t (2m normals per sample instead of n + 2m; stream ``fresh_test`` keyed by t).  The
+        accuracy of any one step has the same law either way; with 'fresh' the steps are not scored on a common
+        test set.  For sweeps that read only the final row (Kou's phase diagram).  Needs sampling='gram'.
     """
 
     n: int = 200
@@ -159,6 +167,7 @@ class Config:
     init: str = "gaussian"
     patch_reduce: str = "sum"
     output_scale: float | None = None
+    virtual_test: str = "fixed"
 
     # default flip rate when neither tau nor tau_plus/tau_minus is given
     DEFAULT_TAU = 0.2
@@ -216,6 +225,12 @@ class Config:
             raise ConfigError(f"d={self.d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
                               "coordinates orthogonal to mu, so every noise patch would be 0; use d >= 2 or "
                               "noise='isotropic'")
+        s(self, "virtual_test", _check_choice("virtual_test", self.virtual_test, VIRTUAL_TESTS))
+        if self.virtual_test == "fresh" and self.sampling != "gram":
+            raise ConfigError("virtual_test='fresh' is not allowed with sampling='explicit': a fresh test set per "
+                              "step is drawn through the law of its inner products with the current weights, "
+                              "which is Gram sampling's virtual test set; use sampling='gram' (with "
+                              "engine='coefficients') or virtual_test='fixed'")
         if self.sampling == "gram" and self.engine != "coefficients":
             raise ConfigError("sampling='gram' is not allowed with engine='weights': Gram sampling draws no "
                               "d-dimensional vectors, so it needs engine='coefficients'")

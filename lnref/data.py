@@ -21,6 +21,8 @@ k     stream          draws, in this order
                       then, if test_flipped_labels, ``u = random(n_test)`` flips as in stream 2
 4     label-noise GD  at each step t, ``u = random(n)``, eps_i = -1 iff u_i < p
 6     bias            (bias=True, init='torch' only) ``uniform(-a, a, (2, m))``, a = 1/sqrt(d); other cases: 0
+7, t  fresh test      (sampling='gram', virtual_test='fresh' only) the test set of logged step t, one stream per
+                      step: spawn_key (7, t) (:func:`step_stream`; draws: :mod:`lnref.gram`)
 ====  ==============  ===========================================================================
 
 Other frameworks do not reproduce NumPy's streams: they load lnref's export.
@@ -36,9 +38,9 @@ from . import _kernels as K
 from ._seeding import pcg64_stream
 from .config import Config, ConfigError
 
-__all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "STREAMS"]
+__all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "step_stream", "STREAMS"]
 
-STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5, "bias": 6}
+STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5, "bias": 6, "fresh_test": 7}
 
 
 def stream(seed: int, name: str) -> np.random.Generator:
@@ -47,6 +49,13 @@ def stream(seed: int, name: str) -> np.random.Generator:
     state and draws; its ``bit_generator.seed_seq`` is a :class:`lnref._seeding.StreamSeed`, which gives
     SeedSequence's words and spawns real SeedSequences)."""
     return pcg64_stream(int(seed), STREAMS[name])  # that generator, built without SeedSequence's overhead
+
+
+def step_stream(seed: int, name: str, step: int) -> np.random.Generator:
+    """The stream of step ``step`` of a per-step stream (``fresh_test``): the generator
+    ``Generator(PCG64(SeedSequence(seed, spawn_key=(k, step))))``, so what one step draws does not depend on which
+    other steps were logged."""
+    return pcg64_stream(int(seed), (STREAMS[name], int(step)))
 
 
 def _as_array(name: str, a, ndim: int) -> np.ndarray:

@@ -88,7 +88,7 @@ from .config import Config, ConfigError
 from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, short_repr, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
-           "coordinates", "TORCH_MAX_ENTRIES"]
+           "fresh_test_accuracy", "fresh_test_factor", "coordinates", "TORCH_MAX_ENTRIES"]
 
 # problems smaller than this (multiply-adds per kernel call, ~1 ms serial) run the serial kernel variant
 # (same bits, no threading start-up cost)
@@ -297,12 +297,12 @@ def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramSta
 
 
 def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, flipped: bool, r: int,
-                y: np.ndarray):
+                y: np.ndarray, e1_draws: bool = True):
     """The draws of a virtual test set, in the order of the module docstring.
 
     Returns y_t (T,), idx (T,) int64 (spurious; empty for iid), scale, zT (r, T) (the drawn z (T, r)
-    transposed), a (T,) (isotropic, already
-    scaled; None otherwise), y_score (T,).
+    transposed), a (T,) (isotropic and ``e1_draws``, already scaled; None otherwise), y_score (T,).
+    ``e1_draws`` False: no separate e_1 coordinates (a fresh test set's r = 2m normals already carry them).
     """
     n = y.shape[0]
     if kind == "iid":
@@ -316,7 +316,7 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
     else:
         raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
     zT = _normals.standard_normal(rng, (n_test, r), transposed=True)
-    a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" else None
+    a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" and e1_draws else None
     y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
     return y_t, idx, float(scale), zT, a, y_score
 
@@ -355,6 +355,59 @@ def virtual_test_accuracy(cfg: Config, data: GramData, gamma: np.ndarray, rho: n
                                     stats.P0, xi_sq, t.ct_mu, gamma, rho, B, bias, t.y_t, t.y_score, float(q),
                                     int(stats.m), float(div))
     return count / n_test
+
+
+def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarray, rho: np.ndarray, A: np.ndarray,
+                        B: np.ndarray, bias: np.ndarray, xi_sq: np.ndarray, q: float, div: float) -> float:
+    """Accuracy of the state (gamma, rho) at GD step ``step`` on a fresh virtual test set (``virtual_test='fresh'``).
+
+    Given the weights w_f of the state, a test noise xi ~ N(0, s^2 Sigma) enters the network only through
+    <w_f, xi>, f = 1..2m, which are jointly N(0, s^2 K) with K[f, g] = <w_f, Sigma w_g>; so n_test draws of
+    s L u (L L^T = K, u ~ N(0, I_2m)) give a test set with exactly the law of an explicit one at this state, at 2m
+    normals per sample.  Draws, from stream ``fresh_test`` of step ``step`` (:func:`lnref.data.step_stream`):
+    ``integers(0, 2, n_test)`` (iid labels) or ``integers(0, n, n_test)`` (spurious: the training index k_t, label
+    y_k, xi_t = xi_k + zeta), then u (n_test, 2m) row by row (:func:`lnref._normals.standard_normal`), then, if
+    test_flipped_labels, ``random(n_test)`` flips as in :func:`lnref.make_test`.  Evaluated by
+    :func:`fresh_test_factor` and :func:`lnref._kernels_coef.fresh_test_correct`.
+
+    Parameters
+    ----------
+    cfg : Config; data : GramData from :func:`sample_gram`; step : int (the GD step of the state)
+    gamma : ndarray (2m,), rho : ndarray (2m, n)   the state (flattened filters)
+    A : ndarray (2m, n), B : ndarray (2m,)   <w_f, xi_i> and <w_f, mu> of the state (after forward())
+    bias : ndarray (2m,); xi_sq : ndarray (n,); q, div : as the engine holds them
+
+    Returns
+    -------
+    float   (NaN if n_test = 0)
+
+    Notes
+    -----
+    SPEC.md sections 1, 2 and 4 ("Virtual test sets").
+    """
+    from .data import step_stream
+
+    n_test = cfg.n_test
+    if n_test == 0:
+        return math.nan
+    F = 2 * cfg.m
+    y_t, idx, scale, UT, _, y_score = _test_draws(cfg, step_stream(cfg.seed, "fresh_test", step), cfg.test, n_test,
+                                                  cfg.test_flipped_labels, F, data.y, e1_draws=False)
+    L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
+    count = KC.fresh_test_correct(L, UT, scale, idx, A, B, bias, y_t, np.ascontiguousarray(y_score), float(q),
+                                  int(cfg.m), float(div))
+    return count / n_test
+
+
+def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray,
+                      xi_sq: np.ndarray) -> np.ndarray:
+    """L (2m, 2m) lower triangular with L L^T = K, K[f, g] = <w_f, Sigma w_g> for the state (gamma, rho) (flattened
+    filters): <w_f, xi> for a fresh noise xi ~ N(0, s^2 Sigma) is s L u with u ~ N(0, I_2m)
+    (:func:`lnref._kernels_coef.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
+    L = np.empty((2 * cfg.m, 2 * cfg.m))
+    KC.fresh_test_factor(data.coords, data.e1, float(data.mu_norm), cfg.noise == "isotropic", gamma, rho, xi_sq,
+                         int(cfg.m), L)
+    return L
 
 
 @dataclass(frozen=True, eq=False)
@@ -403,7 +456,8 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
         Uses n, d, m, init, sigma0, sigma_p, mu_norm, noise, flip rates and model, bias, seed, and the test fields.
     draw_test : bool
         False leaves ``test`` None (the virtual test set is then drawn later from its own stream, e.g. by
-        :func:`virtual_test_accuracy`; the training statistics are the same either way).
+        :func:`virtual_test_accuracy`; the training statistics are the same either way).  With
+        ``virtual_test='fresh'`` there is no fixed test set: ``test`` is None (:func:`fresh_test_accuracy`).
 
     Returns
     -------
@@ -429,7 +483,8 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
     y, y_obs, coords, e1 = gram_draws(cfg)
     stats = stats_from_coordinates(coords, e1, cfg.n, cfg.mu_norm)
-    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 and draw_test else None
+    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 and draw_test and cfg.virtual_test == "fixed" \
+        else None
     return GramData(stats=stats, y=y, y_obs=y_obs, test=test, coords=coords, e1=e1, d=cfg.d, mu_norm=cfg.mu_norm,
                     bias0=np.ascontiguousarray(init_bias(cfg), dtype=np.float64))
 

@@ -225,6 +225,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     extra_tests = dict(extra_tests or {})
     tests = ([("test_acc", data.test)] if getattr(data, "test", None) is not None else []) + \
             [(f"test_acc_{k}", t) for k, t in extra_tests.items()]
+    fresh_test = cfg.virtual_test == "fresh" and cfg.n_test > 0  # a fresh virtual test set at every logged step
 
     with num_threads(threads, *_threads.step_work(cfg)) as nthreads:
         log_steps = cfg.log_steps()
@@ -256,6 +257,8 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
             row = step_metrics(f, y, y_obs, engine.gamma, engine.rho)
             for name, test in tests:
                 row[name] = engine.test_accuracy(test)
+            if fresh_test:
+                row["test_acc"] = engine.virtual_test_accuracy(step)
             hist["step"][li] = step
             for key, v in row.items():
                 hist[key][li] = v

@@ -332,6 +332,19 @@ def test_streams_are_numpys_generators_state_draws_pickle_and_spawn(seed):
         assert [c.random() for c in ours.spawn(1)] == [c.random() for c in ref.spawn(1)]   # spawning continues
 
 
+@pytest.mark.parametrize("seed", [0, 2023, 2**64 - 1])
+@pytest.mark.parametrize("step", [0, 1, 100, 2**40])
+def test_step_streams_are_numpys_generators_keyed_by_step(seed, step):
+    from lnref.data import STREAMS, step_stream
+    ours = step_stream(seed, "fresh_test", step)
+    ref = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(STREAMS["fresh_test"], step))))
+    assert ours.bit_generator.state == ref.bit_generator.state
+    assert np.array_equal(ours.random(4), ref.random(4))
+    # another step, or the named stream 7 itself, is another generator
+    assert step_stream(seed, "fresh_test", step + 1).bit_generator.state != ours.bit_generator.state
+    assert stream(seed, "fresh_test").bit_generator.state != step_stream(seed, "fresh_test", step).bit_generator.state
+
+
 def test_stream_rejects_a_negative_seed_like_numpy():
     from lnref._seeding import generate_state
     with pytest.raises(ValueError, match="non-negative"):

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lnref
 from lnref.engines import from_config
@@ -179,13 +181,43 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
     assert got_t.shape == (7, 300) and got_t.flags.c_contiguous
     assert np.array_equal(got_t, standard_normal(rng_c, (300, 7)).T)
     assert rng_t.random(3).tolist() == rng_c.random(3).tolist()
-    # a small block, and the kernel's "out of words" answer (the caller then draws more words)
+    # a small block; the kernel reports the words it used, and the generator is then where random_raw of that
+    # many words leaves it
     small_ref = lnref.data.stream(seed, "gram").standard_normal(3)
     np.testing.assert_allclose(standard_normal(lnref.data.stream(seed, "gram"), 3), small_ref, rtol=1e-12)
-    from lnref._normals import _F, _K, _W, ziggurat_fill
-    words = lnref.data.stream(seed, "gram").bit_generator.random_raw(10)
-    assert ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty((100, 1))) == -1
-    assert 3 <= ziggurat_fill(words, _K, _W, _F, TAIL_R, np.empty((3, 1))) <= 10
+    from lnref._normals import _F, _K, _W, pcg64_words, ziggurat_fill
+    _, words_state = pcg64_words(lnref.data.stream(seed, "gram").bit_generator)
+    used = ziggurat_fill(words_state, _K, _W, _F, TAIL_R, np.empty((50, 1)))
+    assert 50 <= used <= 60
+    ref_bg = lnref.data.stream(seed, "gram").bit_generator
+    ref_bg.random_raw(used)
+    assert np.array_equal(words_state, pcg64_words(ref_bg)[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), skip=st.integers(0, 3), n=st.integers(1, 300))
+def test_pcg64_words_in_numba_are_numpys_random_raw(seed, skip, n):
+    """The PCG64 step the normals kernel runs (an i128 multiply-add and the XSL-RR output) gives NumPy's words,
+    and the state it writes back continues NumPy's stream (also after a 32-bit draw buffered a half word)."""
+    import numba
+
+    from lnref._normals import _next_word, pcg64_words, set_pcg64_words
+
+    @numba.njit
+    def words(st, out):
+        for i in range(out.shape[0]):
+            out[i] = _next_word(st)
+
+    rng, ref = np.random.Generator(np.random.PCG64(seed)), np.random.Generator(np.random.PCG64(seed))
+    for g in (rng, ref):
+        g.integers(0, 2**32, skip, dtype=np.uint32)  # odd skip: a buffered 32-bit half word
+    state, words_state = pcg64_words(rng.bit_generator)
+    got = np.empty(n, dtype=np.uint64)
+    words(words_state, got)
+    set_pcg64_words(rng.bit_generator, state, words_state)
+    assert np.array_equal(got, ref.bit_generator.random_raw(n))
+    assert rng.bit_generator.state == ref.bit_generator.state
+    assert rng.integers(0, 2**32, 3, dtype=np.uint32).tolist() == ref.integers(0, 2**32, 3, dtype=np.uint32).tolist()
 
 
 def test_fast_normals_have_the_standard_normal_law():

@@ -20,7 +20,7 @@ from .. import _kernels as K
 from .. import _kernels_coef as KC
 from ..config import Config, ConfigError
 from ..data import Dataset, TestSet
-from ..gram import GramData, GramStats, GramTestSet, _kernel, virtual_test_accuracy
+from ..gram import GramData, GramStats, GramTestSet, _kernel, fresh_test_accuracy, virtual_test_accuracy
 from ..metrics import accuracy
 from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
@@ -221,16 +221,26 @@ class CoefficientEngine(CoefficientViews):
         out = self.test_outputs(test)
         return accuracy(out, self._tests.get(test, self._prepare_test).y_score)
 
-    def virtual_test_accuracy(self) -> float:
-        """Accuracy on the virtual test set of the config (Gram sampling), drawn and evaluated in one fused kernel
-        without building it (:func:`lnref.gram.virtual_test_accuracy`): the value ``test_accuracy`` gives on
-        ``lnref.gram.virtual_test(...)``, bit for bit.  NaN if n_test = 0."""
+    def virtual_test_accuracy(self, step: int | None = None) -> float:
+        """Accuracy of the current state, the state of GD step ``step``, on the config's virtual test set (Gram
+        sampling).  NaN if n_test = 0.
+
+        ``virtual_test='fixed'``: the one virtual test set, drawn and evaluated in one fused kernel without building
+        it (:func:`lnref.gram.virtual_test_accuracy`): the value ``test_accuracy`` gives on
+        ``lnref.gram.virtual_test(...)``, bit for bit; ``step`` is not used.  ``virtual_test='fresh'``: the fresh
+        test set of step ``step`` (required; :func:`lnref.gram.fresh_test_accuracy`).  :func:`lnref.train` and the
+        sweep worker both score a fresh test set through here."""
         if not isinstance(self.data, GramData):
             raise ConfigError("virtual_test_accuracy needs Gram-sampled data (sampling='gram')")
         if self.cfg.n_test == 0:
             return math.nan
         if not self._fresh:
             self.forward()
+        if self.cfg.virtual_test == "fresh":
+            if step is None:
+                raise ConfigError("virtual_test='fresh' draws a test set per GD step: pass the step of the state")
+            return fresh_test_accuracy(self.cfg, self.data, int(step), self._gamma, self._rho, self.A, self.B,
+                                       self._bias, self.xi_sq, self.q, self.div)
         return virtual_test_accuracy(self.cfg, self.data, self._gamma, self._rho, self.B, self._bias, self.xi_sq,
                                      self.mu_sq, self.q, self.div)
 

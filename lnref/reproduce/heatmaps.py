@@ -84,11 +84,13 @@ def kou_base(**changes: Any) -> Config:
 
     Their network is lnref's with ``patch_reduce='mean'`` and ``output_scale=1`` (SPEC.md section 7), so their
     step 0.1 is eta = 0.1 here (no rescaling); PyTorch's default initialisation with biases is ``init='torch',
-    bias=True`` (sigma0 is unused).  Test labels are flipped with the training rate (Bayes error 0.1).
+    bias=True`` (sigma0 is unused).  Test labels are flipped with the training rate (Bayes error 0.1).  Their
+    test error is measured once, at the end, on 1000 fresh samples: ``virtual_test='fresh'`` draws such a test set
+    at the final weights (the same law; 2m instead of n + 2m normals per sample).
     """
     base = dict(n=20, m=10, q=1.0, eta=0.1, init="torch", bias=True, patch_reduce="mean", output_scale=1.0,
                 sigma_p=1.0, tau=0.1, flips="independent", noise="isotropic", steps=100, n_test=1000,
-                test_flipped_labels=True, d=100, mu_norm=1.0, **_FAST)
+                test_flipped_labels=True, d=100, mu_norm=1.0, virtual_test="fresh", **_FAST)
     base.update(changes)
     return Config(**base)
 
