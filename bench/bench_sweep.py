@@ -4,7 +4,8 @@ The sweep worker runs coefficient-engine configs through ``lnref._sweep_worker.f
 of ``lnref.train``'s history, bit for bit); the breakdown times both and profiles final_run.
 
     python bench/bench_sweep.py                 # a 1/100 subset (10 x 10 cells x 10 reps), extrapolated
-    python bench/bench_sweep.py --full          # the whole grid (issue 13: <= 45 s wall on 2 cores; 69 s, 2026-11-30)
+    python bench/bench_sweep.py --full          # the whole grid (issue 13: <= 45 s wall on 2 cores)
+    python bench/bench_sweep.py --virtual-test-ab --no-breakdown   # + fixed vs fresh virtual test set, per run
     python bench/bench_sweep.py --dask-local 2  # also through a local Dask cluster (scheduling overhead)
     python bench/bench_sweep.py --compare-with d471ce1 --no-breakdown   # + CPU per run vs an older lnref
 
@@ -41,6 +42,18 @@ def worker_run_time(base, runs: int = 400) -> float:
     t0 = time.perf_counter()
     run_batch(base.to_dict(), ["mu_norm", "d"], jobs, list(DEFAULT_METRICS))
     return (time.perf_counter() - t0) / runs
+
+
+def virtual_test_ab(base, runs: int = 1000, rounds: int = 5) -> None:
+    """Worker time per Kou run with the fixed and with the fresh virtual test set (Config.virtual_test), alternated
+    in this process (best of ``rounds``): what drawing 2m instead of n + 2m normals per test sample saves."""
+    times = {"fixed": [], "fresh": []}
+    for _ in range(rounds):
+        for kind in times:
+            times[kind].append(worker_run_time(base.replace(virtual_test=kind), runs))
+    fixed, fresh = min(times["fixed"]), min(times["fresh"])
+    print(f"worker time per run, best of {rounds} alternated rounds of {runs} runs: virtual_test='fixed' "
+          f"{fixed * 1e3:.3f} ms, 'fresh' {fresh * 1e3:.3f} ms, ratio {fresh / fixed:.2f}")
 
 
 def per_run_breakdown(base, runs: int = 50) -> None:
@@ -156,6 +169,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dask-local", type=int, default=None)
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--compare-with", default=None, help="git revision whose worker to time against (CPU/run)")
+    ap.add_argument("--virtual-test-ab", action="store_true",
+                    help="also time the worker with virtual_test='fixed' against 'fresh' (Kou's default), same process")
     ap.add_argument("--same-config", action="store_true",
                     help="with --compare-with: both trees run Kou's config in the papers' normalisation (PAPER_KOU)")
     args = ap.parse_args(argv)
@@ -171,6 +186,8 @@ def main(argv=None) -> int:
           f"(full diagram: {full_runs})")
     if not args.no_breakdown:
         per_run_breakdown(base)
+    if args.virtual_test_ab:
+        virtual_test_ab(base)
 
     t_run = worker_run_time(base)
     print(f"one run of the sweep worker in this process (one thread): {t_run * 1e3:.3f} ms, so {runs} runs on "

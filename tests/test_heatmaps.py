@@ -123,7 +123,10 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     assert 0.1 < boundary["slope_log_mu_vs_log_d"] < 0.45, boundary["slope_log_mu_vs_log_d"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["reproduction"] == "kou2023-heatmap" and len(summary["checks"]) == 7
+    # two grids of 10 x 6 cells x 10 replicates; the report names the runs and the whole command
+    assert summary["training_runs"] == 2 * 60 * 10
     report = (tmp_path / "report.md").read_text()
+    assert "1200 training runs of 120 configs" in report and f"--published {ctx.published}`" in report
     assert "abs(lnref - published)" in report
     rows = [line for line in report.splitlines() if line.startswith("| Kou 2023")]
     assert len(rows) == 7, rows

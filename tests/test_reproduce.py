@@ -206,6 +206,7 @@ def test_han2025_quick_report_is_the_run_and_reruns_into_its_own_folder(tmp_path
     # every row states source, criterion and tolerance, and counts seeds
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["n"] == 100 and summary["seeds"] == 2
+    assert summary["training_runs"] == 4 and "4 training runs of 4 configs" in report  # 2 seeds x 2 label rates
     checks = summary["checks"]
     assert len(checks) >= 8
     for c in checks:

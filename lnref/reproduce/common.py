@@ -192,6 +192,7 @@ class Context:
     configs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     name: str = ""
+    runs: int = 0
 
     def path(self, name: str) -> Path:
         """A file in the output folder, remembered for report.md's file list and the folder's marker."""
@@ -201,10 +202,12 @@ class Context:
             _write_marker(self.out, self.name, self.files, finished=False)
         return self.out / name
 
-    def ran(self, config: Any) -> None:
-        """Record a config that was actually trained (a :class:`lnref.Config` or its ``to_dict()``)."""
+    def ran(self, config: Any, runs: int = 1) -> None:
+        """Record a config that was actually trained (a :class:`lnref.Config` or its ``to_dict()``), ``runs`` times
+        (replicates that differ only in the seed)."""
         d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         self.configs.append(d)
+        self.runs += int(runs)
 
 
 def config_table(configs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
@@ -348,10 +351,12 @@ def count_held(checks: Sequence[Check]) -> tuple[int, int, int]:
 
 def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -> str:
     seeds_flag = f" --seeds {ctx.seeds}"
+    published = getattr(ctx, "published", None)
+    published_flag = f" --published {published}" if published else ""
     lines = [f"# {rep.title}", "", rep.description, "",
-             f"Command: `lnref reproduce {rep.name}{seeds_flag}{' --quick' if ctx.quick else ''}`  ",
+             f"Command: `lnref reproduce {rep.name}{seeds_flag}{' --quick' if ctx.quick else ''}{published_flag}`  ",
              f"Wall time: {wall:.1f} s on {platform.node()} ({time.strftime('%Y-%m-%d')}); "
-             f"{len(ctx.configs)} training runs", ""]
+             f"{ctx.runs} training runs of {len(ctx.configs)} configs", ""]
     same, varies = config_table(ctx.configs)
     if same or varies:
         lines += ["## Config as run", "",
@@ -403,6 +408,7 @@ def run_reproduction(name: str, ctx: Context) -> list[Check]:
     same, varies = config_table(ctx.configs)
     write_json(ctx.out / "summary.json", {
         "reproduction": name, "seeds": ctx.seeds, "quick": ctx.quick, "wall_seconds": wall,
+        "training_runs": ctx.runs,
         "versions": versions(), "config": same, "config_varies": varies,
         "checks": [c.as_dict() for c in checks]})
     write_text(ctx.out / "report.md", _report(rep, ctx, checks, wall))
