@@ -18,6 +18,8 @@ is modulo 2^32.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
 
@@ -26,13 +28,14 @@ from ._equations import kernel
 __all__ = ["StreamSeed", "entropy_words", "generate_state", "pcg64_stream"]
 
 _POOL = 4
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def entropy_words(seed: int, spawn_key: tuple[int, ...]) -> np.ndarray:
     """SeedSequence's assembled entropy for (seed, spawn_key): uint32 words of the seed (least significant first;
     [0] for 0), zero-padded to the pool size when a spawn key is given, then the words of each key entry."""
-    if len(spawn_key) == 1 and 0 <= seed < 2**64 and 0 <= spawn_key[0] < 2**32:  # lnref's streams: one key
-        return np.array((seed & 0xFFFFFFFF, seed >> 32, 0, 0, spawn_key[0]), dtype=np.uint32)
+    if 0 <= seed < 2**64 and all(0 <= k < 2**32 for k in spawn_key):  # lnref's streams: one or two small keys
+        return np.array((seed & 0xFFFFFFFF, seed >> 32, 0, 0, *spawn_key), dtype=np.uint32)
 
     def words(v: int) -> list[int]:
         v = int(v)
@@ -100,13 +103,14 @@ def _state_words(entropy, n_words32):
 
 def generate_state(seed: int, spawn_key: tuple[int, ...], n_words: int, dtype=np.uint32) -> np.ndarray:
     """``np.random.SeedSequence(seed, spawn_key=spawn_key).generate_state(n_words, dtype)``, the same words."""
-    dt = np.dtype(dtype)
-    if dt == np.dtype(np.uint32):
+    dt = dtype if dtype is np.uint64 or dtype is np.uint32 else np.dtype(dtype).type  # PCG64 passes np.uint64
+    if dt is np.uint32:
         return _state_words(entropy_words(seed, spawn_key), int(n_words))
-    if dt == np.dtype(np.uint64):
+    if dt is np.uint64:
         w = _state_words(entropy_words(seed, spawn_key), 2 * int(n_words))
-        return w.astype("<u4").view("<u8").astype(np.uint64)
-    raise TypeError(f"dtype must be uint32 or uint64, got {dt}")
+        # pairs of 32-bit words, least significant first (SeedSequence's little-endian view)
+        return w.view(np.uint64) if _LITTLE_ENDIAN else w.astype("<u4").view("<u8").astype(np.uint64)
+    raise TypeError(f"dtype must be uint32 or uint64, got {np.dtype(dtype)}")
 
 
 class StreamSeed(ISpawnableSeedSequence):
