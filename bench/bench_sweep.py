@@ -6,6 +6,7 @@ of ``lnref.train``'s history, bit for bit); the breakdown times both and profile
     python bench/bench_sweep.py                 # a 1/100 subset (10 x 10 cells x 10 reps), extrapolated
     python bench/bench_sweep.py --full          # the whole grid (issue 13: <= 45 s wall on 2 cores)
     python bench/bench_sweep.py --virtual-test-ab --no-breakdown   # + fixed vs fresh virtual test set, per run
+    python bench/bench_sweep.py --pair-scaling  # one worker process alone vs two at once
     python bench/bench_sweep.py --dask-local 2  # also through a local Dask cluster (scheduling overhead)
     python bench/bench_sweep.py --compare-with d471ce1 --no-breakdown   # + CPU per run vs an older lnref
 
@@ -37,7 +38,10 @@ def worker_run_time(base, runs: int = 400) -> float:
     the machine's current speed, against which a sweep's wall time is judged (2 workers: runs * t / 2)."""
     from lnref._sweep_worker import run_batch
     from lnref.sweeps import DEFAULT_METRICS
-    jobs = [(i, 0, (round(0.1 * (i % 100), 1), 100 + 10 * ((7 * i) % 100)), 5000 + i) for i in range(runs)]
+    # cells of 10 replicates each, as a sweep's batches hold them (a cell's config is validated once per batch)
+    jobs = [(c, r, (round(0.1 * (c % 100), 1), 100 + 10 * ((7 * c) % 100)), 5000 + 10 * c + r)
+            for c in range(max(1, runs // 10)) for r in range(10)]
+    runs = len(jobs)
     run_batch(base.to_dict(), ["mu_norm", "d"], jobs[:3], list(DEFAULT_METRICS))  # compile
     t0 = time.perf_counter()
     run_batch(base.to_dict(), ["mu_norm", "d"], jobs, list(DEFAULT_METRICS))
@@ -54,6 +58,41 @@ def virtual_test_ab(base, runs: int = 1000, rounds: int = 5) -> None:
     fixed, fresh = min(times["fixed"]), min(times["fresh"])
     print(f"worker time per run, best of {rounds} alternated rounds of {runs} runs: virtual_test='fixed' "
           f"{fixed * 1e3:.3f} ms, 'fresh' {fresh * 1e3:.3f} ms, ratio {fresh / fixed:.2f}")
+
+
+def run_parts(base, repeats: int = 500) -> None:
+    """Where one Kou run's time goes, on one thread in this process (best of 5 loops over one cell,
+    d = 550, ||mu|| = 1.5): final_run whole, and its parts timed alone."""
+    import timeit
+
+    from lnref._sweep_worker import final_run
+    from lnref.engines import from_config
+    from lnref.gram import sample_gram
+    from lnref.metrics import step_metrics
+    from lnref.sweeps import DEFAULT_METRICS
+    cfg = base.replace(d=550, mu_norm=1.5, seed=5)
+    data = sample_gram(cfg, draw_test=False)
+    eng = from_config(cfg, data)
+    zeros = (np.zeros((2, cfg.m)), np.zeros((2, cfg.m, cfg.n)), data.bias0, None)
+    names = set(DEFAULT_METRICS)
+
+    def steps():
+        eng.load_state(*zeros)
+        eng.advance(cfg.steps, None)
+
+    parts = {"final_run (the whole run)": lambda: final_run(cfg, DEFAULT_METRICS),
+             "sample_gram (the Gram draws)": lambda: sample_gram(cfg, draw_test=False),
+             "from_config (engine set-up)": lambda: from_config(cfg, data),
+             f"advance({cfg.steps}) (the GD steps)": steps,
+             "step_metrics (final row)": lambda: step_metrics(eng.forward(), data.y, data.y_obs, eng.gamma,
+                                                              eng.rho, names),
+             f"virtual_test_accuracy ({cfg.virtual_test} test set)": lambda: eng.virtual_test_accuracy(cfg.steps)}
+    with lnref.training.num_threads(1):
+        steps()
+        for name, fn in parts.items():
+            fn()
+            t = min(timeit.repeat(fn, number=repeats, repeat=5)) / repeats
+            print(f"  {name:45s} {t * 1e3:.3f} ms")
 
 
 def per_run_breakdown(base, runs: int = 50) -> None:
@@ -160,6 +199,22 @@ def compare_worker(rev: str, runs: int = 1000, rounds: int = 2, same_config: boo
           f"full diagram at 2 busy cores ~ {100_000 * new / 2:.1f} s CPU-bound")
 
 
+def pair_scaling(runs: int = 2000, trials: int = 3) -> None:
+    """Worker CPU per run of one process alone, then of two at once (one per core), in fresh processes: how much two
+    workers slow each other down on this machine (shared caches, memory, a host's hyperthreads)."""
+    import os
+    import subprocess
+    from pathlib import Path
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-c", _WORKER_TIMING, str(runs)]
+    for trial in range(trials):
+        alone = float(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.split()[0])
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        pair = [float(p.communicate()[0].split()[0]) for p in procs]
+        print(f"trial {trial + 1}: alone {alone * 1e3:.3f} ms/run; two at once {pair[0] * 1e3:.3f} and "
+              f"{pair[1] * 1e3:.3f} ms/run (mean {sum(pair) / 2 / alone:.2f}x alone)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true")
@@ -169,11 +224,16 @@ def main(argv=None) -> int:
     ap.add_argument("--dask-local", type=int, default=None)
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--compare-with", default=None, help="git revision whose worker to time against (CPU/run)")
+    ap.add_argument("--pair-scaling", action="store_true",
+                    help="time one worker process alone and two at once (how much they slow each other), then exit")
     ap.add_argument("--virtual-test-ab", action="store_true",
                     help="also time the worker with virtual_test='fixed' against 'fresh' (Kou's default), same process")
     ap.add_argument("--same-config", action="store_true",
                     help="with --compare-with: both trees run Kou's config in the papers' normalisation (PAPER_KOU)")
     args = ap.parse_args(argv)
+    if args.pair_scaling:
+        pair_scaling()
+        return 0
     if args.compare_with:
         compare_worker(args.compare_with, same_config=args.same_config)
     base = kou_base(seed=2023)
@@ -186,6 +246,8 @@ def main(argv=None) -> int:
           f"(full diagram: {full_runs})")
     if not args.no_breakdown:
         per_run_breakdown(base)
+        print("one run's parts, each timed alone:")
+        run_parts(base)
     if args.virtual_test_ab:
         virtual_test_ab(base)
 
