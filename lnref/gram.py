@@ -66,12 +66,16 @@ stream                draws, in this order
                       spurious: ``integers(0, n, n_test)`` (the index k_t), then z and a as for iid, scaled by
                       sigma_zeta; then, if test_flipped_labels, ``random(n_test)`` flips as in
                       :func:`lnref.make_test`
+``fresh_test`` (k=7)  virtual_test='fresh' only, one stream per logged step t (spawn_key (7, t)): iid
+                      ``integers(0, 2, n_test)`` (y) or spurious ``integers(0, n, n_test)`` (k_t), then u
+                      (n_test, 2m) row by row from :func:`lnref._normals.standard_normal` (*), then the flips as
+                      for ``test`` (:func:`fresh_test_accuracy`)
 ====================  ======================================================================================
 
-(*) NumPy's ziggurat (the algorithm of ``Generator.standard_normal``) run by numba over a block of the stream's
-64-bit words, with the layer tables computed in :mod:`lnref._normals`: it uses the same words as
-``standard_normal((n_test, r))`` would and gives the same values up to ~1e-13 relative (table rounding), at about
-half the cost; the stream continues after the last word used, so the flips are the same draws as before.
+(*) NumPy's ziggurat (the algorithm of ``Generator.standard_normal``) run by numba over the stream's 64-bit
+PCG64 words, made in the same loop, with the layer tables computed in :mod:`lnref._normals`: it uses the same words
+as ``standard_normal((n_test, r))`` would and gives the same values up to ~1e-13 relative (table rounding), at a
+fraction of the cost; the stream continues after the last word used, so the flips are the same draws as before.
 """
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ import numpy as np
 from . import _kernels_coef as KC
 from . import _normals
 from .config import Config, ConfigError
-from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, short_repr, stream
+from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, short_repr, step_stream, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
            "fresh_test_accuracy", "fresh_test_factor", "coordinates", "TORCH_MAX_ENTRIES"]
@@ -385,8 +389,6 @@ def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarra
     -----
     SPEC.md sections 1, 2 and 4 ("Virtual test sets").
     """
-    from .data import step_stream
-
     n_test = cfg.n_test
     if n_test == 0:
         return math.nan
