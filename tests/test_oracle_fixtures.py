@@ -37,6 +37,15 @@ def test_fixture_equals_train(algorithm):
         np.testing.assert_array_equal(fx1.W[k + 1], fx1.W[k] - cfg.eta * fx1.grad[k])
 
 
+def test_a_gram_config_with_a_fresh_virtual_test_set_exports_the_explicit_fixture(fx):
+    """Fixtures are explicit weight-engine runs: a config asking for Gram sampling and a fresh virtual test set
+    gives the same fixture as the plain config (the test-set choice does not apply), not a refusal."""
+    gram = CFG.replace(engine="coefficients", sampling="gram", virtual_test="fresh")
+    other = make_fixture(gram, [0, 1, 3, 10], exercise=True)
+    assert other.config == fx.config and other.config.virtual_test == "fixed"
+    np.testing.assert_array_equal(other.W, fx.W)
+
+
 def test_exercised_w0_has_exact_zero_signal_inner_products(fx):
     assert fx.meta["w0_edit"] and np.all(fx.W0[:, -1, 0] == 0.0)
     assert np.all(np.einsum("kjd,d->kj", fx.W[:, :, -1, :], fx.data.mu) == 0.0)   # they stay exactly 0

@@ -371,7 +371,8 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
-    cfg = cfg.replace(engine="weights", sampling="explicit")
+    # fixtures are explicit weight-engine runs; a virtual test set (Gram sampling's) does not apply to them
+    cfg = cfg.replace(engine="weights", sampling="explicit", virtual_test="fixed")
     T = cfg.steps
     if checkpoints is None:
         checkpoints = [c for c in (0, 1) if c <= T]
