@@ -256,6 +256,8 @@ def main(argv=None) -> int:
           f"{args.workers} workers take at least {runs * t_run / args.workers:.1f} s at this machine's current speed")
     results = {}
     parent_cpu = {}  # CPU time of this process (the sweep's loop; for Dask also the scheduler and client)
+    import resource
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with process_executor(args.workers) as ex:
         # warm the workers (numba compile per process) outside the timing
         # (compile in every worker: many 1-run tasks, so each worker takes some)
@@ -264,6 +266,12 @@ def main(argv=None) -> int:
         res = sweep(base, grid, replicates=args.replicates, executor=ex)
         results["process pool"] = (time.perf_counter() - t0, res)
         parent_cpu["process pool"] = time.process_time() - c0
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped at the pool's shutdown
+    worker_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+    pool_wall = results["process pool"][0]
+    print(f"the pool's workers used {worker_cpu:.1f} s of CPU in all (their start-up and warm-up included): "
+          f"{worker_cpu / (args.workers * pool_wall):.2f} x {args.workers} x the sweep's wall time, "
+          f"{worker_cpu / runs * 1e3:.3f} ms per run")
     if args.dask_local:
         # the executor `lnref sweep --dask-local N` uses (a LocalCluster with lnref.sweeps.LOCAL_DASK_SETTINGS)
         from lnref._sweep_worker import run_batch
