@@ -1,7 +1,7 @@
 """Standard normal draws from a PCG64 stream, ~4x faster than ``Generator.standard_normal`` for large blocks.
 
-Used for the virtual test set of :mod:`lnref.gram` (40 000 normals per run of Kou's phase diagram, the largest
-per-run cost of a sweep).  The method is NumPy's ziggurat for ``Generator.standard_normal`` (Marsaglia & Tsang
+Used for the virtual test sets of :mod:`lnref.gram` (20 000 normals per run of Kou's phase diagram with its fresh
+test set, 40 000 with a fixed one).  The method is NumPy's ziggurat for ``Generator.standard_normal`` (Marsaglia & Tsang
 2000 with 256 layers, the variant of NumPy's ``random_standard_normal``), run in one numba loop that also runs
 the stream's PCG64 generator, instead of one C call per word:
 

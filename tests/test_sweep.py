@@ -404,8 +404,11 @@ def test_run_batch_pauses_the_garbage_collector_and_restores_it():
             run_batch(base, ["d"], [(0, 0, (-5,), 1)], ["test_acc"])
         assert gc.isenabled()
         gc.disable()  # a caller that had it off keeps it off
-        run_batch(base, ["mu_norm"], [(0, 0, (1.0,), 1)], ["test_acc"])
+        gc.collect()
+        run_batch(base, ["mu_norm"], [(0, 0, (1.0,), 1), (0, 1, (1.0,), 2)], ["test_acc"])
         assert not gc.isenabled()
+        # the pause is safe: a run leaves no reference cycles behind, so nothing waits for the collector
+        assert gc.collect() == 0
     finally:
         gc.enable()
         worker.final_run = real_final_run
