@@ -6,7 +6,6 @@ work starts.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -292,8 +291,10 @@ class Config:
         The same config as ``replace(seed=seed)``, without re-validating every field: for loops over seeds
         (sweeps run one per (cell, replicate)).
         """
-        out = copy.copy(self)
-        object.__setattr__(out, "seed", _check_int("seed", seed, 0))
+        seed = _check_int("seed", seed, 0)
+        out = object.__new__(type(self))  # copy.copy's result, without its __reduce_ex__ round trip
+        out.__dict__.update(self.__dict__)
+        object.__setattr__(out, "seed", seed)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -259,16 +259,15 @@ def _noise(rng: np.random.Generator, rows: int, d: int, scale: float, mu: np.nda
 
 def _flip(rng: np.random.Generator, y: np.ndarray, tau_plus: float, tau_minus: float, flips: str) -> np.ndarray:
     n = y.shape[0]
-    flip = np.zeros(n, dtype=bool)
     if flips == "independent":
         u = rng.random(n)
-        flip = np.where(y > 0, u < tau_plus, u < tau_minus)
-    else:
-        for cls, tau in ((1.0, tau_plus), (-1.0, tau_minus)):
-            idx = np.flatnonzero(y == cls)
-            k = int(math.floor(tau * idx.size + 0.5))
-            if k:
-                flip[rng.choice(idx, size=k, replace=False)] = True
+        return np.where(u < np.where(y > 0, tau_plus, tau_minus), -y, y)
+    flip = np.zeros(n, dtype=bool)  # exact: round(tau n_class) flips per class
+    for cls, tau in ((1.0, tau_plus), (-1.0, tau_minus)):
+        idx = np.flatnonzero(y == cls)
+        k = int(math.floor(tau * idx.size + 0.5))
+        if k:
+            flip[rng.choice(idx, size=k, replace=False)] = True
     return np.where(flip, -y, y)
 
 

@@ -232,8 +232,7 @@ def _bartlett(rng: np.random.Generator, k: int, dof: int) -> np.ndarray:
     if k > dof:
         return rng.standard_normal((k, dof))
     T = np.zeros((k, k))
-    diag = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))
-    T[np.arange(k), np.arange(k)] = diag
+    T.flat[::k + 1] = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))  # the diagonal
     rows, cols = _tril(k)  # row by row: (1,0), (2,0), (2,1), ...
     T[rows, cols] = rng.standard_normal(rows.size)
     return T

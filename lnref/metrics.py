@@ -43,11 +43,13 @@ def sample_losses(margin: np.ndarray) -> np.ndarray:
 
 
 def _mean(a: np.ndarray) -> float:
-    return float(np.mean(a)) if a.size else math.nan
+    # np.mean's own arithmetic (the pairwise sum, then one division by the count): the same bits, without its
+    # Python-level dispatch (sweeps call this a few times per run)
+    return float(a.sum()) / a.size if a.size else math.nan
 
 
 def _max(a: np.ndarray) -> float:
-    return float(np.max(a)) if a.size else math.nan
+    return float(a.max()) if a.size else math.nan
 
 
 def step_metrics(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, gamma: np.ndarray, rho: np.ndarray,

@@ -361,3 +361,14 @@ def test_uniform_equals_numpys_uniform(seed, low, width, shape):
     ours = uniform(np.random.default_rng(seed), low, low + width, shape)
     ref = np.random.default_rng(seed).uniform(low, low + width, shape)
     assert ours.shape == ref.shape and np.array_equal(ours, ref)
+
+
+def test_with_seed_is_replace_seed_without_revalidation():
+    cfg = Config(n=7, d=30, m=2, tau=0.15, seed=3)
+    other = cfg.with_seed(11)
+    assert other == cfg.replace(seed=11) and other.seed == 11 and type(other) is Config
+    assert cfg.seed == 3 and other.to_dict() == {**cfg.to_dict(), "seed": 11}  # the original is untouched
+    with pytest.raises(ConfigError, match="seed"):
+        cfg.with_seed(-1)
+    with pytest.raises(Exception):
+        other.seed = 5  # still frozen
