@@ -101,8 +101,32 @@ def _state_words(entropy, n_words32):
     return out
 
 
+@kernel
+def _stream_state64(seed_lo, seed_hi, key0, key1, nkeys, n_words64):
+    """The uint64 words of ``generate_state(n_words64, np.uint64)`` for a seed below 2^64 and one or two spawn-key
+    entries below 2^32 (lnref's streams): the entropy of :func:`entropy_words` assembled here, then
+    :func:`_state_words`, its 32-bit words paired least significant first."""
+    ent = np.empty(4 + nkeys, dtype=np.uint32)
+    ent[0] = seed_lo
+    ent[1] = seed_hi
+    ent[2] = 0
+    ent[3] = 0
+    ent[4] = key0
+    if nkeys == 2:
+        ent[5] = key1
+    w = _state_words(ent, 2 * n_words64)
+    out = np.empty(n_words64, dtype=np.uint64)
+    for i in range(n_words64):
+        out[i] = np.uint64(w[2 * i]) | (np.uint64(w[2 * i + 1]) << np.uint64(32))
+    return out
+
+
 def generate_state(seed: int, spawn_key: tuple[int, ...], n_words: int, dtype=np.uint32) -> np.ndarray:
     """``np.random.SeedSequence(seed, spawn_key=spawn_key).generate_state(n_words, dtype)``, the same words."""
+    if dtype is np.uint64 and 0 <= seed < 2**64 and 1 <= len(spawn_key) <= 2 and \
+            0 <= spawn_key[0] < 2**32 and 0 <= spawn_key[-1] < 2**32:  # PCG64 seeding one of lnref's streams
+        return _stream_state64(seed & 0xFFFFFFFF, seed >> 32, spawn_key[0], spawn_key[-1], len(spawn_key),
+                               int(n_words))
     dt = dtype if dtype is np.uint64 or dtype is np.uint32 else np.dtype(dtype).type  # PCG64 passes np.uint64
     if dt is np.uint32:
         return _state_words(entropy_words(seed, spawn_key), int(n_words))

@@ -306,7 +306,8 @@ def test_reprs_are_short_and_say_what_the_object_holds():
 # ----------------------------------------------------------------------------------- fast stream construction
 @settings(max_examples=300, deadline=None)
 @given(seed=st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**130)),
-       key=st.lists(st.integers(0, 2**40), min_size=0, max_size=3).map(tuple),
+       key=st.lists(st.one_of(st.integers(0, 10), st.integers(0, 2**32 - 1), st.integers(0, 2**40)), min_size=0,
+                    max_size=3).map(tuple),
        n_words=st.integers(1, 9), wide=st.booleans())
 def test_generate_state_equals_numpy_seed_sequence(seed, key, n_words, wide):
     from lnref._seeding import generate_state
@@ -370,5 +371,6 @@ def test_with_seed_is_replace_seed_without_revalidation():
     assert cfg.seed == 3 and other.to_dict() == {**cfg.to_dict(), "seed": 11}  # the original is untouched
     with pytest.raises(ConfigError, match="seed"):
         cfg.with_seed(-1)
-    with pytest.raises(Exception):
+    import dataclasses
+    with pytest.raises(dataclasses.FrozenInstanceError):
         other.seed = 5  # still frozen
