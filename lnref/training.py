@@ -143,7 +143,8 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
                            f"(NaN or inf); stopped with the last finite state, of step {t} "
                            f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
         f = engine.forward()
-        if not diverged and not (np.isfinite(f).all() and math.isfinite(float(sample_losses(y_obs * f).mean()))):
+        # the mean training loss is finite iff the sum is (dividing by n cannot overflow)
+        if not diverged and not (np.isfinite(f).all() and math.isfinite(float(sample_losses(y_obs * f).sum()))):
             diverged = True
             message = (f"GD diverged at step {t}: the weights are finite but the outputs or the training loss are "
                        f"not (try a smaller eta, now {cfg.eta})")
