@@ -24,8 +24,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
+
+from ._equations import kernel
 
 __all__ = ["tables", "standard_normal", "pcg64_words", "set_pcg64_words"]
 
@@ -94,7 +96,7 @@ if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 (tests run the kernels as Py
         return np.uint64(v >> 64), np.uint64(v & _MASK64)
 
 
-@njit(error_model="numpy", fastmath=False, cache=False, inline="always")
+@kernel(inline="always")
 def _next_word(st):
     """The next 64-bit output of the PCG64 state st = (state_hi, state_lo, inc_hi, inc_lo) (uint64), advancing it."""
     hi, lo = _lcg128_step(st[0], st[1], st[2], st[3])
@@ -105,7 +107,7 @@ def _next_word(st):
     return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
 
 
-@njit(error_model="numpy", fastmath=False, cache=False)
+@kernel
 def ziggurat_fill(st, k, w, f, r, out):
     """Fill out (P, Q) column by column with standard normals made from the words of the PCG64 state ``st``
     (uint64 (4,): state_hi, state_lo, inc_hi, inc_lo), advancing it by the words used.
