@@ -50,6 +50,7 @@ from ._equations import (
     step_scalings,
     weight_row,
 )
+from ._normals import _next_word, bounded_integers, ziggurat_fill
 
 # Filters whose inner products are computed together (cache blocking; not a numerical choice).
 FILTER_BLOCK = 4
@@ -354,18 +355,33 @@ def fresh_test_factor(coords, e1, mu_norm, isotropic, gamma, rho, xi_sq, m, L):
 
 
 @kernel
-def fresh_test_correct(L, UT, scale, idx, A, B, bias, y_t, y_score, q, m, div, block=TEST_BLOCK):
-    """Number of samples with y_score * f > 0 in a fresh virtual test set (virtual_test='fresh'; SPEC.md section 4,
-    "Virtual test sets"): with L from :func:`fresh_test_factor` and UT (F, T) the fresh standard normals u_t
-    (column t per test sample),
+def fresh_test_correct(L, st, zk, zw, zf, tail_r, T, n_pick, y_train, scale, A, B, bias, flipped, tau_plus, tau_minus,
+                       q, m, div, block=TEST_BLOCK):
+    """Number of samples with y_score * f > 0 in a fresh virtual test set of T samples (virtual_test='fresh';
+    SPEC.md section 4, "Virtual test sets"), drawn here from the PCG64 state ``st`` of its stream (advanced).
+
+    The draws are those of :func:`lnref.gram.fresh_test_accuracy`'s docstring, in its order, made from the
+    stream's words as NumPy makes them: the labels ``integers(0, 2, T)`` (iid; n_pick = 0) or the training indices
+    ``integers(0, n_pick, T)`` (spurious, label y_train[k_t]): Lemire's method on 32-bit halves of the words, low
+    half first (NumPy's buffered 32-bit draws); then u_t, 2m standard normals per sample, sample by sample
+    (:func:`lnref._normals.ziggurat_fill` with the tables zk, zw, zf, tail_r, on blocks of samples); then, if
+    ``flipped``, one double U_t = (word >> 11) 2^-53 per sample (``random``), the label scored being -y_t when
+    U_t < tau_{y_t}.  With L from :func:`fresh_test_factor`:
       At[f, t] = sum_{g <= f} (scale L[f, g]) u_t[g]  (serial in g, :func:`~lnref._equations.chain_rows`)
-                 [+ A[f, idx[t]] for spurious test samples, xi_t = xi_k + zeta],
+                 [+ A[f, k_t] for spurious test samples, xi_t = xi_k + zeta],
     then f_t from At, B and the biases (:func:`~lnref._equations.outputs_range`).  Serial; A (F, n) and B (F,) are
     the current state's (CoefficientEngine after forward()).
     """
     F = L.shape[0]
-    T = UT.shape[1]
-    spurious = idx.shape[0] > 0
+    spurious = n_pick > 0
+    # the labels (or training indices): NumPy's integers, Lemire's method on buffered 32-bit halves
+    picks = np.empty(T, dtype=np.int64)
+    bounded_integers(st, n_pick if spurious else 2, picks)
+    y_t = np.empty(T)
+    for t in range(T):
+        y_t[t] = y_train[picks[t]] if spurious else 2.0 * picks[t] - 1.0
+    idx = picks if spurious else np.empty(0, dtype=np.int64)
+    # the normals, block by block, and the outputs
     Ls = np.empty((F, F))
     nzl = np.empty((F, F), dtype=np.int64)  # the non-zero entries of each row of scale * L, in index order
     cntl = np.empty(F, dtype=np.int64)
@@ -374,26 +390,33 @@ def fresh_test_correct(L, UT, scale, idx, A, B, bias, y_t, y_score, q, m, div, b
             Ls[f, g] = scale * L[f, g]
         cntl[f] = gather_nonzero(Ls[f], nzl[f])
     At = np.empty((F, block))
-    Ub = np.empty((F, block))  # the block's columns of UT, contiguous
+    Ub = np.empty((F, block))  # u of the block's samples, column by column
+    Ub_last = np.empty((F, T % block))
     acc = np.empty((2, block))
-    outb = np.empty(block)
-    count = 0
+    fout = np.empty(T)
     for t0 in range(0, T, block):
         nb = min(block, T - t0)
-        for g in range(F):
-            for tb in range(nb):
-                Ub[g, tb] = UT[g, t0 + tb]
+        U = Ub if nb == block else Ub_last
+        ziggurat_fill(st, zk, zw, zf, tail_r, U)
         for f in range(F):
             for tb in range(nb):
                 At[f, tb] = 0.0
-            chain_rows(At[f], Ls[f], Ub, nzl[f], cntl[f], nb)
+            chain_rows(At[f], Ls[f], U, nzl[f], cntl[f], nb)
             if spurious:
                 for tb in range(nb):
                     At[f, tb] += A[f, idx[t0 + tb]]
-        outputs_range(At, B, bias, y_t[t0:t0 + nb], q, m, div, 0, nb, acc, outb)
-        for tb in range(nb):
-            if y_score[t0 + tb] * outb[tb] > 0:
-                count += 1
+        outputs_range(At, B, bias, y_t[t0:t0 + nb], q, m, div, 0, nb, acc, fout[t0:t0 + nb])
+    # the flips of the scored labels (NumPy's random(): the top 53 bits of a word), and the count
+    to_unit = 1.0 / 9007199254740992.0  # 2^-53
+    count = 0
+    for t in range(T):
+        ys = y_t[t]
+        if flipped:
+            uni = np.float64(_next_word(st) >> np.uint64(11)) * to_unit
+            if uni < (tau_plus if ys > 0 else tau_minus):
+                ys = -ys
+        if ys * fout[t] > 0:
+            count += 1
     return count
 
 

@@ -1,4 +1,5 @@
-"""Standard normal draws from a PCG64 stream, ~4x faster than ``Generator.standard_normal`` for large blocks.
+"""Standard normal draws from a PCG64 stream, ~4x faster than ``Generator.standard_normal`` for large blocks (and the
+bounded integers of a fresh virtual test set, :func:`bounded_integers`).
 
 Used for the virtual test sets of :mod:`lnref.gram` (20 000 normals per run of Kou's phase diagram with its fresh
 test set, 40 000 with a fixed one).  The method is NumPy's ziggurat for ``Generator.standard_normal`` (Marsaglia & Tsang
@@ -29,7 +30,7 @@ from numba.extending import intrinsic
 
 from ._equations import kernel
 
-__all__ = ["tables", "standard_normal", "pcg64_words", "set_pcg64_words"]
+__all__ = ["tables", "standard_normal", "bounded_integers", "pcg64_words", "set_pcg64_words"]
 
 LAYERS = 256
 TAIL_R = 3.6541528853610087963519472518       # right edge of the base layer (the tail starts there)
@@ -151,6 +152,40 @@ def ziggurat_fill(st, k, w, f, r, out):
                     flat[pos] = x
                     break
     return p
+
+
+@kernel
+def bounded_integers(st, span, out):
+    """out[:] = ``integers(0, span, out.size)`` of a Generator on the PCG64 state ``st`` with no buffered 32-bit
+    half (a fresh stream), for 1 <= span < 2^32: the same numbers, made from st's words (advanced) as NumPy makes
+    them.  Lemire's method on 32-bit values: v = (u span) >> 32, the product redrawn while its low 32 bits are
+    below (2^32 - span) mod span; the 32-bit values are the halves of the 64-bit words, low half first, and an
+    unused high half is dropped at the end (NumPy keeps it for a later 32-bit draw; the callers draw none).
+    span = 1 draws nothing (NumPy returns zeros).  tests/test_gram.py compares with NumPy, rejections included."""
+    n = out.shape[0]
+    if span == 1:
+        for t in range(n):
+            out[t] = 0
+        return
+    s = np.uint64(span)
+    threshold = (np.uint64(4294967296) - s) % s
+    low32 = np.uint64(0xFFFFFFFF)
+    have_half = False
+    half = np.uint64(0)
+    for t in range(n):
+        while True:
+            if have_half:
+                u32 = half
+                have_half = False
+            else:
+                word = _next_word(st)
+                u32 = word & low32
+                half = word >> np.uint64(32)
+                have_half = True
+            prod = u32 * s
+            if (prod & low32) >= threshold:
+                break
+        out[t] = np.int64(prod >> np.uint64(32))
 
 
 def pcg64_words(bitgen: np.random.PCG64) -> tuple[dict, np.ndarray]:

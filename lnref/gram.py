@@ -300,12 +300,11 @@ def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramSta
 
 
 def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, flipped: bool, r: int,
-                y: np.ndarray, e1_draws: bool = True):
+                y: np.ndarray):
     """The draws of a virtual test set, in the order of the module docstring.
 
     Returns y_t (T,), idx (T,) int64 (spurious; empty for iid), scale, zT (r, T) (the drawn z (T, r)
-    transposed), a (T,) (isotropic and ``e1_draws``, already scaled; None otherwise), y_score (T,).
-    ``e1_draws`` False: no separate e_1 coordinates (a fresh test set's r = 2m normals already carry them).
+    transposed), a (T,) (isotropic, already scaled; None otherwise), y_score (T,).
     """
     n = y.shape[0]
     if kind == "iid":
@@ -319,7 +318,7 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
     else:
         raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
     zT = _normals.standard_normal(rng, (n_test, r), transposed=True)
-    a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" and e1_draws else None
+    a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" else None
     y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
     return y_t, idx, float(scale), zT, a, y_score
 
@@ -370,8 +369,9 @@ def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarra
     normals per sample.  Draws, from stream ``fresh_test`` of step ``step`` (:func:`lnref.data.step_stream`):
     ``integers(0, 2, n_test)`` (iid labels) or ``integers(0, n, n_test)`` (spurious: the training index k_t, label
     y_k, xi_t = xi_k + zeta), then u (n_test, 2m) row by row (:func:`lnref._normals.standard_normal`), then, if
-    test_flipped_labels, ``random(n_test)`` flips as in :func:`lnref.make_test`.  Evaluated by
-    :func:`fresh_test_factor` and :func:`lnref._kernels_coef.fresh_test_correct`.
+    test_flipped_labels, ``random(n_test)`` flips as in :func:`lnref.make_test`: the numbers those calls give,
+    made from the stream's words by one kernel with the evaluation (:func:`lnref._kernels_coef.fresh_test_correct`;
+    L from :func:`fresh_test_factor`).
 
     Parameters
     ----------
@@ -391,11 +391,17 @@ def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarra
     n_test = cfg.n_test
     if n_test == 0:
         return math.nan
-    F = 2 * cfg.m
-    y_t, idx, scale, UT, _, y_score = _test_draws(cfg, step_stream(cfg.seed, "fresh_test", step), cfg.test, n_test,
-                                                  cfg.test_flipped_labels, F, data.y, e1_draws=False)
+    if cfg.test not in ("iid", "spurious"):
+        raise ConfigError(f"test={cfg.test!r} is not allowed: choose 'iid' or 'spurious'")
+    spurious = cfg.test == "spurious"
+    # the stream is only read by the kernel, which makes every draw from its words (a fresh generator: no buffered
+    # 32-bit half)
+    _, words = _normals.pcg64_words(step_stream(cfg.seed, "fresh_test", step).bit_generator)
     L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
-    count = KC.fresh_test_correct(L, UT, scale, idx, A, B, bias, y_t, np.ascontiguousarray(y_score), float(q),
+    count = KC.fresh_test_correct(L, words, _normals._K, _normals._W, _normals._F, _normals.TAIL_R, int(n_test),
+                                  data.y.shape[0] if spurious else 0, data.y,
+                                  float(cfg.sigma_zeta if spurious else cfg.sigma_p), A, B, bias,
+                                  bool(cfg.test_flipped_labels), float(cfg.tau_plus), float(cfg.tau_minus), float(q),
                                   int(cfg.m), float(div))
     return count / n_test
 

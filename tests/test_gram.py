@@ -194,6 +194,24 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
     assert np.array_equal(words_state, pcg64_words(ref_bg)[1])
 
 
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), T=st.integers(0, 301),
+       span=st.one_of(st.just(1), st.just(2), st.integers(3, 40), st.integers(2**31, 2**32 - 1),
+                      st.just(3 * 2**30)))
+def test_bounded_integers_are_numpys_integers(seed, T, span):
+    """The labels and training indices of a fresh virtual test set are NumPy's ``integers(0, span, T)``: Lemire's
+    method on buffered 32-bit halves, rejections included (a span near 2^32, or 3 * 2^30, rejects up to half the
+    draws), and the next 64-bit words are the ones NumPy would use next (the normals follow)."""
+    from lnref._normals import bounded_integers, pcg64_words
+    rng = np.random.Generator(np.random.PCG64(seed))
+    _, words_state = pcg64_words(np.random.Generator(np.random.PCG64(seed)).bit_generator)
+    got = np.empty(T, dtype=np.int64)
+    bounded_integers(words_state, span, got)
+    assert np.array_equal(got, rng.integers(0, span, T))
+    after = rng.bit_generator
+    assert np.array_equal(words_state[:2], pcg64_words(after)[1][:2])  # the same 128-bit state: the same next word
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**64 - 1), skip=st.integers(0, 3), n=st.integers(1, 300))
 def test_pcg64_words_in_numba_are_numpys_random_raw(seed, skip, n):
