@@ -380,7 +380,6 @@ def fresh_test_correct(L, st, zk, zw, zf, tail_r, T, n_pick, y_train, scale, A, 
     y_t = np.empty(T)
     for t in range(T):
         y_t[t] = y_train[picks[t]] if spurious else 2.0 * picks[t] - 1.0
-    idx = picks if spurious else np.empty(0, dtype=np.int64)
     # the normals, block by block, and the outputs
     Ls = np.empty((F, F))
     nzl = np.empty((F, F), dtype=np.int64)  # the non-zero entries of each row of scale * L, in index order
@@ -404,7 +403,7 @@ def fresh_test_correct(L, st, zk, zw, zf, tail_r, T, n_pick, y_train, scale, A, 
             chain_rows(At[f], Ls[f], U, nzl[f], cntl[f], nb)
             if spurious:
                 for tb in range(nb):
-                    At[f, tb] += A[f, idx[t0 + tb]]
+                    At[f, tb] += A[f, picks[t0 + tb]]
         outputs_range(At, B, bias, y_t[t0:t0 + nb], q, m, div, 0, nb, acc, fout[t0:t0 + nb])
     # the flips of the scored labels (NumPy's random(): the top 53 bits of a word), and the count
     to_unit = 1.0 / 9007199254740992.0  # 2^-53
