@@ -24,18 +24,23 @@ from numba import prange
 
 from ._equations import (
     CACHE,
+    LOSS_ELR,
     both,
     count_nonfinite,
+    elr_update_due,
     filter_update,
     kernel,
     logistic_dloss,
     logistic_loss,
+    method_loss,
     outputs_range,
+    sample_scalars,
     step_scalings,
+    undo_target_update,
 )
 
-__all__ = ["CACHE", "inner_products", "forward", "losses", "gradient", "advance", "project_out", "row_sq_norms",
-           "transpose", "FILTER_BLOCK", "SAMPLE_BLOCK"]
+__all__ = ["CACHE", "inner_products", "forward", "losses", "method_scalars", "gradient", "advance", "project_out",
+           "row_sq_norms", "transpose", "FILTER_BLOCK", "SAMPLE_BLOCK"]
 
 njit = kernel
 # Filters handled together by the inner-product kernel (each X^T row is loaded once per block; the block size is
@@ -225,6 +230,26 @@ def losses(f, mult, loss_out, dloss_out):
         dloss_out[i] = logistic_dloss(z)
 
 
+@njit
+def method_scalars(f, mult, y, code, lp, target, update, loss_out, lpm_out):
+    """The method's per-sample loss and scalar at outputs f (SPEC.md section 9), as one GD step evaluates them.
+
+    With ``update`` ELR's targets (2, n) are first updated in place from f; then loss_out[i] = l(mult_i f_i) and
+    lpm_out[i] = g(mult_i f_i) mult_i (:func:`lnref._equations.sample_scalars`, the code GD runs), with a, b the
+    target of the label sign(mult_i) and of the other class.  Serial (O(n) work)."""
+    n = f.shape[0]
+    lpy = np.empty(n)
+    old = np.empty_like(target)
+    sample_scalars(f, mult, y, code, lp, target, old, update, 0, n, lpm_out, lpy)
+    for i in range(n):
+        a = 0.0
+        b = 0.0
+        if code == LOSS_ELR:
+            a = target[0, i] if mult[i] > 0.0 else target[1, i]
+            b = target[1, i] if mult[i] > 0.0 else target[0, i]
+        loss_out[i] = method_loss(mult[i] * f[i], code, lp, a, b)
+
+
 @njit(parallel=True)
 def gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho, gamma_new, rho_new, bias_new,
              G, S, Sb, C, bad, with_bias):
@@ -327,18 +352,21 @@ def _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_b
 
 
 @njit(parallel=True)
-def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_sq, A, B, f, loss, dloss, lpm,
-            G, S, Sb, C, gamma_new, rho_new, bias_new, bad, groups, with_bias, k):
+def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_sq, A, B, f, lpm, G, S, Sb, C,
+            gamma_new, rho_new, bias_new, bad, groups, with_bias, k, code, lp, target, target_old, t0):
     """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3, 4 and 7).
 
     Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
-    y_obs for plain GD, eps * y_obs for label-noise GD.  Stops before a step whose outputs or new weights,
-    coefficients or biases would be non-finite, leaving the last finite state; returns the number of steps taken.
+    y_obs for plain GD, eps * y_obs for label-noise GD.  The per-sample scalar of the loss is the method's
+    (``code``, parameters ``lp``; :func:`lnref._equations.sample_scalars`); ELR's targets (2, n) are updated in
+    place at the steps t0 + s it is due (target_old is work space to undo a rejected step's update).  Stops before
+    a step whose outputs or new weights, coefficients or biases would be non-finite, leaving the last finite state;
+    returns the number of steps taken.
 
     Two parallel regions per step (each region ends in a barrier, which a thread descheduled by another program
     holds up; fewer regions keep the default threads fast on a busy machine):
       (a) over blocks of samples: the outputs f (:func:`lnref._equations.outputs_range`); then, serially, the
-          finiteness check, l' and lpm;
+          finiteness check, the method's g (l' for the logistic loss) and lpm;
       (b) over the work groups of the inner products: for each filter of the group, accept the pending step
           (W, gamma, rho, b), then its gradient and new coefficients (:func:`_gradient_row`), the candidate
           W - eta G (kept in G) and its non-finite count; then the inner products of the
@@ -370,11 +398,8 @@ def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_
         if not finite:
             done = s
             break
-        losses(f, mults[row], loss, dloss)
-        for i in range(n):
-            lpm[i] = dloss[i] * mults[row, i]
-        for i in range(n):
-            lpy[i] = lpm[i] * y[i]
+        update = elr_update_due(code, lp, t0 + s)
+        sample_scalars(f, mults[row], y, code, lp, target, target_old, update, 0, n, lpm, lpy)
         for g in prange(groups):
             u0 = (units * g) // groups
             u1 = (units * (g + 1)) // groups
@@ -394,6 +419,8 @@ def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_
             _inner_group(G, mu, XT, A, B, u0, u1)
         if count_nonfinite(bad) != 0:
             # the rows committed in this region were the previous step's: W, gamma, rho, b hold step s
+            if update:
+                undo_target_update(target, target_old)
             pending = False
             done = s
             break

@@ -40,14 +40,16 @@ from ._equations import (
     coefficient_inner,
     coefficient_signal,
     count_nonfinite,
+    elr_update_due,
     filter_update,
     gather_nonzero,
     inline,
     kernel,
-    logistic_dloss,
     outputs_range,
     psd_cholesky,
+    sample_scalars,
     step_scalings,
+    undo_target_update,
     weight_row,
 )
 from ._normals import _next_word, bounded_integers, ziggurat_fill
@@ -90,12 +92,14 @@ outputs, outputs_serial = both(_outputs)
 
 
 def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamma, rho, bias, gamma_new, rho_new,
-             bias_new, A, B, f, lpm, S, Sb, C, bad, nz, with_bias):
+             bias_new, A, B, f, lpm, S, Sb, C, bad, nz, with_bias, code, lp, target, target_old, t0):
     """Take up to k GD steps in coefficient space; return the number taken (SPEC.md sections 3, 4 and 7).
 
     mults (k, n) or (1, n): row s multiplies the labels at step s (y_obs, or eps(s) y_obs for label-noise GD);
     a single row is used at every step.  Per step: f from A, B and the biases
-    (:func:`~lnref._equations.outputs_range`); lpm_i = l'(mult_i f_i) mult_i; then every filter's step,
+    (:func:`~lnref._equations.outputs_range`); lpm_i = g(mult_i f_i) mult_i with g the method's (``code``,
+    parameters ``lp``; l' for the logistic loss), after ELR's target update (2, n) where it is due at step t0 + s
+    (:func:`~lnref._equations.sample_scalars`; target_old undoes a rejected step's update); then every filter's step,
     :func:`~lnref._equations.filter_update` (the same function the weight engine runs).
     Stops before a step whose outputs are non-finite, or whose new coefficients or biases would be non-finite,
     leaving the state at the last finite step.  gamma_new, rho_new, bias_new, A, B, f, lpm, S, Sb (F,), C (F, n),
@@ -116,24 +120,25 @@ def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamm
     acc = np.empty((2, n))
     nsb = (n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK
     # s = -1 only computes the inner products of the entry state (one _block_inner site keeps compiling short)
+    update = False
     for s in range(-1, k):
         if s >= 0:
             row = s if mults.shape[0] > 1 else 0
             b_src = bias_new if (pending and with_bias) else bias
+            update = elr_update_due(code, lp, t0 + s)
+            mrow = mults[row]
             for sb in prange(nsb):
                 i0 = sb * SAMPLE_BLOCK
                 i1 = min(n, i0 + SAMPLE_BLOCK)
                 outputs_range(A, B, b_src, y, q, m, div, i0, i1, acc, f)
-                for i in range(i0, i1):
-                    mult = mults[row, i]
-                    lp = logistic_dloss(mult * f[i]) * mult
-                    lpm[i] = lp
-                    lpy[i] = lp * y[i]
+                sample_scalars(f, mrow, y, code, lp, target, target_old, update, i0, i1, lpm, lpy)
             finite = True
             for i in range(n):
                 if not math.isfinite(f[i]):
                     finite = False
             if not finite:
+                if update:
+                    undo_target_update(target, target_old)
                 done = s
                 break
         g_src = gamma_new if s >= 0 else gamma
@@ -159,6 +164,8 @@ def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamm
             continue
         pending = True
         if count_nonfinite(bad) != 0:
+            if update:
+                undo_target_update(target, target_old)
             pending = False
             done = s
             break

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Config", "ConfigError", "FIELD_DOCS", "config_values_from_toml", "config_from_mapping"]
+__all__ = ["Config", "ConfigError", "LOSSES", "LossParam", "LossParams", "resolve_loss_params", "output_divisor",
+           "check_int", "check_float", "check_choice", "FIELD_DOCS", "config_values_from_toml", "config_from_mapping"]
 
 NOISE_MODELS = ("orthogonal", "isotropic")
 FLIP_MODELS = ("independent", "exact")
@@ -31,7 +32,122 @@ class ConfigError(ValueError):
     """A configuration or input array is invalid; the message says what is allowed."""
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+@dataclass(frozen=True)
+class LossParam:
+    """One hyper-parameter of a training method: its default (the official code's) and its allowed range."""
+
+    name: str
+    default: float
+    low: float | None = None
+    low_open: bool = False
+    high: float | None = None
+    high_open: bool = False
+    integer: bool = False
+    allowed: str = ""
+
+
+# Config.loss -> the method's hyper-parameters, in the order the kernels read them (lnref._equations.method_dloss;
+# SPEC.md section 9 gives the formulas and the official codes' defaults).  Adding a method: its g(z) and l(z) in
+# lnref/_equations.py, its name in LOSS_NAMES there, its entry here.
+LOSSES: dict[str, tuple[LossParam, ...]] = {
+    "logistic": (),
+    "gce": (LossParam("q", 0.7, low=0.0, low_open=True, high=1.0, allowed="in (0, 1]"),),
+    "sce": (LossParam("alpha", 0.1, low=0.0, allowed=">= 0"), LossParam("beta", 1.0, low=0.0, allowed=">= 0"),
+            LossParam("A", math.log(1e-4), high=0.0, high_open=True, allowed="< 0 (the log of the clamped 0 of "
+                      "the one-hot label; the official code's ln 1e-4)")),
+    "label_smoothing": (LossParam("eps", 0.1, low=0.0, high=1.0, high_open=True, allowed="in [0, 1)"),),
+    "bootstrap_soft": (LossParam("beta", 0.95, low=0.0, high=1.0, allowed="in [0, 1]"),),
+    "bootstrap_hard": (LossParam("beta", 0.8, low=0.0, high=1.0, allowed="in [0, 1]"),),
+    "forward": (LossParam("tau", 0.2, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)"),),
+    "backward": (LossParam("tau", 0.2, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)"),),
+    "elr": (LossParam("lam", 3.0, low=0.0, allowed=">= 0"), LossParam("beta", 0.7, low=0.0, high=1.0,
+                                                                       allowed="in [0, 1]"),
+            LossParam("period", 1, low=1, integer=True, allowed="an integer >= 1 (GD steps between target "
+                      "updates)")),
+}
+
+
+class LossParams(Mapping):
+    """The resolved hyper-parameters of a method (name -> value, every one present): an immutable, hashable
+    mapping, so a Config holding it stays frozen and hashable.  ``dict(params)`` gives a plain dict."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items=()):
+        object.__setattr__(self, "_items", tuple(items))
+
+    def __getitem__(self, key):
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self):
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(dict(self._items))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("LossParams is immutable; use Config.replace(loss_params=...)")
+
+    def __reduce__(self):
+        return (LossParams, (self._items,))
+
+
+def resolve_loss_params(loss: str, params: Mapping[str, Any] | None) -> LossParams:
+    """Check a method's hyper-parameters and fill in the defaults of the others (in the kernels' order).
+
+    Raises
+    ------
+    ConfigError
+        For a parameter the method does not have (naming the method's) or a value out of its range.
+    """
+    spec = LOSSES[loss]
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"loss_params={params!r} is not allowed: give a mapping of parameter -> value "
+                          f"(for loss={loss!r}: {_param_list(loss)})")
+    known = {p.name for p in spec}
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        owners = sorted({name for name, ps in LOSSES.items() for p in ps if p.name in unknown and name != loss})
+        hint = f" (a parameter of {', '.join(map(repr, owners))})" if owners else ""
+        raise ConfigError(f"loss_params {', '.join(map(repr, map(str, unknown)))} not allowed for loss={loss!r}"
+                          f"{hint}: loss={loss!r} takes {_param_list(loss)}")
+    out = []
+    for p in spec:
+        name = f"loss_params.{p.name}"
+        v = params.get(p.name, p.default)
+        if p.integer:
+            v = check_int(name, v, int(p.low or 0))
+        else:
+            v = check_float(name, v, low=p.low, low_open=p.low_open, high=p.high, high_open=p.high_open,
+                             allowed=p.allowed)
+        out.append((p.name, v))
+    return LossParams(out)
+
+
+def _param_list(loss: str) -> str:
+    spec = LOSSES[loss]
+    if not spec:
+        return "no parameters"
+    return ", ".join(f"{p.name} {p.allowed} (default {p.default:.6g})" for p in spec)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
@@ -43,7 +159,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _check_float(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
+def check_float(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
                  high: float | None = None, high_open: bool = False, allowed: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a real number {allowed}".rstrip())
@@ -58,7 +174,7 @@ def _check_float(name: str, value: Any, *, low: float | None = None, low_open: b
     return value
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(map(repr, choices))}")
     return value
@@ -128,6 +244,15 @@ class Config:
     output_scale : float, optional
         Second-layer weight: f = output_scale * c_p * sum_r sum_p [sigma(.)_{+1,r} - sigma(.)_{-1,r}], with c_p = 1
         for 'sum' and 1/2 for 'mean'.  None (default) means 1/m, the paper's; 1 for code that sums the filters.
+    loss : str
+        The training loss (SPEC.md section 9): 'logistic' (the paper's, default), or a method against label
+        noise with its official code's conventions (clamps, defaults): 'gce', 'sce', 'label_smoothing',
+        'bootstrap_soft', 'bootstrap_hard', 'forward', 'backward' (loss correction), 'elr'.
+    loss_params : mapping, optional
+        The method's hyper-parameters, name -> value; the others take the official code's defaults.  gce: q;
+        sce: alpha, beta, A; label_smoothing: eps; bootstrap_soft, bootstrap_hard: beta; forward, backward: tau
+        (the known symmetric flip rate); elr: lam, beta, period (GD steps between target updates).  Stored
+        resolved (every parameter of the method).
     virtual_test : {'fixed', 'fresh'}
         With ``sampling='gram'``, the test set the accuracy is measured on (SPEC.md section 4, "Virtual test
         sets").  'fixed' (default): one virtual test set, drawn once, evaluated at every logged step.  'fresh': at
@@ -167,24 +292,26 @@ class Config:
     patch_reduce: str = "sum"
     output_scale: float | None = None
     virtual_test: str = "fixed"
+    loss: str = "logistic"
+    loss_params: Mapping[str, Any] | None = None
 
     # default flip rate when neither tau nor tau_plus/tau_minus is given
     DEFAULT_TAU = 0.2
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        s(self, "n", _check_int("n", self.n, 1))
-        s(self, "d", _check_int("d", self.d, 1))
-        s(self, "m", _check_int("m", self.m, 1))
-        s(self, "q", _check_float("q", self.q, low=1.0, allowed="with q >= 1"))
+        s(self, "n", check_int("n", self.n, 1))
+        s(self, "d", check_int("d", self.d, 1))
+        s(self, "m", check_int("m", self.m, 1))
+        s(self, "q", check_float("q", self.q, low=1.0, allowed="with q >= 1"))
         for name in ("sigma0", "sigma_p", "eta"):
-            s(self, name, _check_float(name, getattr(self, name), low=0.0, low_open=True, allowed="> 0"))
-        s(self, "mu_norm", _check_float("mu_norm", self.mu_norm, low=0.0, allowed=">= 0"))
-        s(self, "sigma_zeta", _check_float("sigma_zeta", self.sigma_zeta, low=0.0, allowed=">= 0"))
+            s(self, name, check_float(name, getattr(self, name), low=0.0, low_open=True, allowed="> 0"))
+        s(self, "mu_norm", check_float("mu_norm", self.mu_norm, low=0.0, allowed=">= 0"))
+        s(self, "sigma_zeta", check_float("sigma_zeta", self.sigma_zeta, low=0.0, allowed=">= 0"))
         rate = dict(low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)")
-        tau = None if self.tau is None else _check_float("tau", self.tau, **rate)
-        tp = None if self.tau_plus is None else _check_float("tau_plus", self.tau_plus, **rate)
-        tm = None if self.tau_minus is None else _check_float("tau_minus", self.tau_minus, **rate)
+        tau = None if self.tau is None else check_float("tau", self.tau, **rate)
+        tp = None if self.tau_plus is None else check_float("tau_plus", self.tau_plus, **rate)
+        tm = None if self.tau_minus is None else check_float("tau_minus", self.tau_minus, **rate)
         if tau is not None:
             for name, v in (("tau_plus", tp), ("tau_minus", tm)):
                 if v is not None and v != tau:
@@ -197,39 +324,41 @@ class Config:
         s(self, "tau_plus", tp)
         s(self, "tau_minus", tm)
         s(self, "tau", tp if tp == tm else None)
-        s(self, "p", _check_float("p", self.p, **rate))
-        s(self, "noise", _check_choice("noise", self.noise, NOISE_MODELS))
-        s(self, "flips", _check_choice("flips", self.flips, FLIP_MODELS))
-        s(self, "algorithm", _check_choice("algorithm", self.algorithm, ALGORITHMS))
-        s(self, "test", _check_choice("test", self.test, TEST_DISTRIBUTIONS))
-        s(self, "engine", _check_choice("engine", self.engine, ENGINES))
-        s(self, "sampling", _check_choice("sampling", self.sampling, SAMPLINGS))
-        s(self, "steps", _check_int("steps", self.steps, 0))
-        s(self, "seed", _check_int("seed", self.seed, 0))
-        s(self, "log_every", _check_int("log_every", self.log_every, 0))
-        s(self, "log_points", _check_int("log_points", self.log_points, 0))
-        s(self, "n_test", _check_int("n_test", self.n_test, 0))
+        s(self, "p", check_float("p", self.p, **rate))
+        s(self, "noise", check_choice("noise", self.noise, NOISE_MODELS))
+        s(self, "flips", check_choice("flips", self.flips, FLIP_MODELS))
+        s(self, "algorithm", check_choice("algorithm", self.algorithm, ALGORITHMS))
+        s(self, "test", check_choice("test", self.test, TEST_DISTRIBUTIONS))
+        s(self, "engine", check_choice("engine", self.engine, ENGINES))
+        s(self, "sampling", check_choice("sampling", self.sampling, SAMPLINGS))
+        s(self, "steps", check_int("steps", self.steps, 0))
+        s(self, "seed", check_int("seed", self.seed, 0))
+        s(self, "log_every", check_int("log_every", self.log_every, 0))
+        s(self, "log_points", check_int("log_points", self.log_points, 0))
+        s(self, "n_test", check_int("n_test", self.n_test, 0))
         if not isinstance(self.test_flipped_labels, (bool, np.bool_)):
             raise ConfigError(f"test_flipped_labels={self.test_flipped_labels!r} is not allowed: use true or false")
         s(self, "test_flipped_labels", bool(self.test_flipped_labels))
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ConfigError(f"bias={self.bias!r} is not allowed: use true or false")
         s(self, "bias", bool(self.bias))
-        s(self, "init", _check_choice("init", self.init, INITS))
-        s(self, "patch_reduce", _check_choice("patch_reduce", self.patch_reduce, PATCH_REDUCTIONS))
+        s(self, "init", check_choice("init", self.init, INITS))
+        s(self, "patch_reduce", check_choice("patch_reduce", self.patch_reduce, PATCH_REDUCTIONS))
         if self.output_scale is not None:
-            s(self, "output_scale", _check_float("output_scale", self.output_scale, low=0.0, low_open=True,
+            s(self, "output_scale", check_float("output_scale", self.output_scale, low=0.0, low_open=True,
                                                  allowed="> 0 (or None for 1/m)"))
         if self.noise == "orthogonal" and self.d < 2:
             raise ConfigError(f"d={self.d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
                               "coordinates orthogonal to mu, so every noise patch would be 0; use d >= 2 or "
                               "noise='isotropic'")
-        s(self, "virtual_test", _check_choice("virtual_test", self.virtual_test, VIRTUAL_TESTS))
+        s(self, "virtual_test", check_choice("virtual_test", self.virtual_test, VIRTUAL_TESTS))
         if self.virtual_test == "fresh" and self.sampling != "gram":
             raise ConfigError("virtual_test='fresh' is not allowed with sampling='explicit': a fresh test set per "
                               "step is drawn through the law of its inner products with the current weights, "
                               "which is Gram sampling's virtual test set; use sampling='gram' (with "
                               "engine='coefficients') or virtual_test='fixed'")
+        s(self, "loss", check_choice("loss", self.loss, tuple(LOSSES)))
+        s(self, "loss_params", resolve_loss_params(self.loss, self.loss_params))
         if self.sampling == "gram" and self.engine != "coefficients":
             raise ConfigError("sampling='gram' is not allowed with engine='weights': Gram sampling draws no "
                               "d-dimensional vectors, so it needs engine='coefficients'")
@@ -242,15 +371,9 @@ class Config:
 
     @property
     def output_divisor(self) -> float:
-        """1 / (output_scale * c_p): what the summed activations are divided by to give f (SPEC.md section 7).
-
-        The paper's network (output_scale None = 1/m, patch sum) gives exactly float(m), so its outputs and
-        gradients are computed with the same roundings as a division by m.
-        """
-        cp_div = 2.0 if self.patch_reduce == "mean" else 1.0
-        if self.output_scale is None:
-            return float(self.m) * cp_div
-        return cp_div / self.output_scale
+        """1 / (output_scale * c_p): what the summed activations are divided by to give f (SPEC.md section 7);
+        :func:`output_divisor`."""
+        return output_divisor(self.m, self.patch_reduce, self.output_scale)
 
     @property
     def paper_network(self) -> bool:
@@ -275,9 +398,24 @@ class Config:
             pts.update(np.unique(np.round(np.geomspace(1, self.steps, self.log_points)).astype(np.int64)).tolist())
         return np.array(sorted(pts), dtype=np.int64)
 
+    @property
+    def loss_code(self) -> int:
+        """The method's code for the kernels (its index in lnref._equations.LOSS_NAMES)."""
+        return tuple(LOSSES).index(self.loss)
+
+    def loss_vector(self) -> np.ndarray:
+        """The method's hyper-parameters as the kernels read them: float64 (N_LOSS_PARAMS,), zero-padded."""
+        out = np.zeros(3)
+        for i, v in enumerate(self.loss_params.values()):
+            out[i] = float(v)
+        return out
+
     def replace(self, **changes: Any) -> Config:
-        """A copy with some fields changed (``tau`` is re-resolved)."""
+        """A copy with some fields changed (``tau`` is re-resolved; a new ``loss`` without ``loss_params`` takes
+        its own defaults)."""
         data = self.to_dict()
+        if "loss" in changes and "loss_params" not in changes and changes["loss"] != self.loss:
+            data["loss_params"] = None
         if any(k in changes for k in ("tau_plus", "tau_minus")) and "tau" not in changes:
             data["tau"] = None
         if "tau" in changes:
@@ -291,14 +429,16 @@ class Config:
         The same config as ``replace(seed=seed)``, without re-validating every field: for loops over seeds
         (sweeps run one per (cell, replicate)).
         """
-        seed = _check_int("seed", seed, 0)
+        seed = check_int("seed", seed, 0)
         out = object.__new__(type(self))  # copy.copy's result, without its __reduce_ex__ round trip
         out.__dict__.update(self.__dict__)
         object.__setattr__(out, "seed", seed)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["loss_params"] = dict(self.loss_params)
+        return out
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -320,6 +460,19 @@ class Config:
         return cls(**data)
 
 
+def output_divisor(m: int, patch_reduce: str, output_scale: float | None) -> float:
+    """div = 1/(output_scale c_p), c_p = 1 for 'sum' and 1/2 for 'mean' (SPEC.md section 7): f is the sum of the
+    filters' activation differences divided by div.
+
+    The paper's network (output_scale None = 1/m, patch sum) gives exactly float(m), so its outputs and gradients
+    are computed with the same roundings as a division by m.
+    """
+    cp_div = 2.0 if patch_reduce == "mean" else 1.0
+    if output_scale is None:
+        return float(m) * cp_div
+    return cp_div / output_scale
+
+
 def _field_types() -> dict[str, type]:
     """Python type used to parse each field from text (CLI, sweeps)."""
     out: dict[str, type] = {}
@@ -328,6 +481,8 @@ def _field_types() -> dict[str, type]:
         v = getattr(defaults, f.name)
         if f.name in ("tau", "tau_plus", "tau_minus", "output_scale"):
             out[f.name] = float
+        elif f.name == "loss_params":
+            out[f.name] = dict
         elif isinstance(v, bool):
             out[f.name] = bool
         elif isinstance(v, int):

@@ -10,7 +10,8 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["HISTORY_COLUMNS", "sample_losses", "step_metrics", "accuracy"]
+__all__ = ["HISTORY_COLUMNS", "METHOD_COLUMNS", "method_sample_losses", "method_mean_loss", "sample_losses",
+           "step_metrics", "accuracy"]
 
 HISTORY_COLUMNS: dict[str, str] = {
     "step": "GD step t",
@@ -31,6 +32,33 @@ HISTORY_COLUMNS: dict[str, str] = {
     "rho_max_mean_noisy": "mean over mislabelled i of max_{j,r} rho_{j,r,i}",
     "rho_under_min": "min over all i, j, r of rho_under_{j,r,i} = min(rho, 0)",
 }
+
+
+# columns a run with a training method other than the logistic loss adds to its history (SPEC.md section 9)
+METHOD_COLUMNS: dict[str, str] = {
+    "method_loss": "the training method's loss (1/n) sum_i l_method(y_obs_i f_i), as GD's step at t evaluates it "
+                   "(ELR: with the targets after that step's update); 'loss' stays the plain logistic loss",
+}
+
+
+def method_sample_losses(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, code: int, lp: np.ndarray,
+                         target: np.ndarray, update: bool) -> np.ndarray:
+    """The method's loss per sample at outputs f on the observed labels (SPEC.md section 9), computed by the
+    kernel GD runs; ``target`` (2, n) is ELR's targets before the step (not modified; ``update``: whether the
+    step updates them first)."""
+    n = f.shape[0]
+    loss = np.empty(n)
+    K.method_scalars(np.ascontiguousarray(f, dtype=np.float64), np.ascontiguousarray(y_obs, dtype=np.float64),
+                     np.ascontiguousarray(y, dtype=np.float64), int(code), lp, np.array(target, dtype=np.float64),
+                     bool(update), loss, np.empty(n))
+    return loss
+
+
+def method_mean_loss(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, cfg, target: np.ndarray, step: int) -> float:
+    """The ``method_loss`` column: the mean of :func:`method_sample_losses` for ``cfg``'s method at GD step
+    ``step`` (ELR's targets updated first where that step updates them)."""
+    update = cfg.loss == "elr" and step % int(cfg.loss_params["period"]) == 0
+    return _mean(method_sample_losses(f, y, y_obs, cfg.loss_code, cfg.loss_vector(), target, update))
 
 
 def sample_losses(margin: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from . import _threads
 from .config import Config, ConfigError
 from .data import TestSet, label_noise_signs, stream
-from .metrics import HISTORY_COLUMNS, sample_losses, step_metrics
+from .metrics import HISTORY_COLUMNS, METHOD_COLUMNS, method_mean_loss, sample_losses, step_metrics
 
 __all__ = ["Result", "DivergedError", "train", "num_threads", "run_loop", "advance_to"]
 
@@ -231,8 +231,11 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     with num_threads(threads, *_threads.step_work(cfg)) as nthreads:
         log_steps = cfg.log_steps()
         L = log_steps.size
+        method = cfg.loss != "logistic"
         cols = ["step"] + [c for c in HISTORY_COLUMNS if c != "step"] + [name for name, _ in tests
                                                                          if name != "test_acc"]
+        if method:
+            cols += list(METHOD_COLUMNS)
         hist = {c: np.full(L, math.nan) for c in cols}
         n, m = cfg.n, cfg.m
         trace = {"gamma": np.full((L, 2, m), math.nan), "margin": np.full((L, n), math.nan)}
@@ -240,6 +243,8 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
             trace["bias"] = np.full((L, 2, m), math.nan)
         if keep_rho:
             trace["rho"] = np.full((L, 2, m, n), math.nan)
+        if cfg.loss == "elr":
+            trace["target"] = np.full((L, 2, n), math.nan)
         y, y_obs = data.y, data.y_obs
         lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
         li = 0
@@ -260,6 +265,8 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
                 row[name] = engine.test_accuracy(test)
             if fresh_test:
                 row["test_acc"] = engine.virtual_test_accuracy(step)
+            if method:
+                row["method_loss"] = method_mean_loss(f, y, y_obs, cfg, engine.target, step)
             hist["step"][li] = step
             for key, v in row.items():
                 hist[key][li] = v
@@ -269,6 +276,8 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
                 trace["bias"][li] = engine.bias
             if keep_rho:
                 trace["rho"][li] = engine.rho
+            if "target" in trace:
+                trace["target"][li] = engine.target
             li += 1
             timer["log"] += time.perf_counter() - tl
             if progress is not None:
@@ -299,7 +308,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
 def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise) -> dict:
     """Everything needed to continue a run from step t (see ``train(on_checkpoint=...)``)."""
     state = {"step": t, "rows": li, "config": cfg.to_dict(), "engine": cfg.engine,
-             "gamma": engine.gamma, "rho": engine.rho, "bias": engine.bias,
+             "gamma": engine.gamma, "rho": engine.rho, "bias": engine.bias, "target": engine.target,
              "history": {k: v[:li] for k, v in hist.items()}, "trace": {k: v[:li] for k, v in trace.items()},
              "label_noise_state": None if lnoise is None else lnoise.bit_generator.state}
     if cfg.engine == "weights":
@@ -314,8 +323,10 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
     t, li = int(state["step"]), int(state["rows"])
     if not 0 <= t <= cfg.steps or li > len(hist["step"]):
         raise ConfigError(f"checkpoint step {t} / rows {li} do not fit a run of {cfg.steps} steps")
+    if cfg.loss == "elr" and state.get("target") is None:
+        raise ConfigError("the checkpoint holds no ELR targets; it was not made by an ELR run")
     engine.load_state(state["gamma"], state["rho"], state.get("bias", engine.bias.copy()),
-                      state.get("W") if cfg.engine == "weights" else None)
+                      state.get("W") if cfg.engine == "weights" else None, step=t, target=state.get("target"))
     for k in hist:
         if k not in state["history"]:
             raise ConfigError(f"the checkpoint has no history column {k!r}; it was made with other test sets")

@@ -103,18 +103,22 @@ def test_parallel_and_serial_kernels_bit_identical():
         np.testing.assert_array_equal(a, b)
     mults = np.sign(rng.normal(size=(5, n)))
     xi_sq = rng.random(n) + 1.0
-    res = []
-    for kern in (KC.advance, KC.advance_serial):
-        g, r, b = gamma.copy(), rho.copy(), bias.copy()
-        done = kern(5, mults, 2.0, m, 1.7, 0.1, 3.0, xi_sq, P0, b0, Gn, cA, cB, y, g, r, b, np.empty(F),
-                    np.empty((F, n)), np.empty(F), np.empty((F, n)), np.empty(F), np.empty(n), np.empty(n),
-                    np.empty(F), np.empty(F), np.empty((F, n)), np.zeros(F, dtype=np.int64),
-                    np.empty((F, n), dtype=np.int64), True)
-        res.append((done, g, r, b))
-    assert res[0][0] == res[1][0] == 5
-    for a, b in zip(res[0][1:], res[1][1:]):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(res[0][3], bias)  # the biases were trained
+    # the logistic loss, and ELR (code 8: per-sample state updated inside the parallel region) with period 2
+    for code, lp in ((0, np.zeros(3)), (8, np.array([3.0, 0.7, 2.0]))):
+        res = []
+        for kern in (KC.advance, KC.advance_serial):
+            g, r, b = gamma.copy(), rho.copy(), bias.copy()
+            target = np.zeros((2, n))
+            done = kern(5, mults, 2.0, m, 1.7, 0.1, 3.0, xi_sq, P0, b0, Gn, cA, cB, y, g, r, b, np.empty(F),
+                        np.empty((F, n)), np.empty(F), np.empty((F, n)), np.empty(F), np.empty(n), np.empty(n),
+                        np.empty(F), np.empty(F), np.empty((F, n)), np.zeros(F, dtype=np.int64),
+                        np.empty((F, n), dtype=np.int64), True, code, lp, target, np.empty((2, n)), 0)
+            res.append((done, g, r, b, target))
+        assert res[0][0] == res[1][0] == 5
+        for a, b in zip(res[0][1:], res[1][1:]):
+            np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(res[0][3], bias)  # the biases were trained
+        assert (res[0][4] != 0).all() == (code == 8)  # ELR's targets were updated (steps 0, 2, 4)
 
 
 def test_inner_product_sums_are_serial_sums_in_index_order():

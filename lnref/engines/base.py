@@ -13,7 +13,7 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..data import Dataset, init_bias, init_weights, make_data
 from ..gram import GramData, sample_gram
-from ..model import check_weights
+from ..model import check_bias, check_weights
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,19 +30,6 @@ class RunInputs:
     data: Any
     W0: np.ndarray | None
     b0: np.ndarray
-
-
-def check_bias(b0, m: int, name: str = "b0") -> np.ndarray:
-    """Coerce initial biases to a C-contiguous float64 (2, m) array; refuse other shapes and non-finite values."""
-    try:
-        b0 = np.ascontiguousarray(b0, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a real float64-convertible array of shape (2, m): {exc}") from None
-    if b0.shape != (2, m):
-        raise ConfigError(f"{name} must have shape (2, m) = (2, {m}) (index 0 holds j=+1), got {b0.shape}")
-    if not np.isfinite(b0).all():
-        raise ConfigError(f"{name} contains NaN or infinite values; every entry must be finite")
-    return b0
 
 
 def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
@@ -98,12 +85,29 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
 
 class CoefficientViews:
     """``gamma`` (2, m), ``rho`` (2, m, n) and ``bias`` (2, m) as views of an engine's flat state ``_gamma`` (2m,),
-    ``_rho`` (2m, n), ``_bias`` (2m,) (filters flattened as f = j_index * m + r); shared by both engines."""
+    ``_rho`` (2m, n), ``_bias`` (2m,) (filters flattened as f = j_index * m + r); shared by both engines.
+
+    Also the training method's state (SPEC.md section 9), shared by both engines: ``target`` (2, n), ELR's
+    per-sample targets (row 0: class +1, row 1: class -1; zeros for the other losses), and ``t``, the number of
+    GD steps taken (ELR updates its targets at steps 0, period, 2 period, ...)."""
 
     m: int
     _gamma: np.ndarray
     _rho: np.ndarray
     _bias: np.ndarray
+    target: np.ndarray
+    t: int
+
+    def _init_method(self, cfg: Config, n: int) -> None:
+        self.loss_code = int(cfg.loss_code)
+        self.loss_vector = cfg.loss_vector()
+        self.target = np.zeros((2, n))
+        self._target_old = np.zeros((2, n))
+        self.t = 0
+
+    def _method_args(self) -> tuple:
+        """The kernels' trailing arguments: (code, parameters, targets, work space, step of the state)."""
+        return self.loss_code, self.loss_vector, self.target, self._target_old, self.t
 
     @property
     def gamma(self) -> np.ndarray:
@@ -173,5 +177,6 @@ class Engine(Protocol):
     def weights(self) -> np.ndarray:
         """W(t), shape (2, m, d)."""
 
-    def load_state(self, gamma, rho, bias, W=None) -> None:
-        """Set the state (to resume a run)."""
+    def load_state(self, gamma, rho, bias, W=None, *, step: int = 0, target=None) -> None:
+        """Set the state (to resume a run): coefficients, biases, W (weight engine), the step count and ELR's
+        targets (2, n) (zeros when None)."""

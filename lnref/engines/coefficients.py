@@ -145,6 +145,7 @@ class CoefficientEngine(CoefficientViews):
         self._fresh = False  # A, B, f belong to the current state
         self._work = F * n * n
         self._tests = TestCache()
+        self._init_method(cfg, n)
         if isinstance(data, Dataset) and data.test is not None:
             self._tests.get(data.test, self._prepare_test)
 
@@ -157,10 +158,12 @@ class CoefficientEngine(CoefficientViews):
 
     has_weights = property(lambda self: self.W0 is not None)
 
-    def load_state(self, gamma, rho, bias, W=None) -> None:
+    def load_state(self, gamma, rho, bias, W=None, *, step: int = 0, target=None) -> None:
         self.gamma[...] = gamma
         self.rho[...] = rho
         self.bias[...] = bias
+        self.t = int(step)
+        self.target[...] = 0.0 if target is None else target
         self._fresh = False
 
     def forward(self) -> np.ndarray:
@@ -182,10 +185,12 @@ class CoefficientEngine(CoefficientViews):
             raise ConfigError(f"mults must have 1 or k={k} rows, got shape {mults.shape}")
         self._fresh = False
         gamma_new, rho_new, bias_new, lpm, S, Sb, C, bad = self._w
-        return _kernel((KC.advance, KC.advance_serial), self._work)(
+        done = _kernel((KC.advance, KC.advance_serial), self._work)(
             k, mults, self.q, self.m, self.div, self.eta, self.mu_sq, self.xi_sq, self.P0, self.b0, self.Gn,
             self.cA, self.cB, self.y, self._gamma, self._rho, self._bias, gamma_new, rho_new, bias_new, self.A,
-            self.B, self.f, lpm, S, Sb, C, bad, self._nz, self.with_bias)
+            self.B, self.f, lpm, S, Sb, C, bad, self._nz, self.with_bias, *self._method_args())
+        self.t += done
+        return done
 
     def _prepare_test(self, test) -> PreparedTest:
         if isinstance(test, GramTestSet):

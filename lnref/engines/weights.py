@@ -45,11 +45,12 @@ class WeightEngine(CoefficientViews):
         self._gamma = np.zeros(F)
         self._rho = np.zeros((F, n))
         self._bias = np.array(inputs.b0, dtype=np.float64).reshape(F)
-        self._work = dict(A=np.empty((F, n)), B=np.empty(F), f=np.empty(n), loss=np.empty(n), dloss=np.empty(n),
-                          lpm=np.empty(n), G=np.empty((F, d)), S=np.empty(F), Sb=np.empty(F), C=np.empty((F, n)),
+        self._work = dict(A=np.empty((F, n)), B=np.empty(F), f=np.empty(n), lpm=np.empty(n), G=np.empty((F, d)),
+                          S=np.empty(F), Sb=np.empty(F), C=np.empty((F, n)),
                           gamma_new=np.empty(F), rho_new=np.empty((F, n)), bias_new=np.empty(F),
                           bad=np.zeros(F, dtype=np.int64))
         self._tests = TestCache()
+        self._init_method(cfg, n)
 
     @classmethod
     def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> WeightEngine:
@@ -59,11 +60,13 @@ class WeightEngine(CoefficientViews):
     def weights(self) -> np.ndarray:
         return self.W.reshape(2, self.m, -1)
 
-    def load_state(self, gamma, rho, bias, W=None) -> None:
+    def load_state(self, gamma, rho, bias, W=None, *, step: int = 0, target=None) -> None:
         self.gamma[...] = gamma
         self.rho[...] = rho
         self.bias[...] = bias
         self.weights()[...] = W
+        self.t = int(step)
+        self.target[...] = 0.0 if target is None else target
 
     def _outputs(self, XT: np.ndarray, y: np.ndarray, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> np.ndarray:
         K.inner_products(self.W, self.mu, XT, A, B)
@@ -84,11 +87,13 @@ class WeightEngine(CoefficientViews):
         """
         mults = self._y_obs_row if mults is None else np.ascontiguousarray(mults, dtype=np.float64)
         w = self._work
-        return int(K.advance(self.W, self._gamma, self._rho, self._bias, self.X, self.XT, self.mu, self.y, mults,
+        done = int(K.advance(self.W, self._gamma, self._rho, self._bias, self.X, self.XT, self.mu, self.y, mults,
                              self.q, self.m, self.div, self.eta, self.mu_sq, self.xi_sq, w["A"], w["B"], w["f"],
-                             w["loss"], w["dloss"], w["lpm"], w["G"], w["S"], w["Sb"], w["C"], w["gamma_new"],
-                             w["rho_new"], w["bias_new"], w["bad"], numba.get_num_threads(), self.with_bias,
-                             int(k)))
+                             w["lpm"], w["G"], w["S"], w["Sb"], w["C"], w["gamma_new"], w["rho_new"],
+                             w["bias_new"], w["bad"], numba.get_num_threads(), self.with_bias, int(k),
+                             *self._method_args()))
+        self.t += done
+        return done
 
     def _prepare_test(self, test) -> np.ndarray:
         XT = np.empty((test.xi.shape[1], test.xi.shape[0]))
