@@ -516,8 +516,9 @@ LOSS_NAMES = ("logistic", "gce", "sce", "label_smoothing", "bootstrap_soft", "bo
               "backward", "elr")
 LOSS_LOGISTIC, LOSS_GCE, LOSS_SCE, LOSS_LS, LOSS_BOOT_SOFT, LOSS_BOOT_HARD, LOSS_FORWARD, LOSS_BACKWARD, \
     LOSS_ELR = range(9)
-# the clamps of the official codes (SPEC.md section 9): GCE and SCE clamp p >= 1e-7 (PyTorch), the Keras codes of
-# the bootstraps and the corrections clip p to [1e-7, 1 - 1e-7] (K.epsilon()), ELR clamps p to [1e-4, 1 - 1e-4];
+# the clamps of the official codes (SPEC.md section 9): GCE clamps p >= 1e-7 (PyTorch), SCE's CE term clips
+# p >= 1e-7, the Keras codes of the bootstraps and the corrections clip p to [1e-7, 1 - 1e-7] (K.epsilon()), ELR
+# clamps p to [1e-4, 1 - 1e-4];
 # a clamped probability passes no gradient (torch.clamp and tf.clip_by_value pass it on the closed interval)
 P_CLAMP = 1e-7
 ELR_CLAMP = 1e-4
@@ -556,18 +557,19 @@ def gce_dloss(z, q):
 
 @inline
 def sce_loss(z, alpha, beta, A):
-    """SCE (Wang et al. 2019): alpha CE + beta RCE, RCE = -A max(1 - s, 1e-7), A = log of the clamped 0 of the
-    one-hot label (ln 1e-4 in the official code) (SPEC.md section 9)."""
-    return alpha * logistic_loss(z) - beta * A * max(-logistic_dloss(z), P_CLAMP)
+    """SCE (Wang et al. 2019, their Keras code): alpha CE + beta RCE with CE = -log max(s, 1e-7) and RCE = -A (1 - s),
+    A = the log of the clamped 0 of the one-hot label (ln 1e-4 in the official code) (SPEC.md section 9)."""
+    return -alpha * math.log(max(sigmoid(z), P_CLAMP)) - beta * A * -logistic_dloss(z)
 
 
 @inline
 def sce_dloss(z, alpha, beta, A):
-    """g(z) = -alpha (1 - s) + beta A s (1 - s); the RCE term is 0 where 1 - s < 1e-7 (SPEC.md section 9)."""
+    """g(z) = -alpha (1 - s) + beta A s (1 - s); the CE term is 0 where s < 1e-7 (its clip) (SPEC.md section 9)."""
+    s = sigmoid(z)
     oms = -logistic_dloss(z)
-    g = alpha * -oms
-    if oms >= P_CLAMP:
-        g += beta * A * sigmoid(z) * oms
+    g = beta * A * s * oms
+    if s >= P_CLAMP:
+        g -= alpha * oms
     return g
 
 
