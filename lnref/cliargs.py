@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._suggest import did_you_mean, suggest
-from .config import FIELD_DOCS, FIELD_TYPES, Config, config_from_mapping, config_values_from_toml
+from .config import FIELD_DOCS, FIELD_TYPES, Config, ConfigError, config_from_mapping, config_values_from_toml
 
 __all__ = ["add_config_arguments", "config_from_args", "read_toml", "Progress", "ArgumentParser", "suggest",
            "did_you_mean", "config_flag_names", "THREADS_HELP"]
@@ -91,6 +91,20 @@ def _parse_int(text: str) -> int:
 _parse_int.__name__ = "int"
 
 
+def _parse_loss_param(text: str) -> tuple[str, float]:
+    """NAME=VALUE of ``--loss-param`` (the value a number; Config checks the name and range)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE (e.g. lam=3)")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value {value!r} is not a number") from None
+
+
+_parse_loss_param.__name__ = "NAME=VALUE"
+
+
 def config_flag_names(name: str) -> list[str]:
     """The flags of a Config field: ``--tau-plus`` and ``--tau_plus``."""
     return [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
@@ -107,6 +121,13 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("config fields (lnref.Config; SPEC.md sections 1-3)")
     defaults = Config()
     for name, typ in FIELD_TYPES.items():
+        if name == "loss_params":
+            g.add_argument("--loss-param", "--loss_param", dest="loss_params", action="append", default=None,
+                           type=_parse_loss_param, metavar="NAME=VALUE",
+                           help="a hyper-parameter of the training method --loss (repeat the flag for several, "
+                                "e.g. --loss elr --loss-param lam=3 --loss-param beta=0.7); the others take the "
+                                "official code's defaults (SPEC.md section 9)")
+            continue
         conv = _parse_bool if typ is bool else _parse_int if typ is int else typ
         doc = FIELD_DOCS.get(name, "").replace("%", "%%")
         default = getattr(defaults, name)
@@ -128,10 +149,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
         source = str(args.config)
         values.update(config_values_from_toml(read_toml(args.config), source))
     from_file = set(values)
+    file_loss = values.get("loss", "logistic")
     for name in FIELD_TYPES:
         v = getattr(args, name, None)
-        if v is not None:
+        if v is not None and name != "loss_params":
             values[name] = v
+    if values.get("loss", "logistic") != file_loss:
+        values.pop("loss_params", None)  # the file's parameters belong to the file's method
+    pairs = getattr(args, "loss_params", None)
+    if pairs is not None:
+        names = [k for k, _ in pairs]
+        repeated = sorted({k for k in names if names.count(k) > 1})
+        if repeated:
+            raise ConfigError(f"--loss-param {', '.join(repeated)} given more than once; give each parameter once")
+        values["loss_params"] = {**dict(values.get("loss_params") or {}), **dict(pairs)}
     if "tau" in values and any(k in values for k in ("tau_plus", "tau_minus")):
         if all(values.get(k, values["tau"]) == values["tau"] for k in ("tau_plus", "tau_minus")):
             values.pop("tau_plus", None)

@@ -562,7 +562,8 @@ def config_values_from_toml(doc: Mapping[str, Any], source: str) -> dict[str, An
     """
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{source}: expected a TOML table of Config fields")
-    top = {k: v for k, v in doc.items() if k not in ("config", "grid")}
+    loss_table = doc.get("loss") if isinstance(doc.get("loss"), Mapping) else None
+    top = {k: v for k, v in doc.items() if k not in ("config", "grid") and not (k == "loss" and loss_table)}
     if "config" in doc:
         table = doc["config"]
         if not isinstance(table, Mapping):
@@ -575,6 +576,26 @@ def config_values_from_toml(doc: Mapping[str, Any], source: str) -> dict[str, An
         values = dict(table)
     else:
         values = top
+    if loss_table is not None:
+        values["loss"] = loss_table
+    return _loss_table(values, source)
+
+
+def _loss_table(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """A ``[loss]`` table (``name = "elr"`` and the method's parameters) as the fields ``loss`` and
+    ``loss_params``."""
+    table = values.get("loss")
+    if not isinstance(table, Mapping):
+        return values
+    table = dict(table)
+    if "name" not in table:
+        raise ConfigError(f"{source}: the [loss] table needs name = \"...\" (one of {', '.join(map(repr, LOSSES))}) "
+                          "beside the method's parameters, e.g. [loss] name = \"elr\" lam = 3")
+    if "loss_params" in values:
+        raise ConfigError(f"{source}: give the method's parameters in the [loss] table or as loss_params, not both")
+    values = dict(values)
+    values["loss"] = table.pop("name")
+    values["loss_params"] = table
     return values
 
 
