@@ -759,22 +759,10 @@ def elr_update_due(code, lp, t):
     return code == LOSS_ELR and t % int(lp[2]) == 0
 
 
-@inline
-def sample_scalars(f, mult, y, code, lp, target, target_old, update, i0, i1, lpm, lpy):
-    """The per-sample scalars of one GD step for i0 <= i < i1 (SPEC.md sections 3 and 9).
-
-    With ``update`` (ELR at an update step) first the targets (2, n) (row 0: class +1, row 1: class -1) are
-    updated from f (:func:`elr_target_update`), the old values kept in target_old (to undo a rejected step); then
-    lpm_i = g(mult_i f_i) mult_i and lpy_i = lpm_i y_i, g of the method (:func:`method_dloss`; ELR reads the
-    target of the label sign(mult_i) as a).  For the logistic loss, lpm_i = l'(mult_i f_i) mult_i exactly.
-    """
-    if code == LOSS_LOGISTIC:
-        for i in range(i0, i1):
-            mi = mult[i]
-            v = logistic_dloss(mi * f[i]) * mi
-            lpm[i] = v
-            lpy[i] = v * y[i]
-        return
+@kernel
+def method_scalars_range(f, mult, y, code, lp, target, target_old, update, i0, i1, lpm, lpy):
+    """:func:`sample_scalars` for a method other than the logistic loss: one compiled function (not inlined), so
+    the methods' code is compiled once, not into every step kernel."""
     beta = lp[1]
     for i in range(i0, i1):
         mi = mult[i]
@@ -798,6 +786,26 @@ def sample_scalars(f, mult, y, code, lp, target, target_old, update, i0, i1, lpm
         v = method_dloss(mi * f[i], code, lp, a, b) * mi
         lpm[i] = v
         lpy[i] = v * y[i]
+
+
+@inline
+def sample_scalars(f, mult, y, code, lp, target, target_old, update, i0, i1, lpm, lpy):
+    """The per-sample scalars of one GD step for i0 <= i < i1 (SPEC.md sections 3 and 9).
+
+    With ``update`` (ELR at an update step) first the targets (2, n) (row 0: class +1, row 1: class -1) are
+    updated from f (:func:`elr_target_update`), the old values kept in target_old (to undo a rejected step); then
+    lpm_i = g(mult_i f_i) mult_i and lpy_i = lpm_i y_i, g of the method (:func:`method_dloss`; ELR reads the
+    target of the label sign(mult_i) as a).  For the logistic loss, lpm_i = l'(mult_i f_i) mult_i exactly
+    (inline, the step kernels' fast path); the other methods run :func:`method_scalars_range`.
+    """
+    if code == LOSS_LOGISTIC:
+        for i in range(i0, i1):
+            mi = mult[i]
+            v = logistic_dloss(mi * f[i]) * mi
+            lpm[i] = v
+            lpy[i] = v * y[i]
+    else:
+        method_scalars_range(f, mult, y, code, lp, target, target_old, update, i0, i1, lpm, lpy)
 
 
 @inline
