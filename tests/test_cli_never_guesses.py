@@ -116,3 +116,39 @@ def test_eta_excludes_the_compile(monkeypatch):
     assert "measuring" in lines[1]                        # one timed step after the compile is not yet a rate
     left = [float(m) for m in re.findall(r"left ~(\d+)s", out.getvalue())]
     assert left and max(left) <= 3, lines               # 0.01 s per step x 197 steps, not 60 s x 197
+
+
+# ------------------------------------------------------------------------------------------ item 6: API traps
+def test_submodules_are_attributes_without_importing_matplotlib():
+    import subprocess
+    import sys
+    code = ("import sys, lnref\n"
+            "assert 'matplotlib' not in sys.modules and 'lnref.stages' not in sys.modules\n"
+            "assert callable(lnref.stages.detect_stages) and callable(lnref.testing.load_fixture)\n"
+            "assert callable(lnref.runs.load_run) and callable(lnref.plotting.plot_history)\n"
+            "assert 'matplotlib' not in sys.modules\n"
+            "assert {'stages', 'testing', 'plotting', 'runs'} <= set(dir(lnref))\n"
+            "try:\n    lnref.no_such_thing\nexcept AttributeError as e:\n    print('ok', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok module 'lnref' has no attribute 'no_such_thing'" in proc.stdout
+
+
+def test_gradient_docs_say_compare_normwise():
+    import numpy as np
+    assert "normwise" in lnref.gradient.__doc__ and "assert_allclose" in lnref.gradient.__doc__
+    readme = (lnref.spec_path().parent.parent / "README.md")
+    if readme.exists():  # a source checkout
+        text = " ".join(readme.read_text().split())
+        assert "normwise, `max|g - g_lnref| / max|g_lnref|`" in text
+    # the documented comparison holds for independent float64 code (BLAS order of the sums)
+    cfg = lnref.Config(n=20, d=60, m=4, tau=0.2)
+    data, W = lnref.make_data(cfg), lnref.init_weights(cfg)
+    g = lnref.gradient(W, data)
+    X = np.stack([data.y[:, None] * data.mu[None], data.xi], 1)
+    Z = X @ W.reshape(8, 60).T
+    f = (np.maximum(Z, 0).sum(1)[:, :4].sum(1) - np.maximum(Z, 0).sum(1)[:, 4:].sum(1)) / 4
+    lp = -1 / (1 + np.exp(data.y_obs * f))
+    C = (lp * data.y_obs)[:, None, None] * (Z > 0) * np.r_[np.ones(4), -np.ones(4)] / (20 * 4)
+    G = (C.reshape(40, 8).T @ X.reshape(40, 60)).reshape(2, 4, 60)
+    assert np.abs(G - g).max() / np.abs(g).max() < 1e-14
