@@ -27,7 +27,8 @@ math_label(name)
     Mathtext label of a Config field or metric name ("mu_norm" -> r"$\\|\\mu\\|$", "label_noise_gd" ->
     "label-noise GD", ...); unknown names are returned unchanged.
 shade_stages(ax, stages, t_end), mark_stages(ax, stages)
-    Stage I / Stage II shading with their names, and the boundary lines T1, first mislabelled fit, T2.
+    Stage I ([0, T1]) / Stage II ([T1, T2]) shading with their names, and the lines T1 (end of Stage I = start
+    of Stage II), first mislabelled sample fitted (inside Stage II), T2 (end of Stage II).
 """
 from __future__ import annotations
 
@@ -55,9 +56,11 @@ MATH_LABELS: dict[str, str] = {
     "rho_bar_max_noisy": r"$\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$",
 }
 
-_LINES = {"t1": ("T1 (end of Stage I)", "tab:green", "--"),
-          "stage2_start": ("first mislabelled sample fitted", "tab:orange", ":"),
-          "t2": ("T2 (all mislabelled fitted)", "tab:red", "--")}
+#: the stage lines: Stage I is [0, T1], Stage II is [T1, T2]; the first fit of a mislabelled sample lies inside
+#: Stage II (lnref.stages documents the definitions)
+_LINES = {"t1": ("T1: end of Stage I = start of Stage II", "tab:green", "--"),
+          "first_noisy_fit": ("first mislabelled sample fitted (inside Stage II)", "tab:orange", ":"),
+          "t2": ("T2: all mislabelled fitted = end of Stage II", "tab:red", "--")}
 _FONT = 9
 
 
@@ -93,7 +96,8 @@ def _plain_ticks(ax) -> None:
 
 
 def mark_stages(ax, stages: Any, label: bool = True, plain: bool = False) -> None:
-    """Vertical lines at the detected t1, stage2_start and t2 of a :class:`lnref.stages.Stages` (None: skipped);
+    """Vertical lines at the detected t1, first_noisy_fit and t2 of a :class:`lnref.stages.Stages` (None:
+    skipped), labelled with what each one is (T1 starts Stage II; the first mislabelled fit lies inside it);
     ``plain``: labels without mathtext."""
     if stages is None:
         return
@@ -105,7 +109,8 @@ def mark_stages(ax, stages: Any, label: bool = True, plain: bool = False) -> Non
 
 
 def shade_stages(ax, stages: Any, t_end: float) -> None:
-    """Shade Stage I ([0, T1]) and Stage II ([T1, T2], or to t_end) and write their names at the top."""
+    """Shade Stage I ([0, T1]) and Stage II ([T1, T2], or to t_end; only with mislabelled samples) and write their
+    names at the top."""
     if stages is None or stages.t1 is None:
         return
     import matplotlib.transforms as mtransforms
@@ -113,7 +118,7 @@ def shade_stages(ax, stages: Any, t_end: float) -> None:
     t1 = stages.t1
     t2 = stages.t2 if stages.t2 is not None else t_end
     spans = [("Stage I", 0.0, t1, "tab:green")]
-    if stages.stage2_start is not None:
+    if stages.n_noisy > 0:
         spans.append(("Stage II", t1, t2, "tab:orange"))
     for name, a, b, color in spans:
         ax.axvspan(a, b, color=color, alpha=0.10, lw=0)

@@ -113,7 +113,7 @@ def _synthetic_han():
     margin[:, 8:] = np.array([0.2, -0.5, -1, -1, -0.5, -0.1, 0.3, 1])[:, None]   # noisy: one fitted at 0 (random
     margin[6, 8] = -0.1                                                  # init), one at 32, both at 64
     st = detect_stages(margin, clean, steps)
-    assert (st.t1, st.stage2_start, st.t2) == (2, 32, 64)
+    assert (st.t1, st.first_noisy_fit, st.t2) == (2, 32, 64)
     h = {"step": steps, "gamma_max": np.array([0, .1, .4, .8, 1., 1.1, 1.2, 1.3]),
          "rho_bar_max_noisy": np.array([0, .05, .1, .2, .4, .8, 1.6, 3.2]),
          "test_acc": np.array([.5, .9, 1, 1, 1, .95, .9, .85]),
@@ -219,7 +219,7 @@ def test_han2025_quick_report_is_the_run_and_reruns_into_its_own_folder(tmp_path
     held = sum(c["holds"] for c in checks)
     assert f"{held} of {len(checks)} predictions hold" in report
     stages = json.loads((out / "stages.json").read_text())["stages"]
-    assert stages["tau0_seed0"]["stage2_start"] is None
+    assert stages["tau0_seed0"]["first_noisy_fit"] is None
     # the README's main-job command run twice: the same reproduction replaces its own output, stale files go
     assert main(["reproduce", "han2025", "--quick", "--seeds", "1", "--out", str(out), "--threads", "1"]) == 0
     assert not (out / "metrics_tau0.2_seed1.csv").exists() and (out / "metrics_tau0.2_seed0.csv").is_file()

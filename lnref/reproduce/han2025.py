@@ -117,7 +117,7 @@ def _runs(ctx: Context, taus: tuple[float, ...], spurious: bool) -> tuple[Config
                 res = train(cfg, threads=ctx.threads, keep_rho=False)
             st = detect_stages(res)
             ctx.ran(res.config)
-            ctx.log(f"  seed {seed} tau {tau}: t1={st.t1} stage2_start={st.stage2_start} t2={st.t2} "
+            ctx.log(f"  seed {seed} tau {tau}: t1={st.t1} first_noisy_fit={st.first_noisy_fit} t2={st.t2} "
                     f"({res.timings['train']:.1f}s)")
             out[(tau, seed)] = (res, st)
     return base, out
@@ -148,7 +148,7 @@ def han_checks(base: Config, noisy: list, clean_runs: list) -> list[Check]:
     t_th = theory_t1(base)
     checks: list[Check] = []
     t1s = [st.t1 for _, st in noisy]
-    starts = [st.stage2_start for _, st in noisy]
+    starts = [st.first_noisy_fit for _, st in noisy]
     t2s = [st.t2 for _, st in noisy]
     steps_logged = noisy[0][0]["step"]
     t_near = int(steps_logged[int(np.argmin(np.abs(steps_logged - t_th)))])
@@ -216,7 +216,7 @@ def han_checks(base: Config, noisy: list, clean_runs: list) -> list[Check]:
         criterion=f"max_{{j,r}} gamma at every logged step >= T1 is >= {GAMMA_KEEP:g} x its value at T1",
         tolerance=f"factor {GAMMA_KEEP:g}", per_seed=keep,
         measured=f"min over steps >= T1 of max gamma, over its value at T1: {fmt_mean_se(g_ratio)}"))
-    ones = [st.t1 is not None and st.n_noisy == 0 and st.stage2_start is None for _, st in clean_runs]
+    ones = [st.t1 is not None and st.n_noisy == 0 and st.first_noisy_fit is None for _, st in clean_runs]
     mono = [bool(np.all(np.diff(h["gamma_min"]) >= 0)) for h, _ in clean_runs]
     acc0 = [float(h["test_acc"][-1]) for h, _ in clean_runs]
     checks.append(seed_check(
@@ -307,7 +307,7 @@ def run_han2025_selection(ctx: Context) -> list[Check]:
         f">= {SEL_MIN:g} and recall >= {SEL_MIN:g} of 'loss < log 2' as a detector of clean samples",
         tolerance=f"{SEL_MIN:g}", per_seed=[a >= SEL_MIN and b >= SEL_MIN for a, b in pr],
         measured=f"precision {fmt_mean_se([a for a, _ in pr])}; recall {fmt_mean_se([b for _, b in pr])}"))
-    es_best = [(p["early_stopping_spurious"]["best_step"], p["stages"]["stage2_start"]) for p in per_seed]
+    es_best = [(p["early_stopping_spurious"]["best_step"], p["stages"]["first_noisy_fit"]) for p in per_seed]
     checks.append(seed_check(
         "Han 2025, early stopping: the best step by spurious-test accuracy lies in Stage I", source=sel_src,
         criterion="best step (first step of the highest spurious-test accuracy) < first mislabelled fit",
