@@ -152,26 +152,52 @@ _COEF_LABELS = {
 }
 
 
-def _coefficients(ax, h: Mapping[str, np.ndarray], plain: bool = False) -> None:
+def _band(ax, t: np.ndarray, spread: Sequence[Mapping[str, np.ndarray]] | None, key: str, color: str,
+          positive: bool = False) -> None:
+    """The range (min to max) of ``key`` over the histories in ``spread`` at each logged step, shaded."""
+    if not spread or len(spread) < 2:
+        return
+    rows = [np.asarray(h[key], dtype=np.float64) for h in spread if key in h and len(h[key]) == len(t)]
+    if len(rows) < 2:
+        return
+    v = np.vstack(rows)
+    if positive:
+        v = np.where(v > 0, v, np.nan)
+    if not np.isfinite(v).any():
+        return
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (e.g. no mislabelled sample)
+        lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+    ax.fill_between(t, lo, hi, color=color, alpha=0.18, lw=0)
+
+
+def _coefficients(ax, h: Mapping[str, np.ndarray], plain: bool = False,
+                  spread: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
     t = h["step"]
     style = {"gamma_max": ("k", "-", 2), "rho_bar_max_clean": ("tab:blue", "--", None),
              "rho_max_mean_clean": ("tab:blue", "-", None), "rho_bar_max_noisy": ("tab:red", "--", None),
              "rho_max_mean_noisy": ("tab:red", "-", None)}
     for key, (color, ls, lw) in style.items():
         if key == "gamma_max" or _has(h, key):
+            _band(ax, t, spread, key, color, positive=True)
             ax.plot(t, _positive(h[key]), color=color, ls=ls, lw=lw, label=_COEF_LABELS[key][int(plain)])
     ax.set_yscale("log")
     ax.set_ylabel("coefficient (log scale)")
 
 
-def _accuracies(ax, h: Mapping[str, np.ndarray]) -> None:
+def _accuracies(ax, h: Mapping[str, np.ndarray], spread: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
     t = h["step"]
+    _band(ax, t, spread, "train_acc", "k")
     ax.plot(t, h["train_acc"], color="k", lw=2, label="training, all samples")
     if _has(h, "train_acc_clean"):
+        _band(ax, t, spread, "train_acc_clean", "tab:blue")
         ax.plot(t, h["train_acc_clean"], color="tab:blue", label="training, clean samples")
     if _has(h, "train_acc_noisy"):
+        _band(ax, t, spread, "train_acc_noisy", "tab:red")
         ax.plot(t, h["train_acc_noisy"], color="tab:red", label="training, mislabelled (fitted to the flipped label)")
     if _has(h, "test_acc"):
+        _band(ax, t, spread, "test_acc", "tab:gray")
         ax.plot(t, h["test_acc"], color="tab:gray", ls="-.", label="test (iid, true labels)")
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("accuracy (training: w.r.t. observed labels)")
@@ -183,7 +209,8 @@ def han_figure(panels: Sequence[Mapping[str, Any]]):
     Parameters
     ----------
     panels : sequence of mappings with ``title`` (str), ``history`` (dict of (L,) arrays), ``stages``
-        (Stages, or None for a run without stages, e.g. tau = 0: no shading, no stage lines).
+        (Stages, or None for a run without stages, e.g. tau = 0: no shading, no stage lines), and optionally
+        ``spread``: the histories of every seed (same logged steps), drawn as min-to-max bands behind the lines.
 
     Returns
     -------
@@ -199,18 +226,22 @@ def han_figure(panels: Sequence[Mapping[str, Any]]):
     fig, axes = plt.subplots(2, cols, figsize=(6.6 * cols, 9.6), squeeze=False, sharex="col", sharey="row")
     for c, panel in enumerate(panels):
         h, st = panel["history"], panel.get("stages")
+        spread = panel.get("spread")
         t_end = float(h["step"][-1])
         ax = axes[0, c]
-        _coefficients(ax, h)
+        _coefficients(ax, h, spread=spread)
         shade_stages(ax, st, t_end)
         mark_stages(ax, st, label=False)
-        ax.set_title(panel["title"], fontsize=_FONT + 2, pad=16)
+        title = panel["title"]
+        if spread and len(spread) > 1:
+            title += f"\nlines: seed 0; bands: min to max over {len(spread)} seeds"
+        ax.set_title(title, fontsize=_FONT + 2, pad=16)
         _time_axis(ax, t_end)
         ax.set_xlabel("")
         ax.legend(fontsize=_FONT, loc="lower right", framealpha=0.9)
         ax.tick_params(labelleft=True)
         ax = axes[1, c]
-        _accuracies(ax, h)
+        _accuracies(ax, h, spread=spread)
         shade_stages(ax, st, t_end)
         mark_stages(ax, st, label=True)
         _time_axis(ax, t_end)

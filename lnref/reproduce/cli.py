@@ -85,7 +85,7 @@ def register(subparsers) -> None:
                         "folder with any other content is refused unless --force")
     p.add_argument("--seeds", type=_positive_int, default=None,
                    help="number of seeds 0..K-1, an integer >= 1 (default: the reproduction's own, shown by "
-                        "--list: 5 for han2025, han2025-selection and huang2025, 3 of them with --quick); "
+                        "--list: 20 for han2025 and han2025-selection, 5 for huang2025, 3 of them with --quick); "
                         "report.md gives mean +- standard error over the seeds")
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes / fewer steps (a smoke run); report.md prints the config actually run")
