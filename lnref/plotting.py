@@ -93,6 +93,12 @@ def _plain_ticks(ax) -> None:
         if scale in ("log", "symlog"):
             axis.set_major_formatter(plain)
             axis.set_minor_locator(mticker.NullLocator())
+    if ax.get_yscale() == "log":
+        # a log axis spanning about a decade (a training loss from 0.69 to 0.1) would get one or two labels: label
+        # 1, 2 and 5 of each decade there, and every decade of wider ranges
+        lo, hi = ax.get_ylim()
+        if lo > 0 and hi / lo < 10 ** 3.2:
+            ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
 
 
 def mark_stages(ax, stages: Any, label: bool = True, plain: bool = False) -> None:
@@ -439,10 +445,10 @@ def plot_history(result: Any, path: str | Path | None = None):
     t_end = float(t[-1]) if t.size else 1.0
     if path is not None:  # saved, not shown: a Figure outside pyplot (importing pyplot costs ~0.15 s more)
         from matplotlib.figure import Figure
-        fig = Figure(figsize=(17, 4.8))
+        fig = Figure(figsize=(17, 6.6))
         axes = fig.subplots(1, 3)
     else:
-        fig, axes = _plt().subplots(1, 3, figsize=(17, 4.8))
+        fig, axes = _plt().subplots(1, 3, figsize=(17, 6.6))
     ax = axes[0]
     ax.plot(t, _positive(h["loss"]), color="k", lw=2, label="all samples")
     if _has(h, "loss_clean") and _has(h, "loss_noisy"):
@@ -468,7 +474,8 @@ def plot_history(result: Any, path: str | Path | None = None):
         shade_stages(ax, stages, t_end)
         mark_stages(ax, stages, label=(i == 1), plain=True)
         _time_axis(ax, t_end, plain=True)
-        ax.legend(fontsize=_FONT, framealpha=0.9, loc="best")
+        # below the panel, never over the curves
+        ax.legend(fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, ncol=1)
     if cfg is not None:
         fig.suptitle(f"lnref run: n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, tau={cfg.tau_plus:g}/"
                      f"{cfg.tau_minus:g}, algorithm={cfg.algorithm}, eta={cfg.eta:g}, seed={cfg.seed}",
@@ -477,7 +484,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         _plain_ticks(ax)
     # fixed margins instead of tight_layout and bbox_inches="tight": saving draws the figure once instead of three
     # layout passes (about 0.5 s of a tiny `lnref run`, measured)
-    fig.subplots_adjust(left=0.045, right=0.99, bottom=0.12, top=0.83, wspace=0.2)
+    fig.subplots_adjust(left=0.045, right=0.99, bottom=0.36, top=0.88, wspace=0.2)
     if path is not None:
         fig.savefig(path, format="png", dpi=110)
     return fig

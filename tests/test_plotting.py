@@ -135,3 +135,33 @@ def test_stage_two_is_shaded_from_t1_and_the_lines_say_which_is_which(noisy_run)
     spans = sorted(p.get_x() for p in ax.patches if hasattr(p, "get_x"))
     assert spans == [0.0, float(st.t1)]          # Stage I from 0, Stage II from T1 (not from the first fit)
     plt.close(fig)
+
+
+def test_history_legends_sit_below_the_panels_and_log_axes_have_readable_ticks(noisy_run):
+    """Issue 23 item 7: no legend over the curves; a log axis spanning about a decade gets several labels."""
+    fig = plot_history(noisy_run)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box, leg = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+        assert leg.y1 <= box.y0, ax.get_title()                      # entirely below the axes
+        if ax.get_yscale() == "log":
+            lo, hi = ax.get_ylim()
+            labelled = [t for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]
+            assert len(labelled) >= 3, (ax.get_title(), [t.get_text() for t in labelled])
+    plt.close(fig)
+
+
+def test_sweep_heatmaps_are_titled_in_words_on_a_fixed_fraction_scale():
+    from lnref.sweeps.executors import SerialExecutor
+    res = lnref.sweep(lnref.Config(n=8, d=16, m=2, steps=5, n_test=20, tau=0.2),
+                      {"mu_norm": [1.0, 2.0], "d": [16, 32]}, executor=SerialExecutor(), plot=False)
+    ax = res.heatmap("test_error")
+    assert ax.get_title() == "final test error (fraction of test samples misclassified)"
+    assert "1 - test_acc" not in ax.get_title()
+    mesh = [c for c in ax.collections if hasattr(c, "get_clim")][0]
+    assert mesh.get_clim() == (0.0, 1.0)
+    ax2 = res.heatmap("gamma_max")                                   # not a fraction: its own scale
+    mesh2 = [c for c in ax2.collections if hasattr(c, "get_clim")][0]
+    assert mesh2.get_clim() != (0.0, 1.0)
+    plt.close("all")
