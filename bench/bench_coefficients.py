@@ -45,7 +45,7 @@ def best_of(fn, repeats):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20, help="GD steps per timed run (default 20)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported (default 3)")
     ap.add_argument("--quick", action="store_true", help="skip d = 1e6 and the d = 1e9 run")

@@ -34,7 +34,7 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=5)
     args = ap.parse_args(argv)
     py = sys.executable

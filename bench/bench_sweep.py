@@ -216,7 +216,7 @@ def pair_scaling(runs: int = 2000, trials: int = 3) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--every", type=int, default=10, help="keep every k-th value of each grid axis")
     ap.add_argument("--replicates", type=int, default=10)

@@ -99,7 +99,7 @@ def parse_size(text: str) -> tuple[int, int, int]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=50, help="GD steps per timed run (default 50)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported (default 3)")
     ap.add_argument("--sizes", type=parse_size, nargs="+", default=DEFAULT_SIZES, metavar="n,d,m")

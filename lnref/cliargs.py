@@ -7,12 +7,14 @@ A leaf of the CLI: :mod:`lnref.cli` and the subcommand modules (``lnref.sweeps.c
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ._suggest import did_you_mean, suggest
+from ._suggest import did_you_mean, suggest, synonym
 from .config import FIELD_DOCS, FIELD_TYPES, Config, ConfigError, config_from_mapping, config_values_from_toml
 
 __all__ = ["add_config_arguments", "config_from_args", "read_toml", "Progress", "ArgumentParser", "suggest",
@@ -24,8 +26,20 @@ THREADS_HELP = ("numba threads (default: one for small problems, else all cores;
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with "did you mean" for mistyped flags (``--stpes`` -> ``--steps``), judged against the options
-    of the subcommand given."""
+    """argparse that never guesses: no abbreviations (``--seed`` is not taken for ``--seeds``), "did you mean"
+    for mistyped flags (``--stpes`` -> ``--steps``) and for other frameworks' names (``--lr`` -> ``--eta``), judged
+    against the options of the subcommand given, and errors on one line (no usage block; ``--help`` has it).
+
+    Subparsers made with ``add_subparsers().add_parser`` are of this class too (argparse's default), so the rules
+    hold for every subcommand.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):  # noqa: D102 - argparse's API
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
     def parse_args(self, args=None, namespace=None):  # noqa: D102 - argparse's API
         ns, extras = self.parse_known_args(args, namespace)
@@ -45,8 +59,11 @@ def _unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
     for w in extras:
         if w.startswith("--"):
             flag = w.split("=", 1)[0]
+            syn = synonym(flag, options)
             best = [b for b in suggest(flag, options) if b != flag]
-            if best:
+            if syn is not None:
+                hints.append(f"{flag}: did you mean {syn[0]}? lnref's name for {syn[1]}")
+            elif best:
                 hints.append(f"{flag}: did you mean {best[0]}?")
             elif flag in options:
                 hints.append(f"{flag} was given where it does not belong")
@@ -110,16 +127,49 @@ def config_flag_names(name: str) -> list[str]:
     return [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
 
 
+_ROLE = re.compile(r":(?:func|mod|class|data|meth|attr|obj|exc):`~?([^`]+)`")
+
+
+def help_text(doc: str) -> str:
+    """A docstring fragment as plain text for ``--help``: Sphinx roles and literal backticks removed
+    (``:mod:`lnref.data``` -> ``lnref.data``, ````p```` -> ``p``), ``%`` escaped for argparse."""
+    doc = _ROLE.sub(r"\1", doc).replace("``", "")
+    return doc.replace("%", "%%")
+
+
+def _none_or(conv):
+    """A flag converter that also takes ``None`` (the field's documented default), as :data:`NONE_GIVEN`."""
+    def parse(text: str):
+        if text.strip().lower() == "none":
+            return NONE_GIVEN
+        return conv(text)
+    parse.__name__ = getattr(conv, "__name__", "value")
+    return parse
+
+
+class _NoneGiven:
+    """``--output-scale None`` on the command line: the field set to None explicitly (overriding a TOML file)."""
+
+    def __repr__(self) -> str:
+        return "None"
+
+
+NONE_GIVEN = _NoneGiven()
+
+
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
     """One option per Config field (``--tau-plus`` and ``--tau_plus`` both work), plus ``--config FILE``.
 
-    Each option's help is the field's meaning and allowed values from :data:`lnref.config.FIELD_DOCS`.
+    Each option's help is the field's meaning and allowed values from :data:`lnref.config.FIELD_DOCS`, as plain
+    text, with the default appended unless the text already states it.  Fields whose default is None (``tau``,
+    ``output_scale``, ...) accept the value ``None``.
     """
     p.add_argument("--config", type=Path, metavar="FILE.toml",
                    help="TOML file with Config fields (all at the top level, or all in a [config] table); "
                         "flags override it")
     g = p.add_argument_group("config fields (lnref.Config; SPEC.md sections 1-3)")
     defaults = Config()
+    optional = {f.name for f in dataclasses.fields(Config) if f.default is None}
     for name, typ in FIELD_TYPES.items():
         if name == "loss_params":
             g.add_argument("--loss-param", "--loss_param", dest="loss_params", action="append", default=None,
@@ -129,10 +179,16 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                                 "official code's defaults (SPEC.md section 9)")
             continue
         conv = _parse_bool if typ is bool else _parse_int if typ is int else typ
-        doc = FIELD_DOCS.get(name, "").replace("%", "%%")
+        if name in optional:
+            conv = _none_or(conv)
+        doc = help_text(FIELD_DOCS.get(name, ""))
         default = getattr(defaults, name)
+        if not doc:
+            doc = f"Default: {default!r}."
+        elif not re.search(r"\bdefault\b", doc, re.IGNORECASE):
+            doc += f" Default: {default!r}."
         g.add_argument(*config_flag_names(name), dest=name, type=conv, default=None, metavar=typ.__name__.upper(),
-                       help=f"{doc} (default: {default!r})" if doc else f"default {default!r}")
+                       help=doc)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -153,7 +209,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for name in FIELD_TYPES:
         v = getattr(args, name, None)
         if v is not None and name != "loss_params":
-            values[name] = v
+            values[name] = None if v is NONE_GIVEN else v
     if values.get("loss", "logistic") != file_loss:
         values.pop("loss_params", None)  # the file's parameters belong to the file's method
     pairs = getattr(args, "loss_params", None)
@@ -175,32 +231,36 @@ class Progress:
     """Progress lines on stderr for long runs: at most one per ``every`` seconds, none in the first ``after``
     seconds, and none for a run that finishes within them.
 
-    The rate behind "left ~" is measured from the first call (the first logged step, after the kernels are
-    compiled or loaded), so the estimate excludes compile time, and it is shown only once a step beyond that first
-    one has been timed.
+    The rate behind "left ~" is measured from the SECOND call on: the first call comes at the first logged step,
+    before any GD step has run, so the time between the first and the second call holds the compile (or the
+    disk-cache load) of the step kernels; from the second call on every kernel is compiled, so the estimate
+    excludes compile time.  It is shown only once a step beyond the second call has been timed ("left:
+    measuring" until then).
     """
 
     def __init__(self, label: str, every: float = 1.0, stream=None, after: float = 2.0):
         self.label, self.every, self.after, self.stream = label, every, after, stream or sys.stderr
         self.t0 = time.perf_counter()
         self.last = -1e9
-        self.first: tuple[int, float] | None = None  # (step, time) of the first call
+        self.calls = 0
+        self.base: tuple[int, float] | None = None  # (step, time) of the second call: the rate's origin
         self.shown = False
 
     def __call__(self, done: int, total: int, extra: str = "") -> None:
         now = time.perf_counter()
-        if self.first is None:
-            self.first = (done, now)
+        self.calls += 1
+        if self.calls == 2:
+            self.base = (done, now)
         el = now - self.t0
         if el < self.after or (done < total and now - self.last < self.every):
             return
         if done >= total and not self.shown:
             return  # nothing was shown while it ran: the summary line says the rest
-        d0, t_first = self.first
-        if done > d0 and done < total:
-            left = f"left ~{(now - t_first) / (done - d0) * (total - done):.0f}s"
-        elif done >= total:
+        if done >= total:
             left = "done"
+        elif self.base is not None and done > self.base[0]:
+            d0, t_base = self.base
+            left = f"left ~{(now - t_base) / (done - d0) * (total - done):.0f}s"
         else:
             left = "left: measuring"
         self.last = now

@@ -198,8 +198,10 @@ class Config:
         ||mu||; mu = mu_norm * e_1 unless the caller passes its own mu.
     eta : float
         Gradient-descent step size.
-    tau_plus, tau_minus : float
-        Class-conditional flip rates P(y_obs=-1 | y=+1) and P(y_obs=+1 | y=-1), each in [0, 1/2).
+    tau_plus : float
+        Flip rate of class +1: P(y_obs = -1 | y = +1), in [0, 1/2).
+    tau_minus : float
+        Flip rate of class -1: P(y_obs = +1 | y = -1), in [0, 1/2).
     tau : float, optional
         Shorthand that sets both flip rates.
     noise : {'orthogonal', 'isotropic'}

@@ -202,6 +202,11 @@ def gradient(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale
     Compare gradients normwise (||G - G_ref|| <= rtol ||G_ref||, as lnref.testing does): an elementwise
     ``assert_allclose(rtol=1e-12)`` fails on entries that are near zero by cancellation.
 
+    To check another implementation's gradient against this one, compare normwise, ``max|g - g_lnref| /
+    max|g_lnref|`` (what :mod:`lnref.testing` does; independent float64 code lands near 1e-16): an elementwise
+    ``assert_allclose(rtol=1e-12)`` fails on entries near 0, whose rounding error is set by the largest terms
+    of their sums, not by their own size.
+
     Notes
     -----
     grad_{w_jr} L = (s_j/(n div)) sum_i l'_i y_obs_i [sigma'(<w_jr, y_i mu> + b_jr) y_i mu + sigma'(<w_jr, xi_i> +

@@ -27,7 +27,8 @@ math_label(name)
     Mathtext label of a Config field or metric name ("mu_norm" -> r"$\\|\\mu\\|$", "label_noise_gd" ->
     "label-noise GD", ...); unknown names are returned unchanged.
 shade_stages(ax, stages, t_end), mark_stages(ax, stages)
-    Stage I / Stage II shading with their names, and the boundary lines T1, first mislabelled fit, T2.
+    Stage I ([0, T1]) / Stage II ([T1, T2]) shading with their names, and the lines T1 (end of Stage I = start
+    of Stage II), first mislabelled sample fitted (inside Stage II), T2 (end of Stage II).
 """
 from __future__ import annotations
 
@@ -55,9 +56,11 @@ MATH_LABELS: dict[str, str] = {
     "rho_bar_max_noisy": r"$\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$",
 }
 
-_LINES = {"t1": ("T1 (end of Stage I)", "tab:green", "--"),
-          "stage2_start": ("first mislabelled sample fitted", "tab:orange", ":"),
-          "t2": ("T2 (all mislabelled fitted)", "tab:red", "--")}
+#: the stage lines: Stage I is [0, T1], Stage II is [T1, T2]; the first fit of a mislabelled sample lies inside
+#: Stage II (lnref.stages documents the definitions)
+_LINES = {"t1": ("T1: end of Stage I = start of Stage II", "tab:green", "--"),
+          "first_noisy_fit": ("first mislabelled sample fitted (inside Stage II)", "tab:orange", ":"),
+          "t2": ("T2: all mislabelled fitted = end of Stage II", "tab:red", "--")}
 _FONT = 9
 
 
@@ -90,10 +93,17 @@ def _plain_ticks(ax) -> None:
         if scale in ("log", "symlog"):
             axis.set_major_formatter(plain)
             axis.set_minor_locator(mticker.NullLocator())
+    if ax.get_yscale() == "log":
+        # a log axis spanning about a decade (a training loss from 0.69 to 0.1) would get one or two labels: label
+        # 1, 2 and 5 of each decade there, and every decade of wider ranges
+        lo, hi = ax.get_ylim()
+        if lo > 0 and hi / lo < 10 ** 3.2:
+            ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
 
 
 def mark_stages(ax, stages: Any, label: bool = True, plain: bool = False) -> None:
-    """Vertical lines at the detected t1, stage2_start and t2 of a :class:`lnref.stages.Stages` (None: skipped);
+    """Vertical lines at the detected t1, first_noisy_fit and t2 of a :class:`lnref.stages.Stages` (None:
+    skipped), labelled with what each one is (T1 starts Stage II; the first mislabelled fit lies inside it);
     ``plain``: labels without mathtext."""
     if stages is None:
         return
@@ -105,7 +115,8 @@ def mark_stages(ax, stages: Any, label: bool = True, plain: bool = False) -> Non
 
 
 def shade_stages(ax, stages: Any, t_end: float) -> None:
-    """Shade Stage I ([0, T1]) and Stage II ([T1, T2], or to t_end) and write their names at the top."""
+    """Shade Stage I ([0, T1]) and Stage II ([T1, T2], or to t_end; only with mislabelled samples) and write their
+    names at the top."""
     if stages is None or stages.t1 is None:
         return
     import matplotlib.transforms as mtransforms
@@ -113,7 +124,7 @@ def shade_stages(ax, stages: Any, t_end: float) -> None:
     t1 = stages.t1
     t2 = stages.t2 if stages.t2 is not None else t_end
     spans = [("Stage I", 0.0, t1, "tab:green")]
-    if stages.stage2_start is not None:
+    if stages.n_noisy > 0:
         spans.append(("Stage II", t1, t2, "tab:orange"))
     for name, a, b, color in spans:
         ax.axvspan(a, b, color=color, alpha=0.10, lw=0)
@@ -147,26 +158,52 @@ _COEF_LABELS = {
 }
 
 
-def _coefficients(ax, h: Mapping[str, np.ndarray], plain: bool = False) -> None:
+def _band(ax, t: np.ndarray, spread: Sequence[Mapping[str, np.ndarray]] | None, key: str, color: str,
+          positive: bool = False) -> None:
+    """The range (min to max) of ``key`` over the histories in ``spread`` at each logged step, shaded."""
+    if not spread or len(spread) < 2:
+        return
+    rows = [np.asarray(h[key], dtype=np.float64) for h in spread if key in h and len(h[key]) == len(t)]
+    if len(rows) < 2:
+        return
+    v = np.vstack(rows)
+    if positive:
+        v = np.where(v > 0, v, np.nan)
+    if not np.isfinite(v).any():
+        return
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (e.g. no mislabelled sample)
+        lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+    ax.fill_between(t, lo, hi, color=color, alpha=0.18, lw=0)
+
+
+def _coefficients(ax, h: Mapping[str, np.ndarray], plain: bool = False,
+                  spread: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
     t = h["step"]
     style = {"gamma_max": ("k", "-", 2), "rho_bar_max_clean": ("tab:blue", "--", None),
              "rho_max_mean_clean": ("tab:blue", "-", None), "rho_bar_max_noisy": ("tab:red", "--", None),
              "rho_max_mean_noisy": ("tab:red", "-", None)}
     for key, (color, ls, lw) in style.items():
         if key == "gamma_max" or _has(h, key):
+            _band(ax, t, spread, key, color, positive=True)
             ax.plot(t, _positive(h[key]), color=color, ls=ls, lw=lw, label=_COEF_LABELS[key][int(plain)])
     ax.set_yscale("log")
     ax.set_ylabel("coefficient (log scale)")
 
 
-def _accuracies(ax, h: Mapping[str, np.ndarray]) -> None:
+def _accuracies(ax, h: Mapping[str, np.ndarray], spread: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
     t = h["step"]
+    _band(ax, t, spread, "train_acc", "k")
     ax.plot(t, h["train_acc"], color="k", lw=2, label="training, all samples")
     if _has(h, "train_acc_clean"):
+        _band(ax, t, spread, "train_acc_clean", "tab:blue")
         ax.plot(t, h["train_acc_clean"], color="tab:blue", label="training, clean samples")
     if _has(h, "train_acc_noisy"):
+        _band(ax, t, spread, "train_acc_noisy", "tab:red")
         ax.plot(t, h["train_acc_noisy"], color="tab:red", label="training, mislabelled (fitted to the flipped label)")
     if _has(h, "test_acc"):
+        _band(ax, t, spread, "test_acc", "tab:gray")
         ax.plot(t, h["test_acc"], color="tab:gray", ls="-.", label="test (iid, true labels)")
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("accuracy (training: w.r.t. observed labels)")
@@ -178,7 +215,8 @@ def han_figure(panels: Sequence[Mapping[str, Any]]):
     Parameters
     ----------
     panels : sequence of mappings with ``title`` (str), ``history`` (dict of (L,) arrays), ``stages``
-        (Stages, or None for a run without stages, e.g. tau = 0: no shading, no stage lines).
+        (Stages, or None for a run without stages, e.g. tau = 0: no shading, no stage lines), and optionally
+        ``spread``: the histories of every seed (same logged steps), drawn as min-to-max bands behind the lines.
 
     Returns
     -------
@@ -194,18 +232,22 @@ def han_figure(panels: Sequence[Mapping[str, Any]]):
     fig, axes = plt.subplots(2, cols, figsize=(6.6 * cols, 9.6), squeeze=False, sharex="col", sharey="row")
     for c, panel in enumerate(panels):
         h, st = panel["history"], panel.get("stages")
+        spread = panel.get("spread")
         t_end = float(h["step"][-1])
         ax = axes[0, c]
-        _coefficients(ax, h)
+        _coefficients(ax, h, spread=spread)
         shade_stages(ax, st, t_end)
         mark_stages(ax, st, label=False)
-        ax.set_title(panel["title"], fontsize=_FONT + 2, pad=16)
+        title = panel["title"]
+        if spread and len(spread) > 1:
+            title += f"\nlines: seed 0; bands: min to max over {len(spread)} seeds"
+        ax.set_title(title, fontsize=_FONT + 2, pad=16)
         _time_axis(ax, t_end)
         ax.set_xlabel("")
         ax.legend(fontsize=_FONT, loc="lower right", framealpha=0.9)
         ax.tick_params(labelleft=True)
         ax = axes[1, c]
-        _accuracies(ax, h)
+        _accuracies(ax, h, spread=spread)
         shade_stages(ax, st, t_end)
         mark_stages(ax, st, label=True)
         _time_axis(ax, t_end)
@@ -403,10 +445,10 @@ def plot_history(result: Any, path: str | Path | None = None):
     t_end = float(t[-1]) if t.size else 1.0
     if path is not None:  # saved, not shown: a Figure outside pyplot (importing pyplot costs ~0.15 s more)
         from matplotlib.figure import Figure
-        fig = Figure(figsize=(17, 4.8))
+        fig = Figure(figsize=(17, 6.6))
         axes = fig.subplots(1, 3)
     else:
-        fig, axes = _plt().subplots(1, 3, figsize=(17, 4.8))
+        fig, axes = _plt().subplots(1, 3, figsize=(17, 6.6))
     ax = axes[0]
     ax.plot(t, _positive(h["loss"]), color="k", lw=2, label="all samples")
     if _has(h, "loss_clean") and _has(h, "loss_noisy"):
@@ -432,7 +474,8 @@ def plot_history(result: Any, path: str | Path | None = None):
         shade_stages(ax, stages, t_end)
         mark_stages(ax, stages, label=(i == 1), plain=True)
         _time_axis(ax, t_end, plain=True)
-        ax.legend(fontsize=_FONT, framealpha=0.9, loc="best")
+        # below the panel, never over the curves
+        ax.legend(fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, ncol=1)
     if cfg is not None:
         fig.suptitle(f"lnref run: n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, tau={cfg.tau_plus:g}/"
                      f"{cfg.tau_minus:g}, algorithm={cfg.algorithm}, eta={cfg.eta:g}, seed={cfg.seed}",
@@ -441,7 +484,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         _plain_ticks(ax)
     # fixed margins instead of tight_layout and bbox_inches="tight": saving draws the figure once instead of three
     # layout passes (about 0.5 s of a tiny `lnref run`, measured)
-    fig.subplots_adjust(left=0.045, right=0.99, bottom=0.12, top=0.83, wspace=0.2)
+    fig.subplots_adjust(left=0.045, right=0.99, bottom=0.36, top=0.88, wspace=0.2)
     if path is not None:
         fig.savefig(path, format="png", dpi=110)
     return fig

@@ -7,20 +7,26 @@ its observed label; a mislabelled sample that is not fitted is predicted as its 
 
 Definitions (Han et al. 2025, SPEC.md section 6), with a ``fraction`` for the robust variants (1.0 = exact):
 
-- ``t1`` (end of Stage I): the first logged step at which at least ``fraction`` of the clean samples are fitted
-  while at most ``1 - fraction`` of the mislabelled samples are fitted (with ``fraction = 1``: every clean sample
-  fitted and no mislabelled sample fitted).
-- ``stage2_start``: the first logged step after ``t1`` at which more than ``1 - fraction`` of the mislabelled
-  samples are fitted (``fraction = 1``: the first fit of a mislabelled sample).  None when there is no ``t1``, no
-  mislabelled sample, or no such step.
-- ``t2``: the first logged step at or after ``stage2_start`` at which at least ``fraction`` of the mislabelled
-  samples are fitted (``fraction = 1``: all of them), or None.
+- ``t1`` (T1, the end of Stage I and the start of Stage II): the first logged step at which at least ``fraction``
+  of the clean samples are fitted while at most ``1 - fraction`` of the mislabelled samples are fitted (with
+  ``fraction = 1``: every clean sample fitted and no mislabelled sample fitted).
+- ``first_noisy_fit`` (a step inside Stage II, not its start): the first logged step after ``t1`` at which more
+  than ``1 - fraction`` of the mislabelled samples are fitted (``fraction = 1``: the first fit of a mislabelled
+  sample).  None when there is no ``t1``, no mislabelled sample, or no such step.  Between T1 and this step the
+  mislabelled samples' noise is memorised without any of them being fitted yet.
+- ``t2`` (T2, the end of Stage II): the first logged step at or after ``first_noisy_fit`` at which at least
+  ``fraction`` of the mislabelled samples are fitted (``fraction = 1``: all of them), or None.
+
+So Stage I is [0, T1] and Stage II is [T1, T2], in the figures, ``stages.json`` and the reports alike.  Earlier
+versions called ``first_noisy_fit`` ``stage2_start``; :attr:`Stages.stage2_start` still reads it, with a
+DeprecationWarning.
 
 Thresholds are applied to counts: "at least fraction of k" means ``count >= ceil(fraction * k)``.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,9 +112,11 @@ class Stages:
 
     Attributes
     ----------
-    t1 : int or None            end of Stage I (clean fitted, mislabelled predicted as their true label)
-    stage2_start : int or None  first step after t1 at which mislabelled samples get fitted
-    t2 : int or None            first step at which (a ``fraction`` of) the mislabelled samples are fitted
+    t1 : int or None            T1: end of Stage I = start of Stage II (clean fitted, mislabelled predicted as
+                                their true label)
+    first_noisy_fit : int or None  first step after t1 at which mislabelled samples get fitted (inside Stage II)
+    t2 : int or None            T2: end of Stage II, first step at which (a ``fraction`` of) the mislabelled
+                                samples are fitted
     fraction : float            1.0 for the exact definitions
     n_clean, n_noisy : int
     clean_fitted, noisy_fitted : ndarray (L,) int   fitted counts per logged step
@@ -116,7 +124,7 @@ class Stages:
     """
 
     t1: int | None
-    stage2_start: int | None
+    first_noisy_fit: int | None
     t2: int | None
     fraction: float
     n_clean: int
@@ -126,18 +134,28 @@ class Stages:
     steps: np.ndarray
 
     @property
+    def stage2_start(self) -> int | None:
+        """Deprecated name of :attr:`first_noisy_fit` (the first fit of a mislabelled sample, INSIDE Stage II;
+        Stage II starts at :attr:`t1`)."""
+        warnings.warn("Stages.stage2_start is deprecated: it is the first fit of a mislabelled sample, now "
+                      "Stages.first_noisy_fit; Stage II starts at Stages.t1", DeprecationWarning, stacklevel=2)
+        return self.first_noisy_fit
+
+    @property
     def two_stages(self) -> bool:
-        """Stage I ended (t1) strictly before the first fit of a mislabelled sample (stage2_start)."""
-        return self.t1 is not None and self.stage2_start is not None and self.t1 < self.stage2_start
+        """Stage I ended (t1) strictly before the first fit of a mislabelled sample (first_noisy_fit)."""
+        return self.t1 is not None and self.first_noisy_fit is not None and self.t1 < self.first_noisy_fit
 
     def summary(self) -> dict[str, Any]:
-        """The scalar fields, JSON-ready."""
-        return {"t1": self.t1, "stage2_start": self.stage2_start, "t2": self.t2, "fraction": self.fraction,
+        """The scalar fields, JSON-ready: ``t1`` (end of Stage I = start of Stage II), ``first_noisy_fit`` (inside
+        Stage II), ``t2`` (end of Stage II), ..."""
+        return {"t1": self.t1, "first_noisy_fit": self.first_noisy_fit, "t2": self.t2, "fraction": self.fraction,
                 "n_clean": self.n_clean, "n_noisy": self.n_noisy, "two_stages": self.two_stages}
 
 
 def detect_stages(source: Any, clean: Any = None, steps: Any = None, *, fraction: float = 1.0) -> Stages:
-    """Detect the end of Stage I (t1), the start of Stage II and its end (t2).
+    """Detect T1 (end of Stage I = start of Stage II), the first fit of a mislabelled sample and T2 (end of
+    Stage II).
 
     Parameters
     ----------
@@ -183,7 +201,7 @@ def detect_stages(source: Any, clean: Any = None, steps: Any = None, *, fraction
             done[s_idx:] = noisy_fitted[s_idx:] >= _at_least(fraction, n_noisy)
             e_idx = _first(done)
             t2 = None if e_idx is None else int(steps[e_idx])
-    return Stages(t1=t1, stage2_start=start, t2=t2, fraction=fraction, n_clean=n_clean, n_noisy=n_noisy,
+    return Stages(t1=t1, first_noisy_fit=start, t2=t2, fraction=fraction, n_clean=n_clean, n_noisy=n_noisy,
                   clean_fitted=clean_fitted, noisy_fitted=noisy_fitted, steps=steps)
 
 

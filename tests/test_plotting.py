@@ -29,7 +29,7 @@ def test_plot_history_writes_a_png_with_labelled_panels_and_named_stages(noisy_r
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 3 and all(_labels(fig))                     # a y-label on every panel
     st = detect_stages(noisy_run)
-    assert st.t1 is not None and st.stage2_start is not None            # this run has both stages
+    assert st.t1 is not None and st.first_noisy_fit is not None            # this run has both stages
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts.count("Stage I") == 3 and texts.count("Stage II") == 3   # shaded and named in every panel
     assert fig.axes[0].get_yscale() == "log" and fig.axes[2].get_yscale() == "log"
@@ -119,3 +119,49 @@ def test_math_label_uses_config_names():
     assert math_label("label_noise_gd") == "label-noise GD" and math_label("unknown_field") == "unknown_field"
     # the labelled names are Config's own field names (the words of the reports and the CLI)
     assert {"mu_norm", "d", "n", "p", "tau", "eta", "sigma0", "sigma_p", "m", "q"} <= set(lnref.Config.field_names())
+
+
+def test_stage_two_is_shaded_from_t1_and_the_lines_say_which_is_which(noisy_run):
+    """Issue 23 item 2: one definition of Stage II ([T1, T2]) in the figure, and the first mislabelled fit is
+    labelled as a step inside Stage II, not as its start."""
+    st = detect_stages(noisy_run)
+    assert st.t1 < st.first_noisy_fit
+    fig = plot_history(noisy_run)
+    ax = fig.axes[1]
+    labels = [str(ln.get_label()) for ln in ax.get_lines()]
+    assert any(lab.startswith("T1: end of Stage I = start of Stage II") for lab in labels)
+    assert any(lab.startswith("first mislabelled sample fitted (inside Stage II)") for lab in labels)
+    assert any(lab.startswith("T2: all mislabelled fitted = end of Stage II") for lab in labels)
+    spans = sorted(p.get_x() for p in ax.patches if hasattr(p, "get_x"))
+    assert spans == [0.0, float(st.t1)]          # Stage I from 0, Stage II from T1 (not from the first fit)
+    plt.close(fig)
+
+
+def test_history_legends_sit_below_the_panels_and_log_axes_have_readable_ticks(noisy_run):
+    """Issue 23 item 7: no legend over the curves; a log axis spanning about a decade gets several labels."""
+    fig = plot_history(noisy_run)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box, leg = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+        assert leg.y1 <= box.y0, ax.get_title()                      # entirely below the axes
+        if ax.get_yscale() == "log":
+            lo, hi = ax.get_ylim()
+            labelled = [t for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]
+            assert len(labelled) >= 3, (ax.get_title(), [t.get_text() for t in labelled])
+    plt.close(fig)
+
+
+def test_sweep_heatmaps_are_titled_in_words_on_a_fixed_fraction_scale():
+    from lnref.sweeps.executors import SerialExecutor
+    res = lnref.sweep(lnref.Config(n=8, d=16, m=2, steps=5, n_test=20, tau=0.2),
+                      {"mu_norm": [1.0, 2.0], "d": [16, 32]}, executor=SerialExecutor(), plot=False)
+    ax = res.heatmap("test_error")
+    assert ax.get_title() == "final test error (fraction of test samples misclassified)"
+    assert "1 - test_acc" not in ax.get_title()
+    mesh = [c for c in ax.collections if hasattr(c, "get_clim")][0]
+    assert mesh.get_clim() == (0.0, 1.0)
+    ax2 = res.heatmap("gamma_max")                                   # not a fraction: its own scale
+    mesh2 = [c for c in ax2.collections if hasattr(c, "get_clim")][0]
+    assert mesh2.get_clim() != (0.0, 1.0)
+    plt.close("all")

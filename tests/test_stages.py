@@ -18,14 +18,14 @@ MARGIN = np.array([
     [0.2, 0.6, -0.1, -0.2, -0.3],   # 1: clean 2 not yet fitted
     [0.4, 0.8, 0.1, -0.4, -0.5],    # 2: Stage I done: clean all fitted, no mislabelled fitted  -> t1 = 2
     [0.6, 1.0, 0.3, -0.1, -0.6],    # 5: still Stage I
-    [0.8, 1.2, 0.5, 0.2, -0.2],     # 10: first mislabelled fitted -> stage2_start = 10
+    [0.8, 1.2, 0.5, 0.2, -0.2],     # 10: first mislabelled fitted -> first_noisy_fit = 10
     [1.0, 1.4, 0.7, 0.9, 0.4],      # 20: all fitted -> t2 = 20
 ])
 
 
 def test_exact_stages_on_a_hand_built_trace():
     s = detect_stages(MARGIN, CLEAN, STEPS)
-    assert (s.t1, s.stage2_start, s.t2) == (2, 10, 20)
+    assert (s.t1, s.first_noisy_fit, s.t2) == (2, 10, 20)
     assert s.two_stages
     assert (s.n_clean, s.n_noisy) == (3, 2)
     assert s.clean_fitted.tolist() == [1, 2, 3, 3, 3, 3]
@@ -35,7 +35,7 @@ def test_exact_stages_on_a_hand_built_trace():
 def test_a_mislabelled_fit_at_initialisation_does_not_start_stage_two():
     # row 0 has a mislabelled sample fitted, but that is before t1: Stage II starts only after t1
     s = detect_stages(MARGIN, CLEAN, STEPS)
-    assert s.stage2_start > s.t1
+    assert s.first_noisy_fit > s.t1
 
 
 def test_no_t1_when_clean_and_mislabelled_are_fitted_together():
@@ -43,19 +43,19 @@ def test_no_t1_when_clean_and_mislabelled_are_fitted_together():
     m[2:4, 3] = 0.5     # mislabelled sample 3 fitted whenever all clean ones are
     m[1, 2] = -0.1
     s = detect_stages(m, CLEAN, STEPS)
-    assert s.t1 is None and s.stage2_start is None and s.t2 is None and not s.two_stages
+    assert s.t1 is None and s.first_noisy_fit is None and s.t2 is None and not s.two_stages
 
 
 def test_no_stage_two_without_mislabelled_samples():
     s = detect_stages(MARGIN[:, :3], CLEAN[:3], STEPS)
-    assert s.t1 == 2 and s.stage2_start is None and s.t2 is None and s.n_noisy == 0
+    assert s.t1 == 2 and s.first_noisy_fit is None and s.t2 is None and s.n_noisy == 0
 
 
 def test_t2_none_when_some_mislabelled_sample_is_never_fitted():
     m = MARGIN.copy()
     m[5, 4] = -0.1
     s = detect_stages(m, CLEAN, STEPS)
-    assert (s.t1, s.stage2_start, s.t2) == (2, 10, None)
+    assert (s.t1, s.first_noisy_fit, s.t2) == (2, 10, None)
 
 
 def test_margin_exactly_zero_is_not_fitted():
@@ -76,7 +76,7 @@ def test_robust_fraction_tolerates_stragglers():
     m[3:, 101:] = 1.0        # the rest fitted at step 3
     assert detect_stages(m, clean).t1 is None
     s = detect_stages(m, clean, fraction=0.95)   # >= 95 of 100 clean fitted, <= 1 of 20 mislabelled fitted
-    assert (s.t1, s.stage2_start, s.t2) == (0, 3, 3)
+    assert (s.t1, s.first_noisy_fit, s.t2) == (0, 3, 3)
 
 
 @pytest.mark.parametrize("bad", [0.5, 0.0, 1.01, float("nan"), "1", True])
@@ -183,7 +183,7 @@ def test_two_stages_in_order_with_label_noise(noisy_runs):
     for res in noisy_runs:
         s = stages_of(res)
         assert s.t1 is not None and s.two_stages, s.summary()
-        assert s.t2 is not None and s.stage2_start <= s.t2
+        assert s.t2 is not None and s.first_noisy_fit <= s.t2
         # clean samples stay fitted after t1
         assert np.all(s.clean_fitted[res.history["step"] >= s.t1] == s.n_clean)
 
@@ -192,7 +192,7 @@ def test_no_stage_two_without_label_noise():
     for seed in SEEDS:
         res = lnref.train(_cfg(seed, tau=0.0).replace(n_test=0), threads=1, keep_rho=False)
         s = stages_of(res)
-        assert s.n_noisy == 0 and s.t1 is not None and s.stage2_start is None and s.t2 is None
+        assert s.n_noisy == 0 and s.t1 is not None and s.first_noisy_fit is None and s.t2 is None
 
 
 def test_small_loss_selection_separates_clean_from_mislabelled_in_stage_one(noisy_runs):
@@ -214,5 +214,16 @@ def test_spurious_test_accuracy_falls_in_stage_two_while_iid_does_not(noisy_runs
         iid = early_stopping(h["step"], h["test_acc"], s.t1)
         assert 1 - sp.final_accuracy >= 0.5 * min(res.config.tau_plus, res.config.tau_minus)
         assert sp.stop_accuracy - sp.final_accuracy > 0.05
-        assert sp.best_step < s.stage2_start     # early stopping: best in Stage I
+        assert sp.best_step < s.first_noisy_fit     # early stopping: best in Stage I
         assert iid.gain < 0.05
+
+
+def test_one_name_per_boundary_stage_two_starts_at_t1():
+    """Issue 23 item 2: T1 starts Stage II; the first fit of a mislabelled sample (inside Stage II) has its own
+    name, and the old name still reads it with a warning."""
+    s = detect_stages(MARGIN, CLEAN, STEPS)
+    summary = s.summary()
+    assert summary["t1"] == 2 and summary["first_noisy_fit"] == 10 and summary["t2"] == 20
+    assert "stage2_start" not in summary
+    with pytest.warns(DeprecationWarning, match="first_noisy_fit"):
+        assert s.stage2_start == 10

@@ -156,7 +156,8 @@ def run(fx, dtype_name: str = "float64", reduce: str = "mean"):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnref.examples.conv1d_model", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lnref.examples.conv1d_model", description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument("--fixture", help="fixture .npz from `lnref export` with --bias true --patch-reduce mean "
                                      "--output-scale 1 --q 1 (default: make a small one)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",

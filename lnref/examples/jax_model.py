@@ -92,7 +92,8 @@ def train(fixture) -> tuple[dict[int, np.ndarray], dict[int, float]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnref.examples.jax_model", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lnref.examples.jax_model", description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument("--fixture", help="fixture .npz from `lnref export` (default: make a small one)")
     args = p.parse_args(argv)
     fx = paper_fixture(args.fixture)

@@ -110,7 +110,8 @@ def train(fixture, dtype=torch.float64) -> tuple[dict[int, np.ndarray], dict[int
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnref.examples.torch_model", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lnref.examples.torch_model", description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument("--fixture", help="fixture .npz from `lnref export` (default: make a small one)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = p.parse_args(argv)

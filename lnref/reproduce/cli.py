@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cliargs import THREADS_HELP
+from ..cliargs import THREADS_HELP, compile_notice
 from ..config import ConfigError
 
 __all__ = ["register"]
@@ -36,6 +36,7 @@ def _cmd(args: argparse.Namespace) -> int:
     from ..training import num_threads
     from . import DEFAULT, Context, load_all, run_reproduction
     from .common import count_held, prepare_reproduction_dir
+    from .han2025 import ENGINE
 
     reps = load_all()
     if args.list:
@@ -56,6 +57,7 @@ def _cmd(args: argparse.Namespace) -> int:
         with num_threads(args.threads):  # validates the thread count before any work
             pass
     out = prepare_reproduction_dir(args.out if args.out is not None else Path("runs") / name, name, args.force)
+    compile_notice(ENGINE)  # every reproduction trains with this engine; one line when its kernels compile now
     ctx = Context(out=out, seeds=args.seeds, quick=args.quick, threads=args.threads,
                   log=lambda msg: print(msg, file=sys.stderr, flush=True))
     ctx.published = args.published  # read by the reproductions in _TAKES_PUBLISHED (getattr, default None)
@@ -83,7 +85,7 @@ def register(subparsers) -> None:
                         "folder with any other content is refused unless --force")
     p.add_argument("--seeds", type=_positive_int, default=None,
                    help="number of seeds 0..K-1, an integer >= 1 (default: the reproduction's own, shown by "
-                        "--list: 5 for han2025, han2025-selection and huang2025, 3 of them with --quick); "
+                        "--list: 20 for han2025 and han2025-selection, 5 for huang2025, 3 of them with --quick); "
                         "report.md gives mean +- standard error over the seeds")
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes / fewer steps (a smoke run); report.md prints the config actually run")

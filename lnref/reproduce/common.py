@@ -12,9 +12,11 @@ A reproduction is a function ``run(ctx: Context) -> list[Check]`` registered wit
   :func:`prepare_reproduction_dir`).
 
 Report rows over several seeds (:func:`seed_check`): each seed is judged on its own against the row's criterion;
-the row holds when the criterion holds in every seed (rule ``"all"``, the default) or in a majority of them (rule
-``"majority"``); the measured column gives mean +- standard error over the K seeds and the holds column the count
-of seeds in which the criterion held.
+the row holds when the criterion holds in every seed (rule ``"all"``, the default), in a majority of them (rule
+``"majority"``), or in at least a stated fraction of them (rule ``"rate"`` with ``min_rate``: a prediction that
+holds with high probability, not surely, at finite sizes; the holds column then also gives the one-sided 95%
+Clopper-Pearson lower bound on the per-seed rate); the measured column gives mean +- standard error over the K
+seeds and the holds column the count of seeds in which the criterion held.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from ..io import OutputError, versions, write_json, write_text
 
 __all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "have_matplotlib",
            "save_figure", "mean_se", "fmt_mean_se", "seed_check", "prepare_reproduction_dir", "MARKER",
-           "AUTHORS_CODE"]
+           "AUTHORS_CODE", "rate_lower_bound"]
 
 MARKER = "reproduction.json"
 
@@ -89,7 +91,12 @@ class Check:
     seeds_held, n_seeds : int or None
         In how many of the n_seeds seeds the criterion held (None: the row is not per seed).
     rule : str
-        How the seeds are combined: "all" (every seed must hold), "majority", or "" (not per seed).
+        How the seeds are combined: "all" (every seed must hold), "majority", "rate" (at least ``min_rate`` of
+        the seeds), or "" (not per seed).
+    min_rate : float or None
+        With rule "rate": the fraction of seeds that must hold.
+    rate_lower : float or None
+        With rule "rate": the one-sided 95% Clopper-Pearson lower bound on the per-seed rate.
     """
 
     claim: str
@@ -101,6 +108,8 @@ class Check:
     seeds_held: int | None = None
     n_seeds: int | None = None
     rule: str = ""
+    min_rate: float | None = None
+    rate_lower: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.holds, str):
@@ -116,7 +125,8 @@ class Check:
     def as_dict(self) -> dict[str, Any]:
         return {"prediction": self.claim, "claim": self.claim, "source": self.source, "criterion": self.criterion,
                 "tolerance": self.tolerance, "measured": self.measured, "holds": self.holds,
-                "seeds_held": self.seeds_held, "n_seeds": self.n_seeds, "rule": self.rule}
+                "seeds_held": self.seeds_held, "n_seeds": self.n_seeds, "rule": self.rule,
+                "min_rate": self.min_rate, "rate_lower_95": self.rate_lower}
 
 
 def _finite(values: Iterable[Any]) -> np.ndarray:
@@ -155,22 +165,44 @@ def fmt_mean_se(values: Sequence[Any], unit: str = "") -> str:
     return f"{body} ({count})"
 
 
+def rate_lower_bound(k: int, total: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson lower bound on a rate from ``k`` successes in ``total`` trials: the smallest p
+    with P(Binomial(total, p) >= k) >= 1 - confidence (0 when k = 0).
+
+    >>> round(rate_lower_bound(5, 5), 3), round(rate_lower_bound(18, 20), 3)
+    (0.549, 0.717)
+    """
+    if k <= 0:
+        return 0.0
+    from scipy.stats import beta
+    return float(beta.ppf(1.0 - confidence, k, total - k + 1))
+
+
 def seed_check(claim: str, *, source: str, criterion: str, tolerance: str, per_seed: Sequence[Any],
-               measured: str, rule: str = "all") -> Check:
+               measured: str, rule: str = "all", min_rate: float | None = None) -> Check:
     """A :class:`Check` judged seed by seed: ``per_seed`` holds one bool per seed (the criterion in that seed).
 
-    ``rule="all"``: the row holds when every seed holds; ``"majority"``: when more than half do.
+    ``rule="all"``: the row holds when every seed holds; ``"majority"``: when more than half do; ``"rate"``: when
+    at least ``min_rate`` of them do (k >= min_rate K), with the one-sided 95% Clopper-Pearson lower bound on
+    the per-seed rate recorded next to the count.
     """
     ok = [bool(v) for v in per_seed]
     k, total = sum(ok), len(ok)
+    lower = None
     if rule == "all":
         holds = total > 0 and k == total
     elif rule == "majority":
         holds = k > total / 2
+    elif rule == "rate":
+        if min_rate is None or not 0.0 < min_rate <= 1.0:
+            raise ValueError(f"min_rate={min_rate!r} is not allowed with rule 'rate': use a number in (0, 1]")
+        holds = total > 0 and k >= min_rate * total - 1e-9
+        lower = rate_lower_bound(k, total)
     else:
-        raise ValueError(f"rule={rule!r} is not allowed: use 'all' or 'majority'")
+        raise ValueError(f"rule={rule!r} is not allowed: use 'all', 'majority' or 'rate'")
     return Check(claim, measured, holds, source=source, criterion=criterion, tolerance=tolerance,
-                 seeds_held=k, n_seeds=total, rule=rule)
+                 seeds_held=k, n_seeds=total, rule=rule, min_rate=min_rate if rule == "rate" else None,
+                 rate_lower=lower)
 
 
 # ------------------------------------------------------------------------------------------------ context
@@ -193,6 +225,11 @@ class Context:
     notes: list[str] = field(default_factory=list)
     name: str = ""
     runs: int = 0
+    #: figure file -> its caption (report.md shows the figure under a "Figures" heading with the caption)
+    captions: dict[str, str] = field(default_factory=dict)
+    #: Config fields the runs use although the Config alone says they are unused (e.g. ``sigma_zeta`` when the
+    #: reproduction scores an extra spurious test set on an ``iid`` config); see :func:`unused_fields`
+    uses: set[str] = field(default_factory=set)
 
     def path(self, name: str) -> Path:
         """A file in the output folder, remembered for report.md's file list and the folder's marker."""
@@ -208,6 +245,21 @@ class Context:
         d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         self.configs.append(d)
         self.runs += int(runs)
+
+
+def unused_fields(config: dict[str, Any]) -> dict[str, str]:
+    """The fields of a ``Config.to_dict()`` that the run does not read, with the reason (report.md leaves them
+    out of its config table and names them below it)."""
+    out: dict[str, str] = {}
+    if config.get("algorithm") == "gd":
+        out["p"] = "algorithm gd (p is label-noise GD's flip rate)"
+    if config.get("test") == "iid":
+        out["sigma_zeta"] = "test iid (sigma_zeta scales the spurious test's fresh noise)"
+    if config.get("sampling") == "explicit":
+        out["virtual_test"] = "sampling explicit (virtual test sets need sampling gram)"
+    if config.get("init") == "torch":
+        out["sigma0"] = "init torch (uniform on +-1/sqrt(d))"
+    return out
 
 
 def config_table(configs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
@@ -339,7 +391,10 @@ def _holds_cell(c: Check) -> str:
     else:
         word = "yes" if c.holds else "**no**"
     if c.n_seeds is not None:
-        word += f" ({c.seeds_held} of {c.n_seeds} seeds)"
+        word += f" ({c.seeds_held} of {c.n_seeds} seeds"
+        if c.rate_lower is not None:
+            word += f"; rate >= {c.rate_lower:.2f} at 95% confidence"
+        word += ")"
     return word
 
 
@@ -359,11 +414,22 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
              f"{ctx.runs} training runs of {len(ctx.configs)} configs", ""]
     same, varies = config_table(ctx.configs)
     if same or varies:
+        # a field is left out when no run reads it
+        unused: dict[str, str] = {}
+        for c in ctx.configs:
+            for k, why in unused_fields(c).items():
+                if k not in ctx.uses:
+                    unused.setdefault(k, why)
+        unused = {k: why for k, why in unused.items() if all(k in unused_fields(c) for c in ctx.configs)}
         lines += ["## Config as run", "",
-                  "Every field of `lnref.Config` (names as in `lnref run --help`), read from the runs' "
+                  "The fields of `lnref.Config` these runs read (names as in `lnref run --help`), from the runs' "
                   "`Result.config`:", "", "| field | value |", "| --- | --- |"]
-        lines += [f"| `{k}` | {_cell(v)} |" for k, v in same.items()]
-        lines += [f"| `{k}` | varies: {_cell(', '.join(str(x) for x in v))} |" for k, v in varies.items()]
+        lines += [f"| `{k}` | {_cell(v)} |" for k, v in same.items() if k not in unused]
+        lines += [f"| `{k}` | varies: {_cell(', '.join(str(x) for x in v))} |" for k, v in varies.items()
+                  if k not in unused]
+        if unused:
+            lines += ["", "Not read by these runs, so not shown: " + "; ".join(
+                f"`{k}` ({why})" for k, why in unused.items()) + "."]
         lines.append("")
     lines += ["## Predictions", "",
               f"Each row is judged seed by seed against its criterion; unless the row says otherwise it holds when "
@@ -376,11 +442,18 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
             crit += f" (tolerance: {c.tolerance})"
         if c.rule == "majority":
             crit += "; judged: majority of seeds"
+        elif c.rule == "rate":
+            crit += f"; judged: holds in at least {100 * c.min_rate:.0f}% of the seeds"
         lines.append(f"| {_cell(c.claim)} | {_cell(c.source or '-')} | {_cell(crit)} | {_cell(c.measured)} | "
                      f"{_holds_cell(c)} |")
     held, tested, na = count_held(checks)
     lines += ["", f"{held} of {tested} predictions hold in this run" + (f" ({na} comparison rows n/a)." if na
                                                                           else ".")]
+    if ctx.captions:
+        lines += ["", "## Figures", ""]
+        for name, caption in ctx.captions.items():
+            if name in ctx.files:
+                lines += [f"![{name}]({name})", "", f"**{name}.** {caption}", ""]
     if ctx.notes:
         lines += ["", "## Notes", ""]
         for note in ctx.notes:

@@ -131,10 +131,14 @@ class SweepResult:
         from ..plotting import heatmap, math_label
         xs = np.asarray(self.grid[self.fields[0]], dtype=float)
         ys = np.asarray(self.grid[self.fields[1]], dtype=float)
+        fraction = metric in FRACTION_METRICS
+        scale = ", fixed scale 0 to 1" if fraction else ""
+        title = HEATMAP_TITLES.get(metric, METRICS.get(metric, metric))
         _, ax = heatmap(self.mean(metric).T, xs, ys, xlabel=math_label(self.fields[0]),
-                        ylabel=math_label(self.fields[1]), title=METRICS.get(metric, metric),
-                        cbar_label=f"{metric}, mean of {self.replicates} replicate(s)",
-                        nan_label=NAN_REASONS.get(metric, "no value in any replicate"), ax=ax)
+                        ylabel=math_label(self.fields[1]), title=title,
+                        cbar_label=f"{metric}, mean of {self.replicates} replicate(s){scale}",
+                        nan_label=NAN_REASONS.get(metric, "no value in any replicate"), ax=ax,
+                        vmin=0.0 if fraction else None, vmax=1.0 if fraction else None)
         if boundary is not None:
             xx = np.linspace(xs.min(), xs.max(), 400)
             yy = boundary(xx)
@@ -143,6 +147,16 @@ class SweepResult:
             ax.legend(loc="upper right", fontsize=8)
         return ax
 
+
+#: heatmap titles of the sweep metrics (the others use their meaning from ``lnref._sweep_worker.METRICS``)
+HEATMAP_TITLES = {
+    "test_error": "final test error (fraction of test samples misclassified)",
+    "test_acc": "final test accuracy",
+    "train_acc_noisy": "final fraction of mislabelled samples fitted to the wrong label",
+}
+
+#: metrics that are fractions: their colour bars span the fixed range [0, 1], so heatmaps compare by colour
+FRACTION_METRICS = ("test_acc", "test_error", "train_acc", "train_acc_clean", "train_acc_noisy", "true_acc_noisy")
 
 #: why a sweep metric can be NaN in a cell (the legend entry of its hatched cells)
 NAN_REASONS = {
