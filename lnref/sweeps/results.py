@@ -129,8 +129,8 @@ class SweepResult:
             raise ConfigError(f"a heatmap needs a grid over exactly two fields, this one has {self.fields}")
         from .._sweep_worker import METRICS
         from ..plotting import heatmap, math_label
-        xs = np.asarray(self.grid[self.fields[0]], dtype=float)
-        ys = np.asarray(self.grid[self.fields[1]], dtype=float)
+        xs, xnames = _axis_values(self.grid[self.fields[0]])
+        ys, ynames = _axis_values(self.grid[self.fields[1]])
         fraction = metric in FRACTION_METRICS
         scale = ", fixed scale 0 to 1" if fraction else ""
         title = HEATMAP_TITLES.get(metric, METRICS.get(metric, metric))
@@ -139,6 +139,10 @@ class SweepResult:
                         cbar_label=f"{metric}, mean of {self.replicates} replicate(s){scale}",
                         nan_label=NAN_REASONS.get(metric, "no value in any replicate"), ax=ax,
                         vmin=0.0 if fraction else None, vmax=1.0 if fraction else None)
+        if xnames is not None:  # a categorical field (e.g. loss): one column per value, named
+            ax.set_xticks(xs, xnames, rotation=30, ha="right")
+        if ynames is not None:
+            ax.set_yticks(ys, ynames)
         if boundary is not None:
             xx = np.linspace(xs.min(), xs.max(), 400)
             yy = boundary(xx)
@@ -146,6 +150,15 @@ class SweepResult:
             ax.plot(xx[ok], yy[ok], "r--", lw=2, label=boundary_label or "boundary", zorder=3)
             ax.legend(loc="upper right", fontsize=8)
         return ax
+
+
+def _axis_values(values) -> tuple[np.ndarray, list[str] | None]:
+    """A grid field's values as heatmap coordinates: the numbers themselves, or 0, 1, ... with their names for a
+    field whose values are not numbers (``loss``, ``algorithm``, ...)."""
+    try:
+        return np.asarray(values, dtype=float), None
+    except (TypeError, ValueError):
+        return np.arange(len(values), dtype=float), [str(v) for v in values]
 
 
 #: heatmap titles of the sweep metrics (the others use their meaning from ``lnref._sweep_worker.METRICS``)
