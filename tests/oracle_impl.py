@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 BUGS = ("missing_1_over_m", "model_missing_1_over_m", "missing_1_over_n", "relu_derivative_one_at_zero",
+        "relu_derivative_half_at_zero",
         "signal_patch_observed_label", "j_swapped", "sign_flipped", "label_noise_ignored", "orientation_flipped",
         "mean_over_patches", "bias", "logistic_wrong_argument", "dsigma_no_clamp", "noise_patch_times_label",
         "labels_01_in_logistic", "bce_with_pm1_targets", "sequential_j_update", "eps_frozen", "eps_shifted",
@@ -42,6 +43,8 @@ class Net:
         q = self.q
         if self.bug == "relu_derivative_one_at_zero":
             return (z >= 0).astype(self.dt)
+        if self.bug == "relu_derivative_half_at_zero":           # torch.maximum(z, 0 * z): a tie splits
+            return (z > 0).astype(self.dt) + 0.5 * (z == 0)
         if self.bug == "dsigma_no_clamp":
             return q * z ** (q - 1)
         return np.where(z > 0, q * np.where(z > 0, z, 0) ** (q - 1), 0)

@@ -100,7 +100,12 @@ CATALOGUE: list[Mistake] = [
     Mistake("relu_derivative_one_at_zero",
             "sigma'(0) = 1 is used for the ReLU: where an inner product <w_jr, x> is exactly 0 the unit must get no "
             "gradient (SPEC.md section 2: sigma'(z) = 0 for z <= 0; PyTorch's convention); use (z > 0), not "
-            "(z >= 0)", _v(dsigma_at_zero=1.0), needs=("q1",)),
+            "(z >= 0); z.clamp(min=0) has this gradient, torch.relu does not", _v(dsigma_at_zero=1.0),
+            needs=("q1",)),
+    Mistake("relu_derivative_half_at_zero",
+            "sigma'(0) = 1/2 is used for the ReLU, the gradient of a tie of max(z, 0): torch.maximum(z, 0 * z), "
+            "torch.max(z, zero) and (z + |z|)/2 split the gradient at z = 0 exactly; sigma'(0) must be 0 (SPEC.md "
+            "section 2): use torch.relu or torch.where(z > 0, z, 0)", _v(dsigma_at_zero=0.5), needs=("q1",)),
     Mistake("signal_patch_observed_label",
             "the signal patch is built from the OBSERVED label (y_obs_i mu) instead of the true label (y_i mu): "
             "x1 = y_i mu is part of the input (SPEC.md section 1); only the loss uses y_obs; this changes the "

@@ -29,6 +29,7 @@ from ..config import Config, ConfigError
 from ..model import gradients as model_gradients
 from ..model import loss as model_loss
 from .catalogue import Mistake, with_value
+from .coverage import special_points
 from .diagnosis import diagnose_arrays, diagnose_trajectory, replay_bias, reshape_export
 from .fixtures import Fixture, bias_scale, load_fixture
 from .intake import as_fixture, split_pair, their_biases, their_loss, to_numpy
@@ -168,19 +169,8 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
 
     rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32,
                         None if not fx.has_bias else list(fx.grad_b), bzeros)
-    if not rep.passed and "relu_derivative_one_at_zero" not in rep.mistakes and fx.config.q == 1.0 \
-            and not _has_zero_inner_product(fx):
-        rep.notes.append("no pre-activation <w_jr, x> (+ b_jr) is exactly 0 at these checkpoints, so sigma'(0) was "
-                         "not exercised (fixtures from `lnref export` exercise it)")
+    rep.special_points = special_points(fx, "gradient")
     return rep
-
-
-def _has_zero_inner_product(fx: Fixture) -> bool:
-    """Is some pre-activation <w_jr, x> (+ b_jr with biases) exactly 0 at a checkpoint?"""
-    b = fx.b if fx.has_bias else np.zeros((fx.steps.size, 2, fx.m))
-    noise = np.einsum("kjrd,id->kjri", fx.W, fx.data.xi) + b[..., None]
-    signal = np.einsum("kjrd,d->kjr", fx.W, fx.data.mu)[..., None] * fx.data.y + b[..., None]
-    return bool(np.any(noise == 0.0) or np.any(signal == 0.0))
 
 
 def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
@@ -224,8 +214,10 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
         return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t,
                         b0=replay_bias(fx, P.base, k))[t + 1].astype(np.float64) - fx.W[k]
 
-    return _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
-                         brefs if fx.has_bias else None, bbases if fx.has_bias else None)
+    rep = _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
+                        brefs if fx.has_bias else None, bbases if fx.has_bias else None)
+    rep.special_points = special_points(fx, "step")
+    return rep
 
 
 
@@ -354,6 +346,7 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
         loose = [t for t, b in zip(steps, bnd) if b > tol.at(t)]
         rep.notes.append(f"at step(s) {loose} the bound is {tol.safety:g} x the fixture's measured spread (its "
                          "trajectory amplifies rounding there), wider than the tier's rtol (1 + t)")
+    rep.special_points = special_points(fx, "trajectory", idx)
     if rep.first_failure is None:
         return rep
     diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)

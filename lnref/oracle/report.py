@@ -50,6 +50,10 @@ class Report:
     diagnosis : list of str, causes reproduced by a replay, or checked hints, or "not in the catalogue"
     mistakes : list of str, keys of the catalogue entries whose replay reproduces the numbers
     notes : list of str, coverage (unchecked checkpoints, ignored steps) and how the bounds were derived
+    special_points : list of str, which of the model's special points (the ReLU's kink, negative pre-activations,
+        mislabelled samples, ...) the fixture exercised at the compared checkpoints ('yes: ...') and which not
+        ('NO: ...'); printed in every report, passing ones included (:mod:`lnref.oracle.coverage`)
+    fitted : dict key -> float, the fitted parameter of each named fitted entry
     """
 
     kind: str
@@ -61,6 +65,7 @@ class Report:
     mistakes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fitted: dict[str, float] = field(default_factory=dict)
+    special_points: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -105,6 +110,10 @@ class Report:
             lines += [f"  - {d}" for d in self.diagnosis]
         if self.notes:
             lines += [f"Note: {n}" for n in self.notes]
+        if self.special_points:
+            lines.append("Special points of the model at the compared checkpoints (a mistake shows only where it "
+                         "changes the numbers):")
+            lines += [f"  - {p}" for p in self.special_points]
         return "\n".join(lines)
 
     __str__ = text
