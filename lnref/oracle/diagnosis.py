@@ -110,7 +110,7 @@ def diagnose_arrays(rep: Report, kind: str, fx: Fixture, subs: Sequence[np.ndarr
         return out
 
     entries = applicable(fx, kind)
-    matches = Judge(fx, subs, list(refs), scales, bnds, pred_all).judge(entries)
+    matches = Judge(fx, subs, list(refs), scales, bnds, pred_all, kind, steps_all).judge(entries)
     if matches:
         describe_matches(rep, fx, matches, f"their {kind}", steps_all)
         return rep
@@ -210,7 +210,8 @@ def diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scales
         entries = [e for e in entries if e.transform in ("j_reversed", "reshape_export", "shift1")]
         rep.notes.append(f"the replays of known mistakes were skipped ({last} steps is too long at this size); only "
                          "the export mistakes were checked; compare a fixture with fewer steps for a diagnosis")
-    matches = Judge(fx, Ws, [fx.W[j] for j in idx], scales, list(bnd), predict).judge(entries)
+    matches = Judge(fx, Ws, [fx.W[j] for j in idx], scales, list(bnd), predict, "trajectory",
+                    steps).judge(entries)
     if matches:
         describe_matches(rep, fx, matches, "their W", steps)
         if Bs is not None:
