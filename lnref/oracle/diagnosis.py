@@ -11,6 +11,7 @@ import numpy as np
 
 from .catalogue import Mistake, applicable, with_value
 from .fixtures import Fixture
+from .ratio import measured_ratio
 from .replay import Problem, simulate
 from .report import (
     Judge,
@@ -54,10 +55,16 @@ def float32_hint(subs, refs, ref32s, scales, steps, stored32: bool) -> str | Non
             return None
         worst_t, worst_r = max(worst_t, d_sub), max(worst_r, d32)
     how = "their arrays are float32" if stored32 else "their arrays are float64 but"
-    return (f"float32 rounding explains the differences: {how} within 10x of lnref's exact dynamics replayed in "
+    text = (f"float32 rounding explains the differences: {how} within 10x of lnref's exact dynamics replayed in "
             f"float32 (the float32 replay differs from lnref by up to {worst_r:.1e}, theirs by {worst_t:.1e} at "
-            f"step(s) {', '.join(map(str, steps))}); compare with tier 'float32', or compute in float64 "
-            "(torch.float64, jax_enable_x64)")
+            f"step(s) {', '.join(map(str, steps))})")
+    if stored32:
+        return text + "; compare with tier 'float32', or compute in float64 (torch.float64, jax_enable_x64)"
+    return text + ("; float64 arrays this close to float32 arithmetic come from float32 somewhere: float32 "
+                   "arithmetic cast back to float64, or float64 code on inputs rounded through float32 (some of "
+                   "W0, mu, xi passed through torch.Tensor(x) or a float32 tensor before .double(); rounding all "
+                   "of them, or the data, or W0 is in the catalogue and would be named); keep every array float64 "
+                   "end to end, or compare with tier 'float32'")
 
 
 def replay_bias(fx: Fixture, v, k: int) -> np.ndarray | None:
@@ -122,6 +129,11 @@ def diagnose_arrays(rep: Report, kind: str, fx: Fixture, subs: Sequence[np.ndarr
         rep.diagnosis.append(hint)
         return rep
     not_in_catalogue(rep, len(entries))
+    k = failing[0]
+    ratio = measured_ratio(subs[k], refs[k], fx, f"their {kind}" + (" (W' - W)" if kind == "step" else "")
+                           + f" at step {steps_all[k]}")
+    if ratio:
+        rep.diagnosis.append(ratio)
     return rep
 
 
@@ -237,6 +249,11 @@ def diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scales
             return
     step_size_note(rep, fx, steps, Ws)
     not_in_catalogue(rep, len(entries))
+    if t > 0:
+        first = " (their first update: their step-0 gradient times their step size)" if t == 1 else ""
+        ratio = measured_ratio(W - fx.W0, fx.W[i] - fx.W0, fx, f"their W({t}) - W0{first}")
+        if ratio:
+            rep.diagnosis.append(ratio)
 
 
 def check_bias_replays(rep: Report, matches, bias_pred: dict, Bs, bsc: float, bnd, steps) -> None:

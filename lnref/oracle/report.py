@@ -189,7 +189,7 @@ def fmt_value(value: float, ref: float | None = None) -> str:
     """``value`` with the digits that tell it from ``ref`` (the value of the exact dynamics, e.g. 1 for a factor):
     6 significant digits, more when it is closer to ``ref`` than that (1 + 1e-9 prints as 1.000000001)."""
     digits = 6
-    if ref and math.isfinite(value) and value != ref:
+    if ref and math.isfinite(value) and abs(value / ref - 1.0) > 1e-13:      # below: float64 rounding, not a cause
         digits = min(17, max(6, math.ceil(-math.log10(abs(value / ref - 1.0))) + 2))
     return f"{value:.{digits}g}"
 
