@@ -1,4 +1,4 @@
-"""Held-out judge of lnref's oracle: 40 realistic mistakes in two implementations the tests never use.
+"""Held-out judge of lnref's oracle: 47 realistic mistakes in two implementations the tests never use.
 
 A PyTorch-style implementation (nn.Module, autograd, torch.optim) and a NumPy-style one (hand-written backward
 pass over a flattened (2m, d) filter matrix), each with mistakes injected where people make them.  Every run is
@@ -36,11 +36,14 @@ def torch_run(fx, mistake=None, dtype="float64"):
     d, cfg = fx.data, fx.config
     m, q = fx.m, cfg.q
     y, y_obs, mu, xi = T(d.y), T(d.y_obs), T(d.mu), T(d.xi)
+    W0 = T(fx.W0)
+    if mistake == "torch_f32_inputs":          # torch.Tensor(x) is float32; .double() afterwards
+        mu, xi, W0 = (torch.Tensor(np.asarray(a)).double() for a in (d.mu, d.xi, fx.W0))
 
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.W = torch.nn.Parameter(T(fx.W0).clone())
+            self.W = torch.nn.Parameter(W0.clone())
             if mistake == "torch_bias":
                 self.b = torch.nn.Parameter(torch.zeros(2, m, 1, dtype=dt))
 
@@ -53,11 +56,15 @@ def torch_run(fx, mistake=None, dtype="float64"):
             if mistake == "torch_bias":
                 z1, z2 = z1 + self.b, z2 + self.b
             act = (lambda z: torch.relu(z) ** q) if q != 1 else torch.relu
+            if mistake == "torch_maximum_relu":
+                act = lambda z: torch.maximum(z, torch.zeros_like(z))  # noqa: E731
             if mistake == "torch_mean_patches":
                 h = torch.stack([act(z1), act(z2)]).mean(0)
             else:
                 h = act(z1) + act(z2)
             F = h.sum(1) if mistake == "torch_no_1_over_m" else h.mean(1)
+            if mistake == "torch_half_not_1_over_m":
+                F = h.sum(1) / 2
             return F[1] - F[0] if mistake == "torch_orientation" else F[0] - F[1]
 
     net = Net()
@@ -66,8 +73,12 @@ def torch_run(fx, mistake=None, dtype="float64"):
     lr = cfg.eta * (2.0 if mistake == "torch_lr_typo" else 1.0)
     opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=wd, momentum=mom)
     sched = None
-    if mistake == "torch_exp_lr":
+    if mistake in ("torch_exp_lr", "torch_sched_early"):
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.98)
+    elif mistake == "torch_cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=fx.total_steps)
+    elif mistake == "torch_step_lr":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
     elif mistake == "torch_invsqrt_lr":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / np.sqrt(1.0 + t))
     keep = {int(s) for s in fx.steps}
@@ -99,12 +110,15 @@ def torch_run(fx, mistake=None, dtype="float64"):
             loss = torch.nn.functional.softplus(-lab * f).sum()
         else:
             loss = torch.nn.functional.softplus(-lab * f).mean()
-        opt.zero_grad()
+        if mistake != "torch_no_zero_grad":
+            opt.zero_grad()
         (-loss if mistake == "torch_ascent" else loss).backward()
         if mistake == "torch_grad_clip":
             torch.nn.utils.clip_grad_norm_(net.parameters(), 0.05)
+        if mistake == "torch_sched_early":
+            sched.step()                       # before optimizer.step(): PyTorch warns
         opt.step()
-        if sched is not None:
+        if sched is not None and mistake != "torch_sched_early":
             sched.step()
         if mistake == "torch_ckpt_after_step" and t in keep:
             Ws[t] = net.W.detach().clone().numpy()
@@ -216,9 +230,16 @@ MISTAKES = [  # (implementation, mistake, fixture, expected catalogue key or Non
     ("torch", "torch_eps_ignored", "lngd", "label_noise_ignored"),
     ("torch", "torch_eps_frozen", "lngd", "eps_frozen"),
     ("torch", "torch_eps_inplace", "lngd", "eps_accumulated"),
-    ("torch", "torch_detached_signal", "gd", None),
-    ("torch", "torch_true_labels", "gd", None),
-    ("torch", "torch_grad_clip", "gd", None),
+    ("torch", "torch_detached_signal", "gd", "signal_path_detached"),
+    ("torch", "torch_true_labels", "gd", "true_labels_in_loss"),
+    ("torch", "torch_grad_clip", "gd", "grad_clip_norm"),
+    ("torch", "torch_no_zero_grad", "gd", "zero_grad_forgotten"),
+    ("torch", "torch_sched_early", "gd", "lr_exponential_shifted"),
+    ("torch", "torch_cosine", "lngd", "lr_cosine"),
+    ("torch", "torch_maximum_relu", "gd", "relu_derivative_half_at_zero"),
+    ("torch", "torch_f32_inputs", "gd", "inputs_rounded_float32"),
+    ("torch", "torch_half_not_1_over_m", "gd", "output_scale_scaled"),
+    ("torch", "torch_step_lr", "gd", None),
     ("torch", "torch_bias", "q3", "bias"),
     ("torch", "torch_no_1_over_m", "q3", "model_missing_1_over_m"),
     ("numpy", "np_relu_ge", "gd", "relu_derivative_one_at_zero"),
@@ -236,7 +257,7 @@ MISTAKES = [  # (implementation, mistake, fixture, expected catalogue key or Non
     ("numpy", "np_import_reshape", "gd", "import_reshape"),
     ("numpy", "np_eps_next", "lngd", "eps_shifted"),
 ]
-assert len(MISTAKES) == 40
+assert len(MISTAKES) == 47
 
 
 FIXTURES = {  # the README's export examples (all accepted by `lnref export`)
@@ -302,7 +323,7 @@ def main(argv=None) -> int:
     print("correct implementations pass: " + ", ".join(f"{k[0]} on {k[1]}: {'yes' if v else 'NO'}"
                                                        for k, v in correct.items()))
     print(f"time: fixtures {t_fx:.1f} s, judging {n} mistakes {t_judge:.1f} s ({t_judge / max(n, 1):.2f} s each)")
-    ok = caught >= 39 and right >= 30 and wrong == 0 and all(correct.values())
+    ok = caught >= 46 and right >= 40 and wrong == 0 and all(correct.values())
     return 0 if ok else 1
 
 

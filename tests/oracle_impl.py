@@ -9,25 +9,37 @@ from __future__ import annotations
 import numpy as np
 
 BUGS = ("missing_1_over_m", "model_missing_1_over_m", "missing_1_over_n", "relu_derivative_one_at_zero",
+        "relu_derivative_half_at_zero",
         "signal_patch_observed_label", "j_swapped", "sign_flipped", "label_noise_ignored", "orientation_flipped",
         "mean_over_patches", "bias", "logistic_wrong_argument", "dsigma_no_clamp", "noise_patch_times_label",
         "labels_01_in_logistic", "bce_with_pm1_targets", "sequential_j_update", "eps_frozen", "eps_shifted",
         "eps_accumulated", "lr_invsqrt", "checkpoint_after_next_step", "export_j_reversed", "export_reshape",
-        "import_reshape", "weight_decay", "momentum", "lr_exponential", "eta_scaled")
+        "import_reshape", "weight_decay", "momentum", "lr_exponential", "eta_scaled", "zero_grad_forgotten",
+        "lr_cosine", "lr_linear_warmup", "signal_path_detached", "noise_path_detached", "true_labels_in_loss",
+        "signal_patch_01_labels", "inputs_rounded_float32", "data_rounded_float32", "weights_rounded_float32",
+        "lr_exponential_shifted", "grad_clip_norm", "output_scale_scaled")
+
+ROUNDED = {"inputs_rounded_float32": ("data", "weights"), "data_rounded_float32": ("data",),
+           "weights_rounded_float32": ("weights",)}
+
+
+def f32(a, bug, what):
+    """``a`` rounded through float32 when ``bug`` rounds the inputs ``what`` ('data' or 'weights')."""
+    return np.asarray(a).astype(np.float32).astype(np.asarray(a).dtype) if what in ROUNDED.get(bug, ()) else a
 
 
 class Net:
     """Filters stored as (m, 2, d) internally ('filter-major'), the way a Conv1d weight is often laid out."""
 
-    def __init__(self, W0, q, bug=None, dtype=np.float64):
-        W0 = np.asarray(W0, dtype)
+    def __init__(self, W0, q, bug=None, dtype=np.float64, value=None):
+        W0 = np.asarray(f32(W0, bug, "weights"), dtype)
         m = W0.shape[1]
         if bug == "import_reshape":
             self.V = W0.reshape(m, 2, W0.shape[2]).copy()
         else:
             self.V = np.ascontiguousarray(W0.transpose(1, 0, 2))
         self.b = np.zeros((m, 2), dtype)
-        self.q, self.bug, self.dt = q, bug, dtype
+        self.q, self.bug, self.dt, self.value = q, bug, dtype, value
 
     def export(self):
         if self.bug == "export_reshape":
@@ -42,6 +54,8 @@ class Net:
         q = self.q
         if self.bug == "relu_derivative_one_at_zero":
             return (z >= 0).astype(self.dt)
+        if self.bug == "relu_derivative_half_at_zero":           # torch.maximum(z, 0 * z): a tie splits
+            return (z > 0).astype(self.dt) + 0.5 * (z == 0)
         if self.bug == "dsigma_no_clamp":
             return q * z ** (q - 1)
         return np.where(z > 0, q * np.where(z > 0, z, 0) ** (q - 1), 0)
@@ -50,7 +64,7 @@ class Net:
         """(loss, dV, db) of the mean logistic loss with ``labels``."""
         bug, dt = self.bug, self.dt
         m, n = self.V.shape[0], xi.shape[0]
-        ysig = y_obs if bug == "signal_patch_observed_label" else y
+        ysig = {"signal_patch_observed_label": y_obs, "signal_patch_01_labels": (y + 1) / 2}.get(bug, y)
         x1 = ysig[:, None] * mu[None, :]                        # (n, d)
         x2 = y[:, None] * xi if bug == "noise_patch_times_label" else xi
         z1 = np.einsum("rjd,nd->nrj", self.V, x1)
@@ -58,6 +72,8 @@ class Net:
         if bug == "bias":
             z1, z2 = z1 + self.b, z2 + self.b
         second = np.array([1.0, -1.0], dt) * (1 if bug == "model_missing_1_over_m" else dt(1) / m)
+        if bug == "output_scale_scaled":                          # 1/2 written where 1/m belongs
+            second = np.array([1.0, -1.0], dt) * dt(self.value or 0.5)
         if bug == "orientation_flipped":
             second = -second
         h = self.act(z1) + self.act(z2)
@@ -80,6 +96,10 @@ class Net:
         if bug == "mean_over_patches":
             dh = dh / 2
         d1, d2 = dh * self.dact(z1), dh * self.dact(z2)
+        if bug == "signal_path_detached":                         # z1 computed from W.detach()
+            d1 = 0 * d1
+        if bug == "noise_path_detached":
+            d2 = 0 * d2
         dV = np.einsum("nrj,nd->rjd", d1, x1) + np.einsum("nrj,nd->rjd", d2, x2)
         db = (d1 + d2).sum(axis=0)
         if bug == "missing_1_over_m":
@@ -95,12 +115,14 @@ def train(fx, bug=None, dtype=np.float64, value=None):
     """GD from the fixture's W0; returns (dict step -> exported W, dict step -> loss) at the fixture's steps."""
     dt = dtype
     d = fx.data
-    mu, xi, y, y_obs = (np.asarray(a, dt) for a in (d.mu, d.xi, d.y, d.y_obs))
-    net = Net(fx.W0, fx.config.q, bug, dt)
+    mu, xi, y, y_obs = (np.asarray(a, dt) for a in (f32(d.mu, bug, "data"), f32(d.xi, bug, "data"), d.y, d.y_obs))
+    net = Net(fx.W0, fx.config.q, bug, dt, value)
     eta = dt(fx.config.eta)
     keep = {int(s) for s in fx.steps}
     Ws, losses = {}, {}
     buf = None
+    acc = 0.0
+    lab0 = y if bug == "true_labels_in_loss" else y_obs
     labels_acc = y_obs.copy()
     T = fx.total_steps
     shift = bug == "checkpoint_after_next_step"
@@ -115,7 +137,7 @@ def train(fx, bug=None, dtype=np.float64, value=None):
             if t == last:
                 break
             if fx.eps is None or bug == "label_noise_ignored":
-                lab = y_obs
+                lab = lab0
             elif bug == "eps_frozen":
                 lab = fx.eps[0].astype(dt) * y_obs
             elif bug == "eps_shifted":
@@ -124,8 +146,14 @@ def train(fx, bug=None, dtype=np.float64, value=None):
                 labels_acc *= fx.eps[t].astype(dt)
                 lab = labels_acc
             else:
-                lab = fx.eps[t].astype(dt) * y_obs
+                lab = fx.eps[t].astype(dt) * lab0
             loss, dV, db = net.grads(mu, xi, y, lab, y_obs)
+            if bug == "zero_grad_forgotten":                     # .grad keeps the sum of every gradient so far
+                acc = acc + dV
+                dV = acc
+            if bug == "grad_clip_norm":
+                coef = dt(value or 0.05) / (np.sqrt(np.sum(dV * dV)) + dt(1e-6))
+                dV = dV * coef if coef < 1 else dV
             lr = eta
             if bug == "lr_invsqrt":
                 lr = eta / np.sqrt(dt(1 + t))
@@ -133,6 +161,12 @@ def train(fx, bug=None, dtype=np.float64, value=None):
                 lr = eta * dt(value or 0.99) ** t
             elif bug == "eta_scaled":
                 lr = eta * dt(value or 1.5)
+            elif bug == "lr_exponential_shifted":
+                lr = eta * dt(value or 0.99) ** (t + 1)
+            elif bug == "lr_cosine":
+                lr = eta * (1 + np.cos(np.pi * t / T)) / 2
+            elif bug == "lr_linear_warmup":
+                lr = eta * (1 / 3 + (2 / 3) * min(t, 5) / 5)
             if bug == "sequential_j_update":
                 net.V[:, 0] -= lr * dV[:, 0]
                 _, dV2, _ = net.grads(mu, xi, y, lab, y_obs)
@@ -153,7 +187,8 @@ def gradient_fn(bug=None):
     """grad_fn(W, mu, xi, y, y_obs, q) in lnref's calling convention, with ``bug``."""
     def grad(W, mu, xi, y, y_obs, q):
         net = Net(W, q, bug)
-        _, dV, _ = net.grads(mu, xi, y, y_obs, y_obs)
+        mu, xi = f32(mu, bug, "data"), f32(xi, bug, "data")
+        _, dV, _ = net.grads(mu, xi, y, y if bug == "true_labels_in_loss" else y_obs, y_obs)
         if bug == "export_reshape":
             return dV.reshape(2, dV.shape[0], dV.shape[2]).copy()
         return np.ascontiguousarray(dV.transpose(1, 0, 2))
@@ -164,7 +199,8 @@ def step_fn(bug=None, value=None):
     """step_fn(W, mu, xi, y, y_obs, q, eta) -> W', with ``bug``."""
     def step(W, mu, xi, y, y_obs, q, eta):
         net = Net(W, q, bug)
-        _, dV, _ = net.grads(mu, xi, y, y_obs, y_obs)
+        mu, xi = f32(mu, bug, "data"), f32(xi, bug, "data")
+        _, dV, _ = net.grads(mu, xi, y, y if bug == "true_labels_in_loss" else y_obs, y_obs)
         if bug == "sequential_j_update":
             net.V[:, 0] -= eta * dV[:, 0]
             _, dV2, _ = net.grads(mu, xi, y, y_obs, y_obs)
@@ -174,6 +210,9 @@ def step_fn(bug=None, value=None):
             dV = dV + (value or 1e-3) * net.V
         if bug == "eta_scaled":
             eta = eta * (value or 1.5)
+        if bug == "grad_clip_norm":
+            coef = (value or 0.05) / (np.sqrt(np.sum(dV * dV)) + 1e-6)
+            dV = dV * coef if coef < 1 else dV
         net.V = net.V - eta * dV
         return net.export()
     return step

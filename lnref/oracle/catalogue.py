@@ -60,6 +60,9 @@ class Mistake:
         Further trial values; the fit starts from the two best of start, probe and grid.
     low, high : float
         The range a fitted value must lie in to be named.
+    estimate : callable (Judge -> list of float), optional
+        Direct estimates of the fitted value from the submission (tried first; a kinked replay such as gradient
+        clipping defeats the secant fit, a direct reading does not).
     """
 
     key: str
@@ -75,6 +78,17 @@ class Mistake:
     high: float = np.inf
     generic: bool = field(default=False)
     grid: tuple = ()
+    estimate: Callable[[object], list] | None = None
+
+
+def _clip_estimate(judge) -> list[float]:
+    """max_norm read off a clipped first step: |W(1) - W(0)| / eta (Frobenius norm), trajectories only."""
+    st = judge.steps
+    if judge.kind != "trajectory" or not st or 0 not in st or 1 not in st:
+        return []
+    dW = judge.subs[st.index(1)] - judge.subs[st.index(0)]
+    c = float(np.sqrt(np.sum(dW * dW))) / float(judge.fx.config.eta)
+    return [c] if np.isfinite(c) and c > 0 else []
 
 
 def _v(**kw) -> Callable[[object], Variant]:
@@ -100,7 +114,12 @@ CATALOGUE: list[Mistake] = [
     Mistake("relu_derivative_one_at_zero",
             "sigma'(0) = 1 is used for the ReLU: where an inner product <w_jr, x> is exactly 0 the unit must get no "
             "gradient (SPEC.md section 2: sigma'(z) = 0 for z <= 0; PyTorch's convention); use (z > 0), not "
-            "(z >= 0)", _v(dsigma_at_zero=1.0), needs=("q1",)),
+            "(z >= 0); z.clamp(min=0) has this gradient, torch.relu does not", _v(dsigma_at_zero=1.0),
+            needs=("q1",)),
+    Mistake("relu_derivative_half_at_zero",
+            "sigma'(0) = 1/2 is used for the ReLU, the gradient of a tie of max(z, 0): torch.maximum(z, 0 * z), "
+            "torch.max(z, zero) and (z + |z|)/2 split the gradient at z = 0 exactly; sigma'(0) must be 0 (SPEC.md "
+            "section 2): use torch.relu or torch.where(z > 0, z, 0)", _v(dsigma_at_zero=0.5), needs=("q1",)),
     Mistake("signal_patch_observed_label",
             "the signal patch is built from the OBSERVED label (y_obs_i mu) instead of the true label (y_i mu): "
             "x1 = y_i mu is part of the input (SPEC.md section 1); only the loss uses y_obs; this changes the "
@@ -191,27 +210,79 @@ CATALOGUE: list[Mistake] = [
             "the fixture's W0 (2, m, d) was read into an (m, 2, d) array with a reshape instead of a transpose, so "
             "training started from W0 with the filters of the two classes mixed", transform="reshape_import",
             scopes=TRAJ, needs=("m>1",)),
+    # ---- optimiser loop, schedules, partially detached graphs, label mix-ups, inputs (PyTorch habits)
+    Mistake("zero_grad_forgotten",
+            "the gradients accumulate across steps: optimizer.zero_grad() (or W.grad.zero_()) is never called, so "
+            "each step uses the sum of every gradient so far - PyTorch's SGD momentum with beta = 1; call "
+            "optimizer.zero_grad() before loss.backward() at every step", _v(momentum=1.0), scopes=TRAJ),
+    Mistake("lr_cosine",
+            "the step size follows a cosine schedule, eta (1 + cos(pi t / T))/2 with T = the fixture's last step "
+            "(CosineAnnealingLR(opt, T_max=steps)): SPEC.md section 3 uses a constant eta (remove the scheduler)",
+            _v(schedule="cosine"), scopes=TRAJ),
+    Mistake("lr_linear_warmup",
+            "the step size follows LinearLR's defaults, eta (1/3 + (2/3) min(t, 5)/5) (start_factor=1/3, "
+            "total_iters=5): SPEC.md section 3 uses a constant eta (remove the warm-up scheduler)",
+            _v(schedule="linear_warmup"), scopes=TRAJ),
+    Mistake("signal_path_detached",
+            "the signal path is detached from the graph (W.detach() or torch.no_grad() where <w_jr, y_i mu> is "
+            "computed): the signal patches add no gradient, so gamma never moves; only the inputs may be "
+            "detached, never W (SPEC.md section 3)", _v(detach="signal")),
+    Mistake("noise_path_detached",
+            "the noise path is detached from the graph (W.detach() or torch.no_grad() where <w_jr, xi_i> is "
+            "computed): the noise patches add no gradient, so rho never moves; only the inputs may be detached, "
+            "never W (SPEC.md section 3)", _v(detach="noise")),
+    Mistake("true_labels_in_loss",
+            "the loss uses the TRUE labels y_i instead of the observed labels y_obs_i (SPEC.md section 3: l(y_obs_i "
+            "f_i)); the {n_noisy} mislabelled samples are the ones affected", _v(label_source="true"),
+            needs=("noisy",)),
+    Mistake("signal_patch_01_labels",
+            "the signal patch is built from labels in {{0, 1}}, x1 = ((y_i + 1)/2) mu, so class -1 samples have no "
+            "signal: x1 = y_i mu with y_i in {{-1, +1}} (SPEC.md section 1)", _v(signal_label="01")),
+    Mistake("inputs_rounded_float32",
+            "their inputs were rounded through float32 (W0, mu and xi; e.g. torch.Tensor(x) or torch.tensor(x, "
+            "dtype=torch.float32) and then .double()), the arithmetic being float64: pass the fixture's arrays "
+            "as float64 (torch.from_numpy, torch.tensor(x, dtype=torch.float64))", _v(round_inputs="all")),
+    Mistake("data_rounded_float32",
+            "their data mu and xi were rounded through float32 (torch.Tensor(x), or a float32 tensor later cast to "
+            "float64), W0 and the arithmetic being float64: keep the data float64", _v(round_inputs="data")),
+    Mistake("weights_rounded_float32",
+            "their W0 (the weights given to them) was rounded through float32 (torch.Tensor(W0), a float32 "
+            "nn.Parameter later cast with .double()), the arithmetic being float64: build the parameter from the "
+            "float64 array", _v(round_inputs="weights")),
     # ---- fitted entries (named only when the replay with the fitted value reproduces the numbers)
     Mistake("weight_decay",
-            "weight decay lambda = {value:.6g} is applied (W <- W - eta (grad + lambda W), biases likewise): SPEC.md "
+            "weight decay lambda = {value} is applied (W <- W - eta (grad + lambda W), biases likewise): SPEC.md "
             "section 3 has no regulariser (PyTorch: SGD(..., weight_decay=0))", _v(), scopes=STEP_TRAJ,
             fit="weight_decay",
             start=0.0, probe=1e-4, low=1e-12, high=10.0, grid=(1e-5, 1e-3, 1e-1)),
     Mistake("momentum",
-            "momentum beta = {value:.6g} is used (PyTorch's SGD buffer v <- beta v + grad): SPEC.md section 3 is "
+            "momentum beta = {value} is used (PyTorch's SGD buffer v <- beta v + grad): SPEC.md section 3 is "
             "plain GD (momentum=0)", _v(), scopes=TRAJ, fit="momentum", start=0.0, probe=0.1, low=1e-9, high=1.0,
             grid=(0.3, 0.6, 0.8, 0.9, 0.95, 0.99)),
     Mistake("lr_exponential",
-            "the step size decays exponentially, eta gamma^t with gamma = {value:.6g} (a learning-rate scheduler "
+            "the step size decays exponentially, eta gamma^t with gamma = {value} (a learning-rate scheduler "
             "such as ExponentialLR): SPEC.md section 3 uses a constant eta", _v(schedule="exp"), scopes=TRAJ,
             fit="gamma", start=1.0, probe=0.999, low=0.0, high=1.0 - 1e-12, grid=(0.9, 0.99)),
+    Mistake("lr_exponential_shifted",
+            "the step size decays exponentially but one step early, eta gamma^(t + 1) with gamma = {value}: "
+            "scheduler.step() is called before optimizer.step() (PyTorch warns about it); SPEC.md section 3 uses a "
+            "constant eta", _v(schedule="exp_shifted"), scopes=TRAJ, fit="gamma", start=1.0, probe=0.999, low=0.0,
+            high=1.0 - 1e-12, grid=(0.9, 0.99)),
+    Mistake("grad_clip_norm",
+            "the gradient is clipped to norm {value} (torch.nn.utils.clip_grad_norm_(params, max_norm={value})): "
+            "SPEC.md section 3 has no clipping", _v(), scopes=STEP_TRAJ, fit="clip_norm", start=0.0, probe=1.0,
+            low=1e-12, grid=(0.01, 0.03, 0.1, 0.3, 3.0), estimate=_clip_estimate),
     Mistake("eta_scaled",
-            "their step size is {value:.6g} times lnref's eta (a constant factor: check eta and every constant "
+            "their step size is {value} times lnref's eta (a constant factor: check eta and every constant "
             "factor of the gradient)", _v(), scopes=STEP_TRAJ, fit="eta_scale", start=1.0, probe=1.01,
             generic=True, grid=(0.5, 2.0, 10.0)),
     Mistake("gradient_scaled",
-            "their gradient is exactly {value:.6g} times lnref's (a constant factor: check 1/n, 1/m, 2, eta)",
+            "their gradient is exactly {value} times lnref's (a constant factor: check 1/n, 1/m, 2, eta)",
             _v(), scopes=frozenset({"gradient"}), fit="grad_scale", start=1.0, probe=1.01, generic=True),
+    Mistake("output_scale_scaled",
+            "their second layer is {value} times lnref's (+-{value}/m instead of +-1/m; SPEC.md section 2: F_j = "
+            "(1/m) sum_r ...): check the constant in front of the sum over filters (1/2 for 1/m?)", _v(),
+            fit="output_factor", start=1.0, probe=1.01, generic=True, grid=(0.5, 2.0)),
 ]
 
 MISTAKES: dict[str, str] = {e.key: e.text for e in CATALOGUE}
@@ -238,10 +309,15 @@ def applicable(fx, scope: str) -> list[Mistake]:
     return out
 
 
-def mistake_text(e: Mistake, fx, value: float | None = None) -> str:
+def mistake_text(e: Mistake, fx, value: float | None = None, value_text: str | None = None) -> str:
+    """The entry's text for ``fx``; ``{value}`` is ``value_text`` (default: ``value`` with the digits that tell it
+    from the exact dynamics' ``e.start``)."""
+    from .report import fmt_value
     os_ = getattr(fx.config, "output_scale", None)
+    if value_text is None:
+        value_text = "nan" if value is None else fmt_value(value, e.start)
     return e.text.format(m=fx.m, n=fx.n, n_noisy=int(np.count_nonzero(fx.data.noisy)),
-                         value=np.nan if value is None else value, output_scale=np.nan if os_ is None else os_)
+                         value=value_text, output_scale=np.nan if os_ is None else os_)
 
 
 def with_value(e: Mistake, fx, value: float) -> Variant:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,112 +28,19 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..model import gradients as model_gradients
 from ..model import loss as model_loss
-from .catalogue import Mistake, applicable, with_value
-from .fixtures import Fixture, bias_scale, load_fixture, make_fixture
+from .catalogue import Mistake, with_value
+from .coverage import special_points
+from .diagnosis import diagnose_arrays, diagnose_trajectory, replay_bias, reshape_export
+from .fixtures import Fixture, bias_scale, load_fixture
+from .intake import as_fixture, split_pair, their_biases, their_loss, to_numpy
+from .intake import their_checkpoints as read_checkpoints
 from .replay import Problem, simulate
 from .replay import gradient as replay_gradient
-from .report import (
-    CheckpointError,
-    Judge,
-    Report,
-    coefficients,
-    decomposable,
-    describe_matches,
-    findings,
-    maxabs,
-    not_in_catalogue,
-    rel,
-)
+from .report import CheckpointError, Report, coefficients, decomposable, maxabs, rel
 from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
 
 __all__ = ["check_gradient", "check_step", "compare_trajectory", "assert_gradient_matches", "assert_step_matches",
            "assert_trajectory_matches", "to_numpy"]
-
-#: replays are skipped above this much work (steps x m x n x d x entries)
-REPLAY_BUDGET = 4e10
-
-
-def _as_fixture(obj: Fixture | Config | str | os.PathLike) -> Fixture:
-    if isinstance(obj, Fixture):
-        return obj
-    if isinstance(obj, Config):
-        return make_fixture(obj, [0, 1] if obj.steps >= 1 else [0])
-    if isinstance(obj, (str, Path, os.PathLike)):
-        return load_fixture(obj)
-    raise ConfigError(f"expected an lnref fixture (Fixture or .npz path) or an lnref.Config, got "
-                      f"{type(obj).__name__}")
-
-
-def to_numpy(name: str, a: Any) -> np.ndarray:
-    """``a`` as a NumPy array; only float64 and float32 are accepted (complex, float16, integers refused)."""
-    if hasattr(a, "detach"):  # torch tensors
-        a = a.detach().cpu().numpy()
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise ConfigError(f"{name} cannot be converted to a NumPy array: {exc}") from None
-    if arr.dtype not in (np.float64, np.float32):
-        raise ConfigError(f"{name} must be float64 or float32, got dtype {arr.dtype} (complex, float16, bfloat16 "
-                          "and integer arrays are refused: cast to float64)")
-    return arr
-
-
-def _shape_message(name: str, got: tuple, want: tuple) -> str:
-    msg = f"{name} has shape {got}; expected {want} (layout W[j, r, :], index 0 holds j = +1)"
-    if len(got) >= 3 and tuple(got[-3:]) == (want[-2], want[-3], want[-1]) and want[-2] != want[-3]:
-        msg += "; it looks like (m, 2, d): transpose the j and r axes"
-    return msg
-
-
-def _reshape_export(W: np.ndarray) -> np.ndarray:
-    m = W.shape[1]
-    return np.ascontiguousarray(W.transpose(1, 0, 2)).reshape(2, m, W.shape[2])
-
-
-def _reshape_import(W0: np.ndarray) -> np.ndarray:
-    m = W0.shape[1]
-    return np.ascontiguousarray(W0.reshape(m, 2, W0.shape[2]).transpose(1, 0, 2))
-
-
-def _float32_hint(subs, refs, ref32s, scales, steps, stored32: bool) -> str | None:
-    """A float32 hint, stated only when the submission is within 10x the distance of a float32 replay."""
-    worst_t, worst_r = 0.0, 0.0
-    for s, r, r32, sc in zip(subs, refs, ref32s, scales):
-        if not np.all(np.isfinite(s)):
-            return None
-        d_sub = rel(maxabs(s - r), sc)
-        d32 = max(rel(maxabs(r32 - r), sc), 2.0 ** -24)
-        if d_sub > 10.0 * d32:
-            return None
-        worst_t, worst_r = max(worst_t, d_sub), max(worst_r, d32)
-    how = "their arrays are float32" if stored32 else "their arrays are float64 but"
-    return (f"float32 rounding explains the differences: {how} within 10x of lnref's exact dynamics replayed in "
-            f"float32 (the float32 replay differs from lnref by up to {worst_r:.1e}, theirs by {worst_t:.1e} at "
-            f"step(s) {', '.join(map(str, steps))}); compare with tier 'float32', or compute in float64 "
-            "(torch.float64, jax_enable_x64)")
-
-
-# --------------------------------------------------------------------------------------------- gradient / step
-def _b_for(fx: Fixture, v, k: int) -> np.ndarray | None:
-    """The biases a replay under ``v`` uses at checkpoint index k: the fixture's b(t) (zeros for a fixture without
-    biases), or None when ``v`` has no bias."""
-    if not v.bias:
-        return None
-    return fx.b[k] if fx.has_bias else np.zeros((2, fx.m))
-
-
-def _split_pair(kind: str, t: int, out: Any, fx: Fixture) -> tuple[Any, Any]:
-    """(W part, b part) of a function's output: a pair (W-like, b-like) for a fixture with biases."""
-    if not fx.has_bias:
-        if isinstance(out, tuple):
-            raise ConfigError(f"their {kind} function returned a tuple of {len(out)} at step {t}; this fixture's "
-                              "network has no bias (config bias=False): return one array of shape (2, m, d)")
-        return out, None
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise ConfigError(f"this fixture's network has biases (config bias=True): their {kind} function must return "
-                          f"a pair ({'grad_W, grad_b' if kind == 'gradient' else 'W_next, b_next'}) of shapes "
-                          f"(2, m, d) and (2, m); at step {t} it returned {type(out).__name__}")
-    return out[0], out[1]
 
 
 def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence[np.ndarray],
@@ -150,7 +56,7 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
     b_bad: list[str] = []
     for k, t in enumerate(fx.steps):
         t = int(t)
-        out, out_b = _split_pair(kind, t, outputs[k], fx)
+        out, out_b = split_pair(kind, t, outputs[k], fx)
         orig = to_numpy(f"the {kind} at step {t}", out)
         if orig.shape == (fx.m, 2, fx.d) and fx.m != 2:
             rep.rows.append(CheckpointError(t, math.inf, math.inf, tol.at(0), False))
@@ -203,54 +109,7 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
             rep.first_failure = t
     if rep.first_failure is None:
         return rep
-    rep.findings += b_bad
-    k = [r.ok for r in rep.rows].index(False)
-    t, a, ref = int(fx.steps[k]), subs[k], refs[k]
-    if not (rel(maxabs(a - ref), scales[k]) > tol.at(0)) and np.all(np.isfinite(a)):
-        rep.findings.append(f"their {kind} of W agrees with lnref's at step {t}; only the bias part differs")
-        rep.diagnosis.append("only the bias part differs; the catalogue's replays are judged on W, so no cause is "
-                             "named: check dL/db (SPEC.md section 7: dL/db_jr = (s_j kappa / n) sum_i l'_i y_obs_i "
-                             "[sigma'(<w_jr, y_i mu> + b_jr) + sigma'(<w_jr, xi_i> + b_jr)])")
-        return rep
-    if not np.all(np.isfinite(a)):
-        rep.findings.append(f"their {kind} contains NaN or infinite values at step {t}; lnref's is finite")
-    elif decomposable(fx):
-        g_t, r_t, outside = coefficients(a, fx)
-        g_r, r_r, _ = coefficients(ref, fx)
-        sg, sr = maxabs(g_r), maxabs(r_r)
-        sg, sr = sg or max(sg, sr), sr or max(sg, sr)
-        rep.findings += findings(g_t - g_r, r_t - r_r, sg, sr, fx, tol.at(0))
-        if outside > 1e-6:
-            rep.findings.append(f"{outside:.2g} of their {kind} (relative) lies outside span{{mu, xi_1..xi_n}}: "
-                                "it uses vectors other than the signal and the noise patches")
-    else:
-        rep.notes.append("no coefficient breakdown: it needs d >= n + 1, mu != 0 and every xi_i != 0")
-    failing = [j for j, r in enumerate(rep.rows) if not r.ok]
-    steps_all = [int(s) for s in fx.steps]
-
-    def pred_all(e: Mistake, value: float | None):
-        out = []
-        for j in range(len(steps_all)):
-            p = predict(e, value, j)
-            if p is None:
-                return None
-            out.append(p)
-        return out
-
-    entries = applicable(fx, kind)
-    matches = Judge(fx, subs, list(refs), scales, bnds, pred_all).judge(entries)
-    if matches:
-        describe_matches(rep, fx, matches, f"their {kind}", steps_all)
-        return rep
-    stored32 = all(o.dtype == np.float32 for o in origs)
-    hint = _float32_hint([subs[j] for j in failing], [refs[j] for j in failing],
-                         [predict32(j) for j in failing], [scales[j] for j in failing],
-                         [steps_all[j] for j in failing], stored32)
-    if hint:
-        rep.diagnosis.append(hint)
-        return rep
-    not_in_catalogue(rep, len(entries))
-    return rep
+    return diagnose_arrays(rep, kind, fx, subs, refs, scales, bnds, origs, b_bad, tol, predict, predict32)
 
 
 def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
@@ -280,7 +139,7 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
     -----
     SPEC.md section 3 (the gradient) and identity 5.2.
     """
-    fx = _as_fixture(fixture_or_config)
+    fx = as_fixture(fixture_or_config)
     tol = resolve_tolerance(tier, rtol, atol)
     d = fx.data
     P = Problem.of(fx)
@@ -295,34 +154,23 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
     def predict(e: Mistake, value: float | None, k: int):
         t = int(fx.steps[k])
         if e.transform == "reshape_export":
-            return _reshape_export(fx.grad[k])
+            return reshape_export(fx.grad[k])
         if e.transform is not None:
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         with np.errstate(all="ignore"):
-            return replay_gradient(fx.W[k], P, P.labels(t, v), v, _b_for(fx, v, k))[0]
+            return replay_gradient(fx.W[k], P, P.labels(t, v), v, replay_bias(fx, v, k))[0]
 
     def predict32(k: int):
         t = int(fx.steps[k])
-        b = _b_for(fx, P.base, k)
+        b = replay_bias(fx, P.base, k)
         return replay_gradient(fx.W[k].astype(np.float32), P, P.labels(t), P.base,
                                None if b is None else b.astype(np.float32))[0].astype(np.float64)
 
     rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32,
                         None if not fx.has_bias else list(fx.grad_b), bzeros)
-    if not rep.passed and "relu_derivative_one_at_zero" not in rep.mistakes and fx.config.q == 1.0 \
-            and not _has_zero_inner_product(fx):
-        rep.notes.append("no pre-activation <w_jr, x> (+ b_jr) is exactly 0 at these checkpoints, so sigma'(0) was "
-                         "not exercised (fixtures from `lnref export` exercise it)")
+    rep.special_points = special_points(fx, "gradient")
     return rep
-
-
-def _has_zero_inner_product(fx: Fixture) -> bool:
-    """Is some pre-activation <w_jr, x> (+ b_jr with biases) exactly 0 at a checkpoint?"""
-    b = fx.b if fx.has_bias else np.zeros((fx.steps.size, 2, fx.m))
-    noise = np.einsum("kjrd,id->kjri", fx.W, fx.data.xi) + b[..., None]
-    signal = np.einsum("kjrd,d->kjr", fx.W, fx.data.mu)[..., None] * fx.data.y + b[..., None]
-    return bool(np.any(noise == 0.0) or np.any(signal == 0.0))
 
 
 def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
@@ -337,7 +185,7 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
     -----
     SPEC.md section 3: W(t+1) = W(t) - eta grad L(W(t)).
     """
-    fx = _as_fixture(fixture_or_config)
+    fx = as_fixture(fixture_or_config)
     tol = resolve_tolerance(tier, rtol, atol)
     d, q, eta = fx.data, float(fx.config.q), float(fx.config.eta)
     P = Problem.of(fx)
@@ -359,76 +207,18 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         # one step from W(t) (and b(t)) with the labels of step t (only constant-eta entries have the step scope)
-        return simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=_b_for(fx, v, k))[t + 1] - fx.W[k]
+        return simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=replay_bias(fx, v, k))[t + 1] - fx.W[k]
 
     def predict32(k: int):
         t = int(fx.steps[k])
         return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t,
-                        b0=_b_for(fx, P.base, k))[t + 1].astype(np.float64) - fx.W[k]
+                        b0=replay_bias(fx, P.base, k))[t + 1].astype(np.float64) - fx.W[k]
 
-    return _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
-                         brefs if fx.has_bias else None, bbases if fx.has_bias else None)
+    rep = _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
+                        brefs if fx.has_bias else None, bbases if fx.has_bias else None)
+    rep.special_points = special_points(fx, "step")
+    return rep
 
-
-# --------------------------------------------------------------------------------------------- trajectories
-def _their_checkpoints(theirs: Any, fx: Fixture) -> tuple[list[int], list[np.ndarray], list[str], list[int]]:
-    """(compared steps, their W at them as float64, their dtypes, their steps that are not checkpoints)."""
-    shape = (2, fx.m, fx.d)
-    if isinstance(theirs, Mapping):
-        items = sorted(((int(s), W) for s, W in theirs.items()), key=lambda kv: kv[0])
-    else:
-        arr = to_numpy("their checkpoints", theirs)
-        if arr.ndim != 4 or arr.shape[1:] != shape:
-            raise ConfigError(_shape_message("their W", arr.shape, (fx.steps.size,) + shape))
-        if arr.shape[0] != fx.steps.size:
-            raise ConfigError(f"their W has {arr.shape[0]} checkpoints but the fixture has {fx.steps.size} "
-                              f"(steps {fx.steps.tolist()}); pass a dict step -> W for a subset or other steps")
-        items = list(zip(fx.steps.tolist(), arr))
-    if not items:
-        raise ConfigError("no checkpoints to compare: give W at one or more of the fixture's steps "
-                          f"{fx.steps.tolist()}")
-    ck = set(fx.steps.tolist())
-    steps, Ws, dtypes, extra = [], [], [], []
-    for s, W in items:
-        if s < 0:
-            raise ConfigError(f"step {s} is not allowed: steps are >= 0")
-        a = to_numpy(f"their W at step {s}", W)
-        if a.shape != shape:
-            raise ConfigError(_shape_message(f"their W at step {s}", a.shape, shape))
-        if s not in ck:
-            extra.append(s)
-            continue
-        steps.append(s), Ws.append(np.asarray(a, dtype=np.float64)), dtypes.append(str(a.dtype))
-    if not any(s > 0 for s in steps):
-        raise ConfigError(f"nothing to judge: their file has no GD step beyond 0 at a checkpoint of the fixture "
-                          f"(fixture checkpoints {fx.steps.tolist()}, their steps {[s for s, _ in items]}); "
-                          "save W at the fixture's checkpoints")
-    return steps, Ws, dtypes, extra
-
-
-def _their_biases(biases: Any, fx: Fixture, steps: list[int], given_steps: list[int] | None) -> list[np.ndarray]:
-    """Their b (2, m) at the compared ``steps`` as float64, from a mapping or an array aligned like their W."""
-    shape = (2, fx.m)
-    if isinstance(biases, Mapping):
-        bmap = {int(k): v for k, v in biases.items()}
-        missing = [s for s in steps if s not in bmap]
-        if missing:
-            raise ConfigError(f"their biases are missing step(s) {missing} (they are given for their W)")
-    else:
-        arr = to_numpy("their biases", biases)
-        order = given_steps if given_steps is not None else [int(t) for t in fx.steps]
-        if arr.ndim != 3 or arr.shape != (len(order),) + shape:
-            raise ConfigError(f"their biases have shape {arr.shape}; expected ({len(order)}, 2, m) = "
-                              f"{(len(order),) + shape}, one b[j, r] per step of their W (index 0 holds j = +1)")
-        bmap = dict(zip(order, arr))
-    out = []
-    for s in steps:
-        b = to_numpy(f"their biases at step {s}", bmap[s])
-        if b.shape != shape:
-            raise ConfigError(f"their biases at step {s} have shape {b.shape}; expected (2, m) = {shape} (b[j, r], "
-                              "index 0 holds j = +1)")
-        out.append(np.asarray(b, dtype=np.float64))
-    return out
 
 
 def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fixture | str | os.PathLike, *,
@@ -481,8 +271,8 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     if not fx.has_bias and biases is not None:
         raise ConfigError("their biases were given but this fixture's network has no bias (config bias=False); "
                           "export a fixture with --bias true to check a network with biases")
-    steps, Ws, dtypes, extra = _their_checkpoints(their_checkpoints, fx)
-    Bs = _their_biases(biases, fx, steps, given_steps) if fx.has_bias else None
+    steps, Ws, dtypes, extra = read_checkpoints(their_checkpoints, fx)
+    Bs = their_biases(biases, fx, steps, given_steps) if fx.has_bias else None
     bsc = bias_scale(fx.b, fx.b0) if fx.has_bias else 1.0
     idx = [fx.index(t) for t in steps]
     spread = None if fx.spread is None else fx.spread[idx]
@@ -494,25 +284,7 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
                           f"{max(tol.spread_of(fx.spread[fx.index(t)]) for t in bad):.1e}); compare fewer steps "
                           "or export a fixture with fewer steps or a smaller eta")
     bnd = bounds(tol, np.array(steps), spread)
-    their_loss = None
-    if loss is not None:
-        if isinstance(loss, Mapping):
-            lmap = {int(k): float(v) for k, v in loss.items()}
-            missing = [s for s in steps if s not in lmap]
-            if missing:
-                raise ConfigError(f"their loss is missing step(s) {missing}")
-            their_loss = np.array([lmap[s] for s in steps])
-        else:
-            arr = np.asarray(to_numpy("their loss", loss), dtype=np.float64).ravel()
-            if given_steps is not None:
-                if arr.shape != (len(given_steps),):
-                    raise ConfigError(f"their loss has shape {arr.shape}; expected ({len(given_steps)},), one value "
-                                      "per step of their W")
-                lmap = dict(zip(given_steps, arr.tolist()))
-                arr = np.array([lmap[s] for s in steps])
-            elif arr.shape != (len(steps),):
-                raise ConfigError(f"their loss has shape {arr.shape}; expected ({len(steps)},)")
-            their_loss = arr
+    theirs_l = None if loss is None else their_loss(loss, steps, given_steps)
     dec = decomposable(fx)
     sg = maxabs(fx.gamma)
     sr = maxabs(fx.rho)
@@ -528,8 +300,8 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
         diff = maxabs(W - W_ref) if finite else math.inf
         r = rel(diff, maxabs(W_ref))
         scales.append(maxabs(W_ref))
-        if their_loss is not None:
-            lo = their_loss[k]
+        if theirs_l is not None:
+            lo = theirs_l[k]
         else:
             conv = fx.conventions(i)
             if b is not None:
@@ -557,7 +329,7 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
             b_ok = row.b_rel_err <= bnd[k] or bdiff <= tol.atol
             row.ok = row.ok and b_ok
             failed += [] if b_ok or "b" in failed else ["b"]
-        if their_loss is not None or (tol.on == "summaries" and finite):
+        if theirs_l is not None or (tol.on == "summaries" and finite):
             row.ok = row.ok and lrel <= bnd[k]
             failed += [] if lrel <= bnd[k] else ["loss"]
         whats.append(failed)
@@ -574,168 +346,12 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
         loose = [t for t, b in zip(steps, bnd) if b > tol.at(t)]
         rep.notes.append(f"at step(s) {loose} the bound is {tol.safety:g} x the fixture's measured spread (its "
                          "trajectory amplifies rounding there), wider than the tier's rtol (1 + t)")
+    rep.special_points = special_points(fx, "trajectory", idx)
     if rep.first_failure is None:
         return rep
-    _diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)
+    diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)
     return rep
 
-
-def _bias_findings(rep: Report, fx: Fixture, t: int, i: int, b: np.ndarray, bsc: float, bound: float) -> bool:
-    """A finding on their biases at checkpoint t (index i); True when they differ beyond ``bound``."""
-    if not np.all(np.isfinite(b)):
-        rep.findings.append(f"their biases b are NaN or infinite at step {t}")
-        return True
-    e = np.abs(b - fx.b[i]) / bsc
-    bad = np.argwhere(e > bound)
-    if not bad.size:
-        rep.findings.append(f"their biases b agree at step {t} (max relative difference {float(e.max()):.2g})")
-        return False
-    shown = ", ".join(f"(j={'+1' if j == 0 else '-1'}, r={r})" for j, r in bad[:6])
-    rep.findings.append(f"their biases b differ at step {t} at {len(bad)} of {2 * fx.m} filters: {shown}"
-                        f"{'' if len(bad) <= 6 else ' ...'}; max relative difference {float(e.max()):.3g}")
-    return True
-
-
-def _diagnose_trajectory(rep: Report, fx: Fixture, steps, idx, Ws, dtypes, scales, bnd, sg, sr,
-                         tol: Tolerance, Bs=None, bsc: float = 1.0, whats=None) -> None:
-    k = [r.ok for r in rep.rows].index(False)
-    t, i = steps[k], idx[k]
-    W = Ws[k]
-    ok_before = [s for s, r in zip(steps, rep.rows) if r.ok and s < t]
-    failed = (whats[k] if whats else None) or ["W"]
-    verb = "differs" if len(failed) == 1 and failed[0] in ("W", "b", "loss") else "differ"
-    where = f"their {' and '.join(failed)} first {verb} at step {t}" + (
-        f" ({'it agrees' if len(failed) == 1 else 'they agree'} at step(s) {ok_before})" if ok_before else "")
-    if failed == ["loss"]:
-        where += "; their W" + (" and b" if Bs is not None else "") + " agree there, so their loss is computed " \
-                 "differently from lnref's (SPEC.md section 3; with the fixture's conventions, section 7)"
-    rep.findings.append(where)
-    b_differs = Bs is not None and "b" in failed and _bias_findings(rep, fx, t, i, Bs[k], bsc, float(bnd[k]))
-    if t == 0 and b_differs and np.array_equal(W, fx.W0):
-        rep.diagnosis.append("their b(0) differs from the fixture's b0 (their W(0) is the fixture's W0): start "
-                             "from the fixture's biases (array 'b0'; PyTorch: conv.bias = b0.reshape(2m))")
-        return
-    bad_nf = [s for s, w in zip(steps, Ws) if not np.all(np.isfinite(w))]
-    if bad_nf:
-        rep.findings.append(f"their W is NaN or infinite at step(s) {bad_nf}: their trajectory diverged where "
-                            f"lnref's stays finite (max |W| {maxabs(fx.W[idx[steps.index(bad_nf[0])]]):.3g})")
-    if np.all(np.isfinite(W)) and decomposable(fx) and t > 0:
-        g, r, outside = coefficients(W - fx.W0, fx)
-        rep.findings += findings(g - fx.gamma[i], r - fx.rho[i], sg, sr, fx, float(bnd[k]))
-        ref_disp = maxabs(fx.W[i] - fx.W0)
-        if outside * maxabs(W - fx.W0) > 1e-3 * ref_disp:
-            rep.findings.append(f"{outside:.2g} of their W(t) - W0 (relative) lies outside span{{mu, xi_1..xi_n}}: "
-                                "their updates use vectors other than the signal and noise patches, or their W0 "
-                                "is not the fixture's")
-    elif not decomposable(fx):
-        rep.notes.append("no coefficient breakdown: it needs d >= n + 1, mu != 0 and every xi_i != 0")
-    P = Problem.of(fx)
-    last = max(steps)
-    entries = applicable(fx, "trajectory")
-    work = last * fx.m * fx.n * fx.d * (len(entries) + 30)
-    cache: dict = {}
-    bias_pred: dict = {}              # the replay's biases at the compared steps (None: the replay has none)
-
-    def predict(e: Mistake, value: float | None):
-        key = (e.key, value)
-        if key in cache:
-            return cache[key]
-        bp = None
-        if e.transform == "j_reversed":
-            out = [fx.W[j][::-1].copy() for j in idx]
-            bp = None if Bs is None else [fx.b[j][::-1].copy() for j in idx]
-        elif e.transform == "reshape_export":
-            out = [_reshape_export(fx.W[j]) for j in idx]
-        elif e.transform == "shift1":
-            out = [fx.W[j] - fx.config.eta * fx.grad[j] for j in idx]
-            bp = None if Bs is None else [fx.b[j] - fx.config.eta * fx.grad_b[j] for j in idx]
-        elif e.transform == "reshape_import":
-            run = simulate(P, steps, P.base, W0=_reshape_import(fx.W0))
-            out = [run[s] for s in steps]
-        else:
-            v = e.variant(fx) if value is None else with_value(e, fx, value)
-            run = simulate(P, steps, v, with_bias=True)
-            out = [run[s][0] for s in steps]
-            bp = None if Bs is None or not v.bias else [run[s][1] for s in steps]
-        cache[key] = out
-        bias_pred[key] = bp
-        return out
-
-    if work > REPLAY_BUDGET:
-        entries = [e for e in entries if e.transform in ("j_reversed", "reshape_export", "shift1")]
-        rep.notes.append(f"the replays of known mistakes were skipped ({last} steps is too long at this size); only "
-                         "the export mistakes were checked; compare a fixture with fewer steps for a diagnosis")
-    matches = Judge(fx, Ws, [fx.W[j] for j in idx], scales, list(bnd), predict).judge(entries)
-    if matches:
-        describe_matches(rep, fx, matches, "their W", steps)
-        if Bs is not None:
-            _check_bias_replays(rep, matches, bias_pred, Bs, bsc, bnd, steps)
-        return
-    if t == 0 and np.all(np.isfinite(W)):
-        if np.array_equal(W, fx.W0):
-            rep.diagnosis.append("their W(0) is the fixture's W0 but their other values at step 0 differ (see 'What "
-                                 "differs')")
-        elif np.array_equal(W, fx.W0.astype(np.float32).astype(np.float64)):
-            rep.diagnosis.append("their W(0) is the fixture's W0 rounded to float32 (exactly): the implementation "
-                                 "stores the weights in float32; compare with tier 'float32', or use float64")
-        else:
-            rep.diagnosis.append("their W(0) differs from the fixture's W0 (and is not a known rearrangement of "
-                                 "it): start from the fixture's W0 (array 'W0')")
-        return
-    if work <= REPLAY_BUDGET:
-        run32 = simulate(P, steps, P.base, dtype=np.float32)
-        hint = _float32_hint(Ws, [fx.W[j] for j in idx], [run32[s].astype(np.float64) for s in steps], scales,
-                             steps, all(dt == "float32" for dt in dtypes))
-        if hint:
-            rep.diagnosis.append(hint)
-            return
-    _step_size_note(rep, fx, steps, Ws)
-    not_in_catalogue(rep, len(entries))
-
-
-def _check_bias_replays(rep: Report, matches, bias_pred: dict, Bs, bsc: float, bnd, steps) -> None:
-    """The causes were named on W; say for each whether its replay also reproduces their biases."""
-    for e, value, _ in matches:
-        bp = bias_pred.get((e.key, value))
-        if bp is None:
-            continue
-        worst, ok = 0.0, True
-        for _, b, p, bd in zip(steps, Bs, bp, bnd):
-            if not (np.all(np.isfinite(b)) and np.all(np.isfinite(p))):
-                ok = ok and not np.all(np.isfinite(b)) and not np.all(np.isfinite(p))
-                continue
-            r = maxabs(b - p) / bsc
-            worst, ok = max(worst, r), ok and r <= bd
-        if ok:
-            rep.diagnosis.append(f"the replay of {e.key} also reproduces their biases b (to {worst:.1e}, relative)")
-        else:
-            rep.diagnosis.append(f"the replay of {e.key} does NOT reproduce their biases b (they differ from it by "
-                                 f"up to {worst:.1e}, relative; bound {float(min(bnd)):.1e}): their biases have a "
-                                 "further difference not explained by this cause")
-
-
-def _step_size_note(rep: Report, fx: Fixture, steps, Ws) -> None:
-    """With consecutive checkpoints t, t + 1: the step size their update corresponds to (checked by residual)."""
-    from ..model import gradient as lnref_gradient
-    if fx.has_bias:
-        return      # their update of W depends on their b too; no exact step size to state
-    for a, b in zip(range(len(steps)), range(1, len(steps))):
-        if steps[b] != steps[a] + 1 or not (np.all(np.isfinite(Ws[a])) and np.all(np.isfinite(Ws[b]))):
-            continue
-        t = steps[a]
-        G = lnref_gradient(Ws[a], fx.data, fx.config.q, fx.eps_at(t), **fx.conventions())
-        dW = Ws[b] - Ws[a]
-        gg = float(np.sum(G * G))
-        if gg == 0:
-            continue
-        c = -float(np.sum(dW * G)) / gg
-        res = rel(maxabs(dW + c * G), maxabs(dW))
-        eta = fx.config.eta
-        if res <= 1e-8 and abs(c / eta - 1.0) > 1e-8:
-            rep.findings.append(f"between their steps {t} and {t + 1} the update is exactly -{c:.6g} x lnref's "
-                                f"gradient at their W({t}) (residual {res:.1e}): a step size of {c:.6g} where "
-                                f"lnref uses eta = {eta:g}")
-            return
 
 
 # --------------------------------------------------------------------------------------------- public checks

@@ -12,12 +12,13 @@ non-finite weights, which the callers handle).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-__all__ = ["Variant", "Problem", "sigma", "dsigma", "outputs", "gradient", "simulate", "EXACT"]
+__all__ = ["Variant", "Problem", "sigma", "dsigma", "outputs", "gradient", "simulate", "EXACT", "LOSS_DERIVATIVES",
+           "SCHEDULES", "step_size", "rounded"]
 
 
 def sigma(z: np.ndarray, q: float) -> np.ndarray:
@@ -47,19 +48,26 @@ class Variant:
     """Switches of the dynamics; the defaults are the exact GD of SPEC.md sections 2-3.
 
     Model: ``output_scale`` (None: the paper's 1/m; 1.0: second layer +-1), ``patch_reduce`` ('sum' or 'mean'
-    over the two patches), ``orientation`` (+1: f = F_{+1} - F_{-1}; -1: flipped), ``signal_label`` ('true' or
-    'observed' label in the signal patch), ``noise_times_y`` (the noise patch is y_i xi_i), ``bias`` (a trained
-    bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one; ``bias_trained=False``:
-    the bias is used but never updated), ``dsigma_at_zero``, ``dsigma_clamp``.  With ``output_scale``,
+    over the two patches), ``orientation`` (+1: f = F_{+1} - F_{-1}; -1: flipped), ``signal_label`` ('true',
+    'observed' or '01': (y + 1)/2, the label in the signal patch), ``noise_times_y`` (the noise patch is y_i xi_i),
+    ``bias`` (a trained bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one;
+    ``bias_trained=False``: the bias is used but never updated), ``dsigma_at_zero``, ``dsigma_clamp``.
+    With ``output_scale``,
     ``patch_reduce`` and ``bias`` the replay also covers the common conventions (a Conv1d-style model:
     f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1 or 1/2), so a problem can
     carry them as its ``base`` variant.
-    Loss: ``loss`` ('logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01': log(1 + e^{-t f}) with t in {0, 1};
-    'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or 'sum' over samples).
-    Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient).
+    ``output_factor`` multiplies the output scale (a fitted second-layer scale).
+    Loss: ``loss`` (a key of :data:`LOSS_DERIVATIVES`: 'logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01':
+    log(1 + e^{-t f}) with t in {0, 1}; 'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or
+    'sum' over samples), ``label_source`` ('observed': the loss uses y_obs; 'true': the clean labels y).
+    Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient),
+    ``detach`` ('' or 'signal' / 'noise': that patch's path is detached from the graph, so it adds no gradient),
+    ``clip_norm`` (> 0: PyTorch's clip_grad_norm_ with this max_norm, before the optimiser step).
+    Inputs: ``round_inputs`` ('' or 'all' / 'data' / 'weights': those inputs rounded through float32, the
+    arithmetic staying float64).
     Optimiser (applied to W and, as PyTorch's SGD does, to the biases): ``eta_scale``, ``weight_decay``,
-    ``momentum`` (heavy ball, PyTorch's SGD), ``schedule``
-    ('constant'; 'exp': eta gamma^t; 'invsqrt': eta / sqrt(1 + t)), ``gamma``, ``sequential_j`` (j = +1 updated
+    ``momentum`` (heavy ball, PyTorch's SGD; 1 is a gradient never zeroed), ``schedule`` (a key of
+    :data:`SCHEDULES`), ``gamma``, ``sequential_j`` (j = +1 updated
     before the j = -1 gradient is computed).
     Label-noise signs: ``eps_mode`` ('exact': eps[t] at step t; 'ignored'; 'frozen': eps[0] every step;
     'shifted': eps[t + 1] at step t; 'accumulated': eps[0] ... eps[t] multiplied in place).
@@ -75,10 +83,15 @@ class Variant:
     bias_trained: bool = True
     dsigma_at_zero: float = 0.0
     dsigma_clamp: bool = True
+    output_factor: float = 1.0
     loss: str = "logistic"
     loss_reduce: str = "mean"
+    label_source: str = "observed"
     grad_scale: float = 1.0
     grad_j_swapped: bool = False
+    detach: str = ""
+    clip_norm: float = 0.0
+    round_inputs: str = ""
     eta_scale: float = 1.0
     weight_decay: float = 0.0
     momentum: float = 0.0
@@ -110,6 +123,7 @@ class Problem:
     eps: np.ndarray | None = None
     b0: np.ndarray | None = None
     base: Variant = EXACT
+    T: int = 0
 
     @classmethod
     def of(cls, fx) -> Problem:
@@ -123,7 +137,7 @@ class Problem:
                        patch_reduce=getattr(cfg, "patch_reduce", "sum"), bias=bool(getattr(cfg, "bias", False)))
         b0 = getattr(fx, "b0", None)
         return cls(d.mu, d.xi, d.y, d.y_obs, fx.W0, float(cfg.q), float(cfg.eta), fx.eps,
-                   None if b0 is None else np.asarray(b0, dtype=np.float64), base)
+                   None if b0 is None else np.asarray(b0, dtype=np.float64), base, int(fx.total_steps))
 
     @property
     def m(self) -> int:
@@ -135,8 +149,9 @@ class Problem:
 
     def labels(self, t: int, v: Variant = EXACT) -> np.ndarray:
         """The labels of the loss at step t -> t + 1 under ``v.eps_mode`` (y_obs for plain GD)."""
+        y = self.y if v.label_source == "true" else self.y_obs
         if self.eps is None or v.eps_mode == "ignored":
-            return self.y_obs
+            return y
         if v.eps_mode == "exact":
             e = self.eps[t]
         elif v.eps_mode == "frozen":
@@ -147,13 +162,13 @@ class Problem:
             e = np.prod(self.eps[: t + 1], axis=0)
         else:
             raise ValueError(f"eps_mode={v.eps_mode!r}")
-        return e * self.y_obs
+        return e * y
 
 
 def _parts(W, b, P: Problem, v: Variant, dt):
     """Inner products and the per-patch vectors: (Zs, Zn, ys, yn), Z* of shape (2, m, n)."""
     m, d = W.shape[1], W.shape[2]
-    ys = (P.y_obs if v.signal_label == "observed" else P.y).astype(dt)
+    ys = {"observed": P.y_obs, "01": (P.y + 1) * 0.5}.get(v.signal_label, P.y).astype(dt)
     yn = P.y.astype(dt) if v.noise_times_y else np.ones(P.n, dt)
     Wf = W.reshape(2 * m, d)
     Zs = ((Wf @ P.mu.astype(dt))[:, None] * ys[None, :]).reshape(2, m, P.n)
@@ -166,7 +181,7 @@ def _parts(W, b, P: Problem, v: Variant, dt):
 
 def _scale(P: Problem, v: Variant, dt) -> float:
     os_ = 1.0 / P.m if v.output_scale is None else v.output_scale
-    return dt(os_ * (0.5 if v.patch_reduce == "mean" else 1.0))
+    return dt(os_ * (0.5 if v.patch_reduce == "mean" else 1.0) * v.output_factor)
 
 
 def outputs(W: np.ndarray, P: Problem, v: Variant = EXACT, b: np.ndarray | None = None) -> np.ndarray:
@@ -177,20 +192,38 @@ def outputs(W: np.ndarray, P: Problem, v: Variant = EXACT, b: np.ndarray | None 
     return dt(v.orientation) * (F[0] - F[1])
 
 
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+#: d l_i / d f_i (before the 1/n) of each loss a Variant can name: ``fn(f, labels) -> array``.  A new loss (or a
+#: new mistake in evaluating one) is one more entry here and a Variant with ``loss=<key>``.
+LOSS_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "logistic": lambda f, lab: -lab * _sigmoid(-lab * f),
+    "wrong_arg": lambda f, lab: -lab * _sigmoid(lab * f),
+    "labels01": lambda f, lab: -((lab + 1) * f.dtype.type(0.5)) * _sigmoid(-((lab + 1) * f.dtype.type(0.5)) * f),
+    "bce_pm1": lambda f, lab: _sigmoid(f) - lab,
+}
+
+
 def _dloss(f: np.ndarray, lab: np.ndarray, v: Variant) -> np.ndarray:
     """d l_i / d f_i of every sample (before the 1/n), under ``v.loss``."""
-    def sigmoid(z):
-        return 0.5 * (1.0 + np.tanh(0.5 * z))
-    if v.loss == "logistic":
-        return -lab * sigmoid(-lab * f)
-    if v.loss == "wrong_arg":
-        return -lab * sigmoid(lab * f)
-    if v.loss == "labels01":
-        t = (lab + 1) * f.dtype.type(0.5)
-        return -t * sigmoid(-t * f)
-    if v.loss == "bce_pm1":
-        return sigmoid(f) - lab
-    raise ValueError(f"loss={v.loss!r}")
+    try:
+        return LOSS_DERIVATIVES[v.loss](f, lab)
+    except KeyError:
+        raise ValueError(f"loss={v.loss!r}") from None
+
+
+def rounded(P: Problem, v: Variant, W: np.ndarray | None = None, b: np.ndarray | None = None):
+    """(P, W, b) with the inputs ``v.round_inputs`` names rounded through float32 (kept float64)."""
+    def r(a):
+        return None if a is None else np.asarray(a).astype(np.float32).astype(np.asarray(a).dtype)
+    if v.round_inputs in ("all", "data"):
+        P = replace(P, mu=r(P.mu), xi=r(P.xi))
+    if v.round_inputs in ("all", "weights"):
+        P = replace(P, W0=r(P.W0), b0=r(P.b0))
+        W, b = r(W), r(b)
+    return P, W, b
 
 
 def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
@@ -199,6 +232,8 @@ def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
 
     Exact (``v = Variant()``): SPEC.md section 3, grad_{w_jr} L = (1/(n m)) sum_i l'_i s_j y_obs_i [...].
     """
+    if v.round_inputs:
+        P, W, b = rounded(P, v, W, b)
     dt = W.dtype.type
     lab = labels.astype(dt)
     Zs, Zn, ys, yn = _parts(W, b, P, v, dt)
@@ -212,6 +247,10 @@ def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
     Dn = dsigma(Zn, P.q, v.dsigma_at_zero, v.dsigma_clamp)
     s = np.array([1.0, -1.0], dtype=dt)[:, None, None] * (dt(v.orientation) * c)
     m, d = W.shape[1], W.shape[2]
+    if v.detach == "signal":
+        Ds = np.zeros_like(Ds)
+    elif v.detach == "noise":
+        Dn = np.zeros_like(Dn)
     sig = ((Ds * (g * ys)).sum(axis=2))[:, :, None] * P.mu.astype(dt)
     noi = ((Dn * (g * yn)).reshape(2 * m, P.n) @ P.xi.astype(dt)).reshape(2, m, d)
     G = s * (sig + noi)
@@ -227,14 +266,23 @@ def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
     return G, Gb
 
 
+#: eta_t / eta of each learning-rate schedule a Variant can name: ``fn(t, v, P) -> factor``
+SCHEDULES: dict[str, Callable[[int, Variant, Problem], float]] = {
+    "constant": lambda t, v, P: 1.0,
+    "exp": lambda t, v, P: v.gamma ** t,                                  # ExponentialLR(gamma)
+    "exp_shifted": lambda t, v, P: v.gamma ** (t + 1),                    # scheduler.step() before optimizer.step()
+    "invsqrt": lambda t, v, P: 1.0 / np.sqrt(1.0 + t),
+    "cosine": lambda t, v, P: 0.5 * (1.0 + np.cos(np.pi * t / max(P.T, 1))),  # CosineAnnealingLR(T_max=T)
+    "linear_warmup": lambda t, v, P: 1.0 / 3.0 + (2.0 / 3.0) * min(t, 5) / 5.0,  # LinearLR() defaults
+}
+
+
 def step_size(P: Problem, v: Variant, t: int) -> float:
-    """eta_t of step t -> t + 1 under ``v`` (constant, exponential or inverse-square-root schedule)."""
+    """eta_t of step t -> t + 1 under ``v`` (the schedule :data:`SCHEDULES` [v.schedule] times eta x eta_scale)."""
     eta = P.eta * v.eta_scale
-    if v.schedule == "exp":
-        return eta * v.gamma ** t
-    if v.schedule == "invsqrt":
-        return eta / np.sqrt(1.0 + t)
-    return eta
+    if v.schedule == "constant":
+        return eta
+    return eta * SCHEDULES[v.schedule](t, v, P)
 
 
 def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.float64,
@@ -266,6 +314,9 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
     out: dict[int, np.ndarray] = {}
     if not want:
         return out
+    if v.round_inputs:                  # the inputs are rounded once; the arithmetic stays in ``dtype``
+        P, W0, b0 = rounded(P, v, P.W0 if W0 is None else W0, b0)
+        v = replace(v, round_inputs="")
     dt = np.dtype(dtype).type
     W = np.array(P.W0 if W0 is None else W0, dtype=dt)
     if not v.bias:
@@ -293,6 +344,12 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
                 G = np.stack([G[0], G2[1]])
                 if Gb is not None:
                     Gb = np.stack([Gb[0], Gb2[1]])
+            if v.clip_norm:
+                norm = np.sqrt(np.sum(G * G) + (0.0 if Gb is None else np.sum(Gb * Gb)))
+                coef = dt(v.clip_norm) / (norm + dt(1e-6))
+                if coef < 1:
+                    G = G * coef
+                    Gb = None if Gb is None else Gb * coef
             if v.weight_decay:
                 G = G + dt(v.weight_decay) * W
                 if Gb is not None:

@@ -18,7 +18,8 @@ import numpy as np
 from .catalogue import CATALOGUE, Mistake, mistake_text
 from .tolerances import Tolerance
 
-__all__ = ["Report", "CheckpointError", "findings", "coefficients", "decomposable", "maxabs", "rel", "Judge"]
+__all__ = ["Report", "CheckpointError", "findings", "coefficients", "decomposable", "maxabs", "rel", "Judge",
+           "fmt_value", "name_factor", "describe_matches", "not_in_catalogue"]
 
 
 @dataclass
@@ -50,6 +51,10 @@ class Report:
     diagnosis : list of str, causes reproduced by a replay, or checked hints, or "not in the catalogue"
     mistakes : list of str, keys of the catalogue entries whose replay reproduces the numbers
     notes : list of str, coverage (unchecked checkpoints, ignored steps) and how the bounds were derived
+    special_points : list of str, which of the model's special points (the ReLU's kink, negative pre-activations,
+        mislabelled samples, ...) the fixture exercised at the compared checkpoints ('yes: ...') and which not
+        ('NO: ...'); printed in every report, passing ones included (:mod:`lnref.oracle.coverage`)
+    fitted : dict key -> float, the fitted parameter of each named fitted entry
     """
 
     kind: str
@@ -61,6 +66,7 @@ class Report:
     mistakes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fitted: dict[str, float] = field(default_factory=dict)
+    special_points: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -105,6 +111,10 @@ class Report:
             lines += [f"  - {d}" for d in self.diagnosis]
         if self.notes:
             lines += [f"Note: {n}" for n in self.notes]
+        if self.special_points:
+            lines.append("Special points of the model at the compared checkpoints (a mistake shows only where it "
+                         "changes the numbers):")
+            lines += [f"  - {p}" for p in self.special_points]
         return "\n".join(lines)
 
     __str__ = text
@@ -171,7 +181,17 @@ def findings(dgamma: np.ndarray, drho: np.ndarray, sg: float, sr: float, fx, flo
 
 _FACTORS = {"m": lambda fx: fx.m, "1/m": lambda fx: 1.0 / fx.m, "n": lambda fx: fx.n, "1/n": lambda fx: 1.0 / fx.n,
             "n m": lambda fx: fx.n * fx.m, "-1": lambda fx: -1.0, "2": lambda fx: 2.0, "1/2": lambda fx: 0.5,
-            "eta": lambda fx: fx.config.eta, "q": lambda fx: fx.config.q}
+            "eta": lambda fx: fx.config.eta, "q": lambda fx: fx.config.q, "m/2": lambda fx: fx.m / 2.0,
+            "2/m": lambda fx: 2.0 / fx.m}
+
+
+def fmt_value(value: float, ref: float | None = None) -> str:
+    """``value`` with the digits that tell it from ``ref`` (the value of the exact dynamics, e.g. 1 for a factor):
+    6 significant digits, more when it is closer to ``ref`` than that (1 + 1e-9 prints as 1.000000001)."""
+    digits = 6
+    if ref and math.isfinite(value) and abs(value / ref - 1.0) > 1e-13:      # below: float64 rounding, not a cause
+        digits = min(17, max(6, math.ceil(-math.log10(abs(value / ref - 1.0))) + 2))
+    return f"{value:.{digits}g}"
 
 
 def name_factor(c: float, fx) -> str | None:
@@ -194,11 +214,15 @@ class Judge:
     scales : list of float, the normwise scale of each checkpoint (relative errors are max|.| / scale)
     bnds : list of float, the bound of each checkpoint
     predict : callable (Mistake, value or None) -> list of arrays or None
+    kind : str, the check ('gradient', 'step', 'trajectory'), for the entries' direct estimates
+    steps : list of int, the compared steps (same order as ``subs``), for the entries' direct estimates
     """
 
     def __init__(self, fx, subs: Sequence[np.ndarray], refs: Sequence[np.ndarray], scales: Sequence[float],
-                 bnds: Sequence[float], predict: Callable[[Mistake, float | None], list | None]):
+                 bnds: Sequence[float], predict: Callable[[Mistake, float | None], list | None],
+                 kind: str = "", steps: Sequence[int] | None = None):
         self.fx, self.subs, self.refs, self.scales, self.bnds, self.predict = fx, subs, refs, scales, bnds, predict
+        self.kind, self.steps = kind, None if steps is None else [int(t) for t in steps]
 
     def distance(self, pred: Sequence[np.ndarray]) -> tuple[float, bool]:
         """(worst relative distance of the submission to ``pred``, reproduced).
@@ -231,7 +255,8 @@ class Judge:
         """Secant (Gauss-Newton) on the entry's one parameter, started from the two best trial values; None when
         the fit fails or leaves the entry's range."""
         trials = []
-        for p in (e.start, e.probe) + tuple(e.grid):
+        guesses = tuple(e.estimate(self)) if e.estimate is not None else ()
+        for p in guesses + (e.start, e.probe) + tuple(e.grid):
             pr = self.predict(e, p)
             r = None if pr is None else self._residual(pr)
             if r is not None:
@@ -240,6 +265,8 @@ class Judge:
             return None
         trials.sort(key=lambda x: x[0])
         (_, p1, r1), (_, p0, r0) = trials[0], trials[1]
+        if p1 in guesses and self.distance(self.predict(e, p1))[1]:
+            return p1 if e.low <= p1 <= e.high else None        # a direct estimate that already reproduces
         for _ in range(14):
             J = (r1 - r0) / (p1 - p0)
             jj = float(J @ J)
@@ -290,12 +317,9 @@ def describe_matches(rep: Report, fx, matches, what: str, steps: Sequence[int]) 
         rep.mistakes.append(e.key)
         if value is not None:
             rep.fitted[e.key] = float(value)
-            name = name_factor(value, fx) if e.fit in ("eta_scale", "grad_scale") else None
-            if name:
-                value_txt = f"{value:.6g} = {name}"
-                txt = mistake_text(e, fx, value).replace(f"{value:.6g} times", f"{value_txt} times")
-            else:
-                txt = mistake_text(e, fx, value)
+            name = name_factor(value, fx) if e.fit in ("eta_scale", "grad_scale", "output_factor") else None
+            value_txt = fmt_value(value, e.start) + (f" = {name}" if name else "")
+            txt = mistake_text(e, fx, value, value_txt)
             how = f"replaying it with the fitted value reproduces {what} at step(s) {shown} to {dist:.1e}"
         else:
             txt = mistake_text(e, fx)
