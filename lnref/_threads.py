@@ -1,6 +1,6 @@
 """How many threads the numba kernels use, and how idle threads wait (issue 13: never the slow choice).
 
-Two decisions, both speed only (every kernel gives the same bits for any thread count, DESIGN.md "Numerics"):
+Two decisions, both speed only (every kernel gives the same bits for any thread count, docs/DESIGN.md "Numerics"):
 
 1. **Wait policy.** numba's ``omp`` threading layer is GNU OpenMP (libgomp), whose idle threads by default
    spin for ``GOMP_SPINCOUNT`` = 300 000 pause instructions (several milliseconds, longer than a scheduler

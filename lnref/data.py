@@ -1,4 +1,4 @@
-"""The seed -> data contract (SPEC.md section 1; DESIGN.md "The seed -> data contract").
+"""The seed -> data contract (SPEC.md section 1; docs/DESIGN.md "The seed -> data contract").
 
 One integer seed gives independent streams
 ``np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))``:

@@ -1,4 +1,4 @@
-"""lnref against the slow NumPy references of tests/naive.py (DESIGN.md tolerance tier: rtol ~1e-12 per step)."""
+"""lnref against the slow NumPy references of tests/naive.py (docs/DESIGN.md tolerance tier: rtol ~1e-12 per step)."""
 from __future__ import annotations
 
 import numpy as np

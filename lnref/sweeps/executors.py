@@ -93,7 +93,7 @@ def main_is_importable() -> bool:
 
 
 def process_executor(workers: int | None = None) -> cf.Executor:
-    """A spawn-context process pool (DESIGN.md: OpenMP is not fork-safe) with 1 numba thread per worker.
+    """A spawn-context process pool (docs/DESIGN.md: OpenMP is not fork-safe) with 1 numba thread per worker.
 
     Returns a :class:`SerialExecutor` (with a one-line notice on stderr) when ``__main__`` is a script read
     from standard input, which spawned workers cannot re-import.
