@@ -92,7 +92,7 @@ from .config import Config, ConfigError
 from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, short_repr, step_stream, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
-           "fresh_test_accuracy", "fresh_test_factor", "coordinates", "TORCH_MAX_ENTRIES"]
+           "fresh_test_accuracy", "fresh_test_factor", "scaled_test_inner", "coordinates", "TORCH_MAX_ENTRIES"]
 
 # problems smaller than this (multiply-adds per kernel call, ~1 ms serial) run the serial kernel variant
 # (same bits, no threading start-up cost)
@@ -431,6 +431,16 @@ class VirtualTestInputs:
     y_score: np.ndarray
 
 
+def scaled_test_inner(ct: np.ndarray, mu_sq: float, Gt: np.ndarray | None = None,
+                  xi_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The scaled inner products of a test set that :func:`lnref._equations.coefficient_inner` takes (SPEC.md
+    section 4): ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros when mu = 0) from ct (T,) = <mu, xi_t>, and, given
+    Gt (n, T) = <xi_i, xi_t> and xi_sq (n,), Gtn (n, T) = <xi_i, xi_t>/||xi_i||^2 (else None)."""
+    ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
+    Gtn = None if Gt is None else Gt / xi_sq[:, None]
+    return ct_mu, Gtn
+
+
 def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.ndarray,
                         mu_sq: float) -> VirtualTestInputs:
     """Draw the virtual test set of ``cfg`` (stream 'test', n_test > 0) for training vectors with coordinates
@@ -447,7 +457,7 @@ def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.nd
         a = ct
     if kind == "spurious":
         ct = ct + c[idx]
-    ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
+    ct_mu, _ = scaled_test_inner(ct, mu_sq)
     return VirtualTestInputs(zT=zT, scale=scale, a=a, isotropic=isotropic, idx=idx,
                              ct_mu=np.ascontiguousarray(ct_mu), y_t=y_t, y_score=np.ascontiguousarray(y_score))
 
