@@ -257,7 +257,7 @@ def _noise(rng: np.random.Generator, rows: int, d: int, scale: float, mu: np.nda
     return g
 
 
-def _flip(rng: np.random.Generator, y: np.ndarray, tau_plus: float, tau_minus: float, flips: str) -> np.ndarray:
+def flip_labels(rng: np.random.Generator, y: np.ndarray, tau_plus: float, tau_minus: float, flips: str) -> np.ndarray:
     n = y.shape[0]
     if flips == "independent":
         u = rng.random(n)
@@ -287,7 +287,7 @@ def make_test(cfg: Config, data: Dataset, kind: str | None = None, n_test: int |
         y = data.y[k].copy()
     else:
         raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
-    y_score = _flip(rng, y, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y
+    y_score = flip_labels(rng, y, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y
     return TestSet(xi, y, y_score, name=kind)
 
 
@@ -316,7 +316,7 @@ def make_data(cfg: Config, mu: np.ndarray | None = None) -> Dataset:
     rng = stream(cfg.seed, "data")
     y = 2.0 * rng.integers(0, 2, cfg.n).astype(np.float64) - 1.0
     xi = _noise(rng, cfg.n, cfg.d, cfg.sigma_p, mu, cfg.noise)
-    y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
+    y_obs = flip_labels(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
     data = Dataset(mu, xi, y, y_obs)
     if cfg.n_test > 0:
         data = Dataset(mu, xi, y, y_obs, make_test(cfg, data))

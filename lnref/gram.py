@@ -89,7 +89,7 @@ import numpy as np
 from . import _kernels_coef as KC
 from . import _normals
 from .config import Config, ConfigError
-from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, short_repr, step_stream, stream
+from .data import Dataset, LabelMasks, flip_labels, init_bias, init_weights, short_repr, step_stream, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
            "fresh_test_accuracy", "fresh_test_factor", "scaled_test_inner", "coordinates", "TORCH_MAX_ENTRIES"]
@@ -102,9 +102,14 @@ PARALLEL_WORK = 1_000_000
 TORCH_MAX_ENTRIES = 2**28
 
 
-def _kernel(pair, work: float):
+def pick_kernel(pair, work: float):
+    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref._equations.both`) for a
+    call of ``work`` multiply-adds: the same bits either way, the choice is speed only."""
     par, ser = pair
     return par if work >= PARALLEL_WORK and numba.get_num_threads() > 1 else ser
+
+
+_kernel = pick_kernel  # the name lnref.engines.coefficients imports; TODO(lead): import pick_kernel there, then drop
 
 
 def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
@@ -113,7 +118,7 @@ def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     ZT = np.ascontiguousarray(ZT, dtype=np.float64)
     out = np.empty((Y.shape[0], ZT.shape[1]))
-    _kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
+    pick_kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
     return out
 
 
@@ -250,7 +255,7 @@ def stats_from_coordinates(coords: np.ndarray, e1: np.ndarray, n: int, mu_norm: 
     k, r = coords.shape
     full, G, xi_sq, P0, b0, c = np.empty((k, k)), np.empty((n, n)), np.empty(n), np.empty((k - n, n)), \
         np.empty(k - n), np.empty(n)
-    _kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(coords, e1, float(mu_norm), np.empty((r, k)), full,
+    pick_kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(coords, e1, float(mu_norm), np.empty((r, k)), full,
                                                            G, xi_sq, P0, b0, c)
     return GramStats(mu_sq=float(mu_norm) * float(mu_norm), xi_sq=xi_sq, G=G, c=c, P0=P0, b0=b0,
                      W0W0=np.ascontiguousarray(full[n:, n:]))
@@ -319,7 +324,7 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
         raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
     zT = _normals.standard_normal(rng, (n_test, r), transposed=True)
     a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" else None
-    y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
+    y_score = flip_labels(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
     return y_t, idx, float(scale), zT, a, y_score
 
 
@@ -396,8 +401,8 @@ def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarra
     # 32-bit half)
     _, words = _normals.pcg64_words(step_stream(cfg.seed, "fresh_test", step).bit_generator)
     L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
-    count = KC.fresh_test_correct(L, words, _normals._K, _normals._W, _normals._F, _normals.TAIL_R, int(n_test),
-                                  data.y.shape[0] if spurious else 0, data.y,
+    count = KC.fresh_test_correct(L, words, _normals.ZIG_K, _normals.ZIG_W, _normals.ZIG_F, _normals.TAIL_R,
+                                  int(n_test), data.y.shape[0] if spurious else 0, data.y,
                                   float(cfg.sigma_zeta if spurious else cfg.sigma_p), A, B, bias,
                                   bool(cfg.test_flipped_labels), float(cfg.tau_plus), float(cfg.tau_minus), float(q),
                                   int(cfg.m), float(div))
@@ -510,7 +515,7 @@ def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     coords (n + 2m, r) (rows scaled by sigma_p or sigma0) and e1 (n + 2m,), all float64, C order."""
     n, m, d = cfg.n, cfg.m, cfg.d
     y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
-    y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
+    y_obs = flip_labels(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
     rng = stream(cfg.seed, "gram")
     if cfg.init == "torch":
         coords, e1 = _torch_draws(cfg, rng)

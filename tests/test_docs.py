@@ -5,7 +5,7 @@ reference is
 
 - a document by name or path: ``SPEC.md``, ``docs/DESIGN.md``, ``CHANGELOG.md``, ``bench/README.md``,
   ``CITATION.cff`` (resolved from the top of the repository);
-- a path into the project's folders: ``docs/...``, ``bench/...``, ``tests/...py``, ``lnref/...`` (from the top);
+- a path into the project's folders: ``docs/...``, ``bench/...``, ``tests/...py`` (from the top);
 - a relative Markdown link ``[text](target)`` in a .md file (from the file's own folder).
 
 A missing one fails naming the citing file and line and the missing document.  The files lnref *writes* (a
@@ -27,7 +27,7 @@ OUTPUTS = {
 }
 
 DOC_RE = re.compile(r"(?<![\w./-])((?:\.\.?/)?(?:[\w-]+/)*[\w-]+\.(?:md|cff))\b")
-PATH_RE = re.compile(r"(?<![\w./-])((?:docs|bench)/[\w./-]*[\w]|tests/[\w/]+\.py|lnref/[\w/]+\.(?:py|md))")
+PATH_RE = re.compile(r"(?<![\w./-])((?:docs|bench)/[\w./-]*[\w]|tests/[\w/]+\.py)")
 LINK_RE = re.compile(r"\]\(([^)\s]+)\)")
 
 
