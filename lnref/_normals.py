@@ -1,4 +1,4 @@
-"""Standard normal draws from a PCG64 stream, ~4x faster than ``Generator.standard_normal`` for large blocks (and the
+"""Standard normal draws from a PCG64 stream, NumPy's numbers made in numba for large blocks (and the
 bounded integers of a fresh virtual test set, :func:`bounded_integers`).
 
 Used for the virtual test sets of :mod:`lnref.gram` (20 000 normals per run of Kou's phase diagram with its fresh

@@ -94,8 +94,8 @@ from .data import Dataset, LabelMasks, flip_labels, init_bias, init_weights, sho
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
            "fresh_test_accuracy", "fresh_test_factor", "scaled_test_inner", "coordinates", "TORCH_MAX_ENTRIES"]
 
-# problems smaller than this (multiply-adds per kernel call, ~1 ms serial) run the serial kernel variant
-# (same bits, no threading start-up cost)
+# problems smaller than this (multiply-adds per kernel call) run the serial kernel variant (same bits, no
+# threading start-up cost, which would be a large share of such a call)
 PARALLEL_WORK = 1_000_000
 
 #: init='torch' draws W0 (2m x d float64) explicitly; more entries than this (2 GiB) are refused
@@ -548,8 +548,8 @@ def _torch_draws(cfg: Config, rng: np.random.Generator) -> tuple[np.ndarray, np.
     wcoords = np.zeros((F, 0))
     if s == F:
         # Gram-Schmidt coordinates: the lower Cholesky factor L of W'W'^T (W' = W[:, 1:]) is W' in the orthonormal
-        # basis Q_1 = W'^T L^-T (the transposed R of a QR of W'^T); 2m x 2m work (LAPACK's QR of the (d-1, 2m)
-        # matrix costs ~70 ms instead of ~0.05 ms when OpenBLAS threads compete on a loaded machine)
+        # basis Q_1 = W'^T L^-T (the transposed R of a QR of W'^T); 2m x 2m work, where LAPACK's QR of the
+        # (d-1, 2m) matrix would be slow whenever OpenBLAS threads compete on a loaded machine
         try:
             wcoords = np.linalg.cholesky(W[:, 1:] @ W[:, 1:].T)
         except np.linalg.LinAlgError:  # numerically rank-deficient: fall back to the QR
