@@ -27,7 +27,7 @@ Specialisations live inside the functions: q = 1 (the ReLU) and q = 2 are branch
 callers that loop over many terms call them with a literal ``1.0`` under an ``if q == 1.0`` so that numba
 folds the branch out of the loop (same bits, no per-term test).
 
-Numerics (DESIGN.md "Numerics"): no fastmath, ``error_model="numpy"``, every sum a serial loop in index order,
+Numerics (docs/DESIGN.md "Numerics"): no fastmath, ``error_model="numpy"``, every sum a serial loop in index order,
 so any caller that parallelises over filters or samples gets the same bits for every thread count and with
 ``NUMBA_DISABLE_JIT=1``.  Adding a zero bias changes no bit: x + 0.0 == x, except -0.0 + 0.0 = +0.0, which
 sigma and sigma' map to 0 either way.

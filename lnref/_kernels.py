@@ -4,7 +4,7 @@ Every equation is computed by the one function of :mod:`lnref._equations` that i
 the loss, the outputs, one filter's GD step); this module holds what only the weight engine does: inner products
 of explicit weights with explicit vectors, the gradient as a d-dimensional vector, and the step on W.
 
-Rules (DESIGN.md "Numerics"): kernels take preallocated outputs, draw no random numbers and read no module
+Rules (docs/DESIGN.md "Numerics"): kernels take preallocated outputs, draw no random numbers and read no module
 globals; ``prange`` runs only over independent outputs (filters, samples) and every reported sum is a serial
 loop in index order, so results are bit-identical for any thread count and with ``NUMBA_DISABLE_JIT=1``.
 No fastmath, ``error_model="numpy"``, the exponent q is a float64 (``pow``).

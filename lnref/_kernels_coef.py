@@ -5,7 +5,7 @@ filter's GD step (:func:`~lnref._equations.filter_update`) and the inner product
 (:func:`~lnref._equations.coefficient_inner`, for the training noise patches, explicit and virtual test sets);
 the kernels here only arrange them into loops over filters, samples and steps.
 
-Same rules as :mod:`lnref._kernels` (DESIGN.md "Numerics"): preallocated outputs, no random numbers, no module
+Same rules as :mod:`lnref._kernels` (docs/DESIGN.md "Numerics"): preallocated outputs, no random numbers, no module
 globals (block sizes are constants frozen at compile time), no fastmath, ``error_model="numpy"``, q passed as
 float64; ``prange`` only over independent outputs
 (filters or samples), every reported sum a serial loop in index order, so results are bit-identical for any

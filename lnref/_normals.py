@@ -1,4 +1,4 @@
-"""Standard normal draws from a PCG64 stream, ~4x faster than ``Generator.standard_normal`` for large blocks (and the
+"""Standard normal draws from a PCG64 stream, NumPy's numbers made in numba for large blocks (and the
 bounded integers of a fresh virtual test set, :func:`bounded_integers`).
 
 Used for the virtual test sets of :mod:`lnref.gram` (20 000 normals per run of Kou's phase diagram with its fresh
@@ -30,7 +30,8 @@ from numba.extending import intrinsic
 
 from ._equations import kernel
 
-__all__ = ["tables", "standard_normal", "bounded_integers", "pcg64_words", "set_pcg64_words"]
+__all__ = ["tables", "standard_normal", "bounded_integers", "pcg64_words", "set_pcg64_words", "next_word", "ZIG_K",
+           "ZIG_W", "ZIG_F"]
 
 LAYERS = 256
 TAIL_R = 3.6541528853610087963519472518       # right edge of the base layer (the tail starts there)
@@ -62,7 +63,8 @@ def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return k, w, dens(edges)
 
 
-_K, _W, _F = tables()
+# the ziggurat's tables (layer limits, widths, densities), as the kernels of lnref._kernels_coef take them
+ZIG_K, ZIG_W, ZIG_F = tables()
 
 
 # PCG64 (NumPy's default bit generator): a 128-bit LCG, state <- state * MULT + inc (mod 2^128), and the XSL-RR
@@ -98,7 +100,7 @@ if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 (tests run the kernels as Py
 
 
 @kernel(inline="always")
-def _next_word(st):
+def next_word(st):
     """The next 64-bit output of the PCG64 state st = (state_hi, state_lo, inc_hi, inc_lo) (uint64), advancing it."""
     hi, lo = _lcg128_step(st[0], st[1], st[2], st[3])
     st[0] = hi
@@ -106,6 +108,9 @@ def _next_word(st):
     x = hi ^ lo
     rot = hi >> np.uint64(58)
     return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
+
+
+_next_word = next_word  # the name lnref._kernels_coef imports; TODO(lead): import next_word there, then drop
 
 
 @kernel
@@ -125,7 +130,7 @@ def ziggurat_fill(st, k, w, f, r, out):
         for row in range(P):
             pos = row * Q + col
             while True:
-                u = _next_word(st)
+                u = next_word(st)
                 p += 1
                 idx = np.int64(u & np.uint64(0xFF))
                 u = u >> np.uint64(8)
@@ -139,14 +144,14 @@ def ziggurat_fill(st, k, w, f, r, out):
                     break
                 if idx == 0:  # tail beyond r
                     while True:
-                        xx = -inv_r * np.log1p(-(np.float64(_next_word(st) >> np.uint64(11)) * to_unit))
-                        yy = -np.log1p(-(np.float64(_next_word(st) >> np.uint64(11)) * to_unit))
+                        xx = -inv_r * np.log1p(-(np.float64(next_word(st) >> np.uint64(11)) * to_unit))
+                        yy = -np.log1p(-(np.float64(next_word(st) >> np.uint64(11)) * to_unit))
                         p += 2
                         if yy + yy > xx * xx:
                             break
                     flat[pos] = -(r + xx) if ((rabs >> np.uint64(8)) & np.uint64(1)) != np.uint64(0) else r + xx
                     break
-                uni = np.float64(_next_word(st) >> np.uint64(11)) * to_unit
+                uni = np.float64(next_word(st) >> np.uint64(11)) * to_unit
                 p += 1
                 if (f[idx - 1] - f[idx]) * uni + f[idx] < np.exp(-0.5 * x * x):
                     flat[pos] = x
@@ -178,7 +183,7 @@ def bounded_integers(st, span, out):
                 u32 = half
                 have_half = False
             else:
-                word = _next_word(st)
+                word = next_word(st)
                 u32 = word & low32
                 half = word >> np.uint64(32)
                 have_half = True
@@ -232,6 +237,6 @@ def standard_normal(rng: np.random.Generator, shape, transposed: bool = False) -
     if need == 0:
         return out
     state, st = pcg64_words(bitgen)
-    ziggurat_fill(st, _K, _W, _F, TAIL_R, fill)
+    ziggurat_fill(st, ZIG_K, ZIG_W, ZIG_F, TAIL_R, fill)
     set_pcg64_words(bitgen, state, st)
     return out

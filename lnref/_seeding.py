@@ -1,9 +1,9 @@
-"""The named random streams of the data contract, built 2-4x faster than through ``np.random.SeedSequence``.
+"""The named random streams of the data contract, built without ``np.random.SeedSequence``'s per-call overhead.
 
-Stream k of seed s is ``Generator(PCG64(SeedSequence(s, spawn_key=(k,))))`` (:mod:`lnref.data`).  Building one
-the plain way costs 10-20 us on the project's machine (SeedSequence's constructor and ``generate_state`` do
-their few hundred 32-bit operations through NumPy arrays and error-state contexts), against ~5 us here, and a
-sweep run opens six streams: 5% of a Kou run (same-process A/B).  Here the same arithmetic runs in one small
+Stream k of seed s is ``Generator(PCG64(SeedSequence(s, spawn_key=(k,))))`` (:mod:`lnref.data`).  Built the
+plain way, SeedSequence's constructor and ``generate_state`` do their few hundred 32-bit operations through NumPy
+arrays and error-state contexts, a visible share of a small sweep run, which opens six streams (the figures are
+in bench/ and the CHANGELOG).  Here the same arithmetic runs in one small
 numba kernel, and PCG64 is seeded from the result through a light :class:`StreamSeed` (a ``SeedSequence``
 stand-in that NumPy accepts), so the generator is *the same*: same state, same draws (tests/test_config_data.py
 compares the states with NumPy's for many seeds, keys and word counts).

@@ -1,13 +1,13 @@
 """How many threads the numba kernels use, and how idle threads wait (issue 13: never the slow choice).
 
-Two decisions, both speed only (every kernel gives the same bits for any thread count, DESIGN.md "Numerics"):
+Two decisions, both speed only (every kernel gives the same bits for any thread count, docs/DESIGN.md "Numerics"):
 
 1. **Wait policy.** numba's ``omp`` threading layer is GNU OpenMP (libgomp), whose idle threads by default
    spin for ``GOMP_SPINCOUNT`` = 300 000 pause instructions (several milliseconds, longer than a scheduler
    time slice) before sleeping.  A GD step of the weight engine is six parallel regions, each ending in a
    barrier.  With another process busy on a 2-core machine, one of the two threads is often descheduled; the
    other then spins at the barrier, taking the CPU time the descheduled thread needs to finish, and every region
-   costs a time slice instead of its work: 10x slower than one thread (bench/bench_weights.py, loaded case).
+   costs a time slice instead of its work: far slower than one thread (bench/bench_weights.py, loaded case).
    (The weight engine's ``advance`` now runs two regions per step, lnref/_kernels.py.)
    A passive wait (``OMP_WAIT_POLICY=passive``: sleep at once, wake on a futex) gives the core back, so the
    late thread runs at once.  libgomp reads its environment once, when it is loaded, so :func:`apply_wait_policy`
@@ -31,11 +31,9 @@ import numba
 __all__ = ["REGION_WORK", "ENV_THREADS", "apply_wait_policy", "wait_policy", "default_threads", "step_work",
            "resolve"]
 
-# Multiply-adds a parallel region must carry before a second thread pays (speed only, never numerical).  A region
-# of w multiply-adds takes ~0.085 ns * w on one thread of the 2-core VM this was measured on (both engines), and
-# waking the other thread and meeting it at the barrier costs ~20-100 us with the passive wait; two threads gain
-# 20 % only when w is above ~2e6 (measured with the fused weight kernel at load ~8: 2 threads / 1 thread = 0.83, 0.84,
-# 0.91, 0.92 at 4e5, 8e5, 2e6, 4e6 multiply-adds per region; 0.93-1.09 at 1.6e7 and 4e7, bench/bench_weights.py).
+# Multiply-adds a parallel region must carry before a second thread pays (speed only, never numerical): waking
+# the other thread and meeting it at the barrier costs a fixed time per region, which a region's work must
+# outweigh.  The threshold is where two threads start to gain in bench/bench_weights.py (figures in the CHANGELOG).
 REGION_WORK = 2_000_000
 ENV_THREADS = "LNREF_THREADS"
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")

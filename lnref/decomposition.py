@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels as K
+from . import _kernels_coef as KC
 from .config import ConfigError
 from .data import Dataset
 from .model import check_weights
@@ -10,13 +12,41 @@ from .model import check_weights
 __all__ = ["decompose", "reconstruct"]
 
 
-def _basis(data: Dataset) -> np.ndarray:
-    """Columns mu/||mu||^2, xi_1/||xi_1||^2, ..., xi_n/||xi_n||^2, shape (d, n + 1)."""
-    mu_sq = float(data.mu @ data.mu)
-    xi_sq = np.einsum("ij,ij->i", data.xi, data.xi)
+def _norms(data: Dataset) -> tuple[float, np.ndarray]:
+    """(||mu||^2, ||xi_i||^2 (n,)) by the kernel the coefficient engine uses (serial sums in index order)."""
+    xi_sq = np.empty(data.n)
+    K.row_sq_norms(data.xi, xi_sq)
+    mu_sq = np.empty(1)
+    K.row_sq_norms(data.mu.reshape(1, -1), mu_sq)
+    return float(mu_sq[0]), xi_sq
+
+
+def _weights(W0: np.ndarray, gamma: np.ndarray, rho: np.ndarray, data: Dataset, m: int) -> np.ndarray:
+    """W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2 for F = W0.shape[0] flattened filters, the first
+    m with s_j = +1: :func:`lnref._equations.weight_row` per filter (the coefficient engine's kernel)."""
+    mu_sq, xi_sq = _norms(data)
+    W = np.empty_like(W0)
+    KC.reconstruct(W0, np.ascontiguousarray(gamma, dtype=np.float64), np.ascontiguousarray(rho, dtype=np.float64),
+                   data.mu, data.xi, mu_sq, xi_sq, m, W)
+    return W
+
+
+def _check_basis(data: Dataset) -> None:
+    mu_sq, xi_sq = _norms(data)
     if mu_sq == 0.0 or np.any(xi_sq == 0.0):
-        raise ConfigError("decompose needs mu != 0 and every xi_i != 0")
-    return np.column_stack([data.mu / mu_sq, (data.xi / xi_sq[:, None]).T])
+        raise ConfigError("decompose and reconstruct need mu != 0 and every xi_i != 0")
+
+
+def _basis(data: Dataset) -> np.ndarray:
+    """Columns mu/||mu||^2, xi_1/||xi_1||^2, ..., xi_n/||xi_n||^2, shape (d, n + 1): the weights of unit
+    coefficients (gamma = 1, or one rho_i = 1) from W0 = 0, so decompose inverts what reconstruct computes."""
+    _check_basis(data)
+    k = data.n + 1
+    gamma = np.zeros(k)
+    gamma[0] = 1.0
+    rho = np.zeros((k, data.n))
+    rho[np.arange(1, k), np.arange(data.n)] = 1.0
+    return _weights(np.zeros((k, data.d)), gamma, rho, data, k).T
 
 
 def decompose(W, W0, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +77,7 @@ def decompose(W, W0, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     m = W.shape[1]
     basis = _basis(data)
     delta = (W - W0).reshape(2 * m, data.d).T  # (d, 2m)
-    import scipy.linalg  # here, not at import: it costs ~0.15 s of every `import lnref` (measured)
+    import scipy.linalg  # here, not at import: SciPy's import would slow every `import lnref`
 
     coef, _, rank, _ = scipy.linalg.lstsq(basis, delta, lapack_driver="gelsd")
     if rank < data.n + 1:
@@ -59,14 +89,16 @@ def decompose(W, W0, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reconstruct(W0, gamma, rho, data: Dataset) -> np.ndarray:
-    """W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, shape (2, m, d) (SPEC.md section 4)."""
+    """W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, shape (2, m, d) (SPEC.md section 4).
+
+    Computed by :func:`lnref._equations.weight_row` (the kernel of ``CoefficientEngine.weights``): the same bits
+    as the coefficient engine's weights for the same coefficients."""
     W0 = check_weights(W0, d=data.d, name="W0")
     m = W0.shape[1]
     gamma = np.asarray(gamma, dtype=np.float64)
     rho = np.asarray(rho, dtype=np.float64)
     if gamma.shape != (2, m) or rho.shape != (2, m, data.n):
         raise ConfigError(f"gamma must be (2, {m}) and rho (2, {m}, {data.n}); got {gamma.shape}, {rho.shape}")
-    basis = _basis(data)
-    s = np.array([1.0, -1.0])[:, None]
-    coef = np.concatenate([(s * gamma)[:, :, None], rho], axis=2).reshape(2 * m, data.n + 1)
-    return W0 + (coef @ basis.T).reshape(2, m, data.d)
+    _check_basis(data)
+    return _weights(np.ascontiguousarray(W0.reshape(2 * m, data.d)), gamma.reshape(2 * m), rho.reshape(2 * m, data.n),
+                    data, m).reshape(2, m, data.d)

@@ -89,22 +89,27 @@ import numpy as np
 from . import _kernels_coef as KC
 from . import _normals
 from .config import Config, ConfigError
-from .data import Dataset, LabelMasks, _flip, init_bias, init_weights, short_repr, step_stream, stream
+from .data import Dataset, LabelMasks, flip_labels, init_bias, init_weights, short_repr, step_stream, stream
 
 __all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
-           "fresh_test_accuracy", "fresh_test_factor", "coordinates", "TORCH_MAX_ENTRIES"]
+           "fresh_test_accuracy", "fresh_test_factor", "scaled_test_inner", "coordinates", "TORCH_MAX_ENTRIES"]
 
-# problems smaller than this (multiply-adds per kernel call, ~1 ms serial) run the serial kernel variant
-# (same bits, no threading start-up cost)
+# problems smaller than this (multiply-adds per kernel call) run the serial kernel variant (same bits, no
+# threading start-up cost, which would be a large share of such a call)
 PARALLEL_WORK = 1_000_000
 
 #: init='torch' draws W0 (2m x d float64) explicitly; more entries than this (2 GiB) are refused
 TORCH_MAX_ENTRIES = 2**28
 
 
-def _kernel(pair, work: float):
+def pick_kernel(pair, work: float):
+    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref._equations.both`) for a
+    call of ``work`` multiply-adds: the same bits either way, the choice is speed only."""
     par, ser = pair
     return par if work >= PARALLEL_WORK and numba.get_num_threads() > 1 else ser
+
+
+_kernel = pick_kernel  # the name lnref.engines.coefficients imports; TODO(lead): import pick_kernel there, then drop
 
 
 def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
@@ -113,7 +118,7 @@ def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     ZT = np.ascontiguousarray(ZT, dtype=np.float64)
     out = np.empty((Y.shape[0], ZT.shape[1]))
-    _kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
+    pick_kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
     return out
 
 
@@ -250,7 +255,7 @@ def stats_from_coordinates(coords: np.ndarray, e1: np.ndarray, n: int, mu_norm: 
     k, r = coords.shape
     full, G, xi_sq, P0, b0, c = np.empty((k, k)), np.empty((n, n)), np.empty(n), np.empty((k - n, n)), \
         np.empty(k - n), np.empty(n)
-    _kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(coords, e1, float(mu_norm), np.empty((r, k)), full,
+    pick_kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(coords, e1, float(mu_norm), np.empty((r, k)), full,
                                                            G, xi_sq, P0, b0, c)
     return GramStats(mu_sq=float(mu_norm) * float(mu_norm), xi_sq=xi_sq, G=G, c=c, P0=P0, b0=b0,
                      W0W0=np.ascontiguousarray(full[n:, n:]))
@@ -319,7 +324,7 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
         raise ConfigError(f"test={kind!r} is not allowed: choose 'iid' or 'spurious'")
     zT = _normals.standard_normal(rng, (n_test, r), transposed=True)
     a = scale * rng.standard_normal(n_test) if cfg.noise == "isotropic" else None
-    y_score = _flip(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
+    y_score = flip_labels(rng, y_t, cfg.tau_plus, cfg.tau_minus, "independent") if flipped else y_t
     return y_t, idx, float(scale), zT, a, y_score
 
 
@@ -396,8 +401,8 @@ def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarra
     # 32-bit half)
     _, words = _normals.pcg64_words(step_stream(cfg.seed, "fresh_test", step).bit_generator)
     L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
-    count = KC.fresh_test_correct(L, words, _normals._K, _normals._W, _normals._F, _normals.TAIL_R, int(n_test),
-                                  data.y.shape[0] if spurious else 0, data.y,
+    count = KC.fresh_test_correct(L, words, _normals.ZIG_K, _normals.ZIG_W, _normals.ZIG_F, _normals.TAIL_R,
+                                  int(n_test), data.y.shape[0] if spurious else 0, data.y,
                                   float(cfg.sigma_zeta if spurious else cfg.sigma_p), A, B, bias,
                                   bool(cfg.test_flipped_labels), float(cfg.tau_plus), float(cfg.tau_minus), float(q),
                                   int(cfg.m), float(div))
@@ -431,6 +436,16 @@ class VirtualTestInputs:
     y_score: np.ndarray
 
 
+def scaled_test_inner(ct: np.ndarray, mu_sq: float, Gt: np.ndarray | None = None,
+                  xi_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The scaled inner products of a test set that :func:`lnref._equations.coefficient_inner` takes (SPEC.md
+    section 4): ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros when mu = 0) from ct (T,) = <mu, xi_t>, and, given
+    Gt (n, T) = <xi_i, xi_t> and xi_sq (n,), Gtn (n, T) = <xi_i, xi_t>/||xi_i||^2 (else None)."""
+    ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
+    Gtn = None if Gt is None else Gt / xi_sq[:, None]
+    return ct_mu, Gtn
+
+
 def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.ndarray,
                         mu_sq: float) -> VirtualTestInputs:
     """Draw the virtual test set of ``cfg`` (stream 'test', n_test > 0) for training vectors with coordinates
@@ -447,7 +462,7 @@ def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.nd
         a = ct
     if kind == "spurious":
         ct = ct + c[idx]
-    ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
+    ct_mu, _ = scaled_test_inner(ct, mu_sq)
     return VirtualTestInputs(zT=zT, scale=scale, a=a, isotropic=isotropic, idx=idx,
                              ct_mu=np.ascontiguousarray(ct_mu), y_t=y_t, y_score=np.ascontiguousarray(y_score))
 
@@ -500,7 +515,7 @@ def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     coords (n + 2m, r) (rows scaled by sigma_p or sigma0) and e1 (n + 2m,), all float64, C order."""
     n, m, d = cfg.n, cfg.m, cfg.d
     y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
-    y_obs = _flip(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
+    y_obs = flip_labels(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
     rng = stream(cfg.seed, "gram")
     if cfg.init == "torch":
         coords, e1 = _torch_draws(cfg, rng)
@@ -533,8 +548,8 @@ def _torch_draws(cfg: Config, rng: np.random.Generator) -> tuple[np.ndarray, np.
     wcoords = np.zeros((F, 0))
     if s == F:
         # Gram-Schmidt coordinates: the lower Cholesky factor L of W'W'^T (W' = W[:, 1:]) is W' in the orthonormal
-        # basis Q_1 = W'^T L^-T (the transposed R of a QR of W'^T); 2m x 2m work (LAPACK's QR of the (d-1, 2m)
-        # matrix costs ~70 ms instead of ~0.05 ms when OpenBLAS threads compete on a loaded machine)
+        # basis Q_1 = W'^T L^-T (the transposed R of a QR of W'^T); 2m x 2m work, where LAPACK's QR of the
+        # (d-1, 2m) matrix would be slow whenever OpenBLAS threads compete on a loaded machine
         try:
             wcoords = np.linalg.cholesky(W[:, 1:] @ W[:, 1:].T)
         except np.linalg.LinAlgError:  # numerically rank-deficient: fall back to the QR

@@ -1,4 +1,4 @@
-"""A run folder: config.json, metrics.csv, arrays.npz, then meta.json last (DESIGN.md "Outputs a user can trust").
+"""A run folder: config.json, metrics.csv, arrays.npz, then meta.json last (docs/DESIGN.md "Outputs a user can trust").
 
 ``meta.json`` is the folder's completion mark: it is written after every other file and says
 ``"complete": true``.  A folder without it (a run killed, or stopped by a full disk) is incomplete; it is never

@@ -1,4 +1,4 @@
-"""Config validation, Dataset validation and the seed -> data contract (SPEC.md section 1, DESIGN.md)."""
+"""Config validation, Dataset validation and the seed -> data contract (SPEC.md section 1, docs/DESIGN.md)."""
 from __future__ import annotations
 
 import math

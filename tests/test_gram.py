@@ -185,9 +185,9 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
     # many words leaves it
     small_ref = lnref.data.stream(seed, "gram").standard_normal(3)
     np.testing.assert_allclose(standard_normal(lnref.data.stream(seed, "gram"), 3), small_ref, rtol=1e-12)
-    from lnref._normals import _F, _K, _W, pcg64_words, ziggurat_fill
+    from lnref._normals import ZIG_F, ZIG_K, ZIG_W, pcg64_words, ziggurat_fill
     _, words_state = pcg64_words(lnref.data.stream(seed, "gram").bit_generator)
-    used = ziggurat_fill(words_state, _K, _W, _F, TAIL_R, np.empty((50, 1)))
+    used = ziggurat_fill(words_state, ZIG_K, ZIG_W, ZIG_F, TAIL_R, np.empty((50, 1)))
     assert 50 <= used <= 60
     ref_bg = lnref.data.stream(seed, "gram").bit_generator
     ref_bg.random_raw(used)
@@ -219,12 +219,12 @@ def test_pcg64_words_in_numba_are_numpys_random_raw(seed, skip, n):
     and the state it writes back continues NumPy's stream (also after a 32-bit draw buffered a half word)."""
     import numba
 
-    from lnref._normals import _next_word, pcg64_words, set_pcg64_words
+    from lnref._normals import next_word, pcg64_words, set_pcg64_words
 
     @numba.njit
     def words(st, out):
         for i in range(out.shape[0]):
-            out[i] = _next_word(st)
+            out[i] = next_word(st)
 
     rng, ref = np.random.Generator(np.random.PCG64(seed)), np.random.Generator(np.random.PCG64(seed))
     for g in (rng, ref):

@@ -1,4 +1,4 @@
-"""Kernel-level exactness (DESIGN.md "Numerics"): thread counts and JIT on/off give identical arrays;
+"""Kernel-level exactness (docs/DESIGN.md "Numerics"): thread counts and JIT on/off give identical arrays;
 the gradient matches central finite differences; ``lnref.gd_step`` is one step of ``lnref.train`` bit for bit."""
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ __all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", 
 MARKER = "reproduction.json"
 
 #: What is known of each paper's own code (issue 11): where it is public, the reproduction follows it and cites it;
-#: where it is not, the reproduction says which reading of the paper it takes.  Searched (2026-11-29) in the public
+#: where it is not, the reproduction says which reading of the paper it takes.  Searched in the public
 #: GitHub index for repositories named like "benign", "label_noise", "labelnoise", "label-noise", "uclaml",
 #: "zzp1012" and by the papers' titles and set-ups.
 AUTHORS_CODE: dict[str, str] = {

@@ -95,10 +95,11 @@ def stationary_losses(p: float) -> tuple[float, float, float]:
 
     For one sample, the expected gradient of (1-p) l(m) + p l(-m) in the margin m vanishes at
     m* = log((1-p)/p); there the observed-label loss is l(m*) = log(1/(1-p)) and the expected flipped-label loss
-    is the binary entropy H(p) in nats.
+    is the binary entropy H(p) in nats.  Both losses are lnref's l (:func:`lnref.metrics.sample_losses`).
     """
     m = math.log((1 - p) / p)
-    return m, math.log1p(math.exp(-m)), -(1 - p) * math.log(1 - p) - p * math.log(p)
+    l_plus, l_minus = (float(v) for v in sample_losses(np.array([m, -m])))
+    return m, l_plus, (1 - p) * l_plus + p * l_minus
 
 
 def _last(hs, key):

@@ -98,8 +98,8 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
     metrics : sequence of str
         Final metrics per run (names in :data:`lnref.sweeps.METRICS`).
     batch_size : int, optional
-        (cell, replicate) runs per task; default about total / (8 * workers), between 1 and 250 (~0.3 s of
-        Kou-sized runs: short last tasks keep the pool's idle tail short).
+        (cell, replicate) runs per task; default about total / (8 * workers), between 1 and 250 (a fraction of a
+        second of Kou-sized runs: short last tasks keep the pool's idle tail short).
     progress : callable(jobs_done, jobs_total, cells_done, cells_total) or True, optional
         True prints a line on stderr at most once a second with the time left.
     force : bool

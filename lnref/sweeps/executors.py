@@ -93,7 +93,7 @@ def main_is_importable() -> bool:
 
 
 def process_executor(workers: int | None = None) -> cf.Executor:
-    """A spawn-context process pool (DESIGN.md: OpenMP is not fork-safe) with 1 numba thread per worker.
+    """A spawn-context process pool (docs/DESIGN.md: OpenMP is not fork-safe) with 1 numba thread per worker.
 
     Returns a :class:`SerialExecutor` (with a one-line notice on stderr) when ``__main__`` is a script read
     from standard input, which spawned workers cannot re-import.
@@ -120,11 +120,11 @@ def dask_executor(address: str | None, local_workers: int | None):
         raise ConfigError("--dask/--dask-local need Dask: pip install 'lnref[dask]'") from None
     if local_workers is not None:
         import dask
-        # Dask's defaults cost a sweep's many ~1 ms runs dearly (bench/bench_sweep.py --dask-local 2): the
-        # statistical profiler samples the task thread's stack every 10 ms (1.15x slower runs), and the nanny's
+        # Dask's defaults cost a sweep's many short runs dearly (bench/bench_sweep.py --dask-local 2): the
+        # statistical profiler samples the task thread's stack every 10 ms, and the nanny's
         # MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's adaptive mmap threshold, so every array over 128 KiB is
-        # mmap-ed and its pages faulted in afresh: ~165 page faults per Kou run.  These settings keep such
-        # arrays on the heap (~0.4 faults per run), and tick the event loop and the monitors less often.
+        # mmap-ed and its pages faulted in afresh at every run.  These settings keep such arrays on the heap,
+        # and tick the event loop and the monitors less often.
         with dask.config.set(LOCAL_DASK_SETTINGS):
             cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)

@@ -23,7 +23,8 @@ REFUSED_FIELDS = {"seed": "the seed is derived per cell and replicate from the b
 
 def cell_seed(root: int, cell: int, replicate: int) -> int:
     """The 63-bit seed of (cell, replicate) derived from the root seed (independent of scheduling)."""
-    # SeedSequence(root, spawn_key=(cell, replicate)).generate_state(1, uint64): the same words, ~2x faster
+    # SeedSequence(root, spawn_key=(cell, replicate)).generate_state(1, uint64): the same words, without the
+    # SeedSequence object (lnref._seeding)
     state = generate_state(int(root), (int(cell), int(replicate)), 1, np.uint64)
     return int(state[0] >> np.uint64(1))
 
