@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PRIVATE_ALLOWED = {
     ("lnref._kernels_coef", "lnref._normals", "_next_word"): "TODO(lead): import next_word (public now)",
     ("lnref.engines.coefficients", "lnref.gram", "_kernel"): "TODO(lead): import pick_kernel (public now)",
-    ("lnref.model", "lnref.config", "_check_float"): "TODO(lead): make config._check_float public (check_float)",
     ("lnref.sweeps.api", "lnref.runs", "_stat_kind"): "TODO(lead): make runs._stat_kind public",
     ("lnref.sweeps.api", "lnref.runs", "_existing_ancestor"): "TODO(lead): make runs._existing_ancestor public",
     ("lnref.sweeps.results", "lnref.plotting", "_edges"): "TODO(lead): make plotting._edges public",
