@@ -52,7 +52,7 @@ from ._equations import (
     undo_target_update,
     weight_row,
 )
-from ._normals import _next_word, bounded_integers, ziggurat_fill
+from ._normals import bounded_integers, next_word, ziggurat_fill
 
 # Filters whose inner products are computed together (cache blocking; not a numerical choice).
 FILTER_BLOCK = 4
@@ -418,7 +418,7 @@ def fresh_test_correct(L, st, zk, zw, zf, tail_r, T, n_pick, y_train, scale, A, 
     for t in range(T):
         ys = y_t[t]
         if flipped:
-            uni = np.float64(_next_word(st) >> np.uint64(11)) * to_unit
+            uni = np.float64(next_word(st) >> np.uint64(11)) * to_unit
             if uni < (tau_plus if ys > 0 else tau_minus):
                 ys = -ys
         if ys * fout[t] > 0:

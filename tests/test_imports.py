@@ -21,8 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (importing module, imported module, name): why it is still there
 PRIVATE_ALLOWED = {
-    ("lnref._kernels_coef", "lnref._normals", "_next_word"): "TODO(lead): import next_word (public now)",
-    ("lnref.engines.coefficients", "lnref.gram", "_kernel"): "TODO(lead): import pick_kernel (public now)",
     ("lnref.sweeps.api", "lnref.runs", "_stat_kind"): "TODO(lead): make runs._stat_kind public",
     ("lnref.sweeps.api", "lnref.runs", "_existing_ancestor"): "TODO(lead): make runs._existing_ancestor public",
     ("lnref.sweeps.results", "lnref.plotting", "_edges"): "TODO(lead): make plotting._edges public",

@@ -20,7 +20,7 @@ from .. import _kernels as K
 from .. import _kernels_coef as KC
 from ..config import Config, ConfigError
 from ..data import Dataset, TestSet
-from ..gram import GramData, GramStats, GramTestSet, _kernel, fresh_test_accuracy, virtual_test_accuracy
+from ..gram import GramData, GramStats, GramTestSet, fresh_test_accuracy, pick_kernel, virtual_test_accuracy
 from ..metrics import accuracy
 from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
@@ -168,7 +168,7 @@ class CoefficientEngine(CoefficientViews):
 
     def forward(self) -> np.ndarray:
         """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2, 4 and 7)."""
-        _kernel((KC.outputs, KC.outputs_serial), self._work)(
+        pick_kernel((KC.outputs, KC.outputs_serial), self._work)(
             self._gamma, self._rho, self._bias, self.P0, self.b0, self.Gn, self.cA, self.cB, self.y, self.q,
             self.m, self.div, self.A, self.B, self.f, self._nz)
         self._fresh = True
@@ -185,7 +185,7 @@ class CoefficientEngine(CoefficientViews):
             raise ConfigError(f"mults must have 1 or k={k} rows, got shape {mults.shape}")
         self._fresh = False
         gamma_new, rho_new, bias_new, lpm, S, Sb, C, bad = self._w
-        done = _kernel((KC.advance, KC.advance_serial), self._work)(
+        done = pick_kernel((KC.advance, KC.advance_serial), self._work)(
             k, mults, self.q, self.m, self.div, self.eta, self.mu_sq, self.xi_sq, self.P0, self.b0, self.Gn,
             self.cA, self.cB, self.y, self._gamma, self._rho, self._bias, gamma_new, rho_new, bias_new, self.A,
             self.B, self.f, lpm, S, Sb, C, bad, self._nz, self.with_bias, *self._method_args())
@@ -215,9 +215,9 @@ class CoefficientEngine(CoefficientViews):
         if not self._fresh:
             self.forward()  # B of the current state
         work = self._work // max(1, self.y.shape[0]) * t.Pt.shape[1]
-        _kernel((KC.test_inner, KC.test_inner_serial), work)(self._gamma, self._rho, t.Pt, t.Gtn, t.ct_mu, self.m,
+        pick_kernel((KC.test_inner, KC.test_inner_serial), work)(self._gamma, self._rho, t.Pt, t.Gtn, t.ct_mu, self.m,
                                                              t.At)
-        _kernel((KC.test_outputs, KC.test_outputs_serial), work)(t.At, self.B, self._bias, t.y, self.q, self.m,
+        pick_kernel((KC.test_outputs, KC.test_outputs_serial), work)(t.At, self.B, self._bias, t.y, self.q, self.m,
                                                                  self.div, t.out)
         return t.out
 
@@ -257,7 +257,7 @@ class CoefficientEngine(CoefficientViews):
         F = 2 * self.m
         d = self.W0.shape[2]
         W = np.empty((F, d))
-        _kernel((KC.reconstruct, KC.reconstruct_serial), F * self.y.shape[0] * d)(
+        pick_kernel((KC.reconstruct, KC.reconstruct_serial), F * self.y.shape[0] * d)(
             self.W0.reshape(F, d), self._gamma, self._rho, self.data.mu, self.data.xi, self.mu_sq, self.xi_sq,
             self.m, W)
         return W.reshape(2, self.m, d)
