@@ -140,13 +140,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from ._equations import CACHE, cache_dir, clear_cache
+    from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, clear_cache
     if args.action == "clear":
-        removed = clear_cache()
+        try:
+            removed = clear_cache()
+        except OSError as exc:
+            print(f"lnref cache: error: could not remove the compiled kernels under {cache_dir().parent} "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
         print(f"removed {len(removed)} folder(s) of compiled kernels under {cache_dir().parent}"
               if removed else f"no compiled kernels under {cache_dir().parent}")
     else:
-        print(f"{cache_dir()}{'' if CACHE else '  (caching is off: LNREF_CACHE=0)'}")
+        print(f"{cache_dir()}{'' if CACHE else f'  (caching is off: {CACHE_OFF_REASON})'}")
     return 0
 
 

@@ -180,9 +180,9 @@ class Progress:
 
 def compile_notice(engine: str, stream=None) -> None:
     """One line on stderr when the kernels of ``engine`` are not in the disk cache yet (they compile now)."""
-    from ._equations import CACHE, cache_dir, kernels_warm
+    from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, kernels_warm
     if kernels_warm(engine):
         return
-    where = f"; cached in {cache_dir().parent}" if CACHE else " (LNREF_CACHE=0: in every process)"
+    where = f"; cached in {cache_dir().parent}" if CACHE else f" (not cached, {CACHE_OFF_REASON}: in every process)"
     print(f"lnref: compiling the {engine} engine's numba kernels, once per install: about 20-60 s{where}",
           file=stream or sys.stderr, flush=True)

@@ -290,3 +290,114 @@ def test_damaged_npy_header_is_an_input_error(originals, tmp_path):
     (tmp_path / "data.npz").write_bytes(bytes(raw))
     with pytest.raises(lnref.ConfigError, match="data.npz"):
         lnref.Dataset.load(tmp_path / "data.npz")
+
+
+# ------------------------------------------------------------------------------------------- the kernel cache
+# Each case runs in a fresh interpreter on a COPY of the package (so editing it touches nothing else), with its
+# own cache folder; the probe compiles one small cached kernel that inlines logistic_dloss.
+_PROBE = ("import numpy as np\n"
+          "from lnref import _kernels as k\n"
+          "f = np.array([0.75, -1.5]); lo = np.empty(2); dl = np.empty(2)\n"
+          "k.losses(f, np.ones(2), lo, dl)\n"
+          "print(repr(dl.tolist()))\n")
+# an edit of an inlined equation: the kernel's own file (_kernels.py) does not change
+_EDIT = "\n\n@inline\ndef logistic_dloss(z):\n    return -0.25 - 0.0 * z\n"
+
+
+def _package_copy(tmp: Path) -> Path:
+    src = Path(lnref.__file__).parent
+    shutil.copytree(src, tmp / "lnref", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp
+
+
+def _lnref_env(root: Path, cache: Path | str, home: Path) -> dict:
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LNREF_", "NUMBA_CACHE", "XDG_"))}
+    env.update(PYTHONPATH=str(root), LNREF_CACHE_DIR=str(cache), HOME=str(home), XDG_CACHE_HOME=str(home),
+               PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def _py(env: dict, *args: str):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=env["PYTHONPATH"])
+
+
+def _unwritable_folder(tmp: Path) -> Path:
+    """A folder lnref cannot create or write: a read-only folder, or (as root, where permissions do not stop
+    writes) a path under a regular file."""
+    import os
+    ro = tmp / "readonly"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    try:
+        (ro / "probe").touch()
+    except OSError:
+        return ro / "cache"
+    (ro / "probe").unlink()
+    os.chmod(ro, 0o755)
+    (tmp / "a-file").write_text("not a folder")
+    return tmp / "a-file" / "cache"
+
+
+def test_unwritable_cache_degrades_to_no_cache(tmp_path):
+    """Issue 24.1: with a cache folder that cannot be written (and no other place numba could fall back to),
+    ``import lnref``, ``lnref --help`` and ``lnref cache clear`` work without a cache, one line saying why (they
+    crashed with numba's "no locator available")."""
+    root = _package_copy(tmp_path / "src")
+    # numba's other fallbacks are closed too (a home under a regular file), the case where it used to crash
+    (tmp_path / "homefile").write_text("")
+    env = _lnref_env(root, _unwritable_folder(tmp_path), tmp_path / "homefile" / "home")
+    (root / "lnref" / "__pycache__").write_text("")  # a source tree that cannot be written (an install)
+    for args in (["-c", "import lnref"], ["-m", "lnref", "--help"], ["-m", "lnref", "cache", "clear"]):
+        p = _py(env, *args)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, (args, p.stderr)
+        assert p.stderr.count("\n") == 1 and "not cached" in p.stderr and "cannot write" in p.stderr, p.stderr
+
+
+def test_unwritable_cache_never_falls_back_to_the_source_tree(tmp_path):
+    """Issue 24.1: with the cache folder unwritable and the source tree writable (an editable clone), numba used
+    to cache in the tree's __pycache__, keyed only by the kernel's own file: after an edit of an inlined equation
+    a run used the old machine code.  Nothing may land there, and the edit must change the result."""
+    root = _package_copy(tmp_path / "src")
+    env = _lnref_env(root, _unwritable_folder(tmp_path), tmp_path / "home")
+    first = _py(env, "-c", _PROBE)
+    assert first.returncode == 0, first.stderr
+    with open(root / "lnref" / "_equations.py", "a") as fh:
+        fh.write(_EDIT)
+    second = _py(env, "-c", _PROBE)
+    assert second.returncode == 0, second.stderr
+    assert eval(second.stdout) == [-0.25, -0.25], (first.stdout, second.stdout)
+    assert not list(root.rglob("*.nbi")) and not list((tmp_path / "home").rglob("*.nbi"))
+
+
+def test_cache_is_keyed_on_inlined_equations_and_survives_damage(tmp_path):
+    """Issue 24.1: a writable cache recompiles a kernel when an equation it inlines changes (and back), and a
+    damaged cache entry is a miss: recompiled and rewritten, no pickle traceback."""
+    root = _package_copy(tmp_path / "src")
+    cache = tmp_path / "cache"
+    env = _lnref_env(root, cache, tmp_path / "home")
+    eqs = root / "lnref" / "_equations.py"
+    original = eqs.read_text()
+    first = _py(env, "-c", _PROBE)
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    assert list(cache.rglob("*.nbi")) and list(cache.rglob("*.nbc"))
+    entries = sorted(cache.rglob("*.nb[ic]"))
+    for i, p in enumerate(entries):  # garbage, truncated and empty files
+        data = p.read_bytes()
+        p.write_bytes([b"\x80\x04garbage" * 3, data[: len(data) // 2], b""][i % 3])
+    damaged = _py(env, "-c", _PROBE)
+    assert damaged.returncode == 0 and damaged.stderr == "" and damaged.stdout == first.stdout, damaged.stderr
+    import pickle
+    for p in cache.rglob("*.nbi"):  # rewritten whole
+        with open(p, "rb") as fh:
+            pickle.load(fh)
+            pickle.loads(fh.read())
+    eqs.write_text(original + _EDIT)
+    edited = _py(env, "-c", _PROBE)
+    assert eval(edited.stdout) == [-0.25, -0.25], edited.stderr
+    eqs.write_text(original)
+    again = _py(env, "-c", _PROBE)
+    assert again.stdout == first.stdout, again.stderr
