@@ -128,7 +128,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except BaseException:
         folder.abort(keep_checkpoint=True)
         raise
-    _plot_history(result, final)
+    try:
+        _plot_history(result, final)
+    except KeyboardInterrupt:  # the run is complete and written: only the figure is missing
+        print(f"lnref run: note: history.png was not written (interrupted); the run is complete in {final}",
+              file=sys.stderr)
+    finally:
+        folder.release()
     h = result.history
     if status:
         print(f"error: {result.message}. Everything up to then is saved in {final}", file=sys.stderr)

@@ -442,6 +442,12 @@ def plot_history(result: Any, path: str | Path | None = None):
     # fixed margins instead of tight_layout and bbox_inches="tight": saving draws the figure once instead of three
     # layout passes (about 0.5 s of a tiny `lnref run`, measured)
     fig.subplots_adjust(left=0.045, right=0.99, bottom=0.12, top=0.83, wspace=0.2)
-    if path is not None:
-        fig.savefig(path, format="png", dpi=110)
+    if path is not None:  # atomically: an interrupted save leaves no half-written PNG
+        import io as _io
+
+        from .io import atomic_write
+        buf = _io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        with atomic_write(path, "wb") as fh:
+            fh.write(buf.getvalue())
     return fig

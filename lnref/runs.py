@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._lock import OutputLock, holder
 from .config import Config, ConfigError
 from .io import (
     InputError,
@@ -325,6 +326,8 @@ class RunFolder:
     :meth:`start` creates the folder the run writes into (``out`` itself, or for ``force`` on a non-empty
     ``out`` a sibling temporary folder); :meth:`commit` puts a finished run in place (the temporary folder
     replaces ``out`` by one rename); :meth:`abort` removes what the run wrote and leaves any earlier run as it was.
+    One writer at a time: :meth:`start` claims ``out`` (refusing it while another process writes there) and
+    :meth:`release` (or :meth:`abort`) gives it up.
     """
 
     def __init__(self, out: str | os.PathLike, force: bool = False, resume: bool = False):
@@ -333,6 +336,16 @@ class RunFolder:
         self.path: Path | None = None
         self._created_out = False
         self._replace = False
+        self._lock = OutputLock(self.out)
+        self._inspect()
+        owner = holder(self.out)
+        if owner is not None:  # early: another process writes there now (start() decides for sure)
+            raise self._lock._busy(owner)
+
+    def _inspect(self) -> None:
+        """The checks of the folder (also made again under the lock in :meth:`start`)."""
+        self._replace = False
+        force, resume = self.force, self.resume
         kind = _stat_kind(self.out)
         if kind == "other":
             raise OutputError(f"{self.out} exists and is not a folder; give a folder for --out")
@@ -380,7 +393,14 @@ class RunFolder:
             raise OutputError(f"{folder} is on a read-only file system")
 
     def start(self) -> Path:
-        """Create the folder the run writes into and return it."""
+        """Claim ``out`` (one writer at a time: :class:`lnref._lock.OutputLock`), check it again under the claim
+        (another run may have finished there in between), create the folder the run writes into and return it."""
+        self._lock.acquire()
+        try:
+            self._inspect()
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             if self.resume:
                 self.path = self.out
@@ -395,8 +415,13 @@ class RunFolder:
                     self._created_out = True
                 self.path = self.out
         except OSError as exc:
+            self._lock.release()
             raise OutputError(f"cannot create the output folder {self.out}: {describe_os_error(exc)}") from None
         return self.path
+
+    def release(self) -> None:
+        """Give up the claim on ``out`` (after :meth:`commit` and anything written after it, or by :meth:`abort`)."""
+        self._lock.release()
 
     def commit(self) -> Path:
         """Put the finished run in place (an atomic swap for ``force``) and return ``out``."""
@@ -423,7 +448,13 @@ class RunFolder:
         return self.out
 
     def abort(self, keep_checkpoint: bool = False) -> str:
-        """Remove what the run wrote; returns a sentence saying what is left."""
+        """Remove what the run wrote and give up the claim; returns a sentence saying what is left."""
+        try:
+            return self._abort(keep_checkpoint)
+        finally:
+            self._lock.release()
+
+    def _abort(self, keep_checkpoint: bool) -> str:
         if self.path is None:
             return f"nothing was written to {self.out}"
         if self.path != self.out:

@@ -85,10 +85,19 @@ def _last_judgeable(fx, tiers) -> int:
 
 def export_fixture(cfg, checkpoints, out: Path, force: bool, tier: str = "both", exercise: bool = True):
     """Make, judge and write a fixture (the body of ``lnref export``); ConfigError when it cannot judge."""
-    from .fixtures import check_out_path, make_fixture, save_fixture
-    from .tolerances import TIERS, judgeable
+    from .fixtures import check_out_path
 
     check_out_path(out, force)                               # before the work
+    from .._lock import OutputLock
+    with OutputLock(out):  # one writer per file: a second export to it is refused while this one works
+        check_out_path(out, force)                           # again under the claim
+        return _export_locked(cfg, checkpoints, out, force, tier, exercise)
+
+
+def _export_locked(cfg, checkpoints, out: Path, force: bool, tier: str, exercise: bool):
+    from .fixtures import make_fixture, save_fixture
+    from .tolerances import TIERS, judgeable
+
     fx = make_fixture(cfg, checkpoints, exercise=exercise)
     tiers = [TIERS[t] for t in (("float64", "float32") if tier == "both" else (tier,))]
     for tol in tiers:
