@@ -400,7 +400,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         from .stages import detect_stages
         stages = detect_stages(result)
     t = np.asarray(h["step"])
-    t_end = float(t[-1]) if t.size else 1.0
+    t_end = float(t[-1]) if t.size and t[-1] > 0 else 1.0  # (a run stopped at step 0: an axis up to 1)
     if path is not None:  # saved, not shown: a Figure outside pyplot (importing pyplot costs ~0.15 s more)
         from matplotlib.figure import Figure
         fig = Figure(figsize=(17, 4.8))

@@ -118,7 +118,9 @@ def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, 
 
 
 def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: np.random.Generator | None,
-             log_row: Callable[[int, np.ndarray, bool], None]) -> tuple[int, bool, str]:
+             log_row: Callable[[int, np.ndarray, bool], None],
+             stopped_at_logged: Callable[[int, np.ndarray], None] | None = None,
+             logged: int | None = None) -> tuple[int, bool, str]:
     """lnref's one training loop: advance ``engine`` to every step of ``log_steps`` (those >= t) and log there.
 
     At each logged step the outputs f of the current state are computed; a non-finite output or training loss
@@ -127,6 +129,11 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
     one (the end of the schedule or the step the run stopped at); it reads the engine's state and records what
     the caller wants (every column for :func:`train`, the last row only for sweeps).  Shared by :func:`train`,
     the sweep worker and the oracle's fixtures, so all take identical steps and stop at the same step.
+
+    Every step is logged at most once: when the very first step after a logged step t would be non-finite, the
+    run stops at t, whose row is already logged, and ``log_row`` is not called again;
+    ``stopped_at_logged(t, f)`` is called instead (if given: for a caller that records only the final row).
+    ``logged``: the step of the caller's last row before the loop (a resumed run's restored row), else None.
 
     Returns
     -------
@@ -149,8 +156,13 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
             message = (f"GD diverged at step {t}: the weights are finite but the outputs or the training loss are "
                        f"not (try a smaller eta, now {cfg.eta})")
         # the row of the step the run stopped at is logged even when it holds NaN/inf, so a history always ends
-        # at steps_done, the step of the final state
-        log_row(t, f, diverged or li == len(steps) - 1)
+        # at steps_done, the step of the final state; once: a run stopped at the step it logged last keeps that row
+        if t == logged:
+            if stopped_at_logged is not None:
+                stopped_at_logged(t, f)
+        else:
+            log_row(t, f, diverged or li == len(steps) - 1)
+            logged = t
         if diverged:
             break
     return t, diverged, message
@@ -244,10 +256,12 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
         lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
         li = 0
         t = 0
+        restored = None
         if resume is not None:
             t, li = _restore(resume, cfg, engine, hist, trace, lnoise)
             if li > 0 and hist["step"][li - 1] == t:
                 log_steps = log_steps[log_steps > t]  # the row of step t was restored
+                restored = t
         t_setup = time.perf_counter() - t_start
         timer = {"log": 0.0, "checkpoint": t}
         t0 = time.perf_counter()
@@ -278,7 +292,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
                 on_checkpoint(_state(step, li, cfg, engine, hist, trace, lnoise))
                 timer["checkpoint"] = step
 
-        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row)
+        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored)
         t_train = time.perf_counter() - t0 - timer["log"]
     from ._equations import mark_warm
     mark_warm(cfg.engine)  # this process compiled (or loaded) the engine's kernels: later processes load them

@@ -401,3 +401,78 @@ def test_cache_is_keyed_on_inlined_equations_and_survives_damage(tmp_path):
     eqs.write_text(original)
     again = _py(env, "-c", _PROBE)
     assert again.stdout == first.stdout, again.stderr
+
+
+# ------------------------------------------------------------------------------ divergence right after a logged step
+# the very first step overflows (eta ||mu||^2 is inf): the run stops at step 0, which was just logged
+DIVERGE_AT_0 = dict(n=8, d=16, m=2, steps=20, n_test=4, eta=10.0, mu_norm=1e154, log_every=1)
+
+
+def test_a_divergence_right_after_a_logged_step_logs_that_step_once(tmp_path, capsys):
+    """Issue 24.4: the step a run stops at is logged once (Result.history, metrics.csv, arrays.npz ``step``), so
+    history.png is drawn; a sweep of it reports the state it stopped at."""
+    cfg = lnref.Config(**DIVERGE_AT_0)
+    with pytest.raises(lnref.DivergedError) as info:
+        lnref.train(cfg, threads=1)
+    res = info.value.result
+    assert res.steps_done == 0 and res.history["step"].tolist() == [0]
+    assert all(len(v) == 1 for v in res.history.values()) and all(len(v) == 1 for v in res.trace.values())
+    flags = [a for k, v in DIVERGE_AT_0.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    out = tmp_path / "run"
+    assert main(["run", *flags, "--quiet", "--threads", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "history.png was not written" not in err and "Traceback" not in err, err
+    assert (out / "metrics.csv").read_text().count("\n") == 2  # the header and step 0
+    _, arrays = load_run(out)
+    assert arrays["step"].tolist() == [0]
+    row = sweep(cfg, {"tau": [0.0]}, executor=SerialExecutor()).rows[0]
+    assert row["steps_done"] == 0 and row["diverged"] and math.isfinite(row["loss"])
+
+
+class _StuckEngine:
+    """An engine whose every next step is non-finite (advance takes none)."""
+
+    def advance(self, k, mults):
+        return 0
+
+    def forward(self):
+        return np.zeros(2)
+
+
+def test_run_loop_never_logs_a_step_twice_also_after_a_resume():
+    from lnref.training import run_loop
+    cfg = lnref.Config(n=2, d=4, m=1, steps=10, n_test=0)
+    calls, finals = [], []
+    for start, steps, logged in ((0, [0, 5, 10], None), (5, [10], 5)):
+        calls.clear()
+        finals.clear()
+        t, diverged, _ = run_loop(_StuckEngine(), cfg, steps, start, np.ones(2), None,
+                                  lambda t, f, final: calls.append((t, final)),
+                                  stopped_at_logged=lambda t, f: finals.append(t), logged=logged)
+        assert (t, diverged) == (start, True)
+        assert calls == ([(0, False)] if logged is None else []) and finals == [start]
+
+
+# ------------------------------------------------------------------------------------------- grids that repeat
+@pytest.mark.parametrize("grid, named", [('n = [10, 10.0]', "10 and 10.0"),
+                                         ('mu_norm = [0, 0.5, 1, 1.0]', "1 and 1.0"),
+                                         ('tau = [0.0, -0.0, 0.1]', "0.0 and -0.0"),
+                                         ('d = ["16:32:16", 32.0]', None)])
+def test_a_grid_repeating_after_conversion_is_refused_before_any_run(tmp_path, capsys, grid, named):
+    """Issue 24.3: values that are the same once converted (TOML [grid], the CLI and --resume) are refused before
+    anything runs or is written, naming them (they used to run every cell, then crash with no sweep_mean.csv)."""
+    toml = tmp_path / "g.toml"
+    if named is None:  # a range string and a list cannot be mixed in one field: the CLI does that
+        args = ["--grid", "d=16:32:16", "--grid", "mu_norm=1,1e0"]
+        named = "1.0 is given twice"
+    else:
+        toml.write_text(f"[grid]\n{grid}\n")
+        args = ["--config", str(toml)]
+    out = tmp_path / "s"
+    code = main(["sweep", *TINY, "--quiet", "--workers", "1", *args, "--out", str(out)])
+    err = capsys.readouterr().err
+    _one_clean_line(err, "sweep")
+    assert code == 2 and "repeated" in err and named in err, err
+    assert not out.exists()
+    with pytest.raises(lnref.ConfigError, match="repeated"):
+        sweep(TINY_CFG, {"n": [10, 10.0]}, executor=SerialExecutor())
