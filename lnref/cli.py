@@ -62,6 +62,15 @@ def check_threads(threads: int | None) -> None:
                           "NUMBA_NUM_THREADS)")
 
 
+def _check_env_threads() -> None:
+    """Refuse a bad LNREF_THREADS up front (ConfigError naming it and what is allowed)."""
+    from ._threads import _env_threads
+    try:
+        _env_threads()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .io import OutputError, describe_os_error, write_json
     from .resources import check_run_memory
@@ -215,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prefix = f"lnref {args.command}: error:"
     try:
+        if args.command in ("run", "reproduce", "sweep", "export"):
+            _check_env_threads()  # before any work, whatever the command passes on to its workers
         return int(args.func(args))
     except (ConfigError, OutputError) as exc:
         print(f"{prefix} {to_cli_words(str(exc))}", file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._suggest import did_you_mean, suggest
-from .config import FIELD_DOCS, FIELD_TYPES, Config, config_from_mapping, config_values_from_toml
+from .config import FIELD_DOCS, FIELD_TYPES, Config, ConfigError, config_from_mapping, config_values_from_toml
 
 __all__ = ["add_config_arguments", "config_from_args", "read_toml", "Progress", "ArgumentParser", "suggest",
            "did_you_mean", "config_flag_names", "THREADS_HELP"]
@@ -126,7 +126,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
     source = ""
     if getattr(args, "config", None) is not None:
         source = str(args.config)
-        values.update(config_values_from_toml(read_toml(args.config), source))
+        doc = read_toml(args.config)
+        values.update(config_values_from_toml(doc, source))
+        if not values and isinstance(doc, dict) and "grid" in doc and getattr(args, "command", "sweep") != "sweep":
+            raise ConfigError(f"{source} holds only a [grid] table (a sweep), no config fields: `lnref "
+                              f"{args.command}` trains one config; run the grid with `lnref sweep --config "
+                              f"{source}`, or give the config's fields (at the top or under [config])")
     from_file = set(values)
     for name in FIELD_TYPES:
         v = getattr(args, name, None)

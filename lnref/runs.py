@@ -203,7 +203,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     state["trace"] = {k[len("trace_"):]: v for k, v in arrays.items() if k.startswith("trace_")}
     try:
         check_train_options(resume=state)
+        from .training import check_state_arrays
+        cfg = Config.from_dict(state["config"])
+        shapes = {"gamma": (2, cfg.m), "rho": (2, cfg.m, cfg.n), "bias": (2, cfg.m)}
+        check_state_arrays(state, shapes)
+        W = state.get("W")
+        if W is not None:  # (Gram sampling keeps W in coordinates: its last axis is checked by the engine)
+            if cfg.sampling == "explicit":
+                check_state_arrays(state, {"W": (2, cfg.m, cfg.d)})
+            elif W.ndim != 3 or W.shape[:2] != (2, cfg.m):
+                raise ConfigError(f"the checkpoint's W has shape {W.shape}; this run needs (2, {cfg.m}, ...)")
+            else:
+                check_state_arrays(state, {"W": W.shape})  # finite
     except ConfigError as exc:
+        raise InputError(f"checkpoint {path} is damaged: {exc}") from None
+    except (TypeError, ValueError) as exc:
         raise InputError(f"checkpoint {path} is damaged: {exc}") from None
     return state
 
@@ -356,6 +370,14 @@ class RunFolder:
             if status == "complete":
                 raise OutputError(f"nothing to resume: the run in {self.out} is complete")
             if status != "resumable":
+                has = {name: (self.out / name).exists() for name in (CHECKPOINT, "config.json")}
+                if has[CHECKPOINT] and not has["config.json"]:
+                    raise OutputError(f"cannot resume {self.out}: its config.json is missing (it holds {CHECKPOINT}, "
+                                      "but the run's config is read from config.json); put config.json back, or "
+                                      "start the run afresh in another folder")
+                if has["config.json"] and not has[CHECKPOINT]:
+                    raise OutputError(f"nothing to resume: {self.out} holds no {CHECKPOINT} (the run was started "
+                                      "without --checkpoint-every, or stopped before its first checkpoint)")
                 raise OutputError(f"nothing to resume: {self.out} holds no {CHECKPOINT} and config.json (the run "
                                   "was started without --checkpoint-every, or is not a run folder)")
             self._check_writable(self.out)

@@ -117,6 +117,24 @@ def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, 
     return t, False
 
 
+def _overflowing_scale(cfg: Config) -> str | None:
+    """What overflows float64 among the scales of a GD step (||mu||^2, ||xi||^2 ~ sigma_p^2 d and their products
+    with eta), in words, or None: said instead of "lower eta" when lowering eta is not what is needed."""
+    mu_sq = cfg.mu_norm * cfg.mu_norm
+    xi_sq = cfg.sigma_p * cfg.sigma_p * cfg.d
+    if not math.isfinite(mu_sq):
+        return (f"||mu||^2 = mu_norm^2 overflows float64: mu_norm={cfg.mu_norm:g} must be below about 1e154, and "
+                "much smaller for the outputs and their squares to stay finite")
+    if not math.isfinite(xi_sq):
+        return (f"the noise patches' squared norm sigma_p^2 d overflows float64 (sigma_p={cfg.sigma_p:g}, "
+                f"d={cfg.d}); lower sigma_p")
+    for name, sq, knob in (("eta ||mu||^2", mu_sq, f"mu_norm (now {cfg.mu_norm:g})"),
+                           ("eta sigma_p^2 d", xi_sq, f"sigma_p (now {cfg.sigma_p:g})")):
+        if not math.isfinite(cfg.eta * sq):
+            return (f"the step scale {name} overflows float64 (eta={cfg.eta:g}); lower {knob} or eta")
+    return None
+
+
 def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: np.random.Generator | None,
              log_row: Callable[[int, np.ndarray, bool], None],
              stopped_at_logged: Callable[[int, np.ndarray], None] | None = None,
@@ -146,15 +164,22 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
         if t < target:
             t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs)
             if diverged:
+                cause = _overflowing_scale(cfg)
                 message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
                            f"(NaN or inf); stopped with the last finite state, of step {t} "
-                           f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
+                           + (f"({cause})" if cause else
+                              f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})"))
         f = engine.forward()
         # the mean training loss is finite iff the sum is (dividing by n cannot overflow)
         if not diverged and not (np.isfinite(f).all() and math.isfinite(float(sample_losses(y_obs * f).sum()))):
             diverged = True
+            cause = _overflowing_scale(cfg)
+            if cause is None and t == 0:
+                cause = (f"at initialisation, before any step: the inner products of W(0) with the patches are too "
+                         f"large; lower mu_norm (now {cfg.mu_norm:g}), sigma_p (now {cfg.sigma_p:g}) or sigma0 (now "
+                         f"{cfg.sigma0:g})")
             message = (f"GD diverged at step {t}: the weights are finite but the outputs or the training loss are "
-                       f"not (try a smaller eta, now {cfg.eta})")
+                       f"not ({cause or f'try a smaller eta, now {cfg.eta}'})")
         # the row of the step the run stopped at is logged even when it holds NaN/inf, so a history always ends
         # at steps_done, the step of the final state; once: a run stopped at the step it logged last keeps that row
         if t == logged:
@@ -321,6 +346,22 @@ def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise
     return state
 
 
+def check_state_arrays(state: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+    """Refuse a checkpoint state whose arrays (gamma, rho, bias, W) do not have the shapes the run needs or are
+    not finite (a run never checkpoints a non-finite state); ConfigError naming the array."""
+    for key, shape in shapes.items():
+        if key not in state:
+            if key == "W":
+                raise ConfigError("the checkpoint has no weights W (the weight engine needs them)")
+            continue
+        a = np.asarray(state[key])
+        if a.shape != tuple(shape):
+            raise ConfigError(f"the checkpoint's {key} has shape {a.shape}; this run needs {tuple(shape)}")
+        if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
+            raise ConfigError(f"the checkpoint's {key} holds non-finite values (NaN or inf); a run only checkpoints "
+                              "a finite state")
+
+
 def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: dict, lnoise) -> tuple[int, int]:
     """Load a checkpoint state into a freshly built engine and the history buffers; returns (step, rows)."""
     if Config.from_dict(state["config"]) != cfg:
@@ -328,6 +369,10 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
     t, li = int(state["step"]), int(state["rows"])
     if not 0 <= t <= cfg.steps or li > len(hist["step"]):
         raise ConfigError(f"checkpoint step {t} / rows {li} do not fit a run of {cfg.steps} steps")
+    want = {"gamma": engine.gamma.shape, "rho": engine.rho.shape, "bias": engine.bias.shape}
+    if cfg.engine == "weights":
+        want["W"] = engine.weights().shape
+    check_state_arrays(state, want)
     engine.load_state(state["gamma"], state["rho"], state.get("bias", engine.bias.copy()),
                       state.get("W") if cfg.engine == "weights" else None)
     for k in hist:

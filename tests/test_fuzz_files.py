@@ -476,3 +476,130 @@ def test_a_grid_repeating_after_conversion_is_refused_before_any_run(tmp_path, c
     assert not out.exists()
     with pytest.raises(lnref.ConfigError, match="repeated"):
         sweep(TINY_CFG, {"n": [10, 10.0]}, executor=SerialExecutor())
+
+
+# ------------------------------------------------------------------------------------------- smaller items (24.5)
+def test_export_of_an_endless_trajectory_is_refused_up_front(tmp_path, capsys):
+    out = tmp_path / "fx.npz"
+    assert main(["export", "--steps", str(10**12), "--checkpoints", "0,1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    _one_clean_line(err, "export")
+    assert "too many" in err and "years" in err, err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def _forged_npy(shape=(10**12,)) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buf.getvalue() + b"\0" * 64
+
+
+def test_an_array_header_claiming_more_than_the_file_holds_is_refused(tmp_path):
+    """Issue 24.5: a 300-byte file whose .npy header claims 10^12 elements: a clear error, not MemoryError."""
+    import zipfile
+
+    from lnref.oracle.cli import read_theirs
+    from lnref.oracle.fixtures import load_fixture
+    npz, npy = tmp_path / "forged.npz", tmp_path / "forged.npy"
+    with zipfile.ZipFile(npz, "w") as z:
+        z.writestr("W.npy", _forged_npy())
+        z.writestr("__meta__.npy", _forged_npy((10**6, 10**6)))
+    npy.write_bytes(_forged_npy())
+    assert npz.stat().st_size < 1000
+    for path in (npz, npy):
+        for load in (load_fixture, read_theirs):
+            with pytest.raises(lnref.ConfigError, match="claims shape|single array"):
+                load(path)
+
+
+def test_a_toml_holding_only_a_grid_is_refused_by_run(tmp_path, capsys):
+    toml = tmp_path / "grid.toml"
+    toml.write_text("[grid]\nmu_norm = [1.0, 2.0]\n")
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(toml), "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    _one_clean_line(err)
+    assert "only a [grid] table" in err and "lnref sweep --config" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["run", *TINY], ["sweep", *TINY, "--grid", "tau=0,0.1", "--workers", "1"],
+                                     ["export", *TINY], ["reproduce", "--quick"]])
+def test_a_bad_lnref_threads_is_refused_up_front_by_every_command(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.setenv("LNREF_THREADS", "abc")
+    out = tmp_path / ("out.npz" if command[0] == "export" else "out")
+    assert main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    _one_clean_line(err, command[0])
+    assert "LNREF_THREADS='abc' is not allowed" in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_while_history_png_is_drawn_keeps_the_complete_run(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib", reason="pip install 'lnref[plot]'")
+    import lnref.plotting
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(lnref.plotting, "plot_history", interrupted)
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--quiet", "--threads", "1", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "lnref run: interrupted" not in captured.err and f"wrote {out}" in captured.out, captured
+    load_run(out)
+    assert not list(tmp_path.glob(".*"))
+
+
+def _checkpointed(tmp_path: Path) -> tuple[Path, dict]:
+    """A resumable run folder (config.json and a checkpoint of step 2, as a killed run leaves) and its state."""
+    cfg = lnref.Config(n=8, d=16, m=2, steps=5, n_test=4, seed=1, log_every=1)
+    states = []
+    lnref.train(cfg, threads=1, checkpoint_every=2, on_checkpoint=lambda s: states.append(
+        {k: (v.copy() if hasattr(v, "copy") else v) for k, v in s.items()}))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    from lnref.io import write_json
+    write_json(folder / "config.json", cfg.to_dict())
+    save_checkpoint(folder / CHECKPOINT, states[0])
+    return folder, states[0]
+
+
+def test_resume_without_config_json_says_so(tmp_path, capsys):
+    folder, _ = _checkpointed(tmp_path)
+    (folder / "config.json").unlink()
+    assert main(["run", "--resume", "--quiet", "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    _one_clean_line(err)
+    assert "config.json is missing" in err, err
+
+
+@pytest.mark.parametrize("damage", ["W shape", "W nan", "gamma nan", "rho shape"])
+def test_a_checkpoint_with_bad_arrays_is_refused_and_never_completed(tmp_path, capsys, damage):
+    """Issue 24.5: W of the wrong shape (a traceback before) and NaN weights (accepted before, the folder marked
+    complete) are refused, naming the array; the folder stays as it was."""
+    folder, state = _checkpointed(tmp_path)
+    key, how = damage.split()
+    a = state[key]
+    state[key] = a[..., :-1].copy() if how == "shape" else np.where(np.arange(a.size).reshape(a.shape) == 0,
+                                                                    np.nan, a)
+    save_checkpoint(folder / CHECKPOINT, state)
+    before = _files(folder)
+    with pytest.raises(lnref.ConfigError, match=f"{key} has shape|{key} holds non-finite"):
+        load_checkpoint(folder / CHECKPOINT)
+    assert main(["run", "--resume", "--quiet", "--threads", "1", "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    _one_clean_line(err)
+    assert "damaged" in err and key in err, err
+    assert _files(folder) == before
+
+
+def test_an_overflowing_mu_norm_is_named_not_eta():
+    import warnings
+    cfg = lnref.Config(n=8, d=16, m=2, steps=5, n_test=4, mu_norm=1e200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow warning while drawing the data
+        with pytest.raises(lnref.DivergedError) as info:
+            lnref.train(cfg, threads=1)
+    msg = str(info.value)
+    assert "mu_norm" in msg and "overflows" in msg and "smaller eta" not in msg, msg
