@@ -32,109 +32,21 @@ so any caller that parallelises over filters or samples gets the same bits for e
 ``NUMBA_DISABLE_JIT=1``.  Adding a zero bias changes no bit: x + 0.0 == x, except -0.0 + 0.0 = +0.0, which
 sigma and sigma' map to 0 either way.
 
-Compiled kernels are cached on disk (:func:`kernel`): by default in a per-user folder,
-``$XDG_CACHE_HOME/lnref`` or ``~/.cache/lnref``, one sub-folder per lnref, numba and Python version and per
-content of the kernel source files (numba checks only a function's own file, not inlined callees in others);
-``LNREF_CACHE_DIR`` moves it, ``LNREF_CACHE=0`` turns caching off; deleting the folder is always safe
-(``lnref cache clear`` does it).  numba keys each entry by the source file's path and modification time, so
-editing lnref or installing another version never loads a stale kernel, and processes starting at once write
-entries atomically.
+Compiled kernels are cached on disk by lnref's own decorators (:mod:`lnref._cache`: ``kernel``, ``both``,
+``inline``, the cache folder and ``lnref cache clear``), re-exported here.
 """
 from __future__ import annotations
 
 import math
-import os
-import sys
-from pathlib import Path
 
-import numba
 import numpy as np
-from numba import njit
 
-from . import __version__
+from ._cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
 
 __all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update", "step_scalings",
            "coefficient_inner", "coefficient_signal", "weight_row", "psd_cholesky", "count_nonfinite",
            "gather_nonzero", "chain_rows", "kernel", "both", "CACHE", "cache_dir", "kernels_warm", "mark_warm",
            "clear_cache"]
-
-
-def _cache_enabled() -> bool:
-    return os.environ.get("LNREF_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-_KERNEL_SOURCES = ("_equations.py", "_kernels.py", "_kernels_coef.py", "_normals.py", "_seeding.py")
-
-
-def _sources_digest() -> str:
-    """SHA-256 (16 hex digits) of the kernel source files: numba checks only a cached function's own file, not
-    the inlined functions it calls from other files, so any change to any of them must select a new folder."""
-    import hashlib
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in _KERNEL_SOURCES:
-        try:
-            h.update(name.encode() + b"\0" + (here / name).read_bytes())
-        except OSError:
-            h.update(name.encode() + b"\0missing")
-    return h.hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    """The folder that holds lnref's compiled kernels (see the module docstring)."""
-    root = os.environ.get("LNREF_CACHE_DIR")
-    if not root:
-        root = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                            "lnref")
-    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    return Path(root) / f"lnref-{__version__}-numba-{numba.__version__}-{py}-{_DIGEST}"
-
-
-_DIGEST = _sources_digest()
-
-
-CACHE = _cache_enabled()
-_OPTS = dict(error_model="numpy", fastmath=False)
-
-
-def kernel(fn=None, **options):
-    """``numba.njit`` with lnref's options (no fastmath, numpy error model) and its on-disk cache.
-
-    The cache folder is set for lnref's kernels only (numba reads ``config.CACHE_DIR`` when a dispatcher is
-    created), so the user's own numba functions keep numba's defaults.
-    """
-    def deco(f):
-        opts = {**_OPTS, **options}
-        if opts.get("inline") == "always" or not CACHE:
-            opts.setdefault("cache", False)
-            return njit(**opts)(f)
-        opts.setdefault("cache", True)
-        old = numba.config.CACHE_DIR
-        numba.config.CACHE_DIR = str(cache_dir())
-        try:
-            return njit(**opts)(f)
-        finally:
-            numba.config.CACHE_DIR = old
-    return deco if fn is None else deco(fn)
-
-
-def both(fn):
-    """(parallel, serial) compilations of one kernel source, both cacheable.
-
-    The serial one avoids the threading layer's start-up on small problems; the two give identical bits (the
-    ``prange`` bodies are independent).  numba keys its cache by the function's qualified name, so the serial
-    variant is compiled from a copy of the function under the name ``<name>_serial``.
-    """
-    import types
-    serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
-                                   fn.__closure__)
-    serial_fn.__qualname__ = fn.__qualname__ + "_serial"
-    serial_fn.__module__ = fn.__module__
-    serial_fn.__doc__ = fn.__doc__
-    return kernel(parallel=True)(fn), kernel(serial_fn)
-
-
-inline = kernel(inline="always")
 
 
 # ----------------------------------------------------------------------------------- activation and loss
@@ -414,52 +326,6 @@ def coefficient_signal(b0f, g, rho_row, cB, idx, cnt):
         i = idx[p]
         s += rho_row[i] * cB[i]
     return s
-
-
-# ----------------------------------------------------------------------------------- the compile notice
-def _stamp() -> str:
-    """The modification times of the kernel sources: numba's own key for a cached function's file."""
-    here = Path(__file__).resolve().parent
-    parts = []
-    for name in _KERNEL_SOURCES:
-        try:
-            parts.append(str((here / name).stat().st_mtime_ns))
-        except OSError:
-            parts.append("0")
-    return "-".join(parts)
-
-
-def kernels_warm(kind: str) -> bool:
-    """Whether the compiled kernels of ``kind`` ('weights' or 'coefficients') are in the disk cache for this
-    source tree (recorded by :func:`mark_warm` after a process compiled them)."""
-    return CACHE and (cache_dir() / f"warm-{kind}-{_stamp()}").exists()
-
-
-def mark_warm(kind: str) -> None:
-    """Record that the kernels of ``kind`` are compiled into the disk cache (best effort; never raises)."""
-    if not CACHE:
-        return
-    try:
-        d = cache_dir()
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"warm-{kind}-{_stamp()}").touch()
-    except OSError:
-        pass
-
-
-def clear_cache() -> list[Path]:
-    """Delete lnref's compiled kernels: every ``lnref-*`` folder (all versions) in the cache root; returns them.
-
-    Only those folders are removed, so a root shared through ``LNREF_CACHE_DIR`` keeps everything else."""
-    import shutil
-    root = cache_dir().parent
-    removed = []
-    if root.is_dir():
-        for sub in sorted(root.glob("lnref-*")):
-            if sub.is_dir() and not sub.is_symlink():
-                shutil.rmtree(sub)
-                removed.append(sub)
-    return removed
 
 
 @inline

@@ -167,7 +167,8 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
             elif getattr(data, "test", None) is not None:
                 row["test_acc"] = engine.test_accuracy(data.test)
 
-    t, diverged, _ = run_loop(engine, cfg, cfg.log_steps(), 0, y_obs, lnoise, log_row)
+    t, diverged, _ = run_loop(engine, cfg, cfg.log_steps(), 0, y_obs, lnoise, log_row,
+                              stopped_at_logged=lambda t, f: log_row(t, f, True))
     row["test_error"] = 1.0 - row["test_acc"]
     row["steps_done"] = int(t)
     row["diverged"] = bool(diverged)

@@ -62,6 +62,15 @@ def check_threads(threads: int | None) -> None:
                           "NUMBA_NUM_THREADS)")
 
 
+def _check_env_threads() -> None:
+    """Refuse a bad LNREF_THREADS up front (ConfigError naming it and what is allowed)."""
+    from ._threads import _env_threads
+    try:
+        _env_threads()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .io import OutputError, describe_os_error, write_json
     from .resources import check_run_memory
@@ -128,7 +137,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except BaseException:
         folder.abort(keep_checkpoint=True)
         raise
-    _plot_history(result, final)
+    try:
+        _plot_history(result, final)
+    except KeyboardInterrupt:  # the run is complete and written: only the figure is missing
+        print(f"lnref run: note: history.png was not written (interrupted); the run is complete in {final}",
+              file=sys.stderr)
+    finally:
+        folder.release()
     h = result.history
     if status:
         print(f"error: {result.message}. Everything up to then is saved in {final}", file=sys.stderr)
@@ -140,13 +155,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from ._equations import CACHE, cache_dir, clear_cache
+    from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, clear_cache
     if args.action == "clear":
-        removed = clear_cache()
+        try:
+            removed = clear_cache()
+        except OSError as exc:
+            print(f"lnref cache: error: could not remove the compiled kernels under {cache_dir().parent} "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
         print(f"removed {len(removed)} folder(s) of compiled kernels under {cache_dir().parent}"
               if removed else f"no compiled kernels under {cache_dir().parent}")
     else:
-        print(f"{cache_dir()}{'' if CACHE else '  (caching is off: LNREF_CACHE=0)'}")
+        print(f"{cache_dir()}{'' if CACHE else f'  (caching is off: {CACHE_OFF_REASON})'}")
     return 0
 
 
@@ -204,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prefix = f"lnref {args.command}: error:"
     try:
+        if args.command in ("run", "reproduce", "sweep", "export"):
+            _check_env_threads()  # before any work, whatever the command passes on to its workers
         return int(args.func(args))
     except (ConfigError, OutputError) as exc:
         print(f"{prefix} {to_cli_words(str(exc))}", file=sys.stderr)

@@ -203,7 +203,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
     source = ""
     if getattr(args, "config", None) is not None:
         source = str(args.config)
-        values.update(config_values_from_toml(read_toml(args.config), source))
+        doc = read_toml(args.config)
+        values.update(config_values_from_toml(doc, source))
+        if not values and isinstance(doc, dict) and "grid" in doc and getattr(args, "command", "sweep") != "sweep":
+            raise ConfigError(f"{source} holds only a [grid] table (a sweep), no config fields: `lnref "
+                              f"{args.command}` trains one config; run the grid with `lnref sweep --config "
+                              f"{source}`, or give the config's fields (at the top or under [config])")
     from_file = set(values)
     file_loss = values.get("loss", "logistic")
     for name in FIELD_TYPES:
@@ -271,9 +276,9 @@ class Progress:
 
 def compile_notice(engine: str, stream=None) -> None:
     """One line on stderr when the kernels of ``engine`` are not in the disk cache yet (they compile now)."""
-    from ._equations import CACHE, cache_dir, kernels_warm
+    from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, kernels_warm
     if kernels_warm(engine):
         return
-    where = f"; cached in {cache_dir().parent}" if CACHE else " (LNREF_CACHE=0: in every process)"
+    where = f"; cached in {cache_dir().parent}" if CACHE else f" (not cached, {CACHE_OFF_REASON}: in every process)"
     print(f"lnref: compiling the {engine} engine's numba kernels, once per install: about 20-60 s{where}",
           file=stream or sys.stderr, flush=True)

@@ -442,7 +442,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         from .stages import detect_stages
         stages = detect_stages(result)
     t = np.asarray(h["step"])
-    t_end = float(t[-1]) if t.size else 1.0
+    t_end = float(t[-1]) if t.size and t[-1] > 0 else 1.0  # (a run stopped at step 0: an axis up to 1)
     if path is not None:  # saved, not shown: a Figure outside pyplot (importing pyplot costs ~0.15 s more)
         from matplotlib.figure import Figure
         fig = Figure(figsize=(17, 6.6))
@@ -485,6 +485,12 @@ def plot_history(result: Any, path: str | Path | None = None):
     # fixed margins instead of tight_layout and bbox_inches="tight": saving draws the figure once instead of three
     # layout passes (about 0.5 s of a tiny `lnref run`, measured)
     fig.subplots_adjust(left=0.045, right=0.99, bottom=0.36, top=0.88, wspace=0.2)
-    if path is not None:
-        fig.savefig(path, format="png", dpi=110)
+    if path is not None:  # atomically: an interrupted save leaves no half-written PNG
+        import io as _io
+
+        from .io import atomic_write
+        buf = _io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        with atomic_write(path, "wb") as fh:
+            fh.write(buf.getvalue())
     return fig

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._lock import OutputLock, holder
 from .config import Config, ConfigError
 from .io import (
     InputError,
@@ -202,7 +203,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     state["trace"] = {k[len("trace_"):]: v for k, v in arrays.items() if k.startswith("trace_")}
     try:
         check_train_options(resume=state)
+        from .training import check_state_arrays
+        cfg = Config.from_dict(state["config"])
+        shapes = {"gamma": (2, cfg.m), "rho": (2, cfg.m, cfg.n), "bias": (2, cfg.m)}
+        check_state_arrays(state, shapes)
+        W = state.get("W")
+        if W is not None:  # (Gram sampling keeps W in coordinates: its last axis is checked by the engine)
+            if cfg.sampling == "explicit":
+                check_state_arrays(state, {"W": (2, cfg.m, cfg.d)})
+            elif W.ndim != 3 or W.shape[:2] != (2, cfg.m):
+                raise ConfigError(f"the checkpoint's W has shape {W.shape}; this run needs (2, {cfg.m}, ...)")
+            else:
+                check_state_arrays(state, {"W": W.shape})  # finite
     except ConfigError as exc:
+        raise InputError(f"checkpoint {path} is damaged: {exc}") from None
+    except (TypeError, ValueError) as exc:
         raise InputError(f"checkpoint {path} is damaged: {exc}") from None
     return state
 
@@ -325,6 +340,8 @@ class RunFolder:
     :meth:`start` creates the folder the run writes into (``out`` itself, or for ``force`` on a non-empty
     ``out`` a sibling temporary folder); :meth:`commit` puts a finished run in place (the temporary folder
     replaces ``out`` by one rename); :meth:`abort` removes what the run wrote and leaves any earlier run as it was.
+    One writer at a time: :meth:`start` claims ``out`` (refusing it while another process writes there) and
+    :meth:`release` (or :meth:`abort`) gives it up.
     """
 
     def __init__(self, out: str | os.PathLike, force: bool = False, resume: bool = False):
@@ -333,6 +350,16 @@ class RunFolder:
         self.path: Path | None = None
         self._created_out = False
         self._replace = False
+        self._lock = OutputLock(self.out)
+        self._inspect()
+        owner = holder(self.out)
+        if owner is not None:  # early: another process writes there now (start() decides for sure)
+            raise self._lock._busy(owner)
+
+    def _inspect(self) -> None:
+        """The checks of the folder (also made again under the lock in :meth:`start`)."""
+        self._replace = False
+        force, resume = self.force, self.resume
         kind = _stat_kind(self.out)
         if kind == "other":
             raise OutputError(f"{self.out} exists and is not a folder; give a folder for --out")
@@ -343,6 +370,14 @@ class RunFolder:
             if status == "complete":
                 raise OutputError(f"nothing to resume: the run in {self.out} is complete")
             if status != "resumable":
+                has = {name: (self.out / name).exists() for name in (CHECKPOINT, "config.json")}
+                if has[CHECKPOINT] and not has["config.json"]:
+                    raise OutputError(f"cannot resume {self.out}: its config.json is missing (it holds {CHECKPOINT}, "
+                                      "but the run's config is read from config.json); put config.json back, or "
+                                      "start the run afresh in another folder")
+                if has["config.json"] and not has[CHECKPOINT]:
+                    raise OutputError(f"nothing to resume: {self.out} holds no {CHECKPOINT} (the run was started "
+                                      "without --checkpoint-every, or stopped before its first checkpoint)")
                 raise OutputError(f"nothing to resume: {self.out} holds no {CHECKPOINT} and config.json (the run "
                                   "was started without --checkpoint-every, or is not a run folder)")
             self._check_writable(self.out)
@@ -380,7 +415,14 @@ class RunFolder:
             raise OutputError(f"{folder} is on a read-only file system")
 
     def start(self) -> Path:
-        """Create the folder the run writes into and return it."""
+        """Claim ``out`` (one writer at a time: :class:`lnref._lock.OutputLock`), check it again under the claim
+        (another run may have finished there in between), create the folder the run writes into and return it."""
+        self._lock.acquire()
+        try:
+            self._inspect()
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             if self.resume:
                 self.path = self.out
@@ -395,8 +437,13 @@ class RunFolder:
                     self._created_out = True
                 self.path = self.out
         except OSError as exc:
+            self._lock.release()
             raise OutputError(f"cannot create the output folder {self.out}: {describe_os_error(exc)}") from None
         return self.path
+
+    def release(self) -> None:
+        """Give up the claim on ``out`` (after :meth:`commit` and anything written after it, or by :meth:`abort`)."""
+        self._lock.release()
 
     def commit(self) -> Path:
         """Put the finished run in place (an atomic swap for ``force``) and return ``out``."""
@@ -423,7 +470,13 @@ class RunFolder:
         return self.out
 
     def abort(self, keep_checkpoint: bool = False) -> str:
-        """Remove what the run wrote; returns a sentence saying what is left."""
+        """Remove what the run wrote and give up the claim; returns a sentence saying what is left."""
+        try:
+            return self._abort(keep_checkpoint)
+        finally:
+            self._lock.release()
+
+    def _abort(self, keep_checkpoint: bool) -> str:
         if self.path is None:
             return f"nothing was written to {self.out}"
         if self.path != self.out:

@@ -117,8 +117,28 @@ def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, 
     return t, False
 
 
+def _overflowing_scale(cfg: Config) -> str | None:
+    """What overflows float64 among the scales of a GD step (||mu||^2, ||xi||^2 ~ sigma_p^2 d and their products
+    with eta), in words, or None: said instead of "lower eta" when lowering eta is not what is needed."""
+    mu_sq = cfg.mu_norm * cfg.mu_norm
+    xi_sq = cfg.sigma_p * cfg.sigma_p * cfg.d
+    if not math.isfinite(mu_sq):
+        return (f"||mu||^2 = mu_norm^2 overflows float64: mu_norm={cfg.mu_norm:g} must be below about 1e154, and "
+                "much smaller for the outputs and their squares to stay finite")
+    if not math.isfinite(xi_sq):
+        return (f"the noise patches' squared norm sigma_p^2 d overflows float64 (sigma_p={cfg.sigma_p:g}, "
+                f"d={cfg.d}); lower sigma_p")
+    for name, sq, knob in (("eta ||mu||^2", mu_sq, f"mu_norm (now {cfg.mu_norm:g})"),
+                           ("eta sigma_p^2 d", xi_sq, f"sigma_p (now {cfg.sigma_p:g})")):
+        if not math.isfinite(cfg.eta * sq):
+            return (f"the step scale {name} overflows float64 (eta={cfg.eta:g}); lower {knob} or eta")
+    return None
+
+
 def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: np.random.Generator | None,
-             log_row: Callable[[int, np.ndarray, bool], None]) -> tuple[int, bool, str]:
+             log_row: Callable[[int, np.ndarray, bool], None],
+             stopped_at_logged: Callable[[int, np.ndarray], None] | None = None,
+             logged: int | None = None) -> tuple[int, bool, str]:
     """lnref's one training loop: advance ``engine`` to every step of ``log_steps`` (those >= t) and log there.
 
     At each logged step the outputs f of the current state are computed; a non-finite output or training loss
@@ -127,6 +147,11 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
     one (the end of the schedule or the step the run stopped at); it reads the engine's state and records what
     the caller wants (every column for :func:`train`, the last row only for sweeps).  Shared by :func:`train`,
     the sweep worker and the oracle's fixtures, so all take identical steps and stop at the same step.
+
+    Every step is logged at most once: when the very first step after a logged step t would be non-finite, the
+    run stops at t, whose row is already logged, and ``log_row`` is not called again;
+    ``stopped_at_logged(t, f)`` is called instead (if given: for a caller that records only the final row).
+    ``logged``: the step of the caller's last row before the loop (a resumed run's restored row), else None.
 
     Returns
     -------
@@ -139,18 +164,30 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
         if t < target:
             t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs)
             if diverged:
+                cause = _overflowing_scale(cfg)
                 message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
                            f"(NaN or inf); stopped with the last finite state, of step {t} "
-                           f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
+                           + (f"({cause})" if cause else
+                              f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})"))
         f = engine.forward()
         # the mean training loss is finite iff the sum is (dividing by n cannot overflow)
         if not diverged and not (np.isfinite(f).all() and math.isfinite(float(sample_losses(y_obs * f).sum()))):
             diverged = True
+            cause = _overflowing_scale(cfg)
+            if cause is None and t == 0:
+                cause = (f"at initialisation, before any step: the inner products of W(0) with the patches are too "
+                         f"large; lower mu_norm (now {cfg.mu_norm:g}), sigma_p (now {cfg.sigma_p:g}) or sigma0 (now "
+                         f"{cfg.sigma0:g})")
             message = (f"GD diverged at step {t}: the weights are finite but the outputs or the training loss are "
-                       f"not (try a smaller eta, now {cfg.eta})")
+                       f"not ({cause or f'try a smaller eta, now {cfg.eta}'})")
         # the row of the step the run stopped at is logged even when it holds NaN/inf, so a history always ends
-        # at steps_done, the step of the final state
-        log_row(t, f, diverged or li == len(steps) - 1)
+        # at steps_done, the step of the final state; once: a run stopped at the step it logged last keeps that row
+        if t == logged:
+            if stopped_at_logged is not None:
+                stopped_at_logged(t, f)
+        else:
+            log_row(t, f, diverged or li == len(steps) - 1)
+            logged = t
         if diverged:
             break
     return t, diverged, message
@@ -249,10 +286,12 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
         lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
         li = 0
         t = 0
+        restored = None
         if resume is not None:
             t, li = _restore(resume, cfg, engine, hist, trace, lnoise)
             if li > 0 and hist["step"][li - 1] == t:
                 log_steps = log_steps[log_steps > t]  # the row of step t was restored
+                restored = t
         t_setup = time.perf_counter() - t_start
         timer = {"log": 0.0, "checkpoint": t}
         t0 = time.perf_counter()
@@ -287,7 +326,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
                 on_checkpoint(_state(step, li, cfg, engine, hist, trace, lnoise))
                 timer["checkpoint"] = step
 
-        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row)
+        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored)
         t_train = time.perf_counter() - t0 - timer["log"]
     from ._equations import mark_warm
     mark_warm(cfg.engine)  # this process compiled (or loaded) the engine's kernels: later processes load them
@@ -316,6 +355,22 @@ def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise
     return state
 
 
+def check_state_arrays(state: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+    """Refuse a checkpoint state whose arrays (gamma, rho, bias, W, ELR's target) do not have the shapes the run
+    needs or are not finite (a run never checkpoints a non-finite state); ConfigError naming the array."""
+    for key, shape in shapes.items():
+        if key not in state:
+            if key == "W":
+                raise ConfigError("the checkpoint has no weights W (the weight engine needs them)")
+            continue
+        a = np.asarray(state[key])
+        if a.shape != tuple(shape):
+            raise ConfigError(f"the checkpoint's {key} has shape {a.shape}; this run needs {tuple(shape)}")
+        if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
+            raise ConfigError(f"the checkpoint's {key} holds non-finite values (NaN or inf); a run only checkpoints "
+                              "a finite state")
+
+
 def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: dict, lnoise) -> tuple[int, int]:
     """Load a checkpoint state into a freshly built engine and the history buffers; returns (step, rows)."""
     if Config.from_dict(state["config"]) != cfg:
@@ -325,6 +380,12 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
         raise ConfigError(f"checkpoint step {t} / rows {li} do not fit a run of {cfg.steps} steps")
     if cfg.loss == "elr" and state.get("target") is None:
         raise ConfigError("the checkpoint holds no ELR targets; it was not made by an ELR run")
+    want = {"gamma": engine.gamma.shape, "rho": engine.rho.shape, "bias": engine.bias.shape}
+    if cfg.engine == "weights":
+        want["W"] = engine.weights().shape
+    if cfg.loss == "elr":
+        want["target"] = engine.target.shape
+    check_state_arrays(state, want)
     engine.load_state(state["gamma"], state["rho"], state.get("bias", engine.bias.copy()),
                       state.get("W") if cfg.engine == "weights" else None, step=t, target=state.get("target"))
     for k in hist:

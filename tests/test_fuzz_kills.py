@@ -150,7 +150,9 @@ def test_a_full_disk_at_any_step_keeps_the_earlier_state(tmp_path, monkeypatch, 
             if status == "resumable":
                 assert main(["run", "--resume", "--quiet", "--threads", "1", "--out", str(out)]) == 0
                 assert _run_content(out) == references["B"], k
-    assert failures >= total // 2
+    # the last 4 steps come after the run is complete (history.png written atomically: 3 steps; the folder's lock
+    # removed: 1), so their failure leaves a complete run
+    assert failures >= (total - 4) // 2
 
 
 def _rows(res):

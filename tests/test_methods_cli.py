@@ -77,3 +77,7 @@ def test_sweep_over_the_method_draws_a_categorical_heatmap(tmp_path):
     assert (out / "heatmap_train_acc_noisy.png").stat().st_size > 0
     rows = (out / "sweep_mean.csv").read_text().splitlines()
     assert rows[0].startswith("cell,loss,tau") and len(rows) == 5
+    # sweep.csv holds the field 'loss' (the method) once; the default metrics leave out the metric 'loss'
+    header = (out / "sweep.csv").read_text().splitlines()[0].split(",")
+    assert header.count("loss") == 1
+    assert {line.split(",")[3] for line in (out / "sweep.csv").read_text().splitlines()[1:]} == {"logistic", "elr"}

@@ -55,6 +55,7 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import json
+import math
 import os
 import stat
 import zipfile
@@ -517,15 +518,40 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     path = check_regular_file(path, what)
     try:
         with open(path, "rb") as fh:
+            if fh.read(6) == b"\x93NUMPY":  # a bare .npy: refused without reading its (claimed) array
+                raise ValueError("it holds a single array (.npy), not a .npz archive")
+            fh.seek(0)
             z = np.load(fh, allow_pickle=False)
             if not hasattr(z, "files"):
                 raise ValueError("it holds a single array, not a .npz archive")
             with z:
+                for k in z.files:
+                    _check_member_size(z, k)
                 return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeError, zipfile.LargeZipFile,
-            RuntimeError) as exc:
+            RuntimeError, SyntaxError) as exc:
         raise FixtureError(f"{what} {path} is damaged or not a .npz of plain arrays ({type(exc).__name__}: "
                            f"{exc})") from None
+    except MemoryError:
+        raise FixtureError(f"{what} {path} is damaged or too large: its arrays do not fit in memory") from None
+
+
+def _check_member_size(z, key: str) -> None:
+    """Refuse an array whose header claims more data than its member of the archive holds (a damaged or forged
+    header would otherwise make NumPy allocate that much: 10^12 elements claimed by a 300-byte file)."""
+    name = key if key in z.zip.namelist() else f"{key}.npy"
+    info = z.zip.getinfo(name)
+    with z.zip.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        header = member.tell()
+    need = math.prod(shape) * dtype.itemsize
+    if need > info.file_size - header:
+        raise ValueError(f"array {key!r} claims shape {tuple(shape)} of {dtype} ({need} bytes) but holds "
+                         f"{info.file_size - header} bytes")
 
 
 def load_fixture(path: str | os.PathLike) -> Fixture:

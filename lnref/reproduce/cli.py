@@ -33,6 +33,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from .._lock import OutputLock
     from ..training import num_threads
     from . import DEFAULT, Context, load_all, run_reproduction
     from .common import count_held, prepare_reproduction_dir
@@ -56,14 +57,16 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.threads is not None:
         with num_threads(args.threads):  # validates the thread count before any work
             pass
-    out = prepare_reproduction_dir(args.out if args.out is not None else Path("runs") / name, name, args.force)
-    compile_notice(ENGINE)  # every reproduction trains with this engine; one line when its kernels compile now
-    ctx = Context(out=out, seeds=args.seeds, quick=args.quick, threads=args.threads,
-                  log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    ctx.published = args.published  # read by the reproductions in _TAKES_PUBLISHED (getattr, default None)
-    t0 = time.perf_counter()
-    checks = run_reproduction(name, ctx)
-    wall = time.perf_counter() - t0
+    out = args.out if args.out is not None else Path("runs") / name
+    with OutputLock(out) as lock:  # one writer per folder: a second `lnref reproduce` into it is refused, not merged
+        out = prepare_reproduction_dir(out, name, args.force, lock=lock)
+        compile_notice(ENGINE)  # every reproduction trains with this engine; one line when its kernels compile now
+        ctx = Context(out=out, seeds=args.seeds, quick=args.quick, threads=args.threads,
+                      log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        ctx.published = args.published  # read by the reproductions in _TAKES_PUBLISHED (getattr, default None)
+        t0 = time.perf_counter()
+        checks = run_reproduction(name, ctx)
+        wall = time.perf_counter() - t0
     held, tested, na = count_held(checks)
     extra = f" ({na} comparison rows n/a)" if na else ""
     print(f"lnref reproduce {name}: {held} of {tested} predictions hold{extra} over {ctx.seeds} seed"

@@ -344,7 +344,7 @@ def _read_marker(out: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("reproduction"), str) else None
 
 
-def prepare_reproduction_dir(out: str | Path, name: str, force: bool = False) -> Path:
+def prepare_reproduction_dir(out: str | Path, name: str, force: bool = False, lock: Any = None) -> Path:
     """Create the output folder of ``lnref reproduce NAME``, replacing NAME's own earlier output.
 
     - missing or empty folder: created / used;
@@ -352,9 +352,17 @@ def prepare_reproduction_dir(out: str | Path, name: str, force: bool = False) ->
       other entry is a file that run wrote): those files are deleted, so the new run replaces the old one
       (re-running the README's main-job command works);
     - anything else (other files, another reproduction's output): refused with :class:`lnref.io.OutputError`
-      unless ``force``, which keeps the folder and overwrites the files of the same names.
+      unless ``force``, which keeps the folder and overwrites the files of the same names;
+    - a folder another process is writing into (its :class:`lnref._lock.OutputLock` is held): refused, whatever
+      ``force`` (its unfinished marker is not an earlier output).  ``lock``: the caller's own held lock on ``out``
+      (``lnref reproduce`` holds it from here to the end of the run).
     """
     out = Path(out)
+    if lock is None or not lock.held:
+        from .._lock import OutputLock, holder
+        owner = holder(out)
+        if owner is not None:
+            raise OutputLock(out)._busy(owner)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()):

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._lock import OutputLock
 from .._sweep_worker import METRICS, run_batch
 from ..config import Config, ConfigError
 from ..io import OutputError, describe_os_error, versions, write_json, write_text
@@ -134,10 +135,18 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
     check_sweep_size(len(cells), replicates)
     if isinstance(metrics, str):
         metrics = (metrics,)
+    default_metrics = tuple(metrics) == DEFAULT_METRICS
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ConfigError(f"metrics {unknown or metrics!r} not allowed: choose from {', '.join(METRICS)}")
+    clash = [f for f in fields if f in metrics]  # a row holds each name once: the grid field 'loss' vs the metric
+    if clash and default_metrics:
+        metrics = tuple(m for m in metrics if m not in clash)  # the default set leaves the metric out
+    elif clash:
+        raise ConfigError(f"the grid field(s) {', '.join(map(repr, clash))} and the metric(s) of the same name "
+                          "cannot both be columns of sweep.csv: leave the metric out of metrics= (the grid field "
+                          "'loss' is the training method; the metric 'loss' the final logistic loss)")
     if batch_size is not None:
         _check_int_option("batch_size", batch_size, 1)
     if executor is not None and not isinstance(executor, cf.Executor) and not hasattr(executor, "submit"):
@@ -161,102 +170,111 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
         cell_cfgs[(cfg.n, cfg.d, cfg.m, cfg.n_test, cfg.engine, cfg.sampling, cfg.algorithm)] = cfg
     check_sweep_memory(list(cell_cfgs.values()), replicates, int(workers), len(columns) + 2)
 
-    # the output folder: every check (and the rows to resume) before anything is written
+    # the output folder: claimed (one writer at a time), then every check (and the rows to resume) before
+    # anything is written
     finished: dict[tuple[int, int], dict[str, Any]] = {}
+    lock = None
     if out is not None:
         out = Path(out)
         result.out = out
-        finished, result.rerun = _check_out(out, resume, force, meta, columns, sid, fields, cells, base.seed,
-                                            replicates)
-    result.skipped = len(finished)
-
-    jobs = [(c, r, cells[c], cell_seed(base.seed, c, r)) for c in range(len(cells)) for r in range(replicates)
-            if (c, r) not in finished]
-    total = len(cells) * replicates
-    tidy_fh = None
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / META_NAME, {**meta, "versions": versions(), "complete": False})
-            kept = sorted(finished.values(), key=lambda r: (r["cell"], r["replicate"]))
-            write_text(out / TIDY_NAME, header_line(columns) + "".join(row_line(r, columns, sid) for r in kept))
-            tidy_fh = open(out / TIDY_NAME, "a", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"cannot write the sweep into {out}: {describe_os_error(exc)}") from None
-    own_executor = executor is None
-    if own_executor:
-        executor = process_executor()
-    if batch_size is None:
-        batch_size = int(min(250, max(1, math.ceil(len(jobs) / (8 * workers))))) if jobs else 1
-    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
-    if progress is True:
-        from ..cliargs import Progress
-        printer = Progress("lnref sweep")
-        progress = lambda jd, jt, cd, ct: printer(jd, jt, f"({cd}/{ct} cells)")  # noqa: E731
-    per_cell = np.zeros(len(cells), dtype=np.int64)
-    for c, _ in finished:
-        per_cell[c] += 1
-    cells_done = int(np.sum(per_cell == replicates))
-    rows = list(finished.values())
-    futures: list[cf.Future] = []
+        _check_out(out, resume, force, meta, columns, sid, fields, cells, base.seed, replicates)  # clear errors first
+        lock = OutputLock(out, f"the sweep folder {out}").acquire()
     try:
-        futures = [executor.submit(run_batch, base.to_dict(), fields, batch, metrics, 1) for batch in batches]
-        for fut in cf.as_completed(futures):
-            batch_rows = fut.result()
-            if tidy_fh is not None:
-                tidy_fh.write("".join(row_line(r, columns, sid) for r in batch_rows))
-                tidy_fh.flush()
-                os.fsync(tidy_fh.fileno())
-            rows.extend(batch_rows)
-            for r in batch_rows:
-                per_cell[r["cell"]] += 1
-                cells_done += int(per_cell[r["cell"]] == replicates)
-            if progress:
-                progress(len(rows), total, cells_done, len(cells))
-    except cf.BrokenExecutor as exc:
-        for fut in futures:
-            fut.cancel()
-        kept = f"; the {len(rows)} rows finished are in {out / TIDY_NAME}: continue with resume=True" \
-            if out is not None else ""
-        raise SweepError(f"a worker process of the sweep died ({exc}; out of memory?){kept}") from None
-    except OSError as exc:
-        for fut in futures:
-            fut.cancel()
-        raise SweepError(f"cannot write {out / TIDY_NAME}: {describe_os_error(exc)}; the rows written before are "
-                         "kept: free space, then continue with resume=True") from None
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        raise
-    finally:
-        if tidy_fh is not None:
-            try:
-                tidy_fh.close()
-            except OSError:
-                pass
-        if own_executor:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if out is not None:  # again under the claim: another sweep may have written there in between
+            finished, result.rerun = _check_out(out, resume, force, meta, columns, sid, fields, cells, base.seed,
+                                                replicates)
+        result.skipped = len(finished)
 
-    rows.sort(key=lambda r: (r["cell"], r["replicate"]))
-    result.rows = rows
-    result.wall_seconds = time.perf_counter() - t0
-    if out is not None:
+        jobs = [(c, r, cells[c], cell_seed(base.seed, c, r)) for c in range(len(cells)) for r in range(replicates)
+                if (c, r) not in finished]
+        total = len(cells) * replicates
+        tidy_fh = None
+        if out is not None:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                write_json(out / META_NAME, {**meta, "versions": versions(), "complete": False})
+                kept = sorted(finished.values(), key=lambda r: (r["cell"], r["replicate"]))
+                write_text(out / TIDY_NAME, header_line(columns) + "".join(row_line(r, columns, sid) for r in kept))
+                tidy_fh = open(out / TIDY_NAME, "a", encoding="utf-8")
+            except OSError as exc:
+                raise OutputError(f"cannot write the sweep into {out}: {describe_os_error(exc)}") from None
+        own_executor = executor is None
+        if own_executor:
+            executor = process_executor()
+        if batch_size is None:
+            batch_size = int(min(250, max(1, math.ceil(len(jobs) / (8 * workers))))) if jobs else 1
+        batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+        if progress is True:
+            from ..cliargs import Progress
+            printer = Progress("lnref sweep")
+            progress = lambda jd, jt, cd, ct: printer(jd, jt, f"({cd}/{ct} cells)")  # noqa: E731
+        per_cell = np.zeros(len(cells), dtype=np.int64)
+        for c, _ in finished:
+            per_cell[c] += 1
+        cells_done = int(np.sum(per_cell == replicates))
+        rows = list(finished.values())
+        futures: list[cf.Future] = []
         try:
-            write_text(out / TIDY_NAME, result.tidy_csv())  # canonical order, atomically
-            write_text(out / MEAN_NAME, result.mean_csv())
-            result.files = [TIDY_NAME, MEAN_NAME, META_NAME]
-            if plot and len(fields) == 2 and have_matplotlib():
-                for metric in ("test_error", "train_acc_noisy"):
-                    if metric in metrics:
-                        save_heatmap(result, metric, out / f"heatmap_{metric}.png")
-                        result.files.append(f"heatmap_{metric}.png")
-            write_json(out / META_NAME, {**meta, "versions": versions(), "wall_seconds": result.wall_seconds,
-                                         "runs": total, "resumed_rows": result.skipped,
-                                         "rerun_garbled_rows": result.rerun, "complete": True})
+            futures = [executor.submit(run_batch, base.to_dict(), fields, batch, metrics, 1) for batch in batches]
+            for fut in cf.as_completed(futures):
+                batch_rows = fut.result()
+                if tidy_fh is not None:
+                    tidy_fh.write("".join(row_line(r, columns, sid) for r in batch_rows))
+                    tidy_fh.flush()
+                    os.fsync(tidy_fh.fileno())
+                rows.extend(batch_rows)
+                for r in batch_rows:
+                    per_cell[r["cell"]] += 1
+                    cells_done += int(per_cell[r["cell"]] == replicates)
+                if progress:
+                    progress(len(rows), total, cells_done, len(cells))
+        except cf.BrokenExecutor as exc:
+            for fut in futures:
+                fut.cancel()
+            kept = f"; the {len(rows)} rows finished are in {out / TIDY_NAME}: continue with resume=True" \
+                if out is not None else ""
+            raise SweepError(f"a worker process of the sweep died ({exc}; out of memory?){kept}") from None
         except OSError as exc:
-            raise SweepError(f"cannot write the sweep's files into {out}: {describe_os_error(exc)}; every row is "
-                             f"in {out / TIDY_NAME}: continue with resume=True") from None
-    return result
+            for fut in futures:
+                fut.cancel()
+            raise SweepError(f"cannot write {out / TIDY_NAME}: {describe_os_error(exc)}; the rows written before are "
+                             "kept: free space, then continue with resume=True") from None
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        finally:
+            if tidy_fh is not None:
+                try:
+                    tidy_fh.close()
+                except OSError:
+                    pass
+            if own_executor:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+        rows.sort(key=lambda r: (r["cell"], r["replicate"]))
+        result.rows = rows
+        result.wall_seconds = time.perf_counter() - t0
+        if out is not None:
+            try:
+                write_text(out / TIDY_NAME, result.tidy_csv())  # canonical order, atomically
+                write_text(out / MEAN_NAME, result.mean_csv())
+                result.files = [TIDY_NAME, MEAN_NAME, META_NAME]
+                if plot and len(fields) == 2 and have_matplotlib():
+                    for metric in ("test_error", "train_acc_noisy"):
+                        if metric in metrics:
+                            save_heatmap(result, metric, out / f"heatmap_{metric}.png")
+                            result.files.append(f"heatmap_{metric}.png")
+                write_json(out / META_NAME, {**meta, "versions": versions(), "wall_seconds": result.wall_seconds,
+                                             "runs": total, "resumed_rows": result.skipped,
+                                             "rerun_garbled_rows": result.rerun, "complete": True})
+            except OSError as exc:
+                raise SweepError(f"cannot write the sweep's files into {out}: {describe_os_error(exc)}; every row is "
+                                 f"in {out / TIDY_NAME}: continue with resume=True") from None
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _check_out(out: Path, resume: bool, force: bool, meta: dict, columns: list[str], sid: str,

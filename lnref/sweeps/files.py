@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._sweep_worker import BOOL_METRICS, INT_METRICS
+from .._sweep_worker import BOOL_METRICS, INT_METRICS, METRICS
 from ..config import FIELD_TYPES, Config
 from ..io import InputError, OutputError, read_bytes_checked
 from .grid import convert_value
@@ -96,7 +96,14 @@ def _parse_value(column: str, text: str) -> Any:
             raise ValueError(text)
         return text == "true"
     if column in FIELD_TYPES:
-        return convert_value(column, text) if FIELD_TYPES[column] is not str else text
+        if FIELD_TYPES[column] is not str:
+            return convert_value(column, text)
+        if column not in METRICS:
+            return text
+        try:  # 'loss' is both a field (the method, a name) and a metric (a number); a sweep.csv has one of them
+            return float(text)
+        except ValueError:
+            return text
     return float(text)
 
 

@@ -112,6 +112,27 @@ def grid_from_toml(doc: Mapping[str, Any], source: str) -> dict[str, list[Any]]:
     return out
 
 
+def _refuse_repeats(base: Config, name: str, values: list[Any]) -> None:
+    """Refuse a value list with two values that are the same once the Config converts them (``n = [10, 10.0]``,
+    ``mu_norm = [1, 1.0]``): both cells would be the same run."""
+    seen: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        try:
+            conv = getattr(base.replace(**{name: v}), name)  # the value as the Config holds it
+        except (ConfigError, TypeError):
+            conv = v  # refused below, naming the cell
+        key = ("nan",) if isinstance(conv, float) and math.isnan(conv) else conv
+        try:
+            first = seen.setdefault(key, i)
+        except TypeError:  # unhashable: compared by repr
+            first = seen.setdefault(repr(key), i)
+        if first != i:
+            old = values[first]
+            same = f"{old!r} and {v!r} are the same value" if repr(old) != repr(v) else f"{v!r} is given twice"
+            raise ConfigError(f"grid {name}: values are repeated: {same} ({name}={conv!r} once converted), so two "
+                              "cells would be the same run; give each value once")
+
+
 def validate_grid(base: Config, grid: Mapping[str, Sequence[Any]],
                   max_cells: int | None = None) -> tuple[list[str], list[tuple]]:
     """Check a grid and build every cell's Config up front (so a bad cell fails before anything runs).
@@ -150,8 +171,7 @@ def validate_grid(base: Config, grid: Mapping[str, Sequence[Any]],
         values = [convert_value(name, v) for v in values]
         if not values:
             raise ConfigError(f"grid {name}: the list of values is empty; give at least one value")
-        if len(set(map(repr, values))) != len(values):
-            raise ConfigError(f"grid {name}: values are repeated ({values!r}); each cell must be distinct")
+        _refuse_repeats(base, name, values)
         fields.append(name)
         lists.append(values)
     count = math.prod(len(v) for v in lists)
