@@ -562,3 +562,16 @@ def test_engine_advance_in_chunks_equals_one_call_for_elr():
         np.testing.assert_array_equal(e1.gamma, e2.gamma)
         np.testing.assert_array_equal(e1.rho, e2.rho)
         np.testing.assert_array_equal(e1.target, e2.target)
+
+
+def test_elr_example_without_torch_says_what_to_install():
+    """python -m lnref.examples.elr_torch with torch hidden: one line naming the install command, exit 2."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys, runpy; sys.modules['torch'] = None; "
+            "runpy.run_module('lnref.examples.elr_torch', run_name='__main__')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "this example needs PyTorch: pip install torch"

@@ -222,3 +222,44 @@ def test_the_comparison_catches_a_mistake(loss, mistake):
     r = lnref.train(cfg, data, W0, threads=1)
     _, _, Ws = torch_run(cfg, data, W0, loss_fn=mistake)
     assert rel(Ws[-1] - W0, r.W - W0) > 1e3 * TOL
+
+
+# ------------------------------------------------------------------ the example (python -m lnref.examples.elr_torch)
+def test_elr_example_matches_lnref(capsys):
+    from lnref.examples import elr_torch
+    assert elr_torch.main([]) == 0
+    out = capsys.readouterr().out
+    assert "tolerance 1e-10" in out and "measured max" in out and "matches lnref" in out, out
+    assert elr_torch.main(["--period", "3", "--lam", "0.5", "--eta", "8", "--steps", "60"]) == 0
+
+
+def test_elr_example_runs_as_a_module():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-m", "lnref.examples.elr_torch", "--steps", "30"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "verdict: this PyTorch ELR matches lnref" in out.stdout
+
+
+def test_elr_example_catches_a_target_updated_after_the_loss(monkeypatch, capsys):
+    from lnref.examples import elr_torch
+
+    class Late(elr_torch.elr_loss):
+        def forward(self, index, output, label, update=True):
+            loss = super().forward(index, output, label, update=False)
+            if update:
+                super().forward(index, output, label, update=True)
+            return loss
+
+    monkeypatch.setattr(elr_torch, "elr_loss", Late)
+    assert elr_torch.main(["--steps", "30"]) == 1
+    assert "does NOT match" in capsys.readouterr().out
+
+
+def test_elr_example_refuses_bad_parameters(capsys):
+    from lnref.examples import elr_torch
+    assert elr_torch.main(["--period", "0"]) == 2
+    assert "loss_params.period=0" in capsys.readouterr().err
