@@ -178,6 +178,8 @@ def loss(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: fl
     ``b``, ``output_scale``, ``patch_reduce``: the network's conventions, as :func:`forward`.  ``loss``,
     ``loss_params``: a training method (SPEC.md section 9), ``target``/``target_update`` its state (ELR), as
     :func:`sample_scalars`."""
+    if not (loss == "logistic" and loss_params is None and target is None):  # a bad method: refused before work
+        _method(loss, loss_params, target, _check_data(data).n, target_update)
     f = forward(W, data, q, b=b, output_scale=output_scale, patch_reduce=patch_reduce)
     if loss == "logistic" and loss_params is None and target is None:
         mult = _mult(data, eps)
@@ -227,6 +229,8 @@ def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scal
     W = check_weights(W, d=data.d)
     q = check_float("q", q, low=1.0, allowed="with q >= 1")
     bias, div, with_bias = _conventions(W, b, output_scale, patch_reduce)
+    if not (loss == "logistic" and loss_params is None and target is None):  # a bad method: refused before work
+        _method(loss, loss_params, target, data.n, target_update)
     m, d = W.shape[1], W.shape[2]
     F, n = 2 * m, data.n
     A, B = _inner(W, data)

@@ -170,6 +170,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     for key in ("W", "bias"):
         if key in state:
             arrays[key] = state[key]
+    if state["config"].get("loss") == "elr":  # ELR's per-sample targets are part of the state (SPEC.md section 9)
+        arrays["target"] = state["target"]
     arrays.update({f"history_{k}": v for k, v in state["history"].items()})
     arrays.update({f"trace_{k}": v for k, v in state["trace"].items()})
     meta = {"kind": "lnref.checkpoint", "step": state["step"], "rows": state["rows"], "config": state["config"],
@@ -196,7 +198,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise InputError(f"checkpoint {path} is damaged: it lacks {', '.join(missing)}")
     state = {k: meta[k] for k in _STATE_KEYS}
     state.update(gamma=arrays["gamma"], rho=arrays["rho"])
-    for key in ("W", "bias"):
+    for key in ("W", "bias", "target"):
         if key in arrays:
             state[key] = arrays[key]
     state["history"] = {k[len("history_"):]: v for k, v in arrays.items() if k.startswith("history_")}
