@@ -34,8 +34,7 @@ from .diagnosis import diagnose_arrays, diagnose_trajectory, replay_bias, reshap
 from .fixtures import Fixture, bias_scale, load_fixture
 from .intake import as_fixture, split_pair, their_biases, their_loss, to_numpy
 from .intake import their_checkpoints as read_checkpoints
-from .replay import Problem, simulate
-from .replay import step_gradient
+from .replay import Problem, simulate, step_gradient
 from .report import CheckpointError, Report, coefficients, decomposable, maxabs, rel
 from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 __all__ = ["Variant", "Problem", "sigma", "dsigma", "outputs", "gradient", "simulate", "EXACT", "LOSS_DERIVATIVES",
-           "SCHEDULES", "step_size", "rounded",
-           "METHOD_DERIVATIVES", "base_variant", "step_gradient", "elr_state", "elr_initial", "elr_update", "elr_period"]
+           "SCHEDULES", "step_size", "rounded", "METHOD_DERIVATIVES", "base_variant", "step_gradient", "elr_state",
+           "elr_initial", "elr_update", "elr_period"]
 
 
 def sigma(z: np.ndarray, q: float) -> np.ndarray:
@@ -435,7 +435,9 @@ def step_size(P: Problem, v: Variant, t: int) -> float:
 
 def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.float64,
              W0: np.ndarray | None = None, t0: int = 0, b0: np.ndarray | None = None,
-             with_bias: bool = False, target0: np.ndarray | None = None) -> dict[int, np.ndarray] | dict[int, tuple[np.ndarray, np.ndarray | None]]:
+             with_bias: bool = False,
+             target0: np.ndarray | None = None
+             ) -> dict[int, np.ndarray] | dict[int, tuple[np.ndarray, np.ndarray | None]]:
     """W(t) at every step in ``steps`` of GD from W0 under ``v`` (SPEC.md section 3 when ``v`` is exact).
 
     Once the weights become non-finite every later requested step holds NaN.  No warnings are raised.
