@@ -216,3 +216,128 @@ def step_fn(bug=None, value=None):
         net.V = net.V - eta * dV
         return net.export()
     return step
+
+
+# ---------------------------------------------------------------------------------------------- training methods
+#: method mistakes (SPEC.md section 9) injected by :func:`train_method`
+METHOD_BUGS = ("elr_target_init_label", "elr_target_init_uniform", "elr_target_updated_after_loss",
+               "elr_target_not_detached", "elr_target_updated_every_step", "elr_no_clamp", "bootstrap_soft_detached",
+               "sce_A_minus_4", "label_smoothing_unnormalised")
+
+
+def _sig(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class MethodNet(Net):
+    """The same network; the loss is a training method's, written on the two-logit softmax p = (p_+, p_-)."""
+
+    def method_grads(self, mu, xi, y, labels, cfg, bug, target, fresh):
+        """dV of the method's mean loss; ``target`` (n, 2) ELR's targets the loss uses, ``fresh``: updated now."""
+        m, n = self.V.shape[0], xi.shape[0]
+        x1, x2 = y[:, None] * mu[None, :], xi
+        z1 = np.einsum("rjd,nd->nrj", self.V, x1)
+        z2 = np.einsum("rjd,nd->nrj", self.V, x2)
+        second = np.array([1.0, -1.0]) / m
+        f = np.einsum("nrj,j->n", self.act(z1) + self.act(z2), second)
+        lp = dict(cfg.loss_params)
+        py = _sig(labels * f)                 # probability of the step's label
+        pm = _sig(-labels * f)
+        dpy = py * pm                         # d p_y / d z, z = label * f
+        if cfg.loss == "label_smoothing":
+            e = lp["eps"] if bug == "label_smoothing_unnormalised" else lp["eps"] / 2
+            t_y, t_m = 1 - lp["eps"] + e, e   # CE against the target: -t_y log p_y - t_m log p_m
+            g = -t_y * pm + t_m * py
+        elif cfg.loss == "sce":
+            A = -4.0 if bug == "sce_A_minus_4" else lp["A"]
+            ce = -np.where(py >= 1e-7, pm, 0.0)
+            g = lp["alpha"] * ce + lp["beta"] * (-A) * (-dpy)   # RCE = -A (1 - p_y)
+        elif cfg.loss == "bootstrap_soft":
+            beta = lp["beta"]
+            inside = (py >= 1e-7) & (pm >= 1e-7)
+            if bug == "bootstrap_soft_detached":
+                g = -beta * pm
+            else:                                 # d/dz [-(beta + (1-beta) p_y) log p_y - (1-beta) p_m log p_m]
+                g = (-(1 - beta) * dpy * np.log(py) - (beta + (1 - beta) * py) * pm
+                     + (1 - beta) * dpy * np.log(pm) + (1 - beta) * pm * py)
+            g = np.where(inside, g, 0.0)
+        elif cfg.loss == "elr":
+            lam, beta = lp["lam"], lp["beta"]
+            lo, hi = (0.0, 1.0) if bug == "elr_no_clamp" else (1e-4, 1 - 1e-4)
+            cy, cm = np.clip(py, lo, hi), np.clip(pm, lo, hi)
+            dcy = np.where((py >= lo) & (py <= hi), dpy, 0.0)
+            dcm = np.where((pm >= lo) & (pm <= hi), -dpy, 0.0)
+            k = np.where(labels > 0, 0, 1)
+            a, b = target[np.arange(n), k], target[np.arange(n), 1 - k]
+            h = 1 - a * cy - b * cm
+            dh = -(a * dcy + b * dcm)
+            if fresh and bug == "elr_target_not_detached":   # a = beta a0 + (1 - beta) cy / (cy + cm), likewise b
+                tot = cy + cm
+                da = (1 - beta) * (dcy * tot - cy * (dcy + dcm)) / tot ** 2
+                db = (1 - beta) * (dcm * tot - cm * (dcy + dcm)) / tot ** 2
+                dh = dh - (da * cy + db * cm)
+            g = -pm + lam * dh / h
+        else:
+            raise ValueError(cfg.loss)
+        dl = g * labels / n
+        dh_ = dl[:, None, None] * second[None, None, :]
+        d1, d2 = dh_ * self.dact(z1), dh_ * self.dact(z2)
+        return f, np.einsum("nrj,nd->rjd", d1, x1) + np.einsum("nrj,nd->rjd", d2, x2)
+
+
+def train_method(fx, bug=None):
+    """GD with the fixture config's training method (ELR's targets kept as the official code keeps them), from the
+    fixture's W0; returns dict step -> W at the fixture's steps."""
+    cfg = fx.config
+    d = fx.data
+    net = MethodNet(fx.W0, cfg.q)
+    n = d.n
+    lp = dict(cfg.loss_params)
+    if bug == "elr_target_init_label":
+        target = np.stack([d.y_obs > 0, d.y_obs < 0], axis=1).astype(float)
+    elif bug == "elr_target_init_uniform":
+        target = np.full((n, 2), 0.5)
+    else:
+        target = np.zeros((n, 2))
+    period = 1 if bug == "elr_target_updated_every_step" else int(lp.get("period", 1))
+    keep = {int(s) for s in fx.steps}
+    out = {}
+    with np.errstate(all="ignore"):
+        for t in range(fx.total_steps + 1):
+            if t in keep:
+                out[t] = net.export()
+            if t == fx.total_steps:
+                break
+            labels = fx.mult(t)
+            use, fresh = target, False
+            if cfg.loss == "elr" and t % period == 0:
+                f, _ = net.method_grads(d.mu, d.xi, d.y, labels, cfg, bug, target, False)
+                lo, hi = (0.0, 1.0) if bug == "elr_no_clamp" else (1e-4, 1 - 1e-4)
+                p = np.clip(np.stack([_sig(f), _sig(-f)], axis=1), lo, hi)
+                new = lp["beta"] * target + (1 - lp["beta"]) * p / p.sum(axis=1, keepdims=True)
+                if bug != "elr_target_updated_after_loss":
+                    use, fresh = new, True
+                target = new
+            _, dV = net.method_grads(d.mu, d.xi, d.y, labels, cfg, bug, use, fresh)
+            net.V = net.V - cfg.eta * dV
+    return out
+
+
+def method_gradient_fn(cfg, bug=None):
+    """grad_fn(W, mu, xi, y, y_obs, q, target=, target_update=) of the method of ``cfg`` with ``bug``."""
+    lp = dict(cfg.loss_params)
+
+    def grad(W, mu, xi, y, y_obs, q, target=None, target_update=False):
+        net = MethodNet(W, q)
+        tg = np.zeros((len(y), 2)) if target is None else np.asarray(target).T.copy()
+        use, fresh = tg, False
+        if cfg.loss == "elr" and target_update:
+            f, _ = net.method_grads(mu, xi, y, y_obs, cfg, bug, tg, False)
+            lo, hi = (0.0, 1.0) if bug == "elr_no_clamp" else (1e-4, 1 - 1e-4)
+            p = np.clip(np.stack([_sig(f), _sig(-f)], axis=1), lo, hi)
+            new = lp["beta"] * tg + (1 - lp["beta"]) * p / p.sum(axis=1, keepdims=True)
+            if bug != "elr_target_updated_after_loss":
+                use, fresh = new, True
+        _, dV = net.method_grads(mu, xi, y, y_obs, cfg, bug, use, fresh)
+        return np.ascontiguousarray(dV.transpose(1, 0, 2))
+    return grad

@@ -11,7 +11,7 @@ import pytest
 import lnref
 from lnref.cli import main
 from lnref.oracle.catalogue import CATALOGUE, CONVENTION_NEEDS, applicable
-from lnref.oracle.fixtures import FixtureError, load_fixture, make_fixture, save_fixture
+from lnref.oracle.fixtures import FIXTURE_SCHEMA, FixtureError, load_fixture, make_fixture, save_fixture
 from lnref.testing import check_gradient, check_step, compare_trajectory
 
 CONV = lnref.Config(n=12, d=40, m=3, q=1.0, eta=0.2, steps=20, n_test=0, noise="isotropic", sigma_p=1.0,
@@ -135,7 +135,7 @@ def test_roundtrip_and_integrity_of_bias_arrays(fx, tmp_path):
     back = load_fixture(path)
     for name in ("b0", "b", "grad_b"):
         np.testing.assert_array_equal(getattr(back, name), getattr(fx, name))
-    assert back.config == fx.config and back.meta["fixture_schema"] == 3
+    assert back.config == fx.config and back.meta["fixture_schema"] == FIXTURE_SCHEMA
 
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}

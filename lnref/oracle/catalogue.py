@@ -10,6 +10,11 @@ An entry is named in a report only when replaying it reproduces the submitted nu
 * a transformation of lnref's own trajectory (the export reversed the j axis or used a reshape instead of a
   transpose, a checkpoint holding the weights after t + 1 steps, a W0 imported with a reshape).
 
+Training methods (SPEC.md section 9): ELR's target initialised to the label or to 1/2, updated after the loss,
+not detached, updated every step for a period > 1, no clamp; soft bootstrapping with a detached target; SCE with
+A = -4; a label-smoothing target summing to 1 + eps.  GCE without its clamp of p at 1e-7 is not an entry: it differs
+only where s < 1e-7 (a margin below -16.1), which no fixture of this model reaches in a judgeable number of steps.
+
 Learning-rate schedules: the exponential family eta gamma^t (PyTorch's ExponentialLR, gamma fitted) and
 eta / sqrt(1 + t) are replayed from W0, so any checkpoints work.  Other schedules (step decay, cosine, warm-up) are
 not in the catalogue; with consecutive checkpoints t, t + 1 the report states the step size actually taken.
@@ -49,7 +54,8 @@ class Mistake:
     scopes : frozenset of {'gradient', 'step', 'trajectory'}
         The checks the entry applies to.
     needs : tuple of str
-        Conditions on the fixture: 'q1', 'q>1', 'int_q', 'eps', 'noisy', 'm>1', 'n>1', and the conventions of
+        Conditions on the fixture: 'q1', 'q>1', 'int_q', 'eps', 'noisy', 'm>1', 'n>1', the training method
+        (SPEC.md section 9: 'elr', 'period>1', 'bootstrap_soft', 'sce', 'A!=-4', 'label_smoothing'), the conventions of
         SPEC.md section 7: 'bias' (the network has biases), 'mean' (patch_reduce='mean'), 'scaled' (an explicit
         output_scale).
     fit : str or None
@@ -96,6 +102,15 @@ def _v(**kw) -> Callable[[object], Variant]:
     def make(fx) -> Variant:
         from .replay import Problem
         return replace(Problem.of(fx).base, **kw)
+    return make
+
+
+def _params(**kw) -> Callable[[object], Variant]:
+    """The fixture's exact dynamics with some of its method's parameters (``loss_params``) replaced."""
+    def make(fx) -> Variant:
+        from .replay import Problem
+        base = Problem.of(fx).base
+        return replace(base, loss_params=tuple((k, float(kw.get(k, v))) for k, v in base.loss_params))
     return make
 
 
@@ -249,6 +264,49 @@ CATALOGUE: list[Mistake] = [
             "their W0 (the weights given to them) was rounded through float32 (torch.Tensor(W0), a float32 "
             "nn.Parameter later cast with .double()), the arithmetic being float64: build the parameter from the "
             "float64 array", _v(round_inputs="weights")),
+    # ---- training methods (SPEC.md section 9): the mistakes a PyTorch port of the official codes makes
+    Mistake("elr_target_init_label",
+            "ELR's targets start at the one-hot (observed) label instead of zeros: the official code initialises "
+            "self.target = torch.zeros(num_examp, num_classes) (SPEC.md section 9; shengliu66/ELR ELR/model/loss.py)",
+            _v(elr_init="label"), scopes=TRAJ, needs=("elr",)),
+    Mistake("elr_target_init_uniform",
+            "ELR's targets start at the uniform 1/2 instead of zeros: the official code initialises self.target = "
+            "torch.zeros(num_examp, num_classes) (SPEC.md section 9)", _v(elr_init="uniform"), scopes=TRAJ,
+            needs=("elr",)),
+    Mistake("elr_target_updated_after_loss",
+            "ELR's targets are updated AFTER the loss of the step (the loss used the old targets): the official "
+            "code updates self.target[index] first, then computes the loss with the new targets (SPEC.md section "
+            "9: at steps 0, period, 2 period, ... the update comes before that step's loss)",
+            _v(elr_update="after"), needs=("elr",)),
+    Mistake("elr_target_not_detached",
+            "ELR's target update is not detached, so the gradient also flows through this step's new target "
+            "(beta t + (1 - beta) p): the official code builds it from y_pred.data.detach() (SPEC.md section 9: "
+            "the target is a constant of the loss); detach p before the update", _v(elr_detach=False),
+            needs=("elr",)),
+    Mistake("elr_target_updated_every_step",
+            "ELR's targets are updated at every step where the config's period is {period}: they are updated at "
+            "steps 0, period, 2 period, ... only (config loss_params.period, SPEC.md section 9)",
+            _v(elr_period=1), scopes=TRAJ, needs=("elr", "period>1")),
+    Mistake("elr_no_clamp",
+            "ELR's probabilities are not clamped to [1e-4, 1 - 1e-4]: the official code clamps the softmax "
+            "(torch.clamp(y_pred, 1e-4, 1.0 - 1e-4)) before the target update and the regulariser, so the "
+            "regulariser passes no gradient once |f| > ln 9999 = 9.21 (SPEC.md section 9)", _v(elr_clamp=False),
+            needs=("elr",)),
+    Mistake("bootstrap_soft_detached",
+            "the soft-bootstrapping target beta e_y + (1 - beta) p is detached: that loss is just beta x the "
+            "cross-entropy (g = -beta (1 - s)); Reed et al.'s soft bootstrap (and the official Keras code) lets the "
+            "gradient flow through p (SPEC.md section 9, identity 1)", _v(loss="bootstrap_soft_detached"),
+            needs=("bootstrap_soft",)),
+    Mistake("sce_A_minus_4",
+            "SCE's reverse cross-entropy uses A = -4 where the fixture's config has A = loss_params.A (default ln "
+            "1e-4 = -9.2103, the log of the clipped 0 of the one-hot label in the official code, "
+            "YisenWang/symmetric_cross_entropy_for_noisy_labels loss.py): use the config's A (SPEC.md section 9)",
+            _params(A=-4.0), needs=("sce", "A!=-4")),
+    Mistake("label_smoothing_unnormalised",
+            "the label-smoothing target does not sum to 1: (1 - eps) e_y + eps on each class (eps in place of "
+            "eps/2 on the two classes); the target is (1 - eps) e_y + eps/2 (PyTorch's CrossEntropyLoss("
+            "label_smoothing=eps) with two classes; SPEC.md section 9)", _v(loss="label_smoothing_unnormalised"),
+            needs=("label_smoothing",)),
     # ---- fitted entries (named only when the replay with the fitted value reproduces the numbers)
     Mistake("weight_decay",
             "weight decay lambda = {value} is applied (W <- W - eta (grad + lambda W), biases likewise): SPEC.md "
@@ -297,6 +355,11 @@ def applicable(fx, scope: str) -> list[Mistake]:
              "noisy": bool(np.any(fx.data.y != fx.data.y_obs)), "m>1": fx.m > 1, "n>1": fx.n > 1,
              "bias": bool(getattr(cfg, "bias", False)), "mean": getattr(cfg, "patch_reduce", "sum") == "mean",
              "scaled": getattr(cfg, "output_scale", None) is not None}
+    method = getattr(cfg, "loss", "logistic")
+    lp = dict(getattr(cfg, "loss_params", None) or {})
+    conds.update({"elr": method == "elr", "period>1": int(lp.get("period", 1)) > 1,
+                  "bootstrap_soft": method == "bootstrap_soft", "sce": method == "sce",
+                  "A!=-4": float(lp.get("A", -4.0)) != -4.0, "label_smoothing": method == "label_smoothing"})
     from .replay import Problem
     base = Problem.of(fx).base
     out = []
@@ -316,8 +379,9 @@ def mistake_text(e: Mistake, fx, value: float | None = None, value_text: str | N
     os_ = getattr(fx.config, "output_scale", None)
     if value_text is None:
         value_text = "nan" if value is None else fmt_value(value, e.start)
+    period = dict(getattr(fx.config, "loss_params", None) or {}).get("period", 1)
     return e.text.format(m=fx.m, n=fx.n, n_noisy=int(np.count_nonzero(fx.data.noisy)),
-                         value=value_text, output_scale=np.nan if os_ is None else os_)
+                         value=value_text, output_scale=np.nan if os_ is None else os_, period=period)
 
 
 def with_value(e: Mistake, fx, value: float) -> Variant:

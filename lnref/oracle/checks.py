@@ -34,8 +34,7 @@ from .diagnosis import diagnose_arrays, diagnose_trajectory, replay_bias, reshap
 from .fixtures import Fixture, bias_scale, load_fixture
 from .intake import as_fixture, split_pair, their_biases, their_loss, to_numpy
 from .intake import their_checkpoints as read_checkpoints
-from .replay import Problem, simulate
-from .replay import gradient as replay_gradient
+from .replay import Problem, simulate, step_gradient
 from .report import CheckpointError, Report, coefficients, decomposable, maxabs, rel
 from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
 
@@ -112,6 +111,21 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
     return diagnose_arrays(rep, kind, fx, subs, refs, scales, bnds, origs, b_bad, tol, predict, predict32)
 
 
+def _target(fx: Fixture, k: int) -> np.ndarray | None:
+    """ELR's targets of checkpoint index k, before that step's update (None without ELR)."""
+    return None if fx.target is None else fx.target[k]
+
+
+def _elr_kwargs(fx: Fixture, k: int) -> dict:
+    """The extra keyword arguments a gradient or step function of an ELR fixture receives (SPEC.md section 9):
+    ``target`` (2, n), the targets before step t's update (row 0: class +1), and ``target_update``, whether step
+    t updates them before its loss (t % period == 0)."""
+    if fx.target is None:
+        return {}
+    return {"target": fx.target[k].copy(),
+            "target_update": int(fx.steps[k]) % int(fx.config.loss_params["period"]) == 0}
+
+
 def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
                    tier: str | Tolerance = "float64", rtol: float | None = None,
                    atol: float | None = None) -> Report:
@@ -125,7 +139,9 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
         For a fixture of a network with biases (config ``bias=True``): ``grad_fn(W, mu, xi, y, y_obs, q, b=b) ->
         (grad_W (2, m, d), grad_b (2, m))`` with b (2, m) the biases at that checkpoint; grad_b is compared with
         the fixture's ``grad_b`` at the same bound as grad_W.  The network's ``patch_reduce`` and ``output_scale``
-        are the fixture config's (SPEC.md section 7).
+        are the fixture config's (SPEC.md section 7).  The gradient is that of the fixture config's training method
+        (``loss``, ``loss_params``, SPEC.md section 9); for ELR, grad_fn also receives ``target=`` (2, n), the
+        targets before step t's update, and ``target_update=`` (whether step t updates them before its loss).
     fixture_or_config : Fixture, path of a fixture .npz, or Config
         A Config makes a fixture on the fly (checkpoints 0, 1 and ``steps``).
     tier, rtol, atol
@@ -146,6 +162,7 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
     outs = []
     for k, t in enumerate(fx.steps):
         kw = {"b": fx.b[k].copy()} if fx.has_bias else {}
+        kw.update(_elr_kwargs(fx, k))
         outs.append(grad_fn(fx.W[k].copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(),
                             float(fx.config.q), **kw))
     zeros = [np.zeros_like(fx.W0)] * len(outs)
@@ -159,13 +176,13 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         with np.errstate(all="ignore"):
-            return replay_gradient(fx.W[k], P, P.labels(t, v), v, replay_bias(fx, v, k))[0]
+            return step_gradient(fx.W[k], P, t, v, replay_bias(fx, v, k), _target(fx, k))[0]
 
     def predict32(k: int):
         t = int(fx.steps[k])
         b = replay_bias(fx, P.base, k)
-        return replay_gradient(fx.W[k].astype(np.float32), P, P.labels(t), P.base,
-                               None if b is None else b.astype(np.float32))[0].astype(np.float64)
+        return step_gradient(fx.W[k].astype(np.float32), P, t, P.base, None if b is None else b.astype(np.float32),
+                             _target(fx, k))[0].astype(np.float64)
 
     rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32,
                         None if not fx.has_bias else list(fx.grad_b), bzeros)
@@ -193,8 +210,9 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
     for k, t in enumerate(fx.steps):
         W = fx.W[k]
         kw = {"b": fx.b[k].copy()} if fx.has_bias else {}
+        kw.update(_elr_kwargs(fx, k))
         outs.append(step_fn(W.copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(), q, eta, **kw))
-        G, Gb = model_gradients(W, d, q, fx.eps_at(int(t)), **fx.conventions(k))
+        G, Gb = model_gradients(W, d, q, fx.eps_at(int(t)), **fx.conventions(k), **fx.method_kwargs(k))
         refs.append((W - eta * G) - W)
         bases.append(W)
         if fx.has_bias:
@@ -207,12 +225,13 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         # one step from W(t) (and b(t)) with the labels of step t (only constant-eta entries have the step scope)
-        return simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=replay_bias(fx, v, k))[t + 1] - fx.W[k]
+        return simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=replay_bias(fx, v, k),
+                        target0=_target(fx, k))[t + 1] - fx.W[k]
 
     def predict32(k: int):
         t = int(fx.steps[k])
         return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t,
-                        b0=replay_bias(fx, P.base, k))[t + 1].astype(np.float64) - fx.W[k]
+                        b0=replay_bias(fx, P.base, k), target0=_target(fx, k))[t + 1].astype(np.float64) - fx.W[k]
 
     rep = _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
                         brefs if fx.has_bias else None, bbases if fx.has_bias else None)

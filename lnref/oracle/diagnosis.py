@@ -280,13 +280,15 @@ def check_bias_replays(rep: Report, matches, bias_pred: dict, Bs, bsc: float, bn
 def step_size_note(rep: Report, fx: Fixture, steps, Ws) -> None:
     """With consecutive checkpoints t, t + 1: the step size their update corresponds to (checked by residual)."""
     from ..model import gradient as lnref_gradient
-    if fx.has_bias:
-        return      # their update of W depends on their b too; no exact step size to state
+    if fx.has_bias or fx.config.loss == "elr":
+        return      # their update of W depends on their b (ELR: their targets) too; no exact step size to state
+    method = {} if fx.config.loss == "logistic" else {"loss": fx.config.loss,
+                                                      "loss_params": dict(fx.config.loss_params)}
     for a, b in zip(range(len(steps)), range(1, len(steps))):
         if steps[b] != steps[a] + 1 or not (np.all(np.isfinite(Ws[a])) and np.all(np.isfinite(Ws[b]))):
             continue
         t = steps[a]
-        G = lnref_gradient(Ws[a], fx.data, fx.config.q, fx.eps_at(t), **fx.conventions())
+        G = lnref_gradient(Ws[a], fx.data, fx.config.q, fx.eps_at(t), **fx.conventions(), **method)
         dW = Ws[b] - Ws[a]
         gg = float(np.sum(G * G))
         if gg == 0:

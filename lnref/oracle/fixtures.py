@@ -19,7 +19,15 @@ array             shape, dtype    meaning
 ``rho``           (K, 2, m, n)    noise coefficients rho_{j,r,i}(t)
 ``loss``          (K,) f8         L(W(t)) = (1/n) sum_i l(y_obs_i f(W(t), x_i)) (observed labels, no eps)
 ``grad``          (K, 2, m, d)    gradient of the objective of step t -> t+1 at W(t): grad L for plain GD, the
-                                  label-noise loss with eps[t] for label-noise GD
+                                  label-noise loss with eps[t] for label-noise GD; with a training method (config
+                                  ``loss`` != 'logistic', SPEC.md section 9) the method's loss of step t (ELR: with
+                                  the targets after step t's update, if t is an update step)
+``method_loss``   (K,) f8         config ``loss`` != 'logistic' only: the method's mean loss of step t at W(t),
+                                  observed labels (as ``history["method_loss"]``; ELR: after step t's target
+                                  update); ``loss``
+                                  stays the plain logistic L(W(t)), so fixtures of different methods compare
+``target``        (K, 2, n) f8    ``loss='elr'`` only: ELR's targets at each checkpoint BEFORE step t's update (row
+                                  0: class +1, row 1: class -1; zeros at step 0; updated at t = 0, period, ...)
 ``spread``        (K, 3) f8       the trajectory's measured sensitivity: relative distance max|W' - W| / max|W| at
                                   each checkpoint of lnref's NumPy replay (float64), of a rerun from W0 perturbed
                                   by 4 ulps, and of a float32 replay (:mod:`lnref.oracle.tolerances`)
@@ -78,10 +86,11 @@ __all__ = ["Fixture", "FixtureError", "make_fixture", "save_fixture", "load_fixt
            "check_out_path", "bias_scale"]
 
 FIXTURE_KIND = "lnref.fixture"
-FIXTURE_SCHEMA = 3
-#: schemas this lnref reads: 3 (the conventions of SPEC.md section 7, arrays b0/b/grad_b with bias=True) and 2 (the
+FIXTURE_SCHEMA = 4
+#: schemas this lnref reads: 4 (training methods of SPEC.md section 9: arrays method_loss, and target for ELR),
+#: 3 (the conventions of SPEC.md section 7, arrays b0/b/grad_b with bias=True) and 2 (the
 #: papers' network only; the same arrays otherwise)
-READABLE_SCHEMAS = (2, 3)
+READABLE_SCHEMAS = (2, 3, 4)
 
 
 class FixtureError(ConfigError):
@@ -109,6 +118,8 @@ class Fixture:
     b0 : ndarray (2, m) or None      initial biases (``config.bias`` only; None without biases)
     b : ndarray (K, 2, m) or None    biases at the checkpoints
     grad_b : ndarray (K, 2, m) or None  dL/db of the step objective at the checkpoints
+    method_loss : ndarray (K,) or None  the method's mean loss (config loss != 'logistic' only)
+    target : ndarray (K, 2, n) or None  ELR's targets before each checkpoint's update (loss='elr' only)
     """
 
     config: Config
@@ -126,6 +137,8 @@ class Fixture:
     b0: np.ndarray | None = None
     b: np.ndarray | None = None
     grad_b: np.ndarray | None = None
+    method_loss: np.ndarray | None = None
+    target: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -188,7 +201,24 @@ class Fixture:
             out["eps"] = self.eps
         if self.b0 is not None:
             out["b0"], out["b"], out["grad_b"] = self.b0, self.b, self.grad_b
+        if self.method_loss is not None:
+            out["method_loss"] = self.method_loss
+        if self.target is not None:
+            out["target"] = self.target
         return out
+
+    def method_kwargs(self, k: int) -> dict:
+        """Keyword arguments of :func:`lnref.loss` / :func:`lnref.gradients` for the training method of checkpoint
+        index ``k`` (SPEC.md section 9): ``loss``, ``loss_params`` and, for ELR, ``target`` (before step t's update)
+        and ``target_update`` (t % period == 0); empty for the logistic loss."""
+        cfg = self.config
+        if cfg.loss == "logistic":
+            return {}
+        kw = {"loss": cfg.loss, "loss_params": dict(cfg.loss_params)}
+        if cfg.loss == "elr":
+            kw["target"] = self.target[k]
+            kw["target_update"] = int(self.steps[k]) % int(cfg.loss_params["period"]) == 0
+        return kw
 
 
 def _f64(name: str, a: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -246,6 +276,22 @@ def _validate(fx: Fixture) -> None:
         s(fx, "grad_b", _f64("grad_b", fx.grad_b, (K, 2, m)))
     elif given:
         raise ConfigError(f"fixture has the bias array(s) {', '.join(given)} but its config says bias=False")
+    if cfg.loss == "logistic":
+        if fx.method_loss is not None or fx.target is not None:
+            raise ConfigError("fixture has the method array(s) method_loss/target but its config says "
+                              "loss='logistic'")
+    else:
+        if fx.method_loss is None:
+            raise ConfigError(f"a fixture of the training method loss={cfg.loss!r} needs the array 'method_loss' "
+                              "(K,)")
+        s(fx, "method_loss", _f64("method_loss", fx.method_loss, (K,)))
+    if cfg.loss == "elr":
+        if fx.target is None:
+            raise ConfigError("an ELR fixture (config loss='elr') needs the array 'target' (K, 2, n): the targets "
+                              "before each checkpoint's update")
+        s(fx, "target", _f64("target", fx.target, (K, 2, n)))
+    elif fx.target is not None:
+        raise ConfigError(f"fixture has an ELR 'target' array but its config says loss={cfg.loss!r}")
     if fx.spread is not None:
         sp = _f64("spread", fx.spread, (K, 3))
         if np.any(sp < 0):
@@ -412,6 +458,9 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
     gammas = np.empty((K, 2, cfg.m))
     rhos = np.empty((K, 2, cfg.m, cfg.n))
     losses = np.empty(K)
+    method = cfg.loss != "logistic"
+    mlosses = np.empty(K) if method else None
+    targets = np.empty((K, 2, cfg.n)) if cfg.loss == "elr" else None
     logged: list[int] = []
 
     def log_row(t: int, f: np.ndarray, final: bool) -> None:
@@ -424,7 +473,14 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
         gammas[k] = engine.gamma
         rhos[k] = engine.rho
         losses[k] = loss(W, data, cfg.q, b=b, **conv)
-        grads[k], gb = gradients(W, data, cfg.q, None if eps is None else eps[t], b=b, **conv)
+        mkw = {}
+        if method:
+            mkw = {"loss": cfg.loss, "loss_params": dict(cfg.loss_params)}
+            if targets is not None:      # the state of step t: targets before its update (SPEC.md section 9)
+                targets[k] = engine.target
+                mkw.update(target=engine.target.copy(), target_update=t % int(cfg.loss_params["period"]) == 0)
+            mlosses[k] = loss(W, data, cfg.q, b=b, **conv, **mkw)      # observed labels, as history["method_loss"]
+        grads[k], gb = gradients(W, data, cfg.q, None if eps is None else eps[t], b=b, **conv, **mkw)
         if cfg.bias:
             bs[k], gbs[k] = b, gb
         logged.append(t)
@@ -439,11 +495,12 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
             "total_steps": T, "producer": "lnref weight engine", "w0_edit": edit}
     spread = None
     if measure:
-        from .replay import Variant
-        base = Variant(output_scale=cfg.output_scale, patch_reduce=cfg.patch_reduce, bias=cfg.bias)
+        from .replay import base_variant
+        base = base_variant(cfg)
         P = Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps, b0, base)
         spread = measure_spread(P, ck, Ws, bs)
-    return Fixture(cfg, data, W0, ck, Ws, gammas, rhos, losses, grads, eps, spread, meta, b0, bs, gbs)
+    return Fixture(cfg, data, W0, ck, Ws, gammas, rhos, losses, grads, eps, spread, meta, b0, bs, gbs, mlosses,
+                   targets)
 
 
 # ----------------------------------------------------------------------------------------------------- files
@@ -494,7 +551,7 @@ def save_fixture(fixture: Fixture, path: str | os.PathLike, force: bool = False)
 
 
 _REQUIRED = ("mu", "xi", "y", "y_obs", "W0", "steps", "W", "gamma", "rho", "loss", "grad", "spread")
-_OPTIONAL = ("eps", "b0", "b", "grad_b")
+_OPTIONAL = ("eps", "b0", "b", "grad_b", "method_loss", "target")
 
 
 def check_regular_file(path: str | os.PathLike, what: str) -> Path:
@@ -612,8 +669,12 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
         data = Dataset(arrays["mu"], arrays["xi"], arrays["y"], arrays["y_obs"])
         if meta["fixture_schema"] < 3 and not cfg.paper_network:
             raise ConfigError("a schema-2 fixture can only hold the papers' network; export it again")
+        if meta["fixture_schema"] < 4 and cfg.loss != "logistic":
+            raise ConfigError(f"a schema-{meta['fixture_schema']} fixture can only hold the logistic loss; export it "
+                              "again")
         return Fixture(cfg, data, arrays["W0"], arrays["steps"], arrays["W"], arrays["gamma"], arrays["rho"],
                        arrays["loss"], arrays["grad"], arrays.get("eps"), arrays["spread"], meta,
-                       arrays.get("b0"), arrays.get("b"), arrays.get("grad_b"))
+                       arrays.get("b0"), arrays.get("b"), arrays.get("grad_b"), arrays.get("method_loss"),
+                       arrays.get("target"))
     except (ConfigError, KeyError, TypeError) as exc:
         raise FixtureError(f"{path}: invalid fixture: {exc}") from None

@@ -18,7 +18,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 __all__ = ["Variant", "Problem", "sigma", "dsigma", "outputs", "gradient", "simulate", "EXACT", "LOSS_DERIVATIVES",
-           "SCHEDULES", "step_size", "rounded"]
+           "SCHEDULES", "step_size", "rounded", "METHOD_DERIVATIVES", "base_variant", "step_gradient", "elr_state",
+           "elr_initial", "elr_update", "elr_period"]
 
 
 def sigma(z: np.ndarray, q: float) -> np.ndarray:
@@ -69,6 +70,14 @@ class Variant:
     ``momentum`` (heavy ball, PyTorch's SGD; 1 is a gradient never zeroed), ``schedule`` (a key of
     :data:`SCHEDULES`), ``gamma``, ``sequential_j`` (j = +1 updated
     before the j = -1 gradient is computed).
+    Training methods (SPEC.md section 9): ``loss`` may also be a key of :data:`METHOD_DERIVATIVES` ('gce', 'sce',
+    'label_smoothing', 'bootstrap_soft', 'bootstrap_hard', 'forward', 'backward', 'elr', and the mistakes
+    'label_smoothing_unnormalised', 'bootstrap_soft_detached'), with ``loss_params`` the method's (name, value)
+    pairs (as Config.loss_params).  ELR's state (targets (2, n), row 0 class +1) is carried by :func:`simulate`:
+    ``elr_init`` ('zeros'; the mistakes 'label': one-hot of y_obs, 'uniform': 1/2), ``elr_update`` ('before' the
+    loss; 'after': the loss of an update step uses the old targets), ``elr_detach`` (False: the gradient also flows
+    through this step's target update), ``elr_period`` (0: the config's period; else this period), ``elr_clamp``
+    (False: p is not clamped to [1e-4, 1 - 1e-4], neither in the target nor in the loss).
     Label-noise signs: ``eps_mode`` ('exact': eps[t] at step t; 'ignored'; 'frozen': eps[0] every step;
     'shifted': eps[t + 1] at step t; 'accumulated': eps[0] ... eps[t] multiplied in place).
     """
@@ -99,6 +108,12 @@ class Variant:
     gamma: float = 1.0
     sequential_j: bool = False
     eps_mode: str = "exact"
+    loss_params: tuple = ()
+    elr_init: str = "zeros"
+    elr_update: str = "before"
+    elr_detach: bool = True
+    elr_period: int = 0
+    elr_clamp: bool = True
 
     def changes(self) -> dict:
         """The switches that differ from the exact dynamics."""
@@ -107,6 +122,15 @@ class Variant:
 
 
 EXACT = Variant()
+
+
+def base_variant(cfg) -> Variant:
+    """The exact dynamics of a config: its network's conventions (SPEC.md section 7) and its training method
+    (section 9; the logistic loss gives the plain :data:`EXACT` switches)."""
+    method = getattr(cfg, "loss", "logistic")
+    params = tuple((str(k), float(v)) for k, v in dict(getattr(cfg, "loss_params", None) or {}).items())
+    return Variant(output_scale=getattr(cfg, "output_scale", None), patch_reduce=getattr(cfg, "patch_reduce", "sum"),
+                   bias=bool(getattr(cfg, "bias", False)), loss=method, loss_params=params)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,8 +157,7 @@ class Problem:
         are read when present; a config without them is the paper's convention (SPEC.md section 2).
         """
         d, cfg = fx.data, fx.config
-        base = Variant(output_scale=getattr(cfg, "output_scale", None),
-                       patch_reduce=getattr(cfg, "patch_reduce", "sum"), bias=bool(getattr(cfg, "bias", False)))
+        base = base_variant(cfg)
         b0 = getattr(fx, "b0", None)
         return cls(d.mu, d.xi, d.y, d.y_obs, fx.W0, float(cfg.q), float(cfg.eta), fx.eps,
                    None if b0 is None else np.asarray(b0, dtype=np.float64), base, int(fx.total_steps))
@@ -206,12 +229,134 @@ LOSS_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def _dloss(f: np.ndarray, lab: np.ndarray, v: Variant) -> np.ndarray:
-    """d l_i / d f_i of every sample (before the 1/n), under ``v.loss``."""
+#: the clip of the Keras codes (SCE's CE term, the bootstraps, the corrections) and the clamp of GCE: 1e-7;
+#: ELR's clamp of p: 1e-4 (SPEC.md section 9)
+P_CLIP, ELR_CLIP = 1e-7, 1e-4
+
+
+def _inside(s, oms, c):
+    return (s >= c) & (oms >= c)
+
+
+def _elr_g(z, p, a, b, v, fresh):
+    """ELR's g(z) (SPEC.md section 9) under the ELR switches of ``v``; ``fresh``: this step updated the targets
+    from its own outputs (only then can a non-detached target pass a gradient)."""
+    s, oms = _sigmoid(z), _sigmoid(-z)
+    lam = p["lam"]
+    h = 1.0 - a * s - b * oms
+    extra = a - b
+    if not v.elr_detach and fresh:
+        extra = extra + (1.0 - p["beta"]) * (2.0 * s - 1.0)     # d(target)/dz through the update, not detached
+    term = lam * extra * s * oms / h
+    if v.elr_clamp:
+        ok = (s >= ELR_CLIP) & (oms >= ELR_CLIP) & (s <= 1.0 - ELR_CLIP) & (oms <= 1.0 - ELR_CLIP)
+        term = np.where(ok, term, 0.0)
+    return -oms - term
+
+
+def _clipped(g, s, oms):
+    return np.where(_inside(s, oms, P_CLIP), g, 0.0)
+
+
+def _S(z):
+    return _sigmoid(z), _sigmoid(-z)
+
+
+#: g(z) = dl/dz of each training method (SPEC.md section 9) and of the method mistakes the catalogue names:
+#: ``fn(z, params, a, b, v, fresh) -> array``, z = label * f; a, b are ELR's targets on the label and on the other
+#: class (zeros for the others), ``fresh`` whether this step updated them.  The logistic loss stays in
+#: :data:`LOSS_DERIVATIVES` (its bits unchanged).
+METHOD_DERIVATIVES: dict[str, Callable] = {
+    "gce": lambda z, p, a, b, v, fr: np.where(_S(z)[0] >= P_CLIP, -_S(z)[0] ** p["q"] * _S(z)[1], 0.0),
+    "sce": lambda z, p, a, b, v, fr: (p["beta"] * p["A"] * _S(z)[0] * _S(z)[1]
+                                      - np.where(_S(z)[0] >= P_CLIP, p["alpha"] * _S(z)[1], 0.0)),
+    "label_smoothing": lambda z, p, a, b, v, fr: -_S(z)[1] + 0.5 * p["eps"],
+    # the target (1 - eps) e_y + eps (eps on each class: it sums to 1 + eps): l(z) + eps l(-z)
+    "label_smoothing_unnormalised": lambda z, p, a, b, v, fr: -_S(z)[1] + p["eps"] * _S(z)[0],
+    "bootstrap_soft": lambda z, p, a, b, v, fr: _clipped(-p["beta"] * _S(z)[1] - (1.0 - p["beta"]) * z * _S(z)[0]
+                                                         * _S(z)[1], *_S(z)),
+    # the target beta e_y + (1 - beta) p with p detached: beta x CE
+    "bootstrap_soft_detached": lambda z, p, a, b, v, fr: _clipped(-p["beta"] * _S(z)[1], *_S(z)),
+    "bootstrap_hard": lambda z, p, a, b, v, fr: _clipped(np.where(z >= 0, -_S(z)[1], _S(z)[0] - p["beta"]), *_S(z)),
+    "forward": lambda z, p, a, b, v, fr: _clipped(-(1.0 - 2.0 * p["tau"]) * _S(z)[0] * _S(z)[1]
+                                                  / ((1.0 - p["tau"]) * _S(z)[0] + p["tau"] * _S(z)[1]), *_S(z)),
+    "backward": lambda z, p, a, b, v, fr: _clipped(-_S(z)[1] - p["tau"] / (1.0 - 2.0 * p["tau"]), *_S(z)),
+    "elr": _elr_g,
+}
+
+
+def _dloss(f: np.ndarray, lab: np.ndarray, v: Variant, target: np.ndarray | None = None,
+           fresh: bool = False) -> np.ndarray:
+    """d l_i / d f_i of every sample (before the 1/n), under ``v.loss`` (ELR: ``target`` (2, n) the targets the
+    loss uses)."""
+    if v.loss in METHOD_DERIVATIVES:
+        dt = f.dtype.type
+        z = lab * f
+        if target is None:
+            a = b = np.zeros_like(f)
+        else:
+            a = np.where(lab > 0, target[0], target[1]).astype(f.dtype)
+            b = np.where(lab > 0, target[1], target[0]).astype(f.dtype)
+        with np.errstate(all="ignore"):
+            g = METHOD_DERIVATIVES[v.loss](z, dict(v.loss_params), a, b, v, fresh)
+        return (np.asarray(g) * lab).astype(dt, copy=False)
     try:
         return LOSS_DERIVATIVES[v.loss](f, lab)
     except KeyError:
         raise ValueError(f"loss={v.loss!r}") from None
+
+
+def is_elr(v: Variant) -> bool:
+    return v.loss == "elr"
+
+
+def elr_period(v: Variant) -> int:
+    """The period of ELR's target updates under ``v`` (its override, else the config's)."""
+    return int(v.elr_period) if v.elr_period else int(dict(v.loss_params).get("period", 1))
+
+
+def elr_initial(P, v: Variant, dt=np.float64) -> np.ndarray:
+    """ELR's targets at step 0 under ``v.elr_init`` (2, n): zeros (exact), one-hot of y_obs, or 1/2."""
+    if v.elr_init == "label":
+        return np.stack([(P.y_obs > 0), (P.y_obs < 0)]).astype(dt)
+    if v.elr_init == "uniform":
+        return np.full((2, P.n), 0.5, dtype=dt)
+    return np.zeros((2, P.n), dtype=dt)
+
+
+def elr_state(W, P, v: Variant, b, target: np.ndarray, t: int, period: int | None = None):
+    """(targets the loss of step t uses, whether this step updated them, targets after step t) under ``v``, from
+    the targets before step t (SPEC.md section 9: updated before the loss at t = 0, period, 2 period, ...)."""
+    period = elr_period(v) if period is None else period
+    if t % period != 0:
+        return target, False, target
+    new = elr_update(target, outputs(W, P, v, b), v)
+    if v.elr_update == "before":
+        return new, True, new
+    return target, False, new
+
+
+def step_gradient(W, P, t: int, v: Variant = EXACT, b=None, target=None):
+    """The gradient of step t at W under ``v`` (labels of step t; ELR: ``target`` the targets before step t's
+    update, default ``v.elr_init``'s), as :func:`gradient`."""
+    lab = P.labels(t, v)
+    if not is_elr(v):
+        return gradient(W, P, lab, v, b)
+    dt = W.dtype.type
+    target = elr_initial(P, v, dt) if target is None else np.asarray(target, dtype=dt)
+    use, fresh, _ = elr_state(W, P, v, b, target, t)
+    return gradient(W, P, lab, v, b, use, fresh)
+
+
+def elr_update(target: np.ndarray, f: np.ndarray, v: Variant) -> np.ndarray:
+    """t <- beta t + (1 - beta) p/sum(p), p = (sigmoid(f), sigmoid(-f)) clamped to [1e-4, 1 - 1e-4] (unless
+    ``v.elr_clamp`` is off) (SPEC.md section 9)."""
+    beta = f.dtype.type(dict(v.loss_params)["beta"])
+    pp, pn = _sigmoid(f), _sigmoid(-f)
+    if v.elr_clamp:
+        pp, pn = np.clip(pp, ELR_CLIP, 1 - ELR_CLIP), np.clip(pn, ELR_CLIP, 1 - ELR_CLIP)
+    tot = pp + pn
+    return np.stack([beta * target[0] + (1 - beta) * (pp / tot), beta * target[1] + (1 - beta) * (pn / tot)])
 
 
 def rounded(P: Problem, v: Variant, W: np.ndarray | None = None, b: np.ndarray | None = None):
@@ -227,10 +372,13 @@ def rounded(P: Problem, v: Variant, W: np.ndarray | None = None, b: np.ndarray |
 
 
 def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
-             b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+             b: np.ndarray | None = None, target: np.ndarray | None = None,
+             fresh: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """The gradient of the loss with ``labels`` at W (and at the bias b) under ``v``: ((2, m, d), (2, m) or None).
 
     Exact (``v = Variant()``): SPEC.md section 3, grad_{w_jr} L = (1/(n m)) sum_i l'_i s_j y_obs_i [...].
+    A training method (section 9) puts its g(z_i) in place of l'_i; ELR's ``target`` (2, n) are the targets the
+    loss uses (after this step's update, if any; ``fresh``: this step updated them).
     """
     if v.round_inputs:
         P, W, b = rounded(P, v, W, b)
@@ -240,7 +388,7 @@ def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
     c = _scale(P, v, dt)
     F = (sigma(Zs, P.q) + sigma(Zn, P.q)).sum(axis=1) * c
     f = dt(v.orientation) * (F[0] - F[1])
-    g = _dloss(f, lab, v)
+    g = _dloss(f, lab, v, target, fresh)
     if v.loss_reduce == "mean":
         g = g / dt(P.n)
     Ds = dsigma(Zs, P.q, v.dsigma_at_zero, v.dsigma_clamp)
@@ -287,7 +435,9 @@ def step_size(P: Problem, v: Variant, t: int) -> float:
 
 def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.float64,
              W0: np.ndarray | None = None, t0: int = 0, b0: np.ndarray | None = None,
-             with_bias: bool = False) -> dict[int, np.ndarray] | dict[int, tuple[np.ndarray, np.ndarray | None]]:
+             with_bias: bool = False,
+             target0: np.ndarray | None = None
+             ) -> dict[int, np.ndarray] | dict[int, tuple[np.ndarray, np.ndarray | None]]:
     """W(t) at every step in ``steps`` of GD from W0 under ``v`` (SPEC.md section 3 when ``v`` is exact).
 
     Once the weights become non-finite every later requested step holds NaN.  No warnings are raised.
@@ -305,6 +455,8 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
         The biases at step t0 (default ``P.b0``, or ``v.b0`` everywhere); used only when ``v.bias``.
     with_bias : bool
         Return (W, b) pairs (b None without biases) instead of W alone.
+    target0 : array (2, n), optional
+        ELR only: the targets at step t0, before its update (default: ``v.elr_init``'s at step 0).
 
     Returns
     -------
@@ -328,6 +480,11 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
     else:
         b = np.full((2, P.m), v.b0, dtype=dt)
     buf = bufb = None
+    elr = is_elr(v)
+    tgt = None
+    if elr:
+        tgt = np.array(target0, dtype=dt) if target0 is not None else elr_initial(P, v, dt)
+        period = elr_period(v)
     with np.errstate(all="ignore"):
         for t in range(int(t0), want[-1] + 1):
             if t in want:
@@ -336,11 +493,15 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
                 break
             eta = dt(step_size(P, v, t))
             lab = P.labels(t, v)
-            G, Gb = gradient(W, P, lab, v, b)
+            if elr:
+                use, fresh, tgt = elr_state(W, P, v, b, tgt, t, period)
+            else:
+                use, fresh = None, False
+            G, Gb = gradient(W, P, lab, v, b, use, fresh)
             if v.sequential_j:
                 W1 = W.copy()
                 W1[0] = W[0] - eta * G[0]
-                G2, Gb2 = gradient(W1, P, lab, v, b)
+                G2, Gb2 = gradient(W1, P, lab, v, b, use, fresh)
                 G = np.stack([G[0], G2[1]])
                 if Gb is not None:
                     Gb = np.stack([Gb[0], Gb2[1]])
