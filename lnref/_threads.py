@@ -69,7 +69,7 @@ def wait_policy() -> str:
     return _policy
 
 
-def _env_threads() -> int | None:
+def env_threads() -> int | None:
     text = os.environ.get(ENV_THREADS, "").strip().lower()
     if text in ("", "auto"):
         return None
@@ -89,7 +89,7 @@ def _env_threads() -> int | None:
 def default_threads(work: float | None = None, regions: float = 1.0) -> int:
     """Threads for ``threads=None``: ``LNREF_THREADS`` if set, else 1 when ``work / regions`` (multiply-adds per
     parallel region) is below :data:`REGION_WORK`, else all of numba's threads (``work=None``: all)."""
-    env = _env_threads()
+    env = env_threads()
     if env is not None:
         return env
     if work is not None and work / max(regions, 1.0) < REGION_WORK:

@@ -64,9 +64,9 @@ def check_threads(threads: int | None) -> None:
 
 def _check_env_threads() -> None:
     """Refuse a bad LNREF_THREADS up front (ConfigError naming it and what is allowed)."""
-    from ._threads import _env_threads
+    from ._threads import env_threads
     try:
-        _env_threads()
+        env_threads()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

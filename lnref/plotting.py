@@ -348,7 +348,8 @@ def huang_figure(histories: Mapping[str, Mapping[str, np.ndarray]], ratio_key: s
     return fig
 
 
-def _edges(c: np.ndarray, scale: str) -> np.ndarray:
+def cell_edges_scaled(c: np.ndarray, scale: str) -> np.ndarray:
+    """Edges of the cells centred on the sorted values c, on a linear or a log ('log') axis."""
     c = np.asarray(c, dtype=np.float64)
     if c.size == 1:
         return np.array([c[0] * 0.9, c[0] * 1.1]) if scale == "log" else np.array([c[0] - 0.5, c[0] + 0.5])
@@ -391,7 +392,7 @@ def heatmap(values: Any, x: Any, y: Any, *, xlabel: str, ylabel: str, title: str
         fig, ax = plt.subplots(figsize=(6.4, 5.2))
     else:
         fig = ax.figure
-    xe, ye = _edges(x, xscale), _edges(y, yscale)
+    xe, ye = cell_edges_scaled(x, xscale), cell_edges_scaled(y, yscale)
     nan = ~np.isfinite(vals)
     if nan.any():
         ax.add_patch(mpatches.Rectangle((xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], facecolor="0.85",

@@ -19,9 +19,8 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +38,7 @@ from .io import (
     write_json,
     write_text,
 )
-
-if TYPE_CHECKING:
-    from .training import Result
+from .training import STATE_KEYS, Result, check_train_options
 
 __all__ = ["write_run", "load_run", "metrics_csv", "save_checkpoint", "load_checkpoint", "CHECKPOINT",
            "RUN_FILES", "MARK", "run_status", "RunFolder", "check_train_options"]
@@ -179,7 +176,6 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     save_npz(path, arrays, meta=meta)
 
 
-_STATE_KEYS = ("step", "rows", "config", "engine", "label_noise_state")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -193,10 +189,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     arrays, meta = load_npz(path, what="checkpoint")
     if meta.get("kind") != "lnref.checkpoint":
         raise InputError(f"checkpoint {path} is not an lnref checkpoint (kind={meta.get('kind')!r})")
-    missing = [k for k in _STATE_KEYS if k not in meta] + [k for k in ("gamma", "rho") if k not in arrays]
+    missing = [k for k in STATE_KEYS if k not in meta] + [k for k in ("gamma", "rho") if k not in arrays]
     if missing:
         raise InputError(f"checkpoint {path} is damaged: it lacks {', '.join(missing)}")
-    state = {k: meta[k] for k in _STATE_KEYS}
+    state = {k: meta[k] for k in STATE_KEYS}
     state.update(gamma=arrays["gamma"], rho=arrays["rho"])
     for key in ("W", "bias", "target"):
         if key in arrays:
@@ -225,80 +221,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ API checks
-def check_train_options(resume: Any = None, checkpoint_every: Any = 0, on_checkpoint: Any = None,
-                        progress: Any = None, keep_rho: Any = True, extra_tests: Any = None) -> None:
-    """Check the keyword options of :func:`lnref.train` before any work (clear ConfigErrors, no bare TypeErrors).
-
-    Parameters
-    ----------
-    resume : mapping or None
-        A state from ``train(on_checkpoint=...)`` or :func:`load_checkpoint`: needs ``step``, ``rows``, ``config``,
-        ``engine``, ``gamma``, ``rho``, ``history``, ``trace`` and ``label_noise_state``.
-    checkpoint_every : int >= 0
-    on_checkpoint, progress : callable or None
-    keep_rho : bool
-    extra_tests : mapping name -> lnref.TestSet, or None
-
-    Raises
-    ------
-    ConfigError
-        Naming the option, the value given and what is allowed.
-    """
-    if resume is not None:
-        if not isinstance(resume, Mapping):
-            raise ConfigError(f"resume={_short(resume)} is not allowed: give None or the state dict that "
-                              "on_checkpoint received (or lnref.runs.load_checkpoint(path))")
-        need = _STATE_KEYS + ("gamma", "rho", "history", "trace")
-        missing = [k for k in need if k not in resume]
-        if missing:
-            raise ConfigError(f"resume lacks {', '.join(map(repr, missing))}: give the state dict that on_checkpoint "
-                              "received (or lnref.runs.load_checkpoint(path)), not a dict of your own")
-        for key in ("step", "rows"):
-            v = resume[key]
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ConfigError(f"resume[{key!r}]={_short(v)} is not allowed: a step count, an integer >= 0")
-        if not isinstance(resume["config"], Mapping):
-            raise ConfigError("resume['config'] must be a dict of Config fields, got "
-                              f"{type(resume['config']).__name__}")
-        for key in ("gamma", "rho"):
-            if not isinstance(resume[key], np.ndarray) or resume[key].dtype != np.float64:
-                raise ConfigError(f"resume[{key!r}] must be a float64 array, got {_short(resume[key])}")
-        for key in ("history", "trace"):
-            table = resume[key]
-            if not isinstance(table, Mapping) or not all(isinstance(v, np.ndarray) for v in table.values()):
-                raise ConfigError(f"resume[{key!r}] must be a dict of arrays, got {_short(table)}")
-        if resume["label_noise_state"] is not None and not isinstance(resume["label_noise_state"], Mapping):
-            raise ConfigError("resume['label_noise_state'] must be None or a NumPy bit-generator state dict")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
-            or checkpoint_every < 0:
-        raise ConfigError(f"checkpoint_every={checkpoint_every!r} is not allowed: use an integer >= 0 (0: never)")
-    for name, fn in (("on_checkpoint", on_checkpoint), ("progress", progress)):
-        if fn is not None and not callable(fn):
-            raise ConfigError(f"{name}={_short(fn)} is not allowed: give a function or None")
-    if checkpoint_every > 0 and on_checkpoint is None:
-        raise ConfigError(f"checkpoint_every={int(checkpoint_every)} needs on_checkpoint= (a function receiving "
-                          "each state, e.g. lambda s: lnref.runs.save_checkpoint(path, s))")
-    if not isinstance(keep_rho, (bool, np.bool_)):
-        raise ConfigError(f"keep_rho={_short(keep_rho)} is not allowed: use True or False")
-    if extra_tests is not None:
-        from .data import TestSet
-        if not isinstance(extra_tests, Mapping):
-            raise ConfigError(f"extra_tests={_short(extra_tests)} is not allowed: give a dict name -> lnref.TestSet")
-        for name, t in extra_tests.items():
-            if not isinstance(name, str) or not name.isidentifier():
-                raise ConfigError(f"extra_tests name {name!r} is not allowed: use a Python identifier "
-                                  "(it becomes the history column test_acc_<name>)")
-            if not isinstance(t, TestSet):
-                raise ConfigError(f"extra_tests[{name!r}] must be an lnref.TestSet, got {type(t).__name__}")
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 60 else f"<{type(v).__name__}>"
-
-
-# ------------------------------------------------------------------------------------------------ folders
-def _stat_kind(path: Path) -> str:
+def stat_kind(path: Path) -> str:
     """'missing', 'dir' or 'other' for ``path`` (OSError such as a symlink loop becomes an OutputError)."""
     try:
         st = path.stat()
@@ -314,10 +237,10 @@ def _stat_kind(path: Path) -> str:
     return "dir" if _stat.S_ISDIR(st.st_mode) else "other"
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
     p = path.absolute()
     for parent in p.parents:
-        if _stat_kind(parent) != "missing":
+        if stat_kind(parent) != "missing":
             return parent
     return Path(p.anchor)
 
@@ -362,7 +285,7 @@ class RunFolder:
         """The checks of the folder (also made again under the lock in :meth:`start`)."""
         self._replace = False
         force, resume = self.force, self.resume
-        kind = _stat_kind(self.out)
+        kind = stat_kind(self.out)
         if kind == "other":
             raise OutputError(f"{self.out} exists and is not a folder; give a folder for --out")
         if resume:
@@ -401,11 +324,11 @@ class RunFolder:
             else:
                 self._check_writable(self.out)
         else:
-            self._check_writable(_existing_ancestor(self.out))
+            self._check_writable(existing_ancestor(self.out))
 
     @staticmethod
     def _check_writable(folder: Path) -> None:
-        if _stat_kind(folder) != "dir":
+        if stat_kind(folder) != "dir":
             raise OutputError(f"{folder} is not a folder, so the output cannot be created under it")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"{folder} is not writable (permission denied or a read-only file system)")
@@ -434,7 +357,7 @@ class RunFolder:
                 os.chmod(tmp, dir_mode())  # mkdtemp makes 0o700
                 self.path = tmp
             else:
-                if _stat_kind(self.out) == "missing":
+                if stat_kind(self.out) == "missing":
                     self.out.mkdir(parents=True)
                     self._created_out = True
                 self.path = self.out

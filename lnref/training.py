@@ -16,7 +16,8 @@ from .config import Config, ConfigError
 from .data import TestSet, label_noise_signs, stream
 from .metrics import HISTORY_COLUMNS, METHOD_COLUMNS, method_mean_loss, sample_losses, step_metrics
 
-__all__ = ["Result", "DivergedError", "train", "num_threads", "run_loop", "advance_to"]
+__all__ = ["Result", "DivergedError", "train", "num_threads", "run_loop", "advance_to", "check_train_options",
+           "STATE_KEYS", "short_repr"]
 
 # GD steps per engine.advance call (bounds the memory of the label-noise eps draws)
 _CHUNK = 1024
@@ -248,7 +249,6 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     (:mod:`lnref.data`), once per step, before the step.  The loop is :func:`run_loop`.
     """
     from .engines import from_config
-    from .runs import check_train_options
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
@@ -398,3 +398,83 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
     if lnoise is not None:
         lnoise.bit_generator.state = state["label_noise_state"]
     return t, li
+
+
+# the scalar entries of a checkpoint state (the arrays are gamma, rho, bias, W, target, history, trace)
+STATE_KEYS = ("step", "rows", "config", "engine", "label_noise_state")
+
+
+def check_train_options(resume: Any = None, checkpoint_every: Any = 0, on_checkpoint: Any = None,
+                        progress: Any = None, keep_rho: Any = True, extra_tests: Any = None) -> None:
+    """Check the keyword options of :func:`lnref.train` before any work (clear ConfigErrors, no bare TypeErrors).
+
+    Parameters
+    ----------
+    resume : mapping or None
+        A state from ``train(on_checkpoint=...)`` or :func:`load_checkpoint`: needs ``step``, ``rows``, ``config``,
+        ``engine``, ``gamma``, ``rho``, ``history``, ``trace`` and ``label_noise_state``.
+    checkpoint_every : int >= 0
+    on_checkpoint, progress : callable or None
+    keep_rho : bool
+    extra_tests : mapping name -> lnref.TestSet, or None
+
+    Raises
+    ------
+    ConfigError
+        Naming the option, the value given and what is allowed.
+    """
+    if resume is not None:
+        if not isinstance(resume, Mapping):
+            raise ConfigError(f"resume={short_repr(resume)} is not allowed: give None or the state dict that "
+                              "on_checkpoint received (or lnref.runs.load_checkpoint(path))")
+        need = STATE_KEYS + ("gamma", "rho", "history", "trace")
+        missing = [k for k in need if k not in resume]
+        if missing:
+            raise ConfigError(f"resume lacks {', '.join(map(repr, missing))}: give the state dict that on_checkpoint "
+                              "received (or lnref.runs.load_checkpoint(path)), not a dict of your own")
+        for key in ("step", "rows"):
+            v = resume[key]
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ConfigError(f"resume[{key!r}]={short_repr(v)} is not allowed: a step count, an integer >= 0")
+        if not isinstance(resume["config"], Mapping):
+            raise ConfigError("resume['config'] must be a dict of Config fields, got "
+                              f"{type(resume['config']).__name__}")
+        for key in ("gamma", "rho"):
+            if not isinstance(resume[key], np.ndarray) or resume[key].dtype != np.float64:
+                raise ConfigError(f"resume[{key!r}] must be a float64 array, got {short_repr(resume[key])}")
+        for key in ("history", "trace"):
+            table = resume[key]
+            if not isinstance(table, Mapping) or not all(isinstance(v, np.ndarray) for v in table.values()):
+                raise ConfigError(f"resume[{key!r}] must be a dict of arrays, got {short_repr(table)}")
+        if resume["label_noise_state"] is not None and not isinstance(resume["label_noise_state"], Mapping):
+            raise ConfigError("resume['label_noise_state'] must be None or a NumPy bit-generator state dict")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
+            or checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every={checkpoint_every!r} is not allowed: use an integer >= 0 (0: never)")
+    for name, fn in (("on_checkpoint", on_checkpoint), ("progress", progress)):
+        if fn is not None and not callable(fn):
+            raise ConfigError(f"{name}={short_repr(fn)} is not allowed: give a function or None")
+    if checkpoint_every > 0 and on_checkpoint is None:
+        raise ConfigError(f"checkpoint_every={int(checkpoint_every)} needs on_checkpoint= (a function receiving "
+                          "each state, e.g. lambda s: lnref.runs.save_checkpoint(path, s))")
+    if not isinstance(keep_rho, (bool, np.bool_)):
+        raise ConfigError(f"keep_rho={short_repr(keep_rho)} is not allowed: use True or False")
+    if extra_tests is not None:
+        if not isinstance(extra_tests, Mapping):
+            raise ConfigError(f"extra_tests={short_repr(extra_tests)} is not allowed: give a dict name -> "
+                              "lnref.TestSet")
+        for name, t in extra_tests.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ConfigError(f"extra_tests name {name!r} is not allowed: use a Python identifier "
+                                  "(it becomes the history column test_acc_<name>)")
+            if not isinstance(t, TestSet):
+                raise ConfigError(f"extra_tests[{name!r}] must be an lnref.TestSet, got {type(t).__name__}")
+
+
+def short_repr(v: Any) -> str:
+    """repr(v), or <type> when that is longer than 60 characters (error messages)."""
+    text = repr(v)
+    return text if len(text) <= 60 else f"<{type(v).__name__}>"
+
+
+# ------------------------------------------------------------------------------------------------ folders

@@ -93,9 +93,9 @@ def test_help_has_no_sphinx_markup_no_repeated_default_and_distinct_flip_rates(c
 
 
 def test_reproduce_prints_the_compile_notice(capsys, tmp_path, monkeypatch):
-    import lnref._equations as eq
+    import lnref._cache as cache
     import lnref.reproduce as rep
-    monkeypatch.setattr(eq, "kernels_warm", lambda kind: False)
+    monkeypatch.setattr(cache, "kernels_warm", lambda kind: False)
     monkeypatch.setattr(rep, "run_reproduction", lambda name, ctx: [])
     assert main(["reproduce", "--out", str(tmp_path / "r")]) == 0
     assert "compiling the coefficients engine's numba kernels" in capsys.readouterr().err

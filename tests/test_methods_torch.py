@@ -84,12 +84,13 @@ def official_loss(name, p, logits, labels, elr=None, update=True):
     if name == "gce":
         pred = torch.clamp(torch.softmax(logits, dim=1), min=1e-7, max=1.0)
         return ((1.0 - torch.pow(torch.sum(onehot * pred, dim=1), p["q"])) / p["q"]).mean()
-    if name == "sce":
-        ce = F.cross_entropy(logits, labels)
-        pred = torch.clamp(torch.softmax(logits, dim=1), min=1e-7, max=1.0)
-        label_one_hot = torch.clamp(onehot, min=math.exp(p["A"]), max=1.0)  # exp(ln 1e-4) = 1e-4 by default
-        rce = -1 * torch.sum(pred * torch.log(label_one_hot), dim=1)
-        return p["alpha"] * ce + p["beta"] * rce.mean()
+    if name == "sce":  # the authors' code (YisenWang/symmetric_cross_entropy_for_noisy_labels, loss.py 9-21)
+        pred = torch.softmax(logits, dim=1)
+        y_pred_1 = torch.clamp(pred, min=1e-7, max=1.0)
+        y_true_2 = torch.clamp(onehot, min=math.exp(p["A"]), max=1.0)  # exp(ln 1e-4) = 1e-4 by default
+        ce = torch.mean(-torch.sum(onehot * torch.log(y_pred_1), dim=-1))
+        rce = torch.mean(-torch.sum(pred * torch.log(y_true_2), dim=-1))
+        return p["alpha"] * ce + p["beta"] * rce
     if name == "label_smoothing":
         return F.cross_entropy(logits, labels, label_smoothing=p["eps"])
     if name == "bootstrap_soft":

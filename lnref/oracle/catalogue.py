@@ -21,6 +21,7 @@ not in the catalogue; with consecutive checkpoints t, t + 1 the report states th
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -375,7 +376,6 @@ def applicable(fx, scope: str) -> list[Mistake]:
 def mistake_text(e: Mistake, fx, value: float | None = None, value_text: str | None = None) -> str:
     """The entry's text for ``fx``; ``{value}`` is ``value_text`` (default: ``value`` with the digits that tell it
     from the exact dynamics' ``e.start``)."""
-    from .report import fmt_value
     os_ = getattr(fx.config, "output_scale", None)
     if value_text is None:
         value_text = "nan" if value is None else fmt_value(value, e.start)
@@ -387,3 +387,12 @@ def mistake_text(e: Mistake, fx, value: float | None = None, value_text: str | N
 def with_value(e: Mistake, fx, value: float) -> Variant:
     """The entry's variant with its fitted field set to ``value``."""
     return replace(e.variant(fx), **{e.fit: float(value)})
+
+
+def fmt_value(value: float, ref: float | None = None) -> str:
+    """``value`` with the digits that tell it from ``ref`` (the value of the exact dynamics, e.g. 1 for a factor):
+    6 significant digits, more when it is closer to ``ref`` than that (1 + 1e-9 prints as 1.000000001)."""
+    digits = 6
+    if ref and math.isfinite(value) and abs(value / ref - 1.0) > 1e-13:      # below: float64 rounding, not a cause
+        digits = min(17, max(6, math.ceil(-math.log10(abs(value / ref - 1.0))) + 2))
+    return f"{value:.{digits}g}"

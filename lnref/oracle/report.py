@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalogue import CATALOGUE, Mistake, mistake_text
+from .catalogue import CATALOGUE, Mistake, fmt_value, mistake_text
 from .tolerances import Tolerance
 
 __all__ = ["Report", "CheckpointError", "findings", "coefficients", "decomposable", "maxabs", "rel", "Judge",
@@ -183,15 +183,6 @@ _FACTORS = {"m": lambda fx: fx.m, "1/m": lambda fx: 1.0 / fx.m, "n": lambda fx: 
             "n m": lambda fx: fx.n * fx.m, "-1": lambda fx: -1.0, "2": lambda fx: 2.0, "1/2": lambda fx: 0.5,
             "eta": lambda fx: fx.config.eta, "q": lambda fx: fx.config.q, "m/2": lambda fx: fx.m / 2.0,
             "2/m": lambda fx: 2.0 / fx.m}
-
-
-def fmt_value(value: float, ref: float | None = None) -> str:
-    """``value`` with the digits that tell it from ``ref`` (the value of the exact dynamics, e.g. 1 for a factor):
-    6 significant digits, more when it is closer to ``ref`` than that (1 + 1e-9 prints as 1.000000001)."""
-    digits = 6
-    if ref and math.isfinite(value) and abs(value / ref - 1.0) > 1e-13:      # below: float64 rounding, not a cause
-        digits = min(17, max(6, math.ceil(-math.log10(abs(value / ref - 1.0))) + 2))
-    return f"{value:.{digits}g}"
 
 
 def name_factor(c: float, fx) -> str | None:

@@ -280,8 +280,8 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
 def _check_out(out: Path, resume: bool, force: bool, meta: dict, columns: list[str], sid: str,
                fields: list[str], cells: list[tuple], root: int, replicates: int):
     """Check the sweep folder and read the rows to resume; writes nothing.  Returns (finished rows, garbled)."""
-    from ..runs import RunFolder, _stat_kind
-    kind = _stat_kind(out)
+    from ..runs import RunFolder, stat_kind
+    kind = stat_kind(out)
     if kind == "other":
         raise OutputError(f"{out} exists and is not a folder")
     finished: dict[tuple[int, int], dict[str, Any]] = {}
@@ -318,7 +318,7 @@ def _check_out(out: Path, resume: bool, force: bool, meta: dict, columns: list[s
                               "overwrite its files")
         RunFolder._check_writable(out)
     else:
-        from ..runs import _existing_ancestor
-        RunFolder._check_writable(_existing_ancestor(out))
+        from ..runs import existing_ancestor
+        RunFolder._check_writable(existing_ancestor(out))
     return finished, garbled
 

@@ -186,8 +186,8 @@ NAN_REASONS = {
 def cell_edges(v: np.ndarray) -> np.ndarray:
     """Edges of the cells centred on the sorted values ``v`` (for pcolormesh; :func:`lnref.plotting` draws with
     the same edges)."""
-    from ..plotting import _edges
-    return _edges(v, "linear")
+    from ..plotting import cell_edges_scaled
+    return cell_edges_scaled(v, "linear")
 
 
 def have_matplotlib() -> bool:
