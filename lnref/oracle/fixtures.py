@@ -122,6 +122,15 @@ class Fixture:
     target : ndarray (K, 2, n) or None  ELR's targets before each checkpoint's update (loss='elr' only)
     """
 
+    def __repr__(self) -> str:
+        """A one-line summary (the arrays are large; ``fixture.arrays()`` lists them)."""
+        cfg = self.config
+        steps = ", ".join(str(int(s)) for s in self.steps[:6]) + (", ..." if len(self.steps) > 6 else "")
+        extra = "".join(f", {k}={v}" for k, v in (("loss", repr(cfg.loss)), ("algorithm", repr(cfg.algorithm)))
+                        if not (k == "loss" and cfg.loss == "logistic") and not (k == "algorithm" and v == "'gd'"))
+        return (f"<lnref Fixture n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, {len(self.steps)} checkpoints at steps "
+                f"[{steps}] of {self.total_steps}{extra}, bias={cfg.bias}>")
+
     config: Config
     data: Dataset
     W0: np.ndarray

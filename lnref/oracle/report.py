@@ -55,6 +55,7 @@ class Report:
         mislabelled samples, ...) the fixture exercised at the compared checkpoints ('yes: ...') and which not
         ('NO: ...'); printed in every report, passing ones included (:mod:`lnref.oracle.coverage`)
     fitted : dict key -> float, the fitted parameter of each named fitted entry
+    passed : bool (property), every compared checkpoint within the bound; ``text()`` the printed report
     """
 
     kind: str
@@ -70,6 +71,8 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """True when every compared checkpoint is within the bound (and at least one was compared): the verdict
+        the ``assert_*`` functions raise on and ``lnref compare`` turns into exit code 0."""
         return self.first_failure is None and bool(self.rows) and all(r.ok for r in self.rows)
 
     def text(self) -> str:
