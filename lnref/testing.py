@@ -26,7 +26,7 @@ only when replaying a known mistake (:data:`MISTAKES`, each a variant of ONE Num
 :mod:`lnref.oracle.replay`) reproduces the submitted numbers within the bound - why, with the distance reached.
 Otherwise it says that the cause is not in the catalogue.  The implementation lives in :mod:`lnref.oracle`.
 """
-from .oracle.catalogue import CATALOGUE, MISTAKES, Mistake
+from .oracle.catalogue import CATALOGUE, MISTAKES, Mistake  # noqa: F401 - importable, not in __all__
 from .oracle.checks import (
                             assert_gradient_matches,
                             assert_step_matches,
@@ -36,8 +36,8 @@ from .oracle.checks import (
                             compare_trajectory,
 )
 from .oracle.fixtures import Fixture, FixtureError, load_fixture, make_fixture, save_fixture
-from .oracle.replay import Problem, Variant, simulate
-from .oracle.report import CheckpointError, Report
+from .oracle.replay import Problem, Variant, simulate  # noqa: F401 - importable, not in __all__
+from .oracle.report import CheckpointError, Report  # noqa: F401 - CheckpointError importable
 from .oracle.tolerances import TIERS, Tolerance, resolve_tolerance
 
 # What ``help(lnref.testing)`` shows: the checks, the fixtures, the report and the tolerances.  The catalogue's
