@@ -88,6 +88,16 @@ def second_network(cfg: Config, data, W0: np.ndarray | None):
     return data2, None, None
 
 
+def _int(state: Any, key: str, default: int) -> int:
+    """An integer of a selection state (stored as a one-element array: the checkpoint files keep no 0-d array)."""
+    if key not in state:
+        return default
+    a = np.asarray(state[key]).reshape(-1)
+    if a.size != 1 or a.dtype.kind not in "iu":
+        raise ConfigError(f"the checkpoint's selection {key} must be one integer, got {a!r:.60}")
+    return int(a[0])
+
+
 class SelectionAlgorithm:
     """The per-step hook of one selection algorithm around an engine (base class; :func:`make_algorithm`).
 
@@ -204,13 +214,13 @@ class SelectRetrain(SelectionAlgorithm):
 
     def state(self):
         out = super().state()
-        out.update(select_step=np.array(self.select_step), restarted=np.array(int(self.restarted)))
+        out.update(select_step=np.array([self.select_step]), restarted=np.array([int(self.restarted)]))
         return out
 
     def restore(self, state):
         super().restore(state)
-        self.select_step = int(state.get("select_step", -1))
-        self.restarted = bool(int(state.get("restarted", 0)))
+        self.select_step = _int(state, "select_step", -1)
+        self.restarted = bool(_int(state, "restarted", 0))
 
 
 class TruncatedGCE(SelectionAlgorithm):
@@ -245,12 +255,12 @@ class TruncatedGCE(SelectionAlgorithm):
 
     def state(self):
         out = super().state()
-        out["refreshed"] = np.array(self.refreshed)
+        out["refreshed"] = np.array([self.refreshed])
         return out
 
     def restore(self, state):
         super().restore(state)
-        self.refreshed = int(state.get("refreshed", -1))
+        self.refreshed = _int(state, "refreshed", -1)
 
 
 class CoTeaching(SelectionAlgorithm):
@@ -325,7 +335,7 @@ class CoTeaching(SelectionAlgorithm):
     def state(self):
         e2 = self.engine2
         out = {"mask": self.mask.copy(), "gamma_2": e2.gamma.copy(), "rho_2": e2.rho.copy(),
-               "bias_2": e2.bias.copy(), "target_2": e2.target.copy(), "t_2": np.array(e2.t)}
+               "bias_2": e2.bias.copy(), "target_2": e2.target.copy(), "t_2": np.array([e2.t])}
         if self.cfg.engine == "weights":
             out["W_2"] = e2.weights().copy()
         return out
@@ -343,7 +353,7 @@ class CoTeaching(SelectionAlgorithm):
                 raise ConfigError(f"the checkpoint's {key} (co-teaching's second network) is missing or not a "
                                   f"finite array of shape {shape}")
         e2.load_state(state["gamma_2"], state["rho_2"], state["bias_2"], state.get("W_2"),
-                      step=int(state["t_2"]), target=state["target_2"])
+                      step=_int(state, "t_2", 0), target=state["target_2"])
 
 
 _ALGORITHMS = {"select_retrain": SelectRetrain, "truncated_gce": TruncatedGCE, "coteaching": CoTeaching}
