@@ -241,3 +241,14 @@ def test_select_at_accepts_T1_an_int_and_its_text():
     assert lnref.Config.from_dict(cfg.to_dict()) == cfg
     assert lnref.Config(tau_plus=0.1, tau_minus=0.3).selection_rate == pytest.approx(0.2)
     assert lnref.Config(tau=0.1, forget_rate=0.3).selection_rate == 0.3
+
+
+@pytest.mark.parametrize("name", list(ALGOS))
+def test_sweep_row_is_trains_final_row(name):
+    """The sweep worker runs the same loop, so a selection algorithm's sweep row is train's final row."""
+    from lnref._sweep_worker import final_run
+    cfg = _cfg(name, engine="coefficients", steps=80, log_every=20)
+    row = final_run(cfg).row
+    h = lnref.train(cfg, threads=1).history
+    for key in ("loss", "train_acc", "test_acc"):
+        assert row[key] == h[key][-1], key
