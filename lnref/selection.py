@@ -197,6 +197,9 @@ class SelectRetrain(SelectionAlgorithm):
             if at == "T1" or t == at:
                 self._prepare(t, self.engine.forward())
             if self.select_step < 0:
+                if at != "T1" and t > at:
+                    raise ConfigError(f"the run is at step {t}, past select_at={at}, without a selection: its "
+                                      "selection state was lost (resume from a checkpoint holding it)")
                 k = 1 if at == "T1" else min(k, at - t)
                 return k, self.engine.advance(k, None)
         if self.cfg.select_then == "retrain" and not self.restarted:
