@@ -680,3 +680,11 @@ def undo_target_update(target, target_old):
     for i in range(target.shape[1]):
         target[0, i] = target_old[0, i]
         target[1, i] = target_old[1, i]
+
+
+@kernel
+def truncation_mask(margin, k, out):
+    """The truncated Lq loss's mask (SPEC.md section 9, "Selection algorithms"; Zhang & Sabuncu 2018):
+    out_i = 1 when the probability of the observed label sigmoid(y_obs_i f_i) exceeds k, else 0."""
+    for i in range(margin.shape[0]):
+        out[i] = 1.0 if sigmoid(margin[i]) > k else 0.0

@@ -19,7 +19,11 @@ __all__ = ["Config", "ConfigError", "LOSSES", "LossParam", "LossParams", "resolv
 
 NOISE_MODELS = ("orthogonal", "isotropic")
 FLIP_MODELS = ("independent", "exact")
-ALGORITHMS = ("gd", "label_noise_gd")
+ALGORITHMS = ("gd", "label_noise_gd", "select_retrain", "truncated_gce", "coteaching")
+# the algorithms that choose samples (lnref.selection; SPEC.md section 9, "Selection algorithms")
+SELECTION_ALGORITHMS = ("select_retrain", "truncated_gce", "coteaching")
+SELECT_RULES = ("log2", "rank")
+SELECT_THENS = ("continue", "retrain")
 TEST_DISTRIBUTIONS = ("iid", "spurious")
 ENGINES = ("weights", "coefficients")
 SAMPLINGS = ("explicit", "gram")
@@ -210,8 +214,14 @@ class Config:
         starts there).
     flips : {'independent', 'exact'}
         Each sample flips on its own coin, or exactly round(tau * n_class) per class.
-    algorithm : {'gd', 'label_noise_gd'}
-        Plain full-batch GD, or label-noise GD with flip probability ``p`` drawn afresh each step.
+    algorithm : {'gd', 'label_noise_gd', 'select_retrain', 'truncated_gce', 'coteaching'}
+        Plain full-batch GD, label-noise GD with flip probability ``p`` drawn afresh each step, or a method that
+        trains on chosen samples (SPEC.md section 9, "Selection algorithms"; :mod:`lnref.selection`):
+        'select_retrain' (Han et al.: select the small-loss samples once, at ``select_at``, then train on them),
+        'truncated_gce' (Zhang & Sabuncu's truncated Lq loss: GCE on the samples with sigmoid(y_obs f) >
+        ``trunc_k``, a mask refreshed every ``trunc_every`` steps; needs loss='gce'), 'coteaching' (Han B. et
+        al.: two networks, each trained on the samples the other ranks as its small-loss ones; full-batch GD
+        instead of the official code's Adam).
     p : float
         Label-noise GD flip probability, in [0, 1/2).  Ignored by plain GD.
     steps : int
@@ -255,6 +265,32 @@ class Config:
         sce: alpha, beta, A; label_smoothing: eps; bootstrap_soft, bootstrap_hard: beta; forward, backward: tau
         (the known symmetric flip rate); elr: lam, beta, period (GD steps between target updates).  Stored
         resolved (every parameter of the method).
+    select_at : str or int
+        algorithm='select_retrain': when S is selected: 'T1' (default; the first step at which every clean sample
+        is fitted and no mislabelled one, lnref.stages' exact T1, checked at every step; never selecting if that
+        step never comes) or a step, an integer in [0, steps].
+    select_rule : {'log2', 'rank'}
+        algorithm='select_retrain': S = {i : l(y_obs_i f_i) < log 2} = {i : y_obs_i f_i > 0} ('log2', default) or
+        the int((1 - forget_rate) n) samples of smallest loss ('rank', ties broken by sample index).
+    select_then : {'continue', 'retrain'}
+        algorithm='select_retrain': after selecting, keep training the same network on S ('continue', default)
+        or re-initialise it (the same W0 and biases) and train it on S for the remaining steps ('retrain'); the
+        loss is the mean over |S|.
+    forget_rate : float, optional
+        The fraction of samples dropped by select_rule='rank' and co-teaching's final forget rate tau_ct, in
+        [0, 1).  None (default): the flip rate, tau (the mean of tau_plus and tau_minus when they differ).
+    trunc_k : float
+        algorithm='truncated_gce': the threshold k in (0, 1) of the truncated Lq loss; a sample trains when its
+        probability of the observed label sigmoid(y_obs f) exceeds k.  Default 0.5 (Zhang & Sabuncu's code).
+    trunc_every : int
+        algorithm='truncated_gce': GD steps between refreshes of the mask (an epoch is one full-batch step; the
+        official code refreshes every 10 epochs, the default).
+    trunc_start : int
+        algorithm='truncated_gce': the first refresh step; before it every sample trains (the official code's
+        start_prune, 40 epochs, the default).
+    coteach_tk : int
+        algorithm='coteaching': the steps T_k over which the forget rate R(t) = forget_rate min(t / T_k, 1)
+        ramps up (the official code's num_gradual, 10 epochs, the default).
     virtual_test : {'fixed', 'fresh'}
         With ``sampling='gram'``, the test set the accuracy is measured on (SPEC.md section 4, "Virtual test
         sets").  'fixed' (default): one virtual test set, drawn once, evaluated at every logged step.  'fresh': at
@@ -296,6 +332,14 @@ class Config:
     virtual_test: str = "fixed"
     loss: str = "logistic"
     loss_params: Mapping[str, Any] | None = None
+    select_at: Any = "T1"
+    select_rule: str = "log2"
+    select_then: str = "continue"
+    forget_rate: float | None = None
+    trunc_k: float = 0.5
+    trunc_every: int = 10
+    trunc_start: int = 40
+    coteach_tk: int = 10
 
     # default flip rate when neither tau nor tau_plus/tau_minus is given
     DEFAULT_TAU = 0.2
@@ -364,6 +408,49 @@ class Config:
         if self.sampling == "gram" and self.engine != "coefficients":
             raise ConfigError("sampling='gram' is not allowed with engine='weights': Gram sampling draws no "
                               "d-dimensional vectors, so it needs engine='coefficients'")
+        self._check_selection()
+
+    def _check_selection(self) -> None:
+        """Validate the fields of the selection algorithms (SPEC.md section 9, "Selection algorithms")."""
+        s = object.__setattr__
+        at = self.select_at
+        if isinstance(at, str) and at.strip().isdigit():
+            at = int(at.strip())
+        if isinstance(at, str):
+            if at != "T1":
+                raise ConfigError(f"select_at={at!r} is not allowed: use 'T1' (the end of Stage I) or a step, an "
+                                  f"integer in [0, steps={self.steps}]")
+        else:
+            at = check_int("select_at", at, 0)
+            if at > self.steps:
+                raise ConfigError(f"select_at={at} is not allowed: the run has steps={self.steps}, so a selection "
+                                  f"step must be in [0, {self.steps}] (or use 'T1')")
+        s(self, "select_at", at)
+        s(self, "select_rule", check_choice("select_rule", self.select_rule, SELECT_RULES))
+        s(self, "select_then", check_choice("select_then", self.select_then, SELECT_THENS))
+        if self.forget_rate is not None:
+            s(self, "forget_rate", check_float("forget_rate", self.forget_rate, low=0.0, high=1.0, high_open=True,
+                                               allowed="in [0, 1) (or None for the flip rate tau)"))
+        s(self, "trunc_k", check_float("trunc_k", self.trunc_k, low=0.0, low_open=True, high=1.0, high_open=True,
+                                       allowed="in (0, 1)"))
+        s(self, "trunc_every", check_int("trunc_every", self.trunc_every, 1))
+        s(self, "trunc_start", check_int("trunc_start", self.trunc_start, 0))
+        s(self, "coteach_tk", check_int("coteach_tk", self.coteach_tk, 1))
+        if self.algorithm == "truncated_gce" and self.loss != "gce":
+            raise ConfigError(f"algorithm='truncated_gce' is not allowed with loss={self.loss!r}: the truncated "
+                              "loss is GCE's (Zhang & Sabuncu), so set loss='gce' (its q in loss_params)")
+        if self.algorithm == "coteaching" and self.sampling == "gram" and self.init == "torch":
+            raise ConfigError("algorithm='coteaching' with sampling='gram' is not allowed with init='torch': the "
+                              "second network's inner products are drawn through the Gaussian law of its "
+                              "filters; use init='gaussian' or sampling='explicit'")
+
+    @property
+    def selection_rate(self) -> float:
+        """The forget rate of select_rule='rank' and co-teaching: ``forget_rate``, or the flip rate (the mean of
+        tau_plus and tau_minus)."""
+        if self.forget_rate is not None:
+            return float(self.forget_rate)
+        return self.tau if self.tau is not None else 0.5 * (self.tau_plus + self.tau_minus)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -481,7 +568,7 @@ def _field_types() -> dict[str, type]:
     defaults = Config()
     for f in dataclasses.fields(Config):
         v = getattr(defaults, f.name)
-        if f.name in ("tau", "tau_plus", "tau_minus", "output_scale"):
+        if f.name in ("tau", "tau_plus", "tau_minus", "output_scale", "forget_rate"):
             out[f.name] = float
         elif f.name == "loss_params":
             out[f.name] = dict

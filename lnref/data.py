@@ -23,6 +23,10 @@ k     stream          draws, in this order
 6     bias            (bias=True, init='torch' only) ``uniform(-a, a, (2, m))``, a = 1/sqrt(d); other cases: 0
 7, t  fresh test      (sampling='gram', virtual_test='fresh' only) the test set of logged step t, one stream per
                       step: spawn_key (7, t) (:func:`step_stream`; draws: :mod:`lnref.gram`)
+8     coteach_init    (algorithm='coteaching' only) the second network: explicit sampling, W0_2 with stream 1's
+                      draws (then, bias=True and init='torch', its biases with stream 6's draws); Gram sampling
+                      (init='gaussian'), ``w1 = standard_normal(2m)`` then ``z = standard_normal((2m, r))``
+                      (:func:`lnref.selection.second_network`)
 ====  ==============  ===========================================================================
 
 Other frameworks do not reproduce NumPy's streams: they load lnref's export.
@@ -41,7 +45,8 @@ from .config import Config, ConfigError
 
 __all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "step_stream", "STREAMS"]
 
-STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5, "bias": 6, "fresh_test": 7}
+STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5, "bias": 6, "fresh_test": 7,
+           "coteach_init": 8}
 
 
 def stream(seed: int, name: str) -> np.random.Generator:
@@ -329,13 +334,14 @@ def make_data(cfg: Config, mu: np.ndarray | None = None) -> Dataset:
     return data
 
 
-def init_weights(cfg: Config) -> np.ndarray:
+def init_weights(cfg: Config, rng: np.random.Generator | None = None) -> np.ndarray:
     """W0, shape (2, m, d); index 0 holds j = +1 (SPEC.md sections 2 and 7).
 
     ``init='gaussian'``: i.i.d. N(0, sigma0^2) entries; ``init='torch'``: i.i.d. uniform on +-1/sqrt(d), PyTorch's
-    default for a Conv1d/Linear layer with fan_in = d.  Stream 1 of the data contract.
+    default for a Conv1d/Linear layer with fan_in = d.  Stream 1 of the data contract (``rng``: another stream,
+    e.g. co-teaching's second network, stream 8).
     """
-    rng = stream(cfg.seed, "init")
+    rng = stream(cfg.seed, "init") if rng is None else rng
     if cfg.init == "torch":
         a = 1.0 / math.sqrt(cfg.d)
         return uniform(rng, -a, a, (2, cfg.m, cfg.d))
@@ -351,15 +357,16 @@ def uniform(rng: np.random.Generator, low: float, high: float, shape) -> np.ndar
     return u
 
 
-def init_bias(cfg: Config) -> np.ndarray:
+def init_bias(cfg: Config, rng: np.random.Generator | None = None) -> np.ndarray:
     """b0, shape (2, m); index 0 holds j = +1 (SPEC.md section 7).
 
     Zeros unless ``bias=True`` and ``init='torch'``: then i.i.d. uniform on +-1/sqrt(d) (PyTorch's default bias law
-    for fan_in = d), drawn from its own stream 6, so turning the bias on changes neither the data nor W0.
+    for fan_in = d), drawn from its own stream 6, so turning the bias on changes neither the data nor W0
+    (``rng``: another stream, e.g. co-teaching's second network, stream 8 after its W0).
     """
     if cfg.bias and cfg.init == "torch":
         a = 1.0 / math.sqrt(cfg.d)
-        return uniform(stream(cfg.seed, "bias"), -a, a, (2, cfg.m))
+        return uniform(stream(cfg.seed, "bias") if rng is None else rng, -a, a, (2, cfg.m))
     return np.zeros((2, cfg.m))
 
 

@@ -171,6 +171,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
         arrays["target"] = state["target"]
     arrays.update({f"history_{k}": v for k, v in state["history"].items()})
     arrays.update({f"trace_{k}": v for k, v in state["trace"].items()})
+    # a selection algorithm's state (lnref.selection: masks, co-teaching's second network)
+    arrays.update({f"selection_{k}": v for k, v in (state.get("selection") or {}).items()})
     meta = {"kind": "lnref.checkpoint", "step": state["step"], "rows": state["rows"], "config": state["config"],
             "engine": state["engine"], "label_noise_state": state["label_noise_state"]}
     save_npz(path, arrays, meta=meta)
@@ -199,6 +201,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             state[key] = arrays[key]
     state["history"] = {k[len("history_"):]: v for k, v in arrays.items() if k.startswith("history_")}
     state["trace"] = {k[len("trace_"):]: v for k, v in arrays.items() if k.startswith("trace_")}
+    selection = {k[len("selection_"):]: v for k, v in arrays.items() if k.startswith("selection_")}
+    if selection:
+        state["selection"] = selection
     try:
         check_train_options(resume=state)
         from .training import check_state_arrays

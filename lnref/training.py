@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from . import _threads
-from .config import Config, ConfigError
+from .config import SELECTION_ALGORITHMS, Config, ConfigError
 from .data import TestSet, label_noise_signs, stream
 from .metrics import HISTORY_COLUMNS, METHOD_COLUMNS, method_mean_loss, sample_losses, step_metrics
 
@@ -101,15 +101,23 @@ def num_threads(threads: int | None, work: float | None = None, regions: float =
 
 
 def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, p: float,
-               y_obs: np.ndarray) -> tuple[int, bool]:
+               y_obs: np.ndarray, algo=None) -> tuple[int, bool]:
     """Advance ``engine`` from step t to ``target`` in chunks of at most _CHUNK steps; return (step, diverged).
 
     Label-noise GD (``lnoise`` not None) draws eps for each chunk as one (k, n) block of stream 4, the same
-    numbers as one draw per step.  Shared by :func:`train` and the sweep worker, so both take identical steps.
+    numbers as one draw per step.  A selection algorithm (``algo``, :mod:`lnref.selection`) is the per-step
+    hook: ``algo.advance(t, k)`` takes up to k steps (fewer when its masks change sooner) and returns
+    (steps attempted, steps taken).  Shared by :func:`train` and the sweep worker, so both take identical steps.
     """
     n = y_obs.shape[0]
     while t < target:
         k = int(min(target - t, _CHUNK))
+        if algo is not None:
+            k, done = algo.advance(t, k)
+            t += done
+            if done < k:
+                return t, True
+            continue
         mults = None if lnoise is None else label_noise_signs(lnoise, (k, n), p) * y_obs
         done = engine.advance(k, mults)
         t += done
@@ -139,7 +147,7 @@ def _overflowing_scale(cfg: Config) -> str | None:
 def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: np.random.Generator | None,
              log_row: Callable[[int, np.ndarray, bool], None],
              stopped_at_logged: Callable[[int, np.ndarray], None] | None = None,
-             logged: int | None = None) -> tuple[int, bool, str]:
+             logged: int | None = None, algo=None) -> tuple[int, bool, str]:
     """lnref's one training loop: advance ``engine`` to every step of ``log_steps`` (those >= t) and log there.
 
     At each logged step the outputs f of the current state are computed; a non-finite output or training loss
@@ -153,6 +161,8 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
     run stops at t, whose row is already logged, and ``log_row`` is not called again;
     ``stopped_at_logged(t, f)`` is called instead (if given: for a caller that records only the final row).
     ``logged``: the step of the caller's last row before the loop (a resumed run's restored row), else None.
+    ``algo``: the selection algorithm's per-step hook (:func:`lnref.selection.make_algorithm`); a selection
+    ``cfg.algorithm`` without one gets a fresh one around ``engine`` (callers that log its state pass their own).
 
     Returns
     -------
@@ -160,10 +170,13 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
     """
     message = ""
     diverged = False
+    if algo is None and cfg.algorithm in SELECTION_ALGORITHMS:
+        from .selection import make_algorithm
+        algo = make_algorithm(cfg, engine)
     steps = [int(s) for s in log_steps if s >= t]
     for li, target in enumerate(steps):
         if t < target:
-            t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs)
+            t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs, algo)
             if diverged:
                 cause = _overflowing_scale(cfg)
                 message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
@@ -282,13 +295,21 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
             trace["rho"] = np.full((L, 2, m, n), math.nan)
         if cfg.loss == "elr":
             trace["target"] = np.full((L, 2, n), math.nan)
+        algo = None
+        if cfg.algorithm in SELECTION_ALGORITHMS:
+            from .selection import make_algorithm
+            algo = make_algorithm(cfg, engine)
+            for c in algo.columns:
+                hist.setdefault(c, np.full(L, math.nan))
+            for key, shape in algo.trace_shapes(keep_rho).items():
+                trace[key] = np.full((L, *shape), math.nan)
         y, y_obs = data.y, data.y_obs
         lnoise = stream(cfg.seed, "label_noise") if cfg.algorithm == "label_noise_gd" else None
         li = 0
         t = 0
         restored = None
         if resume is not None:
-            t, li = _restore(resume, cfg, engine, hist, trace, lnoise)
+            t, li = _restore(resume, cfg, engine, hist, trace, lnoise, algo)
             if li > 0 and hist["step"][li - 1] == t:
                 log_steps = log_steps[log_steps > t]  # the row of step t was restored
                 restored = t
@@ -317,16 +338,23 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
                 trace["rho"][li] = engine.rho
             if "target" in trace:
                 trace["target"][li] = engine.target
+            if algo is not None:
+                arow, atrace = algo.log(step, f, keep_rho)
+                for key, v in arow.items():
+                    hist[key][li] = v
+                for key, v in atrace.items():
+                    trace[key][li] = v
             li += 1
             timer["log"] += time.perf_counter() - tl
             if progress is not None:
                 progress(step, cfg.steps)
             if (not final and on_checkpoint is not None and checkpoint_every > 0
                     and step - timer["checkpoint"] >= checkpoint_every and step < cfg.steps):
-                on_checkpoint(_state(step, li, cfg, engine, hist, trace, lnoise))
+                on_checkpoint(_state(step, li, cfg, engine, hist, trace, lnoise, algo))
                 timer["checkpoint"] = step
 
-        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored)
+        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored,
+                                        algo=algo)
         t_train = time.perf_counter() - t0 - timer["log"]
     from ._equations import mark_warm
     mark_warm(cfg.engine)  # this process compiled (or loaded) the engine's kernels: later processes load them
@@ -344,7 +372,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     return result
 
 
-def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise) -> dict:
+def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise, algo=None) -> dict:
     """Everything needed to continue a run from step t (see ``train(on_checkpoint=...)``)."""
     state = {"step": t, "rows": li, "config": cfg.to_dict(), "engine": cfg.engine,
              "gamma": engine.gamma, "rho": engine.rho, "bias": engine.bias, "target": engine.target,
@@ -352,6 +380,8 @@ def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise
              "label_noise_state": None if lnoise is None else lnoise.bit_generator.state}
     if cfg.engine == "weights":
         state["W"] = engine.weights()
+    if algo is not None:
+        state["selection"] = algo.state()
     return state
 
 
@@ -371,7 +401,8 @@ def check_state_arrays(state: Mapping[str, Any], shapes: Mapping[str, tuple]) ->
                               "a finite state")
 
 
-def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: dict, lnoise) -> tuple[int, int]:
+def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: dict, lnoise,
+             algo=None) -> tuple[int, int]:
     """Load a checkpoint state into a freshly built engine and the history buffers; returns (step, rows)."""
     if Config.from_dict(state["config"]) != cfg:
         raise ConfigError("the checkpoint was made with a different config; resume with the config it holds")
@@ -397,6 +428,8 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
             trace[k][:li] = state["trace"][k]
     if lnoise is not None:
         lnoise.bit_generator.state = state["label_noise_state"]
+    if algo is not None:
+        algo.restore(state.get("selection"))
     return t, li
 
 

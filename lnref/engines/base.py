@@ -105,6 +105,12 @@ class CoefficientViews:
         self._target_old = np.zeros((2, n))
         self.t = 0
 
+    def set_eta(self, eta: float) -> None:
+        """Set the step size of the next :meth:`advance` calls (and nothing else: the step scalings are computed
+        from it at each call).  The selection algorithms (lnref.selection) take a mean over |S| < n samples as the
+        step size eta n/|S| with the other samples' multipliers 0."""
+        self.eta = float(eta)
+
     def _method_args(self) -> tuple:
         """The kernels' trailing arguments: (code, parameters, targets, work space, step of the state)."""
         return self.loss_code, self.loss_vector, self.target, self._target_old, self.t
