@@ -120,3 +120,13 @@ def test_method_entries_apply_only_to_their_method(fixtures):
     assert "elr_target_updated_every_step" in {e.key for e in applicable(fixtures["elr3"], "trajectory")}
     plain = make_fixture(BASE.replace(steps=2), measure=False)
     assert not {e.key for e in applicable(plain, "trajectory")} & set(METHOD_BUGS)
+
+
+def test_selection_algorithms_are_refused_by_fixtures_until_masks_are_recorded():
+    import pytest
+
+    import lnref
+    from lnref.oracle.fixtures import make_fixture
+    for algorithm, extra in (("select_retrain", {}), ("truncated_gce", {"loss": "gce"}), ("coteaching", {})):
+        with pytest.raises(lnref.ConfigError, match="not allowed in a fixture yet"):
+            make_fixture(lnref.Config(n=10, d=20, m=2, steps=5, algorithm=algorithm, **extra))

@@ -427,6 +427,10 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
+    if cfg.algorithm not in ("gd", "label_noise_gd"):
+        raise ConfigError(f"algorithm={cfg.algorithm!r} is not allowed in a fixture yet: its steps use sample masks "
+                          "(SPEC.md section 9, selection algorithms) that fixtures do not record and the oracle's "
+                          "replay does not apply; export algorithm 'gd' or 'label_noise_gd' (any loss)")
     # fixtures are explicit weight-engine runs; a virtual test set (Gram sampling's) does not apply to them
     cfg = cfg.replace(engine="weights", sampling="explicit", virtual_test="fixed")
     T = cfg.steps
