@@ -23,8 +23,8 @@ methods_figure(steps, series, title="")
     Training methods side by side (``lnref reproduce methods``): per method the mean over seeds (+- SE band) of
     clean / mislabelled training accuracy, mislabelled predicted as their true label, max rho_bar over mislabelled
     samples (log scale), spurious and iid test error; each method's T1 marked.
-methods_phase_figure(labels, taus, snrs, fitted, error, title="")
-    One column per method over tau x SNR: final fraction of mislabelled samples fitted, and the test error.
+methods_phase_figure(labels, taus, snrs, values, cbar_label=..., vmax=1, title="", hlines=())
+    One panel per method over tau x SNR of one quantity (final fraction of mislabelled samples fitted, test error).
 heatmap(values, x, y, xlabel=..., ylabel=..., title=..., cbar_label=..., nan_label=...)
     A grid of one metric with mathematical axis labels (:func:`math_label`), a colour bar label, and NaN cells
     hatched grey with a legend entry explaining them (e.g. "no mislabelled sample (tau = 0)").  For the
@@ -488,32 +488,42 @@ def methods_figure(steps: Any, series: Sequence[Mapping[str, Any]], title: str =
     return fig
 
 
-def methods_phase_figure(labels: Sequence[str], taus: Any, snrs: Any, fitted: Any, error: Any, title: str = ""):
-    """One column per method (``labels``), over tau (x) and SNR (y, log): top the final fraction of mislabelled
-    samples fitted ``fitted[k]`` (tau, snr), bottom the test error ``error[k]``; shared colour scales."""
+def methods_phase_figure(labels: Sequence[str], taus: Any, snrs: Any, values: Any, *, cbar_label: str,
+                         vmax: float = 1.0, cmap: str = "viridis", title: str = "", hlines=(), ncols: int = 5):
+    """One panel per method (``labels``; ``ncols`` per row) over tau (x) and SNR (y, log scale) of one quantity
+    ``values[k]`` (len(taus), len(snrs)), on one colour scale [0, vmax] with the label ``cbar_label``.
+    ``hlines``: [(snr, label)] drawn as dashed white lines (e.g. n SNR^2 = 1)."""
     plt = _plt()
     k = len(labels)
-    fig, axes = plt.subplots(2, k, figsize=(2.6 * k + 1.5, 5.6), layout="constrained", squeeze=False,
-                             sharex=True, sharey=True)
+    ncols = min(ncols, k)
+    nrows = -(-k // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.2, 2.9 * nrows + 0.6), layout="constrained",
+                             squeeze=False, sharex=True, sharey=True)
     taus, snrs = np.asarray(taus, dtype=np.float64), np.asarray(snrs, dtype=np.float64)
     xe, ye = cell_edges_scaled(taus, "linear"), cell_edges_scaled(snrs, "log")
-    rows = ((np.asarray(fitted, dtype=np.float64), "viridis", 1.0, "final fraction of mislabelled\nsamples fitted"),
-            (np.asarray(error, dtype=np.float64), "magma", 0.5, "final test error\n(spurious test distribution)"))
-    for r, (vals, cmap, vmax, cbar) in enumerate(rows):
-        mesh = None
-        for i, label in enumerate(labels):
-            ax = axes[r, i]
-            mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals[i].T), cmap=cmap, vmin=0.0, vmax=vmax,
-                                 shading="flat")
-            ax.set_yscale("log")
-            _plain_ticks(ax)
-            if r == 0:
-                ax.set_title(label, fontsize=_FONT + 1)
-            if r == 1:
-                ax.set_xlabel(r"$\tau$", fontsize=_FONT + 2)
+    vals = np.asarray(values, dtype=np.float64)
+    mesh = None
+    for i, ax in enumerate(axes.flat):
+        if i >= k:
+            ax.set_visible(False)
+            continue
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals[i].T), cmap=cmap, vmin=0.0, vmax=vmax,
+                             shading="flat")
+        for y, text in hlines:
+            ax.axhline(y, color="w", ls="--", lw=1.0)
             if i == 0:
-                ax.set_ylabel("SNR", fontsize=_FONT + 2)
-        fig.colorbar(mesh, ax=axes[r, :].tolist(), label=cbar, shrink=0.9)
+                ax.text(xe[0] + 0.01, y * 1.05, text, color="w", fontsize=_FONT, va="bottom")
+        ax.set_yscale("log")
+        ax.set_xlim(xe[0], xe[-1])
+        ax.set_ylim(ye[0], ye[-1])
+        _plain_ticks(ax)
+        ax.set_title(labels[i], fontsize=_FONT + 1)
+        if i // ncols == nrows - 1 or i + ncols >= k:
+            ax.set_xlabel(r"label-flip rate $\tau$", fontsize=_FONT + 1)
+            ax.xaxis.set_tick_params(labelbottom=True)
+        if i % ncols == 0:
+            ax.set_ylabel("SNR", fontsize=_FONT + 1)
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), label=cbar_label, shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=_FONT + 3)
     return fig
