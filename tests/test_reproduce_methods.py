@@ -181,3 +181,10 @@ def test_phase_base_is_hans_regime_with_gram_sampling():
     assert len(grid["tau"]) >= 20 and len(grid["mu_norm"]) >= 20
     with pytest.raises(ConfigError):
         base.replace(sampling="explicit")   # fresh virtual tests need Gram sampling: the phase map keeps both
+
+
+def test_prevention_boundary():
+    from lnref.reproduce.methods import prevention_boundary
+    fit = np.array([[1.0, 0.2, 0.6, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.9], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    b = prevention_boundary(fit, np.array([0.5, 1.0, 2.0, 4.0, 8.0]))
+    assert b[0] == 4.0 and math.isnan(b[1]) and b[2] == 0.5

@@ -38,7 +38,7 @@ from .common import Check, Context, fmt_mean_se, have_matplotlib, register, save
 from .han2025 import ENGINE, TAU, default_config
 
 __all__ = ["METHODS", "PREDICTIONS", "KINDS", "method_key", "method_config", "run_summary", "method_checks",
-           "methods_table", "phase_base", "phase_grid", "phase_checks"]
+           "methods_table", "phase_base", "phase_grid", "phase_checks", "prevention_boundary"]
 
 #: The methods, each a label and the Config overrides that make it (official defaults unless stated).  ELR's period
 #: is stated: period 1 is the official per-epoch target update in full-batch GD (SPEC.md section 9).
@@ -413,6 +413,18 @@ def _phase_entries_ok() -> None:
                              "only; give it its own sweep")
 
 
+def prevention_boundary(fit: np.ndarray, nsnr2: np.ndarray) -> np.ndarray:
+    """Per tau (rows of ``fit``, (tau, snr) with snr increasing), the smallest n SNR^2 of the grid from which on
+    every cell has at most ``MEM_LEVEL`` of the mislabelled samples fitted (NaN: not even the largest)."""
+    out = np.full(fit.shape[0], math.nan)
+    for i, row in enumerate(np.asarray(fit)):
+        ok = row <= MEM_LEVEL
+        tail = np.logical_and.accumulate(ok[::-1])[::-1]   # prevented here and at every larger SNR
+        if tail.any():
+            out[i] = float(nsnr2[int(np.argmax(tail))])
+    return out
+
+
 def phase_checks(grid: Mapping[str, Sequence[Any]], fit: np.ndarray, err: np.ndarray, reps: int, *, n: int,
                  d: int, sigma_p: float) -> list[Check]:
     """Rows of methods-phase from the per-cell means ``fit`` (final fraction of mislabelled samples fitted) and
@@ -515,6 +527,12 @@ def run_methods_phase(ctx: Context) -> list[Check]:
         "on the per-cell means over the replicates.  The tidy CSV is "
         f"{PHASE_SWEEP}/sweep.csv (one row per run); running the same command again after an interruption resumes "
         f"its finished rows; the sweep took {res.wall_seconds:.1f} s.")
+    if "elr" in grid["loss"]:
+        bound = prevention_boundary(fit[list(grid["loss"]).index("elr")], base.n * snr ** 2)
+        ctx.notes.append("Where ELR prevents memorisation: per tau, the smallest n SNR^2 of the grid from which on "
+                         "every cell has at most half of the mislabelled samples fitted: " + "; ".join(
+                             f"tau {t:g}: {'none' if not math.isfinite(b) else f'{b:.2f}'}"
+                             for t, b in zip(grid["tau"], bound)) + ".")
     if have_matplotlib():
         from ..plotting import methods_phase_figure
         labels = [{method_key(e): e["label"] for e in METHODS}[k] for k in grid["loss"]]
