@@ -19,6 +19,12 @@ selection_figure(history, selection, stages, test_columns, title="")
 huang_figure(histories, ratio_key="memorisation_ratio", loss_levels=None)
     Plain GD against label-noise GD (Huang et al. 2025 Figure 2): memorisation/signal ratio, training losses
     (observed labels; flipped labels for label-noise GD) with reference levels, test accuracy.
+methods_figure(steps, series, title="")
+    Training methods side by side (``lnref reproduce methods``): per method the mean over seeds (+- SE band) of
+    clean / mislabelled training accuracy, mislabelled predicted as their true label, max rho_bar over mislabelled
+    samples (log scale), spurious and iid test error; each method's T1 marked.
+methods_phase_figure(labels, taus, snrs, values, cbar_label=..., vmax=1, title="", hlines=())
+    One panel per method over tau x SNR of one quantity (final fraction of mislabelled samples fitted, test error).
 heatmap(values, x, y, xlabel=..., ylabel=..., title=..., cbar_label=..., nan_label=...)
     A grid of one metric with mathematical axis labels (:func:`math_label`), a colour bar label, and NaN cells
     hatched grey with a legend entry explaining them (e.g. "no mislabelled sample (tau = 0)").  For the
@@ -39,6 +45,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["plot_history", "han_figure", "selection_figure", "huang_figure", "heatmap", "math_label",
+           "methods_figure", "methods_phase_figure",
            "mark_stages", "shade_stages", "MATH_LABELS"]
 
 #: mathtext labels of Config fields, metrics and algorithm names (the words match Config's field names: ``p`` is
@@ -415,6 +422,111 @@ def heatmap(values: Any, x: Any, y: Any, *, xlabel: str, ylabel: str, title: str
         ax.legend(handles=[patch], fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.14),
                   frameon=False)
     return fig, ax
+
+
+#: the panels of :func:`methods_figure`: (history column, y label, log scale, plotted as error = 1 - column)
+_METHOD_PANELS = (("train_acc_clean", "training accuracy, clean samples", False, False),
+                  ("train_acc_noisy", "mislabelled samples fitted\n(accuracy w.r.t. observed labels)", False, False),
+                  ("true_acc_noisy", "mislabelled samples predicted\nas their TRUE label", False, False),
+                  ("rho_bar_max_noisy", r"$\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$ (memorised noise)",
+                   True, False),
+                  ("test_acc_spurious", "test error, spurious test distribution", False, True),
+                  ("test_acc", "test error, iid test distribution", False, True))
+
+
+def methods_figure(steps: Any, series: Sequence[Mapping[str, Any]], title: str = ""):
+    """Training methods side by side: six panels over the GD step (symlog), one line per method.
+
+    Parameters
+    ----------
+    steps : (L,) the logged steps (the same for every run)
+    series : one dict per method: ``label``; ``values``: history column -> (K, L) array over K seeds (the columns
+        of :data:`_METHOD_PANELS`); ``t1`` (a step or None) marked by a dot on each of the method's curves
+    title : str
+
+    Returns
+    -------
+    Figure; lines are the mean over the seeds, bands +- one standard error.
+    """
+    plt = _plt()
+    t = np.asarray(steps, dtype=np.float64)
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.2), layout="constrained")
+    cmap = plt.get_cmap("tab10")
+    styles = ("-", "--", "-.", ":")
+    for ax, (col, ylabel, log, error) in zip(axes.flat, _METHOD_PANELS):
+        for i, s in enumerate(series):
+            v = np.asarray(s["values"][col], dtype=np.float64)
+            if error:
+                v = 1.0 - v
+            mean = v.mean(axis=0)
+            se = v.std(axis=0, ddof=1) / np.sqrt(v.shape[0]) if v.shape[0] > 1 else np.zeros_like(mean)
+            color, ls = cmap(i % 10), styles[(i // 10) % len(styles)] if i < 10 else ":"
+            lw = 2.2 if i == 0 else 1.4
+            y = _positive(mean) if log else mean
+            ax.plot(t, y, color=color, ls=ls, lw=lw, label=s["label"], zorder=3 if i == 0 else 2)
+            lo, hi = mean - se, mean + se
+            ax.fill_between(t, _positive(lo) if log else lo, _positive(hi) if log else hi, color=color, alpha=0.12,
+                            lw=0)
+            t1 = s.get("t1")
+            if t1 is not None:
+                j = int(np.argmin(np.abs(t - t1)))
+                ax.plot([t[j]], [y[j]], "o", color=color, ms=5, mec="k", mew=0.6)
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.03, 1.03)
+        _time_axis(ax, float(t[-1]))
+        ax.set_ylabel(ylabel, fontsize=_FONT + 1)
+        _plain_ticks(ax)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    import matplotlib.lines as mlines
+    handles.append(mlines.Line2D([], [], color="0.5", marker="o", ls="", mec="k", mew=0.6))
+    labels.append("T1 of the method (median over seeds)")
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=_FONT + 1, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=_FONT + 3)
+    return fig
+
+
+def methods_phase_figure(labels: Sequence[str], taus: Any, snrs: Any, values: Any, *, cbar_label: str,
+                         vmax: float = 1.0, cmap: str = "viridis", title: str = "", hlines=(), ncols: int = 5):
+    """One panel per method (``labels``; ``ncols`` per row) over tau (x) and SNR (y, log scale) of one quantity
+    ``values[k]`` (len(taus), len(snrs)), on one colour scale [0, vmax] with the label ``cbar_label``.
+    ``hlines``: [(snr, label)] drawn as dashed white lines (e.g. n SNR^2 = 1)."""
+    plt = _plt()
+    k = len(labels)
+    ncols = min(ncols, k)
+    nrows = -(-k // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.2, 2.9 * nrows + 0.6), layout="constrained",
+                             squeeze=False, sharex=True, sharey=True)
+    taus, snrs = np.asarray(taus, dtype=np.float64), np.asarray(snrs, dtype=np.float64)
+    xe, ye = cell_edges_scaled(taus, "linear"), cell_edges_scaled(snrs, "log")
+    vals = np.asarray(values, dtype=np.float64)
+    mesh = None
+    for i, ax in enumerate(axes.flat):
+        if i >= k:
+            ax.set_visible(False)
+            continue
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals[i].T), cmap=cmap, vmin=0.0, vmax=vmax,
+                             shading="flat")
+        for y, text in hlines:
+            ax.axhline(y, color="w", ls="--", lw=1.0)
+            if i == 0:
+                ax.text(xe[0] + 0.01, y * 1.05, text, color="w", fontsize=_FONT, va="bottom")
+        ax.set_yscale("log")
+        ax.set_xlim(xe[0], xe[-1])
+        ax.set_ylim(ye[0], ye[-1])
+        _plain_ticks(ax)
+        ax.set_title(labels[i], fontsize=_FONT + 1)
+        if i // ncols == nrows - 1 or i + ncols >= k:
+            ax.set_xlabel(r"label-flip rate $\tau$", fontsize=_FONT + 1)
+            ax.xaxis.set_tick_params(labelbottom=True)
+        if i % ncols == 0:
+            ax.set_ylabel("SNR", fontsize=_FONT + 1)
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), label=cbar_label, shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=_FONT + 3)
+    return fig
 
 
 def plot_history(result: Any, path: str | Path | None = None):

@@ -24,6 +24,7 @@ SUFFIXES = (".py", ".md", ".txt", ".toml", ".cfg")
 OUTPUTS = {
     "report.md": "lnref reproduce writes report.md into its output folder (lnref/reproduce/common.py)",
     "kou2023_conventions.md": "lnref reproduce kou2023 writes it (lnref/reproduce/heatmaps.py)",
+    "methods_table.md": "lnref reproduce methods writes it (lnref/reproduce/methods.py)",
 }
 
 DOC_RE = re.compile(r"(?<![\w./-])((?:\.\.?/)?(?:[\w-]+/)*[\w-]+\.(?:md|cff))\b")

@@ -19,7 +19,7 @@ __all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", 
 
 DEFAULT = "han2025"
 # modules that register reproductions, in the order `lnref reproduce --list` shows them
-_MODULES = ("han2025", "huang2025", "heatmaps")
+_MODULES = ("han2025", "huang2025", "heatmaps", "methods")
 
 
 def load_all() -> dict:

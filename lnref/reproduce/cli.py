@@ -1,4 +1,5 @@
-"""``lnref reproduce [NAME] [--out DIR] [--seeds K] [--quick] [--force] [--threads N] [--published PATH] [--list]``.
+"""``lnref reproduce [NAME] [--out DIR] [--seeds K] [--quick] [--force] [--threads N] [--published PATH]``
+``[--dask ADDRESS] [--list]``.
 
 Runs one registered reproduction (:mod:`lnref.reproduce`) into ``--out`` (default ``runs/NAME``) and writes
 report.md, summary.json and the marker reproduction.json there.  Running the same reproduction again into the same
@@ -20,6 +21,8 @@ __all__ = ["register"]
 
 # reproductions that accept --published PATH (a downloaded copy of the authors' published results)
 _TAKES_PUBLISHED = ("kou2023-heatmap",)
+# reproductions that run lnref.sweep, so accept --dask ADDRESS
+_TAKES_DASK = ("kou2023-heatmap", "huang2025-heatmap", "cao2022-heatmap", "methods-phase")
 
 
 def _positive_int(text: str) -> int:
@@ -54,6 +57,9 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.published is not None and name not in _TAKES_PUBLISHED:
         raise ConfigError(f"--published is not allowed with {name}: only {', '.join(_TAKES_PUBLISHED)} compares "
                           "with a published table")
+    if args.dask is not None and name not in _TAKES_DASK:
+        raise ConfigError(f"--dask is not allowed with {name}: only the reproductions that run sweeps take it "
+                          f"({', '.join(_TAKES_DASK)})")
     if args.threads is not None:
         with num_threads(args.threads):  # validates the thread count before any work
             pass
@@ -63,6 +69,7 @@ def _cmd(args: argparse.Namespace) -> int:
         compile_notice(ENGINE)  # every reproduction trains with this engine; one line when its kernels compile now
         ctx = Context(out=out, seeds=args.seeds, quick=args.quick, threads=args.threads,
                       log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        ctx.dask = args.dask
         ctx.published = args.published  # read by the reproductions in _TAKES_PUBLISHED (getattr, default None)
         t0 = time.perf_counter()
         checks = run_reproduction(name, ctx)
@@ -99,5 +106,8 @@ def register(subparsers) -> None:
     p.add_argument("--published", type=Path, default=None, metavar="PATH",
                    help="kou2023-heatmap: the authors' published table (data_test100.csv of "
                         "github.com/uclaml/Benign_ReLU_CNN, not shipped with lnref) to compare with cell by cell")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run the sweeps of " + ", ".join(_TAKES_DASK) + " on the Dask scheduler at ADDRESS "
+                        "(pip install 'lnref[dask]')")
     p.add_argument("--list", action="store_true", help="list the reproductions and exit")
     p.set_defaults(func=_cmd)

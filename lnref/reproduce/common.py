@@ -36,7 +36,7 @@ from ..io import OutputError, versions, write_json, write_text
 
 __all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "have_matplotlib",
            "save_figure", "mean_se", "fmt_mean_se", "seed_check", "prepare_reproduction_dir", "MARKER",
-           "AUTHORS_CODE", "rate_lower_bound"]
+           "AUTHORS_CODE", "rate_lower_bound", "sweep_executor"]
 
 MARKER = "reproduction.json"
 
@@ -230,13 +230,27 @@ class Context:
     #: Config fields the runs use although the Config alone says they are unused (e.g. ``sigma_zeta`` when the
     #: reproduction scores an extra spurious test set on an ``iid`` config); see :func:`unused_fields`
     uses: set[str] = field(default_factory=set)
+    #: sub-folders the run writes (a sweep's folder, which it resumes when the same reproduction runs again)
+    dirs: list[str] = field(default_factory=list)
+    #: ``--dask ADDRESS``: the Dask scheduler the reproductions that run sweeps use (:func:`sweep_executor`)
+    dask: str | None = None
 
     def path(self, name: str) -> Path:
         """A file in the output folder, remembered for report.md's file list and the folder's marker."""
         if name not in self.files:
             self.files.append(name)
         if self.name:
-            _write_marker(self.out, self.name, self.files, finished=False)
+            _write_marker(self.out, self.name, self.files, finished=False, dirs=self.dirs)
+        return self.out / name
+
+    def path_dir(self, name: str) -> Path:
+        """A sub-folder of the output folder (created), recorded in the marker: running the same reproduction again
+        keeps it (so a sweep inside can resume its finished rows) instead of refusing the folder."""
+        if name not in self.dirs:
+            self.dirs.append(name)
+        if self.name:
+            _write_marker(self.out, self.name, self.files, finished=False, dirs=self.dirs)
+        (self.out / name).mkdir(parents=True, exist_ok=True)
         return self.out / name
 
     def ran(self, config: Any, runs: int = 1) -> None:
@@ -330,10 +344,23 @@ def save_figure(fig, ctx: Context, name: str) -> None:
         fh.write(buf.getvalue())
 
 
+def sweep_executor(ctx: Context, runs: int):
+    """(executor, close) for a reproduction's sweep: the Dask scheduler of ``ctx.dask`` (``--dask ADDRESS``), else
+    this process for small sweeps (``--quick`` or fewer than 200 runs: a process pool pays a numba compile per
+    worker), else a process pool over every core."""
+    from ..sweeps import SerialExecutor, dask_executor, process_executor
+    if ctx.dask is not None:
+        return dask_executor(ctx.dask, None)
+    ex = SerialExecutor() if ctx.quick or runs < 200 else process_executor()
+    return ex, ex.shutdown
+
+
 # ------------------------------------------------------------------------------------------------ output folder
-def _write_marker(out: Path, name: str, files: Sequence[str], finished: bool) -> None:
-    write_json(out / MARKER, {"reproduction": name, "finished": finished,
-                              "files": sorted(set(files) | {"report.md", "summary.json"})})
+def _write_marker(out: Path, name: str, files: Sequence[str], finished: bool, dirs: Sequence[str] = ()) -> None:
+    doc = {"reproduction": name, "finished": finished, "files": sorted(set(files) | {"report.md", "summary.json"})}
+    if dirs:
+        doc["dirs"] = sorted(set(dirs))
+    write_json(out / MARKER, doc)
 
 
 def _read_marker(out: Path) -> dict[str, Any] | None:
@@ -369,7 +396,9 @@ def prepare_reproduction_dir(out: str | Path, name: str, force: bool = False, lo
         marker = _read_marker(out)
         if marker is not None and marker["reproduction"] == name:
             own = set(marker.get("files", [])) | {MARKER}
-            foreign = sorted(p.name for p in out.iterdir() if p.name not in own or not p.is_file())
+            dirs = set(marker.get("dirs", []))  # kept: the run resumes or overwrites what is inside
+            foreign = sorted(p.name for p in out.iterdir()
+                             if not (p.name in own and p.is_file()) and not (p.name in dirs and p.is_dir()))
             if foreign and not force:
                 raise OutputError(
                     f"{out} holds an earlier output of {name} and also {', '.join(foreign[:5])}"
@@ -468,6 +497,7 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
             lines += [note, ""]
     lines += ["", "## Files", ""]
     lines += [f"- `{f}`" for f in ctx.files]
+    lines += [f"- `{d}/` (a sweep folder: sweep.csv, sweep_mean.csv, sweep.json)" for d in ctx.dirs]
     if not have_matplotlib():
         lines += ["", "No figure: matplotlib is not installed (pip install 'lnref[plot]')."]
     return "\n".join(lines) + "\n"
@@ -493,5 +523,5 @@ def run_reproduction(name: str, ctx: Context) -> list[Check]:
         "versions": versions(), "config": same, "config_varies": varies,
         "checks": [c.as_dict() for c in checks]})
     write_text(ctx.out / "report.md", _report(rep, ctx, checks, wall))
-    _write_marker(ctx.out, name, ctx.files, finished=True)
+    _write_marker(ctx.out, name, ctx.files, finished=True, dirs=ctx.dirs)
     return checks

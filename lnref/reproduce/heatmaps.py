@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..io import write_json, write_text
-from .common import AUTHORS_CODE, Check, Context, have_matplotlib, register, save_figure
+from .common import AUTHORS_CODE, Check, Context, have_matplotlib, register, save_figure, sweep_executor
 
 __all__ = ["kou_base", "huang_base", "cao_base", "kou_grid", "huang_grid", "cao_grid", "switch_points",
            "fit_boundary_constant", "boundary_slope", "load_published", "published_on_grid", "compare_tables",
@@ -206,10 +206,6 @@ def _pm(mean: float, se: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" + ("" if not math.isfinite(se) else f" +- {se:.{digits}f}")
 
 
-def _executor(ctx: Context, runs: int):
-    from ..sweeps import SerialExecutor, process_executor
-    # a process pool pays a numba compile per worker: only worth it for many runs
-    return SerialExecutor() if ctx.quick or runs < 200 else process_executor()
 
 
 def _run_sweep(ctx: Context, prefix: str, base: Config, grid: dict, replicates: int):
@@ -220,11 +216,11 @@ def _run_sweep(ctx: Context, prefix: str, base: Config, grid: dict, replicates: 
     import itertools
     for values in itertools.product(*grid.values()):  # the config of every cell (replicates vary the seed only)
         ctx.ran(base.replace(**dict(zip(grid, values))), runs=replicates)
-    ex = _executor(ctx, runs)
+    ex, close = sweep_executor(ctx, runs)  # --dask ADDRESS, else local (a pool only for many runs)
     try:
         res = sweep(base, grid, replicates=replicates, executor=ex, progress=True)
     finally:
-        ex.shutdown()
+        close()
     write_text(ctx.path(f"{prefix}.csv"), res.tidy_csv())
     write_text(ctx.path(f"{prefix}_mean.csv"), res.mean_csv())
     write_json(ctx.path(f"{prefix}.json"), {"base_config": base.to_dict(), "grid": res.grid,
