@@ -13,6 +13,7 @@ from lnref.reproduce import load_all
 from lnref.reproduce.common import Context, run_reproduction
 from lnref.reproduce.han2025 import default_config
 from lnref.reproduce.methods import (
+    ALL_METHODS,
     BASELINE,
     METHODS,
     PREDICTIONS,
@@ -35,13 +36,13 @@ def _summary(**kw):
 
 def _runs(k=5, **per_method):
     """Fabricated per-seed summaries: every method memorises like CE unless overridden."""
-    runs = {method_key(e): [_summary() for _ in range(k)] for e in METHODS}
+    runs = {method_key(e): [_summary() for _ in range(k)] for e in ALL_METHODS}
     for key, kw in per_method.items():
         runs[key] = [_summary(**kw) for _ in range(k)]
     return runs
 
 
-CONFIGS = {method_key(e): method_config(default_config(True), e) for e in METHODS}
+CONFIGS = {method_key(e): method_config(default_config(True), e) for e in ALL_METHODS}
 
 
 def _row(checks, claim_start):
@@ -58,14 +59,18 @@ def test_a_method_is_one_entry_of_the_list():
     assert method_key({"label": "select at T1 + retrain", "algorithm": "select_retrain"}) == "select_retrain"
     elr = CONFIGS["elr"]
     assert elr.loss == "elr" and dict(elr.loss_params) == {"lam": 3.0, "beta": 0.7, "period": 1}
-    assert {p["method"] for p in PREDICTIONS} <= set(keys)
+    assert {p["method"] for p in PREDICTIONS} <= {method_key(e) for e in ALL_METHODS}
+    assert [method_key(e) for e in ALL_METHODS[len(METHODS):]] == ["select_retrain", "truncated_gce", "coteaching"]
 
 
 def test_rows_hold_on_good_runs_and_each_fails_on_a_violating_one():
     good = _runs(gce=dict(t_mem=60), forward=dict(t_mem=50), bootstrap_soft=dict(t_mem=35),
                  bootstrap_hard=dict(t_mem=45), sce=dict(t_mem=12), backward=dict(t_mem=20),
                  elr=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0,
-                          test_err_spurious_end=0.0))
+                          test_err_spurious_end=0.0),
+                 select_retrain=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0,
+                                     test_err_spurious_end=0.0),
+                 truncated_gce=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0))
     checks = method_checks(good, CONFIGS)
     assert len(checks) == len(PREDICTIONS)
     assert all(c.holds is True for c in checks), [(c.claim, c.measured) for c in checks if not c.holds]
@@ -124,14 +129,15 @@ def test_methods_quick_runs_and_writes_its_files(tmp_path):
               "methods_table.md"):
         assert (out / f).is_file(), f
     table = (out / "methods_table.md").read_text().splitlines()
-    assert len(table) == 2 + len(METHODS) and table[2].startswith("| CE (plain GD)")
+    assert len(table) == 2 + len(ALL_METHODS) and table[2].startswith("| CE (plain GD)")
     report = (out / "report.md").read_text()
     assert "Predictions that do not hold in this run" in report and "judged: holds in at least 80%" in report
     with open(out / "methods_histories.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert {r["method"] for r in rows} == {method_key(e) for e in METHODS} and {r["seed"] for r in rows} == {"0", "1"}
+    assert {r["method"] for r in rows} == {method_key(e) for e in ALL_METHODS}
+    assert {r["seed"] for r in rows} == {"0", "1"}
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seeds"] == 2 and summary["training_runs"] == 2 * len(METHODS)
+    assert summary["seeds"] == 2 and summary["training_runs"] == 2 * len(ALL_METHODS)
 
 
 def _sweep_rows(folder):

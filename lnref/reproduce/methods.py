@@ -37,8 +37,9 @@ from ..training import train
 from .common import Check, Context, fmt_mean_se, have_matplotlib, register, save_figure, seed_check, sweep_executor
 from .han2025 import ENGINE, TAU, default_config
 
-__all__ = ["METHODS", "PREDICTIONS", "KINDS", "method_key", "method_config", "run_summary", "method_checks",
-           "methods_table", "phase_base", "phase_grid", "phase_checks", "prevention_boundary"]
+__all__ = ["METHODS", "SELECTION_METHODS", "ALL_METHODS", "PREDICTIONS", "KINDS", "method_key", "method_config",
+           "run_summary", "method_checks", "methods_table", "phase_base", "phase_grid", "phase_checks",
+           "prevention_boundary"]
 
 #: The methods, each a label and the Config overrides that make it (official defaults unless stated).  ELR's period
 #: is stated: period 1 is the official per-epoch target update in full-batch GD (SPEC.md section 9).
@@ -53,6 +54,16 @@ METHODS: tuple[dict[str, Any], ...] = (
     {"label": "backward correction", "loss": "backward"},
     {"label": "ELR", "loss": "elr", "loss_params": {"lam": 3.0, "beta": 0.7, "period": 1}},
 )
+#: The selection algorithms (SPEC.md section 9, "Selection algorithms"), at their defaults: in ``lnref reproduce
+#: methods`` beside the losses, not in the phase map (which sweeps the field ``loss`` only).
+SELECTION_METHODS: tuple[dict[str, Any], ...] = (
+    {"label": "select at T1, retrain on S", "key": "select_retrain", "algorithm": "select_retrain",
+     "select_then": "retrain"},
+    {"label": "truncated GCE (k = 1/2)", "algorithm": "truncated_gce", "loss": "gce"},
+    {"label": "co-teaching (full-batch GD)", "algorithm": "coteaching"},
+)
+#: every method ``lnref reproduce methods`` runs
+ALL_METHODS: tuple[dict[str, Any], ...] = METHODS + SELECTION_METHODS
 BASELINE = "logistic"   # the key of plain GD, against which "later" / "earlier" are judged
 
 MIN_RATE = 0.8          # a row holds when its criterion holds in at least this fraction of the seeds
@@ -102,6 +113,14 @@ PREDICTIONS: tuple[dict[str, str], ...] = (
               "class gets g -> (lam - 1)(1 - s) > 0"},
     {"method": "elr", "kind": "keeps_test",
      "claim": "ELR (lam = 3, period 1) keeps the test error near its T1 value (spurious test distribution)"},
+    {"method": "select_retrain", "kind": "prevents",
+     "claim": "selection at T1 (loss < log 2, Han et al.'s small-loss selection), then retraining from W0 on the "
+              "selected samples, stops memorisation"},
+    {"method": "select_retrain", "kind": "keeps_test",
+     "claim": "selection at T1 then retraining keeps the test error near its T1 value (spurious test distribution)"},
+    {"method": "truncated_gce", "kind": "prevents",
+     "claim": "truncated GCE with k = 1/2 (the log 2 selection repeated every 10 steps from step 40) stops "
+              "memorisation"},
 )
 
 
@@ -295,10 +314,10 @@ def run_methods(ctx: Context) -> list[Check]:
     figure shows the mean over the seeds per method, the table T_mem and the test errors."""
     base = default_config(ctx.quick, engine=ENGINE)
     ctx.uses.add("sigma_zeta")  # the extra spurious test set reads it although the config's test is iid
-    ctx.log(f"methods: {len(METHODS)} methods x {ctx.seeds} seeds, n={base.n}, d={base.d}, steps={base.steps}")
-    keys = [method_key(e) for e in METHODS]
-    labels = dict(zip(keys, (e["label"] for e in METHODS)))
-    configs = {k: method_config(base, e) for k, e in zip(keys, METHODS)}
+    ctx.log(f"methods: {len(ALL_METHODS)} methods x {ctx.seeds} seeds, n={base.n}, d={base.d}, steps={base.steps}")
+    keys = [method_key(e) for e in ALL_METHODS]
+    labels = dict(zip(keys, (e["label"] for e in ALL_METHODS)))
+    configs = {k: method_config(base, e) for k, e in zip(keys, ALL_METHODS)}
     params = {k: method_params(c) for k, c in configs.items()}
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
     hist: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in keys}
@@ -325,7 +344,7 @@ def run_methods(ctx: Context) -> list[Check]:
     write_text(ctx.path("methods_summary.csv"), "\n".join(summary_rows) + "\n")
     write_json(ctx.path("methods.json"), {"config": base.to_dict(), "methods": [
         {"key": k, "label": labels[k], "overrides": {a: b for a, b in e.items() if a != "label"},
-         "loss_params": dict(configs[k].loss_params), "per_seed": runs[k]} for k, e in zip(keys, METHODS)]})
+         "loss_params": dict(configs[k].loss_params), "per_seed": runs[k]} for k, e in zip(keys, ALL_METHODS)]})
     table = methods_table(labels, params, runs, base.steps)
     write_text(ctx.path("methods_table.md"), table)
 
@@ -346,7 +365,7 @@ def run_methods(ctx: Context) -> list[Check]:
         "are lnref's reading of each method's per-sample force g(z), not published theorems about this model. "
         "The forward and backward corrections assume tau = 0.2, the data's flip rate here.")
     ctx.notes.append("Selection methods (select_retrain, truncated_gce, coteaching; issue 22) are not in this "
-                     "reproduction yet: each is to be added as one entry of lnref.reproduce.methods.METHODS.")
+                     "reproduction yet: each is to be added as one entry of lnref.reproduce.methods.ALL_METHODS.")
     if have_matplotlib():
         from ..plotting import methods_figure
         steps = hist[keys[0]][0]["step"]
