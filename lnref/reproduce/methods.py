@@ -16,10 +16,9 @@ an interrupted run resumes its finished rows when the same command runs again; `
 cluster) and draws, per method, the final fraction of mislabelled samples fitted (memorisation prevented where it
 is small) and the spurious test error, next to plain GD.
 
-Adding a method is one entry of :data:`METHODS`: a label and the Config overrides, e.g.
-``{"label": "select at T1 + retrain", "algorithm": "select_retrain"}``; a prediction about it is one entry of
-:data:`PREDICTIONS` (its kind is one of :data:`KINDS`).  The selection algorithms of issue 22 (select_retrain,
-truncated_gce, coteaching) are to be added there once ``Config.algorithm`` accepts them.
+Adding a method is one entry of :data:`METHODS` (a loss, swept by the phase map too) or :data:`SELECTION_METHODS`
+(another algorithm, e.g. ``{"label": "select at T1 + retrain", "algorithm": "select_retrain"}``): a label and the
+Config overrides; a prediction about it is one entry of :data:`PREDICTIONS` (its kind is one of :data:`KINDS`).
 """
 from __future__ import annotations
 
@@ -364,8 +363,13 @@ def run_methods(ctx: Context) -> list[Check]:
         "A row that does not hold is a prediction of SPEC.md section 9 that this run contradicts; the predictions "
         "are lnref's reading of each method's per-sample force g(z), not published theorems about this model. "
         "The forward and backward corrections assume tau = 0.2, the data's flip rate here.")
-    ctx.notes.append("Selection methods (select_retrain, truncated_gce, coteaching; issue 22) are not in this "
-                     "reproduction yet: each is to be added as one entry of lnref.reproduce.methods.ALL_METHODS.")
+    ctx.notes.append("The selection algorithms (SPEC.md section 9): 'select at T1, retrain on S' selects "
+                     "S = {i : loss_i < log 2} at the run's exact T1 and retrains from W0 on S (mean over |S|; a seed "
+                     "without T1 selects nothing and trains on every sample); truncated GCE prunes "
+                     "{i : s_i <= 1/2} every 10 steps from step 40; co-teaching trains two networks, each on the "
+                     "(1 - R(t)) n samples of smallest loss under the other, with full-batch GD instead of the "
+                     "official code's Adam (its rows are network 1's). The phase map (methods-phase) sweeps the "
+                     "losses only.")
     if have_matplotlib():
         from ..plotting import methods_figure
         steps = hist[keys[0]][0]["step"]
