@@ -193,7 +193,20 @@ def run_summary(history: Mapping[str, np.ndarray], stages: Any, margin_end_noisy
         "max_margin_noisy_end": float(np.max(margin_end_noisy)) if np.size(margin_end_noisy) else math.nan,
         "test_err_spurious_t1": _at(steps, sp, t1), "test_err_spurious_end": float(sp[-1]),
         "test_err_iid_t1": _at(steps, iid, t1), "test_err_iid_end": float(iid[-1]),
+        # a selection algorithm's last selection against the true clean set (NaN for the losses, and before
+        # select_retrain selects)
+        "select_precision": _last_finite(history.get("select_precision")),
+        "select_recall": _last_finite(history.get("select_recall")),
     }
+
+
+def _last_finite(values) -> float:
+    """The last finite value of a history column (NaN when there is none or no column)."""
+    if values is None:
+        return math.nan
+    v = np.asarray(values, float)
+    ok = np.flatnonzero(np.isfinite(v))
+    return float(v[ok[-1]]) if ok.size else math.nan
 
 
 # ----------------------------------------------------------------------------------------------- report rows
@@ -282,16 +295,27 @@ def methods_table(labels: Mapping[str, str], params: Mapping[str, str],
     """The markdown table: per method T1, T_mem (half / all of the mislabelled samples fitted), the final fraction
     fitted, spurious and iid test error at T1 and at the end (mean +- SE over the seeds; never: not within the run)."""
     lines = [f"| method | parameters | T1 | T_mem ({MEM_LEVEL:g} of mislabelled fitted) | T_mem (all) | mislabelled "
-             f"fitted at step {steps} | spurious test error at T1 | at step {steps} | iid test error at step {steps} |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"fitted at step {steps} | spurious test error at T1 | at step {steps} | iid test error at step {steps} | "
+             "selection precision / recall |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, rs in runs.items():
         cells = [labels[key], params[key] or "-", _never([r["t1"] for r in rs]), _never([r["t_mem"] for r in rs]),
                  _never([r["t_mem_all"] for r in rs]), fmt_mean_se([r["noisy_fit_end"] for r in rs]),
                  fmt_mean_se([r["test_err_spurious_t1"] for r in rs]),
                  fmt_mean_se([r["test_err_spurious_end"] for r in rs]),
-                 fmt_mean_se([r["test_err_iid_end"] for r in rs])]
+                 fmt_mean_se([r["test_err_iid_end"] for r in rs]), _precision_recall(rs)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _precision_recall(rs: Sequence[Mapping[str, Any]]) -> str:
+    """'precision / recall' of the last selection against the true clean set, mean +- SE over the seeds that
+    selected ('-' for the losses)."""
+    prec = [r.get("select_precision", math.nan) for r in rs]
+    rec = [r.get("select_recall", math.nan) for r in rs]
+    if all(math.isnan(p) for p in prec):
+        return "-"
+    return f"{fmt_mean_se(prec)} / {fmt_mean_se(rec)}"
 
 
 # ----------------------------------------------------------------------------------------------- methods
