@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_weights import numpy_gd, parse_size, thread_table  # noqa: E402
+from bench_weights import numpy_gd, parse_size, thread_table
 
 
 def best_of(fn, repeats):

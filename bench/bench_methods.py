@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-import lnref  # noqa: E402
-from lnref.config import LOSSES  # noqa: E402
-from lnref.engines import from_config  # noqa: E402
+import lnref
+from lnref.config import LOSSES
+from lnref.engines import from_config
 
 
 def loadavg() -> str:

@@ -11,6 +11,9 @@ function                   equation                                             
                            x_p> + b)], div = 1/(output_scale c_p) (= m for the paper)
 :func:`filter_update`      each filter's gradient terms S_f, C_{f,i}, its bias term, and the      sections 3, 4, 7
                            exact recursions gamma, rho, b <- ... of one GD step
+:func:`gradient_scale`     s_j/(n div), the factor of a filter's gradient and bias gradient         sections 3, 7
+:func:`over_mu_sq`         v/||mu||^2 (0 when mu = 0), v/||xi_i||^2 (:func:`over_xi_sq`): the       section 4
+                           scalings of inner products in coefficients (arrays: :func:`scaled_test_inner`)
 :func:`coefficient_inner`  <w_f, z_t> = <w_f(0), z_t> + s_j gamma_f <mu, z_t>/||mu||^2             section 4
                            + sum_i rho_{f,i} <xi_i, z_t>/||xi_i||^2 for a row of vectors z_t
                            (training noise patches, an explicit or a virtual test set)
@@ -44,6 +47,7 @@ import numpy as np
 from ._cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
 
 __all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update", "step_scalings",
+           "gradient_scale", "gradient_scale_array", "over_mu_sq", "over_xi_sq", "scaled_test_inner",
            "coefficient_inner", "coefficient_signal", "weight_row", "psd_cholesky", "count_nonfinite",
            "gather_nonzero", "chain_rows", "kernel", "both", "CACHE", "cache_dir", "kernels_warm", "mark_warm",
            "clear_cache"]
@@ -185,9 +189,10 @@ def filter_update(f0, f1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, g
       rho_new[f, i]  = rho[f, i] - rate_i (s_j C_{f,i})        rate_i = eta ||xi_i||^2/(n div)
       bias_new[f]    = bias[f] - bscale (s_j Sb_f)             bscale = eta/(n div)   (if with_bias)
     bad[f] is the number of non-finite new values of filter f (0: its step may be taken).  The serial sums S and Sb
-    of four filters at a time run interleaved (same bits).  One inline site per block of filters: an inlined call
-    increments and decrements the reference count of each of its ~20 array arguments, which per filter and step
-    made the coefficient engine's step 1.4x slower (measured).
+    of four filters at a time run interleaved (same bits).  It takes a block of filters, not one: every inlined call
+    increments and decrements the reference count of each of its ~20 array arguments, a cost that a call per
+    filter and step would pay 2m times per step (the coefficient engine's step is short enough to feel it), and a
+    call per block pays once.
     """
     n = lpm.shape[0]
     for fi in range(f0, f1):
@@ -291,6 +296,17 @@ def step_scalings(xi_sq, eta, mu_sq, div):
     return rate, eta * mu_sq / (n * div), eta / (n * div)
 
 
+def _gradient_scale(sj, n, div):
+    """s_j/(n div): the factor of filter f's gradient, grad_{w_f} L = (s_j/(n div)) (S_f mu + sum_i C_{f,i} xi_i),
+    and of its bias gradient, dL/db_f = (s_j/(n div)) Sb_f (SPEC.md sections 3 and 7).  Plain Python, so that it
+    also takes an array sj (:data:`gradient_scale_array`); the kernels call the inline :func:`gradient_scale`."""
+    return sj / (n * div)
+
+
+gradient_scale = inline(_gradient_scale)
+gradient_scale_array = _gradient_scale  # the same source for NumPy callers (model.gradients' bias gradient)
+
+
 @inline
 def count_nonfinite(bad):
     """The sum of the per-filter counts of non-finite new values (``filter_update``'s returns): 0 means the GD step
@@ -329,6 +345,35 @@ def coefficient_signal(b0f, g, rho_row, cB, idx, cnt):
 
 
 @inline
+def over_mu_sq(v, mu_sq):
+    """v/||mu||^2, and 0 when mu = 0: how an inner product with mu, or s_j gamma_f, enters the coefficients
+    (SPEC.md section 4).  :func:`scaled_test_inner` is its array form."""
+    return v / mu_sq if mu_sq > 0.0 else 0.0
+
+
+@inline
+def over_xi_sq(v, xi_sq_i):
+    """v/||xi_i||^2: how an inner product with xi_i enters the coefficients (SPEC.md section 4).
+    :func:`scaled_test_inner` is its array form."""
+    return v / xi_sq_i
+
+
+def scaled_test_inner(ct: np.ndarray, mu_sq: float, Gt: np.ndarray | None = None,
+                      xi_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`over_mu_sq` and :func:`over_xi_sq` on arrays, for Python callers (the same IEEE divisions, so the
+    same bits): the scaled inner products of a test set that :func:`coefficient_inner` takes (SPEC.md section 4),
+    ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros when mu = 0) from ct (T,) = <mu, xi_t>, and, given Gt (n, T) =
+    <xi_i, xi_t> and xi_sq (n,), Gtn (n, T) = <xi_i, xi_t>/||xi_i||^2 (else None).
+    tests/test_one_formula.py checks that the two forms agree bit for bit."""
+    ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
+    if Gt is None:
+        return ct_mu, None
+    if xi_sq is None:
+        raise ValueError("scaled_test_inner: Gt needs xi_sq")
+    return ct_mu, Gt / xi_sq[:, None]
+
+
+@inline
 def weight_row(out, w0, g, mu, rho_row, xi_sq, X):
     """out = w_f = w_f(0) + g mu + sum_i (rho_{f,i}/||xi_i||^2) X[i] (SPEC.md section 4), g = s_j gamma_f/||mu||^2
     (0 when mu = 0).
@@ -340,7 +385,7 @@ def weight_row(out, w0, g, mu, rho_row, xi_sq, X):
     for k in range(D):
         out[k] = w0[k] + g * mu[k]
     for i in range(X.shape[0]):
-        r = rho_row[i] / xi_sq[i]
+        r = over_xi_sq(rho_row[i], xi_sq[i])
         if r != 0.0:
             for k in range(D):
                 out[k] += r * X[i, k]

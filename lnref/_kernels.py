@@ -29,6 +29,7 @@ from ._equations import (
     count_nonfinite,
     elr_update_due,
     filter_update,
+    gradient_scale,
     kernel,
     logistic_dloss,
     logistic_loss,
@@ -314,7 +315,7 @@ def _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bs
         x = X[active[j]]
         for k in range(d):
             g[k] += c * x[k]
-    scale = sj / (n * div)
+    scale = gradient_scale(sj, n, div)
     for k in range(d):
         g[k] = scale * (s * mu[k] + g[k])
 

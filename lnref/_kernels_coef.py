@@ -46,6 +46,8 @@ from ._equations import (
     inline,
     kernel,
     outputs_range,
+    over_mu_sq,
+    over_xi_sq,
     psd_cholesky,
     sample_scalars,
     step_scalings,
@@ -216,7 +218,7 @@ def _reconstruct(W0, gamma, rho, mu, X, mu_sq, xi_sq, m, W):
     F = W.shape[0]
     for f in prange(F):
         sj = 1.0 if f < m else -1.0
-        weight_row(W[f], W0[f], sj * gamma[f] / mu_sq if mu_sq > 0.0 else 0.0, mu, rho[f], xi_sq, X)
+        weight_row(W[f], W0[f], over_mu_sq(sj * gamma[f], mu_sq), mu, rho[f], xi_sq, X)
 
 
 reconstruct, reconstruct_serial = both(_reconstruct)
@@ -305,7 +307,7 @@ def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_s
                         fresh[a, tb] += P0[a - n, idx[t0 + tb]]
             if a < n:
                 for tb in range(nb):
-                    fresh[a, tb] = fresh[a, tb] / xi_sq[a]
+                    fresh[a, tb] = over_xi_sq(fresh[a, tb], xi_sq[a])
         for f in range(F):
             g = (1.0 if f < m else -1.0) * gamma[f]
             coefficient_inner(At[f, :nb], fresh[n + f, :nb], g, ct_mu[t0:t0 + nb], rho[f], fresh, nzi[f],
@@ -346,7 +348,7 @@ def fresh_test_factor(coords, e1, mu_norm, isotropic, gamma, rho, xi_sq, m, L):
     V = np.empty((F, R))
     for f in range(F):
         sj = 1.0 if f < m else -1.0
-        weight_row(V[f], C1[n + f], sj * gamma[f] / mu_sq if mu_sq > 0.0 else 0.0, mu, rho[f], xi_sq, C1[:n])
+        weight_row(V[f], C1[n + f], over_mu_sq(sj * gamma[f], mu_sq), mu, rho[f], xi_sq, C1[:n])
     used = R if isotropic else r
     K = np.empty((F, F))
     kmax = 0.0
@@ -466,6 +468,6 @@ def engine_scalings(G, xi_sq, c, mu_sq, Gn, cA, cB):
     n = G.shape[0]
     for i in range(n):
         for j in range(n):
-            Gn[i, j] = G[i, j] / xi_sq[i]
-        cA[i] = c[i] / mu_sq if mu_sq > 0.0 else 0.0
-        cB[i] = c[i] / xi_sq[i]
+            Gn[i, j] = over_xi_sq(G[i, j], xi_sq[i])
+        cA[i] = over_mu_sq(c[i], mu_sq)
+        cB[i] = over_xi_sq(c[i], xi_sq[i])

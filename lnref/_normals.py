@@ -94,7 +94,7 @@ def _lcg128_step(typingctx, s_hi, s_lo, i_hi, i_lo):
 
 
 if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 (tests run the kernels as Python): the same step on Python ints
-    def _lcg128_step(s_hi, s_lo, i_hi, i_lo):  # noqa: F811 - replaces the intrinsic, which needs the compiler
+    def _lcg128_step(s_hi, s_lo, i_hi, i_lo):  # replaces the intrinsic, which needs the compiler
         v = (((int(s_hi) << 64) | int(s_lo)) * _PCG64_MULT + ((int(i_hi) << 64) | int(i_lo))) & ((1 << 128) - 1)
         return np.uint64(v >> 64), np.uint64(v & _MASK64)
 

@@ -151,7 +151,7 @@ class StreamSeed(ISpawnableSeedSequence):
         self.pool_size = _POOL
         self._real = None
 
-    def generate_state(self, n_words, dtype=np.uint32):  # noqa: D102 - ISeedSequence's API
+    def generate_state(self, n_words, dtype=np.uint32):  # ISeedSequence's API
         return generate_state(self.entropy, self.spawn_key, n_words, dtype)
 
     def seed_sequence(self) -> np.random.SeedSequence:
@@ -160,7 +160,7 @@ class StreamSeed(ISpawnableSeedSequence):
             self._real = np.random.SeedSequence(self.entropy, spawn_key=self.spawn_key)
         return self._real
 
-    def spawn(self, n_children):  # noqa: D102 - ISpawnableSeedSequence's API
+    def spawn(self, n_children):  # ISpawnableSeedSequence's API
         return self.seed_sequence().spawn(n_children)
 
     @property

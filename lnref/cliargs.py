@@ -38,10 +38,10 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def error(self, message):  # noqa: D102 - argparse's API
+    def error(self, message):  # argparse's API
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
-    def parse_args(self, args=None, namespace=None):  # noqa: D102 - argparse's API
+    def parse_args(self, args=None, namespace=None):  # argparse's API
         ns, extras = self.parse_known_args(args, namespace)
         if extras:
             parser = self

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -76,6 +76,7 @@ class LossParams(Mapping):
     mapping, so a Config holding it stays frozen and hashable.  ``dict(params)`` gives a plain dict."""
 
     __slots__ = ("_items",)
+    _items: tuple[tuple[str, Any], ...]
 
     def __init__(self, items=()):
         object.__setattr__(self, "_items", tuple(items))
@@ -354,10 +355,12 @@ class Config:
             s(self, name, check_float(name, getattr(self, name), low=0.0, low_open=True, allowed="> 0"))
         s(self, "mu_norm", check_float("mu_norm", self.mu_norm, low=0.0, allowed=">= 0"))
         s(self, "sigma_zeta", check_float("sigma_zeta", self.sigma_zeta, low=0.0, allowed=">= 0"))
-        rate = dict(low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)")
-        tau = None if self.tau is None else check_float("tau", self.tau, **rate)
-        tp = None if self.tau_plus is None else check_float("tau_plus", self.tau_plus, **rate)
-        tm = None if self.tau_minus is None else check_float("tau_minus", self.tau_minus, **rate)
+        def rate(name: str, value: Any) -> float:
+            return check_float(name, value, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)")
+
+        tau = None if self.tau is None else rate("tau", self.tau)
+        tp = None if self.tau_plus is None else rate("tau_plus", self.tau_plus)
+        tm = None if self.tau_minus is None else rate("tau_minus", self.tau_minus)
         if tau is not None:
             for name, v in (("tau_plus", tp), ("tau_minus", tm)):
                 if v is not None and v != tau:
@@ -370,7 +373,7 @@ class Config:
         s(self, "tau_plus", tp)
         s(self, "tau_minus", tm)
         s(self, "tau", tp if tp == tm else None)
-        s(self, "p", check_float("p", self.p, **rate))
+        s(self, "p", rate("p", self.p))
         s(self, "noise", check_choice("noise", self.noise, NOISE_MODELS))
         s(self, "flips", check_choice("flips", self.flips, FLIP_MODELS))
         s(self, "algorithm", check_choice("algorithm", self.algorithm, ALGORITHMS))
@@ -471,7 +474,8 @@ class Config:
 
     @property
     def has_label_noise(self) -> bool:
-        return self.tau_plus > 0.0 or self.tau_minus > 0.0
+        # __post_init__ resolves tau into both rates: never None on a Config
+        return cast(float, self.tau_plus) > 0.0 or cast(float, self.tau_minus) > 0.0
 
     def log_steps(self) -> np.ndarray:
         """Sorted unique steps at which metrics are logged (always 0 and ``steps``).
@@ -495,7 +499,7 @@ class Config:
     def loss_vector(self) -> np.ndarray:
         """The method's hyper-parameters as the kernels read them: float64 (N_LOSS_PARAMS,), zero-padded."""
         out = np.zeros(3)
-        for i, v in enumerate(self.loss_params.values()):
+        for i, v in enumerate(cast(LossParams, self.loss_params).values()):  # resolved by __post_init__
             out[i] = float(v)
         return out
 
@@ -526,7 +530,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["loss_params"] = dict(self.loss_params)
+        out["loss_params"] = dict(cast(LossParams, self.loss_params))  # resolved by __post_init__
         return out
 
     @classmethod

@@ -88,6 +88,7 @@ import numpy as np
 
 from . import _kernels_coef as KC
 from . import _normals
+from ._equations import scaled_test_inner
 from .config import Config, ConfigError
 from .data import Dataset, LabelMasks, flip_labels, init_bias, init_weights, short_repr, step_stream, stream
 
@@ -434,16 +435,6 @@ class VirtualTestInputs:
     ct_mu: np.ndarray
     y_t: np.ndarray
     y_score: np.ndarray
-
-
-def scaled_test_inner(ct: np.ndarray, mu_sq: float, Gt: np.ndarray | None = None,
-                  xi_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The scaled inner products of a test set that :func:`lnref._equations.coefficient_inner` takes (SPEC.md
-    section 4): ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros when mu = 0) from ct (T,) = <mu, xi_t>, and, given
-    Gt (n, T) = <xi_i, xi_t> and xi_sq (n,), Gtn (n, T) = <xi_i, xi_t>/||xi_i||^2 (else None)."""
-    ct_mu = ct / mu_sq if mu_sq > 0.0 else np.zeros_like(ct)
-    Gtn = None if Gt is None else Gt / xi_sq[:, None]
-    return ct_mu, Gtn
 
 
 def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.ndarray,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
+from ._equations import gradient_scale_array
 from .config import LOSSES, PATCH_REDUCTIONS, Config, ConfigError, check_choice, check_float, output_divisor
 from .data import Dataset
 
@@ -255,7 +256,7 @@ def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scal
     gb = None
     if with_bias:
         sj = np.where(np.arange(F) < m, 1.0, -1.0)
-        gb = (sj / (n * div) * Sb).reshape(2, m)
+        gb = (gradient_scale_array(sj, n, div) * Sb).reshape(2, m)
     return G.reshape(2, m, d), gb
 
 

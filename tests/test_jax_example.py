@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("jax", reason="the JAX example needs jax: pip install jax")
 
-import lnref  # noqa: E402
-from lnref.examples import jax_model  # noqa: E402
-from lnref.testing import assert_gradient_matches, assert_trajectory_matches, make_fixture  # noqa: E402
+import lnref
+from lnref.examples import jax_model
+from lnref.testing import assert_gradient_matches, assert_trajectory_matches, make_fixture
 
 CFG = lnref.Config(n=10, d=30, m=3, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=20,
                    n_test=0, seed=5)

@@ -6,8 +6,10 @@ logistic loss, its derivative, sigma, sigma', the output divisor, the step sizes
 scalings of the inner products in coefficients are written.  A signature outside ``_equations.py`` fails the
 test, unless its (file, function) is in :data:`ALLOWED` with a reason.  The oracle's NumPy replay
 (``lnref/oracle/replay.py``) is the one declared second implementation (SPEC.md section 8).  Entries marked
-``TODO(lead): merge`` are duplicates in modules being reworked: each is to be replaced by a call to the one
-function, then removed from the list.
+
+``_equations.py`` writes each formula once for the kernels (an ``inline`` numba function); where Python code needs
+it on arrays, its array form stands next to it there, and :func:`test_array_forms_agree_with_the_kernels` checks
+that the two agree bit for bit.
 """
 from __future__ import annotations
 
@@ -48,26 +50,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lnref/examples/torch_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/jax_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/conv1d_model.py", "*"): "an independent implementation checked against lnref",
-    ("lnref/_kernels_coef.py", "_reconstruct"): "passes g = s_j gamma_f/||mu||^2 to _equations.weight_row, "
-                                                "which takes it as an argument; TODO(lead): merge (weight_row "
-                                                "should take gamma and ||mu||^2)",
-    ("lnref/_kernels_coef.py", "fresh_test_factor"): "as _reconstruct; TODO(lead): merge",
-    ("lnref/_kernels_coef.py", "engine_scalings"): "Gn, cA, cB of the training set; TODO(lead): merge (one "
-                                                   "_equations function for the scalings of inner products)",
-    ("lnref/_kernels_coef.py", "virtual_test_correct"): "Gtn of the fused virtual test set; TODO(lead): merge",
-    ("lnref/_kernels.py", "_gradient_row"): "the gradient's scale s_j/(n div) next to step_scalings' "
-                                            "eta/(n div); TODO(lead): merge (step_scalings to return it)",
-    ("lnref/config.py", "output_divisor"): "the divisor, again in model._conventions; TODO(lead): merge (one "
-                                           "function, called by both)",
-    ("lnref/model.py", "_conventions"): "the divisor, as Config.output_divisor; TODO(lead): merge",
-    ("lnref/model.py", "gradients"): "the bias gradient's scale s_j/(n div) outside the kernels; TODO(lead): "
-                                     "merge (the gradient kernel to return the bias gradient)",
-    ("lnref/engines/coefficients.py", "_prepare_test"): "Gtn and ct_mu of an explicit test set, as "
-                                                        "lnref.gram.scaled_test_inner computes them; TODO(lead): "
-                                                        "merge (call scaled_test_inner)",
-    ("lnref/gram.py", "scaled_test_inner"): "the scalings of a test set's inner products, for the virtual test sets "
-                                        "(and, once merged, the explicit ones); TODO(lead): merge into one "
-                                        "_equations function with _kernels_coef.engine_scalings",
+    ("lnref/config.py", "output_divisor"): "the divisor's one function, on Config's fields (Python side: the "
+                                           "kernels take div as an argument); Config.output_divisor and "
+                                           "model's functions call it",
 }
 
 
@@ -135,8 +120,8 @@ def test_every_signature_matches_its_home():
     """Each formula's signatures match how _equations.py writes it, so the scan looks for the real thing."""
     home = "\n".join(code_lines((ROOT / HOME).read_text(encoding="utf-8")))
     for formula, patterns in SIGNATURES.items():
-        if formula.startswith(("sigma(z)", "output divisor", "coefficient scalings")):
-            continue  # sigma: a branch on z > 0 there; the others: computed by callers today (TODO(lead) above)
+        if formula.startswith(("sigma(z)", "output divisor")):
+            continue  # sigma: a branch on z > 0 there; the divisor: config.output_divisor (ALLOWED)
         assert any(re.search(p, home) for p in patterns), formula
 
 
@@ -166,3 +151,28 @@ def test_a_planted_duplicate_is_found(tmp_path):
         "lnref/mine.py:11 (my_div): output divisor 1/(output_scale c_p)"]
     assert duplicates(files, tmp_path, allowed={("lnref/mine.py", "my_loss"): "x", ("lnref/mine.py", "my_div"): "y"}) \
         == []
+
+
+def test_array_forms_agree_with_the_kernels():
+    """The array forms of _equations.py (for NumPy callers) give the bits of the inline functions the kernels call,
+    on values of both signs, zeros, huge and tiny ones, and with mu = 0."""
+    import numpy as np
+
+    from lnref import _equations as E
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.standard_normal(40) * 10.0 ** rng.integers(-300, 300, 40), [0.0, -0.0, 1e308, -5e-324]])
+    xi_sq = np.abs(rng.standard_normal(v.size)) * 10.0 ** rng.integers(-5, 5, v.size) + 1e-300
+    Gt = rng.permuted(np.tile(v, (v.size, 1)), axis=1)
+    for mu_sq in (0.0, 3.7, 1e-310, 2.5e300):
+        with np.errstate(all="ignore"):  # overflow to inf is part of what is compared
+            ct_mu, Gtn = E.scaled_test_inner(v, mu_sq, Gt, xi_sq)
+        assert ct_mu.view(np.int64).tolist() == np.array([E.over_mu_sq(x, mu_sq) for x in v]).view(np.int64).tolist()
+        want = np.array([[E.over_xi_sq(Gt[i, t], xi_sq[i]) for t in range(v.size)] for i in range(v.size)])
+        assert Gtn.view(np.int64).tolist() == want.view(np.int64).tolist()
+    assert E.scaled_test_inner(v, 1.0)[1] is None
+    sj = np.where(np.arange(6) < 3, 1.0, -1.0)
+    for n, div in ((7, 1.0), (200, 20.0), (3, 0.5)):
+        got = E.gradient_scale_array(sj, n, div)
+        assert got.view(np.int64).tolist() == np.array([E.gradient_scale(s, n, div) for s in sj]).view(
+            np.int64).tolist()

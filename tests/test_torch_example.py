@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 import lnref  # noqa: E402
 from lnref.examples import torch_model  # noqa: E402
-from lnref.testing import (  # noqa: E402  # noqa: E402
+from lnref.testing import (  # noqa: E402
     assert_gradient_matches,
     assert_trajectory_matches,
     compare_trajectory,

@@ -159,18 +159,40 @@ class Engine(Protocol):
     rho : ndarray (2, m, n) float64, the noise coefficients rho_{j,r,i}(t)
     bias : ndarray (2, m) float64, the biases b_{j,r}(t) (zeros without ``bias``; SPEC.md section 7)
     has_weights : bool, whether :meth:`weights` can return W
+    name : str, the engine's name in ``Config.engine``
+    data : Dataset (explicit sampling) or GramData (``sampling='gram'``), the validated training data
+    t : int, the GD step of the current state
+    loss_code : int, the training method's code (``Config.loss_code``)
+    target : ndarray (2, n) float64, ELR's targets (zeros for the other methods; SPEC.md section 9)
     """
 
-    gamma: np.ndarray
-    rho: np.ndarray
-    bias: np.ndarray
+    name: str
+    data: Dataset | GramData
+    t: int
+    loss_code: int
+    target: np.ndarray
     has_weights: bool
+
+    @property
+    def gamma(self) -> np.ndarray: ...
+
+    @property
+    def rho(self) -> np.ndarray: ...
+
+    @property
+    def bias(self) -> np.ndarray: ...
 
     def forward(self) -> np.ndarray:
         """f(W(t), x_i) for the training samples, shape (n,)."""
 
+    def test_outputs(self, test) -> np.ndarray:
+        """f on every sample of a test set, shape (n_test,)."""
+
     def test_accuracy(self, test) -> float:
         """Test accuracy of the current state: fraction of test samples with y_score * f > 0."""
+
+    def virtual_test_accuracy(self, step: int | None = None) -> float:
+        """Accuracy of the current state on the config's virtual test set (Gram sampling; ConfigError otherwise)."""
 
     def advance(self, k: int, mults: np.ndarray | None) -> int:
         """Take up to k GD steps on (1/n) sum_i l(mult_i f_i) from the current state.

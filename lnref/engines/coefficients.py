@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _kernels as K
 from .. import _kernels_coef as KC
+from .._equations import scaled_test_inner
 from ..config import Config, ConfigError
 from ..data import Dataset, TestSet
 from ..gram import GramData, GramStats, GramTestSet, fresh_test_accuracy, pick_kernel, virtual_test_accuracy
@@ -204,8 +205,8 @@ class CoefficientEngine(CoefficientViews):
             raise ConfigError(f"test must be an lnref.TestSet or lnref.gram.GramTestSet, got {type(test).__name__}")
         if gts.Gt.shape[0] != self.y.shape[0] or gts.Pt.shape[0] != 2 * self.m:
             raise ConfigError("the test set's Gram statistics do not match this run's n and m")
-        ct_mu = gts.ct / self.mu_sq if self.mu_sq > 0.0 else np.zeros_like(gts.ct)
-        return PreparedTest(Pt=np.ascontiguousarray(gts.Pt), Gtn=np.ascontiguousarray(gts.Gt / self.xi_sq[:, None]),
+        ct_mu, Gtn = scaled_test_inner(gts.ct, self.mu_sq, gts.Gt, self.xi_sq)
+        return PreparedTest(Pt=np.ascontiguousarray(gts.Pt), Gtn=np.ascontiguousarray(Gtn),
                             ct_mu=np.ascontiguousarray(ct_mu), y=np.ascontiguousarray(gts.y), y_score=gts.y_score,
                             At=np.empty(gts.Pt.shape), out=np.empty(gts.Pt.shape[1]))
 

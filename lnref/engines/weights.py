@@ -5,7 +5,7 @@ import numba
 import numpy as np
 
 from .. import _kernels as K
-from ..config import Config
+from ..config import Config, ConfigError
 from ..metrics import accuracy
 from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
@@ -108,3 +108,8 @@ class WeightEngine(CoefficientViews):
 
     def test_accuracy(self, test) -> float:
         return accuracy(self.test_outputs(test), test.y_score)
+
+    def virtual_test_accuracy(self, step: int | None = None) -> float:
+        """Refused: a virtual test set needs Gram-sampled data, which only the coefficient engine runs."""
+        raise ConfigError("virtual_test_accuracy needs Gram-sampled data (sampling='gram', engine='coefficients'); "
+                          "this is the weight engine")

@@ -52,7 +52,7 @@ class TwoLayerCNN(torch.nn.Module):
         return F_.sum(dim=2) / m
 
 
-class elr_loss(torch.nn.Module):  # noqa: N801 - the official code's name
+class elr_loss(torch.nn.Module):  # the official code's name
     """ELR as in shengliu66/ELR ``ELR/model/loss.py``: a target buffer per sample, updated before the loss."""
 
     def __init__(self, num_examp: int, num_classes: int = 2, lam: float = 3.0, beta: float = 0.7):

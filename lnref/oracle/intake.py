@@ -47,7 +47,7 @@ def to_numpy(name: str, a: Any) -> np.ndarray:
         a = a.detach().cpu().numpy()
     try:
         arr = np.asarray(a)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - np.asarray runs the object's own __array__: anything may raise
         raise ConfigError(f"{name} cannot be converted to a NumPy array: {exc}") from None
     if arr.dtype not in (np.float64, np.float32):
         raise ConfigError(f"{name} must be float64 or float32, got dtype {arr.dtype} (complex, float16, bfloat16 "
