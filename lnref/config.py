@@ -453,7 +453,8 @@ class Config:
         tau_plus and tau_minus)."""
         if self.forget_rate is not None:
             return float(self.forget_rate)
-        return self.tau if self.tau is not None else 0.5 * (self.tau_plus + self.tau_minus)
+        tp, tm = cast(float, self.tau_plus), cast(float, self.tau_minus)  # resolved by __post_init__
+        return self.tau if self.tau is not None else 0.5 * (tp + tm)
 
     # ------------------------------------------------------------------ helpers
     @property

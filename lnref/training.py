@@ -299,6 +299,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
         if cfg.algorithm in SELECTION_ALGORITHMS:
             from .selection import make_algorithm
             algo = make_algorithm(cfg, engine)
+            assert algo is not None  # narrows the type: a selection algorithm's config always builds one
             for c in algo.columns:
                 hist.setdefault(c, np.full(L, math.nan))
             for key, shape in algo.trace_shapes(keep_rho).items():
@@ -342,8 +343,8 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
                 arow, atrace = algo.log(step, f, keep_rho)
                 for key, v in arow.items():
                     hist[key][li] = v
-                for key, v in atrace.items():
-                    trace[key][li] = v
+                for key, arr in atrace.items():
+                    trace[key][li] = arr
             li += 1
             timer["log"] += time.perf_counter() - tl
             if progress is not None:
