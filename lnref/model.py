@@ -221,10 +221,12 @@ def gradient(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale
 
 def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: float | None = None,
               patch_reduce: str = "sum", loss: str = "logistic", loss_params=None, target=None,
-              target_update: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+              target_update: bool = True, mask=None) -> tuple[np.ndarray, np.ndarray | None]:
     """(grad_W L (2, m, d), grad_b L (2, m) or None without biases) (SPEC.md sections 3 and 7).
 
     dL/db_jr = (s_j/(n div)) sum_i l'_i y_obs_i [sigma'(<w_jr, y_i mu> + b_jr) + sigma'(<w_jr, xi_i> + b_jr)].
+    ``mask`` (n,) of 0/1, optional: a selection algorithm's sample mask (SPEC.md section 9); the gradient of
+    (1/n) sum_{i in S} l_i, as the engines take it (a sample outside S contributes 0).
     """
     data = _check_data(data)
     W = check_weights(W, d=data.d)
@@ -232,6 +234,10 @@ def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scal
     bias, div, with_bias = _conventions(W, b, output_scale, patch_reduce)
     if not (loss == "logistic" and loss_params is None and target is None):  # a bad method: refused before work
         _method(loss, loss_params, target, data.n, target_update)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=np.float64)
+        if mask.shape != (data.n,) or not np.all((mask == 0.0) | (mask == 1.0)):
+            raise ConfigError(f"mask must be an array of 0/1 of shape ({data.n},), got shape {mask.shape}")
     m, d = W.shape[1], W.shape[2]
     F, n = 2 * m, data.n
     A, B = _inner(W, data)
@@ -246,6 +252,8 @@ def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scal
     else:
         lpm = sample_scalars(f, data, eps, loss=loss, loss_params=loss_params, target=target,
                              target_update=target_update)[1]
+    if mask is not None:
+        lpm = lpm * mask
     G, S, Sb, C = np.empty((F, d)), np.empty(F), np.empty(F), np.empty((F, n))
     xi_sq = np.empty(n)
     K.row_sq_norms(data.xi, xi_sq)

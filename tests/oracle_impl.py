@@ -341,3 +341,81 @@ def method_gradient_fn(cfg, bug=None):
         _, dV = net.method_grads(mu, xi, y, y_obs, cfg, bug, use, fresh)
         return np.ascontiguousarray(dV.transpose(1, 0, 2))
     return grad
+
+
+# ---------------------------------------------------------------------------------------------- selection algorithms
+#: selection mistakes (SPEC.md section 9) injected by :func:`train_selection`
+SELECTION_BUGS = ("selection_mask_ignored", "selection_mean_over_n")
+
+
+def _selection_dV(V, mu, xi, y, y_obs, q, cfg, mask, denom):
+    """dV (m, 2, d) of (1/denom) sum_{i: mask_i = 1} l(y_obs_i f_i): the logistic loss, or GCE (1 - p^q)/q with
+    p = sigmoid(y_obs f) clamped below at 1e-7 (its gradient 0 there) for loss='gce'."""
+    m = V.shape[0]
+    x1, x2 = y[:, None] * mu[None, :], xi
+    z1 = np.einsum("rjd,nd->nrj", V, x1)
+    z2 = np.einsum("rjd,nd->nrj", V, x2)
+    second = np.array([1.0, -1.0]) / m
+    act = lambda z: np.where(z > 0, z, 0) ** q                                          # noqa: E731
+    dact = lambda z: np.where(z > 0, q * np.where(z > 0, z, 0) ** (q - 1), 0)           # noqa: E731
+    f = np.einsum("nrj,j->n", act(z1) + act(z2), second)
+    z = y_obs * f
+    if cfg.loss == "gce":
+        p = _sig(z)
+        g = np.where(p >= 1e-7, -p ** dict(cfg.loss_params)["q"] * _sig(-z), 0.0)
+    else:
+        g = -_sig(-z)
+    sel = np.flatnonzero(mask)                                     # the loss is over the selected samples only
+    dl = np.zeros_like(f)
+    dl[sel] = g[sel] * y_obs[sel] / denom
+    dh = dl[:, None, None] * second[None, None, :]
+    return np.einsum("nrj,nd->rjd", dh * dact(z1), x1) + np.einsum("nrj,nd->rjd", dh * dact(z2), x2)
+
+
+def train_selection(fx, bug=None):
+    """GD of a selection fixture's algorithm ('select_retrain', 'truncated_gce') from its W0, on the masks the
+    fixture records: step t trains on {i : mask[t, i] = 1}, the mean over |S| (select_retrain) or over n
+    (truncated_gce), and restarts from W0 at reset_step; returns dict step -> W at the fixture's steps."""
+    cfg, d = fx.config, fx.data
+    W0 = np.ascontiguousarray(np.asarray(fx.W0).transpose(1, 0, 2))
+    V = W0.copy()
+    n = d.n
+    keep = {int(s) for s in fx.steps}
+    out = {}
+    with np.errstate(all="ignore"):
+        for t in range(fx.total_steps + 1):
+            if t in keep:
+                out[t] = V.transpose(1, 0, 2).copy()
+            if t == fx.total_steps:
+                break
+            if t == fx.reset_step:
+                V = W0.copy()
+            mask = np.ones(n) if bug == "selection_mask_ignored" else fx.mask[t]
+            size = int(mask.sum())
+            if size == 0:
+                continue
+            mean_over_S = cfg.algorithm == "select_retrain" and bug is None
+            denom = size if mean_over_S else n
+            V = V - cfg.eta * _selection_dV(V, d.mu, d.xi, d.y, d.y_obs, cfg.q, cfg, mask, denom)
+    return out
+
+
+def selection_gradient_fn(cfg, bug=None):
+    """grad_fn(W, mu, xi, y, y_obs, q, mask=, scale=) of a selection fixture: scale (1/n) sum_{i in S} grad l_i."""
+    def grad(W, mu, xi, y, y_obs, q, mask=None, scale=1.0):
+        n = len(y)
+        if bug == "selection_mask_ignored":
+            mask, scale = np.ones(n), 1.0
+        denom = n if bug == "selection_mean_over_n" else n / scale
+        V = np.ascontiguousarray(np.asarray(W).transpose(1, 0, 2))
+        return np.ascontiguousarray(_selection_dV(V, mu, xi, y, y_obs, q, cfg, mask, denom).transpose(1, 0, 2))
+    return grad
+
+
+def selection_step_fn(cfg, bug=None):
+    """step_fn(W, mu, xi, y, y_obs, q, eta, mask=, scale=): one GD step of the selection objective."""
+    grad = selection_gradient_fn(cfg, bug)
+
+    def step(W, mu, xi, y, y_obs, q, eta, mask=None, scale=1.0):
+        return W - eta * grad(W, mu, xi, y, y_obs, q, mask=mask, scale=scale)
+    return step

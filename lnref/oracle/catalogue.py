@@ -15,6 +15,8 @@ not detached, updated every step for a period > 1, no clamp; soft bootstrapping 
 A = -4; a label-smoothing target summing to 1 + eps.  GCE without its clamp of p at 1e-7 is not an entry: it differs
 only where s < 1e-7 (a margin below -16.1), which no fixture of this model reaches in a judgeable number of steps.
 
+Selection algorithms (SPEC.md section 9): the mask ignored (every sample trains), the mean over n instead of |S|.
+
 Learning-rate schedules: the exponential family eta gamma^t (PyTorch's ExponentialLR, gamma fitted) and
 eta / sqrt(1 + t) are replayed from W0, so any checkpoints work.  Other schedules (step decay, cosine, warm-up) are
 not in the catalogue; with consecutive checkpoints t, t + 1 the report states the step size actually taken.
@@ -56,7 +58,9 @@ class Mistake:
         The checks the entry applies to.
     needs : tuple of str
         Conditions on the fixture: 'q1', 'q>1', 'int_q', 'eps', 'noisy', 'm>1', 'n>1', the training method
-        (SPEC.md section 9: 'elr', 'period>1', 'bootstrap_soft', 'sce', 'A!=-4', 'label_smoothing'), the conventions of
+        (SPEC.md section 9: 'elr', 'period>1', 'bootstrap_soft', 'sce', 'A!=-4', 'label_smoothing'), a selection
+        algorithm ('mask': the fixture records masks; 'mean_over_S': some step takes the mean over |S| < n), the
+        conventions of
         SPEC.md section 7: 'bias' (the network has biases), 'mean' (patch_reduce='mean'), 'scaled' (an explicit
         output_scale).
     fit : str or None
@@ -308,6 +312,15 @@ CATALOGUE: list[Mistake] = [
             "eps/2 on the two classes); the target is (1 - eps) e_y + eps/2 (PyTorch's CrossEntropyLoss("
             "label_smoothing=eps) with two classes; SPEC.md section 9)", _v(loss="label_smoothing_unnormalised"),
             needs=("label_smoothing",)),
+    Mistake("selection_mask_ignored",
+            "the selection mask is ignored: every sample trains, mean over n (plain GD), where the selection "
+            "algorithm trains step t only on the samples with mask[t] = 1 (fixture array 'mask', row t), with the "
+            "mean over |S| for select_retrain (step size eta step_scale[t]; SPEC.md section 9)",
+            _v(mask_mode="ignored"), needs=("mask",)),
+    Mistake("selection_mean_over_n",
+            "the selected samples' loss is averaged over n instead of |S|: select_retrain's objective after its "
+            "selection is (1/|S|) sum_{{i in S}} l_i, a step size eta n/|S| on the mean over n (fixture array "
+            "'step_scale'); their steps use eta (SPEC.md section 9)", _v(select_mean="n"), needs=("mean_over_S",)),
     # ---- fitted entries (named only when the replay with the fitted value reproduces the numbers)
     Mistake("weight_decay",
             "weight decay lambda = {value} is applied (W <- W - eta (grad + lambda W), biases likewise): SPEC.md "
@@ -361,6 +374,10 @@ def applicable(fx, scope: str) -> list[Mistake]:
     conds.update({"elr": method == "elr", "period>1": int(lp.get("period", 1)) > 1,
                   "bootstrap_soft": method == "bootstrap_soft", "sce": method == "sce",
                   "A!=-4": float(lp.get("A", -4.0)) != -4.0, "label_smoothing": method == "label_smoothing"})
+    mask = getattr(fx, "mask", None)
+    scale = getattr(fx, "step_scale", None)
+    conds.update({"mask": mask is not None and not np.all(mask == 1.0),
+                  "mean_over_S": scale is not None and bool(np.any(scale != 1.0))})
     from .replay import Problem
     base = Problem.of(fx).base
     out = []

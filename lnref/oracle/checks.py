@@ -15,6 +15,14 @@ biases as a keyword, ``b`` (2, m) laid out like W (``b[j, r]`` is the bias of fi
 given with ``compare_trajectory(Ws, fixture, biases=bs)``.  The bias part is checked at the same bound as W.  The
 other conventions (``patch_reduce``, ``output_scale``) are fixed by the fixture's config: the implementation
 builds them into its network.
+
+Selection algorithms (a fixture of 'select_retrain' or 'truncated_gce', SPEC.md section 9): the functions also get
+``mask=`` (n,) float64 0/1, the samples step t trains on, and ``scale=`` (float), the step-size factor of a mean
+over |S| (n/|S|; 1 for truncated GCE's mean over n).  ``grad_fn`` returns the gradient of that step's objective,
+scale (1/n) sum_{i: mask_i = 1} grad l_i (the mean over |S| for select_retrain), and ``step_fn`` the step
+W - eta x that gradient.  ``y_obs`` stays the observed labels (the mask is not folded into them).  At the
+'select_retrain' reset (fixture ``reset_step``, select_then='retrain') W (and b) are W0 (and b0): the state that
+step starts from.
 """
 from __future__ import annotations
 
@@ -142,6 +150,8 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
         are the fixture config's (SPEC.md section 7).  The gradient is that of the fixture config's training method
         (``loss``, ``loss_params``, SPEC.md section 9); for ELR, grad_fn also receives ``target=`` (2, n), the
         targets before step t's update, and ``target_update=`` (whether step t updates them before its loss).
+        For a selection algorithm's fixture, grad_fn also receives ``mask=`` (n,) 0/1 and ``scale=`` (n/|S| or 1)
+        and returns scale (1/n) sum_{i in S} grad l_i (see the module docstring).
     fixture_or_config : Fixture, path of a fixture .npz, or Config
         A Config makes a fixture on the fly (checkpoints 0, 1 and ``steps``).
     tier, rtol, atol
@@ -161,9 +171,11 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
     P = Problem.of(fx)
     outs = []
     for k, t in enumerate(fx.steps):
-        kw = {"b": fx.b[k].copy()} if fx.has_bias else {}
+        Wk, bk = fx.start(k)
+        kw = {"b": bk.copy()} if fx.has_bias else {}
         kw.update(_elr_kwargs(fx, k))
-        outs.append(grad_fn(fx.W[k].copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(),
+        kw.update(fx.selection_kwargs(k))
+        outs.append(grad_fn(Wk.copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(),
                             float(fx.config.q), **kw))
     zeros = [np.zeros_like(fx.W0)] * len(outs)
     bzeros = [np.zeros((2, fx.m))] * len(outs)
@@ -176,13 +188,13 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         with np.errstate(all="ignore"):
-            return step_gradient(fx.W[k], P, t, v, replay_bias(fx, v, k), _target(fx, k))[0]
+            return step_gradient(fx.start(k)[0], P, t, v, replay_bias(fx, v, k), _target(fx, k))[0]
 
     def predict32(k: int):
         t = int(fx.steps[k])
         b = replay_bias(fx, P.base, k)
-        return step_gradient(fx.W[k].astype(np.float32), P, t, P.base, None if b is None else b.astype(np.float32),
-                             _target(fx, k))[0].astype(np.float64)
+        return step_gradient(fx.start(k)[0].astype(np.float32), P, t, P.base,
+                             None if b is None else b.astype(np.float32), _target(fx, k))[0].astype(np.float64)
 
     rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32,
                         None if not fx.has_bias else list(fx.grad_b), bzeros)
@@ -198,9 +210,12 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
     tier's precision), so a mistake much smaller than |W| is still caught.  For a fixture of a network with biases
     the call is ``step_fn(W, mu, xi, y, y_obs, q, eta, b=b) -> (W', b')`` and b' - b is checked the same way.
 
+    A selection algorithm's fixture: ``step_fn(..., eta, mask=mask, scale=scale)`` returns
+    W - eta scale (1/n) sum_{i in S} grad l_i (see the module docstring); at the 'select_retrain' reset W is W0.
+
     Notes
     -----
-    SPEC.md section 3: W(t+1) = W(t) - eta grad L(W(t)).
+    SPEC.md section 3: W(t+1) = W(t) - eta grad L(W(t)); section 9 for the selection algorithms.
     """
     fx = as_fixture(fixture_or_config)
     tol = resolve_tolerance(tier, rtol, atol)
@@ -208,16 +223,21 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
     P = Problem.of(fx)
     outs, refs, bases, brefs, bbases = [], [], [], [], []
     for k, t in enumerate(fx.steps):
-        W = fx.W[k]
-        kw = {"b": fx.b[k].copy()} if fx.has_bias else {}
+        W, bk = fx.start(k)
+        kw = {"b": bk.copy()} if fx.has_bias else {}
         kw.update(_elr_kwargs(fx, k))
+        kw.update(fx.selection_kwargs(k))
         outs.append(step_fn(W.copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(), q, eta, **kw))
-        G, Gb = model_gradients(W, d, q, fx.eps_at(int(t)), **fx.conventions(k), **fx.method_kwargs(k))
-        refs.append((W - eta * G) - W)
+        conv = fx.conventions(k)
+        if fx.has_bias:
+            conv["b"] = bk
+        eta_t = eta * fx.scale_at(int(t)) if fx.scale_at(int(t)) != 1.0 else eta     # as the engines' set_eta
+        G, Gb = model_gradients(W, d, q, fx.eps_at(int(t)), **conv, **fx.method_kwargs(k), mask=fx.mask_at(int(t)))
+        refs.append((W - eta_t * G) - W)
         bases.append(W)
         if fx.has_bias:
-            brefs.append((fx.b[k] - eta * Gb) - fx.b[k])
-            bbases.append(fx.b[k])
+            brefs.append((bk - eta_t * Gb) - bk)
+            bbases.append(bk)
 
     def predict(e: Mistake, value: float | None, k: int):
         t = int(fx.steps[k])
@@ -226,12 +246,12 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         # one step from W(t) (and b(t)) with the labels of step t (only constant-eta entries have the step scope)
         return simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=replay_bias(fx, v, k),
-                        target0=_target(fx, k))[t + 1] - fx.W[k]
+                        target0=_target(fx, k))[t + 1] - fx.start(k)[0]
 
     def predict32(k: int):
         t = int(fx.steps[k])
-        return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t,
-                        b0=replay_bias(fx, P.base, k), target0=_target(fx, k))[t + 1].astype(np.float64) - fx.W[k]
+        return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t, b0=replay_bias(fx, P.base, k),
+                        target0=_target(fx, k))[t + 1].astype(np.float64) - fx.start(k)[0]
 
     rep = _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
                         brefs if fx.has_bias else None, bbases if fx.has_bias else None)

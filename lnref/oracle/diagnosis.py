@@ -69,10 +69,10 @@ def float32_hint(subs, refs, ref32s, scales, steps, stored32: bool) -> str | Non
 
 def replay_bias(fx: Fixture, v, k: int) -> np.ndarray | None:
     """The biases a replay under ``v`` uses at checkpoint index k: the fixture's b(t) (zeros for a fixture without
-    biases), or None when ``v`` has no bias."""
+    biases), or None when ``v`` has no bias.  At a 'select_retrain' reset: b0, the state that step starts from."""
     if not v.bias:
         return None
-    return fx.b[k] if fx.has_bias else np.zeros((2, fx.m))
+    return fx.start(k)[1] if fx.has_bias else np.zeros((2, fx.m))
 
 
 def diagnose_arrays(rep: Report, kind: str, fx: Fixture, subs: Sequence[np.ndarray], refs: Sequence[np.ndarray],
@@ -280,8 +280,8 @@ def check_bias_replays(rep: Report, matches, bias_pred: dict, Bs, bsc: float, bn
 def step_size_note(rep: Report, fx: Fixture, steps, Ws) -> None:
     """With consecutive checkpoints t, t + 1: the step size their update corresponds to (checked by residual)."""
     from ..model import gradient as lnref_gradient
-    if fx.has_bias or fx.config.loss == "elr":
-        return      # their update of W depends on their b (ELR: their targets) too; no exact step size to state
+    if fx.has_bias or fx.config.loss == "elr" or fx.mask is not None:
+        return      # their update of W depends on their b (ELR: their targets; selection: the mask) too
     method = {} if fx.config.loss == "logistic" else {"loss": fx.config.loss,
                                                       "loss_params": dict(fx.config.loss_params)}
     for a, b in zip(range(len(steps)), range(1, len(steps))):

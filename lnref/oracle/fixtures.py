@@ -36,6 +36,17 @@ array             shape, dtype    meaning
 ``b0``            (2, m) f8       bias=True only: initial biases b_{j,r}(0), laid out like W0 (SPEC.md section 7)
 ``b``             (K, 2, m) f8    bias=True only: the biases at each checkpoint
 ``grad_b``        (K, 2, m) f8    bias=True only: dL/db at each checkpoint (same objective as ``grad``)
+``mask``          (T + 1, n) f8   selection algorithms only ('select_retrain', 'truncated_gce'; SPEC.md section 9):
+                                  mask[t] (0/1) is the sample mask S of step t -> t+1 (a sample outside S gets the
+                                  label multiplier 0; all ones before a selection); row T is the mask the next step
+                                  would use (it defines ``grad`` at t = T)
+``step_scale``    (T + 1,) f8     selection algorithms only: the step-size factor of step t -> t+1, n/|S| for a mean
+                                  over |S| ('select_retrain' after its selection), else 1 ('truncated_gce', whose
+                                  mean stays over n; an empty S); the step is W - eta step_scale[t] grad_n, grad_n
+                                  the masked mean over n
+``reset_step``    (1,) i8         'select_retrain' only: the step whose update starts from W0 (and b0) again
+                                  (select_then='retrain': the selection step), -1 when there is none; W at that
+                                  checkpoint is the state before the reset
 ================  ==============  ================================================================================
 
 The network is the config's (SPEC.md section 7): ``bias``, ``patch_reduce`` and ``output_scale`` are config fields
@@ -57,6 +68,12 @@ b0, so their signal pre-activations are exactly 0 at step 0 (later the bias move
 
 To replay label-noise GD elsewhere, use ``eps[t] * y_obs`` in place of ``y_obs`` at step t (the label-noise loss
 l(eps_i y_obs_i f_i) is the plain loss with those labels).
+
+To replay a selection algorithm elsewhere, train step t on the samples with ``mask[t] == 1`` only, with the mean
+over |S| (``step_scale[t]`` = n/|S|) or over n (``step_scale[t]`` = 1): W(t+1) = W(t) - eta step_scale[t]
+(1/n) sum_{i: mask[t, i] = 1} grad l_i; at ``reset_step`` the step starts from W0 (and b0).  ``grad`` at a
+checkpoint is that step's gradient, step_scale[t] times the masked mean over n, at the state the step starts from
+(W0 at ``reset_step``).  Co-teaching (two networks) is not exported yet.
 """
 from __future__ import annotations
 
@@ -86,11 +103,19 @@ __all__ = ["Fixture", "FixtureError", "make_fixture", "save_fixture", "load_fixt
            "check_out_path", "bias_scale"]
 
 FIXTURE_KIND = "lnref.fixture"
-FIXTURE_SCHEMA = 4
-#: schemas this lnref reads: 4 (training methods of SPEC.md section 9: arrays method_loss, and target for ELR),
+FIXTURE_SCHEMA = 5
+#: schemas this lnref reads: 5 (selection algorithms of SPEC.md section 9: arrays mask, step_scale, reset_step),
+#: 4 (training methods of SPEC.md section 9: arrays method_loss, and target for ELR),
 #: 3 (the conventions of SPEC.md section 7, arrays b0/b/grad_b with bias=True) and 2 (the
 #: papers' network only; the same arrays otherwise)
-READABLE_SCHEMAS = (2, 3, 4)
+READABLE_SCHEMAS = (2, 3, 4, 5)
+#: the selection algorithms a fixture records (their masks); 'coteaching' (two networks) is not exported yet
+FIXTURE_SELECTION = ("select_retrain", "truncated_gce")
+
+
+_COTEACHING = ("algorithm='coteaching' is not allowed in a fixture yet: its two networks (W0_2, W_2 and both "
+               "masks) are not recorded and the oracle judges one trajectory; export 'select_retrain' or "
+               "'truncated_gce' (their masks are recorded), or 'gd' / 'label_noise_gd'")
 
 
 class FixtureError(ConfigError):
@@ -120,6 +145,9 @@ class Fixture:
     grad_b : ndarray (K, 2, m) or None  dL/db of the step objective at the checkpoints
     method_loss : ndarray (K,) or None  the method's mean loss (config loss != 'logistic' only)
     target : ndarray (K, 2, n) or None  ELR's targets before each checkpoint's update (loss='elr' only)
+    mask : ndarray (T + 1, n) or None   selection algorithms: the 0/1 sample mask of every step
+    step_scale : ndarray (T + 1,) or None  selection algorithms: the step-size factor of every step (n/|S| or 1)
+    reset_step : int                 'select_retrain': the step that starts from W0 again (-1: none)
     """
 
     def __repr__(self) -> str:
@@ -148,6 +176,9 @@ class Fixture:
     grad_b: np.ndarray | None = None
     method_loss: np.ndarray | None = None
     target: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    step_scale: np.ndarray | None = None
+    reset_step: int = -1
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -177,6 +208,34 @@ class Fixture:
 
     def eps_at(self, t: int) -> np.ndarray | None:
         return None if self.eps is None else self.eps[t]
+
+    @property
+    def selection(self) -> bool:
+        """True for a selection algorithm's fixture (arrays mask, step_scale; SPEC.md section 9)."""
+        return self.mask is not None
+
+    def mask_at(self, t: int) -> np.ndarray | None:
+        """The 0/1 sample mask of step t -> t+1 (None without a selection algorithm)."""
+        return None if self.mask is None else self.mask[t]
+
+    def scale_at(self, t: int) -> float:
+        """The step-size factor of step t -> t+1: n/|S| for a mean over |S|, else 1."""
+        return 1.0 if self.step_scale is None else float(self.step_scale[t])
+
+    def start(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(W, b) the step from checkpoint index ``k`` starts from: (W0, b0) at ``reset_step`` ('select_retrain'
+        with select_then='retrain'), else the checkpoint's (W(t), b(t))."""
+        if int(self.steps[k]) == self.reset_step:
+            return self.W0, self.b0
+        return self.W[k], None if self.b is None else self.b[k]
+
+    def selection_kwargs(self, k: int) -> dict:
+        """Keyword arguments a gradient or step function of a selection fixture receives at checkpoint index
+        ``k``: ``mask`` (n,) 0/1 and ``scale`` (n/|S| or 1); empty for the other algorithms."""
+        if self.mask is None:
+            return {}
+        t = int(self.steps[k])
+        return {"mask": self.mask[t].copy(), "scale": self.scale_at(t)}
 
     @property
     def has_bias(self) -> bool:
@@ -214,6 +273,10 @@ class Fixture:
             out["method_loss"] = self.method_loss
         if self.target is not None:
             out["target"] = self.target
+        if self.mask is not None:
+            out["mask"], out["step_scale"] = self.mask, self.step_scale
+        if self.config.algorithm == "select_retrain":
+            out["reset_step"] = np.array([self.reset_step], dtype=np.int64)
         return out
 
     def method_kwargs(self, k: int) -> dict:
@@ -273,7 +336,34 @@ def _validate(fx: Fixture) -> None:
             raise ConfigError("fixture array 'eps' must contain only +1 and -1")
         s(fx, "eps", eps)
     elif fx.eps is not None:
-        raise ConfigError("fixture has an 'eps' array but its config says algorithm='gd'")
+        raise ConfigError(f"fixture has an 'eps' array but its config says algorithm={cfg.algorithm!r}")
+    if cfg.algorithm == "coteaching":
+        raise ConfigError(_COTEACHING)
+    if cfg.algorithm in FIXTURE_SELECTION:
+        if fx.mask is None or fx.step_scale is None:
+            raise ConfigError(f"a fixture of algorithm={cfg.algorithm!r} needs the arrays 'mask' (T + 1, n) and "
+                              "'step_scale' (T + 1,)")
+        mask = _f64("mask", fx.mask, (T + 1, n))
+        if not np.all((mask == 0.0) | (mask == 1.0)):
+            raise ConfigError("fixture array 'mask' must contain only 0 and 1")
+        sc = _f64("step_scale", fx.step_scale, (T + 1,))
+        if np.any(sc <= 0):
+            raise ConfigError("fixture array 'step_scale' must be > 0")
+        s(fx, "mask", mask)
+        s(fx, "step_scale", sc)
+        r = np.asarray(fx.reset_step).reshape(-1)
+        if r.size != 1 or r.dtype.kind not in "iu" or not -1 <= int(r[0]) <= T:
+            raise ConfigError(f"fixture 'reset_step' must be one integer in [-1, T={T}], got {fx.reset_step!r:.60}")
+        r = int(r[0])
+        if r >= 0 and not (cfg.algorithm == "select_retrain" and cfg.select_then == "retrain"):
+            raise ConfigError("fixture has a reset_step but its config is not select_retrain with "
+                              "select_then='retrain'")
+        s(fx, "reset_step", r)
+    elif fx.mask is not None or fx.step_scale is not None or np.any(np.asarray(fx.reset_step) != -1):
+        raise ConfigError(f"fixture has selection arrays (mask, step_scale, reset_step) but its config says "
+                          f"algorithm={cfg.algorithm!r}")
+    else:
+        s(fx, "reset_step", -1)
     given = [k for k in ("b0", "b", "grad_b") if getattr(fx, k) is not None]
     if cfg.bias:
         if len(given) != 3:
@@ -427,10 +517,12 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
-    if cfg.algorithm not in ("gd", "label_noise_gd"):
-        raise ConfigError(f"algorithm={cfg.algorithm!r} is not allowed in a fixture yet: its steps use sample masks "
-                          "(SPEC.md section 9, selection algorithms) that fixtures do not record and the oracle's "
-                          "replay does not apply; export algorithm 'gd' or 'label_noise_gd' (any loss)")
+    if cfg.algorithm == "coteaching":
+        raise ConfigError(_COTEACHING)
+    if cfg.algorithm in FIXTURE_SELECTION and cfg.loss == "elr":
+        raise ConfigError(f"algorithm={cfg.algorithm!r} with loss='elr' is not allowed in a fixture yet: ELR's "
+                          "targets under a sample mask are not replayed; export another loss with it, or ELR with "
+                          "algorithm 'gd' or 'label_noise_gd'")
     # fixtures are explicit weight-engine runs; a virtual test set (Gram sampling's) does not apply to them
     cfg = cfg.replace(engine="weights", sampling="explicit", virtual_test="fixed")
     T = cfg.steps
@@ -462,6 +554,9 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
         eps = label_noise_signs(stream(cfg.seed, "label_noise"), (T + 1, cfg.n), cfg.p)
         lnoise = stream(cfg.seed, "label_noise")  # the loop draws the same signs, chunk by chunk
     engine = from_config(cfg, data, W0, b0)
+    algo = rec = None
+    if cfg.algorithm in FIXTURE_SELECTION:
+        algo, rec = _recording_algorithm(cfg, engine)
     K = ck.size
     Ws = np.empty((K, 2, cfg.m, cfg.d))
     grads = np.empty_like(Ws)
@@ -499,21 +594,95 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
         logged.append(t)
 
     # the training loop of lnref.train (SPEC.md section 3), logging at the checkpoints
-    t, diverged, _ = run_loop(engine, cfg, ck, 0, data.y_obs, lnoise, log_row)
+    t, diverged, _ = run_loop(engine, cfg, ck, 0, data.y_obs, lnoise, log_row, algo=algo)
     if len(logged) < K:
         nxt = int(ck[len(logged)])
         raise FloatingPointError(f"GD diverged at step {t} before checkpoint {nxt}: the weights or outputs became "
                                  f"non-finite (try a smaller eta, now {cfg.eta})")
+    mask = scale = None
+    reset = -1
+    if rec is not None:
+        mask, scale, reset = rec.finish(T)
+        # each checkpoint's gradient is that of its step's objective: the masked mean over n times step_scale[t], at
+        # the state the step starts from (W0 and b0 at the reset of select_then='retrain')
+        for k, t_k in enumerate(ck):
+            t_k = int(t_k)
+            W = W0 if t_k == reset else Ws[k]
+            b = (b0 if t_k == reset else bs[k]) if cfg.bias else None
+            mkw = {"loss": cfg.loss, "loss_params": dict(cfg.loss_params)} if method else {}
+            G, gb = gradients(W, data, cfg.q, None, b=b, **conv, **mkw, mask=mask[t_k])
+            grads[k] = G * scale[t_k] if scale[t_k] != 1.0 else G
+            if cfg.bias:
+                gbs[k] = gb * scale[t_k] if scale[t_k] != 1.0 else gb
     meta = {"kind": FIXTURE_KIND, "fixture_schema": FIXTURE_SCHEMA, "config": cfg.to_dict(), "seed": cfg.seed,
             "total_steps": T, "producer": "lnref weight engine", "w0_edit": edit}
     spread = None
     if measure:
         from .replay import base_variant
         base = base_variant(cfg)
-        P = Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps, b0, base)
+        P = Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps, b0, base, T, mask, scale, reset)
         spread = measure_spread(P, ck, Ws, bs)
     return Fixture(cfg, data, W0, ck, Ws, gammas, rhos, losses, grads, eps, spread, meta, b0, bs, gbs, mlosses,
-                   targets)
+                   targets, mask, scale, reset)
+
+
+class _Recorder:
+    """The mask, step-size factor and reset of every step a selection algorithm takes (wrapped around its hook,
+    which keeps deciding everything: the fixture records, never recomputes, lnref's choices)."""
+
+    def __init__(self, cfg: Config, algo) -> None:
+        self.cfg, self.algo = cfg, algo
+        self.mask = np.ones((cfg.steps + 1, cfg.n))
+        self.scale = np.ones(cfg.steps + 1)
+        self.reset = -1
+        self.last: tuple[np.ndarray, float] | None = None
+
+    def finish(self, T: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Fill row T with what the step from T would use (as the hook decides it at T) and return the arrays."""
+        a, cfg = self.algo, self.cfg
+        f = a.engine.forward()
+        if cfg.algorithm == "truncated_gce":
+            if a._due(T):
+                a._prepare(T, f)
+            if a.refreshed >= 0:
+                self.mask[T] = a.mask
+        else:
+            if a.select_step < 0 and (cfg.select_at == "T1" or T == cfg.select_at):
+                a._prepare(T, f)
+            if a.select_step >= 0:
+                self.mask[T] = a.mask
+                size = int((a.mask > 0.0).sum())
+                self.scale[T] = a.n / size if size > 0 else 1.0
+                if cfg.select_then == "retrain" and not a.restarted:
+                    self.reset = T
+        return self.mask, self.scale, self.reset
+
+
+def _recording_algorithm(cfg: Config, engine):
+    """The selection hook of ``cfg`` around ``engine`` (as lnref.train makes it) and its :class:`_Recorder`."""
+    from ..selection import make_algorithm
+
+    algo = make_algorithm(cfg, engine)
+    rec = _Recorder(cfg, algo)
+    step_masked, advance = algo._step_masked, algo.advance
+
+    def recorded_step_masked(k, mask, mean_over_selected, engine=None):
+        size = int((mask > 0.0).sum())
+        rec.last = (mask.copy(), algo.n / size if (mean_over_selected and size > 0) else 1.0)
+        return step_masked(k, mask, mean_over_selected, engine)
+
+    def recorded_advance(t, k):
+        rec.last = None
+        restarted = bool(getattr(algo, "restarted", False))
+        tried, taken = advance(t, k)
+        if rec.last is not None:
+            rec.mask[t:t + tried], rec.scale[t:t + tried] = rec.last
+        if not restarted and getattr(algo, "restarted", False):
+            rec.reset = int(t)
+        return tried, taken
+
+    algo._step_masked, algo.advance = recorded_step_masked, recorded_advance
+    return algo, rec
 
 
 # ----------------------------------------------------------------------------------------------------- files
@@ -564,7 +733,7 @@ def save_fixture(fixture: Fixture, path: str | os.PathLike, force: bool = False)
 
 
 _REQUIRED = ("mu", "xi", "y", "y_obs", "W0", "steps", "W", "gamma", "rho", "loss", "grad", "spread")
-_OPTIONAL = ("eps", "b0", "b", "grad_b", "method_loss", "target")
+_OPTIONAL = ("eps", "b0", "b", "grad_b", "method_loss", "target", "mask", "step_scale", "reset_step")
 
 
 def check_regular_file(path: str | os.PathLike, what: str) -> Path:
@@ -669,7 +838,7 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
         if k not in arrays:
             raise FixtureError(f"{path}: array {k!r} listed in the metadata is missing")
         a = arrays[k]
-        want = "int64" if k == "steps" else "float64"
+        want = "int64" if k in ("steps", "reset_step") else "float64"
         if a.dtype != np.dtype(want):
             raise FixtureError(f"{path}: fixture array {k!r} must be {want}, got {a.dtype}")
         if not isinstance(info, dict) or _sha(a) != info.get("sha256"):
@@ -685,9 +854,13 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
         if meta["fixture_schema"] < 4 and cfg.loss != "logistic":
             raise ConfigError(f"a schema-{meta['fixture_schema']} fixture can only hold the logistic loss; export it "
                               "again")
+        if meta["fixture_schema"] < 5 and cfg.algorithm not in ("gd", "label_noise_gd"):
+            raise ConfigError(f"a schema-{meta['fixture_schema']} fixture cannot hold algorithm={cfg.algorithm!r}; "
+                              "export it again")
+        reset = arrays.get("reset_step", -1)
         return Fixture(cfg, data, arrays["W0"], arrays["steps"], arrays["W"], arrays["gamma"], arrays["rho"],
                        arrays["loss"], arrays["grad"], arrays.get("eps"), arrays["spread"], meta,
                        arrays.get("b0"), arrays.get("b"), arrays.get("grad_b"), arrays.get("method_loss"),
-                       arrays.get("target"))
+                       arrays.get("target"), arrays.get("mask"), arrays.get("step_scale"), reset)
     except (ConfigError, KeyError, TypeError) as exc:
         raise FixtureError(f"{path}: invalid fixture: {exc}") from None

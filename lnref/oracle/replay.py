@@ -80,6 +80,10 @@ class Variant:
     (False: p is not clamped to [1e-4, 1 - 1e-4], neither in the target nor in the loss).
     Label-noise signs: ``eps_mode`` ('exact': eps[t] at step t; 'ignored'; 'frozen': eps[0] every step;
     'shifted': eps[t + 1] at step t; 'accumulated': eps[0] ... eps[t] multiplied in place).
+    Selection algorithms (SPEC.md section 9; a problem with ``mask`` and ``scale``): ``mask_mode`` ('exact':
+    the labels of step t are mask[t] * y_obs and its step size eta scale[t]; the mistake 'ignored': every sample
+    trains, mean over n, as plain GD), ``select_mean`` ('selected': the step size eta scale[t], scale = n/|S| for a
+    mean over |S|; the mistake 'n': the mean over n, eta).
     """
 
     output_scale: float | None = None
@@ -114,6 +118,8 @@ class Variant:
     elr_detach: bool = True
     elr_period: int = 0
     elr_clamp: bool = True
+    mask_mode: str = "exact"
+    select_mean: str = "selected"
 
     def changes(self) -> dict:
         """The switches that differ from the exact dynamics."""
@@ -135,7 +141,12 @@ def base_variant(cfg) -> Variant:
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """The inputs of a replay: data, W0, q, eta and the label-noise signs (None for plain GD)."""
+    """The inputs of a replay: data, W0, q, eta and the label-noise signs (None for plain GD).
+
+    Selection algorithms (SPEC.md section 9): ``mask`` (T + 1, n) the 0/1 sample mask of every step t -> t + 1,
+    ``scale`` (T + 1,) its step-size factor (n/|S| for a mean over |S|, else 1), ``reset`` the step whose update
+    starts from W0 (and b0) again ('select_retrain' with select_then='retrain'; -1: none).
+    """
 
     mu: np.ndarray
     xi: np.ndarray
@@ -148,6 +159,9 @@ class Problem:
     b0: np.ndarray | None = None
     base: Variant = EXACT
     T: int = 0
+    mask: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    reset: int = -1
 
     @classmethod
     def of(cls, fx) -> Problem:
@@ -160,7 +174,8 @@ class Problem:
         base = base_variant(cfg)
         b0 = getattr(fx, "b0", None)
         return cls(d.mu, d.xi, d.y, d.y_obs, fx.W0, float(cfg.q), float(cfg.eta), fx.eps,
-                   None if b0 is None else np.asarray(b0, dtype=np.float64), base, int(fx.total_steps))
+                   None if b0 is None else np.asarray(b0, dtype=np.float64), base, int(fx.total_steps),
+                   getattr(fx, "mask", None), getattr(fx, "step_scale", None), int(getattr(fx, "reset_step", -1)))
 
     @property
     def m(self) -> int:
@@ -173,6 +188,8 @@ class Problem:
     def labels(self, t: int, v: Variant = EXACT) -> np.ndarray:
         """The labels of the loss at step t -> t + 1 under ``v.eps_mode`` (y_obs for plain GD)."""
         y = self.y if v.label_source == "true" else self.y_obs
+        if self.mask is not None and v.mask_mode == "exact":
+            y = self.mask[t] * y            # a sample outside S gets the label multiplier 0 (SPEC.md section 9)
         if self.eps is None or v.eps_mode == "ignored":
             return y
         if v.eps_mode == "exact":
@@ -186,6 +203,13 @@ class Problem:
         else:
             raise ValueError(f"eps_mode={v.eps_mode!r}")
         return e * y
+
+    def step_scale(self, t: int, v: Variant = EXACT) -> float:
+        """The step-size factor of step t -> t + 1 under ``v``: scale[t] (n/|S| for a mean over |S|) for a
+        selection algorithm, 1 otherwise (and under the mistakes mask_mode='ignored', select_mean='n')."""
+        if self.scale is None or v.mask_mode != "exact" or v.select_mean != "selected":
+            return 1.0
+        return float(self.scale[t])
 
 
 def _parts(W, b, P: Problem, v: Variant, dt):
@@ -338,14 +362,20 @@ def elr_state(W, P, v: Variant, b, target: np.ndarray, t: int, period: int | Non
 
 def step_gradient(W, P, t: int, v: Variant = EXACT, b=None, target=None):
     """The gradient of step t at W under ``v`` (labels of step t; ELR: ``target`` the targets before step t's
-    update, default ``v.elr_init``'s), as :func:`gradient`."""
+    update, default ``v.elr_init``'s), as :func:`gradient`.  A selection algorithm's step t: the gradient of its
+    objective, scale[t] times the masked mean over n (the mean over |S| for scale = n/|S|)."""
     lab = P.labels(t, v)
     if not is_elr(v):
-        return gradient(W, P, lab, v, b)
-    dt = W.dtype.type
-    target = elr_initial(P, v, dt) if target is None else np.asarray(target, dtype=dt)
-    use, fresh, _ = elr_state(W, P, v, b, target, t)
-    return gradient(W, P, lab, v, b, use, fresh)
+        G, Gb = gradient(W, P, lab, v, b)
+    else:
+        dt = W.dtype.type
+        target = elr_initial(P, v, dt) if target is None else np.asarray(target, dtype=dt)
+        use, fresh, _ = elr_state(W, P, v, b, target, t)
+        G, Gb = gradient(W, P, lab, v, b, use, fresh)
+    c = P.step_scale(t, v)
+    if c != 1.0:                        # a mean over |S|: the step's objective is n/|S| times the masked mean
+        G, Gb = G * W.dtype.type(c), None if Gb is None else Gb * W.dtype.type(c)
+    return G, Gb
 
 
 def elr_update(target: np.ndarray, f: np.ndarray, v: Variant) -> np.ndarray:
@@ -426,8 +456,12 @@ SCHEDULES: dict[str, Callable[[int, Variant, Problem], float]] = {
 
 
 def step_size(P: Problem, v: Variant, t: int) -> float:
-    """eta_t of step t -> t + 1 under ``v`` (the schedule :data:`SCHEDULES` [v.schedule] times eta x eta_scale)."""
+    """eta_t of step t -> t + 1 under ``v`` (the schedule :data:`SCHEDULES` [v.schedule] times eta x eta_scale, times
+    a selection algorithm's scale[t])."""
     eta = P.eta * v.eta_scale
+    c = P.step_scale(t, v)
+    if c != 1.0:
+        eta = eta * c       # lnref's engines take eta n/|S| for a mean over |S| (SPEC.md section 9)
     if v.schedule == "constant":
         return eta
     return eta * SCHEDULES[v.schedule](t, v, P)
@@ -479,6 +513,15 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
         b = np.array(P.b0, dtype=dt).reshape(2, P.m)
     else:
         b = np.full((2, P.m), v.b0, dtype=dt)
+    # 'select_retrain' with select_then='retrain': the step ``P.reset`` starts from the run's initial state again
+    # (this call's W0 and b0 when it starts at step 0, else the problem's)
+    if 0 <= P.reset and t0 <= P.reset:
+        if int(t0) == 0:
+            Wr, br = W.copy(), None if b is None else b.copy()
+        else:
+            Wr = np.array(P.W0, dtype=dt)
+            br = None if b is None else (np.array(P.b0, dtype=dt).reshape(2, P.m) if P.b0 is not None and
+                                         v.b0 == 0.0 else np.full((2, P.m), v.b0, dtype=dt))
     buf = bufb = None
     elr = is_elr(v)
     tgt = None
@@ -491,6 +534,8 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
                 out[t] = (W.copy(), None if b is None else b.copy()) if with_bias else W.copy()
             if t == want[-1]:
                 break
+            if t == P.reset:
+                W, b = Wr.copy(), None if br is None else br.copy()
             eta = dt(step_size(P, v, t))
             lab = P.labels(t, v)
             if elr:
