@@ -140,6 +140,8 @@ def default_threads(work: float | None = None, regions: float = 1.0, engine: str
     if work is None:
         return top
     per_region = work / max(regions, 1.0)
+    if per_region < min(QUIET_REGION_WORK.get(engine, REGION_WORK), REGION_WORK):
+        return 1  # one thread on any machine: no need to read its state
     cpus, others = machine_state() if state is None else state
     free = int(cpus - others + 0.5)  # CPUs nobody else is using, rounded
     if free >= 2 and per_region >= QUIET_REGION_WORK.get(engine, REGION_WORK):
