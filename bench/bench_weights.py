@@ -22,8 +22,10 @@ alternately (each after an untimed 1-step call with the same threads), ``--repea
 minimum time of each; the ratio default / max(1, all) is
 printed for every case.  ``--before`` adds the pre-issue-13 policy in its own processes ("spin+all"):
 libgomp's spinning wait (``GOMP_SPINCOUNT=300000``, its default) and ``LNREF_THREADS=all`` (the old default);
-``--before-rev REV`` adds the lnref of git revision REV (kernels and defaults of that revision).  The load average
-(``/proc/loadavg``) is printed with every case: other work on the machine is part of "quiet".
+``--before-rev REV`` adds the lnref of git revision REV (kernels and defaults of that revision), ``--variant
+LABEL:VAR=VALUE,...`` this lnref under those environment variables.  Every row also times the NumPy/BLAS step
+(``numpy_gd``) in the same process, interleaved with lnref's settings, and prints default / NumPy (issue 25).  The
+load average (``/proc/loadavg``) is printed with every case: other work on the machine is part of "quiet".
 """
 from __future__ import annotations
 
