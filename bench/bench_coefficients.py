@@ -54,13 +54,18 @@ def main(argv=None) -> int:
     ap.add_argument("--before", action="store_true", help="with --threads-table: also the pre-issue-13 policy")
     ap.add_argument("--before-rev", default=None, metavar="REV",
                     help="with --threads-table: also the lnref of git revision REV")
+    ap.add_argument("--variant", action="append", metavar="LABEL:VAR=VALUE,...",
+                    help="with --threads-table: also this lnref with these environment variables; repeatable")
+    ap.add_argument("--loads", nargs="+", choices=("quiet", "loaded"), default=("quiet", "loaded"),
+                    help="with --threads-table: machine states (default both)")
     ap.add_argument("--sizes", type=parse_size, nargs="+", default=[(200, 2000, 20)], metavar="n,d,m",
                     help="sizes of --threads-table (default 200,2000,20)")
     args = ap.parse_args(argv)
     if args.threads_table:
         thread_table(argparse.Namespace(steps=args.steps, repeats=args.repeats, q=1.0, sizes=args.sizes,
-                                        before=args.before, before_rev=args.before_rev,
-                                        engine="coefficients"))
+                                        before=args.before, before_rev=args.before_rev, variant=args.variant,
+                                        loads=args.loads, engine="coefficients",
+                                        numpy_steps=max(1, min(args.steps, 10))))
         return 0
 
     import numba

@@ -22,8 +22,10 @@ alternately (each after an untimed 1-step call with the same threads), ``--repea
 minimum time of each; the ratio default / max(1, all) is
 printed for every case.  ``--before`` adds the pre-issue-13 policy in its own processes ("spin+all"):
 libgomp's spinning wait (``GOMP_SPINCOUNT=300000``, its default) and ``LNREF_THREADS=all`` (the old default);
-``--before-rev REV`` adds the lnref of git revision REV (kernels and defaults of that revision).  The load average
-(``/proc/loadavg``) is printed with every case: other work on the machine is part of "quiet".
+``--before-rev REV`` adds the lnref of git revision REV (kernels and defaults of that revision), ``--variant
+LABEL:VAR=VALUE,...`` this lnref under those environment variables.  Every row also times the NumPy/BLAS step
+(``numpy_gd``) in the same process, interleaved with lnref's settings, and prints default / NumPy (issue 25).  The
+load average (``/proc/loadavg``) is printed with every case: other work on the machine is part of "quiet".
 """
 from __future__ import annotations
 
@@ -112,8 +114,15 @@ def main(argv=None) -> int:
                     help="also time the pre-issue-13 policy (spinning OpenMP wait, default = all threads)")
     ap.add_argument("--before-rev", default=None, metavar="REV",
                     help="also time lnref of git revision REV (e.g. one before issue 13), its own defaults")
+    ap.add_argument("--variant", action="append", metavar="LABEL:VAR=VALUE,...",
+                    help="also time this lnref with these environment variables (e.g. "
+                         "'spin:GOMP_SPINCOUNT=10000'), in its own processes; repeatable")
     ap.add_argument("--engine", choices=("weights", "coefficients"), default="weights",
                     help="engine of the thread-policy table (default weights)")
+    ap.add_argument("--loads", nargs="+", choices=("quiet", "loaded"), default=("quiet", "loaded"),
+                    help="machine states of the thread-policy table (default both)")
+    ap.add_argument("--numpy-steps", type=int, default=0,
+                    help="GD steps of each timed NumPy baseline in the thread table (default: --steps)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -205,9 +214,15 @@ def child_threads(args) -> int:
         W0 = lnref.init_weights(cfg)
         choices = {"default": None, "one": 1, "all": numba.config.NUMBA_NUM_THREADS}
         best = {k: np.inf for k in choices}
+        best["numpy"] = np.inf
         used = {}
         warm = cfg.replace(steps=1)
+        np_steps = args.numpy_steps or args.steps
         for _ in range(args.repeats):
+            # the NumPy/BLAS step a user would write, interleaved with lnref's settings (same process)
+            t0 = time.perf_counter()
+            numpy_gd(W0, data.mu, data.xi, data.y, data.y_obs, args.q, cfg.eta, np_steps)
+            best["numpy"] = min(best["numpy"], (time.perf_counter() - t0) * args.steps / np_steps)
             for key, t in choices.items():
                 # an untimed 1-step call first: the OpenMP team resizes at the first region after a change of
                 # thread count, a one-off cost that is not what the comparison is about
@@ -222,7 +237,8 @@ def child_threads(args) -> int:
 
 
 def run_child(args, env: dict) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--steps", str(args.steps), "--repeats",
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--steps", str(args.steps),
+           "--numpy-steps", str(getattr(args, "numpy_steps", 0) or 0), "--repeats",
            str(args.repeats), "--q", str(args.q), "--engine", args.engine, "--sizes",
            *[f"{n},{d},{m}" for n, d, m in args.sizes]]
     out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
@@ -234,6 +250,9 @@ def thread_table(args) -> None:
     policies = [("now", {})]
     if args.before:
         policies.append(("spin+all", {"GOMP_SPINCOUNT": "300000", "LNREF_THREADS": "all"}))
+    for text in getattr(args, "variant", None) or []:
+        label, _, assigns = text.partition(":")
+        policies.append((label, dict(a.split("=", 1) for a in assigns.split(",") if a)))
     if getattr(args, "before_rev", None):
         import tempfile
         root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
@@ -253,12 +272,13 @@ def thread_table(args) -> None:
 
 def _thread_rows(args, policies) -> None:
     print(f"\nthread policy, {args.engine} engine: steps/s, each case in a fresh process, min of {args.repeats} "
-          f"alternating repeats of {args.steps} steps; ratio = default / max(one, all)")
+          f"alternating repeats of {args.steps} steps (the NumPy/BLAS step interleaved in the same process); "
+          f"ratio = default / max(one, all); x numpy = default / the NumPy step")
     header = (f"{'case':<18} {'n':>5} {'d':>6} {'m':>3} | {'default':>8} {'(thr)':>5} {'one':>8} {'all':>8} | "
-              f"{'ratio':>5} | load (1/5/15 min)")
+              f"{'ratio':>5} | {'numpy':>8} {'x numpy':>7} | load (1/5/15 min)")
     print(header)
     print("-" * len(header))
-    for load in ("quiet", "loaded"):
+    for load in getattr(args, "loads", None) or ("quiet", "loaded"):
         busy = None
         if load == "loaded":
             busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -271,7 +291,8 @@ def _thread_rows(args, policies) -> None:
                     ratio = r["default"] / max(r["one"], r["all"])
                     print(f"{load + ' ' + label:<18} {n:>5} {d:>6} {m:>3} | {r['default']:>8.1f} "
                           f"{r['default_threads']:>5} {r['one']:>8.1f} {r['all']:>8.1f} | {ratio:>5.2f} | "
-                          f"{r['load']}   [{res['policy']}; {res['layer']}]")
+                          f"{r['numpy']:>8.1f} {r['default'] / r['numpy']:>7.2f} | "
+                          f"{r['load']}   [{res['policy']}; {res['layer']}]", flush=True)
         finally:
             if busy is not None:
                 busy.kill()

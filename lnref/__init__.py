@@ -12,12 +12,9 @@ Submodules are attributes on first use (PEP 562), without importing them at ``im
 """
 __version__ = "0.1.0"  # the one version source: setup.cfg reads it (version = attr: lnref.__version__)
 
-from ._spec import spec_path
 from .config import Config, ConfigError
 from .data import Dataset, TestSet, init_bias, init_weights, make_data, make_test
-from .decomposition import decompose, reconstruct
 from .model import forward, gd_step, gradient, gradients, loss
-from .sweeps import SweepResult, sweep  # the function; the package is lnref.sweeps
 from .training import DivergedError, Result, train
 
 __all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "init_bias",
@@ -30,13 +27,23 @@ SUBMODULES = ("cli", "cliargs", "config", "data", "decomposition", "engines", "e
               "training")
 
 
+#: public names imported from their module on first access, not at ``import lnref`` (issue 25: a run or a
+#: ``lnref run`` never loads the sweep machinery; ``lnref.sweep`` is the function, ``lnref.sweeps`` the package)
+LAZY = {"sweep": "sweeps", "SweepResult": "sweeps", "decompose": "decomposition", "reconstruct": "decomposition",
+        "spec_path": "_spec"}
+
+
 def __getattr__(name: str):
-    """``lnref.stages``, ``lnref.testing``, ... imported on first access (PEP 562)."""
+    """``lnref.stages``, ``lnref.testing``, ... and the names of :data:`LAZY` imported on first access (PEP 562)."""
+    import importlib
+    if name in LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     if name in SUBMODULES:
-        import importlib
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'lnref' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(SUBMODULES))
+    return sorted(set(globals()) | set(SUBMODULES) | set(LAZY))

@@ -1,24 +1,35 @@
-"""How many threads the numba kernels use, and how idle threads wait (issue 13: never the slow choice).
+"""How many threads the numba kernels use, and how idle threads wait (issues 13 and 25: fast on a quiet machine
+and on a busy one).
 
 Two decisions, both speed only (every kernel gives the same bits for any thread count, docs/DESIGN.md "Numerics"):
 
-1. **Wait policy.** numba's ``omp`` threading layer is GNU OpenMP (libgomp), whose idle threads by default
-   spin for ``GOMP_SPINCOUNT`` = 300 000 pause instructions (several milliseconds, longer than a scheduler
-   time slice) before sleeping.  A GD step of the weight engine is six parallel regions, each ending in a
-   barrier.  With another process busy on a 2-core machine, one of the two threads is often descheduled; the
-   other then spins at the barrier, taking the CPU time the descheduled thread needs to finish, and every region
-   costs a time slice instead of its work: far slower than one thread (bench/bench_weights.py, loaded case).
-   (The weight engine's ``advance`` now runs two regions per step, lnref/_kernels.py.)
-   A passive wait (``OMP_WAIT_POLICY=passive``: sleep at once, wake on a futex) gives the core back, so the
-   late thread runs at once.  libgomp reads its environment once, when it is loaded, so :func:`apply_wait_policy`
-   sets ``OMP_WAIT_POLICY=PASSIVE`` only around loading numba's threading layer (when lnref is imported), then
-   restores the environment: other OpenMP libraries and child processes are not affected.  It does nothing when
-   the user set ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME`` (theirs is kept; set
-   ``OMP_WAIT_POLICY=active`` to get OpenMP's spinning back) or when the threading layer was already loaded
-   before lnref was imported.
-2. **Thread count.** ``threads=None`` (the default of :func:`lnref.train`) becomes :func:`default_threads`:
-   one thread when a parallel region would carry less than :data:`REGION_WORK` multiply-adds (waking a thread
-   costs tens of microseconds, the whole region's work on small problems), else all of numba's threads.
+1. **Wait policy** (fixed when numba's threading layer loads, i.e. when lnref is imported).  numba's ``omp``
+   threading layer is GNU OpenMP (libgomp), whose idle threads by default spin for ``GOMP_SPINCOUNT`` = 300 000
+   pause instructions (milliseconds, longer than a scheduler time slice) before sleeping.  With another process
+   busy on a 2-core machine, one of our two threads is often descheduled; the other then spins at the barrier,
+   taking the CPU time the late thread needs, and every parallel region costs a time slice instead of its work
+   (issue 13).  A fully passive wait (sleep at once, wake on a futex) fixes that but makes every region pay a
+   wake-up on a quiet machine, tens of microseconds in a virtual machine: more than a small region's work
+   (issue 25).  lnref therefore sets a **bounded spin**, ``GOMP_SPINCOUNT`` = :data:`SPIN_COUNT` (about
+   ten microseconds, libgomp's own count for an oversubscribed machine): long enough to span the serial gap
+   between two regions of one ``advance`` call, short enough that a spinning thread hands its core back almost
+   at once.  libgomp reads its environment once, when it is loaded, so :func:`apply_wait_policy` sets the
+   variable only around loading numba's threading layer, then restores the environment: other OpenMP libraries
+   and child processes are not affected.  It does nothing when the user set ``OMP_WAIT_POLICY``,
+   ``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME`` (theirs is kept; ``OMP_WAIT_POLICY=passive`` gives the wait of
+   issue 13, ``active`` OpenMP's spinning) or when the threading layer was already loaded before lnref.
+2. **Thread count**, decided when a run starts (``threads=None``, the default of :func:`lnref.train`) by
+   :func:`default_threads` from the work of one parallel region and the machine's state at that moment
+   (:func:`machine_state`: the CPUs this process may use, ``os.sched_getaffinity``, less the other programs
+   running, from ``/proc/loadavg``):
+
+   - a **busy** machine (fewer than two CPUs free for us): one thread unless a region carries at least
+     :data:`REGION_WORK` multiply-adds (then a descheduled partner costs less than the second core gains), as
+     before issue 25;
+   - a **quiet** machine: as many threads as there are free CPUs (at most numba's) once a region carries
+     :data:`QUIET_REGION_WORK` [engine] multiply-adds, the point where a second thread, woken from its bounded
+     spin, starts to gain (bench/bench_weights.py and bench/bench_coefficients.py ``--threads-table``).
+
    ``LNREF_THREADS`` (an integer, or ``all``) overrides the default; an explicit ``threads=`` argument always
    wins.
 """
@@ -28,13 +39,20 @@ import os
 
 import numba
 
-__all__ = ["REGION_WORK", "ENV_THREADS", "apply_wait_policy", "wait_policy", "default_threads", "step_work",
-           "resolve"]
+__all__ = ["REGION_WORK", "QUIET_REGION_WORK", "SPIN_COUNT", "ENV_THREADS", "apply_wait_policy", "wait_policy",
+           "default_threads", "machine_state", "step_work", "resolve", "env_threads"]
 
-# Multiply-adds a parallel region must carry before a second thread pays (speed only, never numerical): waking
-# the other thread and meeting it at the barrier costs a fixed time per region, which a region's work must
-# outweigh.  The threshold is where two threads start to gain in bench/bench_weights.py (figures in the CHANGELOG).
+# Multiply-adds a parallel region must carry before a second thread pays on a BUSY machine (speed only, never
+# numerical): a partner thread descheduled by another program holds up the region's barrier, which only a large
+# region outweighs (bench/bench_weights.py, the "loaded" rows; figures in bench/README.md).
 REGION_WORK = 2_000_000
+# The same on a QUIET machine, per engine: with the bounded spin a second thread joins a region in a few
+# microseconds, so it pays from a few hundred microseconds of one thread's work.  The coefficient engine's filter
+# region is the whole step's work in one region, the weight engine's work is split between its two regions.
+QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 250_000}
+# libgomp's spin before sleeping (pause instructions; 300 000 is its default, 1 000 what it uses itself when a
+# machine is oversubscribed)
+SPIN_COUNT = 1000
 ENV_THREADS = "LNREF_THREADS"
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 _policy = "not applied yet"
@@ -55,12 +73,12 @@ def apply_wait_policy() -> str:
     elif _par._is_initialized:
         _policy = "OpenMP default (spinning): numba's threading layer was loaded before lnref"
     else:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
         try:
             _par._launch_threads()
         finally:
-            del os.environ["OMP_WAIT_POLICY"]
-        _policy = "passive (set by lnref)"
+            del os.environ["GOMP_SPINCOUNT"]
+        _policy = f"bounded spin, GOMP_SPINCOUNT={SPIN_COUNT} (set by lnref)"
     return _policy
 
 
@@ -86,15 +104,51 @@ def env_threads() -> int | None:
     return value
 
 
-def default_threads(work: float | None = None, regions: float = 1.0) -> int:
-    """Threads for ``threads=None``: ``LNREF_THREADS`` if set, else 1 when ``work / regions`` (multiply-adds per
-    parallel region) is below :data:`REGION_WORK`, else all of numba's threads (``work=None``: all)."""
+def machine_state() -> tuple[int, float]:
+    """(CPUs this process may run on, other programs running now), read when a run starts.
+
+    The CPUs are ``os.sched_getaffinity(0)`` (``os.cpu_count()`` where that is missing).  The other programs are
+    the smaller of the 1-minute load average and the runnable threads of ``/proc/loadavg`` less this one: both
+    must say the machine is busy (the load average lags by a minute and counts this process's own recent work;
+    the instantaneous count is one noisy sample).  Where ``/proc/loadavg`` is missing, the load average alone.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/proc/loadavg") as fh:
+            fields = fh.read().split()
+        others = min(float(fields[0]), max(0, int(fields[3].split("/")[0]) - 1))
+    except (OSError, ValueError, IndexError):
+        try:
+            others = os.getloadavg()[0]
+        except OSError:
+            others = 0.0
+    return max(1, cpus), float(others)
+
+
+def default_threads(work: float | None = None, regions: float = 1.0, engine: str = "weights",
+                    state: tuple[int, float] | None = None) -> int:
+    """Threads for ``threads=None``: ``LNREF_THREADS`` if set, else the rule of the module docs for ``work /
+    regions`` multiply-adds per parallel region of ``engine`` on a machine in ``state`` (:func:`machine_state`,
+    read now when None).  ``work=None``: all of numba's threads."""
     env = env_threads()
     if env is not None:
         return env
-    if work is not None and work / max(regions, 1.0) < REGION_WORK:
-        return 1
-    return numba.config.NUMBA_NUM_THREADS
+    top = numba.config.NUMBA_NUM_THREADS
+    if work is None:
+        return top
+    per_region = work / max(regions, 1.0)
+    if per_region < min(QUIET_REGION_WORK.get(engine, REGION_WORK), REGION_WORK):
+        return 1  # one thread on any machine: no need to read its state
+    cpus, others = machine_state() if state is None else state
+    free = int(cpus - others + 0.5)  # CPUs nobody else is using, rounded
+    if free >= 2 and per_region >= QUIET_REGION_WORK.get(engine, REGION_WORK):
+        return max(1, min(top, free))
+    if per_region >= REGION_WORK:
+        return top
+    return 1
 
 
 # Parallel regions per GD step of each engine's ``advance`` kernel (lnref/_kernels.py ``advance``: samples, then
@@ -103,26 +157,26 @@ def default_threads(work: float | None = None, regions: float = 1.0) -> int:
 REGIONS_PER_STEP = {"weights": 2, "coefficients": 2}
 
 
-def step_work(cfg) -> tuple[float, float]:
-    """(multiply-adds, parallel regions) of one GD step of ``cfg``'s engine, for :func:`default_threads`.
+def step_work(cfg) -> tuple[float, float, str]:
+    """(multiply-adds, parallel regions, engine) of one GD step of ``cfg``'s engine, for :func:`default_threads`.
 
     Weight engine: the inner products and the gradient, about 2 (2m) n d; coefficient engine: the inner
     products from the coefficients, about (2m) n^2 (SPEC.md section 4), whatever d is.
     """
     F = 2 * cfg.m
     if cfg.engine == "coefficients":
-        return float(F) * cfg.n * cfg.n, REGIONS_PER_STEP["coefficients"]
-    return 2.0 * F * cfg.n * cfg.d, REGIONS_PER_STEP["weights"]
+        return float(F) * cfg.n * cfg.n, REGIONS_PER_STEP["coefficients"], "coefficients"
+    return 2.0 * F * cfg.n * cfg.d, REGIONS_PER_STEP["weights"], "weights"
 
 
-def resolve(threads, work: float | None = None, regions: float = 1.0) -> int:
+def resolve(threads, work: float | None = None, regions: float = 1.0, engine: str = "weights") -> int:
     """``threads`` checked (an integer from 1 to NUMBA_NUM_THREADS), or :func:`default_threads` when None."""
     import numpy as np
 
     from .config import ConfigError
     if threads is None:
         try:
-            return default_threads(work, regions)
+            return default_threads(work, regions, engine)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not (

@@ -31,6 +31,8 @@ __all__ = ["main", "add_config_arguments", "config_from_args", "read_toml", "Pro
 
 # Modules that add subcommands: each defines ``register(subparsers)`` and sets ``func(args) -> int``.
 COMMAND_MODULES: list[str] = ["lnref.sweeps.cli", "lnref.reproduce.cli", "lnref.oracle.cli"]
+# the commands this module defines itself (build_parser)
+OWN_COMMANDS = ("run", "cache")
 
 # The Python API's keyword arguments -> the command line's flags (errors raised by the API are reworded by main()).
 _API_TO_CLI = {"resume": "--resume", "force": "--force", "replicates": "--replicates", "batch_size": "--batch-size",
@@ -186,7 +188,9 @@ def _plot_history(result, out: Path) -> None:
         print(f"lnref run: note: history.png was not written ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``lnref`` parser; with ``command`` = one of this module's own commands (``run``, ``cache``), the other
+    modules' commands are not registered (not imported: a tiny ``lnref run`` starts faster, issue 25)."""
     from . import __version__
     parser = ArgumentParser(prog="lnref", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lnref {__version__}")
@@ -212,15 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
                                        "LNREF_CACHE=0 turns caching off). Deleting it is always safe.")
     cache.add_argument("action", choices=("dir", "clear"), help="dir: print the folder; clear: delete it")
     cache.set_defaults(func=_cmd_cache)
-    for mod in COMMAND_MODULES:
-        importlib.import_module(mod).register(sub)
+    if command not in OWN_COMMANDS:
+        for mod in COMMAND_MODULES:
+            importlib.import_module(mod).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lnref`` command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     from .io import OutputError, describe_os_error
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in OWN_COMMANDS else None)
     args = parser.parse_args(argv)
     prefix = f"lnref {args.command}: error:"
     try:

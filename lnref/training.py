@@ -86,13 +86,15 @@ class Result:
 
 
 @contextlib.contextmanager
-def num_threads(threads: int | None, work: float | None = None, regions: float = 1.0) -> Iterator[int]:
+def num_threads(threads: int | None, work: float | None = None, regions: float = 1.0,
+                engine: str = "weights") -> Iterator[int]:
     """Run numba kernels with ``threads`` threads, restoring the previous setting.
 
-    None: :func:`lnref._threads.default_threads` for ``work`` multiply-adds per step in ``regions`` parallel
-    regions (one thread for small problems, else all; ``LNREF_THREADS`` overrides)."""
+    None: :func:`lnref._threads.default_threads` for ``work`` multiply-adds per step of ``engine`` in ``regions``
+    parallel regions, from the machine's state now (one thread for small problems or a busy machine; see
+    lnref._threads; ``LNREF_THREADS`` overrides)."""
     old = numba.get_num_threads()
-    threads = _threads.resolve(threads, work, regions)
+    threads = _threads.resolve(threads, work, regions, engine)
     numba.set_num_threads(threads)
     try:
         yield int(threads)

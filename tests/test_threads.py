@@ -17,20 +17,42 @@ from lnref.config import ConfigError
 ALL = numba.config.NUMBA_NUM_THREADS
 
 
-def test_default_threads_one_below_the_region_work_and_all_above(monkeypatch):
+BUSY = (2, 1.0)   # two CPUs, one other program running: one CPU free for us
+QUIET = (2, 0.0)
+
+
+def test_busy_machine_one_thread_below_the_region_work_and_all_above(monkeypatch):
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
     w = _threads.REGION_WORK
-    assert _threads.default_threads(w * 2 - 1, regions=2) == 1
-    assert _threads.default_threads(w * 2, regions=2) == ALL
-    assert _threads.default_threads(None) == ALL
+    assert _threads.default_threads(w * 2 - 1, regions=2, state=BUSY) == 1
+    assert _threads.default_threads(w * 2, regions=2, state=BUSY) == ALL
+    assert _threads.default_threads(None, state=BUSY) == ALL
+    # a machine counted as busy whatever its size: 8 CPUs, 7.2 used by others
+    assert _threads.default_threads(w * 2 - 1, regions=2, state=(8, 7.2)) == 1
+
+
+@pytest.mark.parametrize("engine", ["weights", "coefficients"])
+def test_quiet_machine_threads_from_the_engine_threshold_and_the_free_cpus(monkeypatch, engine):
+    monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    w = _threads.QUIET_REGION_WORK[engine]
+    assert w < _threads.REGION_WORK  # a quiet machine splits smaller regions than a busy one
+    assert _threads.default_threads(w * 2 - 1, regions=2, engine=engine, state=QUIET) == 1
+    assert _threads.default_threads(w * 2, regions=2, engine=engine, state=QUIET) == min(ALL, 2)
+    # never more threads than free CPUs: 8 CPUs, 5 busy -> 3 free
+    assert _threads.default_threads(w * 2, regions=2, engine=engine, state=(8, 5.0)) == min(ALL, 3)
+
+
+def test_machine_state_reads_the_affinity_and_the_load():
+    cpus, others = _threads.machine_state()
+    assert cpus == len(os.sched_getaffinity(0))
+    assert isinstance(others, float) and others >= 0.0
 
 
 def test_step_work_counts_the_engine_work_per_region():
     small = lnref.Config(n=20, d=1000, m=10)
-    work, regions = _threads.step_work(small)
-    assert (work, regions) == (2.0 * 20 * 20 * 1000, _threads.REGIONS_PER_STEP["weights"])
-    work, regions = _threads.step_work(small.replace(engine="coefficients"))
-    assert (work, regions) == (20.0 * 20 * 20, _threads.REGIONS_PER_STEP["coefficients"])
+    assert _threads.step_work(small) == (2.0 * 20 * 20 * 1000, _threads.REGIONS_PER_STEP["weights"], "weights")
+    assert _threads.step_work(small.replace(engine="coefficients")) == (
+        20.0 * 20 * 20, _threads.REGIONS_PER_STEP["coefficients"], "coefficients")
 
 
 @pytest.mark.parametrize("value, expected", [("1", 1), ("all", ALL), (" AUTO ", None), ("", None)])
@@ -54,20 +76,23 @@ def test_bad_threads_argument_is_a_clear_error(bad):
         lnref.train(lnref.Config(n=4, d=8, m=1, steps=1, n_test=0), threads=bad)
 
 
-def test_train_default_threads_follow_the_work(monkeypatch):
+@pytest.mark.parametrize("state", [BUSY, QUIET])
+def test_train_default_threads_follow_the_work(monkeypatch, state):
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    monkeypatch.setattr(_threads, "machine_state", lambda: state)
     tiny = lnref.Config(n=4, d=8, m=1, steps=1, log_every=0, n_test=0)
     assert lnref.train(tiny).threads == 1
     # 2 (2m) n d = 2 * 4 * 100 * 5000 = 4e6 multiply-adds per step in 2 regions: 2e6 = REGION_WORK per region
     big = tiny.replace(n=100, d=5000, m=2)
     assert _threads.step_work(big)[0] / _threads.step_work(big)[1] >= _threads.REGION_WORK
-    assert lnref.train(big).threads == ALL
+    assert lnref.train(big).threads == min(ALL, 2)
 
 
 _PROBE = """
 import json, os, lnref, numba
 from lnref import _threads
 print(json.dumps({"policy": _threads.wait_policy(), "env": os.environ.get("OMP_WAIT_POLICY"),
+                  "spin_env": os.environ.get("GOMP_SPINCOUNT"),
                   "layer_loaded": bool(numba.np.ufunc.parallel._is_initialized)}))
 """
 
@@ -80,9 +105,10 @@ def _probe(**env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_wait_policy_is_passive_by_default_and_leaves_the_environment_alone():
+def test_wait_policy_is_a_bounded_spin_by_default_and_leaves_the_environment_alone():
     got = _probe()
-    assert got == {"policy": "passive (set by lnref)", "env": None, "layer_loaded": True}
+    assert got == {"policy": f"bounded spin, GOMP_SPINCOUNT={_threads.SPIN_COUNT} (set by lnref)", "env": None,
+                   "spin_env": None, "layer_loaded": True}
 
 
 def test_wait_policy_set_by_the_user_is_kept():
