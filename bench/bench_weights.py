@@ -47,7 +47,7 @@ def numpy_gd(W0, mu, X, y, y_obs, q, eta, steps):
 
     W0 (2, m, d), mu (d,), X (n, d), y, y_obs (n,) -> final W (2, m, d).
     """
-    two, m, d = W0.shape
+    _two, m, d = W0.shape
     n = X.shape[0]
     W = W0.reshape(2 * m, d).copy()
     XT = np.ascontiguousarray(X.T)

@@ -58,10 +58,7 @@ def torch_run(fx, mistake=None, dtype="float64"):
             act = (lambda z: torch.relu(z) ** q) if q != 1 else torch.relu
             if mistake == "torch_maximum_relu":
                 act = lambda z: torch.maximum(z, torch.zeros_like(z))  # noqa: E731
-            if mistake == "torch_mean_patches":
-                h = torch.stack([act(z1), act(z2)]).mean(0)
-            else:
-                h = act(z1) + act(z2)
+            h = torch.stack([act(z1), act(z2)]).mean(0) if mistake == "torch_mean_patches" else act(z1) + act(z2)
             F = h.sum(1) if mistake == "torch_no_1_over_m" else h.mean(1)
             if mistake == "torch_half_not_1_over_m":
                 F = h.sum(1) / 2
@@ -176,10 +173,7 @@ def numpy_run(fx, mistake=None):
             if mistake == "np_mean_patches":
                 f = f / 2.0                                 # (h1 + h2) / 2 in the forward pass ...
             z = lab * f
-            if mistake == "np_wrong_sigmoid":
-                lp = -1.0 / (1.0 + np.exp(-z))
-            else:
-                lp = -1.0 / (1.0 + np.exp(z))
+            lp = -1.0 / (1.0 + np.exp(-z)) if mistake == "np_wrong_sigmoid" else -1.0 / (1.0 + np.exp(z))
             c = lp * lab / n                               # (n,)
             if mistake == "np_no_1_over_n":
                 c = c * n

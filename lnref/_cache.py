@@ -21,6 +21,7 @@ What the cache guarantees:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -180,10 +181,9 @@ class _FunctionCache(caching.FunctionCache):
             return None
 
     def save_overload(self, sig, data):
-        try:
+        # the folder vanished or filled up: the compiled kernel still runs; the next process compiles
+        with contextlib.suppress(OSError):
             super().save_overload(sig, data)
-        except OSError:
-            pass  # the folder vanished or filled up: the compiled kernel still runs; the next process compiles
 
 
 _OPTS = dict(error_model="numpy", fastmath=False)

@@ -16,6 +16,7 @@ without ``flock`` a lock counts as held unless it names a process of this host t
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -89,10 +90,8 @@ def _examine(path: Path) -> tuple[str, dict | None, int | None]:
         return "held", info, None
     info = _read(fd)
     young = False
-    try:
+    with contextlib.suppress(OSError):
         young = info is None and time.time() - os.fstat(fd).st_mtime < _YOUNG
-    except OSError:
-        pass
     if young:  # its creator is between O_EXCL and writing: it holds it
         os.close(fd)
         return "held", info, None
@@ -212,7 +211,5 @@ class OutputLock:
         self.release()
 
     def __del__(self) -> None:  # an abandoned lock (an exception path): release it with the object
-        try:
+        with contextlib.suppress(Exception):  # at interpreter exit anything may already be gone
             self.release()
-        except Exception:  # noqa: BLE001
-            pass

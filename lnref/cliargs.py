@@ -224,10 +224,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if repeated:
             raise ConfigError(f"--loss-param {', '.join(repeated)} given more than once; give each parameter once")
         values["loss_params"] = {**dict(values.get("loss_params") or {}), **dict(pairs)}
-    if "tau" in values and any(k in values for k in ("tau_plus", "tau_minus")):
-        if all(values.get(k, values["tau"]) == values["tau"] for k in ("tau_plus", "tau_minus")):
-            values.pop("tau_plus", None)
-            values.pop("tau_minus", None)
+    if "tau" in values and any(k in values for k in ("tau_plus", "tau_minus")) and all(
+            values.get(k, values["tau"]) == values["tau"] for k in ("tau_plus", "tau_minus")):
+        values.pop("tau_plus", None)
+        values.pop("tau_minus", None)
     given_by_flags = set(values) - from_file
     return config_from_mapping(values, source if not given_by_flags else (source and f"{source} with the flags"))
 

@@ -153,6 +153,7 @@ def _param_list(loss: str) -> str:
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
+    """The integer ``value`` of field ``name`` (a whole float is accepted), at least ``minimum``; else ConfigError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
@@ -166,6 +167,7 @@ def check_int(name: str, value: Any, minimum: int) -> int:
 
 def check_float(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
                  high: float | None = None, high_open: bool = False, allowed: str = "") -> float:
+    """The finite real ``value`` of field ``name`` within the given bounds; else ConfigError saying what is allowed."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a real number {allowed}".rstrip())
     value = float(value)
@@ -180,6 +182,7 @@ def check_float(name: str, value: Any, *, low: float | None = None, low_open: bo
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; else ConfigError listing them."""
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(map(repr, choices))}")
     return value
@@ -475,6 +478,7 @@ class Config:
 
     @property
     def has_label_noise(self) -> bool:
+        """True when either flip rate is positive (there can be mislabelled samples)."""
         # __post_init__ resolves tau into both rates: never None on a Config
         return cast(float, self.tau_plus) > 0.0 or cast(float, self.tau_minus) > 0.0
 
@@ -530,12 +534,14 @@ class Config:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a JSON-friendly dict (``loss_params`` as a plain dict); :meth:`from_dict` inverts it."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["loss_params"] = dict(cast(LossParams, self.loss_params))  # resolved by __post_init__
         return out
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
+        """The names of Config's fields, in declaration order."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod

@@ -186,10 +186,12 @@ class Dataset(LabelMasks):
 
     @property
     def n(self) -> int:
+        """The number of training samples."""
         return self.xi.shape[0]
 
     @property
     def d(self) -> int:
+        """The dimension of each patch."""
         return self.xi.shape[1]
 
     def check_for(self, cfg: Config) -> None:
@@ -198,6 +200,7 @@ class Dataset(LabelMasks):
             raise ConfigError(f"dataset has (n, d) = ({self.n}, {self.d}) but the config says ({cfg.n}, {cfg.d})")
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays by name: mu, xi, y, y_obs and the test set's xi_test, y_test, y_test_score (for np.savez)."""
         out = {"mu": self.mu, "xi": self.xi, "y": self.y, "y_obs": self.y_obs}
         if self.test is not None:
             out.update(xi_test=self.test.xi, y_test=self.test.y, y_test_score=self.test.y_score)
@@ -276,7 +279,7 @@ def flip_labels(rng: np.random.Generator, y: np.ndarray, tau_plus: float, tau_mi
     flip = np.zeros(n, dtype=bool)  # exact: round(tau n_class) flips per class
     for cls, tau in ((1.0, tau_plus), (-1.0, tau_minus)):
         idx = np.flatnonzero(y == cls)
-        k = int(math.floor(tau * idx.size + 0.5))
+        k = math.floor(tau * idx.size + 0.5)
         if k:
             flip[rng.choice(idx, size=k, replace=False)] = True
     return np.where(flip, -y, y)

@@ -164,7 +164,7 @@ class SelectionAlgorithm:
 class SelectRetrain(SelectionAlgorithm):
     """'select_retrain': one selection at ``select_at``, then GD on S (mean over |S|), continued or retrained."""
 
-    columns = SelectionAlgorithm.columns + ("select_step",)
+    columns = (*SelectionAlgorithm.columns, "select_step")
 
     def __init__(self, cfg: Config, engine):
         super().__init__(cfg, engine)
@@ -269,7 +269,7 @@ class TruncatedGCE(SelectionAlgorithm):
 class CoTeaching(SelectionAlgorithm):
     """'coteaching': networks 1 (``engine``) and 2, each stepped on the other's small-loss samples."""
 
-    columns = SelectionAlgorithm.columns + ("forget_rate", "loss_2", "train_acc_2", "test_acc_2")
+    columns = (*SelectionAlgorithm.columns, "forget_rate", "loss_2", "train_acc_2", "test_acc_2")
 
     def __init__(self, cfg: Config, engine):
         super().__init__(cfg, engine)

@@ -77,7 +77,7 @@ def _check_fraction(fraction: float) -> float:
 
 def _at_least(fraction: float, k: int) -> int:
     """ceil(fraction * k), robust to the rounding of fraction * k (e.g. 0.99 * 100)."""
-    return int(math.ceil(fraction * k - 1e-9))
+    return math.ceil(fraction * k - 1e-9)
 
 
 def _source(source: Any, clean: Any, steps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -365,10 +365,8 @@ def small_loss_selection(source: Any, clean: Any = None, steps: Any = None, *,
             math.isfinite(threshold) and threshold > 0):
         raise ConfigError(f"threshold={threshold!r} is not allowed: the loss threshold must be a finite number > 0")
     margin, clean, steps = _source(source, clean, steps)
-    if threshold == LOG2:
-        sel = fitted(margin)  # identity 7, without the rounding of l near margin = 0
-    else:
-        sel = sample_losses(margin.ravel()).reshape(margin.shape) < threshold
+    # at log 2: identity 7, without the rounding of l near margin = 0
+    sel = fitted(margin) if threshold == LOG2 else sample_losses(margin.ravel()).reshape(margin.shape) < threshold
     noisy = ~clean
     selected = sel.sum(axis=1).astype(np.int64)
     tp = sel[:, clean].sum(axis=1).astype(np.int64)

@@ -73,6 +73,7 @@ class Result:
 
     @property
     def clean(self) -> np.ndarray:
+        """The mask (n,) of clean samples (y_obs == y) of the run's data."""
         return self.data.clean
 
     def __repr__(self) -> str:
@@ -463,7 +464,7 @@ def check_train_options(resume: Any = None, checkpoint_every: Any = 0, on_checkp
         if not isinstance(resume, Mapping):
             raise ConfigError(f"resume={short_repr(resume)} is not allowed: give None or the state dict that "
                               "on_checkpoint received (or lnref.runs.load_checkpoint(path))")
-        need = STATE_KEYS + ("gamma", "rho", "history", "trace")
+        need = (*STATE_KEYS, "gamma", "rho", "history", "trace")
         missing = [k for k in need if k not in resume]
         if missing:
             raise ConfigError(f"resume lacks {', '.join(map(repr, missing))}: give the state dict that on_checkpoint "

@@ -147,7 +147,7 @@ def train(fx, bug=None, dtype=np.float64, value=None):
                 lab = labels_acc
             else:
                 lab = fx.eps[t].astype(dt) * lab0
-            loss, dV, db = net.grads(mu, xi, y, lab, y_obs)
+            _loss, dV, db = net.grads(mu, xi, y, lab, y_obs)
             if bug == "zero_grad_forgotten":                     # .grad keeps the sum of every gradient so far
                 acc = acc + dV
                 dV = acc

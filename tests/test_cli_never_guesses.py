@@ -32,7 +32,7 @@ def test_abbreviations_are_refused_in_every_subcommand(capsys, tmp_path):
     err = _error(capsys, ["run", "--chec", "3", "--out", str(tmp_path / "x")])   # --checkpoint-every
     assert "unrecognized arguments: --chec" in err
     parser = build_parser()
-    subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"][0]
+    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert parser.allow_abbrev is False
     assert all(p.allow_abbrev is False for p in subs.choices.values())
 

@@ -137,7 +137,7 @@ def test_diverging_run_exits_1_and_still_writes_its_files(tmp_path, capsys):
     assert set(FILES) <= {p.name for p in out.iterdir()} <= set(FILES) | {"history.png"}
     meta = json.loads((out / "meta.json").read_text())
     assert meta["diverged"] is True and meta["steps_done"] < 30 and "diverged" in meta["message"]
-    cfg, arrays = load_run(out)
+    _cfg, arrays = load_run(out)
     assert np.all(np.isfinite(arrays["W"]))
     table = read_csv(out / "metrics.csv")
     # the history ends at the step of the saved (finite) weights; every row before it is finite, the last

@@ -64,7 +64,7 @@ def test_gram_needs_coefficients_and_orthogonal_noise_needs_two_dimensions():
 
 
 def test_from_dict_refuses_unknown_fields_and_round_trips():
-    with pytest.raises(ConfigError, match="unknown config field.*lr"):
+    with pytest.raises(ConfigError, match=r"unknown config field.*lr"):
         Config.from_dict({"lr": 0.1})
     cfg = Config(n=7, tau_plus=0.1, tau_minus=0.25, q=2.5, noise="isotropic")
     assert Config.from_dict(cfg.to_dict()) == cfg
@@ -110,7 +110,7 @@ def test_decompose_refuses_d_below_n_plus_1():
     cfg = Config(n=6, d=6, m=1, n_test=0)
     data = lnref.make_data(cfg)
     W0 = lnref.init_weights(cfg)
-    with pytest.raises(ConfigError, match="d >= n \\+ 1.*d=6, n=6"):
+    with pytest.raises(ConfigError, match=r"d >= n \+ 1.*d=6, n=6"):
         lnref.decompose(W0, W0, data)
     # d = n + 1 is accepted and exact
     cfg = Config(n=6, d=7, m=1, n_test=0, noise="isotropic")
@@ -226,7 +226,7 @@ def test_dataset_save_load_round_trips_and_detects_corruption(tmp_path):
     back = Dataset.load(path)
     for k, v in data.arrays().items():
         assert back.arrays()[k].tobytes() == v.tobytes(), k
-    arrays, meta = load_npz(path)
+    _arrays, meta = load_npz(path)
     assert meta["kind"] == "lnref.Dataset" and set(meta["arrays"]) == set(data.arrays())
     # flip one entry of xi but keep the metadata: the SHA-256 check refuses the file
     with np.load(path) as z:
@@ -241,7 +241,7 @@ def test_dataset_save_load_round_trips_and_detects_corruption(tmp_path):
     raw["xi"] = data.xi
     del raw["y_obs"]
     np.savez(bad, **raw)
-    with pytest.raises(OutputError, match="'y_obs'.*missing"):
+    with pytest.raises(OutputError, match=r"'y_obs'.*missing"):
         Dataset.load(bad)
 
 
@@ -284,7 +284,7 @@ def test_dataset_load_refuses_unusable_files(tmp_path):
         Dataset.load(tmp_path / "fifo.npz")
     # a pickle inside is refused (never loaded)
     np.savez(tmp_path / "pickle.npz", __meta__=np.array(json.dumps({})), xi=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(InputError, match="pickle.npz"):
+    with pytest.raises(InputError, match=r"pickle\.npz"):
         Dataset.load(tmp_path / "pickle.npz")
 
 

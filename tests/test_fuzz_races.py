@@ -163,7 +163,7 @@ def test_a_second_reproduce_into_a_running_ones_folder_is_refused(tmp_path, caps
         assert (out / "data.txt").read_text() == "first"
     finally:
         go.touch()
-        stdout, stderr = first.communicate(timeout=120)
+        _stdout, stderr = first.communicate(timeout=120)
         REPRODUCTIONS.pop("race-probe", None)
     assert first.returncode == 0, stderr
     assert (out / "data.txt").read_text() == "first" and (out / "report.md").exists()

@@ -183,7 +183,7 @@ def _check_fd(loss, params, a=0.0, b=0.0):
     assert not bad.any(), (loss, params, a, b, z[bad][:5], g[bad][:5], fd[bad][:5])
 
 
-@pytest.mark.parametrize("loss", ["logistic"] + METHODS)
+@pytest.mark.parametrize("loss", ["logistic", *METHODS])
 @pytest.mark.parametrize("custom", [False, True], ids=["default", "custom"])
 def test_g_is_the_derivative_of_l(loss, custom):
     params = NONDEFAULT.get(loss) if custom else None
@@ -328,7 +328,7 @@ def assert_grad_close(G, G_ref, W, data, q, scalars, rtol=1e-12):
 
 @given(**SHAPES, beta=st.floats(0.0, 1.0))
 def test_detached_soft_bootstrap_is_beta_times_ce(seed, n, d, m, q, tau, beta):
-    cfg, data, W0 = _problem(seed, n, d, m, q, tau)
+    _cfg, data, W0 = _problem(seed, n, d, m, q, tau)
     f = lnref.forward(W0, data, q)
     z = data.y_obs * f
     s, oms = _sig(z)
@@ -352,7 +352,7 @@ def test_detached_soft_bootstrap_is_beta_times_ce(seed, n, d, m, q, tau, beta):
 
 @given(**SHAPES, p=st.floats(0.0, 0.49))
 def test_label_smoothing_at_2p_is_the_expected_label_noise_gd_step(seed, n, d, m, q, tau, p):
-    cfg, data, W0 = _problem(seed, n, d, m, q, tau)
+    _cfg, data, W0 = _problem(seed, n, d, m, q, tau)
     G_ls = lnref.gradient(W0, data, q, loss="label_smoothing", loss_params={"eps": 2 * p})
     G_keep = lnref.gradient(W0, data, q, eps=np.ones(n))
     G_flip = lnref.gradient(W0, data, q, eps=-np.ones(n))
@@ -362,7 +362,7 @@ def test_label_smoothing_at_2p_is_the_expected_label_noise_gd_step(seed, n, d, m
 
 @given(**SHAPES, tau_c=st.floats(0.0, 0.45))
 def test_backward_correction_is_label_smoothing_at_negative_eps(seed, n, d, m, q, tau, tau_c):
-    cfg, data, W0 = _problem(seed, n, d, m, q, tau)
+    _cfg, data, W0 = _problem(seed, n, d, m, q, tau)
     f = lnref.forward(W0, data, q)
     z = data.y_obs * f
     eps = -2 * tau_c / (1 - 2 * tau_c)
@@ -479,7 +479,7 @@ def test_bad_method_input_refused_by_train_before_any_work(monkeypatch):
         raise AssertionError("work started")
 
     monkeypatch.setattr(engines, "from_config", no_work)
-    with pytest.raises(ConfigError, match="loss_params.lam=-1"):
+    with pytest.raises(ConfigError, match=r"loss_params\.lam=-1"):
         lnref.train(lnref.Config(n=10, d=20, m=2, loss="elr", loss_params={"lam": -1}))
 
 

@@ -40,7 +40,7 @@ def plain_runs(request):
 
 
 def test_plain_gd_matches_naive_weights_and_losses(plain_runs):
-    cfg, data, W0, res, ref = plain_runs
+    cfg, _data, W0, res, ref = plain_runs
     # the run is non-trivial: the weights moved well beyond rounding and the loss fell
     assert np.max(np.abs(res.W - W0)) > 1e-3 * np.max(np.abs(W0))
     assert ref["loss"][-1] < ref["loss"][0]
@@ -50,7 +50,7 @@ def test_plain_gd_matches_naive_weights_and_losses(plain_runs):
 
 
 def test_plain_gd_coefficient_recursions_match_naive(plain_runs):
-    cfg, data, W0, res, ref = plain_runs
+    _cfg, _data, _W0, res, ref = plain_runs
     close(res.trace["gamma"], ref["gamma"], what="gamma at every step")
     close(res.trace["rho"], ref["rho"], what="rho at every step")
     close(res.gamma, ref["gamma"][-1])
@@ -58,7 +58,7 @@ def test_plain_gd_coefficient_recursions_match_naive(plain_runs):
 
 
 def test_decompose_returns_the_recursion_coefficients(plain_runs):
-    cfg, data, W0, res, ref = plain_runs
+    _cfg, data, W0, res, _ref = plain_runs
     gamma, rho = lnref.decompose(res.W, W0, data)
     close(gamma, res.gamma, rtol=1e-8, what="decompose gamma vs recursion")
     close(rho, res.rho, rtol=1e-8, what="decompose rho vs recursion")

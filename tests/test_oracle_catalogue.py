@@ -41,7 +41,7 @@ def test_every_catalogue_entry_has_an_injected_bug():
 @pytest.mark.parametrize("bug", BUGS)
 def test_trajectory_diagnosis_names_the_injected_mistake(bug, fixtures):
     fx = _fixture_for(bug, fixtures)
-    W, L = train(fx, bug)
+    W, _L = train(fx, bug)
     rep = compare_trajectory(W, fx)
     assert not rep.passed
     assert rep.mistakes == [bug], rep.text()

@@ -16,7 +16,7 @@ def test_cli_export_and_compare(tmp_path, capsys):
     assert "measured spread" in capsys.readouterr().out
     assert main(args) == 2
     assert "exists" in capsys.readouterr().err
-    assert main(args + ["--force"]) == 0
+    assert main([*args, "--force"]) == 0
     fx = load_fixture(out)
     assert fx.steps.tolist() == [0, 1, 3, 4]
     W, L = train(fx)

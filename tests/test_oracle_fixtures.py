@@ -140,13 +140,13 @@ def test_export_checks_the_output_before_the_work(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr("lnref.oracle.fixtures.make_fixture", boom)
     (tmp_path / "dir").mkdir()
     args = ["export", "--n", "8", "--d", "20", "--m", "2", "--steps", "4", "--n-test", "0"]
-    assert main(args + ["--out", str(tmp_path / "dir"), "--force"]) == 2
+    assert main([*args, "--out", str(tmp_path / "dir"), "--force"]) == 2
     assert "is a folder" in capsys.readouterr().err
     (tmp_path / "f.npz").write_bytes(b"x")
-    assert main(args + ["--out", str(tmp_path / "f.npz")]) == 2
+    assert main([*args, "--out", str(tmp_path / "f.npz")]) == 2
     assert "exists" in capsys.readouterr().err
     (tmp_path / "file").write_bytes(b"x")
-    assert main(args + ["--out", str(tmp_path / "file" / "f.npz"), "--force"]) == 2
+    assert main([*args, "--out", str(tmp_path / "file" / "f.npz"), "--force"]) == 2
     assert "not a folder" in capsys.readouterr().err
 
 
@@ -161,4 +161,4 @@ def test_export_refuses_a_chaotic_fixture_and_says_what_to_change(tmp_path, caps
     assert "chaotic" in err and "--steps" in err and "--eta" in err and not out.exists()
     last = int(err.split("judges up to step ")[1].split(")")[0])
     assert 10 <= last < 100
-    assert main(args[:-1] + [str(out), "--eta", "0.1"]) == 0 and out.exists()
+    assert main([*args[:-1], str(out), "--eta", "0.1"]) == 0 and out.exists()

@@ -135,7 +135,7 @@ def test_cli_export_and_compare_select_retrain(tmp_path, capsys):
 
 
 def test_coteaching_and_masked_elr_are_refused_clearly():
-    with pytest.raises(lnref.ConfigError, match="coteaching.*not allowed in a fixture yet: its two networks"):
+    with pytest.raises(lnref.ConfigError, match=r"coteaching.*not allowed in a fixture yet: its two networks"):
         make_fixture(BASE.replace(algorithm="coteaching", steps=3))
     with pytest.raises(lnref.ConfigError, match="loss='elr' is not allowed in a fixture yet"):
         make_fixture(BASE.replace(algorithm="select_retrain", loss="elr", steps=3))

@@ -159,9 +159,9 @@ def test_sweep_heatmaps_are_titled_in_words_on_a_fixed_fraction_scale():
     ax = res.heatmap("test_error")
     assert ax.get_title() == "final test error (fraction of test samples misclassified)"
     assert "1 - test_acc" not in ax.get_title()
-    mesh = [c for c in ax.collections if hasattr(c, "get_clim")][0]
+    mesh = next(c for c in ax.collections if hasattr(c, "get_clim"))
     assert mesh.get_clim() == (0.0, 1.0)
     ax2 = res.heatmap("gamma_max")                                   # not a fraction: its own scale
-    mesh2 = [c for c in ax2.collections if hasattr(c, "get_clim")][0]
+    mesh2 = next(c for c in ax2.collections if hasattr(c, "get_clim"))
     assert mesh2.get_clim() != (0.0, 1.0)
     plt.close("all")

@@ -82,7 +82,7 @@ def test_own_output_is_replaced_foreign_content_refused(tmp_path):
     with pytest.raises(OutputError, match="another reproduction"):
         prepare_reproduction_dir(out, "huang2025")
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(OutputError, match="notes.txt"):
+    with pytest.raises(OutputError, match=r"notes\.txt"):
         prepare_reproduction_dir(out, "han2025")
     assert (out / "notes.txt").read_text() == "mine" and (out / "a.csv").exists()
     assert prepare_reproduction_dir(out, "han2025", force=True) == out        # --force keeps what is there
@@ -157,9 +157,9 @@ def test_the_one_stage_row_fails_on_runs_with_label_noise():
     """Issue 23 item 3: the tau = 0 row tests something that can fail: given the tau > 0 runs (where the
     mislabelled samples' memorised noise overtakes the signal in Stage II) it fails."""
     base, h, st, h0, st0 = _synthetic_han()
-    row = [c for c in han_checks(base, [(h, st)] * 2, [(h0, st0)] * 2) if "without label noise" in c.claim][0]
+    row = next(c for c in han_checks(base, [(h, st)] * 2, [(h0, st0)] * 2) if "without label noise" in c.claim)
     assert row.holds is True
-    row = [c for c in han_checks(base, [(h, st)] * 2, [(h, st)] * 2) if "without label noise" in c.claim][0]
+    row = next(c for c in han_checks(base, [(h, st)] * 2, [(h, st)] * 2) if "without label noise" in c.claim)
     assert row.holds is False and row.seeds_held == 0
 
 
@@ -201,7 +201,7 @@ def test_seed_notes_say_what_happened_in_a_seed_without_t1():
     from types import SimpleNamespace
 
     from lnref.reproduce.han2025 import seed_notes
-    base, h, st, _, _ = _synthetic_han()
+    base, _h, st, _, _ = _synthetic_han()
     clean = np.array([True] * 8 + [False] * 2)
     margin = np.empty((st.steps.size, 10))
     margin[:, :8] = 1.0

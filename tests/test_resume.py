@@ -59,7 +59,7 @@ def test_cli_checkpoint_and_resume(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     args = ["run", "--n", "10", "--d", "30", "--m", "2", "--steps", "50", "--log-every", "5", "--n-test", "20",
             "--quiet", "--threads", "1"]
-    assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
 
     import lnref.runs as runs
     calls = []
@@ -71,7 +71,7 @@ def test_cli_checkpoint_and_resume(tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(runs, "save_checkpoint", save_then_die)
-    assert main(args + ["--out", str(out), "--checkpoint-every", "10"]) == 130
+    assert main([*args, "--out", str(out), "--checkpoint-every", "10"]) == 130
     monkeypatch.undo()
     assert (out / CHECKPOINT).exists() and (out / "config.json").exists()
     assert not (out / "metrics.csv").exists()  # nothing half-written: the run's files come at the end
@@ -162,7 +162,7 @@ def test_interrupted_run_is_incomplete_until_resumed(tmp_path, monkeypatch, caps
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runs, "save_checkpoint", save_then_die)
-    assert main(args + ["--checkpoint-every", "10"]) == 130
+    assert main([*args, "--checkpoint-every", "10"]) == 130
     assert "--resume" in capsys.readouterr().err
     monkeypatch.undo()
     assert runs.run_status(out) == "resumable"

@@ -237,7 +237,7 @@ def test_cli_sweep_with_toml_grid_and_resume(serial_result, tmp_path, capsys):
     assert (out / "sweep.csv").read_text() == (serial_result.out / "sweep.csv").read_text()
     assert main(argv) == 2  # non-empty folder without --resume/--force
     assert "not empty" in capsys.readouterr().err
-    assert main(argv + ["--resume"]) == 0
+    assert main([*argv, "--resume"]) == 0
     assert main(["sweep", *flags, "--grid", "seed=1,2", "--out", str(tmp_path / "x"), "--workers", "1"]) == 2
     assert "grid over 'seed' is not allowed" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -320,7 +320,7 @@ def test_damaged_sweep_json_is_refused_cleanly(serial_result, tmp_path, capsys):
     (out / "sweep.csv").write_bytes((serial_result.out / "sweep.csv").read_bytes())
     (out / "sweep.json").write_text('{"kind": "lnref.sweep", "grid": ')
     before = _files(out)
-    with pytest.raises(lnref.ConfigError, match="sweep.json is not valid JSON"):
+    with pytest.raises(lnref.ConfigError, match=r"sweep\.json is not valid JSON"):
         sweep(BASE, GRID, replicates=REPS, executor=CountingExecutor(), out=out, resume=True)
     assert _files(out) == before
 

@@ -72,7 +72,7 @@ def test_bad_env_value_is_a_clear_error(monkeypatch, value):
 
 @pytest.mark.parametrize("bad", [0, ALL + 1, 1.0, True, "2"])
 def test_bad_threads_argument_is_a_clear_error(bad):
-    with pytest.raises(ConfigError, match="threads=.*not allowed"):
+    with pytest.raises(ConfigError, match=r"threads=.*not allowed"):
         lnref.train(lnref.Config(n=4, d=8, m=1, steps=1, n_test=0), threads=bad)
 
 

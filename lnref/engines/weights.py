@@ -27,7 +27,7 @@ class WeightEngine(CoefficientViews):
         self.div = float(cfg.output_divisor)
         self.with_bias = bool(cfg.bias)
         self.data = data
-        two, self.m, d = W0.shape
+        _two, self.m, d = W0.shape
         n = data.n
         F = 2 * self.m
         self.W = np.array(W0, dtype=np.float64, order="C").reshape(F, d)

@@ -594,7 +594,7 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
         logged.append(t)
 
     # the training loop of lnref.train (SPEC.md section 3), logging at the checkpoints
-    t, diverged, _ = run_loop(engine, cfg, ck, 0, data.y_obs, lnoise, log_row, algo=algo)
+    t, _diverged, _ = run_loop(engine, cfg, ck, 0, data.y_obs, lnoise, log_row, algo=algo)
     if len(logged) < K:
         nxt = int(ck[len(logged)])
         raise FloatingPointError(f"GD diverged at step {t} before checkpoint {nxt}: the weights or outputs became "
@@ -647,7 +647,7 @@ class _Recorder:
             if a.refreshed >= 0:
                 self.mask[T] = a.mask
         else:
-            if a.select_step < 0 and (cfg.select_at == "T1" or T == cfg.select_at):
+            if a.select_step < 0 and (cfg.select_at == "T1" or cfg.select_at == T):
                 a._prepare(T, f)
             if a.select_step >= 0:
                 self.mask[T] = a.mask

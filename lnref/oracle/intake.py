@@ -84,7 +84,7 @@ def their_checkpoints(theirs: Any, fx: Fixture) -> tuple[list[int], list[np.ndar
     else:
         arr = to_numpy("their checkpoints", theirs)
         if arr.ndim != 4 or arr.shape[1:] != shape:
-            raise ConfigError(shape_message("their W", arr.shape, (fx.steps.size,) + shape))
+            raise ConfigError(shape_message("their W", arr.shape, (fx.steps.size, *shape)))
         if arr.shape[0] != fx.steps.size:
             raise ConfigError(f"their W has {arr.shape[0]} checkpoints but the fixture has {fx.steps.size} "
                               f"(steps {fx.steps.tolist()}); pass a dict step -> W for a subset or other steps")
@@ -122,9 +122,9 @@ def their_biases(biases: Any, fx: Fixture, steps: list[int], given_steps: list[i
     else:
         arr = to_numpy("their biases", biases)
         order = given_steps if given_steps is not None else [int(t) for t in fx.steps]
-        if arr.ndim != 3 or arr.shape != (len(order),) + shape:
+        if arr.ndim != 3 or arr.shape != (len(order), *shape):
             raise ConfigError(f"their biases have shape {arr.shape}; expected ({len(order)}, 2, m) = "
-                              f"{(len(order),) + shape}, one b[j, r] per step of their W (index 0 holds j = +1)")
+                              f"{(len(order), *shape)}, one b[j, r] per step of their W (index 0 holds j = +1)")
         bmap = dict(zip(order, arr))
     out = []
     for s in steps:

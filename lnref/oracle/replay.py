@@ -515,7 +515,7 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
         b = np.full((2, P.m), v.b0, dtype=dt)
     # 'select_retrain' with select_then='retrain': the step ``P.reset`` starts from the run's initial state again
     # (this call's W0 and b0 when it starts at step 0, else the problem's)
-    if 0 <= P.reset and t0 <= P.reset:
+    if P.reset >= 0 and t0 <= P.reset:
         if int(t0) == 0:
             Wr, br = W.copy(), None if b is None else b.copy()
         else:

@@ -250,7 +250,7 @@ class Judge:
         the fit fails or leaves the entry's range."""
         trials = []
         guesses = tuple(e.estimate(self)) if e.estimate is not None else ()
-        for p in guesses + (e.start, e.probe) + tuple(e.grid):
+        for p in (*guesses, e.start, e.probe, *tuple(e.grid)):
             pr = self.predict(e, p)
             r = None if pr is None else self._residual(pr)
             if r is not None:

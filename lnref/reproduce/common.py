@@ -423,10 +423,7 @@ def _cell(text: str) -> str:
 
 
 def _holds_cell(c: Check) -> str:
-    if c.holds == "n/a":
-        word = "n/a"
-    else:
-        word = "yes" if c.holds else "**no**"
+    word = "n/a" if c.holds == "n/a" else "yes" if c.holds else "**no**"
     if c.n_seeds is not None:
         word += f" ({c.seeds_held} of {c.n_seeds} seeds"
         if c.rate_lower is not None:

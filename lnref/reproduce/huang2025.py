@@ -166,7 +166,7 @@ def huang_checks(base: Config, gd: list, ln: list) -> list[Check]:
         f"GD's final loss <= {GD_LOSS:g}", tolerance=f"{LOSS_FLOOR:g} and {GD_LOSS:g}",
         per_seed=[a >= LOSS_FLOOR and b <= GD_LOSS for a, b in zip(obs, gd_loss)],
         measured=f"LN-GD observed-label loss {fmt_mean_se(obs)}; plain GD final loss {fmt_mean_se(gd_loss)}"))
-    m_star, l_obs, l_exp = stationary_losses(base.p)
+    _m_star, l_obs, l_exp = stationary_losses(base.p)
     checks.append(seed_check(
         "Huang 2025, Section 5: label-noise GD's training loss 'oscillates around 0.5' (comparison with the "
         "paper's figure; read as the loss Algorithm 1 descends at each step, on the flipped labels)",

@@ -20,6 +20,7 @@ Everything (grid, sizes, memory, the output folder, the rows to resume) is check
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import math
 import os
 import time
@@ -195,7 +196,7 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
                 write_json(out / META_NAME, {**meta, "versions": versions(), "complete": False})
                 kept = sorted(finished.values(), key=lambda r: (r["cell"], r["replicate"]))
                 write_text(out / TIDY_NAME, header_line(columns) + "".join(row_line(r, columns, sid) for r in kept))
-                tidy_fh = open(out / TIDY_NAME, "a", encoding="utf-8")
+                tidy_fh = open(out / TIDY_NAME, "a", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
             except OSError as exc:
                 raise OutputError(f"cannot write the sweep into {out}: {describe_os_error(exc)}") from None
         own_executor = executor is None
@@ -245,10 +246,8 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
             raise
         finally:
             if tidy_fh is not None:
-                try:
+                with contextlib.suppress(OSError):
                     tidy_fh.close()
-                except OSError:
-                    pass
             if own_executor:
                 executor.shutdown(wait=True, cancel_futures=True)
 

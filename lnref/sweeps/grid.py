@@ -88,7 +88,7 @@ def parse_grid_item(text: str) -> tuple[str, list[Any]]:
         count = (stop - start) / step + 1e-9
         if not math.isfinite(count) or count >= 10**6:
             raise ConfigError(f"grid {name}={spec!r}: more than 10^6 values; at most 10^6 are allowed")
-        vals = [float(f"{start + k * step:.12g}") for k in range(int(math.floor(count)) + 1)]
+        vals = [float(f"{start + k * step:.12g}") for k in range(math.floor(count) + 1)]
         if FIELD_TYPES[name] is int:
             vals = [convert_value(name, repr(v)) for v in vals]
         return name, vals

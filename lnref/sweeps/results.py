@@ -59,7 +59,7 @@ class SweepResult:
 
     @property
     def columns(self) -> list[str]:
-        return ["cell", "replicate", "seed"] + self.fields + list(self.metrics)
+        return ["cell", "replicate", "seed", *self.fields, *list(self.metrics)]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -72,7 +72,7 @@ class SweepResult:
         out = np.full((int(np.prod(self.shape)), self.replicates), math.nan)
         for row in self.rows:
             out[row["cell"], row["replicate"]] = float(row[metric])
-        return out.reshape(self.shape + (self.replicates,))
+        return out.reshape((*self.shape, self.replicates))
 
     def mean(self, metric: str) -> np.ndarray:
         """Mean over the replicates where the metric is defined (NaN where none is), shape = grid shape.
