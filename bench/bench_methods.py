@@ -16,6 +16,7 @@ method / logistic is printed (issue 21 asks for at most 1.2), with the load aver
 after: other work on the machine is part of the measurement.  Default size (n, d, m) = (200, 2000, 20), one numba
 thread.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,14 @@ def loadavg() -> str:
 
 def reset(engine, W0: np.ndarray) -> None:
     """The run's initial state: W0 (weight engine), zero coefficients, biases 0, step 0, zero targets."""
-    engine.load_state(np.zeros_like(engine.gamma), np.zeros_like(engine.rho), np.zeros_like(engine.bias),
-                      W0.copy() if hasattr(engine, "W") else None, step=0, target=None)
+    engine.load_state(
+        np.zeros_like(engine.gamma),
+        np.zeros_like(engine.rho),
+        np.zeros_like(engine.bias),
+        W0.copy() if hasattr(engine, "W") else None,
+        step=0,
+        target=None,
+    )
 
 
 def time_advance(engine, W0, k: int) -> float:
@@ -89,6 +96,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     n, d, m = (int(v) for v in args.size.split(","))
     import numba
+
     numba.set_num_threads(args.threads)
     print(f"load average before: {loadavg()}; numba threads: {args.threads}")
     worst = 0.0
@@ -97,8 +105,10 @@ def main(argv=None) -> int:
         for loss, (base, t) in best.items():
             ratio = t / base
             worst = max(worst, ratio)
-            print(f"  {loss:16s} {t * 1e3:9.3f} ms/step, logistic {base * 1e3:9.3f} ms/step   ratio {ratio:5.3f}"
-                  f"{'' if ratio <= 1.2 else '   > 1.2'}")
+            print(
+                f"  {loss:16s} {t * 1e3:9.3f} ms/step, logistic {base * 1e3:9.3f} ms/step   ratio {ratio:5.3f}"
+                f"{'' if ratio <= 1.2 else '   > 1.2'}"
+            )
     print(f"load average after: {loadavg()}")
     print(f"largest ratio method / logistic: {worst:.3f} (issue 21: at most 1.2)")
     return 0

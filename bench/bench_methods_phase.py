@@ -8,6 +8,7 @@ grid's cells and methods (the machine's current speed; with 2 workers the sweep 
 then the reproduction itself in a fresh process (``python -m lnref reproduce methods-phase --out TMP``), its wall
 time, and the load average before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,13 @@ def worker_run_time(quick: bool, runs: int = 360) -> tuple[float, int]:
     """(seconds per run on one thread, the grid's total runs) over ``runs`` jobs spread over the grid."""
     from lnref._sweep_worker import run_batch
     from lnref.reproduce.methods import PHASE_METRICS, PHASE_REPLICATES, phase_base, phase_grid
+
     base, grid = phase_base(quick), phase_grid(quick)
     fields = list(grid)
     cells = [(a, b, c) for a in grid["loss"] for b in grid["tau"] for c in grid["mu_norm"]]
     pick = np.linspace(0, len(cells) - 1, runs).astype(int)
     jobs = [(int(i), 0, cells[i], 1000 + int(i)) for i in pick]
-    run_batch(base.to_dict(), fields, jobs[:len(grid["loss"])], list(PHASE_METRICS))  # compile / warm
+    run_batch(base.to_dict(), fields, jobs[: len(grid["loss"])], list(PHASE_METRICS))  # compile / warm
     t0 = time.perf_counter()
     run_batch(base.to_dict(), fields, jobs, list(PHASE_METRICS))
     reps = 1 if quick else PHASE_REPLICATES
@@ -42,8 +44,10 @@ def main() -> int:
     args = ap.parse_args()
     load0 = os.getloadavg()
     t_run, total = worker_run_time(args.quick)
-    print(f"reference (same run): sweep worker {t_run * 1e3:.2f} ms per run on one thread; {total} runs -> "
-          f"about {total * t_run / 2:.0f} s on 2 workers")
+    print(
+        f"reference (same run): sweep worker {t_run * 1e3:.2f} ms per run on one thread; {total} runs -> "
+        f"about {total * t_run / 2:.0f} s on 2 workers"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "lnref", "reproduce", "methods-phase", "--out", os.path.join(tmp, "out")]
         if args.quick:
@@ -52,9 +56,11 @@ def main() -> int:
         subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
     load1 = os.getloadavg()
-    print(f"lnref reproduce methods-phase{' --quick' if args.quick else ''}: {wall:.1f} s wall "
-          f"(ratio to the reference estimate {wall / (total * t_run / 2):.2f}); load average "
-          f"{load0[0]:.1f} before, {load1[0]:.1f} after")
+    print(
+        f"lnref reproduce methods-phase{' --quick' if args.quick else ''}: {wall:.1f} s wall "
+        f"(ratio to the reference estimate {wall / (total * t_run / 2):.2f}); load average "
+        f"{load0[0]:.1f} before, {load1[0]:.1f} after"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ history.png) and the same run through the API (``lnref.train``, no files).  Rati
 the run measured back to back), then the median and range over the pairs; the machine's load is printed before
 and after.  Whatever the CLI run writes to stderr is reported (the target is nothing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 TINY = ["--n", "20", "--d", "50", "--m", "4", "--steps", "10"]
-API = ("import lnref; lnref.train(lnref.Config(n=20, d=50, m=4, steps=10))")
+API = "import lnref; lnref.train(lnref.Config(n=20, d=50, m=4, steps=10))"
 
 
 def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
@@ -37,19 +38,31 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=5)
-    ap.add_argument("--rev", default=None, metavar="REV",
-                    help="also time the tiny `lnref run` of git revision REV (its lnref/ in a temporary folder) in "
-                         "every round, right after this tree's")
+    ap.add_argument(
+        "--rev",
+        default=None,
+        metavar="REV",
+        help="also time the tiny `lnref run` of git revision REV (its lnref/ in a temporary folder) in "
+        "every round, right after this tree's",
+    )
     args = ap.parse_args(argv)
     py = sys.executable
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         rev_env = None
         if args.rev:
-            here = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=Path(__file__).resolve().parent,
-                                       capture_output=True, text=True, check=True).stdout.strip())
-            archive = subprocess.run(["git", "archive", args.rev, "lnref"], cwd=here, capture_output=True,
-                                     check=True).stdout
+            here = Path(
+                subprocess.run(
+                    ["git", "rev-parse", "--show-toplevel"],
+                    cwd=Path(__file__).resolve().parent,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.strip()
+            )
+            archive = subprocess.run(
+                ["git", "archive", args.rev, "lnref"], cwd=here, capture_output=True, check=True
+            ).stdout
             (Path(tmp) / "rev").mkdir()
             subprocess.run(["tar", "-x", "-C", str(Path(tmp) / "rev")], input=archive, check=True)
             rev_env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "rev")}
@@ -62,23 +75,27 @@ def main(argv=None) -> int:
             cli.append(wall)
             stderr.append(err)
             if rev_env is not None:
-                rev.append(_timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / f"v{i}")],
-                                  env=rev_env)[0])
+                rev.append(_timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / f"v{i}")], env=rev_env)[0])
             api.append(_timed([py, "-c", API])[0])
         png = (Path(tmp) / "r0" / "history.png").exists()
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"import numpy, numba, scipy: median {statistics.median(base):.2f} s "
-          f"(range {min(base):.2f}-{max(base):.2f})")
-    for name, times in ((f"tiny `lnref run`{' (with history.png)' if png else ' (no matplotlib: no figure)'}", cli),
-                        ("the same run through lnref.train", api),
-                        *([(f"tiny `lnref run` of revision {args.rev}", rev)] if rev else [])):
+    print(f"import numpy, numba, scipy: median {statistics.median(base):.2f} s (range {min(base):.2f}-{max(base):.2f})")
+    for name, times in (
+        (f"tiny `lnref run`{' (with history.png)' if png else ' (no matplotlib: no figure)'}", cli),
+        ("the same run through lnref.train", api),
+        *([(f"tiny `lnref run` of revision {args.rev}", rev)] if rev else []),
+    ):
         ratios = [t / b for t, b in zip(times, base)]
-        print(f"{name}: median {statistics.median(times):.2f} s, ratio to the imports in the same pair: median "
-              f"{statistics.median(ratios):.1f}x (range {min(ratios):.1f}-{max(ratios):.1f}x)")
+        print(
+            f"{name}: median {statistics.median(times):.2f} s, ratio to the imports in the same pair: median "
+            f"{statistics.median(ratios):.1f}x (range {min(ratios):.1f}-{max(ratios):.1f}x)"
+        )
     if rev:
         ratios = [t / r for t, r in zip(cli, rev)]
-        print(f"this tree's tiny `lnref run` / revision {args.rev}'s, same round: median "
-              f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
+        print(
+            f"this tree's tiny `lnref run` / revision {args.rev}'s, same round: median "
+            f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})"
+        )
     noisy = [e for e in stderr if e.strip()]
     print(f"stderr of the CLI runs: {'empty' if not noisy else repr(noisy[0][:300])}")
     return 0

@@ -13,6 +13,7 @@ of ``lnref.train``'s history, bit for bit); the breakdown times both and profile
 Prints wall times, runs per second, the ratio of each executor to the process pool measured in the same run,
 and where one lnref.train call spends its time (Result.timings + a profile of the setup).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,13 @@ def worker_run_time(base, runs: int = 400) -> float:
     the machine's current speed, against which a sweep's wall time is judged (2 workers: runs * t / 2)."""
     from lnref._sweep_worker import run_batch
     from lnref.sweeps import DEFAULT_METRICS
+
     # cells of 10 replicates each, as a sweep's batches hold them (a cell's config is validated once per batch)
-    jobs = [(c, r, (round(0.1 * (c % 100), 1), 100 + 10 * ((7 * c) % 100)), 5000 + 10 * c + r)
-            for c in range(max(1, runs // 10)) for r in range(10)]
+    jobs = [
+        (c, r, (round(0.1 * (c % 100), 1), 100 + 10 * ((7 * c) % 100)), 5000 + 10 * c + r)
+        for c in range(max(1, runs // 10))
+        for r in range(10)
+    ]
     runs = len(jobs)
     run_batch(base.to_dict(), ["mu_norm", "d"], jobs[:3], list(DEFAULT_METRICS))  # compile
     t0 = time.perf_counter()
@@ -56,8 +61,10 @@ def virtual_test_ab(base, runs: int = 1000, rounds: int = 5) -> None:
         for kind in times:
             times[kind].append(worker_run_time(base.replace(virtual_test=kind), runs))
     fixed, fresh = min(times["fixed"]), min(times["fresh"])
-    print(f"worker time per run, best of {rounds} alternated rounds of {runs} runs: virtual_test='fixed' "
-          f"{fixed * 1e3:.3f} ms, 'fresh' {fresh * 1e3:.3f} ms, ratio {fresh / fixed:.2f}")
+    print(
+        f"worker time per run, best of {rounds} alternated rounds of {runs} runs: virtual_test='fixed' "
+        f"{fixed * 1e3:.3f} ms, 'fresh' {fresh * 1e3:.3f} ms, ratio {fresh / fixed:.2f}"
+    )
 
 
 def run_parts(base, repeats: int = 500) -> None:
@@ -70,6 +77,7 @@ def run_parts(base, repeats: int = 500) -> None:
     from lnref.gram import sample_gram
     from lnref.metrics import step_metrics
     from lnref.sweeps import DEFAULT_METRICS
+
     cfg = base.replace(d=550, mu_norm=1.5, seed=5)
     data = sample_gram(cfg, draw_test=False)
     eng = from_config(cfg, data)
@@ -80,13 +88,14 @@ def run_parts(base, repeats: int = 500) -> None:
         eng.load_state(*zeros)
         eng.advance(cfg.steps, None)
 
-    parts = {"final_run (the whole run)": lambda: final_run(cfg, DEFAULT_METRICS),
-             "sample_gram (the Gram draws)": lambda: sample_gram(cfg, draw_test=False),
-             "from_config (engine set-up)": lambda: from_config(cfg, data),
-             f"advance({cfg.steps}) (the GD steps)": steps,
-             "step_metrics (final row)": lambda: step_metrics(eng.forward(), data.y, data.y_obs, eng.gamma,
-                                                              eng.rho, names),
-             f"virtual_test_accuracy ({cfg.virtual_test} test set)": lambda: eng.virtual_test_accuracy(cfg.steps)}
+    parts = {
+        "final_run (the whole run)": lambda: final_run(cfg, DEFAULT_METRICS),
+        "sample_gram (the Gram draws)": lambda: sample_gram(cfg, draw_test=False),
+        "from_config (engine set-up)": lambda: from_config(cfg, data),
+        f"advance({cfg.steps}) (the GD steps)": steps,
+        "step_metrics (final row)": lambda: step_metrics(eng.forward(), data.y, data.y_obs, eng.gamma, eng.rho, names),
+        f"virtual_test_accuracy ({cfg.virtual_test} test set)": lambda: eng.virtual_test_accuracy(cfg.steps),
+    }
     with lnref.training.num_threads(1):
         steps()
         for name, fn in parts.items():
@@ -105,8 +114,10 @@ def per_run_breakdown(base, runs: int = 50) -> None:
         for k in tim:
             tim[k] += r.timings[k]
     wall = (time.perf_counter() - t0) / runs
-    print(f"one lnref.train (n=20, m=10, 100 steps, n_test=1000, coefficients/gram): {wall * 1e3:.2f} ms; "
-          + ", ".join(f"{k} {v / runs * 1e3:.2f} ms ({v / runs / wall:.0%})" for k, v in tim.items()))
+    print(
+        f"one lnref.train (n=20, m=10, 100 steps, n_test=1000, coefficients/gram): {wall * 1e3:.2f} ms; "
+        + ", ".join(f"{k} {v / runs * 1e3:.2f} ms ({v / runs / wall:.0%})" for k, v in tim.items())
+    )
     for n_test in (0, 100):
         c0 = [c.replace(n_test=n_test) for c in cfgs]
         t0 = time.perf_counter()
@@ -115,14 +126,17 @@ def per_run_breakdown(base, runs: int = 50) -> None:
         w = (time.perf_counter() - t0) / runs
         print(f"  same with n_test={n_test}: {w * 1e3:.2f} ms ({w / wall:.0%} of n_test=1000)")
     from lnref._sweep_worker import final_run
+
     with lnref.training.num_threads(1):
         final_run(cfgs[0], DEFAULT_METRICS)
         t0 = time.perf_counter()
         for c in cfgs:
             final_run(c, DEFAULT_METRICS)
         w = (time.perf_counter() - t0) / runs
-        print(f"  the sweep worker's final_run (final row only, same bits): {w * 1e3:.2f} ms "
-              f"({w / wall:.0%} of lnref.train)")
+        print(
+            f"  the sweep worker's final_run (final row only, same bits): {w * 1e3:.2f} ms "
+            f"({w / wall:.0%} of lnref.train)"
+        )
         pr = cProfile.Profile()
         pr.enable()
         for c in cfgs:
@@ -158,9 +172,27 @@ print((time.process_time() - t0) / runs, sum(r["test_acc"] for r in rows) / runs
 
 # Kou's heatmap config in the papers' normalisation (lnref's reading before the authors' conventions existed): a
 # config both old and new revisions can run, so --compare-with times the same runs in both trees
-PAPER_KOU = dict(n=20, d=100, m=10, q=1.0, sigma0=0.05, sigma_p=1.0, mu_norm=1.0, eta=2.5, tau=0.1,
-                 noise="orthogonal", flips="exact", steps=100, log_every=0, log_points=0, n_test=1000,
-                 test_flipped_labels=True, engine="coefficients", sampling="gram", seed=2023)
+PAPER_KOU = dict(
+    n=20,
+    d=100,
+    m=10,
+    q=1.0,
+    sigma0=0.05,
+    sigma_p=1.0,
+    mu_norm=1.0,
+    eta=2.5,
+    tau=0.1,
+    noise="orthogonal",
+    flips="exact",
+    steps=100,
+    log_every=0,
+    log_points=0,
+    n_test=1000,
+    test_flipped_labels=True,
+    engine="coefficients",
+    sampling="gram",
+    seed=2023,
+)
 
 
 def compare_worker(rev: str, runs: int = 1000, rounds: int = 2, same_config: bool = False) -> None:
@@ -172,10 +204,12 @@ def compare_worker(rev: str, runs: int = 1000, rounds: int = 2, same_config: boo
     import subprocess
     import tempfile
     from pathlib import Path
+
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lnref"], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", rev, "lnref"], check=True, capture_output=True
+        ).stdout
         old_tree = Path(tmp) / "old"  # the processes run in tmp, which holds no lnref (sys.path[0] is the cwd)
         old_tree.mkdir()
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
@@ -187,16 +221,18 @@ def compare_worker(rev: str, runs: int = 1000, rounds: int = 2, same_config: boo
                 cmd = [sys.executable, "-c", _WORKER_TIMING, str(runs)]
                 if same_config:
                     import json
+
                     cmd.append(json.dumps(PAPER_KOU))
-                out = subprocess.run(cmd, env=env, check=True,
-                                     capture_output=True, text=True, cwd=tmp).stdout.split()
+                out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=tmp).stdout.split()
                 times[name].append(float(out[0]))
                 accs[name] = float(out[1])
                 assert out[2].startswith(path), (name, out[2])
     new, old = min(times["checkout"]), min(times[rev])
-    print(f"worker CPU per run ({runs} Kou runs, best of {rounds}): {rev} {old * 1e3:.3f} ms, checkout "
-          f"{new * 1e3:.3f} ms, ratio {new / old:.2f}; mean test_acc {accs[rev]:.6f} vs {accs['checkout']:.6f}; "
-          f"full diagram at 2 busy cores ~ {100_000 * new / 2:.1f} s CPU-bound")
+    print(
+        f"worker CPU per run ({runs} Kou runs, best of {rounds}): {rev} {old * 1e3:.3f} ms, checkout "
+        f"{new * 1e3:.3f} ms, ratio {new / old:.2f}; mean test_acc {accs[rev]:.6f} vs {accs['checkout']:.6f}; "
+        f"full diagram at 2 busy cores ~ {100_000 * new / 2:.1f} s CPU-bound"
+    )
 
 
 def pair_scaling(runs: int = 2000, trials: int = 3) -> None:
@@ -205,14 +241,17 @@ def pair_scaling(runs: int = 2000, trials: int = 3) -> None:
     import os
     import subprocess
     from pathlib import Path
+
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     cmd = [sys.executable, "-c", _WORKER_TIMING, str(runs)]
     for trial in range(trials):
         alone = float(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.split()[0])
         procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
         pair = [float(p.communicate()[0].split()[0]) for p in procs]
-        print(f"trial {trial + 1}: alone {alone * 1e3:.3f} ms/run; two at once {pair[0] * 1e3:.3f} and "
-              f"{pair[1] * 1e3:.3f} ms/run (mean {sum(pair) / 2 / alone:.2f}x alone)")
+        print(
+            f"trial {trial + 1}: alone {alone * 1e3:.3f} ms/run; two at once {pair[0] * 1e3:.3f} and "
+            f"{pair[1] * 1e3:.3f} ms/run (mean {sum(pair) / 2 / alone:.2f}x alone)"
+        )
 
 
 def main(argv=None) -> int:
@@ -224,12 +263,21 @@ def main(argv=None) -> int:
     ap.add_argument("--dask-local", type=int, default=None)
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--compare-with", default=None, help="git revision whose worker to time against (CPU/run)")
-    ap.add_argument("--pair-scaling", action="store_true",
-                    help="time one worker process alone and two at once (how much they slow each other), then exit")
-    ap.add_argument("--virtual-test-ab", action="store_true",
-                    help="also time the worker with virtual_test='fixed' against 'fresh' (Kou's default), same process")
-    ap.add_argument("--same-config", action="store_true",
-                    help="with --compare-with: both trees run Kou's config in the papers' normalisation (PAPER_KOU)")
+    ap.add_argument(
+        "--pair-scaling",
+        action="store_true",
+        help="time one worker process alone and two at once (how much they slow each other), then exit",
+    )
+    ap.add_argument(
+        "--virtual-test-ab",
+        action="store_true",
+        help="also time the worker with virtual_test='fixed' against 'fresh' (Kou's default), same process",
+    )
+    ap.add_argument(
+        "--same-config",
+        action="store_true",
+        help="with --compare-with: both trees run Kou's config in the papers' normalisation (PAPER_KOU)",
+    )
     args = ap.parse_args(argv)
     if args.pair_scaling:
         pair_scaling()
@@ -242,8 +290,10 @@ def main(argv=None) -> int:
         grid = subset(grid, args.every)
     runs = args.replicates * int(np.prod([len(v) for v in grid.values()]))
     full_runs = 100 * 100 * 10
-    print(f"grid {' x '.join(str(len(v)) for v in grid.values())} x {args.replicates} replicates = {runs} runs "
-          f"(full diagram: {full_runs})")
+    print(
+        f"grid {' x '.join(str(len(v)) for v in grid.values())} x {args.replicates} replicates = {runs} runs "
+        f"(full diagram: {full_runs})"
+    )
     if not args.no_breakdown:
         per_run_breakdown(base)
         print("one run's parts, each timed alone:")
@@ -252,11 +302,14 @@ def main(argv=None) -> int:
         virtual_test_ab(base)
 
     t_run = worker_run_time(base)
-    print(f"one run of the sweep worker in this process (one thread): {t_run * 1e3:.3f} ms, so {runs} runs on "
-          f"{args.workers} workers take at least {runs * t_run / args.workers:.1f} s at this machine's current speed")
+    print(
+        f"one run of the sweep worker in this process (one thread): {t_run * 1e3:.3f} ms, so {runs} runs on "
+        f"{args.workers} workers take at least {runs * t_run / args.workers:.1f} s at this machine's current speed"
+    )
     results = {}
     parent_cpu = {}  # CPU time of this process (the sweep's loop; for Dask also the scheduler and client)
     import resource
+
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with process_executor(args.workers) as ex:
         # warm the workers (numba compile per process) outside the timing
@@ -269,13 +322,16 @@ def main(argv=None) -> int:
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped at the pool's shutdown
     worker_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     pool_wall = results["process pool"][0]
-    print(f"the pool's workers used {worker_cpu:.1f} s of CPU in all (their start-up and warm-up included): "
-          f"{worker_cpu / (args.workers * pool_wall):.2f} x {args.workers} x the sweep's wall time, "
-          f"{worker_cpu / runs * 1e3:.3f} ms per run")
+    print(
+        f"the pool's workers used {worker_cpu:.1f} s of CPU in all (their start-up and warm-up included): "
+        f"{worker_cpu / (args.workers * pool_wall):.2f} x {args.workers} x the sweep's wall time, "
+        f"{worker_cpu / runs * 1e3:.3f} ms per run"
+    )
     if args.dask_local:
         # the executor `lnref sweep --dask-local N` uses (a LocalCluster with lnref.sweeps.LOCAL_DASK_SETTINGS)
         from lnref._sweep_worker import run_batch
         from lnref.sweeps import dask_executor as _dask_executor
+
         ex, close = _dask_executor(None, args.dask_local)
         try:
             ex._client.run(run_batch, base.to_dict(), ["mu_norm"], [(0, 0, (1.0,), 1)], ["test_acc"])  # compile
@@ -288,10 +344,12 @@ def main(argv=None) -> int:
     ref_wall, ref = results["process pool"]
     for name, (wall, res) in results.items():
         same = [r["test_acc"] for r in res.rows] == [r["test_acc"] for r in ref.rows]
-        print(f"{name:13s}: {wall:7.2f} s for {runs} runs = {runs / wall:7.1f} runs/s; ratio to process pool "
-              f"{wall / ref_wall:.2f}; extrapolated full diagram {wall * full_runs / runs:7.1f} s; "
-              f"identical rows: {same}; CPU of this process {parent_cpu[name]:.2f} s; wall / (runs x one run / "
-              f"workers) = {wall / (runs * t_run / args.workers):.2f}")
+        print(
+            f"{name:13s}: {wall:7.2f} s for {runs} runs = {runs / wall:7.1f} runs/s; ratio to process pool "
+            f"{wall / ref_wall:.2f}; extrapolated full diagram {wall * full_runs / runs:7.1f} s; "
+            f"identical rows: {same}; CPU of this process {parent_cpu[name]:.2f} s; wall / (runs x one run / "
+            f"workers) = {wall / (runs * t_run / args.workers):.2f}"
+        )
     return 0
 
 

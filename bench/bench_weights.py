@@ -27,6 +27,7 @@ LABEL:VAR=VALUE,...`` this lnref under those environment variables.  Every row a
 (``numpy_gd``) in the same process, interleaved with lnref's settings, and prints default / NumPy (issue 25).  The
 load average (``/proc/loadavg``) is printed with every case: other work on the machine is part of "quiet".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,11 +54,11 @@ def numpy_gd(W0, mu, X, y, y_obs, q, eta, steps):
     XT = np.ascontiguousarray(X.T)
     sign = np.repeat([1.0, -1.0], m)[:, None]  # s_j per filter row
     for _ in range(steps):
-        A = W @ XT                      # (2m, n) <w, xi_i>
-        Bs = (W @ mu)[:, None] * y      # (2m, n) <w, y_i mu>
+        A = W @ XT  # (2m, n) <w, xi_i>
+        Bs = (W @ mu)[:, None] * y  # (2m, n) <w, y_i mu>
         pa = np.maximum(A, 0.0)
         pb = np.maximum(Bs, 0.0)
-        act = pa ** q + pb ** q
+        act = pa**q + pb**q
         F = act.reshape(2, m, n).sum(axis=1) / m
         f = F[0] - F[1]
         z = y_obs * f
@@ -65,8 +66,8 @@ def numpy_gd(W0, mu, X, y, y_obs, q, eta, steps):
         lpm = lp * y_obs
         dA = np.where(A > 0, q * pa ** (q - 1.0), 0.0)
         dB = np.where(Bs > 0, q * pb ** (q - 1.0), 0.0)
-        S = (dB * (lpm * y)).sum(axis=1)           # (2m,)
-        C = dA * lpm                                # (2m, n)
+        S = (dB * (lpm * y)).sum(axis=1)  # (2m,)
+        C = dA * lpm  # (2m, n)
         G = (sign / (n * m)) * (S[:, None] * mu[None, :] + C @ X)
         W -= eta * G
     return W.reshape(2, m, d)
@@ -84,6 +85,7 @@ def time_numpy(W0, data, q, eta, steps, repeats):
 
 def time_lnref(cfg, data, W0, threads, repeats):
     import lnref
+
     best = np.inf
     res = None
     for _ in range(repeats):
@@ -106,23 +108,48 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported (default 3)")
     ap.add_argument("--sizes", type=parse_size, nargs="+", default=DEFAULT_SIZES, metavar="n,d,m")
     ap.add_argument("--q", type=float, default=1.0, help="activation exponent (default 1, the ReLU)")
-    ap.add_argument("--check-steps", type=int, default=None,
-                    help="steps of the numpy-vs-lnref agreement check (default: --steps)")
+    ap.add_argument(
+        "--check-steps", type=int, default=None, help="steps of the numpy-vs-lnref agreement check (default: --steps)"
+    )
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy comparison (only the thread policy)")
     ap.add_argument("--no-threads", action="store_true", help="skip the thread-policy table")
-    ap.add_argument("--before", action="store_true",
-                    help="also time the pre-issue-13 policy (spinning OpenMP wait, default = all threads)")
-    ap.add_argument("--before-rev", default=None, metavar="REV",
-                    help="also time lnref of git revision REV (e.g. one before issue 13), its own defaults")
-    ap.add_argument("--variant", action="append", metavar="LABEL:VAR=VALUE,...",
-                    help="also time this lnref with these environment variables (e.g. "
-                         "'spin:GOMP_SPINCOUNT=10000'), in its own processes; repeatable")
-    ap.add_argument("--engine", choices=("weights", "coefficients"), default="weights",
-                    help="engine of the thread-policy table (default weights)")
-    ap.add_argument("--loads", nargs="+", choices=("quiet", "loaded"), default=("quiet", "loaded"),
-                    help="machine states of the thread-policy table (default both)")
-    ap.add_argument("--numpy-steps", type=int, default=0,
-                    help="GD steps of each timed NumPy baseline in the thread table (default: --steps)")
+    ap.add_argument(
+        "--before",
+        action="store_true",
+        help="also time the pre-issue-13 policy (spinning OpenMP wait, default = all threads)",
+    )
+    ap.add_argument(
+        "--before-rev",
+        default=None,
+        metavar="REV",
+        help="also time lnref of git revision REV (e.g. one before issue 13), its own defaults",
+    )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        metavar="LABEL:VAR=VALUE,...",
+        help="also time this lnref with these environment variables (e.g. "
+        "'spin:GOMP_SPINCOUNT=10000'), in its own processes; repeatable",
+    )
+    ap.add_argument(
+        "--engine",
+        choices=("weights", "coefficients"),
+        default="weights",
+        help="engine of the thread-policy table (default weights)",
+    )
+    ap.add_argument(
+        "--loads",
+        nargs="+",
+        choices=("quiet", "loaded"),
+        default=("quiet", "loaded"),
+        help="machine states of the thread-policy table (default both)",
+    )
+    ap.add_argument(
+        "--numpy-steps",
+        type=int,
+        default=0,
+        help="GD steps of each timed NumPy baseline in the thread table (default: --steps)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -140,6 +167,7 @@ def numpy_table(args) -> None:
     import numba
 
     import lnref
+
     t_import = time.perf_counter() - t0
     all_threads = numba.config.NUMBA_NUM_THREADS
 
@@ -151,19 +179,24 @@ def numpy_table(args) -> None:
     t0 = time.perf_counter()
     lnref.train(tiny)
     t_second = time.perf_counter() - t0
-    print(f"lnref {lnref.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
-          f"NUMBA_NUM_THREADS={all_threads}, cpu_count={os.cpu_count()}, q={args.q}, steps={args.steps}, "
-          f"repeats={args.repeats} (min reported)")
-    print(f"import lnref: {t_import:.2f} s; first lnref.train call (compile): {t_compile:.2f} s; "
-          f"second call: {t_second * 1e3:.1f} ms")
+    print(
+        f"lnref {lnref.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
+        f"NUMBA_NUM_THREADS={all_threads}, cpu_count={os.cpu_count()}, q={args.q}, steps={args.steps}, "
+        f"repeats={args.repeats} (min reported)"
+    )
+    print(
+        f"import lnref: {t_import:.2f} s; first lnref.train call (compile): {t_compile:.2f} s; "
+        f"second call: {t_second * 1e3:.1f} ms"
+    )
 
-    header = (f"{'n':>5} {'d':>6} {'m':>3} | {'numpy st/s':>10} | {'lnref st/s':>10} {'(thr=all)':>9} | "
-              f"{'lnref st/s':>10} {'(thr=1)':>7} | {'all/numpy':>9} {'1/numpy':>8}")
+    header = (
+        f"{'n':>5} {'d':>6} {'m':>3} | {'numpy st/s':>10} | {'lnref st/s':>10} {'(thr=all)':>9} | "
+        f"{'lnref st/s':>10} {'(thr=1)':>7} | {'all/numpy':>9} {'1/numpy':>8}"
+    )
     print(header)
     print("-" * len(header))
     for n, d, m in args.sizes:
-        cfg = lnref.Config(n=n, d=d, m=m, q=args.q, steps=args.steps, log_every=0, log_points=0, n_test=0,
-                           seed=1)
+        cfg = lnref.Config(n=n, d=d, m=m, q=args.q, steps=args.steps, log_every=0, log_points=0, n_test=0, seed=1)
         data = lnref.make_data(cfg)
         W0 = lnref.init_weights(cfg)
         # apples to apples: the same trajectory
@@ -172,16 +205,23 @@ def numpy_table(args) -> None:
         W_np = numpy_gd(W0, data.mu, data.xi, data.y, data.y_obs, args.q, cfg.eta, check_steps)
         W_ln = lnref.train(ccfg, data, W0, threads=all_threads, keep_rho=False).W
         scale = float(np.max(np.abs(W_ln)))
-        np.testing.assert_allclose(W_np, W_ln, rtol=1e-10, atol=1e-10 * scale,
-                                   err_msg=f"numpy baseline and lnref disagree at (n, d, m) = ({n}, {d}, {m})")
+        np.testing.assert_allclose(
+            W_np,
+            W_ln,
+            rtol=1e-10,
+            atol=1e-10 * scale,
+            err_msg=f"numpy baseline and lnref disagree at (n, d, m) = ({n}, {d}, {m})",
+        )
         rel = float(np.max(np.abs(W_np - W_ln)) / scale)
 
         t_np, _ = time_numpy(W0, data, args.q, cfg.eta, args.steps, args.repeats)
         t_all, _ = time_lnref(cfg, data, W0, all_threads, args.repeats)
         t_one, _ = time_lnref(cfg, data, W0, 1, args.repeats)
         sp_np, sp_all, sp_one = args.steps / t_np, args.steps / t_all, args.steps / t_one
-        print(f"{n:>5} {d:>6} {m:>3} | {sp_np:>10.1f} | {sp_all:>10.1f} {'':>9} | {sp_one:>10.1f} {'':>7} | "
-              f"{sp_all / sp_np:>9.2f} {sp_one / sp_np:>8.2f}   (max|dW|/max|W| = {rel:.1e})")
+        print(
+            f"{n:>5} {d:>6} {m:>3} | {sp_np:>10.1f} | {sp_all:>10.1f} {'':>9} | {sp_one:>10.1f} {'':>7} | "
+            f"{sp_all / sp_np:>9.2f} {sp_one / sp_np:>8.2f}   (max|dW|/max|W| = {rel:.1e})"
+        )
 
 
 # ------------------------------------------------------------------ the thread policy, quiet and loaded
@@ -198,8 +238,10 @@ def child_threads(args) -> int:
     import numba
 
     import lnref
+
     try:
         from lnref import _threads
+
         policy = _threads.wait_policy()
     except ImportError:  # a revision before issue 13 (--before-rev)
         policy = "no lnref policy: OpenMP default (spinning)"
@@ -208,8 +250,9 @@ def child_threads(args) -> int:
         lnref.train(tiny, threads=t)  # compile (or load from the cache) every variant before timing
     rows = []
     for n, d, m in args.sizes:
-        cfg = lnref.Config(n=n, d=d, m=m, q=args.q, steps=args.steps, log_every=0, log_points=0, n_test=0,
-                           seed=1, engine=args.engine)
+        cfg = lnref.Config(
+            n=n, d=d, m=m, q=args.q, steps=args.steps, log_every=0, log_points=0, n_test=0, seed=1, engine=args.engine
+        )
         data = lnref.make_data(cfg)
         W0 = lnref.init_weights(cfg)
         choices = {"default": None, "one": 1, "all": numba.config.NUMBA_NUM_THREADS}
@@ -230,17 +273,36 @@ def child_threads(args) -> int:
                 res = lnref.train(cfg, data, W0, threads=t, keep_rho=False)
                 best[key] = min(best[key], res.timings["train"])
                 used[key] = res.threads
-        rows.append({"size": [n, d, m], "load": loadavg(), "default_threads": used["default"],
-                     **{k: args.steps / v for k, v in best.items()}})
+        rows.append(
+            {
+                "size": [n, d, m],
+                "load": loadavg(),
+                "default_threads": used["default"],
+                **{k: args.steps / v for k, v in best.items()},
+            }
+        )
     print(json.dumps({"policy": policy, "layer": numba.threading_layer(), "rows": rows}))
     return 0
 
 
 def run_child(args, env: dict) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--steps", str(args.steps),
-           "--numpy-steps", str(getattr(args, "numpy_steps", 0) or 0), "--repeats",
-           str(args.repeats), "--q", str(args.q), "--engine", args.engine, "--sizes",
-           *[f"{n},{d},{m}" for n, d, m in args.sizes]]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--steps",
+        str(args.steps),
+        "--numpy-steps",
+        str(getattr(args, "numpy_steps", 0) or 0),
+        "--repeats",
+        str(args.repeats),
+        "--q",
+        str(args.q),
+        "--engine",
+        args.engine,
+        "--sizes",
+        *[f"{n},{d},{m}" for n, d, m in args.sizes],
+    ]
     out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -255,11 +317,18 @@ def thread_table(args) -> None:
         policies.append((label, dict(a.split("=", 1) for a in assigns.split(",") if a)))
     if getattr(args, "before_rev", None):
         import tempfile
-        root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+
+        root = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
         tmp = tempfile.mkdtemp(prefix="bench_weights_rev_")
-        archive = subprocess.run(["git", "archive", args.before_rev, "lnref"], cwd=root, capture_output=True,
-                                 check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", args.before_rev, "lnref"], cwd=root, capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         policies.append((f"rev {args.before_rev[:8]}", {"PYTHONPATH": tmp}))
     try:
@@ -267,15 +336,20 @@ def thread_table(args) -> None:
     finally:
         if getattr(args, "before_rev", None):
             import shutil
+
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _thread_rows(args, policies) -> None:
-    print(f"\nthread policy, {args.engine} engine: steps/s, each case in a fresh process, min of {args.repeats} "
-          f"alternating repeats of {args.steps} steps (the NumPy/BLAS step interleaved in the same process); "
-          f"ratio = default / max(one, all); x numpy = default / the NumPy step")
-    header = (f"{'case':<18} {'n':>5} {'d':>6} {'m':>3} | {'default':>8} {'(thr)':>5} {'one':>8} {'all':>8} | "
-              f"{'ratio':>5} | {'numpy':>8} {'x numpy':>7} | load (1/5/15 min)")
+    print(
+        f"\nthread policy, {args.engine} engine: steps/s, each case in a fresh process, min of {args.repeats} "
+        f"alternating repeats of {args.steps} steps (the NumPy/BLAS step interleaved in the same process); "
+        f"ratio = default / max(one, all); x numpy = default / the NumPy step"
+    )
+    header = (
+        f"{'case':<18} {'n':>5} {'d':>6} {'m':>3} | {'default':>8} {'(thr)':>5} {'one':>8} {'all':>8} | "
+        f"{'ratio':>5} | {'numpy':>8} {'x numpy':>7} | load (1/5/15 min)"
+    )
     print(header)
     print("-" * len(header))
     for load in getattr(args, "loads", None) or ("quiet", "loaded"):
@@ -289,10 +363,13 @@ def _thread_rows(args, policies) -> None:
                 for r in res["rows"]:
                     n, d, m = r["size"]
                     ratio = r["default"] / max(r["one"], r["all"])
-                    print(f"{load + ' ' + label:<18} {n:>5} {d:>6} {m:>3} | {r['default']:>8.1f} "
-                          f"{r['default_threads']:>5} {r['one']:>8.1f} {r['all']:>8.1f} | {ratio:>5.2f} | "
-                          f"{r['numpy']:>8.1f} {r['default'] / r['numpy']:>7.2f} | "
-                          f"{r['load']}   [{res['policy']}; {res['layer']}]", flush=True)
+                    print(
+                        f"{load + ' ' + label:<18} {n:>5} {d:>6} {m:>3} | {r['default']:>8.1f} "
+                        f"{r['default_threads']:>5} {r['one']:>8.1f} {r['all']:>8.1f} | {ratio:>5.2f} | "
+                        f"{r['numpy']:>8.1f} {r['default'] / r['numpy']:>7.2f} | "
+                        f"{r['load']}   [{res['policy']}; {res['layer']}]",
+                        flush=True,
+                    )
         finally:
             if busy is not None:
                 busy.kill()

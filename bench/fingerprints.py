@@ -11,6 +11,7 @@ conventions of Kou et al.'s code (bias, torch init, patch mean, output scale), t
 fresh virtual test set, and 1 and 2 numba threads.  Configs whose fields the running lnref does not know
 (e.g. ``loss`` on an older version) are skipped and reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,18 +30,33 @@ CASES = {
     "weights_q2": dict(q=2.0),
     "weights_q3": dict(q=3.0, sigma0=0.1),
     "weights_lngd": dict(algorithm="label_noise_gd", p=0.1),
-    "weights_kou": dict(bias=True, init="torch", patch_reduce="mean", output_scale=1.0, noise="isotropic",
-                        eta=0.1),
+    "weights_kou": dict(bias=True, init="torch", patch_reduce="mean", output_scale=1.0, noise="isotropic", eta=0.1),
     "weights_spurious": dict(test="spurious", flips="exact"),
     "coef_gd": dict(engine="coefficients"),
     "coef_q2_lngd": dict(engine="coefficients", q=2.0, algorithm="label_noise_gd"),
-    "coef_kou": dict(engine="coefficients", bias=True, init="torch", patch_reduce="mean", output_scale=1.0,
-                     noise="isotropic", eta=0.1),
+    "coef_kou": dict(
+        engine="coefficients",
+        bias=True,
+        init="torch",
+        patch_reduce="mean",
+        output_scale=1.0,
+        noise="isotropic",
+        eta=0.1,
+    ),
     "gram_gd": dict(engine="coefficients", sampling="gram", d=100000),
-    "gram_fresh": dict(engine="coefficients", sampling="gram", virtual_test="fresh", noise="isotropic",
-                       test_flipped_labels=True),
-    "gram_lngd_bias": dict(engine="coefficients", sampling="gram", algorithm="label_noise_gd", bias=True,
-                           init="torch", patch_reduce="mean", output_scale=1.0, eta=0.1),
+    "gram_fresh": dict(
+        engine="coefficients", sampling="gram", virtual_test="fresh", noise="isotropic", test_flipped_labels=True
+    ),
+    "gram_lngd_bias": dict(
+        engine="coefficients",
+        sampling="gram",
+        algorithm="label_noise_gd",
+        bias=True,
+        init="torch",
+        patch_reduce="mean",
+        output_scale=1.0,
+        eta=0.1,
+    ),
 }
 
 
@@ -91,8 +107,10 @@ def main(argv=None) -> int:
             old = json.load(fh)
         common = sorted(set(old) & set(fp))
         changed = [k for k in common if old[k] != fp[k]]
-        print(f"compared {len(common)} fingerprints: {len(changed)} differ"
-              + (f" ({', '.join(changed)})" if changed else ""))
+        print(
+            f"compared {len(common)} fingerprints: {len(changed)} differ"
+            + (f" ({', '.join(changed)})" if changed else "")
+        )
         return 1 if changed or not common else 0
     return 0
 

@@ -10,6 +10,7 @@ NumPy, PyTorch float64 and PyTorch float32 (float32 tier) implementations pass e
 
     python bench/oracle_heldout.py [-v]
 """
+
 from __future__ import annotations
 
 import sys
@@ -37,7 +38,7 @@ def torch_run(fx, mistake=None, dtype="float64"):
     m, q = fx.m, cfg.q
     y, y_obs, mu, xi = T(d.y), T(d.y_obs), T(d.mu), T(d.xi)
     W0 = T(fx.W0)
-    if mistake == "torch_f32_inputs":          # torch.Tensor(x) is float32; .double() afterwards
+    if mistake == "torch_f32_inputs":  # torch.Tensor(x) is float32; .double() afterwards
         mu, xi, W0 = (torch.Tensor(np.asarray(a)).double() for a in (d.mu, d.xi, fx.W0))
 
     class Net(torch.nn.Module):
@@ -113,7 +114,7 @@ def torch_run(fx, mistake=None, dtype="float64"):
         if mistake == "torch_grad_clip":
             torch.nn.utils.clip_grad_norm_(net.parameters(), 0.05)
         if mistake == "torch_sched_early":
-            sched.step()                       # before optimizer.step(): PyTorch warns
+            sched.step()  # before optimizer.step(): PyTorch warns
         opt.step()
         if sched is not None and mistake != "torch_sched_early":
             sched.step()
@@ -128,7 +129,7 @@ def torch_run(fx, mistake=None, dtype="float64"):
 def numpy_run(fx, mistake=None):
     d, cfg = fx.data, fx.config
     m, n, dim, q, eta = fx.m, fx.n, fx.d, cfg.q, cfg.eta
-    sgn = np.repeat([1.0, -1.0], m)                          # output sign of each of the 2m filters
+    sgn = np.repeat([1.0, -1.0], m)  # output sign of each of the 2m filters
     if mistake == "np_import_reshape":
         Wf = fx.W0.reshape(m, 2, dim).transpose(1, 0, 2).reshape(2 * m, dim).copy()
     else:
@@ -159,27 +160,27 @@ def numpy_run(fx, mistake=None):
             lab = fx.eps[t] * d.y_obs
 
         def grad(Wf):
-            A = Wf @ d.mu                                   # (2m,)
-            Zs = A[:, None] * d.y[None, :]                  # (2m, n)
+            A = Wf @ d.mu  # (2m,)
+            Zs = A[:, None] * d.y[None, :]  # (2m, n)
             Zn = Wf @ d.xi.T
-            act = lambda z: np.maximum(z, 0.0) ** q         # noqa: E731
+            act = lambda z: np.maximum(z, 0.0) ** q  # noqa: E731
             if mistake == "np_relu_ge":
-                dact = lambda z: (z >= 0).astype(float)     # noqa: E731
+                dact = lambda z: (z >= 0).astype(float)  # noqa: E731
             elif mistake == "np_dact_noclamp":
-                dact = lambda z: q * z ** (q - 1)           # noqa: E731
+                dact = lambda z: q * z ** (q - 1)  # noqa: E731
             else:
                 dact = lambda z: np.where(z > 0, q * np.maximum(z, 0.0) ** (q - 1), 0.0)  # noqa: E731
             f = sgn @ (act(Zs) + act(Zn)) / m
             if mistake == "np_mean_patches":
-                f = f / 2.0                                 # (h1 + h2) / 2 in the forward pass ...
+                f = f / 2.0  # (h1 + h2) / 2 in the forward pass ...
             z = lab * f
             lp = -1.0 / (1.0 + np.exp(-z)) if mistake == "np_wrong_sigmoid" else -1.0 / (1.0 + np.exp(z))
-            c = lp * lab / n                               # (n,)
+            c = lp * lab / n  # (n,)
             if mistake == "np_no_1_over_n":
                 c = c * n
             coef = sgn[:, None] * c[None, :] / (1.0 if mistake == "np_grad_no_1_over_m" else m)
             if mistake == "np_mean_patches":
-                coef = coef / 2.0                           # ... and in the backward pass
+                coef = coef / 2.0  # ... and in the backward pass
             G = ((dact(Zs) * coef) @ d.y)[:, None] * d.mu[None, :] + (dact(Zn) * coef) @ d.xi
             if mistake == "np_swap_halves":
                 G = np.concatenate([G[m:], G[:m]])
@@ -256,8 +257,7 @@ assert len(MISTAKES) == 47
 
 FIXTURES = {  # the README's export examples (all accepted by `lnref export`)
     "gd": dict(n=20, d=60, m=4, tau=0.2, steps=100, checkpoints="0,1,10,100"),
-    "lngd": dict(n=20, d=60, m=4, tau=0.2, steps=100, algorithm="label_noise_gd", p=0.2,
-                 checkpoints="0,1,10,100"),
+    "lngd": dict(n=20, d=60, m=4, tau=0.2, steps=100, algorithm="label_noise_gd", p=0.2, checkpoints="0,1,10,100"),
     "q3": dict(n=20, d=60, m=4, tau=0.2, steps=100, q=3, eta=0.1, checkpoints="0,1,10,100"),
 }
 
@@ -286,8 +286,9 @@ def main(argv=None) -> int:
         correct[("numpy float64", name)] = compare_trajectory(numpy_run(fx), fx).passed
         if torch is not None:
             correct[("torch float64", name)] = compare_trajectory(torch_run(fx), fx).passed
-            correct[("torch float32", name)] = compare_trajectory(torch_run(fx, dtype="float32"), fx,
-                                                                  tier="float32").passed
+            correct[("torch float32", name)] = compare_trajectory(
+                torch_run(fx, dtype="float32"), fx, tier="float32"
+            ).passed
     caught = right = wrong = 0
     rows = []
     t1 = time.perf_counter()
@@ -311,11 +312,15 @@ def main(argv=None) -> int:
                 print("   " + rep.text().replace("\n", "\n   "))
     t_judge = time.perf_counter() - t1
     n = len(rows)
-    print(f"held-out mistakes: {n}; caught {caught}/{n}; right cause {right}/{n}; wrong cause {wrong}/{n}; "
-          f"no cause named {n - right - wrong}/{n} (of which {sum(1 for r in rows if r[3] is None)} are outside "
-          "the catalogue)")
-    print("correct implementations pass: " + ", ".join(f"{k[0]} on {k[1]}: {'yes' if v else 'NO'}"
-                                                       for k, v in correct.items()))
+    print(
+        f"held-out mistakes: {n}; caught {caught}/{n}; right cause {right}/{n}; wrong cause {wrong}/{n}; "
+        f"no cause named {n - right - wrong}/{n} (of which {sum(1 for r in rows if r[3] is None)} are outside "
+        "the catalogue)"
+    )
+    print(
+        "correct implementations pass: "
+        + ", ".join(f"{k[0]} on {k[1]}: {'yes' if v else 'NO'}" for k, v in correct.items())
+    )
     print(f"time: fixtures {t_fx:.1f} s, judging {n} mistakes {t_judge:.1f} s ({t_judge / max(n, 1):.2f} s each)")
     ok = caught >= 46 and right >= 40 and wrong == 0 and all(correct.values())
     return 0 if ok else 1

@@ -10,6 +10,7 @@ Submodules are attributes on first use (PEP 562), without importing them at ``im
 ``lnref.testing``, ``lnref.plotting`` (needs matplotlib only when it draws), ``lnref.runs``, ``lnref.metrics``,
 ``lnref.reproduce``, ``lnref.oracle``, ... (:data:`SUBMODULES`).
 """
+
 __version__ = "0.1.0"  # the one version source: setup.cfg reads it (version = attr: lnref.__version__)
 
 from .config import Config, ConfigError
@@ -17,25 +18,71 @@ from .data import Dataset, TestSet, init_bias, init_weights, make_data, make_tes
 from .model import forward, gd_step, gradient, gradients, loss
 from .training import DivergedError, Result, train
 
-__all__ = ["Config", "ConfigError", "Dataset", "TestSet", "make_data", "make_test", "init_weights", "init_bias",
-           "forward", "loss", "gradient", "gradients", "gd_step", "spec_path", "train", "Result", "DivergedError",
-           "decompose", "reconstruct", "sweep", "SweepResult", "__version__"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Dataset",
+    "TestSet",
+    "make_data",
+    "make_test",
+    "init_weights",
+    "init_bias",
+    "forward",
+    "loss",
+    "gradient",
+    "gradients",
+    "gd_step",
+    "spec_path",
+    "train",
+    "Result",
+    "DivergedError",
+    "decompose",
+    "reconstruct",
+    "sweep",
+    "SweepResult",
+    "__version__",
+]
 
 #: submodules reachable as ``lnref.NAME`` after ``import lnref`` (imported on first access, not at ``import lnref``)
-SUBMODULES = ("cli", "cliargs", "config", "data", "decomposition", "engines", "examples", "gram", "io", "metrics",
-              "model", "oracle", "plotting", "reproduce", "resources", "runs", "stages", "sweeps", "testing",
-              "training")
+SUBMODULES = (
+    "cli",
+    "cliargs",
+    "config",
+    "data",
+    "decomposition",
+    "engines",
+    "examples",
+    "gram",
+    "io",
+    "metrics",
+    "model",
+    "oracle",
+    "plotting",
+    "reproduce",
+    "resources",
+    "runs",
+    "stages",
+    "sweeps",
+    "testing",
+    "training",
+)
 
 
 #: public names imported from their module on first access, not at ``import lnref`` (issue 25: a run or a
 #: ``lnref run`` never loads the sweep machinery; ``lnref.sweep`` is the function, ``lnref.sweeps`` the package)
-LAZY = {"sweep": "sweeps", "SweepResult": "sweeps", "decompose": "decomposition", "reconstruct": "decomposition",
-        "spec_path": "_spec"}
+LAZY = {
+    "sweep": "sweeps",
+    "SweepResult": "sweeps",
+    "decompose": "decomposition",
+    "reconstruct": "decomposition",
+    "spec_path": "_spec",
+}
 
 
 def __getattr__(name: str):
     """``lnref.stages``, ``lnref.testing``, ... and the names of :data:`LAZY` imported on first access (PEP 562)."""
     import importlib
+
     if name in LAZY:
         value = getattr(importlib.import_module(f"{__name__}.{LAZY[name]}"), name)
         globals()[name] = value

@@ -19,6 +19,7 @@ What the cache guarantees:
   entry (a truncated or garbled index or data file) is a miss: the kernel is recompiled and the entry rewritten.
   Processes starting at once write entries atomically (numba writes a temporary file and renames it).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,13 +37,25 @@ from numba.core import caching
 
 from . import __version__
 
-__all__ = ["kernel", "both", "inline", "CACHE", "CACHE_OFF_REASON", "cache_dir", "kernels_warm", "mark_warm",
-           "clear_cache"]
+__all__ = [
+    "kernel",
+    "both",
+    "inline",
+    "CACHE",
+    "CACHE_OFF_REASON",
+    "cache_dir",
+    "kernels_warm",
+    "mark_warm",
+    "clear_cache",
+]
 
 _HERE = Path(__file__).resolve().parent
 # a module of the package holds kernels when it decorates a function with lnref's decorators or numba's jit
-_KERNEL_MARK = re.compile(rb"^\s*(@(kernel|inline|njit|jit|numba\.njit|numba\.jit)\b|[\w, ]+=\s*(both|kernel|inline|"
-                          rb"njit|numba\.njit)\()", re.M)
+_KERNEL_MARK = re.compile(
+    rb"^\s*(@(kernel|inline|njit|jit|numba\.njit|numba\.jit)\b|[\w, ]+=\s*(both|kernel|inline|"
+    rb"njit|numba\.njit)\()",
+    re.M,
+)
 
 
 def _cache_enabled() -> bool:
@@ -81,8 +94,9 @@ def cache_dir() -> Path:
     """The folder that holds lnref's compiled kernels (see the module docstring)."""
     root = os.environ.get("LNREF_CACHE_DIR")
     if not root:
-        root = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                            "lnref")
+        root = os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "lnref"
+        )
     py = f"py{sys.version_info[0]}{sys.version_info[1]}"
     return Path(root) / f"lnref-{__version__}-numba-{numba.__version__}-{py}-{_DIGEST}"
 
@@ -107,8 +121,12 @@ def _decide() -> tuple[bool, str | None]:
     if not os.environ.get("LNREF_CACHE_WARNED"):
         # once per process tree: child processes (sweep workers) inherit the environment
         os.environ["LNREF_CACHE_WARNED"] = "1"
-        print(f"lnref: note: compiled kernels are not cached, every process compiles them: {reason}; set "
-              "LNREF_CACHE_DIR to a writable folder (or LNREF_CACHE=0 to silence this)", file=sys.stderr, flush=True)
+        print(
+            f"lnref: note: compiled kernels are not cached, every process compiles them: {reason}; set "
+            "LNREF_CACHE_DIR to a writable folder (or LNREF_CACHE=0 to silence this)",
+            file=sys.stderr,
+            flush=True,
+        )
     return False, reason
 
 
@@ -166,13 +184,15 @@ class _Impl(caching.CompileResultCacheImpl):
 class _FunctionCache(caching.FunctionCache):
     """numba's per-function cache in lnref's folder: a damaged entry is a miss (recompiled and overwritten), a
     failed write leaves the kernel compiled in memory."""
+
     _impl_class = _Impl
 
     def __init__(self, py_func):
         super().__init__(py_func)
         cf = self._cache_file
-        self._cache_file = _IndexFile(cache_path=cf._cache_path, filename_base=self._impl.filename_base,
-                                      source_stamp=cf._source_stamp)
+        self._cache_file = _IndexFile(
+            cache_path=cf._cache_path, filename_base=self._impl.filename_base, source_stamp=cf._source_stamp
+        )
 
     def load_overload(self, sig, target_context):
         try:
@@ -195,6 +215,7 @@ def kernel(fn=None, **options):
     The cache is lnref's own (:class:`_FunctionCache`, in :func:`cache_dir`), so the user's own numba functions
     and ``numba.config.CACHE_DIR`` are untouched.
     """
+
     def deco(f):
         opts = {**_OPTS, **options}
         cache = opts.pop("cache", True) and CACHE and opts.get("inline") != "always"
@@ -202,6 +223,7 @@ def kernel(fn=None, **options):
         if cache and hasattr(disp, "enable_caching"):  # NUMBA_DISABLE_JIT=1 returns the Python function
             disp._cache = _FunctionCache(disp.py_func)
         return disp
+
     return deco if fn is None else deco(fn)
 
 
@@ -212,8 +234,9 @@ def both(fn):
     ``prange`` bodies are independent).  numba keys its cache by the function's qualified name, so the serial
     variant is compiled from a copy of the function under the name ``<name>_serial``.
     """
-    serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
-                                   fn.__closure__)
+    serial_fn = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__
+    )
     serial_fn.__qualname__ = fn.__qualname__ + "_serial"
     serial_fn.__module__ = fn.__module__
     serial_fn.__doc__ = fn.__doc__
@@ -253,6 +276,7 @@ def clear_cache() -> list[Path]:
     Only those folders are removed, so a root shared through ``LNREF_CACHE_DIR`` keeps everything else.  A folder
     that cannot be removed raises OSError naming it."""
     import shutil
+
     root = cache_dir().parent
     removed = []
     if root.is_dir():

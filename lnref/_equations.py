@@ -38,6 +38,7 @@ sigma and sigma' map to 0 either way.
 Compiled kernels are cached on disk by lnref's own decorators (:mod:`lnref._cache`: ``kernel``, ``both``,
 ``inline``, the cache folder and ``lnref cache clear``), re-exported here.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,11 +47,34 @@ import numpy as np
 
 from ._cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
 
-__all__ = ["act", "dact", "logistic_loss", "logistic_dloss", "outputs_range", "filter_update", "step_scalings",
-           "gradient_scale", "gradient_scale_array", "over_mu_sq", "over_xi_sq", "scaled_test_inner",
-           "coefficient_inner", "coefficient_signal", "weight_row", "psd_cholesky", "count_nonfinite",
-           "gather_nonzero", "chain_rows", "kernel", "both", "CACHE", "cache_dir", "kernels_warm", "mark_warm",
-           "clear_cache"]
+__all__ = [
+    "act",
+    "dact",
+    "logistic_loss",
+    "logistic_dloss",
+    "outputs_range",
+    "filter_update",
+    "step_scalings",
+    "gradient_scale",
+    "gradient_scale_array",
+    "over_mu_sq",
+    "over_xi_sq",
+    "scaled_test_inner",
+    "coefficient_inner",
+    "coefficient_signal",
+    "weight_row",
+    "psd_cholesky",
+    "count_nonfinite",
+    "gather_nonzero",
+    "chain_rows",
+    "kernel",
+    "both",
+    "CACHE",
+    "cache_dir",
+    "kernels_warm",
+    "mark_warm",
+    "clear_cache",
+]
 
 
 # ----------------------------------------------------------------------------------- activation and loss
@@ -60,7 +84,7 @@ def act(z, q):
     if z > 0.0:
         if q == 1.0:
             return z
-        return z ** q
+        return z**q
     return 0.0
 
 
@@ -175,8 +199,31 @@ def outputs_range(A, B, bias, y, q, m, div, i0, i1, acc, out):
 
 # ----------------------------------------------------------------------------------- one filter's GD step
 @inline
-def filter_update(f0, f1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new, rho_new,
-                  bias_new, S, Sb, C, bad, with_bias):
+def filter_update(
+    f0,
+    f1,
+    m,
+    A,
+    B,
+    bias,
+    y,
+    lpm,
+    lpy,
+    q,
+    rate,
+    gscale,
+    bscale,
+    gamma,
+    rho,
+    gamma_new,
+    rho_new,
+    bias_new,
+    S,
+    Sb,
+    C,
+    bad,
+    with_bias,
+):
     """The gradient terms and the exact GD recursions of the filters f0 <= f < f1 (SPEC.md sections 3, 4, 7).
 
     With lpm_i = l'_i mult_i (mult = y_obs, or eps y_obs for label-noise GD), lpy_i = lpm_i y_i, s_j = +1 for the
@@ -358,8 +405,9 @@ def over_xi_sq(v, xi_sq_i):
     return v / xi_sq_i
 
 
-def scaled_test_inner(ct: np.ndarray, mu_sq: float, Gt: np.ndarray | None = None,
-                      xi_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def scaled_test_inner(
+    ct: np.ndarray, mu_sq: float, Gt: np.ndarray | None = None, xi_sq: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`over_mu_sq` and :func:`over_xi_sq` on arrays, for Python callers (the same IEEE divisions, so the
     same bits): the scaled inner products of a test set that :func:`coefficient_inner` takes (SPEC.md section 4),
     ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros when mu = 0) from ct (T,) = <mu, xi_t>, and, given Gt (n, T) =
@@ -423,10 +471,20 @@ def psd_cholesky(K, L, tol):
 # SPEC.md section 9.  Every method changes only the per-sample scalar of the gradient: with z = mult f (the
 # margin on the label of the step), the loss l(z) and its derivative g(z) = dl/dz replace the logistic loss and
 # l'(z).  Codes (the index of each name in LOSS_NAMES; Config.loss names them, the kernels branch on the code):
-LOSS_NAMES = ("logistic", "gce", "sce", "label_smoothing", "bootstrap_soft", "bootstrap_hard", "forward",
-              "backward", "elr")
-LOSS_LOGISTIC, LOSS_GCE, LOSS_SCE, LOSS_LS, LOSS_BOOT_SOFT, LOSS_BOOT_HARD, LOSS_FORWARD, LOSS_BACKWARD, \
-    LOSS_ELR = range(9)
+LOSS_NAMES = (
+    "logistic",
+    "gce",
+    "sce",
+    "label_smoothing",
+    "bootstrap_soft",
+    "bootstrap_hard",
+    "forward",
+    "backward",
+    "elr",
+)
+LOSS_LOGISTIC, LOSS_GCE, LOSS_SCE, LOSS_LS, LOSS_BOOT_SOFT, LOSS_BOOT_HARD, LOSS_FORWARD, LOSS_BACKWARD, LOSS_ELR = (
+    range(9)
+)
 # the clamps of the official codes (SPEC.md section 9): GCE clamps p >= 1e-7 (PyTorch), SCE's CE term clips
 # p >= 1e-7, the Keras codes of the bootstraps and the corrections clip p to [1e-7, 1 - 1e-7] (K.epsilon()), ELR
 # clamps p to [1e-4, 1 - 1e-4];
@@ -463,7 +521,7 @@ def gce_dloss(z, q):
     s = sigmoid(z)
     if s < P_CLAMP:
         return 0.0
-    return -(s ** q) * -logistic_dloss(z)
+    return -(s**q) * -logistic_dloss(z)
 
 
 @inline

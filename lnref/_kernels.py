@@ -14,6 +14,7 @@ Layouts: filters are flattened to ``F = 2m`` rows, row ``f = j_index * m + r`` (
 (zeros for the paper's network, which changes no bit: see :mod:`lnref._equations`); ``div`` is
 1/(output_scale c_p), float(m) for the paper.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,20 @@ from ._equations import (
     undo_target_update,
 )
 
-__all__ = ["CACHE", "inner_products", "forward", "losses", "method_scalars", "gradient", "advance", "project_out",
-           "row_sq_norms", "transpose", "FILTER_BLOCK", "SAMPLE_BLOCK"]
+__all__ = [
+    "CACHE",
+    "inner_products",
+    "forward",
+    "losses",
+    "method_scalars",
+    "gradient",
+    "advance",
+    "project_out",
+    "row_sq_norms",
+    "transpose",
+    "FILTER_BLOCK",
+    "SAMPLE_BLOCK",
+]
 
 njit = kernel
 # Filters handled together by the inner-product kernel (each X^T row is loaded once per block; the block size is
@@ -199,8 +212,6 @@ def _inner_group(W, mu, XT, A, B, u0, u1):
         B[f] = s
 
 
-
-
 def inner_products(W, mu, XT, A, B):
     """A[f, i] = <W[f], X[i]> (F, n) and B[f] = <W[f], mu> (F,) from W (F, d), mu (d,), XT (d, n).
 
@@ -252,8 +263,32 @@ def method_scalars(f, mult, y, code, lp, target, update, loss_out, lpm_out):
 
 
 @njit(parallel=True)
-def gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho, gamma_new, rho_new, bias_new,
-             G, S, Sb, C, bad, with_bias):
+def gradient(
+    A,
+    B,
+    bias,
+    lpm,
+    y,
+    mu,
+    X,
+    q,
+    m,
+    div,
+    eta,
+    mu_sq,
+    xi_sq,
+    gamma,
+    rho,
+    gamma_new,
+    rho_new,
+    bias_new,
+    G,
+    S,
+    Sb,
+    C,
+    bad,
+    with_bias,
+):
     """The gradient of L at W (SPEC.md sections 3 and 7) and the coefficients after a step of size eta.
 
     lpm[i] = l'_i * mult_i with mult_i = y_obs_i (plain GD) or eps_i y_obs_i (label-noise GD).  For each filter f,
@@ -271,19 +306,94 @@ def gradient(A, B, bias, lpm, y, mu, X, q, m, div, eta, mu_sq, xi_sq, gamma, rho
     rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)
     lpy = lpm * y
     for f in prange(F):
-        _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho, gamma_new,
-                      rho_new, bias_new, G, S, Sb, C, bad, with_bias)
+        _gradient_row(
+            f,
+            A,
+            B,
+            bias,
+            lpm,
+            lpy,
+            y,
+            mu,
+            X,
+            q,
+            m,
+            div,
+            rate,
+            gscale,
+            bscale,
+            gamma,
+            rho,
+            gamma_new,
+            rho_new,
+            bias_new,
+            G,
+            S,
+            Sb,
+            C,
+            bad,
+            with_bias,
+        )
 
 
 @njit
-def _gradient_row(f, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho, gamma_new,
-                  rho_new, bias_new, G, S, Sb, C, bad, with_bias):
+def _gradient_row(
+    f,
+    A,
+    B,
+    bias,
+    lpm,
+    lpy,
+    y,
+    mu,
+    X,
+    q,
+    m,
+    div,
+    rate,
+    gscale,
+    bscale,
+    gamma,
+    rho,
+    gamma_new,
+    rho_new,
+    bias_new,
+    G,
+    S,
+    Sb,
+    C,
+    bad,
+    with_bias,
+):
     """The body of :func:`gradient` for filter f: S[f], C[f], Sb[f], the new coefficients and G[f]."""
     d = G.shape[1]
     n = X.shape[0]
     sj = 1.0 if f < m else -1.0
-    filter_update(f, f + 1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new, rho_new,
-                  bias_new, S, Sb, C, bad, with_bias)
+    filter_update(
+        f,
+        f + 1,
+        m,
+        A,
+        B,
+        bias,
+        y,
+        lpm,
+        lpy,
+        q,
+        rate,
+        gscale,
+        bscale,
+        gamma,
+        rho,
+        gamma_new,
+        rho_new,
+        bias_new,
+        S,
+        Sb,
+        C,
+        bad,
+        with_bias,
+    )
     s = S[f]
     g = G[f]
     for k in range(d):
@@ -353,8 +463,43 @@ def _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_b
 
 
 @njit(parallel=True)
-def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_sq, A, B, f, lpm, G, S, Sb, C,
-            gamma_new, rho_new, bias_new, bad, groups, with_bias, k, code, lp, target, target_old, t0):
+def advance(
+    W,
+    gamma,
+    rho,
+    bias,
+    X,
+    XT,
+    mu,
+    y,
+    mults,
+    q,
+    m,
+    div,
+    eta,
+    mu_sq,
+    xi_sq,
+    A,
+    B,
+    f,
+    lpm,
+    G,
+    S,
+    Sb,
+    C,
+    gamma_new,
+    rho_new,
+    bias_new,
+    bad,
+    groups,
+    with_bias,
+    k,
+    code,
+    lp,
+    target,
+    target_old,
+    t0,
+):
     """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3, 4 and 7).
 
     Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
@@ -408,8 +553,34 @@ def advance(W, gamma, rho, bias, X, XT, mu, y, mults, q, m, div, eta, mu_sq, xi_
             for fi in range(f_first, f_last):
                 if pending:
                     _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_bias)
-                _gradient_row(fi, A, B, bias, lpm, lpy, y, mu, X, q, m, div, rate, gscale, bscale, gamma, rho,
-                              gamma_new, rho_new, bias_new, G, S, Sb, C, bad, with_bias)
+                _gradient_row(
+                    fi,
+                    A,
+                    B,
+                    bias,
+                    lpm,
+                    lpy,
+                    y,
+                    mu,
+                    X,
+                    q,
+                    m,
+                    div,
+                    rate,
+                    gscale,
+                    bscale,
+                    gamma,
+                    rho,
+                    gamma_new,
+                    rho_new,
+                    bias_new,
+                    G,
+                    S,
+                    Sb,
+                    C,
+                    bad,
+                    with_bias,
+                )
                 cnt = bad[fi]
                 for kk in range(d):
                     v = W[fi, kk] - eta * G[fi, kk]

@@ -27,6 +27,7 @@ Gram statistics (see :class:`lnref.engines.coefficients.GramStats`), with ``xi_s
 ``bias`` (F,) holds the filters' biases (zeros for the paper's network, which changes no bit) and ``div`` is
 1/(output_scale c_p), float(m) for the paper (SPEC.md section 7).
 """
+
 from __future__ import annotations
 
 import math
@@ -93,8 +94,43 @@ def _outputs(gamma, rho, bias, P0, b0, Gn, cA, cB, y, q, m, div, A, B, out, nz):
 outputs, outputs_serial = both(_outputs)
 
 
-def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamma, rho, bias, gamma_new, rho_new,
-             bias_new, A, B, f, lpm, S, Sb, C, bad, nz, with_bias, code, lp, target, target_old, t0):
+def _advance(
+    k,
+    mults,
+    q,
+    m,
+    div,
+    eta,
+    mu_sq,
+    xi_sq,
+    P0,
+    b0,
+    Gn,
+    cA,
+    cB,
+    y,
+    gamma,
+    rho,
+    bias,
+    gamma_new,
+    rho_new,
+    bias_new,
+    A,
+    B,
+    f,
+    lpm,
+    S,
+    Sb,
+    C,
+    bad,
+    nz,
+    with_bias,
+    code,
+    lp,
+    target,
+    target_old,
+    t0,
+):
     """Take up to k GD steps in coefficient space; return the number taken (SPEC.md sections 3, 4 and 7).
 
     mults (k, n) or (1, n): row s multiplies the labels at step s (y_obs, or eps(s) y_obs for label-noise GD);
@@ -156,8 +192,31 @@ def _advance(k, mults, q, m, div, eta, mu_sq, xi_sq, P0, b0, Gn, cA, cB, y, gamm
                             rho[fi, i] = rho_new[fi, i]
                         if with_bias:
                             bias[fi] = bias_new[fi]
-                filter_update(f0, f1, m, A, B, bias, y, lpm, lpy, q, rate, gscale, bscale, gamma, rho, gamma_new,
-                              rho_new, bias_new, S, Sb, C, bad, with_bias)
+                filter_update(
+                    f0,
+                    f1,
+                    m,
+                    A,
+                    B,
+                    bias,
+                    y,
+                    lpm,
+                    lpy,
+                    q,
+                    rate,
+                    gscale,
+                    bscale,
+                    gamma,
+                    rho,
+                    gamma_new,
+                    rho_new,
+                    bias_new,
+                    S,
+                    Sb,
+                    C,
+                    bad,
+                    with_bias,
+                )
             # the inner products of this block's filters in the new state, which only their next updates read
             # (garbage if a value is non-finite; the step is then rejected below and A, B are recomputed by the
             # caller); for s = -1, of the entry state
@@ -248,8 +307,29 @@ TEST_BLOCK = 128
 
 
 @kernel
-def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_sq, ct_mu, gamma, rho, B, bias,
-                         y_t, y_score, q, m, div, block=TEST_BLOCK):
+def virtual_test_correct(
+    coords,
+    ZT,
+    scale,
+    e1,
+    a_t,
+    isotropic,
+    idx,
+    G,
+    P0,
+    xi_sq,
+    ct_mu,
+    gamma,
+    rho,
+    B,
+    bias,
+    y_t,
+    y_score,
+    q,
+    m,
+    div,
+    block=TEST_BLOCK,
+):
     """Number of virtual test samples with y_score * f > 0, fused: the same bits as lnref.gram.virtual_test
     followed by CoefficientEngine.test_accuracy, without their (k, T) and (F, T) intermediate arrays.
 
@@ -310,9 +390,8 @@ def virtual_test_correct(coords, ZT, scale, e1, a_t, isotropic, idx, G, P0, xi_s
                     fresh[a, tb] = over_xi_sq(fresh[a, tb], xi_sq[a])
         for f in range(F):
             g = (1.0 if f < m else -1.0) * gamma[f]
-            coefficient_inner(At[f, :nb], fresh[n + f, :nb], g, ct_mu[t0:t0 + nb], rho[f], fresh, nzi[f],
-                              cnti[f])
-        outputs_range(At, B, bias, y_t[t0:t0 + nb], q, m, div, 0, nb, acc, outb)
+            coefficient_inner(At[f, :nb], fresh[n + f, :nb], g, ct_mu[t0 : t0 + nb], rho[f], fresh, nzi[f], cnti[f])
+        outputs_range(At, B, bias, y_t[t0 : t0 + nb], q, m, div, 0, nb, acc, outb)
         for tb in range(nb):
             if y_score[t0 + tb] * outb[tb] > 0:
                 count += 1
@@ -364,8 +443,28 @@ def fresh_test_factor(coords, e1, mu_norm, isotropic, gamma, rho, xi_sq, m, L):
 
 
 @kernel
-def fresh_test_correct(L, st, zk, zw, zf, tail_r, T, n_pick, y_train, scale, A, B, bias, flipped, tau_plus, tau_minus,
-                       q, m, div, block=TEST_BLOCK):
+def fresh_test_correct(
+    L,
+    st,
+    zk,
+    zw,
+    zf,
+    tail_r,
+    T,
+    n_pick,
+    y_train,
+    scale,
+    A,
+    B,
+    bias,
+    flipped,
+    tau_plus,
+    tau_minus,
+    q,
+    m,
+    div,
+    block=TEST_BLOCK,
+):
     """Number of samples with y_score * f > 0 in a fresh virtual test set of T samples (virtual_test='fresh';
     SPEC.md section 4, "Virtual test sets"), drawn here from the PCG64 state ``st`` of its stream (advanced).
 
@@ -413,7 +512,7 @@ def fresh_test_correct(L, st, zk, zw, zf, tail_r, T, n_pick, y_train, scale, A, 
             if spurious:
                 for tb in range(nb):
                     At[f, tb] += A[f, picks[t0 + tb]]
-        outputs_range(At, B, bias, y_t[t0:t0 + nb], q, m, div, 0, nb, acc, fout[t0:t0 + nb])
+        outputs_range(At, B, bias, y_t[t0 : t0 + nb], q, m, div, 0, nb, acc, fout[t0 : t0 + nb])
     # the flips of the scored labels (NumPy's random(): the top 53 bits of a word), and the count
     to_unit = 1.0 / 9007199254740992.0  # 2^-53
     count = 0

@@ -14,6 +14,7 @@ with ``O_EXCL`` again (if another process creates one first, that one wins).  A 
 (its owner is between creating it and writing its pid) counts as held for a few seconds.  On a file system
 without ``flock`` a lock counts as held unless it names a process of this host that no longer exists.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,7 @@ def _describe(info: dict | None) -> str:
     if not info:
         return "another lnref process"
     since = info.get("since")
-    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) \
-        else ""
+    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
     return f"another lnref process (pid {info.get('pid', '?')} on host {info.get('host', '?')}{when})"
 
 
@@ -125,8 +125,10 @@ class OutputLock:
         return self._fd is not None
 
     def _busy(self, info: dict | None) -> OutputError:
-        return OutputError(f"{self.what} is being written by {_describe(info)}: wait for it to finish or choose "
-                           f"another output (if no such process is running, delete {self.path})")
+        return OutputError(
+            f"{self.what} is being written by {_describe(info)}: wait for it to finish or choose "
+            f"another output (if no such process is running, delete {self.path})"
+        )
 
     def acquire(self) -> OutputLock:
         if self._fd is not None:
@@ -162,8 +164,10 @@ class OutputLock:
                 raise OutputError(f"cannot lock {self.what} ({self.path}): {describe_os_error(exc)}") from None
             self._fd, self._pid = fd, os.getpid()
             return self
-        raise OutputError(f"cannot lock {self.what}: {self.path} keeps changing (other lnref processes start and "
-                          "stop there); try again")
+        raise OutputError(
+            f"cannot lock {self.what}: {self.path} keeps changing (other lnref processes start and "
+            "stop there); try again"
+        )
 
     def _remove_stale(self, sfd: int | None) -> None:
         """Unlink a stale lock file; with ``sfd`` (its flock held) only when the path still names that file."""

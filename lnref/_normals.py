@@ -20,6 +20,7 @@ The layer tables are computed here (:func:`tables`) from the standard recursion 
 with NumPy's to a few ulps, so the draws agree with NumPy's to a few ulps and consume the same words
 (tests/test_gram.py checks both on 10^6 draws).
 """
+
 from __future__ import annotations
 
 import numba
@@ -30,12 +31,21 @@ from numba.extending import intrinsic
 
 from ._equations import kernel
 
-__all__ = ["tables", "standard_normal", "bounded_integers", "pcg64_words", "set_pcg64_words", "next_word", "ZIG_K",
-           "ZIG_W", "ZIG_F"]
+__all__ = [
+    "tables",
+    "standard_normal",
+    "bounded_integers",
+    "pcg64_words",
+    "set_pcg64_words",
+    "next_word",
+    "ZIG_K",
+    "ZIG_W",
+    "ZIG_F",
+]
 
 LAYERS = 256
-TAIL_R = 3.6541528853610087963519472518       # right edge of the base layer (the tail starts there)
-LAYER_AREA = 0.0049286732339746519            # area of each layer under exp(-x^2/2)
+TAIL_R = 3.6541528853610087963519472518  # right edge of the base layer (the tail starts there)
+LAYER_AREA = 0.0049286732339746519  # area of each layer under exp(-x^2/2)
 
 
 def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,6 +56,7 @@ def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     k_i = round(2^52 x_{i-1}/x_i) (accept without the density test), w_i = x_i / 2^52, f_i = exp(-x_i^2/2);
     base: k_0 = round(2^52 r f(r) / A), w_0 = A / f(r) / 2^52.
     """
+
     def dens(t):
         return np.exp(-0.5 * t * t)
 
@@ -55,11 +66,11 @@ def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         down[i] = np.sqrt(-2.0 * np.log(dens(down[i - 1]) + LAYER_AREA / down[i - 1]))
     edges = down[::-1].copy()
     k = np.zeros(LAYERS, dtype=np.uint64)
-    k[1:] = np.round(edges[:-1] / edges[1:] * 2.0 ** 52).astype(np.uint64)
-    k[0] = np.uint64(np.round(TAIL_R * dens(TAIL_R) / LAYER_AREA * 2.0 ** 52))
+    k[1:] = np.round(edges[:-1] / edges[1:] * 2.0**52).astype(np.uint64)
+    k[0] = np.uint64(np.round(TAIL_R * dens(TAIL_R) / LAYER_AREA * 2.0**52))
     w = edges.copy()
     w[0] = LAYER_AREA / dens(TAIL_R)
-    w = w / 2.0 ** 52
+    w = w / 2.0**52
     return k, w, dens(edges)
 
 
@@ -94,6 +105,7 @@ def _lcg128_step(typingctx, s_hi, s_lo, i_hi, i_lo):
 
 
 if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 (tests run the kernels as Python): the same step on Python ints
+
     def _lcg128_step(s_hi, s_lo, i_hi, i_lo):  # replaces the intrinsic, which needs the compiler
         v = (((int(s_hi) << 64) | int(s_lo)) * _PCG64_MULT + ((int(i_hi) << 64) | int(i_lo))) & ((1 << 128) - 1)
         return np.uint64(v >> 64), np.uint64(v & _MASK64)

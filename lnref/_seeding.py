@@ -16,6 +16,7 @@ other (``mix(x, y) = (MIX_L x - MIX_R y) ^ (... >> 16)``), the remaining entropy
 pool word, and the output words cycle over the pool with a second running hash (INIT_B, MULT_B).  All arithmetic
 is modulo 2^32.
 """
+
 from __future__ import annotations
 
 import sys
@@ -47,6 +48,7 @@ def entropy_words(seed: int, spawn_key: tuple[int, ...]) -> np.ndarray:
             out.append(v & 0xFFFFFFFF)
             v >>= 32
         return out
+
     run = words(seed)
     spawn = [w for k in spawn_key for w in words(k)]
     if spawn and len(run) < _POOL:
@@ -123,10 +125,14 @@ def _stream_state64(seed_lo, seed_hi, key0, key1, nkeys, n_words64):
 
 def generate_state(seed: int, spawn_key: tuple[int, ...], n_words: int, dtype=np.uint32) -> np.ndarray:
     """``np.random.SeedSequence(seed, spawn_key=spawn_key).generate_state(n_words, dtype)``, the same words."""
-    if dtype is np.uint64 and 0 <= seed < 2**64 and 1 <= len(spawn_key) <= 2 and \
-            0 <= spawn_key[0] < 2**32 and 0 <= spawn_key[-1] < 2**32:  # PCG64 seeding one of lnref's streams
-        return _stream_state64(seed & 0xFFFFFFFF, seed >> 32, spawn_key[0], spawn_key[-1], len(spawn_key),
-                               int(n_words))
+    if (
+        dtype is np.uint64
+        and 0 <= seed < 2**64
+        and 1 <= len(spawn_key) <= 2
+        and 0 <= spawn_key[0] < 2**32
+        and 0 <= spawn_key[-1] < 2**32
+    ):  # PCG64 seeding one of lnref's streams
+        return _stream_state64(seed & 0xFFFFFFFF, seed >> 32, spawn_key[0], spawn_key[-1], len(spawn_key), int(n_words))
     dt = dtype if dtype is np.uint64 or dtype is np.uint32 else np.dtype(dtype).type  # PCG64 passes np.uint64
     if dt is np.uint32:
         return _state_words(entropy_words(seed, spawn_key), int(n_words))

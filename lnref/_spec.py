@@ -5,6 +5,7 @@ SPEC.md is written at the top of the repository, where contributors read and edi
 install, editable or not, without symlinks or build-time copying; ``tests/test_spec.py`` fails when the two
 differ and prints the command that brings the copy up to date.
 """
+
 from __future__ import annotations
 
 from importlib import resources
@@ -35,6 +36,8 @@ def spec_path() -> Path:
     """
     path = Path(str(resources.files("lnref").joinpath("SPEC.md")))
     if not path.is_file():
-        raise FileNotFoundError(f"lnref's SPEC.md is missing from the installed package (looked for {path}); "
-                                "reinstall lnref with pip, which installs it as package data")
+        raise FileNotFoundError(
+            f"lnref's SPEC.md is missing from the installed package (looked for {path}); "
+            "reinstall lnref with pip, which installs it as package data"
+        )
     return path

@@ -4,6 +4,7 @@ Besides spelling (:mod:`difflib`), the names other frameworks use for lnref's co
 (:data:`SYNONYMS`): a PyTorch user's ``--lr`` is lnref's ``--eta``, ``width``/``channels`` is ``m``, ``epochs``
 is ``steps`` (full-batch GD: one step is one epoch).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -13,19 +14,56 @@ __all__ = ["suggest", "did_you_mean", "synonym", "SYNONYMS"]
 
 #: other frameworks' names -> (lnref's Config field, what it is); matched after lower-casing and with '-' as '_'
 SYNONYMS: dict[str, tuple[str, str]] = {
-    **{k: ("eta", "the learning rate (step size) of GD") for k in (
-        "lr", "learning_rate", "learningrate", "step_size", "stepsize", "alpha")},
-    **{k: ("m", "the number of filters per class (the network's width)") for k in (
-        "width", "channels", "out_channels", "num_channels", "n_channels", "hidden", "hidden_size", "hidden_dim",
-        "num_filters", "n_filters", "filters", "neurons", "num_neurons")},
-    **{k: ("steps", "the number of GD steps (full batch: one step is one epoch)") for k in (
-        "epochs", "epoch", "num_epochs", "n_epochs", "max_epochs", "iterations", "iters", "num_iters",
-        "n_iters", "num_steps", "n_steps", "max_steps", "max_iter", "niter")},
-    **{k: ("n", "the number of training samples") for k in (
-        "samples", "num_samples", "n_samples", "n_train", "num_train", "train_size")},
+    **{
+        k: ("eta", "the learning rate (step size) of GD")
+        for k in ("lr", "learning_rate", "learningrate", "step_size", "stepsize", "alpha")
+    },
+    **{
+        k: ("m", "the number of filters per class (the network's width)")
+        for k in (
+            "width",
+            "channels",
+            "out_channels",
+            "num_channels",
+            "n_channels",
+            "hidden",
+            "hidden_size",
+            "hidden_dim",
+            "num_filters",
+            "n_filters",
+            "filters",
+            "neurons",
+            "num_neurons",
+        )
+    },
+    **{
+        k: ("steps", "the number of GD steps (full batch: one step is one epoch)")
+        for k in (
+            "epochs",
+            "epoch",
+            "num_epochs",
+            "n_epochs",
+            "max_epochs",
+            "iterations",
+            "iters",
+            "num_iters",
+            "n_iters",
+            "num_steps",
+            "n_steps",
+            "max_steps",
+            "max_iter",
+            "niter",
+        )
+    },
+    **{
+        k: ("n", "the number of training samples")
+        for k in ("samples", "num_samples", "n_samples", "n_train", "num_train", "train_size")
+    },
     **{k: ("d", "the dimension of each patch") for k in ("dim", "dimension", "input_dim", "in_features")},
-    **{k: ("tau", "the label-flip rate of the training labels") for k in (
-        "noise_rate", "label_noise", "flip_rate", "flip_prob", "label_noise_rate")},
+    **{
+        k: ("tau", "the label-flip rate of the training labels")
+        for k in ("noise_rate", "label_noise", "flip_rate", "flip_prob", "label_noise_rate")
+    },
     **{k: ("sigma0", "the standard deviation of the initial weights") for k in ("init_std", "init_scale")},
 }
 

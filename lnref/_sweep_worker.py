@@ -3,6 +3,7 @@
 Kept in its own small module so that spawned workers (process pools, Dask) import little and pickle the task
 function by reference.  Nothing here draws random numbers: every run's seed comes from the caller.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,11 +38,13 @@ BOOL_METRICS = ("diverged",)
 def init_worker(threads: int = 1) -> None:
     """Process-pool initializer: numba threads per worker (default 1, so workers do not oversubscribe cores)."""
     import numba
+
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
-def run_batch(base: dict[str, Any], fields: Sequence[str], jobs: Sequence[tuple], metrics: Sequence[str],
-              threads: int | None = 1) -> list[dict[str, Any]]:
+def run_batch(
+    base: dict[str, Any], fields: Sequence[str], jobs: Sequence[tuple], metrics: Sequence[str], threads: int | None = 1
+) -> list[dict[str, Any]]:
     """Run every job of a batch and return one row per job, in the order of ``jobs``.
 
     Parameters
@@ -87,6 +90,7 @@ def run_batch(base: dict[str, Any], fields: Sequence[str], jobs: Sequence[tuple]
                 row[name] = run.row[name]
             rows.append(row)
     from ._equations import mark_warm
+
     mark_warm(base_cfg.engine)  # this worker compiled (or loaded) the engine's kernels
     return rows
 
@@ -167,8 +171,9 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
             elif getattr(data, "test", None) is not None:
                 row["test_acc"] = engine.test_accuracy(data.test)
 
-    t, diverged, _ = run_loop(engine, cfg, cfg.log_steps(), 0, y_obs, lnoise, log_row,
-                              stopped_at_logged=lambda t, f: log_row(t, f, True))
+    t, diverged, _ = run_loop(
+        engine, cfg, cfg.log_steps(), 0, y_obs, lnoise, log_row, stopped_at_logged=lambda t, f: log_row(t, f, True)
+    )
     row["test_error"] = 1.0 - row["test_acc"]
     row["steps_done"] = int(t)
     row["diverged"] = bool(diverged)

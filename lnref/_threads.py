@@ -33,14 +33,26 @@ Two decisions, both speed only (every kernel gives the same bits for any thread 
    ``LNREF_THREADS`` (an integer, or ``all``) overrides the default; an explicit ``threads=`` argument always
    wins.
 """
+
 from __future__ import annotations
 
 import os
 
 import numba
 
-__all__ = ["REGION_WORK", "QUIET_REGION_WORK", "SPIN_COUNT", "ENV_THREADS", "apply_wait_policy", "wait_policy",
-           "default_threads", "machine_state", "step_work", "resolve", "env_threads"]
+__all__ = [
+    "REGION_WORK",
+    "QUIET_REGION_WORK",
+    "SPIN_COUNT",
+    "ENV_THREADS",
+    "apply_wait_policy",
+    "wait_policy",
+    "default_threads",
+    "machine_state",
+    "step_work",
+    "resolve",
+    "env_threads",
+]
 
 # Multiply-adds a parallel region must carry before a second thread pays on a BUSY machine (speed only, never
 # numerical): a partner thread descheduled by another program holds up the region's barrier, which only a large
@@ -67,6 +79,7 @@ def apply_wait_policy() -> str:
     if _policy != "not applied yet":
         return _policy
     from numba.np.ufunc import parallel as _par
+
     user = [f"{v}={os.environ[v]}" for v in _USER_WAIT_VARS if v in os.environ]
     if user:
         _policy = "set by the user: " + ", ".join(user)
@@ -99,8 +112,10 @@ def env_threads() -> int | None:
     except ValueError:
         value = 0
     if not 1 <= value <= top:
-        raise ValueError(f"{ENV_THREADS}={os.environ[ENV_THREADS]!r} is not allowed: use an integer from 1 to "
-                         f"{top} (numba's NUMBA_NUM_THREADS), 'all' or 'auto'")
+        raise ValueError(
+            f"{ENV_THREADS}={os.environ[ENV_THREADS]!r} is not allowed: use an integer from 1 to "
+            f"{top} (numba's NUMBA_NUM_THREADS), 'all' or 'auto'"
+        )
     return value
 
 
@@ -128,8 +143,9 @@ def machine_state() -> tuple[int, float]:
     return max(1, cpus), float(others)
 
 
-def default_threads(work: float | None = None, regions: float = 1.0, engine: str = "weights",
-                    state: tuple[int, float] | None = None) -> int:
+def default_threads(
+    work: float | None = None, regions: float = 1.0, engine: str = "weights", state: tuple[int, float] | None = None
+) -> int:
     """Threads for ``threads=None``: ``LNREF_THREADS`` if set, else the rule of the module docs for ``work /
     regions`` multiply-adds per parallel region of ``engine`` on a machine in ``state`` (:func:`machine_state`,
     read now when None).  ``work=None``: all of numba's threads."""
@@ -174,15 +190,21 @@ def resolve(threads, work: float | None = None, regions: float = 1.0, engine: st
     import numpy as np
 
     from .config import ConfigError
+
     if threads is None:
         try:
             return default_threads(work, regions, engine)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not (
-            1 <= threads <= numba.config.NUMBA_NUM_THREADS):
-        raise ConfigError(f"threads={threads!r} is not allowed: use an integer from 1 to "
-                          f"{numba.config.NUMBA_NUM_THREADS} (numba's NUMBA_NUM_THREADS)")
+    if (
+        isinstance(threads, bool)
+        or not isinstance(threads, (int, np.integer))
+        or not (1 <= threads <= numba.config.NUMBA_NUM_THREADS)
+    ):
+        raise ConfigError(
+            f"threads={threads!r} is not allowed: use an integer from 1 to "
+            f"{numba.config.NUMBA_NUM_THREADS} (numba's NUMBA_NUM_THREADS)"
+        )
     return int(threads)
 
 

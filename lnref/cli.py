@@ -4,6 +4,7 @@ Exit status: 0 success, 1 the run failed (diverged, or a comparison did not matc
 message says what is wrong; no traceback).  ``lnref run`` is defined here; the other subcommands register from
 their own modules (COMMAND_MODULES), which share :mod:`lnref.cliargs` with this one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,18 @@ from .cliargs import (
 )
 from .config import FIELD_TYPES, ConfigError
 
-__all__ = ["main", "add_config_arguments", "config_from_args", "read_toml", "Progress", "suggest",
-           "did_you_mean", "build_parser", "check_threads", "to_cli_words"]
+__all__ = [
+    "main",
+    "add_config_arguments",
+    "config_from_args",
+    "read_toml",
+    "Progress",
+    "suggest",
+    "did_you_mean",
+    "build_parser",
+    "check_threads",
+    "to_cli_words",
+]
 
 # Modules that add subcommands: each defines ``register(subparsers)`` and sets ``func(args) -> int``.
 COMMAND_MODULES: list[str] = ["lnref.sweeps.cli", "lnref.reproduce.cli", "lnref.oracle.cli"]
@@ -35,21 +46,30 @@ COMMAND_MODULES: list[str] = ["lnref.sweeps.cli", "lnref.reproduce.cli", "lnref.
 OWN_COMMANDS = ("run", "cache")
 
 # The Python API's keyword arguments -> the command line's flags (errors raised by the API are reworded by main()).
-_API_TO_CLI = {"resume": "--resume", "force": "--force", "replicates": "--replicates", "batch_size": "--batch-size",
-               "checkpoint_every": "--checkpoint-every", "threads": "--threads", "out": "--out",
-               "workers": "--workers"}
+_API_TO_CLI = {
+    "resume": "--resume",
+    "force": "--force",
+    "replicates": "--replicates",
+    "batch_size": "--batch-size",
+    "checkpoint_every": "--checkpoint-every",
+    "threads": "--threads",
+    "out": "--out",
+    "workers": "--workers",
+}
 _API_WORD = re.compile(r"(?<![\w.\-'\[])(" + "|".join(_API_TO_CLI) + r")=(True\b)?(\S?)")
 
 
 def to_cli_words(message: str) -> str:
     """An API error message with the API's keyword arguments (``resume=True``, ``replicates=5``) replaced by the
     command line's flags (``--resume``, ``--replicates 5``)."""
+
     def sub(m: re.Match) -> str:
         flag = _API_TO_CLI[m.group(1)]
         if m.group(2):  # resume=True -> --resume
             return flag + m.group(3)
         nxt = m.group(3)
         return flag + (f" {nxt}" if nxt and nxt not in " ,;:)" else nxt)
+
     return _API_WORD.sub(sub, message)
 
 
@@ -58,15 +78,18 @@ def check_threads(threads: int | None) -> None:
     if threads is None:
         return
     import numba
+
     top = numba.config.NUMBA_NUM_THREADS
     if not 1 <= threads <= top:
-        raise ConfigError(f"--threads {threads} is not allowed: use an integer from 1 to {top} (numba's "
-                          "NUMBA_NUM_THREADS)")
+        raise ConfigError(
+            f"--threads {threads} is not allowed: use an integer from 1 to {top} (numba's NUMBA_NUM_THREADS)"
+        )
 
 
 def _check_env_threads() -> None:
     """Refuse a bad LNREF_THREADS up front (ConfigError naming it and what is allowed)."""
     from ._threads import env_threads
+
     try:
         env_threads()
     except ValueError as exc:
@@ -82,8 +105,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         given = [name for name in FIELD_TYPES if getattr(args, name, None) is not None]
         if given or args.config is not None:
-            raise ConfigError(f"--resume takes the config from {args.out}/config.json; do not pass config flags "
-                              f"(got {', '.join('--' + g.replace('_', '-') for g in given) or '--config'})")
+            raise ConfigError(
+                f"--resume takes the config from {args.out}/config.json; do not pass config flags "
+                f"(got {', '.join('--' + g.replace('_', '-') for g in given) or '--config'})"
+            )
         if args.force:
             raise ConfigError("--resume continues the run in --out and --force replaces it: give one of them")
     else:
@@ -109,11 +134,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             write_json(out / "config.json", cfg.to_dict())  # first, so an interrupted run can be resumed
         from . import runs
         from .training import DivergedError, train
+
         try:
-            result = train(cfg, threads=args.threads,
-                           progress=None if prog is None else (lambda t, T: prog(t, T)),
-                           checkpoint_every=args.checkpoint_every, resume=state,
-                           on_checkpoint=lambda st: runs.save_checkpoint(out / CHECKPOINT, st))
+            result = train(
+                cfg,
+                threads=args.threads,
+                progress=None if prog is None else (lambda t, T: prog(t, T)),
+                checkpoint_every=args.checkpoint_every,
+                resume=state,
+                on_checkpoint=lambda st: runs.save_checkpoint(out / CHECKPOINT, st),
+            )
             status = 0
         except DivergedError as err:
             result = err.result
@@ -130,9 +160,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
     except MemoryError:
         where = folder.abort(keep_checkpoint=True)
-        raise ConfigError(f"out of memory during the run ({where}); make it smaller: fewer logged steps "
-                          "(--log-every 0 --log-points 50), or --engine coefficients --sampling gram for large d"
-                          ) from None
+        raise ConfigError(
+            f"out of memory during the run ({where}); make it smaller: fewer logged steps "
+            "(--log-every 0 --log-points 50), or --engine coefficients --sampling gram for large d"
+        ) from None
     except OSError as exc:
         where = folder.abort(keep_checkpoint=True)
         raise OutputError(f"could not write the run into {args.out}: {describe_os_error(exc)} ({where})") from None
@@ -142,31 +173,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         _plot_history(result, final)
     except KeyboardInterrupt:  # the run is complete and written: only the figure is missing
-        print(f"lnref run: note: history.png was not written (interrupted); the run is complete in {final}",
-              file=sys.stderr)
+        print(
+            f"lnref run: note: history.png was not written (interrupted); the run is complete in {final}",
+            file=sys.stderr,
+        )
     finally:
         folder.release()
     h = result.history
     if status:
         print(f"error: {result.message}. Everything up to then is saved in {final}", file=sys.stderr)
     else:
-        print(f"wrote {final}: {cfg.steps} steps in {wall:.2f}s; final loss {h['loss'][-1]:.4g}, "
-              f"train acc {h['train_acc'][-1]:.3f} (clean {h['train_acc_clean'][-1]:.3f}, "
-              f"noisy {h['train_acc_noisy'][-1]:.3f}), test acc {h['test_acc'][-1]:.3f}")
+        print(
+            f"wrote {final}: {cfg.steps} steps in {wall:.2f}s; final loss {h['loss'][-1]:.4g}, "
+            f"train acc {h['train_acc'][-1]:.3f} (clean {h['train_acc_clean'][-1]:.3f}, "
+            f"noisy {h['train_acc_noisy'][-1]:.3f}), test acc {h['test_acc'][-1]:.3f}"
+        )
     return status
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, clear_cache
+
     if args.action == "clear":
         try:
             removed = clear_cache()
         except OSError as exc:
-            print(f"lnref cache: error: could not remove the compiled kernels under {cache_dir().parent} "
-                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            print(
+                f"lnref cache: error: could not remove the compiled kernels under {cache_dir().parent} "
+                f"({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
             return 2
-        print(f"removed {len(removed)} folder(s) of compiled kernels under {cache_dir().parent}"
-              if removed else f"no compiled kernels under {cache_dir().parent}")
+        print(
+            f"removed {len(removed)} folder(s) of compiled kernels under {cache_dir().parent}"
+            if removed
+            else f"no compiled kernels under {cache_dir().parent}"
+        )
     else:
         print(f"{cache_dir()}{'' if CACHE else f'  (caching is off: {CACHE_OFF_REASON})'}")
     return 0
@@ -179,6 +221,7 @@ def _plot_history(result, out: Path) -> None:
     except ImportError:
         return
     from . import plotting
+
     plot = getattr(plotting, "plot_history", None)
     if plot is None:
         return
@@ -192,28 +235,46 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``lnref`` parser; with ``command`` = one of this module's own commands (``run``, ``cache``), the other
     modules' commands are not registered (not imported: a tiny ``lnref run`` starts faster, issue 25)."""
     from . import __version__
+
     parser = ArgumentParser(prog="lnref", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lnref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="train one config and write a run folder",
-                         description="Train one config by exact GD and write config.json, metrics.csv, arrays.npz "
-                                     "and, last, meta.json (the mark of a complete run) into --out.")
+    run = sub.add_parser(
+        "run",
+        help="train one config and write a run folder",
+        description="Train one config by exact GD and write config.json, metrics.csv, arrays.npz "
+        "and, last, meta.json (the mark of a complete run) into --out.",
+    )
     add_config_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="output folder (must be empty unless --force)")
-    run.add_argument("--force", action="store_true",
-                     help="replace a non-empty --out: the new run is built beside it and swapped in when complete")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty --out: the new run is built beside it and swapped in when complete",
+    )
     run.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
-                     help="save checkpoint.npz into --out at the first logged step at least STEPS after the last "
-                          "one (0: never), so an interrupted run can be continued with --resume")
-    run.add_argument("--resume", action="store_true",
-                     help="continue the interrupted run in --out from its checkpoint.npz (config from config.json)")
+    run.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="save checkpoint.npz into --out at the first logged step at least STEPS after the last "
+        "one (0: never), so an interrupted run can be continued with --resume",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out from its checkpoint.npz (config from config.json)",
+    )
     run.set_defaults(func=_cmd_run)
-    cache = sub.add_parser("cache", help="where lnref keeps its compiled kernels; clear them",
-                           description="numba kernels are compiled once per install and kept in a per-user folder "
-                                       "($XDG_CACHE_HOME/lnref or ~/.cache/lnref; LNREF_CACHE_DIR moves it, "
-                                       "LNREF_CACHE=0 turns caching off). Deleting it is always safe.")
+    cache = sub.add_parser(
+        "cache",
+        help="where lnref keeps its compiled kernels; clear them",
+        description="numba kernels are compiled once per install and kept in a per-user folder "
+        "($XDG_CACHE_HOME/lnref or ~/.cache/lnref; LNREF_CACHE_DIR moves it, "
+        "LNREF_CACHE=0 turns caching off). Deleting it is always safe.",
+    )
     cache.add_argument("action", choices=("dir", "clear"), help="dir: print the folder; clear: delete it")
     cache.set_defaults(func=_cmd_cache)
     if command not in OWN_COMMANDS:
@@ -225,6 +286,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lnref`` command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     from .io import OutputError, describe_os_error
+
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv and argv[0] in OWN_COMMANDS else None)
     args = parser.parse_args(argv)
@@ -240,8 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix} {exc}", file=sys.stderr)
         return 1
     except MemoryError:
-        print(f"{prefix} out of memory; make the problem smaller (see `lnref {args.command} --help`)",
-              file=sys.stderr)
+        print(f"{prefix} out of memory; make the problem smaller (see `lnref {args.command} --help`)", file=sys.stderr)
         return 2
     except OSError as exc:
         name = f" {exc.filename}" if getattr(exc, "filename", None) else ""

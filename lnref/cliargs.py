@@ -4,6 +4,7 @@ reading ``--config FILE.toml``, progress lines, and an argument parser that sugg
 A leaf of the CLI: :mod:`lnref.cli` and the subcommand modules (``lnref.sweeps.cli``, ``lnref.reproduce.cli``,
 ``lnref.oracle.cli``) import it; it imports none of them, so there is no import cycle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,12 +18,23 @@ from typing import Any
 from ._suggest import did_you_mean, suggest, synonym
 from .config import FIELD_DOCS, FIELD_TYPES, Config, ConfigError, config_from_mapping, config_values_from_toml
 
-__all__ = ["add_config_arguments", "config_from_args", "read_toml", "Progress", "ArgumentParser", "suggest",
-           "did_you_mean", "config_flag_names", "THREADS_HELP"]
+__all__ = [
+    "add_config_arguments",
+    "config_from_args",
+    "read_toml",
+    "Progress",
+    "ArgumentParser",
+    "suggest",
+    "did_you_mean",
+    "config_flag_names",
+    "THREADS_HELP",
+]
 
 #: --threads of `lnref run` and `lnref reproduce` (lnref._threads.default_threads is the default's rule)
-THREADS_HELP = ("numba threads (default: one for small problems, else all cores; LNREF_THREADS overrides it; "
-                "results are the same bits for any value)")
+THREADS_HELP = (
+    "numba threads (default: one for small problems, else all cores; LNREF_THREADS overrides it; "
+    "results are the same bits for any value)"
+)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -139,10 +151,12 @@ def help_text(doc: str) -> str:
 
 def _none_or(conv):
     """A flag converter that also takes ``None`` (the field's documented default), as :data:`NONE_GIVEN`."""
+
     def parse(text: str):
         if text.strip().lower() == "none":
             return NONE_GIVEN
         return conv(text)
+
     parse.__name__ = getattr(conv, "__name__", "value")
     return parse
 
@@ -164,19 +178,29 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     text, with the default appended unless the text already states it.  Fields whose default is None (``tau``,
     ``output_scale``, ...) accept the value ``None``.
     """
-    p.add_argument("--config", type=Path, metavar="FILE.toml",
-                   help="TOML file with Config fields (all at the top level, or all in a [config] table); "
-                        "flags override it")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help="TOML file with Config fields (all at the top level, or all in a [config] table); flags override it",
+    )
     g = p.add_argument_group("config fields (lnref.Config; SPEC.md sections 1-3)")
     defaults = Config()
     optional = {f.name for f in dataclasses.fields(Config) if f.default is None}
     for name, typ in FIELD_TYPES.items():
         if name == "loss_params":
-            g.add_argument("--loss-param", "--loss_param", dest="loss_params", action="append", default=None,
-                           type=_parse_loss_param, metavar="NAME=VALUE",
-                           help="a hyper-parameter of the training method --loss (repeat the flag for several, "
-                                "e.g. --loss elr --loss-param lam=3 --loss-param beta=0.7); the others take the "
-                                "official code's defaults (SPEC.md section 9)")
+            g.add_argument(
+                "--loss-param",
+                "--loss_param",
+                dest="loss_params",
+                action="append",
+                default=None,
+                type=_parse_loss_param,
+                metavar="NAME=VALUE",
+                help="a hyper-parameter of the training method --loss (repeat the flag for several, "
+                "e.g. --loss elr --loss-param lam=3 --loss-param beta=0.7); the others take the "
+                "official code's defaults (SPEC.md section 9)",
+            )
             continue
         conv = _parse_bool if typ is bool else _parse_int if typ is int else typ
         if name in optional:
@@ -187,13 +211,15 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
             doc = f"Default: {default!r}."
         elif not re.search(r"\bdefault\b", doc, re.IGNORECASE):
             doc += f" Default: {default!r}."
-        g.add_argument(*config_flag_names(name), dest=name, type=conv, default=None, metavar=typ.__name__.upper(),
-                       help=doc)
+        g.add_argument(
+            *config_flag_names(name), dest=name, type=conv, default=None, metavar=typ.__name__.upper(), help=doc
+        )
 
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file as a dict (through lnref.io's loader: regular UTF-8 files only, clean errors)."""
     from .io import read_toml as _read
+
     return _read(path, "config file")
 
 
@@ -206,9 +232,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         doc = read_toml(args.config)
         values.update(config_values_from_toml(doc, source))
         if not values and isinstance(doc, dict) and "grid" in doc and getattr(args, "command", "sweep") != "sweep":
-            raise ConfigError(f"{source} holds only a [grid] table (a sweep), no config fields: `lnref "
-                              f"{args.command}` trains one config; run the grid with `lnref sweep --config "
-                              f"{source}`, or give the config's fields (at the top or under [config])")
+            raise ConfigError(
+                f"{source} holds only a [grid] table (a sweep), no config fields: `lnref "
+                f"{args.command}` trains one config; run the grid with `lnref sweep --config "
+                f"{source}`, or give the config's fields (at the top or under [config])"
+            )
     from_file = set(values)
     file_loss = values.get("loss", "logistic")
     for name in FIELD_TYPES:
@@ -224,8 +252,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if repeated:
             raise ConfigError(f"--loss-param {', '.join(repeated)} given more than once; give each parameter once")
         values["loss_params"] = {**dict(values.get("loss_params") or {}), **dict(pairs)}
-    if "tau" in values and any(k in values for k in ("tau_plus", "tau_minus")) and all(
-            values.get(k, values["tau"]) == values["tau"] for k in ("tau_plus", "tau_minus")):
+    if (
+        "tau" in values
+        and any(k in values for k in ("tau_plus", "tau_minus"))
+        and all(values.get(k, values["tau"]) == values["tau"] for k in ("tau_plus", "tau_minus"))
+    ):
         values.pop("tau_plus", None)
         values.pop("tau_minus", None)
     given_by_flags = set(values) - from_file
@@ -270,15 +301,18 @@ class Progress:
             left = "left: measuring"
         self.last = now
         self.shown = True
-        print(f"{self.label}: {done}/{total}  elapsed {el:.1f}s  {left} {extra}".rstrip(), file=self.stream,
-              flush=True)
+        print(f"{self.label}: {done}/{total}  elapsed {el:.1f}s  {left} {extra}".rstrip(), file=self.stream, flush=True)
 
 
 def compile_notice(engine: str, stream=None) -> None:
     """One line on stderr when the kernels of ``engine`` are not in the disk cache yet (they compile now)."""
     from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, kernels_warm
+
     if kernels_warm(engine):
         return
     where = f"; cached in {cache_dir().parent}" if CACHE else f" (not cached, {CACHE_OFF_REASON}: in every process)"
-    print(f"lnref: compiling the {engine} engine's numba kernels, once per install: about 20-60 s{where}",
-          file=stream or sys.stderr, flush=True)
+    print(
+        f"lnref: compiling the {engine} engine's numba kernels, once per install: about 20-60 s{where}",
+        file=stream or sys.stderr,
+        flush=True,
+    )

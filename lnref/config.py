@@ -4,6 +4,7 @@ Every field maps to a symbol of SPEC.md (sections 1-3).  Invalid values raise
 :class:`ConfigError` naming the field, the value and what is allowed, before any
 work starts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,21 @@ from typing import Any, cast
 
 import numpy as np
 
-__all__ = ["Config", "ConfigError", "LOSSES", "LossParam", "LossParams", "resolve_loss_params", "output_divisor",
-           "check_int", "check_float", "check_choice", "FIELD_DOCS", "config_values_from_toml", "config_from_mapping"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "LOSSES",
+    "LossParam",
+    "LossParams",
+    "resolve_loss_params",
+    "output_divisor",
+    "check_int",
+    "check_float",
+    "check_choice",
+    "FIELD_DOCS",
+    "config_values_from_toml",
+    "config_from_mapping",
+]
 
 NOISE_MODELS = ("orthogonal", "isotropic")
 FLIP_MODELS = ("independent", "exact")
@@ -56,18 +70,27 @@ class LossParam:
 LOSSES: dict[str, tuple[LossParam, ...]] = {
     "logistic": (),
     "gce": (LossParam("q", 0.7, low=0.0, low_open=True, high=1.0, allowed="in (0, 1]"),),
-    "sce": (LossParam("alpha", 0.1, low=0.0, allowed=">= 0"), LossParam("beta", 1.0, low=0.0, allowed=">= 0"),
-            LossParam("A", math.log(1e-4), high=0.0, high_open=True, allowed="< 0 (the log of the clamped 0 of "
-                      "the one-hot label; the official code's ln 1e-4)")),
+    "sce": (
+        LossParam("alpha", 0.1, low=0.0, allowed=">= 0"),
+        LossParam("beta", 1.0, low=0.0, allowed=">= 0"),
+        LossParam(
+            "A",
+            math.log(1e-4),
+            high=0.0,
+            high_open=True,
+            allowed="< 0 (the log of the clamped 0 of the one-hot label; the official code's ln 1e-4)",
+        ),
+    ),
     "label_smoothing": (LossParam("eps", 0.1, low=0.0, high=1.0, high_open=True, allowed="in [0, 1)"),),
     "bootstrap_soft": (LossParam("beta", 0.95, low=0.0, high=1.0, allowed="in [0, 1]"),),
     "bootstrap_hard": (LossParam("beta", 0.8, low=0.0, high=1.0, allowed="in [0, 1]"),),
     "forward": (LossParam("tau", 0.2, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)"),),
     "backward": (LossParam("tau", 0.2, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)"),),
-    "elr": (LossParam("lam", 3.0, low=0.0, allowed=">= 0"), LossParam("beta", 0.7, low=0.0, high=1.0,
-                                                                       allowed="in [0, 1]"),
-            LossParam("period", 1, low=1, integer=True, allowed="an integer >= 1 (GD steps between target "
-                      "updates)")),
+    "elr": (
+        LossParam("lam", 3.0, low=0.0, allowed=">= 0"),
+        LossParam("beta", 0.7, low=0.0, high=1.0, allowed="in [0, 1]"),
+        LossParam("period", 1, low=1, integer=True, allowed="an integer >= 1 (GD steps between target updates)"),
+    ),
 }
 
 
@@ -123,15 +146,19 @@ def resolve_loss_params(loss: str, params: Mapping[str, Any] | None) -> LossPara
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
-        raise ConfigError(f"loss_params={params!r} is not allowed: give a mapping of parameter -> value "
-                          f"(for loss={loss!r}: {_param_list(loss)})")
+        raise ConfigError(
+            f"loss_params={params!r} is not allowed: give a mapping of parameter -> value "
+            f"(for loss={loss!r}: {_param_list(loss)})"
+        )
     known = {p.name for p in spec}
     unknown = [k for k in params if k not in known]
     if unknown:
         owners = sorted({name for name, ps in LOSSES.items() for p in ps if p.name in unknown and name != loss})
         hint = f" (a parameter of {', '.join(map(repr, owners))})" if owners else ""
-        raise ConfigError(f"loss_params {', '.join(map(repr, map(str, unknown)))} not allowed for loss={loss!r}"
-                          f"{hint}: loss={loss!r} takes {_param_list(loss)}")
+        raise ConfigError(
+            f"loss_params {', '.join(map(repr, map(str, unknown)))} not allowed for loss={loss!r}"
+            f"{hint}: loss={loss!r} takes {_param_list(loss)}"
+        )
     out = []
     for p in spec:
         name = f"loss_params.{p.name}"
@@ -139,8 +166,9 @@ def resolve_loss_params(loss: str, params: Mapping[str, Any] | None) -> LossPara
         if p.integer:
             v = check_int(name, v, int(p.low or 0))
         else:
-            v = check_float(name, v, low=p.low, low_open=p.low_open, high=p.high, high_open=p.high_open,
-                             allowed=p.allowed)
+            v = check_float(
+                name, v, low=p.low, low_open=p.low_open, high=p.high, high_open=p.high_open, allowed=p.allowed
+            )
         out.append((p.name, v))
     return LossParams(out)
 
@@ -165,8 +193,16 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def check_float(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
-                 high: float | None = None, high_open: bool = False, allowed: str = "") -> float:
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+    allowed: str = "",
+) -> float:
     """The finite real ``value`` of field ``name`` within the given bounds; else ConfigError saying what is allowed."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a real number {allowed}".rstrip())
@@ -358,6 +394,7 @@ class Config:
             s(self, name, check_float(name, getattr(self, name), low=0.0, low_open=True, allowed="> 0"))
         s(self, "mu_norm", check_float("mu_norm", self.mu_norm, low=0.0, allowed=">= 0"))
         s(self, "sigma_zeta", check_float("sigma_zeta", self.sigma_zeta, low=0.0, allowed=">= 0"))
+
         def rate(name: str, value: Any) -> float:
             return check_float(name, value, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)")
 
@@ -367,8 +404,9 @@ class Config:
         if tau is not None:
             for name, v in (("tau_plus", tp), ("tau_minus", tm)):
                 if v is not None and v != tau:
-                    raise ConfigError(f"tau={tau} conflicts with {name}={v}: give tau alone (both rates) "
-                                      "or tau_plus and tau_minus")
+                    raise ConfigError(
+                        f"tau={tau} conflicts with {name}={v}: give tau alone (both rates) or tau_plus and tau_minus"
+                    )
             tp = tm = tau
         else:
             tp = self.DEFAULT_TAU if tp is None else tp
@@ -397,23 +435,32 @@ class Config:
         s(self, "init", check_choice("init", self.init, INITS))
         s(self, "patch_reduce", check_choice("patch_reduce", self.patch_reduce, PATCH_REDUCTIONS))
         if self.output_scale is not None:
-            s(self, "output_scale", check_float("output_scale", self.output_scale, low=0.0, low_open=True,
-                                                 allowed="> 0 (or None for 1/m)"))
+            s(
+                self,
+                "output_scale",
+                check_float("output_scale", self.output_scale, low=0.0, low_open=True, allowed="> 0 (or None for 1/m)"),
+            )
         if self.noise == "orthogonal" and self.d < 2:
-            raise ConfigError(f"d={self.d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
-                              "coordinates orthogonal to mu, so every noise patch would be 0; use d >= 2 or "
-                              "noise='isotropic'")
+            raise ConfigError(
+                f"d={self.d} is not allowed with noise='orthogonal': the noise lives in the d - 1 "
+                "coordinates orthogonal to mu, so every noise patch would be 0; use d >= 2 or "
+                "noise='isotropic'"
+            )
         s(self, "virtual_test", check_choice("virtual_test", self.virtual_test, VIRTUAL_TESTS))
         if self.virtual_test == "fresh" and self.sampling != "gram":
-            raise ConfigError("virtual_test='fresh' is not allowed with sampling='explicit': a fresh test set per "
-                              "step is drawn through the law of its inner products with the current weights, "
-                              "which is Gram sampling's virtual test set; use sampling='gram' (with "
-                              "engine='coefficients') or virtual_test='fixed'")
+            raise ConfigError(
+                "virtual_test='fresh' is not allowed with sampling='explicit': a fresh test set per "
+                "step is drawn through the law of its inner products with the current weights, "
+                "which is Gram sampling's virtual test set; use sampling='gram' (with "
+                "engine='coefficients') or virtual_test='fixed'"
+            )
         s(self, "loss", check_choice("loss", self.loss, tuple(LOSSES)))
         s(self, "loss_params", resolve_loss_params(self.loss, self.loss_params))
         if self.sampling == "gram" and self.engine != "coefficients":
-            raise ConfigError("sampling='gram' is not allowed with engine='weights': Gram sampling draws no "
-                              "d-dimensional vectors, so it needs engine='coefficients'")
+            raise ConfigError(
+                "sampling='gram' is not allowed with engine='weights': Gram sampling draws no "
+                "d-dimensional vectors, so it needs engine='coefficients'"
+            )
         self._check_selection()
 
     def _check_selection(self) -> None:
@@ -424,31 +471,52 @@ class Config:
             at = int(at.strip())
         if isinstance(at, str):
             if at != "T1":
-                raise ConfigError(f"select_at={at!r} is not allowed: use 'T1' (the end of Stage I) or a step, an "
-                                  f"integer in [0, steps={self.steps}]")
+                raise ConfigError(
+                    f"select_at={at!r} is not allowed: use 'T1' (the end of Stage I) or a step, an "
+                    f"integer in [0, steps={self.steps}]"
+                )
         else:
             at = check_int("select_at", at, 0)
             if at > self.steps:
-                raise ConfigError(f"select_at={at} is not allowed: the run has steps={self.steps}, so a selection "
-                                  f"step must be in [0, {self.steps}] (or use 'T1')")
+                raise ConfigError(
+                    f"select_at={at} is not allowed: the run has steps={self.steps}, so a selection "
+                    f"step must be in [0, {self.steps}] (or use 'T1')"
+                )
         s(self, "select_at", at)
         s(self, "select_rule", check_choice("select_rule", self.select_rule, SELECT_RULES))
         s(self, "select_then", check_choice("select_then", self.select_then, SELECT_THENS))
         if self.forget_rate is not None:
-            s(self, "forget_rate", check_float("forget_rate", self.forget_rate, low=0.0, high=1.0, high_open=True,
-                                               allowed="in [0, 1) (or None for the flip rate tau)"))
-        s(self, "trunc_k", check_float("trunc_k", self.trunc_k, low=0.0, low_open=True, high=1.0, high_open=True,
-                                       allowed="in (0, 1)"))
+            s(
+                self,
+                "forget_rate",
+                check_float(
+                    "forget_rate",
+                    self.forget_rate,
+                    low=0.0,
+                    high=1.0,
+                    high_open=True,
+                    allowed="in [0, 1) (or None for the flip rate tau)",
+                ),
+            )
+        s(
+            self,
+            "trunc_k",
+            check_float("trunc_k", self.trunc_k, low=0.0, low_open=True, high=1.0, high_open=True, allowed="in (0, 1)"),
+        )
         s(self, "trunc_every", check_int("trunc_every", self.trunc_every, 1))
         s(self, "trunc_start", check_int("trunc_start", self.trunc_start, 0))
         s(self, "coteach_tk", check_int("coteach_tk", self.coteach_tk, 1))
         if self.algorithm == "truncated_gce" and self.loss != "gce":
-            raise ConfigError(f"algorithm='truncated_gce' is not allowed with loss={self.loss!r}: the truncated "
-                              "loss is GCE's (Zhang & Sabuncu), so set loss='gce' (its q in loss_params)")
+            raise ConfigError(
+                f"algorithm='truncated_gce' is not allowed with loss={self.loss!r}: the truncated "
+                "loss is GCE's (Zhang & Sabuncu), so set loss='gce' (its q in loss_params)"
+            )
         if self.algorithm == "coteaching" and self.sampling == "gram" and self.init == "torch":
-            raise ConfigError("algorithm='coteaching' with sampling='gram' is not allowed with init='torch': the "
-                              "second network's inner products are drawn through the Gaussian law of its "
-                              "filters; use init='gaussian' or sampling='explicit'")
+            raise ConfigError(
+                "algorithm='coteaching' with sampling='gram' is not allowed with init='torch': the "
+                "second network's inner products are drawn through the Gaussian law of its "
+                "filters; use init='gaussian' or sampling='explicit'"
+            )
 
     @property
     def selection_rate(self) -> float:
@@ -642,6 +710,7 @@ FIELD_DOCS: dict[str, str] = _field_docs()
 def unknown_fields_message(unknown: list[str], known: list[str] | tuple[str, ...]) -> str:
     """'unknown config field(s) ...' with a 'did you mean' for each and the allowed fields."""
     from ._suggest import suggest
+
     parts = []
     for name in unknown:
         best = suggest(name, known)
@@ -667,12 +736,16 @@ def config_values_from_toml(doc: Mapping[str, Any], source: str) -> dict[str, An
     if "config" in doc:
         table = doc["config"]
         if not isinstance(table, Mapping):
-            raise ConfigError(f"{source}: 'config' must be a table ([config] followed by FIELD = VALUE lines), "
-                              f"not {type(table).__name__} {table!r:.40}")
+            raise ConfigError(
+                f"{source}: 'config' must be a table ([config] followed by FIELD = VALUE lines), "
+                f"not {type(table).__name__} {table!r:.40}"
+            )
         if top:
-            raise ConfigError(f"{source}: fields {', '.join(sorted(map(str, top)))} are at the top level and others "
-                              "in a [config] table; put every field in one place (all at the top, or all under "
-                              "[config] -- TOML puts every line after [config] into that table)")
+            raise ConfigError(
+                f"{source}: fields {', '.join(sorted(map(str, top)))} are at the top level and others "
+                "in a [config] table; put every field in one place (all at the top, or all under "
+                "[config] -- TOML puts every line after [config] into that table)"
+            )
         values = dict(table)
     else:
         values = top
@@ -689,8 +762,10 @@ def _loss_table(values: dict[str, Any], source: str) -> dict[str, Any]:
         return values
     table = dict(table)
     if "name" not in table:
-        raise ConfigError(f"{source}: the [loss] table needs name = \"...\" (one of {', '.join(map(repr, LOSSES))}) "
-                          "beside the method's parameters, e.g. [loss] name = \"elr\" lam = 3")
+        raise ConfigError(
+            f'{source}: the [loss] table needs name = "..." (one of {", ".join(map(repr, LOSSES))}) '
+            'beside the method\'s parameters, e.g. [loss] name = "elr" lam = 3'
+        )
     if "loss_params" in values:
         raise ConfigError(f"{source}: give the method's parameters in the [loss] table or as loss_params, not both")
     values = dict(values)

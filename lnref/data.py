@@ -31,6 +31,7 @@ k     stream          draws, in this order
 
 Other frameworks do not reproduce NumPy's streams: they load lnref's export.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,17 @@ from .config import Config, ConfigError
 
 __all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "step_stream", "STREAMS"]
 
-STREAMS = {"data": 0, "init": 1, "flips": 2, "test": 3, "label_noise": 4, "gram": 5, "bias": 6, "fresh_test": 7,
-           "coteach_init": 8}
+STREAMS = {
+    "data": 0,
+    "init": 1,
+    "flips": 2,
+    "test": 3,
+    "label_noise": 4,
+    "gram": 5,
+    "bias": 6,
+    "fresh_test": 7,
+    "coteach_init": 8,
+}
 
 
 def stream(seed: int, name: str) -> np.random.Generator:
@@ -91,6 +101,7 @@ def short_repr(obj) -> str:
     """``<lnref.Name field=..., ...>`` of a dataclass holding arrays: arrays by dtype and shape, other dataclasses by
     their class name, scalars by value (a notebook shows what the object holds, not kilobytes of numbers)."""
     import dataclasses
+
     parts = []
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
@@ -209,6 +220,7 @@ class Dataset(LabelMasks):
     def save(self, path) -> None:
         """Write a self-describing .npz (plain float64 arrays, SHA-256 of each)."""
         from .io import save_npz
+
         save_npz(path, self.arrays(), meta={"kind": "lnref.Dataset"})
 
     @classmethod
@@ -222,6 +234,7 @@ class Dataset(LabelMasks):
             dataset, or holds arrays that are not real float64 (complex or float16 arrays are refused).
         """
         from .io import InputError, load_npz
+
         arrays, meta = load_npz(path, what="dataset")
         if meta.get("kind") not in (None, "lnref.Dataset"):
             raise InputError(f"dataset {path} is not an lnref dataset (kind={meta.get('kind')!r})")
@@ -231,8 +244,9 @@ class Dataset(LabelMasks):
             raise InputError(f"dataset {path} lacks the array(s) {', '.join(missing)}")
         for k, a in arrays.items():
             if a.dtype != np.float64:
-                raise InputError(f"dataset {path}: array {k!r} has dtype {a.dtype}; a dataset holds real float64 "
-                                 "arrays only")
+                raise InputError(
+                    f"dataset {path}: array {k!r} has dtype {a.dtype}; a dataset holds real float64 arrays only"
+                )
         test = None
         try:
             if "xi_test" in arrays:
@@ -285,8 +299,9 @@ def flip_labels(rng: np.random.Generator, y: np.ndarray, tau_plus: float, tau_mi
     return np.where(flip, -y, y)
 
 
-def make_test(cfg: Config, data: Dataset, kind: str | None = None, n_test: int | None = None,
-              flipped_labels: bool | None = None) -> TestSet:
+def make_test(
+    cfg: Config, data: Dataset, kind: str | None = None, n_test: int | None = None, flipped_labels: bool | None = None
+) -> TestSet:
     """Draw a test set from stream 3 (see the module docstring)."""
     kind = cfg.test if kind is None else kind
     n_test = cfg.n_test if n_test is None else n_test
@@ -319,8 +334,9 @@ def make_data(cfg: Config, mu: np.ndarray | None = None) -> Dataset:
     Dataset
     """
     if cfg.sampling == "gram":
-        raise ConfigError("make_data draws explicit d-dimensional data; with sampling='gram' use "
-                          "lnref.gram.sample_gram(cfg)")
+        raise ConfigError(
+            "make_data draws explicit d-dimensional data; with sampling='gram' use lnref.gram.sample_gram(cfg)"
+        )
     if mu is None:
         mu = default_mu(cfg)
     else:

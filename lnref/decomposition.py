@@ -1,4 +1,5 @@
 """Signal-noise decomposition of weights that came from anywhere (SPEC.md section 4, identity 5.1)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,17 @@ def _weights(W0: np.ndarray, gamma: np.ndarray, rho: np.ndarray, data: Dataset, 
     m with s_j = +1: :func:`lnref._equations.weight_row` per filter (the coefficient engine's kernel)."""
     mu_sq, xi_sq = _norms(data)
     W = np.empty_like(W0)
-    KC.reconstruct(W0, np.ascontiguousarray(gamma, dtype=np.float64), np.ascontiguousarray(rho, dtype=np.float64),
-                   data.mu, data.xi, mu_sq, xi_sq, m, W)
+    KC.reconstruct(
+        W0,
+        np.ascontiguousarray(gamma, dtype=np.float64),
+        np.ascontiguousarray(rho, dtype=np.float64),
+        data.mu,
+        data.xi,
+        mu_sq,
+        xi_sq,
+        m,
+        W,
+    )
     return W
 
 
@@ -81,8 +91,10 @@ def decompose(W, W0, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
     coef, _, rank, _ = scipy.linalg.lstsq(basis, delta, lapack_driver="gelsd")
     if rank < data.n + 1:
-        raise ConfigError(f"mu, xi_1..xi_n are linearly dependent (rank {rank} < n + 1 = {data.n + 1}); "
-                          "the coefficients are not unique")
+        raise ConfigError(
+            f"mu, xi_1..xi_n are linearly dependent (rank {rank} < n + 1 = {data.n + 1}); "
+            "the coefficients are not unique"
+        )
     coef = coef.T.reshape(2, m, data.n + 1)
     s = np.array([1.0, -1.0])[:, None]
     return s * coef[:, :, 0], np.ascontiguousarray(coef[:, :, 1:])
@@ -100,5 +112,6 @@ def reconstruct(W0, gamma, rho, data: Dataset) -> np.ndarray:
     if gamma.shape != (2, m) or rho.shape != (2, m, data.n):
         raise ConfigError(f"gamma must be (2, {m}) and rho (2, {m}, {data.n}); got {gamma.shape}, {rho.shape}")
     _check_basis(data)
-    return _weights(np.ascontiguousarray(W0.reshape(2 * m, data.d)), gamma.reshape(2 * m), rho.reshape(2 * m, data.n),
-                    data, m).reshape(2, m, data.d)
+    return _weights(
+        np.ascontiguousarray(W0.reshape(2 * m, data.d)), gamma.reshape(2 * m), rho.reshape(2 * m, data.n), data, m
+    ).reshape(2, m, data.d)

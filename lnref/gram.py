@@ -77,6 +77,7 @@ PCG64 words, made in the same loop, with the layer tables computed in :mod:`lnre
 as ``standard_normal((n_test, r))`` would and gives the same values up to ~1e-13 relative (table rounding), at a
 fraction of the cost; the stream continues after the last word used, so the flips are the same draws as before.
 """
+
 from __future__ import annotations
 
 import functools
@@ -92,8 +93,19 @@ from ._equations import scaled_test_inner
 from .config import Config, ConfigError
 from .data import Dataset, LabelMasks, flip_labels, init_bias, init_weights, short_repr, step_stream, stream
 
-__all__ = ["GramStats", "GramData", "GramTestSet", "sample_gram", "virtual_test", "virtual_test_accuracy",
-           "fresh_test_accuracy", "fresh_test_factor", "scaled_test_inner", "coordinates", "TORCH_MAX_ENTRIES"]
+__all__ = [
+    "GramStats",
+    "GramData",
+    "GramTestSet",
+    "sample_gram",
+    "virtual_test",
+    "virtual_test_accuracy",
+    "fresh_test_accuracy",
+    "fresh_test_factor",
+    "scaled_test_inner",
+    "coordinates",
+    "TORCH_MAX_ENTRIES",
+]
 
 # problems smaller than this (multiply-adds per kernel call) run the serial kernel variant (same bits, no
 # threading start-up cost, which would be a large share of such a call)
@@ -227,7 +239,6 @@ class GramData(LabelMasks):
         return self.stats.m
 
 
-
 @functools.lru_cache(maxsize=16)
 def _tril(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.tril_indices(k, -1)
@@ -238,7 +249,7 @@ def _bartlett(rng: np.random.Generator, k: int, dof: int) -> np.ndarray:
     if k > dof:
         return rng.standard_normal((k, dof))
     T = np.zeros((k, k))
-    T.flat[::k + 1] = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))  # the diagonal
+    T.flat[:: k + 1] = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))  # the diagonal
     rows, cols = _tril(k)  # row by row: (1,0), (2,0), (2,1), ...
     T[rows, cols] = rng.standard_normal(rows.size)
     return T
@@ -254,17 +265,39 @@ def stats_from_coordinates(coords: np.ndarray, e1: np.ndarray, n: int, mu_norm: 
     coords = np.ascontiguousarray(coords, dtype=np.float64)
     e1 = np.ascontiguousarray(e1, dtype=np.float64)
     k, r = coords.shape
-    full, G, xi_sq, P0, b0, c = np.empty((k, k)), np.empty((n, n)), np.empty(n), np.empty((k - n, n)), \
-        np.empty(k - n), np.empty(n)
-    pick_kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(coords, e1, float(mu_norm), np.empty((r, k)), full,
-                                                           G, xi_sq, P0, b0, c)
-    return GramStats(mu_sq=float(mu_norm) * float(mu_norm), xi_sq=xi_sq, G=G, c=c, P0=P0, b0=b0,
-                     W0W0=np.ascontiguousarray(full[n:, n:]))
+    full, G, xi_sq, P0, b0, c = (
+        np.empty((k, k)),
+        np.empty((n, n)),
+        np.empty(n),
+        np.empty((k - n, n)),
+        np.empty(k - n),
+        np.empty(n),
+    )
+    pick_kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(
+        coords, e1, float(mu_norm), np.empty((r, k)), full, G, xi_sq, P0, b0, c
+    )
+    return GramStats(
+        mu_sq=float(mu_norm) * float(mu_norm),
+        xi_sq=xi_sq,
+        G=G,
+        c=c,
+        P0=P0,
+        b0=b0,
+        W0W0=np.ascontiguousarray(full[n:, n:]),
+    )
 
 
-def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramStats, y: np.ndarray,
-                 rng: np.random.Generator | None = None, kind: str | None = None, n_test: int | None = None,
-                 flipped_labels: bool | None = None) -> GramTestSet:
+def virtual_test(
+    cfg: Config,
+    coords: np.ndarray,
+    e1: np.ndarray,
+    stats: GramStats,
+    y: np.ndarray,
+    rng: np.random.Generator | None = None,
+    kind: str | None = None,
+    n_test: int | None = None,
+    flipped_labels: bool | None = None,
+) -> GramTestSet:
     """Draw a test set through its inner products with the training vectors (exact law; module docstring).
 
     Parameters
@@ -301,12 +334,17 @@ def virtual_test(cfg: Config, coords: np.ndarray, e1: np.ndarray, stats: GramSta
         fresh[:n] += stats.G[:, idx]
         fresh[n:] += stats.P0[:, idx]
         ct = ct + stats.c[idx]
-    return GramTestSet(Pt=np.ascontiguousarray(fresh[n:]), Gt=np.ascontiguousarray(fresh[:n]),
-                       ct=np.ascontiguousarray(ct), y=y_t, y_score=np.ascontiguousarray(y_score), name=kind)
+    return GramTestSet(
+        Pt=np.ascontiguousarray(fresh[n:]),
+        Gt=np.ascontiguousarray(fresh[:n]),
+        ct=np.ascontiguousarray(ct),
+        y=y_t,
+        y_score=np.ascontiguousarray(y_score),
+        name=kind,
+    )
 
 
-def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, flipped: bool, r: int,
-                y: np.ndarray):
+def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, flipped: bool, r: int, y: np.ndarray):
     """The draws of a virtual test set, in the order of the module docstring.
 
     Returns y_t (T,), idx (T,) int64 (spurious; empty for iid), scale, zT (r, T) (the drawn z (T, r)
@@ -329,8 +367,18 @@ def _test_draws(cfg: Config, rng: np.random.Generator, kind: str, n_test: int, f
     return y_t, idx, float(scale), zT, a, y_score
 
 
-def virtual_test_accuracy(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray, B: np.ndarray,
-                          bias: np.ndarray, xi_sq: np.ndarray, mu_sq: float, q: float, div: float) -> float:
+def virtual_test_accuracy(
+    cfg: Config,
+    data: GramData,
+    gamma: np.ndarray,
+    rho: np.ndarray,
+    B: np.ndarray,
+    bias: np.ndarray,
+    xi_sq: np.ndarray,
+    mu_sq: float,
+    q: float,
+    div: float,
+) -> float:
     """Accuracy on the virtual test set of ``cfg`` (stream 'test') of the state (gamma, rho), without building it.
 
     The same draws and the same floating-point operations as ``CoefficientEngine.test_accuracy(
@@ -359,14 +407,44 @@ def virtual_test_accuracy(cfg: Config, data: GramData, gamma: np.ndarray, rho: n
         return math.nan
     stats = data.stats
     t = virtual_test_inputs(cfg, data.coords, data.y, stats.c, mu_sq)
-    count = KC.virtual_test_correct(data.coords, t.zT, t.scale, data.e1, t.a, t.isotropic, t.idx, stats.G,
-                                    stats.P0, xi_sq, t.ct_mu, gamma, rho, B, bias, t.y_t, t.y_score, float(q),
-                                    int(stats.m), float(div))
+    count = KC.virtual_test_correct(
+        data.coords,
+        t.zT,
+        t.scale,
+        data.e1,
+        t.a,
+        t.isotropic,
+        t.idx,
+        stats.G,
+        stats.P0,
+        xi_sq,
+        t.ct_mu,
+        gamma,
+        rho,
+        B,
+        bias,
+        t.y_t,
+        t.y_score,
+        float(q),
+        int(stats.m),
+        float(div),
+    )
     return count / n_test
 
 
-def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarray, rho: np.ndarray, A: np.ndarray,
-                        B: np.ndarray, bias: np.ndarray, xi_sq: np.ndarray, q: float, div: float) -> float:
+def fresh_test_accuracy(
+    cfg: Config,
+    data: GramData,
+    step: int,
+    gamma: np.ndarray,
+    rho: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray,
+    bias: np.ndarray,
+    xi_sq: np.ndarray,
+    q: float,
+    div: float,
+) -> float:
     """Accuracy of the state (gamma, rho) at GD step ``step`` on a fresh virtual test set (``virtual_test='fresh'``).
 
     Given the weights w_f of the state, a test noise xi ~ N(0, s^2 Sigma) enters the network only through
@@ -402,22 +480,38 @@ def fresh_test_accuracy(cfg: Config, data: GramData, step: int, gamma: np.ndarra
     # 32-bit half)
     _, words = _normals.pcg64_words(step_stream(cfg.seed, "fresh_test", step).bit_generator)
     L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
-    count = KC.fresh_test_correct(L, words, _normals.ZIG_K, _normals.ZIG_W, _normals.ZIG_F, _normals.TAIL_R,
-                                  int(n_test), data.y.shape[0] if spurious else 0, data.y,
-                                  float(cfg.sigma_zeta if spurious else cfg.sigma_p), A, B, bias,
-                                  bool(cfg.test_flipped_labels), float(cfg.tau_plus), float(cfg.tau_minus), float(q),
-                                  int(cfg.m), float(div))
+    count = KC.fresh_test_correct(
+        L,
+        words,
+        _normals.ZIG_K,
+        _normals.ZIG_W,
+        _normals.ZIG_F,
+        _normals.TAIL_R,
+        int(n_test),
+        data.y.shape[0] if spurious else 0,
+        data.y,
+        float(cfg.sigma_zeta if spurious else cfg.sigma_p),
+        A,
+        B,
+        bias,
+        bool(cfg.test_flipped_labels),
+        float(cfg.tau_plus),
+        float(cfg.tau_minus),
+        float(q),
+        int(cfg.m),
+        float(div),
+    )
     return count / n_test
 
 
-def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray,
-                      xi_sq: np.ndarray) -> np.ndarray:
+def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray, xi_sq: np.ndarray) -> np.ndarray:
     """L (2m, 2m) lower triangular with L L^T = K, K[f, g] = <w_f, Sigma w_g> for the state (gamma, rho) (flattened
     filters): <w_f, xi> for a fresh noise xi ~ N(0, s^2 Sigma) is s L u with u ~ N(0, I_2m)
     (:func:`lnref._kernels_coef.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
     L = np.empty((2 * cfg.m, 2 * cfg.m))
-    KC.fresh_test_factor(data.coords, data.e1, float(data.mu_norm), cfg.noise == "isotropic", gamma, rho, xi_sq,
-                         int(cfg.m), L)
+    KC.fresh_test_factor(
+        data.coords, data.e1, float(data.mu_norm), cfg.noise == "isotropic", gamma, rho, xi_sq, int(cfg.m), L
+    )
     return L
 
 
@@ -437,14 +531,16 @@ class VirtualTestInputs:
     y_score: np.ndarray
 
 
-def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.ndarray,
-                        mu_sq: float) -> VirtualTestInputs:
+def virtual_test_inputs(
+    cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.ndarray, mu_sq: float
+) -> VirtualTestInputs:
     """Draw the virtual test set of ``cfg`` (stream 'test', n_test > 0) for training vectors with coordinates
     ``coords``, labels y and <xi_i, mu> = c (n,), ||mu||^2 = mu_sq (the same draws as :func:`virtual_test`)."""
     n_test = cfg.n_test
     kind = cfg.test
-    y_t, idx, scale, zT, a, y_score = _test_draws(cfg, stream(cfg.seed, "test"), kind, n_test,
-                                                 cfg.test_flipped_labels, coords.shape[1], y)
+    y_t, idx, scale, zT, a, y_score = _test_draws(
+        cfg, stream(cfg.seed, "test"), kind, n_test, cfg.test_flipped_labels, coords.shape[1], y
+    )
     isotropic = cfg.noise == "isotropic"
     if isotropic:
         ct = cfg.mu_norm * a
@@ -454,8 +550,16 @@ def virtual_test_inputs(cfg: Config, coords: np.ndarray, y: np.ndarray, c: np.nd
     if kind == "spurious":
         ct = ct + c[idx]
     ct_mu, _ = scaled_test_inner(ct, mu_sq)
-    return VirtualTestInputs(zT=zT, scale=scale, a=a, isotropic=isotropic, idx=idx,
-                             ct_mu=np.ascontiguousarray(ct_mu), y_t=y_t, y_score=np.ascontiguousarray(y_score))
+    return VirtualTestInputs(
+        zT=zT,
+        scale=scale,
+        a=a,
+        isotropic=isotropic,
+        idx=idx,
+        ct_mu=np.ascontiguousarray(ct_mu),
+        y_t=y_t,
+        y_score=np.ascontiguousarray(y_score),
+    )
 
 
 def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
@@ -494,11 +598,22 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
     y, y_obs, coords, e1 = gram_draws(cfg)
     stats = stats_from_coordinates(coords, e1, cfg.n, cfg.mu_norm)
-    test = virtual_test(cfg, coords, e1, stats, y) if cfg.n_test > 0 and draw_test and cfg.virtual_test == "fixed" \
+    test = (
+        virtual_test(cfg, coords, e1, stats, y)
+        if cfg.n_test > 0 and draw_test and cfg.virtual_test == "fixed"
         else None
-    return GramData(stats=stats, y=y, y_obs=y_obs, test=test, coords=coords, e1=e1, d=cfg.d, mu_norm=cfg.mu_norm,
-                    bias0=np.ascontiguousarray(init_bias(cfg), dtype=np.float64))
-
+    )
+    return GramData(
+        stats=stats,
+        y=y,
+        y_obs=y_obs,
+        test=test,
+        coords=coords,
+        e1=e1,
+        d=cfg.d,
+        mu_norm=cfg.mu_norm,
+        bias0=np.ascontiguousarray(init_bias(cfg), dtype=np.float64),
+    )
 
 
 def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -528,9 +643,11 @@ def _torch_draws(cfg: Config, rng: np.random.Generator) -> tuple[np.ndarray, np.
     n, m, d = cfg.n, cfg.m, cfg.d
     F = 2 * m
     if F * d > TORCH_MAX_ENTRIES:
-        raise ConfigError(f"init='torch' with sampling='gram' draws W0 explicitly (uniform weights have no Wishart "
-                          f"law): 2 m d = {F * d} entries is over the limit of {TORCH_MAX_ENTRIES} "
-                          f"({TORCH_MAX_ENTRIES * 8 // 2**30} GiB); use a smaller d or m, or init='gaussian'")
+        raise ConfigError(
+            f"init='torch' with sampling='gram' draws W0 explicitly (uniform weights have no Wishart "
+            f"law): 2 m d = {F * d} entries is over the limit of {TORCH_MAX_ENTRIES} "
+            f"({TORCH_MAX_ENTRIES * 8 // 2**30} GiB); use a smaller d or m, or init='gaussian'"
+        )
     W = init_weights(cfg).reshape(F, d)
     e1 = np.empty(n + F)
     e1[n:] = W[:, 0]

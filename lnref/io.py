@@ -6,6 +6,7 @@ Every file lnref reads (TOML configs, JSON, checkpoints, datasets, run arrays, s
 nothing hangs), and every OS, zip, EOF, JSON, Unicode, key or value error while reading or parsing becomes an
 :class:`InputError` naming the file and the problem.  The CLI turns these into exit status 2.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,10 +29,26 @@ import numpy as np
 
 from .config import ConfigError
 
-__all__ = ["atomic_write", "write_text", "write_json", "save_npz", "load_npz", "versions", "prepare_out_dir",
-           "OutputError", "InputError", "DamagedFileError", "read_bytes_checked", "read_json", "read_toml",
-           "decode_text",
-           "LOAD_ERRORS", "describe_os_error", "file_mode", "dir_mode"]
+__all__ = [
+    "atomic_write",
+    "write_text",
+    "write_json",
+    "save_npz",
+    "load_npz",
+    "versions",
+    "prepare_out_dir",
+    "OutputError",
+    "InputError",
+    "DamagedFileError",
+    "read_bytes_checked",
+    "read_json",
+    "read_toml",
+    "decode_text",
+    "LOAD_ERRORS",
+    "describe_os_error",
+    "file_mode",
+    "dir_mode",
+]
 
 NPZ_SCHEMA = 1
 
@@ -49,8 +66,19 @@ class DamagedFileError(InputError, OutputError):
 
 
 # what reading and parsing a damaged file can raise; each becomes an InputError naming the file
-LOAD_ERRORS = (OSError, zipfile.BadZipFile, EOFError, ValueError, KeyError, IndexError, TypeError,
-               AttributeError, MemoryError, zlib.error, UnicodeDecodeError)
+LOAD_ERRORS = (
+    OSError,
+    zipfile.BadZipFile,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    MemoryError,
+    zlib.error,
+    UnicodeDecodeError,
+)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -74,9 +102,13 @@ def describe_os_error(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-_KIND_OF_MODE = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                 (stat.S_ISSOCK, "a socket"))
+_KIND_OF_MODE = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _not_regular(mode: int) -> str | None:
@@ -135,8 +167,9 @@ def decode_text(raw: bytes, path: str | os.PathLike, what: str = "file") -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
-                         "save it as UTF-8") from None
+        raise InputError(
+            f"{what} {path} is not UTF-8 text (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); save it as UTF-8"
+        ) from None
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
@@ -153,6 +186,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
     """The parsed TOML of a regular UTF-8 file, or an InputError saying what is wrong and where."""
     import tomllib
+
     text = decode_text(read_bytes_checked(path, what, max_bytes=16 * 2**20), path, what)
     try:
         return tomllib.loads(text)
@@ -246,8 +280,15 @@ def versions() -> dict[str, str]:
     import scipy
 
     from . import __version__
-    return {"lnref": __version__, "python": sys.version.split()[0], "numpy": np.__version__,
-            "numba": numba.__version__, "scipy": scipy.__version__, "platform": platform.platform()}
+
+    return {
+        "lnref": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "scipy": scipy.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def sha256(a: np.ndarray) -> str:
@@ -261,13 +302,17 @@ def save_npz(path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | N
     for k, v in arrays.items():
         if v.dtype == object:
             raise OutputError(f"array {k!r} has dtype object; only plain numeric arrays are written")
-    info = {"schema": NPZ_SCHEMA, "versions": versions(), **(meta or {}),
-            "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": sha256(v)}
-                       for k, v in arrays.items()}}
+    info = {
+        "schema": NPZ_SCHEMA,
+        "versions": versions(),
+        **(meta or {}),
+        "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": sha256(v)} for k, v in arrays.items()},
+    }
     text = json.dumps(info, default=_json_default)
     buf = _io.BytesIO()
-    np.savez(buf, __meta__=np.array(text), __meta_sha256__=np.array(hashlib.sha256(text.encode()).hexdigest()),
-             **arrays)
+    np.savez(
+        buf, __meta__=np.array(text), __meta_sha256__=np.array(hashlib.sha256(text.encode()).hexdigest()), **arrays
+    )
     with atomic_write(path, "wb") as fh:
         fh.write(buf.getvalue())
 
@@ -299,16 +344,19 @@ def load_npz(path, verify: bool = True, what: str = ".npz file") -> tuple[dict[s
         raise InputError(f"{what} {path} has metadata nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - the bytes are in memory: whatever parsing them raises is damage
         # (LOAD_ERRORS, and e.g. tokenize.TokenError / SyntaxError from a damaged .npy header)
-        raise InputError(f"{what} {path} is not a readable lnref .npz file ({_short(exc)}); it is damaged or "
-                         "not written by lnref") from None
+        raise InputError(
+            f"{what} {path} is not a readable lnref .npz file ({_short(exc)}); it is damaged or not written by lnref"
+        ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("arrays", {}), dict):
         raise InputError(f"{what} {path}: its metadata is not a JSON object with an 'arrays' table")
     if verify:
         if "arrays" in meta:
             unlisted = sorted(set(arrays) - set(meta["arrays"]))
             if unlisted:
-                raise DamagedFileError(f"{path}: array(s) {', '.join(map(repr, unlisted))} are not listed (with their "
-                                       "SHA-256) in the metadata: the file was edited after it was written")
+                raise DamagedFileError(
+                    f"{path}: array(s) {', '.join(map(repr, unlisted))} are not listed (with their "
+                    "SHA-256) in the metadata: the file was edited after it was written"
+                )
         for k, info in meta.get("arrays", {}).items():
             if k not in arrays:
                 raise DamagedFileError(f"{path}: array {k!r} listed in the metadata is missing")

@@ -2,6 +2,7 @@
 
 The names below are the columns of ``Result.history`` and of ``metrics.csv``.
 """
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,15 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["HISTORY_COLUMNS", "METHOD_COLUMNS", "method_sample_losses", "method_mean_loss", "sample_losses",
-           "step_metrics", "accuracy"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "METHOD_COLUMNS",
+    "method_sample_losses",
+    "method_mean_loss",
+    "sample_losses",
+    "step_metrics",
+    "accuracy",
+]
 
 HISTORY_COLUMNS: dict[str, str] = {
     "step": "GD step t",
@@ -37,20 +45,29 @@ HISTORY_COLUMNS: dict[str, str] = {
 # columns a run with a training method other than the logistic loss adds to its history (SPEC.md section 9)
 METHOD_COLUMNS: dict[str, str] = {
     "method_loss": "the training method's loss (1/n) sum_i l_method(y_obs_i f_i), as GD's step at t evaluates it "
-                   "(ELR: with the targets after that step's update); 'loss' stays the plain logistic loss",
+    "(ELR: with the targets after that step's update); 'loss' stays the plain logistic loss",
 }
 
 
-def method_sample_losses(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, code: int, lp: np.ndarray,
-                         target: np.ndarray, update: bool) -> np.ndarray:
+def method_sample_losses(
+    f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, code: int, lp: np.ndarray, target: np.ndarray, update: bool
+) -> np.ndarray:
     """The method's loss per sample at outputs f on the observed labels (SPEC.md section 9), computed by the
     kernel GD runs; ``target`` (2, n) is ELR's targets before the step (not modified; ``update``: whether the
     step updates them first)."""
     n = f.shape[0]
     loss = np.empty(n)
-    K.method_scalars(np.ascontiguousarray(f, dtype=np.float64), np.ascontiguousarray(y_obs, dtype=np.float64),
-                     np.ascontiguousarray(y, dtype=np.float64), int(code), lp, np.array(target, dtype=np.float64),
-                     bool(update), loss, np.empty(n))
+    K.method_scalars(
+        np.ascontiguousarray(f, dtype=np.float64),
+        np.ascontiguousarray(y_obs, dtype=np.float64),
+        np.ascontiguousarray(y, dtype=np.float64),
+        int(code),
+        lp,
+        np.array(target, dtype=np.float64),
+        bool(update),
+        loss,
+        np.empty(n),
+    )
     return loss
 
 
@@ -80,8 +97,9 @@ def _max(a: np.ndarray) -> float:
     return float(a.max()) if a.size else math.nan
 
 
-def step_metrics(f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, gamma: np.ndarray, rho: np.ndarray,
-                 names=None) -> dict[str, float]:
+def step_metrics(
+    f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, gamma: np.ndarray, rho: np.ndarray, names=None
+) -> dict[str, float]:
     """The history columns except ``step`` and the test columns, at one step.
 
     Parameters

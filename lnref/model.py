@@ -4,6 +4,7 @@ Each function validates its inputs, allocates outputs and calls the kernels of :
 kernels the weight engine runs, so ``W - eta * gradient(W, data)`` is bit-identical to one step of
 :func:`lnref.train`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -98,13 +99,16 @@ def _method(loss: str, loss_params, target, n: int, update: bool) -> tuple[int, 
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"target must be a real array of shape (2, n): {exc}") from None
         if target.shape != (2, n) or not np.isfinite(target).all():
-            raise ConfigError(f"target must be a finite array of shape (2, n) = (2, {n}) (row 0: class +1, "
-                              f"row 1: class -1), got shape {target.shape}")
+            raise ConfigError(
+                f"target must be a finite array of shape (2, n) = (2, {n}) (row 0: class +1, "
+                f"row 1: class -1), got shape {target.shape}"
+            )
     return cfg_like.loss_code, cfg_like.loss_vector(), target, bool(update) and loss == "elr"
 
 
-def sample_scalars(f, data: Dataset, eps=None, *, loss: str = "logistic", loss_params=None, target=None,
-                   target_update: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_scalars(
+    f, data: Dataset, eps=None, *, loss: str = "logistic", loss_params=None, target=None, target_update: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The per-sample loss, the scalar g_i = l'_method(z_i) mult_i of the gradient, and ELR's targets used, at
     outputs f (SPEC.md sections 3 and 9), as one GD step of :func:`lnref.train` evaluates them.
 
@@ -136,8 +140,9 @@ def sample_scalars(f, data: Dataset, eps=None, *, loss: str = "logistic", loss_p
     return lo, lpm, tgt
 
 
-def forward(W, data: Dataset, q: float = 1.0, *, b=None, output_scale: float | None = None,
-            patch_reduce: str = "sum") -> np.ndarray:
+def forward(
+    W, data: Dataset, q: float = 1.0, *, b=None, output_scale: float | None = None, patch_reduce: str = "sum"
+) -> np.ndarray:
     """f(W, x_i) for every training sample.
 
     Parameters
@@ -171,9 +176,20 @@ def forward(W, data: Dataset, q: float = 1.0, *, b=None, output_scale: float | N
     return out
 
 
-def loss(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: float | None = None,
-         patch_reduce: str = "sum", loss: str = "logistic", loss_params=None, target=None,
-         target_update: bool = True) -> float:
+def loss(
+    W,
+    data: Dataset,
+    q: float = 1.0,
+    eps=None,
+    *,
+    b=None,
+    output_scale: float | None = None,
+    patch_reduce: str = "sum",
+    loss: str = "logistic",
+    loss_params=None,
+    target=None,
+    target_update: bool = True,
+) -> float:
     """L(W) = (1/n) sum_i l(y_obs_i f(W, x_i)) (SPEC.md section 3); with ``eps`` the label-noise GD loss.
 
     ``b``, ``output_scale``, ``patch_reduce``: the network's conventions, as :func:`forward`.  ``loss``,
@@ -188,14 +204,26 @@ def loss(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: fl
         dl = np.empty(data.n)
         K.losses(f, mult, lo, dl)
     else:
-        lo = sample_scalars(f, data, eps, loss=loss, loss_params=loss_params, target=target,
-                            target_update=target_update)[0]
+        lo = sample_scalars(
+            f, data, eps, loss=loss, loss_params=loss_params, target=target, target_update=target_update
+        )[0]
     return float(np.mean(lo))
 
 
-def gradient(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: float | None = None,
-             patch_reduce: str = "sum", loss: str = "logistic", loss_params=None, target=None,
-             target_update: bool = True) -> np.ndarray:
+def gradient(
+    W,
+    data: Dataset,
+    q: float = 1.0,
+    eps=None,
+    *,
+    b=None,
+    output_scale: float | None = None,
+    patch_reduce: str = "sum",
+    loss: str = "logistic",
+    loss_params=None,
+    target=None,
+    target_update: bool = True,
+) -> np.ndarray:
     """grad_W L, shape (2, m, d) (SPEC.md section 3); with ``eps`` (n,) of +-1 the label-noise GD gradient.
 
     ``b``, ``output_scale``, ``patch_reduce``: the network's conventions, as :func:`forward` (the bias gradient
@@ -215,13 +243,36 @@ def gradient(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale
     grad_{w_jr} L = (s_j/(n div)) sum_i l'_i y_obs_i [sigma'(<w_jr, y_i mu> + b_jr) y_i mu + sigma'(<w_jr, xi_i> +
     b_jr) xi_i], div = 1/(output_scale c_p) (m for the paper).
     """
-    return gradients(W, data, q, eps, b=b, output_scale=output_scale, patch_reduce=patch_reduce, loss=loss,
-                     loss_params=loss_params, target=target, target_update=target_update)[0]
+    return gradients(
+        W,
+        data,
+        q,
+        eps,
+        b=b,
+        output_scale=output_scale,
+        patch_reduce=patch_reduce,
+        loss=loss,
+        loss_params=loss_params,
+        target=target,
+        target_update=target_update,
+    )[0]
 
 
-def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scale: float | None = None,
-              patch_reduce: str = "sum", loss: str = "logistic", loss_params=None, target=None,
-              target_update: bool = True, mask=None) -> tuple[np.ndarray, np.ndarray | None]:
+def gradients(
+    W,
+    data: Dataset,
+    q: float = 1.0,
+    eps=None,
+    *,
+    b=None,
+    output_scale: float | None = None,
+    patch_reduce: str = "sum",
+    loss: str = "logistic",
+    loss_params=None,
+    target=None,
+    target_update: bool = True,
+    mask=None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(grad_W L (2, m, d), grad_b L (2, m) or None without biases) (SPEC.md sections 3 and 7).
 
     dL/db_jr = (s_j/(n div)) sum_i l'_i y_obs_i [sigma'(<w_jr, y_i mu> + b_jr) + sigma'(<w_jr, xi_i> + b_jr)].
@@ -250,17 +301,41 @@ def gradients(W, data: Dataset, q: float = 1.0, eps=None, *, b=None, output_scal
         K.losses(f, mult, lo, dl)
         lpm = dl * mult
     else:
-        lpm = sample_scalars(f, data, eps, loss=loss, loss_params=loss_params, target=target,
-                             target_update=target_update)[1]
+        lpm = sample_scalars(
+            f, data, eps, loss=loss, loss_params=loss_params, target=target, target_update=target_update
+        )[1]
     if mask is not None:
         lpm = lpm * mask
     G, S, Sb, C = np.empty((F, d)), np.empty(F), np.empty(F), np.empty((F, n))
     xi_sq = np.empty(n)
     K.row_sq_norms(data.xi, xi_sq)
     # eta = 0: the coefficient recursions the kernel also evaluates are not needed here
-    K.gradient(A, B, bias, lpm, data.y, data.mu, data.xi, q, m, div, 0.0, 0.0, xi_sq, np.zeros(F),
-               np.zeros((F, n)), np.empty(F), np.empty((F, n)), np.empty(F), G, S, Sb, C,
-               np.zeros(F, dtype=np.int64), with_bias)
+    K.gradient(
+        A,
+        B,
+        bias,
+        lpm,
+        data.y,
+        data.mu,
+        data.xi,
+        q,
+        m,
+        div,
+        0.0,
+        0.0,
+        xi_sq,
+        np.zeros(F),
+        np.zeros((F, n)),
+        np.empty(F),
+        np.empty((F, n)),
+        np.empty(F),
+        G,
+        S,
+        Sb,
+        C,
+        np.zeros(F, dtype=np.int64),
+        with_bias,
+    )
     gb = None
     if with_bias:
         sj = np.where(np.arange(F) < m, 1.0, -1.0)

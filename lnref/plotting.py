@@ -36,6 +36,7 @@ shade_stages(ax, stages, t_end), mark_stages(ax, stages)
     Stage I ([0, T1]) / Stage II ([T1, T2]) shading with their names, and the lines T1 (end of Stage I = start
     of Stage II), first mislabelled sample fitted (inside Stage II), T2 (end of Stage II).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -44,20 +45,48 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_history", "han_figure", "selection_figure", "huang_figure", "heatmap", "math_label",
-           "methods_figure", "methods_phase_figure",
-           "mark_stages", "shade_stages", "MATH_LABELS"]
+__all__ = [
+    "plot_history",
+    "han_figure",
+    "selection_figure",
+    "huang_figure",
+    "heatmap",
+    "math_label",
+    "methods_figure",
+    "methods_phase_figure",
+    "mark_stages",
+    "shade_stages",
+    "MATH_LABELS",
+]
 
 #: mathtext labels of Config fields, metrics and algorithm names (the words match Config's field names: ``p`` is
 #: label-noise GD's flip probability, ``tau`` the training-label flip rate)
 MATH_LABELS: dict[str, str] = {
-    "mu_norm": r"$\|\mu\|$", "d": r"$d$", "n": r"$n$", "m": r"$m$", "q": r"$q$", "eta": r"$\eta$",
-    "sigma0": r"$\sigma_0$", "sigma_p": r"$\sigma_p$", "tau": r"label-flip rate $\tau$",
-    "tau_plus": r"$\tau_+$", "tau_minus": r"$\tau_-$", "p": r"label-noise GD flip rate $p$", "snr": "SNR",
-    "SNR": "SNR", "n_snr2": r"$n\,\mathrm{SNR}^2$", "n_snr3": r"$n\,\mathrm{SNR}^3$", "steps": "GD steps",
-    "test_error": "test error", "test_acc": "test accuracy", "train_acc": "training accuracy",
-    "train_acc_noisy": "fraction of mislabelled samples fitted", "train_acc_clean": "fraction of clean samples fitted",
-    "loss": "training loss", "gd": "plain GD", "label_noise_gd": "label-noise GD",
+    "mu_norm": r"$\|\mu\|$",
+    "d": r"$d$",
+    "n": r"$n$",
+    "m": r"$m$",
+    "q": r"$q$",
+    "eta": r"$\eta$",
+    "sigma0": r"$\sigma_0$",
+    "sigma_p": r"$\sigma_p$",
+    "tau": r"label-flip rate $\tau$",
+    "tau_plus": r"$\tau_+$",
+    "tau_minus": r"$\tau_-$",
+    "p": r"label-noise GD flip rate $p$",
+    "snr": "SNR",
+    "SNR": "SNR",
+    "n_snr2": r"$n\,\mathrm{SNR}^2$",
+    "n_snr3": r"$n\,\mathrm{SNR}^3$",
+    "steps": "GD steps",
+    "test_error": "test error",
+    "test_acc": "test accuracy",
+    "train_acc": "training accuracy",
+    "train_acc_noisy": "fraction of mislabelled samples fitted",
+    "train_acc_clean": "fraction of clean samples fitted",
+    "loss": "training loss",
+    "gd": "plain GD",
+    "label_noise_gd": "label-noise GD",
     "gamma_max": r"$\mathrm{max}_{j,r}\,\gamma_{j,r}$",
     "rho_bar_max_clean": r"$\mathrm{max}_{i\in S_c,\,j,r}\,\bar\rho_{j,r,i}$",
     "rho_bar_max_noisy": r"$\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$",
@@ -65,9 +94,11 @@ MATH_LABELS: dict[str, str] = {
 
 #: the stage lines: Stage I is [0, T1], Stage II is [T1, T2]; the first fit of a mislabelled sample lies inside
 #: Stage II (lnref.stages documents the definitions)
-_LINES = {"t1": ("T1: end of Stage I = start of Stage II", "tab:green", "--"),
-          "first_noisy_fit": ("first mislabelled sample fitted (inside Stage II)", "tab:orange", ":"),
-          "t2": ("T2: all mislabelled fitted = end of Stage II", "tab:red", "--")}
+_LINES = {
+    "t1": ("T1: end of Stage I = start of Stage II", "tab:green", "--"),
+    "first_noisy_fit": ("first mislabelled sample fitted (inside Stage II)", "tab:orange", ":"),
+    "t2": ("T2: all mislabelled fitted = end of Stage II", "tab:red", "--"),
+}
 _FONT = 9
 
 
@@ -78,14 +109,16 @@ def math_label(name: str) -> str:
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     return plt
 
 
 def _time_axis(ax, t_end: float | None = None, plain: bool = False) -> None:
     ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
-    ax.set_xlim(0, t_end)          # no negative margin: no "-10^0" tick
+    ax.set_xlim(0, t_end)  # no negative margin: no "-10^0" tick
     ax.set_xlabel("GD step t" if plain else r"GD step $t$")
     ax.grid(True, alpha=0.3)
 
@@ -95,6 +128,7 @@ def _plain_ticks(ax) -> None:
     minor ticks: the figure of every ``lnref run`` drew ~50 labels and ~200 minor ticks, and laying out mathtext
     cost ~0.8 s of a 2.5 s tiny run, the minor ticks ~0.05 s (measured)."""
     import matplotlib.ticker as mticker
+
     plain = mticker.FuncFormatter(lambda v, _pos: f"{v:g}")
     for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
         if scale in ("log", "symlog"):
@@ -104,7 +138,7 @@ def _plain_ticks(ax) -> None:
         # a log axis spanning about a decade (a training loss from 0.69 to 0.1) would get one or two labels: label
         # 1, 2 and 5 of each decade there, and every decade of wider ranges
         lo, hi = ax.get_ylim()
-        if lo > 0 and hi / lo < 10 ** 3.2:
+        if lo > 0 and hi / lo < 10**3.2:
             ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
 
 
@@ -127,6 +161,7 @@ def shade_stages(ax, stages: Any, t_end: float) -> None:
     if stages is None or stages.t1 is None:
         return
     import matplotlib.transforms as mtransforms
+
     trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
     t1 = stages.t1
     t2 = stages.t2 if stages.t2 is not None else t_end
@@ -137,8 +172,18 @@ def shade_stages(ax, stages: Any, t_end: float) -> None:
         ax.axvspan(a, b, color=color, alpha=0.10, lw=0)
         # the middle of the span on the symlog axis
         mid = float(np.sqrt(max(a, 0.5) * b)) if b > 1 else 0.5 * (a + b)
-        ax.text(mid, 1.005, name, transform=trans, ha="center", va="bottom", fontsize=_FONT, color=color,
-                fontweight="bold", clip_on=False)
+        ax.text(
+            mid,
+            1.005,
+            name,
+            transform=trans,
+            ha="center",
+            va="bottom",
+            fontsize=_FONT,
+            color=color,
+            fontweight="bold",
+            clip_on=False,
+        )
 
 
 def _positive(v: np.ndarray) -> np.ndarray:
@@ -154,19 +199,28 @@ def _has(h: Mapping[str, np.ndarray], key: str) -> bool:
 #: the plain ones: setting up matplotlib's mathtext parser costs ~0.3 s, a tenth of a tiny run)
 _COEF_LABELS = {
     "gamma_max": (r"signal $\mathrm{max}_{j,r}\,\gamma_{j,r}$", "signal max γ"),
-    "rho_bar_max_clean": (r"clean: $\mathrm{max}_{i\in S_c,\,j,r}\,\bar\rho_{j,r,i}$",
-                          "clean: max ρ̄ (max over i, j, r)"),
-    "rho_max_mean_clean": (r"clean: $\mathrm{mean}_{i\in S_c}\,\mathrm{max}_{j,r}\,\rho_{j,r,i}$",
-                           "clean: mean over i of max over j, r of ρ"),
-    "rho_bar_max_noisy": (r"mislabelled: $\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$",
-                          "mislabelled: max ρ̄ (max over i, j, r)"),
-    "rho_max_mean_noisy": (r"mislabelled: $\mathrm{mean}_{i\in S_f}\,\mathrm{max}_{j,r}\,\rho_{j,r,i}$",
-                           "mislabelled: mean over i of max over j, r of ρ"),
+    "rho_bar_max_clean": (
+        r"clean: $\mathrm{max}_{i\in S_c,\,j,r}\,\bar\rho_{j,r,i}$",
+        "clean: max ρ̄ (max over i, j, r)",
+    ),
+    "rho_max_mean_clean": (
+        r"clean: $\mathrm{mean}_{i\in S_c}\,\mathrm{max}_{j,r}\,\rho_{j,r,i}$",
+        "clean: mean over i of max over j, r of ρ",
+    ),
+    "rho_bar_max_noisy": (
+        r"mislabelled: $\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$",
+        "mislabelled: max ρ̄ (max over i, j, r)",
+    ),
+    "rho_max_mean_noisy": (
+        r"mislabelled: $\mathrm{mean}_{i\in S_f}\,\mathrm{max}_{j,r}\,\rho_{j,r,i}$",
+        "mislabelled: mean over i of max over j, r of ρ",
+    ),
 }
 
 
-def _band(ax, t: np.ndarray, spread: Sequence[Mapping[str, np.ndarray]] | None, key: str, color: str,
-          positive: bool = False) -> None:
+def _band(
+    ax, t: np.ndarray, spread: Sequence[Mapping[str, np.ndarray]] | None, key: str, color: str, positive: bool = False
+) -> None:
     """The range (min to max) of ``key`` over the histories in ``spread`` at each logged step, shaded."""
     if not spread or len(spread) < 2:
         return
@@ -179,18 +233,24 @@ def _band(ax, t: np.ndarray, spread: Sequence[Mapping[str, np.ndarray]] | None, 
     if not np.isfinite(v).any():
         return
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (e.g. no mislabelled sample)
         lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)
     ax.fill_between(t, lo, hi, color=color, alpha=0.18, lw=0)
 
 
-def _coefficients(ax, h: Mapping[str, np.ndarray], plain: bool = False,
-                  spread: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
+def _coefficients(
+    ax, h: Mapping[str, np.ndarray], plain: bool = False, spread: Sequence[Mapping[str, np.ndarray]] | None = None
+) -> None:
     t = h["step"]
-    style = {"gamma_max": ("k", "-", 2), "rho_bar_max_clean": ("tab:blue", "--", None),
-             "rho_max_mean_clean": ("tab:blue", "-", None), "rho_bar_max_noisy": ("tab:red", "--", None),
-             "rho_max_mean_noisy": ("tab:red", "-", None)}
+    style = {
+        "gamma_max": ("k", "-", 2),
+        "rho_bar_max_clean": ("tab:blue", "--", None),
+        "rho_max_mean_clean": ("tab:blue", "-", None),
+        "rho_bar_max_noisy": ("tab:red", "--", None),
+        "rho_max_mean_noisy": ("tab:red", "-", None),
+    }
     for key, (color, ls, lw) in style.items():
         if key == "gamma_max" or _has(h, key):
             _band(ax, t, spread, key, color, positive=True)
@@ -264,8 +324,9 @@ def han_figure(panels: Sequence[Mapping[str, Any]]):
     return fig
 
 
-def selection_figure(history: Mapping[str, np.ndarray], selection: Any, stages: Any,
-                     test_columns: Mapping[str, str], title: str = ""):
+def selection_figure(
+    history: Mapping[str, np.ndarray], selection: Any, stages: Any, test_columns: Mapping[str, str], title: str = ""
+):
     """Small-loss selection and early stopping over training.
 
     Parameters
@@ -288,8 +349,7 @@ def selection_figure(history: Mapping[str, np.ndarray], selection: Any, stages: 
     a0.plot(t, selection.precision, color="tab:blue", label="precision (clean among selected)")
     a0.plot(t, selection.recall, color="tab:green", label="recall (selected among clean)")
     a0.plot(t, selection.noisy_rejected, color="tab:red", ls=":", label="mislabelled rejected")
-    a0.set_title(rf"small-loss selection, $\ell < {selection.threshold:.4g}$ ($\log 2$)", fontsize=_FONT + 2,
-                 pad=16)
+    a0.set_title(rf"small-loss selection, $\ell < {selection.threshold:.4g}$ ($\log 2$)", fontsize=_FONT + 2, pad=16)
     shade_stages(a0, stages, t_end)
     mark_stages(a0, stages, label=True)
     a0.set_ylim(-0.03, 1.03)
@@ -309,8 +369,11 @@ def selection_figure(history: Mapping[str, np.ndarray], selection: Any, stages: 
     return fig
 
 
-def huang_figure(histories: Mapping[str, Mapping[str, np.ndarray]], ratio_key: str = "memorisation_ratio",
-                 loss_levels: Mapping[str, float] | None = None):
+def huang_figure(
+    histories: Mapping[str, Mapping[str, np.ndarray]],
+    ratio_key: str = "memorisation_ratio",
+    loss_levels: Mapping[str, float] | None = None,
+):
     """Plain GD against label-noise GD (Huang et al. 2025, Figure 2 style).
 
     Parameters
@@ -335,8 +398,9 @@ def huang_figure(histories: Mapping[str, Mapping[str, np.ndarray]], ratio_key: s
         if "label_noise_loss" in h and "label-noise" in label:
             axes[1].plot(t, h["label_noise_loss"], color=color, ls="--", label=f"{label}: flipped labels (mean)")
         axes[2].plot(t, h["test_acc"], color=color, label=label)
-    for (label, v), (ls, col) in zip((loss_levels or {}).items(),
-                                     ((":", "tab:purple"), (":", "0.3"), ("-.", "0.3"), ("--", "0.5"))):
+    for (label, v), (ls, col) in zip(
+        (loss_levels or {}).items(), ((":", "tab:purple"), (":", "0.3"), ("-.", "0.3"), ("--", "0.5"))
+    ):
         axes[1].axhline(v, color=col, ls=ls, lw=1.2, label=f"{label} = {v:.3g}")
     axes[0].set_title("noise memorisation / signal learning", fontsize=_FONT + 2)
     axes[0].set_ylabel(r"$\mathrm{max}_{i,j,r}\,\bar\rho_{j,r,i}\;/\;\mathrm{max}_{j,r}\,\gamma_{j,r}$")
@@ -366,9 +430,23 @@ def cell_edges_scaled(c: np.ndarray, scale: str) -> np.ndarray:
     return np.exp(e) if scale == "log" else e
 
 
-def heatmap(values: Any, x: Any, y: Any, *, xlabel: str, ylabel: str, title: str = "", cbar_label: str = "",
-            nan_label: str = "no value", ax=None, cmap: str = "viridis", vmin: float | None = None,
-            vmax: float | None = None, xscale: str = "linear", yscale: str = "linear"):
+def heatmap(
+    values: Any,
+    x: Any,
+    y: Any,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    cbar_label: str = "",
+    nan_label: str = "no value",
+    ax=None,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    xscale: str = "linear",
+    yscale: str = "linear",
+):
     """A heatmap of one metric over a two-parameter grid, with NaN cells explained.
 
     Parameters
@@ -390,6 +468,7 @@ def heatmap(values: Any, x: Any, y: Any, *, xlabel: str, ylabel: str, title: str
     NaN cells are drawn hatched grey (not the colour map's white), with a legend entry below the axes.
     """
     import matplotlib.patches as mpatches
+
     plt = _plt()
     vals = np.asarray(values, dtype=np.float64)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -402,10 +481,19 @@ def heatmap(values: Any, x: Any, y: Any, *, xlabel: str, ylabel: str, title: str
     xe, ye = cell_edges_scaled(x, xscale), cell_edges_scaled(y, yscale)
     nan = ~np.isfinite(vals)
     if nan.any():
-        ax.add_patch(mpatches.Rectangle((xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], facecolor="0.85",
-                                        edgecolor="0.5", hatch="///", lw=0, zorder=0))
-    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals), cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
-                         zorder=1)
+        ax.add_patch(
+            mpatches.Rectangle(
+                (xe[0], ye[0]),
+                xe[-1] - xe[0],
+                ye[-1] - ye[0],
+                facecolor="0.85",
+                edgecolor="0.5",
+                hatch="///",
+                lw=0,
+                zorder=0,
+            )
+        )
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals), cmap=cmap, vmin=vmin, vmax=vmax, shading="flat", zorder=1)
     ax.set_xscale(xscale)
     ax.set_yscale(yscale)
     ax.set_xlim(xe[0], xe[-1])
@@ -419,19 +507,19 @@ def heatmap(values: Any, x: Any, y: Any, *, xlabel: str, ylabel: str, title: str
         cb.set_label(cbar_label, fontsize=_FONT + 1)
     if nan.any():
         patch = mpatches.Patch(facecolor="0.85", edgecolor="0.5", hatch="///", label=nan_label)
-        ax.legend(handles=[patch], fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.14),
-                  frameon=False)
+        ax.legend(handles=[patch], fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     return fig, ax
 
 
 #: the panels of :func:`methods_figure`: (history column, y label, log scale, plotted as error = 1 - column)
-_METHOD_PANELS = (("train_acc_clean", "training accuracy, clean samples", False, False),
-                  ("train_acc_noisy", "mislabelled samples fitted\n(accuracy w.r.t. observed labels)", False, False),
-                  ("true_acc_noisy", "mislabelled samples predicted\nas their TRUE label", False, False),
-                  ("rho_bar_max_noisy", r"$\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$ (memorised noise)",
-                   True, False),
-                  ("test_acc_spurious", "test error, spurious test distribution", False, True),
-                  ("test_acc", "test error, iid test distribution", False, True))
+_METHOD_PANELS = (
+    ("train_acc_clean", "training accuracy, clean samples", False, False),
+    ("train_acc_noisy", "mislabelled samples fitted\n(accuracy w.r.t. observed labels)", False, False),
+    ("true_acc_noisy", "mislabelled samples predicted\nas their TRUE label", False, False),
+    ("rho_bar_max_noisy", r"$\mathrm{max}_{i\in S_f,\,j,r}\,\bar\rho_{j,r,i}$ (memorised noise)", True, False),
+    ("test_acc_spurious", "test error, spurious test distribution", False, True),
+    ("test_acc", "test error, iid test distribution", False, True),
+)
 
 
 def methods_figure(steps: Any, series: Sequence[Mapping[str, Any]], title: str = ""):
@@ -465,8 +553,9 @@ def methods_figure(steps: Any, series: Sequence[Mapping[str, Any]], title: str =
             y = _positive(mean) if log else mean
             ax.plot(t, y, color=color, ls=ls, lw=lw, label=s["label"], zorder=3 if i == 0 else 2)
             lo, hi = mean - se, mean + se
-            ax.fill_between(t, _positive(lo) if log else lo, _positive(hi) if log else hi, color=color, alpha=0.12,
-                            lw=0)
+            ax.fill_between(
+                t, _positive(lo) if log else lo, _positive(hi) if log else hi, color=color, alpha=0.12, lw=0
+            )
             t1 = s.get("t1")
             if t1 is not None:
                 j = int(np.argmin(np.abs(t - t1)))
@@ -480,6 +569,7 @@ def methods_figure(steps: Any, series: Sequence[Mapping[str, Any]], title: str =
         _plain_ticks(ax)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     import matplotlib.lines as mlines
+
     handles.append(mlines.Line2D([], [], color="0.5", marker="o", ls="", mec="k", mew=0.6))
     labels.append("T1 of the method (median over seeds)")
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=_FONT + 1, frameon=False)
@@ -488,8 +578,19 @@ def methods_figure(steps: Any, series: Sequence[Mapping[str, Any]], title: str =
     return fig
 
 
-def methods_phase_figure(labels: Sequence[str], taus: Any, snrs: Any, values: Any, *, cbar_label: str,
-                         vmax: float = 1.0, cmap: str = "viridis", title: str = "", hlines=(), ncols: int = 5):
+def methods_phase_figure(
+    labels: Sequence[str],
+    taus: Any,
+    snrs: Any,
+    values: Any,
+    *,
+    cbar_label: str,
+    vmax: float = 1.0,
+    cmap: str = "viridis",
+    title: str = "",
+    hlines=(),
+    ncols: int = 5,
+):
     """One panel per method (``labels``; ``ncols`` per row) over tau (x) and SNR (y, log scale) of one quantity
     ``values[k]`` (len(taus), len(snrs)), on one colour scale [0, vmax] with the label ``cbar_label``.
     ``hlines``: [(snr, label)] drawn as dashed white lines (e.g. n SNR^2 = 1)."""
@@ -497,8 +598,15 @@ def methods_phase_figure(labels: Sequence[str], taus: Any, snrs: Any, values: An
     k = len(labels)
     ncols = min(ncols, k)
     nrows = -(-k // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.2, 2.9 * nrows + 0.6), layout="constrained",
-                             squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.0 * ncols + 1.2, 2.9 * nrows + 0.6),
+        layout="constrained",
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
     taus, snrs = np.asarray(taus, dtype=np.float64), np.asarray(snrs, dtype=np.float64)
     xe, ye = cell_edges_scaled(taus, "linear"), cell_edges_scaled(snrs, "log")
     vals = np.asarray(values, dtype=np.float64)
@@ -507,8 +615,7 @@ def methods_phase_figure(labels: Sequence[str], taus: Any, snrs: Any, values: An
         if i >= k:
             ax.set_visible(False)
             continue
-        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals[i].T), cmap=cmap, vmin=0.0, vmax=vmax,
-                             shading="flat")
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(vals[i].T), cmap=cmap, vmin=0.0, vmax=vmax, shading="flat")
         for y, text in hlines:
             ax.axhline(y, color="w", ls="--", lw=1.0)
             if i == 0:
@@ -550,14 +657,20 @@ def plot_history(result: Any, path: str | Path | None = None):
     h = result.history if hasattr(result, "history") else result
     cfg = getattr(result, "config", None)
     stages = None
-    if hasattr(result, "trace") and "margin" in getattr(result, "trace", {}) and result.data is not None \
-            and not bool(np.all(result.data.clean)):
+    if (
+        hasattr(result, "trace")
+        and "margin" in getattr(result, "trace", {})
+        and result.data is not None
+        and not bool(np.all(result.data.clean))
+    ):
         from .stages import detect_stages
+
         stages = detect_stages(result)
     t = np.asarray(h["step"])
     t_end = float(t[-1]) if t.size and t[-1] > 0 else 1.0  # (a run stopped at step 0: an axis up to 1)
     if path is not None:  # saved, not shown: a Figure outside pyplot (importing pyplot costs ~0.15 s more)
         from matplotlib.figure import Figure
+
         fig = Figure(figsize=(17, 6.6))
         axes = fig.subplots(1, 3)
     else:
@@ -569,11 +682,14 @@ def plot_history(result: Any, path: str | Path | None = None):
         ax.plot(t, _positive(h["loss_noisy"]), color="tab:red", label="mislabelled samples")
     if cfg is not None and cfg.algorithm == "label_noise_gd" and "margin" in getattr(result, "trace", {}):
         from .metrics import sample_losses
+
         mg = np.ascontiguousarray(result.trace["margin"], dtype=np.float64)
-        flipped = ((1 - cfg.p) * sample_losses(mg.ravel()) + cfg.p * sample_losses(-mg.ravel())).reshape(
-            mg.shape).mean(axis=1)
-        ax.plot(t, flipped, color="tab:purple", ls="--",
-                label=f"flipped labels, mean over the flips (p = {cfg.p:g})")
+        flipped = (
+            ((1 - cfg.p) * sample_losses(mg.ravel()) + cfg.p * sample_losses(-mg.ravel()))
+            .reshape(mg.shape)
+            .mean(axis=1)
+        )
+        ax.plot(t, flipped, color="tab:purple", ls="--", label=f"flipped labels, mean over the flips (p = {cfg.p:g})")
     ax.set_yscale("log")
     ax.set_ylabel("mean logistic loss (log scale)")
     ax.set_title("training loss", fontsize=_FONT + 2, pad=16)
@@ -590,9 +706,11 @@ def plot_history(result: Any, path: str | Path | None = None):
         # below the panel, never over the curves
         ax.legend(fontsize=_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, ncol=1)
     if cfg is not None:
-        fig.suptitle(f"lnref run: n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, tau={cfg.tau_plus:g}/"
-                     f"{cfg.tau_minus:g}, algorithm={cfg.algorithm}, eta={cfg.eta:g}, seed={cfg.seed}",
-                     fontsize=_FONT + 1)
+        fig.suptitle(
+            f"lnref run: n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, tau={cfg.tau_plus:g}/"
+            f"{cfg.tau_minus:g}, algorithm={cfg.algorithm}, eta={cfg.eta:g}, seed={cfg.seed}",
+            fontsize=_FONT + 1,
+        )
     for ax in axes:
         _plain_ticks(ax)
     # fixed margins instead of tight_layout and bbox_inches="tight": saving draws the figure once instead of three
@@ -602,6 +720,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         import io as _io
 
         from .io import atomic_write
+
         buf = _io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
         with atomic_write(path, "wb") as fh:

@@ -10,6 +10,7 @@ The limit is the memory the machine has available now (``MemAvailable`` of /proc
 ``os.sysconf``); the environment variable ``LNREF_MEMORY_LIMIT`` overrides it (bytes, or with a K/M/G/T
 suffix; ``off`` disables the check).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,18 @@ from dataclasses import dataclass, field
 
 from .config import Config, ConfigError
 
-__all__ = ["ResourceError", "MemoryEstimate", "estimate_run_memory", "estimate_sweep_memory", "available_memory",
-           "check_run_memory", "check_sweep_memory", "count_log_steps", "MAX_SWEEP_RUNS", "format_bytes"]
+__all__ = [
+    "ResourceError",
+    "MemoryEstimate",
+    "estimate_run_memory",
+    "estimate_sweep_memory",
+    "available_memory",
+    "check_run_memory",
+    "check_sweep_memory",
+    "count_log_steps",
+    "MAX_SWEEP_RUNS",
+    "format_bytes",
+]
 
 F8 = 8  # bytes per float64
 MAX_SWEEP_RUNS = 10**7  # (cells x replicates) in one sweep
@@ -103,8 +114,7 @@ def estimate_sweep_memory(cells: list[Config], replicates: int, workers: int, co
     """Peak bytes of a sweep: ``workers`` runs at once (the largest cell's) plus the rows held by the caller."""
     run = max((estimate_run_memory(c, keep_rho=False, logged=False).total for c in cells), default=0)
     runs = len(cells) * replicates
-    return MemoryEstimate({"runs in the workers": workers * run,
-                           "rows and jobs": runs * (400 + 120 * columns)})
+    return MemoryEstimate({"runs in the workers": workers * run, "rows and jobs": runs * (400 + 120 * columns)})
 
 
 def available_memory() -> int | None:
@@ -117,8 +127,7 @@ def available_memory() -> int | None:
         try:
             return int(float(env[:-1] if mult > 1 else env) * mult)
         except ValueError:
-            raise ConfigError(f"LNREF_MEMORY_LIMIT={env!r} is not allowed: give bytes (e.g. 8G, 512M) or off") \
-                from None
+            raise ConfigError(f"LNREF_MEMORY_LIMIT={env!r} is not allowed: give bytes (e.g. 8G, 512M) or off") from None
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -141,11 +150,15 @@ def _knobs(cfg: Config, est: MemoryEstimate) -> str:
     if cfg.n > 10**8 or cfg.n_test > 10**9 or cfg.m > 10**8:
         return f"use a smaller --n (now {_num(cfg.n)}), --n-test (now {_num(cfg.n_test)}) or --m (now {_num(cfg.m)})"
     if big == "history and trace":
-        return ("log fewer steps (--log-every 0 --log-points 100, or a larger --log-every; now log_every="
-                f"{cfg.log_every}, log_points={cfg.log_points})")
+        return (
+            "log fewer steps (--log-every 0 --log-points 100, or a larger --log-every; now log_every="
+            f"{cfg.log_every}, log_points={cfg.log_points})"
+        )
     if big.startswith("data") or big.startswith("weights"):
-        return ("use --engine coefficients --sampling gram (no d-dimensional arrays; cost independent of d), "
-                f"or a smaller --d (now {_num(cfg.d)}) / --n-test (now {_num(cfg.n_test)})")
+        return (
+            "use --engine coefficients --sampling gram (no d-dimensional arrays; cost independent of d), "
+            f"or a smaller --d (now {_num(cfg.d)}) / --n-test (now {_num(cfg.n_test)})"
+        )
     if big.startswith("Gram") or big.startswith("coefficients"):
         return f"use a smaller --n (now {_num(cfg.n)}), --n-test (now {_num(cfg.n_test)}) or --m (now {_num(cfg.m)})"
     return f"make the run smaller (--n {_num(cfg.n)}, --d {_num(cfg.d)}, --m {_num(cfg.m)})"
@@ -156,13 +169,16 @@ def check_run_memory(cfg: Config, keep_rho: bool = True, available: int | None =
     est = estimate_run_memory(cfg, keep_rho=keep_rho)
     limit = available_memory() if available is None else available
     if limit is not None and est.total > limit:
-        raise ResourceError(f"this run needs about {format_bytes(est.total)} of memory ({est.describe()}) and "
-                            f"{format_bytes(limit)} is available; {_knobs(cfg, est)}")
+        raise ResourceError(
+            f"this run needs about {format_bytes(est.total)} of memory ({est.describe()}) and "
+            f"{format_bytes(limit)} is available; {_knobs(cfg, est)}"
+        )
     return est
 
 
-def check_sweep_memory(cells: list[Config], replicates: int, workers: int, columns: int,
-                       available: int | None = None) -> MemoryEstimate:
+def check_sweep_memory(
+    cells: list[Config], replicates: int, workers: int, columns: int, available: int | None = None
+) -> MemoryEstimate:
     """Refuse (ResourceError) a sweep whose estimate exceeds the available memory; return the estimate."""
     est = estimate_sweep_memory(cells, replicates, workers, columns)
     limit = available_memory() if available is None else available
@@ -170,10 +186,14 @@ def check_sweep_memory(cells: list[Config], replicates: int, workers: int, colum
         if est.largest() == "rows and jobs":
             knob = "fewer replicates= or a coarser grid"
         else:
-            knob = ("fewer workers, the coefficient engine with Gram sampling (engine='coefficients', "
-                    "sampling='gram'), or smaller cells in the grid")
-        raise ResourceError(f"this sweep needs about {format_bytes(est.total)} of memory ({est.describe()}) and "
-                            f"{format_bytes(limit)} is available; use {knob}")
+            knob = (
+                "fewer workers, the coefficient engine with Gram sampling (engine='coefficients', "
+                "sampling='gram'), or smaller cells in the grid"
+            )
+        raise ResourceError(
+            f"this sweep needs about {format_bytes(est.total)} of memory ({est.describe()}) and "
+            f"{format_bytes(limit)} is available; use {knob}"
+        )
     return est
 
 
@@ -181,5 +201,7 @@ def check_sweep_size(cells: int, replicates: int) -> None:
     """Refuse a sweep of more than :data:`MAX_SWEEP_RUNS` runs (cells x replicates) at once."""
     runs = cells * replicates
     if runs > MAX_SWEEP_RUNS:
-        raise ResourceError(f"{cells} cells x {replicates} replicates = {runs} runs; at most {MAX_SWEEP_RUNS} runs "
-                            "are allowed in one sweep: lower replicates= or use a coarser grid (or split it)")
+        raise ResourceError(
+            f"{cells} cells x {replicates} replicates = {runs} runs; at most {MAX_SWEEP_RUNS} runs "
+            "are allowed in one sweep: lower replicates= or use a coarser grid (or split it)"
+        )

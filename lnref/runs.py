@@ -6,6 +6,7 @@ read as a result (:func:`load_run` refuses it) and ``lnref run --resume`` contin
 checkpoint.  :class:`RunFolder` checks an output folder before anything is written and, for ``--force`` on a
 non-empty folder, builds the new run in a sibling temporary folder that replaces the old one only when complete.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,19 @@ from .io import (
 )
 from .training import STATE_KEYS, Result, check_train_options
 
-__all__ = ["write_run", "load_run", "metrics_csv", "save_checkpoint", "load_checkpoint", "CHECKPOINT",
-           "RUN_FILES", "MARK", "run_status", "RunFolder", "check_train_options"]
+__all__ = [
+    "write_run",
+    "load_run",
+    "metrics_csv",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CHECKPOINT",
+    "RUN_FILES",
+    "MARK",
+    "run_status",
+    "RunFolder",
+    "check_train_options",
+]
 
 CHECKPOINT = "checkpoint.npz"
 MARK = "meta.json"  # written last: its presence (with "complete": true) marks a finished run folder
@@ -121,8 +133,9 @@ def run_status(folder: str | os.PathLike) -> str:
             meta = read_json(folder / MARK, "run metadata")
         except InputError:
             meta = None
-        if isinstance(meta, dict) and (meta.get("complete") is True or
-                                       ("complete" not in meta and {"metrics.csv", "arrays.npz"} <= names)):
+        if isinstance(meta, dict) and (
+            meta.get("complete") is True or ("complete" not in meta and {"metrics.csv", "arrays.npz"} <= names)
+        ):
             return "complete"
     return "resumable" if CHECKPOINT in names and "config.json" in names else "incomplete"
 
@@ -138,10 +151,12 @@ def load_run(folder: str | os.PathLike) -> tuple[Config, dict[str, np.ndarray]]:
     folder = Path(folder)
     status = run_status(folder)
     if status != "complete":
-        hint = {"resumable": "it was interrupted; continue it with `lnref run --resume --out FOLDER`",
-                "incomplete": "the run was interrupted or could not write its files (no meta.json marking it "
-                              "complete)",
-                "empty": "it is empty", "missing": "it does not exist or is not a folder"}[status]
+        hint = {
+            "resumable": "it was interrupted; continue it with `lnref run --resume --out FOLDER`",
+            "incomplete": "the run was interrupted or could not write its files (no meta.json marking it complete)",
+            "empty": "it is empty",
+            "missing": "it does not exist or is not a folder",
+        }[status]
         raise InputError(f"{folder} is not a complete run folder: {hint}")
     cfg = config_from_json(folder / "config.json")
     arrays, _ = load_npz(folder / "arrays.npz", what="run arrays")
@@ -173,11 +188,15 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     arrays.update({f"trace_{k}": v for k, v in state["trace"].items()})
     # a selection algorithm's state (lnref.selection: masks, co-teaching's second network)
     arrays.update({f"selection_{k}": v for k, v in (state.get("selection") or {}).items()})
-    meta = {"kind": "lnref.checkpoint", "step": state["step"], "rows": state["rows"], "config": state["config"],
-            "engine": state["engine"], "label_noise_state": state["label_noise_state"]}
+    meta = {
+        "kind": "lnref.checkpoint",
+        "step": state["step"],
+        "rows": state["rows"],
+        "config": state["config"],
+        "engine": state["engine"],
+        "label_noise_state": state["label_noise_state"],
+    }
     save_npz(path, arrays, meta=meta)
-
-
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -199,14 +218,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     for key in ("W", "bias", "target"):
         if key in arrays:
             state[key] = arrays[key]
-    state["history"] = {k[len("history_"):]: v for k, v in arrays.items() if k.startswith("history_")}
-    state["trace"] = {k[len("trace_"):]: v for k, v in arrays.items() if k.startswith("trace_")}
-    selection = {k[len("selection_"):]: v for k, v in arrays.items() if k.startswith("selection_")}
+    state["history"] = {k[len("history_") :]: v for k, v in arrays.items() if k.startswith("history_")}
+    state["trace"] = {k[len("trace_") :]: v for k, v in arrays.items() if k.startswith("trace_")}
+    selection = {k[len("selection_") :]: v for k, v in arrays.items() if k.startswith("selection_")}
     if selection:
         state["selection"] = selection
     try:
         check_train_options(resume=state)
         from .training import check_state_arrays
+
         cfg = Config.from_dict(state["config"])
         shapes = {"gamma": (2, cfg.m), "rho": (2, cfg.m, cfg.n), "bias": (2, cfg.m)}
         check_state_arrays(state, shapes)
@@ -239,6 +259,7 @@ def stat_kind(path: Path) -> str:
     except OSError as exc:
         raise OutputError(f"{path} cannot be used: {describe_os_error(exc)}") from None
     import stat as _stat
+
     return "dir" if _stat.S_ISDIR(st.st_mode) else "other"
 
 
@@ -302,14 +323,20 @@ class RunFolder:
             if status != "resumable":
                 has = {name: (self.out / name).exists() for name in (CHECKPOINT, "config.json")}
                 if has[CHECKPOINT] and not has["config.json"]:
-                    raise OutputError(f"cannot resume {self.out}: its config.json is missing (it holds {CHECKPOINT}, "
-                                      "but the run's config is read from config.json); put config.json back, or "
-                                      "start the run afresh in another folder")
+                    raise OutputError(
+                        f"cannot resume {self.out}: its config.json is missing (it holds {CHECKPOINT}, "
+                        "but the run's config is read from config.json); put config.json back, or "
+                        "start the run afresh in another folder"
+                    )
                 if has["config.json"] and not has[CHECKPOINT]:
-                    raise OutputError(f"nothing to resume: {self.out} holds no {CHECKPOINT} (the run was started "
-                                      "without --checkpoint-every, or stopped before its first checkpoint)")
-                raise OutputError(f"nothing to resume: {self.out} holds no {CHECKPOINT} and config.json (the run "
-                                  "was started without --checkpoint-every, or is not a run folder)")
+                    raise OutputError(
+                        f"nothing to resume: {self.out} holds no {CHECKPOINT} (the run was started "
+                        "without --checkpoint-every, or stopped before its first checkpoint)"
+                    )
+                raise OutputError(
+                    f"nothing to resume: {self.out} holds no {CHECKPOINT} and config.json (the run "
+                    "was started without --checkpoint-every, or is not a run folder)"
+                )
             self._check_writable(self.out)
             return
         if kind == "dir":
@@ -322,8 +349,9 @@ class RunFolder:
                     hint = ""
                     if run_status(self.out) == "resumable":
                         hint = " (it holds an interrupted run: continue it with --resume)"
-                    raise OutputError(f"{self.out} is not empty{hint}; choose another folder or pass --force to "
-                                      "replace it")
+                    raise OutputError(
+                        f"{self.out} is not empty{hint}; choose another folder or pass --force to replace it"
+                    )
                 self._replace = True
                 self._check_writable(self.out.absolute().parent)
             else:
@@ -427,4 +455,3 @@ class RunFolder:
                 with contextlib.suppress(OSError):
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         return f"nothing was kept in {self.out}"
-

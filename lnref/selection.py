@@ -19,6 +19,7 @@ hook); :func:`lnref.train` logs :meth:`SelectionAlgorithm.log` at every logged s
 but ELR's is decreasing in the margin), largest first, ties broken by the sample index (a stable sort), so both
 engines choose the same samples.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +40,7 @@ def small_loss_mask(margin: np.ndarray, keep: int) -> np.ndarray:
     the sample index (stable sort)."""
     order = np.argsort(-np.asarray(margin, dtype=np.float64), kind="stable")
     mask = np.zeros(order.size)
-    mask[order[:max(0, int(keep))]] = 1.0
+    mask[order[: max(0, int(keep))]] = 1.0
     return mask
 
 
@@ -83,8 +84,9 @@ def second_network(cfg: Config, data, W0: np.ndarray | None):
     test = None
     if data.test is not None:
         test = virtual_test(cfg, coords, e1, stats, data.y, kind=None)
-    data2 = dataclasses.replace(data, stats=stats, test=test, coords=np.ascontiguousarray(coords),
-                                e1=np.ascontiguousarray(e1))
+    data2 = dataclasses.replace(
+        data, stats=stats, test=test, coords=np.ascontiguousarray(coords), e1=np.ascontiguousarray(e1)
+    )
     return data2, None, None
 
 
@@ -153,8 +155,9 @@ class SelectionAlgorithm:
 
     def restore(self, state: Any) -> None:
         if not isinstance(state, dict) or "mask" not in state:
-            raise ConfigError(f"the checkpoint holds no selection state; it was not made by an "
-                              f"algorithm={self.cfg.algorithm!r} run")
+            raise ConfigError(
+                f"the checkpoint holds no selection state; it was not made by an algorithm={self.cfg.algorithm!r} run"
+            )
         mask = np.asarray(state["mask"], dtype=np.float64)
         if mask.shape != (self.n,) or not np.isin(mask, (0.0, 1.0)).all():
             raise ConfigError(f"the checkpoint's selection mask must be a 0/1 array of shape ({self.n},)")
@@ -198,8 +201,10 @@ class SelectRetrain(SelectionAlgorithm):
                 self._prepare(t, self.engine.forward())
             if self.select_step < 0:
                 if at != "T1" and t > at:
-                    raise ConfigError(f"the run is at step {t}, past select_at={at}, without a selection: its "
-                                      "selection state was lost (resume from a checkpoint holding it)")
+                    raise ConfigError(
+                        f"the run is at step {t}, past select_at={at}, without a selection: its "
+                        "selection state was lost (resume from a checkpoint holding it)"
+                    )
                 k = 1 if at == "T1" else min(k, at - t)
                 return k, self.engine.advance(k, None)
         if self.cfg.select_then == "retrain" and not self.restarted:
@@ -274,6 +279,7 @@ class CoTeaching(SelectionAlgorithm):
     def __init__(self, cfg: Config, engine):
         super().__init__(cfg, engine)
         from .engines import from_config
+
         data2, W2, b2 = second_network(cfg, engine.data, getattr(engine, "W0", None))
         self.engine2 = from_config(cfg, data2, W2, b2)
         self.mask2 = np.ones(self.n)
@@ -285,7 +291,7 @@ class CoTeaching(SelectionAlgorithm):
 
     def _masks(self, t: int, f1: np.ndarray, f2: np.ndarray) -> None:
         keep = int((1.0 - self.rate(t)) * self.n)  # the official code's int(remember_rate * len(loss))
-        self.mask = small_loss_mask(self.y_obs * f2, keep)   # network 2 picks network 1's samples
+        self.mask = small_loss_mask(self.y_obs * f2, keep)  # network 2 picks network 1's samples
         self.mask2 = small_loss_mask(self.y_obs * f1, keep)  # and network 1 network 2's
 
     def _prepare(self, step, f):
@@ -294,8 +300,14 @@ class CoTeaching(SelectionAlgorithm):
     def advance(self, t: int, k: int) -> tuple[int, int]:
         e1, e2 = self.engine, self.engine2
         self._masks(t, np.array(e1.forward()), e2.forward())
-        snap = (e1.gamma.copy(), e1.rho.copy(), e1.bias.copy(),
-                e1.weights().copy() if self.cfg.engine == "weights" else None, e1.t, e1.target.copy())
+        snap = (
+            e1.gamma.copy(),
+            e1.rho.copy(),
+            e1.bias.copy(),
+            e1.weights().copy() if self.cfg.engine == "weights" else None,
+            e1.t,
+            e1.target.copy(),
+        )
         if self._step_masked(1, self.mask, True) < 1:
             return 1, 0
         if self._step_masked(1, self.mask2, True, e2) < 1:
@@ -320,15 +332,20 @@ class CoTeaching(SelectionAlgorithm):
         prec, rec = precision_recall(self.mask, self.clean)
         margin2 = self.y_obs * f2
         m2 = step_metrics(f2, self.engine2.data.y, self.y_obs, e2.gamma, e2.rho, ("loss", "train_acc"))
-        row = {"selected": float((self.mask > 0.0).sum()), "select_precision": prec, "select_recall": rec,
-               "forget_rate": self.rate(step), "loss_2": m2["loss"], "train_acc_2": m2["train_acc"],
-               "test_acc_2": math.nan}
+        row = {
+            "selected": float((self.mask > 0.0).sum()),
+            "select_precision": prec,
+            "select_recall": rec,
+            "forget_rate": self.rate(step),
+            "loss_2": m2["loss"],
+            "train_acc_2": m2["train_acc"],
+            "test_acc_2": math.nan,
+        }
         if self.cfg.sampling == "gram" and self.cfg.virtual_test == "fresh":
             row["test_acc_2"] = e2.virtual_test_accuracy(step)
         elif self.test2 is not None:
             row["test_acc_2"] = e2.test_accuracy(self.test2)
-        tr = {"mask": self.mask.copy(), "mask_2": self.mask2.copy(), "gamma_2": e2.gamma.copy(),
-              "margin_2": margin2}
+        tr = {"mask": self.mask.copy(), "mask_2": self.mask2.copy(), "gamma_2": e2.gamma.copy(), "margin_2": margin2}
         if keep_rho:
             tr["rho_2"] = e2.rho.copy()
         if self.cfg.bias:
@@ -337,8 +354,14 @@ class CoTeaching(SelectionAlgorithm):
 
     def state(self):
         e2 = self.engine2
-        out = {"mask": self.mask.copy(), "gamma_2": e2.gamma.copy(), "rho_2": e2.rho.copy(),
-               "bias_2": e2.bias.copy(), "target_2": e2.target.copy(), "t_2": np.array([e2.t])}
+        out = {
+            "mask": self.mask.copy(),
+            "gamma_2": e2.gamma.copy(),
+            "rho_2": e2.rho.copy(),
+            "bias_2": e2.bias.copy(),
+            "target_2": e2.target.copy(),
+            "t_2": np.array([e2.t]),
+        }
         if self.cfg.engine == "weights":
             out["W_2"] = e2.weights().copy()
         return out
@@ -346,17 +369,24 @@ class CoTeaching(SelectionAlgorithm):
     def restore(self, state):
         super().restore(state)
         e2 = self.engine2
-        want = {"gamma_2": e2.gamma.shape, "rho_2": e2.rho.shape, "bias_2": e2.bias.shape,
-                "target_2": e2.target.shape}
+        want = {"gamma_2": e2.gamma.shape, "rho_2": e2.rho.shape, "bias_2": e2.bias.shape, "target_2": e2.target.shape}
         if self.cfg.engine == "weights":
             want["W_2"] = e2.weights().shape
         for key, shape in want.items():
             a = state.get(key)
             if a is None or np.shape(a) != shape or not np.isfinite(a).all():
-                raise ConfigError(f"the checkpoint's {key} (co-teaching's second network) is missing or not a "
-                                  f"finite array of shape {shape}")
-        e2.load_state(state["gamma_2"], state["rho_2"], state["bias_2"], state.get("W_2"),
-                      step=_int(state, "t_2", 0), target=state["target_2"])
+                raise ConfigError(
+                    f"the checkpoint's {key} (co-teaching's second network) is missing or not a "
+                    f"finite array of shape {shape}"
+                )
+        e2.load_state(
+            state["gamma_2"],
+            state["rho_2"],
+            state["bias_2"],
+            state.get("W_2"),
+            step=_int(state, "t_2", 0),
+            target=state["target_2"],
+        )
 
 
 _ALGORITHMS = {"select_retrain": SelectRetrain, "truncated_gce": TruncatedGCE, "coteaching": CoTeaching}

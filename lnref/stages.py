@@ -23,6 +23,7 @@ DeprecationWarning.
 
 Thresholds are applied to counts: "at least fraction of k" means ``count >= ceil(fraction * k)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,18 @@ import numpy as np
 from .config import ConfigError
 from .metrics import sample_losses
 
-__all__ = ["Stages", "EarlyStopping", "Selection", "fitted", "detect_stages", "stages_of", "early_stopping",
-           "small_loss_selection", "first_fit_steps", "LOG2"]
+__all__ = [
+    "Stages",
+    "EarlyStopping",
+    "Selection",
+    "fitted",
+    "detect_stages",
+    "stages_of",
+    "early_stopping",
+    "small_loss_selection",
+    "first_fit_steps",
+    "LOG2",
+]
 
 LOG2 = math.log(2.0)
 
@@ -54,24 +65,31 @@ def _margin_clean_steps(margin: Any, clean: Any, steps: Any) -> tuple[np.ndarray
         raise ConfigError("margin contains NaN; every logged margin must be a number")
     clean = np.asarray(clean)
     if clean.dtype != bool or clean.shape != (n,):
-        raise ConfigError(f"clean must be a boolean mask of shape ({n},) (one entry per sample), "
-                          f"got dtype {clean.dtype} and shape {clean.shape}")
+        raise ConfigError(
+            f"clean must be a boolean mask of shape ({n},) (one entry per sample), "
+            f"got dtype {clean.dtype} and shape {clean.shape}"
+        )
     if steps is None:
         steps = np.arange(L, dtype=np.int64)
     steps = np.asarray(steps)
     if steps.shape != (L,) or not np.issubdtype(steps.dtype, np.number):
-        raise ConfigError(f"steps must be a numeric array of shape ({L},) matching margin's rows, "
-                          f"got shape {steps.shape}")
+        raise ConfigError(
+            f"steps must be a numeric array of shape ({L},) matching margin's rows, got shape {steps.shape}"
+        )
     if L > 1 and not np.all(np.diff(steps) > 0):
         raise ConfigError("steps must be strictly increasing (one row of margin per logged step)")
     return margin, clean, steps.astype(np.int64)
 
 
 def _check_fraction(fraction: float) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) or not (
-            0.5 < float(fraction) <= 1.0):
-        raise ConfigError(f"fraction={fraction!r} is not allowed: fraction must be a number in (0.5, 1] "
-                          "(1 = exact stage boundaries)")
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float, np.integer, np.floating))
+        or not (0.5 < float(fraction) <= 1.0)
+    ):
+        raise ConfigError(
+            f"fraction={fraction!r} is not allowed: fraction must be a number in (0.5, 1] (1 = exact stage boundaries)"
+        )
     return float(fraction)
 
 
@@ -137,8 +155,12 @@ class Stages:
     def stage2_start(self) -> int | None:
         """Deprecated name of :attr:`first_noisy_fit` (the first fit of a mislabelled sample, INSIDE Stage II;
         Stage II starts at :attr:`t1`)."""
-        warnings.warn("Stages.stage2_start is deprecated: it is the first fit of a mislabelled sample, now "
-                      "Stages.first_noisy_fit; Stage II starts at Stages.t1", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "Stages.stage2_start is deprecated: it is the first fit of a mislabelled sample, now "
+            "Stages.first_noisy_fit; Stage II starts at Stages.t1",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.first_noisy_fit
 
     @property
@@ -149,8 +171,15 @@ class Stages:
     def summary(self) -> dict[str, Any]:
         """The scalar fields, JSON-ready: ``t1`` (end of Stage I = start of Stage II), ``first_noisy_fit`` (inside
         Stage II), ``t2`` (end of Stage II), ..."""
-        return {"t1": self.t1, "first_noisy_fit": self.first_noisy_fit, "t2": self.t2, "fraction": self.fraction,
-                "n_clean": self.n_clean, "n_noisy": self.n_noisy, "two_stages": self.two_stages}
+        return {
+            "t1": self.t1,
+            "first_noisy_fit": self.first_noisy_fit,
+            "t2": self.t2,
+            "fraction": self.fraction,
+            "n_clean": self.n_clean,
+            "n_noisy": self.n_noisy,
+            "two_stages": self.two_stages,
+        }
 
 
 def detect_stages(source: Any, clean: Any = None, steps: Any = None, *, fraction: float = 1.0) -> Stages:
@@ -193,7 +222,7 @@ def detect_stages(source: Any, clean: Any = None, steps: Any = None, *, fraction
     start = t2 = None
     if t1_idx is not None and n_noisy > 0:
         after = np.zeros(steps.size, dtype=bool)
-        after[t1_idx + 1:] = True
+        after[t1_idx + 1 :] = True
         s_idx = _first(after & (noisy_fitted > max_noisy_at_t1))
         if s_idx is not None:
             start = int(steps[s_idx])
@@ -201,8 +230,17 @@ def detect_stages(source: Any, clean: Any = None, steps: Any = None, *, fraction
             done[s_idx:] = noisy_fitted[s_idx:] >= _at_least(fraction, n_noisy)
             e_idx = _first(done)
             t2 = None if e_idx is None else int(steps[e_idx])
-    return Stages(t1=t1, first_noisy_fit=start, t2=t2, fraction=fraction, n_clean=n_clean, n_noisy=n_noisy,
-                  clean_fitted=clean_fitted, noisy_fitted=noisy_fitted, steps=steps)
+    return Stages(
+        t1=t1,
+        first_noisy_fit=start,
+        t2=t2,
+        fraction=fraction,
+        n_clean=n_clean,
+        n_noisy=n_noisy,
+        clean_fitted=clean_fitted,
+        noisy_fitted=noisy_fitted,
+        steps=steps,
+    )
 
 
 def stages_of(result: Any, fraction: float = 1.0) -> Stages:
@@ -264,9 +302,15 @@ class EarlyStopping:
         return self.best_accuracy - self.final_accuracy
 
     def summary(self) -> dict[str, Any]:
-        return {"best_step": self.best_step, "best_accuracy": self.best_accuracy, "final_step": self.final_step,
-                "final_accuracy": self.final_accuracy, "stop_step": self.stop_step,
-                "stop_accuracy": self.stop_accuracy, "gain": self.gain}
+        return {
+            "best_step": self.best_step,
+            "best_accuracy": self.best_accuracy,
+            "final_step": self.final_step,
+            "final_accuracy": self.final_accuracy,
+            "stop_step": self.stop_step,
+            "stop_accuracy": self.stop_accuracy,
+            "gain": self.gain,
+        }
 
 
 def early_stopping(steps: Any, accuracy: Any, t1: int | None = None) -> EarlyStopping:
@@ -289,8 +333,10 @@ def early_stopping(steps: Any, accuracy: Any, t1: int | None = None) -> EarlySto
     steps = np.asarray(steps)
     acc = np.asarray(accuracy, dtype=np.float64)
     if steps.ndim != 1 or acc.shape != steps.shape or steps.size == 0:
-        raise ConfigError(f"steps and accuracy must be 1-D arrays of the same non-zero length, got shapes "
-                          f"{steps.shape} and {acc.shape}")
+        raise ConfigError(
+            f"steps and accuracy must be 1-D arrays of the same non-zero length, got shapes "
+            f"{steps.shape} and {acc.shape}"
+        )
     if steps.size > 1 and not np.all(np.diff(steps) > 0):
         raise ConfigError("steps must be strictly increasing")
     finite = ~np.isnan(acc)
@@ -303,8 +349,14 @@ def early_stopping(steps: Any, accuracy: Any, t1: int | None = None) -> EarlySto
         idx = np.flatnonzero(steps >= t1)
         if idx.size:
             stop_step, stop_acc = int(steps[idx[0]]), float(acc[idx[0]])
-    return EarlyStopping(best_step=int(steps[best]), best_accuracy=float(acc[best]), final_step=int(steps[last]),
-                         final_accuracy=float(acc[last]), stop_step=stop_step, stop_accuracy=stop_acc)
+    return EarlyStopping(
+        best_step=int(steps[best]),
+        best_accuracy=float(acc[best]),
+        final_step=int(steps[last]),
+        final_accuracy=float(acc[last]),
+        stop_step=stop_step,
+        stop_accuracy=stop_acc,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- selection
@@ -335,15 +387,20 @@ class Selection:
         """Precision, recall and noisy_rejected at a logged step."""
         idx = np.flatnonzero(self.steps == step)
         if idx.size == 0:
-            raise ConfigError(f"step={step} is not a logged step; logged steps run from {int(self.steps[0])} "
-                              f"to {int(self.steps[-1])}")
+            raise ConfigError(
+                f"step={step} is not a logged step; logged steps run from {int(self.steps[0])} to {int(self.steps[-1])}"
+            )
         i = int(idx[0])
-        return {"step": int(step), "selected": int(self.selected[i]), "precision": float(self.precision[i]),
-                "recall": float(self.recall[i]), "noisy_rejected": float(self.noisy_rejected[i])}
+        return {
+            "step": int(step),
+            "selected": int(self.selected[i]),
+            "precision": float(self.precision[i]),
+            "recall": float(self.recall[i]),
+            "noisy_rejected": float(self.noisy_rejected[i]),
+        }
 
 
-def small_loss_selection(source: Any, clean: Any = None, steps: Any = None, *,
-                         threshold: float = LOG2) -> Selection:
+def small_loss_selection(source: Any, clean: Any = None, steps: Any = None, *, threshold: float = LOG2) -> Selection:
     """Select the samples whose training loss is below ``threshold`` and score the selection against S_c.
 
     Parameters
@@ -361,8 +418,11 @@ def small_loss_selection(source: Any, clean: Any = None, steps: Any = None, *,
     SPEC.md section 5, identity 7 (l < log 2 iff margin > 0) and section 6 (Han: at T1 small-loss selection
     separates clean from noisy exactly).  Losses are computed by the training kernel (l of section 3).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) or not (
-            math.isfinite(threshold) and threshold > 0):
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.integer, np.floating))
+        or not (math.isfinite(threshold) and threshold > 0)
+    ):
         raise ConfigError(f"threshold={threshold!r} is not allowed: the loss threshold must be a finite number > 0")
     margin, clean, steps = _source(source, clean, steps)
     # at log 2: identity 7, without the rounding of l near margin = 0
@@ -374,8 +434,13 @@ def small_loss_selection(source: Any, clean: Any = None, steps: Any = None, *,
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(selected > 0, tp / np.maximum(selected, 1), math.nan)
         recall = np.full(steps.size, math.nan) if n_clean == 0 else tp / n_clean
-        noisy_rej = (np.full(steps.size, math.nan) if n_noisy == 0
-                     else (n_noisy - sel[:, noisy].sum(axis=1)) / n_noisy)
-    return Selection(steps=steps, threshold=float(threshold), selected=selected, true_positives=tp,
-                     precision=np.asarray(precision, dtype=np.float64), recall=np.asarray(recall, np.float64),
-                     noisy_rejected=np.asarray(noisy_rej, dtype=np.float64))
+        noisy_rej = np.full(steps.size, math.nan) if n_noisy == 0 else (n_noisy - sel[:, noisy].sum(axis=1)) / n_noisy
+    return Selection(
+        steps=steps,
+        threshold=float(threshold),
+        selected=selected,
+        true_positives=tp,
+        precision=np.asarray(precision, dtype=np.float64),
+        recall=np.asarray(recall, np.float64),
+        noisy_rejected=np.asarray(noisy_rej, dtype=np.float64),
+    )

@@ -26,14 +26,15 @@ only when replaying a known mistake (:data:`MISTAKES`, each a variant of ONE Num
 :mod:`lnref.oracle.replay`) reproduces the submitted numbers within the bound - why, with the distance reached.
 Otherwise it says that the cause is not in the catalogue.  The implementation lives in :mod:`lnref.oracle`.
 """
+
 from .oracle.catalogue import CATALOGUE, MISTAKES, Mistake  # noqa: F401 - importable, not in __all__
 from .oracle.checks import (
-                            assert_gradient_matches,
-                            assert_step_matches,
-                            assert_trajectory_matches,
-                            check_gradient,
-                            check_step,
-                            compare_trajectory,
+    assert_gradient_matches,
+    assert_step_matches,
+    assert_trajectory_matches,
+    check_gradient,
+    check_step,
+    compare_trajectory,
 )
 from .oracle.fixtures import Fixture, FixtureError, load_fixture, make_fixture, save_fixture
 from .oracle.replay import Problem, Variant, simulate  # noqa: F401 - importable, not in __all__
@@ -43,6 +44,21 @@ from .oracle.tolerances import TIERS, Tolerance, resolve_tolerance
 # What ``help(lnref.testing)`` shows: the checks, the fixtures, the report and the tolerances.  The catalogue's
 # machinery (CATALOGUE, Mistake, CheckpointError, and the replay's Problem, Variant, simulate) stays importable
 # from here for the curious, documented in lnref.oracle.
-__all__ = ["check_gradient", "check_step", "compare_trajectory", "assert_gradient_matches", "assert_step_matches",
-           "assert_trajectory_matches", "load_fixture", "make_fixture", "save_fixture", "Fixture", "FixtureError",
-           "Report", "Tolerance", "TIERS", "resolve_tolerance", "MISTAKES"]
+__all__ = [
+    "check_gradient",
+    "check_step",
+    "compare_trajectory",
+    "assert_gradient_matches",
+    "assert_step_matches",
+    "assert_trajectory_matches",
+    "load_fixture",
+    "make_fixture",
+    "save_fixture",
+    "Fixture",
+    "FixtureError",
+    "Report",
+    "Tolerance",
+    "TIERS",
+    "resolve_tolerance",
+    "MISTAKES",
+]

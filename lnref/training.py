@@ -1,4 +1,5 @@
 """`lnref.train`: run (label-noise) GD with an engine and log the history (SPEC.md sections 3-4)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,17 @@ from .config import SELECTION_ALGORITHMS, Config, ConfigError
 from .data import TestSet, label_noise_signs, stream
 from .metrics import HISTORY_COLUMNS, METHOD_COLUMNS, method_mean_loss, sample_losses, step_metrics
 
-__all__ = ["Result", "DivergedError", "train", "num_threads", "run_loop", "advance_to", "check_train_options",
-           "STATE_KEYS", "short_repr"]
+__all__ = [
+    "Result",
+    "DivergedError",
+    "train",
+    "num_threads",
+    "run_loop",
+    "advance_to",
+    "check_train_options",
+    "STATE_KEYS",
+    "short_repr",
+]
 
 # GD steps per engine.advance call (bounds the memory of the label-noise eps draws)
 _CHUNK = 1024
@@ -82,13 +92,16 @@ class Result:
         last = {k: float(h[k][-1]) for k in ("loss", "train_acc", "test_acc") if k in h and len(h[k])}
         shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
         state = f"diverged at step {self.steps_done}" if self.diverged else f"{self.steps_done} steps"
-        return (f"<lnref.Result {state} of {cfg.algorithm} (engine={cfg.engine!r}, n={cfg.n}, d={cfg.d}, m={cfg.m}, "
-                f"q={cfg.q:g}); {len(h.get('step', ()))} logged rows; final {shown}>")
+        return (
+            f"<lnref.Result {state} of {cfg.algorithm} (engine={cfg.engine!r}, n={cfg.n}, d={cfg.d}, m={cfg.m}, "
+            f"q={cfg.q:g}); {len(h.get('step', ()))} logged rows; final {shown}>"
+        )
 
 
 @contextlib.contextmanager
-def num_threads(threads: int | None, work: float | None = None, regions: float = 1.0,
-                engine: str = "weights") -> Iterator[int]:
+def num_threads(
+    threads: int | None, work: float | None = None, regions: float = 1.0, engine: str = "weights"
+) -> Iterator[int]:
     """Run numba kernels with ``threads`` threads, restoring the previous setting.
 
     None: :func:`lnref._threads.default_threads` for ``work`` multiply-adds per step of ``engine`` in ``regions``
@@ -103,8 +116,9 @@ def num_threads(threads: int | None, work: float | None = None, regions: float =
         numba.set_num_threads(old)
 
 
-def advance_to(engine, t: int, target: int, lnoise: np.random.Generator | None, p: float,
-               y_obs: np.ndarray, algo=None) -> tuple[int, bool]:
+def advance_to(
+    engine, t: int, target: int, lnoise: np.random.Generator | None, p: float, y_obs: np.ndarray, algo=None
+) -> tuple[int, bool]:
     """Advance ``engine`` from step t to ``target`` in chunks of at most _CHUNK steps; return (step, diverged).
 
     Label-noise GD (``lnoise`` not None) draws eps for each chunk as one (k, n) block of stream 4, the same
@@ -135,22 +149,36 @@ def _overflowing_scale(cfg: Config) -> str | None:
     mu_sq = cfg.mu_norm * cfg.mu_norm
     xi_sq = cfg.sigma_p * cfg.sigma_p * cfg.d
     if not math.isfinite(mu_sq):
-        return (f"||mu||^2 = mu_norm^2 overflows float64: mu_norm={cfg.mu_norm:g} must be below about 1e154, and "
-                "much smaller for the outputs and their squares to stay finite")
+        return (
+            f"||mu||^2 = mu_norm^2 overflows float64: mu_norm={cfg.mu_norm:g} must be below about 1e154, and "
+            "much smaller for the outputs and their squares to stay finite"
+        )
     if not math.isfinite(xi_sq):
-        return (f"the noise patches' squared norm sigma_p^2 d overflows float64 (sigma_p={cfg.sigma_p:g}, "
-                f"d={cfg.d}); lower sigma_p")
-    for name, sq, knob in (("eta ||mu||^2", mu_sq, f"mu_norm (now {cfg.mu_norm:g})"),
-                           ("eta sigma_p^2 d", xi_sq, f"sigma_p (now {cfg.sigma_p:g})")):
+        return (
+            f"the noise patches' squared norm sigma_p^2 d overflows float64 (sigma_p={cfg.sigma_p:g}, "
+            f"d={cfg.d}); lower sigma_p"
+        )
+    for name, sq, knob in (
+        ("eta ||mu||^2", mu_sq, f"mu_norm (now {cfg.mu_norm:g})"),
+        ("eta sigma_p^2 d", xi_sq, f"sigma_p (now {cfg.sigma_p:g})"),
+    ):
         if not math.isfinite(cfg.eta * sq):
-            return (f"the step scale {name} overflows float64 (eta={cfg.eta:g}); lower {knob} or eta")
+            return f"the step scale {name} overflows float64 (eta={cfg.eta:g}); lower {knob} or eta"
     return None
 
 
-def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: np.random.Generator | None,
-             log_row: Callable[[int, np.ndarray, bool], None],
-             stopped_at_logged: Callable[[int, np.ndarray], None] | None = None,
-             logged: int | None = None, algo=None) -> tuple[int, bool, str]:
+def run_loop(
+    engine,
+    cfg: Config,
+    log_steps,
+    t: int,
+    y_obs: np.ndarray,
+    lnoise: np.random.Generator | None,
+    log_row: Callable[[int, np.ndarray, bool], None],
+    stopped_at_logged: Callable[[int, np.ndarray], None] | None = None,
+    logged: int | None = None,
+    algo=None,
+) -> tuple[int, bool, str]:
     """lnref's one training loop: advance ``engine`` to every step of ``log_steps`` (those >= t) and log there.
 
     At each logged step the outputs f of the current state are computed; a non-finite output or training loss
@@ -175,6 +203,7 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
     diverged = False
     if algo is None and cfg.algorithm in SELECTION_ALGORITHMS:
         from .selection import make_algorithm
+
         algo = make_algorithm(cfg, engine)
     steps = [int(s) for s in log_steps if s >= t]
     for li, target in enumerate(steps):
@@ -182,21 +211,26 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
             t, diverged = advance_to(engine, t, target, lnoise, cfg.p, y_obs, algo)
             if diverged:
                 cause = _overflowing_scale(cfg)
-                message = (f"GD diverged at step {t}: the outputs or the next weights became non-finite "
-                           f"(NaN or inf); stopped with the last finite state, of step {t} "
-                           + (f"({cause})" if cause else
-                              f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})"))
+                message = (
+                    f"GD diverged at step {t}: the outputs or the next weights became non-finite "
+                    f"(NaN or inf); stopped with the last finite state, of step {t} "
+                    + (f"({cause})" if cause else f"(try a smaller eta, now {cfg.eta}, or sigma0, now {cfg.sigma0})")
+                )
         f = engine.forward()
         # the mean training loss is finite iff the sum is (dividing by n cannot overflow)
         if not diverged and not (np.isfinite(f).all() and math.isfinite(float(sample_losses(y_obs * f).sum()))):
             diverged = True
             cause = _overflowing_scale(cfg)
             if cause is None and t == 0:
-                cause = (f"at initialisation, before any step: the inner products of W(0) with the patches are too "
-                         f"large; lower mu_norm (now {cfg.mu_norm:g}), sigma_p (now {cfg.sigma_p:g}) or sigma0 (now "
-                         f"{cfg.sigma0:g})")
-            message = (f"GD diverged at step {t}: the weights are finite but the outputs or the training loss are "
-                       f"not ({cause or f'try a smaller eta, now {cfg.eta}'})")
+                cause = (
+                    f"at initialisation, before any step: the inner products of W(0) with the patches are too "
+                    f"large; lower mu_norm (now {cfg.mu_norm:g}), sigma_p (now {cfg.sigma_p:g}) or sigma0 (now "
+                    f"{cfg.sigma0:g})"
+                )
+            message = (
+                f"GD diverged at step {t}: the weights are finite but the outputs or the training loss are "
+                f"not ({cause or f'try a smaller eta, now {cfg.eta}'})"
+            )
         # the row of the step the run stopped at is logged even when it holds NaN/inf, so a history always ends
         # at steps_done, the step of the final state; once: a run stopped at the step it logged last keeps that row
         if t == logged:
@@ -210,11 +244,20 @@ def run_loop(engine, cfg: Config, log_steps, t: int, y_obs: np.ndarray, lnoise: 
     return t, diverged, message
 
 
-def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarray | None = None,
-          threads: int | None = None, extra_tests: Mapping[str, TestSet] | None = None,
-          keep_rho: bool = True, progress: Callable[[int, int], None] | None = None,
-          checkpoint_every: int = 0, on_checkpoint: Callable[[dict], None] | None = None,
-          resume: Mapping[str, Any] | None = None) -> Result:
+def train(
+    cfg: Config,
+    data=None,
+    W0: np.ndarray | None = None,
+    *,
+    b0: np.ndarray | None = None,
+    threads: int | None = None,
+    extra_tests: Mapping[str, TestSet] | None = None,
+    keep_rho: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
+) -> Result:
     """Run full-batch (label-noise) GD from ``cfg`` and return the final state and the logged history.
 
     Parameters
@@ -268,8 +311,14 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
-    check_train_options(resume=resume, checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
-                        progress=progress, keep_rho=keep_rho, extra_tests=extra_tests)
+    check_train_options(
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        on_checkpoint=on_checkpoint,
+        progress=progress,
+        keep_rho=keep_rho,
+        extra_tests=extra_tests,
+    )
     t_start = time.perf_counter()
     with num_threads(threads, *_threads.step_work(cfg)) as nthreads:  # Gram sampling runs kernels too
         engine = from_config(cfg, data, W0, b0)
@@ -277,16 +326,18 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
     W0 = getattr(engine, "W0", None) if cfg.engine == "coefficients" else engine.weights().copy()
     b0 = engine.bias.copy() if cfg.bias else None
     extra_tests = dict(extra_tests or {})
-    tests = ([("test_acc", data.test)] if getattr(data, "test", None) is not None else []) + \
-            [(f"test_acc_{k}", t) for k, t in extra_tests.items()]
+    tests = ([("test_acc", data.test)] if getattr(data, "test", None) is not None else []) + [
+        (f"test_acc_{k}", t) for k, t in extra_tests.items()
+    ]
     fresh_test = cfg.virtual_test == "fresh" and cfg.n_test > 0  # a fresh virtual test set at every logged step
 
     with num_threads(threads, *_threads.step_work(cfg)) as nthreads:
         log_steps = cfg.log_steps()
         L = log_steps.size
         method = cfg.loss != "logistic"
-        cols = ["step"] + [c for c in HISTORY_COLUMNS if c != "step"] + [name for name, _ in tests
-                                                                         if name != "test_acc"]
+        cols = (
+            ["step"] + [c for c in HISTORY_COLUMNS if c != "step"] + [name for name, _ in tests if name != "test_acc"]
+        )
         if method:
             cols += list(METHOD_COLUMNS)
         hist = {c: np.full(L, math.nan) for c in cols}
@@ -301,6 +352,7 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
         algo = None
         if cfg.algorithm in SELECTION_ALGORITHMS:
             from .selection import make_algorithm
+
             algo = make_algorithm(cfg, engine)
             assert algo is not None  # narrows the type: a selection algorithm's config always builds one
             for c in algo.columns:
@@ -352,25 +404,42 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
             timer["log"] += time.perf_counter() - tl
             if progress is not None:
                 progress(step, cfg.steps)
-            if (not final and on_checkpoint is not None and checkpoint_every > 0
-                    and step - timer["checkpoint"] >= checkpoint_every and step < cfg.steps):
+            if (
+                not final
+                and on_checkpoint is not None
+                and checkpoint_every > 0
+                and step - timer["checkpoint"] >= checkpoint_every
+                and step < cfg.steps
+            ):
                 on_checkpoint(_state(step, li, cfg, engine, hist, trace, lnoise, algo))
                 timer["checkpoint"] = step
 
-        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored,
-                                        algo=algo)
+        t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored, algo=algo)
         t_train = time.perf_counter() - t0 - timer["log"]
     from ._equations import mark_warm
+
     mark_warm(cfg.engine)  # this process compiled (or loaded) the engine's kernels: later processes load them
     history = {k: v[:li].copy() for k, v in hist.items()}
     history["step"] = history["step"].astype(np.int64)
     trace = {k: v[:li].copy() for k, v in trace.items()}
     W = engine.weights() if engine.has_weights else None
-    result = Result(config=cfg, W=None if W is None else W.copy(), W0=W0, gamma=engine.gamma.copy(),
-                    rho=engine.rho.copy(), history=history, trace=trace, data=data, steps_done=t,
-                    diverged=diverged, message=message,
-                    timings={"setup": t_setup, "train": t_train, "logging": timer["log"]}, threads=nthreads,
-                    b=engine.bias.copy() if cfg.bias else None, b0=b0)
+    result = Result(
+        config=cfg,
+        W=None if W is None else W.copy(),
+        W0=W0,
+        gamma=engine.gamma.copy(),
+        rho=engine.rho.copy(),
+        history=history,
+        trace=trace,
+        data=data,
+        steps_done=t,
+        diverged=diverged,
+        message=message,
+        timings={"setup": t_setup, "train": t_train, "logging": timer["log"]},
+        threads=nthreads,
+        b=engine.bias.copy() if cfg.bias else None,
+        b0=b0,
+    )
     if diverged:
         raise DivergedError(message, result)
     return result
@@ -378,10 +447,19 @@ def train(cfg: Config, data=None, W0: np.ndarray | None = None, *, b0: np.ndarra
 
 def _state(t: int, li: int, cfg: Config, engine, hist: dict, trace: dict, lnoise, algo=None) -> dict:
     """Everything needed to continue a run from step t (see ``train(on_checkpoint=...)``)."""
-    state = {"step": t, "rows": li, "config": cfg.to_dict(), "engine": cfg.engine,
-             "gamma": engine.gamma, "rho": engine.rho, "bias": engine.bias, "target": engine.target,
-             "history": {k: v[:li] for k, v in hist.items()}, "trace": {k: v[:li] for k, v in trace.items()},
-             "label_noise_state": None if lnoise is None else lnoise.bit_generator.state}
+    state = {
+        "step": t,
+        "rows": li,
+        "config": cfg.to_dict(),
+        "engine": cfg.engine,
+        "gamma": engine.gamma,
+        "rho": engine.rho,
+        "bias": engine.bias,
+        "target": engine.target,
+        "history": {k: v[:li] for k, v in hist.items()},
+        "trace": {k: v[:li] for k, v in trace.items()},
+        "label_noise_state": None if lnoise is None else lnoise.bit_generator.state,
+    }
     if cfg.engine == "weights":
         state["W"] = engine.weights()
     if algo is not None:
@@ -401,12 +479,14 @@ def check_state_arrays(state: Mapping[str, Any], shapes: Mapping[str, tuple]) ->
         if a.shape != tuple(shape):
             raise ConfigError(f"the checkpoint's {key} has shape {a.shape}; this run needs {tuple(shape)}")
         if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
-            raise ConfigError(f"the checkpoint's {key} holds non-finite values (NaN or inf); a run only checkpoints "
-                              "a finite state")
+            raise ConfigError(
+                f"the checkpoint's {key} holds non-finite values (NaN or inf); a run only checkpoints a finite state"
+            )
 
 
-def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: dict, lnoise,
-             algo=None) -> tuple[int, int]:
+def _restore(
+    state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: dict, lnoise, algo=None
+) -> tuple[int, int]:
     """Load a checkpoint state into a freshly built engine and the history buffers; returns (step, rows)."""
     if Config.from_dict(state["config"]) != cfg:
         raise ConfigError("the checkpoint was made with a different config; resume with the config it holds")
@@ -421,8 +501,14 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
     if cfg.loss == "elr":
         want["target"] = engine.target.shape
     check_state_arrays(state, want)
-    engine.load_state(state["gamma"], state["rho"], state.get("bias", engine.bias.copy()),
-                      state.get("W") if cfg.engine == "weights" else None, step=t, target=state.get("target"))
+    engine.load_state(
+        state["gamma"],
+        state["rho"],
+        state.get("bias", engine.bias.copy()),
+        state.get("W") if cfg.engine == "weights" else None,
+        step=t,
+        target=state.get("target"),
+    )
     for k in hist:
         if k not in state["history"]:
             raise ConfigError(f"the checkpoint has no history column {k!r}; it was made with other test sets")
@@ -441,8 +527,14 @@ def _restore(state: Mapping[str, Any], cfg: Config, engine, hist: dict, trace: d
 STATE_KEYS = ("step", "rows", "config", "engine", "label_noise_state")
 
 
-def check_train_options(resume: Any = None, checkpoint_every: Any = 0, on_checkpoint: Any = None,
-                        progress: Any = None, keep_rho: Any = True, extra_tests: Any = None) -> None:
+def check_train_options(
+    resume: Any = None,
+    checkpoint_every: Any = 0,
+    on_checkpoint: Any = None,
+    progress: Any = None,
+    keep_rho: Any = True,
+    extra_tests: Any = None,
+) -> None:
     """Check the keyword options of :func:`lnref.train` before any work (clear ConfigErrors, no bare TypeErrors).
 
     Parameters
@@ -462,20 +554,25 @@ def check_train_options(resume: Any = None, checkpoint_every: Any = 0, on_checkp
     """
     if resume is not None:
         if not isinstance(resume, Mapping):
-            raise ConfigError(f"resume={short_repr(resume)} is not allowed: give None or the state dict that "
-                              "on_checkpoint received (or lnref.runs.load_checkpoint(path))")
+            raise ConfigError(
+                f"resume={short_repr(resume)} is not allowed: give None or the state dict that "
+                "on_checkpoint received (or lnref.runs.load_checkpoint(path))"
+            )
         need = (*STATE_KEYS, "gamma", "rho", "history", "trace")
         missing = [k for k in need if k not in resume]
         if missing:
-            raise ConfigError(f"resume lacks {', '.join(map(repr, missing))}: give the state dict that on_checkpoint "
-                              "received (or lnref.runs.load_checkpoint(path)), not a dict of your own")
+            raise ConfigError(
+                f"resume lacks {', '.join(map(repr, missing))}: give the state dict that on_checkpoint "
+                "received (or lnref.runs.load_checkpoint(path)), not a dict of your own"
+            )
         for key in ("step", "rows"):
             v = resume[key]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ConfigError(f"resume[{key!r}]={short_repr(v)} is not allowed: a step count, an integer >= 0")
         if not isinstance(resume["config"], Mapping):
-            raise ConfigError("resume['config'] must be a dict of Config fields, got "
-                              f"{type(resume['config']).__name__}")
+            raise ConfigError(
+                f"resume['config'] must be a dict of Config fields, got {type(resume['config']).__name__}"
+            )
         for key in ("gamma", "rho"):
             if not isinstance(resume[key], np.ndarray) or resume[key].dtype != np.float64:
                 raise ConfigError(f"resume[{key!r}] must be a float64 array, got {short_repr(resume[key])}")
@@ -485,25 +582,33 @@ def check_train_options(resume: Any = None, checkpoint_every: Any = 0, on_checkp
                 raise ConfigError(f"resume[{key!r}] must be a dict of arrays, got {short_repr(table)}")
         if resume["label_noise_state"] is not None and not isinstance(resume["label_noise_state"], Mapping):
             raise ConfigError("resume['label_noise_state'] must be None or a NumPy bit-generator state dict")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
-            or checkpoint_every < 0:
+    if (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, (int, np.integer))
+        or checkpoint_every < 0
+    ):
         raise ConfigError(f"checkpoint_every={checkpoint_every!r} is not allowed: use an integer >= 0 (0: never)")
     for name, fn in (("on_checkpoint", on_checkpoint), ("progress", progress)):
         if fn is not None and not callable(fn):
             raise ConfigError(f"{name}={short_repr(fn)} is not allowed: give a function or None")
     if checkpoint_every > 0 and on_checkpoint is None:
-        raise ConfigError(f"checkpoint_every={int(checkpoint_every)} needs on_checkpoint= (a function receiving "
-                          "each state, e.g. lambda s: lnref.runs.save_checkpoint(path, s))")
+        raise ConfigError(
+            f"checkpoint_every={int(checkpoint_every)} needs on_checkpoint= (a function receiving "
+            "each state, e.g. lambda s: lnref.runs.save_checkpoint(path, s))"
+        )
     if not isinstance(keep_rho, (bool, np.bool_)):
         raise ConfigError(f"keep_rho={short_repr(keep_rho)} is not allowed: use True or False")
     if extra_tests is not None:
         if not isinstance(extra_tests, Mapping):
-            raise ConfigError(f"extra_tests={short_repr(extra_tests)} is not allowed: give a dict name -> "
-                              "lnref.TestSet")
+            raise ConfigError(
+                f"extra_tests={short_repr(extra_tests)} is not allowed: give a dict name -> lnref.TestSet"
+            )
         for name, t in extra_tests.items():
             if not isinstance(name, str) or not name.isidentifier():
-                raise ConfigError(f"extra_tests name {name!r} is not allowed: use a Python identifier "
-                                  "(it becomes the history column test_acc_<name>)")
+                raise ConfigError(
+                    f"extra_tests name {name!r} is not allowed: use a Python identifier "
+                    "(it becomes the history column test_acc_<name>)"
+                )
             if not isinstance(t, TestSet):
                 raise ConfigError(f"extra_tests[{name!r}] must be an lnref.TestSet, got {type(t).__name__}")
 

@@ -3,6 +3,7 @@
 Nothing here calls lnref's kernels; loops follow the formulas of SPEC.md one symbol at a time.  Layout as in
 lnref: W has shape (2, m, d), index 0 holds j = +1 (sign s_j = +1), index 1 holds j = -1 (s_j = -1).
 """
+
 from __future__ import annotations
 
 import math
@@ -126,8 +127,9 @@ def coefficient_step(gamma, rho, W, mu, xi, y, y_obs, q, eta, eps=None):
             gamma[j, r] -= eta * mu_sq / (n * m) * s
             for i in range(n):
                 xi_sq = float(np.dot(xi[i], xi[i]))
-                rho[j, r, i] -= (eta * xi_sq / (n * m) * lp[i] * SIGNS[j] * mult[i]
-                                 * dact(float(np.dot(W[j, r], xi[i])), q))
+                rho[j, r, i] -= (
+                    eta * xi_sq / (n * m) * lp[i] * SIGNS[j] * mult[i] * dact(float(np.dot(W[j, r], xi[i])), q)
+                )
     return gamma, rho
 
 
@@ -154,8 +156,13 @@ def run(W0, mu, xi, y, y_obs, q, eta, steps, eps_rows=None):
         gammas.append(gamma)
         rhos.append(rho)
         losses.append(loss(W, mu, xi, y, y_obs, q))
-    return {"W": np.array(Ws), "gamma": np.array(gammas), "rho": np.array(rhos), "loss": np.array(losses),
-            "lp": np.array(lps)}
+    return {
+        "W": np.array(Ws),
+        "gamma": np.array(gammas),
+        "rho": np.array(rhos),
+        "loss": np.array(losses),
+        "lp": np.array(lps),
+    }
 
 
 # ------------------------------------------------------------------ section 4: decomposition

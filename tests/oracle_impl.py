@@ -4,23 +4,62 @@ Written from the SPEC, not from lnref's replay: a forward pass, a hand-written b
 the way a researcher would write them.  Each bug in BUGS injects one realistic mistake in its natural place.
 Used by the oracle's tests (tests/test_oracle_*.py); never imported by lnref.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-BUGS = ("missing_1_over_m", "model_missing_1_over_m", "missing_1_over_n", "relu_derivative_one_at_zero",
-        "relu_derivative_half_at_zero",
-        "signal_patch_observed_label", "j_swapped", "sign_flipped", "label_noise_ignored", "orientation_flipped",
-        "mean_over_patches", "bias", "logistic_wrong_argument", "dsigma_no_clamp", "noise_patch_times_label",
-        "labels_01_in_logistic", "bce_with_pm1_targets", "sequential_j_update", "eps_frozen", "eps_shifted",
-        "eps_accumulated", "lr_invsqrt", "checkpoint_after_next_step", "export_j_reversed", "export_reshape",
-        "import_reshape", "weight_decay", "momentum", "lr_exponential", "eta_scaled", "zero_grad_forgotten",
-        "lr_cosine", "lr_linear_warmup", "signal_path_detached", "noise_path_detached", "true_labels_in_loss",
-        "signal_patch_01_labels", "inputs_rounded_float32", "data_rounded_float32", "weights_rounded_float32",
-        "lr_exponential_shifted", "grad_clip_norm", "output_scale_scaled")
+BUGS = (
+    "missing_1_over_m",
+    "model_missing_1_over_m",
+    "missing_1_over_n",
+    "relu_derivative_one_at_zero",
+    "relu_derivative_half_at_zero",
+    "signal_patch_observed_label",
+    "j_swapped",
+    "sign_flipped",
+    "label_noise_ignored",
+    "orientation_flipped",
+    "mean_over_patches",
+    "bias",
+    "logistic_wrong_argument",
+    "dsigma_no_clamp",
+    "noise_patch_times_label",
+    "labels_01_in_logistic",
+    "bce_with_pm1_targets",
+    "sequential_j_update",
+    "eps_frozen",
+    "eps_shifted",
+    "eps_accumulated",
+    "lr_invsqrt",
+    "checkpoint_after_next_step",
+    "export_j_reversed",
+    "export_reshape",
+    "import_reshape",
+    "weight_decay",
+    "momentum",
+    "lr_exponential",
+    "eta_scaled",
+    "zero_grad_forgotten",
+    "lr_cosine",
+    "lr_linear_warmup",
+    "signal_path_detached",
+    "noise_path_detached",
+    "true_labels_in_loss",
+    "signal_patch_01_labels",
+    "inputs_rounded_float32",
+    "data_rounded_float32",
+    "weights_rounded_float32",
+    "lr_exponential_shifted",
+    "grad_clip_norm",
+    "output_scale_scaled",
+)
 
-ROUNDED = {"inputs_rounded_float32": ("data", "weights"), "data_rounded_float32": ("data",),
-           "weights_rounded_float32": ("weights",)}
+ROUNDED = {
+    "inputs_rounded_float32": ("data", "weights"),
+    "data_rounded_float32": ("data",),
+    "weights_rounded_float32": ("weights",),
+}
 
 
 def f32(a, bug, what):
@@ -54,7 +93,7 @@ class Net:
         q = self.q
         if self.bug == "relu_derivative_one_at_zero":
             return (z >= 0).astype(self.dt)
-        if self.bug == "relu_derivative_half_at_zero":           # torch.maximum(z, 0 * z): a tie splits
+        if self.bug == "relu_derivative_half_at_zero":  # torch.maximum(z, 0 * z): a tie splits
             return (z > 0).astype(self.dt) + 0.5 * (z == 0)
         if self.bug == "dsigma_no_clamp":
             return q * z ** (q - 1)
@@ -65,14 +104,14 @@ class Net:
         bug, dt = self.bug, self.dt
         m, n = self.V.shape[0], xi.shape[0]
         ysig = {"signal_patch_observed_label": y_obs, "signal_patch_01_labels": (y + 1) / 2}.get(bug, y)
-        x1 = ysig[:, None] * mu[None, :]                        # (n, d)
+        x1 = ysig[:, None] * mu[None, :]  # (n, d)
         x2 = y[:, None] * xi if bug == "noise_patch_times_label" else xi
         z1 = np.einsum("rjd,nd->nrj", self.V, x1)
         z2 = np.einsum("rjd,nd->nrj", self.V, x2)
         if bug == "bias":
             z1, z2 = z1 + self.b, z2 + self.b
         second = np.array([1.0, -1.0], dt) * (1 if bug == "model_missing_1_over_m" else dt(1) / m)
-        if bug == "output_scale_scaled":                          # 1/2 written where 1/m belongs
+        if bug == "output_scale_scaled":  # 1/2 written where 1/m belongs
             second = np.array([1.0, -1.0], dt) * dt(self.value or 0.5)
         if bug == "orientation_flipped":
             second = -second
@@ -92,11 +131,11 @@ class Net:
         loss = np.mean(np.logaddexp(0, -labels * f))
         if bug != "missing_1_over_n":
             dl = dl / n
-        dh = dl[:, None, None] * second[None, None, :]          # (n, m, 2)
+        dh = dl[:, None, None] * second[None, None, :]  # (n, m, 2)
         if bug == "mean_over_patches":
             dh = dh / 2
         d1, d2 = dh * self.dact(z1), dh * self.dact(z2)
-        if bug == "signal_path_detached":                         # z1 computed from W.detach()
+        if bug == "signal_path_detached":  # z1 computed from W.detach()
             d1 = 0 * d1
         if bug == "noise_path_detached":
             d2 = 0 * d2
@@ -131,9 +170,9 @@ def train(fx, bug=None, dtype=np.float64, value=None):
         for t in range(last + 1):
             if t in keep and not shift:
                 Ws[t] = net.export()
-                losses[t] = float(net.grads(mu, xi, y, y_obs, y_obs)[0])   # the loss on the observed labels
+                losses[t] = float(net.grads(mu, xi, y, y_obs, y_obs)[0])  # the loss on the observed labels
             if shift and t - 1 in keep:
-                Ws[t - 1] = net.export()          # recorded after the step: holds W(t) under the label t - 1
+                Ws[t - 1] = net.export()  # recorded after the step: holds W(t) under the label t - 1
             if t == last:
                 break
             if fx.eps is None or bug == "label_noise_ignored":
@@ -148,7 +187,7 @@ def train(fx, bug=None, dtype=np.float64, value=None):
             else:
                 lab = fx.eps[t].astype(dt) * lab0
             _loss, dV, db = net.grads(mu, xi, y, lab, y_obs)
-            if bug == "zero_grad_forgotten":                     # .grad keeps the sum of every gradient so far
+            if bug == "zero_grad_forgotten":  # .grad keeps the sum of every gradient so far
                 acc = acc + dV
                 dV = acc
             if bug == "grad_clip_norm":
@@ -185,6 +224,7 @@ def train(fx, bug=None, dtype=np.float64, value=None):
 
 def gradient_fn(bug=None):
     """grad_fn(W, mu, xi, y, y_obs, q) in lnref's calling convention, with ``bug``."""
+
     def grad(W, mu, xi, y, y_obs, q):
         net = Net(W, q, bug)
         mu, xi = f32(mu, bug, "data"), f32(xi, bug, "data")
@@ -192,11 +232,13 @@ def gradient_fn(bug=None):
         if bug == "export_reshape":
             return dV.reshape(2, dV.shape[0], dV.shape[2]).copy()
         return np.ascontiguousarray(dV.transpose(1, 0, 2))
+
     return grad
 
 
 def step_fn(bug=None, value=None):
     """step_fn(W, mu, xi, y, y_obs, q, eta) -> W', with ``bug``."""
+
     def step(W, mu, xi, y, y_obs, q, eta):
         net = Net(W, q, bug)
         mu, xi = f32(mu, bug, "data"), f32(xi, bug, "data")
@@ -215,14 +257,23 @@ def step_fn(bug=None, value=None):
             dV = dV * coef if coef < 1 else dV
         net.V = net.V - eta * dV
         return net.export()
+
     return step
 
 
 # ---------------------------------------------------------------------------------------------- training methods
 #: method mistakes (SPEC.md section 9) injected by :func:`train_method`
-METHOD_BUGS = ("elr_target_init_label", "elr_target_init_uniform", "elr_target_updated_after_loss",
-               "elr_target_not_detached", "elr_target_updated_every_step", "elr_no_clamp", "bootstrap_soft_detached",
-               "sce_A_minus_4", "label_smoothing_unnormalised")
+METHOD_BUGS = (
+    "elr_target_init_label",
+    "elr_target_init_uniform",
+    "elr_target_updated_after_loss",
+    "elr_target_not_detached",
+    "elr_target_updated_every_step",
+    "elr_no_clamp",
+    "bootstrap_soft_detached",
+    "sce_A_minus_4",
+    "label_smoothing_unnormalised",
+)
 
 
 def _sig(x):
@@ -241,25 +292,29 @@ class MethodNet(Net):
         second = np.array([1.0, -1.0]) / m
         f = np.einsum("nrj,j->n", self.act(z1) + self.act(z2), second)
         lp = dict(cfg.loss_params)
-        py = _sig(labels * f)                 # probability of the step's label
+        py = _sig(labels * f)  # probability of the step's label
         pm = _sig(-labels * f)
-        dpy = py * pm                         # d p_y / d z, z = label * f
+        dpy = py * pm  # d p_y / d z, z = label * f
         if cfg.loss == "label_smoothing":
             e = lp["eps"] if bug == "label_smoothing_unnormalised" else lp["eps"] / 2
-            t_y, t_m = 1 - lp["eps"] + e, e   # CE against the target: -t_y log p_y - t_m log p_m
+            t_y, t_m = 1 - lp["eps"] + e, e  # CE against the target: -t_y log p_y - t_m log p_m
             g = -t_y * pm + t_m * py
         elif cfg.loss == "sce":
             A = -4.0 if bug == "sce_A_minus_4" else lp["A"]
             ce = -np.where(py >= 1e-7, pm, 0.0)
-            g = lp["alpha"] * ce + lp["beta"] * (-A) * (-dpy)   # RCE = -A (1 - p_y)
+            g = lp["alpha"] * ce + lp["beta"] * (-A) * (-dpy)  # RCE = -A (1 - p_y)
         elif cfg.loss == "bootstrap_soft":
             beta = lp["beta"]
             inside = (py >= 1e-7) & (pm >= 1e-7)
             if bug == "bootstrap_soft_detached":
                 g = -beta * pm
-            else:                                 # d/dz [-(beta + (1-beta) p_y) log p_y - (1-beta) p_m log p_m]
-                g = (-(1 - beta) * dpy * np.log(py) - (beta + (1 - beta) * py) * pm
-                     + (1 - beta) * dpy * np.log(pm) + (1 - beta) * pm * py)
+            else:  # d/dz [-(beta + (1-beta) p_y) log p_y - (1-beta) p_m log p_m]
+                g = (
+                    -(1 - beta) * dpy * np.log(py)
+                    - (beta + (1 - beta) * py) * pm
+                    + (1 - beta) * dpy * np.log(pm)
+                    + (1 - beta) * pm * py
+                )
             g = np.where(inside, g, 0.0)
         elif cfg.loss == "elr":
             lam, beta = lp["lam"], lp["beta"]
@@ -271,10 +326,10 @@ class MethodNet(Net):
             a, b = target[np.arange(n), k], target[np.arange(n), 1 - k]
             h = 1 - a * cy - b * cm
             dh = -(a * dcy + b * dcm)
-            if fresh and bug == "elr_target_not_detached":   # a = beta a0 + (1 - beta) cy / (cy + cm), likewise b
+            if fresh and bug == "elr_target_not_detached":  # a = beta a0 + (1 - beta) cy / (cy + cm), likewise b
                 tot = cy + cm
-                da = (1 - beta) * (dcy * tot - cy * (dcy + dcm)) / tot ** 2
-                db = (1 - beta) * (dcm * tot - cm * (dcy + dcm)) / tot ** 2
+                da = (1 - beta) * (dcy * tot - cy * (dcy + dcm)) / tot**2
+                db = (1 - beta) * (dcm * tot - cm * (dcy + dcm)) / tot**2
                 dh = dh - (da * cy + db * cm)
             g = -pm + lam * dh / h
         else:
@@ -340,6 +395,7 @@ def method_gradient_fn(cfg, bug=None):
                 use, fresh = new, True
         _, dV = net.method_grads(mu, xi, y, y_obs, cfg, bug, use, fresh)
         return np.ascontiguousarray(dV.transpose(1, 0, 2))
+
     return grad
 
 
@@ -356,16 +412,16 @@ def _selection_dV(V, mu, xi, y, y_obs, q, cfg, mask, denom):
     z1 = np.einsum("rjd,nd->nrj", V, x1)
     z2 = np.einsum("rjd,nd->nrj", V, x2)
     second = np.array([1.0, -1.0]) / m
-    act = lambda z: np.where(z > 0, z, 0) ** q                                          # noqa: E731
-    dact = lambda z: np.where(z > 0, q * np.where(z > 0, z, 0) ** (q - 1), 0)           # noqa: E731
+    act = lambda z: np.where(z > 0, z, 0) ** q  # noqa: E731
+    dact = lambda z: np.where(z > 0, q * np.where(z > 0, z, 0) ** (q - 1), 0)  # noqa: E731
     f = np.einsum("nrj,j->n", act(z1) + act(z2), second)
     z = y_obs * f
     if cfg.loss == "gce":
         p = _sig(z)
-        g = np.where(p >= 1e-7, -p ** dict(cfg.loss_params)["q"] * _sig(-z), 0.0)
+        g = np.where(p >= 1e-7, -(p ** dict(cfg.loss_params)["q"]) * _sig(-z), 0.0)
     else:
         g = -_sig(-z)
-    sel = np.flatnonzero(mask)                                     # the loss is over the selected samples only
+    sel = np.flatnonzero(mask)  # the loss is over the selected samples only
     dl = np.zeros_like(f)
     dl[sel] = g[sel] * y_obs[sel] / denom
     dh = dl[:, None, None] * second[None, None, :]
@@ -402,6 +458,7 @@ def train_selection(fx, bug=None):
 
 def selection_gradient_fn(cfg, bug=None):
     """grad_fn(W, mu, xi, y, y_obs, q, mask=, scale=) of a selection fixture: scale (1/n) sum_{i in S} grad l_i."""
+
     def grad(W, mu, xi, y, y_obs, q, mask=None, scale=1.0):
         n = len(y)
         if bug == "selection_mask_ignored":
@@ -409,6 +466,7 @@ def selection_gradient_fn(cfg, bug=None):
         denom = n if bug == "selection_mean_over_n" else n / scale
         V = np.ascontiguousarray(np.asarray(W).transpose(1, 0, 2))
         return np.ascontiguousarray(_selection_dV(V, mu, xi, y, y_obs, q, cfg, mask, denom).transpose(1, 0, 2))
+
     return grad
 
 
@@ -418,4 +476,5 @@ def selection_step_fn(cfg, bug=None):
 
     def step(W, mu, xi, y, y_obs, q, eta, mask=None, scale=1.0):
         return W - eta * grad(W, mu, xi, y, y_obs, q, mask=mask, scale=scale)
+
     return step

@@ -1,5 +1,6 @@
 """Small API traps a new user met (issue 23, item 6): a fixture prints as one line, Report.passed is documented,
 help(lnref.testing) shows the checks rather than the catalogue's machinery."""
+
 from __future__ import annotations
 
 import pydoc
@@ -18,6 +19,7 @@ def test_a_fixture_prints_as_one_short_line():
 
 def test_report_passed_is_documented():
     from lnref.oracle.report import Report
+
     assert "within the bound" in (Report.passed.__doc__ or "")
     assert "passed" in (Report.__doc__ or "")
 

@@ -1,6 +1,7 @@
 """The command line never guesses (issue 23, item 5): no abbreviations, other frameworks' names mapped to lnref's,
 one-line errors, ``None`` for fields whose default is None, plain help texts, the compile notice of
 ``lnref reproduce``, and an ETA that excludes the compile."""
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,7 @@ def test_abbreviations_are_refused_in_every_subcommand(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
     err = _error(capsys, ["run", "--ste", "3", "--out", str(tmp_path / "x")])
     assert "unrecognized arguments: --ste" in err
-    err = _error(capsys, ["run", "--chec", "3", "--out", str(tmp_path / "x")])   # --checkpoint-every
+    err = _error(capsys, ["run", "--chec", "3", "--out", str(tmp_path / "x")])  # --checkpoint-every
     assert "unrecognized arguments: --chec" in err
     parser = build_parser()
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
@@ -37,8 +38,16 @@ def test_abbreviations_are_refused_in_every_subcommand(capsys, tmp_path):
     assert all(p.allow_abbrev is False for p in subs.choices.values())
 
 
-@pytest.mark.parametrize(("flag", "want"), [("--lr", "--eta"), ("--learning-rate", "--eta"), ("--width", "--m"),
-                                            ("--channels", "--m"), ("--epochs", "--steps")])
+@pytest.mark.parametrize(
+    ("flag", "want"),
+    [
+        ("--lr", "--eta"),
+        ("--learning-rate", "--eta"),
+        ("--width", "--m"),
+        ("--channels", "--m"),
+        ("--epochs", "--steps"),
+    ],
+)
 def test_pytorch_vocabulary_gets_lnref_names(capsys, tmp_path, flag, want):
     err = _error(capsys, ["run", flag, "3", "--out", str(tmp_path / "x")])
     assert f"{flag}: did you mean {want}?" in err
@@ -95,6 +104,7 @@ def test_help_has_no_sphinx_markup_no_repeated_default_and_distinct_flip_rates(c
 def test_reproduce_prints_the_compile_notice(capsys, tmp_path, monkeypatch):
     import lnref._cache as cache
     import lnref.reproduce as rep
+
     monkeypatch.setattr(cache, "kernels_warm", lambda kind: False)
     monkeypatch.setattr(rep, "run_reproduction", lambda name, ctx: [])
     assert main(["reproduce", "--out", str(tmp_path / "r")]) == 0
@@ -102,33 +112,40 @@ def test_reproduce_prints_the_compile_notice(capsys, tmp_path, monkeypatch):
 
 
 def test_eta_excludes_the_compile(monkeypatch):
-    clock = iter([0.0,            # Progress() created
-                  0.1,            # step 0 logged (nothing run yet)
-                  60.0,           # step 1: the first GD step compiled the kernels (60 s)
-                  60.01,          # step 2
-                  60.02])         # step 3
+    clock = iter(
+        [
+            0.0,  # Progress() created
+            0.1,  # step 0 logged (nothing run yet)
+            60.0,  # step 1: the first GD step compiled the kernels (60 s)
+            60.01,  # step 2
+            60.02,
+        ]
+    )  # step 3
     monkeypatch.setattr(cliargs.time, "perf_counter", lambda: next(clock))
     out = io.StringIO()
     p = Progress("lnref run", every=0.0, after=0.0, stream=out)
     for step in range(4):
         p(step, 200)
     lines = out.getvalue().splitlines()
-    assert "measuring" in lines[1]                        # one timed step after the compile is not yet a rate
+    assert "measuring" in lines[1]  # one timed step after the compile is not yet a rate
     left = [float(m) for m in re.findall(r"left ~(\d+)s", out.getvalue())]
-    assert left and max(left) <= 3, lines               # 0.01 s per step x 197 steps, not 60 s x 197
+    assert left and max(left) <= 3, lines  # 0.01 s per step x 197 steps, not 60 s x 197
 
 
 # ------------------------------------------------------------------------------------------ item 6: API traps
 def test_submodules_are_attributes_without_importing_matplotlib():
     import subprocess
     import sys
-    code = ("import sys, lnref\n"
-            "assert 'matplotlib' not in sys.modules and 'lnref.stages' not in sys.modules\n"
-            "assert callable(lnref.stages.detect_stages) and callable(lnref.testing.load_fixture)\n"
-            "assert callable(lnref.runs.load_run) and callable(lnref.plotting.plot_history)\n"
-            "assert 'matplotlib' not in sys.modules\n"
-            "assert {'stages', 'testing', 'plotting', 'runs'} <= set(dir(lnref))\n"
-            "try:\n    lnref.no_such_thing\nexcept AttributeError as e:\n    print('ok', e)\n")
+
+    code = (
+        "import sys, lnref\n"
+        "assert 'matplotlib' not in sys.modules and 'lnref.stages' not in sys.modules\n"
+        "assert callable(lnref.stages.detect_stages) and callable(lnref.testing.load_fixture)\n"
+        "assert callable(lnref.runs.load_run) and callable(lnref.plotting.plot_history)\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "assert {'stages', 'testing', 'plotting', 'runs'} <= set(dir(lnref))\n"
+        "try:\n    lnref.no_such_thing\nexcept AttributeError as e:\n    print('ok', e)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "ok module 'lnref' has no attribute 'no_such_thing'" in proc.stdout
@@ -136,8 +153,9 @@ def test_submodules_are_attributes_without_importing_matplotlib():
 
 def test_gradient_docs_say_compare_normwise():
     import numpy as np
+
     assert "normwise" in lnref.gradient.__doc__ and "assert_allclose" in lnref.gradient.__doc__
-    readme = (lnref.spec_path().parent.parent / "README.md")
+    readme = lnref.spec_path().parent.parent / "README.md"
     if readme.exists():  # a source checkout
         text = " ".join(readme.read_text().split())
         assert "normwise, `max|g - g_lnref| / max|g_lnref|`" in text

@@ -1,4 +1,5 @@
 """`lnref run`: the run folder (config.json, meta.json, metrics.csv, arrays.npz), --force, TOML, exit codes."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,24 @@ import lnref
 from lnref.cli import main
 from lnref.runs import load_run
 
-SMALL = ["--n", "6", "--d", "10", "--m", "2", "--steps", "5", "--n-test", "4", "--seed", "3", "--tau", "0.2",
-         "--q", "2"]
+SMALL = [
+    "--n",
+    "6",
+    "--d",
+    "10",
+    "--m",
+    "2",
+    "--steps",
+    "5",
+    "--n-test",
+    "4",
+    "--seed",
+    "3",
+    "--tau",
+    "0.2",
+    "--q",
+    "2",
+]
 SMALL_CFG = dict(n=6, d=10, m=2, steps=5, n_test=4, seed=3, tau=0.2, q=2.0)
 FILES = ("config.json", "meta.json", "metrics.csv", "arrays.npz")
 
@@ -49,9 +66,18 @@ def test_run_writes_the_run_folder(tmp_path, capsys):
     # arrays.npz: final state, trace and labels, SHA-256 verified by load_run
     cfg2, arrays = load_run(out)
     assert cfg2 == cfg
-    for k, v in (("W", res.W), ("W0", res.W0), ("gamma", res.gamma), ("rho", res.rho), ("y", res.data.y),
-                 ("y_obs", res.data.y_obs), ("trace_gamma", res.trace["gamma"]), ("trace_rho", res.trace["rho"]),
-                 ("trace_margin", res.trace["margin"]), ("step", res.history["step"])):
+    for k, v in (
+        ("W", res.W),
+        ("W0", res.W0),
+        ("gamma", res.gamma),
+        ("rho", res.rho),
+        ("y", res.data.y),
+        ("y_obs", res.data.y_obs),
+        ("trace_gamma", res.trace["gamma"]),
+        ("trace_rho", res.trace["rho"]),
+        ("trace_margin", res.trace["margin"]),
+        ("step", res.history["step"]),
+    ):
         assert arrays[k].tobytes() == v.tobytes(), k
     meta = json.loads((out / "meta.json").read_text())
     assert meta["diverged"] is False and meta["steps_done"] == 5 and meta["seed"] == 3 and meta["threads"] == 1
@@ -82,24 +108,27 @@ def test_non_empty_folder_is_refused_without_force(tmp_path, capsys):
 @pytest.mark.parametrize("table", [False, True])
 def test_toml_config_file_and_flags_override_it(tmp_path, table):
     toml = tmp_path / "cfg.toml"
-    body = 'n = 6\nd = 10\nm = 2\nsteps = 3\nn_test = 0\nq = 2.0\nnoise = "isotropic"\ntau_plus = 0.1\n' \
-           'tau_minus = 0.3\n'
+    body = (
+        'n = 6\nd = 10\nm = 2\nsteps = 3\nn_test = 0\nq = 2.0\nnoise = "isotropic"\ntau_plus = 0.1\ntau_minus = 0.3\n'
+    )
     toml.write_text(("[config]\n" if table else "") + body)
     out = tmp_path / "run"
     assert run_cli(out, "--config", str(toml), "--q", "3", "--steps", "4") == 0
     cfg = lnref.Config.from_dict(json.loads((out / "config.json").read_text()))
-    assert cfg == lnref.Config(n=6, d=10, m=2, steps=4, n_test=0, q=3.0, noise="isotropic", tau_plus=0.1,
-                               tau_minus=0.3)
+    assert cfg == lnref.Config(n=6, d=10, m=2, steps=4, n_test=0, q=3.0, noise="isotropic", tau_plus=0.1, tau_minus=0.3)
 
 
-@pytest.mark.parametrize("args,field,value", [
-    (["--tau", "0.7"], "tau", "0.7"),
-    (["--q", "0.5"], "q", "0.5"),
-    (["--eta", "-1"], "eta", "-1"),
-    (["--noise", "pink"], "noise", "pink"),
-    (["--sigma0", "nan"], "sigma0", "nan"),
-    (["--n", "0"], "n", "0"),
-])
+@pytest.mark.parametrize(
+    "args,field,value",
+    [
+        (["--tau", "0.7"], "tau", "0.7"),
+        (["--q", "0.5"], "q", "0.5"),
+        (["--eta", "-1"], "eta", "-1"),
+        (["--noise", "pink"], "noise", "pink"),
+        (["--sigma0", "nan"], "sigma0", "nan"),
+        (["--n", "0"], "n", "0"),
+    ],
+)
 def test_bad_input_exits_2_naming_the_field(tmp_path, capsys, args, field, value):
     out = tmp_path / "run"
     assert run_cli(out, *SMALL, *args) == 2
@@ -130,8 +159,25 @@ def test_unparsable_flag_is_an_argparse_error_with_exit_2(tmp_path, capsys):
 
 def test_diverging_run_exits_1_and_still_writes_its_files(tmp_path, capsys):
     out = tmp_path / "run"
-    code = run_cli(out, "--n", "6", "--d", "10", "--m", "2", "--steps", "30", "--n-test", "0", "--q", "3",
-                   "--sigma0", "1", "--eta", "1e100")
+    code = run_cli(
+        out,
+        "--n",
+        "6",
+        "--d",
+        "10",
+        "--m",
+        "2",
+        "--steps",
+        "30",
+        "--n-test",
+        "0",
+        "--q",
+        "3",
+        "--sigma0",
+        "1",
+        "--eta",
+        "1e100",
+    )
     assert code == 1
     assert "diverged" in capsys.readouterr().err
     assert set(FILES) <= {p.name for p in out.iterdir()} <= set(FILES) | {"history.png"}
@@ -151,8 +197,7 @@ def test_python_m_lnref_help():
     proc = subprocess.run([sys.executable, "-m", "lnref", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "run" in proc.stdout and "usage" in proc.stdout.lower()
-    proc = subprocess.run([sys.executable, "-m", "lnref", "run", "--help"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "lnref", "run", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--force" in proc.stdout and "--tau-plus" in proc.stdout
 
 
@@ -183,6 +228,7 @@ def test_force_replaces_the_folder_only_when_the_new_run_is_complete(tmp_path, m
     import errno
 
     import lnref.io as lio
+
     real = lio.save_npz
 
     def disk_full(path, *a, **k):
@@ -216,14 +262,17 @@ def test_toml_mixing_top_level_fields_and_a_config_table_is_refused(tmp_path, ca
     assert not out.exists()
 
 
-@pytest.mark.parametrize("content,match", [
-    ("config = 5\n", "'config' must be a table"),
-    (b"n = 6\n# caf\xe9\n", "not UTF-8"),
-    ("n = 1e300\n", "memory"),
-    ("stpes = 5\n", "did you mean 'steps'"),
-    ("n = [1, 2]\n", "n=[1, 2] is not allowed"),
-    ("[config]\nn = {a = 1}\n", "n={'a': 1} is not allowed"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("config = 5\n", "'config' must be a table"),
+        (b"n = 6\n# caf\xe9\n", "not UTF-8"),
+        ("n = 1e300\n", "memory"),
+        ("stpes = 5\n", "did you mean 'steps'"),
+        ("n = [1, 2]\n", "n=[1, 2] is not allowed"),
+        ("[config]\nn = {a = 1}\n", "n={'a': 1} is not allowed"),
+    ],
+)
 def test_unusable_toml_exits_2_with_one_line(tmp_path, capsys, content, match):
     toml = tmp_path / "c.toml"
     (toml.write_bytes if isinstance(content, bytes) else toml.write_text)(content)
@@ -236,17 +285,20 @@ def test_unusable_toml_exits_2_with_one_line(tmp_path, capsys, content, match):
 
 def test_unusable_paths_exit_2(tmp_path, capsys):
     import os
+
     (tmp_path / "folder").mkdir()
     (tmp_path / "afile").write_text("x")
     os.mkfifo(tmp_path / "fifo.toml")
     os.symlink(tmp_path / "loop_a", tmp_path / "loop_b")
     os.symlink(tmp_path / "loop_b", tmp_path / "loop_a")
-    cases = [(["--config", str(tmp_path / "folder")], tmp_path / "o1", "is a folder"),
-             (["--config", str(tmp_path / "fifo.toml")], tmp_path / "o2", "FIFO"),  # would block on open
-             ([], tmp_path / "afile" / "sub", "a part of its path is a file"),
-             ([], tmp_path / "afile", "not a folder"),
-             ([], tmp_path / "loop_a" / "x", "symbolic links"),
-             ([], "/proc/lnref-test/run", "cannot create")]
+    cases = [
+        (["--config", str(tmp_path / "folder")], tmp_path / "o1", "is a folder"),
+        (["--config", str(tmp_path / "fifo.toml")], tmp_path / "o2", "FIFO"),  # would block on open
+        ([], tmp_path / "afile" / "sub", "a part of its path is a file"),
+        ([], tmp_path / "afile", "not a folder"),
+        ([], tmp_path / "loop_a" / "x", "symbolic links"),
+        ([], "/proc/lnref-test/run", "cannot create"),
+    ]
     for extra, out, match in cases:
         assert run_cli(out, *SMALL, *extra) == 2, out
         err = capsys.readouterr().err
@@ -262,9 +314,14 @@ def test_unusable_paths_exit_2(tmp_path, capsys):
         ro.chmod(0o700)
 
 
-@pytest.mark.parametrize("flag,value,match", [("--d", "1000000000000", "--engine coefficients --sampling gram"),
-                                              ("--steps", "1000000000000", "--log-every"),
-                                              ("--n", "1000000000000", "--n")])
+@pytest.mark.parametrize(
+    "flag,value,match",
+    [
+        ("--d", "1000000000000", "--engine coefficients --sampling gram"),
+        ("--steps", "1000000000000", "--log-every"),
+        ("--n", "1000000000000", "--n"),
+    ],
+)
 def test_memory_estimate_refuses_before_allocating(tmp_path, capsys, flag, value, match):
     out = tmp_path / "run"
     assert run_cli(out, *SMALL, flag, value) == 2
@@ -275,6 +332,7 @@ def test_memory_estimate_refuses_before_allocating(tmp_path, capsys, flag, value
 
 def test_output_files_respect_the_umask(tmp_path):
     import os
+
     old = os.umask(0o027)
     try:
         assert run_cli(tmp_path / "run", *SMALL) == 0
@@ -286,6 +344,7 @@ def test_output_files_respect_the_umask(tmp_path):
 
 def test_help_shows_field_meanings_and_typos_get_suggestions(capsys):
     from lnref.config import FIELD_DOCS
+
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -297,13 +356,17 @@ def test_help_shows_field_meanings_and_typos_get_suggestions(capsys):
     assert exc.value.code == 2
     assert "did you mean --steps?" in capsys.readouterr().err
     from lnref.cli import suggest
+
     assert suggest("han2052", ["han2025", "kou2023", "huang2025"]) == ["han2025"]
     assert suggest("zzzz", ["han2025"]) == []
 
 
 def test_api_words_become_flags_in_cli_messages():
     from lnref.cli import to_cli_words
+
     assert to_cli_words("pass resume=True (or force=True) to go on") == "pass --resume (or --force) to go on"
-    assert to_cli_words("replicates=0 is not allowed; lower replicates= or") == \
-        "--replicates 0 is not allowed; lower --replicates or"
+    assert (
+        to_cli_words("replicates=0 is not allowed; lower replicates= or")
+        == "--replicates 0 is not allowed; lower --replicates or"
+    )
     assert to_cli_words("tau=0.7 is not allowed") == "tau=0.7 is not allowed"  # config fields keep their names

@@ -1,4 +1,5 @@
 """The coefficient-space engine (SPEC.md section 4) against the weight engine, and its determinism rules."""
+
 from __future__ import annotations
 
 import json
@@ -71,9 +72,20 @@ def test_first_step_outputs_bit_identical_to_weight_engine():
 
 
 def _gram_run(threads, **kw):
-    cfg = lnref.Config(n=240, d=10**6, m=10, steps=30, log_every=10, n_test=300, engine="coefficients",
-                       sampling="gram", tau=0.2, seed=4, **kw)
-    assert 2 * cfg.m * cfg.n ** 2 >= lnref.gram.PARALLEL_WORK  # the parallel kernels are the ones tested
+    cfg = lnref.Config(
+        n=240,
+        d=10**6,
+        m=10,
+        steps=30,
+        log_every=10,
+        n_test=300,
+        engine="coefficients",
+        sampling="gram",
+        tau=0.2,
+        seed=4,
+        **kw,
+    )
+    assert 2 * cfg.m * cfg.n**2 >= lnref.gram.PARALLEL_WORK  # the parallel kernels are the ones tested
     return lnref.train(cfg, threads=threads)
 
 
@@ -109,10 +121,43 @@ def test_parallel_and_serial_kernels_bit_identical():
         for kern in (KC.advance, KC.advance_serial):
             g, r, b = gamma.copy(), rho.copy(), bias.copy()
             target = np.zeros((2, n))
-            done = kern(5, mults, 2.0, m, 1.7, 0.1, 3.0, xi_sq, P0, b0, Gn, cA, cB, y, g, r, b, np.empty(F),
-                        np.empty((F, n)), np.empty(F), np.empty((F, n)), np.empty(F), np.empty(n), np.empty(n),
-                        np.empty(F), np.empty(F), np.empty((F, n)), np.zeros(F, dtype=np.int64),
-                        np.empty((F, n), dtype=np.int64), True, code, lp, target, np.empty((2, n)), 0)
+            done = kern(
+                5,
+                mults,
+                2.0,
+                m,
+                1.7,
+                0.1,
+                3.0,
+                xi_sq,
+                P0,
+                b0,
+                Gn,
+                cA,
+                cB,
+                y,
+                g,
+                r,
+                b,
+                np.empty(F),
+                np.empty((F, n)),
+                np.empty(F),
+                np.empty((F, n)),
+                np.empty(F),
+                np.empty(n),
+                np.empty(n),
+                np.empty(F),
+                np.empty(F),
+                np.empty((F, n)),
+                np.zeros(F, dtype=np.int64),
+                np.empty((F, n), dtype=np.int64),
+                True,
+                code,
+                lp,
+                target,
+                np.empty((2, n)),
+                0,
+            )
             res.append((done, g, r, b, target))
         assert res[0][0] == res[1][0] == 5
         for a, b in zip(res[0][1:], res[1][1:]):
@@ -130,8 +175,9 @@ def test_inner_product_sums_are_serial_sums_in_index_order():
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))
     A, B, f = np.empty((F, n)), np.empty(F), np.empty(n)
-    KC.outputs_serial(gamma, rho, np.zeros(F), P0, b0, Gn, cA, cB, y, 1.0, m, float(m), A, B, f,
-                      np.empty((F, n), dtype=np.int64))
+    KC.outputs_serial(
+        gamma, rho, np.zeros(F), P0, b0, Gn, cA, cB, y, 1.0, m, float(m), A, B, f, np.empty((F, n), dtype=np.int64)
+    )
     for fi in range(F):
         g = (1.0 if fi < m else -1.0) * float(gamma[fi])
         for k in range(n):
@@ -164,17 +210,22 @@ json.dump({'gamma': r.gamma.tolist(), 'rho': r.rho.tolist(),
 
 def test_jit_equals_pure_python():
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    out = subprocess.run([sys.executable, "-c", _NOJIT_SCRIPT], env=env, capture_output=True, text=True,
-                         check=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _NOJIT_SCRIPT], env=env, capture_output=True, text=True, check=True, timeout=300
+    )
     py = json.loads(out.stdout)
     env.pop("NUMBA_DISABLE_JIT")
-    jit = json.loads(subprocess.run([sys.executable, "-c", _NOJIT_SCRIPT], env=env, capture_output=True, text=True,
-                                    check=True, timeout=300).stdout)
+    jit = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", _NOJIT_SCRIPT], env=env, capture_output=True, text=True, check=True, timeout=300
+        ).stdout
+    )
     assert py["gamma"] == jit["gamma"]
     assert py["rho"] == jit["rho"]
     for key in jit["hist"]:
-        np.testing.assert_array_equal(np.array(py["hist"][key], dtype=float),
-                                      np.array(jit["hist"][key], dtype=float), err_msg=key)
+        np.testing.assert_array_equal(
+            np.array(py["hist"][key], dtype=float), np.array(jit["hist"][key], dtype=float), err_msg=key
+        )
 
 
 def test_advance_in_chunks_equals_one_call():
@@ -189,8 +240,9 @@ def test_advance_in_chunks_equals_one_call():
 
 
 def test_divergence_keeps_last_finite_state():
-    cfg = lnref.Config(n=8, d=40, m=3, q=3.0, eta=50.0, sigma0=0.3, steps=200, log_every=0, n_test=0,
-                       engine="coefficients", seed=1)
+    cfg = lnref.Config(
+        n=8, d=40, m=3, q=3.0, eta=50.0, sigma0=0.3, steps=200, log_every=0, n_test=0, engine="coefficients", seed=1
+    )
     with pytest.raises(lnref.DivergedError) as info:
         lnref.train(cfg)
     res = info.value.result
@@ -209,8 +261,9 @@ def test_divergence_keeps_last_finite_state():
 def test_sign_identities_hold_in_gram_runs():
     # SPEC.md section 5, identity 3: rho_{j,r,i} >= 0 when j = y_obs_i, <= 0 otherwise (plain GD);
     # identity 4 without label noise: gamma never decreases.
-    cfg = lnref.Config(n=30, d=3000, m=4, steps=100, log_every=5, n_test=0, engine="coefficients",
-                       sampling="gram", tau=0.2, seed=8)
+    cfg = lnref.Config(
+        n=30, d=3000, m=4, steps=100, log_every=5, n_test=0, engine="coefficients", sampling="gram", tau=0.2, seed=8
+    )
     r = lnref.train(cfg)
     s = np.array([1.0, -1.0])[:, None, None]
     assert np.all(s * r.data.y_obs[None, None, :] * r.trace["rho"] >= 0.0)

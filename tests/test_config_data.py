@@ -1,4 +1,5 @@
 """Config validation, Dataset validation and the seed -> data contract (SPEC.md section 1, docs/DESIGN.md)."""
+
 from __future__ import annotations
 
 import math
@@ -15,16 +16,52 @@ from lnref.io import OutputError, load_npz
 
 # ------------------------------------------------------------------ Config validation
 BAD_FIELDS = [
-    ("n", 0), ("n", -3), ("d", 0), ("m", 0), ("n", 2.5), ("m", "3"), ("n", True),
-    ("steps", -1), ("seed", -1), ("log_every", -2), ("n_test", -1), ("log_points", -1),
-    ("q", 0.5), ("q", 0.0), ("q", math.nan), ("q", math.inf),
-    ("sigma0", 0.0), ("sigma0", -0.1), ("sigma_p", 0.0), ("sigma_p", -1.0), ("eta", 0.0), ("eta", -0.5),
-    ("eta", math.nan), ("eta", math.inf), ("sigma0", math.inf), ("sigma_p", math.nan),
-    ("mu_norm", -1.0), ("mu_norm", math.nan), ("sigma_zeta", -0.1),
-    ("tau", 0.5), ("tau", -0.1), ("tau", 0.7), ("tau", math.nan), ("tau_plus", 0.5), ("tau_minus", -0.01),
-    ("tau_plus", math.inf), ("p", 0.5), ("p", -0.2), ("p", math.nan),
-    ("noise", "gaussian"), ("flips", "some"), ("algorithm", "sgd"), ("test", "ood"), ("engine", "gpu"),
-    ("sampling", "lazy"), ("test_flipped_labels", "yes"),
+    ("n", 0),
+    ("n", -3),
+    ("d", 0),
+    ("m", 0),
+    ("n", 2.5),
+    ("m", "3"),
+    ("n", True),
+    ("steps", -1),
+    ("seed", -1),
+    ("log_every", -2),
+    ("n_test", -1),
+    ("log_points", -1),
+    ("q", 0.5),
+    ("q", 0.0),
+    ("q", math.nan),
+    ("q", math.inf),
+    ("sigma0", 0.0),
+    ("sigma0", -0.1),
+    ("sigma_p", 0.0),
+    ("sigma_p", -1.0),
+    ("eta", 0.0),
+    ("eta", -0.5),
+    ("eta", math.nan),
+    ("eta", math.inf),
+    ("sigma0", math.inf),
+    ("sigma_p", math.nan),
+    ("mu_norm", -1.0),
+    ("mu_norm", math.nan),
+    ("sigma_zeta", -0.1),
+    ("tau", 0.5),
+    ("tau", -0.1),
+    ("tau", 0.7),
+    ("tau", math.nan),
+    ("tau_plus", 0.5),
+    ("tau_minus", -0.01),
+    ("tau_plus", math.inf),
+    ("p", 0.5),
+    ("p", -0.2),
+    ("p", math.nan),
+    ("noise", "gaussian"),
+    ("flips", "some"),
+    ("algorithm", "sgd"),
+    ("test", "ood"),
+    ("engine", "gpu"),
+    ("sampling", "lazy"),
+    ("test_flipped_labels", "yes"),
 ]
 
 
@@ -38,8 +75,9 @@ def test_invalid_field_is_refused_naming_field_and_value(name, value):
 
 
 def test_valid_boundaries_are_accepted():
-    cfg = Config(n=1, d=1, m=1, q=1.0, tau=0.0, p=0.0, steps=0, seed=0, log_every=0, n_test=0,
-                 noise="isotropic", mu_norm=0.0)
+    cfg = Config(
+        n=1, d=1, m=1, q=1.0, tau=0.0, p=0.0, steps=0, seed=0, log_every=0, n_test=0, noise="isotropic", mu_norm=0.0
+    )
     assert (cfg.tau_plus, cfg.tau_minus) == (0.0, 0.0)
     assert Config(tau=0.4999).tau == 0.4999
 
@@ -75,24 +113,31 @@ def test_from_dict_refuses_unknown_fields_and_round_trips():
 # ------------------------------------------------------------------ Dataset validation
 def good_arrays(n=4, d=6):
     rng = np.random.default_rng(0)
-    return dict(mu=np.eye(d)[0], xi=rng.standard_normal((n, d)), y=np.array([1.0, -1.0, 1.0, -1.0])[:n],
-                y_obs=np.array([1.0, 1.0, 1.0, -1.0])[:n])
+    return dict(
+        mu=np.eye(d)[0],
+        xi=rng.standard_normal((n, d)),
+        y=np.array([1.0, -1.0, 1.0, -1.0])[:n],
+        y_obs=np.array([1.0, 1.0, 1.0, -1.0])[:n],
+    )
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("xi", np.zeros(6), "xi must be 2-dimensional"),
-    ("mu", np.zeros((6, 1)), "mu must be 1-dimensional"),
-    ("mu", np.ones(5), "xi has d=6 columns but mu has length 5"),
-    ("y", np.ones(3), r"y must have shape \(4,\)"),
-    ("y_obs", np.ones(5), r"y_obs must have shape \(4,\)"),
-    ("y", np.array([1.0, 0.0, 1.0, -1.0]), r"y must contain only \+1 and -1, found \[0\.0\]"),
-    ("y_obs", np.array([1.0, 2.0, 1.0, -1.0]), r"y_obs must contain only \+1 and -1, found \[2\.0\]"),
-    ("xi", np.full((4, 6), np.nan), "xi contains 24 NaN or infinite"),
-    ("mu", np.r_[np.inf, np.zeros(5)], "mu contains 1 NaN or infinite"),
-    ("y", np.array([1.0, np.nan, 1.0, -1.0]), "y contains 1 NaN"),
-    ("xi", np.zeros((0, 6)), "at least one sample"),
-    ("xi", [["a"] * 6] * 4, "xi must be a real float64-convertible array"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("xi", np.zeros(6), "xi must be 2-dimensional"),
+        ("mu", np.zeros((6, 1)), "mu must be 1-dimensional"),
+        ("mu", np.ones(5), "xi has d=6 columns but mu has length 5"),
+        ("y", np.ones(3), r"y must have shape \(4,\)"),
+        ("y_obs", np.ones(5), r"y_obs must have shape \(4,\)"),
+        ("y", np.array([1.0, 0.0, 1.0, -1.0]), r"y must contain only \+1 and -1, found \[0\.0\]"),
+        ("y_obs", np.array([1.0, 2.0, 1.0, -1.0]), r"y_obs must contain only \+1 and -1, found \[2\.0\]"),
+        ("xi", np.full((4, 6), np.nan), "xi contains 24 NaN or infinite"),
+        ("mu", np.r_[np.inf, np.zeros(5)], "mu contains 1 NaN or infinite"),
+        ("y", np.array([1.0, np.nan, 1.0, -1.0]), "y contains 1 NaN"),
+        ("xi", np.zeros((0, 6)), "at least one sample"),
+        ("xi", [["a"] * 6] * 4, "xi must be a real float64-convertible array"),
+    ],
+)
 def test_dataset_refuses_bad_arrays(field, value, match):
     arrays = good_arrays()
     arrays[field] = value
@@ -127,8 +172,9 @@ def all_arrays(cfg):
     return out
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(noise="isotropic", flips="exact", test="spurious",
-                                               test_flipped_labels=True)])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(noise="isotropic", flips="exact", test="spurious", test_flipped_labels=True)]
+)
 def test_same_seed_gives_identical_arrays(kw):
     cfg = Config(n=12, d=15, m=2, n_test=9, seed=123, **kw)
     a, b = all_arrays(cfg), all_arrays(cfg)
@@ -164,7 +210,7 @@ def test_streams_are_independent():
 def test_orthogonal_noise_is_orthogonal_to_mu(seed):
     cfg = Config(n=10, d=30, m=1, n_test=5, seed=seed, noise="orthogonal", test="iid")
     data = lnref.make_data(cfg)
-    assert np.all(data.xi @ data.mu == 0.0)          # exact for mu = mu_norm e_1
+    assert np.all(data.xi @ data.mu == 0.0)  # exact for mu = mu_norm e_1
     assert np.all(data.test.xi @ data.mu == 0.0)
     assert np.any(data.xi[:, 1:] != 0.0)
     # a user-given mu: orthogonal to rounding
@@ -185,8 +231,9 @@ def test_orthogonal_noise_is_orthogonal_to_mu(seed):
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("tau_plus,tau_minus", [(0.1, 0.1), (0.25, 0.0), (0.45, 0.3), (0.0, 0.0)])
 def test_exact_flips_flip_exactly_the_rounded_count_per_class(seed, tau_plus, tau_minus):
-    cfg = Config(n=37, d=2, m=1, n_test=0, seed=seed, flips="exact", tau_plus=tau_plus, tau_minus=tau_minus,
-                 noise="isotropic")
+    cfg = Config(
+        n=37, d=2, m=1, n_test=0, seed=seed, flips="exact", tau_plus=tau_plus, tau_minus=tau_minus, noise="isotropic"
+    )
     data = lnref.make_data(cfg)
     for cls, tau in ((1.0, tau_plus), (-1.0, tau_minus)):
         members = data.y == cls
@@ -197,8 +244,9 @@ def test_exact_flips_flip_exactly_the_rounded_count_per_class(seed, tau_plus, ta
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_independent_flip_rates_within_binomial_margin(seed):
     # each class's flip count is Binomial(n_class, tau); allow 5 standard deviations (two-sided p ~ 6e-7)
-    cfg = Config(n=20000, d=1, m=1, n_test=0, seed=seed, flips="independent", tau_plus=0.3, tau_minus=0.1,
-                 noise="isotropic")
+    cfg = Config(
+        n=20000, d=1, m=1, n_test=0, seed=seed, flips="independent", tau_plus=0.3, tau_minus=0.1, noise="isotropic"
+    )
     data = lnref.make_data(cfg)
     for cls, tau in ((1.0, 0.3), (-1.0, 0.1)):
         members = data.y == cls
@@ -251,13 +299,18 @@ def test_dataset_load_refuses_unusable_files(tmp_path):
     import os
 
     from lnref.io import InputError, save_npz
+
     cfg = Config(n=6, d=9, m=1, n_test=0, seed=3)
     data = lnref.make_data(cfg)
     good = tmp_path / "data.npz"
     data.save(good)
     raw = good.read_bytes()
-    cases = {"truncated.npz": raw[: len(raw) // 2], "empty.npz": b"", "text.npz": b"hello, world\n",
-             "notzip.npz": b"PK\x03\x04" + bytes(100)}
+    cases = {
+        "truncated.npz": raw[: len(raw) // 2],
+        "empty.npz": b"",
+        "text.npz": b"hello, world\n",
+        "notzip.npz": b"PK\x03\x04" + bytes(100),
+    }
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(InputError, match=name):
@@ -299,18 +352,24 @@ def test_reprs_are_short_and_say_what_the_object_holds():
     text = repr(res)
     assert len(text) < 300 and "3 steps" in text and "n=20" in text and "loss=" in text, text
     from lnref.gram import sample_gram
+
     gram = sample_gram(cfg.replace(engine="coefficients", sampling="gram"))
     assert len(repr(gram)) < 400 and "coords=float64(" in repr(gram)
 
 
 # ----------------------------------------------------------------------------------- fast stream construction
 @settings(max_examples=300, deadline=None)
-@given(seed=st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**130)),
-       key=st.lists(st.one_of(st.integers(0, 10), st.integers(0, 2**32 - 1), st.integers(0, 2**40)), min_size=0,
-                    max_size=3).map(tuple),
-       n_words=st.integers(1, 9), wide=st.booleans())
+@given(
+    seed=st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**130)),
+    key=st.lists(
+        st.one_of(st.integers(0, 10), st.integers(0, 2**32 - 1), st.integers(0, 2**40)), min_size=0, max_size=3
+    ).map(tuple),
+    n_words=st.integers(1, 9),
+    wide=st.booleans(),
+)
 def test_generate_state_equals_numpy_seed_sequence(seed, key, n_words, wide):
     from lnref._seeding import generate_state
+
     dtype = np.uint64 if wide else np.uint32
     ours = generate_state(seed, key, n_words, dtype)
     ref = np.random.SeedSequence(seed, spawn_key=key).generate_state(n_words, dtype)
@@ -322,6 +381,7 @@ def test_streams_are_numpys_generators_state_draws_pickle_and_spawn(seed):
     import pickle
 
     from lnref.data import STREAMS
+
     for name, k in STREAMS.items():
         ours = stream(seed, name)
         ref = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))
@@ -330,13 +390,14 @@ def test_streams_are_numpys_generators_state_draws_pickle_and_spawn(seed):
         again = pickle.loads(pickle.dumps(ours))
         assert np.array_equal(again.random(3), ref.random(3))
         assert [c.random() for c in ours.spawn(2)] == [c.random() for c in ref.spawn(2)]
-        assert [c.random() for c in ours.spawn(1)] == [c.random() for c in ref.spawn(1)]   # spawning continues
+        assert [c.random() for c in ours.spawn(1)] == [c.random() for c in ref.spawn(1)]  # spawning continues
 
 
 @pytest.mark.parametrize("seed", [0, 2023, 2**64 - 1])
 @pytest.mark.parametrize("step", [0, 1, 100, 2**40])
 def test_step_streams_are_numpys_generators_keyed_by_step(seed, step):
     from lnref.data import STREAMS, step_stream
+
     ours = step_stream(seed, "fresh_test", step)
     ref = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(STREAMS["fresh_test"], step))))
     assert ours.bit_generator.state == ref.bit_generator.state
@@ -348,6 +409,7 @@ def test_step_streams_are_numpys_generators_keyed_by_step(seed, step):
 
 def test_stream_rejects_a_negative_seed_like_numpy():
     from lnref._seeding import generate_state
+
     with pytest.raises(ValueError, match="non-negative"):
         generate_state(-1, (0,), 4, np.uint64)
     with pytest.raises(ValueError):
@@ -355,10 +417,15 @@ def test_stream_rejects_a_negative_seed_like_numpy():
 
 
 @settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**63), low=st.floats(-1e3, 1e3), width=st.floats(1e-6, 1e3),
-       shape=st.sampled_from([(1,), (7,), (2, 3, 5), (2, 10, 600)]))
+@given(
+    seed=st.integers(0, 2**63),
+    low=st.floats(-1e3, 1e3),
+    width=st.floats(1e-6, 1e3),
+    shape=st.sampled_from([(1,), (7,), (2, 3, 5), (2, 10, 600)]),
+)
 def test_uniform_equals_numpys_uniform(seed, low, width, shape):
     from lnref.data import uniform
+
     ours = uniform(np.random.default_rng(seed), low, low + width, shape)
     ref = np.random.default_rng(seed).uniform(low, low + width, shape)
     assert ours.shape == ref.shape and np.array_equal(ours, ref)
@@ -372,5 +439,6 @@ def test_with_seed_is_replace_seed_without_revalidation():
     with pytest.raises(ConfigError, match="seed"):
         cfg.with_seed(-1)
     import dataclasses
+
     with pytest.raises(dataclasses.FrozenInstanceError):
         other.seed = 5  # still frozen

@@ -1,6 +1,7 @@
 """The Conv1d example (lnref/examples/conv1d_model.py): the common PyTorch model, unchanged, passes lnref's checks
 on a fixture with its conventions (SPEC.md section 7) at float64 and, in float32, at the float32 tier; forgetting
 the mean over patches is diagnosed; without torch the examples say what to install."""
+
 from __future__ import annotations
 
 import os
@@ -22,14 +23,31 @@ def torch():
 @pytest.fixture(scope="module")
 def conv(torch):
     from lnref.examples import conv1d_model
+
     return conv1d_model
 
 
 @pytest.fixture(scope="module")
 def fx():
-    cfg = lnref.Config(n=12, d=30, m=3, q=1.0, eta=0.2, steps=30, n_test=0, noise="isotropic", sigma_p=1.0,
-                       mu_norm=2.0, tau=0.2, flips="exact", bias=True, init="torch", patch_reduce="mean",
-                       output_scale=1.0, seed=2)
+    cfg = lnref.Config(
+        n=12,
+        d=30,
+        m=3,
+        q=1.0,
+        eta=0.2,
+        steps=30,
+        n_test=0,
+        noise="isotropic",
+        sigma_p=1.0,
+        mu_norm=2.0,
+        tau=0.2,
+        flips="exact",
+        bias=True,
+        init="torch",
+        patch_reduce="mean",
+        output_scale=1.0,
+        seed=2,
+    )
     return make_fixture(cfg, [0, 1, 5, 30], exercise=True)
 
 
@@ -38,7 +56,7 @@ def test_float64_matches(conv, fx):
     assert grad_rep.passed, grad_rep.text()
     assert traj_rep.passed, traj_rep.text()
     assert max(r.rel_err for r in traj_rep.rows) < 1e-12 and max(r.b_rel_err for r in traj_rep.rows) < 1e-12
-    assert np.max(np.abs(fx.W[-1] - fx.W0)) > 1e-2          # the run moves
+    assert np.max(np.abs(fx.W[-1] - fx.W0)) > 1e-2  # the run moves
 
 
 def test_float32_matches_at_the_float32_tier_only(conv, fx, torch):
@@ -72,15 +90,19 @@ def test_example_command(conv, fx, tmp_path, capsys):
     assert "bias=False (needs True)" in err and "--patch-reduce mean" in err
 
 
-@pytest.mark.parametrize("module,package", [("lnref.examples.torch_model", "PyTorch: pip install torch"),
-                                            ("lnref.examples.conv1d_model", "PyTorch: pip install torch"),
-                                            ("lnref.examples.jax_model", "JAX: pip install jax")])
+@pytest.mark.parametrize(
+    "module,package",
+    [
+        ("lnref.examples.torch_model", "PyTorch: pip install torch"),
+        ("lnref.examples.conv1d_model", "PyTorch: pip install torch"),
+        ("lnref.examples.jax_model", "JAX: pip install jax"),
+    ],
+)
 def test_examples_without_their_package_say_what_to_install(module, package):
     """Run as a command with the package hidden: a one-line message and exit 2, no traceback."""
     name = package.split(": ")[0]
     hidden = "torch" if name == "PyTorch" else "jax"
-    code = (f"import sys, runpy; sys.modules[{hidden!r}] = None; "
-            f"runpy.run_module({module!r}, run_name='__main__')")
+    code = f"import sys, runpy; sys.modules[{hidden!r}] = None; runpy.run_module({module!r}, run_name='__main__')"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr

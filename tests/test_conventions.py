@@ -4,6 +4,7 @@ The paper's network is one point of a family f = output_scale c_p sum_{r,p} [sig
 sigma(<w_{-1,r}, x_p> + b_{-1,r})]; these tests check the family's exact identities, its gradients, and that both
 engines run it with the same dynamics.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,10 +73,12 @@ def test_weight_and_bias_gradients_equal_finite_differences(q, reduce, scale):
     conv = dict(output_scale=scale, patch_reduce=reduce)
     gW, gb = gradients(W, data, q, b=b, **conv)
     assert gb is not None and np.max(np.abs(gb)) > 1e-3 and np.max(np.abs(gW)) > 1e-3
-    np.testing.assert_allclose(gW, finite_differences(lambda w: lnref.loss(w, data, q, b=b, **conv), W),
-                               rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(gb, finite_differences(lambda bb: lnref.loss(W, data, q, b=bb, **conv), b),
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        gW, finite_differences(lambda w: lnref.loss(w, data, q, b=b, **conv), W), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        gb, finite_differences(lambda bb: lnref.loss(W, data, q, b=bb, **conv), b), rtol=1e-6, atol=1e-8
+    )
     # without biases the second output is None and the weight gradient is the paper's one (scale aside)
     assert gradients(W, data, q, **conv)[1] is None
 
@@ -117,8 +120,7 @@ def test_weights_stay_in_the_span_with_a_bias(case):
     scale = max(np.max(np.abs(res.rho)), np.max(np.abs(res.gamma)))
     np.testing.assert_allclose(gamma, res.gamma, rtol=1e-8, atol=1e-9 * scale)
     np.testing.assert_allclose(rho, res.rho, rtol=1e-8, atol=1e-9 * scale)
-    np.testing.assert_allclose(lnref.reconstruct(res.W0, res.gamma, res.rho, res.data), res.W, rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(lnref.reconstruct(res.W0, res.gamma, res.rho, res.data), res.W, rtol=1e-10, atol=1e-12)
 
 
 def test_one_step_with_a_bias_is_a_gradient_step():
@@ -162,12 +164,12 @@ def test_bad_convention_inputs_are_refused():
 @pytest.mark.parametrize("engine", ["weights", "coefficients"])
 def test_resume_with_biases_is_bit_identical(engine, tmp_path):
     from lnref.runs import load_checkpoint, save_checkpoint
+
     cfg = lnref.Config(**{**BASE, **CONVENTION_CASES[0], "engine": engine, "steps": 40, "log_every": 5})
     full = lnref.train(cfg)
     path = tmp_path / "checkpoint.npz"
     states = []
-    lnref.train(cfg, checkpoint_every=15, on_checkpoint=lambda s: (states.append(s["step"]),
-                                                                    save_checkpoint(path, s)))
+    lnref.train(cfg, checkpoint_every=15, on_checkpoint=lambda s: (states.append(s["step"]), save_checkpoint(path, s)))
     assert states and 0 < states[-1] < cfg.steps
     resumed = lnref.train(cfg, resume=load_checkpoint(path))
     assert resumed.b.tobytes() == full.b.tobytes()

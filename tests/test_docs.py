@@ -11,6 +11,7 @@ reference is
 A missing one fails naming the citing file and line and the missing document.  The files lnref *writes* (a
 reproduction's ``report.md``, ...) are names of outputs, not citations: :data:`OUTPUTS` lists them.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,11 @@ def scanned_files(root: Path = ROOT) -> list[Path]:
     """The files whose citations are checked (this file excluded: it holds planted broken ones)."""
     files = [root / "README.md", root / "SPEC.md"]
     for top in ("lnref", "tests", "bench", "docs"):
-        files += [p for p in sorted((root / top).rglob("*")) if p.is_file() and p.suffix in SUFFIXES
-                  and "__pycache__" not in p.parts]
+        files += [
+            p
+            for p in sorted((root / top).rglob("*"))
+            if p.is_file() and p.suffix in SUFFIXES and "__pycache__" not in p.parts
+        ]
     return [p for p in files if p.exists() and p.resolve() != Path(__file__).resolve()]
 
 
@@ -71,8 +75,10 @@ def missing(files: list[Path], root: Path = ROOT) -> list[str]:
     for path in files:
         for lineno, ref, target in references(path, path.read_text(encoding="utf-8"), root):
             if not target.exists():
-                bad.append(f"{path.relative_to(root)}:{lineno}: cites {ref}, which does not exist "
-                           f"(looked for {os.path.relpath(target, root)})")
+                bad.append(
+                    f"{path.relative_to(root)}:{lineno}: cites {ref}, which does not exist "
+                    f"(looked for {os.path.relpath(target, root)})"
+                )
     return bad
 
 
@@ -83,8 +89,12 @@ def test_every_cited_document_exists():
 
 def test_the_design_document_exists_and_is_cited_by_its_path():
     assert (ROOT / "docs" / "DESIGN.md").is_file()
-    bare = [f"{p.relative_to(ROOT)}:{i}" for p in scanned_files() for i, line in
-            enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if re.search(r"(?<![\w/])DESIGN\.md", line)]
+    bare = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in scanned_files()
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"(?<![\w/])DESIGN\.md", line)
+    ]
     assert not bare, f"cite docs/DESIGN.md, not DESIGN.md: {bare}"
 
 
@@ -93,15 +103,20 @@ def test_a_planted_missing_document_is_found(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "pkg").mkdir()
     (tmp_path / "SPEC.md").write_text("# spec\n")
-    (tmp_path / "docs" / "DESIGN.md").write_text("See [the spec](../SPEC.md) and [gone](../GONE.md#part).\n"
-                                                  "[web](https://example.org/x.md) [here](#numerics)\n")
-    (tmp_path / "pkg" / "mod.py").write_text('"""SPEC.md section 1; docs/DESIGN.md "Numerics"."""\n'
-                                             "# measured in bench/bench_nothing.py, see NOTES.md\n"
-                                             "# writes report.md into its folder\n")
+    (tmp_path / "docs" / "DESIGN.md").write_text(
+        "See [the spec](../SPEC.md) and [gone](../GONE.md#part).\n[web](https://example.org/x.md) [here](#numerics)\n"
+    )
+    (tmp_path / "pkg" / "mod.py").write_text(
+        '"""SPEC.md section 1; docs/DESIGN.md "Numerics"."""\n'
+        "# measured in bench/bench_nothing.py, see NOTES.md\n"
+        "# writes report.md into its folder\n"
+    )
     files = [tmp_path / "docs" / "DESIGN.md", tmp_path / "pkg" / "mod.py"]
     bad = missing(files, tmp_path)
-    assert [b.split(", which")[0] for b in bad] == ["docs/DESIGN.md:1: cites ../GONE.md",
-                                                     "pkg/mod.py:2: cites NOTES.md",
-                                                     "pkg/mod.py:2: cites bench/bench_nothing.py"]
+    assert [b.split(", which")[0] for b in bad] == [
+        "docs/DESIGN.md:1: cites ../GONE.md",
+        "pkg/mod.py:2: cites NOTES.md",
+        "pkg/mod.py:2: cites bench/bench_nothing.py",
+    ]
     (tmp_path / "NOTES.md").write_text("")
     assert len(missing(files, tmp_path)) == 2

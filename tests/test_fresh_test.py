@@ -1,5 +1,6 @@
 """virtual_test='fresh': a new virtual test set at every logged step, drawn from the exact law of its inner
 products with the current weights (SPEC.md section 4, "Virtual test sets")."""
+
 from __future__ import annotations
 
 import math
@@ -16,13 +17,29 @@ from lnref.engines import from_config
 from lnref.gram import fresh_test_factor
 from lnref.training import num_threads
 
-BASE = dict(n=12, d=60, m=3, sigma0=0.2, sigma_p=1.0, mu_norm=1.2, eta=0.5, tau=0.2, steps=30, log_every=10,
-            n_test=500, engine="coefficients", sampling="gram", virtual_test="fresh", seed=4)
+BASE = dict(
+    n=12,
+    d=60,
+    m=3,
+    sigma0=0.2,
+    sigma_p=1.0,
+    mu_norm=1.2,
+    eta=0.5,
+    tau=0.2,
+    steps=30,
+    log_every=10,
+    n_test=500,
+    engine="coefficients",
+    sampling="gram",
+    virtual_test="fresh",
+    seed=4,
+)
 
 CASES = {
     "orthogonal iid": {},
-    "isotropic iid, torch init and bias, mean": dict(noise="isotropic", init="torch", bias=True, patch_reduce="mean",
-                                                     output_scale=1.0, eta=0.1),
+    "isotropic iid, torch init and bias, mean": dict(
+        noise="isotropic", init="torch", bias=True, patch_reduce="mean", output_scale=1.0, eta=0.1
+    ),
     "spurious, flipped labels": dict(test="spurious", sigma_zeta=0.3, test_flipped_labels=True),
     "isotropic, q = 2, mu = 0": dict(noise="isotropic", q=2.0, mu_norm=0.0, test_flipped_labels=True),
 }
@@ -45,12 +62,17 @@ def _covariance_from_stats(eng, isotropic: bool) -> np.ndarray:
     R = eng.rho.reshape(2 * m, -1) / st.xi_sq[None, :]
     inv = 1.0 / st.mu_sq if st.mu_sq > 0 else 0.0
     W0W0 = st.W0W0
-    P0R = st.P0 @ R.T                      # [f, g] = sum_i R_gi <w_f(0), xi_i>
-    cR = R @ st.c                          # [f] = sum_i R_fi <xi_i, mu>
-    K = (W0W0 + P0R + P0R.T + R @ st.G @ R.T
-         + inv * (np.outer(st.b0, g) + np.outer(g, st.b0) + np.outer(g, g) + np.outer(g, cR) + np.outer(cR, g)))
+    P0R = st.P0 @ R.T  # [f, g] = sum_i R_gi <w_f(0), xi_i>
+    cR = R @ st.c  # [f] = sum_i R_fi <xi_i, mu>
+    K = (
+        W0W0
+        + P0R
+        + P0R.T
+        + R @ st.G @ R.T
+        + inv * (np.outer(st.b0, g) + np.outer(g, st.b0) + np.outer(g, g) + np.outer(g, cR) + np.outer(cR, g))
+    )
     if not isotropic:
-        B = st.b0 + g + cR                 # <w_f, mu>
+        B = st.b0 + g + cR  # <w_f, mu>
         K = K - inv * np.outer(B, B)
     return K
 
@@ -84,7 +106,7 @@ def test_fresh_accuracy_equals_a_numpy_reference(case):
         y_t = eng.y[idx]
         base_A = eng.A[:, idx]
         scale = cfg.sigma_zeta
-    U = standard_normal(rng, (T, F))      # row t: u_t
+    U = standard_normal(rng, (T, F))  # row t: u_t
     y_score = y_t.copy()
     if cfg.test_flipped_labels:
         u = rng.random(T)
@@ -98,7 +120,7 @@ def test_fresh_accuracy_equals_a_numpy_reference(case):
 
     pre_signal = np.outer(eng.B, y_t) + b[:, None]
     h = act(pre_signal) + act(At + b[:, None])
-    f = (h[:cfg.m].sum(0) - h[cfg.m:].sum(0)) / cfg.output_divisor
+    f = (h[: cfg.m].sum(0) - h[cfg.m :].sum(0)) / cfg.output_divisor
     margin = y_score * f
     clear = np.abs(f) > 1e-9 * max(1.0, np.abs(f).max())
     assert clear.mean() > 0.9
@@ -124,8 +146,9 @@ def test_sweep_row_is_trains_final_row_and_independent_of_the_log_schedule():
 def test_fresh_and_fixed_test_sets_have_the_same_law():
     """The accuracy at a step has the same law with a fixed and with a fresh virtual test set: over 40 seeds the
     mean accuracies agree within 4 standard errors (and both differ from the trivial 1/2)."""
-    base = Config(**{**BASE, "virtual_test": "fixed", "log_every": 0, "steps": 40, "d": 200, "mu_norm": 0.9,
-                     "n_test": 400})
+    base = Config(
+        **{**BASE, "virtual_test": "fixed", "log_every": 0, "steps": 40, "d": 200, "mu_norm": 0.9, "n_test": 400}
+    )
     fixed, fresh = [], []
     with num_threads(1):
         for seed in range(40):

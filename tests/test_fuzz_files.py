@@ -5,6 +5,7 @@ changes.  Never a traceback, a hang, or a silently wrong result.
 
 25 examples per test by default (fast); LNREF_FUZZ_EXAMPLES=500 runs a longer campaign (used while developing:
 3 x 150 examples per test with --hypothesis-seed 1, 2, 3 passed)."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,11 @@ from lnref.sweeps import SerialExecutor, sweep
 
 TINY = ["--n", "8", "--d", "16", "--m", "2", "--steps", "5", "--n-test", "4"]
 TINY_CFG = lnref.Config(n=8, d=16, m=2, steps=5, n_test=4, seed=1)
-FUZZ = settings(max_examples=int(__import__("os").environ.get("LNREF_FUZZ_EXAMPLES", 25)), deadline=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("LNREF_FUZZ_EXAMPLES", 25)),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -41,11 +45,16 @@ def _one_clean_line(err: str, command: str = "run") -> None:
 
 # ------------------------------------------------------------------------------------------- TOML and dicts
 _names = st.sampled_from([*sorted(FIELD_TYPES), "stpes", "learning_rate", "config", "grid", "N", "tau plus"])
-_scalars = st.one_of(st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
-                     st.booleans(), st.text(string.ascii_letters + "_ ", max_size=12),
-                     st.sampled_from(["gd", "label_noise_gd", "weights", "coefficients", "gram", "iid", "exact"]))
-_field_values = st.one_of(_scalars, st.lists(_scalars, max_size=3),
-                          st.dictionaries(st.sampled_from(["a", "n"]), _scalars, max_size=2))
+_scalars = st.one_of(
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(string.ascii_letters + "_ ", max_size=12),
+    st.sampled_from(["gd", "label_noise_gd", "weights", "coefficients", "gram", "iid", "exact"]),
+)
+_field_values = st.one_of(
+    _scalars, st.lists(_scalars, max_size=3), st.dictionaries(st.sampled_from(["a", "n"]), _scalars, max_size=2)
+)
 
 
 def _toml_value(v) -> str:
@@ -83,8 +92,21 @@ def test_random_toml_is_used_or_refused_cleanly(tmp_path_factory, capsys, doc):
     tmp = tmp_path_factory.mktemp("toml")
     (tmp / "c.toml").write_bytes(doc)
     out = tmp / "run"
-    code = main(["run", "--config", str(tmp / "c.toml"), *TINY, "--log-every", "1", "--quiet", "--threads", "1",
-                 "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--config",
+            str(tmp / "c.toml"),
+            *TINY,
+            "--log-every",
+            "1",
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code in (0, 1, 2)
     if code == 2:
@@ -118,6 +140,7 @@ def corruptions(draw, size: int):
             for pos, x in edits:
                 b[pos] ^= x
             return bytes(b)
+
         return f"flip {edits}", apply
     if kind == "truncate":
         cut = draw(st.integers(0, size - 1))
@@ -128,7 +151,7 @@ def corruptions(draw, size: int):
         return f"insert {junk!r} at {pos}", lambda raw: raw[:pos] + junk + raw[pos:]
     start = draw(st.integers(0, size - 1))
     length = draw(st.integers(1, 64))
-    return f"zero {start}+{length}", lambda raw: raw[:start] + bytes(min(length, size - start)) + raw[start + length:]
+    return f"zero {start}+{length}", lambda raw: raw[:start] + bytes(min(length, size - start)) + raw[start + length :]
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +160,26 @@ def originals(tmp_path_factory):
     root = tmp_path_factory.mktemp("originals")
     cfg = TINY_CFG.replace(steps=20, log_every=5)
     states = []
-    lnref.train(cfg, threads=1, checkpoint_every=10, on_checkpoint=lambda s: states.append(
-        {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}))
+    lnref.train(
+        cfg,
+        threads=1,
+        checkpoint_every=10,
+        on_checkpoint=lambda s: states.append(
+            {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+        ),
+    )
     save_checkpoint(root / "checkpoint.npz", states[0])
     lnref.make_data(TINY_CFG).save(root / "data.npz")
     assert main(["run", *TINY, "--quiet", "--threads", "1", "--out", str(root / "run")]) == 0
-    res = sweep(TINY_CFG, {"mu_norm": [1.0, 2.0], "d": [16, 20]}, replicates=2, executor=SerialExecutor(),
-                out=root / "sweep", batch_size=1, plot=False)
+    res = sweep(
+        TINY_CFG,
+        {"mu_norm": [1.0, 2.0], "d": [16, 20]},
+        replicates=2,
+        executor=SerialExecutor(),
+        out=root / "sweep",
+        batch_size=1,
+        plot=False,
+    )
     return {"root": root, "cfg": cfg, "state": states[0], "sweep": res}
 
 
@@ -151,9 +187,10 @@ def _same_state(a, b) -> bool:
     for k in ("step", "rows", "config", "engine", "label_noise_state"):
         if a[k] != b[k]:
             return False
-    return all(np.array_equal(a[k], b[k]) for k in ("gamma", "rho")) and \
-        all(a[t].keys() == b[t].keys() and all(np.array_equal(a[t][k], b[t][k], equal_nan=True) for k in a[t])
-            for t in ("history", "trace"))
+    return all(np.array_equal(a[k], b[k]) for k in ("gamma", "rho")) and all(
+        a[t].keys() == b[t].keys() and all(np.array_equal(a[t][k], b[t][k], equal_nan=True) for k in a[t])
+        for t in ("history", "trace")
+    )
 
 
 @FUZZ
@@ -224,8 +261,16 @@ def test_corrupted_sweep_files_resume_to_the_same_rows_or_are_refused(originals,
     (folder / name).write_bytes(corrupt(raw))
     before = _files(folder)
     try:
-        res = sweep(TINY_CFG, ref.grid, replicates=ref.replicates, executor=SerialExecutor(), out=folder,
-                    resume=True, batch_size=1, plot=False)
+        res = sweep(
+            TINY_CFG,
+            ref.grid,
+            replicates=ref.replicates,
+            executor=SerialExecutor(),
+            out=folder,
+            resume=True,
+            batch_size=1,
+            plot=False,
+        )
     except (lnref.ConfigError, lnref.io.OutputError) as exc:
         assert str(exc), what
         assert _files(folder) == before, what
@@ -274,8 +319,23 @@ def test_cli_reports_damaged_inputs_with_exit_2(originals, tmp_path, capsys):
     shutil.copytree(originals["sweep"].out, sweep_dir)
     (sweep_dir / "sweep.csv").write_bytes(b"\xff\xfe garbage\n")
     before = _files(sweep_dir)
-    flags = [*TINY, "--seed", "1", "--grid", "mu_norm=1.0,2.0", "--grid", "d=16,20", "--replicates", "2",
-             "--workers", "1", "--quiet", "--resume", "--out", str(sweep_dir)]
+    flags = [
+        *TINY,
+        "--seed",
+        "1",
+        "--grid",
+        "mu_norm=1.0,2.0",
+        "--grid",
+        "d=16,20",
+        "--replicates",
+        "2",
+        "--workers",
+        "1",
+        "--quiet",
+        "--resume",
+        "--out",
+        str(sweep_dir),
+    ]
     assert main(["sweep", *flags]) == 2
     err = capsys.readouterr().err
     _one_clean_line(err, "sweep")
@@ -295,11 +355,13 @@ def test_damaged_npy_header_is_an_input_error(originals, tmp_path):
 # ------------------------------------------------------------------------------------------- the kernel cache
 # Each case runs in a fresh interpreter on a COPY of the package (so editing it touches nothing else), with its
 # own cache folder; the probe compiles one small cached kernel that inlines logistic_dloss.
-_PROBE = ("import numpy as np\n"
-          "from lnref import _kernels as k\n"
-          "f = np.array([0.75, -1.5]); lo = np.empty(2); dl = np.empty(2)\n"
-          "k.losses(f, np.ones(2), lo, dl)\n"
-          "print(repr(dl.tolist()))\n")
+_PROBE = (
+    "import numpy as np\n"
+    "from lnref import _kernels as k\n"
+    "f = np.array([0.75, -1.5]); lo = np.empty(2); dl = np.empty(2)\n"
+    "k.losses(f, np.ones(2), lo, dl)\n"
+    "print(repr(dl.tolist()))\n"
+)
 # an edit of an inlined equation: the kernel's own file (_kernels.py) does not change
 _EDIT = "\n\n@inline\ndef logistic_dloss(z):\n    return -0.25 - 0.0 * z\n"
 
@@ -312,23 +374,32 @@ def _package_copy(tmp: Path) -> Path:
 
 def _lnref_env(root: Path, cache: Path | str, home: Path) -> dict:
     import os
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LNREF_", "NUMBA_CACHE", "XDG_"))}
-    env.update(PYTHONPATH=str(root), LNREF_CACHE_DIR=str(cache), HOME=str(home), XDG_CACHE_HOME=str(home),
-               PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        PYTHONPATH=str(root),
+        LNREF_CACHE_DIR=str(cache),
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     return env
 
 
 def _py(env: dict, *args: str):
     import subprocess
     import sys
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600,
-                          cwd=env["PYTHONPATH"])
+
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=600, cwd=env["PYTHONPATH"]
+    )
 
 
 def _unwritable_folder(tmp: Path) -> Path:
     """A folder lnref cannot create or write: a read-only folder, or (as root, where permissions do not stop
     writes) a path under a regular file."""
     import os
+
     ro = tmp / "readonly"
     ro.mkdir()
     os.chmod(ro, 0o555)
@@ -391,6 +462,7 @@ def test_cache_is_keyed_on_inlined_equations_and_survives_damage(tmp_path):
     damaged = _py(env, "-c", _PROBE)
     assert damaged.returncode == 0 and damaged.stderr == "" and damaged.stdout == first.stdout, damaged.stderr
     import pickle
+
     for p in cache.rglob("*.nbi"):  # rewritten whole
         with open(p, "rb") as fh:
             pickle.load(fh)
@@ -441,23 +513,37 @@ class _StuckEngine:
 
 def test_run_loop_never_logs_a_step_twice_also_after_a_resume():
     from lnref.training import run_loop
+
     cfg = lnref.Config(n=2, d=4, m=1, steps=10, n_test=0)
     calls, finals = [], []
     for start, steps, logged in ((0, [0, 5, 10], None), (5, [10], 5)):
         calls.clear()
         finals.clear()
-        t, diverged, _ = run_loop(_StuckEngine(), cfg, steps, start, np.ones(2), None,
-                                  lambda t, f, final: calls.append((t, final)),
-                                  stopped_at_logged=lambda t, f: finals.append(t), logged=logged)
+        t, diverged, _ = run_loop(
+            _StuckEngine(),
+            cfg,
+            steps,
+            start,
+            np.ones(2),
+            None,
+            lambda t, f, final: calls.append((t, final)),
+            stopped_at_logged=lambda t, f: finals.append(t),
+            logged=logged,
+        )
         assert (t, diverged) == (start, True)
         assert calls == ([(0, False)] if logged is None else []) and finals == [start]
 
 
 # ------------------------------------------------------------------------------------------- grids that repeat
-@pytest.mark.parametrize("grid, named", [('n = [10, 10.0]', "10 and 10.0"),
-                                         ('mu_norm = [0, 0.5, 1, 1.0]', "1 and 1.0"),
-                                         ('tau = [0.0, -0.0, 0.1]', "0.0 and -0.0"),
-                                         ('d = ["16:32:16", 32.0]', None)])
+@pytest.mark.parametrize(
+    "grid, named",
+    [
+        ("n = [10, 10.0]", "10 and 10.0"),
+        ("mu_norm = [0, 0.5, 1, 1.0]", "1 and 1.0"),
+        ("tau = [0.0, -0.0, 0.1]", "0.0 and -0.0"),
+        ('d = ["16:32:16", 32.0]', None),
+    ],
+)
 def test_a_grid_repeating_after_conversion_is_refused_before_any_run(tmp_path, capsys, grid, named):
     """Issue 24.3: values that are the same once converted (TOML [grid], the CLI and --resume) are refused before
     anything runs or is written, naming them (they used to run every cell, then crash with no sweep_mean.csv)."""
@@ -490,6 +576,7 @@ def test_export_of_an_endless_trajectory_is_refused_up_front(tmp_path, capsys):
 
 def _forged_npy(shape=(10**12,)) -> bytes:
     import io
+
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
     return buf.getvalue() + b"\0" * 64
@@ -501,6 +588,7 @@ def test_an_array_header_claiming_more_than_the_file_holds_is_refused(tmp_path):
 
     from lnref.oracle.cli import read_theirs
     from lnref.oracle.fixtures import load_fixture
+
     npz, npy = tmp_path / "forged.npz", tmp_path / "forged.npy"
     with zipfile.ZipFile(npz, "w") as z:
         z.writestr("W.npy", _forged_npy())
@@ -524,8 +612,15 @@ def test_a_toml_holding_only_a_grid_is_refused_by_run(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", [["run", *TINY], ["sweep", *TINY, "--grid", "tau=0,0.1", "--workers", "1"],
-                                     ["export", *TINY], ["reproduce", "--quick"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", *TINY],
+        ["sweep", *TINY, "--grid", "tau=0,0.1", "--workers", "1"],
+        ["export", *TINY],
+        ["reproduce", "--quick"],
+    ],
+)
 def test_a_bad_lnref_threads_is_refused_up_front_by_every_command(tmp_path, capsys, monkeypatch, command):
     monkeypatch.setenv("LNREF_THREADS", "abc")
     out = tmp_path / ("out.npz" if command[0] == "export" else "out")
@@ -542,6 +637,7 @@ def test_ctrl_c_while_history_png_is_drawn_keeps_the_complete_run(tmp_path, caps
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(lnref.plotting, "plot_history", interrupted)
     out = tmp_path / "run"
     assert main(["run", *TINY, "--quiet", "--threads", "1", "--out", str(out)]) == 0
@@ -555,11 +651,16 @@ def _checkpointed(tmp_path: Path) -> tuple[Path, dict]:
     """A resumable run folder (config.json and a checkpoint of step 2, as a killed run leaves) and its state."""
     cfg = lnref.Config(n=8, d=16, m=2, steps=5, n_test=4, seed=1, log_every=1)
     states = []
-    lnref.train(cfg, threads=1, checkpoint_every=2, on_checkpoint=lambda s: states.append(
-        {k: (v.copy() if hasattr(v, "copy") else v) for k, v in s.items()}))
+    lnref.train(
+        cfg,
+        threads=1,
+        checkpoint_every=2,
+        on_checkpoint=lambda s: states.append({k: (v.copy() if hasattr(v, "copy") else v) for k, v in s.items()}),
+    )
     folder = tmp_path / "run"
     folder.mkdir()
     from lnref.io import write_json
+
     write_json(folder / "config.json", cfg.to_dict())
     save_checkpoint(folder / CHECKPOINT, states[0])
     return folder, states[0]
@@ -581,8 +682,7 @@ def test_a_checkpoint_with_bad_arrays_is_refused_and_never_completed(tmp_path, c
     folder, state = _checkpointed(tmp_path)
     key, how = damage.split()
     a = state[key]
-    state[key] = a[..., :-1].copy() if how == "shape" else np.where(np.arange(a.size).reshape(a.shape) == 0,
-                                                                    np.nan, a)
+    state[key] = a[..., :-1].copy() if how == "shape" else np.where(np.arange(a.size).reshape(a.shape) == 0, np.nan, a)
     save_checkpoint(folder / CHECKPOINT, state)
     before = _files(folder)
     with pytest.raises(lnref.ConfigError, match=f"{key} has shape|{key} holds non-finite"):
@@ -596,6 +696,7 @@ def test_a_checkpoint_with_bad_arrays_is_refused_and_never_completed(tmp_path, c
 
 def test_an_overflowing_mu_norm_is_named_not_eta():
     import warnings
+
     cfg = lnref.Config(n=8, d=16, m=2, steps=5, n_test=4, mu_norm=1e200)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow warning while drawing the data

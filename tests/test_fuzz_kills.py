@@ -6,6 +6,7 @@ Every kill point is tried (not a random sample): the file-system steps lnref tak
 - that copy is exactly what a SIGKILL at that moment would leave.  Each copy is then checked.  For the full disk,
 the k-th step raises ENOSPC instead, for every k.
 """
+
 from __future__ import annotations
 
 import errno
@@ -22,8 +23,25 @@ from lnref.cli import main
 from lnref.runs import load_run, run_status
 from lnref.sweeps import SerialExecutor, sweep
 
-RUN = ["--n", "8", "--d", "16", "--m", "2", "--steps", "40", "--log-every", "5", "--n-test", "4", "--seed", "2",
-       "--quiet", "--threads", "1"]
+RUN = [
+    "--n",
+    "8",
+    "--d",
+    "16",
+    "--m",
+    "2",
+    "--steps",
+    "40",
+    "--log-every",
+    "5",
+    "--n-test",
+    "4",
+    "--seed",
+    "2",
+    "--quiet",
+    "--threads",
+    "1",
+]
 _STEPS = ("replace", "unlink", "fsync", "rename")
 
 
@@ -54,6 +72,7 @@ class FileSystemSteps:
                 finally:
                     self.busy = False
             return fn(*args, **kwargs)
+
         return step
 
 
@@ -174,8 +193,9 @@ def test_a_sweep_killed_at_any_step_resumes_to_the_same_rows(tmp_path, monkeypat
         folder = snap / "s"
         if not folder.exists():
             continue
-        res = sweep(base, grid, replicates=2, executor=SerialExecutor(), out=folder, resume=True, batch_size=1,
-                    plot=False)
+        res = sweep(
+            base, grid, replicates=2, executor=SerialExecutor(), out=folder, resume=True, batch_size=1, plot=False
+        )
         assert _rows(res) == _rows(ref), snap
         assert (folder / "sweep.csv").read_bytes() == (ref.out / "sweep.csv").read_bytes(), snap
         assert np.array_equal(res.mean("loss"), ref.mean("loss"))
@@ -202,8 +222,9 @@ def test_a_sweep_stopped_by_a_full_disk_resumes_to_the_same_rows(tmp_path, monke
         finally:
             monkeypatch.undo()
         if out.exists():
-            res = sweep(base, grid, replicates=2, executor=SerialExecutor(), out=out, resume=True, batch_size=1,
-                        plot=False)
+            res = sweep(
+                base, grid, replicates=2, executor=SerialExecutor(), out=out, resume=True, batch_size=1, plot=False
+            )
             assert _rows(res) == _rows(ref), k
             assert (out / "sweep.csv").read_bytes() == (ref.out / "sweep.csv").read_bytes(), k
     assert failures >= steps.count // 2

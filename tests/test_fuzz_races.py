@@ -5,6 +5,7 @@ The races are run many times with cheap operations (the folder claim of ``lnref 
 and the claim every writing command takes, :class:`lnref._lock.OutputLock`) in forked processes released together
 by a barrier; whole commands are raced where the outcome does not depend on timing.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -39,6 +40,7 @@ def _racer(kind: str, root: str, wid: int, barrier, queue) -> None:
                 getattr(folder, "release", lambda: None)()
             else:
                 from lnref._lock import OutputLock
+
                 lock = OutputLock(out).acquire()
                 # the claimed output: written only by its one holder
                 if out.exists():
@@ -80,14 +82,16 @@ def test_racing_writers_one_wins_every_time(tmp_path, kind):
         text = (out / "config.json" if kind == "run" else out).read_text()
         assert text == f"racer {winners[0]}\n", (i, winners, text)  # the reported result is there, unchanged
         refusals = [got[w][i][1] for w in got if w != winners[0]]
-        assert all("being written by another lnref process" in r or "not empty" in r or " exists" in r
-                   for r in refusals), refusals
+        assert all(
+            "being written by another lnref process" in r or "not empty" in r or " exists" in r for r in refusals
+        ), refusals
     assert doubles == [], f"{len(doubles)} of {ROUNDS} rounds without exactly one writer: {doubles[:5]}"
     assert not list(tmp_path.glob(".*lnref-lock*")), "a lock was left behind"
 
 
 def _hold(path: str, ready, go) -> None:
     from lnref._lock import OutputLock
+
     lock = OutputLock(path).acquire()
     ready.set()
     go.wait(60)
@@ -140,10 +144,16 @@ def test_a_second_reproduce_into_a_running_ones_folder_is_refused(tmp_path, caps
     unfinished marker for an old output, delete its files and report success.  It must be refused."""
     from lnref.cli import main
     from lnref.reproduce.common import REPRODUCTIONS, Check, register
+
     out, go = tmp_path / "out", tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    first = subprocess.Popen([sys.executable, "-c", _PROBE_REPRO, str(out), str(go)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", _PROBE_REPRO, str(out), str(go)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(1200):  # until the first is writing
             if (out / "data.txt").exists() or first.poll() is not None:
@@ -155,6 +165,7 @@ def test_a_second_reproduce_into_a_running_ones_folder_is_refused(tmp_path, caps
         def second(ctx):
             ctx.path("data.txt").write_text("second")
             return [Check("second ran", "1", True)]
+
         monkeypatch.setitem(REPRODUCTIONS, "race-probe", REPRODUCTIONS["race-probe"])
         code = main(["reproduce", "race-probe", "--out", str(out)])
         err = capsys.readouterr().err

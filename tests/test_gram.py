@@ -4,6 +4,7 @@ Statistical checks state their margin: a sample mean must lie within Z standard 
 the other sampler's mean, with the two standard errors combined).  Seeds are fixed, so the tests are
 deterministic; Z is chosen so that a correct sampler would fail with probability < 1e-5 per check.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,17 @@ def same_mean(a, b, what, z=Z):
 @pytest.mark.parametrize("tau", [0.0, 0.3])
 def test_labels_equal_explicit_sampling(noise, tau):
     for seed in range(5):
-        cfg = lnref.Config(n=25, d=30, m=2, noise=noise, tau=tau, flips="exact" if seed % 2 else "independent",
-                           n_test=0, seed=seed, engine="coefficients")
+        cfg = lnref.Config(
+            n=25,
+            d=30,
+            m=2,
+            noise=noise,
+            tau=tau,
+            flips="exact" if seed % 2 else "independent",
+            n_test=0,
+            seed=seed,
+            engine="coefficients",
+        )
         g = sample_gram(cfg.replace(sampling="gram"))
         e = lnref.make_data(cfg)
         np.testing.assert_array_equal(g.y, e.y)
@@ -55,7 +65,7 @@ def test_same_seed_same_draw_and_shapes():
     np.testing.assert_array_equal(a.test.Pt, b.test.Pt)
     assert a.coords.shape == (7 + 6, 7 + 6) and a.test.Pt.shape == (6, 11) and a.test.Gt.shape == (7, 11)
     # d = 10^9: ||xi_i||^2 / (sigma_p^2 (d - 1)) ~ chi^2_{d-1}/(d-1), sd sqrt(2/(d-1)) = 4.5e-5
-    ratio = a.stats.xi_sq / (cfg.sigma_p ** 2 * (cfg.d - 1))
+    ratio = a.stats.xi_sq / (cfg.sigma_p**2 * (cfg.d - 1))
     assert np.all(np.abs(ratio - 1.0) < 6 * math.sqrt(2.0 / (cfg.d - 1)))
     np.testing.assert_array_equal(a.stats.G, a.stats.G.T)
 
@@ -67,8 +77,9 @@ def test_gram_moments_match_the_exact_law(d, noise):
     sp, s0, mu = 0.7, 0.3, 2.0
     N = 3000
     dd = d - 1 if noise == "orthogonal" else d  # dimension the noise lives in
-    base = lnref.Config(n=3, d=d, m=1, sigma_p=sp, sigma0=s0, mu_norm=mu, noise=noise, n_test=0,
-                        engine="coefficients", sampling="gram")
+    base = lnref.Config(
+        n=3, d=d, m=1, sigma_p=sp, sigma0=s0, mu_norm=mu, noise=noise, n_test=0, engine="coefficients", sampling="gram"
+    )
     draws = [sample_gram(base.replace(seed=s)).stats for s in range(N)]
     G = np.array([st.G for st in draws])
     P0 = np.array([st.P0 for st in draws])
@@ -76,22 +87,22 @@ def test_gram_moments_match_the_exact_law(d, noise):
     c = np.array([st.c for st in draws])
     WW = np.array([st.W0W0 for st in draws])
     # <xi, xi>: mean sp^2 dd, variance 2 sp^4 dd
-    within(G[:, 0, 0], sp ** 2 * dd, "E G00")
-    within((G[:, 1, 1] - sp ** 2 * dd) ** 2, 2 * sp ** 4 * dd, "Var G11")
+    within(G[:, 0, 0], sp**2 * dd, "E G00")
+    within((G[:, 1, 1] - sp**2 * dd) ** 2, 2 * sp**4 * dd, "Var G11")
     # <xi_1, xi_2>: mean 0, variance sp^4 dd; third mixed moment E[G01 G12 G20] = sp^6 dd
     within(G[:, 0, 1], 0.0, "E G01")
-    within(G[:, 0, 1] ** 2, sp ** 4 * dd, "Var G01")
-    within(G[:, 0, 1] * G[:, 1, 2] * G[:, 2, 0], sp ** 6 * dd, "E G01 G12 G20")
+    within(G[:, 0, 1] ** 2, sp**4 * dd, "Var G01")
+    within(G[:, 0, 1] * G[:, 1, 2] * G[:, 2, 0], sp**6 * dd, "E G01 G12 G20")
     # <w0, xi>: variance s0^2 sp^2 dd; <w0, mu>: variance s0^2 mu^2; <w0, w0>: mean s0^2 d
-    within(P0[:, 1, 2] ** 2, s0 ** 2 * sp ** 2 * dd, "Var P0")
+    within(P0[:, 1, 2] ** 2, s0**2 * sp**2 * dd, "Var P0")
     within(P0[:, 0, 0] * P0[:, 1, 0] * G[:, 0, 0], 0.0, "E P0 P0' G")  # independent filters
-    within(b0[:, 0] ** 2, s0 ** 2 * mu ** 2, "Var b0")
-    within(WW[:, 0, 0], s0 ** 2 * d, "E |w0|^2")
-    within(WW[:, 0, 1] ** 2, s0 ** 4 * d, "Var <w0, w0'>")
+    within(b0[:, 0] ** 2, s0**2 * mu**2, "Var b0")
+    within(WW[:, 0, 0], s0**2 * d, "E |w0|^2")
+    within(WW[:, 0, 1] ** 2, s0**4 * d, "Var <w0, w0'>")
     if noise == "isotropic":
-        within(c[:, 0] ** 2, sp ** 2 * mu ** 2, "Var c")
+        within(c[:, 0] ** 2, sp**2 * mu**2, "Var c")
         # <w0, xi> and <w0, mu><xi, mu> share the e_1 coordinate: E[P0 b0 c] = s0^2 sp^2 mu^2
-        within(P0[:, 0, 1] * b0[:, 0] * c[:, 1], s0 ** 2 * sp ** 2 * mu ** 2, "E P0 b0 c")
+        within(P0[:, 0, 1] * b0[:, 0] * c[:, 1], s0**2 * sp**2 * mu**2, "E P0 b0 c")
     else:
         assert np.all(c == 0.0)
 
@@ -100,8 +111,9 @@ def test_gram_moments_match_the_exact_law(d, noise):
 def test_gram_matches_explicit_sampling_beyond_moments(noise):
     # log det of the (n + 2m)-square Gram matrix of [xi; w0] (a non-polynomial statistic of the joint law)
     N = 600
-    base = lnref.Config(n=3, d=8, m=1, sigma_p=0.7, sigma0=0.3, mu_norm=2.0, noise=noise, n_test=0,
-                        engine="coefficients")
+    base = lnref.Config(
+        n=3, d=8, m=1, sigma_p=0.7, sigma0=0.3, mu_norm=2.0, noise=noise, n_test=0, engine="coefficients"
+    )
 
     def logdet(st):
         top = np.hstack([st.G, st.P0.T])
@@ -121,8 +133,19 @@ def test_gram_matches_explicit_sampling_beyond_moments(noise):
 
 def test_mean_training_curves_match_explicit_sampling():
     seeds = range(40)
-    base = lnref.Config(n=12, d=80, m=3, sigma_p=0.5, mu_norm=1.5, eta=1.0, tau=0.2, steps=60, log_every=15,
-                        n_test=100, engine="coefficients")
+    base = lnref.Config(
+        n=12,
+        d=80,
+        m=3,
+        sigma_p=0.5,
+        mu_norm=1.5,
+        eta=1.0,
+        tau=0.2,
+        steps=60,
+        log_every=15,
+        n_test=100,
+        engine="coefficients",
+    )
     curves = {"gram": [], "explicit": []}
     for sampling in curves:
         for s in seeds:
@@ -136,15 +159,30 @@ def test_mean_training_curves_match_explicit_sampling():
             same_mean(g[:, k, t], e[:, k, t], f"{name} at log point {t}")
 
 
-@pytest.mark.parametrize("kind,noise,flipped", [("iid", "orthogonal", False), ("iid", "isotropic", True),
-                                                ("spurious", "isotropic", False)])
+@pytest.mark.parametrize(
+    "kind,noise,flipped", [("iid", "orthogonal", False), ("iid", "isotropic", True), ("spurious", "isotropic", False)]
+)
 def test_virtual_test_set_matches_explicit_test_set(kind, noise, flipped):
     # Train on explicit data, then score the same state on a large explicit test set and on a virtual one
     # drawn through Gram coordinates of the same vectors; accuracies and mean outputs agree within MC error.
     T = 20000
-    cfg = lnref.Config(n=10, d=60, m=3, sigma_p=0.5, mu_norm=1.2, eta=1.0, tau=0.1, steps=10, n_test=0,
-                       noise=noise, test=kind, sigma_zeta=0.3, test_flipped_labels=flipped,
-                       engine="coefficients", seed=6)
+    cfg = lnref.Config(
+        n=10,
+        d=60,
+        m=3,
+        sigma_p=0.5,
+        mu_norm=1.2,
+        eta=1.0,
+        tau=0.1,
+        steps=10,
+        n_test=0,
+        noise=noise,
+        test=kind,
+        sigma_zeta=0.3,
+        test_flipped_labels=flipped,
+        engine="coefficients",
+        seed=6,
+    )
     data, W0 = lnref.make_data(cfg), lnref.init_weights(cfg)
     eng = from_config(cfg, data, W0)
     assert eng.advance(cfg.steps, None) == cfg.steps
@@ -158,7 +196,7 @@ def test_virtual_test_set_matches_explicit_test_set(kind, noise, flipped):
     fe = eng.test_outputs(explicit).copy()
     fv = eng.test_outputs(virtual).copy()
     same_mean(fe * explicit.y, fv * virtual.y, "mean y f")
-    same_mean(fe ** 2, fv ** 2, "mean f^2")
+    same_mean(fe**2, fv**2, "mean f^2")
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -166,6 +204,7 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
     """lnref._normals runs NumPy's ziggurat over blocks of raw words: same words used, same accept/reject
     decisions, values equal up to table rounding, and the stream continues where NumPy's would."""
     from lnref._normals import TAIL_R, standard_normal
+
     ref_rng, rng = lnref.data.stream(seed, "test"), lnref.data.stream(seed, "test")
     ref = ref_rng.standard_normal((1000, 1000))
     got = standard_normal(rng, (1000, 1000))
@@ -186,6 +225,7 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
     small_ref = lnref.data.stream(seed, "gram").standard_normal(3)
     np.testing.assert_allclose(standard_normal(lnref.data.stream(seed, "gram"), 3), small_ref, rtol=1e-12)
     from lnref._normals import ZIG_F, ZIG_K, ZIG_W, pcg64_words, ziggurat_fill
+
     _, words_state = pcg64_words(lnref.data.stream(seed, "gram").bit_generator)
     used = ziggurat_fill(words_state, ZIG_K, ZIG_W, ZIG_F, TAIL_R, np.empty((50, 1)))
     assert 50 <= used <= 60
@@ -195,14 +235,17 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
 
 
 @settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**64 - 1), T=st.integers(0, 301),
-       span=st.one_of(st.just(1), st.just(2), st.integers(3, 40), st.integers(2**31, 2**32 - 1),
-                      st.just(3 * 2**30)))
+@given(
+    seed=st.integers(0, 2**64 - 1),
+    T=st.integers(0, 301),
+    span=st.one_of(st.just(1), st.just(2), st.integers(3, 40), st.integers(2**31, 2**32 - 1), st.just(3 * 2**30)),
+)
 def test_bounded_integers_are_numpys_integers(seed, T, span):
     """The labels and training indices of a fresh virtual test set are NumPy's ``integers(0, span, T)``: Lemire's
     method on buffered 32-bit halves, rejections included (a span near 2^32, or 3 * 2^30, rejects up to half the
     draws), and the next 64-bit words are the ones NumPy would use next (the normals follow)."""
     from lnref._normals import bounded_integers, pcg64_words
+
     rng = np.random.Generator(np.random.PCG64(seed))
     _, words_state = pcg64_words(np.random.Generator(np.random.PCG64(seed)).bit_generator)
     got = np.empty(T, dtype=np.int64)
@@ -240,10 +283,11 @@ def test_pcg64_words_in_numba_are_numpys_random_raw(seed, skip, n):
 
 def test_fast_normals_have_the_standard_normal_law():
     from lnref._normals import standard_normal
+
     x = standard_normal(lnref.data.stream(3, "test"), 400_000)
     within(x, 0.0, "mean")
     within(x * x, 1.0, "variance")
-    within(x ** 4, 3.0, "fourth moment")
+    within(x**4, 3.0, "fourth moment")
     within((x > 2.5).astype(float), 0.006209665325776132, "upper tail P(X > 2.5)")
     within((x < -3.7).astype(float), 1.0779973347738824e-4, "lower tail P(X < -3.7)")
 
@@ -257,8 +301,9 @@ def test_fast_normals_have_the_standard_normal_law():
 @pytest.mark.parametrize("noise", ["orthogonal", "isotropic"])
 def test_torch_init_gram_moments_match_explicit_sampling(d, noise):
     N = 1500
-    base = lnref.Config(n=3, d=d, m=2, sigma_p=0.7, mu_norm=2.0, noise=noise, n_test=0, init="torch",
-                        engine="coefficients")
+    base = lnref.Config(
+        n=3, d=d, m=2, sigma_p=0.7, mu_norm=2.0, noise=noise, n_test=0, init="torch", engine="coefficients"
+    )
     g = [sample_gram(base.replace(sampling="gram", seed=s)).stats for s in range(N)]
     e = []
     with num_threads(1):  # make_data's projection kernel is parallel: thread start-up would dominate at d = 9
@@ -266,8 +311,12 @@ def test_torch_init_gram_moments_match_explicit_sampling(d, noise):
             cfg = base.replace(seed=s)
             data, W0 = lnref.make_data(cfg), lnref.init_weights(cfg).reshape(4, d)
             e.append((data.xi @ data.xi.T, W0 @ data.xi.T, W0 @ data.mu, data.xi @ data.mu))
-    G, P0, b0, c = (np.array([st.G for st in g]), np.array([st.P0 for st in g]), np.array([st.b0 for st in g]),
-                    np.array([st.c for st in g]))
+    G, P0, b0, c = (
+        np.array([st.G for st in g]),
+        np.array([st.P0 for st in g]),
+        np.array([st.b0 for st in g]),
+        np.array([st.c for st in g]),
+    )
     Ge, P0e, b0e, ce = (np.array([x[k] for x in e]) for k in range(4))
     a2 = 1.0 / (3.0 * d)  # variance of one uniform(+-1/sqrt(d)) entry
     dd = d - 1 if noise == "orthogonal" else d
@@ -280,8 +329,11 @@ def test_torch_init_gram_moments_match_explicit_sampling(d, noise):
     same_mean(P0[:, 1, 2] ** 2, P0e[:, 1, 2] ** 2, "E <w, xi>^2")
     within(P0[:, 1, 2] ** 2, 0.49 * a2 * dd, "E <w, xi>^2 exact")
     same_mean(P0[:, 3, 0] ** 4, P0e[:, 3, 0] ** 4, "E <w, xi>^4")
-    same_mean(P0[:, 0, 0] * P0[:, 0, 1] * G[:, 0, 1], P0e[:, 0, 0] * P0e[:, 0, 1] * Ge[:, 0, 1],
-              "E <w, xi1><w, xi2><xi1, xi2>")
+    same_mean(
+        P0[:, 0, 0] * P0[:, 0, 1] * G[:, 0, 1],
+        P0e[:, 0, 0] * P0e[:, 0, 1] * Ge[:, 0, 1],
+        "E <w, xi1><w, xi2><xi1, xi2>",
+    )
     # <w_f(0), mu>: the filters are the explicit path's own numbers
     np.testing.assert_array_equal(b0, b0e)
     if noise == "isotropic":
@@ -291,8 +343,9 @@ def test_torch_init_gram_moments_match_explicit_sampling(d, noise):
 
 
 def test_torch_init_filters_and_biases_are_the_explicit_ones():
-    cfg = lnref.Config(n=4, d=40, m=3, init="torch", bias=True, n_test=5, engine="coefficients", sampling="gram",
-                       seed=11)
+    cfg = lnref.Config(
+        n=4, d=40, m=3, init="torch", bias=True, n_test=5, engine="coefficients", sampling="gram", seed=11
+    )
     g = sample_gram(cfg)
     W0 = lnref.init_weights(cfg).reshape(6, 40)
     np.testing.assert_allclose(g.stats.W0W0, W0 @ W0.T, rtol=0, atol=1e-15)
@@ -316,13 +369,27 @@ def test_torch_init_virtual_test_set_matches_explicit_test_set(noise, flipped):
     # train on that explicit copy, then score the trained state on an explicit test set (make_test: fresh noise in
     # all d coordinates) and on the virtual test set of the Gram coordinates: same accuracy within MC error.
     T = 20000
-    cfg = lnref.Config(n=10, d=40, m=3, sigma_p=0.5, mu_norm=1.2, eta=1.0, tau=0.1, steps=10, n_test=0,
-                       noise=noise, test_flipped_labels=flipped, init="torch", engine="coefficients", seed=6)
+    cfg = lnref.Config(
+        n=10,
+        d=40,
+        m=3,
+        sigma_p=0.5,
+        mu_norm=1.2,
+        eta=1.0,
+        tau=0.1,
+        steps=10,
+        n_test=0,
+        noise=noise,
+        test_flipped_labels=flipped,
+        init="torch",
+        engine="coefficients",
+        seed=6,
+    )
     g = sample_gram(cfg.replace(sampling="gram"))
     n, F, r = cfg.n, 2 * cfg.m, g.coords.shape[1]
     assert r <= cfg.d - 1
     V = np.zeros((n + F, cfg.d))
-    V[:, 0], V[:, 1:1 + r] = g.e1, g.coords
+    V[:, 0], V[:, 1 : 1 + r] = g.e1, g.coords
     mu = np.zeros(cfg.d)
     mu[0] = cfg.mu_norm
     data = lnref.Dataset(mu, V[:n], g.y, g.y_obs)
@@ -337,16 +404,32 @@ def test_torch_init_virtual_test_set_matches_explicit_test_set(noise, flipped):
     assert 0.55 < acc_e < 0.98, acc_e  # informative regime
     p = 0.5 * (acc_e + acc_v)
     assert abs(acc_e - acc_v) <= Z * math.sqrt(p * (1 - p) * 2 / T), (acc_e, acc_v)
-    same_mean(eng.test_outputs(explicit).copy() * explicit.y, eng.test_outputs(virtual).copy() * virtual.y,
-              "mean y f")
+    same_mean(eng.test_outputs(explicit).copy() * explicit.y, eng.test_outputs(virtual).copy() * virtual.y, "mean y f")
 
 
 def test_torch_init_with_bias_trained_runs_match_explicit_sampling():
     # Kou et al.'s conventions (uniform init with biases, mean over patches, filters summed): the final loss, test
     # accuracy and biases of Gram-sampled runs have the law of explicitly sampled ones (40 seeds each).
-    base = lnref.Config(n=12, d=60, m=4, q=1.0, eta=0.1, init="torch", bias=True, patch_reduce="mean",
-                        output_scale=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.1, noise="isotropic", steps=40,
-                        log_every=0, n_test=200, test_flipped_labels=True, engine="coefficients")
+    base = lnref.Config(
+        n=12,
+        d=60,
+        m=4,
+        q=1.0,
+        eta=0.1,
+        init="torch",
+        bias=True,
+        patch_reduce="mean",
+        output_scale=1.0,
+        sigma_p=1.0,
+        mu_norm=2.0,
+        tau=0.1,
+        noise="isotropic",
+        steps=40,
+        log_every=0,
+        n_test=200,
+        test_flipped_labels=True,
+        engine="coefficients",
+    )
     out = {"gram": [], "explicit": []}
     for sampling in out:
         for s in range(40):

@@ -1,4 +1,5 @@
 """Heatmap reproductions (Kou 2023, Cao 2022, Huang 2025) at reduced size; SPEC.md section 6."""
+
 from __future__ import annotations
 
 import json
@@ -100,7 +101,7 @@ def test_switch_points_and_boundary_fit_recover_a_known_boundary():
     err = np.where(mus[:, None] >= mu_star[None, :], 0.1, 0.5)
     found = switch_points(mus, err, 0.3)
     assert np.all(np.abs(found - mu_star) <= mus[1] - mus[0])
-    assert fit_boundary_constant(n * found ** 4 / ds) == pytest.approx(C, rel=0.1)
+    assert fit_boundary_constant(n * found**4 / ds) == pytest.approx(C, rel=0.1)
     assert math.isnan(switch_points(mus, np.full((99, 1), 0.5), 0.3)[0])
     assert switch_points(np.array([1.0, 2.0]), np.array([[0.5], [0.1]]), 0.3)[0] == pytest.approx(1.5)
 
@@ -111,7 +112,7 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     # again with the sum over the patches (KOU_PUBLISHED_VARIANT) and compared with the table too
     mu = np.array(KOU_PUBLISHED_MU)[:, None]
     d = np.array(KOU_PUBLISHED_D, dtype=float)[None, :]
-    table = np.where(20 * mu ** 4 >= 0.5 * d, 0.1, 0.5)
+    table = np.where(20 * mu**4 >= 0.5 * d, 0.1, 0.5)
     ctx = Context(out=tmp_path, quick=True, log=lambda s: None)  # the default: 10 replicates, as theirs
     ctx.published = _published_file(tmp_path / "published.csv", table)
     checks = run_reproduction("kou2023-heatmap", ctx)
@@ -131,8 +132,7 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     rows = [line for line in report.splitlines() if line.startswith("| Kou 2023")]
     assert len(rows) == 7, rows
     assert all(line.replace("\\|", "").count("|") == 6 for line in rows), rows  # 5 cells, no stray |
-    assert summary["seeds"] == 10 and all(c["criterion"] and c["tolerance"] and c["source"]
-                                          for c in summary["checks"])
+    assert summary["seeds"] == 10 and all(c["criterion"] and c["tolerance"] and c["source"] for c in summary["checks"])
     assert "syntheticrelu.py" in report  # the conventions with their lines are in the report's notes
     assert boundary["comparison"]["cells"] == 60 and boundary["C"] > 0
     # the published side's boundary is the same fit, on the published cells of lnref's grid
@@ -150,12 +150,14 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
     assert variant_run["base_config"] == {**main_run["base_config"], "patch_reduce": "sum"}
     assert main_run["base_config"]["patch_reduce"] == "mean" and variant_run["grid"] == main_run["grid"]
     variant = boundary["published_variant"]
-    assert variant["comparison"]["cells"] == 60 and variant["comparison"]["published_slope"] == \
-        boundary["published_slope"]
+    assert (
+        variant["comparison"]["cells"] == 60 and variant["comparison"]["published_slope"] == boundary["published_slope"]
+    )
     rows = (tmp_path / "kou2023_patch_sum_vs_published.csv").read_text().splitlines()
     assert rows[0].startswith("mu_norm,d,published,lnref_patch_sum") and len(rows) == 61
-    main_err = np.array([float(r.split(",")[3]) for r in
-                         (tmp_path / "kou2023_vs_published.csv").read_text().splitlines()[1:]])
+    main_err = np.array(
+        [float(r.split(",")[3]) for r in (tmp_path / "kou2023_vs_published.csv").read_text().splitlines()[1:]]
+    )
     assert not np.array_equal(main_err, np.array([float(r.split(",")[3]) for r in rows[1:]]))  # other runs
     if have_matplotlib():
         assert (tmp_path / "kou2023_heatmap.png").stat().st_size > 1000
@@ -163,8 +165,21 @@ def test_kou_quick_reproduction_end_to_end_with_a_published_table(tmp_path):
 
 def test_published_is_refused_for_other_reproductions(tmp_path):
     from lnref.cli import main
-    assert main(["reproduce", "cao2022-heatmap", "--quick", "--published", str(tmp_path / "x.csv"), "--out",
-                 str(tmp_path / "o")]) == 2
+
+    assert (
+        main(
+            [
+                "reproduce",
+                "cao2022-heatmap",
+                "--quick",
+                "--published",
+                str(tmp_path / "x.csv"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_cao_benign_and_harmful_corners():
@@ -176,8 +191,8 @@ def test_cao_benign_and_harmful_corners():
     err = res.mean("test_error")
     n_snr3 = np.array(grid["n"])[None, :] * (np.array([0.03, 0.8]) ** 3)[:, None]
     assert n_snr3[0, 0] < 1e-3 and n_snr3[1, 1] > 50
-    assert err[0, 0] >= 0.3   # harmful: n SNR^3 ~ 3e-4
-    assert err[1, 1] <= 0.1   # benign: n SNR^3 ~ 80
+    assert err[0, 0] >= 0.3  # harmful: n SNR^3 ~ 3e-4
+    assert err[1, 1] <= 0.1  # benign: n SNR^3 ~ 80
     assert not res.values("diverged").any()
 
 
@@ -185,7 +200,6 @@ def test_huang_label_noise_gd_beats_plain_gd_at_low_snr():
     """SNR = 0.1, n = 60 (n SNR^2 = 0.6): over 2 seeds LN-GD's test error is lower by at least 0.1."""
     base = huang_base(n=60, steps=300, n_test=300, seed=5)
     mu = 0.1 * base.sigma_p * math.sqrt(base.d)
-    res = sweep(base, {"algorithm": ["gd", "label_noise_gd"], "mu_norm": [mu]}, replicates=2,
-                executor=SerialExecutor())
+    res = sweep(base, {"algorithm": ["gd", "label_noise_gd"], "mu_norm": [mu]}, replicates=2, executor=SerialExecutor())
     err = res.mean("test_error")[:, 0]
     assert err[1] <= err[0] - 0.1, err

@@ -12,6 +12,7 @@ A private name is one starting with a single underscore, imported (``from .m imp
 attribute of an imported lnref module (``m._name``).  Private *modules* (``lnref._kernels``) are the package's own
 business and may be imported.  :data:`PRIVATE_ALLOWED` lists the imports still waiting in modules being reworked.
 """
+
 from __future__ import annotations
 
 import ast
@@ -20,8 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # (importing module, imported module, name): why it is still there
-PRIVATE_ALLOWED = {
-}
+PRIVATE_ALLOWED = {}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -35,7 +35,7 @@ def _target(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
     if not node.level:
         return node.module or ""
     base = mod.split(".") if is_pkg else mod.split(".")[:-1]
-    base = base[:len(base) - (node.level - 1)]
+    base = base[: len(base) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -75,7 +75,7 @@ def scan(root: Path = ROOT, package: str = "lnref", deferred: bool = False):
         for k in range(2, len(parts) + 1):  # the sub-packages on the way, then the module itself
             name = ".".join(parts[:k])
             if name in files and name != mod and not mod.startswith(name + "."):  # not its own package: that
-                graph[mod].add(name)                                               # is already being imported
+                graph[mod].add(name)  # is already being imported
 
     for mod, path in files.items():
         is_pkg = path.name == "__init__.py"
@@ -104,8 +104,13 @@ def scan(root: Path = ROOT, package: str = "lnref", deferred: bool = False):
                     if a.name in files and a.asname:
                         modules[a.asname] = a.name
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
-                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 private.append((mod, modules[node.value.id], node.attr, node.lineno))
     return graph, private
 
@@ -160,14 +165,18 @@ DEFERRED_CYCLES: list[list[str]] = []
 
 def test_deferred_imports_close_no_new_cycle():
     graph, _ = scan(deferred=True)
-    assert cycles(graph) == DEFERRED_CYCLES, "a new cycle through a deferred import (or a known one was broken: " \
-                                             "remove it from DEFERRED_CYCLES)"
+    assert cycles(graph) == DEFERRED_CYCLES, (
+        "a new cycle through a deferred import (or a known one was broken: remove it from DEFERRED_CYCLES)"
+    )
 
 
 def test_no_private_cross_module_imports():
     _, private = scan()
-    bad = [f"{mod} (line {line}) uses {target}.{name}" for mod, target, name, line in private
-           if (mod, target, name) not in PRIVATE_ALLOWED]
+    bad = [
+        f"{mod} (line {line}) uses {target}.{name}"
+        for mod, target, name, line in private
+        if (mod, target, name) not in PRIVATE_ALLOWED
+    ]
     assert not bad, "make the name public in its module (no leading underscore):\n" + "\n".join(bad)
 
 
@@ -184,8 +193,10 @@ def test_a_planted_cycle_and_private_import_are_found(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("from .b import g\n")
     (pkg / "a.py").write_text("from .sub import b\n\n\ndef f():\n    from . import c  # at call time: no edge\n")
-    (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\n\nfrom .. import a\n"
-                                      "if TYPE_CHECKING:\n    from .. import c\n\n\ndef g():\n    return a._x\n")
+    (pkg / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\n\nfrom .. import a\n"
+        "if TYPE_CHECKING:\n    from .. import c\n\n\ndef g():\n    return a._x\n"
+    )
     (pkg / "c.py").write_text("from .a import _hidden\n")
     graph, private = scan(tmp_path)
     assert graph["lnref.a"] == {"lnref.sub", "lnref.sub.b"} and graph["lnref.sub.b"] == {"lnref.a"}

@@ -1,4 +1,5 @@
 """The JAX example (lnref/examples/jax_model.py) agrees with lnref at the float64 tier (skipped without jax)."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,12 +10,13 @@ import lnref
 from lnref.examples import jax_model
 from lnref.testing import assert_gradient_matches, assert_trajectory_matches, make_fixture
 
-CFG = lnref.Config(n=10, d=30, m=3, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=20,
-                   n_test=0, seed=5)
+CFG = lnref.Config(
+    n=10, d=30, m=3, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=20, n_test=0, seed=5
+)
 
 
 def test_jax_gradient_and_trajectory_match_at_float64():
-    fx = make_fixture(CFG, [0, 1, 5, 20], exercise=True)   # exercises sigma'(0): inner products exactly 0
+    fx = make_fixture(CFG, [0, 1, 5, 20], exercise=True)  # exercises sigma'(0): inner products exactly 0
     assert_gradient_matches(jax_model.gradient, fx)
     Ws, losses = jax_model.train(fx)
     assert_trajectory_matches(Ws, fx, loss=losses)

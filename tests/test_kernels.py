@@ -1,5 +1,6 @@
 """Kernel-level exactness (docs/DESIGN.md "Numerics"): thread counts and JIT on/off give identical arrays;
 the gradient matches central finite differences; ``lnref.gd_step`` is one step of ``lnref.train`` bit for bit."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,13 @@ SUBPROCESS_SCRIPT = textwrap.dedent("""
 
 def train_in_subprocess(cfg: lnref.Config, tmp_path, threads: int, **env) -> dict[str, np.ndarray]:
     out = tmp_path / f"run_{threads}_{'_'.join(env)}.npz"
-    proc = subprocess.run([sys.executable, "-c", SUBPROCESS_SCRIPT, json.dumps(cfg.to_dict()), str(out),
-                           str(threads)], env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SUBPROCESS_SCRIPT, json.dumps(cfg.to_dict()), str(out), str(threads)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     with np.load(out) as z:
         return {k: z[k] for k in z.files}
@@ -129,8 +135,8 @@ def test_relu_gradient_at_a_kink_uses_indicator_of_positive_part():
     xi = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     data = lnref.Dataset(mu=np.array([1.0, 0.0, 0.0]), xi=xi, y=np.array([1.0, -1.0]), y_obs=np.array([1.0, -1.0]))
     W = np.zeros((2, 1, 3))
-    W[0, 0] = [0.5, 0.0, -0.2]   # <w, xi_0> = 0 (kink), <w, xi_1> < 0, <w, mu> > 0
-    W[1, 0] = [-0.5, 0.3, 0.4]   # <w, mu> < 0, active on both noise patches
+    W[0, 0] = [0.5, 0.0, -0.2]  # <w, xi_0> = 0 (kink), <w, xi_1> < 0, <w, mu> > 0
+    W[1, 0] = [-0.5, 0.3, 0.4]  # <w, mu> < 0, active on both noise patches
     G = lnref.gradient(W, data, 1.0)
     # filter (+1, 1): only the signal patch of sample 0 (y=+1, <w, mu> > 0) is active -> gradient along mu only
     assert G[0, 0, 1] == 0.0 and G[0, 0, 2] == 0.0 and G[0, 0, 0] != 0.0
@@ -141,8 +147,9 @@ def test_relu_gradient_at_a_kink_uses_indicator_of_positive_part():
 @pytest.mark.parametrize("algorithm", ["gd", "label_noise_gd"])
 @pytest.mark.parametrize("q", [1.0, 2.5])
 def test_gd_step_equals_one_step_of_train_bit_for_bit(algorithm, q):
-    cfg = lnref.Config(n=11, d=30, m=3, q=q, steps=1, log_every=1, n_test=0, seed=4, algorithm=algorithm,
-                       p=0.3, sigma0=0.1)
+    cfg = lnref.Config(
+        n=11, d=30, m=3, q=q, steps=1, log_every=1, n_test=0, seed=4, algorithm=algorithm, p=0.3, sigma0=0.1
+    )
     data = lnref.make_data(cfg)
     W0 = lnref.init_weights(cfg)
     res = lnref.train(cfg, data, W0)

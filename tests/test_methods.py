@@ -4,6 +4,7 @@ input checks and resume.
 The independent check of each method against its official code's two-logit form (autograd) is in
 tests/test_methods_torch.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,12 +71,18 @@ def g_and_l(loss, params, z, a=0.0, b=0.0):
 
 # ------------------------------------------------------------------------------------------------ 1a. engines
 SMALL = dict(n=30, d=80, m=4, steps=1000, log_every=50, n_test=40, tau=0.2, mu_norm=2.0, sigma_p=0.5, seed=11)
-ENGINE_CASES = ([(m, None, "gd") for m in METHODS] + [(m, NONDEFAULT[m], "gd") for m in METHODS]
-                + [("gce", None, "label_noise_gd"), ("elr", {"period": 3}, "label_noise_gd")])
+ENGINE_CASES = (
+    [(m, None, "gd") for m in METHODS]
+    + [(m, NONDEFAULT[m], "gd") for m in METHODS]
+    + [("gce", None, "label_noise_gd"), ("elr", {"period": 3}, "label_noise_gd")]
+)
 
 
-@pytest.mark.parametrize("loss,params,algorithm", ENGINE_CASES,
-                         ids=[f"{m}-{'default' if p is None else 'custom'}-{a}" for m, p, a in ENGINE_CASES])
+@pytest.mark.parametrize(
+    "loss,params,algorithm",
+    ENGINE_CASES,
+    ids=[f"{m}-{'default' if p is None else 'custom'}-{a}" for m, p, a in ENGINE_CASES],
+)
 def test_engines_agree_over_1000_steps(loss, params, algorithm):
     cfg = lnref.Config(**SMALL, loss=loss, loss_params=params, algorithm=algorithm, p=0.2)
     data = lnref.make_data(cfg)
@@ -111,8 +118,9 @@ def test_elr_target_state_follows_its_update_rule():
     """Result.trace['target'] at logged step t is the state after t steps (before step t's update): from the traced
     margins, t(s+1) = beta t(s) + (1 - beta) p_hat(s) / sum p_hat(s) at update steps s, unchanged otherwise."""
     for period in (1, 5):
-        cfg = lnref.Config(**{**SMALL, "steps": 40, "log_every": 1}, loss="elr",
-                           loss_params={"period": period, "beta": 0.6})
+        cfg = lnref.Config(
+            **{**SMALL, "steps": 40, "log_every": 1}, loss="elr", loss_params={"period": period, "beta": 0.6}
+        )
         r = lnref.train(cfg, threads=1)
         y_obs = r.data.y_obs
         T = r.trace["target"]
@@ -126,16 +134,35 @@ def test_elr_target_state_follows_its_update_rule():
         np.testing.assert_allclose(T[cfg.steps], tgt, rtol=1e-14, atol=1e-15)
 
 
-GRAM_CASES = [("gce", None), ("label_smoothing", {"eps": 0.2}), ("bootstrap_soft", None), ("backward", None),
-              ("elr", {"period": 2})]
+GRAM_CASES = [
+    ("gce", None),
+    ("label_smoothing", {"eps": 0.2}),
+    ("bootstrap_soft", None),
+    ("backward", None),
+    ("elr", {"period": 2}),
+]
 
 
 @pytest.mark.parametrize("loss,params", GRAM_CASES, ids=[c[0] for c in GRAM_CASES])
 def test_gram_sampling_runs(loss, params):
     """Gram sampling (d = 10^9, nothing d-dimensional drawn) runs every family, and the method matters."""
-    cfg = lnref.Config(n=40, d=10**9, m=4, steps=300, log_every=50, n_test=200, tau=0.2, mu_norm=40.0,
-                       sigma_p=0.01, eta=1.0, engine="coefficients", sampling="gram", seed=3, loss=loss,
-                       loss_params=params)
+    cfg = lnref.Config(
+        n=40,
+        d=10**9,
+        m=4,
+        steps=300,
+        log_every=50,
+        n_test=200,
+        tau=0.2,
+        mu_norm=40.0,
+        sigma_p=0.01,
+        eta=1.0,
+        engine="coefficients",
+        sampling="gram",
+        seed=3,
+        loss=loss,
+        loss_params=params,
+    )
     r = lnref.train(cfg)
     assert r.steps_done == cfg.steps
     for key in ("loss", "method_loss", "train_acc", "test_acc"):
@@ -148,8 +175,8 @@ def test_gram_sampling_runs(loss, params):
 
 # ------------------------------------------------------------------------------------------------ 1b. g = dl/dz
 # the clamps' boundaries in z: p = 1e-7 (GCE, SCE's RCE, the Keras clip) and p = 1e-4 (ELR)
-Z7 = math.log((1 - 1e-7) / 1e-7)   # 16.118...
-Z4 = math.log((1 - 1e-4) / 1e-4)   # 9.2102...
+Z7 = math.log((1 - 1e-7) / 1e-7)  # 16.118...
+Z4 = math.log((1 - 1e-4) / 1e-4)  # 9.2102...
 
 
 def _grid():
@@ -212,7 +239,7 @@ def test_g_matches_the_section_9_formulas():
     s = 1.0 / (1.0 + np.exp(-z))
     oms = 1.0 - s
     forms = {
-        ("gce", 0.7): (-(s ** 0.7) * oms, {}),
+        ("gce", 0.7): (-(s**0.7) * oms, {}),
         ("sce", 0): (-oms * (0.1 + 1.0 * -math.log(1e-4) * s), {}),
         ("label_smoothing", 0.3): (s - 1 + 0.15, {"eps": 0.3}),
         ("bootstrap_soft", 0.8): (-0.8 * oms - 0.2 * z * s * oms, {"beta": 0.8}),
@@ -230,8 +257,8 @@ def test_g_matches_the_section_9_formulas():
 
 def test_clamps_pass_no_gradient():
     """Where the official code clamps (torch.clamp / Keras clip), the clamped term contributes nothing to g."""
-    lo7 = np.array([-40.0, -25.0, -Z7 - 0.05])   # s < 1e-7
-    hi7 = -lo7                                     # 1 - s < 1e-7
+    lo7 = np.array([-40.0, -25.0, -Z7 - 0.05])  # s < 1e-7
+    hi7 = -lo7  # 1 - s < 1e-7
     both7 = np.concatenate([lo7, hi7])
     # GCE clamps p_label >= 1e-7 (no upper clamp)
     assert np.all(g_and_l("gce", None, lo7)[0] == 0.0)
@@ -271,8 +298,9 @@ def test_sample_scalars_is_g_times_the_label():
         target = None
         if loss == "elr":
             target = rng.random((2, cfg.n)) * 0.5
-        lo, lpm, used = lnref.model.sample_scalars(f, data, eps, loss=loss, loss_params=params, target=target,
-                                                    target_update=False)
+        lo, lpm, used = lnref.model.sample_scalars(
+            f, data, eps, loss=loss, loss_params=params, target=target, target_update=False
+        )
         for i in range(cfg.n):
             a = b = 0.0
             if loss == "elr":
@@ -305,13 +333,20 @@ def numpy_gradient(W, data, q, scalars):
     noi = np.einsum("jrd,id->jri", W, data.xi)
     sj = np.array([1.0, -1.0])[:, None, None]
     c = sj * scalars[None, None, :] / (data.n * m)
-    G = np.einsum("jri,i,d->jrd", c * _dact(sig, q), data.y, data.mu) + np.einsum("jri,id->jrd", c * _dact(noi, q),
-                                                                                   data.xi)
+    G = np.einsum("jri,i,d->jrd", c * _dact(sig, q), data.y, data.mu) + np.einsum(
+        "jri,id->jrd", c * _dact(noi, q), data.xi
+    )
     return G
 
 
-SHAPES = dict(seed=st.integers(0, 10**6), n=st.integers(2, 12), d=st.integers(13, 40), m=st.integers(1, 4),
-              q=st.sampled_from([1.0, 2.0, 3.0]), tau=st.sampled_from([0.0, 0.2, 0.4]))
+SHAPES = dict(
+    seed=st.integers(0, 10**6),
+    n=st.integers(2, 12),
+    d=st.integers(13, 40),
+    m=st.integers(1, 4),
+    q=st.sampled_from([1.0, 2.0, 3.0]),
+    tau=st.sampled_from([0.0, 0.2, 0.4]),
+)
 
 
 def _sig(z):
@@ -381,14 +416,27 @@ def test_backward_correction_is_label_smoothing_at_negative_eps(seed, n, d, m, q
 SPAN_CASES = [(m, None) for m in METHODS] + [(m, NONDEFAULT[m]) for m in METHODS]
 
 
-@pytest.mark.parametrize("loss,params", SPAN_CASES,
-                         ids=[f"{m}-{'default' if p is None else 'custom'}" for m, p in SPAN_CASES])
+@pytest.mark.parametrize(
+    "loss,params", SPAN_CASES, ids=[f"{m}-{'default' if p is None else 'custom'}" for m, p in SPAN_CASES]
+)
 def test_span_identity_holds_for_every_method(loss, params):
     """SPEC.md section 5: W(t) - W(0) = s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2 (the weight engine
     steps W itself and carries gamma, rho alongside), and decompose() recovers the coefficients."""
-    cfg = lnref.Config(n=12, d=60, m=3, steps=300, log_every=100, n_test=0, tau=0.2, mu_norm=3.0, sigma_p=1.0,
-                       seed=5, loss=loss, loss_params=params,
-                       algorithm="label_noise_gd" if loss in ("sce", "elr") else "gd")
+    cfg = lnref.Config(
+        n=12,
+        d=60,
+        m=3,
+        steps=300,
+        log_every=100,
+        n_test=0,
+        tau=0.2,
+        mu_norm=3.0,
+        sigma_p=1.0,
+        seed=5,
+        loss=loss,
+        loss_params=params,
+        algorithm="label_noise_gd" if loss in ("sce", "elr") else "gd",
+    )
     data = lnref.make_data(cfg)
     W0 = lnref.init_weights(cfg)
     r = lnref.train(cfg, data, W0, threads=1)
@@ -402,8 +450,9 @@ def test_span_identity_holds_for_every_method(loss, params):
     # at the intermediate logged steps too: W(t) by stepping lnref.train to t
     for li, t in enumerate(cfg.log_steps()[1:-1], start=1):
         rt = lnref.train(cfg.replace(steps=int(t), log_every=0), data, W0, threads=1)
-        assert np.linalg.norm(lnref.reconstruct(W0, r.trace["gamma"][li], r.trace["rho"][li], data) - rt.W) \
-            <= 1e-12 * np.linalg.norm(rt.W - W0)
+        assert np.linalg.norm(
+            lnref.reconstruct(W0, r.trace["gamma"][li], r.trace["rho"][li], data) - rt.W
+        ) <= 1e-12 * np.linalg.norm(rt.W - W0)
 
 
 LAW_CASES = [("gce", None), ("label_smoothing", {"eps": 0.3}), ("elr", {"lam": 3.0, "period": 2})]
@@ -413,8 +462,21 @@ LAW_CASES = [("gce", None), ("label_smoothing", {"eps": 0.3}), ("elr", {"lam": 3
 def test_gram_sampling_agrees_in_law_with_explicit_data(loss, params):
     """Mean final train_acc_noisy and test_acc over 36 seeds: Gram sampling vs explicit data (same engine), within
     4 standard errors of the difference."""
-    base = lnref.Config(n=30, d=400, m=4, steps=120, log_every=0, n_test=200, tau=0.2, mu_norm=6.0, sigma_p=0.5,
-                        eta=1.0, engine="coefficients", loss=loss, loss_params=params)
+    base = lnref.Config(
+        n=30,
+        d=400,
+        m=4,
+        steps=120,
+        log_every=0,
+        n_test=200,
+        tau=0.2,
+        mu_norm=6.0,
+        sigma_p=0.5,
+        eta=1.0,
+        engine="coefficients",
+        loss=loss,
+        loss_params=params,
+    )
     out = {}
     for sampling in ("explicit", "gram"):
         rows = [lnref.train(base.replace(sampling=sampling, seed=s), threads=1).history for s in range(36)]
@@ -483,13 +545,16 @@ def test_bad_method_input_refused_by_train_before_any_work(monkeypatch):
         lnref.train(lnref.Config(n=10, d=20, m=2, loss="elr", loss_params={"lam": -1}))
 
 
-@pytest.mark.parametrize("target,match", [
-    (np.zeros((2, 9)), r"shape \(2, n\) = \(2, 10\).*got shape \(2, 9\)"),
-    (np.zeros((10, 2)), r"shape \(2, n\) = \(2, 10\).*got shape \(10, 2\)"),
-    (np.zeros(20), r"got shape \(20,\)"),
-    (np.full((2, 10), np.nan), "finite"),
-    ("abc", "target must be a real array"),
-])
+@pytest.mark.parametrize(
+    "target,match",
+    [
+        (np.zeros((2, 9)), r"shape \(2, n\) = \(2, 10\).*got shape \(2, 9\)"),
+        (np.zeros((10, 2)), r"shape \(2, n\) = \(2, 10\).*got shape \(10, 2\)"),
+        (np.zeros(20), r"got shape \(20,\)"),
+        (np.full((2, 10), np.nan), "finite"),
+        ("abc", "target must be a real array"),
+    ],
+)
 def test_gradient_refuses_a_bad_target(target, match):
     cfg = lnref.Config(n=10, d=20, m=2)
     data, W = lnref.make_data(cfg), lnref.init_weights(cfg)
@@ -517,12 +582,30 @@ def _interrupted_state(cfg, after: int, every: int):
     return seen[-1]
 
 
-@pytest.mark.parametrize("engine,algorithm,period", [("weights", "gd", 1), ("weights", "gd", 3),
-                                                     ("coefficients", "label_noise_gd", 3),
-                                                     ("weights", "label_noise_gd", 3)])
+@pytest.mark.parametrize(
+    "engine,algorithm,period",
+    [
+        ("weights", "gd", 1),
+        ("weights", "gd", 3),
+        ("coefficients", "label_noise_gd", 3),
+        ("weights", "label_noise_gd", 3),
+    ],
+)
 def test_elr_resume_is_bit_identical(tmp_path, engine, algorithm, period):
-    cfg = lnref.Config(n=12, d=40, m=3, steps=60, log_every=5, n_test=50, tau=0.2, engine=engine,
-                       algorithm=algorithm, seed=3, loss="elr", loss_params={"period": period, "lam": 2.0})
+    cfg = lnref.Config(
+        n=12,
+        d=40,
+        m=3,
+        steps=60,
+        log_every=5,
+        n_test=50,
+        tau=0.2,
+        engine=engine,
+        algorithm=algorithm,
+        seed=3,
+        loss="elr",
+        loss_params={"period": period, "lam": 2.0},
+    )
     full = lnref.train(cfg, threads=1)
     state = _interrupted_state(cfg, after=2, every=20)
     t = state["step"]
@@ -557,8 +640,9 @@ def test_elr_resume_needs_the_targets():
 def test_engine_advance_in_chunks_equals_one_call_for_elr():
     """The step count that times ELR's updates survives between advance calls (period 3, chunks of 2)."""
     for engine in ("weights", "coefficients"):
-        cfg = lnref.Config(n=10, d=50, m=3, steps=0, n_test=0, engine=engine, seed=2, loss="elr",
-                           loss_params={"period": 3})
+        cfg = lnref.Config(
+            n=10, d=50, m=3, steps=0, n_test=0, engine=engine, seed=2, loss="elr", loss_params={"period": 3}
+        )
         data, W0 = lnref.make_data(cfg), lnref.init_weights(cfg)
         e1 = from_config(cfg, data, W0)
         e2 = from_config(cfg, data, W0)
@@ -575,8 +659,11 @@ def test_elr_example_without_torch_says_what_to_install():
     import os
     import subprocess
     import sys
-    code = ("import sys, runpy; sys.modules['torch'] = None; "
-            "runpy.run_module('lnref.examples.elr_torch', run_name='__main__')")
+
+    code = (
+        "import sys, runpy; sys.modules['torch'] = None; "
+        "runpy.run_module('lnref.examples.elr_torch', run_name='__main__')"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr

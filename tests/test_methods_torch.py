@@ -9,6 +9,7 @@ ELR, shengliu66/ELR ``ELR/model/loss.py`` (target buffer, zeros at start, update
 clamped p, renormalised).  Nothing here calls lnref to compute a loss, a logit or a gradient: lnref gives only the
 data and W0, and the run compared against.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,8 @@ class ELRLoss(torch.nn.Module):
         y_pred_ = y_pred.data.detach()
         if update:  # the official code updates at every call (once per epoch); lnref every `period` GD steps
             self.target[index] = self.beta * self.target[index] + (1 - self.beta) * (
-                y_pred_ / y_pred_.sum(dim=1, keepdim=True))
+                y_pred_ / y_pred_.sum(dim=1, keepdim=True)
+            )
         ce_loss = torch.nn.functional.cross_entropy(output, label)
         elr_reg = (1 - (self.target[index] * y_pred).sum(dim=1)).log().mean()
         return ce_loss + self.lam * elr_reg
@@ -99,8 +101,7 @@ def official_loss(name, p, logits, labels, elr=None, update=True):
     if name == "bootstrap_hard":
         y_pred = keras_probs(logits)
         pred_labels = F.one_hot(torch.argmax(y_pred, 1), 2).to(torch.float64)
-        return (-torch.sum((p["beta"] * onehot + (1.0 - p["beta"]) * pred_labels) * torch.log(y_pred),
-                           dim=-1)).mean()
+        return (-torch.sum((p["beta"] * onehot + (1.0 - p["beta"]) * pred_labels) * torch.log(y_pred), dim=-1)).mean()
     tau = p.get("tau")
     P = torch.tensor([[1 - tau, tau], [tau, 1 - tau]], dtype=torch.float64) if tau is not None else None
     if name == "forward":
@@ -145,25 +146,53 @@ def rel(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-BASE = dict(n=20, d=60, m=4, steps=STEPS, log_every=1, n_test=0, tau=0.2, flips="exact", mu_norm=3.0,
-            sigma_p=1.0, sigma0=0.05, eta=1.0, seed=0)
+BASE = dict(
+    n=20,
+    d=60,
+    m=4,
+    steps=STEPS,
+    log_every=1,
+    n_test=0,
+    tau=0.2,
+    flips="exact",
+    mu_norm=3.0,
+    sigma_p=1.0,
+    sigma0=0.05,
+    eta=1.0,
+    seed=0,
+)
 NONDEFAULT = {
-    "gce": {"q": 0.4}, "sce": {"alpha": 0.5, "beta": 0.4, "A": -4.0}, "label_smoothing": {"eps": 0.4},
-    "bootstrap_soft": {"beta": 0.3}, "bootstrap_hard": {"beta": 0.5}, "forward": {"tau": 0.35},
-    "backward": {"tau": 0.1}, "elr": {"lam": 0.5, "beta": 0.9, "period": 5},
+    "gce": {"q": 0.4},
+    "sce": {"alpha": 0.5, "beta": 0.4, "A": -4.0},
+    "label_smoothing": {"eps": 0.4},
+    "bootstrap_soft": {"beta": 0.3},
+    "bootstrap_hard": {"beta": 0.5},
+    "forward": {"tau": 0.35},
+    "backward": {"tau": 0.1},
+    "elr": {"lam": 0.5, "beta": 0.9, "period": 5},
 }
-CASES = ([(name, None, {}) for name in LOSSES] + [(name, NONDEFAULT[name], {}) for name in NONDEFAULT]
-         + [("elr", {"period": 3}, {"q": 2.0, "eta": 0.3}), ("gce", None, {"q": 2.0, "eta": 0.3}),
-            # the clamps act: ELR's (|f| > ln 9999) by large steps, the 1e-7 clamps and clips (|f| > 16.1) from a
-            # large initialisation (samples on both sides of the clip from step 0)
-            ("elr", None, {"eta": 8.0})]
-         + [(name, None, {"sigma0": 3.0, "eta": 0.2}) for name in
-            ("gce", "sce", "bootstrap_soft", "bootstrap_hard", "forward", "backward")])
+CASES = (
+    [(name, None, {}) for name in LOSSES]
+    + [(name, NONDEFAULT[name], {}) for name in NONDEFAULT]
+    + [
+        ("elr", {"period": 3}, {"q": 2.0, "eta": 0.3}),
+        ("gce", None, {"q": 2.0, "eta": 0.3}),
+        # the clamps act: ELR's (|f| > ln 9999) by large steps, the 1e-7 clamps and clips (|f| > 16.1) from a
+        # large initialisation (samples on both sides of the clip from step 0)
+        ("elr", None, {"eta": 8.0}),
+    ]
+    + [
+        (name, None, {"sigma0": 3.0, "eta": 0.2})
+        for name in ("gce", "sce", "bootstrap_soft", "bootstrap_hard", "forward", "backward")
+    ]
+)
 
 
-@pytest.mark.parametrize("loss,params,extra", CASES,
-                         ids=[f"{n}-{'default' if p is None else 'custom'}{'-' + str(e) if e else ''}"
-                              for n, p, e in CASES])
+@pytest.mark.parametrize(
+    "loss,params,extra",
+    CASES,
+    ids=[f"{n}-{'default' if p is None else 'custom'}{'-' + str(e) if e else ''}" for n, p, e in CASES],
+)
 def test_weight_engine_matches_the_official_two_logit_form(loss, params, extra):
     cfg = lnref.Config(**{**BASE, **extra}, loss=loss, loss_params=params)
     data = lnref.make_data(cfg)
@@ -214,8 +243,9 @@ def _elr_updated_after_the_loss(name, p, logits, labels, elr=None, update=True):
     return loss
 
 
-@pytest.mark.parametrize("loss,mistake", [("bootstrap_soft", _detached_soft_bootstrap),
-                                          ("elr", _elr_updated_after_the_loss)])
+@pytest.mark.parametrize(
+    "loss,mistake", [("bootstrap_soft", _detached_soft_bootstrap), ("elr", _elr_updated_after_the_loss)]
+)
 def test_the_comparison_catches_a_mistake(loss, mistake):
     cfg = lnref.Config(**BASE, loss=loss)
     data = lnref.make_data(cfg)
@@ -228,6 +258,7 @@ def test_the_comparison_catches_a_mistake(loss, mistake):
 # ------------------------------------------------------------------ the example (python -m lnref.examples.elr_torch)
 def test_elr_example_matches_lnref(capsys):
     from lnref.examples import elr_torch
+
     assert elr_torch.main([]) == 0
     out = capsys.readouterr().out
     assert "tolerance 1e-10" in out and "measured max" in out and "matches lnref" in out, out
@@ -238,9 +269,15 @@ def test_elr_example_runs_as_a_module():
     import os
     import subprocess
     import sys
+
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    out = subprocess.run([sys.executable, "-m", "lnref.examples.elr_torch", "--steps", "30"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "lnref.examples.elr_torch", "--steps", "30"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "verdict: this PyTorch ELR matches lnref" in out.stdout
 
@@ -262,5 +299,6 @@ def test_elr_example_catches_a_target_updated_after_the_loss(monkeypatch, capsys
 
 def test_elr_example_refuses_bad_parameters(capsys):
     from lnref.examples import elr_torch
+
     assert elr_torch.main(["--period", "0"]) == 2
     assert "loss_params.period=0" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """lnref against the slow NumPy references of tests/naive.py (docs/DESIGN.md tolerance tier: rtol ~1e-12 per step)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,21 @@ def close(actual, expected, rtol=RTOL, what=""):
 
 
 def small_config(q, **kw):
-    base = dict(n=20, d=60, m=3, q=q, steps=200, log_every=1, n_test=0, seed=3, tau=0.2, eta=0.5,
-                sigma0=0.05, sigma_p=0.5, mu_norm=2.0)
+    base = dict(
+        n=20,
+        d=60,
+        m=3,
+        q=q,
+        steps=200,
+        log_every=1,
+        n_test=0,
+        seed=3,
+        tau=0.2,
+        eta=0.5,
+        sigma0=0.05,
+        sigma_p=0.5,
+        mu_norm=2.0,
+    )
     base.update(kw)
     return lnref.Config(**base)
 

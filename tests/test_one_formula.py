@@ -11,6 +11,7 @@ test, unless its (file, function) is in :data:`ALLOWED` with a reason.  The orac
 it on arrays, its array form stands next to it there, and :func:`test_array_forms_agree_with_the_kernels` checks
 that the two agree bit for bit.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,31 +29,42 @@ _E = r"(?:np\.|math\.|numpy\.)?"
 # formula -> regular expressions matching the ways it is written (on code with comments and strings removed)
 SIGNATURES: dict[str, list[str]] = {
     "logistic loss l(z) = log(1 + exp(-z))": [
-        _E + r"log1p\(\s*" + _E + r"exp\(", _E + r"logaddexp\(\s*0", _E + r"log\(\s*1(?:\.0)?\s*\+\s*" + _E + r"exp\(",
-        r"softplus\("],
+        _E + r"log1p\(\s*" + _E + r"exp\(",
+        _E + r"logaddexp\(\s*0",
+        _E + r"log\(\s*1(?:\.0)?\s*\+\s*" + _E + r"exp\(",
+        r"softplus\(",
+    ],
     "l'(z) = -1/(1 + exp(z)) (the sigmoid)": [
-        r"1(?:\.0)?\s*/\s*\(\s*1(?:\.0)?\s*\+\s*" + _E + r"exp\(", r"\bexpit\(", r"\bsigmoid\("],
+        r"1(?:\.0)?\s*/\s*\(\s*1(?:\.0)?\s*\+\s*" + _E + r"exp\(",
+        r"\bexpit\(",
+        r"\bsigmoid\(",
+    ],
     "sigma(z) = max(0, z)^q": [
-        _E + r"maximum\([^()]*\)\s*\*\*", r"\bmax\(\s*0(?:\.0)?\s*,[^()]*\)\s*\*\*", r"\brelu\([^()]*\)\s*\*\*"],
+        _E + r"maximum\([^()]*\)\s*\*\*",
+        r"\bmax\(\s*0(?:\.0)?\s*,[^()]*\)\s*\*\*",
+        r"\brelu\([^()]*\)\s*\*\*",
+    ],
     "sigma'(z) = q max(0, z)^(q - 1)": [r"\*\*\s*\(\s*q\s*-\s*1"],
     "output divisor 1/(output_scale c_p)": [r"patch_reduce\s*==\s*[\"']mean[\"']", r"\bm\s*\*\s*cp\b"],
     "step sizes eta ||.||^2/(n div) and the gradient scale s_j/(n div)": [r"/\s*\(\s*n\s*\*\s*div\s*\)"],
     "coefficient scalings <., mu>/||mu||^2 (0 when mu = 0), <., xi_i>/||xi_i||^2": [
-        r"/\s*(?:self\.)?mu_sq\s+if\s+(?:self\.)?mu_sq\s*>\s*0", r"/\s*(?:self\.)?xi_sq\s*\[\s*:\s*,\s*None\s*\]",
-        r"/\s*(?:self\.)?xi_sq\[\s*\w+\s*\]"],
+        r"/\s*(?:self\.)?mu_sq\s+if\s+(?:self\.)?mu_sq\s*>\s*0",
+        r"/\s*(?:self\.)?xi_sq\s*\[\s*:\s*,\s*None\s*\]",
+        r"/\s*(?:self\.)?xi_sq\[\s*\w+\s*\]",
+    ],
 }
 
 # (file, function) -> why this signature may stand there.  "*" matches any function of the file.
 ALLOWED: dict[tuple[str, str], str] = {
     (REPLAY, "*"): "the oracle's NumPy replay: a second implementation on purpose (SPEC.md section 8), so that "
-                   "known mistakes can be replayed as switches",
+    "known mistakes can be replayed as switches",
     ("lnref/oracle/catalogue.py", "*"): "names the replay's variants (wrong sigmoid argument, ...) in messages",
     ("lnref/examples/torch_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/jax_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/conv1d_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/config.py", "output_divisor"): "the divisor's one function, on Config's fields (Python side: the "
-                                           "kernels take div as an argument); Config.output_divisor and "
-                                           "model's functions call it",
+    "kernels take div as an argument); Config.output_divisor and "
+    "model's functions call it",
 }
 
 
@@ -111,9 +123,10 @@ def package_files() -> list[Path]:
 
 def test_no_formula_is_written_twice():
     found = duplicates(package_files())
-    assert not found, ("a formula of SPEC.md section 8 written outside lnref/_equations.py; call the function "
-                       "there instead (or, for a declared exception, add it to ALLOWED with a reason):\n"
-                       + "\n".join(found))
+    assert not found, (
+        "a formula of SPEC.md section 8 written outside lnref/_equations.py; call the function "
+        "there instead (or, for a declared exception, add it to ALLOWED with a reason):\n" + "\n".join(found)
+    )
 
 
 def test_every_signature_matches_its_home():
@@ -139,18 +152,22 @@ def test_a_planted_duplicate_is_found(tmp_path):
     pkg = tmp_path / "lnref"
     pkg.mkdir()
     (pkg / "_equations.py").write_text("import math\n\ndef logistic_loss(z):\n    return math.log1p(math.exp(-z))\n")
-    (pkg / "mine.py").write_text('"""Docstrings may say log1p(exp(-z))."""\nimport numpy as np\n\n\n'
-                                 "def my_loss(z):\n    # a comment may too: log1p(exp(-z))\n"
-                                 "    return np.log1p(np.exp(-z)).mean()\n\n\n"
-                                 "def my_div(m, patch_reduce):\n"
-                                 "    return m * (2.0 if patch_reduce == 'mean' else 1.0)\n")
+    (pkg / "mine.py").write_text(
+        '"""Docstrings may say log1p(exp(-z))."""\nimport numpy as np\n\n\n'
+        "def my_loss(z):\n    # a comment may too: log1p(exp(-z))\n"
+        "    return np.log1p(np.exp(-z)).mean()\n\n\n"
+        "def my_div(m, patch_reduce):\n"
+        "    return m * (2.0 if patch_reduce == 'mean' else 1.0)\n"
+    )
     files = sorted(pkg.glob("*.py"))
     found = duplicates(files, tmp_path, allowed={})
     assert [f.split(" -- ")[0] for f in found] == [
         "lnref/mine.py:7 (my_loss): logistic loss l(z) = log(1 + exp(-z))",
-        "lnref/mine.py:11 (my_div): output divisor 1/(output_scale c_p)"]
-    assert duplicates(files, tmp_path, allowed={("lnref/mine.py", "my_loss"): "x", ("lnref/mine.py", "my_div"): "y"}) \
-        == []
+        "lnref/mine.py:11 (my_div): output divisor 1/(output_scale c_p)",
+    ]
+    assert (
+        duplicates(files, tmp_path, allowed={("lnref/mine.py", "my_loss"): "x", ("lnref/mine.py", "my_div"): "y"}) == []
+    )
 
 
 def test_array_forms_agree_with_the_kernels():
@@ -174,5 +191,6 @@ def test_array_forms_agree_with_the_kernels():
     sj = np.where(np.arange(6) < 3, 1.0, -1.0)
     for n, div in ((7, 1.0), (200, 20.0), (3, 0.5)):
         got = E.gradient_scale_array(sj, n, div)
-        assert got.view(np.int64).tolist() == np.array([E.gradient_scale(s, n, div) for s in sj]).view(
-            np.int64).tolist()
+        assert (
+            got.view(np.int64).tolist() == np.array([E.gradient_scale(s, n, div) for s in sj]).view(np.int64).tolist()
+        )

@@ -1,6 +1,7 @@
 """Every catalogue entry: injected into an independent NumPy implementation (tests/oracle_impl.py), run on an
 exported fixture, the diagnosis names it - and no other entry (none of these pairs is indistinguishable on the
 fixtures used here)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,16 +11,19 @@ from lnref.oracle.catalogue import CATALOGUE, CONVENTION_NEEDS, applicable
 from lnref.testing import check_gradient, check_step, compare_trajectory, make_fixture
 from oracle_impl import BUGS, METHOD_BUGS, SELECTION_BUGS, gradient_fn, step_fn, train
 
-BASE = lnref.Config(n=12, d=40, m=3, tau=0.25, flips="exact", steps=20, sigma_p=1.0, mu_norm=3.0, eta=0.5,
-                    n_test=0, seed=3)
+BASE = lnref.Config(
+    n=12, d=40, m=3, tau=0.25, flips="exact", steps=20, sigma_p=1.0, mu_norm=3.0, eta=0.5, n_test=0, seed=3
+)
 CK = [0, 1, 2, 5, 20]
 
 
 @pytest.fixture(scope="module")
 def fixtures():
-    return {"q1": make_fixture(BASE, CK, exercise=True),
-            "lngd": make_fixture(BASE.replace(algorithm="label_noise_gd", p=0.2), CK, exercise=True),
-            "q3": make_fixture(BASE.replace(q=3, eta=0.1), CK, exercise=True)}
+    return {
+        "q1": make_fixture(BASE, CK, exercise=True),
+        "lngd": make_fixture(BASE.replace(algorithm="label_noise_gd", p=0.2), CK, exercise=True),
+        "q3": make_fixture(BASE.replace(q=3, eta=0.1), CK, exercise=True),
+    }
 
 
 def _fixture_for(bug, fixtures):
@@ -33,8 +37,14 @@ def test_every_catalogue_entry_has_an_injected_bug():
     tests/test_oracle_conventions.py, the training methods' (section 9) in tests/test_oracle_methods.py, the
     selection algorithms' in tests/test_oracle_selection.py; every
     other entry here."""
-    paper = [e.key for e in CATALOGUE if e.key != "gradient_scaled" and not set(e.needs) & CONVENTION_NEEDS
-             and e.key not in METHOD_BUGS and e.key not in SELECTION_BUGS]
+    paper = [
+        e.key
+        for e in CATALOGUE
+        if e.key != "gradient_scaled"
+        and not set(e.needs) & CONVENTION_NEEDS
+        and e.key not in METHOD_BUGS
+        and e.key not in SELECTION_BUGS
+    ]
     assert sorted(BUGS) == sorted(paper)
 
 
@@ -49,8 +59,9 @@ def test_trajectory_diagnosis_names_the_injected_mistake(bug, fixtures):
     assert "reproduces their W at step(s)" in text and "not in lnref's catalogue" not in text
 
 
-@pytest.mark.parametrize("bug,value", [("weight_decay", 3e-4), ("momentum", 0.5), ("lr_exponential", 0.995),
-                                       ("eta_scaled", 0.8)])
+@pytest.mark.parametrize(
+    "bug,value", [("weight_decay", 3e-4), ("momentum", 0.5), ("lr_exponential", 0.995), ("eta_scaled", 0.8)]
+)
 def test_fitted_entries_recover_the_parameter(bug, value, fixtures):
     fx = fixtures["q1"]
     W, _ = train(fx, bug, value=value)
@@ -74,8 +85,9 @@ def test_gradient_check_names_the_injected_mistake(bug, fixtures):
     assert rep.mistakes == [bug], rep.text()
 
 
-@pytest.mark.parametrize("bug", ["sequential_j_update", "weight_decay", "eta_scaled", "missing_1_over_m",
-                                 "relu_derivative_one_at_zero"])
+@pytest.mark.parametrize(
+    "bug", ["sequential_j_update", "weight_decay", "eta_scaled", "missing_1_over_m", "relu_derivative_one_at_zero"]
+)
 def test_step_check_names_the_injected_mistake(bug, fixtures):
     fx = fixtures["q1"]
     rep = check_step(step_fn(bug), fx)
@@ -105,5 +117,6 @@ def test_applicability_follows_the_fixture(fixtures):
     assert "relu_derivative_one_at_zero" in keys and "dsigma_no_clamp" not in keys and "eps_frozen" not in keys
     keys3 = {e.key for e in applicable(fixtures["q3"], "trajectory")}
     assert "dsigma_no_clamp" in keys3 and "relu_derivative_one_at_zero" not in keys3
-    assert {"eps_frozen", "eps_shifted", "eps_accumulated"} <= {e.key for e in applicable(fixtures["lngd"],
-                                                                                          "trajectory")}
+    assert {"eps_frozen", "eps_shifted", "eps_accumulated"} <= {
+        e.key for e in applicable(fixtures["lngd"], "trajectory")
+    }

@@ -1,5 +1,6 @@
 """lnref.oracle.checks / report / cli: correct code passes, coverage and exit codes mean what they say, and no
 cause is named unless its replay reproduces the numbers."""
+
 from __future__ import annotations
 
 import warnings
@@ -20,8 +21,9 @@ from lnref.testing import (
 )
 from oracle_impl import gradient_fn, step_fn, train
 
-CFG = lnref.Config(n=12, d=40, m=3, tau=0.25, flips="exact", steps=10, sigma_p=1.0, mu_norm=3.0, eta=0.5,
-                   n_test=0, seed=3)
+CFG = lnref.Config(
+    n=12, d=40, m=3, tau=0.25, flips="exact", steps=10, sigma_p=1.0, mu_norm=3.0, eta=0.5, n_test=0, seed=3
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,7 @@ def test_an_unknown_mistake_gets_no_cause_but_says_what_differs(fx):
         xi2 = xi.copy()
         xi2[0] *= 1.5
         return grad(W, mu, xi2, y, y_obs, q)
+
     rep = check_gradient(bad, fx)
     assert not rep.passed and rep.mistakes == []
     text = rep.text()
@@ -80,7 +83,7 @@ def test_coverage_rules(fx):
     with pytest.raises(lnref.ConfigError, match="no GD step beyond 0"):
         compare_trajectory({0: W[0]}, fx)
     with pytest.raises(lnref.ConfigError, match="no GD step beyond 0"):
-        compare_trajectory({0: W[0], 2: W[3]}, fx)          # step 2 is not a checkpoint
+        compare_trajectory({0: W[0], 2: W[3]}, fx)  # step 2 is not a checkpoint
     rep = compare_trajectory({0: W[0], 3: W[3], 7: W[3]}, fx)
     assert rep.passed and [r.step for r in rep.rows] == [0, 3]
     text = rep.text()
@@ -142,8 +145,9 @@ def test_float32_tier_still_names_a_real_mistake(fx):
 
 def test_compare_refuses_a_fixture_that_cannot_judge_at_the_tier(fx):
     import dataclasses
+
     spread = fx.spread.copy()
-    spread[-1, 2] = 1e-1                       # a float32 replay 10% away at step 10: float32 cannot be judged
+    spread[-1, 2] = 1e-1  # a float32 replay 10% away at step 10: float32 cannot be judged
     wild = dataclasses.replace(fx, spread=spread)
     W, _ = train(fx)
     assert compare_trajectory(W, wild).passed  # float64 is still judged

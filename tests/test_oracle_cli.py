@@ -1,4 +1,5 @@
 """lnref.oracle.cli: `lnref export` and `lnref compare`, their exit codes (0 match, 1 mismatch, 2 unusable input)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,27 @@ from oracle_impl import train
 
 def test_cli_export_and_compare(tmp_path, capsys):
     out = tmp_path / "fx.npz"
-    args = ["export", "--n", "8", "--d", "20", "--m", "2", "--steps", "4", "--checkpoints", "0,1,3",
-            "--n-test", "0", "--tau", "0.25", "--flips", "exact", "--out", str(out)]
+    args = [
+        "export",
+        "--n",
+        "8",
+        "--d",
+        "20",
+        "--m",
+        "2",
+        "--steps",
+        "4",
+        "--checkpoints",
+        "0,1,3",
+        "--n-test",
+        "0",
+        "--tau",
+        "0.25",
+        "--flips",
+        "exact",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "measured spread" in capsys.readouterr().out
     assert main(args) == 2
@@ -20,8 +40,12 @@ def test_cli_export_and_compare(tmp_path, capsys):
     fx = load_fixture(out)
     assert fx.steps.tolist() == [0, 1, 3, 4]
     W, L = train(fx)
-    np.savez(tmp_path / "good.npz", step=np.array(sorted(W)), W=np.stack([W[t] for t in sorted(W)]),
-             loss=np.array([L[t] for t in sorted(W)]))
+    np.savez(
+        tmp_path / "good.npz",
+        step=np.array(sorted(W)),
+        W=np.stack([W[t] for t in sorted(W)]),
+        loss=np.array([L[t] for t in sorted(W)]),
+    )
     capsys.readouterr()
     assert main(["compare", str(out), str(tmp_path / "good.npz")]) == 0
     assert "MATCH" in capsys.readouterr().out
@@ -41,4 +65,3 @@ def test_cli_export_and_compare(tmp_path, capsys):
         assert "float64 or float32" in capsys.readouterr().err
     assert main(["export", "--steps", "3", "--checkpoints", "0,5", "--out", str(tmp_path / "x.npz")]) == 2
     assert "every checkpoint must be in [0, steps=3]" in capsys.readouterr().err
-

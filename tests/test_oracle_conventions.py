@@ -1,6 +1,7 @@
 """The oracle with the implementation conventions of SPEC.md section 7 (bias, torch initialisation, mean over
 patches, output scale): fixtures carry them (b0, b, grad_b), the checks take biases, and the catalogue's replays run
 on top of them - mistakes injected into an independent NumPy implementation of a Conv1d-style network are named."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,37 @@ from lnref.oracle.catalogue import CATALOGUE, CONVENTION_NEEDS, applicable
 from lnref.oracle.fixtures import FIXTURE_SCHEMA, FixtureError, load_fixture, make_fixture, save_fixture
 from lnref.testing import check_gradient, check_step, compare_trajectory
 
-CONV = lnref.Config(n=12, d=40, m=3, q=1.0, eta=0.2, steps=20, n_test=0, noise="isotropic", sigma_p=1.0,
-                    mu_norm=2.0, tau=0.25, flips="exact", bias=True, init="torch", patch_reduce="mean",
-                    output_scale=1.0, seed=4)
+CONV = lnref.Config(
+    n=12,
+    d=40,
+    m=3,
+    q=1.0,
+    eta=0.2,
+    steps=20,
+    n_test=0,
+    noise="isotropic",
+    sigma_p=1.0,
+    mu_norm=2.0,
+    tau=0.25,
+    flips="exact",
+    bias=True,
+    init="torch",
+    patch_reduce="mean",
+    output_scale=1.0,
+    seed=4,
+)
 CK = [0, 1, 2, 5, 20]
 
 #: mistakes injected below; with the catalogue's convention entries they cover every entry that needs a convention
-BUGS = ("sum_over_patches", "output_scale_1_over_m", "bias_missing", "bias_not_trained", "weight_decay",
-        "logistic_wrong_argument", "momentum")
+BUGS = (
+    "sum_over_patches",
+    "output_scale_1_over_m",
+    "bias_missing",
+    "bias_not_trained",
+    "weight_decay",
+    "logistic_wrong_argument",
+    "momentum",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +70,10 @@ class ConvNet:
         """(loss, dw (2m, d), db (2m,)) of the mean cross-entropy with ``labels`` (+-1)."""
         m, n, bug = self.m, xi.shape[0], self.bug
         b = np.zeros_like(self.b) if bug == "bias_missing" else self.b
-        patches = [y[:, None] * mu[None, :], xi]                      # (n, d) each
-        z = [p @ self.w.T + b for p in patches]                       # (n, 2m) per patch
+        patches = [y[:, None] * mu[None, :], xi]  # (n, d) each
+        z = [p @ self.w.T + b for p in patches]  # (n, 2m) per patch
         red = 1.0 if bug == "sum_over_patches" else 0.5
-        h = red * (np.maximum(z[0], 0) + np.maximum(z[1], 0))         # (n, 2m)
+        h = red * (np.maximum(z[0], 0) + np.maximum(z[1], 0))  # (n, 2m)
         scale = 1.0 / m if bug == "output_scale_1_over_m" else 1.0
         logits = scale * np.stack([h[:, :m].sum(1), h[:, m:].sum(1)], axis=1)
         f = logits[:, 0] - logits[:, 1]
@@ -59,7 +83,7 @@ class ConvNet:
         else:
             dl = -labels / (1 + np.exp(labels * f)) / n
         sign = np.concatenate([np.ones(m), -np.ones(m)])
-        dh = (dl[:, None] * sign[None, :]) * scale * red              # (n, 2m)
+        dh = (dl[:, None] * sign[None, :]) * scale * red  # (n, 2m)
         dw = np.zeros_like(self.w)
         db = np.zeros_like(self.b)
         for p, zp in zip(patches, z):
@@ -83,7 +107,7 @@ def run(fx, bug=None, value=None):
         if t == fx.total_steps:
             break
         _, dw, db = net.grads(d.mu, d.xi, d.y, fx.mult(t))
-        if bug == "weight_decay":          # torch.optim.SGD(weight_decay=lambda) decays every parameter
+        if bug == "weight_decay":  # torch.optim.SGD(weight_decay=lambda) decays every parameter
             dw, db = dw + value * net.w, db + value * net.b
         if bug == "momentum":
             bufw = dw if bufw is None else value * bufw + dw
@@ -99,6 +123,7 @@ def grad_fn(bug=None):
     def grad(W, mu, xi, y, y_obs, q, b):
         _, dw, db = ConvNet(W, b, bug).grads(mu, xi, y, y_obs)
         return dw.reshape(W.shape), db.reshape(2, W.shape[1])
+
     return grad
 
 
@@ -145,6 +170,7 @@ def test_roundtrip_and_integrity_of_bias_arrays(fx, tmp_path):
         load_fixture(tmp_path / "edited.npz")
 
     from lnref.oracle.fixtures import _meta_sha
+
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(str(arrays["__meta__"]))
@@ -218,7 +244,7 @@ def test_catalogue_diagnoses_on_top_of_the_conventions(bug, fx):
         assert rep.fitted[bug] == pytest.approx(value, rel=1e-6)
     text = "\n".join(rep.diagnosis)
     assert "not in lnref's catalogue" not in text
-    if bug != "bias_missing":                  # the replay has biases: it must reproduce theirs as well
+    if bug != "bias_missing":  # the replay has biases: it must reproduce theirs as well
         assert f"the replay of {bug} also reproduces their biases b" in text, text
 
 
@@ -261,6 +287,7 @@ def test_step_check_takes_pairs(fx):
     def step(W, mu, xi, y, y_obs, q, eta, b, decay=0.0):
         gW, gb = good(W, mu, xi, y, y_obs, q, b)
         return W - eta * (gW + decay * W), b - eta * (gb + decay * b)
+
     assert check_step(step, fx).passed
     rep = check_step(lambda *a, b: step(*a, b, decay=1e-2), fx)
     assert rep.mistakes == ["weight_decay"] and rep.fitted["weight_decay"] == pytest.approx(1e-2, rel=1e-6)
@@ -268,22 +295,56 @@ def test_step_check_takes_pairs(fx):
 
 def test_cli_export_and_compare_with_conventions(tmp_path, capsys):
     out = tmp_path / "conv.npz"
-    args = ["export", "--bias", "true", "--init", "torch", "--patch-reduce", "mean", "--output-scale", "1",
-            "--noise", "isotropic", "--n", "8", "--d", "20", "--m", "2", "--eta", "0.2", "--steps", "4",
-            "--checkpoints", "0,1,3", "--n-test", "0", "--out", str(out)]
+    args = [
+        "export",
+        "--bias",
+        "true",
+        "--init",
+        "torch",
+        "--patch-reduce",
+        "mean",
+        "--output-scale",
+        "1",
+        "--noise",
+        "isotropic",
+        "--n",
+        "8",
+        "--d",
+        "20",
+        "--m",
+        "2",
+        "--eta",
+        "0.2",
+        "--steps",
+        "4",
+        "--checkpoints",
+        "0,1,3",
+        "--n-test",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "bias=True, init=torch, patch_reduce=mean, output_scale=1" in capsys.readouterr().out
     f = load_fixture(out)
     assert f.has_bias and f.config.patch_reduce == "mean" and f.config.output_scale == 1.0
     Ws, bs = run(f)
     steps = sorted(Ws)
-    np.savez(tmp_path / "good.npz", step=np.array(steps), W=np.stack([Ws[t] for t in steps]),
-             b=np.stack([bs[t] for t in steps]))
+    np.savez(
+        tmp_path / "good.npz",
+        step=np.array(steps),
+        W=np.stack([Ws[t] for t in steps]),
+        b=np.stack([bs[t] for t in steps]),
+    )
     assert main(["compare", str(out), str(tmp_path / "good.npz")]) == 0
     assert "MATCH" in capsys.readouterr().out
     Ws, bs = run(f, "sum_over_patches")
-    np.savez(tmp_path / "bad.npz", step=np.array(steps), W=np.stack([Ws[t] for t in steps]),
-             b=np.stack([bs[t] for t in steps]))
+    np.savez(
+        tmp_path / "bad.npz",
+        step=np.array(steps),
+        W=np.stack([Ws[t] for t in steps]),
+        b=np.stack([bs[t] for t in steps]),
+    )
     assert main(["compare", str(out), str(tmp_path / "bad.npz")]) == 1
     assert "the mean over the two patches is missing" in capsys.readouterr().out
     np.savez(tmp_path / "nob.npz", step=np.array(steps), W=np.stack([Ws[t] for t in steps]))

@@ -1,6 +1,7 @@
 """The pytest route exercises the model's special points: a fixture made from a Config has pre-activations
 exactly 0 (the ReLU's kink), so a ReLU differentiated as (z >= 0) - the gradient of z.clamp(min=0) - fails, and
 every report, passing ones included, says which special points the fixture exercised."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_a_tie_split_relu_and_a_clamp_relu_step_fail_given_a_config():
 
 
 def test_every_report_lists_the_special_points():
-    rep = assert_gradient_matches(gradient_fn(), CFG)            # a passing report
+    rep = assert_gradient_matches(gradient_fn(), CFG)  # a passing report
     text = rep.text()
     assert "MATCH" in text and "Special points of the model" in text
     assert rep.special_points[0].startswith("yes: pre-activation exactly 0")

@@ -1,6 +1,7 @@
 """Diagnoses outside the catalogue still give numbers: the measured ratio to lnref's (overall, by term, sample
 and filter), fitted factors printed with the digits that tell them from 1, the usual cause next to a fitted
 value that has one, and the float32 hint for float64 code on inputs rounded through float32."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,9 @@ from lnref.oracle.report import fmt_value
 from lnref.testing import check_gradient, compare_trajectory, make_fixture
 from oracle_impl import gradient_fn, train
 
-CFG = lnref.Config(n=12, d=40, m=3, tau=0.25, flips="exact", steps=10, sigma_p=1.0, mu_norm=3.0, eta=0.5,
-                   n_test=0, seed=3)
+CFG = lnref.Config(
+    n=12, d=40, m=3, tau=0.25, flips="exact", steps=10, sigma_p=1.0, mu_norm=3.0, eta=0.5, n_test=0, seed=3
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +42,11 @@ def test_a_forgotten_zero_grad_is_named_as_such(fx):
 def test_a_partial_scale_outside_the_catalogue_is_measured(fx):
     grad = gradient_fn()
 
-    def plus_doubled(W, mu, xi, y, y_obs, q):           # the j = +1 filters' gradient counted twice
+    def plus_doubled(W, mu, xi, y, y_obs, q):  # the j = +1 filters' gradient counted twice
         G = grad(W, mu, xi, y, y_obs, q).copy()
         G[0] *= 2.0
         return G
+
     rep = check_gradient(plus_doubled, fx)
     assert rep.mistakes == []
     text = "\n".join(rep.diagnosis)
@@ -60,8 +63,11 @@ def test_a_trajectory_scaled_in_its_first_update_only_is_measured(fx):
     rep = compare_trajectory({0: W[0], 1: W1, 3: W[3]}, fx)
     text = "\n".join(rep.diagnosis)
     assert rep.mistakes == [] and "not in lnref's catalogue" in text
-    assert "measured: their W(1) - W0 (their first update: their step-0 gradient times their step size) is 2 x " \
-           "lnref's" in text and "a scaled copy" in text
+    assert (
+        "measured: their W(1) - W0 (their first update: their step-0 gradient times their step size) is 2 x lnref's"
+        in text
+        and "a scaled copy" in text
+    )
 
 
 def test_float64_code_on_inputs_rounded_through_float32_is_named(fx):

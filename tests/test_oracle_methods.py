@@ -2,6 +2,7 @@
 objective, method_loss, ELR's targets), the NumPy replay reproduces lnref for every method, and each method mistake
 of the catalogue, injected into an independent implementation (tests/oracle_impl.py), is named - and the correct
 implementation is not accused."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,14 +15,28 @@ from lnref.oracle.replay import Problem, simulate, step_gradient
 from lnref.testing import check_gradient, check_step, compare_trajectory, make_fixture
 from oracle_impl import METHOD_BUGS, method_gradient_fn, train_method
 
-BASE = lnref.Config(n=12, d=40, m=3, tau=0.25, flips="exact", steps=60, sigma_p=1.0, mu_norm=3.0, eta=0.5,
-                    n_test=0, seed=3)
+BASE = lnref.Config(
+    n=12, d=40, m=3, tau=0.25, flips="exact", steps=60, sigma_p=1.0, mu_norm=3.0, eta=0.5, n_test=0, seed=3
+)
 CK = [0, 1, 2, 5, 20, 60]
-METHODS = {"elr": {"lam": 3}, "elr3": {"period": 3}, "sce": None, "ls": None, "bs": None, "gce": None,
-           "bootstrap_hard": None, "forward": None, "backward": None}
+METHODS = {
+    "elr": {"lam": 3},
+    "elr3": {"period": 3},
+    "sce": None,
+    "ls": None,
+    "bs": None,
+    "gce": None,
+    "bootstrap_hard": None,
+    "forward": None,
+    "backward": None,
+}
 NAME = {"elr3": "elr", "ls": "label_smoothing", "bs": "bootstrap_soft"}
-FIXTURE_OF = {"bootstrap_soft_detached": "bs", "sce_A_minus_4": "sce", "label_smoothing_unnormalised": "ls",
-              "elr_target_updated_every_step": "elr3"}
+FIXTURE_OF = {
+    "bootstrap_soft_detached": "bs",
+    "sce_A_minus_4": "sce",
+    "label_smoothing_unnormalised": "ls",
+    "elr_target_updated_every_step": "elr3",
+}
 
 
 def _cfg(key):
@@ -57,11 +72,11 @@ def test_elr_fixture_records_method_and_state(tmp_path):
     res = lnref.train(cfg)
     assert np.array_equal(fx.method_loss, np.asarray(res.history["method_loss"])[fx.steps])
     assert np.array_equal(fx.target, res.trace["target"][fx.steps]) and not fx.target[0].any()
-    k = 2                                              # step 4: not an update step (period 3)
+    k = 2  # step 4: not an update step (period 3)
     G = lnref.gradient(fx.W[k], fx.data, 1.0, fx.eps[4], **fx.method_kwargs(k))
     assert np.array_equal(G, fx.grad[k])
-    assert not np.array_equal(G, lnref.gradient(fx.W[k], fx.data, 1.0, fx.eps[4]))   # not the logistic gradient
-    assert fx.loss[k] == lnref.loss(fx.W[k], fx.data, 1.0)                            # loss stays logistic
+    assert not np.array_equal(G, lnref.gradient(fx.W[k], fx.data, 1.0, fx.eps[4]))  # not the logistic gradient
+    assert fx.loss[k] == lnref.loss(fx.W[k], fx.data, 1.0)  # loss stays logistic
     path = save_fixture(fx, tmp_path / "elr.npz")
     back = load_fixture(path)
     assert back.meta["fixture_schema"] >= 4 and np.array_equal(back.target, fx.target)
@@ -71,8 +86,9 @@ def test_elr_fixture_records_method_and_state(tmp_path):
 def test_method_fixture_needs_its_arrays(fixtures):
     fx = fixtures["elr"]
     with pytest.raises(lnref.ConfigError, match="needs the array 'target'"):
-        type(fx)(fx.config, fx.data, fx.W0, fx.steps, fx.W, fx.gamma, fx.rho, fx.loss, fx.grad,
-                 method_loss=fx.method_loss)
+        type(fx)(
+            fx.config, fx.data, fx.W0, fx.steps, fx.W, fx.gamma, fx.rho, fx.loss, fx.grad, method_loss=fx.method_loss
+        )
     with pytest.raises(lnref.ConfigError, match="method_loss"):
         type(fx)(fx.config, fx.data, fx.W0, fx.steps, fx.W, fx.gamma, fx.rho, fx.loss, fx.grad, target=fx.target)
     plain = make_fixture(BASE.replace(steps=2), measure=False)
@@ -95,8 +111,17 @@ def test_method_mistake_is_named(bug, fixtures):
     assert rep.mistakes == [bug], rep.text()
 
 
-@pytest.mark.parametrize("bug", ["elr_target_updated_after_loss", "elr_target_not_detached", "elr_no_clamp",
-                                 "bootstrap_soft_detached", "sce_A_minus_4", "label_smoothing_unnormalised"])
+@pytest.mark.parametrize(
+    "bug",
+    [
+        "elr_target_updated_after_loss",
+        "elr_target_not_detached",
+        "elr_no_clamp",
+        "bootstrap_soft_detached",
+        "sce_A_minus_4",
+        "label_smoothing_unnormalised",
+    ],
+)
 def test_gradient_check_names_method_mistake(bug, fixtures):
     fx = fixtures[FIXTURE_OF.get(bug, "elr")]
     rep = check_gradient(method_gradient_fn(fx.config, bug), fx)
@@ -128,5 +153,6 @@ def test_coteaching_is_refused_by_fixtures_until_both_networks_are_recorded():
 
     import lnref
     from lnref.oracle.fixtures import make_fixture
+
     with pytest.raises(lnref.ConfigError, match="not allowed in a fixture yet"):
         make_fixture(lnref.Config(n=10, d=20, m=2, steps=5, algorithm="coteaching"))

@@ -1,4 +1,5 @@
 """lnref.oracle.replay: the ONE NumPy reference of the dynamics equals lnref, and its switches do what they say."""
+
 from __future__ import annotations
 
 import warnings
@@ -10,8 +11,9 @@ import lnref
 from lnref.oracle.replay import EXACT, Problem, Variant, dsigma, gradient, outputs, sigma, simulate
 from lnref.testing import make_fixture
 
-CFG = lnref.Config(n=10, d=30, m=3, tau=0.2, flips="exact", steps=12, sigma_p=1.0, mu_norm=3.0, eta=0.5,
-                   n_test=0, seed=7)
+CFG = lnref.Config(
+    n=10, d=30, m=3, tau=0.2, flips="exact", steps=12, sigma_p=1.0, mu_norm=3.0, eta=0.5, n_test=0, seed=7
+)
 
 
 @pytest.mark.parametrize("changes", [{}, {"q": 2.0, "eta": 0.2}, {"algorithm": "label_noise_gd", "p": 0.3}])
@@ -32,8 +34,8 @@ def test_activation_defined_once_with_its_conventions():
     np.testing.assert_array_equal(sigma(z, 1.0), [0.0, 0.0, 1.5])
     np.testing.assert_array_equal(dsigma(z, 1.0), [0.0, 0.0, 1.0])
     np.testing.assert_array_equal(dsigma(z, 1.0, at_zero=1.0), [0.0, 1.0, 1.0])
-    np.testing.assert_array_equal(dsigma(z, 3.0), [0.0, 0.0, 3 * 1.5 ** 2])
-    np.testing.assert_array_equal(dsigma(z, 3.0, clamp=False), [12.0, 0.0, 3 * 1.5 ** 2])
+    np.testing.assert_array_equal(dsigma(z, 3.0), [0.0, 0.0, 3 * 1.5**2])
+    np.testing.assert_array_equal(dsigma(z, 3.0, clamp=False), [12.0, 0.0, 3 * 1.5**2])
 
 
 def test_switches():
@@ -95,7 +97,7 @@ def test_replay_covers_the_conv1d_conventions():
         z1 = np.einsum("jrd,d->jr", W, d.mu)[:, :, None] * d.y + b[:, :, None]
         z2 = np.einsum("jrd,nd->jrn", W, d.xi) + b[:, :, None]
         f = np.einsum("j,jrn->n", s, (np.maximum(z1, 0) + np.maximum(z2, 0)) / 2)
-        g = -d.y_obs / (1 + np.exp(d.y_obs * f)) / d.n                      # dL/df_i
+        g = -d.y_obs / (1 + np.exp(d.y_obs * f)) / d.n  # dL/df_i
         c = s[:, None, None] * g / 2
         a1, a2 = c * (z1 > 0), c * (z2 > 0)
         gW = np.einsum("jrn,n->jr", a1, d.y)[:, :, None] * d.mu + np.einsum("jrn,nd->jrd", a2, d.xi)

@@ -1,5 +1,6 @@
 """lnref.oracle.report: the Judge names an entry only when its replay lands within every bound, fits one
 parameter, and prefers fixed entries to fitted ones and fitted ones to generic ones."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,18 +16,18 @@ B = np.cos(np.arange(12.0)).reshape(3, 4)
 def _predict(e, value):
     if e.fit is None:
         return [A + (0.25 if e.key == "quarter" else 0.0) * B]
-    return [A + value * B + 0.3 * value ** 2 * A]
+    return [A + value * B + 0.3 * value**2 * A]
 
 
 def test_judge_fits_and_verifies():
     truth = 0.37
-    sub = [A + truth * B + 0.3 * truth ** 2 * A]
+    sub = [A + truth * B + 0.3 * truth**2 * A]
     j = Judge(None, sub, [A], [float(np.max(np.abs(A)))], [1e-12], _predict)
     e = Mistake("p", "p = {value}", fit="x", start=0.0, probe=0.01, low=0.0, high=1.0)
     assert abs(j.fit(e) - truth) < 1e-12
     assert [(m.key, round(v, 9)) for m, v, _ in j.judge([e])] == [("p", 0.37)]
     narrow = Mistake("p", "", fit="x", start=0.0, probe=0.01, low=0.0, high=0.1)
-    assert j.judge([narrow]) == []                        # the fitted value leaves the entry's range
+    assert j.judge([narrow]) == []  # the fitted value leaves the entry's range
 
 
 def test_fixed_entries_first_and_nothing_named_without_reproduction():
@@ -42,7 +43,7 @@ def test_fixed_entries_first_and_nothing_named_without_reproduction():
 
 def test_report_text_and_verdict():
     rep = Report("trajectory", TIERS["float64"])
-    assert not rep.passed                                  # nothing compared is not a pass
+    assert not rep.passed  # nothing compared is not a pass
     assert "MISMATCH" in rep.text()
 
 
@@ -51,6 +52,7 @@ def test_examples_print_verdict_exit_codes(capsys):
     from types import SimpleNamespace
 
     from lnref.examples._common import print_verdict
+
     ok = SimpleNamespace(passed=True, text=lambda: "gradient report")
     bad = SimpleNamespace(passed=False, text=lambda: "trajectory report")
     assert print_verdict(ok, ok, "Model X", "float64") == 0

@@ -3,6 +3,7 @@ the mask, the step-size factor and the reset of every step exactly as lnref.trai
 reproduces lnref, an independent implementation written from the fixture's masks (tests/oracle_impl.py) passes
 every check (and `lnref compare`), and forgetting the mask or averaging over n instead of |S| is caught and named.
 Co-teaching (two networks) is refused with a message saying so."""
+
 from __future__ import annotations
 
 import json
@@ -38,18 +39,18 @@ def test_fixture_records_the_masks_lnref_train_takes(key, sel):
     fx = sel[key]
     res = lnref.train(fx.config, fx.data, fx.W0, keep_rho=False)
     steps = np.asarray(res.history["step"], dtype=int)
-    assert steps.tolist() == list(range(BASE.steps + 1))            # every step logged: every mask compared
+    assert steps.tolist() == list(range(BASE.steps + 1))  # every step logged: every mask compared
     assert np.array_equal(fx.mask, res.trace["mask"])
     assert np.array_equal(fx.W[-1], res.W)
     size = fx.mask.sum(axis=1)
-    assert size.min() < BASE.n                                      # some step trains on a strict subset
+    assert size.min() < BASE.n  # some step trains on a strict subset
     if fx.config.algorithm == "select_retrain":
         want = np.where(size < BASE.n, BASE.n / size, 1.0)
         assert np.array_equal(fx.step_scale, want)
         assert fx.reset_step == (5 if key == "retrain" else -1)
     else:
         assert np.all(fx.step_scale == 1.0) and fx.reset_step == -1
-        assert np.all(fx.mask[:3] == 1.0) and not np.all(fx.mask[3] == 1.0)   # the first refresh at trunc_start
+        assert np.all(fx.mask[:3] == 1.0) and not np.all(fx.mask[3] == 1.0)  # the first refresh at trunc_start
     # the replay (the project's second implementation) reproduces lnref's trajectory
     P = Problem.of(fx)
     run = simulate(P, fx.steps, P.base)
@@ -64,9 +65,10 @@ def test_retrain_fixture_gradient_is_the_reset_steps(sel):
     fx = sel["retrain"]
     k = fx.index(5)
     from lnref.model import gradients
+
     Gm = gradients(fx.W0, fx.data, 1.0, mask=fx.mask[5])[0] * fx.step_scale[5]
-    assert np.array_equal(fx.grad[k], Gm)                           # at W0: the state step 5 starts from
-    assert not np.allclose(fx.W[k], fx.W0)                           # W(5) is the state before the reset
+    assert np.array_equal(fx.grad[k], Gm)  # at W0: the state step 5 starts from
+    assert not np.allclose(fx.W[k], fx.W0)  # W(5) is the state before the reset
     assert np.allclose(fx.W[k + 1], fx.W0 - fx.config.eta * fx.grad[k], rtol=0, atol=1e-13)
 
 
@@ -108,7 +110,7 @@ def test_selection_mistakes_are_caught_and_named(bug, key, sel):
 def test_mask_ignored_caught_for_truncated_gce_and_mean_entry_only_where_it_differs(sel):
     fx = sel["gce"]
     keys = {e.key for e in applicable(fx, "trajectory")}
-    assert "selection_mask_ignored" in keys and "selection_mean_over_n" not in keys   # truncated GCE: mean over n
+    assert "selection_mask_ignored" in keys and "selection_mean_over_n" not in keys  # truncated GCE: mean over n
     rep = compare_trajectory(train_selection(fx, "selection_mask_ignored"), fx)
     assert not rep.passed and rep.mistakes == ["selection_mask_ignored"], rep.text()
     plain = make_fixture(BASE.replace(steps=3), measure=False)
@@ -117,9 +119,35 @@ def test_mask_ignored_caught_for_truncated_gce_and_mean_entry_only_where_it_diff
 
 def test_cli_export_and_compare_select_retrain(tmp_path, capsys):
     out = tmp_path / "sel.npz"
-    args = ["export", "--n", "20", "--d", "60", "--m", "3", "--steps", "30", "--checkpoints", "0,1,5,6,12",
-            "--n-test", "0", "--tau", "0.2", "--flips", "exact", "--seed", "5", "--algorithm", "select_retrain",
-            "--select-at", "5", "--select-then", "retrain", "--out", str(out)]
+    args = [
+        "export",
+        "--n",
+        "20",
+        "--d",
+        "60",
+        "--m",
+        "3",
+        "--steps",
+        "30",
+        "--checkpoints",
+        "0,1,5,6,12",
+        "--n-test",
+        "0",
+        "--tau",
+        "0.2",
+        "--flips",
+        "exact",
+        "--seed",
+        "5",
+        "--algorithm",
+        "select_retrain",
+        "--select-at",
+        "5",
+        "--select-then",
+        "retrain",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     fx = load_fixture(out)
     assert fx.reset_step == 5 and fx.mask.shape == (31, 20)
@@ -143,8 +171,17 @@ def test_coteaching_and_masked_elr_are_refused_clearly():
 
 def test_selection_arrays_are_validated(sel, tmp_path):
     fx = sel["continue"]
-    a = dict(config=fx.config, data=fx.data, W0=fx.W0, steps=fx.steps, W=fx.W, gamma=fx.gamma, rho=fx.rho,
-             loss=fx.loss, grad=fx.grad)
+    a = dict(
+        config=fx.config,
+        data=fx.data,
+        W0=fx.W0,
+        steps=fx.steps,
+        W=fx.W,
+        gamma=fx.gamma,
+        rho=fx.rho,
+        loss=fx.loss,
+        grad=fx.grad,
+    )
     with pytest.raises(lnref.ConfigError, match="needs the arrays 'mask'"):
         type(fx)(**a)
     bad = fx.mask.copy()
@@ -152,11 +189,22 @@ def test_selection_arrays_are_validated(sel, tmp_path):
     with pytest.raises(lnref.ConfigError, match="only 0 and 1"):
         type(fx)(**a, mask=bad, step_scale=fx.step_scale)
     with pytest.raises(lnref.ConfigError, match="reset_step"):
-        type(fx)(**a, mask=fx.mask, step_scale=fx.step_scale, reset_step=4)   # select_then='continue'
+        type(fx)(**a, mask=fx.mask, step_scale=fx.step_scale, reset_step=4)  # select_then='continue'
     plain = make_fixture(BASE.replace(steps=3), measure=False)
     with pytest.raises(lnref.ConfigError, match="selection arrays"):
-        type(plain)(plain.config, plain.data, plain.W0, plain.steps, plain.W, plain.gamma, plain.rho, plain.loss,
-                    plain.grad, mask=np.ones((4, 20)), step_scale=np.ones(4))
+        type(plain)(
+            plain.config,
+            plain.data,
+            plain.W0,
+            plain.steps,
+            plain.W,
+            plain.gamma,
+            plain.rho,
+            plain.loss,
+            plain.grad,
+            mask=np.ones((4, 20)),
+            step_scale=np.ones(4),
+        )
 
 
 def test_old_schema_cannot_claim_a_selection_algorithm(sel, tmp_path):

@@ -1,4 +1,5 @@
 """lnref.oracle.tolerances: tier bounds, bounds derived from a fixture's measured spread, judgeability."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,11 +26,11 @@ def test_bounds_follow_the_measured_spread():
     np.testing.assert_array_equal(bounds(t64, steps, tame), [t64.at(0), t64.at(10), t64.at(100)])
     assert np.all(judgeable(t64, steps, tame)) and np.all(judgeable(t32, steps, tame))
     wild = tame.copy()
-    wild[1, 1] = 1e-11                                    # amplification 1e-11 / 8.9e-16 ~ 1e4 at step 10
+    wild[1, 1] = 1e-11  # amplification 1e-11 / 8.9e-16 ~ 1e4 at step 10
     b = bounds(t64, steps, wild)
     assert b[1] == pytest.approx(1000 * 1e-11) and b[0] == t64.at(0)
     assert judgeable(t64, steps, wild).tolist() == [True, True, True]
-    wild[2, 1] = 1e-2                                      # chaotic at step 100
+    wild[2, 1] = 1e-2  # chaotic at step 100
     assert judgeable(t64, steps, wild).tolist() == [True, True, False]
     assert judgeable(t32, steps, wild).tolist() == [True, True, False]
     assert np.all(judgeable(t64, steps, None))

@@ -1,5 +1,6 @@
 """`lnref reproduce`: command-line behaviour, reports generated from the run (config as run, criteria that can
 fail, seeds with standard errors), re-running into the same folder, and Huang's claim at small sizes."""
+
 import json
 import math
 import re
@@ -34,14 +35,14 @@ def test_registry_lists_the_reproductions(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
     assert "han2025" in out and "(default)" in out and "huang2025" in out
-    assert "default 5 seeds" in out            # several seeds by default for the han/huang reproductions
+    assert "default 5 seeds" in out  # several seeds by default for the han/huang reproductions
 
 
 def test_unknown_name_is_bad_input(tmp_path, capsys):
     assert main(["reproduce", "no-such-paper", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no-such-paper" in err and "han2025" in err
-    assert not (tmp_path / "o").exists()          # refused before any work
+    assert not (tmp_path / "o").exists()  # refused before any work
 
 
 def test_non_empty_out_is_refused_without_force(tmp_path, capsys):
@@ -56,7 +57,7 @@ def test_bad_numbers_are_bad_input(tmp_path, argv):
     code = None
     try:
         code = main(["reproduce", "han2025", "--out", str(tmp_path / "o"), *argv])
-    except SystemExit as exc:      # argparse rejects --seeds 0 itself
+    except SystemExit as exc:  # argparse rejects --seeds 0 itself
         code = exc.code
     assert code == 2
 
@@ -76,7 +77,7 @@ def test_own_output_is_replaced_foreign_content_refused(tmp_path):
     (out / "a.csv").write_text("old")
     (out / "fig.png").write_text("old")
     assert prepare_reproduction_dir(out, "han2025") == out
-    assert not (out / "a.csv").exists() and not (out / "fig.png").exists()    # the old run's files are gone
+    assert not (out / "a.csv").exists() and not (out / "fig.png").exists()  # the old run's files are gone
     # another reproduction's folder, or a folder with files the run did not write: refused, nothing deleted
     (out / "a.csv").write_text("old")
     with pytest.raises(OutputError, match="another reproduction"):
@@ -85,7 +86,7 @@ def test_own_output_is_replaced_foreign_content_refused(tmp_path):
     with pytest.raises(OutputError, match=r"notes\.txt"):
         prepare_reproduction_dir(out, "han2025")
     assert (out / "notes.txt").read_text() == "mine" and (out / "a.csv").exists()
-    assert prepare_reproduction_dir(out, "han2025", force=True) == out        # --force keeps what is there
+    assert prepare_reproduction_dir(out, "han2025", force=True) == out  # --force keeps what is there
     assert (out / "notes.txt").exists()
 
 
@@ -106,8 +107,12 @@ def test_mean_se_and_its_format():
     assert fmt_mean_se([7, None]) == "7 (1 of 2 seeds; 1 none)"
     c = seed_check("p", source="s", criterion="c", tolerance="t", per_seed=[True, False, True], measured="m")
     assert c.holds is False and (c.seeds_held, c.n_seeds) == (2, 3)
-    assert seed_check("p", source="s", criterion="c", tolerance="t", per_seed=[True, False, True], measured="m",
-                      rule="majority").holds is True
+    assert (
+        seed_check(
+            "p", source="s", criterion="c", tolerance="t", per_seed=[True, False, True], measured="m", rule="majority"
+        ).holds
+        is True
+    )
 
 
 def _synthetic_han():
@@ -117,19 +122,22 @@ def _synthetic_han():
     steps = np.array([0, 1, 2, 4, 8, 16, 32, 64])
     clean = np.array([True] * 8 + [False] * 2)
     margin = np.empty((steps.size, 10))
-    margin[:, :8] = np.array([-1, -0.1, 1, 2, 3, 4, 5, 6])[:, None]      # clean: fitted from step 2
-    margin[:, 8:] = np.array([0.2, -0.5, -1, -1, -0.5, -0.1, 0.3, 1])[:, None]   # noisy: one fitted at 0 (random
-    margin[6, 8] = -0.1                                                  # init), one at 32, both at 64
+    margin[:, :8] = np.array([-1, -0.1, 1, 2, 3, 4, 5, 6])[:, None]  # clean: fitted from step 2
+    margin[:, 8:] = np.array([0.2, -0.5, -1, -1, -0.5, -0.1, 0.3, 1])[:, None]  # noisy: one fitted at 0 (random
+    margin[6, 8] = -0.1  # init), one at 32, both at 64
     st = detect_stages(margin, clean, steps)
     assert (st.t1, st.first_noisy_fit, st.t2) == (2, 32, 64)
-    h = {"step": steps, "gamma_max": np.array([0, .1, .4, .8, 1., 1.1, 1.2, 1.3]),
-         "rho_bar_max_noisy": np.array([0, .05, .1, .2, .4, .8, 1.6, 3.2]),
-         "rho_bar_max_clean": np.array([0, .03, .12, .24, .3, .33, .36, .39]),
-         "test_acc": np.array([.5, .9, 1, 1, 1, .95, .9, .85]),
-         "loss": np.array([.69, .6, .5, .4, .3, .2, .1, .05]),
-         "train_acc_noisy": np.array([0, 0, 0, 0, 0, 0, .5, 1.]),
-         "gamma_min": np.array([0, .05, .1, .2, .3, .4, .5, .6])}
-    clean_margin = np.tile(np.array([-1, 1, 2, 3, 4, 5, 6, 7.])[:, None], (1, 10))
+    h = {
+        "step": steps,
+        "gamma_max": np.array([0, 0.1, 0.4, 0.8, 1.0, 1.1, 1.2, 1.3]),
+        "rho_bar_max_noisy": np.array([0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2]),
+        "rho_bar_max_clean": np.array([0, 0.03, 0.12, 0.24, 0.3, 0.33, 0.36, 0.39]),
+        "test_acc": np.array([0.5, 0.9, 1, 1, 1, 0.95, 0.9, 0.85]),
+        "loss": np.array([0.69, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]),
+        "train_acc_noisy": np.array([0, 0, 0, 0, 0, 0, 0.5, 1.0]),
+        "gamma_min": np.array([0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+    }
+    clean_margin = np.tile(np.array([-1, 1, 2, 3, 4, 5, 6, 7.0])[:, None], (1, 10))
     st0 = detect_stages(clean_margin, np.ones(10, bool), steps)
     h0 = dict(h, test_acc=np.full(8, 0.99), rho_bar_max_noisy=np.full(8, np.nan))
     return base, h, st, h0, st0
@@ -147,10 +155,12 @@ def test_han_rows_hold_on_a_good_trace_and_fail_on_a_violating_one():
     assert len(failed) == 1 and "not lost" in failed[0].claim and failed[0].seeds_held == 1
     # the loss rising after T1 and memorisation overtaking the signal without label noise each fail their own row
     up = dict(h, loss=h["loss"] * np.array([1, 1, 1, 1, 1, 1, 1, 3.0]))
-    second = dict(h0, rho_bar_max_clean=h0["gamma_max"] * np.array([0, .3, .3, .3, .3, .3, 2, 2]))
+    second = dict(h0, rho_bar_max_clean=h0["gamma_max"] * np.array([0, 0.3, 0.3, 0.3, 0.3, 0.3, 2, 2]))
     bad = han_checks(base, [(up, st)], [(second, st0)])
     assert sorted(c.claim.split(":")[0] for c in bad if not c.holds) == [
-        "Han 2025, Stage II", "Han 2025, without label noise (tau = 0)"]
+        "Han 2025, Stage II",
+        "Han 2025, without label noise (tau = 0)",
+    ]
 
 
 def test_the_one_stage_row_fails_on_runs_with_label_noise():
@@ -165,15 +175,35 @@ def test_the_one_stage_row_fails_on_runs_with_label_noise():
 
 def test_rate_rule_and_its_binomial_bound():
     """Issue 23 item 8: a row is a rate over the seeds, with a one-sided Clopper-Pearson lower bound."""
-    c = seed_check("p", source="s", criterion="c", tolerance="t", per_seed=[True] * 7 + [False], measured="m",
-                   rule="rate", min_rate=0.8)
+    c = seed_check(
+        "p",
+        source="s",
+        criterion="c",
+        tolerance="t",
+        per_seed=[True] * 7 + [False],
+        measured="m",
+        rule="rate",
+        min_rate=0.8,
+    )
     assert c.holds is True and (c.seeds_held, c.n_seeds, c.min_rate) == (7, 8, 0.8)
-    assert 0.5 < c.rate_lower < 0.05 ** (1 / 8)                      # below the bound of 8 of 8
-    assert seed_check("p", source="s", criterion="c", tolerance="t", per_seed=[True] * 3 + [False], measured="m",
-                      rule="rate", min_rate=0.8).holds is False
+    assert 0.5 < c.rate_lower < 0.05 ** (1 / 8)  # below the bound of 8 of 8
+    assert (
+        seed_check(
+            "p",
+            source="s",
+            criterion="c",
+            tolerance="t",
+            per_seed=[True] * 3 + [False],
+            measured="m",
+            rule="rate",
+            min_rate=0.8,
+        ).holds
+        is False
+    )
     assert rate_lower_bound(5, 5) == pytest.approx(0.05 ** (1 / 5), rel=1e-12)
     from scipy.stats import binom
-    lb = rate_lower_bound(18, 20)       # the p at which 18 or more of 20 has probability 5%
+
+    lb = rate_lower_bound(18, 20)  # the p at which 18 or more of 20 has probability 5%
     assert rate_lower_bound(0, 5) == 0.0 and binom.sf(17, 20, lb) == pytest.approx(0.05, rel=1e-9)
     with pytest.raises(ValueError, match="min_rate"):
         seed_check("p", source="s", criterion="c", tolerance="t", per_seed=[True], measured="m", rule="rate")
@@ -185,7 +215,7 @@ def test_han_verdicts_do_not_hinge_on_one_seed_without_t1():
     base, h, st, h0, st0 = _synthetic_han()
     margin = np.empty((st.steps.size, 10))
     margin[:, :8] = np.array([-1, -0.1, 1, 2, 3, 4, 5, 6])[:, None]
-    margin[:, 8] = 0.2                                                   # fitted at every logged step
+    margin[:, 8] = 0.2  # fitted at every logged step
     margin[:, 9] = np.array([0.2, -0.5, -1, -1, -0.5, -0.1, 0.3, 1])
     no_t1 = detect_stages(margin, np.array([True] * 8 + [False] * 2), st.steps)
     assert no_t1.t1 is None
@@ -201,14 +231,19 @@ def test_seed_notes_say_what_happened_in_a_seed_without_t1():
     from types import SimpleNamespace
 
     from lnref.reproduce.han2025 import seed_notes
+
     base, _h, st, _, _ = _synthetic_han()
     clean = np.array([True] * 8 + [False] * 2)
     margin = np.empty((st.steps.size, 10))
     margin[:, :8] = 1.0
     margin[:, 8] = 0.2
     margin[:, 9] = -0.3
-    runs = [(SimpleNamespace(trace={"margin": margin}, data=SimpleNamespace(clean=clean)),
-             detect_stages(margin, clean, st.steps))]
+    runs = [
+        (
+            SimpleNamespace(trace={"margin": margin}, data=SimpleNamespace(clean=clean)),
+            detect_stages(margin, clean, st.steps),
+        )
+    ]
     notes = " ".join(seed_notes(base, runs))
     assert "Seeds without T1 (1 of 1): seed 0 (1 mislabelled sample fitted at every logged step" in notes
     assert "finite-sample event" in notes
@@ -217,17 +252,27 @@ def test_seed_notes_say_what_happened_in_a_seed_without_t1():
 def test_huang_rows_fail_when_label_noise_gd_does_not_climb():
     base = lnref.Config(n=10, d=100, m=2, q=2.0, steps=400, p=0.1, tau=0.0)
     steps = np.arange(0, 401, 100)
-    gd = {"step": steps, "memorisation_ratio": np.full(5, 20.0), "rho_bar_max": np.full(5, 8.0),
-          "test_acc": np.full(5, 0.55), "loss": np.array([.69, .1, .01, .005, .001]),
-          "label_noise_loss": np.full(5, .7)}
-    ln = {"step": steps, "memorisation_ratio": np.full(5, 4.0), "rho_bar_max": np.full(5, 4.0),
-          "test_acc": np.array([.5, .6, .7, .8, .95]), "loss": np.full(5, 0.12),
-          "label_noise_loss": np.full(5, 0.35)}
+    gd = {
+        "step": steps,
+        "memorisation_ratio": np.full(5, 20.0),
+        "rho_bar_max": np.full(5, 8.0),
+        "test_acc": np.full(5, 0.55),
+        "loss": np.array([0.69, 0.1, 0.01, 0.005, 0.001]),
+        "label_noise_loss": np.full(5, 0.7),
+    }
+    ln = {
+        "step": steps,
+        "memorisation_ratio": np.full(5, 4.0),
+        "rho_bar_max": np.full(5, 4.0),
+        "test_acc": np.array([0.5, 0.6, 0.7, 0.8, 0.95]),
+        "loss": np.full(5, 0.12),
+        "label_noise_loss": np.full(5, 0.35),
+    }
     assert all(c.holds is True for c in huang_checks(base, [gd], [ln]))
     flat = dict(ln, test_acc=np.full(5, 0.6))
     failed = [c.claim for c in huang_checks(base, [gd], [flat]) if not c.holds]
     assert failed == ["Huang 2025: label-noise GD's test accuracy climbs and beats plain GD's"]
-    far = dict(ln, label_noise_loss=np.full(5, 0.2))      # outside 0.5 +- 0.25: the comparison row fails
+    far = dict(ln, label_noise_loss=np.full(5, 0.2))  # outside 0.5 +- 0.25: the comparison row fails
     assert [c.holds for c in huang_checks(base, [gd], [far])][-1] is False
 
 
@@ -249,8 +294,11 @@ def _report_config(report: str) -> dict:
 
 def _rows(report: str) -> list[list[str]]:
     table = report.split("## Predictions", 1)[1].split("predictions hold", 1)[0]
-    lines = [ln for ln in table.splitlines() if ln.startswith("| ") and not ln.startswith("| prediction")
-             and not ln.startswith("| ---")]
+    lines = [
+        ln
+        for ln in table.splitlines()
+        if ln.startswith("| ") and not ln.startswith("| prediction") and not ln.startswith("| ---")
+    ]
     return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines]
 
 
@@ -259,8 +307,15 @@ def test_han2025_quick_report_is_the_run_and_reruns_into_its_own_folder(tmp_path
     assert main(["reproduce", "han2025", "--quick", "--seeds", "2", "--out", str(out), "--threads", "1"]) == 0
     stdout = capsys.readouterr().out
     assert "predictions hold" in stdout and "over 2 seeds" in stdout
-    for name in ("report.md", "summary.json", "stages.json", "metrics_tau0.2_seed1.csv", "metrics_tau0_seed0.csv",
-                 "han2025_figure1.png", MARKER):
+    for name in (
+        "report.md",
+        "summary.json",
+        "stages.json",
+        "metrics_tau0.2_seed1.csv",
+        "metrics_tau0_seed0.csv",
+        "han2025_figure1.png",
+        MARKER,
+    ):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     # the config printed is the config run: --quick sizes (issue 15: it used to print n=200, d=2000, m=20)
@@ -312,7 +367,7 @@ def test_huang2025_quick_report_states_the_steps_run(tmp_path):
     report = (out / "report.md").read_text()
     cfg = _report_config(report)
     quick = huang_config(quick=True)
-    assert cfg["steps"] == str(quick.steps) == "600"          # it used to say 2000 steps and run 600
+    assert cfg["steps"] == str(quick.steps) == "600"  # it used to say 2000 steps and run 600
     assert (cfg["n"], cfg["d"], cfg["m"], cfg["q"]) == ("100", "1000", "10", "2.0")
     assert cfg["algorithm"] == "varies: gd, label_noise_gd"
     rows = _rows(report)
@@ -321,8 +376,11 @@ def test_huang2025_quick_report_states_the_steps_run(tmp_path):
 
 
 def test_memorisation_ratio_and_label_noise_loss_by_hand():
-    h = {"rho_bar_max_clean": np.array([0.0, 2.0, 3.0]), "rho_bar_max_noisy": np.array([np.nan, 4.0, 1.0]),
-         "gamma_max": np.array([0.0, 2.0, 1.5])}
+    h = {
+        "rho_bar_max_clean": np.array([0.0, 2.0, 3.0]),
+        "rho_bar_max_noisy": np.array([np.nan, 4.0, 1.0]),
+        "gamma_max": np.array([0.0, 2.0, 1.5]),
+    }
     r = memorisation_ratio(h)
     assert np.isnan(r[0]) and r[1] == 2.0 and r[2] == 2.0
     m = np.array([[0.0, 0.0], [50.0, -50.0]])
@@ -337,8 +395,21 @@ def test_label_noise_gd_keeps_memorisation_below_plain_gd():
     # 3 seeds, same data and W0 for both algorithms.  Stated margins: label-noise GD's final max rho_bar is below
     # half of plain GD's, and its test accuracy is at least plain GD's, in every seed.
     for seed in range(3):
-        cfg = lnref.Config(n=50, d=500, m=5, q=2.0, eta=0.5, p=0.1, mu_norm=2.0, sigma_p=0.5, tau=0.0, steps=400,
-                           log_every=50, n_test=300, seed=seed)
+        cfg = lnref.Config(
+            n=50,
+            d=500,
+            m=5,
+            q=2.0,
+            eta=0.5,
+            p=0.1,
+            mu_norm=2.0,
+            sigma_p=0.5,
+            tau=0.0,
+            steps=400,
+            log_every=50,
+            n_test=300,
+            seed=seed,
+        )
         data, W0 = lnref.make_data(cfg), lnref.init_weights(cfg)
         gd = lnref.train(cfg, data, W0, threads=1, keep_rho=False).history
         ln = lnref.train(cfg.replace(algorithm="label_noise_gd"), data, W0, threads=1, keep_rho=False).history

@@ -1,5 +1,6 @@
 """`lnref reproduce methods` and `methods-phase` (issue 22): they run and write their files, their rows can fail,
 the phase map's CSV is tidy and resumable, and a method is one entry of a list."""
+
 import csv
 import json
 import math
@@ -27,9 +28,18 @@ from lnref.reproduce.methods import (
 
 
 def _summary(**kw):
-    s = dict(t1=5, t_mem=30, t_mem_all=120, noisy_fit_end=1.0, noisy_fit_max_after_t1=1.0,
-             max_margin_noisy_end=2.0, test_err_spurious_t1=0.0, test_err_spurious_end=0.2, test_err_iid_t1=0.0,
-             test_err_iid_end=0.0)
+    s = dict(
+        t1=5,
+        t_mem=30,
+        t_mem_all=120,
+        noisy_fit_end=1.0,
+        noisy_fit_max_after_t1=1.0,
+        max_margin_noisy_end=2.0,
+        test_err_spurious_t1=0.0,
+        test_err_spurious_end=0.2,
+        test_err_iid_t1=0.0,
+        test_err_iid_end=0.0,
+    )
     s.update(kw)
     return s
 
@@ -54,35 +64,51 @@ def _row(checks, claim_start):
 def test_a_method_is_one_entry_of_the_list():
     keys = [method_key(e) for e in METHODS]
     assert keys[0] == BASELINE and len(set(keys)) == len(keys)
-    assert set(keys) == {"logistic", "gce", "sce", "label_smoothing", "bootstrap_soft", "bootstrap_hard", "forward",
-                         "backward", "elr"}
+    assert set(keys) == {
+        "logistic",
+        "gce",
+        "sce",
+        "label_smoothing",
+        "bootstrap_soft",
+        "bootstrap_hard",
+        "forward",
+        "backward",
+        "elr",
+    }
     assert method_key({"label": "select at T1 + retrain", "algorithm": "select_retrain"}) == "select_retrain"
     elr = CONFIGS["elr"]
     assert elr.loss == "elr" and dict(elr.loss_params) == {"lam": 3.0, "beta": 0.7, "period": 1}
     assert {p["method"] for p in PREDICTIONS} <= {method_key(e) for e in ALL_METHODS}
-    assert [method_key(e) for e in ALL_METHODS[len(METHODS):]] == ["select_retrain", "truncated_gce", "coteaching"]
+    assert [method_key(e) for e in ALL_METHODS[len(METHODS) :]] == ["select_retrain", "truncated_gce", "coteaching"]
 
 
 def test_rows_hold_on_good_runs_and_each_fails_on_a_violating_one():
-    good = _runs(gce=dict(t_mem=60), forward=dict(t_mem=50), bootstrap_soft=dict(t_mem=35),
-                 bootstrap_hard=dict(t_mem=45), sce=dict(t_mem=12), backward=dict(t_mem=20),
-                 elr=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0,
-                          test_err_spurious_end=0.0),
-                 select_retrain=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0,
-                                     test_err_spurious_end=0.0),
-                 truncated_gce=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0))
+    good = _runs(
+        gce=dict(t_mem=60),
+        forward=dict(t_mem=50),
+        bootstrap_soft=dict(t_mem=35),
+        bootstrap_hard=dict(t_mem=45),
+        sce=dict(t_mem=12),
+        backward=dict(t_mem=20),
+        elr=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0, test_err_spurious_end=0.0),
+        select_retrain=dict(
+            t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0, test_err_spurious_end=0.0
+        ),
+        truncated_gce=dict(t_mem=None, t_mem_all=None, noisy_fit_end=0.0, noisy_fit_max_after_t1=0.0),
+    )
     checks = method_checks(good, CONFIGS)
     assert len(checks) == len(PREDICTIONS)
     assert all(c.holds is True for c in checks), [(c.claim, c.measured) for c in checks if not c.holds]
     # each violation turns its own row to "does not hold"
     bad = {
         "ELR (lam = 3 > 1, period 1) stops": dict(elr=dict(noisy_fit_max_after_t1=0.9, noisy_fit_end=0.9)),
-        "GCE": dict(gce=dict(t_mem=20)),                        # earlier than CE
+        "GCE": dict(gce=dict(t_mem=20)),  # earlier than CE
         "backward correction": dict(backward=dict(t_mem=None)),  # never: not earlier
         "CE (plain GD) memorises": dict(logistic=dict(t_mem_all=None)),
         "label smoothing": dict(label_smoothing=dict(max_margin_noisy_end=5.0)),
-        "ELR (lam = 3, period 1) keeps": dict(elr=dict(test_err_spurious_t1=0.0, test_err_spurious_end=0.15,
-                                                       noisy_fit_max_after_t1=0.0)),
+        "ELR (lam = 3, period 1) keeps": dict(
+            elr=dict(test_err_spurious_t1=0.0, test_err_spurious_end=0.15, noisy_fit_max_after_t1=0.0)
+        ),
     }
     for claim, override in bad.items():
         runs = {**good, **{k: [_summary(**{**good[k][0], **v}) for _ in range(5)] for k, v in override.items()}}
@@ -107,15 +133,14 @@ def test_phase_rows_can_fail():
     e = grid["loss"].index("elr")
     fit[e] = 0.0
     err[e] = 0.0
-    kw = dict(n=100, d=1000, sigma_p=0.5)   # SNR = mu/15.8: n SNR^2 = 3.6 and 40 (both >= 1)
+    kw = dict(n=100, d=1000, sigma_p=0.5)  # SNR = mu/15.8: n SNR^2 = 3.6 and 40 (both >= 1)
     checks = phase_checks(grid, fit, err, 2, **kw)
     assert all(c.holds is True for c in checks)
-    fit[e] = 1.0     # ELR memorises everywhere
+    fit[e] = 1.0  # ELR memorises everywhere
     err[e] = 0.2
     bad = {c.claim: c.holds for c in phase_checks(grid, fit, err, 2, **kw)}
-    assert [c for c, h in bad.items() if h is False] == [
-        c for c in bad if c.startswith("ELR")]
-    fit[0] = 0.0     # plain GD memorises nowhere
+    assert [c for c, h in bad.items() if h is False] == [c for c in bad if c.startswith("ELR")]
+    fit[0] = 0.0  # plain GD memorises nowhere
     assert _row(phase_checks(grid, fit, err, 2, **kw), "plain GD memorises").holds is False
 
 
@@ -125,8 +150,14 @@ def test_methods_quick_runs_and_writes_its_files(tmp_path):
     ctx = Context(out=out, seeds=2, quick=True, threads=1, log=lambda m: None)
     checks = run_reproduction("methods", ctx)
     assert len(checks) == len(PREDICTIONS)
-    for f in ("report.md", "summary.json", "methods_histories.csv", "methods_summary.csv", "methods.json",
-              "methods_table.md"):
+    for f in (
+        "report.md",
+        "summary.json",
+        "methods_histories.csv",
+        "methods_summary.csv",
+        "methods.json",
+        "methods_table.md",
+    ):
         assert (out / f).is_file(), f
     table = (out / "methods_table.md").read_text().splitlines()
     assert len(table) == 2 + len(ALL_METHODS) and table[2].startswith("| CE (plain GD)")
@@ -153,7 +184,7 @@ def test_methods_phase_quick_is_tidy_and_resumes(tmp_path, capsys):
     rows = _sweep_rows(folder)
     grid = phase_grid(True)
     cells = len(grid["loss"]) * len(grid["tau"]) * len(grid["mu_norm"])
-    assert len(rows) == cells                       # one row per run (1 replicate with --quick)
+    assert len(rows) == cells  # one row per run (1 replicate with --quick)
     assert {"cell", "replicate", "seed", "loss", "tau", "mu_norm", "train_acc_noisy", "test_error"} <= set(rows[0])
     assert {r["loss"] for r in rows} == set(grid["loss"])
     assert all(0.0 <= float(r["train_acc_noisy"]) <= 1.0 for r in rows)
@@ -182,15 +213,16 @@ def test_phase_base_is_hans_regime_with_gram_sampling():
     base = phase_base()
     assert base.engine == "coefficients" and base.sampling == "gram" and base.test == "spurious"
     assert base.virtual_test == "fresh"
-    assert math.isclose(base.n * base.snr ** 2, default_config().n * default_config().snr ** 2)
+    assert math.isclose(base.n * base.snr**2, default_config().n * default_config().snr ** 2)
     grid = phase_grid()
     assert len(grid["tau"]) >= 20 and len(grid["mu_norm"]) >= 20
     with pytest.raises(ConfigError):
-        base.replace(sampling="explicit")   # fresh virtual tests need Gram sampling: the phase map keeps both
+        base.replace(sampling="explicit")  # fresh virtual tests need Gram sampling: the phase map keeps both
 
 
 def test_prevention_boundary():
     from lnref.reproduce.methods import prevention_boundary
+
     fit = np.array([[1.0, 0.2, 0.6, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.9], [0.0, 0.0, 0.0, 0.0, 0.0]])
     b = prevention_boundary(fit, np.array([0.5, 1.0, 2.0, 4.0, 8.0]))
     assert b[0] == 4.0 and math.isnan(b[1]) and b[2] == 0.5

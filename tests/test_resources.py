@@ -1,4 +1,5 @@
 """lnref.resources: memory estimates that hold against a measured run, and refusals that name the knob."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -15,11 +16,13 @@ from lnref.resources import (
     estimate_run_memory,
 )
 
-CASES = [lnref.Config(n=40, d=6000, m=4, steps=10, n_test=100, log_every=1),  # data dominates
-         lnref.Config(n=40, d=6000, m=4, steps=10, n_test=100, engine="coefficients"),
-         lnref.Config(n=150, d=10**6, m=4, steps=10, n_test=300, engine="coefficients", sampling="gram"),
-         lnref.Config(n=30, d=50, m=4, steps=1500, n_test=20, log_every=1),  # history and trace dominate
-         lnref.Config(n=30, d=1500, m=4, steps=40, n_test=20, algorithm="label_noise_gd")]
+CASES = [
+    lnref.Config(n=40, d=6000, m=4, steps=10, n_test=100, log_every=1),  # data dominates
+    lnref.Config(n=40, d=6000, m=4, steps=10, n_test=100, engine="coefficients"),
+    lnref.Config(n=150, d=10**6, m=4, steps=10, n_test=300, engine="coefficients", sampling="gram"),
+    lnref.Config(n=30, d=50, m=4, steps=1500, n_test=20, log_every=1),  # history and trace dominate
+    lnref.Config(n=30, d=1500, m=4, steps=40, n_test=20, algorithm="label_noise_gd"),
+]
 
 
 @pytest.mark.parametrize("cfg", CASES, ids=["weights", "coefficients", "gram", "long-log", "label-noise"])
@@ -39,8 +42,12 @@ def test_estimate_is_close_to_the_measured_peak(cfg):
 
 
 def test_count_log_steps_bounds_the_log_schedule():
-    for cfg in (lnref.Config(steps=1000, log_every=7, log_points=30), lnref.Config(steps=5, log_every=0),
-                lnref.Config(steps=0), lnref.Config(steps=10**4, log_every=0, log_points=200)):
+    for cfg in (
+        lnref.Config(steps=1000, log_every=7, log_points=30),
+        lnref.Config(steps=5, log_every=0),
+        lnref.Config(steps=0),
+        lnref.Config(steps=10**4, log_every=0, log_points=200),
+    ):
         assert cfg.log_steps().size <= count_log_steps(cfg) <= cfg.log_steps().size + cfg.log_points + 2
     assert count_log_steps(lnref.Config(steps=10**12, log_every=1)) == 10**12 + 1  # without building it
 

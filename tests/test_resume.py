@@ -1,4 +1,5 @@
 """Checkpoints and resume: an interrupted run continued from its last checkpoint equals the uninterrupted run."""
+
 import json
 
 import numpy as np
@@ -27,11 +28,13 @@ def _interrupted_state(cfg, after: int, every: int):
     return seen[-1]
 
 
-@pytest.mark.parametrize("engine,algorithm", [("weights", "gd"), ("weights", "label_noise_gd"),
-                                              ("coefficients", "label_noise_gd")])
+@pytest.mark.parametrize(
+    "engine,algorithm", [("weights", "gd"), ("weights", "label_noise_gd"), ("coefficients", "label_noise_gd")]
+)
 def test_resumed_run_is_bit_identical(tmp_path, engine, algorithm):
-    cfg = lnref.Config(n=12, d=40, m=3, steps=60, log_every=5, n_test=50, tau=0.2, engine=engine,
-                       algorithm=algorithm, seed=3)
+    cfg = lnref.Config(
+        n=12, d=40, m=3, steps=60, log_every=5, n_test=50, tau=0.2, engine=engine, algorithm=algorithm, seed=3
+    )
     full = lnref.train(cfg, threads=1)
     state = _interrupted_state(cfg, after=2, every=20)
     assert 0 < state["step"] < cfg.steps
@@ -57,11 +60,28 @@ def test_resume_refuses_another_config():
 
 def test_cli_checkpoint_and_resume(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    args = ["run", "--n", "10", "--d", "30", "--m", "2", "--steps", "50", "--log-every", "5", "--n-test", "20",
-            "--quiet", "--threads", "1"]
+    args = [
+        "run",
+        "--n",
+        "10",
+        "--d",
+        "30",
+        "--m",
+        "2",
+        "--steps",
+        "50",
+        "--log-every",
+        "5",
+        "--n-test",
+        "20",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
 
     import lnref.runs as runs
+
     calls = []
 
     def save_then_die(path, state):
@@ -91,32 +111,43 @@ def test_cli_checkpoint_and_resume(tmp_path, monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------------- issue 14
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(resume={}), "resume lacks 'step'"),
-    (dict(resume=5), "resume=5 is not allowed"),
-    (dict(checkpoint_every="10", on_checkpoint=print), "checkpoint_every='10' is not allowed"),
-    (dict(checkpoint_every=-1), "checkpoint_every=-1"),
-    (dict(checkpoint_every=True), "checkpoint_every=True"),
-    (dict(checkpoint_every=10), "needs on_checkpoint"),
-    (dict(progress=5), "progress=5 is not allowed"),
-    (dict(on_checkpoint="save"), "on_checkpoint='save' is not allowed"),
-    (dict(keep_rho="yes"), "keep_rho='yes'"),
-    (dict(extra_tests=[1]), r"extra_tests=\[1\] is not allowed"),
-    (dict(extra_tests={"a b": None}), "use a Python identifier"),
-    (dict(extra_tests={"ood": 3}), r"extra_tests\['ood'\] must be an lnref.TestSet"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(resume={}), "resume lacks 'step'"),
+        (dict(resume=5), "resume=5 is not allowed"),
+        (dict(checkpoint_every="10", on_checkpoint=print), "checkpoint_every='10' is not allowed"),
+        (dict(checkpoint_every=-1), "checkpoint_every=-1"),
+        (dict(checkpoint_every=True), "checkpoint_every=True"),
+        (dict(checkpoint_every=10), "needs on_checkpoint"),
+        (dict(progress=5), "progress=5 is not allowed"),
+        (dict(on_checkpoint="save"), "on_checkpoint='save' is not allowed"),
+        (dict(keep_rho="yes"), "keep_rho='yes'"),
+        (dict(extra_tests=[1]), r"extra_tests=\[1\] is not allowed"),
+        (dict(extra_tests={"a b": None}), "use a Python identifier"),
+        (dict(extra_tests={"ood": 3}), r"extra_tests\['ood'\] must be an lnref.TestSet"),
+    ],
+)
 def test_check_train_options_refuses_api_misuse(kwargs, match):
     from lnref.runs import check_train_options
+
     with pytest.raises(lnref.ConfigError, match=match):
         check_train_options(**kwargs)
 
 
 def test_check_train_options_accepts_real_states():
     from lnref.runs import check_train_options
+
     cfg = lnref.Config(n=8, d=20, m=2, steps=30, log_every=5, n_test=0, algorithm="label_noise_gd")
     state = _interrupted_state(cfg, after=1, every=10)
-    check_train_options(resume=state, checkpoint_every=10, on_checkpoint=print, progress=None, keep_rho=False,
-                        extra_tests={"iid": lnref.make_test(cfg, lnref.make_data(cfg), n_test=5)})
+    check_train_options(
+        resume=state,
+        checkpoint_every=10,
+        on_checkpoint=print,
+        progress=None,
+        keep_rho=False,
+        extra_tests={"iid": lnref.make_test(cfg, lnref.make_data(cfg), n_test=5)},
+    )
     # a damaged state inside a checkpoint file is refused as the file's problem
     bad = dict(state, step=-3)
     with pytest.raises(lnref.ConfigError, match=r"resume\['step'\]=-3"):
@@ -127,6 +158,7 @@ def test_loaders_refuse_fifos_without_blocking(tmp_path):
     import os
 
     from lnref.io import InputError
+
     fifo = tmp_path / "checkpoint.npz"
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="FIFO"):
@@ -140,6 +172,7 @@ def test_loaders_refuse_fifos_without_blocking(tmp_path):
 def test_cli_resume_refuses_a_fifo_checkpoint_and_an_incomplete_folder_is_no_result(tmp_path, capsys):
     """Regression (issue 14): a FIFO named checkpoint.npz hung `lnref run --resume` forever."""
     import os
+
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text(json.dumps(lnref.Config(n=8, d=16, m=2, steps=5, n_test=0).to_dict()))
@@ -152,9 +185,28 @@ def test_cli_resume_refuses_a_fifo_checkpoint_and_an_incomplete_folder_is_no_res
 
 def test_interrupted_run_is_incomplete_until_resumed(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    args = ["run", "--n", "8", "--d", "16", "--m", "2", "--steps", "40", "--log-every", "5", "--n-test", "4",
-            "--quiet", "--threads", "1", "--out", str(out)]
+    args = [
+        "run",
+        "--n",
+        "8",
+        "--d",
+        "16",
+        "--m",
+        "2",
+        "--steps",
+        "40",
+        "--log-every",
+        "5",
+        "--n-test",
+        "4",
+        "--quiet",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     import lnref.runs as runs
+
     real = runs.save_checkpoint
 
     def save_then_die(path, state):

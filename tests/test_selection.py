@@ -1,6 +1,7 @@
 """Selection algorithms (Config.algorithm 'select_retrain', 'truncated_gce', 'coteaching'; SPEC.md section 9,
 "Selection algorithms"): both engines agree, resume is bit-identical, the masked mean is the naive gradient on S,
 each reduces to plain GD where it should, and bad input is refused."""
+
 import numpy as np
 import pytest
 
@@ -16,8 +17,7 @@ BASE = dict(n=30, d=400, m=4, tau=0.2, mu_norm=2.0, sigma_p=0.3, eta=0.2, n_test
 
 ALGOS = {
     "select_T1_continue": dict(algorithm="select_retrain"),
-    "select_rank_retrain": dict(algorithm="select_retrain", select_rule="rank", select_at=40,
-                                select_then="retrain"),
+    "select_rank_retrain": dict(algorithm="select_retrain", select_rule="rank", select_at=40, select_then="retrain"),
     "truncated_gce": dict(algorithm="truncated_gce", loss="gce", trunc_start=20, trunc_every=10),
     "coteaching": dict(algorithm="coteaching"),
 }
@@ -29,22 +29,27 @@ def _cfg(name, **kw):
 
 @pytest.mark.parametrize("name", list(ALGOS))
 def test_engines_agree_over_1000_steps(name):
-    runs = {eng: lnref.train(_cfg(name, engine=eng, steps=1000, log_every=100), threads=1)
-            for eng in ("weights", "coefficients")}
+    runs = {
+        eng: lnref.train(_cfg(name, engine=eng, steps=1000, log_every=100), threads=1)
+        for eng in ("weights", "coefficients")
+    }
     a, b = runs["weights"], runs["coefficients"]
     np.testing.assert_allclose(b.gamma, a.gamma, rtol=1e-10, atol=1e-10 * np.abs(a.gamma).max())
     np.testing.assert_allclose(b.rho, a.rho, rtol=1e-10, atol=1e-10 * np.abs(a.rho).max())
-    np.testing.assert_allclose(b.trace["margin"], a.trace["margin"], rtol=1e-10,
-                               atol=1e-10 * np.abs(a.trace["margin"]).max())
+    np.testing.assert_allclose(
+        b.trace["margin"], a.trace["margin"], rtol=1e-10, atol=1e-10 * np.abs(a.trace["margin"]).max()
+    )
     for key in ("mask", "mask_2"):
         if key in a.trace:
             np.testing.assert_array_equal(b.trace[key], a.trace[key], err_msg=key)
     assert (a.trace["mask"] == 0.0).any(), "the test needs a run whose mask drops samples"
     if name == "coteaching":
-        np.testing.assert_allclose(b.trace["gamma_2"], a.trace["gamma_2"], rtol=1e-10,
-                                   atol=1e-10 * np.abs(a.trace["gamma_2"]).max())
-        np.testing.assert_allclose(b.trace["rho_2"], a.trace["rho_2"], rtol=1e-10,
-                                   atol=1e-10 * np.abs(a.trace["rho_2"]).max())
+        np.testing.assert_allclose(
+            b.trace["gamma_2"], a.trace["gamma_2"], rtol=1e-10, atol=1e-10 * np.abs(a.trace["gamma_2"]).max()
+        )
+        np.testing.assert_allclose(
+            b.trace["rho_2"], a.trace["rho_2"], rtol=1e-10, atol=1e-10 * np.abs(a.trace["rho_2"]).max()
+        )
         assert not np.array_equal(a.trace["mask"], a.trace["mask_2"])
     if name.startswith("select"):
         assert np.isfinite(a.history["select_step"][-1])
@@ -70,11 +75,17 @@ def _interrupted(cfg, after, every, folder):
     return load_checkpoint(folder / f"c{after}.npz")
 
 
-@pytest.mark.parametrize("name,engine,after", [("select_T1_continue", "coefficients", 1),
-                                               ("select_rank_retrain", "weights", 1),
-                                               ("select_rank_retrain", "coefficients", 3),
-                                               ("truncated_gce", "coefficients", 2),
-                                               ("coteaching", "weights", 2), ("coteaching", "coefficients", 1)])
+@pytest.mark.parametrize(
+    "name,engine,after",
+    [
+        ("select_T1_continue", "coefficients", 1),
+        ("select_rank_retrain", "weights", 1),
+        ("select_rank_retrain", "coefficients", 3),
+        ("truncated_gce", "coefficients", 2),
+        ("coteaching", "weights", 2),
+        ("coteaching", "coefficients", 1),
+    ],
+)
 def test_resume_is_bit_identical(tmp_path, name, engine, after):
     cfg = _cfg(name, engine=engine, steps=120, log_every=5)
     full = lnref.train(cfg, threads=1)
@@ -107,8 +118,20 @@ def test_resume_refuses_a_checkpoint_without_the_selection_state(tmp_path):
 
 def test_masked_mean_is_the_naive_gradient_on_S():
     """select_rule='rank' at step 0: one GD step on (1/|S|) sum_{i in S} l(y_obs_i f_i) (naive float loops)."""
-    cfg = lnref.Config(n=8, d=30, m=2, tau=0.25, steps=1, log_every=1, n_test=0, seed=5, algorithm="select_retrain",
-                       select_at=0, select_rule="rank", forget_rate=0.4)
+    cfg = lnref.Config(
+        n=8,
+        d=30,
+        m=2,
+        tau=0.25,
+        steps=1,
+        log_every=1,
+        n_test=0,
+        seed=5,
+        algorithm="select_retrain",
+        select_at=0,
+        select_rule="rank",
+        forget_rate=0.4,
+    )
     r = lnref.train(cfg, threads=1)
     S = r.trace["mask"][0] > 0
     assert S.sum() == int(0.6 * 8) and not S.all()
@@ -117,7 +140,7 @@ def test_masked_mean_is_the_naive_gradient_on_S():
     np.testing.assert_allclose(r.W, W1, rtol=1e-12, atol=1e-14)
     # the selected samples are the ones of largest margin at step 0
     order = np.argsort(-r.trace["margin"][0], kind="stable")
-    assert set(np.flatnonzero(S)) == set(order[:S.sum()])
+    assert set(np.flatnonzero(S)) == set(order[: S.sum()])
 
 
 def test_select_retrain_is_gd_until_T1_and_scores_the_selection():
@@ -128,7 +151,7 @@ def test_select_retrain_is_gd_until_T1_and_scores_the_selection():
     assert t1 is not None and t1 > 0
     assert r.history["select_step"][-1] == t1
     i = int(np.flatnonzero(r.history["step"] == t1)[0])
-    np.testing.assert_array_equal(r.trace["rho"][:i + 1], gd.trace["rho"][:i + 1])  # bit for bit before selecting
+    np.testing.assert_array_equal(r.trace["rho"][: i + 1], gd.trace["rho"][: i + 1])  # bit for bit before selecting
     sel = small_loss_selection(gd).at(t1)
     assert r.history["selected"][i] == sel["selected"]
     assert r.history["select_precision"][i] == sel["precision"] and r.history["select_recall"][i] == sel["recall"]
@@ -160,7 +183,7 @@ def test_truncated_gce_before_its_first_refresh_is_gce_and_then_masks_by_k():
     s = 1.0 / (1.0 + np.exp(-r.trace["margin"]))
     for t in (20, 30, 40, 50):
         np.testing.assert_array_equal(r.trace["mask"][t], (s[t] > cfg.trunc_k).astype(float), err_msg=str(t))
-        np.testing.assert_array_equal(r.trace["mask"][t:t + 10], np.repeat(r.trace["mask"][t][None], 10, 0))
+        np.testing.assert_array_equal(r.trace["mask"][t : t + 10], np.repeat(r.trace["mask"][t][None], 10, 0))
     never = lnref.train(cfg.replace(trunc_start=cfg.steps + 1), threads=1)
     np.testing.assert_array_equal(never.rho, plain.rho)
 
@@ -200,6 +223,7 @@ def test_gram_sampling_runs_every_selection_algorithm(name):
 def test_coteaching_second_gram_network_uses_the_same_data():
     from lnref.gram import sample_gram
     from lnref.selection import second_network
+
     cfg = _cfg("coteaching", engine="coefficients", sampling="gram", d=5000)
     data = sample_gram(cfg)
     data2, _, _ = second_network(cfg, data, None)
@@ -211,24 +235,27 @@ def test_coteaching_second_gram_network_uses_the_same_data():
     assert abs(z.var() - 1.0) < 0.2
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(algorithm="select_retrain", select_at="T2"), "select_at='T2' is not allowed"),
-    (dict(algorithm="select_retrain", select_at=-1), "select_at=-1 is not allowed"),
-    (dict(algorithm="select_retrain", select_at=500, steps=100), "select_at=500 is not allowed"),
-    (dict(algorithm="select_retrain", select_at=2.5), "select_at=2.5 is not allowed"),
-    (dict(select_rule="loss"), "select_rule='loss' is not allowed"),
-    (dict(select_then="restart"), "select_then='restart' is not allowed"),
-    (dict(forget_rate=1.0), "forget_rate=1.0 is not allowed"),
-    (dict(forget_rate=-0.1), "forget_rate=-0.1 is not allowed"),
-    (dict(trunc_k=0.0), "trunc_k=0.0 is not allowed"),
-    (dict(trunc_k=1.0), "trunc_k=1.0 is not allowed"),
-    (dict(trunc_every=0), "trunc_every=0 is not allowed"),
-    (dict(trunc_start=-1), "trunc_start=-1 is not allowed"),
-    (dict(coteach_tk=0), "coteach_tk=0 is not allowed"),
-    (dict(algorithm="truncated_gce"), "needs|set loss='gce'"),
-    (dict(algorithm="coteaching", sampling="gram", engine="coefficients", init="torch"), "init='torch'"),
-    (dict(algorithm="select"), "algorithm='select' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(algorithm="select_retrain", select_at="T2"), "select_at='T2' is not allowed"),
+        (dict(algorithm="select_retrain", select_at=-1), "select_at=-1 is not allowed"),
+        (dict(algorithm="select_retrain", select_at=500, steps=100), "select_at=500 is not allowed"),
+        (dict(algorithm="select_retrain", select_at=2.5), "select_at=2.5 is not allowed"),
+        (dict(select_rule="loss"), "select_rule='loss' is not allowed"),
+        (dict(select_then="restart"), "select_then='restart' is not allowed"),
+        (dict(forget_rate=1.0), "forget_rate=1.0 is not allowed"),
+        (dict(forget_rate=-0.1), "forget_rate=-0.1 is not allowed"),
+        (dict(trunc_k=0.0), "trunc_k=0.0 is not allowed"),
+        (dict(trunc_k=1.0), "trunc_k=1.0 is not allowed"),
+        (dict(trunc_every=0), "trunc_every=0 is not allowed"),
+        (dict(trunc_start=-1), "trunc_start=-1 is not allowed"),
+        (dict(coteach_tk=0), "coteach_tk=0 is not allowed"),
+        (dict(algorithm="truncated_gce"), "needs|set loss='gce'"),
+        (dict(algorithm="coteaching", sampling="gram", engine="coefficients", init="torch"), "init='torch'"),
+        (dict(algorithm="select"), "algorithm='select' is not allowed"),
+    ],
+)
 def test_bad_selection_fields_are_refused(kw, match):
     with pytest.raises(ConfigError, match=match):
         lnref.Config(**kw)
@@ -247,6 +274,7 @@ def test_select_at_accepts_T1_an_int_and_its_text():
 def test_sweep_row_is_trains_final_row(name):
     """The sweep worker runs the same loop, so a selection algorithm's sweep row is train's final row."""
     from lnref._sweep_worker import final_run
+
     cfg = _cfg(name, engine="coefficients", steps=80, log_every=20)
     row = final_run(cfg).row
     h = lnref.train(cfg, threads=1).history

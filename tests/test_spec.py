@@ -8,6 +8,7 @@
 - Every test SPEC.md names exists, and every ``lnref.`` name it mentions can be imported.
 - SPEC.md ships with the package (``lnref.spec_path()``), and the version, changelog and citation file agree.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -25,15 +26,27 @@ from lnref import _spec
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "SPEC.md"
 
-SECTIONS = {1: "Data", 2: "Network", 3: "Loss and gradient descent", 4: "Signal-noise decomposition",
-            5: "Exact identities", 6: "What the theory predicts", 7: "Implementation conventions",
-            8: "Sources, tests and kernels", 9: "Training methods against label noise"}
+SECTIONS = {
+    1: "Data",
+    2: "Network",
+    3: "Loss and gradient descent",
+    4: "Signal-noise decomposition",
+    5: "Exact identities",
+    6: "What the theory predicts",
+    7: "Implementation conventions",
+    8: "Sources, tests and kernels",
+    9: "Training methods against label noise",
+}
 N_IDENTITIES = 10
 
 # Where citations are looked for.  The copies of SPEC.md speak *about* citations ("SPEC.md section N") and this
 # file holds deliberately broken ones for the parser's own test, so they are not scanned.
-SCANNED = [ROOT / "README.md"] + [p for top in ("lnref", "tests", "bench") for p in sorted((ROOT / top).rglob("*"))
-                                  if p.suffix in (".py", ".md", ".txt", ".toml", ".cfg")]
+SCANNED = [ROOT / "README.md"] + [
+    p
+    for top in ("lnref", "tests", "bench")
+    for p in sorted((ROOT / top).rglob("*"))
+    if p.suffix in (".py", ".md", ".txt", ".toml", ".cfg")
+]
 NOT_SCANNED = {ROOT / "lnref" / "SPEC.md", Path(__file__).resolve()}
 
 
@@ -69,21 +82,24 @@ def _joined(text: str) -> str:
     return re.sub(r"[ \t]*\n[ \t]*(?:#[ \t]*)?", " ", text)
 
 
-_NUM = r"\d+(?:\s*[-\u2013]\s*\d+)?"                     # 4 or 3-4
+_NUM = r"\d+(?:\s*[-\u2013]\s*\d+)?"  # 4 or 3-4
 _SPEC = r"\bSPEC(?:\.md)?"
-SECTION_RE = re.compile(_SPEC + r"(?:'s)?[ \t(]{0,3}(?:sections?[ \t]+)?(?P<nums>" + _NUM
-                        + r"(?:\s*(?:,|and|&)\s*" + _NUM + r")*)")
+SECTION_RE = re.compile(
+    _SPEC + r"(?:'s)?[ \t(]{0,3}(?:sections?[ \t]+)?(?P<nums>" + _NUM + r"(?:\s*(?:,|and|&)\s*" + _NUM + r")*)"
+)
 DANGLING_RE = re.compile(_SPEC + r"[ \t(]{0,3}sections?\b(?![ \t]*\d)")
-IDENTITY_RES = (re.compile(r"\bidentit(?:y|ies)[ \t]+5\.(?P<k>\d+)"),
-                re.compile(_SPEC + r"(?:'s)?[ \t]+identit(?:y|ies)[ \t]+(?P<k>\d+)"),
-                re.compile(_SPEC + r"[ \t(]{0,3}section[ \t]+5,?[ \t]+identit(?:y|ies)[ \t]+(?P<k>\d+)"))
+IDENTITY_RES = (
+    re.compile(r"\bidentit(?:y|ies)[ \t]+5\.(?P<k>\d+)"),
+    re.compile(_SPEC + r"(?:'s)?[ \t]+identit(?:y|ies)[ \t]+(?P<k>\d+)"),
+    re.compile(_SPEC + r"[ \t(]{0,3}section[ \t]+5,?[ \t]+identit(?:y|ies)[ \t]+(?P<k>\d+)"),
+)
 
 
 @dataclass(frozen=True)
 class Citation:
-    where: str         # file (and a short excerpt)
-    kind: str          # "section", "identity" or "malformed"
-    number: int        # the section or identity number (0 for malformed)
+    where: str  # file (and a short excerpt)
+    kind: str  # "section", "identity" or "malformed"
+    number: int  # the section or identity number (0 for malformed)
 
 
 def _numbers(nums: str) -> list[int]:
@@ -101,13 +117,13 @@ def citations(text: str, where: str = "<text>") -> list[Citation]:
     text = _joined(text)
     found: list[Citation] = []
     for m in SECTION_RE.finditer(text):
-        excerpt = f"{where}: {text[m.start():m.end() + 20]!r}"
+        excerpt = f"{where}: {text[m.start() : m.end() + 20]!r}"
         found += [Citation(excerpt, "section", k) for k in _numbers(m.group("nums"))]
     for m in DANGLING_RE.finditer(text):
-        found.append(Citation(f"{where}: {text[m.start():m.end() + 20]!r}", "malformed", 0))
+        found.append(Citation(f"{where}: {text[m.start() : m.end() + 20]!r}", "malformed", 0))
     for rx in IDENTITY_RES:
         for m in rx.finditer(text):
-            found.append(Citation(f"{where}: {text[m.start():m.end() + 20]!r}", "identity", int(m.group("k"))))
+            found.append(Citation(f"{where}: {text[m.start() : m.end() + 20]!r}", "identity", int(m.group("k"))))
     return found
 
 
@@ -115,9 +131,13 @@ def unresolved(cites: list[Citation], spec_text: str) -> list[Citation]:
     """The citations that name no section or identity of ``spec_text``."""
     sections = set(headings(spec_text))
     idents = set(identity_numbers(spec_text))
-    return [c for c in cites if c.kind == "malformed"
-            or (c.kind == "section" and c.number not in sections)
-            or (c.kind == "identity" and (5 not in sections or c.number not in idents))]
+    return [
+        c
+        for c in cites
+        if c.kind == "malformed"
+        or (c.kind == "section" and c.number not in sections)
+        or (c.kind == "identity" and (5 not in sections or c.number not in idents))
+    ]
 
 
 def _spec_text() -> str:
@@ -148,33 +168,39 @@ def test_every_citation_of_spec_in_the_project_resolves():
     assert len(cites) > 100 and sections_cited >= {1, 2, 3, 4, 5, 6}, (len(cites), sections_cited)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("see SPEC.md section 4.", [("section", 4)]),
-    ("(SPEC section 6)", [("section", 6)]),
-    ("SPEC.md sections 3-4", [("section", 3), ("section", 4)]),
-    ("SPEC.md 2 and 4", [("section", 2), ("section", 4)]),
-    ("SPEC.md sections 1, 2 and 4 (test distributions)", [("section", 1), ("section", 2), ("section", 4)]),
-    ("SPEC.md (sections 1-3).", [("section", 1), ("section", 2), ("section", 3)]),
-    ("SPEC.md section 5, identity 7: margin", [("section", 5), ("identity", 7)]),
-    ("(SPEC.md identity 4)", [("identity", 4)]),
-    ("(SPEC.md section 4, identity 5.1)", [("section", 4), ("identity", 1)]),
-    ('msg = ("compare with SPEC.md sections "\n         "2-4")', [("section", 2), ("section", 3), ("section", 4)]),
-    ("# SPEC.md section\n    # 6: the theory", [("section", 6)]),
-    ('metavar="FIELD=SPEC", help="x"', []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("see SPEC.md section 4.", [("section", 4)]),
+        ("(SPEC section 6)", [("section", 6)]),
+        ("SPEC.md sections 3-4", [("section", 3), ("section", 4)]),
+        ("SPEC.md 2 and 4", [("section", 2), ("section", 4)]),
+        ("SPEC.md sections 1, 2 and 4 (test distributions)", [("section", 1), ("section", 2), ("section", 4)]),
+        ("SPEC.md (sections 1-3).", [("section", 1), ("section", 2), ("section", 3)]),
+        ("SPEC.md section 5, identity 7: margin", [("section", 5), ("identity", 7)]),
+        ("(SPEC.md identity 4)", [("identity", 4)]),
+        ("(SPEC.md section 4, identity 5.1)", [("section", 4), ("identity", 1)]),
+        ('msg = ("compare with SPEC.md sections "\n         "2-4")', [("section", 2), ("section", 3), ("section", 4)]),
+        ("# SPEC.md section\n    # 6: the theory", [("section", 6)]),
+        ('metavar="FIELD=SPEC", help="x"', []),
+    ],
+)
 def test_citation_parser_reads_every_form(text, expected):
     assert sorted((c.kind, c.number) for c in citations(text)) == sorted(expected)
 
 
-@pytest.mark.parametrize("text, flagged", [
-    ("fake: SPEC.md section 12", [12]),
-    ("SPEC.md sections 7-12", [10, 11, 12]),
-    ("SPEC section 10 and SPEC.md 2 and 14", [10, 14]),
-    ("SPEC.md identity 11", [11]),
-    ("identity 5.12", [12]),
-    ("see SPEC.md section for details", [0]),
-    ("SPEC.md section 4 and SPEC.md identity 10", []),
-])
+@pytest.mark.parametrize(
+    "text, flagged",
+    [
+        ("fake: SPEC.md section 12", [12]),
+        ("SPEC.md sections 7-12", [10, 11, 12]),
+        ("SPEC section 10 and SPEC.md 2 and 14", [10, 14]),
+        ("SPEC.md identity 11", [11]),
+        ("identity 5.12", [12]),
+        ("see SPEC.md section for details", [0]),
+        ("SPEC.md section 4 and SPEC.md identity 10", []),
+    ],
+)
 def test_citations_that_do_not_resolve_are_flagged(text, flagged):
     bad = unresolved(citations(text), _spec_text())
     assert sorted(c.number for c in bad) == flagged
@@ -210,12 +236,12 @@ def _resolve(name: str) -> bool:
     parts = name.split(".")
     obj = importlib.import_module(parts[0])
     for i in range(1, len(parts)):
-        if hasattr(obj, "__path__"):          # a package: the next part may be a submodule
-            spec = importlib.util.find_spec(".".join(parts[:i + 1]))
+        if hasattr(obj, "__path__"):  # a package: the next part may be a submodule
+            spec = importlib.util.find_spec(".".join(parts[: i + 1]))
             if spec is not None:
                 if spec.origin is None or not Path(spec.origin).resolve().is_relative_to(package_dir):
                     return False
-                obj = importlib.import_module(".".join(parts[:i + 1]))
+                obj = importlib.import_module(".".join(parts[: i + 1]))
                 continue
         if not hasattr(obj, parts[i]):
             return False
@@ -242,8 +268,9 @@ def test_resolver_can_fail():
 # ------------------------------------------------------------------------------------------------ shipping
 def test_the_packaged_copy_of_spec_is_identical():
     packaged = ROOT / "lnref" / "SPEC.md"
-    assert packaged.read_bytes() == SPEC.read_bytes(), \
+    assert packaged.read_bytes() == SPEC.read_bytes(), (
         "lnref/SPEC.md (the copy installed with the package) differs from SPEC.md: run `cp SPEC.md lnref/SPEC.md`"
+    )
 
 
 def test_setup_cfg_ships_spec_and_py_typed_and_reads_the_version_from_the_package():

@@ -1,4 +1,5 @@
 """lnref.stages: exact unit tests on hand-built margin traces, then Han's two stages over several seeds."""
+
 import math
 
 import numpy as np
@@ -13,14 +14,16 @@ from lnref.stages import LOG2, detect_stages, early_stopping, first_fit_steps, s
 # 3 clean samples (0, 1, 2) and 2 mislabelled (3, 4); rows are logged steps 0, 1, 2, 5, 10, 20
 STEPS = np.array([0, 1, 2, 5, 10, 20])
 CLEAN = np.array([True, True, True, False, False])
-MARGIN = np.array([
-    [-1.0, 0.5, -0.2, 0.3, -0.1],   # 0: random init, one mislabelled sample fitted
-    [0.2, 0.6, -0.1, -0.2, -0.3],   # 1: clean 2 not yet fitted
-    [0.4, 0.8, 0.1, -0.4, -0.5],    # 2: Stage I done: clean all fitted, no mislabelled fitted  -> t1 = 2
-    [0.6, 1.0, 0.3, -0.1, -0.6],    # 5: still Stage I
-    [0.8, 1.2, 0.5, 0.2, -0.2],     # 10: first mislabelled fitted -> first_noisy_fit = 10
-    [1.0, 1.4, 0.7, 0.9, 0.4],      # 20: all fitted -> t2 = 20
-])
+MARGIN = np.array(
+    [
+        [-1.0, 0.5, -0.2, 0.3, -0.1],  # 0: random init, one mislabelled sample fitted
+        [0.2, 0.6, -0.1, -0.2, -0.3],  # 1: clean 2 not yet fitted
+        [0.4, 0.8, 0.1, -0.4, -0.5],  # 2: Stage I done: clean all fitted, no mislabelled fitted  -> t1 = 2
+        [0.6, 1.0, 0.3, -0.1, -0.6],  # 5: still Stage I
+        [0.8, 1.2, 0.5, 0.2, -0.2],  # 10: first mislabelled fitted -> first_noisy_fit = 10
+        [1.0, 1.4, 0.7, 0.9, 0.4],  # 20: all fitted -> t2 = 20
+    ]
+)
 
 
 def test_exact_stages_on_a_hand_built_trace():
@@ -40,7 +43,7 @@ def test_a_mislabelled_fit_at_initialisation_does_not_start_stage_two():
 
 def test_no_t1_when_clean_and_mislabelled_are_fitted_together():
     m = MARGIN.copy()
-    m[2:4, 3] = 0.5     # mislabelled sample 3 fitted whenever all clean ones are
+    m[2:4, 3] = 0.5  # mislabelled sample 3 fitted whenever all clean ones are
     m[1, 2] = -0.1
     s = detect_stages(m, CLEAN, STEPS)
     assert s.t1 is None and s.first_noisy_fit is None and s.t2 is None and not s.two_stages
@@ -60,7 +63,7 @@ def test_t2_none_when_some_mislabelled_sample_is_never_fitted():
 
 def test_margin_exactly_zero_is_not_fitted():
     m = MARGIN.copy()
-    m[2, 2] = 0.0       # clean sample 2 sits on the boundary at step 2: not fitted, so t1 moves to 5
+    m[2, 2] = 0.0  # clean sample 2 sits on the boundary at step 2: not fitted, so t1 moves to 5
     assert detect_stages(m, CLEAN, STEPS).t1 == 5
 
 
@@ -71,11 +74,11 @@ def test_robust_fraction_tolerates_stragglers():
     m = np.empty((L, 120))
     m[:, :100] = rng.uniform(0.1, 1, (L, 100))
     m[:, 100:] = -rng.uniform(0.1, 1, (L, 20))
-    m[:, 0] = -1.0           # clean straggler
-    m[:, 100] = 1.0          # mislabelled sample fitted from the start
-    m[3:, 101:] = 1.0        # the rest fitted at step 3
+    m[:, 0] = -1.0  # clean straggler
+    m[:, 100] = 1.0  # mislabelled sample fitted from the start
+    m[3:, 101:] = 1.0  # the rest fitted at step 3
     assert detect_stages(m, clean).t1 is None
-    s = detect_stages(m, clean, fraction=0.95)   # >= 95 of 100 clean fitted, <= 1 of 20 mislabelled fitted
+    s = detect_stages(m, clean, fraction=0.95)  # >= 95 of 100 clean fitted, <= 1 of 20 mislabelled fitted
     assert (s.t1, s.first_noisy_fit, s.t2) == (0, 3, 3)
 
 
@@ -123,8 +126,7 @@ def test_selection_precision_is_nan_when_nothing_is_selected():
 
 
 @settings(deadline=None, max_examples=40)
-@given(st.lists(st.floats(-30, 30, allow_nan=False), min_size=1, max_size=12),
-       st.floats(0.05, 3.0))
+@given(st.lists(st.floats(-30, 30, allow_nan=False), min_size=1, max_size=12), st.floats(0.05, 3.0))
 def test_selection_at_any_threshold_is_the_loss_below_it(margins, threshold):
     """Selection = {i : l(margin_i) < threshold}; at log 2 it is {margin > 0} (SPEC.md identity 7)."""
     m = np.array([margins])
@@ -142,9 +144,9 @@ def test_selection_at_any_threshold_is_the_loss_below_it(margins, threshold):
 def test_early_stopping():
     acc = np.array([0.5, 0.9, 0.95, 0.95, 0.8, 0.7])
     es = early_stopping(STEPS, acc, t1=3)
-    assert (es.best_step, es.best_accuracy) == (2, 0.95)       # earliest of the ties
+    assert (es.best_step, es.best_accuracy) == (2, 0.95)  # earliest of the ties
     assert (es.final_step, es.final_accuracy) == (20, 0.7)
-    assert (es.stop_step, es.stop_accuracy) == (5, 0.95)       # first logged step >= t1
+    assert (es.stop_step, es.stop_accuracy) == (5, 0.95)  # first logged step >= t1
     assert es.gain == pytest.approx(0.25)
     none = early_stopping(STEPS, acc)
     assert none.stop_step is None and math.isnan(none.stop_accuracy)
@@ -161,8 +163,20 @@ SEEDS = range(4)
 
 
 def _cfg(seed, tau=0.2):
-    return lnref.Config(n=60, d=600, m=6, sigma_p=0.5, eta=0.5, mu_norm=4.0, tau=tau, flips="exact", steps=120,
-                        log_every=1, n_test=300, seed=seed)
+    return lnref.Config(
+        n=60,
+        d=600,
+        m=6,
+        sigma_p=0.5,
+        eta=0.5,
+        mu_norm=4.0,
+        tau=tau,
+        flips="exact",
+        steps=120,
+        log_every=1,
+        n_test=300,
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +185,9 @@ def noisy_runs():
     for seed in SEEDS:
         cfg = _cfg(seed)
         data = lnref.make_data(cfg)
-        res = lnref.train(cfg, data, threads=1, keep_rho=False,
-                          extra_tests={"spurious": lnref.make_test(cfg, data, kind="spurious")})
+        res = lnref.train(
+            cfg, data, threads=1, keep_rho=False, extra_tests={"spurious": lnref.make_test(cfg, data, kind="spurious")}
+        )
         out.append(res)
     return out
 
@@ -200,7 +215,7 @@ def test_small_loss_selection_separates_clean_from_mislabelled_in_stage_one(nois
     # separation holds by definition): precision >= 0.95 and >= 90% of mislabelled rejected, in every seed
     for res in noisy_runs:
         cfg = res.config
-        t_theory = round(cfg.n * cfg.m / (cfg.eta * cfg.sigma_p ** 2 * cfg.d))
+        t_theory = round(cfg.n * cfg.m / (cfg.eta * cfg.sigma_p**2 * cfg.d))
         at = small_loss_selection(res).at(t_theory)
         assert at["precision"] >= 0.95 and at["noisy_rejected"] >= 0.9, at
 
@@ -214,7 +229,7 @@ def test_spurious_test_accuracy_falls_in_stage_two_while_iid_does_not(noisy_runs
         iid = early_stopping(h["step"], h["test_acc"], s.t1)
         assert 1 - sp.final_accuracy >= 0.5 * min(res.config.tau_plus, res.config.tau_minus)
         assert sp.stop_accuracy - sp.final_accuracy > 0.05
-        assert sp.best_step < s.first_noisy_fit     # early stopping: best in Stage I
+        assert sp.best_step < s.first_noisy_fit  # early stopping: best in Stage I
         assert iid.gain < 0.05
 
 

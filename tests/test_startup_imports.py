@@ -2,6 +2,7 @@
 
 Timings are measured in bench/bench_startup.py, never asserted here; these tests check which modules load.
 """
+
 import subprocess
 import sys
 
@@ -13,34 +14,39 @@ def _run(code: str) -> str:
 
 
 def test_import_lnref_leaves_the_sweep_machinery_and_the_spec_unloaded_until_used():
-    code = ("import sys, lnref\n"
-            "lazy = ['lnref.sweeps', 'lnref.decomposition', 'lnref._spec', 'lnref.gram']\n"
-            "assert not [m for m in lazy if m in sys.modules], [m for m in lazy if m in sys.modules]\n"
-            "assert set(lnref.LAZY) <= set(lnref.__all__) and set(lnref.LAZY) <= set(dir(lnref))\n"
-            "import lnref.sweeps.api as api, lnref.decomposition as dec, lnref._spec as spec\n"
-            "assert lnref.sweep is api.sweep and lnref.SweepResult is api.SweepResult\n"
-            "assert lnref.decompose is dec.decompose and lnref.reconstruct is dec.reconstruct\n"
-            "assert lnref.spec_path is spec.spec_path and lnref.spec_path().name == 'SPEC.md'\n"
-            "from lnref import sweep, decompose\n"
-            "assert sweep is api.sweep and decompose is dec.decompose\n"
-            "print('ok')\n")
+    code = (
+        "import sys, lnref\n"
+        "lazy = ['lnref.sweeps', 'lnref.decomposition', 'lnref._spec', 'lnref.gram']\n"
+        "assert not [m for m in lazy if m in sys.modules], [m for m in lazy if m in sys.modules]\n"
+        "assert set(lnref.LAZY) <= set(lnref.__all__) and set(lnref.LAZY) <= set(dir(lnref))\n"
+        "import lnref.sweeps.api as api, lnref.decomposition as dec, lnref._spec as spec\n"
+        "assert lnref.sweep is api.sweep and lnref.SweepResult is api.SweepResult\n"
+        "assert lnref.decompose is dec.decompose and lnref.reconstruct is dec.reconstruct\n"
+        "assert lnref.spec_path is spec.spec_path and lnref.spec_path().name == 'SPEC.md'\n"
+        "from lnref import sweep, decompose\n"
+        "assert sweep is api.sweep and decompose is dec.decompose\n"
+        "print('ok')\n"
+    )
     assert _run(code).strip() == "ok"
 
 
 def test_lnref_run_does_not_import_the_other_commands(tmp_path):
-    code = ("import sys\n"
-            "from lnref.cli import main\n"
-            f"assert main(['run', '--n', '6', '--d', '8', '--m', '1', '--steps', '2', '--quiet', '--out', "
-            f"{str(tmp_path / 'r')!r}]) == 0\n"
-            "others = [m for m in sys.modules if m.startswith(('lnref.sweeps', 'lnref.reproduce', 'lnref.oracle'))]\n"
-            "assert not others, others\n"
-            "print('ok')\n")
+    code = (
+        "import sys\n"
+        "from lnref.cli import main\n"
+        f"assert main(['run', '--n', '6', '--d', '8', '--m', '1', '--steps', '2', '--quiet', '--out', "
+        f"{str(tmp_path / 'r')!r}]) == 0\n"
+        "others = [m for m in sys.modules if m.startswith(('lnref.sweeps', 'lnref.reproduce', 'lnref.oracle'))]\n"
+        "assert not others, others\n"
+        "print('ok')\n"
+    )
     assert _run(code).strip().splitlines()[-1] == "ok"
     assert (tmp_path / "r" / "meta.json").exists()
 
 
 def test_the_full_parser_still_lists_every_command():
     from lnref.cli import build_parser
+
     text = build_parser().format_help()
     for command in ("run", "cache", "sweep", "reproduce"):
         assert command in text

@@ -1,4 +1,5 @@
 """lnref.sweep: identical results on any executor, resume after an interruption, refusal of bad grids."""
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -99,8 +100,10 @@ def test_process_pool_spawn_gives_identical_results(serial_result):
 
 def test_dask_local_cluster_gives_identical_results(serial_result):
     distributed = pytest.importorskip("distributed", reason="Dask is an optional extra: pip install 'lnref[dask]'")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         res = sweep(BASE, GRID, replicates=REPS, executor=client.get_executor(), batch_size=2)
     assert _values(res) == _values(serial_result)
 
@@ -134,15 +137,46 @@ def test_resume_after_killing_the_sweep_process_completes_the_grid(tmp_path):
     import subprocess
     import sys
     import time
-    flags = ["--n", "8", "--d", "30", "--m", "2", "--steps", "3000", "--n-test", "40", "--eta", "1.0",
-             "--sigma-p", "1.0", "--tau", "0.15", "--seed", "7", "--grid", "mu_norm=0.5:6.0:0.5",
-             "--replicates", "3", "--batch-size", "1", "--workers", "1", "--quiet"]
+
+    flags = [
+        "--n",
+        "8",
+        "--d",
+        "30",
+        "--m",
+        "2",
+        "--steps",
+        "3000",
+        "--n-test",
+        "40",
+        "--eta",
+        "1.0",
+        "--sigma-p",
+        "1.0",
+        "--tau",
+        "0.15",
+        "--seed",
+        "7",
+        "--grid",
+        "mu_norm=0.5:6.0:0.5",
+        "--replicates",
+        "3",
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     total = 12 * 3
     out = tmp_path / "killed"
     log = tmp_path / "stderr.txt"
     with log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "lnref", "sweep", *flags, "--out", str(out)],
-                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lnref", "sweep", *flags, "--out", str(out)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     csv_path = out / "sweep.csv"
     deadline = time.monotonic() + 300
     try:
@@ -154,6 +188,7 @@ def test_resume_after_killing_the_sweep_process_completes_the_grid(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its spawned pool workers
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, log.read_text()
+
     def read_rows(path):
         with path.open(newline="") as fh:
             return list(csv.DictReader(fh))
@@ -180,16 +215,19 @@ def test_resume_refuses_a_different_sweep(serial_result, tmp_path):
     assert ex.submitted == 0
 
 
-@pytest.mark.parametrize("grid, match", [
-    ({"nope": [1, 2]}, "'nope' is not a Config field"),
-    ({"mu_norm": []}, "mu_norm: the list of values is empty"),
-    ({"seed": [1, 2]}, "grid over 'seed' is not allowed"),
-    ({"mu_norm": [1.0, 2.0], "d": [20, 0]}, r"grid cell 1 \(mu_norm=1.0, d=0\) is invalid: d=0"),
-    ({"tau": [0.1, 0.7]}, r"grid cell 1 \(tau=0.7\) is invalid: tau=0.7 is not allowed"),
-    ({"n": [5, 5]}, "values are repeated"),
-    ({"n": "5"}, "give a list"),
-    ({}, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "grid, match",
+    [
+        ({"nope": [1, 2]}, "'nope' is not a Config field"),
+        ({"mu_norm": []}, "mu_norm: the list of values is empty"),
+        ({"seed": [1, 2]}, "grid over 'seed' is not allowed"),
+        ({"mu_norm": [1.0, 2.0], "d": [20, 0]}, r"grid cell 1 \(mu_norm=1.0, d=0\) is invalid: d=0"),
+        ({"tau": [0.1, 0.7]}, r"grid cell 1 \(tau=0.7\) is invalid: tau=0.7 is not allowed"),
+        ({"n": [5, 5]}, "values are repeated"),
+        ({"n": "5"}, "give a list"),
+        ({}, "non-empty"),
+    ],
+)
 def test_bad_grids_are_refused_before_anything_runs(grid, match, tmp_path):
     ex = CountingExecutor()
     with pytest.raises(lnref.ConfigError, match=match):
@@ -200,8 +238,12 @@ def test_bad_grids_are_refused_before_anything_runs(grid, match, tmp_path):
 
 def test_other_bad_arguments(tmp_path):
     ex = CountingExecutor()
-    for kwargs, match in [(dict(replicates=0), "replicates=0"), (dict(metrics=("bogus",)), "bogus"),
-                          (dict(batch_size=0), "batch_size=0"), (dict(resume=True), "needs out")]:
+    for kwargs, match in [
+        (dict(replicates=0), "replicates=0"),
+        (dict(metrics=("bogus",)), "bogus"),
+        (dict(batch_size=0), "batch_size=0"),
+        (dict(resume=True), "needs out"),
+    ]:
         with pytest.raises(lnref.ConfigError, match=match):
             sweep(BASE, GRID, executor=ex, **kwargs)
     (tmp_path / "full").mkdir()
@@ -219,8 +261,13 @@ def test_parse_grid_items():
     assert vals == list(range(100, 1091, 10)) and all(type(v) is int for v in vals)
     assert parse_grid_item("n=100,200") == ("n", [100, 200])
     assert parse_grid_item("algorithm=gd,label_noise_gd") == ("algorithm", ["gd", "label_noise_gd"])
-    for bad, match in [("n", "expected FIELD"), ("n=1:2", "START:STOP:STEP"), ("n=5:1:1", "START <= STOP"),
-                       ("n=1.5,2", "not a valid int"), ("zz=1,2", "not a Config field")]:
+    for bad, match in [
+        ("n", "expected FIELD"),
+        ("n=1:2", "START:STOP:STEP"),
+        ("n=5:1:1", "START <= STOP"),
+        ("n=1.5,2", "not a valid int"),
+        ("zz=1,2", "not a Config field"),
+    ]:
         with pytest.raises(lnref.ConfigError, match=match):
             parse_grid_item(bad)
 
@@ -229,10 +276,41 @@ def test_cli_sweep_with_toml_grid_and_resume(serial_result, tmp_path, capsys):
     toml = tmp_path / "grid.toml"
     toml.write_text('[grid]\nmu_norm = [0.5, 3.0]\nd = "20:40:20"\n')
     out = tmp_path / "cli"
-    flags = ["--n", "8", "--d", "30", "--m", "2", "--steps", "12", "--n-test", "40", "--eta", "1.0",
-             "--sigma-p", "1.0", "--mu-norm", "2.0", "--tau", "0.15", "--seed", "7"]
-    argv = ["sweep", *flags, "--grid", str(toml), "--replicates", str(REPS), "--out", str(out),
-            "--workers", "1", "--quiet"]
+    flags = [
+        "--n",
+        "8",
+        "--d",
+        "30",
+        "--m",
+        "2",
+        "--steps",
+        "12",
+        "--n-test",
+        "40",
+        "--eta",
+        "1.0",
+        "--sigma-p",
+        "1.0",
+        "--mu-norm",
+        "2.0",
+        "--tau",
+        "0.15",
+        "--seed",
+        "7",
+    ]
+    argv = [
+        "sweep",
+        *flags,
+        "--grid",
+        str(toml),
+        "--replicates",
+        str(REPS),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert (out / "sweep.csv").read_text() == (serial_result.out / "sweep.csv").read_text()
     assert main(argv) == 2  # non-empty folder without --resume/--force
@@ -259,6 +337,7 @@ def _files(folder):
 def test_huge_sweeps_are_refused_at_once(tmp_path, capsys):
     """Regression (issue 14): `--replicates 1000000000` started with no limit and no output."""
     import time
+
     ex = CountingExecutor()
     t0 = time.perf_counter()
     with pytest.raises(lnref.ConfigError, match=r"2000000000 runs; at most 10000000"):
@@ -266,8 +345,29 @@ def test_huge_sweeps_are_refused_at_once(tmp_path, capsys):
     with pytest.raises(lnref.ConfigError, match="at most 10000000 runs"):
         sweep(BASE, {"mu_norm": list(range(1, 5001)), "d": list(range(20, 5020))}, executor=ex)
     out = tmp_path / "cli"
-    assert main(["sweep", "--n", "8", "--d", "16", "--m", "2", "--steps", "5", "--grid", "mu_norm=1,2",
-                 "--replicates", "1000000000", "--out", str(out), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                "--n",
+                "8",
+                "--d",
+                "16",
+                "--m",
+                "2",
+                "--steps",
+                "5",
+                "--grid",
+                "mu_norm=1,2",
+                "--replicates",
+                "1000000000",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--replicates" in err and "replicates=" not in err, err
     assert time.perf_counter() - t0 < 30 and ex.submitted == 0
@@ -284,9 +384,37 @@ def test_resume_refuses_rows_of_another_config_without_sweep_json(serial_result,
     with pytest.raises(lnref.io.OutputError, match="rows of another sweep"):
         sweep(BASE.replace(eta=0.5), GRID, replicates=REPS, executor=ex, out=out, resume=True)
     assert ex.submitted == 0 and _files(out) == before
-    flags = ["--n", "8", "--d", "30", "--m", "2", "--steps", "12", "--n-test", "40", "--eta", "0.5",
-             "--sigma-p", "1.0", "--mu-norm", "2.0", "--tau", "0.15", "--seed", "7", "--grid", "mu_norm=0.5,3.0",
-             "--grid", "d=20,40", "--replicates", str(REPS), "--workers", "1", "--quiet"]
+    flags = [
+        "--n",
+        "8",
+        "--d",
+        "30",
+        "--m",
+        "2",
+        "--steps",
+        "12",
+        "--n-test",
+        "40",
+        "--eta",
+        "0.5",
+        "--sigma-p",
+        "1.0",
+        "--mu-norm",
+        "2.0",
+        "--tau",
+        "0.15",
+        "--seed",
+        "7",
+        "--grid",
+        "mu_norm=0.5,3.0",
+        "--grid",
+        "d=20,40",
+        "--replicates",
+        str(REPS),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert main(["sweep", *flags, "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "another sweep" in err and "--force" in err and "force=True" not in err, err
@@ -305,7 +433,7 @@ def test_a_garbled_row_is_run_again_alone(serial_result, tmp_path):
     lines = (src / "sweep.csv").read_text().splitlines(keepends=True)
     row = lines[3]
     k = row.index(",", row.index("0.")) - 2  # a digit inside a float value: still parses, fails the check
-    lines[3] = row[:k] + ("1" if row[k] != "1" else "2") + row[k + 1:]
+    lines[3] = row[:k] + ("1" if row[k] != "1" else "2") + row[k + 1 :]
     (out / "sweep.csv").write_text("".join(lines))
     ex = CountingExecutor()
     res = sweep(BASE, GRID, replicates=REPS, executor=ex, out=out, resume=True, batch_size=1, plot=False)
@@ -330,11 +458,21 @@ def test_sweep_from_a_script_on_stdin_runs(tmp_path):
     import os
     import subprocess
     import sys
-    script = ("import lnref\n"
-              "res = lnref.sweep(lnref.Config(n=8, d=16, m=2, steps=5, n_test=4), {'mu_norm': [1.0, 2.0]})\n"
-              "print('rows', len(res.rows))\n")
-    proc = subprocess.run([sys.executable, "-W", "ignore::Warning", "-"], input=script, capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+    script = (
+        "import lnref\n"
+        "res = lnref.sweep(lnref.Config(n=8, d=16, m=2, steps=5, n_test=4), {'mu_norm': [1.0, 2.0]})\n"
+        "print('rows', len(res.rows))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore::Warning", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "rows 2" in proc.stdout
     assert "standard input" in proc.stderr  # the one-line notice
@@ -348,10 +486,37 @@ def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path):
     import sys
     import time
     from pathlib import Path
-    proc = subprocess.Popen([sys.executable, "-m", "lnref", "sweep", "--n", "8", "--d", "30", "--m", "2",
-                             "--steps", "100000000", "--log-every", "0", "--n-test", "4", "--grid", "mu_norm=1,2,3,4",
-                             "--workers", "2", "--quiet", "--out", str(tmp_path / "s")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lnref",
+            "sweep",
+            "--n",
+            "8",
+            "--d",
+            "30",
+            "--m",
+            "2",
+            "--steps",
+            "100000000",
+            "--log-every",
+            "0",
+            "--n-test",
+            "4",
+            "--grid",
+            "mu_norm=1,2,3,4",
+            "--workers",
+            "2",
+            "--quiet",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     children_file = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     if not children_file.exists():
         proc.kill()
@@ -371,8 +536,12 @@ def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path):
     alive = kids
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
-        alive = [k for k in kids if Path(f"/proc/{k}").exists() and
-                 "zombie" not in Path(f"/proc/{k}/status").read_text(errors="replace").lower()]
+        alive = [
+            k
+            for k in kids
+            if Path(f"/proc/{k}").exists()
+            and "zombie" not in Path(f"/proc/{k}/status").read_text(errors="replace").lower()
+        ]
     for k in alive:
         os.kill(k, signal.SIGKILL)
     assert not alive, f"worker processes {alive} outlived the sweep"
@@ -384,11 +553,13 @@ def test_run_batch_pauses_the_garbage_collector_and_restores_it():
     import gc
 
     from lnref._sweep_worker import run_batch
+
     base = lnref.Config(n=6, d=30, m=2, steps=3, n_test=10, engine="coefficients", sampling="gram").to_dict()
     seen = []
     real_gc_isenabled = gc.isenabled
     assert real_gc_isenabled()
     import lnref._sweep_worker as worker
+
     real_final_run = worker.final_run
 
     def spy(cfg, metrics):
@@ -432,6 +603,6 @@ def test_a_batch_of_runs_leaves_no_reference_cycles():
     import json
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-c", _NO_CYCLES], capture_output=True, text=True, check=True,
-                         timeout=600)
+
+    out = subprocess.run([sys.executable, "-c", _NO_CYCLES], capture_output=True, text=True, check=True, timeout=600)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == 0

@@ -1,4 +1,5 @@
 """The sweep worker (lnref/_sweep_worker.py): its rows are the last row of lnref.train, bit for bit."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,22 @@ from lnref._sweep_worker import METRICS, final_run, run_batch
 
 # configs for the worker: Gram and explicit sampling, both engines, label-noise GD with intermediate logged steps,
 # q = 2 and 3, flipped and spurious test labels, a run that diverges mid-way, the conventions of SPEC.md section 7
-_COEF = lnref.Config(n=10, d=50, m=3, steps=30, n_test=60, eta=1.0, sigma_p=1.0, mu_norm=2.0, tau=0.2, seed=11,
-                     engine="coefficients", sampling="gram", log_every=0, log_points=0)
+_COEF = lnref.Config(
+    n=10,
+    d=50,
+    m=3,
+    steps=30,
+    n_test=60,
+    eta=1.0,
+    sigma_p=1.0,
+    mu_norm=2.0,
+    tau=0.2,
+    seed=11,
+    engine="coefficients",
+    sampling="gram",
+    log_every=0,
+    log_points=0,
+)
 CASES = [
     _COEF,
     _COEF.replace(sampling="explicit", test_flipped_labels=True),
@@ -25,8 +40,16 @@ CASES = [
     _COEF.replace(noise="isotropic", test="spurious", q=2.0),  # e_1 parts of the test noise
     _COEF.replace(mu_norm=0.0, noise="orthogonal", flips="exact"),  # no signal: cA = 0, ct_mu = 0
     _COEF.replace(engine="weights", sampling="explicit", log_every=5),
-    _COEF.replace(sampling="explicit", bias=True, init="torch", output_scale=1.0, patch_reduce="mean", eta=0.1,
-                  noise="isotropic", test_flipped_labels=True),
+    _COEF.replace(
+        sampling="explicit",
+        bias=True,
+        init="torch",
+        output_scale=1.0,
+        patch_reduce="mean",
+        eta=0.1,
+        noise="isotropic",
+        test_flipped_labels=True,
+    ),
 ]
 
 
@@ -92,7 +115,8 @@ def test_final_run_without_metrics_holds_every_history_column():
 def test_batch_rows_follow_the_grid_values(grid_field, values):
     jobs = [(c, r, (v,), 100 + 10 * c + r) for c, v in enumerate(values) for r in range(2)]
     rows = run_batch(CASES[0].to_dict(), [grid_field], jobs, ["loss", "steps_done"])
-    assert [(r["cell"], r["replicate"], r[grid_field], r["seed"]) for r in rows] == \
-        [(c, r, v, s) for c, r, (v,), s in jobs]
+    assert [(r["cell"], r["replicate"], r[grid_field], r["seed"]) for r in rows] == [
+        (c, r, v, s) for c, r, (v,), s in jobs
+    ]
     losses = np.array([r["loss"] for r in rows])
     assert np.all(np.isfinite(losses)) and len(set(losses.tolist())) == len(rows)  # distinct seeds and cells

@@ -2,6 +2,7 @@
 
 Speed itself is measured in bench/bench_weights.py (never asserted here); these tests check the decisions.
 """
+
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from lnref.config import ConfigError
 ALL = numba.config.NUMBA_NUM_THREADS
 
 
-BUSY = (2, 1.0)   # two CPUs, one other program running: one CPU free for us
+BUSY = (2, 1.0)  # two CPUs, one other program running: one CPU free for us
 QUIET = (2, 0.0)
 
 
@@ -52,7 +53,10 @@ def test_step_work_counts_the_engine_work_per_region():
     small = lnref.Config(n=20, d=1000, m=10)
     assert _threads.step_work(small) == (2.0 * 20 * 20 * 1000, _threads.REGIONS_PER_STEP["weights"], "weights")
     assert _threads.step_work(small.replace(engine="coefficients")) == (
-        20.0 * 20 * 20, _threads.REGIONS_PER_STEP["coefficients"], "coefficients")
+        20.0 * 20 * 20,
+        _threads.REGIONS_PER_STEP["coefficients"],
+        "coefficients",
+    )
 
 
 @pytest.mark.parametrize("value, expected", [("1", 1), ("all", ALL), (" AUTO ", None), ("", None)])
@@ -99,16 +103,21 @@ print(json.dumps({"policy": _threads.wait_policy(), "env": os.environ.get("OMP_W
 
 def _probe(**env):
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    out = subprocess.run([sys.executable, "-c", _PROBE], env={**base, **env}, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env={**base, **env}, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_wait_policy_is_a_bounded_spin_by_default_and_leaves_the_environment_alone():
     got = _probe()
-    assert got == {"policy": f"bounded spin, GOMP_SPINCOUNT={_threads.SPIN_COUNT} (set by lnref)", "env": None,
-                   "spin_env": None, "layer_loaded": True}
+    assert got == {
+        "policy": f"bounded spin, GOMP_SPINCOUNT={_threads.SPIN_COUNT} (set by lnref)",
+        "env": None,
+        "spin_env": None,
+        "layer_loaded": True,
+    }
 
 
 def test_wait_policy_set_by_the_user_is_kept():

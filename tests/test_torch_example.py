@@ -1,4 +1,5 @@
 """The PyTorch example (lnref/examples/torch_model.py) agrees with lnref within the documented tiers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,9 @@ from lnref.testing import (  # noqa: E402
     save_fixture,
 )
 
-CFG = lnref.Config(n=10, d=30, m=3, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=20,
-                   n_test=0, seed=5)
+CFG = lnref.Config(
+    n=10, d=30, m=3, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=20, n_test=0, seed=5
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 ``weights``: explicit W, the ground truth.  ``coefficients``: exact GD in span coordinates (SPEC.md section 4).
 :func:`from_config` builds either from a config (validating every input in one place).
 """
+
 from __future__ import annotations
 
 from ..config import Config
@@ -29,6 +30,8 @@ def from_config(cfg: Config, data=None, W0=None, b0=None) -> Engine:
     inputs = prepare_inputs(cfg, data, W0, b0)
     if cfg.engine == "weights":
         from .weights import WeightEngine
+
         return WeightEngine(cfg, inputs)
     from .coefficients import CoefficientEngine
+
     return CoefficientEngine(cfg, inputs)

@@ -3,6 +3,7 @@
 :func:`lnref.engines.from_config` is the one way to build an engine: :func:`lnref.train`, the sweep worker and
 the oracle's fixtures all go through it, so every input is checked by :func:`prepare_inputs` and nowhere else.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,13 +63,17 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
         W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0")
     else:
         if W0 is not None:
-            raise ConfigError("W0 is not allowed with sampling='gram': the initial filters are drawn with the Gram "
-                              "statistics; use sampling='explicit' to pass W0")
+            raise ConfigError(
+                "W0 is not allowed with sampling='gram': the initial filters are drawn with the Gram "
+                "statistics; use sampling='explicit' to pass W0"
+            )
         if data is None:
             data = sample_gram(cfg)
         elif not isinstance(data, GramData):
-            raise ConfigError(f"data={type(data).__name__} is not allowed with sampling='gram': pass None or an "
-                              "lnref.gram.GramData from sample_gram (or use sampling='explicit' with a Dataset)")
+            raise ConfigError(
+                f"data={type(data).__name__} is not allowed with sampling='gram': pass None or an "
+                "lnref.gram.GramData from sample_gram (or use sampling='explicit' with a Dataset)"
+            )
         if (data.n, data.m) != (cfg.n, cfg.m):
             raise ConfigError(f"GramData has (n, m) = ({data.n}, {data.m}) but the config says ({cfg.n}, {cfg.m})")
         if b0 is None and getattr(data, "bias0", None) is not None:
@@ -78,8 +83,9 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
     else:
         b0 = check_bias(b0, cfg.m)
         if not cfg.bias and (b0 != 0.0).any():
-            raise ConfigError("b0 has non-zero biases but the config has bias=False; set bias=True to train "
-                              "biases, or leave b0 out")
+            raise ConfigError(
+                "b0 has non-zero biases but the config has bias=False; set bias=True to train biases, or leave b0 out"
+            )
     return RunInputs(data=data, W0=W0, b0=b0)
 
 

@@ -9,6 +9,7 @@ Agreement with the weight engine: the same recursions with inner products comput
 trajectories agree to rounding (tests/test_coefficients.py checks rtol 1e-10 over 1000 steps); they are not
 bit-identical.  Divergence is detected on the outputs and on the coefficients (the weight engine checks W).
 """
+
 from __future__ import annotations
 
 import math
@@ -121,8 +122,9 @@ class CoefficientEngine(CoefficientViews):
         if st.P0.shape != (2 * self.m, n):
             raise ConfigError(f"the data has {st.P0.shape[0] // 2} filters per class but the config says m={self.m}")
         if (st.xi_sq <= 0.0).any():
-            raise ConfigError("every noise patch must be non-zero (||xi_i||^2 > 0); with noise='orthogonal' that "
-                              "needs d >= 2")
+            raise ConfigError(
+                "every noise patch must be non-zero (||xi_i||^2 > 0); with noise='orthogonal' that needs d >= 2"
+            )
         F = 2 * self.m
         self.y = np.ascontiguousarray(data.y, dtype=np.float64)
         self._y_obs_row = np.ascontiguousarray(data.y_obs, dtype=np.float64).reshape(1, n)
@@ -130,8 +132,15 @@ class CoefficientEngine(CoefficientViews):
         self.xi_sq = np.ascontiguousarray(st.xi_sq, dtype=np.float64)
         # precomputed scalings of SPEC.md section 4's inner products (see lnref._kernels_coef)
         self.Gn, self.cA, self.cB = np.empty((n, n)), np.empty(n), np.empty(n)
-        KC.engine_scalings(np.ascontiguousarray(st.G, dtype=np.float64), self.xi_sq,
-                           np.ascontiguousarray(st.c, dtype=np.float64), self.mu_sq, self.Gn, self.cA, self.cB)
+        KC.engine_scalings(
+            np.ascontiguousarray(st.G, dtype=np.float64),
+            self.xi_sq,
+            np.ascontiguousarray(st.c, dtype=np.float64),
+            self.mu_sq,
+            self.Gn,
+            self.cA,
+            self.cB,
+        )
         self.P0 = np.ascontiguousarray(st.P0, dtype=np.float64)
         self.b0 = np.ascontiguousarray(st.b0, dtype=np.float64)
         self._gamma = np.zeros(F)
@@ -140,8 +149,16 @@ class CoefficientEngine(CoefficientViews):
         self.A = np.empty((F, n))
         self.B = np.empty(F)
         self.f = np.empty(n)
-        self._w = (np.empty(F), np.empty((F, n)), np.empty(F), np.empty(n), np.empty(F), np.empty(F),
-                   np.empty((F, n)), np.zeros(F, dtype=np.int64))  # gamma_new, rho_new, bias_new, lpm, S, Sb, C, bad
+        self._w = (
+            np.empty(F),
+            np.empty((F, n)),
+            np.empty(F),
+            np.empty(n),
+            np.empty(F),
+            np.empty(F),
+            np.empty((F, n)),
+            np.zeros(F, dtype=np.int64),
+        )  # gamma_new, rho_new, bias_new, lpm, S, Sb, C, bad
         self._nz = np.empty((F, n), dtype=np.int64)
         self._fresh = False  # A, B, f belong to the current state
         self._work = F * n * n
@@ -170,8 +187,23 @@ class CoefficientEngine(CoefficientViews):
     def forward(self) -> np.ndarray:
         """f(W(t), x_i) for the training samples, shape (n,) (SPEC.md sections 2, 4 and 7)."""
         pick_kernel((KC.outputs, KC.outputs_serial), self._work)(
-            self._gamma, self._rho, self._bias, self.P0, self.b0, self.Gn, self.cA, self.cB, self.y, self.q,
-            self.m, self.div, self.A, self.B, self.f, self._nz)
+            self._gamma,
+            self._rho,
+            self._bias,
+            self.P0,
+            self.b0,
+            self.Gn,
+            self.cA,
+            self.cB,
+            self.y,
+            self.q,
+            self.m,
+            self.div,
+            self.A,
+            self.B,
+            self.f,
+            self._nz,
+        )
         self._fresh = True
         return self.f
 
@@ -187,9 +219,38 @@ class CoefficientEngine(CoefficientViews):
         self._fresh = False
         gamma_new, rho_new, bias_new, lpm, S, Sb, C, bad = self._w
         done = pick_kernel((KC.advance, KC.advance_serial), self._work)(
-            k, mults, self.q, self.m, self.div, self.eta, self.mu_sq, self.xi_sq, self.P0, self.b0, self.Gn,
-            self.cA, self.cB, self.y, self._gamma, self._rho, self._bias, gamma_new, rho_new, bias_new, self.A,
-            self.B, self.f, lpm, S, Sb, C, bad, self._nz, self.with_bias, *self._method_args())
+            k,
+            mults,
+            self.q,
+            self.m,
+            self.div,
+            self.eta,
+            self.mu_sq,
+            self.xi_sq,
+            self.P0,
+            self.b0,
+            self.Gn,
+            self.cA,
+            self.cB,
+            self.y,
+            self._gamma,
+            self._rho,
+            self._bias,
+            gamma_new,
+            rho_new,
+            bias_new,
+            self.A,
+            self.B,
+            self.f,
+            lpm,
+            S,
+            Sb,
+            C,
+            bad,
+            self._nz,
+            self.with_bias,
+            *self._method_args(),
+        )
         self.t += done
         return done
 
@@ -198,17 +259,25 @@ class CoefficientEngine(CoefficientViews):
             gts = test
         elif isinstance(test, TestSet):
             if not isinstance(self.data, Dataset):
-                raise ConfigError("an explicit TestSet needs explicit data; with sampling='gram' use the "
-                                  "virtual test set (lnref.gram.virtual_test)")
+                raise ConfigError(
+                    "an explicit TestSet needs explicit data; with sampling='gram' use the "
+                    "virtual test set (lnref.gram.virtual_test)"
+                )
             gts = test_stats_from_data(test, self.data, self.W0)
         else:
             raise ConfigError(f"test must be an lnref.TestSet or lnref.gram.GramTestSet, got {type(test).__name__}")
         if gts.Gt.shape[0] != self.y.shape[0] or gts.Pt.shape[0] != 2 * self.m:
             raise ConfigError("the test set's Gram statistics do not match this run's n and m")
         ct_mu, Gtn = scaled_test_inner(gts.ct, self.mu_sq, gts.Gt, self.xi_sq)
-        return PreparedTest(Pt=np.ascontiguousarray(gts.Pt), Gtn=np.ascontiguousarray(Gtn),
-                            ct_mu=np.ascontiguousarray(ct_mu), y=np.ascontiguousarray(gts.y), y_score=gts.y_score,
-                            At=np.empty(gts.Pt.shape), out=np.empty(gts.Pt.shape[1]))
+        return PreparedTest(
+            Pt=np.ascontiguousarray(gts.Pt),
+            Gtn=np.ascontiguousarray(Gtn),
+            ct_mu=np.ascontiguousarray(ct_mu),
+            y=np.ascontiguousarray(gts.y),
+            y_score=gts.y_score,
+            At=np.empty(gts.Pt.shape),
+            out=np.empty(gts.Pt.shape[1]),
+        )
 
     def test_outputs(self, test) -> np.ndarray:
         """f on every test sample, shape (n_test,) (SPEC.md sections 2 and 4)."""
@@ -216,10 +285,12 @@ class CoefficientEngine(CoefficientViews):
         if not self._fresh:
             self.forward()  # B of the current state
         work = self._work // max(1, self.y.shape[0]) * t.Pt.shape[1]
-        pick_kernel((KC.test_inner, KC.test_inner_serial), work)(self._gamma, self._rho, t.Pt, t.Gtn, t.ct_mu, self.m,
-                                                             t.At)
-        pick_kernel((KC.test_outputs, KC.test_outputs_serial), work)(t.At, self.B, self._bias, t.y, self.q, self.m,
-                                                                 self.div, t.out)
+        pick_kernel((KC.test_inner, KC.test_inner_serial), work)(
+            self._gamma, self._rho, t.Pt, t.Gtn, t.ct_mu, self.m, t.At
+        )
+        pick_kernel((KC.test_outputs, KC.test_outputs_serial), work)(
+            t.At, self.B, self._bias, t.y, self.q, self.m, self.div, t.out
+        )
         return t.out
 
     def test_accuracy(self, test) -> float:
@@ -245,20 +316,34 @@ class CoefficientEngine(CoefficientViews):
         if self.cfg.virtual_test == "fresh":
             if step is None:
                 raise ConfigError("virtual_test='fresh' draws a test set per GD step: pass the step of the state")
-            return fresh_test_accuracy(self.cfg, self.data, int(step), self._gamma, self._rho, self.A, self.B,
-                                       self._bias, self.xi_sq, self.q, self.div)
-        return virtual_test_accuracy(self.cfg, self.data, self._gamma, self._rho, self.B, self._bias, self.xi_sq,
-                                     self.mu_sq, self.q, self.div)
+            return fresh_test_accuracy(
+                self.cfg,
+                self.data,
+                int(step),
+                self._gamma,
+                self._rho,
+                self.A,
+                self.B,
+                self._bias,
+                self.xi_sq,
+                self.q,
+                self.div,
+            )
+        return virtual_test_accuracy(
+            self.cfg, self.data, self._gamma, self._rho, self.B, self._bias, self.xi_sq, self.mu_sq, self.q, self.div
+        )
 
     def weights(self) -> np.ndarray:
         """W(t) = W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, shape (2, m, d) (SPEC.md section 4)."""
         if self.W0 is None:
-            raise ConfigError("weights() needs explicit data: with sampling='gram' there are no d-dimensional "
-                              "weights (has_weights is False)")
+            raise ConfigError(
+                "weights() needs explicit data: with sampling='gram' there are no d-dimensional "
+                "weights (has_weights is False)"
+            )
         F = 2 * self.m
         d = self.W0.shape[2]
         W = np.empty((F, d))
         pick_kernel((KC.reconstruct, KC.reconstruct_serial), F * self.y.shape[0] * d)(
-            self.W0.reshape(F, d), self._gamma, self._rho, self.data.mu, self.data.xi, self.mu_sq, self.xi_sq,
-            self.m, W)
+            self.W0.reshape(F, d), self._gamma, self._rho, self.data.mu, self.data.xi, self.mu_sq, self.xi_sq, self.m, W
+        )
         return W.reshape(2, self.m, d)

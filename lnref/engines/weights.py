@@ -1,4 +1,5 @@
 """The weight-space engine: explicit W, the ground truth (SPEC.md sections 2-4 and 7)."""
+
 from __future__ import annotations
 
 import numba
@@ -45,10 +46,20 @@ class WeightEngine(CoefficientViews):
         self._gamma = np.zeros(F)
         self._rho = np.zeros((F, n))
         self._bias = np.array(inputs.b0, dtype=np.float64).reshape(F)
-        self._work = dict(A=np.empty((F, n)), B=np.empty(F), f=np.empty(n), lpm=np.empty(n), G=np.empty((F, d)),
-                          S=np.empty(F), Sb=np.empty(F), C=np.empty((F, n)),
-                          gamma_new=np.empty(F), rho_new=np.empty((F, n)), bias_new=np.empty(F),
-                          bad=np.zeros(F, dtype=np.int64))
+        self._work = dict(
+            A=np.empty((F, n)),
+            B=np.empty(F),
+            f=np.empty(n),
+            lpm=np.empty(n),
+            G=np.empty((F, d)),
+            S=np.empty(F),
+            Sb=np.empty(F),
+            C=np.empty((F, n)),
+            gamma_new=np.empty(F),
+            rho_new=np.empty((F, n)),
+            bias_new=np.empty(F),
+            bad=np.zeros(F, dtype=np.int64),
+        )
         self._tests = TestCache()
         self._init_method(cfg, n)
 
@@ -87,11 +98,41 @@ class WeightEngine(CoefficientViews):
         """
         mults = self._y_obs_row if mults is None else np.ascontiguousarray(mults, dtype=np.float64)
         w = self._work
-        done = int(K.advance(self.W, self._gamma, self._rho, self._bias, self.X, self.XT, self.mu, self.y, mults,
-                             self.q, self.m, self.div, self.eta, self.mu_sq, self.xi_sq, w["A"], w["B"], w["f"],
-                             w["lpm"], w["G"], w["S"], w["Sb"], w["C"], w["gamma_new"], w["rho_new"],
-                             w["bias_new"], w["bad"], numba.get_num_threads(), self.with_bias, int(k),
-                             *self._method_args()))
+        done = int(
+            K.advance(
+                self.W,
+                self._gamma,
+                self._rho,
+                self._bias,
+                self.X,
+                self.XT,
+                self.mu,
+                self.y,
+                mults,
+                self.q,
+                self.m,
+                self.div,
+                self.eta,
+                self.mu_sq,
+                self.xi_sq,
+                w["A"],
+                w["B"],
+                w["f"],
+                w["lpm"],
+                w["G"],
+                w["S"],
+                w["Sb"],
+                w["C"],
+                w["gamma_new"],
+                w["rho_new"],
+                w["bias_new"],
+                w["bad"],
+                numba.get_num_threads(),
+                self.with_bias,
+                int(k),
+                *self._method_args(),
+            )
+        )
         self.t += done
         return done
 
@@ -111,5 +152,7 @@ class WeightEngine(CoefficientViews):
 
     def virtual_test_accuracy(self, step: int | None = None) -> float:
         """Refused: a virtual test set needs Gram-sampled data, which only the coefficient engine runs."""
-        raise ConfigError("virtual_test_accuracy needs Gram-sampled data (sampling='gram', engine='coefficients'); "
-                          "this is the weight engine")
+        raise ConfigError(
+            "virtual_test_accuracy needs Gram-sampled data (sampling='gram', engine='coefficients'); "
+            "this is the weight engine"
+        )

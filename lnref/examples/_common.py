@@ -1,5 +1,6 @@
 """What the examples share: the paper-network fixture and its conventions check (torch_model, jax_model), and the
 printed reports and verdict (all three)."""
+
 from __future__ import annotations
 
 import sys
@@ -15,14 +16,19 @@ def paper_fixture(path: str | None):
     else:
         import lnref
         from lnref.testing import make_fixture
-        cfg = lnref.Config(n=20, d=60, m=4, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=50,
-                           n_test=0, seed=0)
+
+        cfg = lnref.Config(
+            n=20, d=60, m=4, tau=0.2, flips="exact", sigma_p=1.0, mu_norm=3.0, eta=0.5, steps=50, n_test=0, seed=0
+        )
         fx = make_fixture(cfg, [0, 1, 10, 50], exercise=True)
     if not fx.config.paper_network:
-        print("this example implements the papers' network (no bias, patch sum, output scale 1/m); the fixture has "
-              f"bias={fx.config.bias}, patch_reduce={fx.config.patch_reduce!r}, output_scale="
-              f"{fx.config.output_scale!r}. For a Conv1d-style model with those conventions see "
-              "python -m lnref.examples.conv1d_model (SPEC.md section 7)", file=sys.stderr)
+        print(
+            "this example implements the papers' network (no bias, patch sum, output scale 1/m); the fixture has "
+            f"bias={fx.config.bias}, patch_reduce={fx.config.patch_reduce!r}, output_scale="
+            f"{fx.config.output_scale!r}. For a Conv1d-style model with those conventions see "
+            "python -m lnref.examples.conv1d_model (SPEC.md section 7)",
+            file=sys.stderr,
+        )
         return None
     return fx
 

@@ -18,6 +18,7 @@ logits map to lnref's output as f = logit_0 - logit_1, and cross-entropy with cl
 y = -1 is the logistic loss log(1 + e^{-y f}) (SPEC.md section 3).  Without ``--fixture`` it makes a small
 fixture with these conventions.  torch is imported only here (``pip install torch``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ from lnref.testing import check_gradient, compare_trajectory, load_fixture
 
 #: the Config fields a fixture must have for this model (SPEC.md section 7)
 CONVENTIONS = {"bias": True, "patch_reduce": "mean", "output_scale": 1.0, "q": 1.0}
-EXPORT = ("python -m lnref export --bias true --init torch --patch-reduce mean --output-scale 1 --q 1 "
-          "--noise isotropic --n 20 --d 50 --m 5 --eta 0.1 --steps 100 --checkpoints 0,1,10,100 --out conv1d.npz")
+EXPORT = (
+    "python -m lnref export --bias true --init torch --patch-reduce mean --output-scale 1 --q 1 "
+    "--noise isotropic --n 20 --d 50 --m 5 --eta 0.1 --steps 100 --checkpoints 0,1,10,100 --out conv1d.npz"
+)
 
 
 class Conv1dCNN(torch.nn.Module):
@@ -59,9 +62,9 @@ class Conv1dCNN(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (n, 2d) = [y_i mu, xi_i]  ->  logits (n, 2): column 0 is class y = +1."""
-        h = torch.relu(self.conv(x.unsqueeze(1)))            # (n, 2m, 2): one output per patch
+        h = torch.relu(self.conv(x.unsqueeze(1)))  # (n, 2m, 2): one output per patch
         h = h.mean(dim=2) if self.reduce == "mean" else h.sum(dim=2)
-        return torch.stack([h[:, : self.m].sum(dim=1), h[:, self.m:].sum(dim=1)], dim=1)
+        return torch.stack([h[:, : self.m].sum(dim=1), h[:, self.m :].sum(dim=1)], dim=1)
 
     def load(self, W: np.ndarray, b: np.ndarray) -> Conv1dCNN:
         """Set the filters from lnref's W (2, m, d) and b (2, m) (channel j_index * m + r)."""
@@ -79,8 +82,9 @@ class Conv1dCNN(torch.nn.Module):
 
 def inputs(mu, xi, y, dtype=torch.float64) -> torch.Tensor:
     """The Conv1d input (n, 2d): the signal patch y_i mu, then the noise patch xi_i (SPEC.md section 1)."""
-    return torch.as_tensor(np.concatenate([np.asarray(y)[:, None] * np.asarray(mu)[None, :], np.asarray(xi)], axis=1),
-                           dtype=dtype)
+    return torch.as_tensor(
+        np.concatenate([np.asarray(y)[:, None] * np.asarray(mu)[None, :], np.asarray(xi)], axis=1), dtype=dtype
+    )
 
 
 def targets(labels) -> torch.Tensor:
@@ -95,8 +99,10 @@ def check_conventions(fx) -> str | None:
     bad = [f"{k}={got[k]!r} (needs {v!r})" for k, v in CONVENTIONS.items() if got[k] != v]
     if not bad:
         return None
-    return ("this fixture's network is not the Conv1d model's: " + ", ".join(bad) + ". Export one with its "
-            f"conventions (SPEC.md section 7): {EXPORT}")
+    return (
+        "this fixture's network is not the Conv1d model's: " + ", ".join(bad) + ". Export one with its "
+        f"conventions (SPEC.md section 7): {EXPORT}"
+    )
 
 
 def make_model(fx, dtype=torch.float64, reduce: str = "mean") -> Conv1dCNN:
@@ -141,8 +147,25 @@ def small_fixture():
     """A small fixture with the model's conventions (what the export command above writes, smaller)."""
     import lnref
     from lnref.testing import make_fixture
-    cfg = lnref.Config(n=20, d=50, m=5, q=1.0, eta=0.1, steps=100, n_test=0, noise="isotropic", sigma_p=1.0,
-                       mu_norm=2.0, tau=0.1, bias=True, init="torch", patch_reduce="mean", output_scale=1.0, seed=3)
+
+    cfg = lnref.Config(
+        n=20,
+        d=50,
+        m=5,
+        q=1.0,
+        eta=0.1,
+        steps=100,
+        n_test=0,
+        noise="isotropic",
+        sigma_p=1.0,
+        mu_norm=2.0,
+        tau=0.1,
+        bias=True,
+        init="torch",
+        patch_reduce="mean",
+        output_scale=1.0,
+        seed=3,
+    )
     return make_fixture(cfg, [0, 1, 10, 100], exercise=True)
 
 
@@ -156,12 +179,20 @@ def run(fx, dtype_name: str = "float64", reduce: str = "mean"):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnref.examples.conv1d_model", description=__doc__.splitlines()[0],
-                                allow_abbrev=False)
-    p.add_argument("--fixture", help="fixture .npz from `lnref export` with --bias true --patch-reduce mean "
-                                     "--output-scale 1 --q 1 (default: make a small one)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="the model's dtype; float32 is judged at the float32 tier")
+    p = argparse.ArgumentParser(
+        prog="python -m lnref.examples.conv1d_model", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
+    p.add_argument(
+        "--fixture",
+        help="fixture .npz from `lnref export` with --bias true --patch-reduce mean "
+        "--output-scale 1 --q 1 (default: make a small one)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="the model's dtype; float32 is judged at the float32 tier",
+    )
     args = p.parse_args(argv)
     fx = load_fixture(args.fixture) if args.fixture else small_fixture()
     problem = check_conventions(fx)

@@ -16,6 +16,7 @@ t_i <- beta t_i + (1 - beta) p_i / sum(p_i).  The official code updates a sample
 (SPEC.md section 9).  For two classes the logits are (F_{+1}, F_{-1}) (SPEC.md section 2) and softmax gives
 p = (sigma(f), sigma(-f)), f = F_{+1} - F_{-1}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,8 @@ class TwoLayerCNN(torch.nn.Module):
         """signal (n, d) = y_i mu, noise (n, d) = xi_i  ->  logits (n, 2) = (F_{+1}, F_{-1})."""
         m = self.W.shape[1]
         F_ = torch.relu(torch.einsum("jrd,nd->njr", self.W, signal)) + torch.relu(
-            torch.einsum("jrd,nd->njr", self.W, noise))
+            torch.einsum("jrd,nd->njr", self.W, noise)
+        )
         return F_.sum(dim=2) / m
 
 
@@ -68,7 +70,8 @@ class elr_loss(torch.nn.Module):  # the official code's name
         y_pred_ = y_pred.data.detach()
         if update:  # the official code: every call; here every `period` GD steps
             self.target[index] = self.beta * self.target[index] + (1 - self.beta) * (
-                (y_pred_) / (y_pred_).sum(dim=1, keepdim=True))
+                (y_pred_) / (y_pred_).sum(dim=1, keepdim=True)
+            )
         ce_loss = F.cross_entropy(output, label)
         elr_reg = ((1 - (self.target[index] * y_pred).sum(dim=1)).log()).mean()
         return ce_loss + self.lam * elr_reg
@@ -127,14 +130,29 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:
-        cfg = lnref.Config(n=20, d=60, m=4, tau=0.2, flips="exact", mu_norm=3.0, sigma_p=1.0, sigma0=0.05,
-                           eta=args.eta, steps=args.steps, n_test=0, seed=args.seed, loss="elr",
-                           loss_params={"lam": args.lam, "beta": args.beta, "period": args.period})
+        cfg = lnref.Config(
+            n=20,
+            d=60,
+            m=4,
+            tau=0.2,
+            flips="exact",
+            mu_norm=3.0,
+            sigma_p=1.0,
+            sigma0=0.05,
+            eta=args.eta,
+            steps=args.steps,
+            n_test=0,
+            seed=args.seed,
+            loss="elr",
+            loss_params={"lam": args.lam, "beta": args.beta, "period": args.period},
+        )
     except lnref.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"ELR in PyTorch vs lnref: n={cfg.n}, d={cfg.d}, m={cfg.m}, {cfg.steps} GD steps of eta={cfg.eta}, "
-          f"lam={args.lam}, beta={args.beta}, target update every {args.period} step(s)")
+    print(
+        f"ELR in PyTorch vs lnref: n={cfg.n}, d={cfg.d}, m={cfg.m}, {cfg.steps} GD steps of eta={cfg.eta}, "
+        f"lam={args.lam}, beta={args.beta}, target update every {args.period} step(s)"
+    )
     diffs = max_relative_difference(cfg)
     for name, v in diffs.items():
         print(f"  max relative difference, {name:11s}: {v:.2e}")

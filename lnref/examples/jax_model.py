@@ -9,6 +9,7 @@ Notes
 SPEC.md section 2 (the network; sigma'(0) = 0, set explicitly with a custom JVP because ``jax.grad`` of
 ``jnp.maximum(z, 0)`` is 1/2 at z = 0) and section 3 (logistic loss, full-batch GD).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,13 +46,13 @@ def _relu_q_jvp(q, primals, tangents):
     (z,), (dz,) = primals, tangents
     pos = z > 0
     zp = jnp.where(pos, z, 0.0)
-    return relu_q(z, q), jnp.where(pos, q * zp ** (q - 1.0), 0.0) * dz   # sigma'(z) = 0 for z <= 0
+    return relu_q(z, q), jnp.where(pos, q * zp ** (q - 1.0), 0.0) * dz  # sigma'(z) = 0 for z <= 0
 
 
 def outputs(W, signal, noise, q):
     """f = F_{+1} - F_{-1}, F_j = (1/m) sum_r [sigma(<w_jr, y_i mu>) + sigma(<w_jr, xi_i>)]; W (2, m, d)."""
     m = W.shape[1]
-    F = (relu_q(jnp.einsum("jrd,nd->jrn", W, signal), q) + relu_q(jnp.einsum("jrd,nd->jrn", W, noise), q))
+    F = relu_q(jnp.einsum("jrd,nd->jrn", W, signal), q) + relu_q(jnp.einsum("jrd,nd->jrn", W, noise), q)
     F = F.sum(axis=1) / m
     return F[0] - F[1]
 
@@ -86,14 +87,15 @@ def train(fixture) -> tuple[dict[int, np.ndarray], dict[int, float]]:
             losses[t] = float(loss(W, signal, noise, y_obs, q))
         if t == fixture.total_steps:
             break
-        labels = jnp.asarray(fixture.mult(t))       # eps[t] * y_obs for label-noise GD
+        labels = jnp.asarray(fixture.mult(t))  # eps[t] * y_obs for label-noise GD
         W = W - eta * _grad(W, signal, noise, labels, q)
     return Ws, losses
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnref.examples.jax_model", description=__doc__.splitlines()[0],
-                                allow_abbrev=False)
+    p = argparse.ArgumentParser(
+        prog="python -m lnref.examples.jax_model", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     p.add_argument("--fixture", help="fixture .npz from `lnref export` (default: make a small one)")
     args = p.parse_args(argv)
     fx = paper_fixture(args.fixture)

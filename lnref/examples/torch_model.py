@@ -8,6 +8,7 @@ Notes
 -----
 SPEC.md section 2 (the network) and section 3 (logistic loss, full-batch GD).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,8 @@ class TwoLayerCNN(torch.nn.Module):
         """signal (n, d) = y_i mu, noise (n, d) = xi_i  ->  f (n,)."""
         m = self.W.shape[1]
         act = lambda z: ReLUq.apply(z, self.q)  # noqa: E731
-        F = (act(torch.einsum("jrd,nd->jrn", self.W, signal)) + act(torch.einsum("jrd,nd->jrn", self.W, noise)))
-        F = F.sum(dim=1) / m                       # (2, n)
+        F = act(torch.einsum("jrd,nd->jrn", self.W, signal)) + act(torch.einsum("jrd,nd->jrn", self.W, noise))
+        F = F.sum(dim=1) / m  # (2, n)
         return F[0] - F[1]
 
 
@@ -110,8 +111,9 @@ def train(fixture, dtype=torch.float64) -> tuple[dict[int, np.ndarray], dict[int
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnref.examples.torch_model", description=__doc__.splitlines()[0],
-                                allow_abbrev=False)
+    p = argparse.ArgumentParser(
+        prog="python -m lnref.examples.torch_model", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     p.add_argument("--fixture", help="fixture .npz from `lnref export` (default: make a small one)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = p.parse_args(argv)

@@ -24,6 +24,7 @@ W - eta x that gradient.  ``y_obs`` stays the observed labels (the mask is not f
 'select_retrain' reset (fixture ``reset_step``, select_then='retrain') W (and b) are W0 (and b0): the state that
 step starts from.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,15 +47,29 @@ from .replay import Problem, simulate, step_gradient
 from .report import CheckpointError, Report, coefficients, decomposable, maxabs, rel
 from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
 
-__all__ = ["check_gradient", "check_step", "compare_trajectory", "assert_gradient_matches", "assert_step_matches",
-           "assert_trajectory_matches", "to_numpy"]
+__all__ = [
+    "check_gradient",
+    "check_step",
+    "compare_trajectory",
+    "assert_gradient_matches",
+    "assert_step_matches",
+    "assert_trajectory_matches",
+    "to_numpy",
+]
 
 
-def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence[np.ndarray],
-                  bases: Sequence[np.ndarray], tol: Tolerance,
-                  predict: Callable[[Mistake, float | None, int], np.ndarray | None],
-                  predict32: Callable[[int], np.ndarray], b_refs: Sequence[np.ndarray] | None = None,
-                  b_bases: Sequence[np.ndarray] | None = None) -> Report:
+def _check_arrays(
+    kind: str,
+    fx: Fixture,
+    outputs: Sequence[Any],
+    refs: Sequence[np.ndarray],
+    bases: Sequence[np.ndarray],
+    tol: Tolerance,
+    predict: Callable[[Mistake, float | None, int], np.ndarray | None],
+    predict32: Callable[[int], np.ndarray],
+    b_refs: Sequence[np.ndarray] | None = None,
+    b_bases: Sequence[np.ndarray] | None = None,
+) -> Report:
     """Shared body of check_gradient / check_step: ``outputs[k] - bases[k]`` vs ``refs[k]`` (and, for a network
     with biases, the b part of each output minus ``b_bases[k]`` vs ``b_refs[k]``, at the same bound)."""
     rep = Report(kind, tol)
@@ -71,8 +86,10 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
             rep.findings.append(f"their {kind} has shape {orig.shape} = (m, 2, d); lnref's layout is (2, m, d)")
             back = np.asarray(orig, dtype=np.float64).transpose(1, 0, 2) - bases[k]
             ok = rel(maxabs(back - refs[k]), maxabs(refs[k])) <= max(tol.at(0), 1e-6)
-            rep.diagnosis.append("the j and r axes are transposed: use W[j, r, :] with shape (2, m, d), index 0 for "
-                                 "j = +1" + (" (transposed back, their values match lnref's)" if ok else ""))
+            rep.diagnosis.append(
+                "the j and r axes are transposed: use W[j, r, :] with shape (2, m, d), index 0 for "
+                "j = +1" + (" (transposed back, their values match lnref's)" if ok else "")
+            )
             return rep
         if orig.shape != shape:
             raise ConfigError(f"their {kind} at step {t} has shape {orig.shape}; expected (2, m, d) = {shape}")
@@ -94,8 +111,10 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
         if out_b is not None:
             ob = to_numpy(f"the bias part of their {kind} at step {t}", out_b)
             if ob.shape != (2, fx.m):
-                raise ConfigError(f"the bias part of their {kind} at step {t} has shape {ob.shape}; expected (2, m) = "
-                                  f"{(2, fx.m)} (b[j, r], index 0 holds j = +1)")
+                raise ConfigError(
+                    f"the bias part of their {kind} at step {t} has shape {ob.shape}; expected (2, m) = "
+                    f"{(2, fx.m)} (b[j, r], index 0 holds j = +1)"
+                )
             ab = np.asarray(ob, dtype=np.float64) - b_bases[k]
             bref = b_refs[k]
             bscale = maxabs(bref) + (tol.unit_roundoff * maxabs(b_bases[k]) if kind == "step" else 0.0)
@@ -105,11 +124,16 @@ def _check_arrays(kind: str, fx: Fixture, outputs: Sequence[Any], refs: Sequence
             if not b_ok:
                 row.ok = ok = False
                 if not b_bad:
-                    where = np.argwhere(np.abs(ab - bref) > max(tol.at(0) * bscale, tol.atol)) \
-                        if np.all(np.isfinite(ab)) else np.argwhere(~np.isfinite(ab))
+                    where = (
+                        np.argwhere(np.abs(ab - bref) > max(tol.at(0) * bscale, tol.atol))
+                        if np.all(np.isfinite(ab))
+                        else np.argwhere(~np.isfinite(ab))
+                    )
                     shown = ", ".join(f"(j={'+1' if j == 0 else '-1'}, r={r})" for j, r in where[:6])
-                    b_bad.append(f"the bias part of their {kind} differs from lnref's at step {t} for {len(where)} "
-                                 f"of {2 * fx.m} filters: {shown}; max relative difference {row.b_rel_err:.3g}")
+                    b_bad.append(
+                        f"the bias part of their {kind} differs from lnref's at step {t} for {len(where)} "
+                        f"of {2 * fx.m} filters: {shown}; max relative difference {row.b_rel_err:.3g}"
+                    )
         rep.rows.append(row)
         subs.append(a), scales.append(scale), bnds.append(tol.at(0)), origs.append(orig)
         if not ok and rep.first_failure is None:
@@ -130,13 +154,20 @@ def _elr_kwargs(fx: Fixture, k: int) -> dict:
     t updates them before its loss (t % period == 0)."""
     if fx.target is None:
         return {}
-    return {"target": fx.target[k].copy(),
-            "target_update": int(fx.steps[k]) % int(fx.config.loss_params["period"]) == 0}
+    return {
+        "target": fx.target[k].copy(),
+        "target_update": int(fx.steps[k]) % int(fx.config.loss_params["period"]) == 0,
+    }
 
 
-def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
-                   tier: str | Tolerance = "float64", rtol: float | None = None,
-                   atol: float | None = None) -> Report:
+def _check_gradient(
+    grad_fn: Callable[..., Any],
+    fixture_or_config: Fixture | Config | str | os.PathLike,
+    *,
+    tier: str | Tolerance = "float64",
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> Report:
     """Compare ``grad_fn(W, mu, xi, y, y_obs, q)`` with lnref's gradient at every checkpoint.
 
     Parameters
@@ -175,8 +206,9 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
         kw = {"b": bk.copy()} if fx.has_bias else {}
         kw.update(_elr_kwargs(fx, k))
         kw.update(fx.selection_kwargs(k))
-        outs.append(grad_fn(Wk.copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(),
-                            float(fx.config.q), **kw))
+        outs.append(
+            grad_fn(Wk.copy(), d.mu.copy(), d.xi.copy(), d.y.copy(), fx.mult(int(t)).copy(), float(fx.config.q), **kw)
+        )
     zeros = [np.zeros_like(fx.W0)] * len(outs)
     bzeros = [np.zeros((2, fx.m))] * len(outs)
 
@@ -193,17 +225,34 @@ def _check_gradient(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Co
     def predict32(k: int):
         t = int(fx.steps[k])
         b = replay_bias(fx, P.base, k)
-        return step_gradient(fx.start(k)[0].astype(np.float32), P, t, P.base,
-                             None if b is None else b.astype(np.float32), _target(fx, k))[0].astype(np.float64)
+        return step_gradient(
+            fx.start(k)[0].astype(np.float32), P, t, P.base, None if b is None else b.astype(np.float32), _target(fx, k)
+        )[0].astype(np.float64)
 
-    rep = _check_arrays("gradient", fx, outs, list(fx.grad), zeros, tol, predict, predict32,
-                        None if not fx.has_bias else list(fx.grad_b), bzeros)
+    rep = _check_arrays(
+        "gradient",
+        fx,
+        outs,
+        list(fx.grad),
+        zeros,
+        tol,
+        predict,
+        predict32,
+        None if not fx.has_bias else list(fx.grad_b),
+        bzeros,
+    )
     rep.special_points = special_points(fx, "gradient")
     return rep
 
 
-def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, *,
-               tier: str | Tolerance = "float64", rtol: float | None = None, atol: float | None = None) -> Report:
+def _check_step(
+    step_fn: Callable[..., Any],
+    fixture_or_config: Fixture | Config | str | os.PathLike,
+    *,
+    tier: str | Tolerance = "float64",
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> Report:
     """Compare one GD step ``step_fn(W, mu, xi, y, y_obs, q, eta) -> W'`` with lnref's at every checkpoint.
 
     The comparison is on the update W' - W (relative to lnref's update, plus the rounding of storing W' in the
@@ -231,7 +280,7 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
         conv = fx.conventions(k)
         if fx.has_bias:
             conv["b"] = bk
-        eta_t = eta * fx.scale_at(int(t)) if fx.scale_at(int(t)) != 1.0 else eta     # as the engines' set_eta
+        eta_t = eta * fx.scale_at(int(t)) if fx.scale_at(int(t)) != 1.0 else eta  # as the engines' set_eta
         G, Gb = model_gradients(W, d, q, fx.eps_at(int(t)), **conv, **fx.method_kwargs(k), mask=fx.mask_at(int(t)))
         refs.append((W - eta_t * G) - W)
         bases.append(W)
@@ -245,25 +294,53 @@ def _check_step(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config
             return None
         v = e.variant(fx) if value is None else with_value(e, fx, value)
         # one step from W(t) (and b(t)) with the labels of step t (only constant-eta entries have the step scope)
-        return simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=replay_bias(fx, v, k),
-                        target0=_target(fx, k))[t + 1] - fx.start(k)[0]
+        return (
+            simulate(P, [t + 1], v, W0=fx.W[k], t0=t, b0=replay_bias(fx, v, k), target0=_target(fx, k))[t + 1]
+            - fx.start(k)[0]
+        )
 
     def predict32(k: int):
         t = int(fx.steps[k])
-        return simulate(P, [t + 1], P.base, dtype=np.float32, W0=fx.W[k], t0=t, b0=replay_bias(fx, P.base, k),
-                        target0=_target(fx, k))[t + 1].astype(np.float64) - fx.start(k)[0]
+        return (
+            simulate(
+                P,
+                [t + 1],
+                P.base,
+                dtype=np.float32,
+                W0=fx.W[k],
+                t0=t,
+                b0=replay_bias(fx, P.base, k),
+                target0=_target(fx, k),
+            )[t + 1].astype(np.float64)
+            - fx.start(k)[0]
+        )
 
-    rep = _check_arrays("step", fx, outs, refs, bases, tol, predict, predict32,
-                        brefs if fx.has_bias else None, bbases if fx.has_bias else None)
+    rep = _check_arrays(
+        "step",
+        fx,
+        outs,
+        refs,
+        bases,
+        tol,
+        predict,
+        predict32,
+        brefs if fx.has_bias else None,
+        bbases if fx.has_bias else None,
+    )
     rep.special_points = special_points(fx, "step")
     return rep
 
 
-
-def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fixture | str | os.PathLike, *,
-                       tier: str | Tolerance = "float64", rtol: float | None = None, atol: float | None = None,
-                       loss: Mapping[int, float] | Sequence[float] | None = None,
-                       biases: Mapping[int, Any] | Any | None = None) -> Report:
+def _compare_trajectory(
+    their_checkpoints: Mapping[int, Any] | Any,
+    fixture: Fixture | str | os.PathLike,
+    *,
+    tier: str | Tolerance = "float64",
+    rtol: float | None = None,
+    atol: float | None = None,
+    loss: Mapping[int, float] | Sequence[float] | None = None,
+    biases: Mapping[int, Any] | Any | None = None,
+) -> Report:
     """Compare another implementation's weights at the fixture's checkpoints with lnref's.
 
     Parameters
@@ -305,11 +382,15 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     tol = resolve_tolerance(tier, rtol, atol)
     given_steps = sorted(int(s) for s in their_checkpoints) if isinstance(their_checkpoints, Mapping) else None
     if fx.has_bias and biases is None:
-        raise ConfigError("this fixture's network has biases (config bias=True, SPEC.md section 7): pass their "
-                          "biases too, biases={step: b (2, m)} (array 'b' (K, 2, m) in their .npz for lnref compare)")
+        raise ConfigError(
+            "this fixture's network has biases (config bias=True, SPEC.md section 7): pass their "
+            "biases too, biases={step: b (2, m)} (array 'b' (K, 2, m) in their .npz for lnref compare)"
+        )
     if not fx.has_bias and biases is not None:
-        raise ConfigError("their biases were given but this fixture's network has no bias (config bias=False); "
-                          "export a fixture with --bias true to check a network with biases")
+        raise ConfigError(
+            "their biases were given but this fixture's network has no bias (config bias=False); "
+            "export a fixture with --bias true to check a network with biases"
+        )
     steps, Ws, dtypes, extra = read_checkpoints(their_checkpoints, fx)
     Bs = their_biases(biases, fx, steps, given_steps) if fx.has_bias else None
     bsc = bias_scale(fx.b, fx.b0) if fx.has_bias else 1.0
@@ -318,10 +399,12 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     can = judgeable(tol, np.array(steps), spread)
     if not np.all(can):
         bad = [t for t, c in zip(steps, can) if not c]
-        raise ConfigError(f"this fixture cannot judge at tier {tol.name!r} at step(s) {bad}: its own trajectory is "
-                          "too sensitive there (a rounding-sized change of W0 moves W by "
-                          f"{max(tol.spread_of(fx.spread[fx.index(t)]) for t in bad):.1e}); compare fewer steps "
-                          "or export a fixture with fewer steps or a smaller eta")
+        raise ConfigError(
+            f"this fixture cannot judge at tier {tol.name!r} at step(s) {bad}: its own trajectory is "
+            "too sensitive there (a rounding-sized change of W0 moves W by "
+            f"{max(tol.spread_of(fx.spread[fx.index(t)]) for t in bad):.1e}); compare fewer steps "
+            "or export a fixture with fewer steps or a smaller eta"
+        )
     bnd = bounds(tol, np.array(steps), spread)
     theirs_l = None if loss is None else their_loss(loss, steps, given_steps)
     dec = decomposable(fx)
@@ -330,7 +413,7 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     sg, sr = sg or max(sg, sr) or 1.0, sr or max(sg, sr) or 1.0
     rep = Report("trajectory", tol)
     scales = []
-    whats: list[list[str]] = []       # what failed at each checkpoint
+    whats: list[list[str]] = []  # what failed at each checkpoint
     for k, t in enumerate(steps):
         i = idx[k]
         W_ref, W = fx.W[i], Ws[k]
@@ -379,18 +462,21 @@ def _compare_trajectory(their_checkpoints: Mapping[int, Any] | Any, fixture: Fix
     if unchecked:
         rep.notes.append(f"fixture checkpoint(s) {unchecked} were not checked (not in their file)")
     if extra:
-        rep.notes.append(f"their step(s) {extra[:10]}{' ...' if len(extra) > 10 else ''} are not checkpoints of the "
-                         "fixture and were ignored")
+        rep.notes.append(
+            f"their step(s) {extra[:10]}{' ...' if len(extra) > 10 else ''} are not checkpoints of the "
+            "fixture and were ignored"
+        )
     if spread is not None and np.any(bnd > np.array([tol.at(t) for t in steps])):
         loose = [t for t, b in zip(steps, bnd) if b > tol.at(t)]
-        rep.notes.append(f"at step(s) {loose} the bound is {tol.safety:g} x the fixture's measured spread (its "
-                         "trajectory amplifies rounding there), wider than the tier's rtol (1 + t)")
+        rep.notes.append(
+            f"at step(s) {loose} the bound is {tol.safety:g} x the fixture's measured spread (its "
+            "trajectory amplifies rounding there), wider than the tier's rtol (1 + t)"
+        )
     rep.special_points = special_points(fx, "trajectory", idx)
     if rep.first_failure is None:
         return rep
     diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)
     return rep
-
 
 
 # --------------------------------------------------------------------------------------------- public checks
@@ -402,6 +488,7 @@ def _quiet(fn):
     def wrapper(*args, **kwargs):
         with np.errstate(all="ignore"):
             return fn(*args, **kwargs)
+
     wrapper.__name__ = wrapper.__qualname__ = fn.__name__.lstrip("_")
     return wrapper
 
@@ -412,8 +499,9 @@ compare_trajectory = _quiet(_compare_trajectory)
 
 
 # --------------------------------------------------------------------------------------------- assertions
-def assert_gradient_matches(grad_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike,
-                            **kwargs: Any) -> Report:
+def assert_gradient_matches(
+    grad_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, **kwargs: Any
+) -> Report:
     """:func:`check_gradient`, raising AssertionError with the report text when it does not match."""
     rep = check_gradient(grad_fn, fixture_or_config, **kwargs)
     if not rep.passed:
@@ -421,8 +509,9 @@ def assert_gradient_matches(grad_fn: Callable[..., Any], fixture_or_config: Fixt
     return rep
 
 
-def assert_step_matches(step_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike,
-                        **kwargs: Any) -> Report:
+def assert_step_matches(
+    step_fn: Callable[..., Any], fixture_or_config: Fixture | Config | str | os.PathLike, **kwargs: Any
+) -> Report:
     """:func:`check_step`, raising AssertionError with the report text when it does not match."""
     rep = check_step(step_fn, fixture_or_config, **kwargs)
     if not rep.passed:
@@ -430,8 +519,9 @@ def assert_step_matches(step_fn: Callable[..., Any], fixture_or_config: Fixture 
     return rep
 
 
-def assert_trajectory_matches(their_checkpoints: Mapping[int, Any] | Any, fixture: Fixture | str | os.PathLike,
-                              **kwargs: Any) -> Report:
+def assert_trajectory_matches(
+    their_checkpoints: Mapping[int, Any] | Any, fixture: Fixture | str | os.PathLike, **kwargs: Any
+) -> Report:
     """:func:`compare_trajectory`, raising AssertionError with the report text when it does not match."""
     rep = compare_trajectory(their_checkpoints, fixture, **kwargs)
     if not rep.passed:

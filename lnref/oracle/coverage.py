@@ -13,6 +13,7 @@ two-layer ReLU^q CNN (SPEC.md sections 1-3) and the mistakes they expose:
 * checkpoints beyond step 0 (gradient, step) or beyond step 1 (trajectory): W away from its initialisation, and
   the optimiser's state (momentum, schedules, accumulated gradients) at work.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,30 +60,42 @@ def special_points(fx, kind: str, idx=None) -> list[str]:
             where.append(f"noise patches of {_filters(zero_n)}")
         out.append(f"yes: pre-activation exactly 0, {kink}: {nz} of {total} ({'; '.join(where)})")
     else:
-        miss = (" - a ReLU differentiated as (z >= 0), e.g. clamp(min=0), or with torch.maximum's tie split would "
-                "pass; use a fixture from `lnref export` or make_fixture(..., exercise=True), or a Config")
+        miss = (
+            " - a ReLU differentiated as (z >= 0), e.g. clamp(min=0), or with torch.maximum's tie split would "
+            "pass; use a fixture from `lnref export` or make_fixture(..., exercise=True), or a Config"
+        )
         out.append(f"NO: pre-activation exactly 0, {kink}: none of {total}" + (miss if q == 1.0 else ""))
     neg = int(np.count_nonzero(zs < 0) + np.count_nonzero(zn < 0))
     what = "sigma' = 0 below the kink" + (" (the clamp of q z^(q-1))" if q != 1.0 else "")
     out.append(f"{'yes' if neg else 'NO'}: negative pre-activations, {what}: {neg} of {total}")
     noisy = int(np.count_nonzero(fx.data.y != fx.data.y_obs))
-    out.append(f"{'yes' if noisy else 'NO'}: mislabelled samples (y_obs != y; the signal patch uses y, the loss "
-               f"y_obs): {noisy} of {fx.n}")
+    out.append(
+        f"{'yes' if noisy else 'NO'}: mislabelled samples (y_obs != y; the signal patch uses y, the loss "
+        f"y_obs): {noisy} of {fx.n}"
+    )
     if fx.eps is not None:
         flips = sum(int(np.count_nonzero(fx.eps[t] < 0)) for t in steps if t < fx.eps.shape[0])
-        out.append(f"{'yes' if flips else 'NO'}: label-noise signs eps = -1 at the compared steps (the loss of step "
-                   f"t uses eps[t] * y_obs): {flips}")
+        out.append(
+            f"{'yes' if flips else 'NO'}: label-noise signs eps = -1 at the compared steps (the loss of step "
+            f"t uses eps[t] * y_obs): {flips}"
+        )
     else:
         out.append("not applicable: label-noise signs (plain GD)")
     fac = [f"m = {fx.m}", f"n = {fx.n}"]
     ok = fx.m > 1 and fx.n > 1 and fx.n != fx.m
-    out.append(f"{'yes' if ok else 'NO'}: m > 1, n > 1 and n != m ({', '.join(fac)}): the factors 1/m and 1/n "
-               "are told apart from 1 and from each other")
+    out.append(
+        f"{'yes' if ok else 'NO'}: m > 1, n > 1 and n != m ({', '.join(fac)}): the factors 1/m and 1/n "
+        "are told apart from 1 and from each other"
+    )
     later = [t for t in steps if t > (1 if kind == "trajectory" else 0)]
     if kind == "trajectory":
-        out.append(f"{'yes' if later else 'NO'}: steps beyond 1 (the optimiser's state: momentum, schedules, "
-                   f"accumulated gradients): {later if later else 'none compared'}")
+        out.append(
+            f"{'yes' if later else 'NO'}: steps beyond 1 (the optimiser's state: momentum, schedules, "
+            f"accumulated gradients): {later if later else 'none compared'}"
+        )
     else:
-        out.append(f"{'yes' if later else 'NO'}: checkpoints beyond step 0 (W away from its initialisation): "
-                   f"{later if later else 'none'}")
+        out.append(
+            f"{'yes' if later else 'NO'}: checkpoints beyond step 0 (W away from its initialisation): "
+            f"{later if later else 'none'}"
+        )
     return out

@@ -75,6 +75,7 @@ over |S| (``step_scale[t]`` = n/|S|) or over n (``step_scale[t]`` = 1): W(t+1) =
 checkpoint is that step's gradient, step_scale[t] times the masked mean over n, at the state the step starts from
 (W0 at ``reset_step``).  Co-teaching (two networks) is not exported yet.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -98,9 +99,21 @@ from ..model import check_weights, gradients, loss
 from .replay import Problem, simulate
 from .tolerances import PERTURBATION
 
-__all__ = ["Fixture", "FixtureError", "make_fixture", "save_fixture", "load_fixture", "FIXTURE_KIND",
-           "FIXTURE_SCHEMA", "READABLE_SCHEMAS", "parse_checkpoints", "measure_spread", "check_regular_file",
-           "check_out_path", "bias_scale"]
+__all__ = [
+    "Fixture",
+    "FixtureError",
+    "make_fixture",
+    "save_fixture",
+    "load_fixture",
+    "FIXTURE_KIND",
+    "FIXTURE_SCHEMA",
+    "READABLE_SCHEMAS",
+    "parse_checkpoints",
+    "measure_spread",
+    "check_regular_file",
+    "check_out_path",
+    "bias_scale",
+]
 
 FIXTURE_KIND = "lnref.fixture"
 FIXTURE_SCHEMA = 5
@@ -113,9 +126,11 @@ READABLE_SCHEMAS = (2, 3, 4, 5)
 FIXTURE_SELECTION = ("select_retrain", "truncated_gce")
 
 
-_COTEACHING = ("algorithm='coteaching' is not allowed in a fixture yet: its two networks (W0_2, W_2 and both "
-               "masks) are not recorded and the oracle judges one trajectory; export 'select_retrain' or "
-               "'truncated_gce' (their masks are recorded), or 'gd' / 'label_noise_gd'")
+_COTEACHING = (
+    "algorithm='coteaching' is not allowed in a fixture yet: its two networks (W0_2, W_2 and both "
+    "masks) are not recorded and the oracle judges one trajectory; export 'select_retrain' or "
+    "'truncated_gce' (their masks are recorded), or 'gd' / 'label_noise_gd'"
+)
 
 
 class FixtureError(ConfigError):
@@ -154,10 +169,15 @@ class Fixture:
         """A one-line summary (the arrays are large; ``fixture.arrays()`` lists them)."""
         cfg = self.config
         steps = ", ".join(str(int(s)) for s in self.steps[:6]) + (", ..." if len(self.steps) > 6 else "")
-        extra = "".join(f", {k}={v}" for k, v in (("loss", repr(cfg.loss)), ("algorithm", repr(cfg.algorithm)))
-                        if not (k == "loss" and cfg.loss == "logistic") and not (k == "algorithm" and v == "'gd'"))
-        return (f"<lnref Fixture n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, {len(self.steps)} checkpoints at steps "
-                f"[{steps}] of {self.total_steps}{extra}, bias={cfg.bias}>")
+        extra = "".join(
+            f", {k}={v}"
+            for k, v in (("loss", repr(cfg.loss)), ("algorithm", repr(cfg.algorithm)))
+            if not (k == "loss" and cfg.loss == "logistic") and not (k == "algorithm" and v == "'gd'")
+        )
+        return (
+            f"<lnref Fixture n={cfg.n}, d={cfg.d}, m={cfg.m}, q={cfg.q:g}, {len(self.steps)} checkpoints at steps "
+            f"[{steps}] of {self.total_steps}{extra}, bias={cfg.bias}>"
+        )
 
     config: Config
     data: Dataset
@@ -255,14 +275,25 @@ class Fixture:
         """Position of checkpoint ``step`` in :attr:`steps`."""
         hits = np.flatnonzero(self.steps == step)
         if hits.size == 0:
-            raise ConfigError(f"step {step} is not a checkpoint of this fixture; its checkpoints are "
-                              f"{self.steps.tolist()}")
+            raise ConfigError(
+                f"step {step} is not a checkpoint of this fixture; its checkpoints are {self.steps.tolist()}"
+            )
         return int(hits[0])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {"mu": self.data.mu, "xi": self.data.xi, "y": self.data.y, "y_obs": self.data.y_obs,
-               "W0": self.W0, "steps": self.steps, "W": self.W, "gamma": self.gamma, "rho": self.rho,
-               "loss": self.loss, "grad": self.grad}
+        out = {
+            "mu": self.data.mu,
+            "xi": self.data.xi,
+            "y": self.data.y,
+            "y_obs": self.data.y_obs,
+            "W0": self.W0,
+            "steps": self.steps,
+            "W": self.W,
+            "gamma": self.gamma,
+            "rho": self.rho,
+            "loss": self.loss,
+            "grad": self.grad,
+        }
         if self.spread is not None:
             out["spread"] = self.spread
         if self.eps is not None:
@@ -314,8 +345,9 @@ def _validate(fx: Fixture) -> None:
     m = cfg.m
     steps = np.asarray(fx.steps)
     if steps.ndim != 1 or steps.size == 0 or steps.dtype.kind not in "iu":
-        raise ConfigError(f"fixture array 'steps' must be a non-empty 1-D integer array, got {steps.dtype} "
-                          f"shape {steps.shape}")
+        raise ConfigError(
+            f"fixture array 'steps' must be a non-empty 1-D integer array, got {steps.dtype} shape {steps.shape}"
+        )
     if steps[0] < 0 or np.any(np.diff(steps) <= 0):
         raise ConfigError(f"fixture steps must be >= 0 and strictly increasing, got {steps.tolist()}")
     K = steps.size
@@ -341,8 +373,9 @@ def _validate(fx: Fixture) -> None:
         raise ConfigError(_COTEACHING)
     if cfg.algorithm in FIXTURE_SELECTION:
         if fx.mask is None or fx.step_scale is None:
-            raise ConfigError(f"a fixture of algorithm={cfg.algorithm!r} needs the arrays 'mask' (T + 1, n) and "
-                              "'step_scale' (T + 1,)")
+            raise ConfigError(
+                f"a fixture of algorithm={cfg.algorithm!r} needs the arrays 'mask' (T + 1, n) and 'step_scale' (T + 1,)"
+            )
         mask = _f64("mask", fx.mask, (T + 1, n))
         if not np.all((mask == 0.0) | (mask == 1.0)):
             raise ConfigError("fixture array 'mask' must contain only 0 and 1")
@@ -356,20 +389,25 @@ def _validate(fx: Fixture) -> None:
             raise ConfigError(f"fixture 'reset_step' must be one integer in [-1, T={T}], got {fx.reset_step!r:.60}")
         r = int(r[0])
         if r >= 0 and not (cfg.algorithm == "select_retrain" and cfg.select_then == "retrain"):
-            raise ConfigError("fixture has a reset_step but its config is not select_retrain with "
-                              "select_then='retrain'")
+            raise ConfigError(
+                "fixture has a reset_step but its config is not select_retrain with select_then='retrain'"
+            )
         s(fx, "reset_step", r)
     elif fx.mask is not None or fx.step_scale is not None or np.any(np.asarray(fx.reset_step) != -1):
-        raise ConfigError(f"fixture has selection arrays (mask, step_scale, reset_step) but its config says "
-                          f"algorithm={cfg.algorithm!r}")
+        raise ConfigError(
+            f"fixture has selection arrays (mask, step_scale, reset_step) but its config says "
+            f"algorithm={cfg.algorithm!r}"
+        )
     else:
         s(fx, "reset_step", -1)
     given = [k for k in ("b0", "b", "grad_b") if getattr(fx, k) is not None]
     if cfg.bias:
         if len(given) != 3:
             missing = [k for k in ("b0", "b", "grad_b") if k not in given]
-            raise ConfigError(f"a fixture of a network with biases (config bias=True) needs the arrays b0 (2, m), "
-                              f"b (K, 2, m) and grad_b (K, 2, m); missing: {', '.join(missing)}")
+            raise ConfigError(
+                f"a fixture of a network with biases (config bias=True) needs the arrays b0 (2, m), "
+                f"b (K, 2, m) and grad_b (K, 2, m); missing: {', '.join(missing)}"
+            )
         s(fx, "b0", _f64("b0", fx.b0, (2, m)))
         s(fx, "b", _f64("b", fx.b, (K, 2, m)))
         s(fx, "grad_b", _f64("grad_b", fx.grad_b, (K, 2, m)))
@@ -377,17 +415,17 @@ def _validate(fx: Fixture) -> None:
         raise ConfigError(f"fixture has the bias array(s) {', '.join(given)} but its config says bias=False")
     if cfg.loss == "logistic":
         if fx.method_loss is not None or fx.target is not None:
-            raise ConfigError("fixture has the method array(s) method_loss/target but its config says "
-                              "loss='logistic'")
+            raise ConfigError("fixture has the method array(s) method_loss/target but its config says loss='logistic'")
     else:
         if fx.method_loss is None:
-            raise ConfigError(f"a fixture of the training method loss={cfg.loss!r} needs the array 'method_loss' "
-                              "(K,)")
+            raise ConfigError(f"a fixture of the training method loss={cfg.loss!r} needs the array 'method_loss' (K,)")
         s(fx, "method_loss", _f64("method_loss", fx.method_loss, (K,)))
     if cfg.loss == "elr":
         if fx.target is None:
-            raise ConfigError("an ELR fixture (config loss='elr') needs the array 'target' (K, 2, n): the targets "
-                              "before each checkpoint's update")
+            raise ConfigError(
+                "an ELR fixture (config loss='elr') needs the array 'target' (K, 2, n): the targets "
+                "before each checkpoint's update"
+            )
         s(fx, "target", _f64("target", fx.target, (K, 2, n)))
     elif fx.target is not None:
         raise ConfigError(f"fixture has an ELR 'target' array but its config says loss={cfg.loss!r}")
@@ -408,8 +446,9 @@ def parse_checkpoints(text: str | Iterable[int], steps: int) -> np.ndarray:
         try:
             vals = [int(p) for p in parts]
         except ValueError:
-            raise ConfigError(f"checkpoints={text!r} is not allowed: give comma-separated integers such as "
-                              "0,1,10,100") from None
+            raise ConfigError(
+                f"checkpoints={text!r} is not allowed: give comma-separated integers such as 0,1,10,100"
+            ) from None
     else:
         vals = [int(v) for v in text]
     bad = [v for v in vals if v < 0 or v > steps]
@@ -430,12 +469,15 @@ def exercise_w0(W0: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, str | None]
         return W0, None
     W0 = W0.copy()
     W0[:, -1, nz[0]] = 0.0
-    return W0, (f"W0[:, {W0.shape[1] - 1}, {int(nz[0])}] = 0: the last filter of each class is orthogonal to mu, "
-                "so its signal inner products are exactly 0 (sigma'(0) is exercised)")
+    return W0, (
+        f"W0[:, {W0.shape[1] - 1}, {int(nz[0])}] = 0: the last filter of each class is orthogonal to mu, "
+        "so its signal inner products are exactly 0 (sigma'(0) is exercised)"
+    )
 
 
-def measure_spread(problem: Problem, steps: Sequence[int], reference: np.ndarray,
-                   reference_b: np.ndarray | None = None) -> np.ndarray:
+def measure_spread(
+    problem: Problem, steps: Sequence[int], reference: np.ndarray, reference_b: np.ndarray | None = None
+) -> np.ndarray:
     """Relative distances (K, 3) to ``reference`` (K, 2, m, d) at ``steps``: NumPy float64 replay, rerun from W0
     perturbed by 4 ulps (relative), float32 replay (see :mod:`lnref.oracle.tolerances`).
 
@@ -446,8 +488,11 @@ def measure_spread(problem: Problem, steps: Sequence[int], reference: np.ndarray
     rng = np.random.default_rng(12345)
     W0p = problem.W0 * (1.0 + PERTURBATION * rng.choice([-1.0, 1.0], problem.W0.shape))
     v = problem.base
-    runs = (simulate(problem, steps, v, with_bias=True), simulate(problem, steps, v, W0=W0p, with_bias=True),
-            simulate(problem, steps, v, dtype=np.float32, with_bias=True))
+    runs = (
+        simulate(problem, steps, v, with_bias=True),
+        simulate(problem, steps, v, W0=W0p, with_bias=True),
+        simulate(problem, steps, v, dtype=np.float32, with_bias=True),
+    )
     bscale = bias_scale(reference_b) if reference_b is not None else 1.0
     out = np.empty((len(steps), 3))
 
@@ -473,9 +518,16 @@ def bias_scale(b: np.ndarray, b0: np.ndarray | None = None) -> float:
     return s or 1.0
 
 
-def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *, data: Dataset | None = None,
-                 W0: np.ndarray | None = None, b0: np.ndarray | None = None, exercise: bool = False,
-                 measure: bool = True) -> Fixture:
+def make_fixture(
+    cfg: Config,
+    checkpoints: Sequence[int] | str | None = None,
+    *,
+    data: Dataset | None = None,
+    W0: np.ndarray | None = None,
+    b0: np.ndarray | None = None,
+    exercise: bool = False,
+    measure: bool = True,
+) -> Fixture:
     """Run GD with the weight engine for ``cfg.steps`` steps and record the checkpoints.
 
     Parameters
@@ -520,9 +572,11 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
     if cfg.algorithm == "coteaching":
         raise ConfigError(_COTEACHING)
     if cfg.algorithm in FIXTURE_SELECTION and cfg.loss == "elr":
-        raise ConfigError(f"algorithm={cfg.algorithm!r} with loss='elr' is not allowed in a fixture yet: ELR's "
-                          "targets under a sample mask are not replayed; export another loss with it, or ELR with "
-                          "algorithm 'gd' or 'label_noise_gd'")
+        raise ConfigError(
+            f"algorithm={cfg.algorithm!r} with loss='elr' is not allowed in a fixture yet: ELR's "
+            "targets under a sample mask are not replayed; export another loss with it, or ELR with "
+            "algorithm 'gd' or 'label_noise_gd'"
+        )
     # fixtures are explicit weight-engine runs; a virtual test set (Gram sampling's) does not apply to them
     cfg = cfg.replace(engine="weights", sampling="explicit", virtual_test="fixed")
     T = cfg.steps
@@ -537,17 +591,17 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
     data = Dataset(data.mu, data.xi, data.y, data.y_obs)
     W0 = check_weights(init_weights(cfg) if W0 is None else W0, d=cfg.d, m=cfg.m, name="W0").copy()
     if b0 is not None and not cfg.bias:
-        raise ConfigError("b0 was given but the config has bias=False: set bias=True to train biases, or leave b0 "
-                          "out")
+        raise ConfigError("b0 was given but the config has bias=False: set bias=True to train biases, or leave b0 out")
     if cfg.bias:
         from ..engines.base import check_bias
+
         b0 = check_bias(init_bias(cfg) if b0 is None else b0, cfg.m).copy()
     edit = None
     if exercise:
         W0, edit = exercise_w0(W0, data.mu)
         if edit is not None and b0 is not None:
             b0[:, -1] = 0.0
-            edit += f'; b0[:, {cfg.m - 1}] = 0, so those signal pre-activations are exactly 0 at step 0'
+            edit += f"; b0[:, {cfg.m - 1}] = 0, so those signal pre-activations are exactly 0 at step 0"
     eps = None
     lnoise = None
     if cfg.algorithm == "label_noise_gd":
@@ -584,10 +638,10 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
         mkw = {}
         if method:
             mkw = {"loss": cfg.loss, "loss_params": dict(cfg.loss_params)}
-            if targets is not None:      # the state of step t: targets before its update (SPEC.md section 9)
+            if targets is not None:  # the state of step t: targets before its update (SPEC.md section 9)
                 targets[k] = engine.target
                 mkw.update(target=engine.target.copy(), target_update=t % int(cfg.loss_params["period"]) == 0)
-            mlosses[k] = loss(W, data, cfg.q, b=b, **conv, **mkw)      # observed labels, as history["method_loss"]
+            mlosses[k] = loss(W, data, cfg.q, b=b, **conv, **mkw)  # observed labels, as history["method_loss"]
         grads[k], gb = gradients(W, data, cfg.q, None if eps is None else eps[t], b=b, **conv, **mkw)
         if cfg.bias:
             bs[k], gbs[k] = b, gb
@@ -597,8 +651,10 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
     t, _diverged, _ = run_loop(engine, cfg, ck, 0, data.y_obs, lnoise, log_row, algo=algo)
     if len(logged) < K:
         nxt = int(ck[len(logged)])
-        raise FloatingPointError(f"GD diverged at step {t} before checkpoint {nxt}: the weights or outputs became "
-                                 f"non-finite (try a smaller eta, now {cfg.eta})")
+        raise FloatingPointError(
+            f"GD diverged at step {t} before checkpoint {nxt}: the weights or outputs became "
+            f"non-finite (try a smaller eta, now {cfg.eta})"
+        )
     mask = scale = None
     reset = -1
     if rec is not None:
@@ -614,16 +670,44 @@ def make_fixture(cfg: Config, checkpoints: Sequence[int] | str | None = None, *,
             grads[k] = G * scale[t_k] if scale[t_k] != 1.0 else G
             if cfg.bias:
                 gbs[k] = gb * scale[t_k] if scale[t_k] != 1.0 else gb
-    meta = {"kind": FIXTURE_KIND, "fixture_schema": FIXTURE_SCHEMA, "config": cfg.to_dict(), "seed": cfg.seed,
-            "total_steps": T, "producer": "lnref weight engine", "w0_edit": edit}
+    meta = {
+        "kind": FIXTURE_KIND,
+        "fixture_schema": FIXTURE_SCHEMA,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "total_steps": T,
+        "producer": "lnref weight engine",
+        "w0_edit": edit,
+    }
     spread = None
     if measure:
         from .replay import base_variant
+
         base = base_variant(cfg)
         P = Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps, b0, base, T, mask, scale, reset)
         spread = measure_spread(P, ck, Ws, bs)
-    return Fixture(cfg, data, W0, ck, Ws, gammas, rhos, losses, grads, eps, spread, meta, b0, bs, gbs, mlosses,
-                   targets, mask, scale, reset)
+    return Fixture(
+        cfg,
+        data,
+        W0,
+        ck,
+        Ws,
+        gammas,
+        rhos,
+        losses,
+        grads,
+        eps,
+        spread,
+        meta,
+        b0,
+        bs,
+        gbs,
+        mlosses,
+        targets,
+        mask,
+        scale,
+        reset,
+    )
 
 
 class _Recorder:
@@ -676,7 +760,7 @@ def _recording_algorithm(cfg: Config, engine):
         restarted = bool(getattr(algo, "restarted", False))
         tried, taken = advance(t, k)
         if rec.last is not None:
-            rec.mask[t:t + tried], rec.scale[t:t + tried] = rec.last
+            rec.mask[t : t + tried], rec.scale[t : t + tried] = rec.last
         if not restarted and getattr(algo, "restarted", False):
             rec.reset = int(t)
         return tried, taken
@@ -718,12 +802,17 @@ def save_fixture(fixture: Fixture, path: str | os.PathLike, force: bool = False)
     """Write ``fixture`` to ``path`` (.npz) atomically; refuse an existing file unless ``force``."""
     path = check_out_path(path, force)
     arrays = {k: np.ascontiguousarray(v) for k, v in fixture.arrays().items()}
-    meta = {"kind": FIXTURE_KIND, "fixture_schema": FIXTURE_SCHEMA, "config": fixture.config.to_dict(),
-            "seed": fixture.config.seed, "total_steps": fixture.total_steps,
-            "producer": fixture.meta.get("producer", "lnref weight engine"),
-            "w0_edit": fixture.meta.get("w0_edit"), "versions": versions(),
-            "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": _sha(v)}
-                       for k, v in arrays.items()}}
+    meta = {
+        "kind": FIXTURE_KIND,
+        "fixture_schema": FIXTURE_SCHEMA,
+        "config": fixture.config.to_dict(),
+        "seed": fixture.config.seed,
+        "total_steps": fixture.total_steps,
+        "producer": fixture.meta.get("producer", "lnref weight engine"),
+        "w0_edit": fixture.meta.get("w0_edit"),
+        "versions": versions(),
+        "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": _sha(v)} for k, v in arrays.items()},
+    }
     meta["meta_sha256"] = _meta_sha(meta)
     buf = _io.BytesIO()
     np.savez(buf, __meta__=np.array(json.dumps(meta)), **arrays)
@@ -746,8 +835,9 @@ def check_regular_file(path: str | os.PathLike, what: str) -> Path:
     except OSError as exc:
         raise FixtureError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
-            "not a regular file"
+        kind = (
+            "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+        )
         raise FixtureError(f"{what} {path} is {kind}; give a .npz file")
     return path
 
@@ -767,10 +857,20 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
                 for k in z.files:
                     _check_member_size(z, k)
                 return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeError, zipfile.LargeZipFile,
-            RuntimeError, SyntaxError) as exc:
-        raise FixtureError(f"{what} {path} is damaged or not a .npz of plain arrays ({type(exc).__name__}: "
-                           f"{exc})") from None
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        UnicodeError,
+        zipfile.LargeZipFile,
+        RuntimeError,
+        SyntaxError,
+    ) as exc:
+        raise FixtureError(
+            f"{what} {path} is damaged or not a .npz of plain arrays ({type(exc).__name__}: {exc})"
+        ) from None
     except MemoryError:
         raise FixtureError(f"{what} {path} is damaged or too large: its arrays do not fit in memory") from None
 
@@ -789,8 +889,10 @@ def _check_member_size(z, key: str) -> None:
         header = member.tell()
     need = math.prod(shape) * dtype.itemsize
     if need > info.file_size - header:
-        raise ValueError(f"array {key!r} claims shape {tuple(shape)} of {dtype} ({need} bytes) but holds "
-                         f"{info.file_size - header} bytes")
+        raise ValueError(
+            f"array {key!r} claims shape {tuple(shape)} of {dtype} ({need} bytes) but holds "
+            f"{info.file_size - header} bytes"
+        )
 
 
 def load_fixture(path: str | os.PathLike) -> Fixture:
@@ -819,21 +921,29 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
     except (ValueError, TypeError) as exc:
         raise FixtureError(f"{path}: the fixture metadata is damaged ({exc})") from None
     if meta.get("kind") != FIXTURE_KIND:
-        raise FixtureError(f"{path} is not an lnref fixture (metadata kind={meta.get('kind')!r}, expected "
-                           f"{FIXTURE_KIND!r}); write one with `lnref export`")
+        raise FixtureError(
+            f"{path} is not an lnref fixture (metadata kind={meta.get('kind')!r}, expected "
+            f"{FIXTURE_KIND!r}); write one with `lnref export`"
+        )
     if meta.get("fixture_schema") not in READABLE_SCHEMAS:
-        raise FixtureError(f"{path} has fixture_schema={meta.get('fixture_schema')!r}; this lnref reads schemas "
-                           f"{', '.join(map(str, READABLE_SCHEMAS))}: export the fixture again with this lnref")
+        raise FixtureError(
+            f"{path} has fixture_schema={meta.get('fixture_schema')!r}; this lnref reads schemas "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}: export the fixture again with this lnref"
+        )
     if meta.get("meta_sha256") != _meta_sha(meta):
-        raise FixtureError(f"{path}: the fixture metadata does not match its SHA-256 (config or hash list edited, "
-                           "or the file is damaged); export the fixture again")
+        raise FixtureError(
+            f"{path}: the fixture metadata does not match its SHA-256 (config or hash list edited, "
+            "or the file is damaged); export the fixture again"
+        )
     listed = meta.get("arrays")
     if not isinstance(listed, dict):
         raise FixtureError(f"{path}: the fixture metadata lists no arrays")
     unlisted = sorted(set(arrays) - set(listed))
     if unlisted:
-        raise FixtureError(f"{path}: array(s) {', '.join(map(repr, unlisted))} are not listed in the metadata's "
-                           "hash list (file edited)")
+        raise FixtureError(
+            f"{path}: array(s) {', '.join(map(repr, unlisted))} are not listed in the metadata's "
+            "hash list (file edited)"
+        )
     for k, info in listed.items():
         if k not in arrays:
             raise FixtureError(f"{path}: array {k!r} listed in the metadata is missing")
@@ -852,15 +962,35 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
         if meta["fixture_schema"] < 3 and not cfg.paper_network:
             raise ConfigError("a schema-2 fixture can only hold the papers' network; export it again")
         if meta["fixture_schema"] < 4 and cfg.loss != "logistic":
-            raise ConfigError(f"a schema-{meta['fixture_schema']} fixture can only hold the logistic loss; export it "
-                              "again")
+            raise ConfigError(
+                f"a schema-{meta['fixture_schema']} fixture can only hold the logistic loss; export it again"
+            )
         if meta["fixture_schema"] < 5 and cfg.algorithm not in ("gd", "label_noise_gd"):
-            raise ConfigError(f"a schema-{meta['fixture_schema']} fixture cannot hold algorithm={cfg.algorithm!r}; "
-                              "export it again")
+            raise ConfigError(
+                f"a schema-{meta['fixture_schema']} fixture cannot hold algorithm={cfg.algorithm!r}; export it again"
+            )
         reset = arrays.get("reset_step", -1)
-        return Fixture(cfg, data, arrays["W0"], arrays["steps"], arrays["W"], arrays["gamma"], arrays["rho"],
-                       arrays["loss"], arrays["grad"], arrays.get("eps"), arrays["spread"], meta,
-                       arrays.get("b0"), arrays.get("b"), arrays.get("grad_b"), arrays.get("method_loss"),
-                       arrays.get("target"), arrays.get("mask"), arrays.get("step_scale"), reset)
+        return Fixture(
+            cfg,
+            data,
+            arrays["W0"],
+            arrays["steps"],
+            arrays["W"],
+            arrays["gamma"],
+            arrays["rho"],
+            arrays["loss"],
+            arrays["grad"],
+            arrays.get("eps"),
+            arrays["spread"],
+            meta,
+            arrays.get("b0"),
+            arrays.get("b"),
+            arrays.get("grad_b"),
+            arrays.get("method_loss"),
+            arrays.get("target"),
+            arrays.get("mask"),
+            arrays.get("step_scale"),
+            reset,
+        )
     except (ConfigError, KeyError, TypeError) as exc:
         raise FixtureError(f"{path}: invalid fixture: {exc}") from None

@@ -3,6 +3,7 @@
 Everything a user passes to :mod:`lnref.testing` goes through here before any comparison: a refused input raises
 :class:`lnref.ConfigError` naming what was wrong and what is allowed.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,7 @@ import numpy as np
 from ..config import Config, ConfigError
 from .fixtures import Fixture, load_fixture, make_fixture
 
-__all__ = ["as_fixture", "to_numpy", "shape_message", "split_pair", "their_checkpoints", "their_biases",
-           "their_loss"]
+__all__ = ["as_fixture", "to_numpy", "shape_message", "split_pair", "their_checkpoints", "their_biases", "their_loss"]
 
 
 def as_fixture(obj: Fixture | Config | str | os.PathLike) -> Fixture:
@@ -37,8 +37,7 @@ def as_fixture(obj: Fixture | Config | str | os.PathLike) -> Fixture:
             return make_fixture(obj, ck, exercise=False)
     if isinstance(obj, (str, Path, os.PathLike)):
         return load_fixture(obj)
-    raise ConfigError(f"expected an lnref fixture (Fixture or .npz path) or an lnref.Config, got "
-                      f"{type(obj).__name__}")
+    raise ConfigError(f"expected an lnref fixture (Fixture or .npz path) or an lnref.Config, got {type(obj).__name__}")
 
 
 def to_numpy(name: str, a: Any) -> np.ndarray:
@@ -50,8 +49,10 @@ def to_numpy(name: str, a: Any) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - np.asarray runs the object's own __array__: anything may raise
         raise ConfigError(f"{name} cannot be converted to a NumPy array: {exc}") from None
     if arr.dtype not in (np.float64, np.float32):
-        raise ConfigError(f"{name} must be float64 or float32, got dtype {arr.dtype} (complex, float16, bfloat16 "
-                          "and integer arrays are refused: cast to float64)")
+        raise ConfigError(
+            f"{name} must be float64 or float32, got dtype {arr.dtype} (complex, float16, bfloat16 "
+            "and integer arrays are refused: cast to float64)"
+        )
     return arr
 
 
@@ -66,13 +67,17 @@ def split_pair(kind: str, t: int, out: Any, fx: Fixture) -> tuple[Any, Any]:
     """(W part, b part) of a function's output: a pair (W-like, b-like) for a fixture with biases."""
     if not fx.has_bias:
         if isinstance(out, tuple):
-            raise ConfigError(f"their {kind} function returned a tuple of {len(out)} at step {t}; this fixture's "
-                              "network has no bias (config bias=False): return one array of shape (2, m, d)")
+            raise ConfigError(
+                f"their {kind} function returned a tuple of {len(out)} at step {t}; this fixture's "
+                "network has no bias (config bias=False): return one array of shape (2, m, d)"
+            )
         return out, None
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise ConfigError(f"this fixture's network has biases (config bias=True): their {kind} function must return "
-                          f"a pair ({'grad_W, grad_b' if kind == 'gradient' else 'W_next, b_next'}) of shapes "
-                          f"(2, m, d) and (2, m); at step {t} it returned {type(out).__name__}")
+        raise ConfigError(
+            f"this fixture's network has biases (config bias=True): their {kind} function must return "
+            f"a pair ({'grad_W, grad_b' if kind == 'gradient' else 'W_next, b_next'}) of shapes "
+            f"(2, m, d) and (2, m); at step {t} it returned {type(out).__name__}"
+        )
     return out[0], out[1]
 
 
@@ -86,12 +91,15 @@ def their_checkpoints(theirs: Any, fx: Fixture) -> tuple[list[int], list[np.ndar
         if arr.ndim != 4 or arr.shape[1:] != shape:
             raise ConfigError(shape_message("their W", arr.shape, (fx.steps.size, *shape)))
         if arr.shape[0] != fx.steps.size:
-            raise ConfigError(f"their W has {arr.shape[0]} checkpoints but the fixture has {fx.steps.size} "
-                              f"(steps {fx.steps.tolist()}); pass a dict step -> W for a subset or other steps")
+            raise ConfigError(
+                f"their W has {arr.shape[0]} checkpoints but the fixture has {fx.steps.size} "
+                f"(steps {fx.steps.tolist()}); pass a dict step -> W for a subset or other steps"
+            )
         items = list(zip(fx.steps.tolist(), arr))
     if not items:
-        raise ConfigError("no checkpoints to compare: give W at one or more of the fixture's steps "
-                          f"{fx.steps.tolist()}")
+        raise ConfigError(
+            f"no checkpoints to compare: give W at one or more of the fixture's steps {fx.steps.tolist()}"
+        )
     ck = set(fx.steps.tolist())
     steps, Ws, dtypes, extra = [], [], [], []
     for s, W in items:
@@ -105,9 +113,11 @@ def their_checkpoints(theirs: Any, fx: Fixture) -> tuple[list[int], list[np.ndar
             continue
         steps.append(s), Ws.append(np.asarray(a, dtype=np.float64)), dtypes.append(str(a.dtype))
     if not any(s > 0 for s in steps):
-        raise ConfigError(f"nothing to judge: their file has no GD step beyond 0 at a checkpoint of the fixture "
-                          f"(fixture checkpoints {fx.steps.tolist()}, their steps {[s for s, _ in items]}); "
-                          "save W at the fixture's checkpoints")
+        raise ConfigError(
+            f"nothing to judge: their file has no GD step beyond 0 at a checkpoint of the fixture "
+            f"(fixture checkpoints {fx.steps.tolist()}, their steps {[s for s, _ in items]}); "
+            "save W at the fixture's checkpoints"
+        )
     return steps, Ws, dtypes, extra
 
 
@@ -123,21 +133,26 @@ def their_biases(biases: Any, fx: Fixture, steps: list[int], given_steps: list[i
         arr = to_numpy("their biases", biases)
         order = given_steps if given_steps is not None else [int(t) for t in fx.steps]
         if arr.ndim != 3 or arr.shape != (len(order), *shape):
-            raise ConfigError(f"their biases have shape {arr.shape}; expected ({len(order)}, 2, m) = "
-                              f"{(len(order), *shape)}, one b[j, r] per step of their W (index 0 holds j = +1)")
+            raise ConfigError(
+                f"their biases have shape {arr.shape}; expected ({len(order)}, 2, m) = "
+                f"{(len(order), *shape)}, one b[j, r] per step of their W (index 0 holds j = +1)"
+            )
         bmap = dict(zip(order, arr))
     out = []
     for s in steps:
         b = to_numpy(f"their biases at step {s}", bmap[s])
         if b.shape != shape:
-            raise ConfigError(f"their biases at step {s} have shape {b.shape}; expected (2, m) = {shape} (b[j, r], "
-                              "index 0 holds j = +1)")
+            raise ConfigError(
+                f"their biases at step {s} have shape {b.shape}; expected (2, m) = {shape} (b[j, r], "
+                "index 0 holds j = +1)"
+            )
         out.append(np.asarray(b, dtype=np.float64))
     return out
 
 
-def their_loss(loss: Mapping[int, float] | Sequence[float], steps: list[int],
-               given_steps: list[int] | None) -> np.ndarray:
+def their_loss(
+    loss: Mapping[int, float] | Sequence[float], steps: list[int], given_steps: list[int] | None
+) -> np.ndarray:
     """Their loss at the compared ``steps`` as float64, from a mapping or a sequence aligned with their W."""
     if isinstance(loss, Mapping):
         lmap = {int(k): float(v) for k, v in loss.items()}
@@ -148,8 +163,9 @@ def their_loss(loss: Mapping[int, float] | Sequence[float], steps: list[int],
     arr = np.asarray(to_numpy("their loss", loss), dtype=np.float64).ravel()
     if given_steps is not None:
         if arr.shape != (len(given_steps),):
-            raise ConfigError(f"their loss has shape {arr.shape}; expected ({len(given_steps)},), one value "
-                              "per step of their W")
+            raise ConfigError(
+                f"their loss has shape {arr.shape}; expected ({len(given_steps)},), one value per step of their W"
+            )
         lmap = dict(zip(given_steps, arr.tolist()))
         return np.array([lmap[s] for s in steps])
     if arr.shape != (len(steps),):

@@ -6,6 +6,7 @@ c = <theirs, lnref> / <lnref, lnref>, what is left of theirs after removing c x 
 (signal coefficients gamma, noise coefficients rho, each filter, each sample) with its spread, and the parts for
 which theirs is c x lnref's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,8 @@ def _groups(items: list[tuple[str, float, bool]], noun: str) -> str:
 
     def names(ls):
         return ", ".join(ls[:8]) + (" ..." if len(ls) > 8 else "")
-    out = [f"x {fmt_value(c, 1.0)} for {len(ls)} {noun}{'s' if len(ls) > 1 else ''} ({names(ls)})"
-           for c, ls in groups]
+
+    out = [f"x {fmt_value(c, 1.0)} for {len(ls)} {noun}{'s' if len(ls) > 1 else ''} ({names(ls)})" for c, ls in groups]
     if other:
         out.append(f"not a scaled copy for {len(other)} {noun}{'s' if len(other) > 1 else ''} ({names(other)})")
     return "; ".join(out)
@@ -61,28 +62,43 @@ def measured_ratio(a: np.ndarray, ref: np.ndarray, fx, what: str) -> str | None:
     c = _scale(a, ref)
     left = maxabs(a - c * ref) / (maxabs(a) or 1.0)
     copy = _holds(a, ref, c)
-    out = (f"measured: {what} is {fmt_value(c, 1.0)} x lnref's (least-squares scale; theirs - "
-           f"{fmt_value(c, 1.0)} x lnref's leaves {left:.1e} of theirs: "
-           + ("a scaled copy, a constant factor outside the catalogue: check every constant, 1/n, 1/m, 1/2, eta"
-              if copy else "not a scaled copy") + ")")
+    out = (
+        f"measured: {what} is {fmt_value(c, 1.0)} x lnref's (least-squares scale; theirs - "
+        f"{fmt_value(c, 1.0)} x lnref's leaves {left:.1e} of theirs: "
+        + (
+            "a scaled copy, a constant factor outside the catalogue: check every constant, 1/n, 1/m, 1/2, eta"
+            if copy
+            else "not a scaled copy"
+        )
+        + ")"
+    )
     floor = 1e-12 * maxabs(ref)
     jname = {0: "+1", 1: "-1"}
 
     def item(label, pa, pr):
         cp = _scale(pa, pr)
         return label, cp, _holds(pa, pr, cp)
+
     parts = []
     if decomposable(fx):
         ga, ra, _ = coefficients(a, fx)
         gr, rr, _ = coefficients(ref, fx)
-        sn = [item(name, pa, pr) for name, pa, pr in (("signal gamma", ga, gr), ("noise rho", ra, rr))
-              if maxabs(pr) > 0]
+        sn = [
+            item(name, pa, pr) for name, pa, pr in (("signal gamma", ga, gr), ("noise rho", ra, rr)) if maxabs(pr) > 0
+        ]
         parts.append("by term: " + _groups(sn, "term"))
         noisy = fx.data.noisy
-        smp = [item(f"{i}{'*' if noisy[i] else ''}", ra[:, :, i], rr[:, :, i]) for i in range(fx.n)
-               if maxabs(rr[:, :, i]) > 0]
+        smp = [
+            item(f"{i}{'*' if noisy[i] else ''}", ra[:, :, i], rr[:, :, i])
+            for i in range(fx.n)
+            if maxabs(rr[:, :, i]) > 0
+        ]
         parts.append("by sample (* mislabelled): " + _groups(smp, "sample"))
-    filt = [item(f"(j={jname[j]}, r={r})", a[j, r], ref[j, r]) for j in range(2) for r in range(ref.shape[1])
-            if maxabs(ref[j, r]) > floor]
+    filt = [
+        item(f"(j={jname[j]}, r={r})", a[j, r], ref[j, r])
+        for j in range(2)
+        for r in range(ref.shape[1])
+        if maxabs(ref[j, r]) > floor
+    ]
     parts.append("by filter: " + _groups(filt, "filter"))
     return out + "; " + "; ".join(parts)

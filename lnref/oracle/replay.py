@@ -10,6 +10,7 @@ its distance to lnref's trajectory is also a realistic measure of how far an ind
 lands.  It runs in float64 or float32 and never warns (overflow in a mistaken variant is expected and gives
 non-finite weights, which the callers handle).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -17,9 +18,27 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-__all__ = ["Variant", "Problem", "sigma", "dsigma", "outputs", "gradient", "simulate", "EXACT", "LOSS_DERIVATIVES",
-           "SCHEDULES", "step_size", "rounded", "METHOD_DERIVATIVES", "base_variant", "step_gradient", "elr_state",
-           "elr_initial", "elr_update", "elr_period"]
+__all__ = [
+    "Variant",
+    "Problem",
+    "sigma",
+    "dsigma",
+    "outputs",
+    "gradient",
+    "simulate",
+    "EXACT",
+    "LOSS_DERIVATIVES",
+    "SCHEDULES",
+    "step_size",
+    "rounded",
+    "METHOD_DERIVATIVES",
+    "base_variant",
+    "step_gradient",
+    "elr_state",
+    "elr_initial",
+    "elr_update",
+    "elr_period",
+]
 
 
 def sigma(z: np.ndarray, q: float) -> np.ndarray:
@@ -135,8 +154,13 @@ def base_variant(cfg) -> Variant:
     (section 9; the logistic loss gives the plain :data:`EXACT` switches)."""
     method = getattr(cfg, "loss", "logistic")
     params = tuple((str(k), float(v)) for k, v in dict(getattr(cfg, "loss_params", None) or {}).items())
-    return Variant(output_scale=getattr(cfg, "output_scale", None), patch_reduce=getattr(cfg, "patch_reduce", "sum"),
-                   bias=bool(getattr(cfg, "bias", False)), loss=method, loss_params=params)
+    return Variant(
+        output_scale=getattr(cfg, "output_scale", None),
+        patch_reduce=getattr(cfg, "patch_reduce", "sum"),
+        bias=bool(getattr(cfg, "bias", False)),
+        loss=method,
+        loss_params=params,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,9 +197,22 @@ class Problem:
         d, cfg = fx.data, fx.config
         base = base_variant(cfg)
         b0 = getattr(fx, "b0", None)
-        return cls(d.mu, d.xi, d.y, d.y_obs, fx.W0, float(cfg.q), float(cfg.eta), fx.eps,
-                   None if b0 is None else np.asarray(b0, dtype=np.float64), base, int(fx.total_steps),
-                   getattr(fx, "mask", None), getattr(fx, "step_scale", None), int(getattr(fx, "reset_step", -1)))
+        return cls(
+            d.mu,
+            d.xi,
+            d.y,
+            d.y_obs,
+            fx.W0,
+            float(cfg.q),
+            float(cfg.eta),
+            fx.eps,
+            None if b0 is None else np.asarray(b0, dtype=np.float64),
+            base,
+            int(fx.total_steps),
+            getattr(fx, "mask", None),
+            getattr(fx, "step_scale", None),
+            int(getattr(fx, "reset_step", -1)),
+        )
 
     @property
     def m(self) -> int:
@@ -189,7 +226,7 @@ class Problem:
         """The labels of the loss at step t -> t + 1 under ``v.eps_mode`` (y_obs for plain GD)."""
         y = self.y if v.label_source == "true" else self.y_obs
         if self.mask is not None and v.mask_mode == "exact":
-            y = self.mask[t] * y            # a sample outside S gets the label multiplier 0 (SPEC.md section 9)
+            y = self.mask[t] * y  # a sample outside S gets the label multiplier 0 (SPEC.md section 9)
         if self.eps is None or v.eps_mode == "ignored":
             return y
         if v.eps_mode == "exact":
@@ -270,7 +307,7 @@ def _elr_g(z, p, a, b, v, fresh):
     h = 1.0 - a * s - b * oms
     extra = a - b
     if not v.elr_detach and fresh:
-        extra = extra + (1.0 - p["beta"]) * (2.0 * s - 1.0)     # d(target)/dz through the update, not detached
+        extra = extra + (1.0 - p["beta"]) * (2.0 * s - 1.0)  # d(target)/dz through the update, not detached
     term = lam * extra * s * oms / h
     if v.elr_clamp:
         ok = (s >= ELR_CLIP) & (oms >= ELR_CLIP) & (s <= 1.0 - ELR_CLIP) & (oms <= 1.0 - ELR_CLIP)
@@ -291,26 +328,30 @@ def _S(z):
 #: class (zeros for the others), ``fresh`` whether this step updated them.  The logistic loss stays in
 #: :data:`LOSS_DERIVATIVES` (its bits unchanged).
 METHOD_DERIVATIVES: dict[str, Callable] = {
-    "gce": lambda z, p, a, b, v, fr: np.where(_S(z)[0] >= P_CLIP, -_S(z)[0] ** p["q"] * _S(z)[1], 0.0),
-    "sce": lambda z, p, a, b, v, fr: (p["beta"] * p["A"] * _S(z)[0] * _S(z)[1]
-                                      - np.where(_S(z)[0] >= P_CLIP, p["alpha"] * _S(z)[1], 0.0)),
+    "gce": lambda z, p, a, b, v, fr: np.where(_S(z)[0] >= P_CLIP, -(_S(z)[0] ** p["q"]) * _S(z)[1], 0.0),
+    "sce": lambda z, p, a, b, v, fr: (
+        p["beta"] * p["A"] * _S(z)[0] * _S(z)[1] - np.where(_S(z)[0] >= P_CLIP, p["alpha"] * _S(z)[1], 0.0)
+    ),
     "label_smoothing": lambda z, p, a, b, v, fr: -_S(z)[1] + 0.5 * p["eps"],
     # the target (1 - eps) e_y + eps (eps on each class: it sums to 1 + eps): l(z) + eps l(-z)
     "label_smoothing_unnormalised": lambda z, p, a, b, v, fr: -_S(z)[1] + p["eps"] * _S(z)[0],
-    "bootstrap_soft": lambda z, p, a, b, v, fr: _clipped(-p["beta"] * _S(z)[1] - (1.0 - p["beta"]) * z * _S(z)[0]
-                                                         * _S(z)[1], *_S(z)),
+    "bootstrap_soft": lambda z, p, a, b, v, fr: _clipped(
+        -p["beta"] * _S(z)[1] - (1.0 - p["beta"]) * z * _S(z)[0] * _S(z)[1], *_S(z)
+    ),
     # the target beta e_y + (1 - beta) p with p detached: beta x CE
     "bootstrap_soft_detached": lambda z, p, a, b, v, fr: _clipped(-p["beta"] * _S(z)[1], *_S(z)),
     "bootstrap_hard": lambda z, p, a, b, v, fr: _clipped(np.where(z >= 0, -_S(z)[1], _S(z)[0] - p["beta"]), *_S(z)),
-    "forward": lambda z, p, a, b, v, fr: _clipped(-(1.0 - 2.0 * p["tau"]) * _S(z)[0] * _S(z)[1]
-                                                  / ((1.0 - p["tau"]) * _S(z)[0] + p["tau"] * _S(z)[1]), *_S(z)),
+    "forward": lambda z, p, a, b, v, fr: _clipped(
+        -(1.0 - 2.0 * p["tau"]) * _S(z)[0] * _S(z)[1] / ((1.0 - p["tau"]) * _S(z)[0] + p["tau"] * _S(z)[1]), *_S(z)
+    ),
     "backward": lambda z, p, a, b, v, fr: _clipped(-_S(z)[1] - p["tau"] / (1.0 - 2.0 * p["tau"]), *_S(z)),
     "elr": _elr_g,
 }
 
 
-def _dloss(f: np.ndarray, lab: np.ndarray, v: Variant, target: np.ndarray | None = None,
-           fresh: bool = False) -> np.ndarray:
+def _dloss(
+    f: np.ndarray, lab: np.ndarray, v: Variant, target: np.ndarray | None = None, fresh: bool = False
+) -> np.ndarray:
     """d l_i / d f_i of every sample (before the 1/n), under ``v.loss`` (ELR: ``target`` (2, n) the targets the
     loss uses)."""
     if v.loss in METHOD_DERIVATIVES:
@@ -373,7 +414,7 @@ def step_gradient(W, P, t: int, v: Variant = EXACT, b=None, target=None):
         use, fresh, _ = elr_state(W, P, v, b, target, t)
         G, Gb = gradient(W, P, lab, v, b, use, fresh)
     c = P.step_scale(t, v)
-    if c != 1.0:                        # a mean over |S|: the step's objective is n/|S| times the masked mean
+    if c != 1.0:  # a mean over |S|: the step's objective is n/|S| times the masked mean
         G, Gb = G * W.dtype.type(c), None if Gb is None else Gb * W.dtype.type(c)
     return G, Gb
 
@@ -391,8 +432,10 @@ def elr_update(target: np.ndarray, f: np.ndarray, v: Variant) -> np.ndarray:
 
 def rounded(P: Problem, v: Variant, W: np.ndarray | None = None, b: np.ndarray | None = None):
     """(P, W, b) with the inputs ``v.round_inputs`` names rounded through float32 (kept float64)."""
+
     def r(a):
         return None if a is None else np.asarray(a).astype(np.float32).astype(np.asarray(a).dtype)
+
     if v.round_inputs in ("all", "data"):
         P = replace(P, mu=r(P.mu), xi=r(P.xi))
     if v.round_inputs in ("all", "weights"):
@@ -401,9 +444,15 @@ def rounded(P: Problem, v: Variant, W: np.ndarray | None = None, b: np.ndarray |
     return P, W, b
 
 
-def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
-             b: np.ndarray | None = None, target: np.ndarray | None = None,
-             fresh: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def gradient(
+    W: np.ndarray,
+    P: Problem,
+    labels: np.ndarray,
+    v: Variant = EXACT,
+    b: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    fresh: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The gradient of the loss with ``labels`` at W (and at the bias b) under ``v``: ((2, m, d), (2, m) or None).
 
     Exact (``v = Variant()``): SPEC.md section 3, grad_{w_jr} L = (1/(n m)) sum_i l'_i s_j y_obs_i [...].
@@ -447,8 +496,8 @@ def gradient(W: np.ndarray, P: Problem, labels: np.ndarray, v: Variant = EXACT,
 #: eta_t / eta of each learning-rate schedule a Variant can name: ``fn(t, v, P) -> factor``
 SCHEDULES: dict[str, Callable[[int, Variant, Problem], float]] = {
     "constant": lambda t, v, P: 1.0,
-    "exp": lambda t, v, P: v.gamma ** t,                                  # ExponentialLR(gamma)
-    "exp_shifted": lambda t, v, P: v.gamma ** (t + 1),                    # scheduler.step() before optimizer.step()
+    "exp": lambda t, v, P: v.gamma**t,  # ExponentialLR(gamma)
+    "exp_shifted": lambda t, v, P: v.gamma ** (t + 1),  # scheduler.step() before optimizer.step()
     "invsqrt": lambda t, v, P: 1.0 / np.sqrt(1.0 + t),
     "cosine": lambda t, v, P: 0.5 * (1.0 + np.cos(np.pi * t / max(P.T, 1))),  # CosineAnnealingLR(T_max=T)
     "linear_warmup": lambda t, v, P: 1.0 / 3.0 + (2.0 / 3.0) * min(t, 5) / 5.0,  # LinearLR() defaults
@@ -461,17 +510,23 @@ def step_size(P: Problem, v: Variant, t: int) -> float:
     eta = P.eta * v.eta_scale
     c = P.step_scale(t, v)
     if c != 1.0:
-        eta = eta * c       # lnref's engines take eta n/|S| for a mean over |S| (SPEC.md section 9)
+        eta = eta * c  # lnref's engines take eta n/|S| for a mean over |S| (SPEC.md section 9)
     if v.schedule == "constant":
         return eta
     return eta * SCHEDULES[v.schedule](t, v, P)
 
 
-def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.float64,
-             W0: np.ndarray | None = None, t0: int = 0, b0: np.ndarray | None = None,
-             with_bias: bool = False,
-             target0: np.ndarray | None = None
-             ) -> dict[int, np.ndarray] | dict[int, tuple[np.ndarray, np.ndarray | None]]:
+def simulate(
+    P: Problem,
+    steps: Iterable[int],
+    v: Variant = EXACT,
+    dtype=np.float64,
+    W0: np.ndarray | None = None,
+    t0: int = 0,
+    b0: np.ndarray | None = None,
+    with_bias: bool = False,
+    target0: np.ndarray | None = None,
+) -> dict[int, np.ndarray] | dict[int, tuple[np.ndarray, np.ndarray | None]]:
     """W(t) at every step in ``steps`` of GD from W0 under ``v`` (SPEC.md section 3 when ``v`` is exact).
 
     Once the weights become non-finite every later requested step holds NaN.  No warnings are raised.
@@ -500,7 +555,7 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
     out: dict[int, np.ndarray] = {}
     if not want:
         return out
-    if v.round_inputs:                  # the inputs are rounded once; the arithmetic stays in ``dtype``
+    if v.round_inputs:  # the inputs are rounded once; the arithmetic stays in ``dtype``
         P, W0, b0 = rounded(P, v, P.W0 if W0 is None else W0, b0)
         v = replace(v, round_inputs="")
     dt = np.dtype(dtype).type
@@ -520,8 +575,15 @@ def simulate(P: Problem, steps: Iterable[int], v: Variant = EXACT, dtype=np.floa
             Wr, br = W.copy(), None if b is None else b.copy()
         else:
             Wr = np.array(P.W0, dtype=dt)
-            br = None if b is None else (np.array(P.b0, dtype=dt).reshape(2, P.m) if P.b0 is not None and
-                                         v.b0 == 0.0 else np.full((2, P.m), v.b0, dtype=dt))
+            br = (
+                None
+                if b is None
+                else (
+                    np.array(P.b0, dtype=dt).reshape(2, P.m)
+                    if P.b0 is not None and v.b0 == 0.0
+                    else np.full((2, P.m), v.b0, dtype=dt)
+                )
+            )
     buf = bufb = None
     elr = is_elr(v)
     tgt = None

@@ -7,6 +7,7 @@ reproduces your W to 3e-14").  Where several entries reproduce the numbers, all 
 float32 implementation) are checked the same way, against a float32 replay of the exact dynamics.  Otherwise the
 report says what differs and that the cause is not in the catalogue.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,20 @@ import numpy as np
 from .catalogue import CATALOGUE, Mistake, fmt_value, mistake_text
 from .tolerances import Tolerance
 
-__all__ = ["Report", "CheckpointError", "findings", "coefficients", "decomposable", "maxabs", "rel", "Judge",
-           "fmt_value", "name_factor", "describe_matches", "not_in_catalogue"]
+__all__ = [
+    "Report",
+    "CheckpointError",
+    "findings",
+    "coefficients",
+    "decomposable",
+    "maxabs",
+    "rel",
+    "Judge",
+    "fmt_value",
+    "name_factor",
+    "describe_matches",
+    "not_in_catalogue",
+]
 
 
 @dataclass
@@ -78,8 +91,10 @@ class Report:
     def text(self) -> str:
         tol = self.tolerance
         if self.kind == "trajectory":
-            how = f"bound max(rtol {tol.rtol:g} * (1 + t), {tol.safety:g} x measured spread), atol {tol.atol:g}, " \
-                  f"on {tol.on}"
+            how = (
+                f"bound max(rtol {tol.rtol:g} * (1 + t), {tol.safety:g} x measured spread), atol {tol.atol:g}, "
+                f"on {tol.on}"
+            )
         else:
             how = f"bound rtol {tol.rtol:g}, atol {tol.atol:g}, on the arrays"
         head = f"lnref {self.kind} check, tier {tol.name!r} ({how}): "
@@ -93,19 +108,30 @@ class Report:
         lines = [head]
         if with_b:
             if self.kind == "trajectory":
-                lines.append("  biases: b is checked at the same bound as W (b rel = max |their b - lnref's b| / the "
-                             "largest |b| of the fixture's checkpoints; SPEC.md section 7)")
+                lines.append(
+                    "  biases: b is checked at the same bound as W (b rel = max |their b - lnref's b| / the "
+                    "largest |b| of the fixture's checkpoints; SPEC.md section 7)"
+                )
             else:
-                lines.append(f"  biases: the bias part of their {self.kind} is checked at the same bound as W's "
-                             "(b rel = max |theirs - lnref's| / max |lnref's|; SPEC.md section 7)")
-        lines.append(f"  {'step':>6} {'max abs err':>12} {'max rel err':>12} {'bound':>10} "
-                     + " ".join(f"{c:>10}" for c, _ in cols) + "  ok")
+                lines.append(
+                    f"  biases: the bias part of their {self.kind} is checked at the same bound as W's "
+                    "(b rel = max |theirs - lnref's| / max |lnref's|; SPEC.md section 7)"
+                )
+        lines.append(
+            f"  {'step':>6} {'max abs err':>12} {'max rel err':>12} {'bound':>10} "
+            + " ".join(f"{c:>10}" for c, _ in cols)
+            + "  ok"
+        )
 
         def cell(v: float) -> str:
             return f"{'-':>10}" if math.isnan(v) else f"{v:>10.2e}"
+
         for r in self.rows:
-            lines.append(f"  {r.step:>6} {r.abs_err:>12.3e} {r.rel_err:>12.3e} {r.tol:>10.1e} "
-                         + " ".join(cell(getattr(r, a)) for _, a in cols) + f"  {'yes' if r.ok else 'NO'}")
+            lines.append(
+                f"  {r.step:>6} {r.abs_err:>12.3e} {r.rel_err:>12.3e} {r.tol:>10.1e} "
+                + " ".join(cell(getattr(r, a)) for _, a in cols)
+                + f"  {'yes' if r.ok else 'NO'}"
+            )
         if self.findings:
             lines.append("What differs:")
             lines += [f"  - {f}" for f in self.findings]
@@ -115,8 +141,10 @@ class Report:
         if self.notes:
             lines += [f"Note: {n}" for n in self.notes]
         if self.special_points:
-            lines.append("Special points of the model at the compared checkpoints (a mistake shows only where it "
-                         "changes the numbers):")
+            lines.append(
+                "Special points of the model at the compared checkpoints (a mistake shows only where it "
+                "changes the numbers):"
+            )
             lines += [f"  - {p}" for p in self.special_points]
         return "\n".join(lines)
 
@@ -141,6 +169,7 @@ def decomposable(fx) -> bool:
 def coefficients(delta: np.ndarray, fx) -> tuple[np.ndarray, np.ndarray, float]:
     """(gamma, rho, relative part of ``delta`` outside span{mu, xi}) of a (2, m, d) displacement (SPEC.md 4)."""
     from ..decomposition import decompose, reconstruct
+
     zero = np.zeros_like(delta)
     gamma, rho = decompose(delta, zero, fx.data)
     back = reconstruct(zero, gamma, rho, fx.data)
@@ -161,8 +190,10 @@ def findings(dgamma: np.ndarray, drho: np.ndarray, sg: float, sr: float, fx, flo
     if bad_f.size:
         shown = ", ".join(f"(j={jname[j]}, r={r})" for j, r in bad_f[:6])
         more = "" if len(bad_f) <= 6 else f" and {len(bad_f) - 6} more"
-        out.append(f"signal coefficients gamma differ at {len(bad_f)} of {2 * fx.m} filters: {shown}{more}; "
-                   f"max relative difference {gmax:.3g}")
+        out.append(
+            f"signal coefficients gamma differ at {len(bad_f)} of {2 * fx.m} filters: {shown}{more}; "
+            f"max relative difference {gmax:.3g}"
+        )
     else:
         out.append(f"signal coefficients gamma agree (max relative difference {gmax:.2g})")
     per_sample = er.max(axis=(0, 1)) if er.size else np.zeros(fx.n)
@@ -174,18 +205,30 @@ def findings(dgamma: np.ndarray, drho: np.ndarray, sg: float, sr: float, fx, flo
     if bad_i.size:
         js = sorted({jname[j] for j in np.argwhere(er > thr)[:, 0]})
         shown = ", ".join(map(str, bad_i[:10].tolist())) + ("" if bad_i.size <= 10 else ", ...")
-        out.append(f"noise coefficients rho differ for {bad_i.size} of {fx.n} samples ({noisy_bad} of {n_noisy} "
-                   f"mislabelled, {bad_i.size - noisy_bad} of {fx.n - n_noisy} clean; samples {shown}) in the "
-                   f"filters of j = {' and '.join(js)}; max relative difference {rmax:.3g}")
+        out.append(
+            f"noise coefficients rho differ for {bad_i.size} of {fx.n} samples ({noisy_bad} of {n_noisy} "
+            f"mislabelled, {bad_i.size - noisy_bad} of {fx.n - n_noisy} clean; samples {shown}) in the "
+            f"filters of j = {' and '.join(js)}; max relative difference {rmax:.3g}"
+        )
     else:
         out.append(f"noise coefficients rho agree (max relative difference {rmax:.2g})")
     return out
 
 
-_FACTORS = {"m": lambda fx: fx.m, "1/m": lambda fx: 1.0 / fx.m, "n": lambda fx: fx.n, "1/n": lambda fx: 1.0 / fx.n,
-            "n m": lambda fx: fx.n * fx.m, "-1": lambda fx: -1.0, "2": lambda fx: 2.0, "1/2": lambda fx: 0.5,
-            "eta": lambda fx: fx.config.eta, "q": lambda fx: fx.config.q, "m/2": lambda fx: fx.m / 2.0,
-            "2/m": lambda fx: 2.0 / fx.m}
+_FACTORS = {
+    "m": lambda fx: fx.m,
+    "1/m": lambda fx: 1.0 / fx.m,
+    "n": lambda fx: fx.n,
+    "1/n": lambda fx: 1.0 / fx.n,
+    "n m": lambda fx: fx.n * fx.m,
+    "-1": lambda fx: -1.0,
+    "2": lambda fx: 2.0,
+    "1/2": lambda fx: 0.5,
+    "eta": lambda fx: fx.config.eta,
+    "q": lambda fx: fx.config.q,
+    "m/2": lambda fx: fx.m / 2.0,
+    "2/m": lambda fx: 2.0 / fx.m,
+}
 
 
 def name_factor(c: float, fx) -> str | None:
@@ -212,9 +255,17 @@ class Judge:
     steps : list of int, the compared steps (same order as ``subs``), for the entries' direct estimates
     """
 
-    def __init__(self, fx, subs: Sequence[np.ndarray], refs: Sequence[np.ndarray], scales: Sequence[float],
-                 bnds: Sequence[float], predict: Callable[[Mistake, float | None], list | None],
-                 kind: str = "", steps: Sequence[int] | None = None):
+    def __init__(
+        self,
+        fx,
+        subs: Sequence[np.ndarray],
+        refs: Sequence[np.ndarray],
+        scales: Sequence[float],
+        bnds: Sequence[float],
+        predict: Callable[[Mistake, float | None], list | None],
+        kind: str = "",
+        steps: Sequence[int] | None = None,
+    ):
         self.fx, self.subs, self.refs, self.scales, self.bnds, self.predict = fx, subs, refs, scales, bnds, predict
         self.kind, self.steps = kind, None if steps is None else [int(t) for t in steps]
 
@@ -228,7 +279,7 @@ class Judge:
         for s, p, ref, sc, b in zip(self.subs, pred, self.refs, self.scales, self.bnds):
             fs, fp = np.all(np.isfinite(s)), np.all(np.isfinite(p))
             if not fs and not fp:
-                continue                                  # both diverged by this checkpoint
+                continue  # both diverged by this checkpoint
             if fs != fp:
                 return math.inf, False
             r = rel(maxabs(s - p), sc)
@@ -260,7 +311,7 @@ class Judge:
         trials.sort(key=lambda x: x[0])
         (_, p1, r1), (_, p0, r0) = trials[0], trials[1]
         if p1 in guesses and self.distance(self.predict(e, p1))[1]:
-            return p1 if e.low <= p1 <= e.high else None        # a direct estimate that already reproduces
+            return p1 if e.low <= p1 <= e.high else None  # a direct estimate that already reproduces
         for _ in range(14):
             J = (r1 - r0) / (p1 - p0)
             jj = float(J @ J)
@@ -320,14 +371,18 @@ def describe_matches(rep: Report, fx, matches, what: str, steps: Sequence[int]) 
             how = f"replaying this mistake reproduces {what} at step(s) {shown} to {dist:.1e}"
         rep.diagnosis.append(f"{txt} ({how}, relative; within the bound)")
     if len(matches) > 1:
-        rep.diagnosis.append("these " + str(len(matches)) + " causes give the same numbers on this fixture (within "
-                             "the bound); a fixture with other checkpoints or settings may separate them")
+        rep.diagnosis.append(
+            "these " + str(len(matches)) + " causes give the same numbers on this fixture (within "
+            "the bound); a fixture with other checkpoints or settings may separate them"
+        )
 
 
 def not_in_catalogue(rep: Report, n_tried: int) -> None:
-    rep.diagnosis.append(f"the cause is not in lnref's catalogue: none of the {n_tried} known mistakes that apply "
-                         "to this check reproduces the numbers within the bound (see 'What differs'; SPEC.md "
-                         "sections 2-4)")
+    rep.diagnosis.append(
+        f"the cause is not in lnref's catalogue: none of the {n_tried} known mistakes that apply "
+        "to this check reproduces the numbers within the bound (see 'What differs'; SPEC.md "
+        "sections 2-4)"
+    )
 
 
 def all_keys() -> list[str]:

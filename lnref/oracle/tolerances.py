@@ -7,6 +7,7 @@ and a float32 replay).  The bound at a checkpoint is the larger of the tier's an
 spread, so a chaotic stretch of trajectory loosens its own bound instead of failing correct code; a fixture whose
 bound would exceed ``cap * rtol * (1 + t)`` cannot judge at that tier, and ``lnref export`` refuses it.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ __all__ = ["Tolerance", "TIERS", "resolve_tolerance", "bounds", "judgeable", "SP
 #: columns of ``Fixture.spread`` (K, 3): relative W distance to the fixture at each checkpoint of
 SPREAD_COLUMNS = ("numpy_float64", "w0_perturbed", "float32")
 #: relative size of the W0 perturbation the export uses (4 ulps)
-PERTURBATION = 4 * 2.0 ** -52
+PERTURBATION = 4 * 2.0**-52
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Tolerance:
     rtol: float
     atol: float = 0.0
     on: str = "weights"
-    unit_roundoff: float = 2.0 ** -53
+    unit_roundoff: float = 2.0**-53
     safety: float = 1000.0
     cap: float = 100.0
 
@@ -73,28 +74,31 @@ class Tolerance:
     def spread_of(self, spread_row: np.ndarray) -> float:
         """The measured spread relevant to this tier from one row of ``Fixture.spread``."""
         f64, pert, f32 = (float(x) for x in spread_row)
-        amp = pert / PERTURBATION          # how much the trajectory amplifies a rounding-sized change of W0
-        if self.unit_roundoff > 2.0 ** -40:
+        amp = pert / PERTURBATION  # how much the trajectory amplifies a rounding-sized change of W0
+        if self.unit_roundoff > 2.0**-40:
             return max(f32, amp * self.unit_roundoff)
         return max(f64, pert)
 
 
 TIERS: dict[str, Tolerance] = {
-    "float64": Tolerance("float64", rtol=1e-10, on="weights", unit_roundoff=2.0 ** -53, safety=1000.0),
-    "float32": Tolerance("float32", rtol=1e-5, on="summaries", unit_roundoff=2.0 ** -24, safety=10.0),
+    "float64": Tolerance("float64", rtol=1e-10, on="weights", unit_roundoff=2.0**-53, safety=1000.0),
+    "float32": Tolerance("float32", rtol=1e-5, on="summaries", unit_roundoff=2.0**-24, safety=10.0),
 }
 
 
-def resolve_tolerance(tier: str | Tolerance = "float64", rtol: float | None = None,
-                      atol: float | None = None) -> Tolerance:
+def resolve_tolerance(
+    tier: str | Tolerance = "float64", rtol: float | None = None, atol: float | None = None
+) -> Tolerance:
     """A :class:`Tolerance` from a tier name (or a Tolerance), with ``rtol``/``atol`` overridden if given."""
     if isinstance(tier, Tolerance):
         tol = tier
     elif isinstance(tier, str) and tier in TIERS:
         tol = TIERS[tier]
     else:
-        raise ConfigError(f"tier={tier!r} is not allowed: choose one of {', '.join(map(repr, TIERS))} "
-                          "or pass an lnref.testing.Tolerance")
+        raise ConfigError(
+            f"tier={tier!r} is not allowed: choose one of {', '.join(map(repr, TIERS))} "
+            "or pass an lnref.testing.Tolerance"
+        )
     changes = {}
     if rtol is not None:
         changes["rtol"] = rtol

@@ -8,14 +8,25 @@ section of the spec), a criterion with its tolerance, the measured mean +- stand
 verdict with the count of seeds in which it held (:mod:`lnref.reproduce.common`).  The folder's
 ``reproduction.json`` marks it as that reproduction's output, so running the same reproduction again replaces it.
 """
+
 from __future__ import annotations
 
 import importlib
 
 from .common import AUTHORS_CODE, REPRODUCTIONS, Check, Context, fmt_mean_se, register, run_reproduction, seed_check
 
-__all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "load_all", "DEFAULT",
-           "seed_check", "fmt_mean_se", "AUTHORS_CODE"]
+__all__ = [
+    "Check",
+    "Context",
+    "REPRODUCTIONS",
+    "register",
+    "run_reproduction",
+    "load_all",
+    "DEFAULT",
+    "seed_check",
+    "fmt_mean_se",
+    "AUTHORS_CODE",
+]
 
 DEFAULT = "han2025"
 # modules that register reproductions, in the order `lnref reproduce --list` shows them

@@ -18,6 +18,7 @@ holds with high probability, not surely, at finite sizes; the holds column then 
 Clopper-Pearson lower bound on the per-seed rate); the measured column gives mean +- standard error over the K
 seeds and the holds column the count of seeds in which the criterion held.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -34,9 +35,23 @@ import numpy as np
 
 from ..io import OutputError, versions, write_json, write_text
 
-__all__ = ["Check", "Context", "REPRODUCTIONS", "register", "run_reproduction", "have_matplotlib",
-           "save_figure", "mean_se", "fmt_mean_se", "seed_check", "prepare_reproduction_dir", "MARKER",
-           "AUTHORS_CODE", "rate_lower_bound", "sweep_executor"]
+__all__ = [
+    "Check",
+    "Context",
+    "REPRODUCTIONS",
+    "register",
+    "run_reproduction",
+    "have_matplotlib",
+    "save_figure",
+    "mean_se",
+    "fmt_mean_se",
+    "seed_check",
+    "prepare_reproduction_dir",
+    "MARKER",
+    "AUTHORS_CODE",
+    "rate_lower_bound",
+    "sweep_executor",
+]
 
 MARKER = "reproduction.json"
 
@@ -46,15 +61,15 @@ MARKER = "reproduction.json"
 #: "zzp1012" and by the papers' titles and set-ups.
 AUTHORS_CODE: dict[str, str] = {
     "han2025": "zzp1012/label-noise-theory (ICML 2025 code release of Han et al.): CIFAR-10 experiments only "
-               "(scripts/train_binary.py, src/model/cifar_vgg.py); no script for the synthetic Figure 1, so "
-               "lnref follows the paper's text and SPEC.md section 6.",
+    "(scripts/train_binary.py, src/model/cifar_vgg.py); no script for the synthetic Figure 1, so "
+    "lnref follows the paper's text and SPEC.md section 6.",
     "huang2025": "no public repository found; the paper (arXiv 2510.17526, NeurIPS 2025 checklist item 5) says "
-                 "its code is in the supplementary material only.  lnref follows the paper's Section 5 text "
-                 "(n=200, n_test=2000, d=2000, m=20, eta=0.5, p=0.1, mu=[2,0,...,0], sigma_p^2=0.25, 2000 steps, "
-                 "Algorithm 1's per-step flips) and SPEC.md section 6; sigma0 is not stated there.",
+    "its code is in the supplementary material only.  lnref follows the paper's Section 5 text "
+    "(n=200, n_test=2000, d=2000, m=20, eta=0.5, p=0.1, mu=[2,0,...,0], sigma_p^2=0.25, 2000 steps, "
+    "Algorithm 1's per-step flips) and SPEC.md section 6; sigma0 is not stated there.",
     "cao2022": "no public repository found for Cao, Chen, Belkin and Gu (2022, arXiv 2202.06526) (the uclaml "
-               "organisation publishes Kou et al.'s uclaml/Benign_ReLU_CNN, not Cao's code); lnref follows "
-               "the paper's text and SPEC.md section 6.",
+    "organisation publishes Kou et al.'s uclaml/Benign_ReLU_CNN, not Cao's code); lnref follows "
+    "the paper's text and SPEC.md section 6.",
     "kou2023": "uclaml/Benign_ReLU_CNN (see issue 11 and lnref.reproduce.heatmaps).",
 }
 
@@ -123,10 +138,20 @@ class Check:
         return self.claim
 
     def as_dict(self) -> dict[str, Any]:
-        return {"prediction": self.claim, "claim": self.claim, "source": self.source, "criterion": self.criterion,
-                "tolerance": self.tolerance, "measured": self.measured, "holds": self.holds,
-                "seeds_held": self.seeds_held, "n_seeds": self.n_seeds, "rule": self.rule,
-                "min_rate": self.min_rate, "rate_lower_95": self.rate_lower}
+        return {
+            "prediction": self.claim,
+            "claim": self.claim,
+            "source": self.source,
+            "criterion": self.criterion,
+            "tolerance": self.tolerance,
+            "measured": self.measured,
+            "holds": self.holds,
+            "seeds_held": self.seeds_held,
+            "n_seeds": self.n_seeds,
+            "rule": self.rule,
+            "min_rate": self.min_rate,
+            "rate_lower_95": self.rate_lower,
+        }
 
 
 def _finite(values: Iterable[Any]) -> np.ndarray:
@@ -154,7 +179,7 @@ def _g(v: float) -> str:
 
 
 def fmt_mean_se(values: Sequence[Any], unit: str = "") -> str:
-    """"0.79 +- 0.061 (3 seeds)"; "0.67 (1 seed)"; missing values counted: "7 +- 1 (4 of 5 seeds; 1 none)"."""
+    """ "0.79 +- 0.061 (3 seeds)"; "0.67 (1 seed)"; missing values counted: "7 +- 1 (4 of 5 seeds; 1 none)"."""
     values = list(values)
     mean, se, k = mean_se(values)
     total = len(values)
@@ -175,11 +200,21 @@ def rate_lower_bound(k: int, total: int, confidence: float = 0.95) -> float:
     if k <= 0:
         return 0.0
     from scipy.stats import beta
+
     return float(beta.ppf(1.0 - confidence, k, total - k + 1))
 
 
-def seed_check(claim: str, *, source: str, criterion: str, tolerance: str, per_seed: Sequence[Any],
-               measured: str, rule: str = "all", min_rate: float | None = None) -> Check:
+def seed_check(
+    claim: str,
+    *,
+    source: str,
+    criterion: str,
+    tolerance: str,
+    per_seed: Sequence[Any],
+    measured: str,
+    rule: str = "all",
+    min_rate: float | None = None,
+) -> Check:
     """A :class:`Check` judged seed by seed: ``per_seed`` holds one bool per seed (the criterion in that seed).
 
     ``rule="all"``: the row holds when every seed holds; ``"majority"``: when more than half do; ``"rate"``: when
@@ -200,9 +235,19 @@ def seed_check(claim: str, *, source: str, criterion: str, tolerance: str, per_s
         lower = rate_lower_bound(k, total)
     else:
         raise ValueError(f"rule={rule!r} is not allowed: use 'all', 'majority' or 'rate'")
-    return Check(claim, measured, holds, source=source, criterion=criterion, tolerance=tolerance,
-                 seeds_held=k, n_seeds=total, rule=rule, min_rate=min_rate if rule == "rate" else None,
-                 rate_lower=lower)
+    return Check(
+        claim,
+        measured,
+        holds,
+        source=source,
+        criterion=criterion,
+        tolerance=tolerance,
+        seeds_held=k,
+        n_seeds=total,
+        rule=rule,
+        min_rate=min_rate if rule == "rate" else None,
+        rate_lower=lower,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ context
@@ -316,10 +361,13 @@ def register(name: str, title: str, description: str = "", *, default_seeds: int
     ``--quick``).  The description (default: the function's docstring) must not state sizes: report.md prints
     the config as run.
     """
+
     def deco(func):
-        REPRODUCTIONS[name] = Reproduction(name, title, func, description or inspect.cleandoc(func.__doc__ or ""),
-                                           default_seeds, quick_seeds)
+        REPRODUCTIONS[name] = Reproduction(
+            name, title, func, description or inspect.cleandoc(func.__doc__ or ""), default_seeds, quick_seeds
+        )
         return func
+
     return deco
 
 
@@ -336,10 +384,12 @@ def save_figure(fig, ctx: Context, name: str) -> None:
     import io as _io
 
     import matplotlib.pyplot as plt
+
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     from ..io import atomic_write
+
     with atomic_write(ctx.path(name), "wb") as fh:
         fh.write(buf.getvalue())
 
@@ -349,6 +399,7 @@ def sweep_executor(ctx: Context, runs: int):
     this process for small sweeps (``--quick`` or fewer than 200 runs: a process pool pays a numba compile per
     worker), else a process pool over every core."""
     from ..sweeps import SerialExecutor, dask_executor, process_executor
+
     if ctx.dask is not None:
         return dask_executor(ctx.dask, None)
     ex = SerialExecutor() if ctx.quick or runs < 200 else process_executor()
@@ -387,6 +438,7 @@ def prepare_reproduction_dir(out: str | Path, name: str, force: bool = False, lo
     out = Path(out)
     if lock is None or not lock.held:
         from .._lock import OutputLock, holder
+
         owner = holder(out)
         if owner is not None:
             raise OutputLock(out)._busy(owner)
@@ -397,22 +449,31 @@ def prepare_reproduction_dir(out: str | Path, name: str, force: bool = False, lo
         if marker is not None and marker["reproduction"] == name:
             own = set(marker.get("files", [])) | {MARKER}
             dirs = set(marker.get("dirs", []))  # kept: the run resumes or overwrites what is inside
-            foreign = sorted(p.name for p in out.iterdir()
-                             if not (p.name in own and p.is_file()) and not (p.name in dirs and p.is_dir()))
+            foreign = sorted(
+                p.name
+                for p in out.iterdir()
+                if not (p.name in own and p.is_file()) and not (p.name in dirs and p.is_dir())
+            )
             if foreign and not force:
                 raise OutputError(
                     f"{out} holds an earlier output of {name} and also {', '.join(foreign[:5])}"
                     f"{' ...' if len(foreign) > 5 else ''}, which that run did not write; move them away or pass "
-                    "--force to keep them and overwrite the rest")
+                    "--force to keep them and overwrite the rest"
+                )
             for f in own:
                 p = out / f
                 if p.is_file() and (p.name != MARKER):
                     p.unlink()
         elif not force:
-            what = (f"the output of another reproduction ({marker['reproduction']})" if marker is not None
-                    else "files that lnref reproduce did not write")
-            raise OutputError(f"{out} is not empty ({what}); choose another folder, or pass --force to overwrite "
-                              "its files of the same names")
+            what = (
+                f"the output of another reproduction ({marker['reproduction']})"
+                if marker is not None
+                else "files that lnref reproduce did not write"
+            )
+            raise OutputError(
+                f"{out} is not empty ({what}); choose another folder, or pass --force to overwrite "
+                "its files of the same names"
+            )
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -442,10 +503,16 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
     seeds_flag = f" --seeds {ctx.seeds}"
     published = getattr(ctx, "published", None)
     published_flag = f" --published {published}" if published else ""
-    lines = [f"# {rep.title}", "", rep.description, "",
-             f"Command: `lnref reproduce {rep.name}{seeds_flag}{' --quick' if ctx.quick else ''}{published_flag}`  ",
-             f"Wall time: {wall:.1f} s on {platform.node()} ({time.strftime('%Y-%m-%d')}); "
-             f"{ctx.runs} training runs of {len(ctx.configs)} configs", ""]
+    lines = [
+        f"# {rep.title}",
+        "",
+        rep.description,
+        "",
+        f"Command: `lnref reproduce {rep.name}{seeds_flag}{' --quick' if ctx.quick else ''}{published_flag}`  ",
+        f"Wall time: {wall:.1f} s on {platform.node()} ({time.strftime('%Y-%m-%d')}); "
+        f"{ctx.runs} training runs of {len(ctx.configs)} configs",
+        "",
+    ]
     same, varies = config_table(ctx.configs)
     if same or varies:
         # a field is left out when no run reads it
@@ -455,21 +522,37 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
                 if k not in ctx.uses:
                     unused.setdefault(k, why)
         unused = {k: why for k, why in unused.items() if all(k in unused_fields(c) for c in ctx.configs)}
-        lines += ["## Config as run", "",
-                  "The fields of `lnref.Config` these runs read (names as in `lnref run --help`), from the runs' "
-                  "`Result.config`:", "", "| field | value |", "| --- | --- |"]
+        lines += [
+            "## Config as run",
+            "",
+            "The fields of `lnref.Config` these runs read (names as in `lnref run --help`), from the runs' "
+            "`Result.config`:",
+            "",
+            "| field | value |",
+            "| --- | --- |",
+        ]
         lines += [f"| `{k}` | {_cell(v)} |" for k, v in same.items() if k not in unused]
-        lines += [f"| `{k}` | varies: {_cell(', '.join(str(x) for x in v))} |" for k, v in varies.items()
-                  if k not in unused]
+        lines += [
+            f"| `{k}` | varies: {_cell(', '.join(str(x) for x in v))} |" for k, v in varies.items() if k not in unused
+        ]
         if unused:
-            lines += ["", "Not read by these runs, so not shown: " + "; ".join(
-                f"`{k}` ({why})" for k, why in unused.items()) + "."]
+            lines += [
+                "",
+                "Not read by these runs, so not shown: "
+                + "; ".join(f"`{k}` ({why})" for k, why in unused.items())
+                + ".",
+            ]
         lines.append("")
-    lines += ["## Predictions", "",
-              f"Each row is judged seed by seed against its criterion; unless the row says otherwise it holds when "
-              f"the criterion holds in every one of the {ctx.seeds} seed{'s' if ctx.seeds != 1 else ''} "
-              "(the last column counts them).  Measured values are mean +- standard error over the seeds.", "",
-              "| prediction | source | criterion (tolerance) | measured | holds |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "## Predictions",
+        "",
+        f"Each row is judged seed by seed against its criterion; unless the row says otherwise it holds when "
+        f"the criterion holds in every one of the {ctx.seeds} seed{'s' if ctx.seeds != 1 else ''} "
+        "(the last column counts them).  Measured values are mean +- standard error over the seeds.",
+        "",
+        "| prediction | source | criterion (tolerance) | measured | holds |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for c in checks:
         crit = c.criterion or "(not stated)"
         if c.tolerance:
@@ -478,11 +561,11 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
             crit += "; judged: majority of seeds"
         elif c.rule == "rate":
             crit += f"; judged: holds in at least {100 * c.min_rate:.0f}% of the seeds"
-        lines.append(f"| {_cell(c.claim)} | {_cell(c.source or '-')} | {_cell(crit)} | {_cell(c.measured)} | "
-                     f"{_holds_cell(c)} |")
+        lines.append(
+            f"| {_cell(c.claim)} | {_cell(c.source or '-')} | {_cell(crit)} | {_cell(c.measured)} | {_holds_cell(c)} |"
+        )
     held, tested, na = count_held(checks)
-    lines += ["", f"{held} of {tested} predictions hold in this run" + (f" ({na} comparison rows n/a)." if na
-                                                                          else ".")]
+    lines += ["", f"{held} of {tested} predictions hold in this run" + (f" ({na} comparison rows n/a)." if na else ".")]
     if ctx.captions:
         lines += ["", "## Figures", ""]
         for name, caption in ctx.captions.items():
@@ -514,11 +597,20 @@ def run_reproduction(name: str, ctx: Context) -> list[Check]:
     checks = rep.func(ctx)
     wall = time.perf_counter() - t0
     same, varies = config_table(ctx.configs)
-    write_json(ctx.out / "summary.json", {
-        "reproduction": name, "seeds": ctx.seeds, "quick": ctx.quick, "wall_seconds": wall,
-        "training_runs": ctx.runs,
-        "versions": versions(), "config": same, "config_varies": varies,
-        "checks": [c.as_dict() for c in checks]})
+    write_json(
+        ctx.out / "summary.json",
+        {
+            "reproduction": name,
+            "seeds": ctx.seeds,
+            "quick": ctx.quick,
+            "wall_seconds": wall,
+            "training_runs": ctx.runs,
+            "versions": versions(),
+            "config": same,
+            "config_varies": varies,
+            "checks": [c.as_dict() for c in checks],
+        },
+    )
     write_text(ctx.out / "report.md", _report(rep, ctx, checks, wall))
     _write_marker(ctx.out, name, ctx.files, finished=True, dirs=ctx.dirs)
     return checks

@@ -17,6 +17,7 @@ so every run is made with ``log_every=0, log_points=0`` (only steps 0 and ``step
 
 Everything (grid, sizes, memory, the output folder, the rows to resume) is checked before anything is written.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -53,8 +54,19 @@ from .results import SweepResult, have_matplotlib, save_heatmap
 
 __all__ = ["sweep", "DEFAULT_METRICS", "SweepError"]
 
-DEFAULT_METRICS = ("test_acc", "test_error", "train_acc", "train_acc_clean", "train_acc_noisy", "loss",
-                   "gamma_max", "rho_bar_max_clean", "rho_bar_max_noisy", "steps_done", "diverged")
+DEFAULT_METRICS = (
+    "test_acc",
+    "test_error",
+    "train_acc",
+    "train_acc_clean",
+    "train_acc_noisy",
+    "loss",
+    "gamma_max",
+    "rho_bar_max_clean",
+    "rho_bar_max_noisy",
+    "steps_done",
+    "diverged",
+)
 
 
 class SweepError(OutputError):
@@ -73,11 +85,20 @@ def _check_int_option(name: str, value: Any, minimum: int) -> None:
         raise ConfigError(f"{name}={value!r} is not allowed: use an integer >= {minimum}")
 
 
-def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: int = 1,
-          executor: cf.Executor | None = None, out: str | os.PathLike | None = None, resume: bool = False,
-          metrics: Sequence[str] = DEFAULT_METRICS, batch_size: int | None = None,
-          progress: Callable[[int, int, int, int], None] | bool | None = None, *, force: bool = False,
-          plot: bool = True) -> SweepResult:
+def sweep(
+    base_config: Config,
+    grid: Mapping[str, Sequence[Any]],
+    replicates: int = 1,
+    executor: cf.Executor | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    batch_size: int | None = None,
+    progress: Callable[[int, int, int, int], None] | bool | None = None,
+    *,
+    force: bool = False,
+    plot: bool = True,
+) -> SweepResult:
     """Run ``base_config`` over the Cartesian product of ``grid``, ``replicates`` times per cell.
 
     Parameters
@@ -145,9 +166,11 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
     if clash and default_metrics:
         metrics = tuple(m for m in metrics if m not in clash)  # the default set leaves the metric out
     elif clash:
-        raise ConfigError(f"the grid field(s) {', '.join(map(repr, clash))} and the metric(s) of the same name "
-                          "cannot both be columns of sweep.csv: leave the metric out of metrics= (the grid field "
-                          "'loss' is the training method; the metric 'loss' the final logistic loss)")
+        raise ConfigError(
+            f"the grid field(s) {', '.join(map(repr, clash))} and the metric(s) of the same name "
+            "cannot both be columns of sweep.csv: leave the metric out of metrics= (the grid field "
+            "'loss' is the training method; the metric 'loss' the final logistic loss)"
+        )
     if batch_size is not None:
         _check_int_option("batch_size", batch_size, 1)
     if executor is not None and not isinstance(executor, cf.Executor) and not hasattr(executor, "submit"):
@@ -182,12 +205,17 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
         lock = OutputLock(out, f"the sweep folder {out}").acquire()
     try:
         if out is not None:  # again under the claim: another sweep may have written there in between
-            finished, result.rerun = _check_out(out, resume, force, meta, columns, sid, fields, cells, base.seed,
-                                                replicates)
+            finished, result.rerun = _check_out(
+                out, resume, force, meta, columns, sid, fields, cells, base.seed, replicates
+            )
         result.skipped = len(finished)
 
-        jobs = [(c, r, cells[c], cell_seed(base.seed, c, r)) for c in range(len(cells)) for r in range(replicates)
-                if (c, r) not in finished]
+        jobs = [
+            (c, r, cells[c], cell_seed(base.seed, c, r))
+            for c in range(len(cells))
+            for r in range(replicates)
+            if (c, r) not in finished
+        ]
         total = len(cells) * replicates
         tidy_fh = None
         if out is not None:
@@ -204,9 +232,10 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
             executor = process_executor()
         if batch_size is None:
             batch_size = int(min(250, max(1, math.ceil(len(jobs) / (8 * workers))))) if jobs else 1
-        batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+        batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
         if progress is True:
             from ..cliargs import Progress
+
             printer = Progress("lnref sweep")
             progress = lambda jd, jt, cd, ct: printer(jd, jt, f"({cd}/{ct} cells)")  # noqa: E731
         per_cell = np.zeros(len(cells), dtype=np.int64)
@@ -232,14 +261,19 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
         except cf.BrokenExecutor as exc:
             for fut in futures:
                 fut.cancel()
-            kept = f"; the {len(rows)} rows finished are in {out / TIDY_NAME}: continue with resume=True" \
-                if out is not None else ""
+            kept = (
+                f"; the {len(rows)} rows finished are in {out / TIDY_NAME}: continue with resume=True"
+                if out is not None
+                else ""
+            )
             raise SweepError(f"a worker process of the sweep died ({exc}; out of memory?){kept}") from None
         except OSError as exc:
             for fut in futures:
                 fut.cancel()
-            raise SweepError(f"cannot write {out / TIDY_NAME}: {describe_os_error(exc)}; the rows written before are "
-                             "kept: free space, then continue with resume=True") from None
+            raise SweepError(
+                f"cannot write {out / TIDY_NAME}: {describe_os_error(exc)}; the rows written before are "
+                "kept: free space, then continue with resume=True"
+            ) from None
         except BaseException:
             for fut in futures:
                 fut.cancel()
@@ -264,22 +298,44 @@ def sweep(base_config: Config, grid: Mapping[str, Sequence[Any]], replicates: in
                         if metric in metrics:
                             save_heatmap(result, metric, out / f"heatmap_{metric}.png")
                             result.files.append(f"heatmap_{metric}.png")
-                write_json(out / META_NAME, {**meta, "versions": versions(), "wall_seconds": result.wall_seconds,
-                                             "runs": total, "resumed_rows": result.skipped,
-                                             "rerun_garbled_rows": result.rerun, "complete": True})
+                write_json(
+                    out / META_NAME,
+                    {
+                        **meta,
+                        "versions": versions(),
+                        "wall_seconds": result.wall_seconds,
+                        "runs": total,
+                        "resumed_rows": result.skipped,
+                        "rerun_garbled_rows": result.rerun,
+                        "complete": True,
+                    },
+                )
             except OSError as exc:
-                raise SweepError(f"cannot write the sweep's files into {out}: {describe_os_error(exc)}; every row is "
-                                 f"in {out / TIDY_NAME}: continue with resume=True") from None
+                raise SweepError(
+                    f"cannot write the sweep's files into {out}: {describe_os_error(exc)}; every row is "
+                    f"in {out / TIDY_NAME}: continue with resume=True"
+                ) from None
         return result
     finally:
         if lock is not None:
             lock.release()
 
 
-def _check_out(out: Path, resume: bool, force: bool, meta: dict, columns: list[str], sid: str,
-               fields: list[str], cells: list[tuple], root: int, replicates: int):
+def _check_out(
+    out: Path,
+    resume: bool,
+    force: bool,
+    meta: dict,
+    columns: list[str],
+    sid: str,
+    fields: list[str],
+    cells: list[tuple],
+    root: int,
+    replicates: int,
+):
     """Check the sweep folder and read the rows to resume; writes nothing.  Returns (finished rows, garbled)."""
     from ..runs import RunFolder, stat_kind
+
     kind = stat_kind(out)
     if kind == "other":
         raise OutputError(f"{out} exists and is not a folder")
@@ -295,14 +351,19 @@ def _check_out(out: Path, resume: bool, force: bool, meta: dict, columns: list[s
         if tidy.exists() or tidy.is_symlink():
             read = read_tidy(tidy, columns, sid)
             if read.foreign:
-                raise OutputError(f"{tidy} holds rows of another sweep (sweep_id {', '.join(sorted(read.foreign))}; "
-                                  f"this one is {sid}): its base config or grid differs; resume only the same "
-                                  "sweep, or start afresh in another folder (or overwrite with force=True)")
+                raise OutputError(
+                    f"{tidy} holds rows of another sweep (sweep_id {', '.join(sorted(read.foreign))}; "
+                    f"this one is {sid}): its base config or grid differs; resume only the same "
+                    "sweep, or start afresh in another folder (or overwrite with force=True)"
+                )
             garbled = read.garbled
             for row in read.rows:
                 c, r = row["cell"], row["replicate"]
-                if not (0 <= c < len(cells) and 0 <= r < replicates) or row["seed"] != cell_seed(root, c, r) or \
-                        any(row[f] != v for f, v in zip(fields, cells[c])):
+                if (
+                    not (0 <= c < len(cells) and 0 <= r < replicates)
+                    or row["seed"] != cell_seed(root, c, r)
+                    or any(row[f] != v for f, v in zip(fields, cells[c]))
+                ):
                     garbled += 1  # a sound line that does not fit this grid: run that job again
                     continue
                 finished.setdefault((c, r), row)
@@ -313,11 +374,12 @@ def _check_out(out: Path, resume: bool, force: bool, meta: dict, columns: list[s
         except OSError as exc:
             raise OutputError(f"{out} cannot be listed: {describe_os_error(exc)}") from None
         if nonempty and not force:
-            raise OutputError(f"{out} is not empty; pass resume=True to continue its sweep or force=True to "
-                              "overwrite its files")
+            raise OutputError(
+                f"{out} is not empty; pass resume=True to continue its sweep or force=True to overwrite its files"
+            )
         RunFolder._check_writable(out)
     else:
         from ..runs import existing_ancestor
+
         RunFolder._check_writable(existing_ancestor(out))
     return finished, garbled
-

@@ -1,4 +1,5 @@
 """``lnref sweep``: the command line of :func:`lnref.sweep` (flags as for ``lnref run``, plus the grid)."""
+
 from __future__ import annotations
 
 import argparse
@@ -57,41 +58,72 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         close = executor.shutdown
     if not args.quiet:
         from ..cliargs import compile_notice
+
         compile_notice(base.engine)
     try:
-        res = sweep(base, grid, replicates=args.replicates, executor=executor, out=args.out, resume=args.resume,
-                    batch_size=args.batch_size, progress=None if args.quiet else True, force=args.force)
+        res = sweep(
+            base,
+            grid,
+            replicates=args.replicates,
+            executor=executor,
+            out=args.out,
+            resume=args.resume,
+            batch_size=args.batch_size,
+            progress=None if args.quiet else True,
+            force=args.force,
+        )
     finally:
         close()
     diverged = sum(bool(r.get("diverged")) for r in res.rows)
     rerun = f", {res.rerun} garbled rows run again" if res.rerun else ""
-    print(f"wrote {args.out}: {len(res.rows)} runs ({res.skipped} resumed{rerun}) over {int(np.prod(res.shape))} "
-          f"cells in {res.wall_seconds:.1f}s; {diverged} diverged")
+    print(
+        f"wrote {args.out}: {len(res.rows)} runs ({res.skipped} resumed{rerun}) over {int(np.prod(res.shape))} "
+        f"cells in {res.wall_seconds:.1f}s; {diverged} diverged"
+    )
     return 0
 
 
 def register(subparsers) -> None:
     """Add the ``sweep`` subcommand to the ``lnref`` parser."""
     p = subparsers.add_parser(
-        "sweep", help="run a grid of configs (local processes or Dask) and write tidy CSVs",
+        "sweep",
+        help="run a grid of configs (local processes or Dask) and write tidy CSVs",
         description="Run the base config (flags as for `lnref run`) over a Cartesian grid of Config fields, "
-                    "with replicates, writing sweep.csv (one row per run, appended as runs finish), "
-                    "sweep_mean.csv (mean and standard error per cell), sweep.json and heatmaps.")
+        "with replicates, writing sweep.csv (one row per run, appended as runs finish), "
+        "sweep_mean.csv (mean and standard error per cell), sweep.json and heatmaps.",
+    )
     add_config_arguments(p)
-    p.add_argument("--grid", action="append", metavar="FIELD=SPEC",
-                   help="FIELD=START:STOP:STEP (inclusive) or FIELD=V1,V2,...; or a TOML file with [grid]; "
-                        "repeat for more fields (the --config file may also hold a [grid] table)")
-    p.add_argument("--replicates", type=int, default=1,
-                   help="runs per cell, each with its own derived seed (cells x replicates at most 10^7)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="FIELD=SPEC",
+        help="FIELD=START:STOP:STEP (inclusive) or FIELD=V1,V2,...; or a TOML file with [grid]; "
+        "repeat for more fields (the --config file may also hold a [grid] table)",
+    )
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=1,
+        help="runs per cell, each with its own derived seed (cells x replicates at most 10^7)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the finished rows in --out and run the rest (garbled rows are run again)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished rows in --out and run the rest (garbled rows are run again)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite the sweep files of a non-empty --out")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores; "
-                                                             "1 runs in this process)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="local worker processes (default: all cores; 1 runs in this process)"
+    )
     p.add_argument("--dask", metavar="ADDRESS", default=None, help="run on the Dask scheduler at ADDRESS")
-    p.add_argument("--dask-local", type=int, metavar="N", default=None,
-                   help="start a local Dask cluster of N single-thread workers (a demonstration)")
+    p.add_argument(
+        "--dask-local",
+        type=int,
+        metavar="N",
+        default=None,
+        help="start a local Dask cluster of N single-thread workers (a demonstration)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="runs per task (default: automatic)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_cmd_sweep)

@@ -6,6 +6,7 @@ about a second instead of finishing their queue.  A script read from standard in
 be re-imported by spawned workers, so :func:`process_executor` then runs the sweep in the calling process and
 says so on stderr.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -17,16 +18,25 @@ import time
 from .._sweep_worker import init_worker
 from ..config import ConfigError
 
-__all__ = ["SerialExecutor", "process_executor", "dask_executor", "LOCAL_DASK_SETTINGS", "main_is_importable",
-           "watched_init_worker"]
+__all__ = [
+    "SerialExecutor",
+    "process_executor",
+    "dask_executor",
+    "LOCAL_DASK_SETTINGS",
+    "main_is_importable",
+    "watched_init_worker",
+]
 
 # Dask settings for the workers of --dask-local (see dask_executor); for a cluster of your own, give its workers
 # the same settings (README, "Sweeps").
-LOCAL_DASK_SETTINGS = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
-                       "distributed.admin.system-monitor.interval": "5s",
-                       "distributed.worker.memory.monitor-interval": "1s",
-                       "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 * 2 ** 20,
-                       "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 16 * 2 ** 20}
+LOCAL_DASK_SETTINGS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 16 * 2**20,
+}
 
 WATCH_SECONDS = 0.5  # how often a pool worker checks that its parent is alive
 
@@ -59,6 +69,7 @@ def _set_parent_death_signal() -> None:
     try:
         import ctypes
         import signal
+
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
@@ -99,17 +110,24 @@ def process_executor(workers: int | None = None) -> cf.Executor:
     from standard input, which spawned workers cannot re-import.
     """
     import multiprocessing
+
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise ConfigError(f"workers={workers} is not allowed: use an integer >= 1")
     if not main_is_importable():
-        print("lnref sweep: note: the main script was read from standard input, which worker processes cannot "
-              "re-import; running in this process (save the script to a file to use every core)",
-              file=sys.stderr, flush=True)
+        print(
+            "lnref sweep: note: the main script was read from standard input, which worker processes cannot "
+            "re-import; running in this process (save the script to a file to use every core)",
+            file=sys.stderr,
+            flush=True,
+        )
         return SerialExecutor()
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=watched_init_worker,
-                                  initargs=(1, os.getpid(), threading.current_thread() is threading.main_thread()))
+    return cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=watched_init_worker,
+        initargs=(1, os.getpid(), threading.current_thread() is threading.main_thread()),
+    )
 
 
 def dask_executor(address: str | None, local_workers: int | None):
@@ -120,14 +138,16 @@ def dask_executor(address: str | None, local_workers: int | None):
         raise ConfigError("--dask/--dask-local need Dask: pip install 'lnref[dask]'") from None
     if local_workers is not None:
         import dask
+
         # Dask's defaults cost a sweep's many short runs dearly (bench/bench_sweep.py --dask-local 2): the
         # statistical profiler samples the task thread's stack every 10 ms, and the nanny's
         # MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's adaptive mmap threshold, so every array over 128 KiB is
         # mmap-ed and its pages faulted in afresh at every run.  These settings keep such arrays on the heap,
         # and tick the event loop and the monitors less often.
         with dask.config.set(LOCAL_DASK_SETTINGS):
-            cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = LocalCluster(
+                n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         client = Client(cluster)
     else:
         cluster = None
@@ -137,6 +157,7 @@ def dask_executor(address: str | None, local_workers: int | None):
         client.close()
         if cluster is not None:
             cluster.close()
+
     return client.get_executor(), close
 
 

@@ -8,6 +8,7 @@ Every row of ``sweep.csv`` ends with two columns:
 - ``check``: the CRC-32 of the rest of the line (8 hex digits), so a garbled row (a write cut short, a flipped
   byte) is recognised and re-run alone.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,8 +28,20 @@ from ..config import FIELD_TYPES, Config
 from ..io import InputError, OutputError, read_bytes_checked
 from .grid import convert_value
 
-__all__ = ["TIDY_NAME", "MEAN_NAME", "META_NAME", "MARK_COLUMNS", "sweep_id", "sweep_meta", "csv_line",
-           "row_line", "header_line", "read_tidy", "read_meta", "TidyRead"]
+__all__ = [
+    "TIDY_NAME",
+    "MEAN_NAME",
+    "META_NAME",
+    "MARK_COLUMNS",
+    "sweep_id",
+    "sweep_meta",
+    "csv_line",
+    "row_line",
+    "header_line",
+    "read_tidy",
+    "read_meta",
+    "TidyRead",
+]
 
 TIDY_NAME, MEAN_NAME, META_NAME = "sweep.csv", "sweep_mean.csv", "sweep.json"
 MARK_COLUMNS = ("sweep_id", "check")
@@ -49,10 +62,17 @@ def sweep_id(base: Config, grid: Mapping[str, Sequence[Any]]) -> str:
 
 def sweep_meta(base: Config, grid: dict[str, list[Any]], replicates: int, metrics: Sequence[str]) -> dict[str, Any]:
     """The content of ``sweep.json`` (without versions and timings)."""
-    return {"kind": "lnref.sweep", "base_config": base.to_dict(), "grid": grid, "replicates": replicates,
-            "root_seed": base.seed, "metrics": list(metrics), "sweep_id": sweep_id(base, grid),
-            "seed_rule": "SeedSequence(root_seed, spawn_key=(cell, replicate)).generate_state(1, uint64)[0] >> 1",
-            "cell_order": "row-major over the grid fields (last field fastest)"}
+    return {
+        "kind": "lnref.sweep",
+        "base_config": base.to_dict(),
+        "grid": grid,
+        "replicates": replicates,
+        "root_seed": base.seed,
+        "metrics": list(metrics),
+        "sweep_id": sweep_id(base, grid),
+        "seed_rule": "SeedSequence(root_seed, spawn_key=(cell, replicate)).generate_state(1, uint64)[0] >> 1",
+        "cell_order": "row-major over the grid fields (last field fastest)",
+    }
 
 
 def plain(obj: Any) -> Any:
@@ -129,6 +149,7 @@ def read_tidy(path: Path, columns: list[str], sid: str) -> TidyRead:
         The file cannot be read, or its header is not this sweep's.
     """
     from ..io import decode_text
+
     out = TidyRead()
     text = decode_text(read_bytes_checked(path, "sweep table"), path, "sweep table")
     lines = text.split("\n")
@@ -145,8 +166,10 @@ def read_tidy(path: Path, columns: list[str], sid: str) -> TidyRead:
     except csv.Error:
         header = None
     if header != expected:
-        raise InputError(f"{path}: its columns {header} differ from this sweep's {expected}; resume only with "
-                         "the same grid and metrics, or start afresh with force=True")
+        raise InputError(
+            f"{path}: its columns {header} differ from this sweep's {expected}; resume only with "
+            "the same grid and metrics, or start afresh with force=True"
+        )
     for line in lines[1:]:
         body, _, check = line.rpartition(",")
         if f"{zlib.crc32(body.encode()):08x}" != check:
@@ -168,6 +191,7 @@ def read_tidy(path: Path, columns: list[str], sid: str) -> TidyRead:
 def read_meta(path: Path) -> dict[str, Any]:
     """``sweep.json`` as a dict (refusing a non-regular, unreadable or non-JSON file)."""
     from ..io import read_json
+
     doc = read_json(path, "sweep description")
     if not isinstance(doc, dict) or doc.get("kind") != "lnref.sweep":
         raise InputError(f"{path} is not an lnref sweep description (sweep.json)")
@@ -178,5 +202,7 @@ def check_meta(old: Mapping[str, Any], now: Mapping[str, Any], path: Path) -> No
     """Refuse to resume a sweep whose ``sweep.json`` says it is another one."""
     for key in ("base_config", "grid", "replicates", "metrics"):
         if old.get(key) != now[key]:
-            raise OutputError(f"{path}: its {key} differs from this sweep's; resume only the same sweep, or start "
-                              "afresh in another folder (or overwrite with force=True)")
+            raise OutputError(
+                f"{path}: its {key} differs from this sweep's; resume only the same sweep, or start "
+                "afresh in another folder (or overwrite with force=True)"
+            )

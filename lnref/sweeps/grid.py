@@ -1,5 +1,6 @@
 """Grids of a sweep: parsing ``FIELD=START:STOP:STEP`` / ``FIELD=V1,V2`` and TOML ``[grid]`` tables, validating a
 grid against a base Config (every cell built up front), and the seed of each (cell, replicate)."""
+
 from __future__ import annotations
 
 import itertools
@@ -16,9 +17,11 @@ from ..config import FIELD_TYPES, Config, ConfigError
 __all__ = ["cell_seed", "parse_grid_item", "grid_from_toml", "validate_grid", "convert_value", "REFUSED_FIELDS"]
 
 # fields a grid may not range over: replicates own the seed; logging does not change final metrics
-REFUSED_FIELDS = {"seed": "the seed is derived per cell and replicate from the base seed; use replicates=",
-                  "log_every": "final metrics do not depend on logging",
-                  "log_points": "final metrics do not depend on logging"}
+REFUSED_FIELDS = {
+    "seed": "the seed is derived per cell and replicate from the base seed; use replicates=",
+    "log_every": "final metrics do not depend on logging",
+    "log_points": "final metrics do not depend on logging",
+}
 
 
 def cell_seed(root: int, cell: int, replicate: int) -> int:
@@ -56,8 +59,9 @@ def convert_value(name: str, value: Any) -> Any:
 
 def _unknown_field(name: str) -> ConfigError:
     allowed = sorted(set(FIELD_TYPES) - set(REFUSED_FIELDS))
-    return ConfigError(f"grid field {name!r} is not a Config field{did_you_mean(name, allowed)}; "
-                       f"allowed: {', '.join(allowed)}")
+    return ConfigError(
+        f"grid field {name!r} is not a Config field{did_you_mean(name, allowed)}; allowed: {', '.join(allowed)}"
+    )
 
 
 def parse_grid_item(text: str) -> tuple[str, list[Any]]:
@@ -129,12 +133,15 @@ def _refuse_repeats(base: Config, name: str, values: list[Any]) -> None:
         if first != i:
             old = values[first]
             same = f"{old!r} and {v!r} are the same value" if repr(old) != repr(v) else f"{v!r} is given twice"
-            raise ConfigError(f"grid {name}: values are repeated: {same} ({name}={conv!r} once converted), so two "
-                              "cells would be the same run; give each value once")
+            raise ConfigError(
+                f"grid {name}: values are repeated: {same} ({name}={conv!r} once converted), so two "
+                "cells would be the same run; give each value once"
+            )
 
 
-def validate_grid(base: Config, grid: Mapping[str, Sequence[Any]],
-                  max_cells: int | None = None) -> tuple[list[str], list[tuple]]:
+def validate_grid(
+    base: Config, grid: Mapping[str, Sequence[Any]], max_cells: int | None = None
+) -> tuple[list[str], list[tuple]]:
     """Check a grid and build every cell's Config up front (so a bad cell fails before anything runs).
 
     Parameters
@@ -176,8 +183,10 @@ def validate_grid(base: Config, grid: Mapping[str, Sequence[Any]],
         lists.append(values)
     count = math.prod(len(v) for v in lists)
     if max_cells is not None and count > max_cells:
-        raise ConfigError(f"the grid has {count} cells; at most {max_cells} are allowed (use coarser steps or "
-                          "fewer fields, or split the sweep)")
+        raise ConfigError(
+            f"the grid has {count} cells; at most {max_cells} are allowed (use coarser steps or "
+            "fewer fields, or split the sweep)"
+        )
     cells = list(itertools.product(*lists))
     for index, values in enumerate(cells):
         try:

@@ -1,4 +1,5 @@
 """The result of a sweep: rows, per-cell means and standard errors, the tidy and mean CSV texts, and heatmaps."""
+
 from __future__ import annotations
 
 import io
@@ -118,8 +119,13 @@ class SweepResult:
         cols = list(agg[0])
         return "".join([_csv_line(cols)] + [_csv_line([r[c] for c in cols]) for r in agg])
 
-    def heatmap(self, metric: str = "test_error", ax=None, boundary: Callable[[np.ndarray], np.ndarray] | None = None,
-                boundary_label: str = ""):
+    def heatmap(
+        self,
+        metric: str = "test_error",
+        ax=None,
+        boundary: Callable[[np.ndarray], np.ndarray] | None = None,
+        boundary_label: str = "",
+    ):
         """Plot the mean of ``metric`` over a two-field grid: first field on the x axis, second on y
         (:func:`lnref.plotting.heatmap`: mathematical axis labels, a colour bar saying what the colour is, NaN cells
         hatched and explained).  ``boundary(x) -> y`` draws a curve (e.g. a theory boundary) on top.  Returns the
@@ -129,16 +135,25 @@ class SweepResult:
             raise ConfigError(f"a heatmap needs a grid over exactly two fields, this one has {self.fields}")
         from .._sweep_worker import METRICS
         from ..plotting import heatmap, math_label
+
         xs, xnames = _axis_values(self.grid[self.fields[0]])
         ys, ynames = _axis_values(self.grid[self.fields[1]])
         fraction = metric in FRACTION_METRICS
         scale = ", fixed scale 0 to 1" if fraction else ""
         title = HEATMAP_TITLES.get(metric, METRICS.get(metric, metric))
-        _, ax = heatmap(self.mean(metric).T, xs, ys, xlabel=math_label(self.fields[0]),
-                        ylabel=math_label(self.fields[1]), title=title,
-                        cbar_label=f"{metric}, mean of {self.replicates} replicate(s){scale}",
-                        nan_label=NAN_REASONS.get(metric, "no value in any replicate"), ax=ax,
-                        vmin=0.0 if fraction else None, vmax=1.0 if fraction else None)
+        _, ax = heatmap(
+            self.mean(metric).T,
+            xs,
+            ys,
+            xlabel=math_label(self.fields[0]),
+            ylabel=math_label(self.fields[1]),
+            title=title,
+            cbar_label=f"{metric}, mean of {self.replicates} replicate(s){scale}",
+            nan_label=NAN_REASONS.get(metric, "no value in any replicate"),
+            ax=ax,
+            vmin=0.0 if fraction else None,
+            vmax=1.0 if fraction else None,
+        )
         if xnames is not None:  # a categorical field (e.g. loss): one column per value, named
             ax.set_xticks(xs, xnames, rotation=30, ha="right")
         if ynames is not None:
@@ -187,6 +202,7 @@ def cell_edges(v: np.ndarray) -> np.ndarray:
     """Edges of the cells centred on the sorted values ``v`` (for pcolormesh; :func:`lnref.plotting` draws with
     the same edges)."""
     from ..plotting import cell_edges_scaled
+
     return cell_edges_scaled(v, "linear")
 
 
@@ -201,8 +217,10 @@ def have_matplotlib() -> bool:
 def save_heatmap(result: SweepResult, metric: str, path: Path, **kwargs) -> None:
     """Write ``result.heatmap(metric, **kwargs)`` as a PNG, atomically."""
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     ax = result.heatmap(metric, **kwargs)
     buf = io.BytesIO()
     ax.figure.savefig(buf, format="png", dpi=110, bbox_inches="tight")
