@@ -728,6 +728,15 @@ def elr_update_due(code, lp, t):
     return code == LOSS_ELR and t % int(lp[2]) == 0
 
 
+@inline
+def label_targets(tp, tm, mult):
+    """ELR's (a, b): the target of the step's label sign(mult) and of the other class, from the targets of class
+    +1 (tp) and -1 (tm) (SPEC.md section 9)."""
+    if mult > 0.0:
+        return tp, tm
+    return tm, tp
+
+
 @kernel
 def method_scalars_range(f, mult, y, code, lp, target, target_old, update, i0, i1, lpm, lpy):
     """:func:`sample_scalars` for a method other than the logistic loss: one compiled function (not inlined), so
@@ -746,12 +755,7 @@ def method_scalars_range(f, mult, y, code, lp, target, target_old, update, i0, i
                 tp, tm = elr_target_update(tp, tm, f[i], beta)
                 target[0, i] = tp
                 target[1, i] = tm
-            if mi > 0.0:
-                a = tp
-                b = tm
-            else:
-                a = tm
-                b = tp
+            a, b = label_targets(tp, tm, mi)
         v = method_dloss(mi * f[i], code, lp, a, b) * mi
         lpm[i] = v
         lpy[i] = v * y[i]

@@ -32,6 +32,7 @@ from ._equations import (
     filter_update,
     gradient_scale,
     kernel,
+    label_targets,
     logistic_dloss,
     logistic_loss,
     method_loss,
@@ -257,8 +258,7 @@ def method_scalars(f, mult, y, code, lp, target, update, loss_out, lpm_out):
         a = 0.0
         b = 0.0
         if code == LOSS_ELR:
-            a = target[0, i] if mult[i] > 0.0 else target[1, i]
-            b = target[1, i] if mult[i] > 0.0 else target[0, i]
+            a, b = label_targets(target[0, i], target[1, i], mult[i])
         loss_out[i] = method_loss(mult[i] * f[i], code, lp, a, b)
 
 

@@ -76,43 +76,12 @@ DEFAULT_SEEDS = 20
 
 def default_config(quick: bool = False, seed: int = 0, engine: str = "weights") -> Config:
     """The documented default config (module docstring); ``quick`` halves n, d, m."""
+    shared = dict(q=1.0, sigma0=0.01, sigma_p=0.5, mu_norm=4.0, eta=0.5, tau=TAU, flips="exact", log_every=0)
     if quick:
-        return Config(
-            n=100,
-            d=1000,
-            m=10,
-            q=1.0,
-            sigma0=0.01,
-            sigma_p=0.5,
-            mu_norm=4.0,
-            eta=0.5,
-            tau=TAU,
-            flips="exact",
-            steps=150,
-            log_every=0,
-            log_points=50,
-            n_test=300,
-            seed=seed,
-            engine=engine,
-        )
-    return Config(
-        n=200,
-        d=2000,
-        m=20,
-        q=1.0,
-        sigma0=0.01,
-        sigma_p=0.5,
-        mu_norm=4.0,
-        eta=0.5,
-        tau=TAU,
-        flips="exact",
-        steps=200,
-        log_every=0,
-        log_points=60,
-        n_test=500,
-        seed=seed,
-        engine=engine,
-    )
+        sizes = dict(n=100, d=1000, m=10, steps=150, log_points=50, n_test=300)
+    else:
+        sizes = dict(n=200, d=2000, m=20, steps=200, log_points=60, n_test=500)
+    return Config(**shared, **sizes, seed=seed, engine=engine)
 
 
 def theory_t1(cfg: Config) -> float:
