@@ -101,8 +101,8 @@ def main(argv=None) -> int:
     import numba
 
     import lnref
+    from lnref.data.gram import sample_gram
     from lnref.engines import from_config
-    from lnref.gram import sample_gram
     from lnref.training import num_threads
 
     all_threads = numba.config.NUMBA_NUM_THREADS

@@ -1,6 +1,6 @@
 """Benchmark: Kou et al. 2023's phase diagram (100 x 100 cells x 10 replicates, 100 GD steps each) as a sweep.
 
-The sweep worker runs coefficient-engine configs through ``lnref._sweep_worker.final_run`` (only the final row
+The sweep worker runs coefficient-engine configs through ``lnref.sweeps.worker.final_run`` (only the final row
 of ``lnref.train``'s history, bit for bit); the breakdown times both and profiles final_run.
 
     python bench/bench_sweep.py                 # a 1/100 subset (10 x 10 cells x 10 reps), extrapolated
@@ -37,8 +37,8 @@ def subset(grid: dict, every: int) -> dict:
 def worker_run_time(base, runs: int = 400) -> float:
     """Seconds per run of the sweep worker on one thread in this process (Kou configs, the sweep's metrics):
     the machine's current speed, against which a sweep's wall time is judged (2 workers: runs * t / 2)."""
-    from lnref._sweep_worker import run_batch
     from lnref.sweeps import DEFAULT_METRICS
+    from lnref.sweeps.worker import run_batch
 
     # cells of 10 replicates each, as a sweep's batches hold them (a cell's config is validated once per batch)
     jobs = [
@@ -72,11 +72,11 @@ def run_parts(base, repeats: int = 500) -> None:
     d = 550, ||mu|| = 1.5): final_run whole, and its parts timed alone."""
     import timeit
 
-    from lnref._sweep_worker import final_run
+    from lnref.data.gram import sample_gram
     from lnref.engines import from_config
-    from lnref.gram import sample_gram
-    from lnref.metrics import step_metrics
+    from lnref.model.metrics import step_metrics
     from lnref.sweeps import DEFAULT_METRICS
+    from lnref.sweeps.worker import final_run
 
     cfg = base.replace(d=550, mu_norm=1.5, seed=5)
     data = sample_gram(cfg, draw_test=False)
@@ -125,7 +125,7 @@ def per_run_breakdown(base, runs: int = 50) -> None:
             lnref.train(c, threads=1, keep_rho=False)
         w = (time.perf_counter() - t0) / runs
         print(f"  same with n_test={n_test}: {w * 1e3:.2f} ms ({w / wall:.0%} of n_test=1000)")
-    from lnref._sweep_worker import final_run
+    from lnref.sweeps.worker import final_run
 
     with lnref.training.num_threads(1):
         final_run(cfgs[0], DEFAULT_METRICS)
@@ -151,7 +151,7 @@ _WORKER_TIMING = r"""
 import sys, time
 import lnref
 from lnref.reproduce.heatmaps import kou_base
-from lnref._sweep_worker import run_batch
+from lnref.sweeps.worker import run_batch
 try:
     from lnref.sweeps import DEFAULT_METRICS
 except ImportError:  # a revision before the lnref.sweeps package
@@ -329,8 +329,8 @@ def main(argv=None) -> int:
     )
     if args.dask_local:
         # the executor `lnref sweep --dask-local N` uses (a LocalCluster with lnref.sweeps.LOCAL_DASK_SETTINGS)
-        from lnref._sweep_worker import run_batch
         from lnref.sweeps import dask_executor as _dask_executor
+        from lnref.sweeps.worker import run_batch
 
         ex, close = _dask_executor(None, args.dask_local)
         try:

@@ -240,7 +240,7 @@ def child_threads(args) -> int:
     import lnref
 
     try:
-        from lnref import _threads
+        from lnref.training import threads as _threads
 
         policy = _threads.wait_policy()
     except ImportError:  # a revision before issue 13 (--before-rev)

@@ -6,9 +6,10 @@ See SPEC.md (the mathematics) and the README.  Public API::
     data = lnref.make_data(cfg); W0 = lnref.init_weights(cfg)
     res = lnref.train(cfg, data, W0)      # res.W, res.gamma, res.rho, res.history
 
-Submodules are attributes on first use (PEP 562), without importing them at ``import lnref``: ``lnref.stages``,
-``lnref.testing``, ``lnref.plotting`` (needs matplotlib only when it draws), ``lnref.runs``, ``lnref.metrics``,
-``lnref.reproduce``, ``lnref.oracle``, ... (:data:`SUBMODULES`).
+Sub-packages are attributes on first use (PEP 562), without importing them at ``import lnref``: ``lnref.kernels``
+(the compiled formulas), ``lnref.data``, ``lnref.model``, ``lnref.engines``, ``lnref.training`` (the loop, run folders,
+stages, selection), ``lnref.sweeps``, ``lnref.oracle`` and ``lnref.testing``, ``lnref.reproduce``,
+``lnref.plotting``, ``lnref.cli`` (:data:`SUBMODULES`; docs/DESIGN.md "Layers").
 """
 
 __version__ = "0.1.0"  # the one version source: setup.cfg reads it (version = attr: lnref.__version__)
@@ -43,29 +44,37 @@ __all__ = [
     "__version__",
 ]
 
-#: submodules reachable as ``lnref.NAME`` after ``import lnref`` (imported on first access, not at ``import lnref``)
+#: sub-packages and modules reachable as ``lnref.NAME`` after ``import lnref`` (imported on first access, not at
+#: ``import lnref``); docs/DESIGN.md "Layers" says what each holds
 SUBMODULES = (
     "cli",
-    "cliargs",
     "config",
     "data",
-    "decomposition",
     "engines",
     "examples",
-    "gram",
     "io",
-    "metrics",
+    "kernels",
     "model",
     "oracle",
     "plotting",
     "reproduce",
-    "resources",
-    "runs",
-    "stages",
     "sweeps",
     "testing",
     "training",
 )
+
+#: the modules of lnref 0.1.0's flat layout and where they live now; the old names still import (``import
+#: lnref.runs``, ``from lnref.stages import ...``, ``lnref.runs.load_run``) with a DeprecationWarning, until 0.3
+MOVED = {
+    "cliargs": "cli.args",
+    "decomposition": "model.decomposition",
+    "gram": "data.gram",
+    "metrics": "model.metrics",
+    "resources": "training.resources",
+    "runs": "training.runs",
+    "selection": "training.selection",
+    "stages": "training.stages",
+}
 
 
 #: public names imported from their module on first access, not at ``import lnref`` (issue 25: a run or a
@@ -73,14 +82,53 @@ SUBMODULES = (
 LAZY = {
     "sweep": "sweeps",
     "SweepResult": "sweeps",
-    "decompose": "decomposition",
-    "reconstruct": "decomposition",
+    "decompose": "model.decomposition",
+    "reconstruct": "model.decomposition",
     "spec_path": "_spec",
 }
 
 
+def _moved(name: str):
+    """The module that was ``lnref.<name>`` in the flat layout, imported, with a DeprecationWarning."""
+    import importlib
+    import warnings
+
+    new = f"{__name__}.{MOVED[name]}"
+    warnings.warn(
+        f"lnref.{name} moved to {new} (lnref 0.2); the old name stops working in 0.3", DeprecationWarning, stacklevel=3
+    )
+    return importlib.import_module(new)
+
+
+class _MovedModuleFinder:
+    """Finds ``lnref.<old name>`` for ``import`` statements and answers with the module's new home (one release)."""
+
+    @staticmethod
+    def find_spec(fullname: str, path=None, target=None):
+        import importlib.machinery
+
+        head, _, tail = fullname.partition(".")
+        if head != __name__ or tail not in MOVED:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _MovedModuleFinder)  # type: ignore[arg-type] # a Loader
+
+    @staticmethod
+    def create_module(spec):
+        return _moved(spec.name.partition(".")[2])
+
+    @staticmethod
+    def exec_module(module) -> None:
+        return None
+
+
+import sys as _sys  # noqa: E402 - the finder is installed once lnref's own names are defined
+
+if not any(isinstance(f, type) and f.__name__ == "_MovedModuleFinder" for f in _sys.meta_path):
+    _sys.meta_path.append(_MovedModuleFinder)
+
+
 def __getattr__(name: str):
-    """``lnref.stages``, ``lnref.testing``, ... and the names of :data:`LAZY` imported on first access (PEP 562)."""
+    """``lnref.training``, ``lnref.testing``, ... and the names of :data:`LAZY` imported on first access (PEP 562)."""
     import importlib
 
     if name in LAZY:
@@ -89,6 +137,8 @@ def __getattr__(name: str):
         return value
     if name in SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in MOVED:
+        return _moved(name)
     raise AttributeError(f"module 'lnref' has no attribute {name!r}")
 
 

@@ -34,7 +34,7 @@ __all__ = [
 NOISE_MODELS = ("orthogonal", "isotropic")
 FLIP_MODELS = ("independent", "exact")
 ALGORITHMS = ("gd", "label_noise_gd", "select_retrain", "truncated_gce", "coteaching")
-# the algorithms that choose samples (lnref.selection; SPEC.md section 9, "Selection algorithms")
+# the algorithms that choose samples (lnref.training.selection; SPEC.md section 9, "Selection algorithms")
 SELECTION_ALGORITHMS = ("select_retrain", "truncated_gce", "coteaching")
 SELECT_RULES = ("log2", "rank")
 SELECT_THENS = ("continue", "retrain")
@@ -64,9 +64,9 @@ class LossParam:
     allowed: str = ""
 
 
-# Config.loss -> the method's hyper-parameters, in the order the kernels read them (lnref._equations.method_dloss;
-# SPEC.md section 9 gives the formulas and the official codes' defaults).  Adding a method: its g(z) and l(z) in
-# lnref/_equations.py, its name in LOSS_NAMES there, its entry here.
+# Config.loss -> the method's hyper-parameters, in the order the kernels read them
+# (lnref.kernels.equations.method_dloss; SPEC.md section 9 gives the formulas and the official codes' defaults).
+# Adding a method: its g(z) and l(z) in lnref/kernels/equations.py, its name in LOSS_NAMES there, its entry here.
 LOSSES: dict[str, tuple[LossParam, ...]] = {
     "logistic": (),
     "gce": (LossParam("q", 0.7, low=0.0, low_open=True, high=1.0, allowed="in (0, 1]"),),
@@ -256,7 +256,7 @@ class Config:
         Each sample flips on its own coin, or exactly round(tau * n_class) per class.
     algorithm : {'gd', 'label_noise_gd', 'select_retrain', 'truncated_gce', 'coteaching'}
         Plain full-batch GD, label-noise GD with flip probability ``p`` drawn afresh each step, or a method that
-        trains on chosen samples (SPEC.md section 9, "Selection algorithms"; :mod:`lnref.selection`):
+        trains on chosen samples (SPEC.md section 9, "Selection algorithms"; :mod:`lnref.training.selection`):
         'select_retrain' (Han et al.: select the small-loss samples once, at ``select_at``, then train on them),
         'truncated_gce' (Zhang & Sabuncu's truncated Lq loss: GCE on the samples with sigmoid(y_obs f) >
         ``trunc_k``, a mask refreshed every ``trunc_every`` steps; needs loss='gce'), 'coteaching' (Han B. et
@@ -307,8 +307,8 @@ class Config:
         resolved (every parameter of the method).
     select_at : str or int
         algorithm='select_retrain': when S is selected: 'T1' (default; the first step at which every clean sample
-        is fitted and no mislabelled one, lnref.stages' exact T1, checked at every step; never selecting if that
-        step never comes) or a step, an integer in [0, steps].
+        is fitted and no mislabelled one, lnref.training.stages' exact T1, checked at every step; never selecting if
+        that step never comes) or a step, an integer in [0, steps].
     select_rule : {'log2', 'rank'}
         algorithm='select_retrain': S = {i : l(y_obs_i f_i) < log 2} = {i : y_obs_i f_i > 0} ('log2', default) or
         the int((1 - forget_rate) n) samples of smallest loss ('rank', ties broken by sample index).
@@ -566,7 +566,7 @@ class Config:
 
     @property
     def loss_code(self) -> int:
-        """The method's code for the kernels (its index in lnref._equations.LOSS_NAMES)."""
+        """The method's code for the kernels (its index in lnref.kernels.equations.LOSS_NAMES)."""
         return tuple(LOSSES).index(self.loss)
 
     def loss_vector(self) -> np.ndarray:

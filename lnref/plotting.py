@@ -1,7 +1,7 @@
 """Figures (matplotlib, optional: ``pip install 'lnref[plot]'``).
 
 Every function takes logged histories (``Result.history``; column meanings in
-:data:`lnref.metrics.HISTORY_COLUMNS`) or arrays and returns a matplotlib Figure; :func:`plot_history` also saves
+:data:`lnref.model.metrics.HISTORY_COLUMNS`) or arrays and returns a matplotlib Figure; :func:`plot_history` also saves
 when given a path, the others leave saving to the caller (:func:`lnref.reproduce.common.save_figure`).  Time axes
 are symlog (linear below step 1, logarithmic above) starting at step 0, so step 0 and log-spaced steps both show.
 
@@ -93,7 +93,7 @@ MATH_LABELS: dict[str, str] = {
 }
 
 #: the stage lines: Stage I is [0, T1], Stage II is [T1, T2]; the first fit of a mislabelled sample lies inside
-#: Stage II (lnref.stages documents the definitions)
+#: Stage II (lnref.training.stages documents the definitions)
 _LINES = {
     "t1": ("T1: end of Stage I = start of Stage II", "tab:green", "--"),
     "first_noisy_fit": ("first mislabelled sample fitted (inside Stage II)", "tab:orange", ":"),
@@ -143,7 +143,7 @@ def _plain_ticks(ax) -> None:
 
 
 def mark_stages(ax, stages: Any, label: bool = True, plain: bool = False) -> None:
-    """Vertical lines at the detected t1, first_noisy_fit and t2 of a :class:`lnref.stages.Stages` (None:
+    """Vertical lines at the detected t1, first_noisy_fit and t2 of a :class:`lnref.training.stages.Stages` (None:
     skipped), labelled with what each one is (T1 starts Stage II; the first mislabelled fit lies inside it);
     ``plain``: labels without mathtext."""
     if stages is None:
@@ -332,8 +332,8 @@ def selection_figure(
     Parameters
     ----------
     history : dict of (L,) arrays
-    selection : :class:`lnref.stages.Selection`
-    stages : :class:`lnref.stages.Stages`
+    selection : :class:`lnref.training.stages.Selection`
+    stages : :class:`lnref.training.stages.Stages`
     test_columns : mapping label -> history column (e.g. {"iid": "test_acc", "spurious": "test_acc_spurious"})
 
     Returns
@@ -663,7 +663,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         and result.data is not None
         and not bool(np.all(result.data.clean))
     ):
-        from .stages import detect_stages
+        from .training.stages import detect_stages
 
         stages = detect_stages(result)
     t = np.asarray(h["step"])
@@ -681,7 +681,7 @@ def plot_history(result: Any, path: str | Path | None = None):
         ax.plot(t, _positive(h["loss_clean"]), color="tab:blue", label="clean samples")
         ax.plot(t, _positive(h["loss_noisy"]), color="tab:red", label="mislabelled samples")
     if cfg is not None and cfg.algorithm == "label_noise_gd" and "margin" in getattr(result, "trace", {}):
-        from .metrics import sample_losses
+        from .model.metrics import sample_losses
 
         mg = np.ascontiguousarray(result.trace["margin"], dtype=np.float64)
         flipped = (

@@ -10,9 +10,9 @@ import re
 import pytest
 
 import lnref
-from lnref import cliargs
+from lnref.cli import args as cliargs
 from lnref.cli import build_parser, main
-from lnref.cliargs import Progress, config_from_args
+from lnref.cli.args import Progress, config_from_args
 from lnref.config import config_from_mapping, config_values_from_toml
 
 
@@ -102,7 +102,7 @@ def test_help_has_no_sphinx_markup_no_repeated_default_and_distinct_flip_rates(c
 
 
 def test_reproduce_prints_the_compile_notice(capsys, tmp_path, monkeypatch):
-    import lnref._cache as cache
+    import lnref.kernels.cache as cache
     import lnref.reproduce as rep
 
     monkeypatch.setattr(cache, "kernels_warm", lambda kind: False)
@@ -139,11 +139,18 @@ def test_submodules_are_attributes_without_importing_matplotlib():
 
     code = (
         "import sys, lnref\n"
-        "assert 'matplotlib' not in sys.modules and 'lnref.stages' not in sys.modules\n"
-        "assert callable(lnref.stages.detect_stages) and callable(lnref.testing.load_fixture)\n"
-        "assert callable(lnref.runs.load_run) and callable(lnref.plotting.plot_history)\n"
+        "assert 'matplotlib' not in sys.modules and 'lnref.training.stages' not in sys.modules\n"
+        "assert callable(lnref.training.stages.detect_stages) and callable(lnref.testing.load_fixture)\n"
+        "assert callable(lnref.training.runs.load_run) and callable(lnref.plotting.plot_history)\n"
         "assert 'matplotlib' not in sys.modules\n"
-        "assert {'stages', 'testing', 'plotting', 'runs'} <= set(dir(lnref))\n"
+        "assert {'training', 'testing', 'reproduce', 'kernels'} <= set(dir(lnref))\n"
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from lnref.stages import detect_stages  # the 0.1 name: still imports, with a warning\n"
+        "    assert lnref.runs.load_run is lnref.training.runs.load_run\n"
+        "assert detect_stages is lnref.training.stages.detect_stages\n"
+        "assert [str(x.message).split(' moved')[0] for x in w] == ['lnref.stages', 'lnref.runs'], w\n"
         "try:\n    lnref.no_such_thing\nexcept AttributeError as e:\n    print('ok', e)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ import pytest
 
 import lnref
 from lnref.cli import main
-from lnref.runs import load_run
+from lnref.training.runs import load_run
 
 SMALL = [
     "--n",
@@ -235,7 +235,7 @@ def test_force_replaces_the_folder_only_when_the_new_run_is_complete(tmp_path, m
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(lio, "save_npz", disk_full)
-    monkeypatch.setattr("lnref.runs.save_npz", disk_full)
+    monkeypatch.setattr("lnref.training.runs.save_npz", disk_full)
     assert run_cli(out, *SMALL, "--q", "3", "--force") == 2
     err = capsys.readouterr().err
     assert "no space left" in err and "unchanged" in err, err
@@ -245,7 +245,7 @@ def test_force_replaces_the_folder_only_when_the_new_run_is_complete(tmp_path, m
     fresh = tmp_path / "fresh"
     assert run_cli(fresh, *SMALL) == 2
     assert not fresh.exists()
-    monkeypatch.setattr("lnref.runs.save_npz", real)
+    monkeypatch.setattr("lnref.training.runs.save_npz", real)
     assert run_cli(out, *SMALL, "--q", "3", "--force") == 0
     assert json.loads((out / "config.json").read_text())["q"] == 3.0
     assert json.loads((out / "meta.json").read_text())["complete"] is True

@@ -351,7 +351,7 @@ def test_reprs_are_short_and_say_what_the_object_holds():
     res = lnref.train(cfg, data)
     text = repr(res)
     assert len(text) < 300 and "3 steps" in text and "n=20" in text and "loss=" in text, text
-    from lnref.gram import sample_gram
+    from lnref.data.gram import sample_gram
 
     gram = sample_gram(cfg.replace(engine="coefficients", sampling="gram"))
     assert len(repr(gram)) < 400 and "coords=float64(" in repr(gram)
@@ -368,7 +368,7 @@ def test_reprs_are_short_and_say_what_the_object_holds():
     wide=st.booleans(),
 )
 def test_generate_state_equals_numpy_seed_sequence(seed, key, n_words, wide):
-    from lnref._seeding import generate_state
+    from lnref.kernels.seeding import generate_state
 
     dtype = np.uint64 if wide else np.uint32
     ours = generate_state(seed, key, n_words, dtype)
@@ -408,7 +408,7 @@ def test_step_streams_are_numpys_generators_keyed_by_step(seed, step):
 
 
 def test_stream_rejects_a_negative_seed_like_numpy():
-    from lnref._seeding import generate_state
+    from lnref.kernels.seeding import generate_state
 
     with pytest.raises(ValueError, match="non-negative"):
         generate_state(-1, (0,), 4, np.uint64)

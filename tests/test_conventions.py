@@ -163,7 +163,7 @@ def test_bad_convention_inputs_are_refused():
 
 @pytest.mark.parametrize("engine", ["weights", "coefficients"])
 def test_resume_with_biases_is_bit_identical(engine, tmp_path):
-    from lnref.runs import load_checkpoint, save_checkpoint
+    from lnref.training.runs import load_checkpoint, save_checkpoint
 
     cfg = lnref.Config(**{**BASE, **CONVENTION_CASES[0], "engine": engine, "steps": 40, "log_every": 5})
     full = lnref.train(cfg)

@@ -10,11 +10,11 @@ import pytest
 
 import lnref
 from lnref import Config, ConfigError
-from lnref._normals import standard_normal
-from lnref._sweep_worker import final_run
 from lnref.data import step_stream
+from lnref.data.gram import fresh_test_factor
 from lnref.engines import from_config
-from lnref.gram import fresh_test_factor
+from lnref.kernels.normals import standard_normal
+from lnref.sweeps.worker import final_run
 from lnref.training import num_threads
 
 BASE = dict(

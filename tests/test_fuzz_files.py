@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 import lnref
 from lnref.cli import main
 from lnref.config import FIELD_TYPES
-from lnref.runs import CHECKPOINT, load_checkpoint, load_run, save_checkpoint
 from lnref.sweeps import SerialExecutor, sweep
+from lnref.training.runs import CHECKPOINT, load_checkpoint, load_run, save_checkpoint
 
 TINY = ["--n", "8", "--d", "16", "--m", "2", "--steps", "5", "--n-test", "4"]
 TINY_CFG = lnref.Config(n=8, d=16, m=2, steps=5, n_test=4, seed=1)
@@ -113,7 +113,7 @@ def test_random_toml_is_used_or_refused_cleanly(tmp_path_factory, capsys, doc):
         _one_clean_line(err)
         assert not out.exists()
     else:
-        assert lnref.runs.run_status(out) == "complete"
+        assert lnref.training.runs.run_status(out) == "complete"
 
 
 @settings(max_examples=200, deadline=None)
@@ -295,7 +295,7 @@ def test_corrupted_config_toml_runs_or_is_refused(originals, tmp_path_factory, c
         _one_clean_line(err)
         assert not out.exists()
     else:
-        assert code in (0, 1) and lnref.runs.run_status(out) == "complete", what
+        assert code in (0, 1) and lnref.training.runs.run_status(out) == "complete", what
 
 
 def test_cli_reports_damaged_inputs_with_exit_2(originals, tmp_path, capsys):
@@ -357,12 +357,12 @@ def test_damaged_npy_header_is_an_input_error(originals, tmp_path):
 # own cache folder; the probe compiles one small cached kernel that inlines logistic_dloss.
 _PROBE = (
     "import numpy as np\n"
-    "from lnref import _kernels as k\n"
+    "from lnref.kernels import weights as k\n"
     "f = np.array([0.75, -1.5]); lo = np.empty(2); dl = np.empty(2)\n"
     "k.losses(f, np.ones(2), lo, dl)\n"
     "print(repr(dl.tolist()))\n"
 )
-# an edit of an inlined equation: the kernel's own file (_kernels.py) does not change
+# an edit of an inlined equation: the kernel's own file (kernels/weights.py) does not change
 _EDIT = "\n\n@inline\ndef logistic_dloss(z):\n    return -0.25 - 0.0 * z\n"
 
 
@@ -436,7 +436,7 @@ def test_unwritable_cache_never_falls_back_to_the_source_tree(tmp_path):
     env = _lnref_env(root, _unwritable_folder(tmp_path), tmp_path / "home")
     first = _py(env, "-c", _PROBE)
     assert first.returncode == 0, first.stderr
-    with open(root / "lnref" / "_equations.py", "a") as fh:
+    with open(root / "lnref" / "kernels" / "equations.py", "a") as fh:
         fh.write(_EDIT)
     second = _py(env, "-c", _PROBE)
     assert second.returncode == 0, second.stderr
@@ -450,7 +450,7 @@ def test_cache_is_keyed_on_inlined_equations_and_survives_damage(tmp_path):
     root = _package_copy(tmp_path / "src")
     cache = tmp_path / "cache"
     env = _lnref_env(root, cache, tmp_path / "home")
-    eqs = root / "lnref" / "_equations.py"
+    eqs = root / "lnref" / "kernels" / "equations.py"
     original = eqs.read_text()
     first = _py(env, "-c", _PROBE)
     assert first.returncode == 0 and first.stderr == "", first.stderr

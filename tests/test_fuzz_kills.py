@@ -20,8 +20,8 @@ import pytest
 
 import lnref
 from lnref.cli import main
-from lnref.runs import load_run, run_status
 from lnref.sweeps import SerialExecutor, sweep
+from lnref.training.runs import load_run, run_status
 
 RUN = [
     "--n",

@@ -1,9 +1,9 @@
 """Two things at once (issue 24): concurrent writers into one output.  One writer wins, every other is refused
 before it writes, every time, and no result reported as written is ever missing.
 
-The races are run many times with cheap operations (the folder claim of ``lnref run``, :class:`lnref.runs.RunFolder`,
-and the claim every writing command takes, :class:`lnref._lock.OutputLock`) in forked processes released together
-by a barrier; whole commands are raced where the outcome does not depend on timing.
+The races are run many times with cheap operations (the folder claim of ``lnref run``,
+:class:`lnref.training.runs.RunFolder`, and the claim every writing command takes, :class:`lnref._lock.OutputLock`) in
+forked processes released together by a barrier; whole commands are raced where the outcome does not depend on timing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lnref.io import OutputError
-from lnref.runs import RunFolder
+from lnref.training.runs import RunFolder
 
 ROUNDS = 200
 RACERS = 4

@@ -1,4 +1,4 @@
-"""Gram sampling (lnref.gram) against explicit sampling: labels exactly, everything else in distribution.
+"""Gram sampling (lnref.data.gram) against explicit sampling: labels exactly, everything else in distribution.
 
 Statistical checks state their margin: a sample mean must lie within Z standard errors of the exact value (or of
 the other sampler's mean, with the two standard errors combined).  Seeds are fixed, so the tests are
@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lnref
+from lnref.data.gram import coordinates, sample_gram, virtual_test
 from lnref.engines import from_config
-from lnref.gram import coordinates, sample_gram, virtual_test
 from lnref.training import num_threads
 
 Z = 5.0  # standard errors allowed for a single statistical comparison
@@ -201,9 +201,9 @@ def test_virtual_test_set_matches_explicit_test_set(kind, noise, flipped):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
-    """lnref._normals runs NumPy's ziggurat over blocks of raw words: same words used, same accept/reject
+    """lnref.kernels.normals runs NumPy's ziggurat over blocks of raw words: same words used, same accept/reject
     decisions, values equal up to table rounding, and the stream continues where NumPy's would."""
-    from lnref._normals import TAIL_R, standard_normal
+    from lnref.kernels.normals import TAIL_R, standard_normal
 
     ref_rng, rng = lnref.data.stream(seed, "test"), lnref.data.stream(seed, "test")
     ref = ref_rng.standard_normal((1000, 1000))
@@ -224,7 +224,7 @@ def test_fast_normals_use_numpys_words_and_agree_with_numpys_values(seed):
     # many words leaves it
     small_ref = lnref.data.stream(seed, "gram").standard_normal(3)
     np.testing.assert_allclose(standard_normal(lnref.data.stream(seed, "gram"), 3), small_ref, rtol=1e-12)
-    from lnref._normals import ZIG_F, ZIG_K, ZIG_W, pcg64_words, ziggurat_fill
+    from lnref.kernels.normals import ZIG_F, ZIG_K, ZIG_W, pcg64_words, ziggurat_fill
 
     _, words_state = pcg64_words(lnref.data.stream(seed, "gram").bit_generator)
     used = ziggurat_fill(words_state, ZIG_K, ZIG_W, ZIG_F, TAIL_R, np.empty((50, 1)))
@@ -244,7 +244,7 @@ def test_bounded_integers_are_numpys_integers(seed, T, span):
     """The labels and training indices of a fresh virtual test set are NumPy's ``integers(0, span, T)``: Lemire's
     method on buffered 32-bit halves, rejections included (a span near 2^32, or 3 * 2^30, rejects up to half the
     draws), and the next 64-bit words are the ones NumPy would use next (the normals follow)."""
-    from lnref._normals import bounded_integers, pcg64_words
+    from lnref.kernels.normals import bounded_integers, pcg64_words
 
     rng = np.random.Generator(np.random.PCG64(seed))
     _, words_state = pcg64_words(np.random.Generator(np.random.PCG64(seed)).bit_generator)
@@ -262,7 +262,7 @@ def test_pcg64_words_in_numba_are_numpys_random_raw(seed, skip, n):
     and the state it writes back continues NumPy's stream (also after a 32-bit draw buffered a half word)."""
     import numba
 
-    from lnref._normals import next_word, pcg64_words, set_pcg64_words
+    from lnref.kernels.normals import next_word, pcg64_words, set_pcg64_words
 
     @numba.njit
     def words(st, out):
@@ -282,7 +282,7 @@ def test_pcg64_words_in_numba_are_numpys_random_raw(seed, skip, n):
 
 
 def test_fast_normals_have_the_standard_normal_law():
-    from lnref._normals import standard_normal
+    from lnref.kernels.normals import standard_normal
 
     x = standard_normal(lnref.data.stream(3, "test"), 400_000)
     within(x, 0.0, "mean")

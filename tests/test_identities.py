@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 import lnref
 import naive
-from lnref import _kernels as K
 from lnref.data import label_noise_signs, stream
-from lnref.metrics import sample_losses
+from lnref.kernels import weights as K
+from lnref.model.metrics import sample_losses
 
 QS = [1.0, 1.5, 2.0, 2.5, 3.0]
 

@@ -9,8 +9,8 @@ package's own modules, which that package is already importing); the top package
 and it imports nothing that imports back at its import).
 
 A private name is one starting with a single underscore, imported (``from .m import _name``) or read as an
-attribute of an imported lnref module (``m._name``).  Private *modules* (``lnref._kernels``) are the package's own
-business and may be imported.  :data:`PRIVATE_ALLOWED` lists the imports still waiting in modules being reworked.
+attribute of an imported lnref module (``m._name``).  Private *modules* (``lnref.kernels.weights``) are the package's
+own business and may be imported.  :data:`PRIVATE_ALLOWED` lists the imports still waiting in modules being reworked.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def test_no_import_cycles():
 
 # Cycles closed only by deferred imports (inside a function, or for type checking): no import-time failure, but
 # the layers would not be one-way.  None is left (check_bias lives beside check_weights in lnref.model;
-# check_train_options in lnref.training, which lnref.runs imports; fmt_value in the catalogue the report imports).
+# check_train_options in lnref.training, which lnref.training.runs imports; fmt_value in the catalogue the report
+# imports).
 DEFERRED_CYCLES: list[list[str]] = []
 
 

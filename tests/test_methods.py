@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from numba import njit
 
 import lnref
-from lnref import _equations as E
 from lnref.config import LOSSES, ConfigError
 from lnref.engines import from_config
-from lnref.runs import load_checkpoint, save_checkpoint
+from lnref.kernels import equations as E
+from lnref.training.runs import load_checkpoint, save_checkpoint
 
 METHODS = [name for name in LOSSES if name != "logistic"]
 # one non-default set per method (ELR: period 5, so a target update is not every step)

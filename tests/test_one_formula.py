@@ -1,14 +1,14 @@
-"""Each formula of SPEC.md section 8 is written once, in lnref/_equations.py (docs/DESIGN.md "One formula, one
+"""Each formula of SPEC.md section 8 is written once, in lnref/kernels/equations.py (docs/DESIGN.md "One formula, one
 function").
 
 The package's code (comments and docstrings removed) is scanned for the signatures of each formula: how the
 logistic loss, its derivative, sigma, sigma', the output divisor, the step sizes, the bias-gradient scale and the
-scalings of the inner products in coefficients are written.  A signature outside ``_equations.py`` fails the
+scalings of the inner products in coefficients are written.  A signature outside ``kernels/equations.py`` fails the
 test, unless its (file, function) is in :data:`ALLOWED` with a reason.  The oracle's NumPy replay
-(``lnref/oracle/replay.py``) is the one declared second implementation (SPEC.md section 8).  Entries marked
+(``lnref/oracle/replay.py``) is the one declared second implementation (SPEC.md section 8).
 
-``_equations.py`` writes each formula once for the kernels (an ``inline`` numba function); where Python code needs
-it on arrays, its array form stands next to it there, and :func:`test_array_forms_agree_with_the_kernels` checks
+``kernels/equations.py`` writes each formula once for the kernels (an ``inline`` numba function); where Python code
+needs it on arrays, its array form stands next to it there, and :func:`test_array_forms_agree_with_the_kernels` checks
 that the two agree bit for bit.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lnref"
-HOME = "lnref/_equations.py"
+HOME = "lnref/kernels/equations.py"
 REPLAY = "lnref/oracle/replay.py"
 
 _E = r"(?:np\.|math\.|numpy\.)?"
@@ -124,13 +124,13 @@ def package_files() -> list[Path]:
 def test_no_formula_is_written_twice():
     found = duplicates(package_files())
     assert not found, (
-        "a formula of SPEC.md section 8 written outside lnref/_equations.py; call the function "
+        "a formula of SPEC.md section 8 written outside lnref/kernels/equations.py; call the function "
         "there instead (or, for a declared exception, add it to ALLOWED with a reason):\n" + "\n".join(found)
     )
 
 
 def test_every_signature_matches_its_home():
-    """Each formula's signatures match how _equations.py writes it, so the scan looks for the real thing."""
+    """Each formula's signatures match how kernels/equations.py writes it, so the scan looks for the real thing."""
     home = "\n".join(code_lines((ROOT / HOME).read_text(encoding="utf-8")))
     for formula, patterns in SIGNATURES.items():
         if formula.startswith(("sigma(z)", "output divisor")):
@@ -150,8 +150,10 @@ def test_every_allowed_entry_names_a_real_function():
 
 def test_a_planted_duplicate_is_found(tmp_path):
     pkg = tmp_path / "lnref"
-    pkg.mkdir()
-    (pkg / "_equations.py").write_text("import math\n\ndef logistic_loss(z):\n    return math.log1p(math.exp(-z))\n")
+    (pkg / "kernels").mkdir(parents=True)
+    (pkg / "kernels" / "equations.py").write_text(
+        "import math\n\ndef logistic_loss(z):\n    return math.log1p(math.exp(-z))\n"
+    )
     (pkg / "mine.py").write_text(
         '"""Docstrings may say log1p(exp(-z))."""\nimport numpy as np\n\n\n'
         "def my_loss(z):\n    # a comment may too: log1p(exp(-z))\n"
@@ -159,7 +161,7 @@ def test_a_planted_duplicate_is_found(tmp_path):
         "def my_div(m, patch_reduce):\n"
         "    return m * (2.0 if patch_reduce == 'mean' else 1.0)\n"
     )
-    files = sorted(pkg.glob("*.py"))
+    files = sorted(pkg.rglob("*.py"))
     found = duplicates(files, tmp_path, allowed={})
     assert [f.split(" -- ")[0] for f in found] == [
         "lnref/mine.py:7 (my_loss): logistic loss l(z) = log(1 + exp(-z))",
@@ -171,11 +173,11 @@ def test_a_planted_duplicate_is_found(tmp_path):
 
 
 def test_array_forms_agree_with_the_kernels():
-    """The array forms of _equations.py (for NumPy callers) give the bits of the inline functions the kernels call,
-    on values of both signs, zeros, huge and tiny ones, and with mu = 0."""
+    """The array forms of kernels/equations.py (for NumPy callers) give the bits of the inline functions the kernels
+    call, on values of both signs, zeros, huge and tiny ones, and with mu = 0."""
     import numpy as np
 
-    from lnref import _equations as E
+    from lnref.kernels import equations as E
 
     rng = np.random.default_rng(0)
     v = np.concatenate([rng.standard_normal(40) * 10.0 ** rng.integers(-300, 300, 40), [0.0, -0.0, 1e308, -5e-324]])

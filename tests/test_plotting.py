@@ -1,4 +1,5 @@
-"""lnref.plotting: what each figure promises its reader (labels, scales, stages, NaN cells), on tiny inputs."""
+"""lnref.plotting: what each figure promises its reader (labels, scales, stages, NaN cells), on tiny
+inputs."""
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lnref.plotting import han_figure, heatmap, math_label, plot_history, selection_figure  # noqa: E402
-from lnref.stages import detect_stages, small_loss_selection  # noqa: E402
+from lnref.training.stages import detect_stages, small_loss_selection  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from lnref.reproduce.han2025 import default_config as han_config
 from lnref.reproduce.han2025 import han_checks
 from lnref.reproduce.huang2025 import default_config as huang_config
 from lnref.reproduce.huang2025 import huang_checks, label_noise_loss, memorisation_ratio, stationary_losses
-from lnref.stages import detect_stages
+from lnref.training.stages import detect_stages
 
 
 def test_registry_lists_the_reproductions(capsys):

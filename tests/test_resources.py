@@ -1,4 +1,4 @@
-"""lnref.resources: memory estimates that hold against a measured run, and refusals that name the knob."""
+"""lnref.training.resources: memory estimates that hold against a measured run, and refusals that name the knob."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 import lnref
-from lnref.resources import (
+from lnref.training.resources import (
     MAX_SWEEP_RUNS,
     ResourceError,
     available_memory,

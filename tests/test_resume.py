@@ -7,7 +7,7 @@ import pytest
 
 import lnref
 from lnref.cli import main
-from lnref.runs import CHECKPOINT, load_checkpoint, load_run, save_checkpoint
+from lnref.training.runs import CHECKPOINT, load_checkpoint, load_run, save_checkpoint
 
 
 class Interrupt(Exception):
@@ -80,7 +80,7 @@ def test_cli_checkpoint_and_resume(tmp_path, monkeypatch, capsys):
     ]
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
 
-    import lnref.runs as runs
+    import lnref.training.runs as runs
 
     calls = []
 
@@ -129,14 +129,14 @@ def test_cli_checkpoint_and_resume(tmp_path, monkeypatch, capsys):
     ],
 )
 def test_check_train_options_refuses_api_misuse(kwargs, match):
-    from lnref.runs import check_train_options
+    from lnref.training.runs import check_train_options
 
     with pytest.raises(lnref.ConfigError, match=match):
         check_train_options(**kwargs)
 
 
 def test_check_train_options_accepts_real_states():
-    from lnref.runs import check_train_options
+    from lnref.training.runs import check_train_options
 
     cfg = lnref.Config(n=8, d=20, m=2, steps=30, log_every=5, n_test=0, algorithm="label_noise_gd")
     state = _interrupted_state(cfg, after=1, every=10)
@@ -205,7 +205,7 @@ def test_interrupted_run_is_incomplete_until_resumed(tmp_path, monkeypatch, caps
         "--out",
         str(out),
     ]
-    import lnref.runs as runs
+    import lnref.training.runs as runs
 
     real = runs.save_checkpoint
 

@@ -9,8 +9,8 @@ import lnref
 import naive
 from lnref.config import ConfigError
 from lnref.data import init_weights, stream
-from lnref.runs import load_checkpoint, save_checkpoint
-from lnref.stages import small_loss_selection
+from lnref.training.runs import load_checkpoint, save_checkpoint
+from lnref.training.stages import small_loss_selection
 
 # a run with a Stage I and mislabelled samples memorised later (T1 > 0, masks that drop samples)
 BASE = dict(n=30, d=400, m=4, tau=0.2, mu_norm=2.0, sigma_p=0.3, eta=0.2, n_test=60, seed=2)  # T1 = 3, T2 = 59
@@ -147,7 +147,7 @@ def test_select_retrain_is_gd_until_T1_and_scores_the_selection():
     cfg = _cfg("select_T1_continue", engine="coefficients", steps=200, log_every=1)
     r = lnref.train(cfg, threads=1)
     gd = lnref.train(cfg.replace(algorithm="gd"), threads=1)
-    t1 = lnref.stages.detect_stages(gd).t1
+    t1 = lnref.training.stages.detect_stages(gd).t1
     assert t1 is not None and t1 > 0
     assert r.history["select_step"][-1] == t1
     i = int(np.flatnonzero(r.history["step"] == t1)[0])
@@ -221,8 +221,8 @@ def test_gram_sampling_runs_every_selection_algorithm(name):
 
 
 def test_coteaching_second_gram_network_uses_the_same_data():
-    from lnref.gram import sample_gram
-    from lnref.selection import second_network
+    from lnref.data.gram import sample_gram
+    from lnref.training.selection import second_network
 
     cfg = _cfg("coteaching", engine="coefficients", sampling="gram", d=5000)
     data = sample_gram(cfg)
@@ -273,7 +273,7 @@ def test_select_at_accepts_T1_an_int_and_its_text():
 @pytest.mark.parametrize("name", list(ALGOS))
 def test_sweep_row_is_trains_final_row(name):
     """The sweep worker runs the same loop, so a selection algorithm's sweep row is train's final row."""
-    from lnref._sweep_worker import final_run
+    from lnref.sweeps.worker import final_run
 
     cfg = _cfg(name, engine="coefficients", steps=80, log_every=20)
     row = final_run(cfg).row

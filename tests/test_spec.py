@@ -261,8 +261,8 @@ def test_every_lnref_name_in_spec_imports():
 
 
 def test_resolver_can_fail():
-    assert _resolve("lnref.decompose") and _resolve("lnref.gram.sample_gram")
-    assert not _resolve("lnref.no_such_function") and not _resolve("lnref.gram.no_such_function")
+    assert _resolve("lnref.decompose") and _resolve("lnref.data.gram.sample_gram")
+    assert not _resolve("lnref.no_such_function") and not _resolve("lnref.data.gram.no_such_function")
 
 
 # ------------------------------------------------------------------------------------------------ shipping

@@ -1,4 +1,4 @@
-"""lnref.stages: exact unit tests on hand-built margin traces, then Han's two stages over several seeds."""
+"""lnref.training.stages: exact unit tests on hand-built margin traces, then Han's two stages over several seeds."""
 
 import math
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lnref
-from lnref.stages import LOG2, detect_stages, early_stopping, first_fit_steps, small_loss_selection, stages_of
+from lnref.training.stages import LOG2, detect_stages, early_stopping, first_fit_steps, small_loss_selection, stages_of
 
 # ------------------------------------------------------------------------------------------- hand-built traces
 # 3 clean samples (0, 1, 2) and 2 mislabelled (3, 4); rows are logged steps 0, 1, 2, 5, 10, 20
@@ -133,7 +133,7 @@ def test_selection_at_any_threshold_is_the_loss_below_it(margins, threshold):
     clean = np.ones(m.shape[1], bool)
     losses = np.log1p(np.exp(-m[0]))
     sel = small_loss_selection(m, clean, threshold=threshold)
-    expect = np.sum(lnref.metrics.sample_losses(m[0]) < threshold)
+    expect = np.sum(lnref.model.metrics.sample_losses(m[0]) < threshold)
     assert sel.selected[0] == expect
     # away from the rounding of l near the threshold, the NumPy loss agrees
     if np.all(np.abs(losses - threshold) > 1e-9):

@@ -16,10 +16,10 @@ def _run(code: str) -> str:
 def test_import_lnref_leaves_the_sweep_machinery_and_the_spec_unloaded_until_used():
     code = (
         "import sys, lnref\n"
-        "lazy = ['lnref.sweeps', 'lnref.decomposition', 'lnref._spec', 'lnref.gram']\n"
+        "lazy = ['lnref.sweeps', 'lnref.model.decomposition', 'lnref._spec', 'lnref.data.gram']\n"
         "assert not [m for m in lazy if m in sys.modules], [m for m in lazy if m in sys.modules]\n"
         "assert set(lnref.LAZY) <= set(lnref.__all__) and set(lnref.LAZY) <= set(dir(lnref))\n"
-        "import lnref.sweeps.api as api, lnref.decomposition as dec, lnref._spec as spec\n"
+        "import lnref.sweeps.api as api, lnref.model.decomposition as dec, lnref._spec as spec\n"
         "assert lnref.sweep is api.sweep and lnref.SweepResult is api.SweepResult\n"
         "assert lnref.decompose is dec.decompose and lnref.reconstruct is dec.reconstruct\n"
         "assert lnref.spec_path is spec.spec_path and lnref.spec_path().name == 'SPEC.md'\n"

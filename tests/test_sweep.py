@@ -552,13 +552,13 @@ def test_run_batch_pauses_the_garbage_collector_and_restores_it():
     caller's setting afterwards, also when a run fails."""
     import gc
 
-    from lnref._sweep_worker import run_batch
+    from lnref.sweeps.worker import run_batch
 
     base = lnref.Config(n=6, d=30, m=2, steps=3, n_test=10, engine="coefficients", sampling="gram").to_dict()
     seen = []
     real_gc_isenabled = gc.isenabled
     assert real_gc_isenabled()
-    import lnref._sweep_worker as worker
+    import lnref.sweeps.worker as worker
 
     real_final_run = worker.final_run
 
@@ -585,7 +585,7 @@ def test_run_batch_pauses_the_garbage_collector_and_restores_it():
 _NO_CYCLES = """
 import gc, json, sys
 import lnref
-from lnref._sweep_worker import run_batch
+from lnref.sweeps.worker import run_batch
 from lnref.reproduce.heatmaps import kou_base
 base = kou_base(seed=1).to_dict()
 jobs = [(c, r, (1.0 + 0.5 * c, 100 + 200 * c), 10 * c + r) for c in range(3) for r in range(4)]

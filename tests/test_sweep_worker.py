@@ -1,4 +1,4 @@
-"""The sweep worker (lnref/_sweep_worker.py): its rows are the last row of lnref.train, bit for bit."""
+"""The sweep worker (lnref/sweeps/worker.py): its rows are the last row of lnref.train, bit for bit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lnref
-from lnref._sweep_worker import METRICS, final_run, run_batch
+from lnref.sweeps.worker import METRICS, final_run, run_batch
 
 # configs for the worker: Gram and explicit sampling, both engines, label-noise GD with intermediate logged steps,
 # q = 2 and 3, flipped and spurious test labels, a run that diverges mid-way, the conventions of SPEC.md section 7

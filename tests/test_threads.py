@@ -1,4 +1,4 @@
-"""The thread policy (lnref/_threads.py, issue 13): default thread count, its override, the OpenMP wait policy.
+"""The thread policy (lnref/training/threads.py, issue 13): default thread count, its override, the OpenMP wait policy.
 
 Speed itself is measured in bench/bench_weights.py (never asserted here); these tests check the decisions.
 """
@@ -12,8 +12,8 @@ import numba
 import pytest
 
 import lnref
-from lnref import _threads
 from lnref.config import ConfigError
+from lnref.training import threads as _threads
 
 ALL = numba.config.NUMBA_NUM_THREADS
 
@@ -94,7 +94,7 @@ def test_train_default_threads_follow_the_work(monkeypatch, state):
 
 _PROBE = """
 import json, os, lnref, numba
-from lnref import _threads
+from lnref.training import threads as _threads
 print(json.dumps({"policy": _threads.wait_policy(), "env": os.environ.get("OMP_WAIT_POLICY"),
                   "spin_env": os.environ.get("GOMP_SPINCOUNT"),
                   "layer_loaded": bool(numba.np.ufunc.parallel._is_initialized)}))

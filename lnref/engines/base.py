@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..data import Dataset, init_bias, init_weights, make_data
-from ..gram import GramData, sample_gram
+from ..data.gram import GramData, sample_gram
 from ..model import check_bias, check_weights
 
 
@@ -72,7 +72,7 @@ def prepare_inputs(cfg: Config, data=None, W0=None, b0=None) -> RunInputs:
         elif not isinstance(data, GramData):
             raise ConfigError(
                 f"data={type(data).__name__} is not allowed with sampling='gram': pass None or an "
-                "lnref.gram.GramData from sample_gram (or use sampling='explicit' with a Dataset)"
+                "lnref.data.gram.GramData from sample_gram (or use sampling='explicit' with a Dataset)"
             )
         if (data.n, data.m) != (cfg.n, cfg.m):
             raise ConfigError(f"GramData has (n, m) = ({data.n}, {data.m}) but the config says ({cfg.n}, {cfg.m})")
@@ -113,8 +113,8 @@ class CoefficientViews:
 
     def set_eta(self, eta: float) -> None:
         """Set the step size of the next :meth:`advance` calls (and nothing else: the step scalings are computed
-        from it at each call).  The selection algorithms (lnref.selection) take a mean over |S| < n samples as the
-        step size eta n/|S| with the other samples' multipliers 0."""
+        from it at each call).  The selection algorithms (lnref.training.selection) take a mean over |S| < n samples as
+        the step size eta n/|S| with the other samples' multipliers 0."""
         self.eta = float(eta)
 
     def _method_args(self) -> tuple:

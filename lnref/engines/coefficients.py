@@ -3,7 +3,7 @@
 Every filter stays in w_f(0) + span{mu, xi_1..xi_n} (SPEC.md section 4), so the state is gamma (2m,) and
 rho (2m, n), and every inner product GD needs is a linear function of them with Gram statistics as coefficients
 ("Inner products in coefficients").  With explicit data the statistics are computed once from the vectors;
-with ``sampling='gram'`` they are drawn from their exact law by :func:`lnref.gram.sample_gram`.
+with ``sampling='gram'`` they are drawn from their exact law by :func:`lnref.data.gram.sample_gram`.
 
 Agreement with the weight engine: the same recursions with inner products computed in another order, so the two
 trajectories agree to rounding (tests/test_coefficients.py checks rtol 1e-10 over 1000 steps); they are not
@@ -17,13 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _kernels as K
-from .. import _kernels_coef as KC
-from .._equations import scaled_test_inner
 from ..config import Config, ConfigError
 from ..data import Dataset, TestSet
-from ..gram import GramData, GramStats, GramTestSet, fresh_test_accuracy, pick_kernel, virtual_test_accuracy
-from ..metrics import accuracy
+from ..data.gram import GramData, GramStats, GramTestSet, fresh_test_accuracy, pick_kernel, virtual_test_accuracy
+from ..kernels import coefficients as KC
+from ..kernels import weights as K
+from ..kernels.equations import scaled_test_inner
+from ..model.metrics import accuracy
 from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
 __all__ = ["CoefficientEngine", "stats_from_data", "test_stats_from_data", "PreparedTest"]
@@ -34,7 +34,7 @@ def stats_from_data(data: Dataset, W0: np.ndarray) -> GramStats:
 
     Notes
     -----
-    SPEC.md section 4.  P0 and b0 come from :func:`lnref._kernels.inner_products`, the kernel the weight engine
+    SPEC.md section 4.  P0 and b0 come from :func:`lnref.kernels.weights.inner_products`, the kernel the weight engine
     runs, so the inner products at step 0 are bit-identical to the weight engine's.  Cost O((n + m) n d), once.
     """
     n, d = data.xi.shape
@@ -130,7 +130,7 @@ class CoefficientEngine(CoefficientViews):
         self._y_obs_row = np.ascontiguousarray(data.y_obs, dtype=np.float64).reshape(1, n)
         self.mu_sq = float(st.mu_sq)
         self.xi_sq = np.ascontiguousarray(st.xi_sq, dtype=np.float64)
-        # precomputed scalings of SPEC.md section 4's inner products (see lnref._kernels_coef)
+        # precomputed scalings of SPEC.md section 4's inner products (see lnref.kernels.coefficients)
         self.Gn, self.cA, self.cB = np.empty((n, n)), np.empty(n), np.empty(n)
         KC.engine_scalings(
             np.ascontiguousarray(st.G, dtype=np.float64),
@@ -171,7 +171,7 @@ class CoefficientEngine(CoefficientViews):
     def from_config(cls, cfg: Config, data=None, W0=None, b0=None) -> CoefficientEngine:
         """Validate (or draw) the inputs of ``cfg`` and build the engine (:func:`lnref.engines.from_config`).
 
-        With ``sampling='gram'`` and no data this draws the Gram statistics (:func:`lnref.gram.sample_gram`)."""
+        With ``sampling='gram'`` and no data this draws the Gram statistics (:func:`lnref.data.gram.sample_gram`)."""
         return cls(cfg, prepare_inputs(cfg, data, W0, b0))
 
     has_weights = property(lambda self: self.W0 is not None)
@@ -261,11 +261,13 @@ class CoefficientEngine(CoefficientViews):
             if not isinstance(self.data, Dataset):
                 raise ConfigError(
                     "an explicit TestSet needs explicit data; with sampling='gram' use the "
-                    "virtual test set (lnref.gram.virtual_test)"
+                    "virtual test set (lnref.data.gram.virtual_test)"
                 )
             gts = test_stats_from_data(test, self.data, self.W0)
         else:
-            raise ConfigError(f"test must be an lnref.TestSet or lnref.gram.GramTestSet, got {type(test).__name__}")
+            raise ConfigError(
+                f"test must be an lnref.TestSet or lnref.data.gram.GramTestSet, got {type(test).__name__}"
+            )
         if gts.Gt.shape[0] != self.y.shape[0] or gts.Pt.shape[0] != 2 * self.m:
             raise ConfigError("the test set's Gram statistics do not match this run's n and m")
         ct_mu, Gtn = scaled_test_inner(gts.ct, self.mu_sq, gts.Gt, self.xi_sq)
@@ -303,9 +305,9 @@ class CoefficientEngine(CoefficientViews):
         sampling).  NaN if n_test = 0.
 
         ``virtual_test='fixed'``: the one virtual test set, drawn and evaluated in one fused kernel without building
-        it (:func:`lnref.gram.virtual_test_accuracy`): the value ``test_accuracy`` gives on
-        ``lnref.gram.virtual_test(...)``, bit for bit; ``step`` is not used.  ``virtual_test='fresh'``: the fresh
-        test set of step ``step`` (required; :func:`lnref.gram.fresh_test_accuracy`).  :func:`lnref.train` and the
+        it (:func:`lnref.data.gram.virtual_test_accuracy`): the value ``test_accuracy`` gives on
+        ``lnref.data.gram.virtual_test(...)``, bit for bit; ``step`` is not used.  ``virtual_test='fresh'``: the fresh
+        test set of step ``step`` (required; :func:`lnref.data.gram.fresh_test_accuracy`).  :func:`lnref.train` and the
         sweep worker both score a fresh test set through here."""
         if not isinstance(self.data, GramData):
             raise ConfigError("virtual_test_accuracy needs Gram-sampled data (sampling='gram')")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import _kernels as K
 from ..config import Config, ConfigError
-from ..metrics import accuracy
+from ..kernels import weights as K
+from ..model.metrics import accuracy
 from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
 

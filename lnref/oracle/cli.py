@@ -30,7 +30,7 @@ __all__ = ["register", "read_theirs", "export_fixture"]
 
 
 def register(sub) -> None:
-    from ..cliargs import add_config_arguments
+    from ..cli.args import add_config_arguments
 
     ex = sub.add_parser(
         "export",
@@ -180,7 +180,7 @@ def _duration(seconds: float) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..cli import config_from_args
+    from ..cli.args import config_from_args
     from .fixtures import parse_checkpoints
 
     cfg = config_from_args(args)

@@ -14,17 +14,7 @@ from .catalogue import Mistake, applicable, with_value
 from .fixtures import Fixture
 from .ratio import measured_ratio
 from .replay import Problem, simulate
-from .report import (
-    Judge,
-    Report,
-    coefficients,
-    decomposable,
-    describe_matches,
-    findings,
-    maxabs,
-    not_in_catalogue,
-    rel,
-)
+from .report import Judge, Report, coefficients, decomposable, describe_matches, findings, maxabs, not_in_catalogue, rel
 from .tolerances import Tolerance
 
 __all__ = [

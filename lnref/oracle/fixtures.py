@@ -744,7 +744,7 @@ class _Recorder:
 
 def _recording_algorithm(cfg: Config, engine):
     """The selection hook of ``cfg`` around ``engine`` (as lnref.train makes it) and its :class:`_Recorder`."""
-    from ..selection import make_algorithm
+    from ..training.selection import make_algorithm
 
     algo = make_algorithm(cfg, engine)
     rec = _Recorder(cfg, algo)

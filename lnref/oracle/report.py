@@ -168,7 +168,7 @@ def decomposable(fx) -> bool:
 
 def coefficients(delta: np.ndarray, fx) -> tuple[np.ndarray, np.ndarray, float]:
     """(gamma, rho, relative part of ``delta`` outside span{mu, xi}) of a (2, m, d) displacement (SPEC.md 4)."""
-    from ..decomposition import decompose, reconstruct
+    from ..model.decomposition import decompose, reconstruct
 
     zero = np.zeros_like(delta)
     gamma, rho = decompose(delta, zero, fx.data)

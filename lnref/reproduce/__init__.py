@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 
+from .._lazy import submodule_getattr
 from .common import AUTHORS_CODE, REPRODUCTIONS, Check, Context, fmt_mean_se, register, run_reproduction, seed_check
 
 __all__ = [
@@ -37,3 +38,7 @@ def load_all() -> dict:
     for mod in _MODULES:
         importlib.import_module(f"{__name__}.{mod}")
     return REPRODUCTIONS
+
+
+#: sub-modules read as attributes on first access (``lnref.reproduce.plotting`` after ``import lnref``)
+__getattr__ = submodule_getattr(__name__, ("cli", "common", "han2025", "heatmaps", "huang2025", "methods"))

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cliargs import THREADS_HELP, compile_notice
+from ..cli.args import THREADS_HELP, compile_notice
 from ..config import ConfigError
 
 __all__ = ["register"]

@@ -50,9 +50,9 @@ import numpy as np
 from ..config import Config
 from ..data import make_data, make_test
 from ..io import write_json, write_text
-from ..runs import metrics_csv
-from ..stages import LOG2, detect_stages, early_stopping, small_loss_selection
 from ..training import train
+from ..training.runs import metrics_csv
+from ..training.stages import LOG2, detect_stages, early_stopping, small_loss_selection
 from .common import AUTHORS_CODE, Check, Context, fmt_mean_se, have_matplotlib, register, save_figure, seed_check
 
 __all__ = ["default_config", "ENGINE", "theory_t1"]

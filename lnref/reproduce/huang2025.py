@@ -34,9 +34,9 @@ import numpy as np
 from ..config import Config
 from ..data import init_weights, make_data
 from ..io import write_json, write_text
-from ..metrics import sample_losses
-from ..runs import metrics_csv
+from ..model.metrics import sample_losses
 from ..training import train
+from ..training.runs import metrics_csv
 from .common import AUTHORS_CODE, Check, Context, fmt_mean_se, have_matplotlib, register, save_figure, seed_check
 from .han2025 import ENGINE
 
@@ -97,7 +97,7 @@ def stationary_losses(p: float) -> tuple[float, float, float]:
 
     For one sample, the expected gradient of (1-p) l(m) + p l(-m) in the margin m vanishes at
     m* = log((1-p)/p); there the observed-label loss is l(m*) = log(1/(1-p)) and the expected flipped-label loss
-    is the binary entropy H(p) in nats.  Both losses are lnref's l (:func:`lnref.metrics.sample_losses`).
+    is the binary entropy H(p) in nats.  Both losses are lnref's l (:func:`lnref.model.metrics.sample_losses`).
     """
     m = math.log((1 - p) / p)
     l_plus, l_minus = (float(v) for v in sample_losses(np.array([m, -m])))

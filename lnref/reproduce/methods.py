@@ -32,8 +32,8 @@ import numpy as np
 from ..config import Config
 from ..data import make_data, make_test
 from ..io import OutputError, write_json, write_text
-from ..stages import detect_stages
 from ..training import train
+from ..training.stages import detect_stages
 from .common import Check, Context, fmt_mean_se, have_matplotlib, register, save_figure, seed_check, sweep_executor
 from .han2025 import ENGINE, TAU, default_config
 
@@ -215,9 +215,9 @@ def run_summary(history: Mapping[str, np.ndarray], stages: Any, margin_end_noisy
 
     Parameters
     ----------
-    history : the run's logged history (columns of :data:`lnref.metrics.HISTORY_COLUMNS` and
+    history : the run's logged history (columns of :data:`lnref.model.metrics.HISTORY_COLUMNS` and
         ``test_acc_spurious``)
-    stages : :class:`lnref.stages.Stages` of the run
+    stages : :class:`lnref.training.stages.Stages` of the run
     margin_end_noisy : the mislabelled samples' margins y_obs f at the last logged step
 
     Returns a dict: ``t1``; ``t_mem`` (first logged step with at least ``MEM_LEVEL`` of the mislabelled samples

@@ -6,11 +6,11 @@ CSV, sweep.json, integrity marks and resume), :mod:`~lnref.sweeps.executors` (se
 (:func:`sweep`) and :mod:`~lnref.sweeps.cli` (``lnref sweep``).  The function is also ``lnref.sweep``.
 """
 
-from .._sweep_worker import METRICS
 from .api import DEFAULT_METRICS, SweepError, sweep
 from .executors import LOCAL_DASK_SETTINGS, SerialExecutor, dask_executor, process_executor
 from .grid import cell_seed, parse_grid_item, validate_grid
 from .results import SweepResult
+from .worker import METRICS
 
 __all__ = [
     "sweep",

@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from .._lock import OutputLock
-from .._sweep_worker import METRICS, run_batch
 from ..config import Config, ConfigError
 from ..io import OutputError, describe_os_error, versions, write_json, write_text
-from ..resources import MAX_SWEEP_RUNS, check_sweep_memory, check_sweep_size
+from ..training.resources import MAX_SWEEP_RUNS, check_sweep_memory, check_sweep_size
 from .executors import process_executor
 from .files import (
     MEAN_NAME,
@@ -51,6 +50,7 @@ from .files import (
 )
 from .grid import cell_seed, validate_grid
 from .results import SweepResult, have_matplotlib, save_heatmap
+from .worker import METRICS, run_batch
 
 __all__ = ["sweep", "DEFAULT_METRICS", "SweepError"]
 
@@ -109,7 +109,7 @@ def sweep(
         Any Config fields except ``seed`` (replicates vary it), ``log_every`` and ``log_points``.
     replicates : int
         Runs per cell, each with its own derived seed (see :func:`lnref.sweeps.cell_seed`).  At most
-        :data:`lnref.resources.MAX_SWEEP_RUNS` runs (cells x replicates) in one sweep.
+        :data:`lnref.training.resources.MAX_SWEEP_RUNS` runs (cells x replicates) in one sweep.
     executor : concurrent.futures.Executor, optional
         Where batches run (not shut down by this function).  Default: a spawn process pool over all cores (in
         this process when the main script was read from standard input).
@@ -234,7 +234,7 @@ def sweep(
             batch_size = int(min(250, max(1, math.ceil(len(jobs) / (8 * workers))))) if jobs else 1
         batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
         if progress is True:
-            from ..cliargs import Progress
+            from ..cli.args import Progress
 
             printer = Progress("lnref sweep")
             progress = lambda jd, jt, cd, ct: printer(jd, jt, f"({cd}/{ct} cells)")  # noqa: E731
@@ -334,7 +334,7 @@ def _check_out(
     replicates: int,
 ):
     """Check the sweep folder and read the rows to resume; writes nothing.  Returns (finished rows, garbled)."""
-    from ..runs import RunFolder, stat_kind
+    from ..training.runs import RunFolder, stat_kind
 
     kind = stat_kind(out)
     if kind == "other":
@@ -379,7 +379,7 @@ def _check_out(
             )
         RunFolder._check_writable(out)
     else:
-        from ..runs import existing_ancestor
+        from ..training.runs import existing_ancestor
 
         RunFolder._check_writable(existing_ancestor(out))
     return finished, garbled

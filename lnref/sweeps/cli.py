@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..cliargs import add_config_arguments, config_from_args, read_toml
+from ..cli.args import add_config_arguments, config_from_args, read_toml
 from ..config import ConfigError
-from ..resources import check_sweep_size
+from ..training.resources import check_sweep_size
 from .api import sweep
 from .executors import SerialExecutor, dask_executor, process_executor
 from .grid import grid_from_toml, parse_grid_item, validate_grid
@@ -57,7 +57,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         executor = process_executor()
         close = executor.shutdown
     if not args.quiet:
-        from ..cliargs import compile_notice
+        from ..cli.args import compile_notice
 
         compile_notice(base.engine)
     try:

@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 
-from .._sweep_worker import init_worker
 from ..config import ConfigError
+from .worker import init_worker
 
 __all__ = [
     "SerialExecutor",
@@ -78,7 +78,7 @@ def _set_parent_death_signal() -> None:
 
 
 def watched_init_worker(threads: int = 1, parent: int | None = None, death_signal: bool = False) -> None:
-    """Pool initializer: :func:`lnref._sweep_worker.init_worker`, plus a daemon thread that ends this worker
+    """Pool initializer: :func:`lnref.sweeps.worker.init_worker`, plus a daemon thread that ends this worker
     when its parent process ``parent`` dies (checked every WATCH_SECONDS, between kernel calls) and, with
     ``death_signal`` on Linux, the kernel's parent-death signal (which also stops a worker inside a kernel).
 

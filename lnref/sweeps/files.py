@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from .._sweep_worker import BOOL_METRICS, INT_METRICS, METRICS
 from ..config import FIELD_TYPES, Config
 from ..io import InputError, OutputError, read_bytes_checked
 from .grid import convert_value
+from .worker import BOOL_METRICS, INT_METRICS, METRICS
 
 __all__ = [
     "TIDY_NAME",

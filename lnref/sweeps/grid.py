@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .._seeding import generate_state
 from .._suggest import did_you_mean
 from ..config import FIELD_TYPES, Config, ConfigError
+from ..kernels.seeding import generate_state
 
 __all__ = ["cell_seed", "parse_grid_item", "grid_from_toml", "validate_grid", "convert_value", "REFUSED_FIELDS"]
 
@@ -27,7 +27,7 @@ REFUSED_FIELDS = {
 def cell_seed(root: int, cell: int, replicate: int) -> int:
     """The 63-bit seed of (cell, replicate) derived from the root seed (independent of scheduling)."""
     # SeedSequence(root, spawn_key=(cell, replicate)).generate_state(1, uint64): the same words, without the
-    # SeedSequence object (lnref._seeding)
+    # SeedSequence object (lnref.kernels.seeding)
     state = generate_state(int(root), (int(cell), int(replicate)), 1, np.uint64)
     return int(state[0] >> np.uint64(1))
 

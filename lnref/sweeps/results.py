@@ -127,14 +127,14 @@ class SweepResult:
         boundary_label: str = "",
     ):
         """Plot the mean of ``metric`` over a two-field grid: first field on the x axis, second on y
-        (:func:`lnref.plotting.heatmap`: mathematical axis labels, a colour bar saying what the colour is, NaN cells
-        hatched and explained).  ``boundary(x) -> y`` draws a curve (e.g. a theory boundary) on top.  Returns the
-        matplotlib Axes.
+        (:func:`lnref.plotting.heatmap`: mathematical axis labels, a colour bar saying what the colour is,
+        NaN cells hatched and explained).  ``boundary(x) -> y`` draws a curve (e.g. a theory boundary) on top.  Returns
+        the matplotlib Axes.
         """
         if len(self.fields) != 2:
             raise ConfigError(f"a heatmap needs a grid over exactly two fields, this one has {self.fields}")
-        from .._sweep_worker import METRICS
         from ..plotting import heatmap, math_label
+        from .worker import METRICS
 
         xs, xnames = _axis_values(self.grid[self.fields[0]])
         ys, ynames = _axis_values(self.grid[self.fields[1]])
@@ -176,7 +176,7 @@ def _axis_values(values) -> tuple[np.ndarray, list[str] | None]:
         return np.arange(len(values), dtype=float), [str(v) for v in values]
 
 
-#: heatmap titles of the sweep metrics (the others use their meaning from ``lnref._sweep_worker.METRICS``)
+#: heatmap titles of the sweep metrics (the others use their meaning from ``lnref.sweeps.worker.METRICS``)
 HEATMAP_TITLES = {
     "test_error": "final test error (fraction of test samples misclassified)",
     "test_acc": "final test accuracy",
@@ -199,8 +199,8 @@ NAN_REASONS = {
 
 
 def cell_edges(v: np.ndarray) -> np.ndarray:
-    """Edges of the cells centred on the sorted values ``v`` (for pcolormesh; :func:`lnref.plotting` draws with
-    the same edges)."""
+    """Edges of the cells centred on the sorted values ``v`` (for pcolormesh; :func:`lnref.plotting` draws
+    with the same edges)."""
     from ..plotting import cell_edges_scaled
 
     return cell_edges_scaled(v, "linear")

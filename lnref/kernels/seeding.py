@@ -24,7 +24,7 @@ import sys
 import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
 
-from ._equations import kernel
+from .equations import kernel
 
 __all__ = ["StreamSeed", "entropy_words", "generate_state", "pcg64_stream"]
 

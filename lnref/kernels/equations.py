@@ -35,7 +35,7 @@ so any caller that parallelises over filters or samples gets the same bits for e
 ``NUMBA_DISABLE_JIT=1``.  Adding a zero bias changes no bit: x + 0.0 == x, except -0.0 + 0.0 = +0.0, which
 sigma and sigma' map to 0 either way.
 
-Compiled kernels are cached on disk by lnref's own decorators (:mod:`lnref._cache`: ``kernel``, ``both``,
+Compiled kernels are cached on disk by lnref's own decorators (:mod:`lnref.kernels.cache`: ``kernel``, ``both``,
 ``inline``, the cache folder and ``lnref cache clear``), re-exported here.
 """
 
@@ -45,7 +45,7 @@ import math
 
 import numpy as np
 
-from ._cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
+from .cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
 
 __all__ = [
     "act",

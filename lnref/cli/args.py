@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._suggest import did_you_mean, suggest, synonym
-from .config import FIELD_DOCS, FIELD_TYPES, Config, ConfigError, config_from_mapping, config_values_from_toml
+from .._suggest import did_you_mean, suggest, synonym
+from ..config import FIELD_DOCS, FIELD_TYPES, Config, ConfigError, config_from_mapping, config_values_from_toml
 
 __all__ = [
     "add_config_arguments",
@@ -30,7 +30,7 @@ __all__ = [
     "THREADS_HELP",
 ]
 
-#: --threads of `lnref run` and `lnref reproduce` (lnref._threads.default_threads is the default's rule)
+#: --threads of `lnref run` and `lnref reproduce` (lnref.training.threads.default_threads is the default's rule)
 THREADS_HELP = (
     "numba threads (default: one for small problems, else all cores; LNREF_THREADS overrides it; "
     "results are the same bits for any value)"
@@ -218,7 +218,7 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file as a dict (through lnref.io's loader: regular UTF-8 files only, clean errors)."""
-    from .io import read_toml as _read
+    from ..io import read_toml as _read
 
     return _read(path, "config file")
 
@@ -306,7 +306,7 @@ class Progress:
 
 def compile_notice(engine: str, stream=None) -> None:
     """One line on stderr when the kernels of ``engine`` are not in the disk cache yet (they compile now)."""
-    from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, kernels_warm
+    from ..kernels.cache import CACHE, CACHE_OFF_REASON, cache_dir, kernels_warm
 
     if kernels_warm(engine):
         return

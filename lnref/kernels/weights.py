@@ -1,6 +1,6 @@
 """Numba kernels of the weight-space reference engine (SPEC.md sections 2-4 and 7).
 
-Every equation is computed by the one function of :mod:`lnref._equations` that implements it (sigma, sigma',
+Every equation is computed by the one function of :mod:`lnref.kernels.equations` that implements it (sigma, sigma',
 the loss, the outputs, one filter's GD step); this module holds what only the weight engine does: inner products
 of explicit weights with explicit vectors, the gradient as a d-dimensional vector, and the step on W.
 
@@ -11,7 +11,7 @@ No fastmath, ``error_model="numpy"``, the exponent q is a float64 (``pow``).
 
 Layouts: filters are flattened to ``F = 2m`` rows, row ``f = j_index * m + r`` (j_index 0 is j = +1).
 ``X`` is (n, d) row-major, ``XT`` is its transpose (d, n) row-major.  ``bias`` (F,) holds the filters' biases
-(zeros for the paper's network, which changes no bit: see :mod:`lnref._equations`); ``div`` is
+(zeros for the paper's network, which changes no bit: see :mod:`lnref.kernels.equations`); ``div`` is
 1/(output_scale c_p), float(m) for the paper.
 """
 
@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._equations import (
+from .equations import (
     CACHE,
     LOSS_ELR,
     both,
@@ -224,7 +224,7 @@ def inner_products(W, mu, XT, A, B):
 @njit(parallel=True)
 def forward(A, B, bias, y, q, m, div, out):
     """out[i] = f_i (SPEC.md sections 2 and 7) from A (2m, n) = <w_f, xi_i>, B (2m,) = <w_f, mu>, bias (2m,),
-    y (n,) true labels (the signal patch is y_i mu): :func:`lnref._equations.outputs_range` over blocks of
+    y (n,) true labels (the signal patch is y_i mu): :func:`lnref.kernels.equations.outputs_range` over blocks of
     samples."""
     n = out.shape[0]
     acc = np.empty((2, n))
@@ -248,7 +248,7 @@ def method_scalars(f, mult, y, code, lp, target, update, loss_out, lpm_out):
     """The method's per-sample loss and scalar at outputs f (SPEC.md section 9), as one GD step evaluates them.
 
     With ``update`` ELR's targets (2, n) are first updated in place from f; then loss_out[i] = l(mult_i f_i) and
-    lpm_out[i] = g(mult_i f_i) mult_i (:func:`lnref._equations.sample_scalars`, the code GD runs), with a, b the
+    lpm_out[i] = g(mult_i f_i) mult_i (:func:`lnref.kernels.equations.sample_scalars`, the code GD runs), with a, b the
     target of the label sign(mult_i) and of the other class.  Serial (O(n) work)."""
     n = f.shape[0]
     lpy = np.empty(n)
@@ -292,7 +292,7 @@ def gradient(
     """The gradient of L at W (SPEC.md sections 3 and 7) and the coefficients after a step of size eta.
 
     lpm[i] = l'_i * mult_i with mult_i = y_obs_i (plain GD) or eps_i y_obs_i (label-noise GD).  For each filter f,
-    :func:`lnref._equations.filter_update` gives S[f], C[f, :], Sb[f] and the new gamma, rho and bias (into
+    :func:`lnref.kernels.equations.filter_update` gives S[f], C[f, :], Sb[f] and the new gamma, rho and bias (into
     gamma_new, rho_new, bias_new; bad[f] counts their non-finite values), then
       G[f] = (s_j/(n div)) * (S[f] mu + sum_i C[f, i] xi_i)
     and the bias gradient is (s_j/(n div)) Sb[f].
@@ -504,14 +504,14 @@ def advance(
 
     Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
     y_obs for plain GD, eps * y_obs for label-noise GD.  The per-sample scalar of the loss is the method's
-    (``code``, parameters ``lp``; :func:`lnref._equations.sample_scalars`); ELR's targets (2, n) are updated in
+    (``code``, parameters ``lp``; :func:`lnref.kernels.equations.sample_scalars`); ELR's targets (2, n) are updated in
     place at the steps t0 + s it is due (target_old is work space to undo a rejected step's update).  Stops before
     a step whose outputs or new weights, coefficients or biases would be non-finite, leaving the last finite state;
     returns the number of steps taken.
 
     Two parallel regions per step (each region ends in a barrier, which a thread descheduled by another program
     holds up; fewer regions keep the default threads fast on a busy machine):
-      (a) over blocks of samples: the outputs f (:func:`lnref._equations.outputs_range`); then, serially, the
+      (a) over blocks of samples: the outputs f (:func:`lnref.kernels.equations.outputs_range`); then, serially, the
           finiteness check, the method's g (l' for the logistic loss) and lpm;
       (b) over the work groups of the inner products: for each filter of the group, accept the pending step
           (W, gamma, rho, b), then its gradient and new coefficients (:func:`_gradient_row`), the candidate

@@ -2,7 +2,7 @@
 
 Exit status: 0 success, 1 the run failed (diverged, or a comparison did not match), 2 unusable input (a one-line
 message says what is wrong; no traceback).  ``lnref run`` is defined here; the other subcommands register from
-their own modules (COMMAND_MODULES), which share :mod:`lnref.cliargs` with this one.
+their own modules (COMMAND_MODULES), which share :mod:`lnref.cli.args` with this one.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._suggest import did_you_mean, suggest
-from .cliargs import (
+from .._suggest import did_you_mean, suggest
+from ..config import FIELD_TYPES, ConfigError
+from .args import (
     THREADS_HELP,
     ArgumentParser,
     Progress,
@@ -25,7 +26,6 @@ from .cliargs import (
     config_from_args,
     read_toml,
 )
-from .config import FIELD_TYPES, ConfigError
 
 __all__ = [
     "main",
@@ -88,7 +88,7 @@ def check_threads(threads: int | None) -> None:
 
 def _check_env_threads() -> None:
     """Refuse a bad LNREF_THREADS up front (ConfigError naming it and what is allowed)."""
-    from ._threads import env_threads
+    from ..training.threads import env_threads
 
     try:
         env_threads()
@@ -97,9 +97,9 @@ def _check_env_threads() -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .io import OutputError, describe_os_error, write_json
-    from .resources import check_run_memory
-    from .runs import CHECKPOINT, RunFolder, config_from_json, load_checkpoint, write_run
+    from ..io import OutputError, describe_os_error, write_json
+    from ..training.resources import check_run_memory
+    from ..training.runs import CHECKPOINT, RunFolder, config_from_json, load_checkpoint, write_run
 
     # 1. everything is checked before the output folder is touched
     if args.resume:
@@ -132,8 +132,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         if state is None:
             write_json(out / "config.json", cfg.to_dict())  # first, so an interrupted run can be resumed
-        from . import runs
-        from .training import DivergedError, train
+        from ..training import DivergedError, runs, train
 
         try:
             result = train(
@@ -192,7 +191,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from ._cache import CACHE, CACHE_OFF_REASON, cache_dir, clear_cache
+    from ..kernels.cache import CACHE, CACHE_OFF_REASON, cache_dir, clear_cache
 
     if args.action == "clear":
         try:
@@ -220,7 +219,7 @@ def _plot_history(result, out: Path) -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         return
-    from . import plotting
+    from .. import plotting
 
     plot = getattr(plotting, "plot_history", None)
     if plot is None:
@@ -234,7 +233,7 @@ def _plot_history(result, out: Path) -> None:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``lnref`` parser; with ``command`` = one of this module's own commands (``run``, ``cache``), the other
     modules' commands are not registered (not imported: a tiny ``lnref run`` starts faster, issue 25)."""
-    from . import __version__
+    from .. import __version__
 
     parser = ArgumentParser(prog="lnref", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lnref {__version__}")
@@ -285,7 +284,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lnref`` command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
-    from .io import OutputError, describe_os_error
+    from ..io import OutputError, describe_os_error
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv and argv[0] in OWN_COMMANDS else None)

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import _kernels as K
+from ..kernels import weights as K
 
 __all__ = [
     "HISTORY_COLUMNS",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels as K
-from . import _kernels_coef as KC
-from .config import ConfigError
-from .data import Dataset
-from .model import check_weights
+from ..config import ConfigError
+from ..data import Dataset
+from ..kernels import coefficients as KC
+from ..kernels import weights as K
+from . import check_weights
 
 __all__ = ["decompose", "reconstruct"]
 
@@ -24,7 +24,7 @@ def _norms(data: Dataset) -> tuple[float, np.ndarray]:
 
 def _weights(W0: np.ndarray, gamma: np.ndarray, rho: np.ndarray, data: Dataset, m: int) -> np.ndarray:
     """W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2 for F = W0.shape[0] flattened filters, the first
-    m with s_j = +1: :func:`lnref._equations.weight_row` per filter (the coefficient engine's kernel)."""
+    m with s_j = +1: :func:`lnref.kernels.equations.weight_row` per filter (the coefficient engine's kernel)."""
     mu_sq, xi_sq = _norms(data)
     W = np.empty_like(W0)
     KC.reconstruct(
@@ -103,7 +103,7 @@ def decompose(W, W0, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
 def reconstruct(W0, gamma, rho, data: Dataset) -> np.ndarray:
     """W0 + s_j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, shape (2, m, d) (SPEC.md section 4).
 
-    Computed by :func:`lnref._equations.weight_row` (the kernel of ``CoefficientEngine.weights``): the same bits
+    Computed by :func:`lnref.kernels.equations.weight_row` (the kernel of ``CoefficientEngine.weights``): the same bits
     as the coefficient engine's weights for the same coefficients."""
     W0 = check_weights(W0, d=data.d, name="W0")
     m = W0.shape[1]

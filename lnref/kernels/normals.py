@@ -1,7 +1,7 @@
 """Standard normal draws from a PCG64 stream, NumPy's numbers made in numba for large blocks (and the
 bounded integers of a fresh virtual test set, :func:`bounded_integers`).
 
-Used for the virtual test sets of :mod:`lnref.gram` (20 000 normals per run of Kou's phase diagram with its fresh
+Used for the virtual test sets of :mod:`lnref.data.gram` (20 000 normals per run of Kou's phase diagram with its fresh
 test set, 40 000 with a fixed one).  The method is NumPy's ziggurat for ``Generator.standard_normal`` (Marsaglia & Tsang
 2000 with 256 layers, the variant of NumPy's ``random_standard_normal``), run in one numba loop that also runs
 the stream's PCG64 generator, instead of one C call per word:
@@ -29,7 +29,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._equations import kernel
+from .equations import kernel
 
 __all__ = [
     "tables",
@@ -74,7 +74,7 @@ def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return k, w, dens(edges)
 
 
-# the ziggurat's tables (layer limits, widths, densities), as the kernels of lnref._kernels_coef take them
+# the ziggurat's tables (layer limits, widths, densities), as the kernels of lnref.kernels.coefficients take them
 ZIG_K, ZIG_W, ZIG_F = tables()
 
 
@@ -122,7 +122,7 @@ def next_word(st):
     return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
 
 
-_next_word = next_word  # the name lnref._kernels_coef imports; TODO(lead): import next_word there, then drop
+_next_word = next_word  # the name lnref.kernels.coefficients imports; TODO(lead): import next_word there, then drop
 
 
 @kernel
@@ -236,7 +236,7 @@ def standard_normal(rng: np.random.Generator, shape, transposed: bool = False) -
     """
     bitgen = rng.bit_generator
     if not isinstance(bitgen, np.random.PCG64):
-        raise TypeError(f"lnref._normals needs a PCG64 stream, got {type(bitgen).__name__}")
+        raise TypeError(f"lnref.kernels.normals needs a PCG64 stream, got {type(bitgen).__name__}")
     if transposed:
         if len(shape) != 2:
             raise ValueError(f"transposed draws need a 2-d shape, got {shape!r}")

@@ -12,10 +12,11 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import _threads
-from .config import SELECTION_ALGORITHMS, Config, ConfigError
-from .data import TestSet, label_noise_signs, stream
-from .metrics import HISTORY_COLUMNS, METHOD_COLUMNS, method_mean_loss, sample_losses, step_metrics
+from .._lazy import submodule_getattr
+from ..config import SELECTION_ALGORITHMS, Config, ConfigError
+from ..data import TestSet, label_noise_signs, stream
+from ..model.metrics import HISTORY_COLUMNS, METHOD_COLUMNS, method_mean_loss, sample_losses, step_metrics
+from . import threads as _threads
 
 __all__ = [
     "Result",
@@ -55,7 +56,7 @@ class Result:
     gamma : ndarray (2, m)           final signal coefficients (SPEC.md section 4)
     rho : ndarray (2, m, n)          final noise coefficients
     history : dict[str, ndarray]     one 1-D array per metric, aligned with ``history["step"]``
-                                     (column meanings: :data:`lnref.metrics.HISTORY_COLUMNS`)
+                                     (column meanings: :data:`lnref.model.metrics.HISTORY_COLUMNS`)
     trace : dict[str, ndarray]       per logged step: ``gamma`` (L, 2, m), ``rho`` (L, 2, m, n) (unless
                                      ``keep_rho=False``), ``margin`` (L, n) = y_obs * f
     data : Dataset or None
@@ -104,9 +105,9 @@ def num_threads(
 ) -> Iterator[int]:
     """Run numba kernels with ``threads`` threads, restoring the previous setting.
 
-    None: :func:`lnref._threads.default_threads` for ``work`` multiply-adds per step of ``engine`` in ``regions``
-    parallel regions, from the machine's state now (one thread for small problems or a busy machine; see
-    lnref._threads; ``LNREF_THREADS`` overrides)."""
+    None: :func:`lnref.training.threads.default_threads` for ``work`` multiply-adds per step of ``engine`` in
+    ``regions`` parallel regions, from the machine's state now (one thread for small problems or a busy machine; see
+    lnref.training.threads; ``LNREF_THREADS`` overrides)."""
     old = numba.get_num_threads()
     threads = _threads.resolve(threads, work, regions, engine)
     numba.set_num_threads(threads)
@@ -122,7 +123,7 @@ def advance_to(
     """Advance ``engine`` from step t to ``target`` in chunks of at most _CHUNK steps; return (step, diverged).
 
     Label-noise GD (``lnoise`` not None) draws eps for each chunk as one (k, n) block of stream 4, the same
-    numbers as one draw per step.  A selection algorithm (``algo``, :mod:`lnref.selection`) is the per-step
+    numbers as one draw per step.  A selection algorithm (``algo``, :mod:`lnref.training.selection`) is the per-step
     hook: ``algo.advance(t, k)`` takes up to k steps (fewer when its masks change sooner) and returns
     (steps attempted, steps taken).  Shared by :func:`train` and the sweep worker, so both take identical steps.
     """
@@ -192,7 +193,7 @@ def run_loop(
     run stops at t, whose row is already logged, and ``log_row`` is not called again;
     ``stopped_at_logged(t, f)`` is called instead (if given: for a caller that records only the final row).
     ``logged``: the step of the caller's last row before the loop (a resumed run's restored row), else None.
-    ``algo``: the selection algorithm's per-step hook (:func:`lnref.selection.make_algorithm`); a selection
+    ``algo``: the selection algorithm's per-step hook (:func:`lnref.training.selection.make_algorithm`); a selection
     ``cfg.algorithm`` without one gets a fresh one around ``engine`` (callers that log its state pass their own).
 
     Returns
@@ -270,7 +271,7 @@ def train(
     b0 : ndarray (2, m), optional
         Initial biases (``cfg.bias`` only); default ``init_bias(cfg)``.
     threads : int, optional
-        numba threads (default: one for small problems, else all; see lnref._threads.default_threads and
+        numba threads (default: one for small problems, else all; see lnref.training.threads.default_threads and
         LNREF_THREADS); results are bit-identical for any value.
     extra_tests : mapping name -> TestSet, optional
         More test sets; their accuracies are logged as ``test_acc_<name>``.
@@ -284,10 +285,10 @@ def train(
     on_checkpoint : callable(state), optional
         Receives the state (a dict: ``step``, ``rows``, the engine's ``gamma``, ``rho``, ``bias`` and ``W`` for the
         weight engine, the history and trace rows so far, the label-noise generator's state); it must copy what it
-        keeps.  :func:`lnref.runs.save_checkpoint` writes it to disk.
+        keeps.  :func:`lnref.training.runs.save_checkpoint` writes it to disk.
     resume : mapping, optional
-        A state from ``on_checkpoint`` (or :func:`lnref.runs.load_checkpoint`): continue from there.  The result
-        is bit-identical to the uninterrupted run (same cfg, data and W0 required).
+        A state from ``on_checkpoint`` (or :func:`lnref.training.runs.load_checkpoint`): continue from there.  The
+        result is bit-identical to the uninterrupted run (same cfg, data and W0 required).
 
     Returns
     -------
@@ -307,7 +308,7 @@ def train(
     scale, patch reduction): SPEC.md section 7.  Label-noise GD draws eps from stream 4 of the data contract
     (:mod:`lnref.data`), once per step, before the step.  The loop is :func:`run_loop`.
     """
-    from .engines import from_config
+    from ..engines import from_config
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
@@ -416,7 +417,7 @@ def train(
 
         t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored, algo=algo)
         t_train = time.perf_counter() - t0 - timer["log"]
-    from ._equations import mark_warm
+    from ..kernels.equations import mark_warm
 
     mark_warm(cfg.engine)  # this process compiled (or loaded) the engine's kernels: later processes load them
     history = {k: v[:li].copy() for k, v in hist.items()}
@@ -556,14 +557,14 @@ def check_train_options(
         if not isinstance(resume, Mapping):
             raise ConfigError(
                 f"resume={short_repr(resume)} is not allowed: give None or the state dict that "
-                "on_checkpoint received (or lnref.runs.load_checkpoint(path))"
+                "on_checkpoint received (or lnref.training.runs.load_checkpoint(path))"
             )
         need = (*STATE_KEYS, "gamma", "rho", "history", "trace")
         missing = [k for k in need if k not in resume]
         if missing:
             raise ConfigError(
                 f"resume lacks {', '.join(map(repr, missing))}: give the state dict that on_checkpoint "
-                "received (or lnref.runs.load_checkpoint(path)), not a dict of your own"
+                "received (or lnref.training.runs.load_checkpoint(path)), not a dict of your own"
             )
         for key in ("step", "rows"):
             v = resume[key]
@@ -594,7 +595,7 @@ def check_train_options(
     if checkpoint_every > 0 and on_checkpoint is None:
         raise ConfigError(
             f"checkpoint_every={int(checkpoint_every)} needs on_checkpoint= (a function receiving "
-            "each state, e.g. lambda s: lnref.runs.save_checkpoint(path, s))"
+            "each state, e.g. lambda s: lnref.training.runs.save_checkpoint(path, s))"
         )
     if not isinstance(keep_rho, (bool, np.bool_)):
         raise ConfigError(f"keep_rho={short_repr(keep_rho)} is not allowed: use True or False")
@@ -620,3 +621,7 @@ def short_repr(v: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ folders
+
+
+#: sub-modules read as attributes on first access (``lnref.training.runs`` after ``import lnref``)
+__getattr__ = submodule_getattr(__name__, ("runs", "stages", "selection", "resources", "threads"))

@@ -10,7 +10,7 @@ What the cache guarantees:
 - **Never stale.**  numba checks only a cached function's own file, not the inlined functions it calls from other
   files, so lnref keys every entry on the SHA-256 of ALL its kernel source files (every module of the package
   that defines a kernel, found by scanning the package's sources): an edit to an inlined equation in
-  ``_equations.py`` selects a new folder and a new index stamp, so it recompiles every kernel that inlines it.
+  ``kernels/equations.py`` selects a new folder and a new index stamp, so it recompiles every kernel that inlines it.
 - **Only in lnref's folder.**  numba's own locators fall back to the source tree's ``__pycache__`` (keyed only by
   the kernel's own file) or a user-wide folder when the configured one cannot be written; lnref's kernels use
   their own locator (:class:`_Locator`) that points at :func:`cache_dir` and nowhere else.
@@ -35,7 +35,7 @@ import numba
 from numba import njit
 from numba.core import caching
 
-from . import __version__
+from .. import __version__
 
 __all__ = [
     "kernel",

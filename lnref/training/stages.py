@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError
-from .metrics import sample_losses
+from ..config import ConfigError
+from ..model.metrics import sample_losses
 
 __all__ = [
     "Stages",

@@ -22,11 +22,11 @@ k     stream          draws, in this order
 4     label-noise GD  at each step t, ``u = random(n)``, eps_i = -1 iff u_i < p
 6     bias            (bias=True, init='torch' only) ``uniform(-a, a, (2, m))``, a = 1/sqrt(d); other cases: 0
 7, t  fresh test      (sampling='gram', virtual_test='fresh' only) the test set of logged step t, one stream per
-                      step: spawn_key (7, t) (:func:`step_stream`; draws: :mod:`lnref.gram`)
+                      step: spawn_key (7, t) (:func:`step_stream`; draws: :mod:`lnref.data.gram`)
 8     coteach_init    (algorithm='coteaching' only) the second network: explicit sampling, W0_2 with stream 1's
                       draws (then, bias=True and init='torch', its biases with stream 6's draws); Gram sampling
                       (init='gaussian'), ``w1 = standard_normal(2m)`` then ``z = standard_normal((2m, r))``
-                      (:func:`lnref.selection.second_network`)
+                      (:func:`lnref.training.selection.second_network`)
 ====  ==============  ===========================================================================
 
 Other frameworks do not reproduce NumPy's streams: they load lnref's export.
@@ -40,9 +40,10 @@ from typing import cast
 
 import numpy as np
 
-from . import _kernels as K
-from ._seeding import pcg64_stream
-from .config import Config, ConfigError
+from .._lazy import submodule_getattr
+from ..config import Config, ConfigError
+from ..kernels import weights as K
+from ..kernels.seeding import pcg64_stream
 
 __all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "step_stream", "STREAMS"]
 
@@ -61,8 +62,8 @@ STREAMS = {
 
 def stream(seed: int, name: str) -> np.random.Generator:
     """The named random stream of the data contract for ``seed``: the generator
-    ``Generator(PCG64(SeedSequence(seed, spawn_key=(k,))))``, built by :func:`lnref._seeding.pcg64_stream` (same
-    state and draws; its ``bit_generator.seed_seq`` is a :class:`lnref._seeding.StreamSeed`, which gives
+    ``Generator(PCG64(SeedSequence(seed, spawn_key=(k,))))``, built by :func:`lnref.kernels.seeding.pcg64_stream` (same
+    state and draws; its ``bit_generator.seed_seq`` is a :class:`lnref.kernels.seeding.StreamSeed`, which gives
     SeedSequence's words and spawns real SeedSequences)."""
     return pcg64_stream(int(seed), STREAMS[name])  # that generator, built without SeedSequence's overhead
 
@@ -219,7 +220,7 @@ class Dataset(LabelMasks):
 
     def save(self, path) -> None:
         """Write a self-describing .npz (plain float64 arrays, SHA-256 of each)."""
-        from .io import save_npz
+        from ..io import save_npz
 
         save_npz(path, self.arrays(), meta={"kind": "lnref.Dataset"})
 
@@ -233,7 +234,7 @@ class Dataset(LabelMasks):
             The file is missing, not a regular file (a FIFO is refused without blocking), damaged, not a
             dataset, or holds arrays that are not real float64 (complex or float16 arrays are refused).
         """
-        from .io import InputError, load_npz
+        from ..io import InputError, load_npz
 
         arrays, meta = load_npz(path, what="dataset")
         if meta.get("kind") not in (None, "lnref.Dataset"):
@@ -335,7 +336,7 @@ def make_data(cfg: Config, mu: np.ndarray | None = None) -> Dataset:
     """
     if cfg.sampling == "gram":
         raise ConfigError(
-            "make_data draws explicit d-dimensional data; with sampling='gram' use lnref.gram.sample_gram(cfg)"
+            "make_data draws explicit d-dimensional data; with sampling='gram' use lnref.data.gram.sample_gram(cfg)"
         )
     if mu is None:
         mu = default_mu(cfg)
@@ -396,3 +397,7 @@ def label_noise_signs(rng: np.random.Generator, shape, p: float) -> np.ndarray:
     k calls with shape (n,)).
     """
     return np.where(rng.random(shape) < p, -1.0, 1.0)
+
+
+#: sub-modules read as attributes on first access (``lnref.data.gram`` after ``import lnref``)
+__getattr__ = submodule_getattr(__name__, ("gram",))

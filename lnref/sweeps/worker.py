@@ -67,8 +67,8 @@ def run_batch(
     """
     import numba
 
-    from .config import Config
-    from .training import num_threads
+    from ..config import Config
+    from ..training import num_threads
 
     if threads is not None:
         threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
@@ -89,7 +89,7 @@ def run_batch(
             for name in metrics:
                 row[name] = run.row[name]
             rows.append(row)
-    from ._equations import mark_warm
+    from ..kernels.equations import mark_warm
 
     mark_warm(base_cfg.engine)  # this worker compiled (or loaded) the engine's kernels
     return rows
@@ -146,11 +146,11 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     -----
     SPEC.md sections 3-4 (GD), 7 (conventions).
     """
-    from .data import stream
-    from .engines import from_config
-    from .gram import sample_gram
-    from .metrics import step_metrics
-    from .training import run_loop
+    from ..data import stream
+    from ..data.gram import sample_gram
+    from ..engines import from_config
+    from ..model.metrics import step_metrics
+    from ..training import run_loop
 
     names = None if metrics is None else set(metrics)
     data = sample_gram(cfg, draw_test=False) if cfg.sampling == "gram" else None

@@ -1,12 +1,12 @@
 """Numba kernels of the coefficient-space engine (SPEC.md sections 4 and 7, "Inner products in coefficients").
 
-Every equation is computed by the one function of :mod:`lnref._equations` that implements it: the outputs, one
-filter's GD step (:func:`~lnref._equations.filter_update`) and the inner products from coefficients
-(:func:`~lnref._equations.coefficient_inner`, for the training noise patches, explicit and virtual test sets);
+Every equation is computed by the one function of :mod:`lnref.kernels.equations` that implements it: the outputs, one
+filter's GD step (:func:`~lnref.kernels.equations.filter_update`) and the inner products from coefficients
+(:func:`~lnref.kernels.equations.coefficient_inner`, for the training noise patches, explicit and virtual test sets);
 the kernels here only arrange them into loops over filters, samples and steps.
 
-Same rules as :mod:`lnref._kernels` (docs/DESIGN.md "Numerics"): preallocated outputs, no random numbers, no module
-globals (block sizes are constants frozen at compile time), no fastmath, ``error_model="numpy"``, q passed as
+Same rules as :mod:`lnref.kernels.weights` (docs/DESIGN.md "Numerics"): preallocated outputs, no random numbers, no
+module globals (block sizes are constants frozen at compile time), no fastmath, ``error_model="numpy"``, q passed as
 float64; ``prange`` only over independent outputs
 (filters or samples), every reported sum a serial loop in index order, so results are bit-identical for any
 thread count and with ``NUMBA_DISABLE_JIT=1``.  No BLAS.
@@ -14,7 +14,7 @@ thread count and with ``NUMBA_DISABLE_JIT=1``.  No BLAS.
 Every kernel with a ``prange`` is compiled twice from the same source: ``name`` (``parallel=True``) and
 ``name_serial`` (plain loops).  The two give identical bits (the ``prange`` bodies are independent); the serial
 one avoids the threading layer's start-up cost on the tiny problems of parameter sweeps.  Compilation is lazy,
-so a process only pays for the variant it uses; both are cached on disk (:func:`lnref._equations.both`).
+so a process only pays for the variant it uses; both are cached on disk (:func:`lnref.kernels.equations.both`).
 
 Layouts: filters are flattened to ``F = 2m`` rows, row ``f = j_index * m + r`` (j_index 0 is j = +1).
 Gram statistics (see :class:`lnref.engines.coefficients.GramStats`), with ``xi_sq[i] = ||xi_i||^2``:
@@ -35,7 +35,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._equations import (
+from .equations import (
     both,
     chain_rows,
     coefficient_inner,
@@ -55,7 +55,7 @@ from ._equations import (
     undo_target_update,
     weight_row,
 )
-from ._normals import bounded_integers, next_word, ziggurat_fill
+from .normals import bounded_integers, next_word, ziggurat_fill
 
 # Filters whose inner products are computed together (cache blocking; not a numerical choice).
 FILTER_BLOCK = 4
@@ -66,8 +66,8 @@ SAMPLE_BLOCK = 64
 @inline
 def _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz):
     """A[f, :] = <w_f, xi_k>, B[f] = <w_f, mu> from the coefficients (SPEC.md section 4) for the filters of block
-    ``blk`` (:func:`~lnref._equations.coefficient_inner`, :func:`~lnref._equations.coefficient_signal`); nz (F, n)
-    int64 is work space (row f: the indices i with rho_{f,i} != 0)."""
+    ``blk`` (:func:`~lnref.kernels.equations.coefficient_inner`, :func:`~lnref.kernels.equations.coefficient_signal`);
+    nz (F, n) int64 is work space (row f: the indices i with rho_{f,i} != 0)."""
     F = rho.shape[0]
     f0 = blk * FILTER_BLOCK
     f1 = min(f0 + FILTER_BLOCK, F)
@@ -135,10 +135,10 @@ def _advance(
 
     mults (k, n) or (1, n): row s multiplies the labels at step s (y_obs, or eps(s) y_obs for label-noise GD);
     a single row is used at every step.  Per step: f from A, B and the biases
-    (:func:`~lnref._equations.outputs_range`); lpm_i = g(mult_i f_i) mult_i with g the method's (``code``,
+    (:func:`~lnref.kernels.equations.outputs_range`); lpm_i = g(mult_i f_i) mult_i with g the method's (``code``,
     parameters ``lp``; l' for the logistic loss), after ELR's target update (2, n) where it is due at step t0 + s
-    (:func:`~lnref._equations.sample_scalars`; target_old undoes a rejected step's update); then every filter's step,
-    :func:`~lnref._equations.filter_update` (the same function the weight engine runs).
+    (:func:`~lnref.kernels.equations.sample_scalars`; target_old undoes a rejected step's update); then every filter's
+    step, :func:`~lnref.kernels.equations.filter_update` (the same function the weight engine runs).
     Stops before a step whose outputs are non-finite, or whose new coefficients or biases would be non-finite,
     leaving the state at the last finite step.  gamma_new, rho_new, bias_new, A, B, f, lpm, S, Sb (F,), C (F, n),
     bad (F,) int64 and nz (F, n) int64 are work arrays.
@@ -245,8 +245,8 @@ advance, advance_serial = both(_advance)
 
 def _test_inner(gamma, rho, Pt, Gtn, ct_mu, m, At):
     """At[f, t] = <w_f, xi_t> for test noise patches from their Gram statistics (SPEC.md section 4):
-    :func:`~lnref._equations.coefficient_inner` with Pt (F, T) = <w_f(0), xi_t>, Gtn (n, T) = <xi_i, xi_t>/||xi_i||^2,
-    ct_mu (T,) = <mu, xi_t>/||mu||^2."""
+    :func:`~lnref.kernels.equations.coefficient_inner` with Pt (F, T) = <w_f(0), xi_t>, Gtn (n, T) = <xi_i,
+    xi_t>/||xi_i||^2, ct_mu (T,) = <mu, xi_t>/||mu||^2."""
     F, n = rho.shape
     for f in prange(F):
         g = (1.0 if f < m else -1.0) * gamma[f]
@@ -271,7 +271,7 @@ test_outputs, test_outputs_serial = both(_test_outputs)
 def _reconstruct(W0, gamma, rho, mu, X, mu_sq, xi_sq, m, W):
     """W[f] = W0[f] + s_j gamma_f mu/||mu||^2 + sum_i rho_{f,i} xi_i/||xi_i||^2 (SPEC.md section 4).
 
-    W0, W (F, d); mu (d,); X (n, d).  :func:`~lnref._equations.weight_row` per filter (the sum over i serial in
+    W0, W (F, d); mu (d,); X (n, d).  :func:`~lnref.kernels.equations.weight_row` per filter (the sum over i serial in
     index order; mu = 0 contributes nothing).
     """
     F = W.shape[0]
@@ -287,8 +287,8 @@ def _cross(Y, ZT, out):
     """out[a, t] = <Y[a], Z[t]> = sum_c Y[a, c] ZT[c, t] (Y (k, r), ZT (r, T)), serial over c in index order.
 
     Written as axpy updates of the row out[a, :] (vectorised over t, four terms per pass,
-    :func:`~lnref._equations.chain_rows`); zero entries of Y (the upper triangle of a Bartlett factor) are skipped.
-    With ZT = Y^T the result is exactly symmetric (same products, same order).
+    :func:`~lnref.kernels.equations.chain_rows`); zero entries of Y (the upper triangle of a Bartlett factor) are
+    skipped. With ZT = Y^T the result is exactly symmetric (same products, same order).
     """
     k, r = Y.shape
     T = ZT.shape[1]
@@ -330,10 +330,10 @@ def virtual_test_correct(
     div,
     block=TEST_BLOCK,
 ):
-    """Number of virtual test samples with y_score * f > 0, fused: the same bits as lnref.gram.virtual_test
+    """Number of virtual test samples with y_score * f > 0, fused: the same bits as lnref.data.gram.virtual_test
     followed by CoefficientEngine.test_accuracy, without their (k, T) and (F, T) intermediate arrays.
 
-    coords (k, r), ZT (r, T): the test coordinates as drawn, transposed (column t = z_t; lnref._normals draws
+    coords (k, r), ZT (r, T): the test coordinates as drawn, transposed (column t = z_t; lnref.kernels.normals draws
     them in this layout); per test sample t and training vector a:
       fresh[a, t] = scale * sum_c coords[a, c] ZT[c, t]       (serial in c, zero coords skipped, as :func:`cross`)
                     [+ e1[a] a_t[t] if isotropic] [+ G[a, idx[t]] or P0[a - n, idx[t]] if idx is not empty]
@@ -341,10 +341,10 @@ def virtual_test_correct(
       At[f, t] = Pt[f, t] + s_j gamma_f ct_mu[t] + sum_i rho_{f,i} Gtn[i, t]   (as :func:`test_inner`),
     then f_t from At and B as :func:`test_outputs`.  Every value is computed with the same operations in the
     same order as those functions, so the count equals theirs bit for bit (the serial sums run four terms per
-    pass, :func:`~lnref._equations.chain_rows`, which is the same sequence of roundings); the inner products
-    from coefficients are :func:`~lnref._equations.coefficient_inner` and the outputs
-    :func:`~lnref._equations.outputs_range`, as for every other set of samples.  Serial (one call per run in sweeps).
-    SPEC.md sections 1, 2 and 4.
+    pass, :func:`~lnref.kernels.equations.chain_rows`, which is the same sequence of roundings); the inner products
+    from coefficients are :func:`~lnref.kernels.equations.coefficient_inner` and the outputs
+    :func:`~lnref.kernels.equations.outputs_range`, as for every other set of samples.  Serial (one call per run in
+    sweeps). SPEC.md sections 1, 2 and 4.
     """
     k, r = coords.shape
     F, n = rho.shape
@@ -398,7 +398,8 @@ def virtual_test_correct(
     return count
 
 
-# pivots at most this fraction of the largest variance are zero-variance directions (lnref._equations.psd_cholesky)
+# pivots at most this fraction of the largest variance are zero-variance directions
+# (lnref.kernels.equations.psd_cholesky)
 PSD_TOL = 1e-12
 
 
@@ -407,11 +408,12 @@ def fresh_test_factor(coords, e1, mu_norm, isotropic, gamma, rho, xi_sq, m, L):
     """L (F, F), lower triangular with L L^T = K, K[f, g] = <w_f, Sigma w_g> for the current state: the covariance
     of <w_f, xi> for xi ~ N(0, Sigma) (virtual_test='fresh'; SPEC.md section 4, "Virtual test sets").
 
-    coords (k, r), e1 (k,): the training vectors' coordinates as :func:`lnref.gram.sample_gram` draws them (rows
+    coords (k, r), e1 (k,): the training vectors' coordinates as :func:`lnref.data.gram.sample_gram` draws them (rows
     xi_i, then w_f(0)).  V[f] = the coordinates of w_f, [e_1-orthogonal part | e_1 part]
-    (:func:`~lnref._equations.weight_row` on [coords | e1], with mu = ||mu|| e_1); K[f, g] = <V[f], V[g]> over the
-    e_1-orthogonal coordinates, plus the e_1 part if isotropic (Sigma = I; else Sigma = I - e_1 e_1^T), serial in
-    the coordinate index; L = :func:`~lnref._equations.psd_cholesky` (K) with tolerance PSD_TOL max_f K[f, f].
+    (:func:`~lnref.kernels.equations.weight_row` on [coords | e1], with mu = ||mu|| e_1); K[f, g] = <V[f], V[g]>
+    over the e_1-orthogonal coordinates, plus the e_1 part if isotropic (Sigma = I; else Sigma = I - e_1 e_1^T),
+    serial in the coordinate index; L = :func:`~lnref.kernels.equations.psd_cholesky` (K)
+    with tolerance PSD_TOL max_f K[f, f].
     """
     k, r = coords.shape
     F, n = rho.shape
@@ -468,17 +470,17 @@ def fresh_test_correct(
     """Number of samples with y_score * f > 0 in a fresh virtual test set of T samples (virtual_test='fresh';
     SPEC.md section 4, "Virtual test sets"), drawn here from the PCG64 state ``st`` of its stream (advanced).
 
-    The draws are those of :func:`lnref.gram.fresh_test_accuracy`'s docstring, in its order, made from the
+    The draws are those of :func:`lnref.data.gram.fresh_test_accuracy`'s docstring, in its order, made from the
     stream's words as NumPy makes them: the labels ``integers(0, 2, T)`` (iid; n_pick = 0) or the training indices
     ``integers(0, n_pick, T)`` (spurious, label y_train[k_t]): Lemire's method on 32-bit halves of the words, low
     half first (NumPy's buffered 32-bit draws); then u_t, 2m standard normals per sample, sample by sample
-    (:func:`lnref._normals.ziggurat_fill` with the tables zk, zw, zf, tail_r, on blocks of samples); then, if
+    (:func:`lnref.kernels.normals.ziggurat_fill` with the tables zk, zw, zf, tail_r, on blocks of samples); then, if
     ``flipped``, one double U_t = (word >> 11) 2^-53 per sample (``random``), the label scored being -y_t when
     U_t < tau_{y_t}.  With L from :func:`fresh_test_factor`:
-      At[f, t] = sum_{g <= f} (scale L[f, g]) u_t[g]  (serial in g, :func:`~lnref._equations.chain_rows`)
+      At[f, t] = sum_{g <= f} (scale L[f, g]) u_t[g]  (serial in g, :func:`~lnref.kernels.equations.chain_rows`)
                  [+ A[f, k_t] for spurious test samples, xi_t = xi_k + zeta],
-    then f_t from At, B and the biases (:func:`~lnref._equations.outputs_range`).  Serial; A (F, n) and B (F,) are
-    the current state's (CoefficientEngine after forward()).
+    then f_t from At, B and the biases (:func:`~lnref.kernels.equations.outputs_range`).  Serial; A (F, n) and B (F,)
+    are the current state's (CoefficientEngine after forward()).
     """
     F = L.shape[0]
     spurious = n_pick > 0
@@ -528,7 +530,7 @@ def fresh_test_correct(
 
 
 def _gram_stats(coords, e1, mu_norm, ZT, full, G, xi_sq, P0, b0, c):
-    """Gram statistics from Gram-sampled coordinates (:func:`lnref.gram.stats_from_coordinates`).
+    """Gram statistics from Gram-sampled coordinates (:func:`lnref.data.gram.stats_from_coordinates`).
 
     full (k, k) = cross(coords, coords) + outer(e1, e1) (ZT (r, k) = coords.T is work space), G = full[:n, :n],
     xi_sq = diag(G), P0 = full[n:, :n], c = ||mu|| e1[:n], b0 = ||mu|| e1[n:]; each entry of full a serial sum

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ._equations import truncation_mask
-from .config import SELECTION_ALGORITHMS, Config, ConfigError
-from .metrics import step_metrics
+from ..config import SELECTION_ALGORITHMS, Config, ConfigError
+from ..kernels.equations import truncation_mask
+from ..model.metrics import step_metrics
 
 __all__ = ["SelectionAlgorithm", "make_algorithm", "second_network", "small_loss_mask", "precision_recall"]
 
@@ -65,8 +65,8 @@ def second_network(cfg: Config, data, W0: np.ndarray | None):
     ||xi_i||^2 are kept; P0, b0 (and the virtual test set's Pt, from the same test draws) are the second
     network's.
     """
-    from .data import init_bias, init_weights, stream
-    from .gram import GramData, GramStats, stats_from_coordinates, virtual_test
+    from ..data import init_bias, init_weights, stream
+    from ..data.gram import GramData, GramStats, stats_from_coordinates, virtual_test
 
     rng = stream(cfg.seed, "coteach_init")
     if not isinstance(data, GramData):
@@ -278,7 +278,7 @@ class CoTeaching(SelectionAlgorithm):
 
     def __init__(self, cfg: Config, engine):
         super().__init__(cfg, engine)
-        from .engines import from_config
+        from ..engines import from_config
 
         data2, W2, b2 = second_network(cfg, engine.data, getattr(engine, "W0", None))
         self.engine2 = from_config(cfg, data2, W2, b2)

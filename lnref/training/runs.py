@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ._lock import OutputLock, holder
-from .config import Config, ConfigError
-from .io import (
+from .._lock import OutputLock, holder
+from ..config import Config, ConfigError
+from ..io import (
     InputError,
     OutputError,
     describe_os_error,
@@ -39,7 +39,7 @@ from .io import (
     write_json,
     write_text,
 )
-from .training import STATE_KEYS, Result, check_train_options
+from . import STATE_KEYS, Result, check_train_options
 
 __all__ = [
     "write_run",
@@ -186,7 +186,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
         arrays["target"] = state["target"]
     arrays.update({f"history_{k}": v for k, v in state["history"].items()})
     arrays.update({f"trace_{k}": v for k, v in state["trace"].items()})
-    # a selection algorithm's state (lnref.selection: masks, co-teaching's second network)
+    # a selection algorithm's state (lnref.training.selection: masks, co-teaching's second network)
     arrays.update({f"selection_{k}": v for k, v in (state.get("selection") or {}).items()})
     meta = {
         "kind": "lnref.checkpoint",
@@ -225,7 +225,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         state["selection"] = selection
     try:
         check_train_options(resume=state)
-        from .training import check_state_arrays
+        from . import check_state_arrays
 
         cfg = Config.from_dict(state["config"])
         shapes = {"gamma": (2, cfg.m), "rho": (2, cfg.m, cfg.n), "bias": (2, cfg.m)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
 
 __all__ = [
     "ResourceError",
@@ -33,7 +33,7 @@ __all__ = [
 
 F8 = 8  # bytes per float64
 MAX_SWEEP_RUNS = 10**7  # (cells x replicates) in one sweep
-_HISTORY_COLUMNS = 24  # an upper bound on the history's columns (lnref.metrics.HISTORY_COLUMNS plus test sets)
+_HISTORY_COLUMNS = 24  # an upper bound on the history's columns (lnref.model.metrics.HISTORY_COLUMNS plus test sets)
 
 
 class ResourceError(ConfigError):

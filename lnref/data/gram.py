@@ -62,19 +62,19 @@ stream                draws, in this order
 ``init`` (k=1)        init='torch' only: W0 exactly as :func:`lnref.init_weights` draws it
 ``bias`` (k=6)        :func:`lnref.init_bias` (GramData.bias0; zeros unless bias=True and init='torch')
 ``test`` (k=3)        iid: ``integers(0, 2, n_test)`` (y), z (n_test, r) row by row from
-                      :func:`lnref._normals.standard_normal` (*), isotropic only ``standard_normal(n_test)`` (a);
+                      :func:`lnref.kernels.normals.standard_normal` (*), isotropic only ``standard_normal(n_test)`` (a);
                       spurious: ``integers(0, n, n_test)`` (the index k_t), then z and a as for iid, scaled by
                       sigma_zeta; then, if test_flipped_labels, ``random(n_test)`` flips as in
                       :func:`lnref.make_test`
 ``fresh_test`` (k=7)  virtual_test='fresh' only, one stream per logged step t (spawn_key (7, t)): iid
                       ``integers(0, 2, n_test)`` (y) or spurious ``integers(0, n, n_test)`` (k_t), then u
-                      (n_test, 2m) row by row from :func:`lnref._normals.standard_normal` (*), then the flips as
+                      (n_test, 2m) row by row from :func:`lnref.kernels.normals.standard_normal` (*), then the flips as
                       for ``test`` (:func:`fresh_test_accuracy`)
 ====================  ======================================================================================
 
 (*) NumPy's ziggurat (the algorithm of ``Generator.standard_normal``) run by numba over the stream's 64-bit
-PCG64 words, made in the same loop, with the layer tables computed in :mod:`lnref._normals`: it uses the same words
-as ``standard_normal((n_test, r))`` would and gives the same values up to ~1e-13 relative (table rounding), at a
+PCG64 words, made in the same loop, with the layer tables computed in :mod:`lnref.kernels.normals`: it uses the same
+words as ``standard_normal((n_test, r))`` would and gives the same values up to ~1e-13 relative (table rounding), at a
 fraction of the cost; the stream continues after the last word used, so the flips are the same draws as before.
 """
 
@@ -87,11 +87,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import _kernels_coef as KC
-from . import _normals
-from ._equations import scaled_test_inner
-from .config import Config, ConfigError
-from .data import Dataset, LabelMasks, flip_labels, init_bias, init_weights, short_repr, step_stream, stream
+from ..config import Config, ConfigError
+from ..kernels import coefficients as KC
+from ..kernels import normals as _normals
+from ..kernels.equations import scaled_test_inner
+from . import Dataset, LabelMasks, flip_labels, init_bias, init_weights, short_repr, step_stream, stream
 
 __all__ = [
     "GramStats",
@@ -116,7 +116,7 @@ TORCH_MAX_ENTRIES = 2**28
 
 
 def pick_kernel(pair, work: float):
-    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref._equations.both`) for a
+    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref.kernels.equations.both`) for a
     call of ``work`` multiply-adds: the same bits either way, the choice is speed only."""
     par, ser = pair
     return par if work >= PARALLEL_WORK and numba.get_num_threads() > 1 else ser
@@ -383,7 +383,7 @@ def virtual_test_accuracy(
 
     The same draws and the same floating-point operations as ``CoefficientEngine.test_accuracy(
     virtual_test(cfg, data.coords, data.e1, data.stats, data.y))``, so the same value bit for bit, with less
-    memory traffic (one fused kernel, :func:`lnref._kernels_coef.virtual_test_correct`).  For sweeps.
+    memory traffic (one fused kernel, :func:`lnref.kernels.coefficients.virtual_test_correct`).  For sweeps.
 
     Parameters
     ----------
@@ -452,10 +452,10 @@ def fresh_test_accuracy(
     s L u (L L^T = K, u ~ N(0, I_2m)) give a test set with exactly the law of an explicit one at this state, at 2m
     normals per sample.  Draws, from stream ``fresh_test`` of step ``step`` (:func:`lnref.data.step_stream`):
     ``integers(0, 2, n_test)`` (iid labels) or ``integers(0, n, n_test)`` (spurious: the training index k_t, label
-    y_k, xi_t = xi_k + zeta), then u (n_test, 2m) row by row (:func:`lnref._normals.standard_normal`), then, if
+    y_k, xi_t = xi_k + zeta), then u (n_test, 2m) row by row (:func:`lnref.kernels.normals.standard_normal`), then, if
     test_flipped_labels, ``random(n_test)`` flips as in :func:`lnref.make_test`: the numbers those calls give,
-    made from the stream's words by one kernel with the evaluation (:func:`lnref._kernels_coef.fresh_test_correct`;
-    L from :func:`fresh_test_factor`).
+    made from the stream's words by one kernel with the evaluation
+    (:func:`lnref.kernels.coefficients.fresh_test_correct`; L from :func:`fresh_test_factor`).
 
     Parameters
     ----------
@@ -507,7 +507,7 @@ def fresh_test_accuracy(
 def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray, xi_sq: np.ndarray) -> np.ndarray:
     """L (2m, 2m) lower triangular with L L^T = K, K[f, g] = <w_f, Sigma w_g> for the state (gamma, rho) (flattened
     filters): <w_f, xi> for a fresh noise xi ~ N(0, s^2 Sigma) is s L u with u ~ N(0, I_2m)
-    (:func:`lnref._kernels_coef.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
+    (:func:`lnref.kernels.coefficients.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
     L = np.empty((2 * cfg.m, 2 * cfg.m))
     KC.fresh_test_factor(
         data.coords, data.e1, float(data.mu_norm), cfg.noise == "isotropic", gamma, rho, xi_sq, int(cfg.m), L
@@ -517,7 +517,7 @@ def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.nd
 
 @dataclass(frozen=True, eq=False)
 class VirtualTestInputs:
-    """The draws of a virtual test set (stream 'test') as :func:`lnref._kernels_coef.virtual_test_correct` takes
+    """The draws of a virtual test set (stream 'test') as :func:`lnref.kernels.coefficients.virtual_test_correct` takes
     them: zT (r, T), scale, a (T,) (isotropic e_1 parts; zeros otherwise), isotropic, idx (T,) int64 (spurious;
     empty for iid), ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros if mu = 0), y_t (T,), y_score (T,)."""
 

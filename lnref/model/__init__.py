@@ -1,6 +1,6 @@
 """The network as functions of (W, data): outputs, loss and gradient (SPEC.md sections 2-3).
 
-Each function validates its inputs, allocates outputs and calls the kernels of :mod:`lnref._kernels`, the same
+Each function validates its inputs, allocates outputs and calls the kernels of :mod:`lnref.kernels.weights`, the same
 kernels the weight engine runs, so ``W - eta * gradient(W, data)`` is bit-identical to one step of
 :func:`lnref.train`.
 """
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels as K
-from ._equations import gradient_scale_array
-from .config import LOSSES, PATCH_REDUCTIONS, Config, ConfigError, check_choice, check_float, output_divisor
-from .data import Dataset
+from .._lazy import submodule_getattr
+from ..config import LOSSES, PATCH_REDUCTIONS, Config, ConfigError, check_choice, check_float, output_divisor
+from ..data import Dataset
+from ..kernels import weights as K
+from ..kernels.equations import gradient_scale_array
 
 __all__ = ["forward", "loss", "gradient", "gradients", "gd_step", "check_weights", "check_bias", "sample_scalars"]
 
@@ -350,3 +351,7 @@ def gd_step(W, data: Dataset, eta: float, q: float = 1.0, eps=None) -> np.ndarra
     G = gradient(W, data, q, eps)
     W = check_weights(W)
     return W - eta * G
+
+
+#: sub-modules read as attributes on first access (``lnref.model.decomposition`` after ``import lnref``)
+__getattr__ = submodule_getattr(__name__, ("decomposition", "metrics"))

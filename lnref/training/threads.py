@@ -167,8 +167,8 @@ def default_threads(
     return 1
 
 
-# Parallel regions per GD step of each engine's ``advance`` kernel (lnref/_kernels.py ``advance``: samples, then
-# filters; it was six before issue 13; lnref/_kernels_coef.py ``_advance``: samples, filters).  Update when the
+# Parallel regions per GD step of each engine's ``advance`` kernel (lnref/kernels/weights.py ``advance``: samples, then
+# filters; it was six before issue 13; lnref/kernels/coefficients.py ``_advance``: samples, filters).  Update when the
 # kernels change.
 REGIONS_PER_STEP = {"weights": 2, "coefficients": 2}
 
@@ -189,7 +189,7 @@ def resolve(threads, work: float | None = None, regions: float = 1.0, engine: st
     """``threads`` checked (an integer from 1 to NUMBA_NUM_THREADS), or :func:`default_threads` when None."""
     import numpy as np
 
-    from .config import ConfigError
+    from ..config import ConfigError
 
     if threads is None:
         try:
