@@ -62,7 +62,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lnref/examples/torch_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/jax_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/conv1d_model.py", "*"): "an independent implementation checked against lnref",
-    ("lnref/config.py", "output_divisor"): "the divisor's one function, on Config's fields (Python side: the "
+    ("lnref/config/__init__.py", "output_divisor"): "the divisor's one function, on Config's fields (Python side: the "
     "kernels take div as an argument); Config.output_divisor and "
     "model's functions call it",
 }
