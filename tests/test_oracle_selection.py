@@ -213,7 +213,7 @@ def test_old_schema_cannot_claim_a_selection_algorithm(sel, tmp_path):
     import hashlib
     import io
 
-    from lnref.oracle.fixtures import _meta_sha
+    from lnref.oracle.fixture_file import meta_sha as _meta_sha
 
     def rewrite(fx, path):
         save_fixture(fx, path)

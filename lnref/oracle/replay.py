@@ -14,9 +14,20 @@ non-finite weights, which the callers handle).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from .replay_losses import (
+    LOSS_DERIVATIVES,
+    METHOD_DERIVATIVES,
+    dloss,
+    elr_initial,
+    elr_period,
+    elr_update,
+    is_elr,
+)
+from .replay_variant import EXACT, Variant, base_variant
 
 __all__ = [
     "Variant",
@@ -61,106 +72,6 @@ def dsigma(z: np.ndarray, q: float, at_zero: float = 0.0, clamp: bool = True) ->
             out[z == 0] = at_zero
         return out
     return np.where(z > 0, q * np.maximum(z, 0) ** (q - one), z.dtype.type(0))
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Switches of the dynamics; the defaults are the exact GD of SPEC.md sections 2-3.
-
-    Model: ``output_scale`` (None: the paper's 1/m; 1.0: second layer +-1), ``patch_reduce`` ('sum' or 'mean'
-    over the two patches), ``orientation`` (+1: f = F_{+1} - F_{-1}; -1: flipped), ``signal_label`` ('true',
-    'observed' or '01': (y + 1)/2, the label in the signal patch), ``noise_times_y`` (the noise patch is y_i xi_i),
-    ``bias`` (a trained bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one;
-    ``bias_trained=False``: the bias is used but never updated), ``dsigma_at_zero``, ``dsigma_clamp``.
-    With ``output_scale``,
-    ``patch_reduce`` and ``bias`` the replay also covers the common conventions (a Conv1d-style model:
-    f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1 or 1/2), so a problem can
-    carry them as its ``base`` variant.
-    ``output_factor`` multiplies the output scale (a fitted second-layer scale).
-    Loss: ``loss`` (a key of :data:`LOSS_DERIVATIVES`: 'logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01':
-    log(1 + e^{-t f}) with t in {0, 1}; 'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or
-    'sum' over samples), ``label_source`` ('observed': the loss uses y_obs; 'true': the clean labels y).
-    Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient),
-    ``detach`` ('' or 'signal' / 'noise': that patch's path is detached from the graph, so it adds no gradient),
-    ``clip_norm`` (> 0: PyTorch's clip_grad_norm_ with this max_norm, before the optimiser step).
-    Inputs: ``round_inputs`` ('' or 'all' / 'data' / 'weights': those inputs rounded through float32, the
-    arithmetic staying float64).
-    Optimiser (applied to W and, as PyTorch's SGD does, to the biases): ``eta_scale``, ``weight_decay``,
-    ``momentum`` (heavy ball, PyTorch's SGD; 1 is a gradient never zeroed), ``schedule`` (a key of
-    :data:`SCHEDULES`), ``gamma``, ``sequential_j`` (j = +1 updated
-    before the j = -1 gradient is computed).
-    Training methods (SPEC.md section 9): ``loss`` may also be a key of :data:`METHOD_DERIVATIVES` ('gce', 'sce',
-    'label_smoothing', 'bootstrap_soft', 'bootstrap_hard', 'forward', 'backward', 'elr', and the mistakes
-    'label_smoothing_unnormalised', 'bootstrap_soft_detached'), with ``loss_params`` the method's (name, value)
-    pairs (as Config.loss_params).  ELR's state (targets (2, n), row 0 class +1) is carried by :func:`simulate`:
-    ``elr_init`` ('zeros'; the mistakes 'label': one-hot of y_obs, 'uniform': 1/2), ``elr_update`` ('before' the
-    loss; 'after': the loss of an update step uses the old targets), ``elr_detach`` (False: the gradient also flows
-    through this step's target update), ``elr_period`` (0: the config's period; else this period), ``elr_clamp``
-    (False: p is not clamped to [1e-4, 1 - 1e-4], neither in the target nor in the loss).
-    Label-noise signs: ``eps_mode`` ('exact': eps[t] at step t; 'ignored'; 'frozen': eps[0] every step;
-    'shifted': eps[t + 1] at step t; 'accumulated': eps[0] ... eps[t] multiplied in place).
-    Selection algorithms (SPEC.md section 9; a problem with ``mask`` and ``scale``): ``mask_mode`` ('exact':
-    the labels of step t are mask[t] * y_obs and its step size eta scale[t]; the mistake 'ignored': every sample
-    trains, mean over n, as plain GD), ``select_mean`` ('selected': the step size eta scale[t], scale = n/|S| for a
-    mean over |S|; the mistake 'n': the mean over n, eta).
-    """
-
-    output_scale: float | None = None
-    patch_reduce: str = "sum"
-    orientation: int = 1
-    signal_label: str = "true"
-    noise_times_y: bool = False
-    bias: bool = False
-    b0: float = 0.0
-    bias_trained: bool = True
-    dsigma_at_zero: float = 0.0
-    dsigma_clamp: bool = True
-    output_factor: float = 1.0
-    loss: str = "logistic"
-    loss_reduce: str = "mean"
-    label_source: str = "observed"
-    grad_scale: float = 1.0
-    grad_j_swapped: bool = False
-    detach: str = ""
-    clip_norm: float = 0.0
-    round_inputs: str = ""
-    eta_scale: float = 1.0
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    schedule: str = "constant"
-    gamma: float = 1.0
-    sequential_j: bool = False
-    eps_mode: str = "exact"
-    loss_params: tuple = ()
-    elr_init: str = "zeros"
-    elr_update: str = "before"
-    elr_detach: bool = True
-    elr_period: int = 0
-    elr_clamp: bool = True
-    mask_mode: str = "exact"
-    select_mean: str = "selected"
-
-    def changes(self) -> dict:
-        """The switches that differ from the exact dynamics."""
-        base = Variant()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
-
-
-EXACT = Variant()
-
-
-def base_variant(cfg) -> Variant:
-    """The exact dynamics of a config: its network's conventions (SPEC.md section 7) and its training method
-    (section 9; the logistic loss gives the plain :data:`EXACT` switches)."""
-    method = getattr(cfg, "loss", "logistic")
-    params = tuple((str(k), float(v)) for k, v in dict(getattr(cfg, "loss_params", None) or {}).items())
-    return Variant(
-        output_scale=getattr(cfg, "output_scale", None),
-        patch_reduce=getattr(cfg, "patch_reduce", "sum"),
-        bias=bool(getattr(cfg, "bias", False)),
-        loss=method,
-        loss_params=params,
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,119 +187,6 @@ def outputs(W: np.ndarray, P: Problem, v: Variant = EXACT, b: np.ndarray | None 
     return dt(v.orientation) * (F[0] - F[1])
 
 
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-#: d l_i / d f_i (before the 1/n) of each loss a Variant can name: ``fn(f, labels) -> array``.  A new loss (or a
-#: new mistake in evaluating one) is one more entry here and a Variant with ``loss=<key>``.
-LOSS_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "logistic": lambda f, lab: -lab * _sigmoid(-lab * f),
-    "wrong_arg": lambda f, lab: -lab * _sigmoid(lab * f),
-    "labels01": lambda f, lab: -((lab + 1) * f.dtype.type(0.5)) * _sigmoid(-((lab + 1) * f.dtype.type(0.5)) * f),
-    "bce_pm1": lambda f, lab: _sigmoid(f) - lab,
-}
-
-
-#: the clip of the Keras codes (SCE's CE term, the bootstraps, the corrections) and the clamp of GCE: 1e-7;
-#: ELR's clamp of p: 1e-4 (SPEC.md section 9)
-P_CLIP, ELR_CLIP = 1e-7, 1e-4
-
-
-def _inside(s, oms, c):
-    return (s >= c) & (oms >= c)
-
-
-def _elr_g(z, p, a, b, v, fresh):
-    """ELR's g(z) (SPEC.md section 9) under the ELR switches of ``v``; ``fresh``: this step updated the targets
-    from its own outputs (only then can a non-detached target pass a gradient)."""
-    s, oms = _sigmoid(z), _sigmoid(-z)
-    lam = p["lam"]
-    h = 1.0 - a * s - b * oms
-    extra = a - b
-    if not v.elr_detach and fresh:
-        extra = extra + (1.0 - p["beta"]) * (2.0 * s - 1.0)  # d(target)/dz through the update, not detached
-    term = lam * extra * s * oms / h
-    if v.elr_clamp:
-        ok = (s >= ELR_CLIP) & (oms >= ELR_CLIP) & (s <= 1.0 - ELR_CLIP) & (oms <= 1.0 - ELR_CLIP)
-        term = np.where(ok, term, 0.0)
-    return -oms - term
-
-
-def _clipped(g, s, oms):
-    return np.where(_inside(s, oms, P_CLIP), g, 0.0)
-
-
-def _S(z):
-    return _sigmoid(z), _sigmoid(-z)
-
-
-#: g(z) = dl/dz of each training method (SPEC.md section 9) and of the method mistakes the catalogue names:
-#: ``fn(z, params, a, b, v, fresh) -> array``, z = label * f; a, b are ELR's targets on the label and on the other
-#: class (zeros for the others), ``fresh`` whether this step updated them.  The logistic loss stays in
-#: :data:`LOSS_DERIVATIVES` (its bits unchanged).
-METHOD_DERIVATIVES: dict[str, Callable] = {
-    "gce": lambda z, p, a, b, v, fr: np.where(_S(z)[0] >= P_CLIP, -(_S(z)[0] ** p["q"]) * _S(z)[1], 0.0),
-    "sce": lambda z, p, a, b, v, fr: (
-        p["beta"] * p["A"] * _S(z)[0] * _S(z)[1] - np.where(_S(z)[0] >= P_CLIP, p["alpha"] * _S(z)[1], 0.0)
-    ),
-    "label_smoothing": lambda z, p, a, b, v, fr: -_S(z)[1] + 0.5 * p["eps"],
-    # the target (1 - eps) e_y + eps (eps on each class: it sums to 1 + eps): l(z) + eps l(-z)
-    "label_smoothing_unnormalised": lambda z, p, a, b, v, fr: -_S(z)[1] + p["eps"] * _S(z)[0],
-    "bootstrap_soft": lambda z, p, a, b, v, fr: _clipped(
-        -p["beta"] * _S(z)[1] - (1.0 - p["beta"]) * z * _S(z)[0] * _S(z)[1], *_S(z)
-    ),
-    # the target beta e_y + (1 - beta) p with p detached: beta x CE
-    "bootstrap_soft_detached": lambda z, p, a, b, v, fr: _clipped(-p["beta"] * _S(z)[1], *_S(z)),
-    "bootstrap_hard": lambda z, p, a, b, v, fr: _clipped(np.where(z >= 0, -_S(z)[1], _S(z)[0] - p["beta"]), *_S(z)),
-    "forward": lambda z, p, a, b, v, fr: _clipped(
-        -(1.0 - 2.0 * p["tau"]) * _S(z)[0] * _S(z)[1] / ((1.0 - p["tau"]) * _S(z)[0] + p["tau"] * _S(z)[1]), *_S(z)
-    ),
-    "backward": lambda z, p, a, b, v, fr: _clipped(-_S(z)[1] - p["tau"] / (1.0 - 2.0 * p["tau"]), *_S(z)),
-    "elr": _elr_g,
-}
-
-
-def _dloss(
-    f: np.ndarray, lab: np.ndarray, v: Variant, target: np.ndarray | None = None, fresh: bool = False
-) -> np.ndarray:
-    """d l_i / d f_i of every sample (before the 1/n), under ``v.loss`` (ELR: ``target`` (2, n) the targets the
-    loss uses)."""
-    if v.loss in METHOD_DERIVATIVES:
-        dt = f.dtype.type
-        z = lab * f
-        if target is None:
-            a = b = np.zeros_like(f)
-        else:
-            a = np.where(lab > 0, target[0], target[1]).astype(f.dtype)
-            b = np.where(lab > 0, target[1], target[0]).astype(f.dtype)
-        with np.errstate(all="ignore"):
-            g = METHOD_DERIVATIVES[v.loss](z, dict(v.loss_params), a, b, v, fresh)
-        return (np.asarray(g) * lab).astype(dt, copy=False)
-    try:
-        return LOSS_DERIVATIVES[v.loss](f, lab)
-    except KeyError:
-        raise ValueError(f"loss={v.loss!r}") from None
-
-
-def is_elr(v: Variant) -> bool:
-    return v.loss == "elr"
-
-
-def elr_period(v: Variant) -> int:
-    """The period of ELR's target updates under ``v`` (its override, else the config's)."""
-    return int(v.elr_period) if v.elr_period else int(dict(v.loss_params).get("period", 1))
-
-
-def elr_initial(P, v: Variant, dt=np.float64) -> np.ndarray:
-    """ELR's targets at step 0 under ``v.elr_init`` (2, n): zeros (exact), one-hot of y_obs, or 1/2."""
-    if v.elr_init == "label":
-        return np.stack([(P.y_obs > 0), (P.y_obs < 0)]).astype(dt)
-    if v.elr_init == "uniform":
-        return np.full((2, P.n), 0.5, dtype=dt)
-    return np.zeros((2, P.n), dtype=dt)
-
-
 def elr_state(W, P, v: Variant, b, target: np.ndarray, t: int, period: int | None = None):
     """(targets the loss of step t uses, whether this step updated them, targets after step t) under ``v``, from
     the targets before step t (SPEC.md section 9: updated before the loss at t = 0, period, 2 period, ...)."""
@@ -417,17 +215,6 @@ def step_gradient(W, P, t: int, v: Variant = EXACT, b=None, target=None):
     if c != 1.0:  # a mean over |S|: the step's objective is n/|S| times the masked mean
         G, Gb = G * W.dtype.type(c), None if Gb is None else Gb * W.dtype.type(c)
     return G, Gb
-
-
-def elr_update(target: np.ndarray, f: np.ndarray, v: Variant) -> np.ndarray:
-    """t <- beta t + (1 - beta) p/sum(p), p = (sigmoid(f), sigmoid(-f)) clamped to [1e-4, 1 - 1e-4] (unless
-    ``v.elr_clamp`` is off) (SPEC.md section 9)."""
-    beta = f.dtype.type(dict(v.loss_params)["beta"])
-    pp, pn = _sigmoid(f), _sigmoid(-f)
-    if v.elr_clamp:
-        pp, pn = np.clip(pp, ELR_CLIP, 1 - ELR_CLIP), np.clip(pn, ELR_CLIP, 1 - ELR_CLIP)
-    tot = pp + pn
-    return np.stack([beta * target[0] + (1 - beta) * (pp / tot), beta * target[1] + (1 - beta) * (pn / tot)])
 
 
 def rounded(P: Problem, v: Variant, W: np.ndarray | None = None, b: np.ndarray | None = None):
@@ -467,7 +254,7 @@ def gradient(
     c = _scale(P, v, dt)
     F = (sigma(Zs, P.q) + sigma(Zn, P.q)).sum(axis=1) * c
     f = dt(v.orientation) * (F[0] - F[1])
-    g = _dloss(f, lab, v, target, fresh)
+    g = dloss(f, lab, v, target, fresh)
     if v.loss_reduce == "mean":
         g = g / dt(P.n)
     Ds = dsigma(Zs, P.q, v.dsigma_at_zero, v.dsigma_clamp)
