@@ -15,7 +15,8 @@ not detached, updated every step for a period > 1, no clamp; soft bootstrapping 
 A = -4; a label-smoothing target summing to 1 + eps.  GCE without its clamp of p at 1e-7 is not an entry: it differs
 only where s < 1e-7 (a margin below -16.1), which no fixture of this model reaches in a judgeable number of steps.
 
-Selection algorithms (SPEC.md section 9): the mask ignored (every sample trains), the mean over n instead of |S|.
+Selection algorithms (SPEC.md section 9): the mask ignored (every sample trains), the mean over n instead of |S|;
+co-teaching's networks each trained on their own small-loss samples (no exchange), its forget rate without the cap.
 
 Learning-rate schedules: the exponential family eta gamma^t (PyTorch's ExponentialLR, gamma fitted) and
 eta / sqrt(1 + t) are replayed from W0, so any checkpoints work.  Other schedules (step decay, cosine, warm-up) are
@@ -154,6 +155,26 @@ CATALOGUE: list[Mistake] = [
         "'step_scale'); their steps use eta (SPEC.md section 9)",
         _v(select_mean="n"),
         needs=("mean_over_S",),
+    ),
+    # ---- co-teaching (SPEC.md section 9): the replay recomputes both networks' masks from its own outputs
+    Mistake(
+        "coteaching_own_selection",
+        "each co-teaching network is trained on its OWN small-loss samples (no exchange): network 1 must step on "
+        "the int((1 - R(t)) n) samples that network 2 ranks smallest-loss, and network 2 on network 1's (fixture "
+        "arrays 'mask' and 'mask_2'; SPEC.md section 9; the official code's loss_coteaching updates model 1 with "
+        "ind_2_update)",
+        _v(coteach_exchange="own"),
+        scopes=TRAJ,
+        needs=("coteaching",),
+    ),
+    Mistake(
+        "coteaching_rate_uncapped",
+        "the co-teaching forget rate is not capped at forget_rate: R(t) = forget_rate min(t / T_k, 1) stops "
+        "growing at T_k = {tk}, theirs keeps growing (forget_rate t / T_k), so ever fewer samples train after "
+        "step {tk} (SPEC.md section 9; the official rate_schedule is constant after num_gradual)",
+        _v(coteach_cap=False),
+        scopes=TRAJ,
+        needs=("coteaching", "past_tk"),
     ),
     # ---- fitted entries (named only when the replay with the fitted value reproduces the numbers)
     Mistake(
@@ -295,6 +316,9 @@ def applicable(fx, scope: str) -> list[Mistake]:
         {
             "mask": mask is not None and not np.all(mask == 1.0),
             "mean_over_S": scale is not None and bool(np.any(scale != 1.0)),
+            "coteaching": bool(getattr(fx, "coteaching", False)),
+            "single": not getattr(fx, "coteaching", False),
+            "past_tk": fx.total_steps > int(getattr(cfg, "coteach_tk", 0)) + 1 and cfg.selection_rate > 0,
         }
     )
     from .replay import Problem

@@ -198,7 +198,7 @@ def _check_gradient(
     fx = as_fixture(fixture_or_config)
     tol = resolve_tolerance(tier, rtol, atol)
     d = fx.data
-    P = Problem.of(fx)
+    P = Problem.of(fx).single()
     outs = []
     for k, t in enumerate(fx.steps):
         Wk, bk = fx.start(k)
@@ -268,7 +268,7 @@ def _check_step(
     fx = as_fixture(fixture_or_config)
     tol = resolve_tolerance(tier, rtol, atol)
     d, q, eta = fx.data, float(fx.config.q), float(fx.config.eta)
-    P = Problem.of(fx)
+    P = Problem.of(fx).single()
     outs, refs, bases, brefs, bbases = [], [], [], [], []
     for k, t in enumerate(fx.steps):
         W, bk = fx.start(k)

@@ -15,16 +15,37 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..data import Dataset
 
-__all__ = ["Fixture", "FixtureError", "FIXTURE_SELECTION", "COTEACHING_REFUSED", "validate_fixture"]
+__all__ = [
+    "Fixture",
+    "FixtureError",
+    "FIXTURE_SELECTION",
+    "SECOND_NETWORK",
+    "COTEACHING_LOSS_REFUSED",
+    "validate_fixture",
+]
 
-#: the selection algorithms a fixture records (their masks); 'coteaching' (two networks) is not exported yet
-FIXTURE_SELECTION = ("select_retrain", "truncated_gce")
+#: the selection algorithms a fixture records (their masks; co-teaching also its second network)
+FIXTURE_SELECTION = ("select_retrain", "truncated_gce", "coteaching")
 
+#: co-teaching's second network: fixture array -> its shape ('K': checkpoints, 'T1': T + 1 steps); the bias arrays
+#: only with bias=True
+SECOND_NETWORK = {
+    "W0_2": ("2", "m", "d"),
+    "W_2": ("K", "2", "m", "d"),
+    "gamma_2": ("K", "2", "m"),
+    "rho_2": ("K", "2", "m", "n"),
+    "loss_2": ("K",),
+    "grad_2": ("K", "2", "m", "d"),
+    "mask_2": ("T1", "n"),
+    "b0_2": ("2", "m"),
+    "b_2": ("K", "2", "m"),
+    "grad_b_2": ("K", "2", "m"),
+}
 
-COTEACHING_REFUSED = (
-    "algorithm='coteaching' is not allowed in a fixture yet: its two networks (W0_2, W_2 and both "
-    "masks) are not recorded and the oracle judges one trajectory; export 'select_retrain' or "
-    "'truncated_gce' (their masks are recorded), or 'gd' / 'label_noise_gd'"
+COTEACHING_LOSS_REFUSED = (
+    "algorithm='coteaching' with loss={loss!r} is not allowed in a fixture yet: a training method's state and loss "
+    "of the second network are not recorded; export co-teaching with loss='logistic' (the official code's "
+    "cross-entropy), or that loss with algorithm 'gd'"
 )
 
 
@@ -58,6 +79,9 @@ class Fixture:
     mask : ndarray (T + 1, n) or None   selection algorithms: the 0/1 sample mask of every step
     step_scale : ndarray (T + 1,) or None  selection algorithms: the step-size factor of every step (n/|S| or 1)
     reset_step : int                 'select_retrain': the step that starts from W0 again (-1: none)
+    W0_2, W_2, gamma_2, rho_2, loss_2, grad_2, mask_2, b0_2, b_2, grad_b_2 : ndarray or None
+        'coteaching' only: the second network's arrays, laid out like W0, W, ..., mask, b0, b, grad_b (its mask
+        is the one network 2 trains on, chosen by network 1); None for the other algorithms
     """
 
     def __repr__(self) -> str:
@@ -94,6 +118,16 @@ class Fixture:
     mask: np.ndarray | None = None
     step_scale: np.ndarray | None = None
     reset_step: int = -1
+    W0_2: np.ndarray | None = None
+    W_2: np.ndarray | None = None
+    gamma_2: np.ndarray | None = None
+    rho_2: np.ndarray | None = None
+    loss_2: np.ndarray | None = None
+    grad_2: np.ndarray | None = None
+    mask_2: np.ndarray | None = None
+    b0_2: np.ndarray | None = None
+    b_2: np.ndarray | None = None
+    grad_b_2: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         validate_fixture(self)
@@ -203,7 +237,19 @@ class Fixture:
             out["mask"], out["step_scale"] = self.mask, self.step_scale
         if self.config.algorithm == "select_retrain":
             out["reset_step"] = np.array([self.reset_step], dtype=np.int64)
+        for k in SECOND_NETWORK:
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
         return out
+
+    @property
+    def coteaching(self) -> bool:
+        """True for a co-teaching fixture (two networks: the arrays W0_2, W_2, ..., mask_2)."""
+        return self.W0_2 is not None
+
+    def second(self) -> dict[str, np.ndarray | None]:
+        """Network 2's arrays under network 1's names (W0, W, gamma, rho, loss, grad, mask, b0, b, grad_b)."""
+        return {k[:-2]: getattr(self, k) for k in SECOND_NETWORK}
 
     def method_kwargs(self, k: int) -> dict:
         """Keyword arguments of :func:`lnref.loss` / :func:`lnref.gradients` for the training method of checkpoint
@@ -264,8 +310,7 @@ def validate_fixture(fx: Fixture) -> None:
         s(fx, "eps", eps)
     elif fx.eps is not None:
         raise ConfigError(f"fixture has an 'eps' array but its config says algorithm={cfg.algorithm!r}")
-    if cfg.algorithm == "coteaching":
-        raise ConfigError(COTEACHING_REFUSED)
+    validate_second(fx, cfg, K, T)
     if cfg.algorithm in FIXTURE_SELECTION:
         if fx.mask is None or fx.step_scale is None:
             raise ConfigError(
@@ -329,3 +374,32 @@ def validate_fixture(fx: Fixture) -> None:
         if np.any(sp < 0):
             raise ConfigError("fixture array 'spread' must be >= 0")
         s(fx, "spread", sp)
+
+
+def validate_second(fx: Fixture, cfg: Config, K: int, T: int) -> None:
+    """Co-teaching's second network: every array of :data:`SECOND_NETWORK` (the bias ones only with bias=True)
+    with its shape, finite, float64; none of them for the other algorithms."""
+    given = [k for k in SECOND_NETWORK if getattr(fx, k) is not None]
+    if cfg.algorithm != "coteaching":
+        if given:
+            raise ConfigError(
+                f"fixture has co-teaching's second-network array(s) {', '.join(given)} but its config says "
+                f"algorithm={cfg.algorithm!r}"
+            )
+        return
+    if cfg.loss != "logistic":
+        raise ConfigError(COTEACHING_LOSS_REFUSED.format(loss=cfg.loss))
+    need = [k for k in SECOND_NETWORK if cfg.bias or k not in ("b0_2", "b_2", "grad_b_2")]
+    missing = [k for k in need if k not in given]
+    if missing:
+        raise ConfigError(
+            f"a co-teaching fixture needs its second network's arrays {', '.join(need)}; missing: {', '.join(missing)}"
+        )
+    extra = [k for k in given if k not in need]
+    if extra:
+        raise ConfigError(f"fixture has the bias array(s) {', '.join(extra)} but its config says bias=False")
+    sizes = {"2": 2, "m": cfg.m, "d": fx.data.d, "n": fx.data.n, "K": K, "T1": T + 1}
+    for k in need:
+        object.__setattr__(fx, k, f64(k, getattr(fx, k), tuple(sizes[a] for a in SECOND_NETWORK[k])))
+    if not np.all((fx.mask_2 == 0.0) | (fx.mask_2 == 1.0)):
+        raise ConfigError("fixture array 'mask_2' must contain only 0 and 1")

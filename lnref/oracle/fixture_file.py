@@ -47,6 +47,12 @@ array             shape, dtype    meaning
 ``reset_step``    (1,) i8         'select_retrain' only: the step whose update starts from W0 (and b0) again
                                   (select_then='retrain': the selection step), -1 when there is none; W at that
                                   checkpoint is the state before the reset
+``W0_2`` ...      like W0 ...     'coteaching' only (schema 6): the second network (stream 8), its arrays named
+                                  like network 1's with the suffix ``_2``: ``W0_2``, ``W_2``, ``gamma_2``,
+                                  ``rho_2``, ``loss_2``, ``grad_2``, ``mask_2`` (T + 1, n), and with bias=True
+                                  ``b0_2``, ``b_2``, ``grad_b_2``; ``mask`` is the mask network 1 trains on
+                                  (chosen by network 2) and ``mask_2`` network 2's (chosen by network 1);
+                                  ``step_scale`` (n/|S|, |S| = int((1 - R(t)) n)) is both networks'
 ================  ==============  ================================================================================
 
 The network is the config's (SPEC.md section 7): ``bias``, ``patch_reduce`` and ``output_scale`` are config fields
@@ -73,7 +79,12 @@ To replay a selection algorithm elsewhere, train step t on the samples with ``ma
 over |S| (``step_scale[t]`` = n/|S|) or over n (``step_scale[t]`` = 1): W(t+1) = W(t) - eta step_scale[t]
 (1/n) sum_{i: mask[t, i] = 1} grad l_i; at ``reset_step`` the step starts from W0 (and b0).  ``grad`` at a
 checkpoint is that step's gradient, step_scale[t] times the masked mean over n, at the state the step starts from
-(W0 at ``reset_step``).  Co-teaching (two networks) is not exported yet.
+(W0 at ``reset_step``).
+
+To replay co-teaching elsewhere, train both networks from ``W0`` and ``W0_2``: at step t each computes its
+margins y_obs f, keeps the int((1 - R(t)) n) largest (ties to the lower sample index), R(t) = forget_rate
+min(t / T_k, 1), and the OTHER network takes one GD step on the mean loss over them; ``mask`` / ``mask_2`` record
+lnref's choices, and ``lnref compare`` judges both trajectories (arrays ``W`` and ``W_2`` of their file).
 """
 
 from __future__ import annotations
@@ -92,7 +103,7 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..data import Dataset
 from ..io import OutputError, atomic_write, versions
-from .fixture_data import Fixture, FixtureError
+from .fixture_data import SECOND_NETWORK, Fixture, FixtureError
 
 __all__ = [
     "FIXTURE_KIND",
@@ -108,12 +119,13 @@ __all__ = [
 ]
 
 FIXTURE_KIND = "lnref.fixture"
-FIXTURE_SCHEMA = 5
-#: schemas this lnref reads: 5 (selection algorithms of SPEC.md section 9: arrays mask, step_scale, reset_step),
+FIXTURE_SCHEMA = 6
+#: schemas this lnref reads: 6 (co-teaching: its second network's arrays W0_2, W_2, ..., mask_2),
+#: 5 (selection algorithms of SPEC.md section 9: arrays mask, step_scale, reset_step),
 #: 4 (training methods of SPEC.md section 9: arrays method_loss, and target for ELR),
 #: 3 (the conventions of SPEC.md section 7, arrays b0/b/grad_b with bias=True) and 2 (the
 #: papers' network only; the same arrays otherwise)
-READABLE_SCHEMAS = (2, 3, 4, 5)
+READABLE_SCHEMAS = (2, 3, 4, 5, 6)
 
 
 def array_sha(a: np.ndarray) -> str:
@@ -317,6 +329,10 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
             raise ConfigError(
                 f"a schema-{meta['fixture_schema']} fixture cannot hold algorithm={cfg.algorithm!r}; export it again"
             )
+        if meta["fixture_schema"] < 6 and cfg.algorithm == "coteaching":
+            raise ConfigError(
+                f"a schema-{meta['fixture_schema']} fixture cannot hold algorithm='coteaching'; export it again"
+            )
         reset = arrays.get("reset_step", -1)
         return Fixture(
             cfg,
@@ -339,6 +355,7 @@ def load_fixture(path: str | os.PathLike) -> Fixture:
             arrays.get("mask"),
             arrays.get("step_scale"),
             reset,
+            **{k: arrays.get(k) for k in SECOND_NETWORK},
         )
     except (ConfigError, KeyError, TypeError) as exc:
         raise FixtureError(f"{path}: invalid fixture: {exc}") from None

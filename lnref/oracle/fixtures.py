@@ -15,7 +15,7 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..data import Dataset, init_bias, init_weights, label_noise_signs, make_data, stream
 from ..model import check_weights, gradients, loss
-from .fixture_data import COTEACHING_REFUSED, FIXTURE_SELECTION, Fixture, FixtureError
+from .fixture_data import COTEACHING_LOSS_REFUSED, FIXTURE_SELECTION, SECOND_NETWORK, Fixture, FixtureError
 from .fixture_file import (
     FIXTURE_KIND,
     FIXTURE_SCHEMA,
@@ -28,7 +28,7 @@ from .fixture_file import (
     read_npz,
     save_fixture,
 )
-from .replay import Problem, simulate
+from .replay import CoTeach, Problem, simulate
 from .tolerances import PERTURBATION
 
 __all__ = [
@@ -50,7 +50,8 @@ __all__ = [
     "array_sha",
     "meta_sha",
     "bias_scale",
-    "COTEACHING_REFUSED",
+    "COTEACHING_LOSS_REFUSED",
+    "SECOND_NETWORK",
 ]
 
 
@@ -104,7 +105,8 @@ def measure_spread(
     """
     steps = [int(t) for t in steps]
     rng = np.random.default_rng(12345)
-    W0p = problem.W0 * (1.0 + PERTURBATION * rng.choice([-1.0, 1.0], problem.W0.shape))
+    W0 = problem.W0 if problem.coteach is None else np.concatenate([problem.W0, problem.coteach.W0_2])
+    W0p = W0 * (1.0 + PERTURBATION * rng.choice([-1.0, 1.0], W0.shape))
     v = problem.base
     runs = (
         simulate(problem, steps, v, with_bias=True),
@@ -187,8 +189,8 @@ def make_fixture(
 
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be an lnref.Config, got {type(cfg).__name__}")
-    if cfg.algorithm == "coteaching":
-        raise ConfigError(COTEACHING_REFUSED)
+    if cfg.algorithm == "coteaching" and cfg.loss != "logistic":
+        raise ConfigError(COTEACHING_LOSS_REFUSED.format(loss=cfg.loss))
     if cfg.algorithm in FIXTURE_SELECTION and cfg.loss == "elr":
         raise ConfigError(
             f"algorithm={cfg.algorithm!r} with loss='elr' is not allowed in a fixture yet: ELR's "
@@ -230,6 +232,16 @@ def make_fixture(
     if cfg.algorithm in FIXTURE_SELECTION:
         algo, rec = _recording_algorithm(cfg, engine)
     K = ck.size
+    # co-teaching's second network (stream 8, made by the algorithm as lnref.train makes it): its arrays by name
+    two = cfg.algorithm == "coteaching"
+    net2: dict[str, np.ndarray] = {}
+    if two:
+        e2 = algo.engine2
+        net2["W0_2"] = e2.weights().copy()
+        net2.update(W_2=np.empty((K, 2, cfg.m, cfg.d)), gamma_2=np.empty((K, 2, cfg.m)), loss_2=np.empty(K))
+        net2.update(rho_2=np.empty((K, 2, cfg.m, cfg.n)), grad_2=np.empty((K, 2, cfg.m, cfg.d)))
+        if cfg.bias:
+            net2.update(b0_2=e2.bias.copy(), b_2=np.empty((K, 2, cfg.m)), grad_b_2=np.empty((K, 2, cfg.m)))
     Ws = np.empty((K, 2, cfg.m, cfg.d))
     grads = np.empty_like(Ws)
     bs = np.empty((K, 2, cfg.m)) if cfg.bias else None
@@ -263,6 +275,13 @@ def make_fixture(
         grads[k], gb = gradients(W, data, cfg.q, None if eps is None else eps[t], b=b, **conv, **mkw)
         if cfg.bias:
             bs[k], gbs[k] = b, gb
+        if two:
+            e2 = algo.engine2
+            net2["W_2"][k], net2["gamma_2"][k], net2["rho_2"][k] = e2.weights(), e2.gamma, e2.rho
+            b2 = e2.bias.copy() if cfg.bias else None
+            if cfg.bias:
+                net2["b_2"][k] = b2
+            net2["loss_2"][k] = loss(net2["W_2"][k], data, cfg.q, b=b2, **conv)
         logged.append(t)
 
     # the training loop of lnref.train (SPEC.md section 3), logging at the checkpoints
@@ -288,6 +307,14 @@ def make_fixture(
             grads[k] = G * scale[t_k] if scale[t_k] != 1.0 else G
             if cfg.bias:
                 gbs[k] = gb * scale[t_k] if scale[t_k] != 1.0 else gb
+            if two:  # network 2's step: its own mask (chosen by network 1), the same factor n/|S|
+                b2 = net2["b_2"][k] if cfg.bias else None
+                G, gb = gradients(net2["W_2"][k], data, cfg.q, None, b=b2, **conv, mask=rec.mask2[t_k])
+                net2["grad_2"][k] = G * scale[t_k] if scale[t_k] != 1.0 else G
+                if cfg.bias:
+                    net2["grad_b_2"][k] = gb * scale[t_k] if scale[t_k] != 1.0 else gb
+        if two:
+            net2["mask_2"] = rec.mask2
     meta = {
         "kind": FIXTURE_KIND,
         "fixture_schema": FIXTURE_SCHEMA,
@@ -302,8 +329,19 @@ def make_fixture(
         from .replay import base_variant
 
         base = base_variant(cfg)
-        P = Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps, b0, base, T, mask, scale, reset)
-        spread = measure_spread(P, ck, Ws, bs)
+        ct = None
+        if two:
+            ct = CoTeach(net2["W0_2"], net2.get("b0_2"), float(cfg.selection_rate), int(cfg.coteach_tk), rec.mask2)
+        P = Problem(data.mu, data.xi, data.y, data.y_obs, W0, cfg.q, cfg.eta, eps, b0, base, T, mask, scale, reset, ct)
+        if two:  # both networks' trajectories, stacked (4, m, d) as the replay gives them
+            spread = measure_spread(
+                P,
+                ck,
+                np.concatenate([Ws, net2["W_2"]], axis=1),
+                None if bs is None else np.concatenate([bs, net2["b_2"]], axis=1),
+            )
+        else:
+            spread = measure_spread(P, ck, Ws, bs)
     return Fixture(
         cfg,
         data,
@@ -325,6 +363,7 @@ def make_fixture(
         mask,
         scale,
         reset,
+        **net2,
     )
 
 
@@ -338,12 +377,19 @@ class _Recorder:
         self.scale = np.ones(cfg.steps + 1)
         self.reset = -1
         self.last: tuple[np.ndarray, float] | None = None
+        self.mask2 = np.ones((cfg.steps + 1, cfg.n))  # co-teaching: network 2's mask
+        self.last2: np.ndarray | None = None
 
     def finish(self, T: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Fill row T with what the step from T would use (as the hook decides it at T) and return the arrays."""
         a, cfg = self.algo, self.cfg
         f = a.engine.forward()
-        if cfg.algorithm == "truncated_gce":
+        if cfg.algorithm == "coteaching":
+            a._masks(T, np.array(f), a.engine2.forward())
+            self.mask[T], self.mask2[T] = a.mask, a.mask2
+            size = int((a.mask > 0.0).sum())
+            self.scale[T] = a.n / size if size > 0 else 1.0
+        elif cfg.algorithm == "truncated_gce":
             if a._due(T):
                 a._prepare(T, f)
             if a.refreshed >= 0:
@@ -369,16 +415,21 @@ def _recording_algorithm(cfg: Config, engine):
     step_masked, advance = algo._step_masked, algo.advance
 
     def recorded_step_masked(k, mask, mean_over_selected, engine=None):
+        if engine is not None:  # co-teaching's second network
+            rec.last2 = mask.copy()
+            return step_masked(k, mask, mean_over_selected, engine)
         size = int((mask > 0.0).sum())
         rec.last = (mask.copy(), algo.n / size if (mean_over_selected and size > 0) else 1.0)
         return step_masked(k, mask, mean_over_selected, engine)
 
     def recorded_advance(t, k):
-        rec.last = None
+        rec.last = rec.last2 = None
         restarted = bool(getattr(algo, "restarted", False))
         tried, taken = advance(t, k)
         if rec.last is not None:
             rec.mask[t : t + tried], rec.scale[t : t + tried] = rec.last
+        if rec.last2 is not None:
+            rec.mask2[t : t + tried] = rec.last2
         if not restarted and getattr(algo, "restarted", False):
             rec.reset = int(t)
         return tried, taken

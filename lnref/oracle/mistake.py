@@ -55,7 +55,8 @@ class Mistake:
         (SPEC.md section 9: 'elr', 'period>1', 'bootstrap_soft', 'sce', 'A!=-4', 'label_smoothing'), a selection
         algorithm ('mask': the fixture records masks; 'mean_over_S': some step takes the mean over |S| < n), the
         conventions of
-        SPEC.md section 7: 'bias' (the network has biases), 'mean' (patch_reduce='mean'), 'scaled' (an explicit
+        SPEC.md section 7 ('coteaching': two networks; 'past_tk': steps beyond co-teaching's T_k; 'single': one
+        network): 'bias' (the network has biases), 'mean' (patch_reduce='mean'), 'scaled' (an explicit
         output_scale).
     fit : str or None
         The Variant field fitted to the submission (None: nothing fitted).
@@ -123,6 +124,7 @@ def mistake_text(e: Mistake, fx, value: float | None = None, value_text: str | N
         value=value_text,
         output_scale=np.nan if os_ is None else os_,
         period=period,
+        tk=getattr(fx.config, "coteach_tk", 0),
     )
 
 

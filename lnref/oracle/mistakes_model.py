@@ -223,7 +223,7 @@ MODEL_MISTAKES: list[Mistake] = [
         "training started from W0 with the filters of the two classes mixed",
         transform="reshape_import",
         scopes=TRAJ,
-        needs=("m>1",),
+        needs=("m>1", "single"),
     ),
     # ---- optimiser loop, schedules, partially detached graphs, label mix-ups, inputs (PyTorch habits)
     Mistake(

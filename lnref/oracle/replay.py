@@ -32,6 +32,9 @@ from .replay_variant import EXACT, Variant, base_variant
 __all__ = [
     "Variant",
     "Problem",
+    "CoTeach",
+    "Stepper",
+    "initial_bias",
     "sigma",
     "dsigma",
     "outputs",
@@ -75,12 +78,37 @@ def dsigma(z: np.ndarray, q: float, at_zero: float = 0.0, clamp: bool = True) ->
 
 
 @dataclass(frozen=True, eq=False)
+class CoTeach:
+    """Co-teaching's second network and schedule (SPEC.md section 9): W0_2 (2, m, d), b0_2 (2, m) or None, the
+    forget rate tau, T_k, and network 2's recorded masks ``mask_2`` (T + 1, n) (what lnref chose; the replay
+    recomputes its own)."""
+
+    W0_2: np.ndarray
+    b0_2: np.ndarray | None
+    tau: float
+    tk: int
+    mask_2: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, fx) -> CoTeach | None:
+        """The co-teaching part of a fixture (None for the other algorithms)."""
+        if getattr(fx, "W0_2", None) is None:
+            return None
+        cfg = fx.config
+        return cls(fx.W0_2, fx.b0_2, float(cfg.selection_rate), int(cfg.coteach_tk), fx.mask_2)
+
+
+@dataclass(frozen=True, eq=False)
 class Problem:
     """The inputs of a replay: data, W0, q, eta and the label-noise signs (None for plain GD).
 
     Selection algorithms (SPEC.md section 9): ``mask`` (T + 1, n) the 0/1 sample mask of every step t -> t + 1,
     ``scale`` (T + 1,) its step-size factor (n/|S| for a mean over |S|, else 1), ``reset`` the step whose update
     starts from W0 (and b0) again ('select_retrain' with select_then='retrain'; -1: none).
+
+    Co-teaching: ``coteach`` (:class:`CoTeach`), the second network and the forget-rate schedule; :func:`simulate`
+    then runs both networks and recomputes their masks (``mask`` and ``scale`` are the recorded ones of network 1,
+    used by the one-step replays of the gradient and step checks, where the problem without ``coteach`` is used).
     """
 
     mu: np.ndarray
@@ -97,6 +125,7 @@ class Problem:
     mask: np.ndarray | None = None
     scale: np.ndarray | None = None
     reset: int = -1
+    coteach: CoTeach | None = None
 
     @classmethod
     def of(cls, fx) -> Problem:
@@ -123,7 +152,12 @@ class Problem:
             getattr(fx, "mask", None),
             getattr(fx, "step_scale", None),
             int(getattr(fx, "reset_step", -1)),
+            CoTeach.of(fx),
         )
+
+    def single(self) -> Problem:
+        """The problem of network 1 alone, on its recorded masks (co-teaching's one-step replays)."""
+        return self if self.coteach is None else replace(self, coteach=None)
 
     @property
     def m(self) -> int:
@@ -291,11 +325,11 @@ SCHEDULES: dict[str, Callable[[int, Variant, Problem], float]] = {
 }
 
 
-def step_size(P: Problem, v: Variant, t: int) -> float:
+def step_size(P: Problem, v: Variant, t: int, c: float | None = None) -> float:
     """eta_t of step t -> t + 1 under ``v`` (the schedule :data:`SCHEDULES` [v.schedule] times eta x eta_scale, times
-    a selection algorithm's scale[t])."""
+    a selection algorithm's scale[t], or ``c`` when given: co-teaching's factor of the replay's own masks)."""
     eta = P.eta * v.eta_scale
-    c = P.step_scale(t, v)
+    c = P.step_scale(t, v) if c is None else c
     if c != 1.0:
         eta = eta * c  # lnref's engines take eta n/|S| for a mean over |S| (SPEC.md section 9)
     if v.schedule == "constant":
@@ -342,85 +376,103 @@ def simulate(
     out: dict[int, np.ndarray] = {}
     if not want:
         return out
+    if P.coteach is not None:  # two networks, masks recomputed from the replay's own outputs
+        from .replay_coteaching import simulate_pair
+
+        return simulate_pair(P, want, v, dtype, W0, t0, b0, with_bias)
     if v.round_inputs:  # the inputs are rounded once; the arithmetic stays in ``dtype``
         P, W0, b0 = rounded(P, v, P.W0 if W0 is None else W0, b0)
         v = replace(v, round_inputs="")
     dt = np.dtype(dtype).type
-    W = np.array(P.W0 if W0 is None else W0, dtype=dt)
-    if not v.bias:
-        b = None
-    elif b0 is not None:
-        b = np.array(b0, dtype=dt).reshape(2, P.m)
-    elif P.b0 is not None and v.b0 == 0.0:
-        b = np.array(P.b0, dtype=dt).reshape(2, P.m)
-    else:
-        b = np.full((2, P.m), v.b0, dtype=dt)
+    net = Stepper(P, v, dt, P.W0 if W0 is None else W0, b0)
     # 'select_retrain' with select_then='retrain': the step ``P.reset`` starts from the run's initial state again
     # (this call's W0 and b0 when it starts at step 0, else the problem's)
     if P.reset >= 0 and t0 <= P.reset:
         if int(t0) == 0:
-            Wr, br = W.copy(), None if b is None else b.copy()
+            Wr, br = net.W.copy(), None if net.b is None else net.b.copy()
         else:
-            Wr = np.array(P.W0, dtype=dt)
-            br = (
-                None
-                if b is None
-                else (
-                    np.array(P.b0, dtype=dt).reshape(2, P.m)
-                    if P.b0 is not None and v.b0 == 0.0
-                    else np.full((2, P.m), v.b0, dtype=dt)
-                )
-            )
-    buf = bufb = None
+            Wr, br = np.array(P.W0, dtype=dt), initial_bias(P, v, dt, None)
     elr = is_elr(v)
-    tgt = None
     if elr:
-        tgt = np.array(target0, dtype=dt) if target0 is not None else elr_initial(P, v, dt)
+        net.tgt = np.array(target0, dtype=dt) if target0 is not None else elr_initial(P, v, dt)
         period = elr_period(v)
     with np.errstate(all="ignore"):
         for t in range(int(t0), want[-1] + 1):
             if t in want:
-                out[t] = (W.copy(), None if b is None else b.copy()) if with_bias else W.copy()
+                out[t] = net.state(with_bias)
             if t == want[-1]:
                 break
             if t == P.reset:
-                W, b = Wr.copy(), None if br is None else br.copy()
-            eta = dt(step_size(P, v, t))
-            lab = P.labels(t, v)
+                net.W, net.b = Wr.copy(), None if br is None else br.copy()
+            use, fresh = None, False
             if elr:
-                use, fresh, tgt = elr_state(W, P, v, b, tgt, t, period)
-            else:
-                use, fresh = None, False
-            G, Gb = gradient(W, P, lab, v, b, use, fresh)
-            if v.sequential_j:
-                W1 = W.copy()
-                W1[0] = W[0] - eta * G[0]
-                G2, Gb2 = gradient(W1, P, lab, v, b, use, fresh)
-                G = np.stack([G[0], G2[1]])
-                if Gb is not None:
-                    Gb = np.stack([Gb[0], Gb2[1]])
-            if v.clip_norm:
-                norm = np.sqrt(np.sum(G * G) + (0.0 if Gb is None else np.sum(Gb * Gb)))
-                coef = dt(v.clip_norm) / (norm + dt(1e-6))
-                if coef < 1:
-                    G = G * coef
-                    Gb = None if Gb is None else Gb * coef
-            if v.weight_decay:
-                G = G + dt(v.weight_decay) * W
-                if Gb is not None:
-                    Gb = Gb + dt(v.weight_decay) * b
-            if v.momentum:
-                buf = G if buf is None else dt(v.momentum) * buf + G
-                G = buf
-                if Gb is not None:
-                    bufb = Gb if bufb is None else dt(v.momentum) * bufb + Gb
-                    Gb = bufb
-            W = W - eta * G
-            if b is not None and v.bias_trained:
-                b = b - eta * Gb
-            if not (np.all(np.isfinite(W)) and (b is None or np.all(np.isfinite(b)))):
-                nan = np.full_like(W, np.nan)
+                use, fresh, net.tgt = elr_state(net.W, P, v, net.b, net.tgt, t, period)
+            if not net.step(P.labels(t, v), dt(step_size(P, v, t)), use, fresh):
                 for s in want:
-                    out.setdefault(s, (nan, None if b is None else np.full_like(b, np.nan)) if with_bias else nan)
+                    out.setdefault(s, net.nan_state(with_bias))
                 break
     return out
+
+
+def initial_bias(P: Problem, v: Variant, dt, b0: np.ndarray | None) -> np.ndarray | None:
+    """The biases a replay under ``v`` starts from: None without ``v.bias``; ``b0`` when given; the problem's
+    ``b0`` array (unless ``v.b0`` sets another constant); else ``v.b0`` everywhere."""
+    if not v.bias:
+        return None
+    if b0 is not None:
+        return np.array(b0, dtype=dt).reshape(2, P.m)
+    if P.b0 is not None and v.b0 == 0.0:
+        return np.array(P.b0, dtype=dt).reshape(2, P.m)
+    return np.full((2, P.m), v.b0, dtype=dt)
+
+
+class Stepper:
+    """One network of a replay: its weights W, biases b (None without), optimiser state and ELR targets, and
+    :meth:`step`, one GD step under ``v`` (the optimiser mistakes of the catalogue act here)."""
+
+    def __init__(self, P: Problem, v: Variant, dt, W0: np.ndarray, b0: np.ndarray | None = None):
+        self.P, self.v, self.dt = P, v, dt
+        self.W = np.array(W0, dtype=dt)
+        self.b = initial_bias(P, v, dt, b0)
+        self.buf = self.bufb = None
+        self.tgt: np.ndarray | None = None
+
+    def state(self, with_bias: bool):
+        W, b = self.W.copy(), None if self.b is None else self.b.copy()
+        return (W, b) if with_bias else W
+
+    def nan_state(self, with_bias: bool):
+        nan = np.full_like(self.W, np.nan)
+        return (nan, None if self.b is None else np.full_like(self.b, np.nan)) if with_bias else nan
+
+    def step(self, lab: np.ndarray, eta, use=None, fresh: bool = False) -> bool:
+        """W <- W - eta G (and b) with the labels ``lab``; False when the new state is not finite."""
+        P, v, dt, W, b = self.P, self.v, self.dt, self.W, self.b
+        G, Gb = gradient(W, P, lab, v, b, use, fresh)
+        if v.sequential_j:
+            W1 = W.copy()
+            W1[0] = W[0] - eta * G[0]
+            G2, Gb2 = gradient(W1, P, lab, v, b, use, fresh)
+            G = np.stack([G[0], G2[1]])
+            if Gb is not None:
+                Gb = np.stack([Gb[0], Gb2[1]])
+        if v.clip_norm:
+            norm = np.sqrt(np.sum(G * G) + (0.0 if Gb is None else np.sum(Gb * Gb)))
+            coef = dt(v.clip_norm) / (norm + dt(1e-6))
+            if coef < 1:
+                G = G * coef
+                Gb = None if Gb is None else Gb * coef
+        if v.weight_decay:
+            G = G + dt(v.weight_decay) * W
+            if Gb is not None:
+                Gb = Gb + dt(v.weight_decay) * b
+        if v.momentum:
+            self.buf = G if self.buf is None else dt(v.momentum) * self.buf + G
+            G = self.buf
+            if Gb is not None:
+                self.bufb = Gb if self.bufb is None else dt(v.momentum) * self.bufb + Gb
+                Gb = self.bufb
+        self.W = W - eta * G
+        if b is not None and v.bias_trained:
+            self.b = b - eta * Gb
+        return bool(np.all(np.isfinite(self.W)) and (self.b is None or np.all(np.isfinite(self.b))))

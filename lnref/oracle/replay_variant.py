@@ -49,6 +49,10 @@ class Variant:
     the labels of step t are mask[t] * y_obs and its step size eta scale[t]; the mistake 'ignored': every sample
     trains, mean over n, as plain GD), ``select_mean`` ('selected': the step size eta scale[t], scale = n/|S| for a
     mean over |S|; the mistake 'n': the mean over n, eta).
+    Co-teaching (a problem with ``coteach``; its masks are recomputed by the replay from its own two networks):
+    ``coteach_exchange`` ('other': each network steps on the samples the OTHER ranks smallest-loss; the mistake
+    'own': each on its own ranking), ``coteach_cap`` (True: R(t) = tau min(t / T_k, 1); the mistake False:
+    R(t) = tau t / T_k, no cap, so the kept set keeps shrinking).
     """
 
     output_scale: float | None = None
@@ -85,6 +89,8 @@ class Variant:
     elr_clamp: bool = True
     mask_mode: str = "exact"
     select_mean: str = "selected"
+    coteach_exchange: str = "other"
+    coteach_cap: bool = True
 
     def changes(self) -> dict:
         """The switches that differ from the exact dynamics."""

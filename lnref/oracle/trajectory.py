@@ -23,7 +23,7 @@ from .intake import their_checkpoints as read_checkpoints
 from .report import CheckpointError, Report, coefficients, decomposable, maxabs, rel
 from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
 
-__all__ = ["compare_trajectory", "quiet"]
+__all__ = ["compare_trajectory", "quiet", "second_network", "net2_error"]
 
 
 def quiet(fn):
@@ -47,6 +47,8 @@ def _compare_trajectory(
     atol: float | None = None,
     loss: Mapping[int, float] | Sequence[float] | None = None,
     biases: Mapping[int, Any] | Any | None = None,
+    second: Mapping[int, Any] | Any | None = None,
+    second_biases: Mapping[int, Any] | Any | None = None,
 ) -> Report:
     """Compare another implementation's weights at the fixture's checkpoints with lnref's.
 
@@ -69,6 +71,11 @@ def _compare_trajectory(
         biases (config ``bias=True``, SPEC.md section 7).  b is compared at both tiers at the same bound as W,
         relative to the largest |b| the fixture reaches: ``max|b - b_lnref| / max_t max|b_lnref(t)|`` (column
         "b rel"); a checkpoint passes only when W (or the float32 summaries) and b both pass.
+    second, second_biases : like ``their_checkpoints`` and ``biases``
+        Co-teaching's second network (a fixture with ``W0_2``, SPEC.md section 9): their W_2(t) from the
+        fixture's W0_2 (and b_2(t) with biases), required exactly for a co-teaching fixture, at the same steps as
+        W.  Compared at both tiers like W (``max|dW_2| / max|W_2|``, and b_2 like b; column "net2 rel", the larger
+        of the two); a checkpoint passes only when both networks pass.
 
     Returns
     -------
@@ -98,7 +105,20 @@ def _compare_trajectory(
             "their biases were given but this fixture's network has no bias (config bias=False); "
             "export a fixture with --bias true to check a network with biases"
         )
+    if fx.coteaching and second is None:
+        raise ConfigError(
+            "this fixture is co-teaching's (two networks, SPEC.md section 9): pass their second network's "
+            "weights too, second={step: W_2 (2, m, d)} (array 'W_2' (K, 2, m, d) in their .npz for lnref compare)"
+        )
+    if not fx.coteaching and (second is not None or second_biases is not None):
+        raise ConfigError(
+            f"their second network was given but this fixture has one network (algorithm="
+            f"{fx.config.algorithm!r}); export a fixture with --algorithm coteaching to check two networks"
+        )
     steps, Ws, dtypes, extra = read_checkpoints(their_checkpoints, fx)
+    W2s = B2s = None
+    if fx.coteaching:
+        W2s, B2s = second_network(second, second_biases, fx, steps)
     Bs = their_biases(biases, fx, steps, given_steps) if fx.has_bias else None
     bsc = bias_scale(fx.b, fx.b0) if fx.has_bias else 1.0
     idx = [fx.index(t) for t in steps]
@@ -161,6 +181,11 @@ def _compare_trajectory(
         if theirs_l is not None or (tol.on == "summaries" and finite):
             row.ok = row.ok and lrel <= bnd[k]
             failed += [] if lrel <= bnd[k] else ["loss"]
+        if W2s is not None:
+            row.net2_rel_err = net2_error(fx, i, W2s[k], None if B2s is None else B2s[k], tol.atol)
+            ok2 = row.net2_rel_err <= bnd[k]
+            row.ok = row.ok and ok2
+            failed += [] if ok2 else ["W_2" if B2s is None else "W_2 or b_2"]
         whats.append(failed)
         rep.rows.append(row)
         if not row.ok and rep.first_failure is None:
@@ -182,8 +207,44 @@ def _compare_trajectory(
     rep.special_points = special_points(fx, "trajectory", idx)
     if rep.first_failure is None:
         return rep
-    diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)
+    diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats, W2s)
     return rep
 
 
 compare_trajectory = quiet(_compare_trajectory)
+
+
+def second_network(second, second_biases, fx: Fixture, steps: list[int]):
+    """(their W_2 at ``steps``, their b_2 there or None) of a co-teaching fixture, from a mapping or an array
+    aligned with the fixture's steps; ConfigError for a missing step, a wrong shape or dtype."""
+    s2, W2, _, _ = read_checkpoints(second, fx)
+    got = dict(zip(s2, W2))
+    missing = [t for t in steps if t not in got]
+    if missing:
+        raise ConfigError(f"their second network's W_2 is missing step(s) {missing} (they are given for their W)")
+    B2 = None
+    if fx.has_bias:
+        if second_biases is None:
+            raise ConfigError(
+                "this co-teaching fixture's networks have biases: pass their second network's biases too, "
+                "second_biases={step: b_2 (2, m)} (array 'b_2' (K, 2, m) in their .npz for lnref compare)"
+            )
+        given = sorted(int(t) for t in second) if isinstance(second, Mapping) else None
+        B2 = their_biases(second_biases, fx, steps, given)
+    elif second_biases is not None:
+        raise ConfigError("their second network's biases were given but this fixture's network has no bias")
+    return [got[t] for t in steps], B2
+
+
+def net2_error(fx: Fixture, i: int, W2: np.ndarray, b2: np.ndarray | None, atol: float) -> float:
+    """The second network's relative error at checkpoint index i: max|W_2 - lnref's| / max|lnref's W_2|, and
+    likewise b_2 relative to the largest |b_2| of the fixture (the larger of the two); inf when not finite, 0
+    when within ``atol``."""
+    if not (np.all(np.isfinite(W2)) and (b2 is None or np.all(np.isfinite(b2)))):
+        return math.inf
+    d = maxabs(W2 - fx.W_2[i])
+    err = 0.0 if d <= atol else rel(d, maxabs(fx.W_2[i]))
+    if b2 is not None:
+        db = maxabs(b2 - fx.b_2[i])
+        err = max(err, 0.0 if db <= atol else db / bias_scale(fx.b_2, fx.b0_2))
+    return err
