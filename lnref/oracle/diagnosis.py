@@ -207,7 +207,7 @@ def diagnose_trajectory(
     W = Ws[k]
     ok_before = [s for s, r in zip(steps, rep.rows) if r.ok and s < t]
     failed = (whats[k] if whats else None) or ["W"]
-    verb = "differs" if len(failed) == 1 and failed[0] in ("W", "b", "loss") else "differ"
+    verb = "differs" if len(failed) == 1 and failed[0] in ("W", "b", "loss", "W_2") else "differ"
     where = f"their {' and '.join(failed)} first {verb} at step {t}" + (
         f" ({'it agrees' if len(failed) == 1 else 'they agree'} at step(s) {ok_before})" if ok_before else ""
     )
