@@ -5,7 +5,8 @@ verdicts and diagnoses, and the ``export`` / ``compare`` subcommands.  The publi
 Modules: :mod:`~lnref.oracle.tolerances` (tiers, bounds from measured spread); fixtures:
 :mod:`~lnref.oracle.fixtures` (making them), :mod:`~lnref.oracle.fixture_data` (the record and its validation),
 :mod:`~lnref.oracle.fixture_file` (the file format, save/load, integrity); the replay:
-:mod:`~lnref.oracle.replay` (the dynamics), :mod:`~lnref.oracle.replay_variant` (its switches),
+:mod:`~lnref.oracle.replay` (the dynamics), :mod:`~lnref.oracle.replay_core` (the model, gradient and one
+step), :mod:`~lnref.oracle.replay_variant` (its switches), :mod:`~lnref.oracle.replay_coteaching` (two networks),
 :mod:`~lnref.oracle.replay_losses` (losses, training methods, ELR's targets); the catalogue:
 :mod:`~lnref.oracle.catalogue` (the known mistakes, which apply), :mod:`~lnref.oracle.mistake` (an entry and its
 text), :mod:`~lnref.oracle.mistakes_model` (the entries for the model, loss, optimiser and export);

@@ -14,7 +14,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .replay import Problem, Stepper, Variant, outputs, rounded, step_size
+from .replay_core import Problem, Stepper, outputs, rounded, step_size
+from .replay_variant import Variant
 
 __all__ = ["simulate_pair", "forget_rate", "kept", "smallest_loss", "stack", "unstack"]
 
