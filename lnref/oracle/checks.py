@@ -16,7 +16,8 @@ given with ``compare_trajectory(Ws, fixture, biases=bs)``.  The bias part is che
 other conventions (``patch_reduce``, ``output_scale``) are fixed by the fixture's config: the implementation
 builds them into its network.
 
-Selection algorithms (a fixture of 'select_retrain' or 'truncated_gce', SPEC.md section 9): the functions also get
+Selection algorithms (a fixture of 'select_retrain', 'truncated_gce' or 'coteaching' - network 1, on the masks
+network 2 chose, recorded in the fixture - SPEC.md section 9): the functions also get
 ``mask=`` (n,) float64 0/1, the samples step t trains on, and ``scale=`` (float), the step-size factor of a mean
 over |S| (n/|S|; 1 for truncated GCE's mean over n).  ``grad_fn`` returns the gradient of that step's objective,
 scale (1/n) sum_{i: mask_i = 1} grad l_i (the mean over |S| for select_retrain), and ``step_fn`` the step
