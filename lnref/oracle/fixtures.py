@@ -101,7 +101,8 @@ def measure_spread(
     perturbed by 4 ulps (relative), float32 replay (see :mod:`lnref.oracle.tolerances`).
 
     Co-teaching (``problem.coteach``): ``reference`` (K, 4, m, d) and ``reference_b`` (K, 4, m) are both networks
-    stacked, as the replay gives them, and both W0 are perturbed.  With biases (``reference_b`` (K, 2, m)) each entry is the larger of the W distance and the b distance
+    stacked, as the replay gives them, and both W0 are perturbed.  With biases (``reference_b`` (K, 2, m)) each
+    entry is the larger of the W distance and the b distance
     (max|db| / the largest |b| over the checkpoints, the scale the comparisons use), so the bounds cover both.
     """
     steps = [int(t) for t in steps]
