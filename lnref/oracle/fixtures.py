@@ -387,18 +387,18 @@ class _Recorder:
         a, cfg = self.algo, self.cfg
         f = a.engine.forward()
         if cfg.algorithm == "coteaching":
-            a._masks(T, np.array(f), a.engine2.forward())
+            a.update_masks(T, np.array(f), a.engine2.forward())
             self.mask[T], self.mask2[T] = a.mask, a.mask2
             size = int((a.mask > 0.0).sum())
             self.scale[T] = a.n / size if size > 0 else 1.0
         elif cfg.algorithm == "truncated_gce":
-            if a._due(T):
-                a._prepare(T, f)
+            if a.due(T):
+                a.prepare(T, f)
             if a.refreshed >= 0:
                 self.mask[T] = a.mask
         else:
             if a.select_step < 0 and (cfg.select_at == "T1" or cfg.select_at == T):
-                a._prepare(T, f)
+                a.prepare(T, f)
             if a.select_step >= 0:
                 self.mask[T] = a.mask
                 size = int((a.mask > 0.0).sum())
@@ -414,7 +414,7 @@ def _recording_algorithm(cfg: Config, engine):
 
     algo = make_algorithm(cfg, engine)
     rec = _Recorder(cfg, algo)
-    step_masked, advance = algo._step_masked, algo.advance
+    step_masked, advance = algo.step_masked, algo.advance
 
     def recorded_step_masked(k, mask, mean_over_selected, engine=None):
         if engine is not None:  # co-teaching's second network
@@ -436,5 +436,5 @@ def _recording_algorithm(cfg: Config, engine):
             rec.reset = int(t)
         return tried, taken
 
-    algo._step_masked, algo.advance = recorded_step_masked, recorded_advance
+    algo.step_masked, algo.advance = recorded_step_masked, recorded_advance
     return algo, rec
