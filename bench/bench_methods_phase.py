@@ -23,7 +23,7 @@ import numpy as np
 
 def worker_run_time(quick: bool, runs: int = 360) -> tuple[float, int]:
     """(seconds per run on one thread, the grid's total runs) over ``runs`` jobs spread over the grid."""
-    from lnref.reproduce.methods import PHASE_METRICS, PHASE_REPLICATES, phase_base, phase_grid
+    from lnref.reproduce.methods_phase import PHASE_METRICS, PHASE_REPLICATES, phase_base, phase_grid
     from lnref.sweeps.worker import run_batch
 
     base, grid = phase_base(quick), phase_grid(quick)

@@ -19,11 +19,6 @@ WAITING: dict[str, str] = {
     "lnref/oracle/catalogue.py": "H1",
     "lnref/oracle/replay.py": "H1",
     "lnref/oracle/checks.py": "H1",
-    "lnref/reproduce/heatmaps.py": "H2",
-    "lnref/reproduce/methods.py": "H2",
-    "lnref/reproduce/common.py": "H2",
-    "lnref/reproduce/han2025.py": "H2",
-    "lnref/plotting.py": "H2",
 }
 
 #: the only modules allowed directly in lnref/ (everything else lives in a layer's folder)
@@ -36,7 +31,6 @@ TOP_LEVEL = {
     "_suggest.py",
     "config.py",
     "io.py",
-    "plotting.py",
     "testing.py",
 }
 

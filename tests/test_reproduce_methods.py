@@ -21,10 +21,8 @@ from lnref.reproduce.methods import (
     method_checks,
     method_config,
     method_key,
-    phase_base,
-    phase_checks,
-    phase_grid,
 )
+from lnref.reproduce.methods_phase import phase_base, phase_checks, phase_grid
 
 
 def _summary(**kw):
@@ -221,7 +219,7 @@ def test_phase_base_is_hans_regime_with_gram_sampling():
 
 
 def test_prevention_boundary():
-    from lnref.reproduce.methods import prevention_boundary
+    from lnref.reproduce.methods_phase import prevention_boundary
 
     fit = np.array([[1.0, 0.2, 0.6, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.9], [0.0, 0.0, 0.0, 0.0, 0.0]])
     b = prevention_boundary(fit, np.array([0.5, 1.0, 2.0, 4.0, 8.0]))
