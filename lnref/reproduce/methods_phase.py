@@ -9,6 +9,7 @@ spurious test error, next to plain GD.  The methods are those of :mod:`lnref.rep
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,13 +17,22 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..io import OutputError, write_json
+from ..io import OutputError, write_json, write_text
 from .common import Check, Context, have_matplotlib, register, save_figure, sweep_executor
 from .han2025 import default_config
-from .methods import METHODS, method_config, method_key
+from .methods import ALL_METHODS, METHODS, SELECTION_METHODS, method_config, method_key
 from .methods_predictions import BASELINE, MEM_LEVEL
 
-__all__ = ["phase_base", "phase_grid", "phase_checks", "prevention_boundary", "run_methods_phase", "PHASE_SWEEP"]
+__all__ = [
+    "phase_base",
+    "phase_grid",
+    "phase_sweeps",
+    "phase_checks",
+    "prevention_boundary",
+    "run_methods_phase",
+    "PHASE_SWEEP",
+    "SELECTION_CLAIMS",
+]
 
 
 # ----------------------------------------------------------------------------------------------- phase map
@@ -81,14 +91,32 @@ def prevention_boundary(fit: np.ndarray, nsnr2: np.ndarray) -> np.ndarray:
     return out
 
 
+def phase_sweeps(quick: bool = False) -> list[tuple[str, Config, dict[str, list]]]:
+    """The sweeps of the map, as (folder, base config, grid): the losses of :data:`METHODS` in one sweep over
+    (loss, tau, mu_norm) (:func:`phase_grid`), then each selection algorithm of :data:`SELECTION_METHODS` in its own
+    sweep over (tau, mu_norm) of the same cells, its base being :func:`phase_base` with the method's overrides
+    (an algorithm sets other fields than ``loss``, e.g. truncated GCE needs loss='gce')."""
+    base, grid = phase_base(quick), phase_grid(quick)
+    cells = {"tau": list(grid["tau"]), "mu_norm": list(grid["mu_norm"])}
+    out = [(PHASE_SWEEP, base, grid)]
+    for e in SELECTION_METHODS:
+        out.append((f"{PHASE_SWEEP}_{method_key(e)}", method_config(base, e), dict(cells)))
+    return out
+
+
+def _criterion_text(reps: int) -> str:
+    return f"final fraction of mislabelled samples fitted <= {MEM_LEVEL:g} (mean over {reps} replicates)"
+
+
 def phase_checks(
     grid: Mapping[str, Sequence[Any]], fit: np.ndarray, err: np.ndarray, reps: int, *, n: int, d: int, sigma_p: float
 ) -> list[Check]:
     """Rows of methods-phase from the per-cell means ``fit`` (final fraction of mislabelled samples fitted) and
-    ``err`` (spurious test error), both (methods, tau, mu_norm); ``n``, ``d``, ``sigma_p`` of the base config give
+    ``err`` (spurious test error), both (methods, tau, mu_norm); ``grid``: ``method`` (or ``loss``) -> the method
+    keys in the order of the first axis, ``tau``, ``mu_norm``; ``n``, ``d``, ``sigma_p`` of the base config give
     the SNR = mu_norm / (sigma_p sqrt(d)).  Pure: tests feed fabricated tables."""
-    keys = list(grid["loss"])
-    labels = {method_key(e): e["label"] for e in METHODS}
+    keys = list(grid["method"] if "method" in grid else grid["loss"])
+    labels = {method_key(e): e["label"] for e in ALL_METHODS}
     b = keys.index(BASELINE)
     src = "SPEC.md section 9 (predictions derived from the forces); Han et al. 2025 for plain GD"
     checks = []
@@ -104,39 +132,54 @@ def phase_checks(
             tolerance="10% of the cells",
         )
     )
+    snr = np.asarray(grid["mu_norm"], float) / (sigma_p * math.sqrt(d))
+    learned = np.broadcast_to(n * snr[None, :] ** 2 >= 1.0, fit[b].shape)  # Han's regime: Stage I exists
+
+    def prevents(i: int, claim: str) -> Check:
+        share = float(np.mean(fit[i][learned] <= MEM_LEVEL)) if learned.any() else math.nan
+        other = float(np.mean(fit[i][~learned] <= MEM_LEVEL)) if (~learned).any() else math.nan
+        return Check(
+            claim,
+            f"prevented in {100 * share:.0f}% of the {int(learned.sum())} cells with n SNR^2 >= 1 (mean fraction "
+            f"fitted {float(np.mean(fit[i][learned])) if learned.any() else math.nan:.3f}); in "
+            f"{100 * other:.0f}% of the {int((~learned).sum())} cells below",
+            bool(learned.any()) and share >= 0.9,
+            source=src,
+            criterion=f"{_criterion_text(reps)} in at least 90% of the cells with n SNR^2 >= 1",
+            tolerance="10% of the cells",
+        )
+
+    def lowers_error(i: int, claim: str) -> Check:
+        gain = float(np.mean(err[b] - err[i]))
+        return Check(
+            claim,
+            f"mean over cells of (GD - {labels.get(keys[i], keys[i])}) {gain:.3f}",
+            gain >= 0.05,
+            source=src,
+            criterion="mean over the cells of (plain GD's - the method's spurious test error) >= 0.05",
+            tolerance="0.05",
+        )
+
     if "elr" in keys:
         e = keys.index("elr")
-        snr = np.asarray(grid["mu_norm"], float) / (sigma_p * math.sqrt(d))
-        learned = np.broadcast_to(n * snr[None, :] ** 2 >= 1.0, fit[e].shape)  # Han's regime: Stage I exists
-        share = float(np.mean(fit[e][learned] <= MEM_LEVEL)) if learned.any() else math.nan
-        other = float(np.mean(fit[e][~learned] <= MEM_LEVEL)) if (~learned).any() else math.nan
         checks.append(
-            Check(
+            prevents(
+                e,
                 "ELR (lam = 3, period 1) prevents memorisation wherever the signal is learned first (n SNR^2 >= 1, "
                 "so that its targets are formed by T1)",
-                f"prevented in {100 * share:.0f}% of the {int(learned.sum())} cells with n SNR^2 >= 1 (mean fraction "
-                f"fitted {float(np.mean(fit[e][learned])) if learned.any() else math.nan:.3f}); in "
-                f"{100 * other:.0f}% of the {int((~learned).sum())} cells below",
-                bool(learned.any()) and share >= 0.9,
-                source=src,
-                criterion=f"final fraction of mislabelled samples fitted <= {MEM_LEVEL:g} (mean over {reps} "
-                "replicates) in at least 90% of the cells with n SNR^2 >= 1",
-                tolerance="10% of the cells",
             )
         )
-        gain = float(np.mean(err[b] - err[e]))
-        checks.append(
-            Check(
-                "ELR lowers the spurious test error against plain GD over the grid",
-                f"mean over cells of (GD - ELR) {gain:.3f}",
-                gain >= 0.05,
-                source=src,
-                criterion="mean over the cells of (plain GD's - ELR's spurious test error) >= 0.05",
-                tolerance="0.05",
+        checks.append(lowers_error(e, "ELR lowers the spurious test error against plain GD over the grid"))
+    for k, claim in SELECTION_CLAIMS.items():
+        if k in keys:
+            checks.append(prevents(keys.index(k), claim))
+            checks.append(
+                lowers_error(
+                    keys.index(k), f"{labels.get(k, k)} lowers the spurious test error against plain GD over the grid"
+                )
             )
-        )
     for k in keys:
-        if k in (BASELINE, "elr"):
+        if k in (BASELINE, "elr") or k in SELECTION_CLAIMS:
             continue
         i = keys.index(k)
         share = float(np.mean(fit[i] <= MEM_LEVEL))
@@ -155,6 +198,44 @@ def phase_checks(
     return checks
 
 
+#: the selection algorithms' rows of the map (SPEC.md section 9, "Selection algorithms"): where Stage I exists
+#: (n SNR^2 >= 1) the small-loss samples at T1 are the clean ones, so each algorithm keeps the mislabelled samples
+#: out of the gradient from then on (truncated GCE only from its first refresh, step 40)
+SELECTION_CLAIMS: dict[str, str] = {
+    "select_retrain": "selection at T1 (loss < log 2), then retraining from W0 on the selected samples, prevents "
+    "memorisation wherever the signal is learned first (n SNR^2 >= 1, so that T1 exists)",
+    "truncated_gce": "truncated GCE (k = 1/2, refreshed every 10 steps from step 40) prevents memorisation wherever "
+    "the signal is learned first (n SNR^2 >= 1)",
+    "coteaching": "co-teaching (forget rate = the flip rate tau, full-batch GD) prevents memorisation wherever the "
+    "signal is learned first (n SNR^2 >= 1: the (1 - tau) n smallest losses are the clean samples)",
+}
+
+
+def _run_one_sweep(ctx: Context, name: str, base: Config, grid: dict, reps: int, ex):
+    """One sweep of the map into the sub-folder ``name``, resuming its finished rows when its sweep.csv exists
+    (an earlier sweep of another grid there is replaced)."""
+    from ..sweeps import sweep
+
+    folder = ctx.path_dir(name)
+    kw = dict(replicates=reps, executor=ex, out=folder, progress=True, metrics=PHASE_METRICS, plot=False)
+    resume = (folder / "sweep.csv").is_file()
+    try:
+        return sweep(base, grid, resume=resume, force=not resume, **kw)
+    except OutputError as exc:
+        if not resume:
+            raise
+        ctx.log(f"methods-phase: the earlier sweep in {folder} is another one ({exc}); starting afresh")
+        return sweep(base, grid, force=True, **kw)
+
+
+def _tidy_rows(key_of, res, snr_of) -> list[str]:
+    return [
+        f"{key_of(r)},{r['tau']!r},{r['mu_norm']!r},{snr_of(r['mu_norm'])!r},{r['replicate']},{r['seed']},"
+        + ",".join(repr(float(r[m])) for m in PHASE_METRICS)
+        for r in res.rows
+    ]
+
+
 @register(
     "methods-phase",
     "Training methods against label noise: phase map over tau x SNR",
@@ -163,137 +244,164 @@ def phase_checks(
 )
 def run_methods_phase(ctx: Context) -> list[Check]:
     """Every training method of SPEC.md section 9 (official defaults; the corrections assume tau = 0.2 whatever the
-    data's tau) over the flip rate tau x the SNR, on Han's default config otherwise (printed below as run): where
-    memorisation is prevented (the final fraction of mislabelled samples fitted w.r.t. their observed labels) and
-    the spurious test error, next to plain GD.  ``--seeds`` is the number of replicates per cell."""
-    from ..sweeps import sweep
-
+    data's tau; co-teaching forgets the data's flip rate) over the flip rate tau x the SNR, on Han's default config
+    otherwise (printed below as run): where memorisation is prevented (the final fraction of mislabelled samples
+    fitted w.r.t. their observed labels) and the spurious test error, next to plain GD.  The losses and each
+    selection algorithm are separate sweeps over the same cells.  ``--seeds`` is the number of replicates per
+    cell."""
     _phase_entries_ok()
-    base, grid = phase_base(ctx.quick), phase_grid(ctx.quick)
+    sweeps = phase_sweeps(ctx.quick)
+    base, grid = sweeps[0][1], sweeps[0][2]
     reps = int(ctx.seeds)
-    for k in grid["loss"]:
-        for tau in grid["tau"]:
-            for mu in grid["mu_norm"]:
-                ctx.ran(base.replace(loss=k, tau=tau, mu_norm=mu), runs=reps)
-    runs = reps * int(np.prod([len(v) for v in grid.values()]))
-    ctx.log(f"methods-phase: {runs} runs ({' x '.join(f'{len(v)} {k}' for k, v in grid.items())} x {reps} replicates)")
-    folder = ctx.path_dir(PHASE_SWEEP)
+    runs = 0
+    for _, b, g in sweeps:
+        for values in itertools.product(*g.values()):
+            ctx.ran(b.replace(**dict(zip(g, values))), runs=reps)
+        runs += reps * math.prod(len(v) for v in g.values())
+    keys = list(grid["loss"]) + [method_key(e) for e in SELECTION_METHODS]
+    ctx.log(
+        f"methods-phase: {runs} runs ({len(keys)} methods x {len(grid['tau'])} tau x {len(grid['mu_norm'])} SNR x "
+        f"{reps} replicates)"
+    )
     ex, close = sweep_executor(ctx, runs)
+    results = []
     try:
-        resume = (folder / "sweep.csv").is_file()
-        try:
-            res = sweep(
-                base,
-                grid,
-                replicates=reps,
-                executor=ex,
-                out=folder,
-                resume=resume,
-                progress=True,
-                metrics=PHASE_METRICS,
-                plot=False,
-                force=not resume,
-            )
-        except OutputError as exc:
-            if not resume:
-                raise
-            ctx.log(f"methods-phase: the earlier sweep in {folder} is another one ({exc}); starting afresh")
-            res = sweep(
-                base,
-                grid,
-                replicates=reps,
-                executor=ex,
-                out=folder,
-                progress=True,
-                metrics=PHASE_METRICS,
-                plot=False,
-                force=True,
-            )
+        for name, b, g in sweeps:
+            results.append(_run_one_sweep(ctx, name, b, g, reps, ex))
     finally:
         close()
-    if res.skipped:
+    wall = sum(r.wall_seconds for r in results)
+    skipped = sum(r.skipped for r in results)
+    if skipped:
         ctx.notes.append(
-            f"Resumed: {res.skipped} of {runs} runs were read from an earlier, interrupted run's "
-            f"{PHASE_SWEEP}/sweep.csv."
+            f"Resumed: {skipped} of {runs} runs were read from an earlier, interrupted run's sweep.csv files "
+            f"({', '.join(name + '/sweep.csv' for name, _, _ in sweeps)})."
         )
-    ctx.log(f"methods-phase: done in {res.wall_seconds:.1f}s")
-    fit = res.values("train_acc_noisy").mean(axis=-1)  # (loss, tau, mu)
-    err = res.values("test_error").mean(axis=-1)
+    ctx.log(f"methods-phase: done in {wall:.1f}s")
+    # (methods, tau, mu): the losses' sweep has the method axis first, each selection sweep one method
+    fit, err = (
+        np.concatenate([results[0].values(m).mean(axis=-1)] + [r.values(m).mean(axis=-1)[None] for r in results[1:]])
+        for m in ("train_acc_noisy", "test_error")
+    )
     snr = np.array(grid["mu_norm"]) / (base.sigma_p * math.sqrt(base.d))
+    snr_of = lambda mu: float(mu) / (base.sigma_p * math.sqrt(base.d))  # noqa: E731
+    tidy = [_tidy_rows(lambda r: r["loss"], results[0], snr_of)]
+    for res, key in zip(results[1:], keys[len(grid["loss"]) :]):
+        tidy.append(_tidy_rows(lambda r, key=key: key, res, snr_of))
+    write_text(
+        ctx.path("methods_phase.csv"),
+        "method,tau,mu_norm,snr,replicate,seed,"
+        + ",".join(PHASE_METRICS)
+        + "\n"
+        + "".join(line + "\n" for part in tidy for line in part),
+    )
     write_json(
         ctx.path("methods_phase.json"),
         {
             "base_config": base.to_dict(),
             "grid": grid,
+            "methods": keys,
+            "sweeps": [
+                {"folder": name, "base_config": b.to_dict(), "grid": g, "wall_seconds": r.wall_seconds}
+                for (name, b, g), r in zip(sweeps, results)
+            ],
             "replicates": reps,
             "snr": snr,
-            "wall_seconds": res.wall_seconds,
-            "resumed_runs": res.skipped,
+            "wall_seconds": wall,
+            "resumed_runs": skipped,
             "sweep_folder": PHASE_SWEEP,
         },
     )
-    checks = phase_checks(grid, fit, err, reps, n=base.n, d=base.d, sigma_p=base.sigma_p)
+    checks = phase_checks(
+        {"method": keys, "tau": grid["tau"], "mu_norm": grid["mu_norm"]},
+        fit,
+        err,
+        reps,
+        n=base.n,
+        d=base.d,
+        sigma_p=base.sigma_p,
+    )
+    failed = [c.claim for c in checks if c.holds is False]
+    ctx.notes.append(
+        "Predictions that do not hold in this run: "
+        + ("; ".join(f"**{c}**" for c in failed) if failed else "none")
+        + ".  Each is lnref's reading of the method's forces (SPEC.md section 9), not a published theorem; the "
+        "boundaries below say where each method does prevent memorisation."
+    )
     ctx.notes.append(
         f"Grid: {len(grid['tau'])} tau x {len(grid['mu_norm'])} SNR cells x {reps} replicates per method, "
         f"{base.steps} GD steps, coefficient engine with Gram sampling; the test error is measured once, at the end, "
         f"on {base.n_test} fresh samples of the spurious test distribution (virtual_test='fresh').  Rows are judged "
-        "on the per-cell means over the replicates.  The tidy CSV is "
-        f"{PHASE_SWEEP}/sweep.csv (one row per run); running the same command again after an interruption resumes "
-        f"its finished rows; the sweep took {res.wall_seconds:.1f} s."
+        "on the per-cell means over the replicates.  The losses are one sweep over (loss, tau, SNR) in "
+        f"{PHASE_SWEEP}/; each selection algorithm one sweep over (tau, SNR) in "
+        f"{', '.join(name + '/' for name, _, _ in sweeps[1:])} (its fields differ from the losses' base: "
+        "algorithm, select_then, loss); every run is the final row of lnref.train of its config.  "
+        "methods_phase.csv holds every run of every method (one row per run, tidy); running the same command again "
+        f"after an interruption resumes the finished rows of each sweep; the sweeps took {wall:.1f} s."
     )
-    if "elr" in grid["loss"]:
-        bound = prevention_boundary(fit[list(grid["loss"]).index("elr")], base.n * snr**2)
-        ctx.notes.append(
-            "Where ELR prevents memorisation: per tau, the smallest n SNR^2 of the grid from which on "
-            "every cell has at most half of the mislabelled samples fitted: "
-            + "; ".join(
-                f"tau {t:g}: {'none' if not math.isfinite(b) else f'{b:.2f}'}" for t, b in zip(grid["tau"], bound)
+    for k in ("elr", *SELECTION_CLAIMS):
+        if k in keys:
+            bound = prevention_boundary(fit[keys.index(k)], base.n * snr**2)
+            ctx.notes.append(
+                f"Where {({method_key(e): e['label'] for e in ALL_METHODS})[k]} prevents memorisation: per tau, the "
+                "smallest n SNR^2 of the grid from which on every cell has at most half of the mislabelled samples "
+                "fitted: "
+                + "; ".join(
+                    f"tau {t:g}: {'none' if not math.isfinite(v) else f'{v:.2f}'}" for t, v in zip(grid["tau"], bound)
+                )
+                + "."
             )
-            + "."
-        )
     if have_matplotlib():
-        from ..plotting import methods_phase_figure
-
-        labels = [{method_key(e): e["label"] for e in METHODS}[k] for k in grid["loss"]]
-        line = [(1.0 / math.sqrt(base.n), "n SNR$^2$ = 1")]
-        sub = f"{base.steps} GD steps, n = {base.n}, mean over {reps} replicate{'s' if reps != 1 else ''} per cell"
-        for name, vals, vmax, cmap, cbar, what in (
-            (
-                "methods_phase_memorisation.png",
-                fit,
-                1.0,
-                "viridis",
-                "final fraction of mislabelled samples fitted\n(accuracy w.r.t. the observed labels)",
-                "memorisation",
-            ),
-            (
-                "methods_phase_test_error.png",
-                err,
-                0.5,
-                "magma",
-                "final test error\n(spurious test distribution)",
-                "test error",
-            ),
-        ):
-            fig = methods_phase_figure(
-                labels,
-                np.array(grid["tau"]),
-                snr,
-                vals,
-                cbar_label=cbar,
-                vmax=vmax,
-                cmap=cmap,
-                title=f"Training methods over tau x SNR: {what} ({sub})",
-                hlines=line,
-            )
-            save_figure(fig, ctx, name)
-        ctx.captions["methods_phase_memorisation.png"] = (
-            "Per method (plain GD first), over the flip rate tau and the SNR (log scale): the final fraction of "
-            "mislabelled samples fitted to their wrong (observed) label; dark = memorisation prevented.  Dashed: "
-            "n SNR^2 = 1.  Mean over the replicates per cell."
-        )
-        ctx.captions["methods_phase_test_error.png"] = (
-            "The same runs: the final test error under the spurious test distribution (where memorised noise "
-            "hurts), on one colour scale from 0 to 0.5.  Dashed: n SNR^2 = 1."
-        )
+        _figures(ctx, keys, grid, snr, fit, err, base, reps)
     return checks
+
+
+def _figures(ctx: Context, keys, grid, snr, fit, err, base: Config, reps: int) -> None:
+    from ..plotting import methods_phase_figure
+
+    names = {method_key(e): e["label"] for e in ALL_METHODS}
+    labels = [names[k] for k in keys]
+    line = [(1.0 / math.sqrt(base.n), "n SNR$^2$ = 1")]
+    sub = f"{base.steps} GD steps, n = {base.n}, mean over {reps} replicate{'s' if reps != 1 else ''} per cell"
+    for name, vals, vmax, cmap, cbar, what in (
+        (
+            "methods_phase_memorisation.png",
+            fit,
+            1.0,
+            "viridis",
+            "final fraction of mislabelled samples fitted\n(accuracy w.r.t. the observed labels)",
+            "memorisation",
+        ),
+        (
+            "methods_phase_test_error.png",
+            err,
+            0.5,
+            "magma",
+            "final test error\n(spurious test distribution)",
+            "test error",
+        ),
+    ):
+        fig = methods_phase_figure(
+            labels,
+            np.array(grid["tau"]),
+            snr,
+            vals,
+            cbar_label=cbar,
+            vmax=vmax,
+            cmap=cmap,
+            title=f"Training methods over tau x SNR: {what} ({sub})",
+            hlines=line,
+            ncols=4,
+        )
+        save_figure(fig, ctx, name)
+    n_loss = len(grid["loss"])
+    sel = ", ".join(labels[n_loss:])
+    ctx.captions["methods_phase_memorisation.png"] = (
+        f"Per method (plain GD first, then the other losses, then the selection algorithms: {sel}), over the flip "
+        "rate tau and the SNR (log scale): the final fraction of mislabelled samples fitted to their wrong (observed) "
+        "label; dark = memorisation prevented.  Dashed: n SNR^2 = 1.  Mean over the replicates per cell."
+    )
+    ctx.captions["methods_phase_test_error.png"] = (
+        "The same runs: the final test error under the spurious test distribution (where memorised noise "
+        "hurts), on one colour scale from 0 to 0.5.  Dashed: n SNR^2 = 1."
+    )
