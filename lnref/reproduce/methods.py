@@ -14,9 +14,9 @@ The predictions and how a run is judged live in :mod:`lnref.reproduce.methods_pr
 ``lnref reproduce methods-phase``, the phase map over tau x SNR of the same methods, in
 :mod:`lnref.reproduce.methods_phase`.
 
-Adding a method is one entry of :data:`METHODS` (a loss, swept by the phase map too) or :data:`SELECTION_METHODS`
-(another algorithm, e.g. ``{"label": "select at T1 + retrain", "algorithm": "select_retrain"}``): a label and the
-Config overrides; a prediction about it is one entry of :data:`PREDICTIONS` (its kind is one of :data:`KINDS`).
+Adding a method is one entry of :data:`METHODS` (a loss) or :data:`SELECTION_METHODS` (another algorithm, e.g.
+``{"label": "select at T1 + retrain", "algorithm": "select_retrain"}``): a label and the Config overrides (the phase
+map sweeps both lists); a prediction about it is one entry of :data:`PREDICTIONS` (its kind is one of :data:`KINDS`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ METHODS: tuple[dict[str, Any], ...] = (
     {"label": "ELR", "loss": "elr", "loss_params": {"lam": 3.0, "beta": 0.7, "period": 1}},
 )
 #: The selection algorithms (SPEC.md section 9, "Selection algorithms"), at their defaults: in ``lnref reproduce
-#: methods`` beside the losses, not in the phase map (which sweeps the field ``loss`` only).
+#: methods`` beside the losses, and in the phase map as one sweep each (they set other fields than ``loss``).
 SELECTION_METHODS: tuple[dict[str, Any], ...] = (
     {
         "label": "select at T1, retrain on S",
@@ -211,8 +211,8 @@ def run_methods(ctx: Context) -> list[Check]:
         "without T1 selects nothing and trains on every sample); truncated GCE prunes "
         "{i : s_i <= 1/2} every 10 steps from step 40; co-teaching trains two networks, each on the "
         "(1 - R(t)) n samples of smallest loss under the other, with full-batch GD instead of the "
-        "official code's Adam (its rows are network 1's). The phase map (methods-phase) sweeps the "
-        "losses only."
+        "official code's Adam (its rows are network 1's). The phase map (methods-phase) sweeps every "
+        "method over tau x SNR."
     )
     if have_matplotlib():
         from ..plotting import methods_figure

@@ -1,10 +1,13 @@
 """``lnref reproduce methods-phase``: the training methods over tau x SNR (SPEC.md section 9; issue 22).
 
-A phase map per method: :func:`phase_grid` sweeps tau x SNR for every method with the coefficient engine and Gram
-sampling through :func:`lnref.sweep` (tidy ``sweep.csv`` in the folder ``methods_phase_sweep``; an interrupted run
-resumes its finished rows when the same command runs again; ``--dask ADDRESS`` runs it on a cluster) and draws, per
-method, the final fraction of mislabelled samples fitted (memorisation prevented where it is small) and the
-spurious test error, next to plain GD.  The methods are those of :mod:`lnref.reproduce.methods`.
+A phase map per method: the losses of :data:`lnref.reproduce.methods.METHODS` in one sweep over (loss, tau, SNR)
+(:func:`phase_grid`), each selection algorithm of :data:`lnref.reproduce.methods.SELECTION_METHODS` in a sweep of its
+own over the same cells (:func:`phase_sweeps`; an algorithm sets other fields than ``loss``), all with the
+coefficient engine and Gram sampling through :func:`lnref.sweep` (tidy ``sweep.csv`` in each sweep's folder, and
+``methods_phase.csv`` with every run of every method; an interrupted run resumes the finished rows of each sweep
+when the same command runs again; ``--dask ADDRESS`` runs them on a cluster).  It draws, per method, the final
+fraction of mislabelled samples fitted (memorisation prevented where it is small) and the spurious test error, next
+to plain GD; the report judges the rows of :func:`phase_checks`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def phase_base(quick: bool = False) -> Config:
     ``quick=True``: n = 100, d = 1000, m = 10, 150 steps; the same n/d, so the same n SNR^2, as the full default)
     as a sweep cell: coefficient engine, Gram sampling, nothing logged but the end, the spurious test distribution
     on a fresh virtual test set of n_test samples drawn at the final weights (``virtual_test='fresh'``).  The full
-    sizes cost about 10 times more per run (0.06 s against 0.008 s on one core), too much for 20 x 20 cells x 9
+    sizes cost about 10 times more per run (0.06 s against 0.008 s on one core), too much for 20 x 20 cells x 12
     methods x replicates in 10 minutes on 2 cores.  ``quick`` only shrinks the grid (:func:`phase_grid`)."""
     base = default_config(True, engine="coefficients")
     return base.replace(sampling="gram", log_every=0, log_points=0, test="spurious", virtual_test="fresh", seed=2022)
@@ -55,7 +58,7 @@ def phase_base(quick: bool = False) -> Config:
 def phase_grid(quick: bool = False) -> dict[str, list]:
     """tau 0.02..0.40 (step 0.02) x SNR log-spaced 0.04..0.4 (as mu_norm = SNR sigma_p sqrt(d)): 20 x 20 cells, so
     n SNR^2 spans 0.3..32 around Han's regime; quick: 4 x 4 cells.  Every method of :data:`METHODS` (the grid field
-    ``loss``; entries with other overrides need their own sweep)."""
+    ``loss``); the selection algorithms sweep the same tau x mu_norm cells (:func:`phase_sweeps`)."""
     base = phase_base(quick)
     taus = [0.05, 0.15, 0.25, 0.35] if quick else [round(0.02 * k, 2) for k in range(1, 21)]
     snrs = np.geomspace(0.04, 0.4, 4 if quick else 20)
