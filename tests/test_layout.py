@@ -12,11 +12,6 @@ WAITING: dict[str, str] = {
     "lnref/kernels/equations.py": "H3",
     "lnref/kernels/weights.py": "H3",
     "lnref/kernels/coefficients.py": "H3",
-    "lnref/reproduce/heatmaps.py": "H2",
-    "lnref/reproduce/methods.py": "H2",
-    "lnref/reproduce/common.py": "H2",
-    "lnref/reproduce/han2025.py": "H2",
-    "lnref/plotting.py": "H2",
 }
 
 #: the only modules allowed directly in lnref/ (everything else lives in a layer's folder)
@@ -28,7 +23,6 @@ TOP_LEVEL = {
     "_spec.py",
     "_suggest.py",
     "io.py",
-    "plotting.py",
     "testing.py",
 }
 
