@@ -316,6 +316,33 @@ def _holds_cell(c: Check) -> str:
     return word
 
 
+def judging_note(checks: list[Check], seeds: int) -> str:
+    """The report's sentence on how its rows are judged, from the rows themselves (per seed, and with which rule;
+    or once, on values pooled over the seeds or cells)."""
+    tested = [c for c in checks if c.holds != "n/a"]
+    per_seed = [c for c in tested if c.n_seeds]
+    parts = ["Each row states its criterion and tolerance."]
+    if per_seed:
+        every = any(c.rule in ("", "all") for c in per_seed)
+        parts.append(
+            "A row with a seed count is judged seed by seed"
+            + (
+                f" and holds when the criterion holds in every one of the {seeds} seeds unless its criterion says "
+                "otherwise (majority, or a rate)"
+                if every
+                else "; its criterion says how the seeds combine"
+            )
+            + "; the last column counts the seeds in which it held."
+        )
+    if len(per_seed) < len(tested):
+        parts.append(
+            "A row without a seed count is judged once, on the values its criterion names (pooled over "
+            "the seeds or the cells)."
+        )
+    parts.append("Measured values are mean +- standard error over the seeds.")
+    return "  ".join(parts)
+
+
 def count_held(checks: Sequence[Check]) -> tuple[int, int, int]:
     """(held, tested, n/a) over the rows."""
     tested = [c for c in checks if c.holds != "n/a"]
@@ -369,9 +396,7 @@ def _report(rep: Reproduction, ctx: Context, checks: list[Check], wall: float) -
     lines += [
         "## Predictions",
         "",
-        f"Each row is judged seed by seed against its criterion; unless the row says otherwise it holds when "
-        f"the criterion holds in every one of the {ctx.seeds} seed{'s' if ctx.seeds != 1 else ''} "
-        "(the last column counts them).  Measured values are mean +- standard error over the seeds.",
+        judging_note(checks, ctx.seeds),
         "",
         "| prediction | source | criterion (tolerance) | measured | holds |",
         "| --- | --- | --- | --- | --- |",
