@@ -40,7 +40,7 @@ def load_all() -> dict:
     return REPRODUCTIONS
 
 
-#: sub-modules read as attributes on first access (``lnref.reproduce.plotting`` after ``import lnref``)
+#: sub-modules read as attributes on first access (``lnref.reproduce.methods`` after ``import lnref``)
 __getattr__ = submodule_getattr(
     __name__,
     (
