@@ -114,11 +114,14 @@ class _MovedModuleFinder:
 
     @staticmethod
     def create_module(spec):
-        return _moved(spec.name.partition(".")[2])
+        module = _moved(spec.name.partition(".")[2])
+        spec.loader_state = module.__spec__  # the import system sets module.__spec__ to this alias spec next
+        return module
 
     @staticmethod
     def exec_module(module) -> None:
-        return None
+        # give the module back its own spec, so that its relative imports resolve in its new package
+        module.__spec__ = module.__spec__.loader_state or module.__spec__
 
 
 import sys as _sys  # noqa: E402 - the finder is installed once lnref's own names are defined

@@ -151,6 +151,10 @@ def test_submodules_are_attributes_without_importing_matplotlib():
         "    assert lnref.runs.load_run is lnref.training.runs.load_run\n"
         "assert detect_stages is lnref.training.stages.detect_stages\n"
         "assert [str(x.message).split(' moved')[0] for x in w] == ['lnref.stages', 'lnref.runs'], w\n"
+        "# the module keeps its own spec, so its relative imports resolve in its new package (no ImportWarning)\n"
+        "assert sys.modules['lnref.stages'].__spec__.name == 'lnref.training.stages'\n"
+        "warnings.simplefilter('error', ImportWarning)\n"
+        "exec('from . import state', dict(vars(sys.modules['lnref.stages'])))  # a relative import in its globals\n"
         "try:\n    lnref.no_such_thing\nexcept AttributeError as e:\n    print('ok', e)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
