@@ -65,8 +65,8 @@ class LossParam:
 
 
 # Config.loss -> the method's hyper-parameters, in the order the kernels read them
-# (lnref.kernels.equations.method_dloss; SPEC.md section 9 gives the formulas and the official codes' defaults).
-# Adding a method: its g(z) and l(z) in lnref/kernels/equations.py, its name in LOSS_NAMES there, its entry here.
+# (lnref.kernels.losses.method_dloss; SPEC.md section 9 gives the formulas and the official codes' defaults).
+# Adding a method: its g(z) and l(z) in lnref/kernels/losses.py, its name in LOSS_NAMES there, its entry here.
 LOSSES: dict[str, tuple[LossParam, ...]] = {
     "logistic": (),
     "gce": (LossParam("q", 0.7, low=0.0, low_open=True, high=1.0, allowed="in (0, 1]"),),
@@ -566,7 +566,7 @@ class Config:
 
     @property
     def loss_code(self) -> int:
-        """The method's code for the kernels (its index in lnref.kernels.equations.LOSS_NAMES)."""
+        """The method's code for the kernels (its index in lnref.kernels.losses.LOSS_NAMES)."""
         return tuple(LOSSES).index(self.loss)
 
     def loss_vector(self) -> np.ndarray:

@@ -88,7 +88,7 @@ import numba
 import numpy as np
 
 from ..config import Config, ConfigError
-from ..kernels import coefficients as KC
+from ..kernels import gram as KG
 from ..kernels import normals as _normals
 from ..kernels.equations import scaled_test_inner
 from . import Dataset, LabelMasks, flip_labels, init_bias, init_weights, short_repr, step_stream, stream
@@ -116,7 +116,7 @@ TORCH_MAX_ENTRIES = 2**28
 
 
 def pick_kernel(pair, work: float):
-    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref.kernels.equations.both`) for a
+    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref.kernels.cache.both`) for a
     call of ``work`` multiply-adds: the same bits either way, the choice is speed only."""
     par, ser = pair
     return par if work >= PARALLEL_WORK and numba.get_num_threads() > 1 else ser
@@ -131,7 +131,7 @@ def _cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     ZT = np.ascontiguousarray(ZT, dtype=np.float64)
     out = np.empty((Y.shape[0], ZT.shape[1]))
-    pick_kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
+    pick_kernel((KG.cross, KG.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
     return out
 
 
@@ -273,7 +273,7 @@ def stats_from_coordinates(coords: np.ndarray, e1: np.ndarray, n: int, mu_norm: 
         np.empty(k - n),
         np.empty(n),
     )
-    pick_kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(
+    pick_kernel((KG.gram_stats, KG.gram_stats_serial), k * k * r)(
         coords, e1, float(mu_norm), np.empty((r, k)), full, G, xi_sq, P0, b0, c
     )
     return GramStats(
@@ -383,7 +383,7 @@ def virtual_test_accuracy(
 
     The same draws and the same floating-point operations as ``CoefficientEngine.test_accuracy(
     virtual_test(cfg, data.coords, data.e1, data.stats, data.y))``, so the same value bit for bit, with less
-    memory traffic (one fused kernel, :func:`lnref.kernels.coefficients.virtual_test_correct`).  For sweeps.
+    memory traffic (one fused kernel, :func:`lnref.kernels.gram.virtual_test_correct`).  For sweeps.
 
     Parameters
     ----------
@@ -407,7 +407,7 @@ def virtual_test_accuracy(
         return math.nan
     stats = data.stats
     t = virtual_test_inputs(cfg, data.coords, data.y, stats.c, mu_sq)
-    count = KC.virtual_test_correct(
+    count = KG.virtual_test_correct(
         data.coords,
         t.zT,
         t.scale,
@@ -455,7 +455,7 @@ def fresh_test_accuracy(
     y_k, xi_t = xi_k + zeta), then u (n_test, 2m) row by row (:func:`lnref.kernels.normals.standard_normal`), then, if
     test_flipped_labels, ``random(n_test)`` flips as in :func:`lnref.make_test`: the numbers those calls give,
     made from the stream's words by one kernel with the evaluation
-    (:func:`lnref.kernels.coefficients.fresh_test_correct`; L from :func:`fresh_test_factor`).
+    (:func:`lnref.kernels.gram.fresh_test_correct`; L from :func:`fresh_test_factor`).
 
     Parameters
     ----------
@@ -480,7 +480,7 @@ def fresh_test_accuracy(
     # 32-bit half)
     _, words = _normals.pcg64_words(step_stream(cfg.seed, "fresh_test", step).bit_generator)
     L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
-    count = KC.fresh_test_correct(
+    count = KG.fresh_test_correct(
         L,
         words,
         _normals.ZIG_K,
@@ -507,9 +507,9 @@ def fresh_test_accuracy(
 def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray, xi_sq: np.ndarray) -> np.ndarray:
     """L (2m, 2m) lower triangular with L L^T = K, K[f, g] = <w_f, Sigma w_g> for the state (gamma, rho) (flattened
     filters): <w_f, xi> for a fresh noise xi ~ N(0, s^2 Sigma) is s L u with u ~ N(0, I_2m)
-    (:func:`lnref.kernels.coefficients.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
+    (:func:`lnref.kernels.gram.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
     L = np.empty((2 * cfg.m, 2 * cfg.m))
-    KC.fresh_test_factor(
+    KG.fresh_test_factor(
         data.coords, data.e1, float(data.mu_norm), cfg.noise == "isotropic", gamma, rho, xi_sq, int(cfg.m), L
     )
     return L
@@ -517,7 +517,7 @@ def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.nd
 
 @dataclass(frozen=True, eq=False)
 class VirtualTestInputs:
-    """The draws of a virtual test set (stream 'test') as :func:`lnref.kernels.coefficients.virtual_test_correct` takes
+    """The draws of a virtual test set (stream 'test') as :func:`lnref.kernels.gram.virtual_test_correct` takes
     them: zT (r, T), scale, a (T,) (isotropic e_1 parts; zeros otherwise), isotropic, idx (T,) int64 (spurious;
     empty for iid), ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros if mu = 0), y_t (T,), y_score (T,)."""
 
