@@ -24,7 +24,7 @@ import numpy as np
 from numba import prange
 
 from .cache import CACHE, both, kernel
-from .contractions import FILTER_BLOCK, gradient_row, inner_group, unit_rows, work_units
+from .contractions import FILTER_BLOCK, gradient_rows, inner_group, unit_rows, work_units
 from .equations import count_nonfinite, outputs_range, step_scalings
 from .losses import (
     LOSS_ELR,
@@ -183,14 +183,18 @@ def gradient(
     Summation order of sum_i C[f, i] xi_i (fixed; the same for every thread count and with NUMBA_DISABLE_JIT=1):
     the samples with C[f, i] != 0 (the others add nothing), in increasing i, are taken in groups of four, each
     group summed as ``(t0 + t1) + (t2 + t3)`` and added to the running sum; the last (count mod 4) one at a
-    time.  Inactive ReLU units cost nothing, and a running-sum load and store is paid once per four terms.
+    time (:func:`lnref.kernels.contractions.gradient_rows`, over blocks of FILTER_BLOCK filters).
     """
     F = G.shape[0]
     rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)
     lpy = lpm * y
-    for f in prange(F):
-        gradient_row(
-            f,
+    nblk = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
+    active = np.empty((F, X.shape[0]), dtype=np.int64)
+    nactive = np.empty(F, dtype=np.int64)
+    for blk in prange(nblk):
+        gradient_rows(
+            blk * FILTER_BLOCK,
+            min(F, (blk + 1) * FILTER_BLOCK),
             A,
             B,
             bias,
@@ -216,6 +220,8 @@ def gradient(
             C,
             bad,
             with_bias,
+            active,
+            nactive,
         )
 
 
@@ -303,7 +309,8 @@ def advance(
       (a) over blocks of samples: the outputs f (:func:`lnref.kernels.equations.outputs_range`); then, serially, the
           finiteness check, the method's g (l' for the logistic loss) and lpm;
       (b) over the work groups of the inner products: for each filter of the group, accept the pending step
-          (W, gamma, rho, b), then its gradient and new coefficients (:func:`gradient_row`), the candidate
+          (W, gamma, rho, b), then their gradients and new coefficients
+          (:func:`~lnref.kernels.contractions.gradient_rows`), the candidates
           W - eta G (kept in G) and its non-finite count; then the inner products of the
           group's candidate rows, which only those filters' next updates read.
     A step whose candidate has a non-finite value is not accepted.  The same operations in the same order as one
@@ -319,6 +326,8 @@ def advance(
         inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
     rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)  # once per call
     lpy = np.empty(n)
+    active = np.empty((F, n), dtype=np.int64)  # work space of gradient_rows
+    nactive = np.empty(F, dtype=np.int64)
     pending = False
     done = k
     for s in range(k):
@@ -339,37 +348,41 @@ def advance(
             u0 = (units * g) // groups
             u1 = (units * (g + 1)) // groups
             f_first, f_last = unit_rows(F, u0, u1)
-            for fi in range(f_first, f_last):
-                if pending:
+            if pending:
+                for fi in range(f_first, f_last):
                     _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_bias)
-                gradient_row(
-                    fi,
-                    A,
-                    B,
-                    bias,
-                    lpm,
-                    lpy,
-                    y,
-                    mu,
-                    X,
-                    q,
-                    m,
-                    div,
-                    rate,
-                    gscale,
-                    bscale,
-                    gamma,
-                    rho,
-                    gamma_new,
-                    rho_new,
-                    bias_new,
-                    G,
-                    S,
-                    Sb,
-                    C,
-                    bad,
-                    with_bias,
-                )
+            gradient_rows(
+                f_first,
+                f_last,
+                A,
+                B,
+                bias,
+                lpm,
+                lpy,
+                y,
+                mu,
+                X,
+                q,
+                m,
+                div,
+                rate,
+                gscale,
+                bscale,
+                gamma,
+                rho,
+                gamma_new,
+                rho_new,
+                bias_new,
+                G,
+                S,
+                Sb,
+                C,
+                bad,
+                with_bias,
+                active,
+                nactive,
+            )
+            for fi in range(f_first, f_last):
                 cnt = bad[fi]
                 for kk in range(d):
                     v = W[fi, kk] - eta * G[fi, kk]
