@@ -1,8 +1,8 @@
 """The weight engine's two contractions over d (SPEC.md sections 3 and 4), blocked for speed with a fixed summation
 order: the inner products A[f, i] = <w_f, xi_i>, B[f] = <w_f, mu> of explicit weights (:func:`inner_group`, one
-work group of filters) and one filter's gradient as a d-dimensional vector (:func:`gradient_row`, which calls
-:func:`lnref.kernels.equations.filter_update` for the filter's terms and step).  The parallel loops that call them
-are in :mod:`lnref.kernels.weights`.
+work group of filters) and the gradients of a range of filters as d-dimensional vectors (:func:`gradient_rows`,
+which calls :func:`lnref.kernels.equations.filter_update` for the filters' terms and step).  The parallel loops
+that call them are in :mod:`lnref.kernels.weights`.
 
 Same rules as every kernel (docs/DESIGN.md "Numerics"): every output's summation order is fixed (written in each
 docstring) and does not depend on the blocking, the work groups or the thread count, so the bits are the same for
