@@ -132,23 +132,33 @@ def gather_nonzero(row, idx):
 def chain_rows(o, coef, rows, idx, cnt, nj):
     """o[j] += coef[i] * rows[i, j] for the cnt indices i = idx[:cnt] in order, for 0 <= j < nj.
 
-    Each output is the serial sum in index order (exactly ``for i: o += c_i rows[i]``): four consecutive terms
-    are added in one pass as (((o + c0 r0) + c1 r1) + c2 r2) + c3 r3, the same sequence of roundings with a
-    quarter of the loads and stores of ``o``.  o and coef are 1-d (the loops over j then vectorise).
+    Each output is the serial sum in index order (exactly ``for i: o += c_i rows[i]``): eight consecutive terms
+    are added in one pass as (((o + c0 r0) + c1 r1) + ...) + c7 r7, the same sequence of roundings with an eighth
+    of the loads and stores of ``o``; the cnt mod 8 last terms one at a time.  o and coef are 1-d (the loops over
+    j then vectorise).
     """
-    c4 = cnt - cnt % 4
-    for p in range(0, c4, 4):
+    c8 = cnt - cnt % 8
+    for p in range(0, c8, 8):
         v0 = coef[idx[p]]
         v1 = coef[idx[p + 1]]
         v2 = coef[idx[p + 2]]
         v3 = coef[idx[p + 3]]
+        v4 = coef[idx[p + 4]]
+        v5 = coef[idx[p + 5]]
+        v6 = coef[idx[p + 6]]
+        v7 = coef[idx[p + 7]]
         r0 = rows[idx[p]]
         r1 = rows[idx[p + 1]]
         r2 = rows[idx[p + 2]]
         r3 = rows[idx[p + 3]]
+        r4 = rows[idx[p + 4]]
+        r5 = rows[idx[p + 5]]
+        r6 = rows[idx[p + 6]]
+        r7 = rows[idx[p + 7]]
         for j in range(nj):
-            o[j] = (((o[j] + v0 * r0[j]) + v1 * r1[j]) + v2 * r2[j]) + v3 * r3[j]
-    for p in range(c4, cnt):
+            t = (((o[j] + v0 * r0[j]) + v1 * r1[j]) + v2 * r2[j]) + v3 * r3[j]
+            o[j] = (((t + v4 * r4[j]) + v5 * r5[j]) + v6 * r6[j]) + v7 * r7[j]
+    for p in range(c8, cnt):
         v = coef[idx[p]]
         r0 = rows[idx[p]]
         for j in range(nj):
@@ -368,7 +378,7 @@ def coefficient_inner(out_row, P_row, g, c_vec, rho_row, R, idx, cnt):
     For a filter f with g = s_j gamma_f and a set of vectors z_t: P_row = <w_f(0), z_t>, c_vec = <mu, z_t>/||mu||^2,
     R[i, t] = <xi_i, z_t>/||xi_i||^2.  The training noise patches (z_t = xi_t, R = Gn), an explicit test set and a
     virtual one all go through here.  The sum over i runs over the indices idx[:cnt] of the non-zero rho_row
-    entries (the others add nothing) in index order, four terms per pass (:func:`chain_rows`).
+    entries (the others add nothing) in index order, eight terms per pass (:func:`chain_rows`).
     """
     T = out_row.shape[0]
     for t in range(T):

@@ -45,7 +45,7 @@ __all__ = [
 def _cross(Y, ZT, out):
     """out[a, t] = <Y[a], Z[t]> = sum_c Y[a, c] ZT[c, t] (Y (k, r), ZT (r, T)), serial over c in index order.
 
-    Written as axpy updates of the row out[a, :] (vectorised over t, four terms per pass,
+    Written as axpy updates of the row out[a, :] (vectorised over t, eight terms per pass,
     :func:`~lnref.kernels.equations.chain_rows`); zero entries of Y (the upper triangle of a Bartlett factor) are
     skipped. With ZT = Y^T the result is exactly symmetric (same products, same order).
     """
