@@ -1,7 +1,8 @@
-"""Held-out judge of lnref's oracle: 47 realistic mistakes in two implementations the tests never use.
+"""Held-out judge of lnref's oracle: 50 realistic mistakes in three implementations the tests never use.
 
 A PyTorch-style implementation (nn.Module, autograd, torch.optim) and a NumPy-style one (hand-written backward
-pass over a flattened (2m, d) filter matrix), each with mistakes injected where people make them.  Every run is
+pass over a flattened (2m, d) filter matrix), each with mistakes injected where people make them, and a NumPy
+co-teaching (two networks ranking the samples by their losses, written from SPEC.md section 9).  Every run is
 judged by ``lnref.testing.compare_trajectory`` at the float64 tier on fixtures that ``lnref export`` accepts.
 
 Printed: caught (MISMATCH), right cause (the expected catalogue entry is named), wrong cause (an entry is named
@@ -202,6 +203,48 @@ def numpy_run(fx, mistake=None):
     return Ws
 
 
+# ------------------------------------------------------------------------------------------ co-teaching
+def coteach_run(fx, mistake=None):
+    """Co-teaching written from SPEC.md section 9 (NumPy, flattened (2m, d) filters): both networks rank the
+    samples by their loss, each steps on the int((1 - R(t)) n) the other ranks smallest; returns (W, W_2)."""
+    d, cfg = fx.data, fx.config
+    m, n, dim, q, eta = fx.m, fx.n, fx.d, cfg.q, cfg.eta
+    tau, tk = cfg.selection_rate, cfg.coteach_tk
+    sgn = np.repeat([1.0, -1.0], m)
+    nets = [fx.W0.reshape(2 * m, dim).copy(), fx.W0_2.reshape(2 * m, dim).copy()]
+    keep_steps = {int(s) for s in fx.steps}
+    out = ({}, {})
+
+    def forward(Wf):
+        Zs = (Wf @ d.mu)[:, None] * d.y[None, :]
+        Zn = Wf @ d.xi.T
+        return Zs, Zn, sgn @ (np.maximum(Zs, 0.0) ** q + np.maximum(Zn, 0.0) ** q) / m
+
+    for t in range(fx.total_steps + 1):
+        if t in keep_steps:
+            for k in range(2):
+                out[k][t] = nets[k].reshape(2, m, dim).copy()
+        if t == fx.total_steps:
+            break
+        rate = tau * t / tk if mistake == "ct_uncapped" else tau * min(t / tk, 1.0)
+        keep = int((1.0 - rate) * n)
+        losses = [np.logaddexp(0.0, -d.y_obs * forward(W)[2]) for W in nets]
+        small = [np.argsort(losses[k], kind="stable")[:keep] for k in range(2)]
+        new = []
+        for k in range(2):
+            sel = small[k] if mistake == "ct_own_selection" else small[1 - k]
+            Zs, Zn, f = forward(nets[k])
+            dact = lambda z: np.where(z > 0, q * np.maximum(z, 0.0) ** (q - 1), 0.0)  # noqa: E731
+            c = np.zeros(n)
+            z = d.y_obs[sel] * f[sel]
+            c[sel] = -d.y_obs[sel] / (1.0 + np.exp(z)) / (n if mistake == "ct_mean_over_n" else len(sel))
+            coef = sgn[:, None] * c[None, :] / m
+            G = ((dact(Zs) * coef) @ d.y)[:, None] * d.mu[None, :] + (dact(Zn) * coef) @ d.xi
+            new.append(nets[k] - eta * G)
+        nets = new
+    return out
+
+
 # ------------------------------------------------------------------------------------------ the held-out set
 MISTAKES = [  # (implementation, mistake, fixture, expected catalogue key or None = not in the catalogue)
     ("torch", "torch_weight_decay", "gd", "weight_decay"),
@@ -251,14 +294,18 @@ MISTAKES = [  # (implementation, mistake, fixture, expected catalogue key or Non
     ("numpy", "np_export_reshape", "gd", "export_reshape"),
     ("numpy", "np_import_reshape", "gd", "import_reshape"),
     ("numpy", "np_eps_next", "lngd", "eps_shifted"),
+    ("coteach", "ct_own_selection", "ct", "coteaching_own_selection"),
+    ("coteach", "ct_uncapped", "ct", "coteaching_rate_uncapped"),
+    ("coteach", "ct_mean_over_n", "ct", "selection_mean_over_n"),
 ]
-assert len(MISTAKES) == 47
+assert len(MISTAKES) == 50
 
 
 FIXTURES = {  # the README's export examples (all accepted by `lnref export`)
     "gd": dict(n=20, d=60, m=4, tau=0.2, steps=100, checkpoints="0,1,10,100"),
     "lngd": dict(n=20, d=60, m=4, tau=0.2, steps=100, algorithm="label_noise_gd", p=0.2, checkpoints="0,1,10,100"),
     "q3": dict(n=20, d=60, m=4, tau=0.2, steps=100, q=3, eta=0.1, checkpoints="0,1,10,100"),
+    "ct": dict(n=20, d=60, m=4, tau=0.2, steps=30, algorithm="coteaching", checkpoints="0,1,5,12,30"),
 }
 
 
@@ -283,6 +330,10 @@ def main(argv=None) -> int:
     # correct implementations pass every fixture
     correct = {}
     for name, fx in fxs.items():
+        if fx.coteaching:
+            W, W2 = coteach_run(fx)
+            correct[("numpy co-teaching", name)] = compare_trajectory(W, fx, second=W2).passed
+            continue
         correct[("numpy float64", name)] = compare_trajectory(numpy_run(fx), fx).passed
         if torch is not None:
             correct[("torch float64", name)] = compare_trajectory(torch_run(fx), fx).passed
@@ -296,8 +347,12 @@ def main(argv=None) -> int:
         fx = fxs[fname]
         if impl == "torch" and torch is None:
             continue
-        Ws = torch_run(fx, mistake) if impl == "torch" else numpy_run(fx, mistake)
-        rep = compare_trajectory(Ws, fx)
+        if impl == "coteach":
+            Ws, W2 = coteach_run(fx, mistake)
+            rep = compare_trajectory(Ws, fx, second=W2)
+        else:
+            Ws = torch_run(fx, mistake) if impl == "torch" else numpy_run(fx, mistake)
+            rep = compare_trajectory(Ws, fx)
         c = not rep.passed
         named = rep.mistakes
         r = expected is not None and expected in named
@@ -322,7 +377,7 @@ def main(argv=None) -> int:
         + ", ".join(f"{k[0]} on {k[1]}: {'yes' if v else 'NO'}" for k, v in correct.items())
     )
     print(f"time: fixtures {t_fx:.1f} s, judging {n} mistakes {t_judge:.1f} s ({t_judge / max(n, 1):.2f} s each)")
-    ok = caught >= 46 and right >= 40 and wrong == 0 and all(correct.values())
+    ok = caught >= 49 and right >= 43 and wrong == 0 and all(correct.values())
     return 0 if ok else 1
 
 

@@ -478,3 +478,50 @@ def selection_step_fn(cfg, bug=None):
         return W - eta * grad(W, mu, xi, y, y_obs, q, mask=mask, scale=scale)
 
     return step
+
+
+# ---------------------------------------------------------------------------------------------- co-teaching
+#: co-teaching mistakes (SPEC.md section 9) injected by :func:`train_coteaching`
+COTEACHING_BUGS = ("coteaching_own_selection", "coteaching_rate_uncapped")
+
+
+def _margins(V, mu, y, xi, y_obs, q):
+    """y_obs * f of every sample for weights V (m, 2, d) (the paper's network)."""
+    m = V.shape[0]
+    act = lambda z: np.where(z > 0, z, 0) ** q  # noqa: E731
+    z1 = np.einsum("rjd,nd->nrj", V, y[:, None] * mu[None, :])
+    z2 = np.einsum("rjd,nd->nrj", V, xi)
+    f = np.einsum("nrj,j->n", act(z1) + act(z2), np.array([1.0, -1.0]) / m)
+    return y_obs * f
+
+
+def train_coteaching(fx, bug=None):
+    """Co-teaching from the fixture's W0 and W0_2, choosing its own masks: at step t each network ranks the samples
+    by margin y_obs f (largest first, ties to the lower index), keeps int((1 - R(t)) n), R(t) = tau min(t/T_k, 1),
+    and the OTHER network steps on the mean loss over them.  Returns (dict step -> W, dict step -> W_2)."""
+    cfg, d = fx.config, fx.data
+    V = [np.ascontiguousarray(np.asarray(A).transpose(1, 0, 2)) for A in (fx.W0, fx.W0_2)]
+    n, tau, tk = d.n, cfg.selection_rate, cfg.coteach_tk
+    keep_steps = {int(s) for s in fx.steps}
+    out = ({}, {})
+    with np.errstate(all="ignore"):
+        for t in range(fx.total_steps + 1):
+            if t in keep_steps:
+                for k in range(2):
+                    out[k][t] = V[k].transpose(1, 0, 2).copy()
+            if t == fx.total_steps:
+                break
+            rate = tau * (t / tk) if bug == "coteaching_rate_uncapped" else tau * min(t / tk, 1.0)
+            keep = max(0, int((1.0 - rate) * n))
+            ranked = [np.argsort(-_margins(v, d.mu, d.y, d.xi, d.y_obs, cfg.q), kind="stable")[:keep] for v in V]
+            chosen = ranked if bug == "coteaching_own_selection" else ranked[::-1]  # network k trains on the other's
+            new = []
+            for k in range(2):
+                mask = np.zeros(n)
+                mask[chosen[k]] = 1.0
+                if keep == 0:
+                    new.append(V[k])
+                    continue
+                new.append(V[k] - cfg.eta * _selection_dV(V[k], d.mu, d.xi, d.y, d.y_obs, cfg.q, cfg, mask, keep))
+            V = new
+    return out

@@ -85,7 +85,7 @@ def _gram_run(threads, **kw):
         seed=4,
         **kw,
     )
-    assert 2 * cfg.m * cfg.n**2 >= lnref.data.gram.PARALLEL_WORK  # the parallel kernels are the ones tested
+    assert 2 * cfg.m * cfg.n**2 >= lnref.data.gram_stats.PARALLEL_WORK  # the parallel kernels are the ones tested
     return lnref.train(cfg, threads=threads)
 
 
@@ -188,7 +188,7 @@ def test_inner_product_sums_are_serial_sums_in_index_order():
             assert A[fi, k] == acc, (fi, k)
     Y = rng.normal(size=(5, 9)) * (rng.random((5, 9)) < 0.7)
     Z = rng.normal(size=(11, 9))
-    out = lnref.data.gram._cross_t(Y, Z.T)
+    out = lnref.data.gram_stats.cross_t(Y, Z.T)
     for a in range(5):
         for t in range(11):
             acc = 0.0

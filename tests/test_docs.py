@@ -120,3 +120,66 @@ def test_a_planted_missing_document_is_found(tmp_path):
     ]
     (tmp_path / "NOTES.md").write_text("")
     assert len(missing(files, tmp_path)) == 2
+
+
+# ------------------------------------------------------------------ names of lnref's code in the documents
+#: the documents whose ``lnref.x.y`` names must resolve (the CHANGELOG records old names on purpose)
+NAMED_DOCS = ("README.md", "SPEC.md", "docs/DESIGN.md", "bench/README.md")
+DOTTED = re.compile(r"(?<![\w/.])lnref(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+#: dotted strings that are not Python names: the ``kind`` marks of lnref's files
+NOT_NAMES = {"lnref.run", "lnref.checkpoint", "lnref.fixture"}
+
+
+def unresolved_names(texts: dict[str, str]) -> list[str]:
+    """``lnref.x.y`` names in ``texts`` (document -> text) that are neither a module nor an attribute of one.
+    A module that cannot be imported for want of an optional extra (jax) counts if its file exists."""
+    import importlib
+    import importlib.util
+    import warnings
+
+    bad = []
+    for doc, text in texts.items():
+        for name in sorted(set(DOTTED.findall(text))):
+            parts = name.split(".")
+            if name in NOT_NAMES or any(p.isupper() or (p[:1].isupper() and p[1:].islower()) for p in parts[1:2]):
+                continue
+            obj, k = None, len(parts)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                while k > 0:
+                    try:
+                        obj = importlib.import_module(".".join(parts[:k]))
+                        break
+                    except ModuleNotFoundError as exc:
+                        if (
+                            exc.name
+                            and not exc.name.startswith("lnref")
+                            and importlib.util.find_spec(".".join(parts[:k]))
+                        ):
+                            obj = "optional"  # the module exists; its extra is not installed here
+                            break
+                        k -= 1
+                if obj == "optional":
+                    continue
+                for attr in parts[k:]:
+                    if not hasattr(obj, attr):
+                        bad.append(f"{doc}: {name}")
+                        break
+                    obj = getattr(obj, attr)
+    return bad
+
+
+def test_every_named_function_and_module_exists():
+    """Each ``lnref.x.y`` a document names (a function, a class, a module) is there: a move or a rename that
+    leaves a document behind fails here."""
+    texts = {doc: (ROOT / doc).read_text(encoding="utf-8") for doc in NAMED_DOCS}
+    bad = unresolved_names(texts)
+    assert not bad, "the documents name code that does not exist:\n" + "\n".join(bad)
+
+
+def test_a_planted_stale_name_is_found():
+    text = "See `lnref.data.gram.sample_gram` and `lnref.gram.sample_gram` (0.1) and `lnref.kernels.nope.f`."
+    assert unresolved_names({"doc.md": text + " `lnref.training.no_such_function`"}) == [
+        "doc.md: lnref.kernels.nope.f",
+        "doc.md: lnref.training.no_such_function",
+    ]

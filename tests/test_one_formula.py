@@ -5,7 +5,7 @@ The package's code (comments and docstrings removed) is scanned for the signatur
 logistic loss, its derivative, sigma, sigma', the output divisor, the step sizes, the bias-gradient scale and the
 scalings of the inner products in coefficients are written.  A signature outside the HOMES fails the
 test, unless its (file, function) is in :data:`ALLOWED` with a reason.  The oracle's NumPy replay
-(``lnref/oracle/replay.py``) is the one declared second implementation (SPEC.md section 8).
+(``lnref/oracle/replay*.py``) is the one declared second implementation (SPEC.md section 8).
 
 ``kernels/equations.py`` writes each formula once for the kernels (an ``inline`` numba function); where Python code
 needs it on arrays, its array form stands next to it there, and :func:`test_array_forms_agree_with_the_kernels` checks
@@ -59,11 +59,15 @@ SIGNATURES: dict[str, list[str]] = {
 ALLOWED: dict[tuple[str, str], str] = {
     (REPLAY, "*"): "the oracle's NumPy replay: a second implementation on purpose (SPEC.md section 8), so that "
     "known mistakes can be replayed as switches",
+    ("lnref/oracle/replay_core.py", "*"): "the replay's model and gradient (part of the declared second "
+    "implementation)",
+    ("lnref/oracle/replay_losses.py", "*"): "the replay's losses (part of the declared second implementation)",
     ("lnref/oracle/catalogue.py", "*"): "names the replay's variants (wrong sigmoid argument, ...) in messages",
+    ("lnref/oracle/mistakes_model.py", "*"): "names the replay's variants (wrong sigmoid argument, ...) in messages",
     ("lnref/examples/torch_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/jax_model.py", "*"): "an independent implementation checked against lnref",
     ("lnref/examples/conv1d_model.py", "*"): "an independent implementation checked against lnref",
-    ("lnref/config.py", "output_divisor"): "the divisor's one function, on Config's fields (Python side: the "
+    ("lnref/config/__init__.py", "output_divisor"): "the divisor's one function, on Config's fields (Python side: the "
     "kernels take div as an argument); Config.output_divisor and "
     "model's functions call it",
 }

@@ -169,7 +169,7 @@ def test_roundtrip_and_integrity_of_bias_arrays(fx, tmp_path):
     with pytest.raises(FixtureError, match="'b' does not match its SHA-256"):
         load_fixture(tmp_path / "edited.npz")
 
-    from lnref.oracle.fixtures import _meta_sha
+    from lnref.oracle.fixture_file import meta_sha as _meta_sha
 
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}

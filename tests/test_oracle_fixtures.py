@@ -71,7 +71,7 @@ def _rewrite(path, out, edit):
 
 
 def _rehash(meta):
-    from lnref.oracle.fixtures import _meta_sha
+    from lnref.oracle.fixture_file import meta_sha as _meta_sha
 
     meta["meta_sha256"] = _meta_sha(meta)
 
@@ -105,7 +105,7 @@ def test_roundtrip_and_integrity(fx, tmp_path):
     with pytest.raises(FixtureError, match="metadata does not match its SHA-256"):
         load_fixture(_rewrite(path, tmp_path / "e3.npz", edit_cfg))
 
-    from lnref.oracle.fixtures import _sha
+    from lnref.oracle.fixture_file import array_sha as _sha
 
     for name, dtype in (("xi", np.complex128), ("W", np.float16)):
 

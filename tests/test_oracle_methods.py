@@ -147,12 +147,15 @@ def test_method_entries_apply_only_to_their_method(fixtures):
     assert not {e.key for e in applicable(plain, "trajectory")} & set(METHOD_BUGS)
 
 
-def test_coteaching_is_refused_by_fixtures_until_both_networks_are_recorded():
-    """select_retrain and truncated_gce fixtures record their masks (tests/test_oracle_selection.py)."""
+def test_coteaching_fixtures_take_the_logistic_loss_only():
+    """Co-teaching fixtures record both networks (tests/test_oracle_coteaching.py); with a training method the
+    second network's state is not recorded, so it is refused with a message saying what to export instead."""
     import pytest
 
     import lnref
     from lnref.oracle.fixtures import make_fixture
 
-    with pytest.raises(lnref.ConfigError, match="not allowed in a fixture yet"):
-        make_fixture(lnref.Config(n=10, d=20, m=2, steps=5, algorithm="coteaching"))
+    with pytest.raises(lnref.ConfigError, match=r"loss='sce' is not allowed in a fixture yet.*loss='logistic'"):
+        make_fixture(lnref.Config(n=10, d=20, m=2, steps=5, algorithm="coteaching", loss="sce"))
+    fx = make_fixture(lnref.Config(n=10, d=20, m=2, steps=5, algorithm="coteaching"), measure=False)
+    assert fx.W_2.shape == (3, 2, 2, 20) and fx.mask_2.shape == (6, 10)

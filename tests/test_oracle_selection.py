@@ -2,7 +2,7 @@
 the mask, the step-size factor and the reset of every step exactly as lnref.train takes them, the NumPy replay
 reproduces lnref, an independent implementation written from the fixture's masks (tests/oracle_impl.py) passes
 every check (and `lnref compare`), and forgetting the mask or averaging over n instead of |S| is caught and named.
-Co-teaching (two networks) is refused with a message saying so."""
+Co-teaching's two networks: tests/test_oracle_coteaching.py."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_retrain_fixture_gradient_is_the_reset_steps(sel):
 def test_fixture_round_trips(key, sel, tmp_path):
     fx = sel[key]
     back = load_fixture(save_fixture(fx, tmp_path / "f.npz"))
-    assert back.meta["fixture_schema"] == FIXTURE_SCHEMA == 5
+    assert back.meta["fixture_schema"] == FIXTURE_SCHEMA == 6
     for name, a in fx.arrays().items():
         assert np.array_equal(back.arrays()[name], a), name
     assert back.reset_step == fx.reset_step and back.config == fx.config
@@ -162,9 +162,12 @@ def test_cli_export_and_compare_select_retrain(tmp_path, capsys):
     assert "|S|" in capsys.readouterr().out
 
 
-def test_coteaching_and_masked_elr_are_refused_clearly():
-    with pytest.raises(lnref.ConfigError, match=r"coteaching.*not allowed in a fixture yet: its two networks"):
-        make_fixture(BASE.replace(algorithm="coteaching", steps=3))
+def test_coteaching_with_a_method_and_masked_elr_are_refused_clearly():
+    """Co-teaching is exported (tests/test_oracle_coteaching.py) with the logistic loss; with a training method
+    (whose second network's state is not recorded) it is refused, as is ELR under any selection mask."""
+    with pytest.raises(lnref.ConfigError, match=r"'coteaching' with loss='gce' is not allowed in a fixture yet"):
+        make_fixture(BASE.replace(algorithm="coteaching", loss="gce", steps=3))
+    assert make_fixture(BASE.replace(algorithm="coteaching", steps=3), measure=False).coteaching
     with pytest.raises(lnref.ConfigError, match="loss='elr' is not allowed in a fixture yet"):
         make_fixture(BASE.replace(algorithm="select_retrain", loss="elr", steps=3))
 
@@ -213,7 +216,7 @@ def test_old_schema_cannot_claim_a_selection_algorithm(sel, tmp_path):
     import hashlib
     import io
 
-    from lnref.oracle.fixtures import _meta_sha
+    from lnref.oracle.fixture_file import meta_sha as _meta_sha
 
     def rewrite(fx, path):
         save_fixture(fx, path)

@@ -418,3 +418,20 @@ def test_label_noise_gd_keeps_memorisation_below_plain_gd():
         assert rho_ln < 0.5 * rho_gd, (seed, rho_ln, rho_gd)
         assert memorisation_ratio(ln)[-1] < memorisation_ratio(gd)[-1]
         assert ln["test_acc"][-1] >= gd["test_acc"][-1]
+
+
+def test_the_report_says_how_its_rows_are_judged():
+    """The sentence above the predictions describes the rows below it: per seed with every seed required, per seed
+    with a rate, or pooled over cells (no seed count) -- never 'every seed' above rows that are not judged so."""
+    from lnref.reproduce.checks import Check
+    from lnref.reproduce.common import judging_note
+
+    every = Check("a", "1", True, criterion="x > 0", seeds_held=3, n_seeds=3)
+    rate = Check("b", "1", True, criterion="x > 0", seeds_held=5, n_seeds=6, rule="rate", min_rate=0.8)
+    pooled = Check("c", "1", False, criterion="in 90% of the cells")
+    assert "every one of the 3 seeds" in judging_note([every, pooled], 3)
+    assert "judged once" in judging_note([every, pooled], 3)
+    only_rate = judging_note([rate], 6)
+    assert "every one" not in only_rate and "how the seeds combine" in only_rate and "judged once" not in only_rate
+    only_pooled = judging_note([pooled], 3)
+    assert "seed by seed" not in only_pooled and "judged once" in only_pooled

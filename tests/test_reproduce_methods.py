@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+import lnref
 from lnref.cli import main
 from lnref.config import ConfigError
 from lnref.reproduce import load_all
@@ -18,12 +19,18 @@ from lnref.reproduce.methods import (
     BASELINE,
     METHODS,
     PREDICTIONS,
+    SELECTION_METHODS,
     method_checks,
     method_config,
     method_key,
+)
+from lnref.reproduce.methods_phase import (
+    PHASE_SWEEP,
+    SELECTION_CLAIMS,
     phase_base,
     phase_checks,
     phase_grid,
+    phase_sweeps,
 )
 
 
@@ -144,6 +151,25 @@ def test_phase_rows_can_fail():
     assert _row(phase_checks(grid, fit, err, 2, **kw), "plain GD memorises").holds is False
 
 
+def test_phase_rows_of_the_selection_methods_can_fail():
+    keys = [method_key(e) for e in METHODS] + [method_key(e) for e in SELECTION_METHODS]
+    grid = {"method": keys, "tau": [0.1, 0.2], "mu_norm": [0.5, 10.0]}
+    kw = dict(n=100, d=1000, sigma_p=0.5)  # SNR = mu/15.8: n SNR^2 = 0.1 (below 1) and 40
+    fit, err = np.ones((len(keys), 2, 2)), np.full((len(keys), 2, 2), 0.3)
+    for k in ("elr", *SELECTION_CLAIMS):
+        fit[keys.index(k), :, 1] = 0.0  # prevented where n SNR^2 >= 1 only, and a lower test error
+        err[keys.index(k)] = 0.1
+    checks = phase_checks(grid, fit, err, 3, **kw)
+    assert all(c.holds is True for c in checks), [c.claim for c in checks if not c.holds]
+    for k, claim in SELECTION_CLAIMS.items():
+        assert _row(checks, claim).criterion.endswith("in at least 90% of the cells with n SNR^2 >= 1")
+        bad_fit, bad_err = fit.copy(), err.copy()
+        bad_fit[keys.index(k), 0, 1] = 0.9  # one of the two learned cells memorises: 50% < 90%
+        bad_err[keys.index(k)] = 0.29  # gain 0.01 < 0.05
+        failed = [c.claim for c in phase_checks(grid, bad_fit, bad_err, 3, **kw) if c.holds is False]
+        assert len(failed) == 2 and claim in failed, failed
+
+
 def test_methods_quick_runs_and_writes_its_files(tmp_path):
     out = tmp_path / "m"
     out.mkdir()
@@ -176,11 +202,16 @@ def _sweep_rows(folder):
         return list(csv.DictReader(fh))
 
 
+def _phase_rows(out):
+    with open(out / "methods_phase.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_methods_phase_quick_is_tidy_and_resumes(tmp_path, capsys):
     out = tmp_path / "p"
     argv = ["reproduce", "methods-phase", "--quick", "--out", str(out), "--threads", "1"]
     assert main(argv) == 0
-    folder = out / "methods_phase_sweep"
+    folder = out / PHASE_SWEEP
     rows = _sweep_rows(folder)
     grid = phase_grid(True)
     cells = len(grid["loss"]) * len(grid["tau"]) * len(grid["mu_norm"])
@@ -188,19 +219,56 @@ def test_methods_phase_quick_is_tidy_and_resumes(tmp_path, capsys):
     assert {"cell", "replicate", "seed", "loss", "tau", "mu_norm", "train_acc_noisy", "test_error"} <= set(rows[0])
     assert {r["loss"] for r in rows} == set(grid["loss"])
     assert all(0.0 <= float(r["train_acc_noisy"]) <= 1.0 for r in rows)
-    assert json.loads((out / "reproduction.json").read_text())["dirs"] == ["methods_phase_sweep"]
-    # interrupted: half the rows lost; the same command resumes the rest and gives the same rows
-    lines = (folder / "sweep.csv").read_text().splitlines(keepends=True)
-    keep = 1 + cells // 2
-    (folder / "sweep.csv").write_text("".join(lines[:keep]))
+    sweeps = phase_sweeps(True)
+    assert [name for name, _, _ in sweeps] == [PHASE_SWEEP] + [
+        f"{PHASE_SWEEP}_{method_key(e)}" for e in SELECTION_METHODS
+    ]
+    assert sorted(json.loads((out / "reproduction.json").read_text())["dirs"]) == sorted(n for n, _, _ in sweeps)
+    # every method of the map, selection algorithms included, in one tidy file: one row per run
+    tidy = _phase_rows(out)
+    per_method = len(grid["tau"]) * len(grid["mu_norm"])
+    keys = [method_key(e) for e in ALL_METHODS]
+    assert [r["method"] for r in tidy] == [k for k in keys for _ in range(per_method)]
+    assert set(tidy[0]) == {
+        "method",
+        "tau",
+        "mu_norm",
+        "snr",
+        "replicate",
+        "seed",
+        "test_error",
+        "train_acc_noisy",
+        "train_acc_clean",
+        "true_acc_noisy",
+    }
+    # interrupted: half the rows of the losses' sweep and of co-teaching's lost; the same command resumes the rest
+    # and gives the same rows
+    co = out / f"{PHASE_SWEEP}_coteaching"
+    before = {f: _sweep_rows(f) for f in (folder, co)}
+    for f, n in ((folder, cells), (co, per_method)):
+        lines = (f / "sweep.csv").read_text().splitlines(keepends=True)
+        (f / "sweep.csv").write_text("".join(lines[: 1 + n // 2]))
     assert main(argv) == 0
-    again = _sweep_rows(folder)
     key = lambda r: (int(r["cell"]), int(r["replicate"]))  # noqa: E731
-    assert sorted(again, key=key) == sorted(rows, key=key)
+    for f in (folder, co):
+        assert sorted(_sweep_rows(f), key=key) == sorted(before[f], key=key)
+    assert _phase_rows(out) == tidy
     report = (out / "report.md").read_text()
-    assert f"Resumed: {keep - 1} of {cells} runs" in report
+    lost = (cells - cells // 2) + (per_method - per_method // 2)  # the other sweeps' rows are all read back
+    assert f"Resumed: {len(keys) * per_method - lost} of {len(keys) * per_method} runs" in report
+    for claim in SELECTION_CLAIMS.values():
+        assert claim in report
     for f in ("methods_phase.json", "report.md"):
         assert (out / f).is_file()
+    # a selection method's row is the last row of lnref.train of the same config, bit for bit
+    for k in ("select_retrain", "truncated_gce", "coteaching"):
+        base = dict((name, b) for name, b, _ in sweeps)[f"{PHASE_SWEEP}_{k}"]
+        for r in [r for r in tidy if r["method"] == k][::5]:
+            cfg = base.replace(tau=float(r["tau"]), mu_norm=float(r["mu_norm"]), seed=int(r["seed"]))
+            h = lnref.train(cfg, keep_rho=False).history
+            assert float(r["train_acc_noisy"]) == float(h["train_acc_noisy"][-1])
+            assert float(r["test_error"]) == 1.0 - float(h["test_acc"][-1])
+            assert float(r["true_acc_noisy"]) == float(h["true_acc_noisy"][-1])
 
 
 def test_dask_is_only_for_the_sweep_reproductions(tmp_path, capsys):
@@ -221,7 +289,7 @@ def test_phase_base_is_hans_regime_with_gram_sampling():
 
 
 def test_prevention_boundary():
-    from lnref.reproduce.methods import prevention_boundary
+    from lnref.reproduce.methods_phase import prevention_boundary
 
     fit = np.array([[1.0, 0.2, 0.6, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.9], [0.0, 0.0, 0.0, 0.0, 0.0]])
     b = prevention_boundary(fit, np.array([0.5, 1.0, 2.0, 4.0, 8.0]))

@@ -50,6 +50,13 @@ CASES = [
         noise="isotropic",
         test_flipped_labels=True,
     ),
+    # the selection algorithms as methods-phase sweeps them (spurious test distribution, fresh virtual test set)
+    _COEF.replace(
+        algorithm="select_retrain", select_at=10, select_then="retrain", test="spurious", virtual_test="fresh"
+    ),
+    _COEF.replace(algorithm="select_retrain", test="spurious", virtual_test="fresh"),  # at T1 (if it comes)
+    _COEF.replace(algorithm="truncated_gce", loss="gce", trunc_start=6, trunc_every=4, test="spurious"),
+    _COEF.replace(algorithm="coteaching", test="spurious", virtual_test="fresh"),
 ]
 
 

@@ -400,4 +400,4 @@ def label_noise_signs(rng: np.random.Generator, shape, p: float) -> np.ndarray:
 
 
 #: sub-modules read as attributes on first access (``lnref.data.gram`` after ``import lnref``)
-__getattr__ = submodule_getattr(__name__, ("gram",))
+__getattr__ = submodule_getattr(__name__, ("gram", "gram_stats", "virtual_tests"))

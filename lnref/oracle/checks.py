@@ -16,7 +16,8 @@ given with ``compare_trajectory(Ws, fixture, biases=bs)``.  The bias part is che
 other conventions (``patch_reduce``, ``output_scale``) are fixed by the fixture's config: the implementation
 builds them into its network.
 
-Selection algorithms (a fixture of 'select_retrain' or 'truncated_gce', SPEC.md section 9): the functions also get
+Selection algorithms (a fixture of 'select_retrain', 'truncated_gce' or 'coteaching' - network 1, on the masks
+network 2 chose, recorded in the fixture - SPEC.md section 9): the functions also get
 ``mask=`` (n,) float64 0/1, the samples step t trains on, and ``scale=`` (float), the step-size factor of a mean
 over |S| (n/|S|; 1 for truncated GCE's mean over n).  ``grad_fn`` returns the gradient of that step's objective,
 scale (1/n) sum_{i: mask_i = 1} grad l_i (the mean over |S| for select_retrain), and ``step_fn`` the step
@@ -36,16 +37,15 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..model import gradients as model_gradients
-from ..model import loss as model_loss
 from .catalogue import Mistake, with_value
 from .coverage import special_points
-from .diagnosis import diagnose_arrays, diagnose_trajectory, replay_bias, reshape_export
-from .fixtures import Fixture, bias_scale, load_fixture
-from .intake import as_fixture, split_pair, their_biases, their_loss, to_numpy
-from .intake import their_checkpoints as read_checkpoints
+from .diagnosis import diagnose_arrays, replay_bias, reshape_export
+from .fixtures import Fixture
+from .intake import as_fixture, split_pair, to_numpy
 from .replay import Problem, simulate, step_gradient
 from .report import CheckpointError, Report, coefficients, decomposable, maxabs, rel
-from .tolerances import Tolerance, bounds, judgeable, resolve_tolerance
+from .tolerances import Tolerance, resolve_tolerance
+from .trajectory import compare_trajectory, quiet
 
 __all__ = [
     "check_gradient",
@@ -199,7 +199,7 @@ def _check_gradient(
     fx = as_fixture(fixture_or_config)
     tol = resolve_tolerance(tier, rtol, atol)
     d = fx.data
-    P = Problem.of(fx)
+    P = Problem.of(fx).single()
     outs = []
     for k, t in enumerate(fx.steps):
         Wk, bk = fx.start(k)
@@ -269,7 +269,7 @@ def _check_step(
     fx = as_fixture(fixture_or_config)
     tol = resolve_tolerance(tier, rtol, atol)
     d, q, eta = fx.data, float(fx.config.q), float(fx.config.eta)
-    P = Problem.of(fx)
+    P = Problem.of(fx).single()
     outs, refs, bases, brefs, bbases = [], [], [], [], []
     for k, t in enumerate(fx.steps):
         W, bk = fx.start(k)
@@ -331,171 +331,9 @@ def _check_step(
     return rep
 
 
-def _compare_trajectory(
-    their_checkpoints: Mapping[int, Any] | Any,
-    fixture: Fixture | str | os.PathLike,
-    *,
-    tier: str | Tolerance = "float64",
-    rtol: float | None = None,
-    atol: float | None = None,
-    loss: Mapping[int, float] | Sequence[float] | None = None,
-    biases: Mapping[int, Any] | Any | None = None,
-) -> Report:
-    """Compare another implementation's weights at the fixture's checkpoints with lnref's.
-
-    Parameters
-    ----------
-    their_checkpoints : dict step -> array (2, m, d), or array (K, 2, m, d) aligned with ``fixture.steps``
-        Their W(t), started from the fixture's W0 on the fixture's data (and eps).  Steps that are not checkpoints
-        of the fixture are ignored (listed in the notes); fixture checkpoints they lack are listed as not checked.
-    fixture : Fixture or path
-    tier, rtol, atol
-        Tolerance (:data:`lnref.testing.TIERS`).  'float64' compares W (``max|dW| / max|W|``); 'float32' compares
-        the loss and the coefficients gamma and rho (relative to the largest magnitude each reaches in the
-        fixture).  The bound at each checkpoint also respects the fixture's measured spread
-        (:mod:`lnref.oracle.tolerances`).
-    loss : dict step -> float or sequence aligned with their steps, optional
-        Their training loss, compared with the fixture's (relative, same bound); by default lnref evaluates the
-        loss of their W (and b).
-    biases : dict step -> array (2, m), or array (K, 2, m) aligned like ``their_checkpoints``
-        Their biases b(t) (``b[j, r]``, index 0 holds j = +1), required exactly when the fixture's network has
-        biases (config ``bias=True``, SPEC.md section 7).  b is compared at both tiers at the same bound as W,
-        relative to the largest |b| the fixture reaches: ``max|b - b_lnref| / max_t max|b_lnref(t)|`` (column
-        "b rel"); a checkpoint passes only when W (or the float32 summaries) and b both pass.
-
-    Returns
-    -------
-    Report
-
-    Raises
-    ------
-    ConfigError
-        Wrong shapes or dtypes (complex, float16, integers), no step beyond 0 to compare, a fixture that cannot
-        judge at this tier, biases missing for a fixture with biases (or given for one without).
-
-    Notes
-    -----
-    GD of SPEC.md section 3; the breakdown uses the decomposition of section 4 (identity 5.1).  Their weights may
-    be non-finite (a diverged trajectory): that is a mismatch where lnref's is finite, not unusable input.
-    """
-    fx = fixture if isinstance(fixture, Fixture) else load_fixture(fixture)
-    tol = resolve_tolerance(tier, rtol, atol)
-    given_steps = sorted(int(s) for s in their_checkpoints) if isinstance(their_checkpoints, Mapping) else None
-    if fx.has_bias and biases is None:
-        raise ConfigError(
-            "this fixture's network has biases (config bias=True, SPEC.md section 7): pass their "
-            "biases too, biases={step: b (2, m)} (array 'b' (K, 2, m) in their .npz for lnref compare)"
-        )
-    if not fx.has_bias and biases is not None:
-        raise ConfigError(
-            "their biases were given but this fixture's network has no bias (config bias=False); "
-            "export a fixture with --bias true to check a network with biases"
-        )
-    steps, Ws, dtypes, extra = read_checkpoints(their_checkpoints, fx)
-    Bs = their_biases(biases, fx, steps, given_steps) if fx.has_bias else None
-    bsc = bias_scale(fx.b, fx.b0) if fx.has_bias else 1.0
-    idx = [fx.index(t) for t in steps]
-    spread = None if fx.spread is None else fx.spread[idx]
-    can = judgeable(tol, np.array(steps), spread)
-    if not np.all(can):
-        bad = [t for t, c in zip(steps, can) if not c]
-        raise ConfigError(
-            f"this fixture cannot judge at tier {tol.name!r} at step(s) {bad}: its own trajectory is "
-            "too sensitive there (a rounding-sized change of W0 moves W by "
-            f"{max(tol.spread_of(fx.spread[fx.index(t)]) for t in bad):.1e}); compare fewer steps "
-            "or export a fixture with fewer steps or a smaller eta"
-        )
-    bnd = bounds(tol, np.array(steps), spread)
-    theirs_l = None if loss is None else their_loss(loss, steps, given_steps)
-    dec = decomposable(fx)
-    sg = maxabs(fx.gamma)
-    sr = maxabs(fx.rho)
-    sg, sr = sg or max(sg, sr) or 1.0, sr or max(sg, sr) or 1.0
-    rep = Report("trajectory", tol)
-    scales = []
-    whats: list[list[str]] = []  # what failed at each checkpoint
-    for k, t in enumerate(steps):
-        i = idx[k]
-        W_ref, W = fx.W[i], Ws[k]
-        b = None if Bs is None else Bs[k]
-        finite = bool(np.all(np.isfinite(W))) and (b is None or bool(np.all(np.isfinite(b))))
-        diff = maxabs(W - W_ref) if finite else math.inf
-        r = rel(diff, maxabs(W_ref))
-        scales.append(maxabs(W_ref))
-        if theirs_l is not None:
-            lo = theirs_l[k]
-        else:
-            conv = fx.conventions(i)
-            if b is not None:
-                conv["b"] = b
-            lo = model_loss(W, fx.data, fx.config.q, **conv) if finite else math.nan
-        lrel = rel(abs(lo - fx.loss[i]), abs(fx.loss[i])) if math.isfinite(lo) else math.inf
-        row = CheckpointError(t, diff, r, float(bnd[k]), False, loss_rel_err=lrel)
-        if dec and finite:
-            g, rh, _ = coefficients(W - fx.W0, fx)
-            row.gamma_rel_err = maxabs(g - fx.gamma[i]) / sg
-            row.rho_rel_err = maxabs(rh - fx.rho[i]) / sr
-        failed = []
-        if not finite:
-            row.ok = False
-            failed.append("W" if not np.all(np.isfinite(W)) else "b")
-        elif tol.on == "weights" or not dec:
-            row.ok = r <= bnd[k] or diff <= tol.atol
-            failed += [] if row.ok else ["W"]
-        else:
-            row.ok = max(row.gamma_rel_err, row.rho_rel_err) <= bnd[k]
-            failed += [] if row.ok else ["coefficients gamma, rho"]
-        if b is not None:
-            bdiff = maxabs(b - fx.b[i]) if np.all(np.isfinite(b)) else math.inf
-            row.b_rel_err = bdiff / bsc
-            b_ok = row.b_rel_err <= bnd[k] or bdiff <= tol.atol
-            row.ok = row.ok and b_ok
-            failed += [] if b_ok or "b" in failed else ["b"]
-        if theirs_l is not None or (tol.on == "summaries" and finite):
-            row.ok = row.ok and lrel <= bnd[k]
-            failed += [] if lrel <= bnd[k] else ["loss"]
-        whats.append(failed)
-        rep.rows.append(row)
-        if not row.ok and rep.first_failure is None:
-            rep.first_failure = t
-    unchecked = [int(t) for t in fx.steps if int(t) not in steps]
-    if unchecked:
-        rep.notes.append(f"fixture checkpoint(s) {unchecked} were not checked (not in their file)")
-    if extra:
-        rep.notes.append(
-            f"their step(s) {extra[:10]}{' ...' if len(extra) > 10 else ''} are not checkpoints of the "
-            "fixture and were ignored"
-        )
-    if spread is not None and np.any(bnd > np.array([tol.at(t) for t in steps])):
-        loose = [t for t, b in zip(steps, bnd) if b > tol.at(t)]
-        rep.notes.append(
-            f"at step(s) {loose} the bound is {tol.safety:g} x the fixture's measured spread (its "
-            "trajectory amplifies rounding there), wider than the tier's rtol (1 + t)"
-        )
-    rep.special_points = special_points(fx, "trajectory", idx)
-    if rep.first_failure is None:
-        return rep
-    diagnose_trajectory(rep, fx, steps, idx, Ws, dtypes, scales, bnd, sg, sr, tol, Bs, bsc, whats)
-    return rep
-
-
 # --------------------------------------------------------------------------------------------- public checks
-def _quiet(fn):
-    """The check with NumPy's floating-point warnings silenced (a diverged or replayed trajectory overflows)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
-
-    wrapper.__name__ = wrapper.__qualname__ = fn.__name__.lstrip("_")
-    return wrapper
-
-
-check_gradient = _quiet(_check_gradient)
-check_step = _quiet(_check_step)
-compare_trajectory = _quiet(_compare_trajectory)
+check_gradient = quiet(_check_gradient)
+check_step = quiet(_check_step)
 
 
 # --------------------------------------------------------------------------------------------- assertions

@@ -6,7 +6,9 @@
 * ``W`` (K, 2, m, d) float64 or float32: their weights at those steps (index 0 of axis 1 holds j = +1);
 * ``b`` (K, 2, m) float64 or float32: their biases at those steps, required when the fixture's network has biases
   (exported with ``--bias true``), refused otherwise; compared at the same bound as W (SPEC.md section 7);
-* ``loss`` (K,) optional: their training loss at those steps, compared with the fixture's.
+* ``loss`` (K,) optional: their training loss at those steps, compared with the fixture's;
+* ``W_2`` (K, 2, m, d) (and ``b_2`` (K, 2, m) with biases): co-teaching's second network at those steps, required
+  for a fixture exported with ``--algorithm coteaching`` (its W0_2 in the fixture), refused otherwise.
 
 A fixture exported with the conventions of a Conv1d-style model (``--bias true --init torch --patch-reduce mean
 --output-scale 1``) checks such a model as it is written; see ``python -m lnref.examples.conv1d_model``.
@@ -210,12 +212,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_theirs(path: Path, with_b: bool = False):
+def read_theirs(path: Path, with_b: bool = False, with_second: bool = False):
     """Read ``theirs.npz``: (dict step -> W, loss or None), and dict step -> b (or None) as a third item with
-    ``with_b``; FixtureError naming the file and what is wrong."""
+    ``with_b``, and (dict step -> W_2, dict step -> b_2), each or None, as a fourth with ``with_second``;
+    FixtureError naming the file and what is wrong."""
     from .fixtures import FixtureError, read_npz
 
     arrays = read_npz(path, "their file")
+    if not with_second and ("W_2" in arrays or "b_2" in arrays):
+        raise FixtureError(
+            f"{path} has co-teaching's second-network array(s) W_2/b_2 but the fixture has one network; export a "
+            "fixture with --algorithm coteaching to check two networks"
+        )
     missing = [k for k in ("step", "W") if k not in arrays]
     if missing:
         raise FixtureError(
@@ -247,17 +255,30 @@ def read_theirs(path: Path, with_b: bool = False):
     Ws = {int(s): W[k] for k, s in enumerate(step)}
     if not with_b:
         return Ws, loss
-    b = None
-    if "b" in arrays:
-        b = arrays["b"]
-        if b.dtype not in (np.float64, np.float32):
-            raise FixtureError(f"{path}: 'b' must be float64 or float32, got dtype {b.dtype}")
-        if b.ndim != 3 or b.shape[0] != step.shape[0] or b.shape[1] != 2:
-            raise FixtureError(
-                f"{path}: 'b' must have shape (K, 2, m) with K = len(step) = {step.shape[0]}, got {b.shape}"
-            )
-        b = {int(s): b[k] for k, s in enumerate(step)}
-    return Ws, loss, b
+    b = _per_step(arrays, "b", 3, step, path)
+    if not with_second:
+        return Ws, loss, b
+    W2 = _per_step(arrays, "W_2", 4, step, path)
+    if W2 is not None and any(w.shape != W.shape[1:] for w in W2.values()):
+        raise FixtureError(f"{path}: 'W_2' must have the shape of 'W' {W.shape}, got {arrays['W_2'].shape}")
+    return Ws, loss, b, (W2, _per_step(arrays, "b_2", 3, step, path))
+
+
+def _per_step(arrays: dict, key: str, ndim: int, step: np.ndarray, path: Path) -> dict | None:
+    """dict step -> row of the optional array ``key`` ((K, 2, m) for b and b_2, (K, 2, m, d) for W_2), or None."""
+    from .fixtures import FixtureError
+
+    if key not in arrays:
+        return None
+    a = arrays[key]
+    if a.dtype not in (np.float64, np.float32):
+        raise FixtureError(f"{path}: {key!r} must be float64 or float32, got dtype {a.dtype}")
+    if a.ndim != ndim or a.shape[0] != step.shape[0] or a.shape[1] != 2:
+        want = "(K, 2, m)" if ndim == 3 else "(K, 2, m, d)"
+        raise FixtureError(
+            f"{path}: {key!r} must have shape {want} with K = len(step) = {step.shape[0]}, got {a.shape}"
+        )
+    return {int(s): a[k] for k, s in enumerate(step)}
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -267,7 +288,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     tol = resolve_tolerance(args.tier, args.rtol, args.atol)
     fx = load_fixture(args.fixture)
-    theirs, loss, biases = read_theirs(args.theirs, with_b=True)
+    theirs, loss, biases, (second, second_b) = read_theirs(args.theirs, with_b=True, with_second=True)
+    if fx.coteaching and second is None:
+        raise FixtureError(
+            f"{args.theirs} lacks the array 'W_2' (K, 2, m, d): the fixture is co-teaching's (two networks, "
+            "exported with --algorithm coteaching), so their second network at the same steps is compared too"
+        )
+    if not fx.coteaching and (second is not None or second_b is not None):
+        raise FixtureError(
+            f"{args.theirs} has co-teaching's second-network array(s) W_2/b_2 but the fixture has one network; "
+            "export a fixture with --algorithm coteaching to check two networks"
+        )
+    if fx.coteaching and fx.has_bias and second_b is None:
+        raise FixtureError(f"{args.theirs} lacks the array 'b_2' (K, 2, m): the second network has biases too")
     if fx.has_bias and biases is None:
         raise FixtureError(
             f"{args.theirs} lacks the array 'b' (K, 2, m): the fixture's network has biases "
@@ -279,6 +312,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             "fixture with --bias true to check a network with biases"
         )
     loss_map = None if loss is None else {s: float(v) for s, v in zip(theirs, loss)}
-    rep = compare_trajectory(theirs, fx, tier=tol, loss=loss_map, biases=biases)
+    rep = compare_trajectory(theirs, fx, tier=tol, loss=loss_map, biases=biases, second=second, second_biases=second_b)
     print(rep.text())
     return 0 if rep.passed else 1

@@ -14,6 +14,7 @@ from .catalogue import Mistake, applicable, with_value
 from .fixtures import Fixture
 from .ratio import measured_ratio
 from .replay import Problem, simulate
+from .replay_coteaching import stack
 from .report import Judge, Report, coefficients, decomposable, describe_matches, findings, maxabs, not_in_catalogue, rel
 from .tolerances import Tolerance
 
@@ -28,6 +29,7 @@ __all__ = [
     "check_bias_replays",
     "step_size_note",
     "REPLAY_BUDGET",
+    "transformed",
 ]
 
 #: replays are skipped above this much work (steps x m x n x d x entries)
@@ -195,13 +197,17 @@ def diagnose_trajectory(
     Bs=None,
     bsc: float = 1.0,
     whats=None,
+    W2s=None,
 ) -> None:
+    """What differs and why, for a failed trajectory check (``rep`` holds its rows): the coefficient breakdown of
+    network 1, then the catalogue's replays judged on every network (co-teaching: their W and ``W2s`` stacked,
+    as the replay gives them), then the float32 hint, the step size taken, the measured ratio."""
     k = [r.ok for r in rep.rows].index(False)
     t, i = steps[k], idx[k]
     W = Ws[k]
     ok_before = [s for s, r in zip(steps, rep.rows) if r.ok and s < t]
     failed = (whats[k] if whats else None) or ["W"]
-    verb = "differs" if len(failed) == 1 and failed[0] in ("W", "b", "loss") else "differ"
+    verb = "differs" if len(failed) == 1 and failed[0] in ("W", "b", "loss", "W_2") else "differ"
     where = f"their {' and '.join(failed)} first {verb} at step {t}" + (
         f" ({'it agrees' if len(failed) == 1 else 'they agree'} at step(s) {ok_before})" if ok_before else ""
     )
@@ -212,6 +218,12 @@ def diagnose_trajectory(
         )
     rep.findings.append(where)
     b_differs = Bs is not None and "b" in failed and bias_findings(rep, fx, t, i, Bs[k], bsc, float(bnd[k]))
+    if t == 0 and W2s is not None and np.array_equal(W, fx.W0) and not np.array_equal(W2s[k], fx.W0_2):
+        rep.diagnosis.append(
+            "their second network's W_2(0) differs from the fixture's W0_2 (their W(0) is the fixture's W0): start "
+            "network 2 from the fixture's array 'W0_2' (lnref draws it from stream 8, coteach_init)"
+        )
+        return
     if t == 0 and b_differs and np.array_equal(W, fx.W0):
         rep.diagnosis.append(
             "their b(0) differs from the fixture's b0 (their W(0) is the fixture's W0): start "
@@ -268,15 +280,38 @@ def diagnose_trajectory(
         bias_pred[key] = bp
         return out
 
+    two = W2s is not None  # co-teaching: the replay's state and the compared arrays are both networks, stacked
+    subs, refs, jscales = Ws, [fx.W[j] for j in idx], scales
+    if two:
+        subs = [stack(W1, W2) for W1, W2 in zip(Ws, W2s)]
+        refs = [stack(fx.W[j], fx.W_2[j]) for j in idx]
+        jscales = [maxabs(r) for r in refs]
+        single = predict
+
+        def predict(e: Mistake, value: float | None):
+            key = (e.key, value)
+            if e.transform is None:
+                out = single(e, value)
+                bp = bias_pred.get(key)
+                bias_pred[key] = None if bp is None else [b[:2] for b in bp]
+                return out
+            if key not in cache:
+                cache[key] = [
+                    stack(a, b)
+                    for a, b in zip(transformed(fx, e.transform, idx, 1), transformed(fx, e.transform, idx, 2))
+                ]
+                bias_pred[key] = None
+            return cache[key]
+
     if work > REPLAY_BUDGET:
         entries = [e for e in entries if e.transform in ("j_reversed", "reshape_export", "shift1")]
         rep.notes.append(
             f"the replays of known mistakes were skipped ({last} steps is too long at this size); only "
             "the export mistakes were checked; compare a fixture with fewer steps for a diagnosis"
         )
-    matches = Judge(fx, Ws, [fx.W[j] for j in idx], scales, list(bnd), predict, "trajectory", steps).judge(entries)
+    matches = Judge(fx, subs, refs, jscales, list(bnd), predict, "trajectory", steps).judge(entries)
     if matches:
-        describe_matches(rep, fx, matches, "their W", steps)
+        describe_matches(rep, fx, matches, "their W and W_2" if two else "their W", steps)
         if Bs is not None:
             check_bias_replays(rep, matches, bias_pred, Bs, bsc, bnd, steps)
         return
@@ -299,10 +334,10 @@ def diagnose_trajectory(
     if work <= REPLAY_BUDGET:
         run32 = simulate(P, steps, P.base, dtype=np.float32)
         hint = float32_hint(
-            Ws,
-            [fx.W[j] for j in idx],
+            subs,
+            refs,
             [run32[s].astype(np.float64) for s in steps],
-            scales,
+            jscales,
             steps,
             all(dt == "float32" for dt in dtypes),
         )
@@ -369,3 +404,16 @@ def step_size_note(rep: Report, fx: Fixture, steps, Ws) -> None:
                 f"lnref uses eta = {eta:g}"
             )
             return
+
+
+def transformed(fx: Fixture, how: str, idx, net: int = 1) -> list[np.ndarray]:
+    """lnref's W of network ``net`` (2: co-teaching's second) at checkpoint indices ``idx`` under an export
+    mistake: 'j_reversed', 'reshape_export' or 'shift1' (the checkpoint holds W(t + 1))."""
+    W, grad = (fx.W, fx.grad) if net == 1 else (fx.W_2, fx.grad_2)
+    if how == "j_reversed":
+        return [W[j][::-1].copy() for j in idx]
+    if how == "reshape_export":
+        return [reshape_export(W[j]) for j in idx]
+    if how == "shift1":
+        return [W[j] - fx.config.eta * grad[j] for j in idx]
+    raise ValueError(f"transform {how!r} is not replayed for two networks")

@@ -13,14 +13,41 @@ non-finite weights, which the callers handle).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
+
+from .replay_core import (
+    SCHEDULES,
+    CoTeach,
+    Problem,
+    Stepper,
+    dsigma,
+    gradient,
+    initial_bias,
+    outputs,
+    rounded,
+    sigma,
+    step_size,
+)
+from .replay_coteaching import simulate_pair
+from .replay_losses import (
+    LOSS_DERIVATIVES,
+    METHOD_DERIVATIVES,
+    elr_initial,
+    elr_period,
+    elr_update,
+    is_elr,
+)
+from .replay_variant import EXACT, Variant, base_variant
 
 __all__ = [
     "Variant",
     "Problem",
+    "CoTeach",
+    "Stepper",
+    "initial_bias",
     "sigma",
     "dsigma",
     "outputs",
@@ -39,354 +66,6 @@ __all__ = [
     "elr_update",
     "elr_period",
 ]
-
-
-def sigma(z: np.ndarray, q: float) -> np.ndarray:
-    """sigma(z) = max(0, z)^q (SPEC.md section 2)."""
-    return np.maximum(z, 0) ** q if q != 1.0 else np.maximum(z, 0)
-
-
-def dsigma(z: np.ndarray, q: float, at_zero: float = 0.0, clamp: bool = True) -> np.ndarray:
-    """sigma'(z) = q max(0, z)^(q-1) for z > 0 and 0 for z <= 0 (SPEC.md section 2).
-
-    ``at_zero`` is the value used where z == 0 exactly (q = 1 only; the mistake sigma'(0) = 1); ``clamp=False``
-    is the mistake q z^(q-1) for every z (no clamp at 0, q > 1).
-    """
-    one = z.dtype.type(1)
-    if not clamp and q != 1.0:
-        return q * z ** (q - one)
-    if q == 1.0:
-        out = (z > 0).astype(z.dtype)
-        if at_zero:
-            out[z == 0] = at_zero
-        return out
-    return np.where(z > 0, q * np.maximum(z, 0) ** (q - one), z.dtype.type(0))
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Switches of the dynamics; the defaults are the exact GD of SPEC.md sections 2-3.
-
-    Model: ``output_scale`` (None: the paper's 1/m; 1.0: second layer +-1), ``patch_reduce`` ('sum' or 'mean'
-    over the two patches), ``orientation`` (+1: f = F_{+1} - F_{-1}; -1: flipped), ``signal_label`` ('true',
-    'observed' or '01': (y + 1)/2, the label in the signal patch), ``noise_times_y`` (the noise patch is y_i xi_i),
-    ``bias`` (a trained bias per filter, initialised at ``b0``, or at the problem's ``b0`` array when it has one;
-    ``bias_trained=False``: the bias is used but never updated), ``dsigma_at_zero``, ``dsigma_clamp``.
-    With ``output_scale``,
-    ``patch_reduce`` and ``bias`` the replay also covers the common conventions (a Conv1d-style model:
-    f = output_scale * c_p * sum_{r, p} +-sigma(<w_jr, x_p> + b_jr), c_p = 1 or 1/2), so a problem can
-    carry them as its ``base`` variant.
-    ``output_factor`` multiplies the output scale (a fitted second-layer scale).
-    Loss: ``loss`` (a key of :data:`LOSS_DERIVATIVES`: 'logistic'; 'wrong_arg': l'(z) = -sigmoid(z); 'labels01':
-    log(1 + e^{-t f}) with t in {0, 1}; 'bce_pm1': BCE-with-logits given +-1 targets), ``loss_reduce`` ('mean' or
-    'sum' over samples), ``label_source`` ('observed': the loss uses y_obs; 'true': the clean labels y).
-    Gradient: ``grad_scale`` (their gradient times this), ``grad_j_swapped`` (index 0 gets j = -1's gradient),
-    ``detach`` ('' or 'signal' / 'noise': that patch's path is detached from the graph, so it adds no gradient),
-    ``clip_norm`` (> 0: PyTorch's clip_grad_norm_ with this max_norm, before the optimiser step).
-    Inputs: ``round_inputs`` ('' or 'all' / 'data' / 'weights': those inputs rounded through float32, the
-    arithmetic staying float64).
-    Optimiser (applied to W and, as PyTorch's SGD does, to the biases): ``eta_scale``, ``weight_decay``,
-    ``momentum`` (heavy ball, PyTorch's SGD; 1 is a gradient never zeroed), ``schedule`` (a key of
-    :data:`SCHEDULES`), ``gamma``, ``sequential_j`` (j = +1 updated
-    before the j = -1 gradient is computed).
-    Training methods (SPEC.md section 9): ``loss`` may also be a key of :data:`METHOD_DERIVATIVES` ('gce', 'sce',
-    'label_smoothing', 'bootstrap_soft', 'bootstrap_hard', 'forward', 'backward', 'elr', and the mistakes
-    'label_smoothing_unnormalised', 'bootstrap_soft_detached'), with ``loss_params`` the method's (name, value)
-    pairs (as Config.loss_params).  ELR's state (targets (2, n), row 0 class +1) is carried by :func:`simulate`:
-    ``elr_init`` ('zeros'; the mistakes 'label': one-hot of y_obs, 'uniform': 1/2), ``elr_update`` ('before' the
-    loss; 'after': the loss of an update step uses the old targets), ``elr_detach`` (False: the gradient also flows
-    through this step's target update), ``elr_period`` (0: the config's period; else this period), ``elr_clamp``
-    (False: p is not clamped to [1e-4, 1 - 1e-4], neither in the target nor in the loss).
-    Label-noise signs: ``eps_mode`` ('exact': eps[t] at step t; 'ignored'; 'frozen': eps[0] every step;
-    'shifted': eps[t + 1] at step t; 'accumulated': eps[0] ... eps[t] multiplied in place).
-    Selection algorithms (SPEC.md section 9; a problem with ``mask`` and ``scale``): ``mask_mode`` ('exact':
-    the labels of step t are mask[t] * y_obs and its step size eta scale[t]; the mistake 'ignored': every sample
-    trains, mean over n, as plain GD), ``select_mean`` ('selected': the step size eta scale[t], scale = n/|S| for a
-    mean over |S|; the mistake 'n': the mean over n, eta).
-    """
-
-    output_scale: float | None = None
-    patch_reduce: str = "sum"
-    orientation: int = 1
-    signal_label: str = "true"
-    noise_times_y: bool = False
-    bias: bool = False
-    b0: float = 0.0
-    bias_trained: bool = True
-    dsigma_at_zero: float = 0.0
-    dsigma_clamp: bool = True
-    output_factor: float = 1.0
-    loss: str = "logistic"
-    loss_reduce: str = "mean"
-    label_source: str = "observed"
-    grad_scale: float = 1.0
-    grad_j_swapped: bool = False
-    detach: str = ""
-    clip_norm: float = 0.0
-    round_inputs: str = ""
-    eta_scale: float = 1.0
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    schedule: str = "constant"
-    gamma: float = 1.0
-    sequential_j: bool = False
-    eps_mode: str = "exact"
-    loss_params: tuple = ()
-    elr_init: str = "zeros"
-    elr_update: str = "before"
-    elr_detach: bool = True
-    elr_period: int = 0
-    elr_clamp: bool = True
-    mask_mode: str = "exact"
-    select_mean: str = "selected"
-
-    def changes(self) -> dict:
-        """The switches that differ from the exact dynamics."""
-        base = Variant()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
-
-
-EXACT = Variant()
-
-
-def base_variant(cfg) -> Variant:
-    """The exact dynamics of a config: its network's conventions (SPEC.md section 7) and its training method
-    (section 9; the logistic loss gives the plain :data:`EXACT` switches)."""
-    method = getattr(cfg, "loss", "logistic")
-    params = tuple((str(k), float(v)) for k, v in dict(getattr(cfg, "loss_params", None) or {}).items())
-    return Variant(
-        output_scale=getattr(cfg, "output_scale", None),
-        patch_reduce=getattr(cfg, "patch_reduce", "sum"),
-        bias=bool(getattr(cfg, "bias", False)),
-        loss=method,
-        loss_params=params,
-    )
-
-
-@dataclass(frozen=True, eq=False)
-class Problem:
-    """The inputs of a replay: data, W0, q, eta and the label-noise signs (None for plain GD).
-
-    Selection algorithms (SPEC.md section 9): ``mask`` (T + 1, n) the 0/1 sample mask of every step t -> t + 1,
-    ``scale`` (T + 1,) its step-size factor (n/|S| for a mean over |S|, else 1), ``reset`` the step whose update
-    starts from W0 (and b0) again ('select_retrain' with select_then='retrain'; -1: none).
-    """
-
-    mu: np.ndarray
-    xi: np.ndarray
-    y: np.ndarray
-    y_obs: np.ndarray
-    W0: np.ndarray
-    q: float
-    eta: float
-    eps: np.ndarray | None = None
-    b0: np.ndarray | None = None
-    base: Variant = EXACT
-    T: int = 0
-    mask: np.ndarray | None = None
-    scale: np.ndarray | None = None
-    reset: int = -1
-
-    @classmethod
-    def of(cls, fx) -> Problem:
-        """The problem of a :class:`lnref.oracle.fixtures.Fixture`, with the conventions its config carries.
-
-        The conventions (``bias``, ``patch_reduce``, ``output_scale`` Config fields and a ``b0`` fixture array)
-        are read when present; a config without them is the paper's convention (SPEC.md section 2).
-        """
-        d, cfg = fx.data, fx.config
-        base = base_variant(cfg)
-        b0 = getattr(fx, "b0", None)
-        return cls(
-            d.mu,
-            d.xi,
-            d.y,
-            d.y_obs,
-            fx.W0,
-            float(cfg.q),
-            float(cfg.eta),
-            fx.eps,
-            None if b0 is None else np.asarray(b0, dtype=np.float64),
-            base,
-            int(fx.total_steps),
-            getattr(fx, "mask", None),
-            getattr(fx, "step_scale", None),
-            int(getattr(fx, "reset_step", -1)),
-        )
-
-    @property
-    def m(self) -> int:
-        return self.W0.shape[1]
-
-    @property
-    def n(self) -> int:
-        return self.xi.shape[0]
-
-    def labels(self, t: int, v: Variant = EXACT) -> np.ndarray:
-        """The labels of the loss at step t -> t + 1 under ``v.eps_mode`` (y_obs for plain GD)."""
-        y = self.y if v.label_source == "true" else self.y_obs
-        if self.mask is not None and v.mask_mode == "exact":
-            y = self.mask[t] * y  # a sample outside S gets the label multiplier 0 (SPEC.md section 9)
-        if self.eps is None or v.eps_mode == "ignored":
-            return y
-        if v.eps_mode == "exact":
-            e = self.eps[t]
-        elif v.eps_mode == "frozen":
-            e = self.eps[0]
-        elif v.eps_mode == "shifted":
-            e = self.eps[min(t + 1, self.eps.shape[0] - 1)]
-        elif v.eps_mode == "accumulated":
-            e = np.prod(self.eps[: t + 1], axis=0)
-        else:
-            raise ValueError(f"eps_mode={v.eps_mode!r}")
-        return e * y
-
-    def step_scale(self, t: int, v: Variant = EXACT) -> float:
-        """The step-size factor of step t -> t + 1 under ``v``: scale[t] (n/|S| for a mean over |S|) for a
-        selection algorithm, 1 otherwise (and under the mistakes mask_mode='ignored', select_mean='n')."""
-        if self.scale is None or v.mask_mode != "exact" or v.select_mean != "selected":
-            return 1.0
-        return float(self.scale[t])
-
-
-def _parts(W, b, P: Problem, v: Variant, dt):
-    """Inner products and the per-patch vectors: (Zs, Zn, ys, yn), Z* of shape (2, m, n)."""
-    m, d = W.shape[1], W.shape[2]
-    ys = {"observed": P.y_obs, "01": (P.y + 1) * 0.5}.get(v.signal_label, P.y).astype(dt)
-    yn = P.y.astype(dt) if v.noise_times_y else np.ones(P.n, dt)
-    Wf = W.reshape(2 * m, d)
-    Zs = ((Wf @ P.mu.astype(dt))[:, None] * ys[None, :]).reshape(2, m, P.n)
-    Zn = ((Wf @ P.xi.astype(dt).T) * yn[None, :]).reshape(2, m, P.n)
-    if b is not None:
-        Zs = Zs + b[:, :, None]
-        Zn = Zn + b[:, :, None]
-    return Zs, Zn, ys, yn
-
-
-def _scale(P: Problem, v: Variant, dt) -> float:
-    os_ = 1.0 / P.m if v.output_scale is None else v.output_scale
-    return dt(os_ * (0.5 if v.patch_reduce == "mean" else 1.0) * v.output_factor)
-
-
-def outputs(W: np.ndarray, P: Problem, v: Variant = EXACT, b: np.ndarray | None = None) -> np.ndarray:
-    """f(W, x_i) for every training sample under ``v`` (SPEC.md section 2), shape (n,)."""
-    dt = W.dtype.type
-    Zs, Zn, _, _ = _parts(W, b, P, v, dt)
-    F = (sigma(Zs, P.q) + sigma(Zn, P.q)).sum(axis=1) * _scale(P, v, dt)
-    return dt(v.orientation) * (F[0] - F[1])
-
-
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-#: d l_i / d f_i (before the 1/n) of each loss a Variant can name: ``fn(f, labels) -> array``.  A new loss (or a
-#: new mistake in evaluating one) is one more entry here and a Variant with ``loss=<key>``.
-LOSS_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "logistic": lambda f, lab: -lab * _sigmoid(-lab * f),
-    "wrong_arg": lambda f, lab: -lab * _sigmoid(lab * f),
-    "labels01": lambda f, lab: -((lab + 1) * f.dtype.type(0.5)) * _sigmoid(-((lab + 1) * f.dtype.type(0.5)) * f),
-    "bce_pm1": lambda f, lab: _sigmoid(f) - lab,
-}
-
-
-#: the clip of the Keras codes (SCE's CE term, the bootstraps, the corrections) and the clamp of GCE: 1e-7;
-#: ELR's clamp of p: 1e-4 (SPEC.md section 9)
-P_CLIP, ELR_CLIP = 1e-7, 1e-4
-
-
-def _inside(s, oms, c):
-    return (s >= c) & (oms >= c)
-
-
-def _elr_g(z, p, a, b, v, fresh):
-    """ELR's g(z) (SPEC.md section 9) under the ELR switches of ``v``; ``fresh``: this step updated the targets
-    from its own outputs (only then can a non-detached target pass a gradient)."""
-    s, oms = _sigmoid(z), _sigmoid(-z)
-    lam = p["lam"]
-    h = 1.0 - a * s - b * oms
-    extra = a - b
-    if not v.elr_detach and fresh:
-        extra = extra + (1.0 - p["beta"]) * (2.0 * s - 1.0)  # d(target)/dz through the update, not detached
-    term = lam * extra * s * oms / h
-    if v.elr_clamp:
-        ok = (s >= ELR_CLIP) & (oms >= ELR_CLIP) & (s <= 1.0 - ELR_CLIP) & (oms <= 1.0 - ELR_CLIP)
-        term = np.where(ok, term, 0.0)
-    return -oms - term
-
-
-def _clipped(g, s, oms):
-    return np.where(_inside(s, oms, P_CLIP), g, 0.0)
-
-
-def _S(z):
-    return _sigmoid(z), _sigmoid(-z)
-
-
-#: g(z) = dl/dz of each training method (SPEC.md section 9) and of the method mistakes the catalogue names:
-#: ``fn(z, params, a, b, v, fresh) -> array``, z = label * f; a, b are ELR's targets on the label and on the other
-#: class (zeros for the others), ``fresh`` whether this step updated them.  The logistic loss stays in
-#: :data:`LOSS_DERIVATIVES` (its bits unchanged).
-METHOD_DERIVATIVES: dict[str, Callable] = {
-    "gce": lambda z, p, a, b, v, fr: np.where(_S(z)[0] >= P_CLIP, -(_S(z)[0] ** p["q"]) * _S(z)[1], 0.0),
-    "sce": lambda z, p, a, b, v, fr: (
-        p["beta"] * p["A"] * _S(z)[0] * _S(z)[1] - np.where(_S(z)[0] >= P_CLIP, p["alpha"] * _S(z)[1], 0.0)
-    ),
-    "label_smoothing": lambda z, p, a, b, v, fr: -_S(z)[1] + 0.5 * p["eps"],
-    # the target (1 - eps) e_y + eps (eps on each class: it sums to 1 + eps): l(z) + eps l(-z)
-    "label_smoothing_unnormalised": lambda z, p, a, b, v, fr: -_S(z)[1] + p["eps"] * _S(z)[0],
-    "bootstrap_soft": lambda z, p, a, b, v, fr: _clipped(
-        -p["beta"] * _S(z)[1] - (1.0 - p["beta"]) * z * _S(z)[0] * _S(z)[1], *_S(z)
-    ),
-    # the target beta e_y + (1 - beta) p with p detached: beta x CE
-    "bootstrap_soft_detached": lambda z, p, a, b, v, fr: _clipped(-p["beta"] * _S(z)[1], *_S(z)),
-    "bootstrap_hard": lambda z, p, a, b, v, fr: _clipped(np.where(z >= 0, -_S(z)[1], _S(z)[0] - p["beta"]), *_S(z)),
-    "forward": lambda z, p, a, b, v, fr: _clipped(
-        -(1.0 - 2.0 * p["tau"]) * _S(z)[0] * _S(z)[1] / ((1.0 - p["tau"]) * _S(z)[0] + p["tau"] * _S(z)[1]), *_S(z)
-    ),
-    "backward": lambda z, p, a, b, v, fr: _clipped(-_S(z)[1] - p["tau"] / (1.0 - 2.0 * p["tau"]), *_S(z)),
-    "elr": _elr_g,
-}
-
-
-def _dloss(
-    f: np.ndarray, lab: np.ndarray, v: Variant, target: np.ndarray | None = None, fresh: bool = False
-) -> np.ndarray:
-    """d l_i / d f_i of every sample (before the 1/n), under ``v.loss`` (ELR: ``target`` (2, n) the targets the
-    loss uses)."""
-    if v.loss in METHOD_DERIVATIVES:
-        dt = f.dtype.type
-        z = lab * f
-        if target is None:
-            a = b = np.zeros_like(f)
-        else:
-            a = np.where(lab > 0, target[0], target[1]).astype(f.dtype)
-            b = np.where(lab > 0, target[1], target[0]).astype(f.dtype)
-        with np.errstate(all="ignore"):
-            g = METHOD_DERIVATIVES[v.loss](z, dict(v.loss_params), a, b, v, fresh)
-        return (np.asarray(g) * lab).astype(dt, copy=False)
-    try:
-        return LOSS_DERIVATIVES[v.loss](f, lab)
-    except KeyError:
-        raise ValueError(f"loss={v.loss!r}") from None
-
-
-def is_elr(v: Variant) -> bool:
-    return v.loss == "elr"
-
-
-def elr_period(v: Variant) -> int:
-    """The period of ELR's target updates under ``v`` (its override, else the config's)."""
-    return int(v.elr_period) if v.elr_period else int(dict(v.loss_params).get("period", 1))
-
-
-def elr_initial(P, v: Variant, dt=np.float64) -> np.ndarray:
-    """ELR's targets at step 0 under ``v.elr_init`` (2, n): zeros (exact), one-hot of y_obs, or 1/2."""
-    if v.elr_init == "label":
-        return np.stack([(P.y_obs > 0), (P.y_obs < 0)]).astype(dt)
-    if v.elr_init == "uniform":
-        return np.full((2, P.n), 0.5, dtype=dt)
-    return np.zeros((2, P.n), dtype=dt)
 
 
 def elr_state(W, P, v: Variant, b, target: np.ndarray, t: int, period: int | None = None):
@@ -417,103 +96,6 @@ def step_gradient(W, P, t: int, v: Variant = EXACT, b=None, target=None):
     if c != 1.0:  # a mean over |S|: the step's objective is n/|S| times the masked mean
         G, Gb = G * W.dtype.type(c), None if Gb is None else Gb * W.dtype.type(c)
     return G, Gb
-
-
-def elr_update(target: np.ndarray, f: np.ndarray, v: Variant) -> np.ndarray:
-    """t <- beta t + (1 - beta) p/sum(p), p = (sigmoid(f), sigmoid(-f)) clamped to [1e-4, 1 - 1e-4] (unless
-    ``v.elr_clamp`` is off) (SPEC.md section 9)."""
-    beta = f.dtype.type(dict(v.loss_params)["beta"])
-    pp, pn = _sigmoid(f), _sigmoid(-f)
-    if v.elr_clamp:
-        pp, pn = np.clip(pp, ELR_CLIP, 1 - ELR_CLIP), np.clip(pn, ELR_CLIP, 1 - ELR_CLIP)
-    tot = pp + pn
-    return np.stack([beta * target[0] + (1 - beta) * (pp / tot), beta * target[1] + (1 - beta) * (pn / tot)])
-
-
-def rounded(P: Problem, v: Variant, W: np.ndarray | None = None, b: np.ndarray | None = None):
-    """(P, W, b) with the inputs ``v.round_inputs`` names rounded through float32 (kept float64)."""
-
-    def r(a):
-        return None if a is None else np.asarray(a).astype(np.float32).astype(np.asarray(a).dtype)
-
-    if v.round_inputs in ("all", "data"):
-        P = replace(P, mu=r(P.mu), xi=r(P.xi))
-    if v.round_inputs in ("all", "weights"):
-        P = replace(P, W0=r(P.W0), b0=r(P.b0))
-        W, b = r(W), r(b)
-    return P, W, b
-
-
-def gradient(
-    W: np.ndarray,
-    P: Problem,
-    labels: np.ndarray,
-    v: Variant = EXACT,
-    b: np.ndarray | None = None,
-    target: np.ndarray | None = None,
-    fresh: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The gradient of the loss with ``labels`` at W (and at the bias b) under ``v``: ((2, m, d), (2, m) or None).
-
-    Exact (``v = Variant()``): SPEC.md section 3, grad_{w_jr} L = (1/(n m)) sum_i l'_i s_j y_obs_i [...].
-    A training method (section 9) puts its g(z_i) in place of l'_i; ELR's ``target`` (2, n) are the targets the
-    loss uses (after this step's update, if any; ``fresh``: this step updated them).
-    """
-    if v.round_inputs:
-        P, W, b = rounded(P, v, W, b)
-    dt = W.dtype.type
-    lab = labels.astype(dt)
-    Zs, Zn, ys, yn = _parts(W, b, P, v, dt)
-    c = _scale(P, v, dt)
-    F = (sigma(Zs, P.q) + sigma(Zn, P.q)).sum(axis=1) * c
-    f = dt(v.orientation) * (F[0] - F[1])
-    g = _dloss(f, lab, v, target, fresh)
-    if v.loss_reduce == "mean":
-        g = g / dt(P.n)
-    Ds = dsigma(Zs, P.q, v.dsigma_at_zero, v.dsigma_clamp)
-    Dn = dsigma(Zn, P.q, v.dsigma_at_zero, v.dsigma_clamp)
-    s = np.array([1.0, -1.0], dtype=dt)[:, None, None] * (dt(v.orientation) * c)
-    m, d = W.shape[1], W.shape[2]
-    if v.detach == "signal":
-        Ds = np.zeros_like(Ds)
-    elif v.detach == "noise":
-        Dn = np.zeros_like(Dn)
-    sig = ((Ds * (g * ys)).sum(axis=2))[:, :, None] * P.mu.astype(dt)
-    noi = ((Dn * (g * yn)).reshape(2 * m, P.n) @ P.xi.astype(dt)).reshape(2, m, d)
-    G = s * (sig + noi)
-    Gb = None
-    if b is not None:
-        Gb = s[:, :, 0] * (Ds * g).sum(axis=2) + s[:, :, 0] * (Dn * g).sum(axis=2)
-    if v.grad_scale != 1.0:
-        G = G * dt(v.grad_scale)
-        Gb = None if Gb is None else Gb * dt(v.grad_scale)
-    if v.grad_j_swapped:
-        G = G[::-1].copy()
-        Gb = None if Gb is None else Gb[::-1].copy()
-    return G, Gb
-
-
-#: eta_t / eta of each learning-rate schedule a Variant can name: ``fn(t, v, P) -> factor``
-SCHEDULES: dict[str, Callable[[int, Variant, Problem], float]] = {
-    "constant": lambda t, v, P: 1.0,
-    "exp": lambda t, v, P: v.gamma**t,  # ExponentialLR(gamma)
-    "exp_shifted": lambda t, v, P: v.gamma ** (t + 1),  # scheduler.step() before optimizer.step()
-    "invsqrt": lambda t, v, P: 1.0 / np.sqrt(1.0 + t),
-    "cosine": lambda t, v, P: 0.5 * (1.0 + np.cos(np.pi * t / max(P.T, 1))),  # CosineAnnealingLR(T_max=T)
-    "linear_warmup": lambda t, v, P: 1.0 / 3.0 + (2.0 / 3.0) * min(t, 5) / 5.0,  # LinearLR() defaults
-}
-
-
-def step_size(P: Problem, v: Variant, t: int) -> float:
-    """eta_t of step t -> t + 1 under ``v`` (the schedule :data:`SCHEDULES` [v.schedule] times eta x eta_scale, times
-    a selection algorithm's scale[t])."""
-    eta = P.eta * v.eta_scale
-    c = P.step_scale(t, v)
-    if c != 1.0:
-        eta = eta * c  # lnref's engines take eta n/|S| for a mean over |S| (SPEC.md section 9)
-    if v.schedule == "constant":
-        return eta
-    return eta * SCHEDULES[v.schedule](t, v, P)
 
 
 def simulate(
@@ -555,85 +137,37 @@ def simulate(
     out: dict[int, np.ndarray] = {}
     if not want:
         return out
+    if P.coteach is not None:  # two networks, masks recomputed from the replay's own outputs
+        return simulate_pair(P, want, v, dtype, W0, t0, b0, with_bias)
     if v.round_inputs:  # the inputs are rounded once; the arithmetic stays in ``dtype``
         P, W0, b0 = rounded(P, v, P.W0 if W0 is None else W0, b0)
         v = replace(v, round_inputs="")
     dt = np.dtype(dtype).type
-    W = np.array(P.W0 if W0 is None else W0, dtype=dt)
-    if not v.bias:
-        b = None
-    elif b0 is not None:
-        b = np.array(b0, dtype=dt).reshape(2, P.m)
-    elif P.b0 is not None and v.b0 == 0.0:
-        b = np.array(P.b0, dtype=dt).reshape(2, P.m)
-    else:
-        b = np.full((2, P.m), v.b0, dtype=dt)
+    net = Stepper(P, v, dt, P.W0 if W0 is None else W0, b0)
     # 'select_retrain' with select_then='retrain': the step ``P.reset`` starts from the run's initial state again
     # (this call's W0 and b0 when it starts at step 0, else the problem's)
     if P.reset >= 0 and t0 <= P.reset:
         if int(t0) == 0:
-            Wr, br = W.copy(), None if b is None else b.copy()
+            Wr, br = net.W.copy(), None if net.b is None else net.b.copy()
         else:
-            Wr = np.array(P.W0, dtype=dt)
-            br = (
-                None
-                if b is None
-                else (
-                    np.array(P.b0, dtype=dt).reshape(2, P.m)
-                    if P.b0 is not None and v.b0 == 0.0
-                    else np.full((2, P.m), v.b0, dtype=dt)
-                )
-            )
-    buf = bufb = None
+            Wr, br = np.array(P.W0, dtype=dt), initial_bias(P, v, dt, None)
     elr = is_elr(v)
-    tgt = None
     if elr:
-        tgt = np.array(target0, dtype=dt) if target0 is not None else elr_initial(P, v, dt)
+        net.tgt = np.array(target0, dtype=dt) if target0 is not None else elr_initial(P, v, dt)
         period = elr_period(v)
     with np.errstate(all="ignore"):
         for t in range(int(t0), want[-1] + 1):
             if t in want:
-                out[t] = (W.copy(), None if b is None else b.copy()) if with_bias else W.copy()
+                out[t] = net.state(with_bias)
             if t == want[-1]:
                 break
             if t == P.reset:
-                W, b = Wr.copy(), None if br is None else br.copy()
-            eta = dt(step_size(P, v, t))
-            lab = P.labels(t, v)
+                net.W, net.b = Wr.copy(), None if br is None else br.copy()
+            use, fresh = None, False
             if elr:
-                use, fresh, tgt = elr_state(W, P, v, b, tgt, t, period)
-            else:
-                use, fresh = None, False
-            G, Gb = gradient(W, P, lab, v, b, use, fresh)
-            if v.sequential_j:
-                W1 = W.copy()
-                W1[0] = W[0] - eta * G[0]
-                G2, Gb2 = gradient(W1, P, lab, v, b, use, fresh)
-                G = np.stack([G[0], G2[1]])
-                if Gb is not None:
-                    Gb = np.stack([Gb[0], Gb2[1]])
-            if v.clip_norm:
-                norm = np.sqrt(np.sum(G * G) + (0.0 if Gb is None else np.sum(Gb * Gb)))
-                coef = dt(v.clip_norm) / (norm + dt(1e-6))
-                if coef < 1:
-                    G = G * coef
-                    Gb = None if Gb is None else Gb * coef
-            if v.weight_decay:
-                G = G + dt(v.weight_decay) * W
-                if Gb is not None:
-                    Gb = Gb + dt(v.weight_decay) * b
-            if v.momentum:
-                buf = G if buf is None else dt(v.momentum) * buf + G
-                G = buf
-                if Gb is not None:
-                    bufb = Gb if bufb is None else dt(v.momentum) * bufb + Gb
-                    Gb = bufb
-            W = W - eta * G
-            if b is not None and v.bias_trained:
-                b = b - eta * Gb
-            if not (np.all(np.isfinite(W)) and (b is None or np.all(np.isfinite(b)))):
-                nan = np.full_like(W, np.nan)
+                use, fresh, net.tgt = elr_state(net.W, P, v, net.b, net.tgt, t, period)
+            if not net.step(P.labels(t, v), dt(step_size(P, v, t)), use, fresh):
                 for s in want:
-                    out.setdefault(s, (nan, None if b is None else np.full_like(b, np.nan)) if with_bias else nan)
+                    out.setdefault(s, net.nan_state(with_bias))
                 break
     return out

@@ -48,6 +48,7 @@ class CheckpointError:
     gamma_rel_err: float = math.nan
     rho_rel_err: float = math.nan
     b_rel_err: float = math.nan
+    net2_rel_err: float = math.nan
 
 
 @dataclass
@@ -105,7 +106,15 @@ class Report:
         with_b = any(not math.isnan(r.b_rel_err) for r in self.rows)
         if with_b:
             cols.append(("b rel", "b_rel_err"))
+        with_2 = any(not math.isnan(r.net2_rel_err) for r in self.rows)
+        if with_2:
+            cols.append(("net2 rel", "net2_rel_err"))
         lines = [head]
+        if with_2:
+            lines.append(
+                "  co-teaching: the second network is checked at the same bound (net2 rel = max |their W_2 - "
+                "lnref's| / max |lnref's W_2|, and b_2 likewise; SPEC.md section 9)"
+            )
         if with_b:
             if self.kind == "trajectory":
                 lines.append(

@@ -31,7 +31,7 @@ __all__ = [
 
 DEFAULT = "han2025"
 # modules that register reproductions, in the order `lnref reproduce --list` shows them
-_MODULES = ("han2025", "huang2025", "heatmaps", "methods")
+_MODULES = ("han2025", "huang2025", "heatmaps", "methods", "methods_phase")
 
 
 def load_all() -> dict:
@@ -40,5 +40,23 @@ def load_all() -> dict:
     return REPRODUCTIONS
 
 
-#: sub-modules read as attributes on first access (``lnref.reproduce.plotting`` after ``import lnref``)
-__getattr__ = submodule_getattr(__name__, ("cli", "common", "han2025", "heatmaps", "huang2025", "methods"))
+#: sub-modules read as attributes on first access (``lnref.reproduce.methods`` after ``import lnref``)
+__getattr__ = submodule_getattr(
+    __name__,
+    (
+        "cli",
+        "checks",
+        "common",
+        "han2025",
+        "han2025_checks",
+        "heatmaps",
+        "heatmap_tools",
+        "heatmap_kou",
+        "heatmap_kou_published",
+        "heatmap_huang_cao",
+        "huang2025",
+        "methods",
+        "methods_predictions",
+        "methods_phase",
+    ),
+)

@@ -225,7 +225,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         state["selection"] = selection
     try:
         check_train_options(resume=state)
-        from . import check_state_arrays
+        from .state import check_state_arrays
 
         cfg = Config.from_dict(state["config"])
         shapes = {"gamma": (2, cfg.m), "rho": (2, cfg.m, cfg.n), "bias": (2, cfg.m)}

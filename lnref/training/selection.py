@@ -125,7 +125,10 @@ class SelectionAlgorithm:
         means the next state would be non-finite (the run stops, keeping the last finite state)."""
         raise NotImplementedError
 
-    def _step_masked(self, k: int, mask: np.ndarray, mean_over_selected: bool, engine=None) -> int:
+    def step_masked(self, k: int, mask: np.ndarray, mean_over_selected: bool, engine=None) -> int:
+        """Take up to k steps of ``engine`` (default the run's) on the samples of ``mask``: mean over |S| when
+        ``mean_over_selected``, else over n; the number of steps taken (fewer: the next state is non-finite).
+        The oracle's fixture recorder wraps it to record each step's mask and step scale."""
         engine = self.engine if engine is None else engine
         size = int((mask > 0.0).sum())
         scale = self.n / size if (mean_over_selected and size > 0) else 1.0
@@ -141,12 +144,12 @@ class SelectionAlgorithm:
 
     def log(self, step: int, f: np.ndarray, keep_rho: bool) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """History columns and trace rows of logged step ``step`` (outputs ``f`` of network 1)."""
-        self._prepare(step, f)
+        self.prepare(step, f)
         prec, rec = precision_recall(self.mask, self.clean)
         row = {"selected": float((self.mask > 0.0).sum()), "select_precision": prec, "select_recall": rec}
         return row, {"mask": self.mask.copy()}
 
-    def _prepare(self, step: int, f: np.ndarray) -> None:
+    def prepare(self, step: int, f: np.ndarray) -> None:
         """Bring the mask to the one used by the step from ``step`` (outputs f of that state)."""
 
     # -- checkpoints
@@ -176,7 +179,8 @@ class SelectRetrain(SelectionAlgorithm):
         W = engine.weights().copy() if cfg.engine == "weights" else None
         self._init = (engine.gamma.copy(), engine.rho.copy(), engine.bias.copy(), W)
 
-    def _due(self, t: int, margin: np.ndarray) -> bool:
+    def due(self, t: int, margin: np.ndarray) -> bool:
+        """Whether S is selected at step t (margins y_obs f of that state)."""
         at = self.cfg.select_at
         if at == "T1":
             fit = margin > 0.0
@@ -190,15 +194,15 @@ class SelectRetrain(SelectionAlgorithm):
             self.mask = small_loss_mask(margin, int((1.0 - self.cfg.selection_rate) * self.n))
         self.select_step = int(t)
 
-    def _prepare(self, step: int, f: np.ndarray) -> None:
-        if self.select_step < 0 and self._due(step, self.y_obs * f):
+    def prepare(self, step: int, f: np.ndarray) -> None:
+        if self.select_step < 0 and self.due(step, self.y_obs * f):
             self._select(step, self.y_obs * f)
 
     def advance(self, t: int, k: int) -> tuple[int, int]:
         if self.select_step < 0:
             at = self.cfg.select_at
             if at == "T1" or t == at:
-                self._prepare(t, self.engine.forward())
+                self.prepare(t, self.engine.forward())
             if self.select_step < 0:
                 if at != "T1" and t > at:
                     raise ConfigError(
@@ -211,7 +215,7 @@ class SelectRetrain(SelectionAlgorithm):
             g, r, b, W = self._init
             self.engine.load_state(g, r, b, W, step=t)
             self.restarted = True
-        return k, self._step_masked(k, self.mask, True)
+        return k, self.step_masked(k, self.mask, True)
 
     def log(self, step, f, keep_rho):
         row, tr = super().log(step, f, keep_rho)
@@ -238,7 +242,8 @@ class TruncatedGCE(SelectionAlgorithm):
         super().__init__(cfg, engine)
         self.refreshed = -1
 
-    def _due(self, t: int) -> bool:
+    def due(self, t: int) -> bool:
+        """Whether the mask is refreshed at step t."""
         c = self.cfg
         return t >= c.trunc_start and (t - c.trunc_start) % c.trunc_every == 0 and self.refreshed != t
 
@@ -248,18 +253,18 @@ class TruncatedGCE(SelectionAlgorithm):
             return c.trunc_start
         return t + c.trunc_every - (t - c.trunc_start) % c.trunc_every
 
-    def _prepare(self, step: int, f: np.ndarray) -> None:
-        if self._due(step):
+    def prepare(self, step: int, f: np.ndarray) -> None:
+        if self.due(step):
             truncation_mask(np.ascontiguousarray(self.y_obs * f), float(self.cfg.trunc_k), self.mask)
             self.refreshed = int(step)
 
     def advance(self, t: int, k: int) -> tuple[int, int]:
-        if self._due(t):
-            self._prepare(t, self.engine.forward())
+        if self.due(t):
+            self.prepare(t, self.engine.forward())
         k = min(k, self._next(t) - t)
         if self.refreshed < 0:
             return k, self.engine.advance(k, None)
-        return k, self._step_masked(k, self.mask, False)
+        return k, self.step_masked(k, self.mask, False)
 
     def state(self):
         out = super().state()
@@ -289,17 +294,18 @@ class CoTeaching(SelectionAlgorithm):
         """R(t) = forget_rate min(t / T_k, 1)."""
         return self.cfg.selection_rate * min(t / self.cfg.coteach_tk, 1.0)
 
-    def _masks(self, t: int, f1: np.ndarray, f2: np.ndarray) -> None:
+    def update_masks(self, t: int, f1: np.ndarray, f2: np.ndarray) -> None:
+        """Each network's mask for the step from t: the samples the other ranks among its smallest losses."""
         keep = int((1.0 - self.rate(t)) * self.n)  # the official code's int(remember_rate * len(loss))
         self.mask = small_loss_mask(self.y_obs * f2, keep)  # network 2 picks network 1's samples
         self.mask2 = small_loss_mask(self.y_obs * f1, keep)  # and network 1 network 2's
 
-    def _prepare(self, step, f):
-        self._masks(step, f, self.engine2.forward())
+    def prepare(self, step, f):
+        self.update_masks(step, f, self.engine2.forward())
 
     def advance(self, t: int, k: int) -> tuple[int, int]:
         e1, e2 = self.engine, self.engine2
-        self._masks(t, np.array(e1.forward()), e2.forward())
+        self.update_masks(t, np.array(e1.forward()), e2.forward())
         snap = (
             e1.gamma.copy(),
             e1.rho.copy(),
@@ -308,9 +314,9 @@ class CoTeaching(SelectionAlgorithm):
             e1.t,
             e1.target.copy(),
         )
-        if self._step_masked(1, self.mask, True) < 1:
+        if self.step_masked(1, self.mask, True) < 1:
             return 1, 0
-        if self._step_masked(1, self.mask2, True, e2) < 1:
+        if self.step_masked(1, self.mask2, True, e2) < 1:
             g, r, b, W, st, tg = snap
             e1.load_state(g, r, b, W, step=st, target=tg)
             return 1, 0
@@ -328,7 +334,7 @@ class CoTeaching(SelectionAlgorithm):
     def log(self, step, f, keep_rho):
         e2 = self.engine2
         f2 = np.array(e2.forward())
-        self._masks(step, f, f2)
+        self.update_masks(step, f, f2)
         prec, rec = precision_recall(self.mask, self.clean)
         margin2 = self.y_obs * f2
         m2 = step_metrics(f2, self.engine2.data.y, self.y_obs, e2.gamma, e2.rho, ("loss", "train_acc"))

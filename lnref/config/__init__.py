@@ -1,19 +1,45 @@
 """Run configuration: one frozen dataclass, validated on construction.
 
-Every field maps to a symbol of SPEC.md (sections 1-3).  Invalid values raise
-:class:`ConfigError` naming the field, the value and what is allowed, before any
-work starts.
+Every field maps to a symbol of SPEC.md (sections 1-3, and 9 for the methods).  Invalid values raise
+:class:`ConfigError` naming the field, the value and what is allowed, before any work starts.
+
+- :mod:`lnref.config.checks`: ConfigError, the allowed values of each choice field, the checks;
+- :mod:`lnref.config.losses`: the training methods' hyper-parameters (``LOSSES``);
+- :mod:`lnref.config.loading`: each field's documentation, Config from TOML documents and mappings
+  (``FIELD_DOCS``, ``config_values_from_toml``, ``config_from_mapping``, also readable here).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+
+from .checks import (
+    ALGORITHMS,
+    ENGINES,
+    FLIP_MODELS,
+    INITS,
+    NOISE_MODELS,
+    PATCH_REDUCTIONS,
+    SAMPLINGS,
+    SELECT_RULES,
+    SELECT_THENS,
+    SELECTION_ALGORITHMS,
+    TEST_DISTRIBUTIONS,
+    VIRTUAL_TESTS,
+    ConfigError,
+    check_choice,
+    check_float,
+    check_int,
+    unknown_fields_message,
+)
+from .losses import LOSSES, LossParam, LossParams, resolve_loss_params
 
 __all__ = [
     "Config",
@@ -26,202 +52,14 @@ __all__ = [
     "check_int",
     "check_float",
     "check_choice",
+    "FIELD_TYPES",
     "FIELD_DOCS",
     "config_values_from_toml",
     "config_from_mapping",
+    "ALGORITHMS",
+    "SELECTION_ALGORITHMS",
+    "PATCH_REDUCTIONS",
 ]
-
-NOISE_MODELS = ("orthogonal", "isotropic")
-FLIP_MODELS = ("independent", "exact")
-ALGORITHMS = ("gd", "label_noise_gd", "select_retrain", "truncated_gce", "coteaching")
-# the algorithms that choose samples (lnref.training.selection; SPEC.md section 9, "Selection algorithms")
-SELECTION_ALGORITHMS = ("select_retrain", "truncated_gce", "coteaching")
-SELECT_RULES = ("log2", "rank")
-SELECT_THENS = ("continue", "retrain")
-TEST_DISTRIBUTIONS = ("iid", "spurious")
-ENGINES = ("weights", "coefficients")
-SAMPLINGS = ("explicit", "gram")
-VIRTUAL_TESTS = ("fixed", "fresh")
-INITS = ("gaussian", "torch")
-PATCH_REDUCTIONS = ("sum", "mean")
-
-
-class ConfigError(ValueError):
-    """A configuration or input array is invalid; the message says what is allowed."""
-
-
-@dataclass(frozen=True)
-class LossParam:
-    """One hyper-parameter of a training method: its default (the official code's) and its allowed range."""
-
-    name: str
-    default: float
-    low: float | None = None
-    low_open: bool = False
-    high: float | None = None
-    high_open: bool = False
-    integer: bool = False
-    allowed: str = ""
-
-
-# Config.loss -> the method's hyper-parameters, in the order the kernels read them
-# (lnref.kernels.losses.method_dloss; SPEC.md section 9 gives the formulas and the official codes' defaults).
-# Adding a method: its g(z) and l(z) in lnref/kernels/losses.py, its name in LOSS_NAMES there, its entry here.
-LOSSES: dict[str, tuple[LossParam, ...]] = {
-    "logistic": (),
-    "gce": (LossParam("q", 0.7, low=0.0, low_open=True, high=1.0, allowed="in (0, 1]"),),
-    "sce": (
-        LossParam("alpha", 0.1, low=0.0, allowed=">= 0"),
-        LossParam("beta", 1.0, low=0.0, allowed=">= 0"),
-        LossParam(
-            "A",
-            math.log(1e-4),
-            high=0.0,
-            high_open=True,
-            allowed="< 0 (the log of the clamped 0 of the one-hot label; the official code's ln 1e-4)",
-        ),
-    ),
-    "label_smoothing": (LossParam("eps", 0.1, low=0.0, high=1.0, high_open=True, allowed="in [0, 1)"),),
-    "bootstrap_soft": (LossParam("beta", 0.95, low=0.0, high=1.0, allowed="in [0, 1]"),),
-    "bootstrap_hard": (LossParam("beta", 0.8, low=0.0, high=1.0, allowed="in [0, 1]"),),
-    "forward": (LossParam("tau", 0.2, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)"),),
-    "backward": (LossParam("tau", 0.2, low=0.0, high=0.5, high_open=True, allowed="in [0, 1/2)"),),
-    "elr": (
-        LossParam("lam", 3.0, low=0.0, allowed=">= 0"),
-        LossParam("beta", 0.7, low=0.0, high=1.0, allowed="in [0, 1]"),
-        LossParam("period", 1, low=1, integer=True, allowed="an integer >= 1 (GD steps between target updates)"),
-    ),
-}
-
-
-class LossParams(Mapping):
-    """The resolved hyper-parameters of a method (name -> value, every one present): an immutable, hashable
-    mapping, so a Config holding it stays frozen and hashable.  ``dict(params)`` gives a plain dict."""
-
-    __slots__ = ("_items",)
-    _items: tuple[tuple[str, Any], ...]
-
-    def __init__(self, items=()):
-        object.__setattr__(self, "_items", tuple(items))
-
-    def __getitem__(self, key):
-        for k, v in self._items:
-            if k == key:
-                return v
-        raise KeyError(key)
-
-    def __iter__(self):
-        return (k for k, _ in self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __hash__(self) -> int:
-        return hash(self._items)
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Mapping):
-            return dict(self._items) == dict(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return repr(dict(self._items))
-
-    def __setattr__(self, name, value):
-        raise AttributeError("LossParams is immutable; use Config.replace(loss_params=...)")
-
-    def __reduce__(self):
-        return (LossParams, (self._items,))
-
-
-def resolve_loss_params(loss: str, params: Mapping[str, Any] | None) -> LossParams:
-    """Check a method's hyper-parameters and fill in the defaults of the others (in the kernels' order).
-
-    Raises
-    ------
-    ConfigError
-        For a parameter the method does not have (naming the method's) or a value out of its range.
-    """
-    spec = LOSSES[loss]
-    if params is None:
-        params = {}
-    if not isinstance(params, Mapping):
-        raise ConfigError(
-            f"loss_params={params!r} is not allowed: give a mapping of parameter -> value "
-            f"(for loss={loss!r}: {_param_list(loss)})"
-        )
-    known = {p.name for p in spec}
-    unknown = [k for k in params if k not in known]
-    if unknown:
-        owners = sorted({name for name, ps in LOSSES.items() for p in ps if p.name in unknown and name != loss})
-        hint = f" (a parameter of {', '.join(map(repr, owners))})" if owners else ""
-        raise ConfigError(
-            f"loss_params {', '.join(map(repr, map(str, unknown)))} not allowed for loss={loss!r}"
-            f"{hint}: loss={loss!r} takes {_param_list(loss)}"
-        )
-    out = []
-    for p in spec:
-        name = f"loss_params.{p.name}"
-        v = params.get(p.name, p.default)
-        if p.integer:
-            v = check_int(name, v, int(p.low or 0))
-        else:
-            v = check_float(
-                name, v, low=p.low, low_open=p.low_open, high=p.high, high_open=p.high_open, allowed=p.allowed
-            )
-        out.append((p.name, v))
-    return LossParams(out)
-
-
-def _param_list(loss: str) -> str:
-    spec = LOSSES[loss]
-    if not spec:
-        return "no parameters"
-    return ", ".join(f"{p.name} {p.allowed} (default {p.default:.6g})" for p in spec)
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """The integer ``value`` of field ``name`` (a whole float is accepted), at least ``minimum``; else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(f"{name}={value!r} is not allowed: {name} must be an integer >= {minimum}")
-    value = int(value)
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is not allowed: {name} must be an integer >= {minimum}")
-    return value
-
-
-def check_float(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    low_open: bool = False,
-    high: float | None = None,
-    high_open: bool = False,
-    allowed: str = "",
-) -> float:
-    """The finite real ``value`` of field ``name`` within the given bounds; else ConfigError saying what is allowed."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a real number {allowed}".rstrip())
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None and (value < low or (low_open and value == low)):
-        bad = True
-    if high is not None and (value > high or (high_open and value == high)):
-        bad = True
-    if bad:
-        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a finite number {allowed}".rstrip())
-    return value
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``; else ConfigError listing them."""
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(map(repr, choices))}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -641,147 +479,15 @@ def output_divisor(m: int, patch_reduce: str, output_scale: float | None) -> flo
     return cp_div / output_scale
 
 
-def _field_types() -> dict[str, type]:
-    """Python type used to parse each field from text (CLI, sweeps)."""
-    out: dict[str, type] = {}
-    defaults = Config()
-    for f in dataclasses.fields(Config):
-        v = getattr(defaults, f.name)
-        if f.name in ("tau", "tau_plus", "tau_minus", "output_scale", "forget_rate"):
-            out[f.name] = float
-        elif f.name == "loss_params":
-            out[f.name] = dict
-        elif isinstance(v, bool):
-            out[f.name] = bool
-        elif isinstance(v, int):
-            out[f.name] = int
-        elif isinstance(v, float):
-            out[f.name] = float
-        else:
-            out[f.name] = str
-    return out
+#: names of :mod:`lnref.config.loading` read here on first access (``lnref.config.FIELD_TYPES``), which
+#: needs Config defined first
+LOADING = ("FIELD_TYPES", "FIELD_DOCS", "config_values_from_toml", "config_from_mapping")
 
 
-FIELD_TYPES = _field_types()
-
-
-# ---------------------------------------------------------------------------------- field docs and loading
-def _field_docs() -> dict[str, str]:
-    """Each field's meaning and allowed values, read from the Parameters section of Config's docstring."""
-    doc = Config.__doc__ or ""
-    lines = doc.split("Parameters\n    ----------\n", 1)[-1].splitlines()
-    out: dict[str, str] = {}
-    names: list[str] = []
-    kind = ""
-    text: list[str] = []
-
-    def flush() -> None:
-        if names:
-            body = " ".join(" ".join(text).split())
-            allowed = kind if kind.startswith("{") else ""
-            entry = body + (f" Allowed: {allowed}." if allowed else "")
-            parts = [x.strip() for x in body.split(". ", 1)[0].rstrip(".").split(", ")]
-            if len(names) > 1 and len(parts) == len(names):  # "n, d, m : int / Samples, dimension, filters."
-                for nm, part in zip(names, parts):
-                    out[nm] = f"{part[0].upper()}{part[1:]}." + (f" Allowed: {allowed}." if allowed else "")
-                return
-            for nm in names:
-                out[nm] = entry.strip()
-
-    for line in lines:
-        if line.startswith("    ") and not line.startswith("     ") and " : " in line:
-            flush()
-            head, _, kind = line.strip().partition(" : ")
-            names = [h.strip() for h in head.split(",")]
-            kind = kind.strip()
-            text = []
-        elif line.startswith("        "):
-            text.append(line.strip())
-        elif line.strip() and not line.startswith(" "):
-            break
-    flush()
-    return {f.name: out.get(f.name, "") for f in dataclasses.fields(Config)}
-
-
-FIELD_DOCS: dict[str, str] = _field_docs()
-"""Field name -> its meaning and allowed values (one source: Config's docstring; used by the CLI's --help)."""
-
-
-def unknown_fields_message(unknown: list[str], known: list[str] | tuple[str, ...]) -> str:
-    """'unknown config field(s) ...' with a 'did you mean' for each and the allowed fields."""
-    from ._suggest import suggest
-
-    parts = []
-    for name in unknown:
-        best = suggest(name, known)
-        parts.append(f"{name!r} (did you mean {best[0]!r}?)" if best else repr(name))
-    return f"unknown config field(s) {', '.join(parts)}; allowed fields: {', '.join(sorted(known))}"
-
-
-def config_values_from_toml(doc: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The Config values of a parsed TOML document: its top-level fields, or its ``[config]`` table.
-
-    A document may also hold a ``[grid]`` table (sweeps).  Mixing top-level fields and a ``[config]`` table is
-    refused (which would win is not obvious), and so is a ``config`` key that is not a table.
-
-    Raises
-    ------
-    ConfigError
-        Naming ``source`` and what is wrong.
-    """
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{source}: expected a TOML table of Config fields")
-    loss_table = doc.get("loss") if isinstance(doc.get("loss"), Mapping) else None
-    top = {k: v for k, v in doc.items() if k not in ("config", "grid") and not (k == "loss" and loss_table)}
-    if "config" in doc:
-        table = doc["config"]
-        if not isinstance(table, Mapping):
-            raise ConfigError(
-                f"{source}: 'config' must be a table ([config] followed by FIELD = VALUE lines), "
-                f"not {type(table).__name__} {table!r:.40}"
-            )
-        if top:
-            raise ConfigError(
-                f"{source}: fields {', '.join(sorted(map(str, top)))} are at the top level and others "
-                "in a [config] table; put every field in one place (all at the top, or all under "
-                "[config] -- TOML puts every line after [config] into that table)"
-            )
-        values = dict(table)
-    else:
-        values = top
-    if loss_table is not None:
-        values["loss"] = loss_table
-    return _loss_table(values, source)
-
-
-def _loss_table(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """A ``[loss]`` table (``name = "elr"`` and the method's parameters) as the fields ``loss`` and
-    ``loss_params``."""
-    table = values.get("loss")
-    if not isinstance(table, Mapping):
-        return values
-    table = dict(table)
-    if "name" not in table:
-        raise ConfigError(
-            f'{source}: the [loss] table needs name = "..." (one of {", ".join(map(repr, LOSSES))}) '
-            'beside the method\'s parameters, e.g. [loss] name = "elr" lam = 3'
-        )
-    if "loss_params" in values:
-        raise ConfigError(f"{source}: give the method's parameters in the [loss] table or as loss_params, not both")
-    values = dict(values)
-    values["loss"] = table.pop("name")
-    values["loss_params"] = table
-    return values
-
-
-def config_from_mapping(values: Mapping[str, Any], source: str = "") -> Config:
-    """:meth:`Config.from_dict` whose errors name ``source`` (a file) and never leak a TypeError."""
-    prefix = f"{source}: " if source else ""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix}expected a mapping of Config fields, got {type(values).__name__}")
-    try:
-        return Config.from_dict(values)
-    except ConfigError as exc:
-        raise ConfigError(f"{prefix}{exc}") from None
-    except (TypeError, OverflowError) as exc:
-        raise ConfigError(f"{prefix}invalid config values: {exc}") from None
+def __getattr__(name: str) -> Any:
+    """:data:`LOADING`'s names, and the sub-modules, on first access (PEP 562)."""
+    if name in LOADING:
+        return getattr(importlib.import_module(f"{__name__}.loading"), name)
+    if name in ("checks", "losses", "loading"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
