@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_weights import numpy_gd, parse_size, thread_table
+from bench_weights import numpy_gd, parse_size, settle, thread_table
 
 
 def best_of(fn, repeats):
@@ -142,6 +142,7 @@ def main(argv=None) -> int:
         t_np, _ = best_of(
             lambda: numpy_gd(W0, data.mu, data.xi, data.y, data.y_obs, cfg.q, cfg.eta, args.steps), args.repeats
         )
+        settle()  # OpenBLAS's threads spin ~100 ms after the baseline
         res = {}
         for thr in (all_threads, 1):
             with num_threads(thr):

@@ -167,10 +167,10 @@ def test_parallel_and_serial_kernels_bit_identical():
 
 
 def test_inner_product_sums_are_serial_sums_in_index_order():
-    """The kernels add four terms per pass ((((a + t0) + t1) + t2) + t3); that must be the plain serial sum
+    """The kernels add eight terms per pass ((((a + t0) + t1) + ...) + t7); that must be the plain serial sum
     a += t_i over the non-zero terms in index order, bit for bit (SPEC.md section 4's inner products)."""
     rng = np.random.default_rng(1)
-    F, n, m = 6, 23, 3  # n not a multiple of 4: groups of four plus a remainder
+    F, n, m = 6, 23, 3  # about 14 non-zero terms per row: a group of eight plus a remainder
     gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.6)
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))

@@ -436,7 +436,7 @@ def test_unwritable_cache_never_falls_back_to_the_source_tree(tmp_path):
     env = _lnref_env(root, _unwritable_folder(tmp_path), tmp_path / "home")
     first = _py(env, "-c", _PROBE)
     assert first.returncode == 0, first.stderr
-    with open(root / "lnref" / "kernels" / "equations.py", "a") as fh:
+    with open(root / "lnref" / "kernels" / "losses.py", "a") as fh:
         fh.write(_EDIT)
     second = _py(env, "-c", _PROBE)
     assert second.returncode == 0, second.stderr
@@ -450,7 +450,7 @@ def test_cache_is_keyed_on_inlined_equations_and_survives_damage(tmp_path):
     root = _package_copy(tmp_path / "src")
     cache = tmp_path / "cache"
     env = _lnref_env(root, cache, tmp_path / "home")
-    eqs = root / "lnref" / "kernels" / "equations.py"
+    eqs = root / "lnref" / "kernels" / "losses.py"  # where logistic_dloss lives
     original = eqs.read_text()
     first = _py(env, "-c", _PROBE)
     assert first.returncode == 0 and first.stderr == "", first.stderr

@@ -166,3 +166,53 @@ def test_gd_step_equals_one_step_of_train_bit_for_bit(algorithm, q):
         eps = label_noise_signs(rng, (2, cfg.n), cfg.p)[1]
     W2 = lnref.gd_step(W1, data, cfg.eta, q, eps=eps)
     assert W2.tobytes() == res2.W.tobytes()
+
+
+def test_gradient_rows_sum_in_the_documented_order():
+    """G[f] of lnref.kernels.contractions.gradient_rows (blocked over k-tiles, two groups of four per pass) equals,
+    bit for bit, the order its docstring states, written plainly: the active samples in increasing i in groups of
+    four summed as (t0 + t1) + (t2 + t3) and added to the running sum, then the rest one at a time; then
+    (s_j/(n div)) (S_f mu + sum).  Sizes: several k-tiles with a remainder, active counts with 8-groups, a
+    4-group and single terms, a filter range not starting at 0."""
+    from lnref.kernels import contractions as KX
+    from lnref.kernels.equations import step_scalings
+
+    rng = np.random.default_rng(3)
+    n, d, m = 45, 2 * KX.GRAD_K_TILE + 37, 3
+    F = 2 * m
+    A = rng.standard_normal((F, n))
+    B = rng.standard_normal(F)
+    X = rng.standard_normal((n, d))
+    mu = rng.standard_normal(d)
+    y = rng.choice([-1.0, 1.0], n)
+    lpm = rng.standard_normal(n)
+    lpy = lpm * y
+    xi_sq = np.einsum("ij,ij->i", X, X)
+    div, eta = float(m), 0.3
+    rate, gscale, bscale = step_scalings(xi_sq, eta, float(mu @ mu), div)
+    zF, znF = np.zeros(F), np.zeros((F, n))
+    out = dict(gamma_new=np.empty(F), rho_new=np.empty((F, n)), bias_new=np.empty(F))
+    G, S, Sb, C = np.zeros((F, d)), np.empty(F), np.empty(F), np.empty((F, n))
+    bad = np.zeros(F, dtype=np.int64)
+    active, nactive = np.empty((F, n), dtype=np.int64), np.empty(F, dtype=np.int64)
+    f0 = 1
+    KX.gradient_rows(
+        f0, F, A, B, zF, lpm, lpy, y, mu, X, 1.0, m, div, rate, gscale, bscale, zF, znF,
+        out["gamma_new"], out["rho_new"], out["bias_new"], G, S, Sb, C, bad, False, active, nactive,
+    )  # fmt: skip
+    counts = set()
+    for f in range(f0, F):
+        act = [i for i in range(n) if C[f, i] != 0.0]
+        counts.add(len(act))
+        g = np.zeros(d)
+        n4 = len(act) - len(act) % 4
+        for j in range(0, n4, 4):
+            c0, c1, c2, c3 = (C[f, act[j + t]] for t in range(4))
+            x0, x1, x2, x3 = (X[act[j + t]] for t in range(4))
+            g = g + ((c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3))
+        for j in range(n4, len(act)):
+            g = g + C[f, act[j]] * X[act[j]]
+        sj = 1.0 if f < m else -1.0
+        want = (sj / (n * div)) * (S[f] * mu + g)
+        assert G[f].tobytes() == want.tobytes(), f"filter {f}: max |diff| {np.max(np.abs(G[f] - want))}"
+    assert any(c % 8 >= 4 and c >= 8 for c in counts) and any(c % 4 for c in counts), counts

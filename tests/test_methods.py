@@ -18,7 +18,7 @@ from numba import njit
 import lnref
 from lnref.config import LOSSES, ConfigError
 from lnref.engines import from_config
-from lnref.kernels import equations as E
+from lnref.kernels import losses as E
 from lnref.training.runs import load_checkpoint, save_checkpoint
 
 METHODS = [name for name in LOSSES if name != "logistic"]

@@ -1,9 +1,9 @@
-"""Each formula of SPEC.md section 8 is written once, in lnref/kernels/equations.py (docs/DESIGN.md "One formula, one
-function").
+"""Each formula of SPEC.md section 8 is written once, in lnref/kernels/equations.py (the network) or
+lnref/kernels/losses.py (the losses) (docs/DESIGN.md "One formula, one function").
 
 The package's code (comments and docstrings removed) is scanned for the signatures of each formula: how the
 logistic loss, its derivative, sigma, sigma', the output divisor, the step sizes, the bias-gradient scale and the
-scalings of the inner products in coefficients are written.  A signature outside ``kernels/equations.py`` fails the
+scalings of the inner products in coefficients are written.  A signature outside the HOMES fails the
 test, unless its (file, function) is in :data:`ALLOWED` with a reason.  The oracle's NumPy replay
 (``lnref/oracle/replay*.py``) is the one declared second implementation (SPEC.md section 8).
 
@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lnref"
-HOME = "lnref/kernels/equations.py"
+#: the files where formulas live (a formula may stand in either, once)
+HOMES = ("lnref/kernels/equations.py", "lnref/kernels/losses.py")
 REPLAY = "lnref/oracle/replay.py"
 
 _E = r"(?:np\.|math\.|numpy\.)?"
@@ -108,7 +109,7 @@ def duplicates(files: list[Path], root: Path = ROOT, allowed=None) -> list[str]:
     found = []
     for path in files:
         rel = path.relative_to(root).as_posix()
-        if rel == HOME:
+        if rel in HOMES:
             continue
         source = path.read_text(encoding="utf-8")
         funcs = functions_by_line(source)
@@ -128,14 +129,14 @@ def package_files() -> list[Path]:
 def test_no_formula_is_written_twice():
     found = duplicates(package_files())
     assert not found, (
-        "a formula of SPEC.md section 8 written outside lnref/kernels/equations.py; call the function "
+        "a formula of SPEC.md section 8 written outside lnref/kernels/equations.py and losses.py; call the function "
         "there instead (or, for a declared exception, add it to ALLOWED with a reason):\n" + "\n".join(found)
     )
 
 
 def test_every_signature_matches_its_home():
-    """Each formula's signatures match how kernels/equations.py writes it, so the scan looks for the real thing."""
-    home = "\n".join(code_lines((ROOT / HOME).read_text(encoding="utf-8")))
+    """Each formula's signatures match how its home writes it, so the scan looks for the real thing."""
+    home = "\n".join("\n".join(code_lines((ROOT / h).read_text(encoding="utf-8"))) for h in HOMES)
     for formula, patterns in SIGNATURES.items():
         if formula.startswith(("sigma(z)", "output divisor")):
             continue  # sigma: a branch on z > 0 there; the divisor: config.output_divisor (ALLOWED)
@@ -155,9 +156,12 @@ def test_every_allowed_entry_names_a_real_function():
 def test_a_planted_duplicate_is_found(tmp_path):
     pkg = tmp_path / "lnref"
     (pkg / "kernels").mkdir(parents=True)
-    (pkg / "kernels" / "equations.py").write_text(
+    (pkg / "kernels" / "losses.py").write_text(
         "import math\n\ndef logistic_loss(z):\n    return math.log1p(math.exp(-z))\n"
     )
+    (pkg / "kernels" / "equations.py").write_text("def dact(z, q):\n    return q * z ** (q - 1.0)\n")
+    # a kernel module next to the homes is not a home
+    (pkg / "kernels" / "weights.py").write_text("import math\n\ndef dl(z):\n    return -1.0 / (1.0 + math.exp(z))\n")
     (pkg / "mine.py").write_text(
         '"""Docstrings may say log1p(exp(-z))."""\nimport numpy as np\n\n\n'
         "def my_loss(z):\n    # a comment may too: log1p(exp(-z))\n"
@@ -168,11 +172,13 @@ def test_a_planted_duplicate_is_found(tmp_path):
     files = sorted(pkg.rglob("*.py"))
     found = duplicates(files, tmp_path, allowed={})
     assert [f.split(" -- ")[0] for f in found] == [
+        "lnref/kernels/weights.py:4 (dl): l'(z) = -1/(1 + exp(z)) (the sigmoid)",
         "lnref/mine.py:7 (my_loss): logistic loss l(z) = log(1 + exp(-z))",
         "lnref/mine.py:11 (my_div): output divisor 1/(output_scale c_p)",
     ]
     assert (
-        duplicates(files, tmp_path, allowed={("lnref/mine.py", "my_loss"): "x", ("lnref/mine.py", "my_div"): "y"}) == []
+        duplicates(files, tmp_path, allowed={("lnref/mine.py", "my_loss"): "x", ("lnref/mine.py", "my_div"): "y"})
+        == found[:1]
     )
 
 

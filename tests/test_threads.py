@@ -49,6 +49,19 @@ def test_machine_state_reads_the_affinity_and_the_load():
     assert isinstance(others, float) and others >= 0.0
 
 
+def test_own_threads_are_not_other_programs(monkeypatch, tmp_path):
+    """Runnable threads of this process (OpenBLAS's workers spin ~100 ms after a matrix product) are not counted
+    as other programs: they made a quiet machine look busy (issue 25)."""
+    fake = tmp_path / "loadavg"
+    fake.write_text("0.90 0.50 0.30 3/200 12345\n")
+    monkeypatch.setattr(_threads, "LOADAVG", str(fake))
+    monkeypatch.setattr(_threads, "own_running", lambda: 3)
+    assert _threads.machine_state()[1] == 0.0
+    monkeypatch.setattr(_threads, "own_running", lambda: 1)
+    assert _threads.machine_state()[1] == 0.9  # two others runnable, the load average the smaller
+    assert _threads.own_running() >= 1
+
+
 def test_step_work_counts_the_engine_work_per_region():
     small = lnref.Config(n=20, d=1000, m=10)
     assert _threads.step_work(small) == (2.0 * 20 * 20 * 1000, _threads.REGIONS_PER_STEP["weights"], "weights")

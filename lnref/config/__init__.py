@@ -404,7 +404,7 @@ class Config:
 
     @property
     def loss_code(self) -> int:
-        """The method's code for the kernels (its index in lnref.kernels.equations.LOSS_NAMES)."""
+        """The method's code for the kernels (its index in lnref.kernels.losses.LOSS_NAMES)."""
         return tuple(LOSSES).index(self.loss)
 
     def loss_vector(self) -> np.ndarray:

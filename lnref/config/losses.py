@@ -28,8 +28,8 @@ class LossParam:
 
 
 # Config.loss -> the method's hyper-parameters, in the order the kernels read them
-# (lnref.kernels.equations.method_dloss; SPEC.md section 9 gives the formulas and the official codes' defaults).
-# Adding a method: its g(z) and l(z) in lnref/kernels/equations.py, its name in LOSS_NAMES there, its entry here.
+# (lnref.kernels.losses.method_dloss; SPEC.md section 9 gives the formulas and the official codes' defaults).
+# Adding a method: its g(z) and l(z) in lnref/kernels/losses.py, its name in LOSS_NAMES there, its entry here.
 LOSSES: dict[str, tuple[LossParam, ...]] = {
     "logistic": (),
     "gce": (LossParam("q", 0.7, low=0.0, low_open=True, high=1.0, allowed="in (0, 1]"),),

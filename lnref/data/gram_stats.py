@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ..kernels import coefficients as KC
+from ..kernels import gram as KG
 from . import LabelMasks, short_repr
 
 # problems smaller than this (multiply-adds per kernel call) run the serial kernel variant (same bits, no
@@ -18,7 +18,7 @@ PARALLEL_WORK = 1_000_000
 
 
 def pick_kernel(pair, work: float):
-    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref.kernels.equations.both`) for a
+    """The parallel or the serial compilation of a kernel (``pair`` from :func:`lnref.kernels.cache.both`) for a
     call of ``work`` multiply-adds: the same bits either way, the choice is speed only."""
     par, ser = pair
     return par if work >= PARALLEL_WORK and numba.get_num_threads() > 1 else ser
@@ -30,7 +30,7 @@ def cross_t(Y: np.ndarray, ZT: np.ndarray) -> np.ndarray:
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     ZT = np.ascontiguousarray(ZT, dtype=np.float64)
     out = np.empty((Y.shape[0], ZT.shape[1]))
-    pick_kernel((KC.cross, KC.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
+    pick_kernel((KG.cross, KG.cross_serial), Y.size * ZT.shape[1])(Y, ZT, out)
     return out
 
 
@@ -156,7 +156,7 @@ def stats_from_coordinates(coords: np.ndarray, e1: np.ndarray, n: int, mu_norm: 
         np.empty(k - n),
         np.empty(n),
     )
-    pick_kernel((KC.gram_stats, KC.gram_stats_serial), k * k * r)(
+    pick_kernel((KG.gram_stats, KG.gram_stats_serial), k * k * r)(
         coords, e1, float(mu_norm), np.empty((r, k)), full, G, xi_sq, P0, b0, c
     )
     return GramStats(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Config, ConfigError
-from ..kernels import coefficients as KC
+from ..kernels import gram as KG
 from ..kernels import normals as _normals
 from ..kernels.equations import scaled_test_inner
 from . import flip_labels, step_stream, stream
@@ -113,7 +113,7 @@ def virtual_test_accuracy(
 
     The same draws and the same floating-point operations as ``CoefficientEngine.test_accuracy(
     virtual_test(cfg, data.coords, data.e1, data.stats, data.y))``, so the same value bit for bit, with less
-    memory traffic (one fused kernel, :func:`lnref.kernels.coefficients.virtual_test_correct`).  For sweeps.
+    memory traffic (one fused kernel, :func:`lnref.kernels.gram.virtual_test_correct`).  For sweeps.
 
     Parameters
     ----------
@@ -137,7 +137,7 @@ def virtual_test_accuracy(
         return math.nan
     stats = data.stats
     t = virtual_test_inputs(cfg, data.coords, data.y, stats.c, mu_sq)
-    count = KC.virtual_test_correct(
+    count = KG.virtual_test_correct(
         data.coords,
         t.zT,
         t.scale,
@@ -185,7 +185,7 @@ def fresh_test_accuracy(
     y_k, xi_t = xi_k + zeta), then u (n_test, 2m) row by row (:func:`lnref.kernels.normals.standard_normal`), then, if
     test_flipped_labels, ``random(n_test)`` flips as in :func:`lnref.make_test`: the numbers those calls give,
     made from the stream's words by one kernel with the evaluation
-    (:func:`lnref.kernels.coefficients.fresh_test_correct`; L from :func:`fresh_test_factor`).
+    (:func:`lnref.kernels.gram.fresh_test_correct`; L from :func:`fresh_test_factor`).
 
     Parameters
     ----------
@@ -210,7 +210,7 @@ def fresh_test_accuracy(
     # 32-bit half)
     _, words = _normals.pcg64_words(step_stream(cfg.seed, "fresh_test", step).bit_generator)
     L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
-    count = KC.fresh_test_correct(
+    count = KG.fresh_test_correct(
         L,
         words,
         _normals.ZIG_K,
@@ -237,9 +237,9 @@ def fresh_test_accuracy(
 def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.ndarray, xi_sq: np.ndarray) -> np.ndarray:
     """L (2m, 2m) lower triangular with L L^T = K, K[f, g] = <w_f, Sigma w_g> for the state (gamma, rho) (flattened
     filters): <w_f, xi> for a fresh noise xi ~ N(0, s^2 Sigma) is s L u with u ~ N(0, I_2m)
-    (:func:`lnref.kernels.coefficients.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
+    (:func:`lnref.kernels.gram.fresh_test_factor`; SPEC.md section 4, "Virtual test sets")."""
     L = np.empty((2 * cfg.m, 2 * cfg.m))
-    KC.fresh_test_factor(
+    KG.fresh_test_factor(
         data.coords, data.e1, float(data.mu_norm), cfg.noise == "isotropic", gamma, rho, xi_sq, int(cfg.m), L
     )
     return L
@@ -247,7 +247,7 @@ def fresh_test_factor(cfg: Config, data: GramData, gamma: np.ndarray, rho: np.nd
 
 @dataclass(frozen=True, eq=False)
 class VirtualTestInputs:
-    """The draws of a virtual test set (stream 'test') as :func:`lnref.kernels.coefficients.virtual_test_correct` takes
+    """The draws of a virtual test set (stream 'test') as :func:`lnref.kernels.gram.virtual_test_correct` takes
     them: zT (r, T), scale, a (T,) (isotropic e_1 parts; zeros otherwise), isotropic, idx (T,) int64 (spurious;
     empty for iid), ct_mu (T,) = <mu, xi_t>/||mu||^2 (zeros if mu = 0), y_t (T,), y_score (T,)."""
 

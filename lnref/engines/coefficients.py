@@ -21,6 +21,7 @@ from ..config import Config, ConfigError
 from ..data import Dataset, TestSet
 from ..data.gram import GramData, GramStats, GramTestSet, fresh_test_accuracy, pick_kernel, virtual_test_accuracy
 from ..kernels import coefficients as KC
+from ..kernels import gram as KG
 from ..kernels import weights as K
 from ..kernels.equations import scaled_test_inner
 from ..model.metrics import accuracy
@@ -132,7 +133,7 @@ class CoefficientEngine(CoefficientViews):
         self.xi_sq = np.ascontiguousarray(st.xi_sq, dtype=np.float64)
         # precomputed scalings of SPEC.md section 4's inner products (see lnref.kernels.coefficients)
         self.Gn, self.cA, self.cB = np.empty((n, n)), np.empty(n), np.empty(n)
-        KC.engine_scalings(
+        KG.engine_scalings(
             np.ascontiguousarray(st.G, dtype=np.float64),
             self.xi_sq,
             np.ascontiguousarray(st.c, dtype=np.float64),

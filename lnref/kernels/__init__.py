@@ -1,8 +1,11 @@
 """The compiled layer: one numba function per formula of SPEC.md and the loops that call them.
 
-- :mod:`lnref.kernels.equations`: the formulas of the network and of the methods' losses (SPEC section 8);
+- :mod:`lnref.kernels.equations`: the formulas of the network (SPEC section 8);
+- :mod:`lnref.kernels.losses`: the logistic loss and the training methods' losses (SPEC sections 3 and 9);
 - :mod:`lnref.kernels.weights`: the weight engine's loops (inner products, outputs, gradients, GD steps);
-- :mod:`lnref.kernels.coefficients`: the coefficient engine, Gram sampling and virtual test sets;
+- :mod:`lnref.kernels.contractions`: the weight engine's blocked contractions over d (inner products, gradient);
+- :mod:`lnref.kernels.coefficients`: the coefficient engine (outputs, GD steps, test inner products, W);
+- :mod:`lnref.kernels.gram`: Gram sampling, the engine's scaled statistics, virtual and fresh test sets;
 - :mod:`lnref.kernels.seeding`, :mod:`lnref.kernels.normals`: PCG64 words and NumPy's normals in numba;
 - :mod:`lnref.kernels.cache`: the ``kernel`` decorator and the on-disk kernel cache.
 

@@ -23,22 +23,17 @@ import numba
 import numpy as np
 from numba import prange
 
-from .equations import (
-    CACHE,
+from .cache import CACHE, both, kernel
+from .contractions import FILTER_BLOCK, gradient_rows, inner_group, unit_rows, work_units
+from .equations import count_nonfinite, outputs_range, step_scalings
+from .losses import (
     LOSS_ELR,
-    both,
-    count_nonfinite,
     elr_update_due,
-    filter_update,
-    gradient_scale,
-    kernel,
     label_targets,
     logistic_dloss,
     logistic_loss,
     method_loss,
-    outputs_range,
     sample_scalars,
-    step_scalings,
     undo_target_update,
 )
 
@@ -58,10 +53,6 @@ __all__ = [
 ]
 
 njit = kernel
-# Filters handled together by the inner-product kernel (each X^T row is loaded once per block; the block size is
-# written out in the kernel's unrolled body).  Not a numerical choice: the summation order of every output is
-# the same whatever the block (see inner_products).
-FILTER_BLOCK = 4
 # samples whose outputs are computed together (vectorisation and parallel grain; not a numerical choice)
 SAMPLE_BLOCK = 64
 
@@ -82,72 +73,6 @@ def _project_out(G, u):
 project_out, project_out_serial = both(_project_out)
 
 
-@njit(inline="always")
-def _dot4_tail(A, W, XT, f, d4, d):
-    """A[f] += W[f, k] X^T[k] for the k = d4..d-1 left over by the groups of four, one k at a time."""
-    a = A[f]
-    w = W[f]
-    n = XT.shape[1]
-    for k in range(d4, d):
-        xk = XT[k]
-        b = w[k]
-        for i in range(n):
-            a[i] += b * xk[i]
-
-
-@njit(inline="always")
-def _block4_rows(A, W, XT, f0, k0, k1):
-    """Add the terms k0 <= k < k1 (k0, k1 multiples of 4) to the running sums A[f0..f0+3] (see inner_products)."""
-    n = XT.shape[1]
-    a0 = A[f0]
-    a1 = A[f0 + 1]
-    a2 = A[f0 + 2]
-    a3 = A[f0 + 3]
-    w0 = W[f0]
-    w1 = W[f0 + 1]
-    w2 = W[f0 + 2]
-    w3 = W[f0 + 3]
-    for k in range(k0, k1, 4):
-        xp = XT[k]
-        xq = XT[k + 1]
-        xr = XT[k + 2]
-        xs = XT[k + 3]
-        b0, c0, e0, g0 = w0[k], w0[k + 1], w0[k + 2], w0[k + 3]
-        b1, c1, e1, g1 = w1[k], w1[k + 1], w1[k + 2], w1[k + 3]
-        b2, c2, e2, g2 = w2[k], w2[k + 1], w2[k + 2], w2[k + 3]
-        b3, c3, e3, g3 = w3[k], w3[k + 1], w3[k + 2], w3[k + 3]
-        for i in range(n):
-            p = xp[i]
-            q = xq[i]
-            r = xr[i]
-            s = xs[i]
-            a0[i] += (b0 * p + c0 * q) + (e0 * r + g0 * s)
-            a1[i] += (b1 * p + c1 * q) + (e1 * r + g1 * s)
-            a2[i] += (b2 * p + c2 * q) + (e2 * r + g2 * s)
-            a3[i] += (b3 * p + c3 * q) + (e3 * r + g3 * s)
-
-
-@njit(inline="always")
-def _single_row(A, W, XT, f, k0, k1):
-    """The same as _block4_rows for one filter (the F mod 4 left over), same summation order."""
-    n = XT.shape[1]
-    a = A[f]
-    w = W[f]
-    for k in range(k0, k1, 4):
-        xp = XT[k]
-        xq = XT[k + 1]
-        xr = XT[k + 2]
-        xs = XT[k + 3]
-        b, c, e, g = w[k], w[k + 1], w[k + 2], w[k + 3]
-        for i in range(n):
-            a[i] += (b * xp[i] + c * xq[i]) + (e * xr[i] + g * xs[i])
-
-
-# Rows of X^T per cache tile of inner_products (a multiple of 4): all filters of a thread sweep one tile while it
-# sits in L2, so X^T is read from memory once per thread and step.  Not a numerical choice.
-K_TILE = 256
-
-
 @njit(parallel=True)
 def _inner_products(W, mu, XT, A, B, groups):
     """A[f, i] = <W[f], X[i]> and B[f] = <W[f], mu> (the kernel of :func:`inner_products`; ``groups`` is the
@@ -165,52 +90,10 @@ def _inner_products(W, mu, XT, A, B, groups):
     multiply-adds; each thread takes a contiguous range of filter blocks and sweeps them over tiles of K_TILE
     rows of X^T, so X^T is streamed from memory once per thread.
     """
-    units = _units(W.shape[0])
+    units = work_units(W.shape[0])
     groups = max(1, min(units, groups))
     for g in prange(groups):
-        _inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
-
-
-@njit(inline="always")
-def _units(F):
-    """Work units of the inner products: F // FILTER_BLOCK blocks of four filters, then the left-over ones."""
-    nfull = F // FILTER_BLOCK
-    return nfull + (F - nfull * FILTER_BLOCK)
-
-
-@njit(inline="always")
-def _unit_rows(F, u0, u1):
-    """The filter rows [f_first, f_last) of the units u0 <= u < u1 (see :func:`_units`)."""
-    nfull = F // FILTER_BLOCK
-    f_first = u0 * FILTER_BLOCK if u0 < nfull else nfull * FILTER_BLOCK + (u0 - nfull)
-    f_last = u1 * FILTER_BLOCK if u1 <= nfull else nfull * FILTER_BLOCK + (u1 - nfull)
-    return f_first, f_last
-
-
-@njit
-def _inner_group(W, mu, XT, A, B, u0, u1):
-    """The inner products of :func:`_inner_products` for the filters of units u0 <= u < u1 (one work group)."""
-    F, d = W.shape
-    n = XT.shape[1]
-    d4 = d - d % 4
-    nfull = F // FILTER_BLOCK
-    f_first, f_last = _unit_rows(F, u0, u1)
-    for f in range(f_first, f_last):
-        for i in range(n):
-            A[f, i] = 0.0
-    for k0 in range(0, d4, K_TILE):
-        k1 = min(k0 + K_TILE, d4)
-        for u in range(u0, u1):
-            if u < nfull:
-                _block4_rows(A, W, XT, u * FILTER_BLOCK, k0, k1)
-            else:
-                _single_row(A, W, XT, nfull * FILTER_BLOCK + (u - nfull), k0, k1)
-    for f in range(f_first, f_last):
-        _dot4_tail(A, W, XT, f, d4, d)
-        s = 0.0
-        for k in range(d):
-            s += W[f, k] * mu[k]
-        B[f] = s
+        inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
 
 
 def inner_products(W, mu, XT, A, B):
@@ -248,7 +131,7 @@ def method_scalars(f, mult, y, code, lp, target, update, loss_out, lpm_out):
     """The method's per-sample loss and scalar at outputs f (SPEC.md section 9), as one GD step evaluates them.
 
     With ``update`` ELR's targets (2, n) are first updated in place from f; then loss_out[i] = l(mult_i f_i) and
-    lpm_out[i] = g(mult_i f_i) mult_i (:func:`lnref.kernels.equations.sample_scalars`, the code GD runs), with a, b the
+    lpm_out[i] = g(mult_i f_i) mult_i (:func:`lnref.kernels.losses.sample_scalars`, the code GD runs), with a, b the
     target of the label sign(mult_i) and of the other class.  Serial (O(n) work)."""
     n = f.shape[0]
     lpy = np.empty(n)
@@ -300,14 +183,18 @@ def gradient(
     Summation order of sum_i C[f, i] xi_i (fixed; the same for every thread count and with NUMBA_DISABLE_JIT=1):
     the samples with C[f, i] != 0 (the others add nothing), in increasing i, are taken in groups of four, each
     group summed as ``(t0 + t1) + (t2 + t3)`` and added to the running sum; the last (count mod 4) one at a
-    time.  Inactive ReLU units cost nothing, and a running-sum load and store is paid once per four terms.
+    time (:func:`lnref.kernels.contractions.gradient_rows`, over blocks of FILTER_BLOCK filters).
     """
     F = G.shape[0]
     rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)
     lpy = lpm * y
-    for f in prange(F):
-        _gradient_row(
-            f,
+    nblk = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
+    active = np.empty((F, X.shape[0]), dtype=np.int64)
+    nactive = np.empty(F, dtype=np.int64)
+    for blk in prange(nblk):
+        gradient_rows(
+            blk * FILTER_BLOCK,
+            min(F, (blk + 1) * FILTER_BLOCK),
             A,
             B,
             bias,
@@ -333,101 +220,9 @@ def gradient(
             C,
             bad,
             with_bias,
+            active,
+            nactive,
         )
-
-
-@njit
-def _gradient_row(
-    f,
-    A,
-    B,
-    bias,
-    lpm,
-    lpy,
-    y,
-    mu,
-    X,
-    q,
-    m,
-    div,
-    rate,
-    gscale,
-    bscale,
-    gamma,
-    rho,
-    gamma_new,
-    rho_new,
-    bias_new,
-    G,
-    S,
-    Sb,
-    C,
-    bad,
-    with_bias,
-):
-    """The body of :func:`gradient` for filter f: S[f], C[f], Sb[f], the new coefficients and G[f]."""
-    d = G.shape[1]
-    n = X.shape[0]
-    sj = 1.0 if f < m else -1.0
-    filter_update(
-        f,
-        f + 1,
-        m,
-        A,
-        B,
-        bias,
-        y,
-        lpm,
-        lpy,
-        q,
-        rate,
-        gscale,
-        bscale,
-        gamma,
-        rho,
-        gamma_new,
-        rho_new,
-        bias_new,
-        S,
-        Sb,
-        C,
-        bad,
-        with_bias,
-    )
-    s = S[f]
-    g = G[f]
-    for k in range(d):
-        g[k] = 0.0
-    active = np.empty(n, dtype=np.int64)
-    na = 0
-    for i in range(n):
-        if C[f, i] != 0.0:
-            active[na] = i
-            na += 1
-    na4 = na - na % 4
-    for j in range(0, na4, 4):
-        i0 = active[j]
-        i1 = active[j + 1]
-        i2 = active[j + 2]
-        i3 = active[j + 3]
-        c0 = C[f, i0]
-        c1 = C[f, i1]
-        c2 = C[f, i2]
-        c3 = C[f, i3]
-        x0 = X[i0]
-        x1 = X[i1]
-        x2 = X[i2]
-        x3 = X[i3]
-        for k in range(d):
-            g[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
-    for j in range(na4, na):
-        c = C[f, active[j]]
-        x = X[active[j]]
-        for k in range(d):
-            g[k] += c * x[k]
-    scale = gradient_scale(sj, n, div)
-    for k in range(d):
-        g[k] = scale * (s * mu[k] + g[k])
 
 
 @njit(parallel=True)
@@ -504,7 +299,7 @@ def advance(
 
     Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
     y_obs for plain GD, eps * y_obs for label-noise GD.  The per-sample scalar of the loss is the method's
-    (``code``, parameters ``lp``; :func:`lnref.kernels.equations.sample_scalars`); ELR's targets (2, n) are updated in
+    (``code``, parameters ``lp``; :func:`lnref.kernels.losses.sample_scalars`); ELR's targets (2, n) are updated in
     place at the steps t0 + s it is due (target_old is work space to undo a rejected step's update).  Stops before
     a step whose outputs or new weights, coefficients or biases would be non-finite, leaving the last finite state;
     returns the number of steps taken.
@@ -514,7 +309,8 @@ def advance(
       (a) over blocks of samples: the outputs f (:func:`lnref.kernels.equations.outputs_range`); then, serially, the
           finiteness check, the method's g (l' for the logistic loss) and lpm;
       (b) over the work groups of the inner products: for each filter of the group, accept the pending step
-          (W, gamma, rho, b), then its gradient and new coefficients (:func:`_gradient_row`), the candidate
+          (W, gamma, rho, b), then their gradients and new coefficients
+          (:func:`~lnref.kernels.contractions.gradient_rows`), the candidates
           W - eta G (kept in G) and its non-finite count; then the inner products of the
           group's candidate rows, which only those filters' next updates read.
     A step whose candidate has a non-finite value is not accepted.  The same operations in the same order as one
@@ -522,14 +318,16 @@ def advance(
     """
     n = X.shape[0]
     F, d = W.shape
-    units = _units(F)
+    units = work_units(F)
     groups = max(1, min(units, groups))
     nsb = (n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK
     acc = np.empty((2, n))
     for g in prange(groups):  # the entry state's inner products
-        _inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
+        inner_group(W, mu, XT, A, B, (units * g) // groups, (units * (g + 1)) // groups)
     rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)  # once per call
     lpy = np.empty(n)
+    active = np.empty((F, n), dtype=np.int64)  # work space of gradient_rows
+    nactive = np.empty(F, dtype=np.int64)
     pending = False
     done = k
     for s in range(k):
@@ -549,38 +347,42 @@ def advance(
         for g in prange(groups):
             u0 = (units * g) // groups
             u1 = (units * (g + 1)) // groups
-            f_first, f_last = _unit_rows(F, u0, u1)
-            for fi in range(f_first, f_last):
-                if pending:
+            f_first, f_last = unit_rows(F, u0, u1)
+            if pending:
+                for fi in range(f_first, f_last):
                     _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_bias)
-                _gradient_row(
-                    fi,
-                    A,
-                    B,
-                    bias,
-                    lpm,
-                    lpy,
-                    y,
-                    mu,
-                    X,
-                    q,
-                    m,
-                    div,
-                    rate,
-                    gscale,
-                    bscale,
-                    gamma,
-                    rho,
-                    gamma_new,
-                    rho_new,
-                    bias_new,
-                    G,
-                    S,
-                    Sb,
-                    C,
-                    bad,
-                    with_bias,
-                )
+            gradient_rows(
+                f_first,
+                f_last,
+                A,
+                B,
+                bias,
+                lpm,
+                lpy,
+                y,
+                mu,
+                X,
+                q,
+                m,
+                div,
+                rate,
+                gscale,
+                bscale,
+                gamma,
+                rho,
+                gamma_new,
+                rho_new,
+                bias_new,
+                G,
+                S,
+                Sb,
+                C,
+                bad,
+                with_bias,
+                active,
+                nactive,
+            )
+            for fi in range(f_first, f_last):
                 cnt = bad[fi]
                 for kk in range(d):
                     v = W[fi, kk] - eta * G[fi, kk]
@@ -588,7 +390,7 @@ def advance(
                     if not math.isfinite(v):
                         cnt += 1
                 bad[fi] = cnt
-            _inner_group(G, mu, XT, A, B, u0, u1)
+            inner_group(G, mu, XT, A, B, u0, u1)
         if count_nonfinite(bad) != 0:
             # the rows committed in this region were the previous step's: W, gamma, rho, b hold step s
             if update:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SELECTION_ALGORITHMS, Config, ConfigError
-from ..kernels.equations import truncation_mask
+from ..kernels.losses import truncation_mask
 from ..model.metrics import step_metrics
 
 __all__ = ["SelectionAlgorithm", "make_algorithm", "second_network", "small_loss_mask", "precision_recall"]

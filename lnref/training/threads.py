@@ -49,6 +49,7 @@ __all__ = [
     "wait_policy",
     "default_threads",
     "machine_state",
+    "own_running",
     "step_work",
     "resolve",
     "env_threads",
@@ -66,6 +67,8 @@ QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 250_000}
 # machine is oversubscribed)
 SPIN_COUNT = 1000
 ENV_THREADS = "LNREF_THREADS"
+# the kernel's load figures: 1, 5, 15-minute averages, then "runnable threads/all threads" (read by machine_state)
+LOADAVG = "/proc/loadavg"
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 _policy = "not applied yet"
 
@@ -123,24 +126,44 @@ def machine_state() -> tuple[int, float]:
     """(CPUs this process may run on, other programs running now), read when a run starts.
 
     The CPUs are ``os.sched_getaffinity(0)`` (``os.cpu_count()`` where that is missing).  The other programs are
-    the smaller of the 1-minute load average and the runnable threads of ``/proc/loadavg`` less this one: both
-    must say the machine is busy (the load average lags by a minute and counts this process's own recent work;
-    the instantaneous count is one noisy sample).  Where ``/proc/loadavg`` is missing, the load average alone.
+    the smaller of the 1-minute load average and the runnable threads of ``/proc/loadavg`` less this process's
+    own runnable threads (:func:`own_running`): both must say the machine is busy (the load average lags by a
+    minute and counts this process's own recent work; the instantaneous count is one noisy sample).  Our own
+    threads are not "other programs": right after a NumPy matrix product, OpenBLAS's worker threads spin for
+    about 100 ms and are runnable, and counting them made a run on a quiet machine take one thread (issue 25).
+    Where ``/proc/loadavg`` is missing, the load average alone.
     """
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     try:
-        with open("/proc/loadavg") as fh:
+        with open(LOADAVG) as fh:
             fields = fh.read().split()
-        others = min(float(fields[0]), max(0, int(fields[3].split("/")[0]) - 1))
+        others = min(float(fields[0]), max(0, int(fields[3].split("/")[0]) - own_running()))
     except (OSError, ValueError, IndexError):
         try:
             others = os.getloadavg()[0]
         except OSError:
             others = 0.0
     return max(1, cpus), float(others)
+
+
+def own_running() -> int:
+    """This process's runnable threads (state R in ``/proc/self/task/*/stat``), at least 1 (the caller)."""
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        count += state == b"R"
+    return max(1, count)
 
 
 def default_threads(
