@@ -50,3 +50,44 @@ def test_the_full_parser_still_lists_every_command():
     text = build_parser().format_help()
     for command in ("run", "cache", "sweep", "reproduce"):
         assert command in text
+
+
+def test_lnref_program_skips_the_interpreter_teardown_but_runs_atexit_and_flushes(tmp_path):
+    # `python -m lnref` ends with os._exit once the command returned (issue 25: the teardown was ~0.4 s of a tiny
+    # run): an object freed only at teardown says nothing, an atexit handler still runs, piped output is complete
+    out = tmp_path / "r"
+    code = (
+        "import atexit, runpy, sys\n"
+        "class Teardown:\n"
+        "    def __del__(self):\n"
+        "        print('teardown ran', flush=True)\n"
+        "kept = Teardown()\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        f"sys.argv = ['lnref', 'run', '--n', '6', '--d', '8', '--m', '1', '--steps', '2', '--out', {str(out)!r}]\n"
+        "runpy.run_module('lnref', run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "atexit ran" and any(line.startswith(f"wrote {out}") for line in lines), proc.stdout
+    assert "teardown ran" not in proc.stdout
+    assert {"arrays.npz", "config.json", "meta.json", "metrics.csv"} <= {p.name for p in out.iterdir()}
+
+
+def test_lnref_program_keeps_its_exit_status_and_joins_other_threads(tmp_path):
+    bad = subprocess.run(
+        [sys.executable, "-m", "lnref", "run", "--n", "0", "--out", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "lnref run: error:" in bad.stderr and "n=0" in bad.stderr
+    # a non-daemon thread still running when the command returns is joined (normal exit): its output arrives
+    code = (
+        "import threading, time, sys\n"
+        "from lnref.cli import exit_now\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done', flush=True))).start()\n"
+        "exit_now(3)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3 and proc.stdout.strip() == "thread done", (proc.returncode, proc.stdout, proc.stderr)
