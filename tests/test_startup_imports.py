@@ -91,3 +91,20 @@ def test_lnref_program_keeps_its_exit_status_and_joins_other_threads(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3 and proc.stdout.strip() == "thread done", (proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_a_run_loads_scipy_linalg_cython_blas_alone_and_scipy_linalg_still_imports_whole():
+    # numba's BLAS check imports scipy.linalg.cython_blas when the first kernel loads; lnref preloads that one
+    # extension module so that all of scipy.linalg (~0.17 s) is not imported with it (issue 25)
+    code = (
+        "import sys, lnref\n"
+        "lnref.train(lnref.Config(n=6, d=8, m=1, steps=2))\n"
+        "assert 'scipy.linalg.cython_blas' in sys.modules and 'scipy.linalg' not in sys.modules\n"
+        "import numba, numpy as np, scipy.linalg\n"
+        "assert scipy.linalg.cython_blas is sys.modules['scipy.linalg.cython_blas']\n"
+        "assert scipy.linalg.cholesky(np.eye(2) * 4)[1, 1] == 2.0\n"
+        "dot = numba.njit(lambda a: np.dot(a, a))\n"
+        "assert dot(np.eye(3) * 2)[2, 2] == 4.0\n"
+        "print('ok')\n"
+    )
+    assert _run(code).strip() == "ok"

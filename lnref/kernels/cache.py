@@ -133,6 +133,71 @@ def _decide() -> tuple[bool, str | None]:
 CACHE, CACHE_OFF_REASON = _decide()
 
 
+# ----------------------------------------------------------------------------------- numba's BLAS check
+_BLAS = "scipy.linalg.cython_blas"
+
+
+class _LinalgAttribute:
+    """Import hook, installed with :func:`_preload_cython_blas`: when ``scipy.linalg`` is imported later, the
+    extension module preloaded before it becomes its ``cython_blas`` attribute, as after a normal import."""
+
+    @staticmethod
+    def find_spec(fullname: str, path=None, target=None):
+        if fullname != "scipy.linalg":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_LinalgAttribute)
+        import importlib.util
+
+        spec = importlib.util.find_spec(fullname)  # the real one (this hook is gone)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            real_exec = spec.loader.exec_module
+
+            def exec_module(module):
+                real_exec(module)
+                if _BLAS in sys.modules and not hasattr(module, "cython_blas"):
+                    module.cython_blas = sys.modules[_BLAS]
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign] # this spec's loader only
+        return spec
+
+
+def _preload_cython_blas() -> None:
+    """Load ``scipy.linalg.cython_blas`` on its own, without the ``scipy.linalg`` package around it.
+
+    Loading the first compiled kernel sets up numba's CPU target, whose registries import ``numba.np.arraymath``;
+    that module checks for BLAS by importing ``scipy.linalg.cython_blas``, and Python imports its parent package
+    first: all of ``scipy.linalg`` (~0.17 s, about a tenth of a tiny ``lnref run``, issue 25, measured), of which
+    numba uses this one extension module (the addresses of BLAS functions, for kernels that call ``np.dot``; lnref's
+    kernels do not).  Loaded here first, numba's import finds it in ``sys.modules``; ``scipy.linalg``, when imported
+    later, is imported in full and gets it as its attribute (:class:`_LinalgAttribute`).  Anything unexpected (no
+    scipy, another layout) leaves numba to import it as usual.
+    """
+    if "scipy.linalg" in sys.modules or _BLAS in sys.modules:
+        return
+    try:
+        import importlib.machinery
+        import importlib.util
+
+        import scipy
+
+        spec = importlib.machinery.PathFinder.find_spec(
+            _BLAS, [os.path.join(os.path.dirname(scipy.__file__), "linalg")]
+        )
+        if spec is None or spec.loader is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_BLAS] = module
+        spec.loader.exec_module(module)
+    except Exception:  # noqa: BLE001 - numba then imports it (and scipy.linalg) itself
+        sys.modules.pop(_BLAS, None)
+        return
+    sys.meta_path.insert(0, _LinalgAttribute)  # type: ignore[arg-type] # a finder with find_spec
+
+
+_preload_cython_blas()
+
+
 # ----------------------------------------------------------------------------------- numba cache plumbing
 class _Locator(caching._CacheLocator):
     """numba cache locator pointing at :func:`cache_dir` only; the source stamp is the content of the kernel's own
