@@ -26,9 +26,9 @@ TINY = ["--n", "20", "--d", "50", "--m", "4", "--steps", "10"]
 API = "import lnref; lnref.train(lnref.Config(n=20, d=50, m=4, steps=10))"
 
 
-def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+def _timed(cmd: list[str], env: dict, cwd: str) -> tuple[float, str]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -48,36 +48,37 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     py = sys.executable
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    here = Path(__file__).resolve().parent.parent  # this tree: its lnref/ is the one timed
+    # every process runs in the temporary folder: `python -m` and `-c` put the working folder first on sys.path,
+    # which would shadow PYTHONPATH (run from a checkout, the revision's run would time this tree's lnref)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         rev_env = None
         if args.rev:
-            here = Path(
-                subprocess.run(
-                    ["git", "rev-parse", "--show-toplevel"],
-                    cwd=Path(__file__).resolve().parent,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout.strip()
-            )
             archive = subprocess.run(
                 ["git", "archive", args.rev, "lnref"], cwd=here, capture_output=True, check=True
             ).stdout
             (Path(tmp) / "rev").mkdir()
             subprocess.run(["tar", "-x", "-C", str(Path(tmp) / "rev")], input=archive, check=True)
             rev_env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "rev")}
-            _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / "warm_rev")], env=rev_env)
-        _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / "warm")])  # fills the kernel cache
+            _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / "warm_rev")], rev_env, tmp)
+        _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / "warm")], env, tmp)  # fills the cache
         base, cli, api, rev, stderr = [], [], [], [], []
         for i in range(args.pairs):
-            base.append(_timed([py, "-c", "import numpy, numba, scipy"])[0])
-            wall, err = _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / f"r{i}")])
+            base.append(_timed([py, "-c", "import numpy, numba, scipy"], env, tmp)[0])
+            wall, err = _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / f"r{i}")], env, tmp)
             cli.append(wall)
             stderr.append(err)
             if rev_env is not None:
-                rev.append(_timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / f"v{i}")], env=rev_env)[0])
-            api.append(_timed([py, "-c", API])[0])
+                rev.append(
+                    _timed([py, "-m", "lnref", "run", *TINY, "--out", str(Path(tmp) / f"v{i}")], rev_env, tmp)[0]
+                )
+            api.append(_timed([py, "-c", API], env, tmp)[0])
         png = (Path(tmp) / "r0" / "history.png").exists()
+    print(f"timed: {here / 'lnref'}{f' and revision {args.rev} of it' if args.rev else ''}")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"import numpy, numba, scipy: median {statistics.median(base):.2f} s (range {min(base):.2f}-{max(base):.2f})")
     for name, times in (
