@@ -59,9 +59,10 @@ def test_lnref_program_skips_the_interpreter_teardown_but_runs_atexit_and_flushe
     out = tmp_path / "r"
     code = (
         "import atexit, runpy, sys\n"
-        "class Teardown:\n"
-        "    def __del__(self):\n"
-        "        print('teardown ran', flush=True)\n"
+        "import os\n"
+        "class Teardown:  # says so when the interpreter's teardown frees it (fd 1: sys.stdout may be gone)\n"
+        "    def __del__(self, write=os.write):\n"
+        "        write(1, b'teardown ran\\n')\n"
         "kept = Teardown()\n"
         "import gc\n"
         "atexit.register(lambda: print('atexit ran', gc.get_freeze_count() > 1000))\n"
@@ -110,3 +111,20 @@ def test_a_run_loads_scipy_linalg_cython_blas_alone_and_scipy_linalg_still_impor
         "print('ok')\n"
     )
     assert _run(code).strip() == "ok"
+
+
+def test_other_commands_exit_normally(tmp_path):
+    # only `lnref run` and `lnref cache` skip the teardown; the others (worker processes, clusters) exit as usual
+    code = (
+        "import runpy, sys\n"
+        "import os\n"
+        "class Teardown:  # says so when the interpreter's teardown frees it (fd 1: sys.stdout may be gone)\n"
+        "    def __del__(self, write=os.write):\n"
+        "        write(1, b'teardown ran\\n')\n"
+        "kept = Teardown()\n"
+        f"sys.argv = ['lnref', 'export', '--n', '0', '--out', {str(tmp_path / 'f.npz')!r}]\n"
+        "runpy.run_module('lnref', run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "n=0" in proc.stderr, (proc.returncode, proc.stderr)
+    assert proc.stdout.strip() == "teardown ran"

@@ -25,16 +25,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The ``lnref`` program (``python -m lnref`` and the ``lnref`` script): :func:`main`, then :func:`exit_now`.
+    """The ``lnref`` program (``python -m lnref`` and the ``lnref`` script): :func:`main`, then for ``lnref run``
+    and ``lnref cache`` :func:`exit_now` (the commands whose start-up and exit are most of their time; the others,
+    which may start worker processes and clusters, exit normally).
 
-    The objects made by the imports so far (numpy's, numba's, lnref's) live as long as the process: frozen out of
-    the garbage collector's scans, which otherwise walk them on every full collection (issue 25: ~0.06 s of a tiny
-    ``lnref run``'s CPU time, measured).
+    For those two, the objects made by the imports so far (numpy's, numba's, lnref's), which live as long as the
+    process, are also frozen out of the garbage collector's scans, which otherwise walk them on every full
+    collection (issue 25: ~0.06 s of a tiny ``lnref run``'s CPU time, measured).  Not for the others: frozen
+    objects are not finalized by a normal exit's teardown.
     """
     import gc
 
-    gc.freeze()
-    exit_now(main())
+    fast = sys.argv[1:2] in (["run"], ["cache"])
+    if fast:
+        gc.freeze()
+    code = main()
+    if fast:
+        exit_now(code)
+    sys.exit(code)
 
 
 def exit_now(code: int) -> NoReturn:
@@ -50,6 +58,9 @@ def exit_now(code: int) -> NoReturn:
 
     main_thread = threading.main_thread()
     if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        import gc
+
+        gc.unfreeze()  # the teardown finalizes them (see entry)
         sys.exit(code)
     import atexit
 
