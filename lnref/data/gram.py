@@ -76,6 +76,12 @@ stream                draws, in this order
 PCG64 words, made in the same loop, with the layer tables computed in :mod:`lnref.kernels.normals`: it uses the same
 words as ``standard_normal((n_test, r))`` would and gives the same values up to ~1e-13 relative (table rounding), at a
 fraction of the cost; the stream continues after the last word used, so the flips are the same draws as before.
+
+The draws of streams ``data`` and ``flips`` (flips='independent'), ``init`` (init='torch'), ``bias`` and
+``fresh_test`` are made by numba kernels from the streams' PCG64 words (:func:`lnref.kernels.seeding.stream_state`,
+:func:`lnref.kernels.normals.uniform_fill`, :func:`lnref.kernels.gram.training_labels`): NumPy's integer and double
+draws bit for bit (tests/test_stream_words.py), without building the generators.  The ``gram`` and ``test`` streams'
+normals and chi-squares stay NumPy's.
 """
 
 from __future__ import annotations
