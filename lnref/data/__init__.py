@@ -376,8 +376,8 @@ def uniform(rng: np.random.Generator, low: float, high: float, shape) -> np.ndar
     from the same doubles u as ``rng.random``, tests/test_config_data.py), without ``rng.uniform``'s extra passes;
     large draws from a PCG64 stream are made by :func:`lnref.kernels.normals.uniform_fill` from its words (the same
     numbers, the generator left where NumPy would leave it)."""
-    size = math.prod(shape) if isinstance(shape, tuple) else int(shape)
-    bitgen = rng.bit_generator
+    size = math.prod(shape) if isinstance(shape, (tuple, list)) else int(shape)
+    bitgen = getattr(rng, "bit_generator", None)
     if size >= _NUMBA_UNIFORM_MIN and type(bitgen) is np.random.PCG64:
         out = np.empty(shape)
         state, st = _normals.pcg64_words(bitgen)
