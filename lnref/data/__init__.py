@@ -42,8 +42,9 @@ import numpy as np
 
 from .._lazy import submodule_getattr
 from ..config import Config, ConfigError
+from ..kernels import normals as _normals
 from ..kernels import weights as K
-from ..kernels.seeding import pcg64_stream
+from ..kernels.seeding import pcg64_stream, stream_state
 
 __all__ = ["Dataset", "TestSet", "make_data", "init_weights", "init_bias", "stream", "step_stream", "STREAMS"]
 
@@ -361,20 +362,45 @@ def init_weights(cfg: Config, rng: np.random.Generator | None = None) -> np.ndar
     default for a Conv1d/Linear layer with fan_in = d.  Stream 1 of the data contract (``rng``: another stream,
     e.g. co-teaching's second network, stream 8).
     """
-    rng = stream(cfg.seed, "init") if rng is None else rng
     if cfg.init == "torch":
         a = 1.0 / math.sqrt(cfg.d)
+        if rng is None:  # straight from the stream's words, no Generator (the same numbers)
+            return stream_uniform(cfg.seed, "init", -a, a, (2, cfg.m, cfg.d))
         return uniform(rng, -a, a, (2, cfg.m, cfg.d))
+    rng = stream(cfg.seed, "init") if rng is None else rng
     return rng.standard_normal((2, cfg.m, cfg.d)) * cfg.sigma0
 
 
 def uniform(rng: np.random.Generator, low: float, high: float, shape) -> np.ndarray:
     """``rng.uniform(low, high, shape)`` for scalar bounds: the same numbers (NumPy computes low + (high - low) u
-    from the same doubles u as ``rng.random``, tests/test_config_data.py), without ``rng.uniform``'s extra passes."""
+    from the same doubles u as ``rng.random``, tests/test_config_data.py), without ``rng.uniform``'s extra passes;
+    large draws from a PCG64 stream are made by :func:`lnref.kernels.normals.uniform_fill` from its words (the same
+    numbers, the generator left where NumPy would leave it)."""
+    size = math.prod(shape) if isinstance(shape, (tuple, list)) else int(shape)
+    bitgen = getattr(rng, "bit_generator", None)
+    if size >= _NUMBA_UNIFORM_MIN and type(bitgen) is np.random.PCG64:
+        out = np.empty(shape)
+        state, st = _normals.pcg64_words(bitgen)
+        _normals.uniform_fill(st, float(low), float(high - low), out.reshape(-1))
+        _normals.set_pcg64_words(bitgen, state, st)
+        return out
     u = rng.random(shape)
     u *= high - low
     u += low
     return u
+
+
+#: from this many draws on, :func:`uniform` makes them in numba (the state round trip costs a few microseconds)
+_NUMBA_UNIFORM_MIN = 4096
+
+
+def stream_uniform(seed: int, name: str, low: float, high: float, shape) -> np.ndarray:
+    """``uniform(stream(seed, name), low, high, shape)`` (the same numbers) made from the stream's PCG64 words by
+    :func:`lnref.kernels.normals.uniform_fill`, without building the generator (sweep runs draw W0 and the biases
+    this way)."""
+    out = np.empty(shape)
+    _normals.uniform_fill(stream_state(int(seed), STREAMS[name]), float(low), float(high - low), out.reshape(-1))
+    return out
 
 
 def init_bias(cfg: Config, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -386,7 +412,9 @@ def init_bias(cfg: Config, rng: np.random.Generator | None = None) -> np.ndarray
     """
     if cfg.bias and cfg.init == "torch":
         a = 1.0 / math.sqrt(cfg.d)
-        return uniform(stream(cfg.seed, "bias") if rng is None else rng, -a, a, (2, cfg.m))
+        if rng is None:
+            return stream_uniform(cfg.seed, "bias", -a, a, (2, cfg.m))
+        return uniform(rng, -a, a, (2, cfg.m))
     return np.zeros((2, cfg.m))
 
 

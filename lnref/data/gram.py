@@ -76,6 +76,12 @@ stream                draws, in this order
 PCG64 words, made in the same loop, with the layer tables computed in :mod:`lnref.kernels.normals`: it uses the same
 words as ``standard_normal((n_test, r))`` would and gives the same values up to ~1e-13 relative (table rounding), at a
 fraction of the cost; the stream continues after the last word used, so the flips are the same draws as before.
+
+The draws of streams ``data`` and ``flips`` (flips='independent'), ``init`` (init='torch'), ``bias`` and
+``fresh_test`` are made by numba kernels from the streams' PCG64 words (:func:`lnref.kernels.seeding.stream_state`,
+:func:`lnref.kernels.normals.uniform_fill`, :func:`lnref.kernels.gram.training_labels`): NumPy's integer and double
+draws bit for bit (tests/test_stream_words.py), without building the generators.  The ``gram`` and ``test`` streams'
+normals and chi-squares stay NumPy's.
 """
 
 from __future__ import annotations
@@ -85,8 +91,10 @@ import functools
 import numpy as np
 
 from ..config import Config, ConfigError
+from ..kernels import gram as KG
 from ..kernels.equations import scaled_test_inner
-from . import Dataset, flip_labels, init_bias, init_weights, stream
+from ..kernels.seeding import stream_state
+from . import STREAMS, Dataset, flip_labels, init_bias, init_weights, stream
 from .gram_stats import GramData, GramStats, GramTestSet, pick_kernel, stats_from_coordinates
 from .virtual_tests import (
     VirtualTestInputs,
@@ -197,8 +205,20 @@ def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     """The random draws of :func:`sample_gram` (streams data, flips, gram; module docstring): y (n,), y_obs (n,),
     coords (n + 2m, r) (rows scaled by sigma_p or sigma0) and e1 (n + 2m,), all float64, C order."""
     n, m, d = cfg.n, cfg.m, cfg.d
-    y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
-    y_obs = flip_labels(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
+    if cfg.flips == "independent":  # the same draws, made from the streams' words in one kernel
+        y = np.empty(n)
+        y_obs = np.empty(n)
+        KG.training_labels(
+            stream_state(cfg.seed, STREAMS["data"]),
+            stream_state(cfg.seed, STREAMS["flips"]),
+            float(cfg.tau_plus),
+            float(cfg.tau_minus),
+            y,
+            y_obs,
+        )
+    else:
+        y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
+        y_obs = flip_labels(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
     rng = stream(cfg.seed, "gram")
     if cfg.init == "torch":
         coords, e1 = _torch_draws(cfg, rng)

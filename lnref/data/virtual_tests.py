@@ -13,7 +13,8 @@ from ..config import Config, ConfigError
 from ..kernels import gram as KG
 from ..kernels import normals as _normals
 from ..kernels.equations import scaled_test_inner
-from . import flip_labels, step_stream, stream
+from ..kernels.seeding import stream_state
+from . import STREAMS, flip_labels, stream
 from .gram_stats import GramData, GramStats, GramTestSet, cross_t
 
 
@@ -208,7 +209,7 @@ def fresh_test_accuracy(
     spurious = cfg.test == "spurious"  # Config allows 'iid' and 'spurious' only
     # the stream is only read by the kernel, which makes every draw from its words (a fresh generator: no buffered
     # 32-bit half)
-    _, words = _normals.pcg64_words(step_stream(cfg.seed, "fresh_test", step).bit_generator)
+    words = stream_state(cfg.seed, (STREAMS["fresh_test"], int(step)))  # step_stream's state, no generator built
     L = fresh_test_factor(cfg, data, gamma, rho, xi_sq)
     count = KG.fresh_test_correct(
         L,

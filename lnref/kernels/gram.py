@@ -37,6 +37,7 @@ __all__ = [
     "fresh_test_factor",
     "fresh_test_correct",
     "engine_scalings",
+    "training_labels",
     "TEST_BLOCK",
     "PSD_TOL",
 ]
@@ -331,3 +332,20 @@ def engine_scalings(G, xi_sq, c, mu_sq, Gn, cA, cB):
             Gn[i, j] = over_xi_sq(G[i, j], xi_sq[i])
         cA[i] = over_mu_sq(c[i], mu_sq)
         cB[i] = over_xi_sq(c[i], xi_sq[i])
+
+
+@kernel
+def training_labels(st_data, st_flips, tau_plus, tau_minus, y, y_obs):
+    """The labels of Gram sampling from the PCG64 states of streams data and flips (fresh, advanced): y = 2 b - 1 with
+    b = ``integers(0, 2, n)`` (:func:`~lnref.kernels.normals.bounded_integers`), then the independent flips of
+    :func:`lnref.data.flip_labels`, u = ``random(n)``, y_obs_i = -y_i if u_i < (tau_plus if y_i > 0 else tau_minus)
+    else y_i: the numbers :func:`lnref.data.gram.gram_draws` draws with NumPy, from the same words (SPEC.md 1)."""
+    n = y.shape[0]
+    b = np.empty(n, dtype=np.int64)
+    bounded_integers(st_data, 2, b)
+    to_unit = 1.0 / 9007199254740992.0  # 2^-53
+    for i in range(n):
+        y[i] = 2.0 * np.float64(b[i]) - 1.0
+    for i in range(n):
+        u = np.float64(next_word(st_flips) >> np.uint64(11)) * to_unit
+        y_obs[i] = -y[i] if u < (tau_plus if y[i] > 0 else tau_minus) else y[i]

@@ -35,6 +35,7 @@ __all__ = [
     "tables",
     "standard_normal",
     "bounded_integers",
+    "uniform_fill",
     "pcg64_words",
     "set_pcg64_words",
     "next_word",
@@ -169,6 +170,18 @@ def ziggurat_fill(st, k, w, f, r, out):
                     flat[pos] = x
                     break
     return p
+
+
+@kernel
+def uniform_fill(st, low, span, out):
+    """out[i] = u_i span + low for i in order, u_i = ``random()`` of a Generator on the PCG64 state ``st`` (advanced):
+    NumPy's double, (word >> 11) 2^-53.  The numbers of :func:`lnref.data.uniform` (``random(shape)``, then
+    ``*= span``, ``+= low``) with span = high - low, made from the same words in the same order (out 1-d)."""
+    to_unit = 1.0 / 9007199254740992.0  # 2^-53
+    for i in range(out.shape[0]):
+        u = np.float64(next_word(st) >> np.uint64(11)) * to_unit
+        u *= span
+        out[i] = u + low
 
 
 @kernel

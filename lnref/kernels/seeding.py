@@ -25,8 +25,9 @@ import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from .equations import kernel
+from .normals import next_word, pcg64_words
 
-__all__ = ["StreamSeed", "entropy_words", "generate_state", "pcg64_stream"]
+__all__ = ["StreamSeed", "entropy_words", "generate_state", "pcg64_stream", "stream_state", "stream_words"]
 
 _POOL = 4
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -181,3 +182,36 @@ def pcg64_stream(seed: int, key: int | tuple[int, ...]) -> np.random.Generator:
     """``Generator(PCG64(SeedSequence(seed, spawn_key=key)))`` (an int key k means (k,)), the same generator, built
     faster."""
     return np.random.Generator(np.random.PCG64(StreamSeed(seed, (key,) if isinstance(key, int) else key)))
+
+
+@kernel
+def stream_words(seed_lo, seed_hi, key0, key1, nkeys):
+    """The PCG64 state words (state_hi, state_lo, inc_hi, inc_lo) (uint64 (4,), the layout of
+    :func:`lnref.kernels.normals.pcg64_words`) of ``PCG64(SeedSequence(seed, spawn_key=key))`` for a seed below 2^64
+    and one or two spawn-key entries below 2^32, without building the generator (a sweep run's streams).
+
+    NumPy's seeding (numpy/random/src/pcg64/pcg64.c, pcg64_set_seed and pcg64_srandom_r): v = generate_state(4,
+    uint64), initstate = (v[0] << 64) | v[1], initseq = (v[2] << 64) | v[3]; inc = (initseq << 1) | 1, state = 0;
+    one LCG step; state += initstate (mod 2^128); one LCG step.  tests/test_config_data.py compares with NumPy."""
+    v = _stream_state64(seed_lo, seed_hi, key0, key1, nkeys, 4)
+    st = np.empty(4, dtype=np.uint64)
+    st[2] = (v[2] << np.uint64(1)) | (v[3] >> np.uint64(63))
+    st[3] = (v[3] << np.uint64(1)) | np.uint64(1)
+    st[0] = 0
+    st[1] = 0
+    next_word(st)  # one LCG step (the output is not used)
+    lo = st[1] + v[1]  # mod 2^64, the carry into the high word below
+    st[0] = st[0] + v[0] + (np.uint64(1) if lo < st[1] else np.uint64(0))
+    st[1] = lo
+    next_word(st)
+    return st
+
+
+def stream_state(seed: int, key: int | tuple[int, ...]) -> np.ndarray:
+    """:func:`stream_words` for ``pcg64_stream(seed, key)``'s generator: its state words (4,) uint64, fresh (no buffered
+    32-bit half), for kernels that draw from them (:mod:`lnref.kernels.normals`)."""
+    keys = (key,) if isinstance(key, int) else tuple(key)
+    seed = int(seed)
+    if not (0 <= seed < 2**64 and 1 <= len(keys) <= 2 and all(0 <= k < 2**32 for k in keys)):
+        return pcg64_words(pcg64_stream(seed, keys).bit_generator)[1]
+    return stream_words(seed & 0xFFFFFFFF, seed >> 32, keys[0], keys[-1], len(keys))
