@@ -99,8 +99,20 @@ def test_lnref_program_keeps_its_exit_status_and_joins_other_threads(tmp_path):
 def test_a_run_loads_scipy_linalg_cython_blas_alone_and_scipy_linalg_still_imports_whole():
     # numba's BLAS check imports scipy.linalg.cython_blas when the first kernel loads; lnref preloads that one
     # extension module so that all of scipy.linalg (~0.17 s) is not imported with it (issue 25)
+    # -- in the lnref program's own process only (lnref.cli.entry): a library user's imports are left alone
     code = (
         "import sys, lnref\n"
+        "lnref.train(lnref.Config(n=6, d=8, m=1, steps=2))\n"
+        "assert 'scipy.linalg' in sys.modules  # as a library: numba's own import, untouched\n"
+        "from lnref.kernels.cache import _LinalgAttribute\n"
+        "assert _LinalgAttribute not in sys.meta_path\n"
+        "print('ok')\n"
+    )
+    assert _run(code).strip() == "ok"
+    code = (
+        "import sys, lnref\n"
+        "from lnref.kernels.cache import preload_cython_blas\n"
+        "preload_cython_blas()  # what lnref.cli.entry does for lnref run\n"
         "lnref.train(lnref.Config(n=6, d=8, m=1, steps=2))\n"
         "assert 'scipy.linalg.cython_blas' in sys.modules and 'scipy.linalg' not in sys.modules\n"
         "import numba, numpy as np, scipy.linalg\n"

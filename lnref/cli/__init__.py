@@ -29,15 +29,19 @@ def entry() -> NoReturn:
     and ``lnref cache`` :func:`exit_now` (the commands whose start-up and exit are most of their time; the others,
     which may start worker processes and clusters, exit normally).
 
-    For those two, the objects made by the imports so far (numpy's, numba's, lnref's), which live as long as the
-    process, are also frozen out of the garbage collector's scans, which otherwise walk them on every full
-    collection (issue 25: ~0.06 s of a tiny ``lnref run``'s CPU time, measured).  Not for the others: frozen
-    objects are not finalized by a normal exit's teardown.
+    For those two, ``scipy.linalg.cython_blas`` is loaded on its own before numba's BLAS check would import all of
+    ``scipy.linalg`` (:func:`lnref.kernels.cache.preload_cython_blas`), and the objects made by the imports so far
+    (numpy's, numba's, lnref's), which live as long as the process, are also frozen out of the garbage collector's
+    scans, which otherwise walk them on every full collection (issue 25: ~0.06 s of a tiny ``lnref run``'s CPU time,
+    measured).  Not for the others: frozen objects are not finalized by a normal exit's teardown.
     """
     import gc
 
     fast = sys.argv[1:2] in (["run"], ["cache"])
     if fast:
+        from ..kernels.cache import preload_cython_blas
+
+        preload_cython_blas()  # this process is lnref's own: numba's BLAS check without all of scipy.linalg
         gc.freeze()
     code = main()
     if fast:

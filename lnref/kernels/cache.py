@@ -138,7 +138,7 @@ _BLAS = "scipy.linalg.cython_blas"
 
 
 class _LinalgAttribute:
-    """Import hook, installed with :func:`_preload_cython_blas`: when ``scipy.linalg`` is imported later, the
+    """Import hook, installed with :func:`preload_cython_blas`: when ``scipy.linalg`` is imported later, the
     extension module preloaded before it becomes its ``cython_blas`` attribute, as after a normal import."""
 
     @staticmethod
@@ -162,7 +162,7 @@ class _LinalgAttribute:
         return spec
 
 
-def _preload_cython_blas() -> None:
+def preload_cython_blas() -> None:
     """Load ``scipy.linalg.cython_blas`` on its own, without the ``scipy.linalg`` package around it.
 
     Loading the first compiled kernel sets up numba's CPU target, whose registries import ``numba.np.arraymath``;
@@ -172,6 +172,10 @@ def _preload_cython_blas() -> None:
     kernels do not).  Loaded here first, numba's import finds it in ``sys.modules``; ``scipy.linalg``, when imported
     later, is imported in full and gets it as its attribute (:class:`_LinalgAttribute`).  Anything unexpected (no
     scipy, another layout) leaves numba to import it as usual.
+
+    Called by the ``lnref`` program (:func:`lnref.cli.entry`) for ``lnref run`` and ``lnref cache`` only: the
+    hook changes how ``scipy.linalg`` is imported, which is that process's business, never that of a program that
+    imports lnref as a library.
     """
     if "scipy.linalg" in sys.modules or _BLAS in sys.modules:
         return
@@ -193,9 +197,6 @@ def _preload_cython_blas() -> None:
         sys.modules.pop(_BLAS, None)
         return
     sys.meta_path.insert(0, _LinalgAttribute)  # type: ignore[arg-type] # a finder with find_spec
-
-
-_preload_cython_blas()
 
 
 # ----------------------------------------------------------------------------------- numba cache plumbing
