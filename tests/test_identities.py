@@ -345,9 +345,10 @@ def test_8_homogeneity(prob, c):
     d, q = r.data, r.cfg.q
     for W in (r.Ws[0], r.Ws[-1]):
         f, fc = lnref.forward(W, d, q), lnref.forward(c * W, d, q)
-        # rounding is relative to the sum of the activations, not to f (which may cancel)
-        total = (np.maximum(noise_products(W, d.xi), 0) ** q).sum(axis=(0, 1)) + (
-            np.maximum(signal_products(W, d.mu)[..., None] * d.y, 0) ** q
+        # rounding is relative to the sum of the activations' scales, not to f (which may cancel), and an inner
+        # product's rounding to sum_k |w_k x_k| (which <w, x> itself may cancel): the activations of |W| on |x|
+        total = (noise_products(np.abs(W), np.abs(d.xi)) ** q).sum(axis=(0, 1)) + (
+            signal_products(np.abs(W), np.abs(d.mu))[..., None] ** q
         ).sum(axis=(0, 1))
         np.testing.assert_array_less(np.abs(fc - c**q * f), 1e-12 * c**q * (total / r.cfg.m) + 1e-300)
 

@@ -10,6 +10,9 @@ from ..kernels import weights as K
 from ..model.metrics import accuracy
 from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
 
+#: the weight engine's work arrays, in the order of the ``work`` group of :func:`lnref.kernels.weights.advance`
+WORK_ARRAYS = ("A", "B", "f", "lpm", "G", "S", "Sb", "C", "gamma_new", "rho_new", "bias_new", "bad")
+
 
 class WeightEngine(CoefficientViews):
     """Exact full-batch GD on W (2, m, d) (and the biases), with the coefficient recursions of SPEC.md section 4
@@ -98,39 +101,16 @@ class WeightEngine(CoefficientViews):
         """
         mults = self._y_obs_row if mults is None else np.ascontiguousarray(mults, dtype=np.float64)
         w = self._work
+        code, lp, target, target_old, t0 = self._method_args()
         done = int(
             K.advance(
-                self.W,
-                self._gamma,
-                self._rho,
-                self._bias,
-                self.X,
-                self.XT,
-                self.mu,
-                self.y,
-                mults,
-                self.q,
-                self.m,
-                self.div,
-                self.eta,
-                self.mu_sq,
-                self.xi_sq,
-                w["A"],
-                w["B"],
-                w["f"],
-                w["lpm"],
-                w["G"],
-                w["S"],
-                w["Sb"],
-                w["C"],
-                w["gamma_new"],
-                w["rho_new"],
-                w["bias_new"],
-                w["bad"],
-                numba.get_num_threads(),
-                self.with_bias,
+                (self.W, self._gamma, self._rho, self._bias),
+                (self.X, self.XT, self.mu, self.y, mults, self.xi_sq),
+                tuple(w[name] for name in WORK_ARRAYS),
+                (code, lp, target, target_old),
+                (self.q, self.m, self.div, self.eta, self.mu_sq, numba.get_num_threads(), self.with_bias),
                 int(k),
-                *self._method_args(),
+                t0,
             )
         )
         self.t += done

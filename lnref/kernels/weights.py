@@ -258,44 +258,14 @@ def _commit_row(fi, W, G, gamma, rho, bias, gamma_new, rho_new, bias_new, with_b
 
 
 @njit(parallel=True)
-def advance(
-    W,
-    gamma,
-    rho,
-    bias,
-    X,
-    XT,
-    mu,
-    y,
-    mults,
-    q,
-    m,
-    div,
-    eta,
-    mu_sq,
-    xi_sq,
-    A,
-    B,
-    f,
-    lpm,
-    G,
-    S,
-    Sb,
-    C,
-    gamma_new,
-    rho_new,
-    bias_new,
-    bad,
-    groups,
-    with_bias,
-    k,
-    code,
-    lp,
-    target,
-    target_old,
-    t0,
-):
+def advance(state, inputs, work, method, scalars, k, t0):
     """Take up to k GD steps in one call (the weight engine's loop; SPEC.md sections 3, 4 and 7).
+
+    Arguments in five groups: ``state`` = (W, gamma, rho, bias), updated in place; ``inputs`` = (X, XT, mu, y,
+    mults, xi_sq); ``work`` = (A, B, f, lpm, G, S, Sb, C, gamma_new, rho_new, bias_new, bad), preallocated work
+    arrays (A, B hold the inner products of the entry state and f the outputs on return); ``method`` = (code, lp,
+    target, target_old); ``scalars`` = (q, m, div, eta, mu_sq, groups, with_bias).  Then k and t0, the step of
+    the entry state.
 
     Step s uses the label multipliers ``mults[s]`` (or ``mults[0]`` for every step when mults has one row):
     y_obs for plain GD, eps * y_obs for label-noise GD.  The per-sample scalar of the loss is the method's
@@ -316,6 +286,11 @@ def advance(
     A step whose candidate has a non-finite value is not accepted.  The same operations in the same order as one
     call each of inner_products, forward, losses and gradient per step, then W - eta G: the same bits.
     """
+    W, gamma, rho, bias = state  # the run's state, updated in place
+    X, XT, mu, y, mults, xi_sq = inputs
+    A, B, f, lpm, G, S, Sb, C, gamma_new, rho_new, bias_new, bad = work  # preallocated by the engine
+    code, lp, target, target_old = method  # the loss and ELR's targets (2, n)
+    q, m, div, eta, mu_sq, groups, with_bias = scalars
     n = X.shape[0]
     F, d = W.shape
     units = work_units(F)
