@@ -14,6 +14,7 @@ stages, selection), ``lnref.sweeps``, ``lnref.oracle`` and ``lnref.testing``, ``
 
 __version__ = "0.1.0"  # the one version source: setup.cfg reads it (version = attr: lnref.__version__)
 
+from ._lazy import submodule_getattr as _submodule_getattr
 from .config import Config, ConfigError
 from .data import Dataset, TestSet, init_bias, init_weights, make_data, make_test
 from .model import forward, gd_step, gradient, gradients, loss
@@ -130,19 +131,15 @@ if not any(isinstance(f, type) and f.__name__ == "_MovedModuleFinder" for f in _
     _sys.meta_path.append(_MovedModuleFinder)
 
 
-def __getattr__(name: str):
-    """``lnref.training``, ``lnref.testing``, ... and the names of :data:`LAZY` imported on first access (PEP 562)."""
-    import importlib
+_lazy_getattr = _submodule_getattr(__name__, SUBMODULES, LAZY)
 
-    if name in LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    if name in SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+
+def __getattr__(name: str):
+    """``lnref.training``, ``lnref.testing``, ... and the names of :data:`LAZY` imported on first access (PEP 562);
+    the names of :data:`MOVED` with their warning."""
     if name in MOVED:
         return _moved(name)
-    raise AttributeError(f"module 'lnref' has no attribute {name!r}")
+    return _lazy_getattr(name)
 
 
 def __dir__() -> list[str]:

@@ -4,17 +4,18 @@
   from their own packages (``lnref.sweeps.cli``, ``lnref.reproduce.cli``, ``lnref.oracle.cli``);
 - :mod:`lnref.cli.args`: what every subcommand shares (the config arguments, ``--threads``, progress lines).
 
-Importing this package imports nothing else: :func:`main` loads the command line when it is called, so a module
+Importing this package imports none of the commands: :func:`main` loads the command line when it is called, so a module
 that needs only :mod:`lnref.cli.args` (the sweeps' progress line) does not load every command.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
+
+from .._lazy import submodule_getattr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,11 +79,6 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def __getattr__(name: str) -> Any:
-    """The command line's other names (``build_parser``, ``suggest``, ...) from :mod:`lnref.cli.commands`, and
-    the sub-modules, on first access."""
-    if name in ("args", "commands"):
-        return importlib.import_module(f"{__name__}.{name}")
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return getattr(importlib.import_module(f"{__name__}.commands"), name)
+#: the command line's other names (``build_parser``, ``suggest``, ...) from :mod:`lnref.cli.commands`, and the
+#: sub-modules, on first access
+__getattr__ = submodule_getattr(__name__, ("args", "commands"), fallback="commands")

@@ -12,7 +12,6 @@ Every field maps to a symbol of SPEC.md (sections 1-3, and 9 for the methods).  
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from .._lazy import submodule_getattr
 from .checks import (
     ALGORITHMS,
     ENGINES,
@@ -484,10 +484,4 @@ def output_divisor(m: int, patch_reduce: str, output_scale: float | None) -> flo
 LOADING = ("FIELD_TYPES", "FIELD_DOCS", "config_values_from_toml", "config_from_mapping")
 
 
-def __getattr__(name: str) -> Any:
-    """:data:`LOADING`'s names, and the sub-modules, on first access (PEP 562)."""
-    if name in LOADING:
-        return getattr(importlib.import_module(f"{__name__}.loading"), name)
-    if name in ("checks", "losses", "loading"):
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodule_getattr(__name__, ("checks", "losses", "loading"), dict.fromkeys(LOADING, "loading"))
