@@ -167,8 +167,9 @@ def test_parallel_and_serial_kernels_bit_identical():
 
 
 def test_inner_product_sums_are_serial_sums_in_index_order():
-    """The kernels add eight terms per pass ((((a + t0) + t1) + ...) + t7); that must be the plain serial sum
-    a += t_i over the non-zero terms in index order, bit for bit (SPEC.md section 4's inner products)."""
+    """The kernels sum 32 outputs at a time in vector registers, two filters per pass over the rows
+    (lnref.kernels.lanes); that must be the plain serial sum a += t_i over the non-zero terms in index order, bit
+    for bit (SPEC.md section 4's inner products).  F = 6: pairs of filters and a block's odd one out."""
     rng = np.random.default_rng(1)
     F, n, m = 6, 23, 3  # about 14 non-zero terms per row: a group of eight plus a remainder
     gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.6)

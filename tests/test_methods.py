@@ -380,8 +380,9 @@ def test_detached_soft_bootstrap_is_beta_times_ce(seed, n, d, m, q, tau, beta):
     soft = np.where(inside, -beta * oms - (1 - beta) * z * s * oms, 0.0)
     G_soft = lnref.gradient(W0, data, q, loss="bootstrap_soft", loss_params={"beta": beta})
     assert_grad_close(G_soft, numpy_gradient(W0, data, q, soft * data.y_obs), W0, data, q, np.abs(soft) + oms)
-    # the detached form is a different method (a mistake the oracle names), wherever a gradient flows at all
-    if 0.0 < beta < 1.0 and inside.all() and np.linalg.norm(G_ce) > 0.0:
+    # the detached form is a different method (a mistake the oracle names), wherever a gradient flows at all; the
+    # two differ by (1 - beta) z s (1 - s), below rounding as beta -> 1 (Hypothesis found beta = 1 - 2^-53)
+    if 0.0 < beta < 1.0 - 1e-3 and inside.all() and np.linalg.norm(G_ce) > 0.0:
         assert np.linalg.norm(G_soft - beta * G_ce) > 1e-6 * np.linalg.norm(G_ce)
 
 

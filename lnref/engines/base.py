@@ -16,6 +16,27 @@ from ..data import Dataset, init_bias, init_weights, make_data
 from ..data.gram import GramData, sample_gram
 from ..model import check_bias, check_weights
 
+# Bytes of one cache line: the work arrays the compiled loops stream through start on one, so no vector load of
+# a row straddles two lines (speed only, never numerical; bench/README.md, issue 25).
+CACHE_LINE = 64
+
+
+def aligned_rows(rows: int, cols: int, *, pad: bool = False) -> np.ndarray:
+    """A zeroed C-contiguous float64 array whose first element starts a cache line (:data:`CACHE_LINE`).
+
+    With ``pad=True`` the shape is (rows, cols8), cols8 = cols rounded up to a multiple of 8, so that every row
+    starts a cache line too; the extra columns stay 0 and the kernels read only the first ``cols``
+    (``lnref.kernels.coefficients``: the scaled Gram matrix ``Gn``).  NumPy aligns to 16 bytes only: a
+    (200, 200) array from ``np.empty`` starts 16 bytes into a line, and the coefficient engine's inner products
+    then ran 1.2x slower (bench/README.md, issue 25).
+    """
+    width = -(-cols // 8) * 8 if pad else cols
+    size = rows * width
+    per_line = CACHE_LINE // 8
+    buf = np.zeros(size + per_line)
+    start = (-buf.ctypes.data % CACHE_LINE) // 8
+    return buf[start : start + size].reshape(rows, width)
+
 
 @dataclass(frozen=True, eq=False)
 class RunInputs:

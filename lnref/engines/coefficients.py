@@ -25,7 +25,7 @@ from ..kernels import gram as KG
 from ..kernels import weights as K
 from ..kernels.equations import scaled_test_inner
 from ..model.metrics import accuracy
-from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
+from .base import CoefficientViews, RunInputs, TestCache, aligned_rows, prepare_inputs
 
 __all__ = ["CoefficientEngine", "stats_from_data", "test_stats_from_data", "PreparedTest"]
 
@@ -132,7 +132,8 @@ class CoefficientEngine(CoefficientViews):
         self.mu_sq = float(st.mu_sq)
         self.xi_sq = np.ascontiguousarray(st.xi_sq, dtype=np.float64)
         # precomputed scalings of SPEC.md section 4's inner products (see lnref.kernels.coefficients)
-        self.Gn, self.cA, self.cB = np.empty((n, n)), np.empty(n), np.empty(n)
+        # Gn (n, n8): its rows padded to whole cache lines (aligned_rows; the kernels read the first n columns)
+        self.Gn, self.cA, self.cB = aligned_rows(n, n, pad=True), np.empty(n), np.empty(n)
         KG.engine_scalings(
             np.ascontiguousarray(st.G, dtype=np.float64),
             self.xi_sq,
@@ -147,7 +148,7 @@ class CoefficientEngine(CoefficientViews):
         self._gamma = np.zeros(F)
         self._rho = np.zeros((F, n))
         self._bias = np.array(inputs.b0, dtype=np.float64).reshape(F)
-        self.A = np.empty((F, n))
+        self.A = aligned_rows(F, n)
         self.B = np.empty(F)
         self.f = np.empty(n)
         self._w = (

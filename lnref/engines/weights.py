@@ -8,7 +8,7 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..kernels import weights as K
 from ..model.metrics import accuracy
-from .base import CoefficientViews, RunInputs, TestCache, prepare_inputs
+from .base import CoefficientViews, RunInputs, TestCache, aligned_rows, prepare_inputs
 
 #: the weight engine's work arrays, in the order of the ``work`` group of :func:`lnref.kernels.weights.advance`
 WORK_ARRAYS = ("A", "B", "f", "lpm", "G", "S", "Sb", "C", "gamma_new", "rho_new", "bias_new", "bad")
@@ -36,7 +36,7 @@ class WeightEngine(CoefficientViews):
         F = 2 * self.m
         self.W = np.array(W0, dtype=np.float64, order="C").reshape(F, d)
         self.X = data.xi
-        self.XT = np.empty((d, n))
+        self.XT = aligned_rows(d, n)
         K.transpose(self.X, self.XT)
         self.mu = data.mu
         sq = np.empty(1)
@@ -50,7 +50,7 @@ class WeightEngine(CoefficientViews):
         self._rho = np.zeros((F, n))
         self._bias = np.array(inputs.b0, dtype=np.float64).reshape(F)
         self._work = dict(
-            A=np.empty((F, n)),
+            A=aligned_rows(F, n),
             B=np.empty(F),
             f=np.empty(n),
             lpm=np.empty(n),

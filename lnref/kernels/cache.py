@@ -50,9 +50,10 @@ __all__ = [
 ]
 
 _HERE = Path(__file__).resolve().parent
-# a module of the package holds kernels when it decorates a function with lnref's decorators or numba's jit
+# a module of the package holds kernels when it decorates a function with lnref's decorators or numba's jit, or
+# defines numba intrinsics or overloads (lnref.kernels.lanes)
 _KERNEL_MARK = re.compile(
-    rb"^\s*(@(kernel|inline|njit|jit|numba\.njit|numba\.jit)\b|[\w, ]+=\s*(both|kernel|inline|"
+    rb"^\s*(@(kernel|inline|njit|jit|numba\.njit|numba\.jit|intrinsic|overload)\b|[\w, ]+=\s*(both|kernel|inline|"
     rb"njit|numba\.njit)\()",
     re.M,
 )

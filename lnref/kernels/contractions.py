@@ -12,12 +12,13 @@ every thread count and with ``NUMBA_DISABLE_JIT=1``.
 from __future__ import annotations
 
 from .equations import filter_update, gradient_scale, kernel
+from .lanes import lane_quads
 
 __all__ = ["FILTER_BLOCK", "K_TILE", "GRAD_K_TILE", "work_units", "unit_rows", "inner_group", "gradient_rows"]
 
-# Filters handled together by the inner-product kernel (each X^T row is loaded once per block; the block size is
-# written out in the kernel's unrolled body).  Not a numerical choice: the summation order of every output is
-# the same whatever the block (see inner_group).
+# Filters handled together by the inner-product kernel (each X^T row is loaded once per block: the four filters of
+# lnref.kernels.lanes.lane_quads).  Not a numerical choice: the summation order of every output is the same
+# whatever the block (see inner_group).
 FILTER_BLOCK = 4
 # Rows of X^T per cache tile of inner_products (a multiple of 4): all filters of a thread sweep one tile while it
 # sits in L2, so X^T is read from memory once per thread and step.  Not a numerical choice.
@@ -35,54 +36,6 @@ def _dot4_tail(A, W, XT, f, d4, d):
         b = w[k]
         for i in range(n):
             a[i] += b * xk[i]
-
-
-@kernel(inline="always")
-def _block4_rows(A, W, XT, f0, k0, k1):
-    """Add the terms k0 <= k < k1 (k0, k1 multiples of 4) to the running sums A[f0..f0+3] (see inner_products)."""
-    n = XT.shape[1]
-    a0 = A[f0]
-    a1 = A[f0 + 1]
-    a2 = A[f0 + 2]
-    a3 = A[f0 + 3]
-    w0 = W[f0]
-    w1 = W[f0 + 1]
-    w2 = W[f0 + 2]
-    w3 = W[f0 + 3]
-    for k in range(k0, k1, 4):
-        xp = XT[k]
-        xq = XT[k + 1]
-        xr = XT[k + 2]
-        xs = XT[k + 3]
-        b0, c0, e0, g0 = w0[k], w0[k + 1], w0[k + 2], w0[k + 3]
-        b1, c1, e1, g1 = w1[k], w1[k + 1], w1[k + 2], w1[k + 3]
-        b2, c2, e2, g2 = w2[k], w2[k + 1], w2[k + 2], w2[k + 3]
-        b3, c3, e3, g3 = w3[k], w3[k + 1], w3[k + 2], w3[k + 3]
-        for i in range(n):
-            p = xp[i]
-            q = xq[i]
-            r = xr[i]
-            s = xs[i]
-            a0[i] += (b0 * p + c0 * q) + (e0 * r + g0 * s)
-            a1[i] += (b1 * p + c1 * q) + (e1 * r + g1 * s)
-            a2[i] += (b2 * p + c2 * q) + (e2 * r + g2 * s)
-            a3[i] += (b3 * p + c3 * q) + (e3 * r + g3 * s)
-
-
-@kernel(inline="always")
-def _single_row(A, W, XT, f, k0, k1):
-    """The same as _block4_rows for one filter (the F mod 4 left over), same summation order."""
-    n = XT.shape[1]
-    a = A[f]
-    w = W[f]
-    for k in range(k0, k1, 4):
-        xp = XT[k]
-        xq = XT[k + 1]
-        xr = XT[k + 2]
-        xs = XT[k + 3]
-        b, c, e, g = w[k], w[k + 1], w[k + 2], w[k + 3]
-        for i in range(n):
-            a[i] += (b * xp[i] + c * xq[i]) + (e * xr[i] + g * xs[i])
 
 
 @kernel(inline="always")
@@ -108,18 +61,12 @@ def inner_group(W, mu, XT, A, B, u0, u1):
     F, d = W.shape
     n = XT.shape[1]
     d4 = d - d % 4
-    nfull = F // FILTER_BLOCK
     f_first, f_last = unit_rows(F, u0, u1)
     for f in range(f_first, f_last):
         for i in range(n):
             A[f, i] = 0.0
     for k0 in range(0, d4, K_TILE):
-        k1 = min(k0 + K_TILE, d4)
-        for u in range(u0, u1):
-            if u < nfull:
-                _block4_rows(A, W, XT, u * FILTER_BLOCK, k0, k1)
-            else:
-                _single_row(A, W, XT, nfull * FILTER_BLOCK + (u - nfull), k0, k1)
+        lane_quads(A, W, XT, f_first, f_last, k0, min(k0 + K_TILE, d4), 0, n)
     for f in range(f_first, f_last):
         _dot4_tail(A, W, XT, f, d4, d)
         s = 0.0

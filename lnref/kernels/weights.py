@@ -85,10 +85,10 @@ def _inner_products(W, mu, XT, A, B, groups):
     added to the running sum in increasing k; the d mod 4 last terms are then added one at a time.  B is a plain
     serial sum over k.
 
-    Blocking (speed only): FILTER_BLOCK filters share every load of four rows of X^T and the loop over samples i
-    vectorises (each lane is one sample's own sum), so a running-sum load and store is paid once per four
-    multiply-adds; each thread takes a contiguous range of filter blocks and sweeps them over tiles of K_TILE
-    rows of X^T, so X^T is streamed from memory once per thread.
+    Blocking (speed only): FILTER_BLOCK filters share every load of four rows of X^T, each vector lane is one
+    sample's own sum, and the running sums of 16 samples of four filters stay in vector registers over a whole
+    tile of K_TILE rows of X^T (:func:`lnref.kernels.lanes.lane_quads`); each thread takes a contiguous range of
+    filter blocks and sweeps them over the tiles, so X^T is streamed from memory once per thread.
     """
     units = work_units(W.shape[0])
     groups = max(1, min(units, groups))

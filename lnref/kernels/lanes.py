@@ -1,0 +1,434 @@
+"""Sums run eight output lanes at a time, with the running sums held in vector registers for the whole sum.
+
+Three primitives, each the exact operations of a scalar loop, lane by lane:
+
+- ``lane_sums(o, coef, rows, idx, cnt, t0, w)``: for every lane t0 <= t < t0 + w,
+  o[t] = (((o[t] + coef[i_0] rows[i_0, t]) + coef[i_1] rows[i_1, t]) + ...) + coef[i_{cnt-1}] rows[i_{cnt-1}, t]
+  with i_p = idx[p]: the serial sum in the order of ``idx``.  :func:`lnref.kernels.equations.chain_rows` is this
+  (the coefficient engine's inner products, SPEC.md section 4, and the Gram draws' sums).
+- ``lane_sums2``: the same for two outputs with their own coefficients and indices over the same rows, in one
+  pass (each row is read once for both while it is in the L1 cache;
+  :func:`lnref.kernels.equations.coefficient_inner_pair`).
+- ``lane_quads(A, W, XT, f0, f1, k0, k1, t0, w)``: the weight engine's inner products, groups of four terms summed
+  pairwise and added in increasing k (:func:`lnref.kernels.contractions.inner_group`).
+
+One IEEE multiplication and one IEEE addition per operation of the scalar loop, in its order (no fused
+multiply-add, no reassociation), so the same bits (docs/DESIGN.md "Numerics").
+
+Why this module exists: numba's loop vectoriser keeps a running sum in memory, so a sum over many rows loads and
+stores every output once per term (once per eight terms in the unrolled loop this replaced), and it cannot keep a
+short row (n = 20 in Kou et al.'s sweeps) in whole vectors.  Here the sums of up to :data:`LANE_CHUNK` lanes (a
+call takes its lanes in chunks) stay in vector registers (``<8 x double>``) for the whole sum, and a row's last
+partial vector is read and written with masked loads and stores.  The compiled form is LLVM IR written through
+numba's documented extension API (``numba.extending.intrinsic``) and reached from the kernels through an
+``overload``; with ``NUMBA_DISABLE_JIT=1`` the plain Python functions below run instead, the same loops.  A CPU
+without 512-bit vectors runs each ``<8 x double>`` operation as two or four narrower ones: the same operations
+lane by lane, the same bits.  Arguments that are not all C-contiguous (float64 arrays, int64 indices) get the
+scalar loops compiled, the same sums.
+
+tests/test_lanes.py checks every width, chunk offset, count, alignment and layout against the scalar loops, bit
+for bit.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+__all__ = ["LANES", "LANE_CHUNK", "QUAD_CHUNK", "lane_sums", "lane_sums2", "lane_quads"]
+
+# doubles per vector (one 512-bit register)
+LANES = 8
+# lanes per call: four vectors of running sums (enough independent additions to hide their latency)
+LANE_CHUNK = 32
+
+
+def lane_sums(o, coef, rows, idx, cnt, t0, w):
+    """o[t] += coef[idx[p]] * rows[idx[p], t] for p = 0 .. cnt-1 in order, for t0 <= t < t0 + w (module docs)."""
+    for t in range(t0, t0 + w):
+        s = o[t]
+        for p in range(cnt):
+            i = idx[p]
+            s = s + coef[i] * rows[i, t]
+        o[t] = s
+
+
+def lane_sums2(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
+    """:func:`lane_sums` for two outputs (o1 with coef1, idx1, cnt1; o2 with coef2, idx2, cnt2) over the same rows."""
+    lane_sums(o1, coef1, rows, idx1, cnt1, t0, w)
+    lane_sums(o2, coef2, rows, idx2, cnt2, t0, w)
+
+
+def lane_quads(A, W, XT, f0, f1, k0, k1, t0, w):
+    """A[f, t] += ((W[f, k] XT[k, t] + W[f, k+1] XT[k+1, t]) + (W[f, k+2] XT[k+2, t] + W[f, k+3] XT[k+3, t])) for
+    k = k0, k0 + 4, ... < k1 in increasing order (k1 - k0 a multiple of 4), for the filters f0 <= f < f1 (at most
+    four) and the lanes t0 <= t < t0 + w: the weight engine's inner products A[f, i] = <w_f, xi_i> with XT = X^T
+    (:func:`lnref.kernels.contractions.inner_group`, SPEC.md section 3)."""
+    _quads_scalar(A, W, XT, f0, f1, k0, k1, t0, w)
+
+
+def _quads_scalar(A, W, XT, f0, f1, k0, k1, t0, w):
+    """:func:`lane_quads` as plain loops (its Python form, and its compiled form for strided arrays)."""
+    for f in range(f0, f1):
+        for t in range(t0, t0 + w):
+            s = A[f, t]
+            for k in range(k0, k1, 4):
+                s = s + (
+                    (W[f, k] * XT[k, t] + W[f, k + 1] * XT[k + 1, t])
+                    + (W[f, k + 2] * XT[k + 2, t] + W[f, k + 3] * XT[k + 3, t])
+                )
+            A[f, t] = s
+
+
+# ----------------------------------------------------------------------------------------------- LLVM IR
+_F64 = ir.DoubleType()
+_I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
+_I8P = ir.IntType(8).as_pointer()
+_VEC = ir.VectorType(_F64, LANES)
+_VECP = _VEC.as_pointer()
+_MASK = ir.VectorType(ir.IntType(1), LANES)
+_LANE_IDX = ir.VectorType(_I64, LANES)
+
+
+def _splat(builder, value, vector_type):
+    first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, first, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+
+
+class _Emitter:
+    """The IR of one call: V vectors of lanes t0 .. t0 + w - 1, the last one masked to the lanes below w."""
+
+    def __init__(self, context, builder, nvec, w):
+        self.context, self.builder, self.nvec = context, builder, nvec
+        module = builder.module
+        self.mload = cgutils.get_or_insert_function(
+            module, ir.FunctionType(_VEC, [_VECP, _I32, _MASK, _VEC]), "llvm.masked.load.v8f64.p0v8f64"
+        )
+        self.mstore = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [_VEC, _VECP, _I32, _MASK]), "llvm.masked.store.v8f64.p0v8f64"
+        )
+        last = ir.Constant(_LANE_IDX, [LANES * (nvec - 1) + k for k in range(LANES)])
+        self.mask = builder.icmp_signed("<", last, _splat(builder, w, _LANE_IDX))
+        self.zero = ir.Constant(_VEC, [0.0] * LANES)
+
+    def _vptr(self, base, v):
+        return self.builder.bitcast(self.builder.gep(base, [ir.Constant(_I64, LANES * v)]), _VECP)
+
+    def load(self, base, v):
+        ptr = self._vptr(base, v)
+        if v < self.nvec - 1:
+            return self.builder.load(ptr, align=8)
+        return self.builder.call(self.mload, [ptr, ir.Constant(_I32, 8), self.mask, self.zero])
+
+    def store(self, value, base, v):
+        ptr = self._vptr(base, v)
+        if v < self.nvec - 1:
+            self.builder.store(value, ptr, align=8)
+        else:
+            self.builder.call(self.mstore, [value, ptr, ir.Constant(_I32, 8), self.mask])
+
+    def loop(self, lo, hi, step, carried, body):
+        """for p = lo, lo + step, ... < hi: carried = body(p, carried); returns the final carried vectors (a flat
+        list; the loop runs zero times when lo >= hi)."""
+        builder = self.builder
+        entry = builder.basic_block
+        head = builder.append_basic_block("lanes.head")
+        block = builder.append_basic_block("lanes.body")
+        done = builder.append_basic_block("lanes.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        p = builder.phi(_I64)
+        p.add_incoming(lo, entry)
+        phis = []
+        for value in carried:
+            phi = builder.phi(_VEC)
+            phi.add_incoming(value, entry)
+            phis.append(phi)
+        builder.cbranch(builder.icmp_signed("<", p, hi), block, done)
+        builder.position_at_end(block)
+        new = body(p, phis)
+        for phi, value in zip(phis, new):
+            phi.add_incoming(value, builder.basic_block)
+        p.add_incoming(builder.add(p, ir.Constant(_I64, step)), builder.basic_block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        return list(phis)
+
+    def terms(self, lo, hi, streams, row_at):
+        """for p in [lo, hi): every stream's sums += coef[idx[p]] * row idx[p] (lanes), in order."""
+        builder, nvec = self.builder, self.nvec
+
+        def body(p, sums):
+            new = []
+            for k, stream in enumerate(streams):
+                i = builder.load(builder.gep(stream["idx"], [p]))
+                c = _splat(builder, builder.load(builder.gep(stream["coef"], [i])), _VEC)
+                base = row_at(i)
+                new += [builder.fadd(sums[k * nvec + v], builder.fmul(c, self.load(base, v))) for v in range(nvec)]
+            return new
+
+        out = self.loop(lo, hi, 1, [x for stream in streams for x in stream["sums"]], body)
+        for k, stream in enumerate(streams):
+            stream["sums"] = out[k * nvec : (k + 1) * nvec]
+
+
+def _as_i64(context, builder, value, ty):
+    return context.cast(builder, value, ty, types.int64)
+
+
+def _row_at(builder, array, t0):
+    """&rows[i, t0] for a 2-d C-contiguous array (its row stride in bytes)."""
+    stride = builder.extract_value(array.strides, 0)
+
+    def at(i):
+        start = builder.gep(builder.bitcast(array.data, _I8P), [builder.mul(i, stride)])
+        return builder.gep(builder.bitcast(start, _F64.as_pointer()), [t0])
+
+    return at
+
+
+def _make_sums(nvec, pairs):
+    """The intrinsic of :func:`lane_sums` (pairs=False) or :func:`lane_sums2` (pairs=True) with nvec vectors."""
+
+    def codegen(context, builder, sig, args):
+        arr = [
+            context.make_array(ty)(context, builder, value) if isinstance(ty, types.Array) else None
+            for ty, value in zip(sig.args, args)
+        ]
+        ints = [
+            _as_i64(context, builder, value, ty) if isinstance(ty, types.Integer) else None
+            for ty, value in zip(sig.args, args)
+        ]
+        if pairs:
+            outs = [(0, 1, 2, 3), (4, 5, 6, 7)]  # (o, coef, idx, cnt) argument positions
+            rows_at, t0, w = 8, ints[9], ints[10]
+        else:
+            outs = [(0, 1, 3, 4)]
+            rows_at, t0, w = 2, ints[5], ints[6]
+        emit = _Emitter(context, builder, nvec, w)
+        streams = []
+        for o_at, coef_at, idx_at, cnt_at in outs:
+            base = builder.gep(arr[o_at].data, [t0])
+            streams.append(
+                {
+                    "base": base,
+                    "coef": arr[coef_at].data,
+                    "idx": arr[idx_at].data,
+                    "cnt": ints[cnt_at],
+                    "sums": [emit.load(base, v) for v in range(nvec)],
+                }
+            )
+        row_at = _row_at(builder, arr[rows_at], t0)
+        zero = ir.Constant(_I64, 0)
+        if len(streams) == 1:
+            emit.terms(zero, streams[0]["cnt"], streams, row_at)
+        else:
+            a, b = streams
+            both = builder.select(builder.icmp_signed("<", a["cnt"], b["cnt"]), a["cnt"], b["cnt"])
+            emit.terms(zero, both, streams, row_at)
+            emit.terms(both, a["cnt"], [a], row_at)
+            emit.terms(both, b["cnt"], [b], row_at)
+        for stream in streams:
+            for v in range(nvec):
+                emit.store(stream["sums"][v], stream["base"], v)
+        return context.get_dummy_value()
+
+    def typer(typingctx, *args):
+        return types.void(*args), codegen
+
+    # intrinsic() reads the typing function's arguments: give it explicit ones
+    if pairs:
+
+        def sums2(typingctx, o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
+            return typer(typingctx, o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w)
+
+        return intrinsic(sums2)
+
+    def sums(typingctx, o, coef, rows, idx, cnt, t0, w):
+        return typer(typingctx, o, coef, rows, idx, cnt, t0, w)
+
+    return intrinsic(sums)
+
+
+def _make_quads(nf, nvec):
+    """The intrinsic of :func:`lane_quads` for nf filters and nvec vectors of lanes."""
+
+    def codegen(context, builder, sig, args):
+        A, W, XT = (context.make_array(ty)(context, builder, value) for ty, value in zip(sig.args[:3], args[:3]))
+        f0, k0, k1, t0, w = (_as_i64(context, builder, v, ty) for ty, v in zip(sig.args[3:], args[3:]))
+        emit = _Emitter(context, builder, nvec, w)
+        a_at = _row_at(builder, A, t0)
+        x_at = _row_at(builder, XT, t0)
+        w_at = _row_at(builder, W, ir.Constant(_I64, 0))
+        bases = [a_at(builder.add(f0, ir.Constant(_I64, j))) for j in range(nf)]
+        sums = [emit.load(base, v) for base in bases for v in range(nvec)]
+        wrows = [w_at(builder.add(f0, ir.Constant(_I64, j))) for j in range(nf)]
+
+        def body(k, acc):
+            ks = [k] + [builder.add(k, ir.Constant(_I64, r)) for r in (1, 2, 3)]
+            x = [[emit.load(x_at(kr), v) for v in range(nvec)] for kr in ks]  # x[r][v]: row k + r of X^T
+            new = []
+            for j in range(nf):
+                b, c, e, g = (_splat(builder, builder.load(builder.gep(wrows[j], [kr])), _VEC) for kr in ks)
+                for v in range(nvec):
+                    left = builder.fadd(builder.fmul(b, x[0][v]), builder.fmul(c, x[1][v]))
+                    right = builder.fadd(builder.fmul(e, x[2][v]), builder.fmul(g, x[3][v]))
+                    new.append(builder.fadd(acc[j * nvec + v], builder.fadd(left, right)))
+            return new
+
+        sums = emit.loop(k0, k1, 4, sums, body)
+        for j, base in enumerate(bases):
+            for v in range(nvec):
+                emit.store(sums[j * nvec + v], base, v)
+        return context.get_dummy_value()
+
+    def quads(typingctx, A, W, XT, f0, k0, k1, t0, w):
+        return types.void(A, W, XT, f0, k0, k1, t0, w), codegen
+
+    return intrinsic(quads)
+
+
+_SUMS = tuple(_make_sums(v, False) for v in range(1, 5))
+_SUMS2 = tuple(_make_sums(v, True) for v in range(1, 5))
+_S1, _S2, _S3, _S4 = _SUMS
+_P1, _P2, _P3, _P4 = _SUMS2
+
+
+def _contiguous(*arrays):
+    return all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == t for a, t in arrays)
+
+
+def _passes(o, coef, rows, idx, cnt, t0, w):
+    """The compiled form for arguments that are not all C-contiguous float64/int64 arrays: the same serial sums,
+    eight consecutive terms per pass as (((o + c0 r0) + c1 r1) + ...) + c7 r7 (the same sequence of roundings with
+    an eighth of the loads and stores of o), the cnt mod 8 last terms one at a time."""
+    c8 = cnt - cnt % 8
+    for p in range(0, c8, 8):
+        v0 = coef[idx[p]]
+        v1 = coef[idx[p + 1]]
+        v2 = coef[idx[p + 2]]
+        v3 = coef[idx[p + 3]]
+        v4 = coef[idx[p + 4]]
+        v5 = coef[idx[p + 5]]
+        v6 = coef[idx[p + 6]]
+        v7 = coef[idx[p + 7]]
+        r0 = rows[idx[p]]
+        r1 = rows[idx[p + 1]]
+        r2 = rows[idx[p + 2]]
+        r3 = rows[idx[p + 3]]
+        r4 = rows[idx[p + 4]]
+        r5 = rows[idx[p + 5]]
+        r6 = rows[idx[p + 6]]
+        r7 = rows[idx[p + 7]]
+        for j in range(w):
+            t = t0 + j
+            u = (((o[t] + v0 * r0[t]) + v1 * r1[t]) + v2 * r2[t]) + v3 * r3[t]
+            o[t] = (((u + v4 * r4[t]) + v5 * r5[t]) + v6 * r6[t]) + v7 * r7[t]
+    for p in range(c8, cnt):
+        v = coef[idx[p]]
+        r0 = rows[idx[p]]
+        for j in range(w):
+            o[t0 + j] += v * r0[t0 + j]
+
+
+def _contiguous(*arrays):
+    return all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == t for a, t in arrays)
+
+
+@overload(lane_sums, inline="always", jit_options={"error_model": "numpy"})
+def _lane_sums_compiled(o, coef, rows, idx, cnt, t0, w):
+    if not _contiguous((o, types.float64), (coef, types.float64), (rows, types.float64), (idx, types.int64)):
+        return _passes
+
+    def vector(o, coef, rows, idx, cnt, t0, w):
+        for c0 in range(t0, t0 + w, LANE_CHUNK):
+            left = t0 + w - c0
+            if left > 24:
+                _S4(o, coef, rows, idx, cnt, c0, left)
+            elif left > 16:
+                _S3(o, coef, rows, idx, cnt, c0, left)
+            elif left > 8:
+                _S2(o, coef, rows, idx, cnt, c0, left)
+            else:
+                _S1(o, coef, rows, idx, cnt, c0, left)
+
+    return vector
+
+
+@overload(lane_sums2, inline="always", jit_options={"error_model": "numpy"})
+def _lane_sums2_compiled(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
+    if not _contiguous(
+        (o1, types.float64),
+        (coef1, types.float64),
+        (idx1, types.int64),
+        (o2, types.float64),
+        (coef2, types.float64),
+        (idx2, types.int64),
+        (rows, types.float64),
+    ):
+
+        def two(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
+            lane_sums(o1, coef1, rows, idx1, cnt1, t0, w)
+            lane_sums(o2, coef2, rows, idx2, cnt2, t0, w)
+
+        return two
+
+    def vector(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
+        for c0 in range(t0, t0 + w, LANE_CHUNK):
+            left = t0 + w - c0
+            if left > 24:
+                _P4(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+            elif left > 16:
+                _P3(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+            elif left > 8:
+                _P2(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+            else:
+                _P1(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+
+    return vector
+
+
+# lane_quads: (filters, vectors) -> intrinsic; 16 lanes per call (two vectors: four filters' sums, eight rows of
+# X^T and the broadcast weights fit the 32 vector registers)
+QUAD_CHUNK = 16
+_Q = {(nf, v): _make_quads(nf, v) for nf in (1, 2, 3, 4) for v in (1, 2)}
+_Q41, _Q42, _Q31, _Q32 = _Q[4, 1], _Q[4, 2], _Q[3, 1], _Q[3, 2]
+_Q21, _Q22, _Q11, _Q12 = _Q[2, 1], _Q[2, 2], _Q[1, 1], _Q[1, 2]
+
+
+@overload(lane_quads, inline="always", jit_options={"error_model": "numpy"})
+def _lane_quads_compiled(A, W, XT, f0, f1, k0, k1, t0, w):
+    if not _contiguous((A, types.float64), (W, types.float64), (XT, types.float64)):
+        return _quads_scalar
+
+    def vector(A, W, XT, f0, f1, k0, k1, t0, w):
+        for c0 in range(t0, t0 + w, QUAD_CHUNK):
+            left = t0 + w - c0
+            f = f0
+            while f < f1:
+                nf = min(4, f1 - f)
+                if nf == 4:
+                    if left > 8:
+                        _Q42(A, W, XT, f, k0, k1, c0, left)
+                    else:
+                        _Q41(A, W, XT, f, k0, k1, c0, left)
+                elif nf == 3:
+                    if left > 8:
+                        _Q32(A, W, XT, f, k0, k1, c0, left)
+                    else:
+                        _Q31(A, W, XT, f, k0, k1, c0, left)
+                elif nf == 2:
+                    if left > 8:
+                        _Q22(A, W, XT, f, k0, k1, c0, left)
+                    else:
+                        _Q21(A, W, XT, f, k0, k1, c0, left)
+                elif left > 8:
+                    _Q12(A, W, XT, f, k0, k1, c0, left)
+                else:
+                    _Q11(A, W, XT, f, k0, k1, c0, left)
+                f += nf
+
+    return vector
