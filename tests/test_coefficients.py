@@ -99,9 +99,11 @@ def test_thread_counts_bit_identical(algorithm):
         np.testing.assert_array_equal(r1.history[key], r2.history[key], err_msg=key)
 
 
-def test_parallel_and_serial_kernels_bit_identical():
+@pytest.mark.parametrize("n", [40, 80])  # below and above KC.PAIR_SAMPLES (one filter or two per pass)
+def test_parallel_and_serial_kernels_bit_identical(n):
+    assert (n < KC.PAIR_SAMPLES) == (n == 40)
     rng = np.random.default_rng(0)
-    F, n, m = 6, 40, 3
+    F, m = 6, 3
     gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.7)
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))
@@ -166,12 +168,14 @@ def test_parallel_and_serial_kernels_bit_identical():
         assert (res[0][4] != 0).all() == (code == 8)  # ELR's targets were updated (steps 0, 2, 4)
 
 
-def test_inner_product_sums_are_serial_sums_in_index_order():
+@pytest.mark.parametrize("n", [23, 70])  # below and above KC.PAIR_SAMPLES
+def test_inner_product_sums_are_serial_sums_in_index_order(n):
     """The kernels sum 32 outputs at a time in vector registers, two filters per pass over the rows
     (lnref.kernels.lanes); that must be the plain serial sum a += t_i over the non-zero terms in index order, bit
     for bit (SPEC.md section 4's inner products).  F = 6: pairs of filters and a block's odd one out."""
     rng = np.random.default_rng(1)
-    F, n, m = 6, 23, 3  # about 14 non-zero terms per row: a group of eight plus a remainder
+    assert (n < KC.PAIR_SAMPLES) == (n == 23)
+    F, m = 6, 3  # pairs of filters, each with its own non-zero terms
     gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.6)
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))

@@ -54,6 +54,10 @@ from .losses import elr_update_due, sample_scalars, undo_target_update
 FILTER_BLOCK = 4
 # samples whose outputs are computed together (vectorisation and parallel grain; not a numerical choice)
 SAMPLE_BLOCK = 64
+# From this many samples on, the inner products of two filters share each pass over the rows of Gn (a row is then
+# read from L2 once for both); below it one filter at a time is faster (n = 20: 1.1 against 1.7 us per step; n =
+# 100: 30 against 33 us; bench/README.md, issue 25).  Not a numerical choice: the same bits either way.
+PAIR_SAMPLES = 64
 
 
 @inline
@@ -61,22 +65,25 @@ def _block_inner(blk, m, gamma, rho, P0, b0, Gn, cA, cB, A, B, nz):
     """A[f, :] = <w_f, xi_k>, B[f] = <w_f, mu> from the coefficients (SPEC.md section 4) for the filters of block
     ``blk`` (:func:`~lnref.kernels.equations.coefficient_inner`, :func:`~lnref.kernels.equations.coefficient_signal`);
     nz (F, n) int64 is work space (row f: the indices i with rho_{f,i} != 0)."""
-    F = rho.shape[0]
+    F, n = rho.shape
     f0 = blk * FILTER_BLOCK
     f1 = min(f0 + FILTER_BLOCK, F)
-    for f in range(f0, f1, 2):
-        g = (1.0 if f < m else -1.0) * gamma[f]
-        cnt = gather_nonzero(rho[f], nz[f])
-        B[f] = coefficient_signal(b0[f], g, rho[f], cB, nz[f], cnt)
-        if f + 1 < f1:  # two filters per pass over the rows of Gn (same bits as one at a time)
-            h = (1.0 if f + 1 < m else -1.0) * gamma[f + 1]
-            cnt2 = gather_nonzero(rho[f + 1], nz[f + 1])
-            B[f + 1] = coefficient_signal(b0[f + 1], h, rho[f + 1], cB, nz[f + 1], cnt2)
-            coefficient_inner_pair(
-                A[f], P0[f], g, rho[f], nz[f], cnt, A[f + 1], P0[f + 1], h, rho[f + 1], nz[f + 1], cnt2, cA, Gn
-            )
-        else:
+    if n < PAIR_SAMPLES:
+        for f in range(f0, f1):
+            g = (1.0 if f < m else -1.0) * gamma[f]
+            cnt = gather_nonzero(rho[f], nz[f])
+            B[f] = coefficient_signal(b0[f], g, rho[f], cB, nz[f], cnt)
             coefficient_inner(A[f], P0[f], g, cA, rho[f], Gn, nz[f], cnt)
+        return
+    for f in range(f0, f1, 2):  # two filters per pass over the rows of Gn (same bits as one at a time)
+        h = f + 1 if f + 1 < f1 else f  # an odd last filter pairs with itself (computed twice, same values)
+        g = (1.0 if f < m else -1.0) * gamma[f]
+        gh = (1.0 if h < m else -1.0) * gamma[h]
+        cnt = gather_nonzero(rho[f], nz[f])
+        cnth = gather_nonzero(rho[h], nz[h])
+        B[f] = coefficient_signal(b0[f], g, rho[f], cB, nz[f], cnt)
+        B[h] = coefficient_signal(b0[h], gh, rho[h], cB, nz[h], cnth)
+        coefficient_inner_pair(A[f], P0[f], g, rho[f], nz[f], cnt, A[h], P0[h], gh, rho[h], nz[h], cnth, cA, Gn)
 
 
 def _outputs(gamma, rho, bias, P0, b0, Gn, cA, cB, y, q, m, div, A, B, out, nz):

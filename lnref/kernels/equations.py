@@ -366,7 +366,7 @@ def coefficient_inner(out_row, P_row, g, c_vec, rho_row, R, idx, cnt):
     chain_rows(out_row, rho_row, R, idx, cnt, T)
 
 
-@inline
+@kernel
 def coefficient_inner_pair(out1, P1, g1, rho1, idx1, cnt1, out2, P2, g2, rho2, idx2, cnt2, c_vec, R):
     """:func:`coefficient_inner` for two filters (1 and 2) over the same vectors z_t, with the same bits: their
     sums run in one pass over the rows of R (:func:`lnref.kernels.lanes.lane_sums2`), so each row is read once
