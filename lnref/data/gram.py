@@ -128,9 +128,6 @@ __all__ = [
 TORCH_MAX_ENTRIES = 2**28
 
 
-_kernel = pick_kernel  # the name lnref.engines.coefficients imports; TODO(lead): import pick_kernel there, then drop
-
-
 @functools.lru_cache(maxsize=16)
 def _tril(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.tril_indices(k, -1)

@@ -298,7 +298,9 @@ _P1, _P2, _P3, _P4 = _SUMS2
 
 
 def _contiguous(*arrays):
-    return all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == t for a, t in arrays)
+    """Whether every (array type, dtype) pair is a C-contiguous, element-aligned array of that dtype (the vector
+    forms' loads assume both)."""
+    return all(isinstance(a, types.Array) and a.layout == "C" and a.aligned and a.dtype == t for a, t in arrays)
 
 
 def _passes(o, coef, rows, idx, cnt, t0, w):
@@ -335,7 +337,9 @@ def _passes(o, coef, rows, idx, cnt, t0, w):
 
 
 def _contiguous(*arrays):
-    return all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == t for a, t in arrays)
+    """Whether every (array type, dtype) pair is a C-contiguous, element-aligned array of that dtype (the vector
+    forms' loads assume both)."""
+    return all(isinstance(a, types.Array) and a.layout == "C" and a.aligned and a.dtype == t for a, t in arrays)
 
 
 @overload(lane_sums, inline="always", jit_options={"error_model": "numpy"})

@@ -123,9 +123,6 @@ def next_word(st):
     return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
 
 
-_next_word = next_word  # the name lnref.kernels.coefficients imports; TODO(lead): import next_word there, then drop
-
-
 @kernel
 def ziggurat_fill(st, k, w, f, r, out):
     """Fill out (P, Q) column by column with standard normals made from the words of the PCG64 state ``st``
