@@ -67,6 +67,7 @@ __all__ = [
     "scaled_test_inner",
     "coefficient_inner",
     "coefficient_inner_pair",
+    "coefficient_start",
     "coefficient_signal",
     "weight_row",
     "psd_cholesky",
@@ -360,10 +361,16 @@ def coefficient_inner(out_row, P_row, g, c_vec, rho_row, R, idx, cnt):
     entries (the others add nothing) in index order (:func:`chain_rows`).  :func:`coefficient_inner_pair` is the
     same for two filters at once.
     """
-    T = out_row.shape[0]
-    for t in range(T):
+    coefficient_start(out_row, P_row, g, c_vec)
+    chain_rows(out_row, rho_row, R, idx, cnt, out_row.shape[0])
+
+
+@inline
+def coefficient_start(out_row, P_row, g, c_vec):
+    """out_row[t] = P_row[t] + g c_vec[t]: <w_f, z_t> before the sum over the noise coefficients, the first part of
+    :func:`coefficient_inner` and :func:`coefficient_inner_pair` (SPEC.md section 4)."""
+    for t in range(out_row.shape[0]):
         out_row[t] = P_row[t] + g * c_vec[t]
-    chain_rows(out_row, rho_row, R, idx, cnt, T)
 
 
 @kernel
@@ -371,12 +378,9 @@ def coefficient_inner_pair(out1, P1, g1, rho1, idx1, cnt1, out2, P2, g2, rho2, i
     """:func:`coefficient_inner` for two filters (1 and 2) over the same vectors z_t, with the same bits: their
     sums run in one pass over the rows of R (:func:`lnref.kernels.lanes.lane_sums2`), so each row is read once
     for both."""
-    T = out1.shape[0]
-    for t in range(T):
-        out1[t] = P1[t] + g1 * c_vec[t]
-    for t in range(T):
-        out2[t] = P2[t] + g2 * c_vec[t]
-    lane_sums2(out1, rho1, idx1, cnt1, out2, rho2, idx2, cnt2, R, 0, T)
+    coefficient_start(out1, P1, g1, c_vec)
+    coefficient_start(out2, P2, g2, c_vec)
+    lane_sums2(out1, rho1, idx1, cnt1, out2, rho2, idx2, cnt2, R, 0, out1.shape[0])
 
 
 @inline
