@@ -127,3 +127,123 @@ def test_batch_rows_follow_the_grid_values(grid_field, values):
     ]
     losses = np.array([r["loss"] for r in rows])
     assert np.all(np.isfinite(losses)) and len(set(losses.tolist())) == len(rows)  # distinct seeds and cells
+
+
+# plain GD with Gram sampling and a fresh virtual test set: what final_run runs in one compiled call
+# (lnref.kernels.sweep_run.gram_final_run); Kou's phase diagram is the second case
+_FRESH = _COEF.replace(virtual_test="fresh")
+COMPILED_CASES = [
+    _FRESH,
+    _FRESH.replace(
+        bias=True,
+        init="torch",
+        output_scale=1.0,
+        patch_reduce="mean",
+        eta=0.1,
+        noise="isotropic",
+        test_flipped_labels=True,
+        steps=50,
+    ),
+    _FRESH.replace(q=2.0, test="spurious", log_points=4, noise="orthogonal", flips="exact"),
+    _FRESH.replace(loss="elr", log_every=7),  # ELR's targets, updated at every step
+    _FRESH.replace(loss="gce", q=3.0, sigma0=0.5),
+    _FRESH.replace(d=6, test_flipped_labels=True),  # n + 2m > d - 1: dense coordinates
+    _FRESH.replace(mu_norm=0.0, steps=0),  # no step: the row of step 0
+    _FRESH.replace(n_test=0),
+]
+# diverges mid-way: the compiled call hands the run back and the engine's path stops it as train does
+_DIVERGES = _FRESH.replace(q=3.0, eta=50.0, sigma0=1.0, mu_norm=5.0, steps=60)
+
+
+def _spy_compiled_status(monkeypatch) -> list[int]:
+    """Record the status every compiled call returns."""
+    from lnref.kernels import sweep_run
+
+    statuses: list[int] = []
+    real = sweep_run.gram_final_run
+
+    def spy(*args):
+        out = real(*args)
+        statuses.append(int(out[0]))
+        return out
+
+    monkeypatch.setattr(sweep_run, "gram_final_run", spy)
+    return statuses
+
+
+@pytest.mark.parametrize("case", range(len(COMPILED_CASES)))
+def test_the_compiled_run_equals_the_engine_path_and_train(case, monkeypatch):
+    from lnref.kernels.sweep_run import FINISHED
+
+    statuses = _spy_compiled_status(monkeypatch)
+    metrics = list(METRICS)
+    cfg = COMPILED_CASES[case]
+    for seed in (3, 4):
+        c = cfg.replace(seed=seed)
+        got = final_run(c, metrics).row
+        engine_path = final_run(c, metrics, compiled=False).row
+        exp = expected_row(c, metrics)
+        for name in metrics:
+            assert type(got[name]) is type(exp[name]), name
+            assert same(got[name], engine_path[name]), (seed, name, got[name], engine_path[name])
+            assert same(got[name], exp[name]), (seed, name, got[name], exp[name])
+    assert statuses == [FINISHED, FINISHED]  # the compiled call ran both runs to the end
+
+
+def test_a_diverging_run_is_handed_back_to_the_engine_path(monkeypatch):
+    from lnref.kernels.sweep_run import FALLBACK
+
+    statuses = _spy_compiled_status(monkeypatch)
+    metrics = list(METRICS)
+    rows = []
+    for seed in (3, 4, 5):
+        c = _DIVERGES.replace(seed=seed)
+        got = final_run(c, metrics).row
+        exp = expected_row(c, metrics)
+        rows.append(got)
+        for name in metrics:
+            assert same(got[name], exp[name]), (seed, name, got[name], exp[name])
+    assert any(r["diverged"] and 0 < r["steps_done"] < _DIVERGES.steps for r in rows)
+    assert statuses.count(FALLBACK) == sum(r["diverged"] for r in rows)
+
+
+def test_runs_the_compiled_call_cannot_stand_in_for_take_the_engine_path(monkeypatch):
+    statuses = _spy_compiled_status(monkeypatch)
+    for cfg in (
+        _COEF,  # the fixed virtual test set
+        _FRESH.replace(algorithm="label_noise_gd", p=0.2),
+        _COEF.replace(sampling="explicit"),
+        _COEF.replace(engine="weights", sampling="explicit"),
+        _FRESH.replace(algorithm="coteaching", test="spurious"),
+    ):
+        final_run(cfg, ["test_error", "loss"])
+    assert statuses == []
+    final_run(_COEF, ["loss", "train_acc"])  # the fixed test set is not read: the compiled call can run it
+    assert len(statuses) == 1
+
+
+_NOJIT_FINAL_RUN = """
+import json, sys, lnref
+from lnref.sweeps.worker import METRICS, final_run
+cfg = lnref.Config(n=6, d=40, m=2, steps=15, n_test=30, engine='coefficients', sampling='gram', virtual_test='fresh',
+                   init='torch', bias=True, noise='isotropic', tau=0.2, seed=5, log_every=0, log_points=0)
+json.dump({k: repr(v) for k, v in final_run(cfg, list(METRICS)).row.items()}, sys.stdout)
+"""
+
+
+def test_the_compiled_run_equals_itself_as_python():
+    """NUMBA_DISABLE_JIT=1 runs lnref.kernels.sweep_run as plain Python: the same row, to the last bit."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rows = []
+    for disable in ("1", "0"):
+        env = dict(os.environ, NUMBA_DISABLE_JIT=disable)
+        out = subprocess.run(
+            [sys.executable, "-c", _NOJIT_FINAL_RUN], env=env, capture_output=True, text=True, check=True, timeout=300
+        )
+        rows.append(json.loads(out.stdout))
+    assert rows[0] == rows[1]
+    assert rows[0]["steps_done"] == "15" and rows[0]["diverged"] == "False"

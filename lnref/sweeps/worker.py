@@ -121,9 +121,14 @@ class FinalRun:
     diverged: bool
 
 
-def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
+def final_run(cfg, metrics: Sequence[str] | None = None, compiled: bool = True) -> FinalRun:
     """The final logged row of ``lnref.train(cfg)``, from the same engine and the same loop
     (:func:`lnref.training.run_loop`), recording only the last row.
+
+    Plain GD in coefficient space with Gram sampling (what the phase diagrams sweep) runs everything after the
+    Gram draws in one compiled call instead (:func:`lnref.kernels.sweep_run.gram_final_run`: the same kernels in
+    the same order, the same bits); a run that might diverge there is rerun through the engine, which then stops
+    as train does.  ``compiled=False`` always takes the engine's path (the tests compare the two).
 
     Same inputs (seed contract), same kernels, same GD steps in the same chunks, same divergence rule; the rows
     before the last one are only checked for finiteness (as train's loop does), and no trace is kept.  With
@@ -153,6 +158,10 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     from ..training import run_loop
 
     names = None if metrics is None else set(metrics)
+    if compiled and _compiled_path_fits(cfg, names):
+        run = _compiled_final_run(cfg, names)
+        if run is not None:
+            return run
     data = sample_gram(cfg, draw_test=False) if cfg.sampling == "gram" else None
     engine = from_config(cfg, data)
     data = engine.data
@@ -178,3 +187,96 @@ def final_run(cfg, metrics: Sequence[str] | None = None) -> FinalRun:
     row["steps_done"] = int(t)
     row["diverged"] = bool(diverged)
     return FinalRun(row=row, steps_done=int(t), diverged=bool(diverged))
+
+
+def _needs_test(names) -> bool:
+    return names is None or "test_acc" in names or "test_error" in names
+
+
+def _compiled_path_fits(cfg, names) -> bool:
+    """Whether :func:`_compiled_final_run` can stand in for the engine's path: plain GD in coefficient space with
+    Gram sampling, the fresh virtual test set (or none read), and small enough that the engine would run its serial
+    kernels (the parallel ones give the same bits; this only keeps big runs on them)."""
+    if cfg.engine != "coefficients" or cfg.sampling != "gram" or cfg.algorithm != "gd":
+        return False
+    if _needs_test(names) and cfg.n_test > 0 and cfg.virtual_test != "fresh":
+        return False
+    import numba
+
+    from ..data.gram_stats import PARALLEL_WORK
+
+    return numba.get_num_threads() == 1 or 2 * cfg.m * cfg.n * cfg.n < PARALLEL_WORK
+
+
+def _compiled_final_run(cfg, names) -> FinalRun | None:
+    """:func:`final_run` through :func:`lnref.kernels.sweep_run.gram_final_run`: the same Gram draws
+    (:func:`lnref.data.gram.sample_gram`), then the engine's set-up, GD steps, checks and fresh test set in one
+    compiled call, then the same metrics (:func:`lnref.model.metrics.step_metrics`).  None when the engine's path
+    must run instead (the engine would refuse the data, or the run might diverge)."""
+    import numpy as np
+
+    from ..data import STREAMS
+    from ..data.gram import sample_gram
+    from ..kernels import normals as N
+    from ..kernels.seeding import stream_state
+    from ..kernels.sweep_run import FINISHED, gram_final_run
+    from ..model.metrics import step_metrics
+    from ..training import _CHUNK
+
+    data = sample_gram(cfg, draw_test=False)
+    st = data.stats
+    if not (st.xi_sq > 0.0).all():  # the engine refuses it, with its message
+        return None
+    n, m = data.y.shape[0], int(cfg.m)
+    F = 2 * m
+    log_steps = cfg.log_steps()
+    n_test = int(cfg.n_test) if _needs_test(names) else 0
+    spurious = cfg.test == "spurious"
+    words = stream_state(cfg.seed, (STREAMS["fresh_test"], int(log_steps[-1]))) if n_test else np.zeros(4, np.uint64)
+    gamma, rho, f = np.empty(F), np.empty((F, n)), np.empty(n)
+    bias = np.array(data.bias0, dtype=np.float64).reshape(F)
+    status, t, correct = gram_final_run(
+        st.G,
+        st.xi_sq,
+        st.c,
+        st.P0,
+        st.b0,
+        data.y,
+        data.y_obs,
+        float(data.mu_norm),
+        data.coords,
+        data.e1,
+        float(cfg.q),
+        m,
+        float(cfg.output_divisor),
+        float(cfg.eta),
+        bool(cfg.bias),
+        int(cfg.loss_code),
+        cfg.loss_vector(),
+        log_steps,
+        _CHUNK,
+        words,
+        n_test,
+        n if spurious else 0,
+        float(cfg.sigma_zeta if spurious else cfg.sigma_p),
+        cfg.noise == "isotropic",
+        bool(cfg.test_flipped_labels),
+        float(cfg.tau_plus),
+        float(cfg.tau_minus),
+        N.ZIG_K,
+        N.ZIG_W,
+        N.ZIG_F,
+        N.TAIL_R,
+        gamma,
+        rho,
+        bias,
+        f,
+    )
+    if status != FINISHED:
+        return None
+    row: dict[str, Any] = step_metrics(f, data.y, data.y_obs, gamma.reshape(2, m), rho.reshape(2, m, n), names)
+    row["test_acc"] = correct / n_test if n_test else math.nan
+    row["test_error"] = 1.0 - row["test_acc"]
+    row["steps_done"] = int(t)
+    row["diverged"] = False
+    return FinalRun(row=row, steps_done=int(t), diverged=False)
