@@ -440,3 +440,81 @@ def test_torch_init_with_bias_trained_runs_match_explicit_sampling():
     assert np.mean(e[:, 1]) > 0.6  # the runs learn the signal
     for k, name in enumerate(["loss", "test_acc", "mean bias", "sd of biases"]):
         same_mean(g[:, k], e[:, k], name)
+
+
+def _numpy_bartlett(rng, k, dof):
+    """The Bartlett coordinates as NumPy's array calls draw them (written independently of the kernels)."""
+    if k > dof:
+        return rng.standard_normal((k, dof))
+    T = np.zeros((k, k))
+    T[np.arange(k), np.arange(k)] = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))
+    rows, cols = np.tril_indices(k, -1)
+    T[rows, cols] = rng.standard_normal(rows.size)
+    return T
+
+
+def _numpy_gram_coordinates(cfg, rng, W=None, wcoords=None):
+    """coords and e1 of stream gram in the documented draw order (lnref.data.gram), with NumPy's array draws."""
+    n, F, d = cfg.n, 2 * cfg.m, cfg.d
+    iso = cfg.noise == "isotropic"
+    e1 = np.empty(n + F)
+    if W is None:
+        e1[n:] = cfg.sigma0 * rng.standard_normal(F)
+        e1[:n] = cfg.sigma_p * rng.standard_normal(n) if iso else 0.0
+        coords = _numpy_bartlett(rng, n + F, d - 1)
+        coords[:n] *= cfg.sigma_p
+        coords[n:] *= cfg.sigma0
+        return coords, e1
+    s = wcoords.shape[1]
+    e1[n:] = W[:, 0]
+    e1[:n] = cfg.sigma_p * rng.standard_normal(n) if iso else 0.0
+    on_span = rng.standard_normal((n, s))
+    rest = _numpy_bartlett(rng, n, d - 1 - s) if d - 1 - s > 0 else np.zeros((n, 0))
+    coords = np.zeros((n + F, s + rest.shape[1]))
+    coords[:n, :s] = on_span
+    coords[:n, s:] = rest
+    coords[:n] *= cfg.sigma_p
+    coords[n:, :s] = wcoords
+    return coords, e1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(d=200),
+        dict(d=200, noise="orthogonal"),
+        dict(d=9),  # n + 2m > d - 1: the vectors themselves
+        dict(d=200, init="torch", bias=True),
+        dict(d=200, init="torch", noise="orthogonal"),
+        dict(d=13, init="torch"),  # d - 1 - 2m = 4 < n: a short Bartlett factor
+        dict(d=5, init="torch"),  # 2m > d - 1: W0's QR, no complement
+    ],
+)
+def test_compiled_gram_draws_are_numpys_array_draws(changes):
+    """lnref.kernels.gram's draws of stream gram (numba's Generator methods) equal NumPy's array calls in the
+    documented order, bit for bit, and leave the generator in the same state."""
+    from lnref.data import stream
+    from lnref.data.gram import gram_draws
+    from lnref.kernels import gram as KG
+
+    for seed in (1, 2, 3):
+        cfg = lnref.Config(n=10, m=3, sigma0=0.3, sigma_p=1.5, noise="isotropic", seed=seed).replace(**changes)
+        _, _, coords, e1 = gram_draws(cfg)
+        rng = stream(cfg.seed, "gram")
+        if cfg.init == "torch":
+            W = lnref.init_weights(cfg).reshape(2 * cfg.m, cfg.d)
+            s = min(2 * cfg.m, cfg.d - 1)
+            wc = np.linalg.cholesky(W[:, 1:] @ W[:, 1:].T) if s == 2 * cfg.m else np.linalg.qr(W[:, 1:].T, mode="r").T
+            exp_coords, exp_e1 = _numpy_gram_coordinates(cfg, rng, W, wc[:, :s])
+            rng2 = stream(cfg.seed, "gram")
+            KG.torch_gram_coordinates(
+                rng2, W, np.ascontiguousarray(wc[:, :s]), cfg.n, cfg.d - 1, 1.5, cfg.noise == "isotropic"
+            )
+        else:
+            exp_coords, exp_e1 = _numpy_gram_coordinates(cfg, rng)
+            rng2 = stream(cfg.seed, "gram")
+            KG.gaussian_gram_coordinates(rng2, cfg.n, 2 * cfg.m, cfg.d - 1, 1.5, 0.3, cfg.noise == "isotropic")
+        np.testing.assert_array_equal(coords, exp_coords)
+        np.testing.assert_array_equal(e1, exp_e1)
+        assert coords.tobytes() == exp_coords.tobytes() and e1.tobytes() == exp_e1.tobytes()  # signs of zeros too
+        assert rng2.bit_generator.state == rng.bit_generator.state  # the generator left where NumPy leaves it

@@ -86,8 +86,6 @@ normals and chi-squares stay NumPy's.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ..config import Config, ConfigError
@@ -126,22 +124,6 @@ __all__ = [
 
 #: init='torch' draws W0 (2m x d float64) explicitly; more entries than this (2 GiB) are refused
 TORCH_MAX_ENTRIES = 2**28
-
-
-@functools.lru_cache(maxsize=16)
-def _tril(k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.tril_indices(k, -1)
-
-
-def _bartlett(rng: np.random.Generator, k: int, dof: int) -> np.ndarray:
-    """Coordinates (k, min(k, dof)) of k standard normal vectors in R^dof (see the module docstring)."""
-    if k > dof:
-        return rng.standard_normal((k, dof))
-    T = np.zeros((k, k))
-    T.flat[:: k + 1] = np.sqrt(rng.chisquare(dof - np.arange(k, dtype=np.float64)))  # the diagonal
-    rows, cols = _tril(k)  # row by row: (1,0), (2,0), (2,1), ...
-    T[rows, cols] = rng.standard_normal(rows.size)
-    return T
 
 
 def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
@@ -220,14 +202,9 @@ def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     if cfg.init == "torch":
         coords, e1 = _torch_draws(cfg, rng)
         return y, np.ascontiguousarray(y_obs, dtype=np.float64), coords, e1
-    F = 2 * m
-    k = n + F
-    e1 = np.empty(k)
-    e1[n:] = cfg.sigma0 * rng.standard_normal(F)
-    e1[:n] = cfg.sigma_p * rng.standard_normal(n) if cfg.noise == "isotropic" else 0.0
-    coords = _bartlett(rng, k, d - 1)
-    coords[:n] *= cfg.sigma_p
-    coords[n:] *= cfg.sigma0
+    coords, e1 = KG.gaussian_gram_coordinates(
+        rng, n, 2 * m, d - 1, float(cfg.sigma_p), float(cfg.sigma0), cfg.noise == "isotropic"
+    )
     return y, np.ascontiguousarray(y_obs, dtype=np.float64), coords, e1
 
 
@@ -243,9 +220,6 @@ def _torch_draws(cfg: Config, rng: np.random.Generator) -> tuple[np.ndarray, np.
             f"({TORCH_MAX_ENTRIES * 8 // 2**30} GiB); use a smaller d or m, or init='gaussian'"
         )
     W = init_weights(cfg).reshape(F, d)
-    e1 = np.empty(n + F)
-    e1[n:] = W[:, 0]
-    e1[:n] = cfg.sigma_p * rng.standard_normal(n) if cfg.noise == "isotropic" else 0.0
     s = min(F, d - 1)
     wcoords = np.zeros((F, 0))
     if s == F:
@@ -258,15 +232,9 @@ def _torch_draws(cfg: Config, rng: np.random.Generator) -> tuple[np.ndarray, np.
             wcoords = np.zeros((F, 0))
     if wcoords.shape[1] != s and s > 0:
         wcoords = np.linalg.qr(W[:, 1:].T, mode="r").T  # (F, s): W[:, 1:] = (Q_1 R)^T
-    on_span = rng.standard_normal((n, s))
-    rest = _bartlett(rng, n, d - 1 - s) if d - 1 - s > 0 else np.zeros((n, 0))
-    r2 = rest.shape[1]
-    coords = np.zeros((n + F, s + r2))
-    coords[:n, :s] = on_span
-    coords[:n, s:] = rest
-    coords[:n] *= cfg.sigma_p
-    coords[n:, :s] = wcoords
-    return np.ascontiguousarray(coords), e1
+    return KG.torch_gram_coordinates(
+        rng, W, np.ascontiguousarray(wcoords), n, d - 1, float(cfg.sigma_p), cfg.noise == "isotropic"
+    )
 
 
 def coordinates(data: Dataset, W0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .cache import both, kernel
+from .cache import both, inline, kernel
 from .equations import (
     chain_rows,
     coefficient_inner,
@@ -349,3 +349,76 @@ def training_labels(st_data, st_flips, tau_plus, tau_minus, y, y_obs):
     for i in range(n):
         u = np.float64(next_word(st_flips) >> np.uint64(11)) * to_unit
         y_obs[i] = -y[i] if u < (tau_plus if y[i] > 0 else tau_minus) else y[i]
+
+
+# ----------------------------------------------------------------------------------- the Gram draws (stream gram)
+@inline
+def _bartlett_rows(rng, k, dof, scale, out, c0):
+    """out[a, c0 + b] = scale T[a, b] for the coordinates T (k, min(k, dof)) of k standard normal vectors in R^dof
+    (:mod:`lnref.data.gram`'s docstring), drawn from the NumPy Generator ``rng`` as ``Generator.chisquare`` and
+    ``standard_normal`` draw them: for k <= dof the Bartlett factor, its diagonal sqrt(chi^2_{dof - a}) first
+    (a = 0..k-1), then the entries below it row by row (the entries above stay as they are: zeros); for k > dof the
+    vectors themselves, row by row.  numba's Generator methods are NumPy's algorithms on the same bit generator:
+    the same numbers, the generator left in the same state (tests/test_gram.py)."""
+    if k > dof:
+        for a in range(k):
+            for b in range(dof):
+                out[a, c0 + b] = scale * rng.standard_normal()
+        return
+    for a in range(k):
+        out[a, c0 + a] = scale * np.sqrt(rng.chisquare(np.float64(dof) - np.float64(a)))
+    for a in range(1, k):
+        for b in range(a):
+            out[a, c0 + b] = scale * rng.standard_normal()
+
+
+@kernel
+def gaussian_gram_coordinates(rng, n, F, dof, sigma_p, sigma0, isotropic):
+    """coords (n + F, min(n + F, dof)) and e1 (n + F,) for init='gaussian' (:func:`lnref.data.gram.gram_draws`),
+    from stream gram's Generator ``rng``, in the order of the module docstring of :mod:`lnref.data.gram`: the
+    filters' e_1 coordinates (``standard_normal(F)``, times sigma0), the noise's (isotropic only, times sigma_p),
+    then the Bartlett coordinates of all n + F vectors in R^dof (dof = d - 1), rows scaled by sigma_p (noise) and
+    sigma0 (filters)."""
+    k = n + F
+    e1 = np.empty(k)
+    for f in range(F):
+        e1[n + f] = sigma0 * rng.standard_normal()
+    for i in range(n):
+        e1[i] = sigma_p * rng.standard_normal() if isotropic else 0.0
+    coords = np.zeros((k, min(k, dof)))
+    _bartlett_rows(rng, k, dof, 1.0, coords, 0)
+    for a in range(k):
+        scale = sigma_p if a < n else sigma0
+        for b in range(coords.shape[1]):
+            coords[a, b] *= scale
+    return coords, e1
+
+
+@kernel
+def torch_gram_coordinates(rng, W0, wcoords, n, dof, sigma_p, isotropic):
+    """coords (n + F, s + r2) and e1 (n + F,) for init='torch' (:func:`lnref.data.gram.gram_draws`): W0 (F, d) the
+    explicit filters, wcoords (F, s) their e_1-orthogonal parts in an orthonormal basis of their span (s = min(F,
+    dof), dof = d - 1); from stream gram's Generator ``rng``, in the order of :mod:`lnref.data.gram`'s docstring:
+    the noise's e_1 coordinates (isotropic only), its coordinates on the span (``standard_normal((n, s))``), then
+    the Bartlett coordinates of the noise in the span's complement (dimension dof - s, r2 = min(n, dof - s) columns;
+    none when dof = s), every noise coordinate times sigma_p; the filters' rows are [wcoords | 0], their e_1
+    coordinates W0[:, 0]."""
+    F = W0.shape[0]
+    s = wcoords.shape[1]
+    rest = dof - s
+    r2 = min(n, rest) if rest > 0 else 0
+    e1 = np.empty(n + F)
+    for f in range(F):
+        e1[n + f] = W0[f, 0]
+    for i in range(n):
+        e1[i] = sigma_p * rng.standard_normal() if isotropic else 0.0
+    coords = np.zeros((n + F, s + r2))
+    for i in range(n):
+        for b in range(s):
+            coords[i, b] = sigma_p * rng.standard_normal()
+    if rest > 0:
+        _bartlett_rows(rng, n, rest, sigma_p, coords, s)
+    for f in range(F):
+        for b in range(s):
+            coords[n + f, b] = wcoords[f, b]
+    return coords, e1
