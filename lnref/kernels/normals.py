@@ -113,14 +113,20 @@ if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 (tests run the kernels as Py
 
 
 @kernel(inline="always")
+def _xsl_rr(hi, lo):
+    """PCG64's 64-bit output of the 128-bit state (hi, lo): rotr64(hi ^ lo, hi >> 58)."""
+    x = hi ^ lo
+    rot = hi >> np.uint64(58)
+    return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
+
+
+@kernel(inline="always")
 def next_word(st):
     """The next 64-bit output of the PCG64 state st = (state_hi, state_lo, inc_hi, inc_lo) (uint64), advancing it."""
     hi, lo = _lcg128_step(st[0], st[1], st[2], st[3])
     st[0] = hi
     st[1] = lo
-    x = hi ^ lo
-    rot = hi >> np.uint64(58)
-    return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
+    return _xsl_rr(hi, lo)
 
 
 @kernel
@@ -136,11 +142,18 @@ def ziggurat_fill(st, k, w, f, r, out):
     inv_r = 1.0 / r
     to_unit = 1.0 / 9007199254740992.0  # 2^-53
     p = 0
+    # the generator's state in locals for the whole loop (next_word on st would store and reload it for every word:
+    # the stores to out might alias it), written back at the end
+    s_hi = st[0]
+    s_lo = st[1]
+    i_hi = st[2]
+    i_lo = st[3]
     for col in range(Q):
         for row in range(P):
             pos = row * Q + col
             while True:
-                u = next_word(st)
+                s_hi, s_lo = _lcg128_step(s_hi, s_lo, i_hi, i_lo)
+                u = _xsl_rr(s_hi, s_lo)
                 p += 1
                 idx = np.int64(u & np.uint64(0xFF))
                 u = u >> np.uint64(8)
@@ -154,18 +167,23 @@ def ziggurat_fill(st, k, w, f, r, out):
                     break
                 if idx == 0:  # tail beyond r
                     while True:
-                        xx = -inv_r * np.log1p(-(np.float64(next_word(st) >> np.uint64(11)) * to_unit))
-                        yy = -np.log1p(-(np.float64(next_word(st) >> np.uint64(11)) * to_unit))
+                        s_hi, s_lo = _lcg128_step(s_hi, s_lo, i_hi, i_lo)
+                        xx = -inv_r * np.log1p(-(np.float64(_xsl_rr(s_hi, s_lo) >> np.uint64(11)) * to_unit))
+                        s_hi, s_lo = _lcg128_step(s_hi, s_lo, i_hi, i_lo)
+                        yy = -np.log1p(-(np.float64(_xsl_rr(s_hi, s_lo) >> np.uint64(11)) * to_unit))
                         p += 2
                         if yy + yy > xx * xx:
                             break
                     flat[pos] = -(r + xx) if ((rabs >> np.uint64(8)) & np.uint64(1)) != np.uint64(0) else r + xx
                     break
-                uni = np.float64(next_word(st) >> np.uint64(11)) * to_unit
+                s_hi, s_lo = _lcg128_step(s_hi, s_lo, i_hi, i_lo)
+                uni = np.float64(_xsl_rr(s_hi, s_lo) >> np.uint64(11)) * to_unit
                 p += 1
                 if (f[idx - 1] - f[idx]) * uni + f[idx] < np.exp(-0.5 * x * x):
                     flat[pos] = x
                     break
+    st[0] = s_hi
+    st[1] = s_lo
     return p
 
 
