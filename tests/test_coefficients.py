@@ -21,6 +21,16 @@ from lnref.kernels import coefficients as KC
 RTOL = 1e-10
 
 
+def _lane_tables(P0, b0, Gn, cA, cB, pad=0):
+    """The kernels' tables with the signal as lane n (lnref.kernels.coefficients): P = [P0 | b0],
+    Gn = [Gn | cB | pad columns of garbage the kernels must not read], cA = [cA | 1]."""
+    n = Gn.shape[0]
+    G = np.full((n, n + 1 + pad), np.nan)
+    G[:, :n] = Gn
+    G[:, n] = cB
+    return np.hstack([P0, b0[:, None]]), G, np.append(cA, 1.0)
+
+
 def close(a, b, what):
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -109,9 +119,10 @@ def test_parallel_and_serial_kernels_bit_identical(n):
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))
     bias = rng.normal(size=F) * 0.1
     outs = []
+    P, G, cA1 = _lane_tables(P0, b0, Gn, cA, cB, pad=3)
     for kern in (KC.outputs, KC.outputs_serial):
-        A, B, f = np.empty((F, n)), np.empty(F), np.empty(n)
-        kern(gamma, rho, bias, P0, b0, Gn, cA, cB, y, 1.5, m, float(m), A, B, f, np.empty((F, n), dtype=np.int64))
+        A, B, f = np.empty((F, n + 1)), np.empty(F), np.empty(n)
+        kern(gamma, rho, bias, P, G, cA1, y, 1.5, m, float(m), A, B, f, np.empty((F, n), dtype=np.int64))
         outs.append((A, B, f))
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
@@ -132,11 +143,9 @@ def test_parallel_and_serial_kernels_bit_identical(n):
                 0.1,
                 3.0,
                 xi_sq,
-                P0,
-                b0,
-                Gn,
-                cA,
-                cB,
+                P,
+                G,
+                cA1,
                 y,
                 g,
                 r,
@@ -144,7 +153,7 @@ def test_parallel_and_serial_kernels_bit_identical(n):
                 np.empty(F),
                 np.empty((F, n)),
                 np.empty(F),
-                np.empty((F, n)),
+                np.empty((F, n + 1)),
                 np.empty(F),
                 np.empty(n),
                 np.empty(n),
@@ -179,9 +188,10 @@ def test_inner_product_sums_are_serial_sums_in_index_order(n):
     gamma, rho = rng.normal(size=F), rng.normal(size=(F, n)) * (rng.random((F, n)) < 0.6)
     P0, b0 = rng.normal(size=(F, n)), rng.normal(size=F)
     Gn, cA, cB, y = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n), np.sign(rng.normal(size=n))
-    A, B, f = np.empty((F, n)), np.empty(F), np.empty(n)
+    A, B, f = np.empty((F, n + 1)), np.empty(F), np.empty(n)
+    P, G, cA1 = _lane_tables(P0, b0, Gn, cA, cB, pad=5)
     KC.outputs_serial(
-        gamma, rho, np.zeros(F), P0, b0, Gn, cA, cB, y, 1.0, m, float(m), A, B, f, np.empty((F, n), dtype=np.int64)
+        gamma, rho, np.zeros(F), P, G, cA1, y, 1.0, m, float(m), A, B, f, np.empty((F, n), dtype=np.int64)
     )
     for fi in range(F):
         g = (1.0 if fi < m else -1.0) * float(gamma[fi])
@@ -191,6 +201,12 @@ def test_inner_product_sums_are_serial_sums_in_index_order(n):
                 if rho[fi, i] != 0.0:
                     acc = acc + float(rho[fi, i]) * float(Gn[i, k])
             assert A[fi, k] == acc, (fi, k)
+        # <w_f, mu> = <w_f(0), mu> + s_j gamma_f + sum_i rho_{f,i} <xi_i, mu>/||xi_i||^2 (SPEC.md section 4), serial
+        acc = float(b0[fi]) + g
+        for i in range(n):
+            if rho[fi, i] != 0.0:
+                acc = acc + float(rho[fi, i]) * float(cB[i])
+        assert B[fi] == acc == A[fi, n], fi
     Y = rng.normal(size=(5, 9)) * (rng.random((5, 9)) < 0.7)
     Z = rng.normal(size=(11, 9))
     out = lnref.data.gram_stats.cross_t(Y, Z.T)

@@ -131,24 +131,24 @@ class CoefficientEngine(CoefficientViews):
         self._y_obs_row = np.ascontiguousarray(data.y_obs, dtype=np.float64).reshape(1, n)
         self.mu_sq = float(st.mu_sq)
         self.xi_sq = np.ascontiguousarray(st.xi_sq, dtype=np.float64)
-        # precomputed scalings of SPEC.md section 4's inner products (see lnref.kernels.coefficients)
-        # Gn (n, n8): its rows padded to whole cache lines (aligned_rows; the kernels read the first n columns)
-        self.Gn, self.cA, self.cB = aligned_rows(n, n, pad=True), np.empty(n), np.empty(n)
+        # the tables of SPEC.md section 4's inner products, the signal as lane n (see lnref.kernels.coefficients):
+        # Gn (n, >= n + 1) with its rows padded to whole cache lines (aligned_rows), cA (n + 1,), P (F, n + 1)
+        self.Gn, self.cA, self.P = aligned_rows(n, n + 1, pad=True), np.empty(n + 1), np.empty((F, n + 1))
         KG.engine_scalings(
             np.ascontiguousarray(st.G, dtype=np.float64),
             self.xi_sq,
             np.ascontiguousarray(st.c, dtype=np.float64),
             self.mu_sq,
+            np.ascontiguousarray(st.P0, dtype=np.float64),
+            np.ascontiguousarray(st.b0, dtype=np.float64),
             self.Gn,
             self.cA,
-            self.cB,
+            self.P,
         )
-        self.P0 = np.ascontiguousarray(st.P0, dtype=np.float64)
-        self.b0 = np.ascontiguousarray(st.b0, dtype=np.float64)
         self._gamma = np.zeros(F)
         self._rho = np.zeros((F, n))
         self._bias = np.array(inputs.b0, dtype=np.float64).reshape(F)
-        self.A = aligned_rows(F, n)
+        self.A = aligned_rows(F, n + 1)  # column n: <w_f, mu> (= B)
         self.B = np.empty(F)
         self.f = np.empty(n)
         self._w = (
@@ -192,11 +192,9 @@ class CoefficientEngine(CoefficientViews):
             self._gamma,
             self._rho,
             self._bias,
-            self.P0,
-            self.b0,
+            self.P,
             self.Gn,
             self.cA,
-            self.cB,
             self.y,
             self.q,
             self.m,
@@ -229,11 +227,9 @@ class CoefficientEngine(CoefficientViews):
             self.eta,
             self.mu_sq,
             self.xi_sq,
-            self.P0,
-            self.b0,
+            self.P,
             self.Gn,
             self.cA,
-            self.cB,
             self.y,
             self._gamma,
             self._rho,

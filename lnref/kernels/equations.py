@@ -18,9 +18,8 @@ function                   equation                                             
                            scalings of inner products in coefficients (arrays: :func:`scaled_test_inner`)
 :func:`coefficient_inner`  <w_f, z_t> = <w_f(0), z_t> + s_j gamma_f <mu, z_t>/||mu||^2             section 4
                            + sum_i rho_{f,i} <xi_i, z_t>/||xi_i||^2 for a row of vectors z_t
-                           (training noise patches, an explicit or a virtual test set)
-:func:`coefficient_signal` <w_f, mu> = <w_f(0), mu> + s_j gamma_f + sum_i rho_{f,i} <xi_i, mu>/       section 4
-                           ||xi_i||^2
+                           (training noise patches with mu as one more z, lnref.kernels.coefficients;
+                           an explicit or a virtual test set)
 :func:`weight_row`         w_f = w_f(0) + s_j gamma_f mu/||mu||^2 + sum_i rho_{f,i} xi_i/||xi_i||^2    section 4
                            (explicit vectors, or their coordinates in Gram sampling)
 :func:`psd_cholesky`       L lower triangular with L L^T = K for a positive semi-definite K (the      section 4
@@ -68,7 +67,6 @@ __all__ = [
     "coefficient_inner",
     "coefficient_inner_pair",
     "coefficient_start",
-    "coefficient_signal",
     "weight_row",
     "psd_cholesky",
     "count_nonfinite",
@@ -356,8 +354,9 @@ def coefficient_inner(out_row, P_row, g, c_vec, rho_row, R, idx, cnt):
     """out_row[t] = <w_f, z_t> = P_row[t] + g c_vec[t] + sum_i rho_row[i] R[i, t] (SPEC.md section 4).
 
     For a filter f with g = s_j gamma_f and a set of vectors z_t: P_row = <w_f(0), z_t>, c_vec = <mu, z_t>/||mu||^2,
-    R[i, t] = <xi_i, z_t>/||xi_i||^2.  The training noise patches (z_t = xi_t, R = Gn), an explicit test set and a
-    virtual one all go through here.  The sum over i runs over the indices idx[:cnt] of the non-zero rho_row
+    R[i, t] = <xi_i, z_t>/||xi_i||^2.  The training noise patches (z_t = xi_t, R = Gn) with mu itself as the last
+    z (<w_f, mu>: c_vec = 1, lnref.kernels.coefficients), an explicit test set and a virtual one all go through
+    here.  The sum over i runs over the indices idx[:cnt] of the non-zero rho_row
     entries (the others add nothing) in index order (:func:`chain_rows`).  :func:`coefficient_inner_pair` is the
     same for two filters at once.
     """
@@ -381,17 +380,6 @@ def coefficient_inner_pair(out1, P1, g1, rho1, idx1, cnt1, out2, P2, g2, rho2, i
     coefficient_start(out1, P1, g1, c_vec)
     coefficient_start(out2, P2, g2, c_vec)
     lane_sums2(out1, rho1, idx1, cnt1, out2, rho2, idx2, cnt2, R, 0, out1.shape[0])
-
-
-@inline
-def coefficient_signal(b0f, g, rho_row, cB, idx, cnt):
-    """<w_f, mu> = <w_f(0), mu> + s_j gamma_f + sum_i rho_{f,i} <xi_i, mu>/||xi_i||^2 (SPEC.md section 4), the sum
-    over the non-zero rho_{f,i} (indices idx[:cnt]) in index order."""
-    s = b0f + g
-    for p in range(cnt):
-        i = idx[p]
-        s += rho_row[i] * cB[i]
-    return s
 
 
 @inline

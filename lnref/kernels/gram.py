@@ -323,15 +323,21 @@ gram_stats, gram_stats_serial = both(_gram_stats)
 
 
 @kernel
-def engine_scalings(G, xi_sq, c, mu_sq, Gn, cA, cB):
-    """The coefficient engine's precomputed scalings (module docstring): Gn = G / xi_sq[:, None],
-    cA = c / ||mu||^2 (0 when mu = 0), cB = c / xi_sq.  SPEC.md section 4."""
+def engine_scalings(G, xi_sq, c, mu_sq, P0, b0, Gn, cA, P):
+    """The coefficient engine's precomputed tables (module docstring of :mod:`lnref.kernels.coefficients`), with the
+    signal as lane n: Gn (n, >= n + 1) = [G / xi_sq[:, None] | c / xi_sq] (the columns after n untouched),
+    cA (n + 1,) = [c / ||mu||^2 (0 when mu = 0) | 1], P (2m, n + 1) = [P0 | b0].  SPEC.md section 4."""
     n = G.shape[0]
     for i in range(n):
         for j in range(n):
             Gn[i, j] = over_xi_sq(G[i, j], xi_sq[i])
+        Gn[i, n] = over_xi_sq(c[i], xi_sq[i])
         cA[i] = over_mu_sq(c[i], mu_sq)
-        cB[i] = over_xi_sq(c[i], xi_sq[i])
+    cA[n] = 1.0
+    for f in range(P0.shape[0]):
+        for j in range(n):
+            P[f, j] = P0[f, j]
+        P[f, n] = b0[f]
 
 
 @kernel

@@ -116,11 +116,11 @@ def gram_final_run(
     F = 2 * m
     mu_sq = mu_norm * mu_norm
     # the engine's arrays (lnref.engines.coefficients.CoefficientEngine.__init__)
-    Gn = _line_aligned(n, -(-n // 8) * 8)  # rows padded to whole lines; the kernels read n columns
-    cA = np.empty(n)
-    cB = np.empty(n)
-    engine_scalings(G, xi_sq, c, mu_sq, Gn, cA, cB)
-    A = _line_aligned(F, n)
+    Gn = _line_aligned(n, -(-(n + 1) // 8) * 8)  # rows padded to whole lines; the kernels read n + 1 columns
+    cA = np.empty(n + 1)
+    P = np.empty((F, n + 1))
+    engine_scalings(G, xi_sq, c, mu_sq, P0, b0, Gn, cA, P)
+    A = _line_aligned(F, n + 1)
     B = np.empty(F)
     mults = y_obs.reshape(1, n)
     gamma_new = np.empty(F)
@@ -153,11 +153,9 @@ def gram_final_run(
                 eta,
                 mu_sq,
                 xi_sq,
-                P0,
-                b0,
+                P,
                 Gn,
                 cA,
-                cB,
                 y,
                 gamma,
                 rho,
@@ -184,7 +182,7 @@ def gram_final_run(
             t += done
             if done < k:
                 return FALLBACK, t, 0
-        KC.outputs_serial(gamma, rho, bias, P0, b0, Gn, cA, cB, y, q, m, div, A, B, f, nz)
+        KC.outputs_serial(gamma, rho, bias, P, Gn, cA, y, q, m, div, A, B, f, nz)
         if not _outputs_safe(f, y_obs):
             return FALLBACK, t, 0
     if n_test == 0:
