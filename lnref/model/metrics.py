@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from ..kernels import metrics as KM
 from ..kernels import weights as K
 
 __all__ = [
@@ -93,10 +94,6 @@ def _mean(a: np.ndarray) -> float:
     return float(a.sum()) / a.size if a.size else math.nan
 
 
-def _max(a: np.ndarray) -> float:
-    return float(a.max()) if a.size else math.nan
-
-
 def step_metrics(
     f: np.ndarray, y: np.ndarray, y_obs: np.ndarray, gamma: np.ndarray, rho: np.ndarray, names=None
 ) -> dict[str, float]:
@@ -116,49 +113,60 @@ def step_metrics(
     dict column -> float (NaN for a mean or max over an empty subset)
     """
     every = names is None
-    margin = y_obs * f
-    loss = sample_losses(margin)
-    clean = y_obs == y
     n = y.shape[0]
-    n_clean = int(np.count_nonzero(clean))
+    loss, rho_max = np.empty(n), np.empty(n)
+    counts, ext = np.empty(5, dtype=np.int64), np.empty(5)
+    KM.step_counts(
+        np.ascontiguousarray(f, dtype=np.float64),
+        np.ascontiguousarray(y, dtype=np.float64),
+        np.ascontiguousarray(y_obs, dtype=np.float64),
+        np.ascontiguousarray(gamma, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(rho, dtype=np.float64).reshape(-1, n),
+        loss,
+        rho_max,
+        counts,
+        ext,
+    )
+    n_clean = int(counts[KM.N_CLEAN])
     n_noisy = n - n_clean
-    noisy = ~clean
-    fitted = margin > 0
     out = {"loss": _mean(loss)}
-    if every or "loss_clean" in names:
-        out["loss_clean"] = _mean(loss[clean])
-    if every or "loss_noisy" in names:
-        out["loss_noisy"] = _mean(loss[noisy])
+
+    def wanted(*cols: str) -> bool:
+        return every or any(c in names for c in cols)
+
+    if wanted("loss_clean", "loss_noisy", "rho_max_mean_clean", "rho_max_mean_noisy"):
+        clean = y_obs == y  # the means stay NumPy's (pairwise sums) over the subsets
+        noisy = ~clean
+        if wanted("loss_clean"):
+            out["loss_clean"] = _mean(loss[clean])
+        if wanted("loss_noisy"):
+            out["loss_noisy"] = _mean(loss[noisy])
     # accuracies: exact counts over sizes (the value np.mean of the boolean array gives)
-    if every or "train_acc" in names:
-        out["train_acc"] = int(np.count_nonzero(fitted)) / n if n else math.nan
-    if every or "train_acc_clean" in names:
-        out["train_acc_clean"] = int(np.count_nonzero(fitted & clean)) / n_clean if n_clean else math.nan
-    if every or "train_acc_noisy" in names:
-        out["train_acc_noisy"] = int(np.count_nonzero(fitted & noisy)) / n_noisy if n_noisy else math.nan
-    if every or "true_acc_noisy" in names:
-        out["true_acc_noisy"] = int(np.count_nonzero((y * f > 0) & noisy)) / n_noisy if n_noisy else math.nan
-    if every or "gamma_max" in names:
-        out["gamma_max"] = float(gamma.max())
-    if every or "gamma_mean" in names:
+    if wanted("train_acc"):
+        out["train_acc"] = int(counts[KM.N_FITTED]) / n if n else math.nan
+    if wanted("train_acc_clean"):
+        out["train_acc_clean"] = int(counts[KM.N_FITTED_CLEAN]) / n_clean if n_clean else math.nan
+    if wanted("train_acc_noisy"):
+        out["train_acc_noisy"] = int(counts[KM.N_FITTED_NOISY]) / n_noisy if n_noisy else math.nan
+    if wanted("true_acc_noisy"):
+        out["true_acc_noisy"] = int(counts[KM.N_TRUE_NOISY]) / n_noisy if n_noisy else math.nan
+    if wanted("gamma_max"):
+        out["gamma_max"] = float(ext[KM.GAMMA_MAX])
+    if wanted("gamma_mean"):
         out["gamma_mean"] = float(gamma.mean())
-    if every or "gamma_min" in names:
-        out["gamma_min"] = float(gamma.min())
-    rho_cols = ("rho_bar_max_clean", "rho_bar_max_noisy", "rho_max_mean_clean", "rho_max_mean_noisy")
-    if every or any(c in names for c in rho_cols):
-        rho_max = rho.max(axis=(0, 1))  # (n,) max_{j,r} rho_{j,r,i}
-        if every or "rho_bar_max_clean" in names or "rho_bar_max_noisy" in names:
-            rho_bar = np.maximum(rho_max, 0.0)
-            if every or "rho_bar_max_clean" in names:
-                out["rho_bar_max_clean"] = _max(rho_bar[clean])
-            if every or "rho_bar_max_noisy" in names:
-                out["rho_bar_max_noisy"] = _max(rho_bar[noisy])
-        if every or "rho_max_mean_clean" in names:
-            out["rho_max_mean_clean"] = _mean(rho_max[clean])
-        if every or "rho_max_mean_noisy" in names:
-            out["rho_max_mean_noisy"] = _mean(rho_max[noisy])
-    if every or "rho_under_min" in names:
-        out["rho_under_min"] = float(min(rho.min(), 0.0))
+    if wanted("gamma_min"):
+        out["gamma_min"] = float(ext[KM.GAMMA_MIN])
+    # rho_max[i] = max_{j,r} rho_{j,r,i}; rho_bar = max(rho, 0)
+    if wanted("rho_bar_max_clean"):
+        out["rho_bar_max_clean"] = float(ext[KM.RHO_BAR_MAX_CLEAN])
+    if wanted("rho_bar_max_noisy"):
+        out["rho_bar_max_noisy"] = float(ext[KM.RHO_BAR_MAX_NOISY])
+    if wanted("rho_max_mean_clean"):
+        out["rho_max_mean_clean"] = _mean(rho_max[clean])
+    if wanted("rho_max_mean_noisy"):
+        out["rho_max_mean_noisy"] = _mean(rho_max[noisy])
+    if wanted("rho_under_min"):
+        out["rho_under_min"] = float(min(float(ext[KM.RHO_MIN]), 0.0))
     if every:
         out["test_acc"] = math.nan
         out = {c: out[c] for c in HISTORY_COLUMNS if c in out}
