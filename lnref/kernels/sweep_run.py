@@ -104,7 +104,7 @@ def gram_final_run(
     In: the GramStats arrays G (n, n), xi_sq (n,), c (n,), P0 (2m, n), b0 (2m,); the labels y, y_obs (n,); mu_norm;
     the coordinates coords (n + 2m, r) and e1 (n + 2m,) (GramData); the engine's q, m, div, eta, with_bias and the
     method's code and parameters lp; log_steps (int64, sorted, from 0); chunk (the steps of one advance call, as
-    lnref.training's _CHUNK); the fresh test set of the last logged step: its stream's PCG64 state test_words
+    lnref.training's ADVANCE_CHUNK); the fresh test set of the last logged step: its stream's PCG64 state test_words
     (advanced), n_test (0: none), n_pick, test_scale, isotropic, flipped, tau_plus, tau_minus and the ziggurat
     tables, as :func:`lnref.data.gram.fresh_test_accuracy` passes them.  In/out: bias (2m,) the initial biases, then
     the final ones; out: gamma (2m,), rho (2m, n), f (n,), the final state and outputs.

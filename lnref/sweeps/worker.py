@@ -221,7 +221,7 @@ def _compiled_final_run(cfg, names) -> FinalRun | None:
     from ..kernels.seeding import stream_state
     from ..kernels.sweep_run import FINISHED, gram_final_run
     from ..model.metrics import step_metrics
-    from ..training import _CHUNK
+    from ..training import ADVANCE_CHUNK
 
     data = sample_gram(cfg, draw_test=False)
     st = data.stats
@@ -254,7 +254,7 @@ def _compiled_final_run(cfg, names) -> FinalRun | None:
         int(cfg.loss_code),
         cfg.loss_vector(),
         log_steps,
-        _CHUNK,
+        ADVANCE_CHUNK,
         words,
         n_test,
         n if spurious else 0,

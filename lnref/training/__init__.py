@@ -26,13 +26,15 @@ __all__ = [
     "num_threads",
     "run_loop",
     "advance_to",
+    "ADVANCE_CHUNK",
     "check_train_options",
     "STATE_KEYS",
     "short_repr",
 ]
 
-# GD steps per engine.advance call (bounds the memory of the label-noise eps draws)
-_CHUNK = 1024
+#: GD steps per engine.advance call (bounds the memory of the label-noise eps draws; the sweep worker's compiled run
+#: takes the same chunks)
+ADVANCE_CHUNK = 1024
 
 
 class DivergedError(FloatingPointError):
@@ -121,7 +123,7 @@ def num_threads(
 def advance_to(
     engine, t: int, target: int, lnoise: np.random.Generator | None, p: float, y_obs: np.ndarray, algo=None
 ) -> tuple[int, bool]:
-    """Advance ``engine`` from step t to ``target`` in chunks of at most _CHUNK steps; return (step, diverged).
+    """Advance ``engine`` from step t to ``target`` in chunks of at most ADVANCE_CHUNK steps; return (step, diverged).
 
     Label-noise GD (``lnoise`` not None) draws eps for each chunk as one (k, n) block of stream 4, the same
     numbers as one draw per step.  A selection algorithm (``algo``, :mod:`lnref.training.selection`) is the per-step
@@ -130,7 +132,7 @@ def advance_to(
     """
     n = y_obs.shape[0]
     while t < target:
-        k = int(min(target - t, _CHUNK))
+        k = int(min(target - t, ADVANCE_CHUNK))
         if algo is not None:
             k, done = algo.advance(t, k)
             t += done
