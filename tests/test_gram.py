@@ -518,3 +518,27 @@ def test_compiled_gram_draws_are_numpys_array_draws(changes):
         np.testing.assert_array_equal(e1, exp_e1)
         assert coords.tobytes() == exp_coords.tobytes() and e1.tobytes() == exp_e1.tobytes()  # signs of zeros too
         assert rng2.bit_generator.state == rng.bit_generator.state  # the generator left where NumPy leaves it
+
+
+def test_the_reused_gram_generator_is_the_fresh_stream_in_every_thread():
+    """gram_draws reuses one Generator per thread (numba reads its ctypes interface, built once per generator), set
+    to stream gram's fresh state: the same draws as a new stream, for any seed, and threads do not share it."""
+    import threading
+
+    from lnref.data import stream
+    from lnref.data.gram import _gram_generator
+
+    for seed in (0, 7, 2**64 - 1, 2**64 + 3):
+        a = _gram_generator(seed)
+        draws = (a.standard_normal(3), a.random(2), a.integers(0, 2**31, 3))  # and a buffered 32-bit half left over
+        b = stream(seed, "gram")
+        expected = (b.standard_normal(3), b.random(2), b.integers(0, 2**31, 3))
+        for x, e in zip(draws, expected):
+            np.testing.assert_array_equal(x, e)
+    assert _gram_generator(1) is _gram_generator(2)
+    other = []
+    t = threading.Thread(target=lambda: other.append(_gram_generator(1)))
+    t.start()
+    t.join()
+    assert other[0] is not _gram_generator(1)
+    np.testing.assert_array_equal(_gram_generator(5).random(4), stream(5, "gram").random(4))  # reset after use

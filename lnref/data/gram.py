@@ -86,6 +86,8 @@ normals and chi-squares stay NumPy's.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..config import Config, ConfigError
@@ -180,6 +182,26 @@ def sample_gram(cfg: Config, draw_test: bool = True) -> GramData:
     )
 
 
+_PER_THREAD = threading.local()
+
+
+def _gram_generator(seed: int) -> np.random.Generator:
+    """``stream(seed, 'gram')`` in its fresh state, as one Generator per thread set to that state (the same numbers):
+    the kernels draw from it through numba's Generator support, which reads the bit generator's ctypes interface,
+    and NumPy builds that interface once per generator (12 us, and a reference cycle, per new generator)."""
+    gen = getattr(_PER_THREAD, "gram", None)
+    if gen is None:
+        gen = _PER_THREAD.gram = np.random.Generator(np.random.PCG64())
+    w = stream_state(seed, STREAMS["gram"])
+    gen.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": (int(w[0]) << 64) | int(w[1]), "inc": (int(w[2]) << 64) | int(w[3])},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    return gen
+
+
 def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The random draws of :func:`sample_gram` (streams data, flips, gram; module docstring): y (n,), y_obs (n,),
     coords (n + 2m, r) (rows scaled by sigma_p or sigma0) and e1 (n + 2m,), all float64, C order."""
@@ -198,7 +220,7 @@ def gram_draws(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     else:
         y = 2.0 * stream(cfg.seed, "data").integers(0, 2, n).astype(np.float64) - 1.0
         y_obs = flip_labels(stream(cfg.seed, "flips"), y, cfg.tau_plus, cfg.tau_minus, cfg.flips)
-    rng = stream(cfg.seed, "gram")
+    rng = _gram_generator(cfg.seed)
     if cfg.init == "torch":
         coords, e1 = _torch_draws(cfg, rng)
         return y, np.ascontiguousarray(y_obs, dtype=np.float64), coords, e1
