@@ -130,42 +130,39 @@ def step_metrics(
     n_clean = int(counts[KM.N_CLEAN])
     n_noisy = n - n_clean
     out = {"loss": _mean(loss)}
-
-    def wanted(*cols: str) -> bool:
-        return every or any(c in names for c in cols)
-
-    if wanted("loss_clean", "loss_noisy", "rho_max_mean_clean", "rho_max_mean_noisy"):
+    want = HISTORY_COLUMNS if every else names
+    if "loss_clean" in want or "loss_noisy" in want or "rho_max_mean_clean" in want or "rho_max_mean_noisy" in want:
         clean = y_obs == y  # the means stay NumPy's (pairwise sums) over the subsets
         noisy = ~clean
-        if wanted("loss_clean"):
+        if "loss_clean" in want:
             out["loss_clean"] = _mean(loss[clean])
-        if wanted("loss_noisy"):
+        if "loss_noisy" in want:
             out["loss_noisy"] = _mean(loss[noisy])
     # accuracies: exact counts over sizes (the value np.mean of the boolean array gives)
-    if wanted("train_acc"):
+    if "train_acc" in want:
         out["train_acc"] = int(counts[KM.N_FITTED]) / n if n else math.nan
-    if wanted("train_acc_clean"):
+    if "train_acc_clean" in want:
         out["train_acc_clean"] = int(counts[KM.N_FITTED_CLEAN]) / n_clean if n_clean else math.nan
-    if wanted("train_acc_noisy"):
+    if "train_acc_noisy" in want:
         out["train_acc_noisy"] = int(counts[KM.N_FITTED_NOISY]) / n_noisy if n_noisy else math.nan
-    if wanted("true_acc_noisy"):
+    if "true_acc_noisy" in want:
         out["true_acc_noisy"] = int(counts[KM.N_TRUE_NOISY]) / n_noisy if n_noisy else math.nan
-    if wanted("gamma_max"):
+    if "gamma_max" in want:
         out["gamma_max"] = float(ext[KM.GAMMA_MAX])
-    if wanted("gamma_mean"):
+    if "gamma_mean" in want:
         out["gamma_mean"] = float(gamma.mean())
-    if wanted("gamma_min"):
+    if "gamma_min" in want:
         out["gamma_min"] = float(ext[KM.GAMMA_MIN])
     # rho_max[i] = max_{j,r} rho_{j,r,i}; rho_bar = max(rho, 0)
-    if wanted("rho_bar_max_clean"):
+    if "rho_bar_max_clean" in want:
         out["rho_bar_max_clean"] = float(ext[KM.RHO_BAR_MAX_CLEAN])
-    if wanted("rho_bar_max_noisy"):
+    if "rho_bar_max_noisy" in want:
         out["rho_bar_max_noisy"] = float(ext[KM.RHO_BAR_MAX_NOISY])
-    if wanted("rho_max_mean_clean"):
+    if "rho_max_mean_clean" in want:
         out["rho_max_mean_clean"] = _mean(rho_max[clean])
-    if wanted("rho_max_mean_noisy"):
+    if "rho_max_mean_noisy" in want:
         out["rho_max_mean_noisy"] = _mean(rho_max[noisy])
-    if wanted("rho_under_min"):
+    if "rho_under_min" in want:
         out["rho_under_min"] = float(min(float(ext[KM.RHO_MIN]), 0.0))
     if every:
         out["test_acc"] = math.nan
