@@ -157,30 +157,33 @@ def _advance(
 
     Two parallel regions per step: over samples (outputs, l') and over blocks of filters (the update of the
     block's filters, then the inner products A[f, :], B[f] of their new coefficients, which only those
-    filters' next updates read).  The accepted new state is copied into gamma, rho, bias at the start of the
-    next filter region (or on exit), so a rejected step leaves the state untouched; the outputs of a step read
-    the biases from bias_new while that copy is pending.
+    filters' next updates read).  The state and the next state trade arrays at every accepted step (gamma, rho,
+    bias and gamma_new, rho_new, bias_new; a copy of rho per step cost 7% of a step at n = 20), so a rejected step
+    leaves the state untouched; on exit the state is copied back into gamma, rho, bias if it is in the others.
     """
     F, n = rho.shape
     nblocks = (F + FILTER_BLOCK - 1) // FILTER_BLOCK
     rate, gscale, bscale = step_scalings(xi_sq, eta, mu_sq, div)  # once per call, as the weight engine
     lpy = np.empty(n)  # l'_i mult_i y_i
-    pending = False  # gamma_new, rho_new, bias_new hold the accepted state, not yet copied
     done = k
     acc = np.empty((2, n))
     nsb = (n + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK
+    # the state and the next state: the arrays trade roles at every accepted step (no copy); ``flipped`` says the
+    # state is in the caller's gamma_new, rho_new (and bias_new with a bias), copied back on exit
+    g_cur, r_cur, b_cur = gamma, rho, bias
+    g_nxt, r_nxt, b_nxt = gamma_new, rho_new, bias_new
+    flipped = False
     # s = -1 only computes the inner products of the entry state (one _block_inner site keeps compiling short)
     update = False
     for s in range(-1, k):
         if s >= 0:
             row = s if mults.shape[0] > 1 else 0
-            b_src = bias_new if (pending and with_bias) else bias
             update = elr_update_due(code, lp, t0 + s)
             mrow = mults[row]
             for sb in prange(nsb):
                 i0 = sb * SAMPLE_BLOCK
                 i1 = min(n, i0 + SAMPLE_BLOCK)
-                outputs_range(A, B, b_src, y, q, m, div, i0, i1, acc, f)
+                outputs_range(A, B, b_cur, y, q, m, div, i0, i1, acc, f)
                 sample_scalars(f, mrow, y, code, lp, target, target_old, update, i0, i1, lpm, lpy)
             finite = True
             for i in range(n):
@@ -191,26 +194,19 @@ def _advance(
                     undo_target_update(target, target_old)
                 done = s
                 break
-        g_src = gamma_new if s >= 0 else gamma
-        r_src = rho_new if s >= 0 else rho
+        g_src = g_nxt if s >= 0 else g_cur
+        r_src = r_nxt if s >= 0 else r_cur
         for blk in prange(nblocks):
             f0 = blk * FILTER_BLOCK
             f1 = min(f0 + FILTER_BLOCK, F)
             if s >= 0:
-                if pending:
-                    for fi in range(f0, f1):
-                        gamma[fi] = gamma_new[fi]
-                        for i in range(n):
-                            rho[fi, i] = rho_new[fi, i]
-                        if with_bias:
-                            bias[fi] = bias_new[fi]
                 filter_update(
                     f0,
                     f1,
                     m,
                     A,
                     B,
-                    bias,
+                    b_cur,
                     y,
                     lpm,
                     lpy,
@@ -218,11 +214,11 @@ def _advance(
                     rate,
                     gscale,
                     bscale,
-                    gamma,
-                    rho,
-                    gamma_new,
-                    rho_new,
-                    bias_new,
+                    g_cur,
+                    r_cur,
+                    g_nxt,
+                    r_nxt,
+                    b_nxt,
                     S,
                     Sb,
                     C,
@@ -235,20 +231,23 @@ def _advance(
             _block_inner(blk, m, g_src, r_src, P, Gn, cA, A, B, nz)
         if s < 0:
             continue
-        pending = True
         if count_nonfinite(bad) != 0:
             if update:
                 undo_target_update(target, target_old)
-            pending = False
             done = s
             break
-    if pending:
+        g_cur, g_nxt = g_nxt, g_cur  # the step is taken: the next state is the state
+        r_cur, r_nxt = r_nxt, r_cur
+        if with_bias:  # without one the biases stay (filter_update does not write b_nxt)
+            b_cur, b_nxt = b_nxt, b_cur
+        flipped = not flipped
+    if flipped:
         for fi in prange(F):
-            gamma[fi] = gamma_new[fi]
+            gamma[fi] = g_cur[fi]
             for i in range(n):
-                rho[fi, i] = rho_new[fi, i]
+                rho[fi, i] = r_cur[fi, i]
             if with_bias:
-                bias[fi] = bias_new[fi]
+                bias[fi] = b_cur[fi]
     return done
 
 

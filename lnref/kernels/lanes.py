@@ -336,12 +336,6 @@ def _passes(o, coef, rows, idx, cnt, t0, w):
             o[t0 + j] += v * r0[t0 + j]
 
 
-def _contiguous(*arrays):
-    """Whether every (array type, dtype) pair is a C-contiguous, element-aligned array of that dtype (the vector
-    forms' loads assume both)."""
-    return all(isinstance(a, types.Array) and a.layout == "C" and a.aligned and a.dtype == t for a, t in arrays)
-
-
 @overload(lane_sums, inline="always", jit_options={"error_model": "numpy"})
 def _lane_sums_compiled(o, coef, rows, idx, cnt, t0, w):
     if not _contiguous((o, types.float64), (coef, types.float64), (rows, types.float64), (idx, types.int64)):
