@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from lnref.kernels.lanes import LANE_CHUNK, QUAD_CHUNK, lane_quads, lane_sums, lane_sums2
+from lnref.kernels.lanes import LANE_CHUNK, QUAD_CHUNK, lane_quads, lane_sums, start_sums, start_sums2
 
 
 @njit(error_model="numpy")
@@ -17,8 +17,13 @@ def _compiled(o, coef, rows, idx, cnt, t0, w):
 
 
 @njit(error_model="numpy")
-def _compiled2(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
-    lane_sums2(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w)
+def _compiled_start(o, P, g, c, coef, rows, idx, cnt, t0, w):
+    start_sums(o, P, g, c, coef, rows, idx, cnt, t0, w)
+
+
+@njit(error_model="numpy")
+def _compiled_start2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w):
+    start_sums2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w)
 
 
 def _serial(o, coef, rows, idx, cnt, t0, w):
@@ -84,17 +89,50 @@ def test_lane_sums_are_the_serial_sums(problem):
     assert _same_bits(plain, want)
 
 
+def _serial_start(o, P, g, c, coef, rows, idx, cnt, t0, w):
+    """start_sums' definition, written here independently: o[t] = P[t] + g c[t], then the serial sum."""
+    out = o.copy()
+    for t in range(t0, t0 + w):
+        out[t] = float(P[t]) + float(g) * float(c[t])
+    return _serial(out, coef, rows, idx, cnt, t0, w)
+
+
+G_VALUES = [0.0, -0.0, 1.0, -1.0, 1e-310, 1e300, np.inf]
+
+
 @settings(max_examples=150, deadline=None)
-@given(problems())
-def test_lane_sums2_are_two_serial_sums(problem):
+@given(problems(), st.integers(0, len(G_VALUES)), st.integers(0, len(G_VALUES)))
+def test_start_sums_start_from_p_plus_g_c_then_sum_serially(problem, gi, hi):
+    """start_sums and start_sums2 (the coefficient engine's inner products: o = P + g c + sum_i coef_i rows_i) are the
+    scalar loops' bits, the start included, for special g (signed zeros, subnormal, huge, infinite) too."""
     rows, coef, idx, t0, w, outs, (o1, o2, ro) = problem
-    want1 = _serial(outs[0], coef[0], rows, idx[0], len(idx[0]), t0, w)
-    want2 = _serial(outs[1], coef[1], rows, idx[1], len(idx[1]), t0, w)
+    rng = np.random.default_rng(len(idx[0]) * 1000 + t0)
+    T = rows.shape[1]
+    P1, P2, c = rng.standard_normal(T), rng.standard_normal(T), rng.standard_normal(T)
+    c[rng.integers(T)] = SPECIAL[rng.integers(len(SPECIAL))]
+    g1 = G_VALUES[gi] if gi < len(G_VALUES) else float(rng.standard_normal())
+    g2 = G_VALUES[hi] if hi < len(G_VALUES) else float(rng.standard_normal())
+    want1 = _serial_start(outs[0], P1, g1, c, coef[0], rows, idx[0], len(idx[0]), t0, w)
+    want2 = _serial_start(outs[1], P2, g2, c, coef[1], rows, idx[1], len(idx[1]), t0, w)
+    rows_c, c_c = _offset_copy(rows, ro), _offset_copy(c, o2)
+    got = _offset_copy(outs[0], o1)
+    _compiled_start(got, _offset_copy(P1, o2), g1, c_c, coef[0], rows_c, idx[0], len(idx[0]), t0, w)
+    assert _same_bits(got, want1)
     got1, got2 = _offset_copy(outs[0], o1), _offset_copy(outs[1], o2)
-    rows_c = _offset_copy(rows, ro)
-    _compiled2(got1, coef[0], idx[0], len(idx[0]), got2, coef[1], idx[1], len(idx[1]), rows_c, t0, w)
+    _compiled_start2(
+        got1, P1, g1, coef[0], idx[0], len(idx[0]), got2, P2, g2, coef[1], idx[1], len(idx[1]), c_c, rows_c, t0, w
+    )
     assert _same_bits(got1, want1)
     assert _same_bits(got2, want2)
+    plain1, plain2 = outs[0].copy(), outs[1].copy()  # the Python forms (what NUMBA_DISABLE_JIT=1 runs)
+    with np.errstate(all="ignore"):  # inf * 0 and inf - inf on NumPy scalars: NaN, as compiled, without a warning
+        start_sums2(
+            plain1, P1, g1, coef[0], idx[0], len(idx[0]), plain2, P2, g2, coef[1], idx[1], len(idx[1]), c, rows, t0, w
+        )
+    assert _same_bits(plain1, want1) and _same_bits(plain2, want2)
+    strided = outs[0].copy()  # a strided argument: the compiled scalar form
+    _compiled_start(strided, np.repeat(P1, 2)[::2], g1, c, coef[0], rows, idx[0], len(idx[0]), t0, w)
+    assert _same_bits(strided, want1)
 
 
 def test_strided_arguments_take_the_scalar_form_with_the_same_bits():

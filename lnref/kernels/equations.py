@@ -48,7 +48,7 @@ import numpy as np
 
 from . import losses as _losses
 from .cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
-from .lanes import lane_sums, lane_sums2
+from .lanes import lane_sums, start_sums, start_sums2
 from .losses import logistic_dloss, logistic_loss
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
     "scaled_test_inner",
     "coefficient_inner",
     "coefficient_inner_pair",
-    "coefficient_start",
     "weight_row",
     "psd_cholesky",
     "count_nonfinite",
@@ -376,29 +375,19 @@ def coefficient_inner(out_row, P_row, g, c_vec, rho_row, R, idx, cnt):
     R[i, t] = <xi_i, z_t>/||xi_i||^2.  The training noise patches (z_t = xi_t, R = Gn) with mu itself as the last
     z (<w_f, mu>: c_vec = 1, lnref.kernels.coefficients), an explicit test set and a virtual one all go through
     here.  The sum over i runs over the indices idx[:cnt] of the non-zero rho_row
-    entries (the others add nothing) in index order (:func:`chain_rows`).  :func:`coefficient_inner_pair` is the
-    same for two filters at once.
+    entries (the others add nothing) in index order, starting from P_row[t] + g c_vec[t]
+    (:func:`lnref.kernels.lanes.start_sums`: the sums of :func:`chain_rows`, started in the registers that hold them).
+    :func:`coefficient_inner_pair` is the same for two filters at once.
     """
-    coefficient_start(out_row, P_row, g, c_vec)
-    chain_rows(out_row, rho_row, R, idx, cnt, out_row.shape[0])
-
-
-@inline
-def coefficient_start(out_row, P_row, g, c_vec):
-    """out_row[t] = P_row[t] + g c_vec[t]: <w_f, z_t> before the sum over the noise coefficients, the first part of
-    :func:`coefficient_inner` and :func:`coefficient_inner_pair` (SPEC.md section 4)."""
-    for t in range(out_row.shape[0]):
-        out_row[t] = P_row[t] + g * c_vec[t]
+    start_sums(out_row, P_row, g, c_vec, rho_row, R, idx, cnt, 0, out_row.shape[0])
 
 
 @kernel
 def coefficient_inner_pair(out1, P1, g1, rho1, idx1, cnt1, out2, P2, g2, rho2, idx2, cnt2, c_vec, R):
     """:func:`coefficient_inner` for two filters (1 and 2) over the same vectors z_t, with the same bits: their
-    sums run in one pass over the rows of R (:func:`lnref.kernels.lanes.lane_sums2`), so each row is read once
+    sums run in one pass over the rows of R (:func:`lnref.kernels.lanes.start_sums2`), so each row is read once
     for both."""
-    coefficient_start(out1, P1, g1, c_vec)
-    coefficient_start(out2, P2, g2, c_vec)
-    lane_sums2(out1, rho1, idx1, cnt1, out2, rho2, idx2, cnt2, R, 0, out1.shape[0])
+    start_sums2(out1, P1, g1, rho1, idx1, cnt1, out2, P2, g2, rho2, idx2, cnt2, c_vec, R, 0, out1.shape[0])
 
 
 @inline

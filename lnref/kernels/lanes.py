@@ -1,13 +1,17 @@
 """Sums run eight output lanes at a time, with the running sums held in vector registers for the whole sum.
 
-Three primitives, each the exact operations of a scalar loop, lane by lane:
+Four primitives, each the exact operations of a scalar loop, lane by lane:
 
 - ``lane_sums(o, coef, rows, idx, cnt, t0, w)``: for every lane t0 <= t < t0 + w,
   o[t] = (((o[t] + coef[i_0] rows[i_0, t]) + coef[i_1] rows[i_1, t]) + ...) + coef[i_{cnt-1}] rows[i_{cnt-1}, t]
   with i_p = idx[p]: the serial sum in the order of ``idx``.  :func:`lnref.kernels.equations.chain_rows` is this
   (the coefficient engine's inner products, SPEC.md section 4, and the Gram draws' sums).
-- ``lane_sums2``: the same for two outputs with their own coefficients and indices over the same rows, in one
-  pass (each row is read once for both while it is in the L1 cache;
+- ``start_sums(o, P, g, c, coef, rows, idx, cnt, t0, w)``: the same sums started from P[t] + g c[t] (one IEEE
+  multiplication, then one addition) instead of from o[t]: the start is made in the registers that hold the sums,
+  not stored to o and loaded back (a vector load of values just stored by narrower stores waits for them to
+  retire: 7% of a coefficient step at n = 20).  :func:`lnref.kernels.equations.coefficient_inner` is this.
+- ``start_sums2``: the same for two outputs with their own P, g, coefficients and indices over the same c and rows,
+  in one pass (each row is read once for both while it is in the L1 cache;
   :func:`lnref.kernels.equations.coefficient_inner_pair`).
 - ``lane_quads(A, W, XT, f0, f1, k0, k1, t0, w)``: the weight engine's inner products, groups of four terms summed
   pairwise and added in increasing k (:func:`lnref.kernels.contractions.inner_group`).
@@ -37,7 +41,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["LANES", "LANE_CHUNK", "QUAD_CHUNK", "lane_sums", "lane_sums2", "lane_quads"]
+__all__ = ["LANES", "LANE_CHUNK", "QUAD_CHUNK", "lane_sums", "start_sums", "start_sums2", "lane_quads"]
 
 # doubles per vector (one 512-bit register)
 LANES = 8
@@ -55,10 +59,19 @@ def lane_sums(o, coef, rows, idx, cnt, t0, w):
         o[t] = s
 
 
-def lane_sums2(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
-    """:func:`lane_sums` for two outputs (o1 with coef1, idx1, cnt1; o2 with coef2, idx2, cnt2) over the same rows."""
-    lane_sums(o1, coef1, rows, idx1, cnt1, t0, w)
-    lane_sums(o2, coef2, rows, idx2, cnt2, t0, w)
+def start_sums(o, P, g, c, coef, rows, idx, cnt, t0, w):
+    """:func:`lane_sums` after o[t] = P[t] + g c[t] for t0 <= t < t0 + w: the start is made in the registers that
+    hold the sums (module docs), not written to o and read back."""
+    for t in range(t0, t0 + w):
+        o[t] = P[t] + g * c[t]
+    lane_sums(o, coef, rows, idx, cnt, t0, w)
+
+
+def start_sums2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w):
+    """:func:`start_sums` for two outputs (o1 with P1, g1, coef1, idx1, cnt1; o2 with P2, g2, ...) over the same
+    c and rows, in one pass."""
+    start_sums(o1, P1, g1, c, coef1, rows, idx1, cnt1, t0, w)
+    start_sums(o2, P2, g2, c, coef2, rows, idx2, cnt2, t0, w)
 
 
 def lane_quads(A, W, XT, f0, f1, k0, k1, t0, w):
@@ -190,8 +203,9 @@ def _row_at(builder, array, t0):
     return at
 
 
-def _make_sums(nvec, pairs):
-    """The intrinsic of :func:`lane_sums` (pairs=False) or :func:`lane_sums2` (pairs=True) with nvec vectors."""
+def _make_sums(nvec, pairs=False, start=False):
+    """The intrinsic of :func:`lane_sums` (the sums start from o) or, with ``start``, of :func:`start_sums`
+    (pairs=False) / :func:`start_sums2` (pairs=True) (they start from P + g c), with nvec vectors."""
 
     def codegen(context, builder, sig, args):
         arr = [
@@ -202,24 +216,32 @@ def _make_sums(nvec, pairs):
             _as_i64(context, builder, value, ty) if isinstance(ty, types.Integer) else None
             for ty, value in zip(sig.args, args)
         ]
-        if pairs:
-            outs = [(0, 1, 2, 3), (4, 5, 6, 7)]  # (o, coef, idx, cnt) argument positions
-            rows_at, t0, w = 8, ints[9], ints[10]
+        # argument positions: (o, coef, idx, cnt, P, g) per output (P, g: None without a start), then rows, t0, w
+        # and the start's c
+        if start and pairs:
+            outs = [(0, 3, 4, 5, 1, 2), (6, 9, 10, 11, 7, 8)]
+            rows_at, t0, w, c_at = 13, ints[14], ints[15], 12
+        elif start:
+            outs = [(0, 4, 6, 7, 1, 2)]
+            rows_at, t0, w, c_at = 5, ints[8], ints[9], 3
         else:
-            outs = [(0, 1, 3, 4)]
-            rows_at, t0, w = 2, ints[5], ints[6]
+            outs = [(0, 1, 3, 4, None, None)]
+            rows_at, t0, w, c_at = 2, ints[5], ints[6], None
         emit = _Emitter(context, builder, nvec, w)
+        c_base = None if c_at is None else builder.gep(arr[c_at].data, [t0])
         streams = []
-        for o_at, coef_at, idx_at, cnt_at in outs:
+        for o_at, coef_at, idx_at, cnt_at, p_at, g_at in outs:
             base = builder.gep(arr[o_at].data, [t0])
+            if p_at is None:
+                sums = [emit.load(base, v) for v in range(nvec)]
+            else:  # P[t] + g c[t]: one IEEE multiplication, then one addition, as the scalar loop
+                p_base = builder.gep(arr[p_at].data, [t0])
+                g = _splat(builder, args[g_at], _VEC)
+                sums = [
+                    builder.fadd(emit.load(p_base, v), builder.fmul(g, emit.load(c_base, v))) for v in range(nvec)
+                ]
             streams.append(
-                {
-                    "base": base,
-                    "coef": arr[coef_at].data,
-                    "idx": arr[idx_at].data,
-                    "cnt": ints[cnt_at],
-                    "sums": [emit.load(base, v) for v in range(nvec)],
-                }
+                {"base": base, "coef": arr[coef_at].data, "idx": arr[idx_at].data, "cnt": ints[cnt_at], "sums": sums}
             )
         row_at = _row_at(builder, arr[rows_at], t0)
         zero = ir.Constant(_I64, 0)
@@ -240,12 +262,19 @@ def _make_sums(nvec, pairs):
         return types.void(*args), codegen
 
     # intrinsic() reads the typing function's arguments: give it explicit ones
-    if pairs:
+    if start and pairs:
 
-        def sums2(typingctx, o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
-            return typer(typingctx, o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w)
+        def starts2(typingctx, o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w):
+            return typer(typingctx, o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w)
 
-        return intrinsic(sums2)
+        return intrinsic(starts2)
+    if start:
+
+        def starts(typingctx, o, P, g, c, coef, rows, idx, cnt, t0, w):
+            return typer(typingctx, o, P, g, c, coef, rows, idx, cnt, t0, w)
+
+        return intrinsic(starts)
+    assert not pairs, "pairs of sums start from P + g c (start_sums2)"
 
     def sums(typingctx, o, coef, rows, idx, cnt, t0, w):
         return typer(typingctx, o, coef, rows, idx, cnt, t0, w)
@@ -291,10 +320,10 @@ def _make_quads(nf, nvec):
     return intrinsic(quads)
 
 
-_SUMS = tuple(_make_sums(v, False) for v in range(1, 5))
-_SUMS2 = tuple(_make_sums(v, True) for v in range(1, 5))
-_S1, _S2, _S3, _S4 = _SUMS
-_P1, _P2, _P3, _P4 = _SUMS2
+# the intrinsics for 1-4 vectors: lane_sums (_S), start_sums (_T), start_sums2 (_U)
+_S1, _S2, _S3, _S4 = (_make_sums(v) for v in range(1, 5))
+_T1, _T2, _T3, _T4 = (_make_sums(v, start=True) for v in range(1, 5))
+_U1, _U2, _U3, _U4 = (_make_sums(v, pairs=True, start=True) for v in range(1, 5))
 
 
 def _contiguous(*arrays):
@@ -356,35 +385,67 @@ def _lane_sums_compiled(o, coef, rows, idx, cnt, t0, w):
     return vector
 
 
-@overload(lane_sums2, inline="always", jit_options={"error_model": "numpy"})
-def _lane_sums2_compiled(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
+def _start_scalar(o, P, g, c, coef, rows, idx, cnt, t0, w):
+    """:func:`start_sums` for arguments the vector form does not take: the start, then :func:`lane_sums`."""
+    for t in range(t0, t0 + w):
+        o[t] = P[t] + g * c[t]
+    lane_sums(o, coef, rows, idx, cnt, t0, w)
+
+
+@overload(start_sums, inline="always", jit_options={"error_model": "numpy"})
+def _start_sums_compiled(o, P, g, c, coef, rows, idx, cnt, t0, w):
     if not _contiguous(
-        (o1, types.float64),
-        (coef1, types.float64),
-        (idx1, types.int64),
-        (o2, types.float64),
-        (coef2, types.float64),
-        (idx2, types.int64),
-        (rows, types.float64),
-    ):
+        (o, types.float64), (P, types.float64), (c, types.float64), (coef, types.float64), (rows, types.float64)
+    ) or not _contiguous((idx, types.int64)):
+        return _start_scalar
 
-        def two(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
-            lane_sums(o1, coef1, rows, idx1, cnt1, t0, w)
-            lane_sums(o2, coef2, rows, idx2, cnt2, t0, w)
-
-        return two
-
-    def vector(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, t0, w):
+    def vector(o, P, g, c, coef, rows, idx, cnt, t0, w):
         for c0 in range(t0, t0 + w, LANE_CHUNK):
             left = t0 + w - c0
             if left > 24:
-                _P4(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+                _T4(o, P, g, c, coef, rows, idx, cnt, c0, left)
             elif left > 16:
-                _P3(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+                _T3(o, P, g, c, coef, rows, idx, cnt, c0, left)
             elif left > 8:
-                _P2(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+                _T2(o, P, g, c, coef, rows, idx, cnt, c0, left)
             else:
-                _P1(o1, coef1, idx1, cnt1, o2, coef2, idx2, cnt2, rows, c0, left)
+                _T1(o, P, g, c, coef, rows, idx, cnt, c0, left)
+
+    return vector
+
+
+@overload(start_sums2, inline="always", jit_options={"error_model": "numpy"})
+def _start_sums2_compiled(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w):
+    if not _contiguous(
+        (o1, types.float64),
+        (P1, types.float64),
+        (coef1, types.float64),
+        (idx1, types.int64),
+        (o2, types.float64),
+        (P2, types.float64),
+        (coef2, types.float64),
+        (idx2, types.int64),
+        (c, types.float64),
+        (rows, types.float64),
+    ):
+
+        def two(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w):
+            start_sums(o1, P1, g1, c, coef1, rows, idx1, cnt1, t0, w)
+            start_sums(o2, P2, g2, c, coef2, rows, idx2, cnt2, t0, w)
+
+        return two
+
+    def vector(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w):
+        for c0 in range(t0, t0 + w, LANE_CHUNK):
+            left = t0 + w - c0
+            if left > 24:
+                _U4(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
+            elif left > 16:
+                _U3(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
+            elif left > 8:
+                _U2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
+            else:
+                _U1(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
 
     return vector
 
