@@ -237,9 +237,7 @@ def _make_sums(nvec, pairs=False, start=False):
             else:  # P[t] + g c[t]: one IEEE multiplication, then one addition, as the scalar loop
                 p_base = builder.gep(arr[p_at].data, [t0])
                 g = _splat(builder, args[g_at], _VEC)
-                sums = [
-                    builder.fadd(emit.load(p_base, v), builder.fmul(g, emit.load(c_base, v))) for v in range(nvec)
-                ]
+                sums = [builder.fadd(emit.load(p_base, v), builder.fmul(g, emit.load(c_base, v))) for v in range(nvec)]
             streams.append(
                 {"base": base, "coef": arr[coef_at].data, "idx": arr[idx_at].data, "cnt": ints[cnt_at], "sums": sums}
             )

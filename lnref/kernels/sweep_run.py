@@ -23,7 +23,7 @@ import numpy as np
 
 from . import coefficients as KC
 from .cache import inline, kernel
-from .gram import engine_scalings, fresh_test_correct, fresh_test_factor
+from .gram import engine_scalings, fresh_test_correct, fresh_test_factor, gram_stats_serial
 from .losses import logistic_loss
 
 #: what :func:`gram_final_run` returns as its status when the caller must run the Python path instead
@@ -63,16 +63,11 @@ def _outputs_safe(f, y_obs):
 
 @kernel
 def gram_final_run(
-    G,
-    xi_sq,
-    c,
-    P0,
-    b0,
-    y,
-    y_obs,
-    mu_norm,
     coords,
     e1,
+    mu_norm,
+    y,
+    y_obs,
     q,
     m,
     div,
@@ -101,8 +96,9 @@ def gram_final_run(
 ):
     """Plain GD of a Gram-sampled run in coefficient space to its last logged step, then its fresh test count.
 
-    In: the GramStats arrays G (n, n), xi_sq (n,), c (n,), P0 (2m, n), b0 (2m,); the labels y, y_obs (n,); mu_norm;
-    the coordinates coords (n + 2m, r) and e1 (n + 2m,) (GramData); the engine's q, m, div, eta, with_bias and the
+    In: the Gram draws, coordinates coords (n + 2m, r) and e1 (n + 2m,) (:func:`lnref.data.gram.gram_draws`), and
+    mu_norm, whose statistics it computes as :func:`lnref.data.gram.stats_from_coordinates` does (the same kernel);
+    the labels y, y_obs (n,); the engine's q, m, div, eta, with_bias and the
     method's code and parameters lp; log_steps (int64, sorted, from 0); chunk (the steps of one advance call, as
     lnref.training's ADVANCE_CHUNK); the fresh test set of the last logged step: its stream's PCG64 state test_words
     (advanced), n_test (0: none), n_pick, test_scale, isotropic, flipped, tau_plus, tau_minus and the ziggurat
@@ -114,6 +110,17 @@ def gram_final_run(
     """
     n = y.shape[0]
     F = 2 * m
+    k, r = coords.shape
+    # lnref.data.gram.stats_from_coordinates
+    G = np.empty((n, n))
+    xi_sq = np.empty(n)
+    c = np.empty(n)
+    P0 = np.empty((F, n))
+    b0 = np.empty(F)
+    gram_stats_serial(coords, e1, mu_norm, np.empty((r, k)), np.empty((k, k)), G, xi_sq, P0, b0, c)
+    for i in range(n):
+        if not xi_sq[i] > 0.0:  # the engine refuses such data, with its message
+            return FALLBACK, 0, 0
     mu_sq = mu_norm * mu_norm
     # the engine's arrays (lnref.engines.coefficients.CoefficientEngine.__init__)
     Gn = _line_aligned(n, -(-(n + 1) // 8) * 8)  # rows padded to whole lines; the kernels read n + 1 columns

@@ -7,8 +7,10 @@ function by reference.  Nothing here draws random numbers: every run's seed come
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -210,42 +212,27 @@ def _compiled_path_fits(cfg, names) -> bool:
 
 def _compiled_final_run(cfg, names) -> FinalRun | None:
     """:func:`final_run` through :func:`lnref.kernels.sweep_run.gram_final_run`: the same Gram draws
-    (:func:`lnref.data.gram.sample_gram`), then the engine's set-up, GD steps, checks and fresh test set in one
-    compiled call, then the same metrics (:func:`lnref.model.metrics.step_metrics`).  None when the engine's path
-    must run instead (the engine would refuse the data, or the run might diverge)."""
-    import numpy as np
-
-    from ..data import STREAMS
-    from ..data.gram import sample_gram
-    from ..kernels import normals as N
-    from ..kernels.seeding import stream_state
-    from ..kernels.sweep_run import FINISHED, gram_final_run
-    from ..model.metrics import step_metrics
-    from ..training import ADVANCE_CHUNK
-
-    data = sample_gram(cfg, draw_test=False)
-    st = data.stats
-    if not (st.xi_sq > 0.0).all():  # the engine refuses it, with its message
-        return None
-    n, m = data.y.shape[0], int(cfg.m)
+    (:func:`lnref.data.gram.gram_draws`, :func:`lnref.init_bias`), then their statistics, the engine's set-up, GD
+    steps, checks and fresh test set in one compiled call, then the same metrics
+    (:func:`lnref.model.metrics.step_metrics`).  None when the engine's path must run instead (the engine would
+    refuse the data, or the run might diverge)."""
+    k = _compiled_deps()
+    np = k.np
+    y, y_obs, coords, e1 = k.gram_draws(cfg)
+    n, m = y.shape[0], int(cfg.m)
     F = 2 * m
+    bias = np.array(k.init_bias(cfg), dtype=np.float64).reshape(F)  # a copy: the kernel trains it
     log_steps = cfg.log_steps()
     n_test = int(cfg.n_test) if _needs_test(names) else 0
     spurious = cfg.test == "spurious"
-    words = stream_state(cfg.seed, (STREAMS["fresh_test"], int(log_steps[-1]))) if n_test else np.zeros(4, np.uint64)
+    words = k.stream_state(cfg.seed, (k.FRESH_TEST, int(log_steps[-1]))) if n_test else k.no_words
     gamma, rho, f = np.empty(F), np.empty((F, n)), np.empty(n)
-    bias = np.array(data.bias0, dtype=np.float64).reshape(F)
-    status, t, correct = gram_final_run(
-        st.G,
-        st.xi_sq,
-        st.c,
-        st.P0,
-        st.b0,
-        data.y,
-        data.y_obs,
-        float(data.mu_norm),
-        data.coords,
-        data.e1,
+    status, t, correct = k.sweep_run.gram_final_run(
+        coords,
+        e1,
+        float(cfg.mu_norm),
+        y,
+        y_obs,
         float(cfg.q),
         m,
         float(cfg.output_divisor),
@@ -254,7 +241,7 @@ def _compiled_final_run(cfg, names) -> FinalRun | None:
         int(cfg.loss_code),
         cfg.loss_vector(),
         log_steps,
-        ADVANCE_CHUNK,
+        k.ADVANCE_CHUNK,
         words,
         n_test,
         n if spurious else 0,
@@ -263,20 +250,50 @@ def _compiled_final_run(cfg, names) -> FinalRun | None:
         bool(cfg.test_flipped_labels),
         float(cfg.tau_plus),
         float(cfg.tau_minus),
-        N.ZIG_K,
-        N.ZIG_W,
-        N.ZIG_F,
-        N.TAIL_R,
+        k.ZIG_K,
+        k.ZIG_W,
+        k.ZIG_F,
+        k.TAIL_R,
         gamma,
         rho,
         bias,
         f,
     )
-    if status != FINISHED:
+    if status != k.sweep_run.FINISHED:
         return None
-    row: dict[str, Any] = step_metrics(f, data.y, data.y_obs, gamma.reshape(2, m), rho.reshape(2, m, n), names)
+    row: dict[str, Any] = k.step_metrics(f, y, y_obs, gamma.reshape(2, m), rho.reshape(2, m, n), names)
     row["test_acc"] = correct / n_test if n_test else math.nan
     row["test_error"] = 1.0 - row["test_acc"]
     row["steps_done"] = int(t)
     row["diverged"] = False
     return FinalRun(row=row, steps_done=int(t), diverged=False)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_deps() -> types.SimpleNamespace:
+    """What :func:`_compiled_final_run` calls, imported once (this module imports little at start-up, and a run is
+    ~0.5 ms: importing these at every run cost 1% of it)."""
+    import numpy as np
+
+    from ..data import STREAMS, init_bias
+    from ..data.gram import gram_draws
+    from ..kernels import normals, sweep_run
+    from ..kernels.seeding import stream_state
+    from ..model.metrics import step_metrics
+    from ..training import ADVANCE_CHUNK
+
+    return types.SimpleNamespace(
+        np=np,
+        gram_draws=gram_draws,
+        init_bias=init_bias,
+        stream_state=stream_state,
+        FRESH_TEST=STREAMS["fresh_test"],
+        no_words=np.zeros(4, np.uint64),
+        sweep_run=sweep_run,  # its functions looked up at each call (tests replace them)
+        step_metrics=step_metrics,
+        ADVANCE_CHUNK=ADVANCE_CHUNK,
+        ZIG_K=normals.ZIG_K,
+        ZIG_W=normals.ZIG_W,
+        ZIG_F=normals.ZIG_F,
+        TAIL_R=normals.TAIL_R,
+    )
