@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from lnref.kernels.lanes import LANE_CHUNK, QUAD_CHUNK, lane_quads, lane_sums, start_sums, start_sums2
+from lnref.kernels.lanes import (
+    LANE_CHUNK,
+    QUAD_CHUNK,
+    lane_quads,
+    lane_sums,
+    relu_signal_sums4,
+    start_sums,
+    start_sums2,
+)
 
 
 @njit(error_model="numpy")
@@ -209,3 +217,51 @@ def test_lane_quads_are_the_grouped_sums(F, groups, n, seed, offsets):
     strided = A.copy()
     _compiled_quads(strided, W, np.asfortranarray(XT), f0, f1, k0, k1, t0, w)  # the scalar form
     assert _same_bits(strided, want)
+
+
+@njit(error_model="numpy")
+def _compiled_signal4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
+    relu_signal_sums4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 40),
+    st.integers(0, 3),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+)
+def test_relu_signal_sums_are_four_serial_sums(n, fb, with_bias, seed, special):
+    """relu_signal_sums4 (filter_update's signal sums for the ReLU, four filters in the lanes of a vector) is the
+    scalar loop's bits: d = 1 if y_i B_f + b_f > 0 else 0, S_f = sum_i lpy_i d and Sb_f = sum_i (lpm_i d + C_fi),
+    serial in i, for special values too (signed zeros, NaN, inf in B, the biases, the scalars and C)."""
+    rng = np.random.default_rng(seed)
+    F = fb + 4 + int(rng.integers(0, 3))
+    B, bias = rng.standard_normal(F), rng.standard_normal(F) * 0.3
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    lpm, lpy = -rng.random(n), rng.standard_normal(n)
+    C = rng.standard_normal((F, n)) * 10.0 ** rng.integers(-5, 6, (F, 1))
+    if special:
+        for arr in (B, bias, lpm, lpy, C.reshape(-1)):
+            if arr.size:
+                arr[rng.integers(arr.size)] = [0.0, -0.0, np.nan, np.inf, -np.inf, 1e-310][rng.integers(6)]
+    want_S, want_Sb = np.full(F, 7.0), np.full(F, 7.0)
+    for f in range(fb, fb + 4):  # the definition, written here independently
+        s, t = 0.0, 0.0
+        for i in range(n):
+            d = 1.0 if float(y[i]) * float(B[f]) + float(bias[f]) > 0.0 else 0.0
+            s = s + float(lpy[i]) * d
+            if with_bias:
+                t = t + (float(lpm[i]) * d + float(C[f, i]))
+        want_S[f], want_Sb[f] = s, t
+    got_S, got_Sb = np.full(F, 7.0), np.full(F, 7.0)
+    _compiled_signal4(fb, _offset_copy(B, 1), bias, y, lpm, _offset_copy(lpy, 3), C, with_bias, got_S, got_Sb)
+    assert _same_bits(got_S, want_S) and _same_bits(got_Sb, want_Sb)
+    py_S, py_Sb = np.full(F, 7.0), np.full(F, 7.0)  # the Python form; and a strided C (the compiled scalar form)
+    with np.errstate(all="ignore"):
+        relu_signal_sums4(fb, B, bias, y, lpm, lpy, C, with_bias, py_S, py_Sb)
+    assert _same_bits(py_S, want_S) and _same_bits(py_Sb, want_Sb)
+    st_S, st_Sb = np.full(F, 7.0), np.full(F, 7.0)
+    _compiled_signal4(fb, B, bias, y, lpm, lpy, np.repeat(C, 2, axis=1)[:, ::2], with_bias, st_S, st_Sb)
+    assert _same_bits(st_S, want_S) and _same_bits(st_Sb, want_Sb)

@@ -48,7 +48,7 @@ import numpy as np
 
 from . import losses as _losses
 from .cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
-from .lanes import lane_sums, start_sums, start_sums2
+from .lanes import lane_sums, relu_signal_sums4, start_sums, start_sums2
 from .losses import logistic_dloss, logistic_loss
 
 __all__ = [
@@ -253,8 +253,11 @@ def filter_update(
         bad[fi] = cnt
     # the serial sums S[f] and Sb[f], with a literal q = 1 where it is one: sigma' for another q calls pow, and a call
     # in the loop made LLVM keep the running sums in memory (13% of a coefficient step at n = 20)
-    if q == 1.0:
-        _signal_sums(f0, f1, B, bias, y, lpm, lpy, C, 1.0, with_bias, S, Sb)
+    if q == 1.0:  # groups of four filters in the lanes of a vector (lnref.kernels.lanes), then the rest
+        f4 = f1 - (f1 - f0) % 4
+        for fb in range(f0, f4, 4):
+            relu_signal_sums4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb)
+        _signal_sums(f4, f1, B, bias, y, lpm, lpy, C, 1.0, with_bias, S, Sb)
     else:
         _signal_sums(f0, f1, B, bias, y, lpm, lpy, C, q, with_bias, S, Sb)
     for fi in range(f0, f1):

@@ -41,7 +41,16 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["LANES", "LANE_CHUNK", "QUAD_CHUNK", "lane_sums", "start_sums", "start_sums2", "lane_quads"]
+__all__ = [
+    "LANES",
+    "LANE_CHUNK",
+    "QUAD_CHUNK",
+    "lane_sums",
+    "start_sums",
+    "start_sums2",
+    "lane_quads",
+    "relu_signal_sums4",
+]
 
 # doubles per vector (one 512-bit register)
 LANES = 8
@@ -72,6 +81,22 @@ def start_sums2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c,
     c and rows, in one pass."""
     start_sums(o1, P1, g1, c, coef1, rows, idx1, cnt1, t0, w)
     start_sums(o2, P2, g2, c, coef2, rows, idx2, cnt2, t0, w)
+
+
+def relu_signal_sums4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
+    """For the four filters f = fb .. fb + 3, with d_{f,i} = 1 if y_i B[f] + bias[f] > 0 else 0 (the ReLU's
+    derivative): S[f] = sum_i lpy_i d_{f,i} and Sb[f] = sum_i (lpm_i d_{f,i} + C[f, i]) (0 without a bias), each a
+    serial sum in index order (:func:`lnref.kernels.equations.filter_update`'s signal sums for q = 1)."""
+    for f in range(fb, fb + 4):
+        s = 0.0
+        t = 0.0
+        for i in range(y.shape[0]):
+            d = 1.0 if y[i] * B[f] + bias[f] > 0.0 else 0.0
+            s += lpy[i] * d
+            if with_bias:
+                t += lpm[i] * d + C[f, i]
+        S[f] = s
+        Sb[f] = t
 
 
 def lane_quads(A, W, XT, f0, f1, k0, k1, t0, w):
@@ -444,6 +469,108 @@ def _start_sums2_compiled(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2
                 _U2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
             else:
                 _U1(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
+
+    return vector
+
+
+_V4 = ir.VectorType(_F64, 4)
+
+
+@intrinsic
+def _relu_signal4(typingctx, fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
+    """:func:`relu_signal_sums4` with the four filters' running sums in the lanes of two <4 x double> (S and Sb):
+    per i one IEEE multiplication and addition per operation of the scalar loop, in its order."""
+
+    def codegen(context, builder, sig, args):
+        arr = [
+            context.make_array(ty)(context, builder, value) if isinstance(ty, types.Array) else None
+            for ty, value in zip(sig.args, args)
+        ]
+        f0 = _as_i64(context, builder, args[0], sig.args[0])
+        n = builder.extract_value(arr[3].shape, 0)
+        vp = _V4.as_pointer()
+
+        def at4(a):  # &a[f0] as <4 x double>*
+            return builder.bitcast(builder.gep(arr[a].data, [f0]), vp)
+
+        b = builder.load(at4(1), align=8)
+        c = builder.load(at4(2), align=8)
+        bias_on = builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0))
+        crow = _row_at(builder, arr[6], ir.Constant(_I64, 0))
+        rows = [crow(builder.add(f0, ir.Constant(_I64, j))) for j in range(4)]
+        one, zero = ir.Constant(_V4, [1.0] * 4), ir.Constant(_V4, [0.0] * 4)
+        entry = builder.basic_block
+        head = builder.append_basic_block("sig.head")
+        body = builder.append_basic_block("sig.body")
+        done = builder.append_basic_block("sig.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        i = builder.phi(_I64)
+        s = builder.phi(_V4)
+        t = builder.phi(_V4)
+        i.add_incoming(ir.Constant(_I64, 0), entry)
+        s.add_incoming(zero, entry)
+        t.add_incoming(zero, entry)
+        builder.cbranch(builder.icmp_signed("<", i, n), body, done)
+        builder.position_at_end(body)
+
+        def splat_at(a):
+            return _splat4(builder, builder.load(builder.gep(arr[a].data, [i])))
+
+        z = builder.fadd(builder.fmul(splat_at(3), b), c)  # y_i B[f] + bias[f]
+        d = builder.select(builder.fcmp_ordered(">", z, zero), one, zero)
+        s_new = builder.fadd(s, builder.fmul(splat_at(5), d))
+        cv = zero
+        for j in range(4):
+            cv = builder.insert_element(cv, builder.load(builder.gep(rows[j], [i])), ir.Constant(_I32, j))
+        t_new = builder.fadd(t, builder.fadd(builder.fmul(splat_at(4), d), cv))
+        t_new = builder.select(bias_on, t_new, t)
+        i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), builder.basic_block)
+        s.add_incoming(s_new, builder.basic_block)
+        t.add_incoming(t_new, builder.basic_block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        builder.store(s, builder.bitcast(builder.gep(arr[8].data, [f0]), vp), align=8)
+        builder.store(t, builder.bitcast(builder.gep(arr[9].data, [f0]), vp), align=8)
+        return context.get_dummy_value()
+
+    return types.void(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb), codegen
+
+
+def _splat4(builder, value):
+    first = builder.insert_element(ir.Constant(_V4, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, first, ir.Constant(ir.VectorType(_I32, 4), [0] * 4))
+
+
+@overload(relu_signal_sums4, inline="always", jit_options={"error_model": "numpy"})
+def _relu_signal_sums4_compiled(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
+    if not _contiguous(
+        (B, types.float64),
+        (bias, types.float64),
+        (y, types.float64),
+        (lpm, types.float64),
+        (lpy, types.float64),
+        (C, types.float64),
+        (S, types.float64),
+        (Sb, types.float64),
+    ) or not isinstance(with_bias, types.Boolean):
+
+        def scalar(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
+            for f in range(fb, fb + 4):
+                s = 0.0
+                t = 0.0
+                for i in range(y.shape[0]):
+                    d = 1.0 if y[i] * B[f] + bias[f] > 0.0 else 0.0
+                    s += lpy[i] * d
+                    if with_bias:
+                        t += lpm[i] * d + C[f, i]
+                S[f] = s
+                Sb[f] = t
+
+        return scalar
+
+    def vector(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
+        _relu_signal4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb)
 
     return vector
 
