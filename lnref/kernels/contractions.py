@@ -12,12 +12,12 @@ every thread count and with ``NUMBA_DISABLE_JIT=1``.
 from __future__ import annotations
 
 from .equations import filter_update, gradient_scale, kernel
-from .lanes import lane_quads
+from .lane_blocks import lane_quads
 
 __all__ = ["FILTER_BLOCK", "K_TILE", "GRAD_K_TILE", "work_units", "unit_rows", "inner_group", "gradient_rows"]
 
 # Filters handled together by the inner-product kernel (each X^T row is loaded once per block: the four filters of
-# lnref.kernels.lanes.lane_quads).  Not a numerical choice: the summation order of every output is the same
+# lnref.kernels.lane_blocks.lane_quads).  Not a numerical choice: the summation order of every output is the same
 # whatever the block (see inner_group).
 FILTER_BLOCK = 4
 # Rows of X^T per cache tile of inner_products (a multiple of 4): all filters of a thread sweep one tile while it

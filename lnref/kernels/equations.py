@@ -48,7 +48,8 @@ import numpy as np
 
 from . import losses as _losses
 from .cache import CACHE, both, cache_dir, clear_cache, inline, kernel, kernels_warm, mark_warm
-from .lanes import lane_sums, relu_signal_sums4, start_sums, start_sums2
+from .lane_blocks import relu_signal_sums4
+from .lanes import lane_sums, start_sums, start_sums2
 from .losses import logistic_dloss, logistic_loss
 
 __all__ = [

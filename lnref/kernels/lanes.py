@@ -1,6 +1,6 @@
 """Sums run eight output lanes at a time, with the running sums held in vector registers for the whole sum.
 
-Four primitives, each the exact operations of a scalar loop, lane by lane:
+Three primitives, each the exact operations of a scalar loop, lane by lane:
 
 - ``lane_sums(o, coef, rows, idx, cnt, t0, w)``: for every lane t0 <= t < t0 + w,
   o[t] = (((o[t] + coef[i_0] rows[i_0, t]) + coef[i_1] rows[i_1, t]) + ...) + coef[i_{cnt-1}] rows[i_{cnt-1}, t]
@@ -13,8 +13,8 @@ Four primitives, each the exact operations of a scalar loop, lane by lane:
 - ``start_sums2``: the same for two outputs with their own P, g, coefficients and indices over the same c and rows,
   in one pass (each row is read once for both while it is in the L1 cache;
   :func:`lnref.kernels.equations.coefficient_inner_pair`).
-- ``lane_quads(A, W, XT, f0, f1, k0, k1, t0, w)``: the weight engine's inner products, groups of four terms summed
-  pairwise and added in increasing k (:func:`lnref.kernels.contractions.inner_group`).
+Blocks of filters in lanes (the weight engine's inner products, a step's signal sums for the ReLU) are in
+:mod:`lnref.kernels.lane_blocks`, built with this module's IR toolkit (:class:`Emitter`, :func:`row_at`, ...).
 
 One IEEE multiplication and one IEEE addition per operation of the scalar loop, in its order (no fused
 multiply-add, no reassociation), so the same bits (docs/DESIGN.md "Numerics").
@@ -44,12 +44,19 @@ from numba.extending import intrinsic, overload
 __all__ = [
     "LANES",
     "LANE_CHUNK",
-    "QUAD_CHUNK",
     "lane_sums",
     "start_sums",
     "start_sums2",
-    "lane_quads",
-    "relu_signal_sums4",
+    # the IR toolkit (lnref.kernels.lane_blocks builds on it)
+    "F64",
+    "I32",
+    "I64",
+    "VEC",
+    "Emitter",
+    "as_i64",
+    "contiguous",
+    "row_at",
+    "splat",
 ]
 
 # doubles per vector (one 512-bit register)
@@ -83,90 +90,52 @@ def start_sums2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c,
     start_sums(o2, P2, g2, c, coef2, rows, idx2, cnt2, t0, w)
 
 
-def relu_signal_sums4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
-    """For the four filters f = fb .. fb + 3, with d_{f,i} = 1 if y_i B[f] + bias[f] > 0 else 0 (the ReLU's
-    derivative): S[f] = sum_i lpy_i d_{f,i} and Sb[f] = sum_i (lpm_i d_{f,i} + C[f, i]) (0 without a bias), each a
-    serial sum in index order (:func:`lnref.kernels.equations.filter_update`'s signal sums for q = 1)."""
-    for f in range(fb, fb + 4):
-        s = 0.0
-        t = 0.0
-        for i in range(y.shape[0]):
-            d = 1.0 if y[i] * B[f] + bias[f] > 0.0 else 0.0
-            s += lpy[i] * d
-            if with_bias:
-                t += lpm[i] * d + C[f, i]
-        S[f] = s
-        Sb[f] = t
-
-
-def lane_quads(A, W, XT, f0, f1, k0, k1, t0, w):
-    """A[f, t] += ((W[f, k] XT[k, t] + W[f, k+1] XT[k+1, t]) + (W[f, k+2] XT[k+2, t] + W[f, k+3] XT[k+3, t])) for
-    k = k0, k0 + 4, ... < k1 in increasing order (k1 - k0 a multiple of 4), for the filters f0 <= f < f1 (at most
-    four) and the lanes t0 <= t < t0 + w: the weight engine's inner products A[f, i] = <w_f, xi_i> with XT = X^T
-    (:func:`lnref.kernels.contractions.inner_group`, SPEC.md section 3)."""
-    _quads_scalar(A, W, XT, f0, f1, k0, k1, t0, w)
-
-
-def _quads_scalar(A, W, XT, f0, f1, k0, k1, t0, w):
-    """:func:`lane_quads` as plain loops (its Python form, and its compiled form for strided arrays)."""
-    for f in range(f0, f1):
-        for t in range(t0, t0 + w):
-            s = A[f, t]
-            for k in range(k0, k1, 4):
-                s = s + (
-                    (W[f, k] * XT[k, t] + W[f, k + 1] * XT[k + 1, t])
-                    + (W[f, k + 2] * XT[k + 2, t] + W[f, k + 3] * XT[k + 3, t])
-                )
-            A[f, t] = s
-
-
-# ----------------------------------------------------------------------------------------------- LLVM IR
-_F64 = ir.DoubleType()
-_I64 = ir.IntType(64)
-_I32 = ir.IntType(32)
+F64 = ir.DoubleType()
+I64 = ir.IntType(64)
+I32 = ir.IntType(32)
 _I8P = ir.IntType(8).as_pointer()
-_VEC = ir.VectorType(_F64, LANES)
-_VECP = _VEC.as_pointer()
+VEC = ir.VectorType(F64, LANES)
+_VECP = VEC.as_pointer()
 _MASK = ir.VectorType(ir.IntType(1), LANES)
-_LANE_IDX = ir.VectorType(_I64, LANES)
+_LANE_IDX = ir.VectorType(I64, LANES)
 
 
-def _splat(builder, value, vector_type):
-    first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, first, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+def splat(builder, value, vector_type):
+    first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(I32, 0))
+    return builder.shuffle_vector(first, first, ir.Constant(ir.VectorType(I32, LANES), [0] * LANES))
 
 
-class _Emitter:
+class Emitter:
     """The IR of one call: V vectors of lanes t0 .. t0 + w - 1, the last one masked to the lanes below w."""
 
     def __init__(self, context, builder, nvec, w):
         self.context, self.builder, self.nvec = context, builder, nvec
         module = builder.module
         self.mload = cgutils.get_or_insert_function(
-            module, ir.FunctionType(_VEC, [_VECP, _I32, _MASK, _VEC]), "llvm.masked.load.v8f64.p0v8f64"
+            module, ir.FunctionType(VEC, [_VECP, I32, _MASK, VEC]), "llvm.masked.load.v8f64.p0v8f64"
         )
         self.mstore = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [_VEC, _VECP, _I32, _MASK]), "llvm.masked.store.v8f64.p0v8f64"
+            module, ir.FunctionType(ir.VoidType(), [VEC, _VECP, I32, _MASK]), "llvm.masked.store.v8f64.p0v8f64"
         )
         last = ir.Constant(_LANE_IDX, [LANES * (nvec - 1) + k for k in range(LANES)])
-        self.mask = builder.icmp_signed("<", last, _splat(builder, w, _LANE_IDX))
-        self.zero = ir.Constant(_VEC, [0.0] * LANES)
+        self.mask = builder.icmp_signed("<", last, splat(builder, w, _LANE_IDX))
+        self.zero = ir.Constant(VEC, [0.0] * LANES)
 
     def _vptr(self, base, v):
-        return self.builder.bitcast(self.builder.gep(base, [ir.Constant(_I64, LANES * v)]), _VECP)
+        return self.builder.bitcast(self.builder.gep(base, [ir.Constant(I64, LANES * v)]), _VECP)
 
     def load(self, base, v):
         ptr = self._vptr(base, v)
         if v < self.nvec - 1:
             return self.builder.load(ptr, align=8)
-        return self.builder.call(self.mload, [ptr, ir.Constant(_I32, 8), self.mask, self.zero])
+        return self.builder.call(self.mload, [ptr, ir.Constant(I32, 8), self.mask, self.zero])
 
     def store(self, value, base, v):
         ptr = self._vptr(base, v)
         if v < self.nvec - 1:
             self.builder.store(value, ptr, align=8)
         else:
-            self.builder.call(self.mstore, [value, ptr, ir.Constant(_I32, 8), self.mask])
+            self.builder.call(self.mstore, [value, ptr, ir.Constant(I32, 8), self.mask])
 
     def loop(self, lo, hi, step, carried, body):
         """for p = lo, lo + step, ... < hi: carried = body(p, carried); returns the final carried vectors (a flat
@@ -178,11 +147,11 @@ class _Emitter:
         done = builder.append_basic_block("lanes.done")
         builder.branch(head)
         builder.position_at_end(head)
-        p = builder.phi(_I64)
+        p = builder.phi(I64)
         p.add_incoming(lo, entry)
         phis = []
         for value in carried:
-            phi = builder.phi(_VEC)
+            phi = builder.phi(VEC)
             phi.add_incoming(value, entry)
             phis.append(phi)
         builder.cbranch(builder.icmp_signed("<", p, hi), block, done)
@@ -190,12 +159,12 @@ class _Emitter:
         new = body(p, phis)
         for phi, value in zip(phis, new):
             phi.add_incoming(value, builder.basic_block)
-        p.add_incoming(builder.add(p, ir.Constant(_I64, step)), builder.basic_block)
+        p.add_incoming(builder.add(p, ir.Constant(I64, step)), builder.basic_block)
         builder.branch(head)
         builder.position_at_end(done)
         return list(phis)
 
-    def terms(self, lo, hi, streams, row_at):
+    def terms(self, lo, hi, streams, rows_of):
         """for p in [lo, hi): every stream's sums += coef[idx[p]] * row idx[p] (lanes), in order."""
         builder, nvec = self.builder, self.nvec
 
@@ -203,8 +172,8 @@ class _Emitter:
             new = []
             for k, stream in enumerate(streams):
                 i = builder.load(builder.gep(stream["idx"], [p]))
-                c = _splat(builder, builder.load(builder.gep(stream["coef"], [i])), _VEC)
-                base = row_at(i)
+                c = splat(builder, builder.load(builder.gep(stream["coef"], [i])), VEC)
+                base = rows_of(i)
                 new += [builder.fadd(sums[k * nvec + v], builder.fmul(c, self.load(base, v))) for v in range(nvec)]
             return new
 
@@ -213,17 +182,17 @@ class _Emitter:
             stream["sums"] = out[k * nvec : (k + 1) * nvec]
 
 
-def _as_i64(context, builder, value, ty):
+def as_i64(context, builder, value, ty):
     return context.cast(builder, value, ty, types.int64)
 
 
-def _row_at(builder, array, t0):
+def row_at(builder, array, t0):
     """&rows[i, t0] for a 2-d C-contiguous array (its row stride in bytes)."""
     stride = builder.extract_value(array.strides, 0)
 
     def at(i):
         start = builder.gep(builder.bitcast(array.data, _I8P), [builder.mul(i, stride)])
-        return builder.gep(builder.bitcast(start, _F64.as_pointer()), [t0])
+        return builder.gep(builder.bitcast(start, F64.as_pointer()), [t0])
 
     return at
 
@@ -238,7 +207,7 @@ def _make_sums(nvec, pairs=False, start=False):
             for ty, value in zip(sig.args, args)
         ]
         ints = [
-            _as_i64(context, builder, value, ty) if isinstance(ty, types.Integer) else None
+            as_i64(context, builder, value, ty) if isinstance(ty, types.Integer) else None
             for ty, value in zip(sig.args, args)
         ]
         # argument positions: (o, coef, idx, cnt, P, g) per output (P, g: None without a start), then rows, t0, w
@@ -252,7 +221,7 @@ def _make_sums(nvec, pairs=False, start=False):
         else:
             outs = [(0, 1, 3, 4, None, None)]
             rows_at, t0, w, c_at = 2, ints[5], ints[6], None
-        emit = _Emitter(context, builder, nvec, w)
+        emit = Emitter(context, builder, nvec, w)
         c_base = None if c_at is None else builder.gep(arr[c_at].data, [t0])
         streams = []
         for o_at, coef_at, idx_at, cnt_at, p_at, g_at in outs:
@@ -261,21 +230,21 @@ def _make_sums(nvec, pairs=False, start=False):
                 sums = [emit.load(base, v) for v in range(nvec)]
             else:  # P[t] + g c[t]: one IEEE multiplication, then one addition, as the scalar loop
                 p_base = builder.gep(arr[p_at].data, [t0])
-                g = _splat(builder, args[g_at], _VEC)
+                g = splat(builder, args[g_at], VEC)
                 sums = [builder.fadd(emit.load(p_base, v), builder.fmul(g, emit.load(c_base, v))) for v in range(nvec)]
             streams.append(
                 {"base": base, "coef": arr[coef_at].data, "idx": arr[idx_at].data, "cnt": ints[cnt_at], "sums": sums}
             )
-        row_at = _row_at(builder, arr[rows_at], t0)
-        zero = ir.Constant(_I64, 0)
+        rows_of = row_at(builder, arr[rows_at], t0)
+        zero = ir.Constant(I64, 0)
         if len(streams) == 1:
-            emit.terms(zero, streams[0]["cnt"], streams, row_at)
+            emit.terms(zero, streams[0]["cnt"], streams, rows_of)
         else:
             a, b = streams
             both = builder.select(builder.icmp_signed("<", a["cnt"], b["cnt"]), a["cnt"], b["cnt"])
-            emit.terms(zero, both, streams, row_at)
-            emit.terms(both, a["cnt"], [a], row_at)
-            emit.terms(both, b["cnt"], [b], row_at)
+            emit.terms(zero, both, streams, rows_of)
+            emit.terms(both, a["cnt"], [a], rows_of)
+            emit.terms(both, b["cnt"], [b], rows_of)
         for stream in streams:
             for v in range(nvec):
                 emit.store(stream["sums"][v], stream["base"], v)
@@ -305,51 +274,13 @@ def _make_sums(nvec, pairs=False, start=False):
     return intrinsic(sums)
 
 
-def _make_quads(nf, nvec):
-    """The intrinsic of :func:`lane_quads` for nf filters and nvec vectors of lanes."""
-
-    def codegen(context, builder, sig, args):
-        A, W, XT = (context.make_array(ty)(context, builder, value) for ty, value in zip(sig.args[:3], args[:3]))
-        f0, k0, k1, t0, w = (_as_i64(context, builder, v, ty) for ty, v in zip(sig.args[3:], args[3:]))
-        emit = _Emitter(context, builder, nvec, w)
-        a_at = _row_at(builder, A, t0)
-        x_at = _row_at(builder, XT, t0)
-        w_at = _row_at(builder, W, ir.Constant(_I64, 0))
-        bases = [a_at(builder.add(f0, ir.Constant(_I64, j))) for j in range(nf)]
-        sums = [emit.load(base, v) for base in bases for v in range(nvec)]
-        wrows = [w_at(builder.add(f0, ir.Constant(_I64, j))) for j in range(nf)]
-
-        def body(k, acc):
-            ks = [k] + [builder.add(k, ir.Constant(_I64, r)) for r in (1, 2, 3)]
-            x = [[emit.load(x_at(kr), v) for v in range(nvec)] for kr in ks]  # x[r][v]: row k + r of X^T
-            new = []
-            for j in range(nf):
-                b, c, e, g = (_splat(builder, builder.load(builder.gep(wrows[j], [kr])), _VEC) for kr in ks)
-                for v in range(nvec):
-                    left = builder.fadd(builder.fmul(b, x[0][v]), builder.fmul(c, x[1][v]))
-                    right = builder.fadd(builder.fmul(e, x[2][v]), builder.fmul(g, x[3][v]))
-                    new.append(builder.fadd(acc[j * nvec + v], builder.fadd(left, right)))
-            return new
-
-        sums = emit.loop(k0, k1, 4, sums, body)
-        for j, base in enumerate(bases):
-            for v in range(nvec):
-                emit.store(sums[j * nvec + v], base, v)
-        return context.get_dummy_value()
-
-    def quads(typingctx, A, W, XT, f0, k0, k1, t0, w):
-        return types.void(A, W, XT, f0, k0, k1, t0, w), codegen
-
-    return intrinsic(quads)
-
-
 # the intrinsics for 1-4 vectors: lane_sums (_S), start_sums (_T), start_sums2 (_U)
 _S1, _S2, _S3, _S4 = (_make_sums(v) for v in range(1, 5))
 _T1, _T2, _T3, _T4 = (_make_sums(v, start=True) for v in range(1, 5))
 _U1, _U2, _U3, _U4 = (_make_sums(v, pairs=True, start=True) for v in range(1, 5))
 
 
-def _contiguous(*arrays):
+def contiguous(*arrays):
     """Whether every (array type, dtype) pair is a C-contiguous, element-aligned array of that dtype (the vector
     forms' loads assume both)."""
     return all(isinstance(a, types.Array) and a.layout == "C" and a.aligned and a.dtype == t for a, t in arrays)
@@ -390,7 +321,7 @@ def _passes(o, coef, rows, idx, cnt, t0, w):
 
 @overload(lane_sums, inline="always", jit_options={"error_model": "numpy"})
 def _lane_sums_compiled(o, coef, rows, idx, cnt, t0, w):
-    if not _contiguous((o, types.float64), (coef, types.float64), (rows, types.float64), (idx, types.int64)):
+    if not contiguous((o, types.float64), (coef, types.float64), (rows, types.float64), (idx, types.int64)):
         return _passes
 
     def vector(o, coef, rows, idx, cnt, t0, w):
@@ -417,9 +348,9 @@ def _start_scalar(o, P, g, c, coef, rows, idx, cnt, t0, w):
 
 @overload(start_sums, inline="always", jit_options={"error_model": "numpy"})
 def _start_sums_compiled(o, P, g, c, coef, rows, idx, cnt, t0, w):
-    if not _contiguous(
+    if not contiguous(
         (o, types.float64), (P, types.float64), (c, types.float64), (coef, types.float64), (rows, types.float64)
-    ) or not _contiguous((idx, types.int64)):
+    ) or not contiguous((idx, types.int64)):
         return _start_scalar
 
     def vector(o, P, g, c, coef, rows, idx, cnt, t0, w):
@@ -439,7 +370,7 @@ def _start_sums_compiled(o, P, g, c, coef, rows, idx, cnt, t0, w):
 
 @overload(start_sums2, inline="always", jit_options={"error_model": "numpy"})
 def _start_sums2_compiled(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, t0, w):
-    if not _contiguous(
+    if not contiguous(
         (o1, types.float64),
         (P1, types.float64),
         (coef1, types.float64),
@@ -469,150 +400,5 @@ def _start_sums2_compiled(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2
                 _U2(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
             else:
                 _U1(o1, P1, g1, coef1, idx1, cnt1, o2, P2, g2, coef2, idx2, cnt2, c, rows, c0, left)
-
-    return vector
-
-
-_V4 = ir.VectorType(_F64, 4)
-
-
-@intrinsic
-def _relu_signal4(typingctx, fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
-    """:func:`relu_signal_sums4` with the four filters' running sums in the lanes of two <4 x double> (S and Sb):
-    per i one IEEE multiplication and addition per operation of the scalar loop, in its order."""
-
-    def codegen(context, builder, sig, args):
-        arr = [
-            context.make_array(ty)(context, builder, value) if isinstance(ty, types.Array) else None
-            for ty, value in zip(sig.args, args)
-        ]
-        f0 = _as_i64(context, builder, args[0], sig.args[0])
-        n = builder.extract_value(arr[3].shape, 0)
-        vp = _V4.as_pointer()
-
-        def at4(a):  # &a[f0] as <4 x double>*
-            return builder.bitcast(builder.gep(arr[a].data, [f0]), vp)
-
-        b = builder.load(at4(1), align=8)
-        c = builder.load(at4(2), align=8)
-        bias_on = builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0))
-        crow = _row_at(builder, arr[6], ir.Constant(_I64, 0))
-        rows = [crow(builder.add(f0, ir.Constant(_I64, j))) for j in range(4)]
-        one, zero = ir.Constant(_V4, [1.0] * 4), ir.Constant(_V4, [0.0] * 4)
-        entry = builder.basic_block
-        head = builder.append_basic_block("sig.head")
-        body = builder.append_basic_block("sig.body")
-        done = builder.append_basic_block("sig.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        i = builder.phi(_I64)
-        s = builder.phi(_V4)
-        t = builder.phi(_V4)
-        i.add_incoming(ir.Constant(_I64, 0), entry)
-        s.add_incoming(zero, entry)
-        t.add_incoming(zero, entry)
-        builder.cbranch(builder.icmp_signed("<", i, n), body, done)
-        builder.position_at_end(body)
-
-        def splat_at(a):
-            return _splat4(builder, builder.load(builder.gep(arr[a].data, [i])))
-
-        z = builder.fadd(builder.fmul(splat_at(3), b), c)  # y_i B[f] + bias[f]
-        d = builder.select(builder.fcmp_ordered(">", z, zero), one, zero)
-        s_new = builder.fadd(s, builder.fmul(splat_at(5), d))
-        cv = zero
-        for j in range(4):
-            cv = builder.insert_element(cv, builder.load(builder.gep(rows[j], [i])), ir.Constant(_I32, j))
-        t_new = builder.fadd(t, builder.fadd(builder.fmul(splat_at(4), d), cv))
-        t_new = builder.select(bias_on, t_new, t)
-        i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), builder.basic_block)
-        s.add_incoming(s_new, builder.basic_block)
-        t.add_incoming(t_new, builder.basic_block)
-        builder.branch(head)
-        builder.position_at_end(done)
-        builder.store(s, builder.bitcast(builder.gep(arr[8].data, [f0]), vp), align=8)
-        builder.store(t, builder.bitcast(builder.gep(arr[9].data, [f0]), vp), align=8)
-        return context.get_dummy_value()
-
-    return types.void(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb), codegen
-
-
-def _splat4(builder, value):
-    first = builder.insert_element(ir.Constant(_V4, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, first, ir.Constant(ir.VectorType(_I32, 4), [0] * 4))
-
-
-@overload(relu_signal_sums4, inline="always", jit_options={"error_model": "numpy"})
-def _relu_signal_sums4_compiled(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
-    if not _contiguous(
-        (B, types.float64),
-        (bias, types.float64),
-        (y, types.float64),
-        (lpm, types.float64),
-        (lpy, types.float64),
-        (C, types.float64),
-        (S, types.float64),
-        (Sb, types.float64),
-    ) or not isinstance(with_bias, types.Boolean):
-
-        def scalar(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
-            for f in range(fb, fb + 4):
-                s = 0.0
-                t = 0.0
-                for i in range(y.shape[0]):
-                    d = 1.0 if y[i] * B[f] + bias[f] > 0.0 else 0.0
-                    s += lpy[i] * d
-                    if with_bias:
-                        t += lpm[i] * d + C[f, i]
-                S[f] = s
-                Sb[f] = t
-
-        return scalar
-
-    def vector(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
-        _relu_signal4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb)
-
-    return vector
-
-
-# lane_quads: (filters, vectors) -> intrinsic; 16 lanes per call (two vectors: four filters' sums, eight rows of
-# X^T and the broadcast weights fit the 32 vector registers)
-QUAD_CHUNK = 16
-_Q = {(nf, v): _make_quads(nf, v) for nf in (1, 2, 3, 4) for v in (1, 2)}
-_Q41, _Q42, _Q31, _Q32 = _Q[4, 1], _Q[4, 2], _Q[3, 1], _Q[3, 2]
-_Q21, _Q22, _Q11, _Q12 = _Q[2, 1], _Q[2, 2], _Q[1, 1], _Q[1, 2]
-
-
-@overload(lane_quads, inline="always", jit_options={"error_model": "numpy"})
-def _lane_quads_compiled(A, W, XT, f0, f1, k0, k1, t0, w):
-    if not _contiguous((A, types.float64), (W, types.float64), (XT, types.float64)):
-        return _quads_scalar
-
-    def vector(A, W, XT, f0, f1, k0, k1, t0, w):
-        for c0 in range(t0, t0 + w, QUAD_CHUNK):
-            left = t0 + w - c0
-            f = f0
-            while f < f1:
-                nf = min(4, f1 - f)
-                if nf == 4:
-                    if left > 8:
-                        _Q42(A, W, XT, f, k0, k1, c0, left)
-                    else:
-                        _Q41(A, W, XT, f, k0, k1, c0, left)
-                elif nf == 3:
-                    if left > 8:
-                        _Q32(A, W, XT, f, k0, k1, c0, left)
-                    else:
-                        _Q31(A, W, XT, f, k0, k1, c0, left)
-                elif nf == 2:
-                    if left > 8:
-                        _Q22(A, W, XT, f, k0, k1, c0, left)
-                    else:
-                        _Q21(A, W, XT, f, k0, k1, c0, left)
-                elif left > 8:
-                    _Q12(A, W, XT, f, k0, k1, c0, left)
-                else:
-                    _Q11(A, W, XT, f, k0, k1, c0, left)
-                f += nf
 
     return vector

@@ -87,7 +87,7 @@ def _inner_products(W, mu, XT, A, B, groups):
 
     Blocking (speed only): FILTER_BLOCK filters share every load of four rows of X^T, each vector lane is one
     sample's own sum, and the running sums of 16 samples of four filters stay in vector registers over a whole
-    tile of K_TILE rows of X^T (:func:`lnref.kernels.lanes.lane_quads`); each thread takes a contiguous range of
+    tile of K_TILE rows of X^T (:func:`lnref.kernels.lane_blocks.lane_quads`); each thread takes a contiguous range of
     filter blocks and sweeps them over the tiles, so X^T is streamed from memory once per thread.
     """
     units = work_units(W.shape[0])
