@@ -146,22 +146,26 @@ def chain_rows(o, coef, rows, idx, cnt, nj):
 # ----------------------------------------------------------------------------------- the network output
 @inline
 def _outputs_loop(A, B, bias, y, q, m, div, i0, i1, fp, fm, out):
-    for i in range(i0, i1):
+    # unsigned sample indices: numba adds wraparound arithmetic to every access with a signed index that might be
+    # negative (i0 is not a constant), and that kept LLVM from vectorising these loops
+    u0 = np.uint64(i0)
+    u1 = np.uint64(i1)
+    for i in range(u0, u1):
         fp[i] = 0.0
         fm[i] = 0.0
     for r in range(m):
         bp = B[r]
         c = bias[r]
         Ar = A[r]
-        for i in range(i0, i1):
+        for i in range(u0, u1):
             fp[i] += act(y[i] * bp + c, q) + act(Ar[i] + c, q)
     for r in range(m):
         bm = B[m + r]
         c = bias[m + r]
         Ar = A[m + r]
-        for i in range(i0, i1):
+        for i in range(u0, u1):
             fm[i] += act(y[i] * bm + c, q) + act(Ar[i] + c, q)
-    for i in range(i0, i1):
+    for i in range(u0, u1):
         out[i] = fp[i] / div - fm[i] / div
 
 
@@ -175,15 +179,8 @@ def outputs_range(A, B, bias, y, q, m, div, i0, i1, acc, out):
     filter across the samples (the loops over i vectorise; the same bits as one sample at a time).  acc (2, >= i1)
     is work space.
     """
-    # a literal i0 = 0 (one block of samples: every sweep run) lets LLVM see the indices are not negative, drop
-    # numba's wraparound arithmetic and vectorise the loops over i (the same operations per sample)
     if q == 1.0:
-        if i0 == 0:
-            _outputs_loop(A, B, bias, y, 1.0, m, div, 0, i1, acc[0], acc[1], out)
-        else:
-            _outputs_loop(A, B, bias, y, 1.0, m, div, i0, i1, acc[0], acc[1], out)
-    elif i0 == 0:
-        _outputs_loop(A, B, bias, y, q, m, div, 0, i1, acc[0], acc[1], out)
+        _outputs_loop(A, B, bias, y, 1.0, m, div, i0, i1, acc[0], acc[1], out)
     else:
         _outputs_loop(A, B, bias, y, q, m, div, i0, i1, acc[0], acc[1], out)
 
