@@ -2,11 +2,12 @@
 
 :func:`gram_final_run` does what :func:`lnref.sweeps.worker.final_run` does through the Python engine
 (:class:`lnref.engines.coefficients.CoefficientEngine`, :func:`lnref.training.run_loop`) for plain GD in coefficient
-space with Gram sampling: the engine's precomputed scalings, the outputs and checks at every logged step, the GD
-steps in the same chunks, and the final fresh virtual test set.  It calls the very kernels the engine calls, with the
-same arguments in the same order, so its state, outputs and test count are the engine's bit for bit
-(tests/test_sweep.py compares every column with the Python path and with :func:`lnref.train`).  It only arranges the
-calls: no formula is written here.
+space with Gram sampling: the Gram statistics of the draws, the engine's precomputed tables, the outputs and checks at
+every logged step, the GD steps in the same chunks, and the final fresh virtual test set.  It calls the very kernels
+the engine calls, with the same arguments in the same order, so its state, outputs and test count are the engine's
+bit for bit (tests/test_sweep_worker.py compares every column with the Python path and with :func:`lnref.train`).  It
+only arranges the calls: no formula is written here, but a change to the engine's set-up or to
+:func:`lnref.training.run_loop`'s control flow must be made here too (the tests fail if the two disagree).
 
 It never decides a divergence.  Where the Python path could stop early (a step rejected by the kernel, a
 non-finite output, a training loss whose sum might not be finite) it returns :data:`FALLBACK` and the caller runs
