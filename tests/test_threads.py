@@ -36,11 +36,29 @@ def test_busy_machine_one_thread_below_the_region_work_and_all_above(monkeypatch
 def test_quiet_machine_threads_from_the_engine_threshold_and_the_free_cpus(monkeypatch, engine):
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
     w = _threads.QUIET_REGION_WORK[engine]
-    assert w < _threads.REGION_WORK  # a quiet machine splits smaller regions than a busy one
+    assert w <= _threads.busy_region_work(engine)  # a quiet machine splits no region a busy one would not
     assert _threads.default_threads(w * 2 - 1, regions=2, engine=engine, state=QUIET) == 1
     assert _threads.default_threads(w * 2, regions=2, engine=engine, state=QUIET) == min(ALL, 2)
     # never more threads than free CPUs: 8 CPUs, 5 busy -> 3 free
     assert _threads.default_threads(w * 2, regions=2, engine=engine, state=(8, 5.0)) == min(ALL, 3)
+
+
+def test_the_coefficient_engine_keeps_one_thread_for_short_regions_on_any_machine(monkeypatch):
+    """Its short regions lose to one thread after an idle pause (the second thread then wakes on the first one's
+    core): up to QUIET_REGION_WORK['coefficients'] per region one thread, quiet or busy; the weight engine splits
+    from its own, smaller thresholds."""
+    monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    w = _threads.QUIET_REGION_WORK["coefficients"]
+    assert w > _threads.QUIET_REGION_WORK["weights"] and _threads.busy_region_work("coefficients") == w
+    for state in (QUIET, BUSY):
+        assert _threads.default_threads(w * 2 - 1, regions=2, engine="coefficients", state=state) == 1
+    assert _threads.default_threads(w * 2, regions=2, engine="coefficients", state=BUSY) == ALL
+    # (n, m) = (200, 20), 2 regions per step: one thread even on a quiet machine
+    cfg = lnref.Config(n=200, d=2000, m=20, engine="coefficients", sampling="gram")
+    assert _threads.default_threads(*_threads.step_work(cfg), state=QUIET) == 1
+    assert _threads.default_threads(
+        *_threads.step_work(cfg.replace(engine="weights", sampling="explicit")), state=QUIET
+    ) == min(ALL, 2)
 
 
 def test_machine_state_reads_the_affinity_and_the_load():

@@ -24,11 +24,12 @@ Two decisions, both speed only (every kernel gives the same bits for any thread 
    running, from ``/proc/loadavg``):
 
    - a **busy** machine (fewer than two CPUs free for us): one thread unless a region carries at least
-     :data:`REGION_WORK` multiply-adds (then a descheduled partner costs less than the second core gains), as
-     before issue 25;
+     :func:`busy_region_work` multiply-adds (:data:`REGION_WORK`, where a descheduled partner costs less than the
+     second core gains, as before issue 25; or the engine's quiet threshold where that is higher);
    - a **quiet** machine: as many threads as there are free CPUs (at most numba's) once a region carries
      :data:`QUIET_REGION_WORK` [engine] multiply-adds, the point where a second thread, woken from its bounded
-     spin, starts to gain (bench/bench_weights.py and bench/bench_coefficients.py ``--threads-table``).
+     spin, starts to gain (bench/bench_weights.py and bench/bench_coefficients.py ``--threads-table``; for the
+     coefficient engine also after an idle pause, see the constant).
 
    ``LNREF_THREADS`` (an integer, or ``all``) overrides the default; an explicit ``threads=`` argument always
    wins.
@@ -43,6 +44,7 @@ import numba
 __all__ = [
     "REGION_WORK",
     "QUIET_REGION_WORK",
+    "busy_region_work",
     "SPIN_COUNT",
     "ENV_THREADS",
     "apply_wait_policy",
@@ -60,9 +62,13 @@ __all__ = [
 # region outweighs (bench/bench_weights.py, the "loaded" rows; figures in bench/README.md).
 REGION_WORK = 2_000_000
 # The same on a QUIET machine, per engine: with the bounded spin a second thread joins a region in a few
-# microseconds, so it pays from a few hundred microseconds of one thread's work.  The coefficient engine's filter
-# region is the whole step's work in one region, the weight engine's work is split between its two regions.
-QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 250_000}
+# microseconds, so it pays from a few hundred microseconds of one thread's work.  The coefficient engine's threshold
+# is higher: after the process has been idle for a moment (0.3 s between two runs is enough) its second thread wakes
+# on the first one's core and its two short regions per step stay slow for the rest of the run (in one process at
+# (n, m) = (200, 20): 45 us per step before such a pause, 200 us after, one thread 78 us).  lnref.train, 200 steps
+# after a 0.3 s pause: one thread 19-24 ms, two 34-68 ms at n = 200; 26 against 41-47 ms at n = 300 (1.8e6 per
+# region); even at n = 500 (5e6); two threads 95-114 against 125-153 ms at n = 1000 (bench/README.md, issue 25).
+QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 5_000_000}
 # libgomp's spin before sleeping (pause instructions; 300 000 is its default, 1 000 what it uses itself when a
 # machine is oversubscribed)
 SPIN_COUNT = 1000
@@ -179,15 +185,22 @@ def default_threads(
     if work is None:
         return top
     per_region = work / max(regions, 1.0)
-    if per_region < min(QUIET_REGION_WORK.get(engine, REGION_WORK), REGION_WORK):
+    quiet = QUIET_REGION_WORK.get(engine, REGION_WORK)
+    if per_region < quiet:
         return 1  # one thread on any machine: no need to read its state
     cpus, others = machine_state() if state is None else state
     free = int(cpus - others + 0.5)  # CPUs nobody else is using, rounded
-    if free >= 2 and per_region >= QUIET_REGION_WORK.get(engine, REGION_WORK):
+    if free >= 2:
         return max(1, min(top, free))
-    if per_region >= REGION_WORK:
+    if per_region >= busy_region_work(engine):
         return top
     return 1
+
+
+def busy_region_work(engine: str = "weights") -> float:
+    """Multiply-adds per region from which a BUSY machine gets all threads: :data:`REGION_WORK`, or the engine's
+    quiet threshold where that is higher (a busy machine never splits a region a quiet one would not)."""
+    return max(REGION_WORK, QUIET_REGION_WORK.get(engine, REGION_WORK))
 
 
 # Parallel regions per GD step of each engine's ``advance`` kernel (lnref/kernels/weights.py ``advance``: samples, then
