@@ -28,6 +28,16 @@ _COEF = lnref.Config(
     log_every=0,
     log_points=0,
 )
+# Kou et al.'s heatmap conventions (lnref.reproduce.heatmap_kou.KOU_CONVENTIONS) on the small test sizes
+_KOU = dict(
+    bias=True,
+    init="torch",
+    output_scale=1.0,
+    patch_reduce="mean",
+    eta=0.1,
+    noise="isotropic",
+    test_flipped_labels=True,
+)
 CASES = [
     _COEF,
     _COEF.replace(sampling="explicit", test_flipped_labels=True),
@@ -40,16 +50,7 @@ CASES = [
     _COEF.replace(noise="isotropic", test="spurious", q=2.0),  # e_1 parts of the test noise
     _COEF.replace(mu_norm=0.0, noise="orthogonal", flips="exact"),  # no signal: cA = 0, ct_mu = 0
     _COEF.replace(engine="weights", sampling="explicit", log_every=5),
-    _COEF.replace(
-        sampling="explicit",
-        bias=True,
-        init="torch",
-        output_scale=1.0,
-        patch_reduce="mean",
-        eta=0.1,
-        noise="isotropic",
-        test_flipped_labels=True,
-    ),
+    _COEF.replace(sampling="explicit", **_KOU),
     # the selection algorithms as methods-phase sweeps them (spurious test distribution, fresh virtual test set)
     _COEF.replace(
         algorithm="select_retrain", select_at=10, select_then="retrain", test="spurious", virtual_test="fresh"
@@ -134,16 +135,7 @@ def test_batch_rows_follow_the_grid_values(grid_field, values):
 _FRESH = _COEF.replace(virtual_test="fresh")
 COMPILED_CASES = [
     _FRESH,
-    _FRESH.replace(
-        bias=True,
-        init="torch",
-        output_scale=1.0,
-        patch_reduce="mean",
-        eta=0.1,
-        noise="isotropic",
-        test_flipped_labels=True,
-        steps=50,
-    ),
+    _FRESH.replace(steps=50, **_KOU),
     _FRESH.replace(q=2.0, test="spurious", log_points=4, noise="orthogonal", flips="exact"),
     _FRESH.replace(loss="elr", log_every=7),  # ELR's targets, updated at every step
     _FRESH.replace(loss="gce", q=3.0, sigma0=0.5),

@@ -28,6 +28,11 @@ def relu_signal_sums4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
     """For the four filters f = fb .. fb + 3, with d_{f,i} = 1 if y_i B[f] + bias[f] > 0 else 0 (the ReLU's
     derivative): S[f] = sum_i lpy_i d_{f,i} and Sb[f] = sum_i (lpm_i d_{f,i} + C[f, i]) (0 without a bias), each a
     serial sum in index order (:func:`lnref.kernels.equations.filter_update`'s signal sums for q = 1)."""
+    _relu_signal_scalar(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb)
+
+
+def _relu_signal_scalar(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
+    """:func:`relu_signal_sums4` as plain loops (its Python form, and its compiled form for strided arguments)."""
     for f in range(fb, fb + 4):
         s = 0.0
         t = 0.0
@@ -183,20 +188,7 @@ def _relu_signal_sums4_compiled(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
         (S, types.float64),
         (Sb, types.float64),
     ) or not isinstance(with_bias, types.Boolean):
-
-        def scalar(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
-            for f in range(fb, fb + 4):
-                s = 0.0
-                t = 0.0
-                for i in range(y.shape[0]):
-                    d = 1.0 if y[i] * B[f] + bias[f] > 0.0 else 0.0
-                    s += lpy[i] * d
-                    if with_bias:
-                        t += lpm[i] * d + C[f, i]
-                S[f] = s
-                Sb[f] = t
-
-        return scalar
+        return _relu_signal_scalar
 
     def vector(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb):
         _relu_signal4(fb, B, bias, y, lpm, lpy, C, with_bias, S, Sb)
