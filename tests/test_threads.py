@@ -43,22 +43,19 @@ def test_quiet_machine_threads_from_the_engine_threshold_and_the_free_cpus(monke
     assert _threads.default_threads(w * 2, regions=2, engine=engine, state=(8, 5.0)) == min(ALL, 3)
 
 
-def test_the_coefficient_engine_keeps_one_thread_for_short_regions_on_any_machine(monkeypatch):
-    """Its short regions lose to one thread after an idle pause (the second thread then wakes on the first one's
-    core): up to QUIET_REGION_WORK['coefficients'] per region one thread, quiet or busy; the weight engine splits
-    from its own, smaller thresholds."""
+def test_the_coefficient_engine_takes_two_threads_where_its_parallel_kernel_runs(monkeypatch):
+    """On a quiet machine the coefficient engine's default is two threads exactly when a step is large enough for
+    its parallel kernel (PARALLEL_WORK multiply-adds in two regions): below, a second thread would only cost."""
+    from lnref.data.gram_stats import PARALLEL_WORK
+
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
-    w = _threads.QUIET_REGION_WORK["coefficients"]
-    assert w > _threads.QUIET_REGION_WORK["weights"] and _threads.busy_region_work("coefficients") == w
-    for state in (QUIET, BUSY):
-        assert _threads.default_threads(w * 2 - 1, regions=2, engine="coefficients", state=state) == 1
-    assert _threads.default_threads(w * 2, regions=2, engine="coefficients", state=BUSY) == ALL
-    # (n, m) = (200, 20), 2 regions per step: one thread even on a quiet machine
-    cfg = lnref.Config(n=200, d=2000, m=20, engine="coefficients", sampling="gram")
-    assert _threads.default_threads(*_threads.step_work(cfg), state=QUIET) == 1
-    assert _threads.default_threads(
-        *_threads.step_work(cfg.replace(engine="weights", sampling="explicit")), state=QUIET
-    ) == min(ALL, 2)
+    regions = _threads.REGIONS_PER_STEP["coefficients"]
+    assert _threads.QUIET_REGION_WORK["coefficients"] * regions == PARALLEL_WORK
+    cfg = lnref.Config(n=200, d=2000, m=20, engine="coefficients", sampling="gram")  # 2m n^2 = 1.6e6
+    assert _threads.default_threads(*_threads.step_work(cfg), state=QUIET) == min(ALL, 2)
+    assert _threads.default_threads(*_threads.step_work(cfg.replace(n=150)), state=QUIET) == 1  # 9e5
+    assert _threads.default_threads(*_threads.step_work(cfg), state=BUSY) == 1  # a busy machine: REGION_WORK
+    assert _threads.busy_region_work("coefficients") == _threads.REGION_WORK
 
 
 def test_machine_state_reads_the_affinity_and_the_load():
@@ -114,7 +111,7 @@ def test_bad_threads_argument_is_a_clear_error(bad):
 @pytest.mark.parametrize("state", [BUSY, QUIET])
 def test_train_default_threads_follow_the_work(monkeypatch, state):
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
-    monkeypatch.setattr(_threads, "machine_state", lambda: state)
+    monkeypatch.setattr(_threads, "machine_state", lambda max_age=0.0: state)
     tiny = lnref.Config(n=4, d=8, m=1, steps=1, log_every=0, n_test=0)
     assert lnref.train(tiny).threads == 1
     # 2 (2m) n d = 2 * 4 * 100 * 5000 = 4e6 multiply-adds per step in 2 regions: 2e6 = REGION_WORK per region

@@ -110,12 +110,14 @@ def num_threads(
 
     None: :func:`lnref.training.threads.default_threads` for ``work`` multiply-adds per step of ``engine`` in
     ``regions`` parallel regions, from the machine's state now (one thread for small problems or a busy machine; see
-    lnref.training.threads; ``LNREF_THREADS`` overrides)."""
+    lnref.training.threads; ``LNREF_THREADS`` overrides).  Two or more threads run each on its own CPU while the
+    block runs, on a quiet Linux machine (:func:`lnref.training.threads.spread`)."""
     old = numba.get_num_threads()
     threads = _threads.resolve(threads, work, regions, engine)
     numba.set_num_threads(threads)
     try:
-        yield int(threads)
+        with _threads.spread(threads):
+            yield int(threads)
     finally:
         numba.set_num_threads(old)
 

@@ -1,7 +1,7 @@
-"""How many threads the numba kernels use, and how idle threads wait (issues 13 and 25: fast on a quiet machine
-and on a busy one).
+"""How many threads the numba kernels use, how idle threads wait and where they run (issues 13 and 25: fast on a
+quiet machine and on a busy one).
 
-Two decisions, both speed only (every kernel gives the same bits for any thread count, docs/DESIGN.md "Numerics"):
+Three decisions, all speed only (every kernel gives the same bits for any thread count, docs/DESIGN.md "Numerics"):
 
 1. **Wait policy** (fixed when numba's threading layer loads, i.e. when lnref is imported).  numba's ``omp``
    threading layer is GNU OpenMP (libgomp), whose idle threads by default spin for ``GOMP_SPINCOUNT`` = 300 000
@@ -33,11 +33,23 @@ Two decisions, both speed only (every kernel gives the same bits for any thread 
 
    ``LNREF_THREADS`` (an integer, or ``all``) overrides the default; an explicit ``threads=`` argument always
    wins.
+3. **Placement**, for the length of a run (:func:`spread`, entered by :func:`lnref.training.num_threads`): with two
+   or more threads on a quiet Linux machine, each of numba's threads is pinned to its own CPU and given its own
+   affinity back when the run ends.  Linux may otherwise pack a worker that is busy only for short spells onto its
+   master's CPU (measured on the 2-CPU virtual machines of this project: the coefficient engine's step 45 us
+   spread, 200 us packed, 78 us on one thread).  ``LNREF_SPREAD=0`` turns it off; a placement chosen by the user
+   (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``KMP_AFFINITY``) is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
 
 import numba
 
@@ -55,6 +67,10 @@ __all__ = [
     "step_work",
     "resolve",
     "env_threads",
+    "ENV_SPREAD",
+    "spread",
+    "spread_plan",
+    "spread_reason",
 ]
 
 # Multiply-adds a parallel region must carry before a second thread pays on a BUSY machine (speed only, never
@@ -63,18 +79,21 @@ __all__ = [
 REGION_WORK = 2_000_000
 # The same on a QUIET machine, per engine: with the bounded spin a second thread joins a region in a few
 # microseconds, so it pays from a few hundred microseconds of one thread's work.  The coefficient engine's threshold
-# is higher: after the process has been idle for a moment (0.3 s between two runs is enough) its second thread wakes
-# on the first one's core and its two short regions per step stay slow for the rest of the run (in one process at
-# (n, m) = (200, 20): 45 us per step before such a pause, 200 us after, one thread 78 us).  lnref.train, 200 steps
-# after a 0.3 s pause: one thread 19-24 ms, two 34-68 ms at n = 200; 26 against 41-47 ms at n = 300 (1.8e6 per
-# region); even at n = 500 (5e6); two threads 95-114 against 125-153 ms at n = 1000 (bench/README.md, issue 25).
-QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 5_000_000}
+# is where its parallel kernel starts (lnref.data.gram_stats.PARALLEL_WORK = 1e6 multiply-adds per step, two regions):
+# with the threads spread over CPUs (:func:`spread`), lnref.train at (n, m) = (160, 20), 200 steps after a 0.3 s
+# pause, takes 10.1 ms on two threads against 15.0 ms on one; 9.9 against 17.0 ms at n = 200 (bench/README.md,
+# issue 25).  Without spreading it had to be 5e6: the second thread was packed onto the first one's CPU.
+QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 500_000}
 # libgomp's spin before sleeping (pause instructions; 300 000 is its default, 1 000 what it uses itself when a
 # machine is oversubscribed)
 SPIN_COUNT = 1000
 ENV_THREADS = "LNREF_THREADS"
 # the kernel's load figures: 1, 5, 15-minute averages, then "runnable threads/all threads" (read by machine_state)
 LOADAVG = "/proc/loadavg"
+# seconds between machine_state's two looks at the runnable threads
+RECHECK_PAUSE = 0.0001
+# seconds for which spread() reuses a machine_state reading (the thread count was decided from it just before)
+STATE_REUSE = 0.05
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 _policy = "not applied yet"
 
@@ -128,8 +147,9 @@ def env_threads() -> int | None:
     return value
 
 
-def machine_state() -> tuple[int, float]:
-    """(CPUs this process may run on, other programs running now), read when a run starts.
+def machine_state(max_age: float = 0.0) -> tuple[int, float]:
+    """(CPUs this process may run on, other programs running now), read when a run starts; a reading at most
+    ``max_age`` seconds old is reused (:func:`spread` reuses the one :func:`default_threads` has just made).
 
     The CPUs are ``os.sched_getaffinity(0)`` (``os.cpu_count()`` where that is missing).  The other programs are
     the smaller of the 1-minute load average and the runnable threads of ``/proc/loadavg`` less this process's
@@ -137,22 +157,39 @@ def machine_state() -> tuple[int, float]:
     minute and counts this process's own recent work; the instantaneous count is one noisy sample).  Our own
     threads are not "other programs": right after a NumPy matrix product, OpenBLAS's worker threads spin for
     about 100 ms and are runnable, and counting them made a run on a quiet machine take one thread (issue 25).
-    Where ``/proc/loadavg`` is missing, the load average alone.
+    The runnable threads are looked at twice, :data:`RECHECK_PAUSE` apart, and the fewer taken: a kernel worker
+    that happens to run at one look (for microseconds) is not a busy machine.  Where ``/proc/loadavg`` is missing,
+    the load average alone.
     """
+    global _last_state
+    now = time.monotonic()
+    if max_age > 0 and now - _last_state[0] <= max_age:
+        return _last_state[1]
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     try:
-        with open(LOADAVG) as fh:
-            fields = fh.read().split()
-        others = min(float(fields[0]), max(0, int(fields[3].split("/")[0]) - own_running()))
+        others = float("inf")
+        for look in range(2):  # the fewer of two looks: a kernel worker runs for microseconds, a program for longer
+            if look:
+                time.sleep(RECHECK_PAUSE)
+            own = own_running()
+            with open(LOADAVG) as fh:
+                fields = fh.read().split()
+            own = max(own, own_running())  # a thread of ours may stop running between the two reads
+            others = min(others, float(fields[0]), max(0, int(fields[3].split("/")[0]) - own))
     except (OSError, ValueError, IndexError):
         try:
             others = os.getloadavg()[0]
         except OSError:
             others = 0.0
-    return max(1, cpus), float(others)
+    state = (max(1, cpus), float(others))
+    _last_state = (now, state)
+    return state
+
+
+_last_state: tuple[float, tuple[int, float]] = (-float("inf"), (1, 0.0))
 
 
 def own_running() -> int:
@@ -242,6 +279,187 @@ def resolve(threads, work: float | None = None, regions: float = 1.0, engine: st
             f"{numba.config.NUMBA_NUM_THREADS} (numba's NUMBA_NUM_THREADS)"
         )
     return int(threads)
+
+
+# ----------------------------------------------------------------------------------- thread placement
+ENV_SPREAD = "LNREF_SPREAD"
+# a user who set one of these chose where OpenMP's threads run: lnref then places none
+_USER_PLACE_VARS = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
+# threading layers whose thread ``numba.get_thread_id() == t`` is the same OS thread in every region of a team
+_PLACEABLE_LAYERS = ("omp", "workqueue")
+_spread_lock = threading.Lock()  # one placement at a time per process
+_last_reason = "no run with two or more threads yet"
+
+
+def spread_reason() -> str:
+    """Why the last run with two or more threads was or was not spread over CPUs (for benchmarks and tests)."""
+    return _last_reason
+
+
+def _spread_blocker(threads: int) -> str | None:
+    """None when a run with ``threads`` threads may be spread (module docs, point 3), else why not."""
+    if threads < 2:
+        return "one thread"
+    if not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"):
+        return "not Linux"
+    if numba.config.DISABLE_JIT:
+        return "NUMBA_DISABLE_JIT=1"
+    if os.environ.get(ENV_SPREAD, "1").strip().lower() in ("0", "false", "no", "off"):
+        return f"{ENV_SPREAD}={os.environ[ENV_SPREAD]}"
+    user = [v for v in _USER_PLACE_VARS if v in os.environ]
+    if user:
+        return f"placement set by the user ({', '.join(user)})"
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # not loaded: no parallel region has run yet (apply_wait_policy loads it)
+        return "numba's threading layer is not loaded"
+    if layer not in _PLACEABLE_LAYERS:
+        return f"numba's threading layer is {layer!r}"
+    cpus, others = machine_state(max_age=STATE_REUSE)
+    if int(cpus - others + 0.5) < threads:
+        return f"busy machine ({cpus} CPUs, {others:g} other programs running)"
+    return None
+
+
+@functools.cache
+def _siblings(cpu: int) -> frozenset[int]:
+    """The CPUs sharing a core with ``cpu`` (SMT siblings, itself included); {cpu} where Linux does not say."""
+    try:
+        with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return frozenset({cpu})
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip().isdigit():
+            out.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(out or {cpu})
+
+
+def spread_plan(current: list[int], allowed: list[set[int]]) -> list[int] | None:
+    """One CPU per thread, all different: thread t runs now on ``current[t]`` and may run on ``allowed[t]``.
+
+    Thread 0 (the caller, OpenMP's master) keeps its CPU; every other thread keeps its own when that is free, else
+    takes a free allowed CPU, first one on a core no chosen CPU shares (SMT siblings), then the lowest.  None when
+    some thread has no free CPU (more threads than CPUs) or a current CPU is unknown (-1)."""
+    chosen: list[int | None] = [None] * len(current)
+    taken: set[int] = set()
+    for t, cpu in enumerate(current):
+        if cpu < 0:
+            return None
+        if cpu in allowed[t] and cpu not in taken:
+            chosen[t] = cpu
+            taken.add(cpu)
+        elif t == 0:
+            return None
+    busy_cores: set[int] = set()
+    for cpu in taken:
+        busy_cores |= _siblings(cpu)
+    for t in range(len(current)):
+        if chosen[t] is not None:
+            continue
+        free = sorted(allowed[t] - taken)
+        if not free:
+            return None
+        own_core = [c for c in free if c not in busy_cores]
+        cpu = (own_core or free)[0]
+        chosen[t] = cpu
+        taken.add(cpu)
+        busy_cores |= _siblings(cpu)
+    return [int(c) for c in chosen if c is not None]
+
+
+def _mask_cpus(row) -> set[int]:
+    """The CPUs of a cpu_set_t row (bit c of byte c // 8 is CPU c)."""
+    import numpy as np
+
+    return set(np.flatnonzero(np.unpackbits(row, bitorder="little")).tolist())
+
+
+@contextlib.contextmanager
+def spread(threads: int) -> Iterator[bool]:
+    """Run numba's ``threads`` threads each on its own CPU while the block runs, then give every thread back the
+    affinity it had; yields whether they were spread (the reason: :func:`spread_reason`).
+
+    Why (issue 25): on the 2-CPU virtual machines this project is measured on, Linux packs a worker thread that is
+    busy only for short spells (the coefficient engine's regions of 10-20 us) onto its master's CPU once the process
+    has paused for a moment; the two threads then share one CPU and a step takes 200 us against 45 us spread and 78
+    us on one thread.  Pinning each thread to its own CPU for the run keeps them apart; giving the affinity back at
+    the end leaves the user's threads as they were.  It is only done when it cannot cost a busy machine: two or more
+    threads, a machine with at least that many CPUs free when the block starts (:func:`machine_state`), no placement
+    chosen by the user (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``KMP_AFFINITY``), Linux, numba's
+    ``omp`` or ``workqueue`` threading layer, and not turned off with ``LNREF_SPREAD=0``.  Speed only: the bits never
+    depend on where a thread runs.  Costs three parallel regions and a few system calls per block.
+    """
+    global _last_reason
+    if threads < 2 or not _spread_lock.acquire(blocking=False):
+        yield False
+        return
+    saved = None
+    try:
+        why = _spread_blocker(threads)
+        if why is None:
+            saved, why = _place(threads)
+        _last_reason = why or f"spread over CPUs {_placed_cpus}"
+        yield saved is not None
+    finally:
+        try:
+            if saved is not None:
+                _restore(saved)
+        finally:
+            _spread_lock.release()
+
+
+_placed_cpus: list[int] = []
+
+
+def _place(threads: int):
+    """Pin thread t of numba's team to its CPU of :func:`spread_plan`; (saved masks, None) or (None, why not)."""
+    global _placed_cpus
+    import numpy as np
+
+    from ..kernels.placement import MASK_BYTES, thread_affinity
+
+    saved = np.zeros((threads, MASK_BYTES), np.uint8)
+    masks = np.zeros_like(saved)
+    cpus = np.full(threads, -1, np.int32)
+    runs = np.zeros(threads, np.int64)
+    codes = np.zeros((threads, 2), np.int32)
+    thread_affinity(False, masks, saved, cpus, runs, codes)
+    if (runs == 0).any() or (codes[:, 0] != 0).any():
+        return None, "a thread of numba's team could not be reached"
+    plan = spread_plan([int(c) for c in cpus], [_mask_cpus(row) for row in saved])
+    if plan is None:
+        return None, f"no distinct CPU for each thread (threads on CPUs {cpus.tolist()})"
+    for t, cpu in enumerate(plan):
+        masks[t, cpu // 8] = 1 << (cpu % 8)
+    runs[:] = 0
+    codes[:] = 0
+    scratch = np.zeros_like(saved)
+    thread_affinity(True, masks, scratch, cpus, runs, codes)
+    if (runs == 0).any() or (codes[:, 1] != 0).any():
+        _restore(saved)
+        return None, "a thread's affinity could not be set"
+    _placed_cpus = plan
+    return saved, None
+
+
+def _restore(saved) -> None:
+    """Give thread t of numba's team its mask saved[t] back (tried a few times should a thread miss the region)."""
+    import numpy as np
+
+    from ..kernels.placement import thread_affinity
+
+    threads = saved.shape[0]
+    done = np.zeros(threads, bool)
+    for _ in range(4):
+        runs = np.zeros(threads, np.int64)
+        codes = np.zeros((threads, 2), np.int32)
+        thread_affinity(True, saved, np.zeros_like(saved), np.zeros(threads, np.int32), runs, codes)
+        done |= (runs > 0) & (codes[:, 1] == 0)
+        if done.all():
+            return
 
 
 apply_wait_policy()

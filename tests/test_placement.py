@@ -1,0 +1,186 @@
+"""Spreading numba's threads over CPUs for a run (lnref.training.threads.spread, lnref.kernels.placement; issue 25).
+
+The plan is a pure function (tested on made-up CPU sets); the placement itself is checked on this machine's own
+threads: inside the block each thread of numba's team is pinned to its own CPU, after it every thread has its
+affinity back, and nothing is pinned when the machine is busy, the user chose a placement or LNREF_SPREAD=0.
+Speed is measured in bench/ (never asserted here).
+"""
+
+import os
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import lnref
+from lnref.training import num_threads
+from lnref.training import threads as _threads
+
+QUIET = (2, 0.0)
+BUSY = (2, 1.0)
+
+
+# ----------------------------------------------------------------------------------- the plan
+def test_plan_keeps_the_callers_cpu_and_gives_every_thread_its_own(monkeypatch):
+    monkeypatch.setattr(_threads, "_siblings", lambda cpu: frozenset({cpu}))
+    assert _threads.spread_plan([3, 5], [{0, 1, 2, 3, 4, 5}] * 2) == [3, 5]  # already apart: nobody moves
+    assert _threads.spread_plan([1, 1], [{0, 1}] * 2) == [1, 0]  # packed: the worker moves
+    assert _threads.spread_plan([0, 0, 0, 2], [{0, 1, 2, 3}] * 4) == [0, 1, 3, 2]
+    # a worker may only go where its own mask allows
+    assert _threads.spread_plan([0, 0], [{0, 1, 2}, {0, 2}]) == [0, 2]
+
+
+def test_plan_prefers_cpus_on_a_core_nobody_uses(monkeypatch):
+    """SMT siblings: with cores {0, 1} and {2, 3} and the caller on 0, the second thread goes to core {2, 3}."""
+    cores = {0: {0, 1}, 1: {0, 1}, 2: {2, 3}, 3: {2, 3}}
+    monkeypatch.setattr(_threads, "_siblings", lambda cpu: frozenset(cores[cpu]))
+    assert _threads.spread_plan([0, 0], [{0, 1, 2, 3}] * 2) == [0, 2]
+    assert _threads.spread_plan([0, 0, 0], [{0, 1, 2, 3}] * 3) == [0, 2, 1]  # then a sibling, lowest first
+
+
+@pytest.mark.parametrize(
+    "current, allowed",
+    [
+        ([0, 0, 0], [{0, 1}] * 3),  # more threads than CPUs
+        ([0, -1], [{0, 1}] * 2),  # a thread's CPU unknown
+        ([1, 0], [{0}, {0, 1}]),  # the caller runs outside its own mask (it moved): no plan
+    ],
+)
+def test_plan_is_none_when_the_threads_cannot_be_spread(monkeypatch, current, allowed):
+    monkeypatch.setattr(_threads, "_siblings", lambda cpu: frozenset({cpu}))
+    assert _threads.spread_plan(current, allowed) is None
+
+
+def test_mask_rows_decode_like_glibcs_cpu_set():
+    from lnref.kernels.placement import MASK_BYTES
+
+    row = np.zeros(MASK_BYTES, np.uint8)
+    row[0] = 0b00000101  # CPUs 0 and 2
+    row[1] = 0b10000000  # CPU 15
+    row[MASK_BYTES - 1] = 0b10000000  # CPU 1023
+    assert _threads._mask_cpus(row) == {0, 2, 15, 1023}
+
+
+# ----------------------------------------------------------------------------------- on this machine's threads
+needs_two = pytest.mark.skipif(
+    not sys.platform.startswith("linux")
+    or numba.config.NUMBA_NUM_THREADS < 2
+    or len(os.sched_getaffinity(0)) < 2
+    or numba.config.DISABLE_JIT,
+    reason="needs Linux, two numba threads and two CPUs this process may use, compiled kernels",
+)
+
+
+def _team(threads):
+    """Per thread of numba's team of ``threads``: (CPU it is on, the CPUs of its affinity mask)."""
+    from lnref.kernels.placement import MASK_BYTES, thread_affinity
+
+    saved = np.zeros((threads, MASK_BYTES), np.uint8)
+    cpus = np.full(threads, -1, np.int32)
+    runs = np.zeros(threads, np.int64)
+    codes = np.zeros((threads, 2), np.int32)
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        thread_affinity(False, np.zeros_like(saved), saved, cpus, runs, codes)
+    finally:
+        numba.set_num_threads(old)
+    assert (runs >= 1).all() and (codes[:, 0] == 0).all()
+    return [(int(c), _threads._mask_cpus(row)) for c, row in zip(cpus, saved)]
+
+
+@pytest.fixture(scope="module")
+def original():
+    """The team's masks before any test of this module placed anything (each test must leave them so)."""
+    return [mask for _cpu, mask in _team(2)] if numba.config.NUMBA_NUM_THREADS >= 2 else None
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    for var in (_threads.ENV_SPREAD, *_threads._USER_PLACE_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(_threads, "machine_state", lambda max_age=0.0: QUIET)
+
+
+@needs_two
+def test_inside_the_block_each_thread_runs_on_its_own_cpu_and_after_it_the_masks_are_back(quiet, original):
+    before = [mask for _cpu, mask in _team(2)]
+    assert before == original
+    with num_threads(2) as n:
+        assert n == 2
+        inside = _team(2)
+        reason = _threads.spread_reason()
+    assert reason.startswith("spread over CPUs"), reason
+    assert all(len(mask) == 1 for _cpu, mask in inside), inside  # pinned: one CPU each
+    assert len({next(iter(mask)) for _cpu, mask in inside}) == 2  # ... and different ones
+    assert all(cpu in mask for cpu, mask in inside)  # running where pinned
+    assert [mask for _cpu, mask in _team(2)] == before
+
+
+@needs_two
+def test_the_masks_come_back_when_the_block_raises(quiet, original):
+    before = [mask for _cpu, mask in _team(2)]
+    assert before == original
+    with pytest.raises(RuntimeError, match="inside"), num_threads(2):
+        assert all(len(mask) == 1 for _cpu, mask in _team(2))
+        raise RuntimeError("inside")
+    assert [mask for _cpu, mask in _team(2)] == before
+
+
+@needs_two
+def test_a_nested_block_leaves_the_outer_placement_alone(quiet, original):
+    before = [mask for _cpu, mask in _team(2)]
+    assert before == original
+    with num_threads(2):
+        outer = [mask for _cpu, mask in _team(2)]
+        with num_threads(2):
+            assert [mask for _cpu, mask in _team(2)] == outer
+        assert [mask for _cpu, mask in _team(2)] == outer
+    assert [mask for _cpu, mask in _team(2)] == before
+
+
+@needs_two
+@pytest.mark.parametrize(
+    "env, state, why",
+    [
+        ({}, BUSY, "busy machine"),
+        ({_threads.ENV_SPREAD: "0"}, QUIET, "LNREF_SPREAD=0"),
+        ({"OMP_PROC_BIND": "false"}, QUIET, "placement set by the user (OMP_PROC_BIND)"),
+        ({"GOMP_CPU_AFFINITY": "0-1"}, QUIET, "placement set by the user (GOMP_CPU_AFFINITY)"),
+    ],
+)
+def test_nothing_is_pinned_on_a_busy_machine_or_when_the_user_says_so(monkeypatch, original, env, state, why):
+    for var in (_threads.ENV_SPREAD, *_threads._USER_PLACE_VARS):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(_threads, "machine_state", lambda max_age=0.0: state)
+    before = [mask for _cpu, mask in _team(2)]
+    assert before == original
+    with num_threads(2):
+        assert [mask for _cpu, mask in _team(2)] == before
+    assert _threads.spread_reason().startswith(why), _threads.spread_reason()
+
+
+@needs_two
+def test_one_thread_is_never_pinned(quiet, original):
+    before = [mask for _cpu, mask in _team(2)]
+    assert before == original
+    with num_threads(1):
+        assert [mask for _cpu, mask in _team(2)] == before
+
+
+@needs_two
+def test_a_spread_run_gives_the_same_bits_as_an_unspread_one(quiet, monkeypatch):
+    cfg = lnref.Config(
+        n=200, d=2000, m=20, steps=30, n_test=50, engine="coefficients", sampling="gram", seed=3, log_every=10
+    )
+    spread = lnref.train(cfg, threads=2)
+    assert _threads.spread_reason().startswith("spread over CPUs")
+    monkeypatch.setenv(_threads.ENV_SPREAD, "0")
+    plain = lnref.train(cfg, threads=2)
+    assert _threads.spread_reason() == "LNREF_SPREAD=0"
+    for key in spread.history:
+        np.testing.assert_array_equal(spread.history[key], plain.history[key], err_msg=key)
+    np.testing.assert_array_equal(spread.trace["gamma"], plain.trace["gamma"])
