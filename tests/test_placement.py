@@ -164,6 +164,40 @@ def test_nothing_is_pinned_on_a_busy_machine_or_when_the_user_says_so(monkeypatc
 
 
 @needs_two
+def test_a_thread_started_inside_the_block_does_not_keep_the_callers_pin(quiet, original):
+    """A thread the caller starts inside the block (a progress callback's, say) inherits the caller's one-CPU mask;
+    after the block it has the caller's own mask again, and a thread that set its own mask keeps it."""
+    import threading
+
+    caller_mask = os.sched_getaffinity(0)
+    stop = threading.Event()
+
+    def worker():
+        stop.wait(30)
+
+    plain = threading.Thread(target=worker)
+    chosen = threading.Thread(target=worker)
+    try:
+        with num_threads(2):
+            pinned = os.sched_getaffinity(0)
+            assert len(pinned) == 1
+            plain.start()
+            chosen.start()
+            assert plain.native_id is not None and chosen.native_id is not None
+            assert os.sched_getaffinity(plain.native_id) == pinned  # inherited from the caller
+            own = {max(caller_mask - pinned)}  # a mask of its own, another CPU the caller may use
+            os.sched_setaffinity(chosen.native_id, own)
+        assert os.sched_getaffinity(0) == caller_mask
+        assert os.sched_getaffinity(plain.native_id) == caller_mask
+        assert os.sched_getaffinity(chosen.native_id) == own
+    finally:
+        stop.set()
+        for t in (plain, chosen):
+            if t.is_alive():
+                t.join()
+
+
+@needs_two
 def test_one_thread_is_never_pinned(quiet, original):
     before = [mask for _cpu, mask in _team(2)]
     assert before == original

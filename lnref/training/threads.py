@@ -37,8 +37,9 @@ Three decisions, all speed only (every kernel gives the same bits for any thread
    or more threads on a quiet Linux machine, each of numba's threads is pinned to its own CPU and given its own
    affinity back when the run ends.  Linux may otherwise pack a worker that is busy only for short spells onto its
    master's CPU (measured on the 2-CPU virtual machines of this project: the coefficient engine's step 45 us
-   spread, 200 us packed, 78 us on one thread).  ``LNREF_SPREAD=0`` turns it off; a placement chosen by the user
-   (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``KMP_AFFINITY``) is left alone.
+   spread, 200 us packed, 78 us on one thread).  numba's ``omp`` threading layer only.  ``LNREF_SPREAD=0`` turns
+   it off; a placement chosen by the user (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``,
+   ``KMP_AFFINITY``) is left alone.
 """
 
 from __future__ import annotations
@@ -285,8 +286,9 @@ def resolve(threads, work: float | None = None, regions: float = 1.0, engine: st
 ENV_SPREAD = "LNREF_SPREAD"
 # a user who set one of these chose where OpenMP's threads run: lnref then places none
 _USER_PLACE_VARS = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
-# threading layers whose thread ``numba.get_thread_id() == t`` is the same OS thread in every region of a team
-_PLACEABLE_LAYERS = ("omp", "workqueue")
+# threading layers whose thread ``numba.get_thread_id() == t`` is the same OS thread in every region of a team and
+# whose thread 0 is the caller (OpenMP's master)
+_PLACEABLE_LAYERS = ("omp",)
 _spread_lock = threading.Lock()  # one placement at a time per process
 _last_reason = "no run with two or more threads yet"
 
@@ -389,17 +391,23 @@ def spread(threads: int) -> Iterator[bool]:
     the end leaves the user's threads as they were.  It is only done when it cannot cost a busy machine: two or more
     threads, a machine with at least that many CPUs free when the block starts (:func:`machine_state`), no placement
     chosen by the user (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``KMP_AFFINITY``), Linux, numba's
-    ``omp`` or ``workqueue`` threading layer, and not turned off with ``LNREF_SPREAD=0``.  Speed only: the bits never
-    depend on where a thread runs.  Costs three parallel regions and a few system calls per block.
+    ``omp`` threading layer (whose thread 0 is the caller), and not turned off with ``LNREF_SPREAD=0``.  Speed only:
+    the bits never depend on where a thread runs.  Costs three parallel regions and a few system calls per block.
+
+    A thread started by the caller inside the block (by a progress or checkpoint callback, say) would inherit the
+    caller's one-CPU mask for good: at the end of the block every thread of the process that was not there at its
+    start and still has that mask gets the caller's own mask back.  A process forked inside the block keeps it.
     """
     global _last_reason
     if threads < 2 or not _spread_lock.acquire(blocking=False):
         yield False
         return
     saved = None
+    before: set[str] = set()
     try:
         why = _spread_blocker(threads)
         if why is None:
+            before = _task_ids()
             saved, why = _place(threads)
         _last_reason = why or f"spread over CPUs {_placed_cpus}"
         yield saved is not None
@@ -407,8 +415,28 @@ def spread(threads: int) -> Iterator[bool]:
         try:
             if saved is not None:
                 _restore(saved)
+                _release_new_threads(before, _placed_cpus[0], _mask_cpus(saved[0]))
         finally:
             _spread_lock.release()
+
+
+def _task_ids() -> set[str]:
+    """The thread ids of this process (``/proc/self/task``)."""
+    try:
+        return set(os.listdir("/proc/self/task"))
+    except OSError:
+        return set()
+
+
+def _release_new_threads(before: set[str], pinned_cpu: int, caller_mask: set[int]) -> None:
+    """Threads started during the block (not in ``before``) that still have the caller's pinned mask {pinned_cpu}
+    get ``caller_mask`` (the caller's mask before the block): they inherited the pin from the caller."""
+    for tid in _task_ids() - before:
+        try:
+            if os.sched_getaffinity(int(tid)) == {pinned_cpu}:
+                os.sched_setaffinity(int(tid), caller_mask)
+        except (OSError, ValueError):
+            continue  # gone, or not ours to change
 
 
 _placed_cpus: list[int] = []
