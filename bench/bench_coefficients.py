@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     from lnref.data.gram import sample_gram
     from lnref.engines import from_config
     from lnref.training import num_threads
-    from lnref.training import threads as _threads
+    from lnref.training import placement as _placement
 
     all_threads = numba.config.NUMBA_NUM_THREADS
     t0 = time.perf_counter()
@@ -163,8 +163,8 @@ def main(argv=None) -> int:
             f"{n:>4} {d:>6} {m:>3} | {sp_np:>10.1f} | {sp_all:>10.1f} {'':>7} {sp_all / sp_np:>7.1f} | "
             f"{sp_one:>10.1f} {'':>5} {sp_one / sp_np:>7.1f} | {t_setup:>12.3f}"
         )
-    spread = _threads.spread_reason()
-    print(f"   (all threads: {spread}; wait policy: {_threads.wait_policy()})")
+    spread = _placement.spread_reason()
+    print(f"   (all threads: {spread}; wait policy: {_placement._threads.wait_policy()})")
 
     print("\n2. sampling='gram' (n=200, m=20): time per step vs d (all threads)")
     ds = [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])

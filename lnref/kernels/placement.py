@@ -2,7 +2,7 @@
 
 The one kernel of this layer that computes no formula.  :func:`thread_affinity` runs one parallel region in which
 each of numba's threads (``numba.get_thread_id()``) records the CPU it is on and its affinity mask, and may set its
-mask; :func:`lnref.training.threads.spread` decides the masks (issue 25: on some virtual machines the scheduler
+mask; :func:`lnref.training.placement.spread` decides the masks (issue 25: on some virtual machines the scheduler
 packs a short-lived OpenMP worker onto its master's CPU, where two threads run slower than one).  A thread can only
 be reached from inside a parallel region (OpenMP does not name its workers to the program), hence a kernel.
 

@@ -16,6 +16,7 @@ from .._lazy import submodule_getattr
 from ..config import SELECTION_ALGORITHMS, Config, ConfigError
 from ..data import TestSet, label_noise_signs, stream
 from ..model.metrics import HISTORY_COLUMNS, METHOD_COLUMNS, method_mean_loss, sample_losses, step_metrics
+from . import placement as _placement
 from . import threads as _threads
 from .state import STATE_KEYS, check_train_options, make_state, restore_state, short_repr
 
@@ -111,12 +112,12 @@ def num_threads(
     None: :func:`lnref.training.threads.default_threads` for ``work`` multiply-adds per step of ``engine`` in
     ``regions`` parallel regions, from the machine's state now (one thread for small problems or a busy machine; see
     lnref.training.threads; ``LNREF_THREADS`` overrides).  Two or more threads run each on its own CPU while the
-    block runs, on a quiet Linux machine (:func:`lnref.training.threads.spread`)."""
+    block runs, on a quiet Linux machine (:func:`lnref.training.placement.spread`)."""
     old = numba.get_num_threads()
     threads = _threads.resolve(threads, work, regions, engine)
     numba.set_num_threads(threads)
     try:
-        with _threads.spread(threads):
+        with _placement.spread(threads):
             yield int(threads)
     finally:
         numba.set_num_threads(old)
@@ -409,7 +410,8 @@ def train(
             li += 1
             timer["log"] += time.perf_counter() - tl
             if progress is not None:
-                progress(step, cfg.steps)
+                with _placement.unpinned():  # the user's code never runs pinned to one CPU
+                    progress(step, cfg.steps)
             if (
                 not final
                 and on_checkpoint is not None
@@ -417,7 +419,9 @@ def train(
                 and step - timer["checkpoint"] >= checkpoint_every
                 and step < cfg.steps
             ):
-                on_checkpoint(make_state(step, li, cfg, engine, hist, trace, lnoise, algo))
+                state = make_state(step, li, cfg, engine, hist, trace, lnoise, algo)
+                with _placement.unpinned():
+                    on_checkpoint(state)
                 timer["checkpoint"] = step
 
         t, diverged, message = run_loop(engine, cfg, log_steps, t, y_obs, lnoise, log_row, logged=restored, algo=algo)

@@ -33,24 +33,14 @@ Three decisions, all speed only (every kernel gives the same bits for any thread
 
    ``LNREF_THREADS`` (an integer, or ``all``) overrides the default; an explicit ``threads=`` argument always
    wins.
-3. **Placement**, for the length of a run (:func:`spread`, entered by :func:`lnref.training.num_threads`): with two
-   or more threads on a quiet Linux machine, each of numba's threads is pinned to its own CPU and given its own
-   affinity back when the run ends.  Linux may otherwise pack a worker that is busy only for short spells onto its
-   master's CPU (measured on the 2-CPU virtual machines of this project: the coefficient engine's step 45 us
-   spread, 200 us packed, 78 us on one thread).  numba's ``omp`` threading layer only.  ``LNREF_SPREAD=0`` turns
-   it off; a placement chosen by the user (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``,
-   ``KMP_AFFINITY``) is left alone.
+3. **Placement** (:mod:`lnref.training.placement`, entered by :func:`lnref.training.num_threads`): with two or
+   more threads on a quiet Linux machine, each of numba's threads runs on its own CPU while lnref's kernels run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import sys
-import threading
 import time
-from collections.abc import Iterator
 
 import numba
 
@@ -68,10 +58,6 @@ __all__ = [
     "step_work",
     "resolve",
     "env_threads",
-    "ENV_SPREAD",
-    "spread",
-    "spread_plan",
-    "spread_reason",
 ]
 
 # Multiply-adds a parallel region must carry before a second thread pays on a BUSY machine (speed only, never
@@ -93,8 +79,6 @@ ENV_THREADS = "LNREF_THREADS"
 LOADAVG = "/proc/loadavg"
 # seconds between machine_state's two looks at the runnable threads
 RECHECK_PAUSE = 0.0001
-# seconds for which spread() reuses a machine_state reading (the thread count was decided from it just before)
-STATE_REUSE = 0.05
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 _policy = "not applied yet"
 
@@ -150,7 +134,8 @@ def env_threads() -> int | None:
 
 def machine_state(max_age: float = 0.0) -> tuple[int, float]:
     """(CPUs this process may run on, other programs running now), read when a run starts; a reading at most
-    ``max_age`` seconds old is reused (:func:`spread` reuses the one :func:`default_threads` has just made).
+    ``max_age`` seconds old is reused (:func:`lnref.training.placement.spread` reuses the one
+    :func:`default_threads` has just made).
 
     The CPUs are ``os.sched_getaffinity(0)`` (``os.cpu_count()`` where that is missing).  The other programs are
     the smaller of the 1-minute load average and the runnable threads of ``/proc/loadavg`` less this process's
@@ -280,214 +265,6 @@ def resolve(threads, work: float | None = None, regions: float = 1.0, engine: st
             f"{numba.config.NUMBA_NUM_THREADS} (numba's NUMBA_NUM_THREADS)"
         )
     return int(threads)
-
-
-# ----------------------------------------------------------------------------------- thread placement
-ENV_SPREAD = "LNREF_SPREAD"
-# a user who set one of these chose where OpenMP's threads run: lnref then places none
-_USER_PLACE_VARS = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
-# threading layers whose thread ``numba.get_thread_id() == t`` is the same OS thread in every region of a team and
-# whose thread 0 is the caller (OpenMP's master)
-_PLACEABLE_LAYERS = ("omp",)
-_spread_lock = threading.Lock()  # one placement at a time per process
-_last_reason = "no run with two or more threads yet"
-
-
-def spread_reason() -> str:
-    """Why the last run with two or more threads was or was not spread over CPUs (for benchmarks and tests)."""
-    return _last_reason
-
-
-def _spread_blocker(threads: int) -> str | None:
-    """None when a run with ``threads`` threads may be spread (module docs, point 3), else why not."""
-    if threads < 2:
-        return "one thread"
-    if not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"):
-        return "not Linux"
-    if numba.config.DISABLE_JIT:
-        return "NUMBA_DISABLE_JIT=1"
-    if os.environ.get(ENV_SPREAD, "1").strip().lower() in ("0", "false", "no", "off"):
-        return f"{ENV_SPREAD}={os.environ[ENV_SPREAD]}"
-    user = [v for v in _USER_PLACE_VARS if v in os.environ]
-    if user:
-        return f"placement set by the user ({', '.join(user)})"
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # not loaded: no parallel region has run yet (apply_wait_policy loads it)
-        return "numba's threading layer is not loaded"
-    if layer not in _PLACEABLE_LAYERS:
-        return f"numba's threading layer is {layer!r}"
-    cpus, others = machine_state(max_age=STATE_REUSE)
-    if int(cpus - others + 0.5) < threads:
-        return f"busy machine ({cpus} CPUs, {others:g} other programs running)"
-    return None
-
-
-@functools.cache
-def _siblings(cpu: int) -> frozenset[int]:
-    """The CPUs sharing a core with ``cpu`` (SMT siblings, itself included); {cpu} where Linux does not say."""
-    try:
-        with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as fh:
-            text = fh.read().strip()
-    except OSError:
-        return frozenset({cpu})
-    out: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        if lo.strip().isdigit():
-            out.update(range(int(lo), int(hi or lo) + 1))
-    return frozenset(out or {cpu})
-
-
-def spread_plan(current: list[int], allowed: list[set[int]]) -> list[int] | None:
-    """One CPU per thread, all different: thread t runs now on ``current[t]`` and may run on ``allowed[t]``.
-
-    Thread 0 (the caller, OpenMP's master) keeps its CPU; every other thread keeps its own when that is free, else
-    takes a free allowed CPU, first one on a core no chosen CPU shares (SMT siblings), then the lowest.  None when
-    some thread has no free CPU (more threads than CPUs) or a current CPU is unknown (-1)."""
-    chosen: list[int | None] = [None] * len(current)
-    taken: set[int] = set()
-    for t, cpu in enumerate(current):
-        if cpu < 0:
-            return None
-        if cpu in allowed[t] and cpu not in taken:
-            chosen[t] = cpu
-            taken.add(cpu)
-        elif t == 0:
-            return None
-    busy_cores: set[int] = set()
-    for cpu in taken:
-        busy_cores |= _siblings(cpu)
-    for t in range(len(current)):
-        if chosen[t] is not None:
-            continue
-        free = sorted(allowed[t] - taken)
-        if not free:
-            return None
-        own_core = [c for c in free if c not in busy_cores]
-        cpu = (own_core or free)[0]
-        chosen[t] = cpu
-        taken.add(cpu)
-        busy_cores |= _siblings(cpu)
-    return [int(c) for c in chosen if c is not None]
-
-
-def _mask_cpus(row) -> set[int]:
-    """The CPUs of a cpu_set_t row (bit c of byte c // 8 is CPU c)."""
-    import numpy as np
-
-    return set(np.flatnonzero(np.unpackbits(row, bitorder="little")).tolist())
-
-
-@contextlib.contextmanager
-def spread(threads: int) -> Iterator[bool]:
-    """Run numba's ``threads`` threads each on its own CPU while the block runs, then give every thread back the
-    affinity it had; yields whether they were spread (the reason: :func:`spread_reason`).
-
-    Why (issue 25): on the 2-CPU virtual machines this project is measured on, Linux packs a worker thread that is
-    busy only for short spells (the coefficient engine's regions of 10-20 us) onto its master's CPU once the process
-    has paused for a moment; the two threads then share one CPU and a step takes 200 us against 45 us spread and 78
-    us on one thread.  Pinning each thread to its own CPU for the run keeps them apart; giving the affinity back at
-    the end leaves the user's threads as they were.  It is only done when it cannot cost a busy machine: two or more
-    threads, a machine with at least that many CPUs free when the block starts (:func:`machine_state`), no placement
-    chosen by the user (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``KMP_AFFINITY``), Linux, numba's
-    ``omp`` threading layer (whose thread 0 is the caller), and not turned off with ``LNREF_SPREAD=0``.  Speed only:
-    the bits never depend on where a thread runs.  Costs three parallel regions and a few system calls per block.
-
-    A thread started by the caller inside the block (by a progress or checkpoint callback, say) would inherit the
-    caller's one-CPU mask for good: at the end of the block every thread of the process that was not there at its
-    start and still has that mask gets the caller's own mask back.  A process forked inside the block keeps it.
-    """
-    global _last_reason
-    if threads < 2 or not _spread_lock.acquire(blocking=False):
-        yield False
-        return
-    saved = None
-    before: set[str] = set()
-    try:
-        why = _spread_blocker(threads)
-        if why is None:
-            before = _task_ids()
-            saved, why = _place(threads)
-        _last_reason = why or f"spread over CPUs {_placed_cpus}"
-        yield saved is not None
-    finally:
-        try:
-            if saved is not None:
-                _restore(saved)
-                _release_new_threads(before, _placed_cpus[0], _mask_cpus(saved[0]))
-        finally:
-            _spread_lock.release()
-
-
-def _task_ids() -> set[str]:
-    """The thread ids of this process (``/proc/self/task``)."""
-    try:
-        return set(os.listdir("/proc/self/task"))
-    except OSError:
-        return set()
-
-
-def _release_new_threads(before: set[str], pinned_cpu: int, caller_mask: set[int]) -> None:
-    """Threads started during the block (not in ``before``) that still have the caller's pinned mask {pinned_cpu}
-    get ``caller_mask`` (the caller's mask before the block): they inherited the pin from the caller."""
-    for tid in _task_ids() - before:
-        try:
-            if os.sched_getaffinity(int(tid)) == {pinned_cpu}:
-                os.sched_setaffinity(int(tid), caller_mask)
-        except (OSError, ValueError):
-            continue  # gone, or not ours to change
-
-
-_placed_cpus: list[int] = []
-
-
-def _place(threads: int):
-    """Pin thread t of numba's team to its CPU of :func:`spread_plan`; (saved masks, None) or (None, why not)."""
-    global _placed_cpus
-    import numpy as np
-
-    from ..kernels.placement import MASK_BYTES, thread_affinity
-
-    saved = np.zeros((threads, MASK_BYTES), np.uint8)
-    masks = np.zeros_like(saved)
-    cpus = np.full(threads, -1, np.int32)
-    runs = np.zeros(threads, np.int64)
-    codes = np.zeros((threads, 2), np.int32)
-    thread_affinity(False, masks, saved, cpus, runs, codes)
-    if (runs == 0).any() or (codes[:, 0] != 0).any():
-        return None, "a thread of numba's team could not be reached"
-    plan = spread_plan([int(c) for c in cpus], [_mask_cpus(row) for row in saved])
-    if plan is None:
-        return None, f"no distinct CPU for each thread (threads on CPUs {cpus.tolist()})"
-    for t, cpu in enumerate(plan):
-        masks[t, cpu // 8] = 1 << (cpu % 8)
-    runs[:] = 0
-    codes[:] = 0
-    scratch = np.zeros_like(saved)
-    thread_affinity(True, masks, scratch, cpus, runs, codes)
-    if (runs == 0).any() or (codes[:, 1] != 0).any():
-        _restore(saved)
-        return None, "a thread's affinity could not be set"
-    _placed_cpus = plan
-    return saved, None
-
-
-def _restore(saved) -> None:
-    """Give thread t of numba's team its mask saved[t] back (tried a few times should a thread miss the region)."""
-    import numpy as np
-
-    from ..kernels.placement import thread_affinity
-
-    threads = saved.shape[0]
-    done = np.zeros(threads, bool)
-    for _ in range(4):
-        runs = np.zeros(threads, np.int64)
-        codes = np.zeros((threads, 2), np.int32)
-        thread_affinity(True, saved, np.zeros_like(saved), np.zeros(threads, np.int32), runs, codes)
-        done |= (runs > 0) & (codes[:, 1] == 0)
-        if done.all():
-            return
 
 
 apply_wait_policy()
