@@ -63,12 +63,20 @@ def test_mask_rows_decode_like_glibcs_cpu_set():
 
 
 # ----------------------------------------------------------------------------------- on this machine's threads
+def _layer() -> str:
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "not loaded"
+
+
 needs_two = pytest.mark.skipif(
     not sys.platform.startswith("linux")
     or numba.config.NUMBA_NUM_THREADS < 2
     or len(os.sched_getaffinity(0)) < 2
-    or numba.config.DISABLE_JIT,
-    reason="needs Linux, two numba threads and two CPUs this process may use, compiled kernels",
+    or numba.config.DISABLE_JIT
+    or _layer() != "omp",
+    reason="needs Linux, two numba threads and two CPUs this process may use, compiled kernels, numba's omp layer",
 )
 
 

@@ -71,3 +71,20 @@ def test_refusals_name_the_knob(monkeypatch):
     with pytest.raises(lnref.ConfigError, match="LNREF_MEMORY_LIMIT"):
         available_memory()
     assert MAX_SWEEP_RUNS == 10**7
+
+
+def test_a_sweeps_rows_are_counted_for_every_run_not_every_size(monkeypatch):
+    """The rows a sweep holds grow with its runs (cells x replicates), however few distinct run sizes its grid has:
+    a grid over mu_norm alone (one size) with a limit between one size's rows and all of them is refused."""
+    from lnref.training.resources import estimate_sweep_memory
+
+    base = lnref.Config(n=8, d=16, m=2, steps=5)
+    one_size = estimate_sweep_memory([base], replicates=10, workers=1, columns=12)
+    all_rows = estimate_sweep_memory([base], replicates=10, workers=1, columns=12, runs=2000 * 10)
+    rows_per_run = (one_size.parts["rows and jobs"]) / 10
+    assert all_rows.parts["rows and jobs"] == rows_per_run * 2000 * 10
+    limit = (one_size.total + all_rows.total) // 2
+    monkeypatch.setenv("LNREF_MEMORY_LIMIT", str(limit))
+    grid = {"mu_norm": [round(0.01 * i, 2) for i in range(1, 2001)]}
+    with pytest.raises(ResourceError, match="fewer replicates= or a coarser grid"):
+        lnref.sweep(base, grid, replicates=10, executor=lnref.sweeps.SerialExecutor())

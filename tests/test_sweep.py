@@ -8,7 +8,10 @@ import json
 import math
 import multiprocessing
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lnref
 from lnref.cli import main
@@ -606,3 +609,23 @@ def test_a_batch_of_runs_leaves_no_reference_cycles():
 
     out = subprocess.run([sys.executable, "-c", _NO_CYCLES], capture_output=True, text=True, check=True, timeout=600)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    root=st.one_of(st.integers(0, 2**32 - 1), st.integers(2**32, 2**64 - 1), st.integers(2**64, 2**70)),
+    pairs=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=20),
+)
+def test_cell_seeds_are_cell_seed_and_numpys_seed_sequence(root, pairs):
+    """The batch form (one kernel call for a sweep's jobs) gives cell_seed's seeds, which are NumPy's
+    SeedSequence(root, spawn_key=(cell, replicate)).generate_state(1, uint64)[0] >> 1; roots of 2^64 and more take
+    the one-by-one path."""
+    from lnref.sweeps.grid import cell_seeds
+
+    cells = [c for c, _ in pairs]
+    reps = [r for _, r in pairs]
+    got = cell_seeds(root, cells, reps)
+    assert got == [cell_seed(root, c, r) for c, r in pairs]
+    for (c, r), seed in zip(pairs[:3], got):
+        ss = np.random.SeedSequence(root, spawn_key=(c, r))
+        assert seed == int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))

@@ -12,9 +12,17 @@ import numpy as np
 
 from .._suggest import did_you_mean
 from ..config import FIELD_TYPES, Config, ConfigError
-from ..kernels.seeding import generate_state
+from ..kernels.seeding import generate_state, spawn_first_words
 
-__all__ = ["cell_seed", "parse_grid_item", "grid_from_toml", "validate_grid", "convert_value", "REFUSED_FIELDS"]
+__all__ = [
+    "cell_seed",
+    "cell_seeds",
+    "parse_grid_item",
+    "grid_from_toml",
+    "validate_grid",
+    "convert_value",
+    "REFUSED_FIELDS",
+]
 
 # fields a grid may not range over: replicates own the seed; logging does not change final metrics
 REFUSED_FIELDS = {
@@ -30,6 +38,21 @@ def cell_seed(root: int, cell: int, replicate: int) -> int:
     # SeedSequence object (lnref.kernels.seeding)
     state = generate_state(int(root), (int(cell), int(replicate)), 1, np.uint64)
     return int(state[0] >> np.uint64(1))
+
+
+def cell_seeds(root: int, cells: Sequence[int], replicates: Sequence[int]) -> list[int]:
+    """:func:`cell_seed` of every (cells[j], replicates[j]), in one kernel call (a full phase diagram's 100 000
+    seeds took 0.36 s one by one, before its runs could start)."""
+    root = int(root)
+    c = np.asarray(cells, dtype=np.int64).reshape(-1)
+    r = np.asarray(replicates, dtype=np.int64).reshape(-1)
+    if c.shape != r.shape:
+        raise ValueError(f"cells and replicates must have the same length, got {c.size} and {r.size}")
+    if not (0 <= root < 2**64) or (c.size and (c.min() < 0 or c.max() >= 2**32 or r.min() < 0 or r.max() >= 2**32)):
+        return [cell_seed(root, int(a), int(b)) for a, b in zip(c.tolist(), r.tolist())]
+    out = np.empty(c.size, dtype=np.uint64)
+    spawn_first_words(root & 0xFFFFFFFF, root >> 32, c.astype(np.uint32), r.astype(np.uint32), out)
+    return (out >> np.uint64(1)).astype(np.int64).tolist()
 
 
 def convert_value(name: str, value: Any) -> Any:

@@ -110,10 +110,15 @@ def estimate_run_memory(cfg: Config, keep_rho: bool = True, logged: bool = True)
     return MemoryEstimate(parts)
 
 
-def estimate_sweep_memory(cells: list[Config], replicates: int, workers: int, columns: int) -> MemoryEstimate:
-    """Peak bytes of a sweep: ``workers`` runs at once (the largest cell's) plus the rows held by the caller."""
+def estimate_sweep_memory(
+    cells: list[Config], replicates: int, workers: int, columns: int, runs: int | None = None
+) -> MemoryEstimate:
+    """Peak bytes of a sweep: ``workers`` runs at once (the largest cell's) plus the rows held by the caller.
+
+    ``cells`` may hold one config per distinct run size; ``runs`` is then the sweep's number of runs (cells x
+    replicates), default ``len(cells) * replicates``."""
     run = max((estimate_run_memory(c, keep_rho=False, logged=False).total for c in cells), default=0)
-    runs = len(cells) * replicates
+    runs = len(cells) * replicates if runs is None else int(runs)
     return MemoryEstimate({"runs in the workers": workers * run, "rows and jobs": runs * (400 + 120 * columns)})
 
 
@@ -177,10 +182,16 @@ def check_run_memory(cfg: Config, keep_rho: bool = True, available: int | None =
 
 
 def check_sweep_memory(
-    cells: list[Config], replicates: int, workers: int, columns: int, available: int | None = None
+    cells: list[Config],
+    replicates: int,
+    workers: int,
+    columns: int,
+    available: int | None = None,
+    runs: int | None = None,
 ) -> MemoryEstimate:
-    """Refuse (ResourceError) a sweep whose estimate exceeds the available memory; return the estimate."""
-    est = estimate_sweep_memory(cells, replicates, workers, columns)
+    """Refuse (ResourceError) a sweep whose estimate exceeds the available memory; return the estimate
+    (:func:`estimate_sweep_memory`)."""
+    est = estimate_sweep_memory(cells, replicates, workers, columns, runs)
     limit = available_memory() if available is None else available
     if limit is not None and est.total > limit:
         if est.largest() == "rows and jobs":
