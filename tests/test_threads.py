@@ -35,6 +35,7 @@ def test_busy_machine_one_thread_below_the_region_work_and_all_above(monkeypatch
 @pytest.mark.parametrize("engine", ["weights", "coefficients"])
 def test_quiet_machine_threads_from_the_engine_threshold_and_the_free_cpus(monkeypatch, engine):
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    monkeypatch.setattr("lnref.training.placement.setup_blocker", lambda: None)  # threads that can be spread
     w = _threads.QUIET_REGION_WORK[engine]
     assert w <= _threads.busy_region_work(engine)  # a quiet machine splits no region a busy one would not
     assert _threads.default_threads(w * 2 - 1, regions=2, engine=engine, state=QUIET) == 1
@@ -47,8 +48,10 @@ def test_the_coefficient_engine_takes_two_threads_where_its_parallel_kernel_runs
     """On a quiet machine the coefficient engine's default is two threads exactly when a step is large enough for
     its parallel kernel (PARALLEL_WORK multiply-adds in two regions): below, a second thread would only cost."""
     from lnref.data.gram_stats import PARALLEL_WORK
+    from lnref.training import placement
 
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    monkeypatch.setattr(placement, "setup_blocker", lambda: None)  # threads that can be spread
     regions = _threads.REGIONS_PER_STEP["coefficients"]
     assert _threads.QUIET_REGION_WORK["coefficients"] * regions == PARALLEL_WORK
     cfg = lnref.Config(n=200, d=2000, m=20, engine="coefficients", sampling="gram")  # 2m n^2 = 1.6e6
@@ -56,6 +59,25 @@ def test_the_coefficient_engine_takes_two_threads_where_its_parallel_kernel_runs
     assert _threads.default_threads(*_threads.step_work(cfg.replace(n=150)), state=QUIET) == 1  # 9e5
     assert _threads.default_threads(*_threads.step_work(cfg), state=BUSY) == 1  # a busy machine: REGION_WORK
     assert _threads.busy_region_work("coefficients") == _threads.REGION_WORK
+
+
+def test_without_spreading_the_coefficient_engine_keeps_one_thread_for_short_regions(monkeypatch):
+    """With the threads left where Linux puts them (LNREF_SPREAD=0, a placement of the user's, ...) two threads of
+    the coefficient engine lose to one below UNSPREAD_COEFFICIENT_WORK per region after an idle pause (the worker is
+    packed onto the caller's CPU): the default keeps one there, quiet or busy."""
+    from lnref.training import placement
+
+    monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
+    monkeypatch.setenv(placement.ENV_SPREAD, "0")
+    w = _threads.UNSPREAD_COEFFICIENT_WORK
+    assert _threads.busy_region_work("coefficients") == w > _threads.QUIET_REGION_WORK["coefficients"]
+    cfg = lnref.Config(n=200, d=2000, m=20, engine="coefficients", sampling="gram")
+    for state in (QUIET, BUSY):
+        assert _threads.default_threads(*_threads.step_work(cfg), state=state) == 1
+        assert _threads.default_threads(w * 2 - 1, regions=2, engine="coefficients", state=state) == 1
+    assert _threads.default_threads(w * 2, regions=2, engine="coefficients", state=QUIET) == min(ALL, 2)
+    # the weight engine's thresholds do not depend on spreading
+    assert _threads.busy_region_work("weights") == _threads.REGION_WORK
 
 
 def test_machine_state_reads_the_affinity_and_the_load():

@@ -41,7 +41,7 @@ import numba
 
 from . import threads as _threads
 
-__all__ = ["ENV_SPREAD", "spread", "unpinned", "spread_plan", "spread_blocker", "spread_reason"]
+__all__ = ["ENV_SPREAD", "spread", "unpinned", "spread_plan", "spread_blocker", "setup_blocker", "spread_reason"]
 
 ENV_SPREAD = "LNREF_SPREAD"
 # a user who set one of these chose where OpenMP's threads run: lnref then places none
@@ -61,6 +61,18 @@ def spread_blocker(threads: int) -> str | None:
     """None when a block with ``threads`` threads may be spread (module docs), else why not."""
     if threads < 2:
         return "one thread"
+    why = setup_blocker()
+    if why is not None:
+        return why
+    cpus, others = _threads.machine_state(max_age=STATE_REUSE)
+    if int(cpus - others + 0.5) < threads:
+        return f"busy machine ({cpus} CPUs, {others:g} other programs running)"
+    return None
+
+
+def setup_blocker() -> str | None:
+    """Why no block of this process can be spread whatever the machine's load (the platform, numba's threading
+    layer, the user's settings), or None."""
     if not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"):
         return "not Linux"
     if numba.config.DISABLE_JIT:
@@ -76,9 +88,6 @@ def spread_blocker(threads: int) -> str | None:
         return "numba's threading layer is not loaded"
     if layer != "omp":  # the others' thread 0 need not be the caller, nor thread t the same OS thread each time
         return f"numba's threading layer is {layer!r}"
-    cpus, others = _threads.machine_state(max_age=STATE_REUSE)
-    if int(cpus - others + 0.5) < threads:
-        return f"busy machine ({cpus} CPUs, {others:g} other programs running)"
     return None
 
 

@@ -34,7 +34,9 @@ Three decisions, all speed only (every kernel gives the same bits for any thread
    ``LNREF_THREADS`` (an integer, or ``all``) overrides the default; an explicit ``threads=`` argument always
    wins.
 3. **Placement** (:mod:`lnref.training.placement`, entered by :func:`lnref.training.num_threads`): with two or
-   more threads on a quiet Linux machine, each of numba's threads runs on its own CPU while lnref's kernels run.
+   more threads on a quiet Linux machine, each of numba's threads runs on its own CPU for the block.  Where that
+   cannot be done (:func:`lnref.training.placement.setup_blocker`), the coefficient engine's quiet threshold is
+   :data:`UNSPREAD_COEFFICIENT_WORK`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "REGION_WORK",
     "QUIET_REGION_WORK",
     "busy_region_work",
+    "UNSPREAD_COEFFICIENT_WORK",
     "SPIN_COUNT",
     "ENV_THREADS",
     "apply_wait_policy",
@@ -71,6 +74,9 @@ REGION_WORK = 2_000_000
 # pause, takes 10.1 ms on two threads against 15.0 ms on one; 9.9 against 17.0 ms at n = 200 (bench/README.md,
 # issue 25).  Without spreading it had to be 5e6: the second thread was packed onto the first one's CPU.
 QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 500_000}
+# The coefficient engine's quiet threshold when its threads cannot be spread (LNREF_SPREAD=0, a placement of the
+# user's, another threading layer, not Linux): 5e6, where two packed threads start to gain (bench/README.md, issue 25)
+UNSPREAD_COEFFICIENT_WORK = 5_000_000
 # libgomp's spin before sleeping (pause instructions; 300 000 is its default, 1 000 what it uses itself when a
 # machine is oversubscribed)
 SPIN_COUNT = 1000
@@ -208,7 +214,7 @@ def default_threads(
     if work is None:
         return top
     per_region = work / max(regions, 1.0)
-    quiet = QUIET_REGION_WORK.get(engine, REGION_WORK)
+    quiet = _quiet_work(engine)
     if per_region < quiet:
         return 1  # one thread on any machine: no need to read its state
     cpus, others = machine_state() if state is None else state
@@ -223,7 +229,18 @@ def default_threads(
 def busy_region_work(engine: str = "weights") -> float:
     """Multiply-adds per region from which a BUSY machine gets all threads: :data:`REGION_WORK`, or the engine's
     quiet threshold where that is higher (a busy machine never splits a region a quiet one would not)."""
-    return max(REGION_WORK, QUIET_REGION_WORK.get(engine, REGION_WORK))
+    return max(REGION_WORK, _quiet_work(engine))
+
+
+def _quiet_work(engine: str) -> float:
+    """The engine's quiet threshold: :data:`QUIET_REGION_WORK`, or :data:`UNSPREAD_COEFFICIENT_WORK` for the
+    coefficient engine when no block of this process can be spread (lnref.training.placement.setup_blocker)."""
+    if engine == "coefficients":
+        from .placement import setup_blocker
+
+        if setup_blocker() is not None:
+            return UNSPREAD_COEFFICIENT_WORK
+    return QUIET_REGION_WORK.get(engine, REGION_WORK)
 
 
 # Parallel regions per GD step of each engine's ``advance`` kernel (lnref/kernels/weights.py ``advance``: samples, then
