@@ -108,6 +108,7 @@ def main(argv=None) -> int:
     from lnref.engines import from_config
     from lnref.training import num_threads
     from lnref.training import placement as _placement
+    from lnref.training import threads as _threads
 
     all_threads = numba.config.NUMBA_NUM_THREADS
     t0 = time.perf_counter()
@@ -148,6 +149,7 @@ def main(argv=None) -> int:
         # rounds: the baseline, then the engine on all threads and on one, each timed once per round; the minimum
         # of each over the rounds (a shared machine's speed drifts over seconds: all three see the same drift)
         best = {"numpy": np.inf, all_threads: np.inf, 1: np.inf}
+        placed = []  # whether the all-threads blocks were spread over CPUs (lnref.training.placement)
         for _ in range(args.repeats):
             t_np, _ = best_of(lambda: numpy_gd(W0, data.mu, data.xi, data.y, data.y_obs, cfg.q, cfg.eta, args.steps), 1)
             best["numpy"] = min(best["numpy"], t_np)
@@ -156,15 +158,19 @@ def main(argv=None) -> int:
                 with num_threads(thr):
                     eng = from_config(cfg, data, W0)
                     t_adv, _ = best_of(lambda e=eng: e.advance(args.steps, None), 1)
+                    if thr > 1:
+                        placed.append(_placement.spread_reason())
                 best[thr] = min(best[thr], t_adv)
         sp_np = args.steps / best["numpy"]
         sp_all, sp_one = args.steps / best[all_threads], args.steps / best[1]
         print(
             f"{n:>4} {d:>6} {m:>3} | {sp_np:>10.1f} | {sp_all:>10.1f} {'':>7} {sp_all / sp_np:>7.1f} | "
-            f"{sp_one:>10.1f} {'':>5} {sp_one / sp_np:>7.1f} | {t_setup:>12.3f}"
+            f"{sp_one:>10.1f} {'':>5} {sp_one / sp_np:>7.1f} | {t_setup:>12.3f}   "
+            f"spread {sum(r.startswith('spread over') for r in placed)}/{len(placed)}"
         )
-    spread = _placement.spread_reason()
-    print(f"   (all threads: {spread}; wait policy: {_placement._threads.wait_policy()})")
+        for reason in sorted({r for r in placed if not r.startswith("spread over")}):
+            print(f"   not spread: {reason}")
+    print(f"   (all threads: spread means each thread pinned to its own CPU; wait policy: {_threads.wait_policy()})")
 
     print("\n2. sampling='gram' (n=200, m=20): time per step vs d (all threads)")
     ds = [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
