@@ -7,7 +7,7 @@ packs a short-lived OpenMP worker onto its master's CPU, where two threads run s
 be reached from inside a parallel region (OpenMP does not name its workers to the program), hence a kernel.
 
 The masks are glibc's ``cpu_set_t``: :data:`MASK_BYTES` bytes, bit c of byte c // 8 for CPU c (``CPU_SET``).
-libc's ``sched_getaffinity``, ``sched_setaffinity`` (thread 0 = the calling thread) and ``sched_getcpu`` are
+libc's ``sched_getaffinity``, ``sched_setaffinity`` (pid 0: the calling thread) and ``sched_getcpu`` are
 called through numba's extension API (``numba.extending.intrinsic``); the symbols are the process's own libc, so
 the kernel caches like any other.  With ``NUMBA_DISABLE_JIT=1`` there is no kernel to run (the intrinsics have no
 Python form) and the caller places nothing.
