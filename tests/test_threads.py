@@ -35,7 +35,7 @@ def test_busy_machine_one_thread_below_the_region_work_and_all_above(monkeypatch
 @pytest.mark.parametrize("engine", ["weights", "coefficients"])
 def test_quiet_machine_threads_from_the_engine_threshold_and_the_free_cpus(monkeypatch, engine):
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
-    monkeypatch.setattr("lnref.training.placement.setup_blocker", lambda: None)  # threads that can be spread
+    monkeypatch.setattr(_threads, "setup_blocker", lambda: None)  # threads that can be spread
     w = _threads.QUIET_REGION_WORK[engine]
     assert w <= _threads.busy_region_work(engine)  # a quiet machine splits no region a busy one would not
     assert _threads.default_threads(w * 2 - 1, regions=2, engine=engine, state=QUIET) == 1
@@ -48,10 +48,9 @@ def test_the_coefficient_engine_takes_two_threads_where_its_parallel_kernel_runs
     """On a quiet machine the coefficient engine's default is two threads exactly when a step is large enough for
     its parallel kernel (PARALLEL_WORK multiply-adds in two regions): below, a second thread would only cost."""
     from lnref.data.gram_stats import PARALLEL_WORK
-    from lnref.training import placement
 
     monkeypatch.delenv(_threads.ENV_THREADS, raising=False)
-    monkeypatch.setattr(placement, "setup_blocker", lambda: None)  # threads that can be spread
+    monkeypatch.setattr(_threads, "setup_blocker", lambda: None)  # threads that can be spread
     regions = _threads.REGIONS_PER_STEP["coefficients"]
     assert _threads.QUIET_REGION_WORK["coefficients"] * regions == PARALLEL_WORK
     cfg = lnref.Config(n=200, d=2000, m=20, engine="coefficients", sampling="gram")  # 2m n^2 = 1.6e6

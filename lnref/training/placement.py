@@ -33,19 +33,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import sys
 import threading
 from collections.abc import Iterator
-
-import numba
 
 from . import threads as _threads
 
 __all__ = ["ENV_SPREAD", "spread", "unpinned", "spread_plan", "spread_blocker", "setup_blocker", "spread_reason"]
 
-ENV_SPREAD = "LNREF_SPREAD"
-# a user who set one of these chose where OpenMP's threads run: lnref then places none
-USER_PLACE_VARS = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
+# the settings and the check that hold whatever the machine's load live in lnref.training.threads, whose thread
+# counts depend on them (this module imports it, never the other way round)
+ENV_SPREAD = _threads.ENV_SPREAD
+USER_PLACE_VARS = _threads.USER_PLACE_VARS
+setup_blocker = _threads.setup_blocker
 # seconds for which spread() reuses a machine_state reading (the thread count was decided from it just before)
 STATE_REUSE = 0.05
 _lock = threading.Lock()  # one spread block at a time per process
@@ -67,27 +66,6 @@ def spread_blocker(threads: int) -> str | None:
     cpus, others = _threads.machine_state(max_age=STATE_REUSE)
     if int(cpus - others + 0.5) < threads:
         return f"busy machine ({cpus} CPUs, {others:g} other programs running)"
-    return None
-
-
-def setup_blocker() -> str | None:
-    """Why no block of this process can be spread whatever the machine's load (the platform, numba's threading
-    layer, the user's settings), or None."""
-    if not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"):
-        return "not Linux"
-    if numba.config.DISABLE_JIT:
-        return "NUMBA_DISABLE_JIT=1"
-    if os.environ.get(ENV_SPREAD, "1").strip().lower() in ("0", "false", "no", "off"):
-        return f"{ENV_SPREAD}={os.environ[ENV_SPREAD]}"
-    user = [v for v in USER_PLACE_VARS if v in os.environ]
-    if user:
-        return f"placement set by the user ({', '.join(user)})"
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # not loaded: no parallel region has run yet (apply_wait_policy loads it)
-        return "numba's threading layer is not loaded"
-    if layer != "omp":  # the others' thread 0 need not be the caller, nor thread t the same OS thread each time
-        return f"numba's threading layer is {layer!r}"
     return None
 
 

@@ -35,13 +35,14 @@ Three decisions, all speed only (every kernel gives the same bits for any thread
    wins.
 3. **Placement** (:mod:`lnref.training.placement`, entered by :func:`lnref.training.num_threads`): with two or
    more threads on a quiet Linux machine, each of numba's threads runs on its own CPU for the block.  Where that
-   cannot be done (:func:`lnref.training.placement.setup_blocker`), the coefficient engine's quiet threshold is
+   cannot be done (:func:`setup_blocker`), the coefficient engine's quiet threshold is
    :data:`UNSPREAD_COEFFICIENT_WORK`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numba
@@ -51,6 +52,7 @@ __all__ = [
     "QUIET_REGION_WORK",
     "busy_region_work",
     "UNSPREAD_COEFFICIENT_WORK",
+    "setup_blocker",
     "SPIN_COUNT",
     "ENV_THREADS",
     "apply_wait_policy",
@@ -86,6 +88,10 @@ LOADAVG = "/proc/loadavg"
 # seconds between machine_state's two looks at the runnable threads
 RECHECK_PAUSE = 0.0001
 _USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+# lnref.training.placement: its switch, and the variables with which a user chooses where OpenMP's threads run
+# (lnref then places none)
+ENV_SPREAD = "LNREF_SPREAD"
+USER_PLACE_VARS = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
 _policy = "not applied yet"
 
 
@@ -234,13 +240,31 @@ def busy_region_work(engine: str = "weights") -> float:
 
 def _quiet_work(engine: str) -> float:
     """The engine's quiet threshold: :data:`QUIET_REGION_WORK`, or :data:`UNSPREAD_COEFFICIENT_WORK` for the
-    coefficient engine when no block of this process can be spread (lnref.training.placement.setup_blocker)."""
-    if engine == "coefficients":
-        from .placement import setup_blocker
-
-        if setup_blocker() is not None:
-            return UNSPREAD_COEFFICIENT_WORK
+    coefficient engine when no block of this process can be spread (:func:`setup_blocker`)."""
+    if engine == "coefficients" and setup_blocker() is not None:
+        return UNSPREAD_COEFFICIENT_WORK
     return QUIET_REGION_WORK.get(engine, REGION_WORK)
+
+
+def setup_blocker() -> str | None:
+    """Why no block of this process can be spread over CPUs whatever the machine's load (the platform, numba's
+    threading layer, the user's settings; :mod:`lnref.training.placement`), or None."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"):
+        return "not Linux"
+    if numba.config.DISABLE_JIT:
+        return "NUMBA_DISABLE_JIT=1"
+    if os.environ.get(ENV_SPREAD, "1").strip().lower() in ("0", "false", "no", "off"):
+        return f"{ENV_SPREAD}={os.environ[ENV_SPREAD]}"
+    user = [v for v in USER_PLACE_VARS if v in os.environ]
+    if user:
+        return f"placement set by the user ({', '.join(user)})"
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # not loaded: no parallel region has run yet (apply_wait_policy loads it)
+        return "numba's threading layer is not loaded"
+    if layer != "omp":  # the others' thread 0 need not be the caller, nor thread t the same OS thread each time
+        return f"numba's threading layer is {layer!r}"
+    return None
 
 
 # Parallel regions per GD step of each engine's ``advance`` kernel (lnref/kernels/weights.py ``advance``: samples, then
