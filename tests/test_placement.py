@@ -36,7 +36,10 @@ def test_plan_prefers_cpus_on_a_core_nobody_uses(monkeypatch):
     cores = {0: {0, 1}, 1: {0, 1}, 2: {2, 3}, 3: {2, 3}}
     monkeypatch.setattr(_placement, "_siblings", lambda cpu: frozenset(cores[cpu]))
     assert _placement.spread_plan([0, 0], [{0, 1, 2, 3}] * 2) == [0, 2]
+    assert _placement.spread_plan([0, 1], [{0, 1, 2, 3}] * 2) == [0, 2]  # off the caller's sibling
+    assert _placement.spread_plan([0, 3], [{0, 1, 2, 3}] * 2) == [0, 3]  # already on a core of its own
     assert _placement.spread_plan([0, 0, 0], [{0, 1, 2, 3}] * 3) == [0, 2, 1]  # then a sibling, lowest first
+    assert _placement.spread_plan([0, 1], [{0, 1, 2, 3}, {0, 1}]) == [0, 1]  # a sibling is all its mask allows
 
 
 @pytest.mark.parametrize(

@@ -88,22 +88,22 @@ def _siblings(cpu: int) -> frozenset[int]:
 def spread_plan(current: list[int], allowed: list[set[int]]) -> list[int] | None:
     """One CPU per thread, all different: thread t runs now on ``current[t]`` and may run on ``allowed[t]``.
 
-    Thread 0 (the caller, OpenMP's master) keeps its CPU; every other thread keeps its own when that is free, else
-    takes a free allowed CPU, first one on a core no chosen CPU shares (SMT siblings), then the lowest.  None when
-    some thread has no free CPU (more threads than CPUs) or a current CPU is unknown (-1)."""
+    Thread 0 (the caller, OpenMP's master) keeps its CPU; every other thread keeps its own when no chosen CPU is
+    on that core (SMT siblings share a core's arithmetic units), else takes a free allowed CPU, first one on a core
+    no chosen CPU shares, then the lowest.  None when some thread has no free CPU (more threads than CPUs) or a
+    current CPU is unknown (-1)."""
     chosen: list[int | None] = [None] * len(current)
     taken: set[int] = set()
+    busy_cores: set[int] = set()
     for t, cpu in enumerate(current):
         if cpu < 0:
             return None
-        if cpu in allowed[t] and cpu not in taken:
+        if cpu in allowed[t] and cpu not in busy_cores:
             chosen[t] = cpu
             taken.add(cpu)
+            busy_cores |= _siblings(cpu)
         elif t == 0:
             return None
-    busy_cores: set[int] = set()
-    for cpu in taken:
-        busy_cores |= _siblings(cpu)
     for t in range(len(current)):
         if chosen[t] is not None:
             continue
