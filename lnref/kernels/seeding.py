@@ -129,16 +129,8 @@ def spawn_first_words(seed_lo, seed_hi, key0, key1, out):
     """out[j] = ``SeedSequence(seed, spawn_key=(key0[j], key1[j])).generate_state(1, np.uint64)[0]`` for a seed
     below 2^64 (its 32-bit halves seed_lo, seed_hi) and keys below 2^32: :func:`_stream_state64` for many spawn
     keys in one call (a sweep's seeds, :func:`lnref.sweeps.grid.cell_seeds`)."""
-    ent = np.empty(6, dtype=np.uint32)
-    ent[0] = seed_lo
-    ent[1] = seed_hi
-    ent[2] = 0
-    ent[3] = 0
     for j in range(out.shape[0]):
-        ent[4] = key0[j]
-        ent[5] = key1[j]
-        w = _state_words(ent, 2)
-        out[j] = np.uint64(w[0]) | (np.uint64(w[1]) << np.uint64(32))
+        out[j] = _stream_state64(seed_lo, seed_hi, key0[j], key1[j], 2, 1)[0]
 
 
 def generate_state(seed: int, spawn_key: tuple[int, ...], n_words: int, dtype=np.uint32) -> np.ndarray:

@@ -135,26 +135,27 @@ def spread(threads: int) -> Iterator[bool]:
     if threads < 2 or not _lock.acquire(blocking=False):
         yield False
         return
-    saved = None
+    saved = plan = None
     before: set[str] = set()
     try:
         why = spread_blocker(threads)
         if why is None:
             before = _task_ids()
-            saved, why = _place(threads)
-        _last_reason = why or f"spread over CPUs {_placed}"
+            saved, plan, why = _place(threads)
+        if saved is not None and plan is not None:
+            _caller.pin = (plan[0], _mask_cpus(saved[0]))
+        _last_reason = why or f"spread over CPUs {plan}"
         yield saved is not None
     finally:
         try:
-            if saved is not None:
+            if saved is not None and plan is not None:
                 _caller.pin = None
                 _restore(saved)
-                _release_new_threads(before, _placed[0], _mask_cpus(saved[0]))
+                _release_new_threads(before, plan[0], _mask_cpus(saved[0]))
         finally:
             _lock.release()
 
 
-_placed: list[int] = []
 _caller = threading.local()  # .pin: (the caller's CPU, its own mask) while its spread block runs
 
 
@@ -199,9 +200,8 @@ def _release_new_threads(before: set[str], pinned_cpu: int, caller_mask: set[int
 
 
 def _place(threads: int):
-    """Pin thread t of numba's team to its CPU of :func:`spread_plan`; (the team's saved masks, None) or (None, why
-    not)."""
-    global _placed
+    """Pin thread t of numba's team to its CPU of :func:`spread_plan`; (the team's saved masks, the plan, None) or
+    (None, None, why not)."""
     import numpy as np
 
     from ..kernels.placement import MASK_BYTES, thread_affinity
@@ -213,11 +213,10 @@ def _place(threads: int):
     codes = np.zeros((threads, 2), np.int32)
     thread_affinity(False, masks, saved, cpus, runs, codes)
     if (runs == 0).any() or (codes[:, 0] != 0).any():
-        return None, "a thread of numba's team could not be reached"
-    allowed = [_mask_cpus(row) for row in saved]
-    plan = spread_plan([int(c) for c in cpus], allowed)
+        return None, None, "a thread of numba's team could not be reached"
+    plan = spread_plan([int(c) for c in cpus], [_mask_cpus(row) for row in saved])
     if plan is None:
-        return None, f"no distinct CPU for each thread (threads on CPUs {cpus.tolist()})"
+        return None, None, f"no distinct CPU for each thread (threads on CPUs {cpus.tolist()})"
     for t, cpu in enumerate(plan):
         masks[t, cpu // 8] = 1 << (cpu % 8)
     runs[:] = 0
@@ -225,10 +224,8 @@ def _place(threads: int):
     thread_affinity(True, masks, np.zeros_like(saved), cpus, runs, codes)
     if (runs == 0).any() or (codes[:, 1] != 0).any():
         _restore(saved)
-        return None, "a thread's affinity could not be set"
-    _placed = plan
-    _caller.pin = (plan[0], allowed[0])
-    return saved, None
+        return None, None, "a thread's affinity could not be set"
+    return saved, plan, None
 
 
 def _restore(saved) -> None:

@@ -72,9 +72,10 @@ REGION_WORK = 2_000_000
 # The same on a QUIET machine, per engine: with the bounded spin a second thread joins a region in a few
 # microseconds, so it pays from a few hundred microseconds of one thread's work.  The coefficient engine's threshold
 # is where its parallel kernel starts (lnref.data.gram_stats.PARALLEL_WORK = 1e6 multiply-adds per step, two regions):
-# with the threads spread over CPUs (:func:`spread`), lnref.train at (n, m) = (160, 20), 200 steps after a 0.3 s
-# pause, takes 10.1 ms on two threads against 15.0 ms on one; 9.9 against 17.0 ms at n = 200 (bench/README.md,
-# issue 25).  Without spreading it had to be 5e6: the second thread was packed onto the first one's CPU.
+# with the threads spread over CPUs (lnref.training.placement), lnref.train at (n, m) = (160, 20), 200 steps after
+# a 0.3 s pause, takes 10.1 ms on two threads against 15.0 ms on one; 9.9 against 17.0 ms at n = 200
+# (bench/README.md, issue 25).  Without spreading it has to be 5e6 (UNSPREAD_COEFFICIENT_WORK): the second thread
+# is packed onto the first one's CPU.
 QUIET_REGION_WORK = {"weights": 250_000, "coefficients": 500_000}
 # The coefficient engine's quiet threshold when its threads cannot be spread (LNREF_SPREAD=0, a placement of the
 # user's, another threading layer, not Linux): 5e6, where two packed threads start to gain (bench/README.md, issue 25)
